@@ -1,0 +1,19 @@
+//! Vessel's shared domain: what a plan promises, how overcommit is expressed, and the one
+//! admission rule that both the panel's scheduler and each host's provisioner apply.
+//!
+//! Nothing here touches a database, HTTP or the kernel, so both deployables can use it and it
+//! can be tested exhaustively (see `tests/` and the property tests in [`admission`]).
+
+pub mod admission;
+pub mod hostname;
+pub mod ids;
+pub mod lifecycle;
+pub mod ratio;
+pub mod resources;
+
+pub use admission::{admit, Allocation, HostCapacity, HostLoad, Refusal, Resource};
+pub use ids::InstanceId;
+pub use ratio::Ratio;
+pub use resources::{InstanceKind, PlanResources, ResourceError};
+pub use hostname::Hostname;
+pub use lifecycle::{Action, InstanceSpec, InstanceState, NetworkSpec};
