@@ -1,1 +1,18 @@
+//! The panel: the web pages and APIs that customers, admins and resellers use, and the
+//! billing and orchestration behind them.
+//!
+//! Layout (one place per concept):
+//! * [`config`]: settings from defaults, a TOML file and `VESSEL__*` environment variables.
+//! * [`telemetry`]: structured logs (tracing).
+//! * [`db`]: the connection pool, the migrations, and all SQL (one submodule per table group).
+//! * [`money`], [`plans`], [`accounts`]: domain types and services, free of HTTP.
+//! * [`startup`]: wires the HTTP server; [`routes`]: thin handlers.
 
+pub mod accounts;
+pub mod config;
+pub mod db;
+pub mod money;
+pub mod plans;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;

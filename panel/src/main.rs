@@ -1,1 +1,121 @@
-fn main() {}
+//! `panel`: serve the web panel, migrate the database, sync the plan catalogue, manage admins.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use panel::accounts::{self, Email, Password};
+use panel::config::Settings;
+use panel::{db, plans, startup::Application, telemetry};
+use std::io::Read;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "panel", about = "Vessel's web panel")]
+struct Cli {
+    /// A TOML settings file (else VESSEL_CONFIG; environment variables VESSEL__* override it).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the panel until SIGINT/SIGTERM.
+    Serve,
+    /// Apply pending database migrations.
+    Migrate,
+    /// The plan catalogue kept as TOML files.
+    Plans {
+        #[command(subcommand)]
+        cmd: PlansCmd,
+    },
+    /// Admin accounts.
+    Admin {
+        #[command(subcommand)]
+        cmd: AdminCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum PlansCmd {
+    /// Validate the plan files without writing anything.
+    Check {
+        #[arg(default_value = "plans")]
+        dir: PathBuf,
+    },
+    /// Validate and upsert the plan files (a plan in use gets a new version).
+    Sync {
+        #[arg(default_value = "plans")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCmd {
+    /// Create an admin, or set the password of an existing one.
+    SetPassword {
+        #[arg(long)]
+        email: String,
+        /// Read the password from standard input (else one is generated and printed).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+fn load_plans(dir: &std::path::Path) -> anyhow::Result<Vec<(PathBuf, plans::PlanDefinition)>> {
+    plans::load_dir(dir).map_err(|errors| {
+        for e in &errors {
+            eprintln!("error: {e}");
+        }
+        anyhow::anyhow!("{} problem(s) in {}; nothing was written", errors.len(), dir.display())
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::load(cli.config.as_deref())?;
+    telemetry::init(settings.log.format, &settings.log.filter);
+    match cli.cmd {
+        Cmd::Serve => {
+            let app = Application::build(settings.clone()).await?;
+            let url = format!("http://{}:{}", settings.http.host, app.port());
+            tracing::info!(%url, "panel listening");
+            println!("Vessel panel listening on {url}");
+            app.run_until_stopped().await?;
+            tracing::info!("panel stopped");
+        }
+        Cmd::Migrate => {
+            let pool = db::pool(settings.database_url(), 2)?;
+            db::migrate(&pool).await.context("migrating")?;
+            println!("migrations applied");
+        }
+        Cmd::Plans { cmd: PlansCmd::Check { dir } } => {
+            let defs = load_plans(&dir)?;
+            println!("{} plan file(s) in {} are valid", defs.len(), dir.display());
+        }
+        Cmd::Plans { cmd: PlansCmd::Sync { dir } } => {
+            let defs = load_plans(&dir)?;
+            let pool = db::pool(settings.database_url(), 2)?;
+            let report = plans::sync::sync(&pool, &defs).await?;
+            print!("{report}");
+        }
+        Cmd::Admin { cmd: AdminCmd::SetPassword { email, password_stdin } } => {
+            let email = Email::parse(&email)?;
+            let (password, generated) = if password_stdin {
+                let mut s = String::new();
+                std::io::stdin().read_to_string(&mut s)?;
+                (Password::parse(s.trim_end_matches(['\n', '\r']))?, false)
+            } else {
+                (Password::generate(), true)
+            };
+            let pool = db::pool(settings.database_url(), 2)?;
+            accounts::upsert_admin(&pool, &email, &password).await?;
+            println!("admin {email} is ready");
+            if generated {
+                println!("password: {}", password.expose());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,123 @@
+//! Settings: built-in defaults, then an optional TOML file (`--config`, or `VESSEL_CONFIG`),
+//! then environment variables `VESSEL__SECTION__KEY` (e.g. `VESSEL__HTTP__PORT=8080`), and
+//! `DATABASE_URL` last, as every PostgreSQL tool understands it. Secrets are never printed.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use std::path::Path;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    pub host: String,
+    /// 0 picks a free port (tests); the bound address is logged and printed.
+    pub port: u16,
+    /// The URL people reach the panel at, for links in emails.
+    pub base_url: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub max_connections: u32,
+    /// Apply pending migrations when the server starts.
+    pub migrate_on_start: bool,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `pretty` for people, `json` for log collectors.
+    pub format: LogFormat,
+    /// An env-filter directive, e.g. `info,panel=debug`; `RUST_LOG` overrides it.
+    pub filter: String,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+const DEFAULTS: &str = r#"
+[http]
+host = "127.0.0.1"
+port = 8000
+base_url = "http://127.0.0.1:8000"
+
+[database]
+url = "postgres://postgres@127.0.0.1:5432/vessel"
+max_connections = 20
+migrate_on_start = true
+
+[log]
+format = "pretty"
+filter = "info"
+"#;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Invalid(#[from] config::ConfigError),
+}
+
+impl Settings {
+    /// Loads the layers in order; a missing file named explicitly is an error.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut b = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        let from_env = std::env::var("VESSEL_CONFIG").ok();
+        if let Some(path) = file.map(|p| p.to_string_lossy().into_owned()).or(from_env) {
+            b = b.add_source(config::File::new(&path, config::FileFormat::Toml).required(true));
+        }
+        b = b.add_source(
+            config::Environment::with_prefix("VESSEL").prefix_separator("__").separator("__").try_parsing(true),
+        );
+        if let Ok(url) = std::env::var("DATABASE_URL") {
+            if !url.is_empty() {
+                b = b.set_override("database.url", url)?;
+            }
+        }
+        Ok(b.build()?.try_deserialize()?)
+    }
+
+    pub fn database_url(&self) -> &str {
+        self.database.url.expose_secret()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_then_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("vessel.toml");
+        std::fs::write(&f, "[http]\nport = 9123\n").unwrap();
+        let s = Settings::load(Some(&f)).unwrap();
+        assert_eq!(s.http.port, 9123);
+        assert_eq!(s.http.host, "127.0.0.1");
+        // Secrets do not leak through Debug.
+        assert!(!format!("{s:?}").contains("postgres://"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("vessel.toml");
+        std::fs::write(&f, "[http]\nprot = 9123\n").unwrap();
+        let e = Settings::load(Some(&f)).unwrap_err().to_string();
+        assert!(e.contains("prot"), "{e}");
+    }
+}

@@ -1,0 +1,31 @@
+//! SQL for `accounts`.
+
+use super::Tx;
+use uuid::Uuid;
+
+pub async fn find_by_email(tx: &mut Tx<'_>, email: &str) -> Result<Option<(Uuid, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, role::text FROM accounts WHERE email = $1 FOR UPDATE")
+        .bind(email)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
+pub async fn insert_admin(tx: &mut Tx<'_>, email: &str, password_hash: &str) -> Result<Uuid, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO accounts (role, email, password_hash, email_verified_at, status, display_name) \
+         VALUES ('admin', $1, $2, now(), 'active', 'Administrator') RETURNING id",
+    )
+    .bind(email)
+    .bind(password_hash)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+pub async fn set_password(tx: &mut Tx<'_>, id: Uuid, password_hash: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE accounts SET password_hash = $2 WHERE id = $1")
+        .bind(id)
+        .bind(password_hash)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! Wires the HTTP server from settings: `Application::build(settings)` then
+//! `run_until_stopped()`. SIGINT and SIGTERM stop it gracefully (in-flight requests finish).
+
+use crate::config::Settings;
+use crate::db;
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use std::net::TcpListener;
+use tracing_actix_web::TracingLogger;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let pool = db::pool(settings.database_url(), settings.database.max_connections)?;
+        if settings.database.migrate_on_start {
+            db::migrate(&pool).await?;
+        }
+        let addr = format!("{}:{}", settings.http.host, settings.http.port);
+        let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Listen { addr: addr.clone(), source })?;
+        let port = listener.local_addr().map_err(|source| StartupError::Listen { addr: addr.clone(), source })?.port();
+        let pool = web::Data::new(pool);
+        let server = HttpServer::new(move || {
+            App::new().wrap(TracingLogger::default()).app_data(pool.clone()).configure(crate::routes::configure)
+        })
+        .listen(listener)
+        .map_err(|source| StartupError::Listen { addr, source })?
+        .shutdown_timeout(10)
+        .run();
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT/SIGTERM, then drains in-flight requests and returns.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}

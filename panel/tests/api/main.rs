@@ -1,0 +1,7 @@
+//! The panel's integration tests: one binary, each test with its own database and port.
+
+mod helpers;
+
+mod health;
+mod migrations;
+mod plans_sync;
