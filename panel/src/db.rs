@@ -2,6 +2,8 @@
 //! submodule per group of tables. Nothing above this layer writes SQL.
 
 pub mod accounts;
+pub mod audit;
+pub mod outbox;
 pub mod plans;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

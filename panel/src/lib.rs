@@ -9,9 +9,12 @@
 //! * [`startup`]: wires the HTTP server; [`routes`]: thin handlers.
 
 pub mod accounts;
+pub mod audit;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod money;
+pub mod outbox;
 pub mod plans;
 pub mod routes;
 pub mod startup;
