@@ -12,6 +12,17 @@ pub struct Settings {
     pub http: HttpSettings,
     pub database: DatabaseSettings,
     pub log: LogSettings,
+    pub billing: BillingSettings,
+    /// Stripe Checkout; absent = card payments are off.
+    #[serde(default)]
+    pub stripe: Option<crate::billing::stripe::StripeSettings>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillingSettings {
+    pub renewal: crate::billing::renewal::RenewalPolicy,
+    pub dunning: crate::billing::dunning::DunningPolicy,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -63,6 +74,16 @@ migrate_on_start = true
 [log]
 format = "pretty"
 filter = "info"
+
+[billing.renewal]
+lead_days = 7
+batch_size = 500
+
+[billing.dunning]
+remind_before_days = 3
+remind_after_days = 1
+suspend_after_days = 7
+terminate_after_days = 30
 "#;
 
 #[derive(Debug, thiserror::Error)]

@@ -3,8 +3,15 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod dunning;
+pub mod instances;
+pub mod invoices;
+pub mod jobs;
+pub mod ledger;
 pub mod outbox;
+pub mod payments;
 pub mod plans;
+pub mod subscriptions;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;

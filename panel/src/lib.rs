@@ -10,12 +10,16 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod billing;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod instances;
 pub mod money;
+pub mod orders;
 pub mod outbox;
 pub mod plans;
 pub mod routes;
 pub mod startup;
+pub mod subscriptions;
 pub mod telemetry;

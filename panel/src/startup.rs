@@ -2,7 +2,9 @@
 //! `run_until_stopped()`. SIGINT and SIGTERM stop it gracefully (in-flight requests finish).
 
 use crate::config::Settings;
+use crate::clock::{Clock, SystemClock};
 use crate::db;
+use std::sync::Arc;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use std::net::TcpListener;
@@ -23,6 +25,11 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Application::build`], with the clock billing reads (tests move it).
+    pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
         let pool = db::pool(settings.database_url(), settings.database.max_connections)?;
         if settings.database.migrate_on_start {
             db::migrate(&pool).await?;
@@ -31,8 +38,15 @@ impl Application {
         let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Listen { addr: addr.clone(), source })?;
         let port = listener.local_addr().map_err(|source| StartupError::Listen { addr: addr.clone(), source })?.port();
         let pool = web::Data::new(pool);
+        let clock = web::Data::new(clock);
+        let shared_settings = web::Data::new(settings.clone());
         let server = HttpServer::new(move || {
-            App::new().wrap(TracingLogger::default()).app_data(pool.clone()).configure(crate::routes::configure)
+            App::new()
+                .wrap(TracingLogger::default())
+                .app_data(pool.clone())
+                .app_data(clock.clone())
+                .app_data(shared_settings.clone())
+                .configure(crate::routes::configure)
         })
         .listen(listener)
         .map_err(|source| StartupError::Listen { addr, source })?
