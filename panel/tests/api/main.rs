@@ -2,6 +2,8 @@
 
 mod helpers;
 
+mod billing;
+mod billing_world;
 mod health;
 mod migrations;
 mod plans_sync;
