@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod outbox;
 pub mod payments;
 pub mod plans;
+pub mod seed;
 pub mod subscriptions;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};

@@ -3,6 +3,7 @@
 mod helpers;
 
 mod billing;
+mod billing_crash;
 mod billing_world;
 mod health;
 mod migrations;
