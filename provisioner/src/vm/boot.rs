@@ -1,0 +1,162 @@
+//! Loading a kernel and the boot information it is handed.
+//!
+//! PVH (the x86 boot protocol of an ELF with a `XEN_ELFNOTE_PHYS32_ENTRY` note): the image is
+//! loaded at its physical addresses, a `hvm_start_info` (version 1, with the memory map, the
+//! command line and an optional initrd module) is written in low memory, and vCPU 0 enters the
+//! note's address in 32-bit flat protected mode with `%ebx` = the start info's address.
+//!
+//! Low memory layout (all below 640 KiB, which the guest is told is RAM it may reuse later):
+//! `0x500` GDT, `0x6000` start info, `0x6040` memory map, `0x7000` module list,
+//! `0x20000` command line.
+
+use super::memory::ranges;
+use linux_loader::cmdline::Cmdline;
+use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info};
+use linux_loader::loader::elf::{Elf, PvhBootCapability};
+use linux_loader::loader::KernelLoader;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+pub const GDT_ADDR: u64 = 0x500;
+pub const START_INFO_ADDR: u64 = 0x6000;
+pub const MEMMAP_ADDR: u64 = 0x6040;
+pub const MODLIST_ADDR: u64 = 0x7000;
+pub const CMDLINE_ADDR: u64 = 0x20000;
+pub const CMDLINE_MAX: usize = 4096;
+/// Where high memory starts: kernels load at or above it.
+pub const HIMEM_START: u64 = 0x100000;
+/// End of usable low RAM (the EBDA and legacy ROM area above it are left out of the map).
+pub const EBDA_START: u64 = 0x9fc00;
+
+const XEN_HVM_START_MAGIC: u32 = 0x336e_c578;
+const E820_RAM: u32 = 1;
+
+/// Where vCPU 0 starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub rip: u64,
+    /// `%ebx` for PVH (the start info address).
+    pub rbx: u64,
+}
+
+#[derive(Debug, Error)]
+pub enum BootError {
+    #[error("cannot open kernel {path}: {source}")]
+    Open { path: PathBuf, source: std::io::Error },
+    #[error("cannot load kernel {path}: {source}")]
+    Load { path: PathBuf, source: linux_loader::loader::Error },
+    #[error("kernel {0} has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY); build it with CONFIG_PVH")]
+    NoPvhNote(PathBuf),
+    #[error("command line is invalid: {0}")]
+    Cmdline(linux_loader::cmdline::Error),
+    #[error("cannot write boot information into guest memory: {0}")]
+    Memory(#[from] vm_memory::GuestMemoryError),
+    #[error("cannot read initrd {path}: {source}")]
+    Initrd { path: PathBuf, source: std::io::Error },
+    #[error("initrd of {size} bytes does not fit in guest RAM below 3 GiB above the kernel")]
+    InitrdTooBig { size: u64 },
+}
+
+/// The memory map the guest is given: low RAM up to the EBDA, then RAM from 1 MiB.
+pub fn memory_map(memory_mib: u64) -> Vec<hvm_memmap_table_entry> {
+    let mut out = vec![entry(0, EBDA_START)];
+    for (start, size) in ranges(memory_mib) {
+        let (start, size) = if start == 0 { (HIMEM_START, size - HIMEM_START) } else { (start, size) };
+        out.push(entry(start, size));
+    }
+    out
+}
+
+fn entry(addr: u64, size: u64) -> hvm_memmap_table_entry {
+    hvm_memmap_table_entry { addr, size, type_: E820_RAM, reserved: 0 }
+}
+
+/// Loads a PVH ELF kernel (and initrd) and writes its start info; returns where to enter.
+pub fn load_pvh(
+    mem: &GuestMemoryMmap,
+    memory_mib: u64,
+    kernel: &Path,
+    cmdline: &str,
+    initrd: Option<&Path>,
+) -> Result<Entry, BootError> {
+    let mut f = File::open(kernel).map_err(|source| BootError::Open { path: kernel.into(), source })?;
+    let loaded = Elf::load(mem, None, &mut f, Some(GuestAddress(HIMEM_START)))
+        .map_err(|source| BootError::Load { path: kernel.into(), source })?;
+    let PvhBootCapability::PvhEntryPresent(entry) = loaded.pvh_boot_cap else {
+        return Err(BootError::NoPvhNote(kernel.into()));
+    };
+
+    let mut cl = Cmdline::new(CMDLINE_MAX).map_err(BootError::Cmdline)?;
+    if !cmdline.is_empty() {
+        cl.insert_str(cmdline).map_err(BootError::Cmdline)?;
+    }
+    linux_loader::loader::load_cmdline(mem, GuestAddress(CMDLINE_ADDR), &cl)
+        .map_err(|source| BootError::Load { path: kernel.into(), source })?;
+
+    let map = memory_map(memory_mib);
+    for (i, e) in map.iter().enumerate() {
+        mem.write_obj(*e, GuestAddress(MEMMAP_ADDR + (i * std::mem::size_of::<hvm_memmap_table_entry>()) as u64))?;
+    }
+    let mut info = hvm_start_info {
+        magic: XEN_HVM_START_MAGIC,
+        version: 1,
+        cmdline_paddr: CMDLINE_ADDR,
+        memmap_paddr: MEMMAP_ADDR,
+        memmap_entries: map.len() as u32,
+        ..Default::default()
+    };
+    if let Some(path) = initrd {
+        let data = std::fs::read(path).map_err(|source| BootError::Initrd { path: path.into(), source })?;
+        let size = data.len() as u64;
+        // As high as possible in RAM below 3 GiB, page aligned, above the kernel.
+        let low_top = ranges(memory_mib)[0].1;
+        let addr = low_top.checked_sub(size).map(|a| a & !0xfff).filter(|a| *a >= loaded.kernel_end);
+        let addr = addr.ok_or(BootError::InitrdTooBig { size })?;
+        mem.write_slice(&data, GuestAddress(addr))?;
+        mem.write_obj(hvm_modlist_entry { paddr: addr, size, cmdline_paddr: 0, reserved: 0 }, GuestAddress(MODLIST_ADDR))?;
+        info.nr_modules = 1;
+        info.modlist_paddr = MODLIST_ADDR;
+    }
+    mem.write_obj(info, GuestAddress(START_INFO_ADDR))?;
+    // A flat GDT for the entry state the vCPU registers describe (null, code 0x08, data 0x10,
+    // TSS 0x18), so a kernel that reloads segments before its own lgdt finds sane ones.
+    let gdt: [u64; 4] = [0, 0x00cf_9b00_0000_ffff, 0x00cf_9300_0000_ffff, 0x0000_8b00_0000_0067];
+    for (i, d) in gdt.iter().enumerate() {
+        mem.write_obj(*d, GuestAddress(GDT_ADDR + 8 * i as u64))?;
+    }
+    Ok(Entry { rip: entry.0, rbx: START_INFO_ADDR })
+}
+
+/// Loads `kernel` by its format: an ELF must carry the PVH note.
+pub fn load_kernel(
+    mem: &GuestMemoryMmap,
+    memory_mib: u64,
+    kernel: &Path,
+    cmdline: &str,
+    initrd: Option<&Path>,
+) -> Result<Entry, BootError> {
+    load_pvh(mem, memory_mib, kernel, cmdline, initrd)
+}
+
+/// RAM the guest is told about, in KiB (what the test guest reports as `ram_kib`).
+pub fn ram_kib(memory_mib: u64) -> u64 {
+    memory_map(memory_mib).iter().map(|e| e.size).sum::<u64>() / 1024
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vm::memory::MIB;
+
+    #[test]
+    fn memory_map_leaves_out_the_legacy_hole() {
+        let m = memory_map(256);
+        assert_eq!(m.len(), 2);
+        assert_eq!((m[0].addr, m[0].size), (0, EBDA_START));
+        assert_eq!((m[1].addr, m[1].size), (HIMEM_START, 256 * MIB - HIMEM_START));
+        assert_eq!(ram_kib(256), 256 * 1024 - 385);
+        assert_eq!(memory_map(5120).len(), 3);
+    }
+}

@@ -1,0 +1,215 @@
+//! One vCPU: its CPUID (the host's supported set, with this machine's topology), its entry
+//! state, and the thread loop that runs it and dispatches its exits to the devices.
+
+use super::boot::{Entry, GDT_ADDR};
+use super::devices::{Devices, GuestRequest};
+use kvm_bindings::{kvm_segment, CpuId};
+use kvm_ioctls::{VcpuExit, VcpuFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+use thiserror::Error;
+
+/// `"VSL1"`: tells the test guest the VMM started every vCPU at the entry (see `SmpBoot`).
+pub const SMP_MAGIC: u64 = 0x5653_4c31;
+
+#[derive(Debug, Error)]
+pub enum VcpuError {
+    #[error("vCPU {index}: {what}: {source}")]
+    Kvm { index: u8, what: &'static str, source: kvm_ioctls::Error },
+    #[error("vCPU {index}: KVM could not enter the guest (reason {reason:#x})")]
+    FailEntry { index: u8, reason: u64 },
+    #[error("vCPU {index}: KVM internal error")]
+    Internal { index: u8 },
+}
+
+/// Why the machine ends.
+#[derive(Debug)]
+pub enum Stop {
+    Guest(GuestRequest),
+    /// The guest triple-faulted (x86's way to reset; Linux uses it as a last-resort reboot).
+    TripleFault(u8),
+    Error(VcpuError),
+}
+
+/// CPUID for vCPU `index` of `count`: APIC ids, logical-processor count and the extended
+/// topology leaves say "one package, `count` cores, one thread each".
+pub fn cpuid_for(base: &CpuId, index: u8, count: u8) -> CpuId {
+    let mut cpuid = base.clone();
+    let shift = (count as u32).next_power_of_two().trailing_zeros();
+    for e in cpuid.as_mut_slice() {
+        match e.function {
+            1 => {
+                e.ebx = (e.ebx & 0x0000_ffff) | ((index as u32) << 24) | ((count as u32) << 16);
+                if count > 1 {
+                    e.edx |= 1 << 28; // HTT: the count field is valid
+                }
+                e.ecx |= 1 << 31; // running under a hypervisor
+            }
+            4 => {
+                e.eax = (e.eax & 0x03ff_ffff) | (((count as u32) - 1) << 26);
+            }
+            0xb | 0x1f => {
+                e.edx = index as u32;
+                match e.index {
+                    0 => {
+                        e.eax = 0;
+                        e.ebx = 1;
+                        e.ecx = 1 << 8; // SMT level
+                    }
+                    1 => {
+                        e.eax = shift;
+                        e.ebx = count as u32;
+                        e.ecx = (2 << 8) | 1; // core level
+                    }
+                    i => {
+                        e.eax = 0;
+                        e.ebx = 0;
+                        e.ecx = i;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    cpuid
+}
+
+fn kvm(index: u8, what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VcpuError {
+    move |source| VcpuError::Kvm { index, what, source }
+}
+
+/// Local APIC: LINT0 as ExtINT (the PIC's output) and LINT1 as NMI, as a PC's BIOS leaves it.
+pub fn setup_lapic(vcpu: &VcpuFd, index: u8) -> Result<(), VcpuError> {
+    let mut lapic = vcpu.get_lapic().map_err(kvm(index, "get_lapic"))?;
+    let mut set = |offset: usize, mode: u32| {
+        let bytes: [u8; 4] = std::array::from_fn(|i| lapic.regs[offset + i] as u8);
+        let v = (u32::from_le_bytes(bytes) & !0x700) | (mode << 8);
+        for (i, b) in v.to_le_bytes().iter().enumerate() {
+            lapic.regs[offset + i] = *b as _;
+        }
+    };
+    set(0x350, 0x7); // LVT LINT0: ExtINT
+    set(0x360, 0x4); // LVT LINT1: NMI
+    vcpu.set_lapic(&lapic).map_err(kvm(index, "set_lapic"))
+}
+
+/// The PVH entry state: 32-bit flat protected mode, paging off, `%ebx` = start info. With
+/// `smp_entry`, also `%edi`/`%esi`/`%edx` = magic/index/count for the test guest.
+pub fn setup_entry(vcpu: &VcpuFd, index: u8, count: u8, entry: Entry, smp_entry: bool) -> Result<(), VcpuError> {
+    let mut fpu = vcpu.get_fpu().map_err(kvm(index, "get_fpu"))?;
+    fpu.fcw = 0x37f;
+    fpu.mxcsr = 0x1f80;
+    vcpu.set_fpu(&fpu).map_err(kvm(index, "set_fpu"))?;
+
+    let mut regs = vcpu.get_regs().map_err(kvm(index, "get_regs"))?;
+    regs.rflags = 0x2;
+    regs.rip = entry.rip;
+    regs.rbx = entry.rbx;
+    if smp_entry {
+        regs.rdi = SMP_MAGIC;
+        regs.rsi = index as u64;
+        regs.rdx = count as u64;
+    }
+    vcpu.set_regs(&regs).map_err(kvm(index, "set_regs"))?;
+
+    let mut sregs = vcpu.get_sregs().map_err(kvm(index, "get_sregs"))?;
+    let code = kvm_segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector: 0x08,
+        type_: 0xb,
+        present: 1,
+        dpl: 0,
+        db: 1,
+        s: 1,
+        l: 0,
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    };
+    let data = kvm_segment { selector: 0x10, type_: 0x3, ..code };
+    sregs.cs = code;
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.ss = data;
+    sregs.tr = kvm_segment { selector: 0x18, type_: 0xb, s: 0, db: 0, g: 0, limit: 0x67, ..code };
+    sregs.gdt.base = GDT_ADDR;
+    sregs.gdt.limit = 4 * 8 - 1;
+    sregs.cr0 = 0x11; // PE | ET
+    sregs.cr4 = 0;
+    sregs.efer = 0;
+    vcpu.set_sregs(&sregs).map_err(kvm(index, "set_sregs"))?;
+    // With the in-kernel LAPIC, KVM parks every vCPU but the first in wait-for-SIPI; one we
+    // start at the entry ourselves must be made runnable.
+    let runnable = kvm_bindings::kvm_mp_state { mp_state: kvm_bindings::KVM_MP_STATE_RUNNABLE };
+    vcpu.set_mp_state(runnable).map_err(kvm(index, "set_mp_state"))
+}
+
+/// Pausing: the controller raises `paused`, kicks every vCPU thread out of KVM_RUN with a
+/// signal until each has parked, and lowers it to resume them.
+#[derive(Default)]
+pub struct PauseGate {
+    pub paused: AtomicBool,
+    pub parked: AtomicUsize,
+    lock: Mutex<()>,
+    cv: Condvar,
+}
+
+impl PauseGate {
+    fn park_if_paused(&self) {
+        if !self.paused.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.parked.fetch_add(1, Ordering::SeqCst);
+        self.cv.notify_all();
+        while self.paused.load(Ordering::SeqCst) {
+            g = self.cv.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+        self.parked.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    pub fn resume(&self) {
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.paused.store(false, Ordering::SeqCst);
+        self.cv.notify_all();
+    }
+}
+
+/// Runs vCPU `index` until the machine ends; returns why.
+pub fn run(mut vcpu: VcpuFd, index: u8, devices: &Mutex<Devices>, gate: &PauseGate) -> Stop {
+    loop {
+        gate.park_if_paused();
+        let exit = match vcpu.run() {
+            Ok(exit) => exit,
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
+            Err(source) => return Stop::Error(VcpuError::Kvm { index, what: "KVM_RUN", source }),
+        };
+        let lock = || devices.lock().unwrap_or_else(|p| p.into_inner());
+        match exit {
+            VcpuExit::IoIn(port, data) => lock().pio_read(port, data),
+            VcpuExit::IoOut(port, data) => {
+                if let Some(req) = lock().pio_write(port, data) {
+                    return Stop::Guest(req);
+                }
+            }
+            VcpuExit::MmioRead(addr, data) => lock().mmio_read(addr, data),
+            VcpuExit::MmioWrite(addr, data) => lock().mmio_write(addr, data),
+            VcpuExit::Hlt => std::thread::sleep(std::time::Duration::from_millis(1)),
+            VcpuExit::Shutdown => return Stop::TripleFault(index),
+            VcpuExit::SystemEvent(kind, _) => {
+                return Stop::Guest(if kind == kvm_bindings::KVM_SYSTEM_EVENT_RESET {
+                    GuestRequest::Reset
+                } else {
+                    GuestRequest::PowerOff
+                })
+            }
+            VcpuExit::FailEntry(reason, _) => return Stop::Error(VcpuError::FailEntry { index, reason }),
+            VcpuExit::InternalError => return Stop::Error(VcpuError::Internal { index }),
+            other => tracing::debug!(index, exit = ?other, "unhandled vCPU exit"),
+        }
+    }
+}
