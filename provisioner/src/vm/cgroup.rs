@@ -97,6 +97,15 @@ pub fn remove_parent(parent: &str) -> Result<(), CgroupError> {
     cg.delete().map_err(op(&path, "delete"))
 }
 
+/// Processes in the VMM's cgroup (how adoption finds a VMM whose pid was never recorded).
+pub fn procs(parent: &str, name: &str) -> Vec<u64> {
+    let cg = load(&path_of(parent, name));
+    if !cg.exists() {
+        return Vec::new();
+    }
+    cg.procs().into_iter().map(|p| p.pid).collect()
+}
+
 /// CPU time (ns), memory in use and its peak (bytes) of the VMM's cgroup.
 pub fn usage(parent: &str, name: &str) -> Option<(u64, u64, u64)> {
     let cg = load(&path_of(parent, name));

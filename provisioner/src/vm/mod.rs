@@ -20,6 +20,7 @@ pub mod control;
 pub mod devices;
 pub mod guest;
 pub mod memory;
+pub mod runtime;
 pub mod seccomp;
 pub mod vcpu;
 pub mod vmm;

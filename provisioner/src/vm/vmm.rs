@@ -164,11 +164,15 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
     control::install_kick_handler();
 
     let gate = Arc::new(PauseGate::default());
+    // Every thread must be fully started (its start-up system calls made) before the filter
+    // goes on: `ready` gathers them, `start` then lets the vCPUs run.
+    let with_control = cfg.control_socket.is_some() as usize;
+    let ready = Arc::new(Barrier::new(cfg.vcpus as usize + with_control + 1));
     let start = Arc::new(Barrier::new(cfg.vcpus as usize + 1));
     let (tx, rx) = mpsc::channel::<Stop>();
     let mut threads = Vec::new();
     for (i, fd) in vcpus.into_iter().enumerate() {
-        let (devices, gate, start, tx) = (devices.clone(), gate.clone(), start.clone(), tx.clone());
+        let (devices, gate, ready, start, tx) = (devices.clone(), gate.clone(), ready.clone(), start.clone(), tx.clone());
         let pin = cfg.pin_cpus.get(i).copied();
         let h = std::thread::Builder::new()
             .name(format!("vcpu{i}"))
@@ -176,6 +180,7 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
                 if let Some(cpu) = pin {
                     pin_current_thread(cpu);
                 }
+                ready.wait();
                 start.wait();
                 let _ = tx.send(vcpu::run(fd, i as u8, &devices, &gate));
             })
@@ -184,12 +189,17 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
     }
     if let Some(listener) = listener {
         let ctl = control::Control { gate: gate.clone(), threads: threads.clone(), devices: devices.clone() };
+        let ready = ready.clone();
         std::thread::Builder::new()
             .name("control".into())
-            .spawn(move || control::serve(listener, ctl))
+            .spawn(move || {
+                ready.wait();
+                control::serve(listener, ctl)
+            })
             .map_err(|source| VmmError::File { path: "thread".into(), source })?;
     }
 
+    ready.wait();
     if cfg.seccomp {
         seccomp::install()?;
     }
