@@ -30,7 +30,17 @@ fn config(dir: &std::path::Path, vcpus: u8, memory_mib: u64, cmdline: &str, secc
     }
 }
 
-fn spawn(dir: &std::path::Path, cfg: &VmConfig) -> Child {
+/// The VMM child, killed if a failing assertion unwinds past it.
+struct Vmm(Child);
+
+impl Drop for Vmm {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(dir: &std::path::Path, cfg: &VmConfig) -> Vmm {
     let path = dir.join("config.json");
     std::fs::write(&path, serde_json::to_vec(cfg).unwrap()).unwrap();
     Command::new(VMM)
@@ -40,10 +50,12 @@ fn spawn(dir: &std::path::Path, cfg: &VmConfig) -> Child {
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("vmm.log")).unwrap())
         .spawn()
+        .map(Vmm)
         .unwrap()
 }
 
-fn wait(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+fn wait(vmm: &mut Vmm, limit: Duration) -> std::process::ExitStatus {
+    let child = &mut vmm.0;
     let deadline = Instant::now() + limit;
     loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -59,9 +71,10 @@ fn wait(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
 
 fn boot_and_check(vcpus: u8, memory_mib: u64) {
     require_kvm();
-    let dir = scratch("boot");
-    let cfg = config(&dir, vcpus, memory_mib, "", true);
-    let mut child = spawn(&dir, &cfg);
+    let tmp = scratch("boot");
+    let dir = tmp.path();
+    let cfg = config(dir, vcpus, memory_mib, "", true);
+    let mut child = spawn(dir, &cfg);
     let status = wait(&mut child, Duration::from_secs(90));
     let serial = std::fs::read_to_string(dir.join("serial.log")).unwrap_or_default();
     let log = std::fs::read_to_string(dir.join("vmm.log")).unwrap_or_default();
@@ -71,7 +84,6 @@ fn boot_and_check(vcpus: u8, memory_mib: u64) {
     let expected = Report::expected(test_guest(), vcpus as u64, memory_mib);
     assert_eq!(report, expected, "serial: {serial}");
     assert_eq!(report.top_mib, memory_mib);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -96,9 +108,10 @@ fn four_vcpus_512_mib() {
 fn a_forbidden_system_call_kills_the_vmm_only() {
     require_kvm();
     for seccomp in [false, true] {
-        let dir = scratch("seccomp");
-        let cfg = config(&dir, 1, 32, "heartbeat", seccomp);
-        let mut child = spawn(&dir, &cfg);
+        let tmp = scratch("seccomp");
+        let dir = tmp.path();
+        let cfg = config(dir, 1, 32, "heartbeat", seccomp);
+        let mut child = spawn(dir, &cfg);
         let sock = dir.join("control.sock");
         let deadline = Instant::now() + Duration::from_secs(30);
         while provisioner::vm::control::request(&sock, "status", Duration::from_secs(1)).is_err() {
@@ -118,6 +131,5 @@ fn a_forbidden_system_call_kills_the_vmm_only() {
             let status = wait(&mut child, Duration::from_secs(30));
             assert!(status.success(), "{status:?}");
         }
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
+        }
 }

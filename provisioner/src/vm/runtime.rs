@@ -32,7 +32,7 @@ pub enum VmError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("refused by host admission: {0}")]
-    Refused(Refusal),
+    Refused(Box<Refusal>),
     #[error("instance {0} is not a KVM machine")]
     WrongKind(InstanceId),
     #[error("OS image {template:?} for KVM: {reason}")]
@@ -319,7 +319,7 @@ impl Runtime for KvmRuntime {
         Self::check_kind(record)?;
         let records = self.store.list()?;
         host::check(&self.cfg.capacity, &records, &record.spec.resources, Some(record.spec.id))
-            .map_err(VmError::Refused)?;
+            .map_err(|r| VmError::Refused(Box::new(r)))?;
         self.image(&record.spec.template)?;
         let dir = self.dir(&record.spec.id);
         fs::create_dir_all(&dir).map_err(io(&dir))?;

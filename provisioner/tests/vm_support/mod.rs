@@ -6,7 +6,7 @@ use provisioner::store::{InstanceRecord, InstanceStore};
 use provisioner::vm::guest::{self, TestGuest};
 use provisioner::vm::runtime::{KvmRuntime, KvmRuntimeConfig, VmFacts};
 use provisioner::runtime::Runtime;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use vessel_core::admission::HostCapacity;
@@ -155,8 +155,7 @@ pub fn rss_kib(pid: i32) -> u64 {
         .unwrap()
 }
 
-pub fn scratch(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("vessel-{name}-{}", uuid::Uuid::new_v4().simple()));
-    std::fs::create_dir_all(&p).unwrap();
-    p
+/// A scratch directory, removed when dropped (also when the test panics).
+pub fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new().prefix(&format!("vessel-{name}-")).tempdir().unwrap()
 }
