@@ -256,8 +256,11 @@ heartbeat:
     lea TICK_CYCLES(%rax), %r9
 2:  mov $0x64, %dx              /* i8042 status: a byte for us = shutdown request */
     in %dx, %al
+    cmp $0xff, %al              /* no controller there (floating bus): nobody can ask */
+    je 4f
     test $1, %al
     jnz 5f
+4:
     pause
     rdtsc
     shl $32, %rdx
