@@ -20,6 +20,10 @@
  * Then it powers off by writing 0 to I/O port 0xf4 (the Vessel VMM's power-off port; the same
  * port as QEMU's isa-debug-exit, so the benchmark can run this guest under QEMU too).
  *
+ * Boots are counted in low memory (0x8000, below anything it writes; RAM survives a reset)
+ * and reported as boot=<n>. If the command line contains "reset", the first boot ends with a
+ * reset through the i8042 (0xFE to port 0x64) instead of a power-off: the VMM must reboot it.
+ *
  * If the command line contains "heartbeat", instead of powering off it prints
  * "VESSEL-TICK <n>" about every 2^27 TSC cycles, and powers off when the i8042 controller has
  * a byte for it (the VMM's clean-shutdown request, a Ctrl-Alt-Del on the keyboard port).
@@ -30,6 +34,7 @@
     .set MAX_CPUS, 64
     .set TICK_CYCLES, 1 << 27
     .set AP_WAIT_CYCLES, 1 << 32
+    .set BOOT_COUNTER, 0x8000
 
     .section .note.Xen, "a"
     .p2align 2
@@ -99,6 +104,12 @@ bsp_main:
     mov %rbx, start_info(%rip)
     lea msg_banner(%rip), %rsi
     call puts
+    mov $BOOT_COUNTER, %rax     /* count boots: RAM survives a reset */
+    cmpl $0x424c5356, (%rax)    /* "VSLB" */
+    je 1f
+    movl $0x424c5356, (%rax)
+    movq $0, 8(%rax)
+1:  incq 8(%rax)
     cmpl $0x336ec578, (%rbx)    /* hvm_start_info magic */
     jne bad_start_info
     cmpl $1, 4(%rbx)            /* version 1 carries the memory map */
@@ -150,10 +161,28 @@ bsp_main:
     call puts
     mov checksum(%rip), %rax
     call put_hex
+    lea msg_boot(%rip), %rsi
+    call puts
+    mov $BOOT_COUNTER, %rax
+    mov 8(%rax), %rax
+    call put_dec
     mov $'\n', %al
     call putc
 
-    call wants_heartbeat
+    lea word_reset(%rip), %rdi
+    call cmdline_has
+    test %rax, %rax
+    jz 4f
+    mov $BOOT_COUNTER, %rax
+    cmpq $1, 8(%rax)
+    jne 4f
+    lea msg_reset(%rip), %rsi
+    call puts
+    mov $0xfe, %al              /* i8042: pulse the reset line */
+    out %al, $0x64
+    jmp poweroff
+4:  lea word_heartbeat(%rip), %rdi
+    call cmdline_has
     test %rax, %rax
     jnz heartbeat
     jmp poweroff
@@ -223,15 +252,16 @@ walk:
     jmp 1b
 9:  ret
 
-/* %rax = 1 if the command line contains "heartbeat". */
-wants_heartbeat:
+/* %rax = 1 if the command line contains the NUL-terminated word at %rdi. */
+cmdline_has:
+    mov %rdi, %r8
     mov start_info(%rip), %rbx
     mov 24(%rbx), %rsi          /* cmdline_paddr */
     test %rsi, %rsi
     jz 9f
 1:  cmpb $0, (%rsi)
     je 9f
-    lea word_heartbeat(%rip), %rdi
+    mov %r8, %rdi
     mov %rsi, %rdx
 2:  mov (%rdi), %al
     test %al, %al
@@ -368,7 +398,10 @@ msg_vcpus:    .asciz " vcpus="
 msg_checksum: .asciz " checksum="
 msg_tick:     .asciz "VESSEL-TICK "
 msg_shutdown: .asciz "VESSEL-GUEST shutdown requested\n"
+msg_boot:     .asciz " boot="
+msg_reset:    .asciz "VESSEL-GUEST reset\n"
 word_heartbeat: .asciz "heartbeat"
+word_reset:   .asciz "reset"
 
     .section .data
     .p2align 12

@@ -22,7 +22,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum VmCommand {
-    /// Runs one machine in this process until it powers off (exit 0) or resets (exit 3).
+    /// Runs one machine in this process until it powers off (exit 0; a guest reset reboots
+    /// it in place).
     Run {
         #[arg(long)]
         config: PathBuf,
@@ -38,10 +39,8 @@ fn main() -> anyhow::Result<()> {
         None => Ok(()),
         Some(Command::Vm { command: VmCommand::Run { config } }) => {
             let cfg = provisioner::vm::config::VmConfig::load(&config).context("loading the VM config")?;
-            match provisioner::vm::vmm::run(&cfg).context("running the machine")? {
-                provisioner::vm::vmm::Outcome::PowerOff => Ok(()),
-                provisioner::vm::vmm::Outcome::Reset => std::process::exit(3),
-            }
+            provisioner::vm::vmm::run(&cfg).context("running the machine")?;
+            Ok(())
         }
     }
 }

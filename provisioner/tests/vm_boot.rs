@@ -133,3 +133,22 @@ fn a_forbidden_system_call_kills_the_vmm_only() {
         }
         }
 }
+
+/// A guest reset (0xFE to the i8042) reboots the machine in place, vCPUs and all, under the
+/// seccomp filter: the guest reports twice (boot=1, then boot=2, same memory and vCPUs) and
+/// then powers off.
+#[test]
+fn a_guest_reset_reboots_in_place() {
+    require_kvm();
+    let tmp = scratch("reset");
+    let dir = tmp.path();
+    let cfg = config(dir, 2, 64, "reset", true);
+    let mut vmm = spawn(dir, &cfg);
+    let status = wait(&mut vmm, Duration::from_secs(60));
+    let serial = std::fs::read_to_string(dir.join("serial.log")).unwrap_or_default();
+    assert!(status.success(), "{status:?} serial: {serial}");
+    assert!(serial.contains("VESSEL-GUEST reset"), "{serial}");
+    let reports = Report::parse_all(&serial);
+    let first = Report::expected(test_guest(), 2, 64);
+    assert_eq!(reports, vec![first.clone(), Report { boot: 2, ..first }], "{serial}");
+}

@@ -14,7 +14,6 @@ use linux_loader::cmdline::Cmdline;
 use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info};
 use linux_loader::loader::elf::{Elf, PvhBootCapability};
 use linux_loader::loader::KernelLoader;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -74,14 +73,17 @@ fn entry(addr: u64, size: u64) -> hvm_memmap_table_entry {
 }
 
 /// Loads a PVH ELF kernel (and initrd) and writes its start info; returns where to enter.
+/// `kernel` is the image's bytes (read once at setup: a reset reloads it after the seccomp
+/// filter forbids opening files); `path` only names it in errors.
 pub fn load_pvh(
     mem: &GuestMemoryMmap,
     memory_mib: u64,
     kernel: &Path,
+    image: &[u8],
     cmdline: &str,
-    initrd: Option<&Path>,
+    initrd: Option<&[u8]>,
 ) -> Result<Entry, BootError> {
-    let mut f = File::open(kernel).map_err(|source| BootError::Open { path: kernel.into(), source })?;
+    let mut f = std::io::Cursor::new(image);
     let loaded = Elf::load(mem, None, &mut f, Some(GuestAddress(HIMEM_START)))
         .map_err(|source| BootError::Load { path: kernel.into(), source })?;
     let PvhBootCapability::PvhEntryPresent(entry) = loaded.pvh_boot_cap else {
@@ -107,14 +109,13 @@ pub fn load_pvh(
         memmap_entries: map.len() as u32,
         ..Default::default()
     };
-    if let Some(path) = initrd {
-        let data = std::fs::read(path).map_err(|source| BootError::Initrd { path: path.into(), source })?;
+    if let Some(data) = initrd {
         let size = data.len() as u64;
         // As high as possible in RAM below 3 GiB, page aligned, above the kernel.
         let low_top = ranges(memory_mib)[0].1;
         let addr = low_top.checked_sub(size).map(|a| a & !0xfff).filter(|a| *a >= loaded.kernel_end);
         let addr = addr.ok_or(BootError::InitrdTooBig { size })?;
-        mem.write_slice(&data, GuestAddress(addr))?;
+        mem.write_slice(data, GuestAddress(addr))?;
         mem.write_obj(hvm_modlist_entry { paddr: addr, size, cmdline_paddr: 0, reserved: 0 }, GuestAddress(MODLIST_ADDR))?;
         info.nr_modules = 1;
         info.modlist_paddr = MODLIST_ADDR;
@@ -134,10 +135,21 @@ pub fn load_kernel(
     mem: &GuestMemoryMmap,
     memory_mib: u64,
     kernel: &Path,
+    image: &[u8],
     cmdline: &str,
-    initrd: Option<&Path>,
+    initrd: Option<&[u8]>,
 ) -> Result<Entry, BootError> {
-    load_pvh(mem, memory_mib, kernel, cmdline, initrd)
+    load_pvh(mem, memory_mib, kernel, image, cmdline, initrd)
+}
+
+/// Reads the kernel (and initrd) once, before the process is locked down.
+pub fn read_images(kernel: &Path, initrd: Option<&Path>) -> Result<(Vec<u8>, Option<Vec<u8>>), BootError> {
+    let k = std::fs::read(kernel).map_err(|source| BootError::Open { path: kernel.into(), source })?;
+    let i = match initrd {
+        Some(p) => Some(std::fs::read(p).map_err(|source| BootError::Initrd { path: p.into(), source })?),
+        None => None,
+    };
+    Ok((k, i))
 }
 
 /// RAM the guest is told about, in KiB (what the test guest reports as `ram_kib`).

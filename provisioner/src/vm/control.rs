@@ -17,26 +17,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-/// The signal that kicks a vCPU thread out of KVM_RUN (its handler does nothing; the point
-/// is the interrupted ioctl).
-pub fn kick_signal() -> libc::c_int {
-    libc::SIGRTMIN()
-}
-
-extern "C" fn on_kick(_: libc::c_int) {}
-
-pub fn install_kick_handler() {
-    // SAFETY: a zeroed sigaction with a valid handler and an empty mask is valid; the handler
-    // is async-signal-safe (it does nothing). No SA_RESTART, so KVM_RUN returns EINTR.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_kick as *const () as usize;
-        libc::sigemptyset(&mut sa.sa_mask);
-        libc::sigaction(kick_signal(), &sa, std::ptr::null_mut());
-    }
-}
+use std::time::Duration;
 
 pub fn bind(path: &Path) -> Result<UnixListener, VmmError> {
     let _ = std::fs::remove_file(path);
@@ -60,20 +41,7 @@ impl Control {
     }
 
     fn pause(&self) -> Result<(), String> {
-        self.gate.paused.store(true, Ordering::SeqCst);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while self.gate.parked.load(Ordering::SeqCst) < self.threads.len() {
-            for t in &self.threads {
-                // SAFETY: the thread ids are of this process's vCPU threads, which never
-                // exit before the process does (a returned vCPU ends the process).
-                unsafe { libc::pthread_kill(*t, kick_signal()) };
-            }
-            if Instant::now() > deadline {
-                return Err("vCPUs did not stop within 5 s".into());
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        Ok(())
+        self.gate.pause_all(&self.threads)
     }
 
     fn handle(&self, cmd: &str) -> String {

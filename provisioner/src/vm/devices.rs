@@ -88,6 +88,11 @@ impl I8042 {
         }
     }
 
+    /// Forgets queued bytes (a reset).
+    pub fn clear(&mut self) {
+        self.queue.clear();
+    }
+
     fn read(&mut self, port: u16) -> u8 {
         match port {
             I8042_DATA => {

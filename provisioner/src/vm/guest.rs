@@ -70,12 +70,22 @@ pub struct Report {
     pub pages: u64,
     pub vcpus: u64,
     pub checksum: u64,
+    /// Boots since the machine was created (resets included).
+    pub boot: u64,
 }
 
 impl Report {
     /// Finds the report line in serial output.
     pub fn parse(serial: &str) -> Option<Report> {
-        let line = serial.lines().find(|l| l.starts_with("VESSEL-GUEST top_mib="))?;
+        Self::parse_all(serial).into_iter().next()
+    }
+
+    /// Every report in serial output (one per boot).
+    pub fn parse_all(serial: &str) -> Vec<Report> {
+        serial.lines().filter(|l| l.starts_with("VESSEL-GUEST top_mib=")).filter_map(Self::parse_line).collect()
+    }
+
+    fn parse_line(line: &str) -> Option<Report> {
         let field = |k: &str| -> Option<&str> {
             line.split_whitespace().find_map(|kv| kv.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
         };
@@ -85,6 +95,7 @@ impl Report {
             pages: field("pages")?.parse().ok()?,
             vcpus: field("vcpus")?.parse().ok()?,
             checksum: u64::from_str_radix(field("checksum")?, 16).ok()?,
+            boot: field("boot")?.parse().ok()?,
         })
     }
 
@@ -110,6 +121,7 @@ impl Report {
             pages,
             vcpus,
             checksum,
+            boot: 1,
         }
     }
 }

@@ -5,8 +5,10 @@ use super::boot::{Entry, GDT_ADDR};
 use super::devices::{Devices, GuestRequest};
 use kvm_bindings::{kvm_segment, CpuId};
 use kvm_ioctls::{VcpuExit, VcpuFd};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// `"VSL1"`: tells the test guest the VMM started every vCPU at the entry (see `SmpBoot`).
@@ -22,13 +24,24 @@ pub enum VcpuError {
     Internal { index: u8 },
 }
 
-/// Why the machine ends.
+/// What a vCPU thread reports to the VMM's main thread.
 #[derive(Debug)]
 pub enum Stop {
-    Guest(GuestRequest),
-    /// The guest triple-faulted (x86's way to reset; Linux uses it as a last-resort reboot).
-    TripleFault(u8),
+    /// The guest powered off: the machine ends.
+    PowerOff,
+    /// The guest asked for a reset (i8042, KVM system event) or triple-faulted (x86's way
+    /// to reset): the machine reboots in place.
+    Reset { triple_fault: bool },
     Error(VcpuError),
+}
+
+/// Where and how one vCPU (re)starts.
+#[derive(Clone, Copy, Debug)]
+pub struct VcpuBoot {
+    pub index: u8,
+    pub count: u8,
+    pub entry: Entry,
+    pub smp_entry: bool,
 }
 
 /// CPUID for vCPU `index` of `count`: APIC ids, logical-processor count and the extended
@@ -148,12 +161,36 @@ pub fn setup_entry(vcpu: &VcpuFd, index: u8, count: u8, entry: Entry, smp_entry:
     vcpu.set_mp_state(runnable).map_err(kvm(index, "set_mp_state"))
 }
 
+/// The signal that kicks a vCPU thread out of KVM_RUN (its handler does nothing; the point
+/// is the interrupted ioctl).
+pub fn kick_signal() -> libc::c_int {
+    libc::SIGRTMIN()
+}
+
+extern "C" fn on_kick(_: libc::c_int) {}
+
+pub fn install_kick_handler() {
+    // SAFETY: a zeroed sigaction with a valid handler and an empty mask is valid; the handler
+    // is async-signal-safe (it does nothing). No SA_RESTART, so KVM_RUN returns EINTR.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_kick as *const () as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(kick_signal(), &sa, std::ptr::null_mut());
+    }
+}
+
 /// Pausing: the controller raises `paused`, kicks every vCPU thread out of KVM_RUN with a
-/// signal until each has parked, and lowers it to resume them.
+/// signal until each has parked, and lowers it to resume them. A reset goes through the same
+/// gate: all vCPUs parked, the kernel reloaded, `epoch` bumped so each vCPU re-enters the
+/// kernel's entry when it unparks.
 #[derive(Default)]
 pub struct PauseGate {
     pub paused: AtomicBool,
     pub parked: AtomicUsize,
+    pub epoch: AtomicU64,
+    /// A reset is under way (so two vCPUs asking at once make one reset).
+    pub resetting: AtomicBool,
     lock: Mutex<()>,
     cv: Condvar,
 }
@@ -172,17 +209,66 @@ impl PauseGate {
         self.parked.fetch_sub(1, Ordering::SeqCst);
     }
 
+    /// Stops every vCPU thread in `threads` (returns once all are parked).
+    pub fn pause_all(&self, threads: &[libc::pthread_t]) -> Result<(), String> {
+        self.paused.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.parked.load(Ordering::SeqCst) < threads.len() {
+            for t in threads {
+                // SAFETY: the ids are of this process's vCPU threads, which never exit before
+                // the process does (a vCPU that returns ends the process).
+                unsafe { libc::pthread_kill(*t, kick_signal()) };
+            }
+            if Instant::now() > deadline {
+                return Err("vCPUs did not stop within 5 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
     pub fn resume(&self) {
         let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         self.paused.store(false, Ordering::SeqCst);
         self.cv.notify_all();
     }
+
+    fn request_reset(&self, events: &Sender<Stop>, triple_fault: bool) {
+        if !self.resetting.swap(true, Ordering::SeqCst) {
+            self.paused.store(true, Ordering::SeqCst);
+            let _ = events.send(Stop::Reset { triple_fault });
+        }
+    }
 }
 
-/// Runs vCPU `index` until the machine ends; returns why.
-pub fn run(mut vcpu: VcpuFd, index: u8, devices: &Mutex<Devices>, gate: &PauseGate) -> Stop {
+/// Puts a vCPU back to its power-on state for a reboot in place.
+fn reset(vcpu: &VcpuFd, boot: &VcpuBoot, lapic: Option<&kvm_bindings::kvm_lapic_state>) -> Result<(), VcpuError> {
+    if let Some(l) = lapic {
+        vcpu.set_lapic(l).map_err(kvm(boot.index, "set_lapic"))?;
+    }
+    if boot.index == 0 || boot.smp_entry {
+        setup_entry(vcpu, boot.index, boot.count, boot.entry, boot.smp_entry)
+    } else {
+        let waiting = kvm_bindings::kvm_mp_state { mp_state: kvm_bindings::KVM_MP_STATE_UNINITIALIZED };
+        vcpu.set_mp_state(waiting).map_err(kvm(boot.index, "set_mp_state"))
+    }
+}
+
+/// Runs one vCPU until the machine ends; resets go to the main thread through `events` and
+/// this loop carries on after them. Returns why the machine ends.
+pub fn run(mut vcpu: VcpuFd, boot: VcpuBoot, devices: &Mutex<Devices>, gate: &PauseGate, events: &Sender<Stop>) -> Stop {
+    let index = boot.index;
+    let power_on_lapic = vcpu.get_lapic().ok();
+    let mut epoch = gate.epoch.load(Ordering::SeqCst);
     loop {
         gate.park_if_paused();
+        let now = gate.epoch.load(Ordering::SeqCst);
+        if now != epoch {
+            epoch = now;
+            if let Err(e) = reset(&vcpu, &boot, power_on_lapic.as_ref()) {
+                return Stop::Error(e);
+            }
+        }
         let exit = match vcpu.run() {
             Ok(exit) => exit,
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
@@ -191,21 +277,21 @@ pub fn run(mut vcpu: VcpuFd, index: u8, devices: &Mutex<Devices>, gate: &PauseGa
         let lock = || devices.lock().unwrap_or_else(|p| p.into_inner());
         match exit {
             VcpuExit::IoIn(port, data) => lock().pio_read(port, data),
-            VcpuExit::IoOut(port, data) => {
-                if let Some(req) = lock().pio_write(port, data) {
-                    return Stop::Guest(req);
-                }
-            }
+            VcpuExit::IoOut(port, data) => match lock().pio_write(port, data) {
+                Some(GuestRequest::PowerOff) => return Stop::PowerOff,
+                Some(GuestRequest::Reset) => gate.request_reset(events, false),
+                None => {}
+            },
             VcpuExit::MmioRead(addr, data) => lock().mmio_read(addr, data),
             VcpuExit::MmioWrite(addr, data) => lock().mmio_write(addr, data),
-            VcpuExit::Hlt => std::thread::sleep(std::time::Duration::from_millis(1)),
-            VcpuExit::Shutdown => return Stop::TripleFault(index),
+            VcpuExit::Hlt => std::thread::sleep(Duration::from_millis(1)),
+            VcpuExit::Shutdown => gate.request_reset(events, true),
             VcpuExit::SystemEvent(kind, _) => {
-                return Stop::Guest(if kind == kvm_bindings::KVM_SYSTEM_EVENT_RESET {
-                    GuestRequest::Reset
+                if kind == kvm_bindings::KVM_SYSTEM_EVENT_RESET {
+                    gate.request_reset(events, false)
                 } else {
-                    GuestRequest::PowerOff
-                })
+                    return Stop::PowerOff;
+                }
             }
             VcpuExit::FailEntry(reason, _) => return Stop::Error(VcpuError::FailEntry { index, reason }),
             VcpuExit::InternalError => return Stop::Error(VcpuError::Internal { index }),

@@ -9,7 +9,7 @@ use super::boot;
 use super::cgroup;
 use super::config::{SmpBoot, VmConfig};
 use super::control;
-use super::devices::{Devices, GuestRequest, SerialOut, COM1_IRQ, I8042_IRQ};
+use super::devices::{Devices, SerialOut, COM1_IRQ, I8042_IRQ};
 use super::memory;
 use super::seccomp;
 use super::vcpu::{self, PauseGate, Stop};
@@ -19,6 +19,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::thread::JoinHandleExt;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Barrier, Mutex};
 use thiserror::Error;
 use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
@@ -49,25 +50,29 @@ pub enum VmmError {
     File { path: PathBuf, source: std::io::Error },
     #[error("eventfd: {0}")]
     EventFd(std::io::Error),
-    #[error("vCPU {0} triple-faulted")]
-    TripleFault(u8),
+    #[error("the guest triple-faulted {0} times: giving up")]
+    TripleFault(u32),
+    #[error("cannot reset the machine: {0}")]
+    Reset(String),
 }
 
-/// How the machine ended on purpose.
+/// How the machine ended on purpose. (A guest reset is not an end: the VMM reboots it in
+/// place.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     PowerOff,
-    Reset,
 }
 
 impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::PowerOff => "poweroff",
-            Outcome::Reset => "reset",
         }
     }
 }
+
+/// A guest that triple-faults this many times is broken, not rebooting.
+const MAX_TRIPLE_FAULTS: u32 = 16;
 
 fn setup(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmmError {
     move |source| VmmError::Setup { what, source }
@@ -136,7 +141,9 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
         unsafe { vm.set_user_memory_region(r) }.map_err(setup("set_user_memory_region"))?;
     }
 
-    let entry = boot::load_kernel(&mem, cfg.memory_mib, &cfg.kernel, &cfg.cmdline, cfg.initrd.as_deref())?;
+    let (image, initrd) = boot::read_images(&cfg.kernel, cfg.initrd.as_deref())?;
+    let load = || boot::load_kernel(&mem, cfg.memory_mib, &cfg.kernel, &image, &cfg.cmdline, initrd.as_deref());
+    let entry = load()?;
 
     let serial_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(VmmError::EventFd)?;
     let kbd_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(VmmError::EventFd)?;
@@ -161,7 +168,7 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
         Some(p) => Some(control::bind(p)?),
         None => None,
     };
-    control::install_kick_handler();
+    vcpu::install_kick_handler();
 
     let gate = Arc::new(PauseGate::default());
     // Every thread must be fully started (its start-up system calls made) before the filter
@@ -174,6 +181,7 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
     for (i, fd) in vcpus.into_iter().enumerate() {
         let (devices, gate, ready, start, tx) = (devices.clone(), gate.clone(), ready.clone(), start.clone(), tx.clone());
         let pin = cfg.pin_cpus.get(i).copied();
+        let count = cfg.vcpus;
         let h = std::thread::Builder::new()
             .name(format!("vcpu{i}"))
             .spawn(move || {
@@ -182,7 +190,8 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
                 }
                 ready.wait();
                 start.wait();
-                let _ = tx.send(vcpu::run(fd, i as u8, &devices, &gate));
+                let boot = vcpu::VcpuBoot { index: i as u8, count, entry, smp_entry };
+                let _ = tx.send(vcpu::run(fd, boot, &devices, &gate, &tx));
             })
             .map_err(|source| VmmError::File { path: "thread".into(), source })?;
         threads.push(h.as_pthread_t());
@@ -208,19 +217,36 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
 
     // Keep guest memory and the VM alive until the end.
     let _keep = (&mem, &vm);
-    let stop = rx.recv().unwrap_or(Stop::Guest(GuestRequest::PowerOff));
+    let mut triple_faults = 0;
+    let result = loop {
+        match rx.recv().unwrap_or(Stop::PowerOff) {
+            Stop::PowerOff => break Ok(Outcome::PowerOff),
+            Stop::Error(e) => break Err(e.into()),
+            Stop::Reset { triple_fault } => {
+                if triple_fault {
+                    triple_faults += 1;
+                    if triple_faults > MAX_TRIPLE_FAULTS {
+                        break Err(VmmError::TripleFault(triple_faults));
+                    }
+                }
+                tracing::info!(triple_fault, "guest reset: rebooting in place");
+                if let Err(e) = gate.pause_all(&threads) {
+                    break Err(VmmError::Reset(e));
+                }
+                devices.lock().unwrap_or_else(|p| p.into_inner()).i8042.clear();
+                if let Err(e) = load() {
+                    break Err(e.into());
+                }
+                gate.epoch.fetch_add(1, Ordering::SeqCst);
+                gate.resetting.store(false, Ordering::SeqCst);
+                gate.resume();
+            }
+        }
+    };
     if let Ok(mut d) = devices.lock() {
         let _ = d.serial.writer_mut().flush();
     }
-    match stop {
-        Stop::Guest(GuestRequest::PowerOff) => Ok(Outcome::PowerOff),
-        Stop::Guest(GuestRequest::Reset) => Ok(Outcome::Reset),
-        Stop::TripleFault(i) => {
-            tracing::warn!(vcpu = i, "triple fault: treated as a reset");
-            Ok(Outcome::Reset)
-        }
-        Stop::Error(e) => Err(e.into()),
-    }
+    result
 }
 
 fn pin_current_thread(cpu: usize) {
