@@ -152,3 +152,22 @@ fn a_guest_reset_reboots_in_place() {
     let first = Report::expected(test_guest(), 2, 64);
     assert_eq!(reports, vec![first.clone(), Report { boot: 2, ..first }], "{serial}");
 }
+
+/// The bzImage path: a synthetic bzImage (real setup header, tiny protected-mode payload) is
+/// loaded through linux-loader and entered by Linux's 32-bit boot protocol; the payload
+/// reports what it found in the zero page.
+#[test]
+fn a_bzimage_boots_through_the_32_bit_protocol() {
+    require_kvm();
+    let tmp = scratch("bzimage");
+    let dir = tmp.path();
+    let image = provisioner::vm::guest::build_bzimage_stub(&dir.join("img")).unwrap();
+    let mut cfg = config(dir, 1, 64, "console=ttyS0 hello", true);
+    cfg.kernel = image;
+    let mut vmm = spawn(dir, &cfg);
+    let status = wait(&mut vmm, Duration::from_secs(30));
+    let serial = std::fs::read_to_string(dir.join("serial.log")).unwrap_or_default();
+    assert!(status.success(), "{status:?} serial: {serial}");
+    let ram_kib = provisioner::vm::boot::ram_kib(64);
+    assert_eq!(serial, format!("VESSEL-BZIMAGE cs=16 e820=2 ram_kib={ram_kib} cmdline=console=ttyS0 hello\n"));
+}

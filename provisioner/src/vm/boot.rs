@@ -5,14 +5,22 @@
 //! command line and an optional initrd module) is written in low memory, and vCPU 0 enters the
 //! note's address in 32-bit flat protected mode with `%ebx` = the start info's address.
 //!
+//! bzImage (Linux's own format, through linux-loader): the protected-mode kernel is loaded at
+//! 1 MiB, a zero page (`boot_params`: setup header, e820 map, command line, initrd) is
+//! written, and vCPU 0 enters the 32-bit boot protocol: flat protected mode, `%esi` = zero
+//! page, `__BOOT_CS` = 0x10 and `__BOOT_DS` = 0x18. (The 64-bit entry would need long mode
+//! set up from outside, which triple-faults on nested `kvm_pvm` hosts.)
+//!
 //! Low memory layout (all below 640 KiB, which the guest is told is RAM it may reuse later):
-//! `0x500` GDT, `0x6000` start info, `0x6040` memory map, `0x7000` module list,
-//! `0x20000` command line.
+//! `0x500` GDT, `0x6000` start info, `0x6040` memory map, `0x7000` module list (PVH) or zero
+//! page (bzImage), `0x20000` command line.
 
 use super::memory::ranges;
 use linux_loader::cmdline::Cmdline;
 use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info};
 use linux_loader::loader::elf::{Elf, PvhBootCapability};
+use linux_loader::loader::bootparam::{boot_e820_entry, boot_params};
+use linux_loader::loader::bzimage::BzImage;
 use linux_loader::loader::KernelLoader;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -22,6 +30,13 @@ pub const GDT_ADDR: u64 = 0x500;
 pub const START_INFO_ADDR: u64 = 0x6000;
 pub const MEMMAP_ADDR: u64 = 0x6040;
 pub const MODLIST_ADDR: u64 = 0x7000;
+pub const ZERO_PAGE_ADDR: u64 = 0x7000;
+/// Segment selectors of the entry state (Linux's `__BOOT_CS`/`__BOOT_DS`, also used for PVH).
+pub const CODE_SELECTOR: u16 = 0x10;
+pub const DATA_SELECTOR: u16 = 0x18;
+pub const TSS_SELECTOR: u16 = 0x20;
+/// Entries of the boot GDT (null, unused, code, data, TSS).
+pub const GDT_ENTRIES: u16 = 5;
 pub const CMDLINE_ADDR: u64 = 0x20000;
 pub const CMDLINE_MAX: usize = 4096;
 /// Where high memory starts: kernels load at or above it.
@@ -38,6 +53,10 @@ pub struct Entry {
     pub rip: u64,
     /// `%ebx` for PVH (the start info address).
     pub rbx: u64,
+    /// `%esi` for the Linux 32-bit boot protocol (the zero page address).
+    pub rsi: u64,
+    /// PVH (the only protocol where the test guest's all-vCPUs-at-entry start applies).
+    pub pvh: bool,
 }
 
 #[derive(Debug, Error)]
@@ -56,6 +75,10 @@ pub enum BootError {
     Initrd { path: PathBuf, source: std::io::Error },
     #[error("initrd of {size} bytes does not fit in guest RAM below 3 GiB above the kernel")]
     InitrdTooBig { size: u64 },
+    #[error("kernel {0} is neither an ELF (PVH) nor a bzImage")]
+    UnknownFormat(PathBuf),
+    #[error("command line is {len} bytes; the kernel accepts at most {max}")]
+    CmdlineTooLong { len: usize, max: usize },
 }
 
 /// The memory map the guest is given: low RAM up to the EBDA, then RAM from 1 MiB.
@@ -90,12 +113,7 @@ pub fn load_pvh(
         return Err(BootError::NoPvhNote(kernel.into()));
     };
 
-    let mut cl = Cmdline::new(CMDLINE_MAX).map_err(BootError::Cmdline)?;
-    if !cmdline.is_empty() {
-        cl.insert_str(cmdline).map_err(BootError::Cmdline)?;
-    }
-    linux_loader::loader::load_cmdline(mem, GuestAddress(CMDLINE_ADDR), &cl)
-        .map_err(|source| BootError::Load { path: kernel.into(), source })?;
+    write_cmdline(mem, kernel, cmdline)?;
 
     let map = memory_map(memory_mib);
     for (i, e) in map.iter().enumerate() {
@@ -110,24 +128,83 @@ pub fn load_pvh(
         ..Default::default()
     };
     if let Some(data) = initrd {
-        let size = data.len() as u64;
-        // As high as possible in RAM below 3 GiB, page aligned, above the kernel.
-        let low_top = ranges(memory_mib)[0].1;
-        let addr = low_top.checked_sub(size).map(|a| a & !0xfff).filter(|a| *a >= loaded.kernel_end);
-        let addr = addr.ok_or(BootError::InitrdTooBig { size })?;
-        mem.write_slice(data, GuestAddress(addr))?;
+        let (addr, size) = write_initrd(mem, memory_mib, data, loaded.kernel_end)?;
         mem.write_obj(hvm_modlist_entry { paddr: addr, size, cmdline_paddr: 0, reserved: 0 }, GuestAddress(MODLIST_ADDR))?;
         info.nr_modules = 1;
         info.modlist_paddr = MODLIST_ADDR;
     }
     mem.write_obj(info, GuestAddress(START_INFO_ADDR))?;
-    // A flat GDT for the entry state the vCPU registers describe (null, code 0x08, data 0x10,
-    // TSS 0x18), so a kernel that reloads segments before its own lgdt finds sane ones.
-    let gdt: [u64; 4] = [0, 0x00cf_9b00_0000_ffff, 0x00cf_9300_0000_ffff, 0x0000_8b00_0000_0067];
+    write_gdt(mem)?;
+    Ok(Entry { rip: entry.0, rbx: START_INFO_ADDR, rsi: 0, pvh: true })
+}
+
+/// A flat GDT matching the entry state the vCPU registers describe, so a kernel that reloads
+/// segments before its own `lgdt` finds the same ones.
+fn write_gdt(mem: &GuestMemoryMmap) -> Result<(), BootError> {
+    let gdt: [u64; GDT_ENTRIES as usize] =
+        [0, 0, 0x00cf_9b00_0000_ffff, 0x00cf_9300_0000_ffff, 0x0000_8b00_0000_0067];
     for (i, d) in gdt.iter().enumerate() {
         mem.write_obj(*d, GuestAddress(GDT_ADDR + 8 * i as u64))?;
     }
-    Ok(Entry { rip: entry.0, rbx: START_INFO_ADDR })
+    Ok(())
+}
+
+fn write_cmdline(mem: &GuestMemoryMmap, kernel: &Path, cmdline: &str) -> Result<(), BootError> {
+    let mut cl = Cmdline::new(CMDLINE_MAX).map_err(BootError::Cmdline)?;
+    if !cmdline.is_empty() {
+        cl.insert_str(cmdline).map_err(BootError::Cmdline)?;
+    }
+    linux_loader::loader::load_cmdline(mem, GuestAddress(CMDLINE_ADDR), &cl)
+        .map_err(|source| BootError::Load { path: kernel.into(), source })
+}
+
+/// Puts the initrd as high as possible in RAM below 3 GiB, page aligned, above the kernel.
+fn write_initrd(mem: &GuestMemoryMmap, memory_mib: u64, data: &[u8], kernel_end: u64) -> Result<(u64, u64), BootError> {
+    let size = data.len() as u64;
+    let low_top = ranges(memory_mib)[0].1;
+    let addr = low_top.checked_sub(size).map(|a| a & !0xfff).filter(|a| *a >= kernel_end);
+    let addr = addr.ok_or(BootError::InitrdTooBig { size })?;
+    mem.write_slice(data, GuestAddress(addr))?;
+    Ok((addr, size))
+}
+
+/// Loads a bzImage and writes its zero page; returns the 32-bit boot protocol entry.
+pub fn load_bzimage(
+    mem: &GuestMemoryMmap,
+    memory_mib: u64,
+    kernel: &Path,
+    image: &[u8],
+    cmdline: &str,
+    initrd: Option<&[u8]>,
+) -> Result<Entry, BootError> {
+    let loaded = BzImage::load(mem, None, &mut std::io::Cursor::new(image), Some(GuestAddress(HIMEM_START)))
+        .map_err(|source| BootError::Load { path: kernel.into(), source })?;
+    let mut hdr = loaded.setup_header.ok_or_else(|| BootError::UnknownFormat(kernel.into()))?;
+    let max = if hdr.cmdline_size > 0 { hdr.cmdline_size as usize } else { 255 };
+    if cmdline.len() > max {
+        return Err(BootError::CmdlineTooLong { len: cmdline.len(), max });
+    }
+    write_cmdline(mem, kernel, cmdline)?;
+    hdr.type_of_loader = 0xff; // "undefined" boot loader
+    hdr.cmd_line_ptr = CMDLINE_ADDR as u32;
+    hdr.cmdline_size = cmdline.len() as u32 + 1;
+    hdr.loadflags |= 0x80; // CAN_USE_HEAP
+    hdr.heap_end_ptr = 0xfe00;
+    if let Some(data) = initrd {
+        let (addr, size) = write_initrd(mem, memory_mib, data, loaded.kernel_end)?;
+        hdr.ramdisk_image = addr as u32;
+        hdr.ramdisk_size = size as u32;
+    }
+    let mut params = boot_params::default();
+    params.hdr = hdr;
+    let map = memory_map(memory_mib);
+    for (slot, e) in params.e820_table.iter_mut().zip(&map) {
+        *slot = boot_e820_entry { addr: e.addr, size: e.size, r#type: e.type_ };
+    }
+    params.e820_entries = map.len() as u8;
+    mem.write_obj(params, GuestAddress(ZERO_PAGE_ADDR))?;
+    write_gdt(mem)?;
+    Ok(Entry { rip: loaded.kernel_load.0, rbx: 0, rsi: ZERO_PAGE_ADDR, pvh: false })
 }
 
 /// Loads `kernel` by its format: an ELF must carry the PVH note.
@@ -139,7 +216,13 @@ pub fn load_kernel(
     cmdline: &str,
     initrd: Option<&[u8]>,
 ) -> Result<Entry, BootError> {
-    load_pvh(mem, memory_mib, kernel, image, cmdline, initrd)
+    if image.starts_with(b"\x7fELF") {
+        load_pvh(mem, memory_mib, kernel, image, cmdline, initrd)
+    } else if image.get(0x202..0x206) == Some(b"HdrS") {
+        load_bzimage(mem, memory_mib, kernel, image, cmdline, initrd)
+    } else {
+        Err(BootError::UnknownFormat(kernel.into()))
+    }
 }
 
 /// Reads the kernel (and initrd) once, before the process is locked down.

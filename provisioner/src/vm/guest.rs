@@ -62,6 +62,33 @@ pub fn build(out_dir: &Path) -> Result<TestGuest, GuestError> {
     }
 }
 
+const BZIMAGE_SOURCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/guest/bzimage.s");
+
+/// Builds a synthetic bzImage: a real-mode setup header (boot protocol 2.15, one setup
+/// sector, loaded high at 1 MiB) in front of the flat protected-mode payload of
+/// `guest/bzimage.s`. Returns its path in `out_dir`.
+pub fn build_bzimage_stub(out_dir: &Path) -> Result<PathBuf, GuestError> {
+    std::fs::create_dir_all(out_dir)?;
+    let obj = out_dir.join("bzimage-stub.o");
+    let flat = out_dir.join("bzimage-stub.bin");
+    let (o, f) = (obj.to_string_lossy(), flat.to_string_lossy());
+    tool("as", &["--32", "-o", &o, BZIMAGE_SOURCE])?;
+    tool("ld", &["-m", "elf_i386", "-Ttext=0x100000", "--oformat", "binary", "-o", &f, &o])?;
+    let payload = std::fs::read(&flat)?;
+    let mut image = vec![0u8; 2 * 512];
+    image[0x1f1] = 1; // setup_sects
+    image[0x1fe..0x200].copy_from_slice(&0xaa55u16.to_le_bytes()); // boot_flag
+    image[0x202..0x206].copy_from_slice(b"HdrS");
+    image[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes()); // version
+    image[0x211] = 0x01; // loadflags: LOADED_HIGH
+    image[0x214..0x218].copy_from_slice(&0x100000u32.to_le_bytes()); // code32_start
+    image[0x238..0x23c].copy_from_slice(&2048u32.to_le_bytes()); // cmdline_size
+    image.extend_from_slice(&payload);
+    let out = out_dir.join("bzimage-stub");
+    std::fs::write(&out, image)?;
+    Ok(out)
+}
+
 /// The report the guest prints, parsed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Report {

@@ -1,7 +1,7 @@
 //! One vCPU: its CPUID (the host's supported set, with this machine's topology), its entry
 //! state, and the thread loop that runs it and dispatches its exits to the devices.
 
-use super::boot::{Entry, GDT_ADDR};
+use super::boot::{Entry, CODE_SELECTOR, DATA_SELECTOR, GDT_ADDR, GDT_ENTRIES, TSS_SELECTOR};
 use super::devices::{Devices, GuestRequest};
 use kvm_bindings::{kvm_segment, CpuId};
 use kvm_ioctls::{VcpuExit, VcpuFd};
@@ -106,8 +106,9 @@ pub fn setup_lapic(vcpu: &VcpuFd, index: u8) -> Result<(), VcpuError> {
     vcpu.set_lapic(&lapic).map_err(kvm(index, "set_lapic"))
 }
 
-/// The PVH entry state: 32-bit flat protected mode, paging off, `%ebx` = start info. With
-/// `smp_entry`, also `%edi`/`%esi`/`%edx` = magic/index/count for the test guest.
+/// The entry state of both boot protocols: 32-bit flat protected mode, paging off,
+/// interrupts off; `%ebx` = PVH start info or `%esi` = Linux zero page. With `smp_entry`
+/// (PVH only), also `%edi`/`%esi`/`%edx` = magic/index/count for the test guest.
 pub fn setup_entry(vcpu: &VcpuFd, index: u8, count: u8, entry: Entry, smp_entry: bool) -> Result<(), VcpuError> {
     let mut fpu = vcpu.get_fpu().map_err(kvm(index, "get_fpu"))?;
     fpu.fcw = 0x37f;
@@ -118,7 +119,8 @@ pub fn setup_entry(vcpu: &VcpuFd, index: u8, count: u8, entry: Entry, smp_entry:
     regs.rflags = 0x2;
     regs.rip = entry.rip;
     regs.rbx = entry.rbx;
-    if smp_entry {
+    regs.rsi = entry.rsi;
+    if smp_entry && entry.pvh {
         regs.rdi = SMP_MAGIC;
         regs.rsi = index as u64;
         regs.rdx = count as u64;
@@ -129,7 +131,7 @@ pub fn setup_entry(vcpu: &VcpuFd, index: u8, count: u8, entry: Entry, smp_entry:
     let code = kvm_segment {
         base: 0,
         limit: 0xffff_ffff,
-        selector: 0x08,
+        selector: CODE_SELECTOR,
         type_: 0xb,
         present: 1,
         dpl: 0,
@@ -141,16 +143,16 @@ pub fn setup_entry(vcpu: &VcpuFd, index: u8, count: u8, entry: Entry, smp_entry:
         unusable: 0,
         padding: 0,
     };
-    let data = kvm_segment { selector: 0x10, type_: 0x3, ..code };
+    let data = kvm_segment { selector: DATA_SELECTOR, type_: 0x3, ..code };
     sregs.cs = code;
     sregs.ds = data;
     sregs.es = data;
     sregs.fs = data;
     sregs.gs = data;
     sregs.ss = data;
-    sregs.tr = kvm_segment { selector: 0x18, type_: 0xb, s: 0, db: 0, g: 0, limit: 0x67, ..code };
+    sregs.tr = kvm_segment { selector: TSS_SELECTOR, type_: 0xb, s: 0, db: 0, g: 0, limit: 0x67, ..code };
     sregs.gdt.base = GDT_ADDR;
-    sregs.gdt.limit = 4 * 8 - 1;
+    sregs.gdt.limit = GDT_ENTRIES * 8 - 1;
     sregs.cr0 = 0x11; // PE | ET
     sregs.cr4 = 0;
     sregs.efer = 0;

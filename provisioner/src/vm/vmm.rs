@@ -152,7 +152,8 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
     let devices = Arc::new(Mutex::new(Devices::new(serial_irq, kbd_irq, serial)));
 
     let base_cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(setup("get_supported_cpuid"))?;
-    let smp_entry = cfg.smp_boot == SmpBoot::Entry;
+    // Only a PVH guest can be started at its entry on every vCPU; Linux wakes its APs by SIPI.
+    let smp_entry = cfg.smp_boot == SmpBoot::Entry && entry.pvh;
     let mut vcpus = Vec::new();
     for i in 0..cfg.vcpus {
         let fd = vm.create_vcpu(i as u64).map_err(setup("create_vcpu"))?;
