@@ -27,6 +27,15 @@ fn memory_is_dedicated_and_admission_refuses_overcommit() {
     assert_eq!(limit, (512 + host.config.memory_overhead_mib) << 20);
     assert!(cgroup::procs(&host.config.cgroup_parent, &a.spec.id.to_string()).contains(&(pid as u64)));
     assert_eq!(host.runtime.observe(&a).unwrap(), InstanceState::Running);
+    // Locked down: no capability left in any thread, no new privileges, seccomp on.
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        let field = |k: &str| status.lines().find_map(|l| l.strip_prefix(k)).unwrap().trim().to_string();
+        assert_eq!(field("CapEff:"), "0000000000000000", "{status}");
+        assert_eq!(field("CapPrm:"), "0000000000000000", "{status}");
+        assert_eq!(field("NoNewPrivs:"), "1");
+        assert_eq!(field("Seccomp:"), "2");
+    }
 
     // 512 + 512 > 768: refused, naming memory, and nothing is made for it.
     let mut b = record(kvm_plan(1, 512, 2.0));
@@ -104,6 +113,13 @@ fn kill_9_crashes_one_machine_only_and_adoption_sorts_them_out() {
     }
     assert_eq!(host.runtime.observe(&b).unwrap(), InstanceState::Running);
 
+    // A provisioner that died between spawning b's VMM and recording its pid: the record
+    // has no pid, but the VMM is in b's cgroup.
+    let b_pid = pid_of(&b);
+    let mut unrecorded = host.store.get(&b.spec.id).unwrap().unwrap();
+    unrecorded.runtime = serde_json::Value::Null;
+    host.store.put(&unrecorded).unwrap();
+
     // A restarted provisioner: the dead machine is cleaned up and stays Crashed, the live
     // one is found running.
     let restarted = host.restarted();
@@ -115,6 +131,7 @@ fn kill_9_crashes_one_machine_only_and_adoption_sorts_them_out() {
     assert!(cgroup::procs(&host.config.cgroup_parent, &a.spec.id.to_string()).is_empty());
     a = host.store.get(&a.spec.id).unwrap().unwrap();
     assert_eq!(restarted.observe(&a).unwrap(), InstanceState::Crashed);
+    assert_eq!(pid_of(&host.store.get(&b.spec.id).unwrap().unwrap()), b_pid, "b's VMM found through its cgroup");
 
     // Start the crashed one again, then stop both cleanly.
     restarted.start(&mut a).unwrap();

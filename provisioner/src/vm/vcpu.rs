@@ -22,6 +22,8 @@ pub enum VcpuError {
     FailEntry { index: u8, reason: u64 },
     #[error("vCPU {index}: KVM internal error")]
     Internal { index: u8 },
+    #[error("vCPU thread set-up: {0}")]
+    Setup(String),
 }
 
 /// What a vCPU thread reports to the VMM's main thread.

@@ -189,7 +189,12 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
                 if let Some(cpu) = pin {
                     pin_current_thread(cpu);
                 }
+                let dropped = seccomp::drop_capabilities();
                 ready.wait();
+                if let Err(e) = dropped {
+                    let _ = tx.send(Stop::Error(vcpu::VcpuError::Setup(e.to_string())));
+                    return;
+                }
                 start.wait();
                 let boot = vcpu::VcpuBoot { index: i as u8, count, entry, smp_entry };
                 let _ = tx.send(vcpu::run(fd, boot, &devices, &gate, &tx));
@@ -203,12 +208,17 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
         std::thread::Builder::new()
             .name("control".into())
             .spawn(move || {
+                let dropped = seccomp::drop_capabilities();
                 ready.wait();
-                control::serve(listener, ctl)
+                match dropped {
+                    Ok(()) => control::serve(listener, ctl),
+                    Err(e) => tracing::error!(error = %e, "control thread keeps its capabilities: not serving"),
+                }
             })
             .map_err(|source| VmmError::File { path: "thread".into(), source })?;
     }
 
+    seccomp::drop_capabilities()?;
     ready.wait();
     if cfg.seccomp {
         seccomp::install()?;
