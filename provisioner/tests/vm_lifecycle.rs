@@ -95,6 +95,21 @@ fn kill_9_crashes_one_machine_only_and_adoption_sorts_them_out() {
     let mut b = host.launch(kvm_plan(1, 64, 2.0));
     host.wait_ticking(&a);
     host.wait_ticking(&b);
+    // a's core is its own: b floats on the others.
+    let parent = &host.config.cgroup_parent;
+    let a_core = serde_json::from_value::<provisioner::vm::runtime::VmFacts>(a.runtime.clone()).unwrap().pinned_cpus;
+    assert_eq!(a_core.len(), 1);
+    assert_eq!(cgroup::cpus(parent, &a.spec.id.to_string()).unwrap(), a_core[0].to_string());
+    let others: Vec<String> = host.config.pinnable_cpus.iter().filter(|c| **c != a_core[0]).map(|c| c.to_string()).collect();
+    assert!(!others.is_empty(), "this test needs a host with at least 2 CPUs");
+    let b_cores = cgroup::cpus(parent, &b.spec.id.to_string()).unwrap();
+    let on = |list: &str, core: usize| {
+        list.split(',').any(|r| match r.split_once('-') {
+            Some((lo, hi)) => (lo.parse().unwrap()..=hi.parse().unwrap()).contains(&core),
+            None => r.parse::<usize>().unwrap() == core,
+        })
+    };
+    assert!(!on(&b_cores, a_core[0]), "floating b on pinned core {}: {b_cores}", a_core[0]);
     host.runtime.start(&mut b).unwrap(); // idempotent: same VMM
     assert_eq!(pid_of(&b), pid_of(&host.store.get(&b.spec.id).unwrap().unwrap()));
 

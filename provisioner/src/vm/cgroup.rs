@@ -29,10 +29,15 @@ pub enum CgroupError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     pub memory_bytes: u64,
-    /// Exclusive host CPUs (pinned plan), or `None` to float.
-    pub cpus: Option<Vec<usize>>,
-    /// cpu.shares when floating (1024 = one vCPU's fair share).
-    pub cpu_shares: u64,
+    /// cpuset.cpus: its exclusive cores when pinned; when floating, every core no pinned
+    /// machine holds.
+    pub cpus: Vec<usize>,
+    /// cpu.shares when floating (1024 = one vCPU's fair share); `None` when pinned.
+    pub cpu_shares: Option<u64>,
+}
+
+fn cpu_list(cpus: &[usize]) -> String {
+    cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
 }
 
 fn path_of(parent: &str, name: &str) -> String {
@@ -60,14 +65,37 @@ pub fn create(parent: &str, name: &str, limits: &Limits) -> Result<(), CgroupErr
     mem.set_limit(limits.memory_bytes as i64).map_err(op(&path, "memory.limit_in_bytes"))?;
     let cpuset: &CpuSetController = cg.controller_of().ok_or_else(|| CgroupError::Missing("cpuset", path.clone()))?;
     let cpu: &CpuController = cg.controller_of().ok_or_else(|| CgroupError::Missing("cpu", path.clone()))?;
-    match &limits.cpus {
-        Some(cpus) => {
-            let list: Vec<String> = cpus.iter().map(|c| c.to_string()).collect();
-            cpuset.set_cpus(&list.join(",")).map_err(op(&path, "cpuset.cpus"))?;
-        }
-        None => cpu.set_shares(limits.cpu_shares.max(2)).map_err(op(&path, "cpu.shares"))?,
+    if !limits.cpus.is_empty() {
+        cpuset.set_cpus(&cpu_list(&limits.cpus)).map_err(op(&path, "cpuset.cpus"))?;
+    }
+    if let Some(shares) = limits.cpu_shares {
+        cpu.set_shares(shares.max(2)).map_err(op(&path, "cpu.shares"))?;
     }
     Ok(())
+}
+
+/// Moves a running VMM to other host cores (a floating machine making room for, or getting
+/// back, the cores of a pinned one).
+pub fn set_cpus(parent: &str, name: &str, cpus: &[usize]) -> Result<(), CgroupError> {
+    let path = path_of(parent, name);
+    let cg = load(&path);
+    let cpuset: &CpuSetController = cg.controller_of().ok_or_else(|| CgroupError::Missing("cpuset", path.clone()))?;
+    cpuset.set_cpus(&cpu_list(cpus)).map_err(op(&path, "cpuset.cpus"))
+}
+
+/// The cpuset.cpus of a VMM's cgroup, as the kernel lists it (e.g. `1` or `0-1`).
+pub fn cpus(parent: &str, name: &str) -> Option<String> {
+    let path = path_of(parent, name);
+    let cg = load(&path);
+    let cpuset: &CpuSetController = cg.controller_of()?;
+    let set = cpuset.cpuset();
+    Some(
+        set.cpus
+            .iter()
+            .map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+            .collect::<Vec<_>>()
+            .join(","),
+    )
 }
 
 /// Moves process `pid` (the VMM itself, before it allocates guest memory) into its cgroup.

@@ -201,20 +201,46 @@ impl KvmRuntime {
         Ok(())
     }
 
-    /// Host cores no running pinned machine holds, `needed` of them.
-    fn free_cores(&self, me: &InstanceId, needed: usize) -> Result<Vec<usize>, VmError> {
+    /// Host cores no running pinned machine (other than `me`) holds.
+    fn unpinned_cores(&self, me: Option<&InstanceId>) -> Result<Vec<usize>, VmError> {
         let mut taken = BTreeSet::new();
         for r in self.store.list()? {
             let f = VmFacts::of(&r);
-            if r.spec.id != *me && vmm_alive(&f) {
+            if Some(&r.spec.id) != me && vmm_alive(&f) {
                 taken.extend(f.pinned_cpus);
             }
         }
-        let free: Vec<usize> = self.cfg.pinnable_cpus.iter().copied().filter(|c| !taken.contains(c)).collect();
+        Ok(self.cfg.pinnable_cpus.iter().copied().filter(|c| !taken.contains(c)).collect())
+    }
+
+    /// `needed` cores of its own for a pinned machine.
+    fn free_cores(&self, me: &InstanceId, needed: usize) -> Result<Vec<usize>, VmError> {
+        let free = self.unpinned_cores(Some(me))?;
         if free.len() < needed {
             return Err(VmError::NoFreeCores { needed, free });
         }
         Ok(free[..needed].to_vec())
+    }
+
+    /// Where floating machines may run: every core no pinned machine holds (all of them in
+    /// the corner case where pinned machines hold every core, which admission prevents when
+    /// any floating machine exists).
+    fn floating_cores(&self) -> Result<Vec<usize>, VmError> {
+        let free = self.unpinned_cores(None)?;
+        Ok(if free.is_empty() { self.cfg.pinnable_cpus.clone() } else { free })
+    }
+
+    /// After a pinned machine starts or stops: every running floating machine moves to the
+    /// cores pinned machines leave free, so pinned cores are really nobody else's.
+    fn rebalance_floating(&self) -> Result<(), VmError> {
+        let cores = self.floating_cores()?;
+        for r in self.store.list()? {
+            let f = VmFacts::of(&r);
+            if r.spec.kind() == InstanceKind::Kvm && !r.spec.resources.is_pinned() && vmm_alive(&f) {
+                cgroup::set_cpus(&self.cfg.cgroup_parent, &r.spec.id.to_string(), &cores)?;
+            }
+        }
+        Ok(())
     }
 
     fn control(&self, record: &InstanceRecord, command: &'static str) -> Result<String, VmError> {
@@ -346,9 +372,12 @@ impl Runtime for KvmRuntime {
         let pin = if res.is_pinned() { Some(self.free_cores(&id, vcpus)?) } else { None };
         let limits = Limits {
             memory_bytes: (res.memory_burst_mib() + self.cfg.memory_overhead_mib) << 20,
-            cpus: pin.clone(),
-            // Weight proportional to the guaranteed share v / ρc (1024 per whole core).
-            cpu_shares: (res.vcpus() as u64 * 1024 * 1000) / res.cpu_ratio().milli() as u64,
+            cpus: match &pin {
+                Some(p) => p.clone(),
+                None => self.floating_cores()?,
+            },
+            // Floating: weight proportional to the guaranteed share v / ρc (1024 per core).
+            cpu_shares: pin.is_none().then(|| (res.vcpus() as u64 * 1024 * 1000) / res.cpu_ratio().milli() as u64),
         };
         cgroup::create(&self.cfg.cgroup_parent, &id.to_string(), &limits)?;
 
@@ -394,6 +423,9 @@ impl Runtime for KvmRuntime {
         record.state = InstanceState::Running;
         self.store.put(record)?;
 
+        if !facts.pinned_cpus.is_empty() {
+            self.rebalance_floating()?;
+        }
         // Ready when the control socket answers (guest RAM is allocated and locked by then).
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -429,9 +461,14 @@ impl Runtime for KvmRuntime {
             }
         }
         self.clean_dead(&id)?;
+        let was_pinned = !facts.pinned_cpus.is_empty();
         facts = VmFacts::default();
         facts.store_in(record);
         record.state = InstanceState::Stopped;
+        if was_pinned {
+            // Its cores go back to the floating machines.
+            self.rebalance_floating()?;
+        }
         Ok(())
     }
 
