@@ -28,6 +28,8 @@ struct Boot {
 }
 
 /// Runs `cmd` (guest serial on its stdout) to its end and times it.
+// The child is reaped by wait4 (for its rusage), not by std's wait.
+#[allow(clippy::zombie_processes)]
 fn measure(mut cmd: Command) -> Boot {
     let start = Instant::now();
     let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");

@@ -195,8 +195,7 @@ pub fn load_bzimage(
         hdr.ramdisk_image = addr as u32;
         hdr.ramdisk_size = size as u32;
     }
-    let mut params = boot_params::default();
-    params.hdr = hdr;
+    let mut params = boot_params { hdr, ..Default::default() };
     let map = memory_map(memory_mib);
     for (slot, e) in params.e820_table.iter_mut().zip(&map) {
         *slot = boot_e820_entry { addr: e.addr, size: e.size, r#type: e.type_ };
