@@ -243,6 +243,7 @@ pub fn ram_kib(memory_mib: u64) -> u64 {
 mod tests {
     use super::*;
     use crate::vm::memory::MIB;
+    use vm_memory::Bytes;
 
     #[test]
     fn memory_map_leaves_out_the_legacy_hole() {
@@ -252,5 +253,72 @@ mod tests {
         assert_eq!((m[1].addr, m[1].size), (HIMEM_START, 256 * MIB - HIMEM_START));
         assert_eq!(ram_kib(256), 256 * 1024 - 385);
         assert_eq!(memory_map(5120).len(), 3);
+    }
+
+    fn guest_memory(mib: u64) -> GuestMemoryMmap {
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), (mib * MIB) as usize)]).unwrap()
+    }
+
+    #[test]
+    fn pvh_start_info_carries_memory_map_cmdline_and_initrd() {
+        let dir = tempfile::tempdir().unwrap();
+        let guest = crate::vm::guest::build(dir.path()).unwrap();
+        let image = std::fs::read(&guest.elf).unwrap();
+        let mem = guest_memory(64);
+        let initrd = vec![0xa5u8; 10_000];
+        let entry = load_kernel(&mem, 64, &guest.elf, &image, "heartbeat x=1", Some(&initrd)).unwrap();
+        assert!(entry.pvh);
+        assert_eq!((entry.rip, entry.rbx), (guest.image.0, START_INFO_ADDR));
+        let info: hvm_start_info = mem.read_obj(GuestAddress(START_INFO_ADDR)).unwrap();
+        assert_eq!((info.magic, info.version, info.memmap_entries), (XEN_HVM_START_MAGIC, 1, 2));
+        let e: hvm_memmap_table_entry = mem.read_obj(GuestAddress(info.memmap_paddr + 24)).unwrap();
+        assert_eq!((e.addr, e.size, e.type_), (HIMEM_START, 63 * MIB, E820_RAM));
+        let mut cmd = [0u8; 14];
+        mem.read_slice(&mut cmd, GuestAddress(info.cmdline_paddr)).unwrap();
+        assert_eq!(&cmd, b"heartbeat x=1\0");
+        assert_eq!(info.nr_modules, 1);
+        let m: hvm_modlist_entry = mem.read_obj(GuestAddress(info.modlist_paddr)).unwrap();
+        assert_eq!(m.size, 10_000);
+        assert_eq!(m.paddr % 4096, 0);
+        assert!(m.paddr + m.size <= 64 * MIB && m.paddr >= guest.image.1);
+        let mut back = vec![0u8; 10_000];
+        mem.read_slice(&mut back, GuestAddress(m.paddr)).unwrap();
+        assert_eq!(back, initrd);
+    }
+
+    #[test]
+    fn bzimage_zero_page_has_header_e820_cmdline_and_initrd() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = crate::vm::guest::build_bzimage_stub(dir.path()).unwrap();
+        let image = std::fs::read(&path).unwrap();
+        let mem = guest_memory(128);
+        let entry = load_kernel(&mem, 128, &path, &image, "console=ttyS0", Some(&[7u8; 5000])).unwrap();
+        assert!(!entry.pvh);
+        assert_eq!((entry.rip, entry.rsi), (HIMEM_START, ZERO_PAGE_ADDR));
+        let p: boot_params = mem.read_obj(GuestAddress(ZERO_PAGE_ADDR)).unwrap();
+        let hdr = p.hdr;
+        assert_eq!({ hdr.header }, 0x5372_6448);
+        assert_eq!(({ hdr.cmd_line_ptr }, { hdr.cmdline_size }), (CMDLINE_ADDR as u32, 14));
+        assert_eq!({ hdr.type_of_loader }, 0xff);
+        assert_eq!({ hdr.ramdisk_size }, 5000);
+        let mut back = [0u8; 5000];
+        mem.read_slice(&mut back, GuestAddress({ hdr.ramdisk_image } as u64)).unwrap();
+        assert_eq!(back, [7u8; 5000]);
+        assert_eq!(p.e820_entries, 2);
+        let e = p.e820_table[1];
+        assert_eq!(({ e.addr }, { e.size }, { e.r#type }), (HIMEM_START, 127 * MIB, E820_RAM));
+    }
+
+    #[test]
+    fn unknown_images_and_long_command_lines_are_refused() {
+        let mem = guest_memory(16);
+        let err = load_kernel(&mem, 16, Path::new("junk"), b"not a kernel", "", None).unwrap_err();
+        assert!(matches!(err, BootError::UnknownFormat(_)), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = crate::vm::guest::build_bzimage_stub(dir.path()).unwrap();
+        let image = std::fs::read(&path).unwrap();
+        let long = "x".repeat(3000);
+        let err = load_kernel(&mem, 16, &path, &image, &long, None).unwrap_err();
+        assert!(matches!(err, BootError::CmdlineTooLong { len: 3000, max: 2048 }), "{err}");
     }
 }
