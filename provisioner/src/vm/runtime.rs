@@ -206,7 +206,7 @@ impl KvmRuntime {
         let mut taken = BTreeSet::new();
         for r in self.store.list()? {
             let f = VmFacts::of(&r);
-            if Some(&r.spec.id) != me && vmm_alive(&f) {
+            if r.spec.kind() == InstanceKind::Kvm && Some(&r.spec.id) != me && vmm_alive(&f) {
                 taken.extend(f.pinned_cpus);
             }
         }
