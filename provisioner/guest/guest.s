@@ -7,10 +7,14 @@
  * the low 4 GiB with 2 MiB pages), because entering long mode directly through KVM_SET_SREGS
  * triple-faults on the nested `kvm_pvm` hosts this project is tested on.
  *
- * Several vCPUs: the Vessel VMM (smp_boot = "entry") starts *every* vCPU at `pvh_start` with
- * %edi = 0x56534c31 ("VSL1"), %esi = vCPU index, %edx = vCPU count. Index 0 does the work;
- * the others switch to long mode, check in (atomic counter) and halt. Without the magic (plain
- * PVH, e.g. QEMU) the guest assumes one vCPU.
+ * Several vCPUs, two ways:
+ * - smp_boot = "entry": the Vessel VMM starts *every* vCPU at `pvh_start` with
+ *   %edi = 0x56534c31 ("VSL1"), %esi = vCPU index, %edx = vCPU count.
+ * - otherwise (plain PVH: the VMM's default "sipi", or QEMU), vCPU 0 reads the logical
+ *   processor count from CPUID leaf 1, copies a real-mode trampoline to 0x9000 and wakes
+ *   the others with INIT-SIPI-SIPI through its local APIC, as Linux does; they go to
+ *   protected mode, take their index from their APIC id, and join the path above.
+ * Index 0 does the work; the others switch to long mode, check in (atomic counter), halt.
  *
  * Work: reads the memory map from hvm_start_info, writes one quadword to every 4 KiB page of
  * RAM at or above 1 MiB except its own image (value = address * 0x9E3779B97F4A7C15), reads
@@ -35,6 +39,8 @@
     .set TICK_CYCLES, 1 << 27
     .set AP_WAIT_CYCLES, 1 << 32
     .set BOOT_COUNTER, 0x8000
+    .set TRAMPOLINE, 0x9000
+    .set LAPIC, 0xfee00000
 
     .section .note.Xen, "a"
     .p2align 2
@@ -104,6 +110,10 @@ bsp_main:
     mov %rbx, start_info(%rip)
     lea msg_banner(%rip), %rsi
     call puts
+    cmp $1, %rdi                /* one vCPU said: plain PVH boot, wake the others by SIPI */
+    jne 1f
+    call wake_aps
+1:
     mov $BOOT_COUNTER, %rax     /* count boots: RAM survives a reset */
     cmpl $0x424c5356, (%rax)    /* "VSLB" */
     je 1f
@@ -192,6 +202,90 @@ bad_start_info:
     call puts
     jmp poweroff
 
+/* INIT-SIPI-SIPI to every other vCPU (CPUID.1:EBX[23:16] of them, when HTT says the field
+ * is valid); sets vcpus_expected. */
+wake_aps:
+    push %rbx
+    mov $1, %eax
+    cpuid
+    bt $28, %edx                /* HTT */
+    jnc 9f
+    shr $16, %ebx
+    movzbl %bl, %ebx
+    cmp $1, %ebx
+    jbe 9f
+    mov %rbx, vcpus_expected(%rip)
+    lea trampoline(%rip), %rsi  /* real-mode code must sit below 1 MiB, page aligned */
+    mov $TRAMPOLINE, %rdi
+    mov $(trampoline_end - trampoline), %rcx
+    rep movsb
+    mov $LAPIC, %rbx
+    movl $0x1ff, 0xf0(%rbx)     /* spurious vector register: APIC on */
+    movl $0, 0x310(%rbx)
+    movl $0xc4500, 0x300(%rbx)  /* INIT, assert, all excluding self */
+    mov $(1 << 24), %rcx        /* ~10 ms */
+    call delay
+    mov $2, %r8d
+2:  movl $0, 0x310(%rbx)
+    movl $(0xc4600 | (TRAMPOLINE >> 12)), 0x300(%rbx) /* SIPI */
+    mov $(1 << 20), %rcx        /* ~200 us */
+    call delay
+    dec %r8d
+    jnz 2b
+9:  pop %rbx
+    ret
+
+delay:                          /* %rcx TSC cycles */
+    push %rdx
+    push %rax
+    push %r9
+    rdtsc
+    shl $32, %rdx
+    or %rdx, %rax
+    lea (%rax,%rcx), %r9
+1:  pause
+    rdtsc
+    shl $32, %rdx
+    or %rdx, %rax
+    cmp %r9, %rax
+    jb 1b
+    pop %r9
+    pop %rax
+    pop %rdx
+    ret
+
+/* Woken vCPUs start here, in real mode at TRAMPOLINE:0 (copied there by wake_aps). */
+    .code16
+trampoline:
+    cli
+    xor %ax, %ax
+    mov %ax, %ds
+    lgdtl TRAMPOLINE + (tramp_gdt_ptr - trampoline)
+    mov %cr0, %eax
+    or $1, %eax
+    mov %eax, %cr0
+    ljmpl $0x18, $ap32
+    .p2align 2
+tramp_gdt_ptr:
+    .word gdt_end - gdt - 1
+    .long gdt
+trampoline_end:
+
+    .code32
+ap32:
+    mov $0x10, %ax
+    mov %ax, %ds
+    mov %ax, %es
+    mov %ax, %ss
+    mov $1, %eax
+    cpuid
+    shr $24, %ebx               /* index = APIC id */
+    mov %ebx, %esi
+    mov $SMP_MAGIC, %edi
+    xor %edx, %edx
+    jmp pvh_start
+
+    .code64
 /* Other vCPUs: check in, then halt for good (interrupts off). */
 ap_main:
     lock incl ap_count(%rip)
@@ -422,6 +516,7 @@ gdt:
     .quad 0
     .quad 0x00af9a000000ffff    /* 0x08: 64-bit code */
     .quad 0x00cf92000000ffff    /* 0x10: data */
+    .quad 0x00cf9a000000ffff    /* 0x18: 32-bit code (woken vCPUs) */
 gdt_end:
 gdt_ptr:
     .word gdt_end - gdt - 1

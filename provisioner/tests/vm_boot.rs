@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 use vm_support::*;
 
 fn config(dir: &std::path::Path, vcpus: u8, memory_mib: u64, cmdline: &str, seccomp: bool) -> VmConfig {
+    config_smp(dir, vcpus, memory_mib, cmdline, seccomp, SmpBoot::Sipi)
+}
+
+fn config_smp(dir: &std::path::Path, vcpus: u8, memory_mib: u64, cmdline: &str, seccomp: bool, smp_boot: SmpBoot) -> VmConfig {
     VmConfig {
         name: "vm-boot-test".into(),
         vcpus,
@@ -19,7 +23,7 @@ fn config(dir: &std::path::Path, vcpus: u8, memory_mib: u64, cmdline: &str, secc
         cmdline: cmdline.into(),
         initrd: None,
         huge_pages: false,
-        smp_boot: SmpBoot::Entry,
+        smp_boot,
         pin_cpus: vec![],
         serial_log: dir.join("serial.log"),
         serial_stdout: false,
@@ -69,11 +73,14 @@ fn wait(vmm: &mut Vmm, limit: Duration) -> std::process::ExitStatus {
     }
 }
 
-fn boot_and_check(vcpus: u8, memory_mib: u64) {
+/// Boots the guest and checks its report. With `SmpBoot::Sipi` (the default, Linux's way)
+/// the guest wakes its other vCPUs by INIT-SIPI-SIPI through the in-kernel LAPIC; with
+/// `SmpBoot::Entry` the VMM starts them all at the entry.
+fn boot_and_check(vcpus: u8, memory_mib: u64, smp_boot: SmpBoot) {
     require_kvm();
     let tmp = scratch("boot");
     let dir = tmp.path();
-    let cfg = config(dir, vcpus, memory_mib, "", true);
+    let cfg = config_smp(dir, vcpus, memory_mib, "", true, smp_boot);
     let mut child = spawn(dir, &cfg);
     let status = wait(&mut child, Duration::from_secs(90));
     let serial = std::fs::read_to_string(dir.join("serial.log")).unwrap_or_default();
@@ -88,17 +95,22 @@ fn boot_and_check(vcpus: u8, memory_mib: u64) {
 
 #[test]
 fn one_vcpu_64_mib() {
-    boot_and_check(1, 64);
+    boot_and_check(1, 64, SmpBoot::Sipi);
 }
 
 #[test]
 fn two_vcpus_256_mib() {
-    boot_and_check(2, 256);
+    boot_and_check(2, 256, SmpBoot::Sipi);
 }
 
 #[test]
 fn four_vcpus_512_mib() {
-    boot_and_check(4, 512);
+    boot_and_check(4, 512, SmpBoot::Sipi);
+}
+
+#[test]
+fn four_vcpus_128_mib_all_started_at_the_entry() {
+    boot_and_check(4, 128, SmpBoot::Entry);
 }
 
 /// After setup the VMM runs under a seccomp filter: a system call outside it (here: opening a
@@ -135,8 +147,8 @@ fn a_forbidden_system_call_kills_the_vmm_only() {
 }
 
 /// A guest reset (0xFE to the i8042) reboots the machine in place, vCPUs and all, under the
-/// seccomp filter: the guest reports twice (boot=1, then boot=2, same memory and vCPUs) and
-/// then powers off.
+/// seccomp filter: the guest reports twice (boot=1, then boot=2, same memory and vCPUs: the
+/// second vCPU went back to wait-for-SIPI and was woken again) and then powers off.
 #[test]
 fn a_guest_reset_reboots_in_place() {
     require_kvm();

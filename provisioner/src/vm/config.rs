@@ -15,8 +15,8 @@ pub enum SmpBoot {
     #[default]
     Sipi,
     /// The VMM starts every vCPU at the PVH entry with `%edi` = `"VSL1"` magic, `%esi` = its
-    /// index and `%edx` = the vCPU count (the project's test guest; it avoids a real-mode
-    /// trampoline, which is the least dependable thing on nested `kvm_pvm` hosts).
+    /// index and `%edx` = the vCPU count: a guest of our own needs no real-mode trampoline.
+    /// (The test guest supports both; both work on the nested `kvm_pvm` hosts.)
     Entry,
 }
 

@@ -11,7 +11,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 use thiserror::Error;
 
-/// `"VSL1"`: tells the test guest the VMM started every vCPU at the entry (see `SmpBoot`).
+/// `"VSL1"`: tells the test guest the VMM started every vCPU at the entry (`SmpBoot::Entry`).
 pub const SMP_MAGIC: u64 = 0x5653_4c31;
 
 #[derive(Debug, Error)]

@@ -85,7 +85,7 @@ impl Host {
         std::fs::create_dir_all(&image).unwrap();
         std::fs::write(
             image.join("image.json"),
-            serde_json::json!({"kernel": guest.elf, "cmdline": "heartbeat", "smp_boot": "entry"}).to_string(),
+            serde_json::json!({"kernel": guest.elf, "cmdline": "heartbeat"}).to_string(),
         )
         .unwrap();
         let parent = format!("vessel-test-{}", uuid::Uuid::new_v4().simple());
