@@ -191,11 +191,11 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
                 }
                 let dropped = seccomp::drop_capabilities();
                 ready.wait();
+                start.wait();
                 if let Err(e) = dropped {
                     let _ = tx.send(Stop::Error(vcpu::VcpuError::Setup(e.to_string())));
                     return;
                 }
-                start.wait();
                 let boot = vcpu::VcpuBoot { index: i as u8, count, entry, smp_entry };
                 let _ = tx.send(vcpu::run(fd, boot, &devices, &gate, &tx));
             })
