@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod dunning;
+pub mod hosts;
 pub mod instances;
 pub mod invoices;
 pub mod jobs;
