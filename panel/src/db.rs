@@ -14,6 +14,7 @@ pub mod payments;
 pub mod plans;
 pub mod seed;
 pub mod subscriptions;
+pub mod usage;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;

@@ -27,3 +27,4 @@ pub mod scheduler;
 pub mod startup;
 pub mod subscriptions;
 pub mod telemetry;
+pub mod usage;

@@ -290,6 +290,9 @@ pub async fn run(ctx: Ctx, stop: tokio::sync::watch::Receiver<bool>) {
             if let Err(e) = reconcile_once(&ctx).await {
                 tracing::warn!(error = %e, "reconcile pass failed");
             }
+            if let Err(e) = crate::usage::prune(&ctx.pool, ctx.clock.now()).await {
+                tracing::warn!(error = %e, "pruning usage samples failed");
+            }
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = stop_r.changed() => {}
