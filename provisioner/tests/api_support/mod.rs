@@ -5,6 +5,7 @@
 
 #[path = "../vm_support/mod.rs"]
 mod vm_support;
+#[allow(unused_imports)]
 pub use vm_support::{kvm_plan, require_kvm, scratch, test_guest};
 
 use provisioner::client::{http_client, HostClient};
