@@ -28,12 +28,17 @@ pub fn kvm_usable() -> bool {
     std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
 }
 
-/// The service for this config (no secret needed: tests and tools may build it directly).
+/// The service for this config, with this very program as the VMM (`provisioner vm run`).
 pub fn build_service(cfg: &DaemonConfig) -> Result<std::sync::Arc<Service>, DaemonError> {
+    build_service_with(cfg, std::env::current_exe()?)
+}
+
+/// The service for this config (no secret needed: tests and tools may build it directly),
+/// running machines with `vmm` (a `provisioner` binary).
+pub fn build_service_with(cfg: &DaemonConfig, vmm: std::path::PathBuf) -> Result<std::sync::Arc<Service>, DaemonError> {
     let capacity = cfg.usable_capacity()?;
     let store = InstanceStore::open(&cfg.state_dir)?;
     let kvm = if kvm_usable() {
-        let vmm = std::env::current_exe()?;
         let mut kc = KvmRuntimeConfig::new(cfg.state_dir.clone(), cfg.cgroup_parent.clone(), vmm, cfg.images_dir.clone(), capacity);
         kc.stop_timeout = Duration::from_secs(cfg.stop_timeout_secs);
         Some(KvmRuntime::new(kc, store.clone()))
