@@ -52,6 +52,7 @@ pub fn build_service_with(cfg: &DaemonConfig, vmm: std::path::PathBuf) -> Result
 /// Runs the daemon until SIGINT/SIGTERM. Prints `listening on <scheme>://<addr>` on stdout
 /// once bound, so a supervisor (or a test) knows where and when it answers.
 pub async fn serve(cfg: DaemonConfig) -> Result<(), DaemonError> {
+    let started = vessel_core::signing::unix_now();
     let secret = cfg.read_secret()?;
     let tls = match cfg.tls()? {
         Some((cert, key)) => Some(api::tls_config(&cert, &key).map_err(ConfigError::Tls)?),
@@ -66,7 +67,8 @@ pub async fn serve(cfg: DaemonConfig) -> Result<(), DaemonError> {
         .await
         .map_err(|e| ServiceError::Internal(e.to_string()))??;
     tracing::info!(instances = adopted.len(), state_dir = %cfg.state_dir.display(), "adopted the host's instances");
-    let state = ApiState { service, verifier: Verifier::new(secret) };
+    // Nothing signed before this start can be replayed against it (the replay cache is new).
+    let state = ApiState { service, verifier: Verifier::new(secret).not_before(started) };
     api::serve(state, cfg.listen, tls, cfg.workers, |addrs, tls| {
         let scheme = if tls { "https" } else { "http" };
         for a in addrs {

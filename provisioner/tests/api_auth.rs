@@ -134,6 +134,30 @@ async fn create_is_idempotent_conflicts_are_409_and_admission_refusals_422() {
     assert_eq!(p["needed"], 2.0);
     assert_eq!(p["free"], 1.0);
 
+    // Containers are not run by this host (yet): refused as such.
+    let container = spec(vessel_core::PlanResources::try_from(vessel_core::resources::ResourceSpec {
+        kind: vessel_core::InstanceKind::Container,
+        vcpus: 1,
+        memory_guaranteed_mib: Some(64),
+        memory_burst_mib: 128,
+        swap_mib: 0,
+        disk_gib: 1,
+        cpu_ratio: 4.0,
+        memory_ratio: 1.5,
+        disk_ratio: 1.0,
+        pids_max: None,
+        net_rate_mbit: None,
+        io_weight: None,
+    })
+    .unwrap());
+    let (status, p) = d.call("PUT", &format!("/v1/instances/{}", container.id), Some(serde_json::to_value(&container).unwrap())).await;
+    if d.kinds().contains(&"container".to_string()) {
+        assert_eq!(status, 201, "{p}");
+        assert_eq!(d.call("DELETE", &format!("/v1/instances/{}", container.id), None).await.0, 204);
+    } else {
+        assert_eq!((status, p["type"].as_str()), (422, Some("kind-unsupported")), "{p}");
+    }
+
     // An action the state does not allow: 409 with what to do.
     let (status, p) = d.call("POST", &format!("{path}/actions"), Some(json!({"action": "suspend"}))).await;
     assert_eq!((status, p["type"].as_str()), (409, Some("action-not-allowed")), "{p}");

@@ -128,8 +128,14 @@ async fn a_killed_daemon_restarts_and_adopts_the_running_machine() {
     let pid = d.pid_of(&a.id).unwrap();
     d.wait_ticking(&a.id);
 
+    // A request captured before the restart...
+    let captured = vessel_core::signing::sign_now(&d.secret, "GET", &path, b"");
+    let captured: Vec<(&str, String)> = captured.pairs().iter().map(|(k, v)| (*k, v.to_string())).collect();
+    let hs: Vec<(&str, &str)> = captured.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(d.raw("GET", &path, b"", &hs).await.0, 200);
     d.kill9();
     assert!(alive(pid), "the machine outlives its provisioner");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let before = d.ticks(&a.id);
     d.spawn();
     let (status, s) = d.call("GET", &path, None).await;
@@ -137,6 +143,9 @@ async fn a_killed_daemon_restarts_and_adopts_the_running_machine() {
     assert_eq!(s["state"], "running", "{s}");
     assert_eq!(d.pid_of(&a.id), Some(pid), "the same VMM, not a second one");
     assert!(d.log().contains("adopted"), "{}", d.log());
+    // ...cannot be replayed against the restarted daemon, whose replay cache is new.
+    let (status, p) = d.raw("GET", &path, b"", &hs).await;
+    assert_eq!(status, 401, "{p}");
     // Still controllable through the new daemon.
     let (status, s) = d.call("POST", &format!("{path}/actions"), Some(json!({"action": "suspend"}))).await;
     assert_eq!((status, s["state"].as_str()), (200, Some("suspended")), "{s}");

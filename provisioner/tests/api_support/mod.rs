@@ -211,6 +211,17 @@ impl Daemon {
         self.client.json(m, path, body.as_ref()).await.expect("the daemon answers")
     }
 
+    /// The kinds the daemon says it runs.
+    pub fn kinds(&self) -> Vec<String> {
+        let rt = tokio::runtime::Handle::try_current();
+        let fetch = async { self.call("GET", "/v1/host", None).await.1 };
+        let host = match rt {
+            Ok(h) => tokio::task::block_in_place(|| h.block_on(fetch)),
+            Err(_) => tokio::runtime::Runtime::new().unwrap().block_on(fetch),
+        };
+        host["kinds"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect()
+    }
+
     /// A request with exactly these headers (for the refusal tests).
     pub async fn raw(&self, method: &str, path: &str, body: &[u8], headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
         let http = http_client(self.ca_pem.as_deref(), Duration::from_secs(30)).unwrap();
