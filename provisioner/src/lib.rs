@@ -5,7 +5,12 @@
 //! * [`host`]: this host's capacity and the admission check (the shared rule in
 //!   `vessel_core::admission`), applied before any create or resize.
 //! * [`runtime`]: the lifecycle contract each kind implements (containers, KVM machines).
+//! * [`container`], [`cgroup`], [`template`]: burstable containers, the cgroup v1/v2 layer
+//!   (shared with the KVM side), and OS templates.
 
+pub mod cgroup;
+pub mod container;
 pub mod host;
 pub mod runtime;
 pub mod store;
+pub mod template;

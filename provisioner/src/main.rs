@@ -1,1 +1,52 @@
-fn main() {}
+//! The provisioner binary: a thin CLI over the library.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "provisioner", about = "Vessel's host daemon and admin CLI")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Containers: create, start, stop, … (see `provisioner ct --help`).
+    Ct(provisioner::container::cli::CtArgs),
+    /// Internal: becomes a container's init (spawned by `ct start` inside new namespaces).
+    #[command(hide = true)]
+    CtInit { config: PathBuf },
+    /// Internal: runs a command inside a running container.
+    #[command(hide = true)]
+    CtExec {
+        #[arg(long)]
+        pid: u32,
+        #[arg(long)]
+        cgroup: Vec<PathBuf>,
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let code = match cli.cmd {
+        Cmd::Ct(args) => provisioner::container::cli::run(args)?,
+        Cmd::CtInit { config } => {
+            if let Err(e) = provisioner::container::init::ct_init_main(&config) {
+                eprintln!("ct-init: {e}");
+                println!("error {e}");
+                1
+            } else {
+                0
+            }
+        }
+        Cmd::CtExec { pid, cgroup, argv } => provisioner::container::init::ct_exec_main(pid, &cgroup, &argv)?,
+    };
+    std::process::exit(code);
+}

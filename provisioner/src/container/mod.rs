@@ -1,0 +1,461 @@
+//! Burstable OpenVZ-style containers: namespaces for isolation, a cgroup for the plan's floor
+//! and ceiling, a loop-mounted sparse ext4 image as the disk, a veth on a host bridge.
+//!
+//! * [`ContainerRuntime`]: the kernel-facing steps, each idempotent, implementing
+//!   [`crate::runtime::Runtime`] (plus reinstall, resize, exec).
+//! * [`manager::ContainerHost`]: the runtime over the store: admission, `pending` records,
+//!   and the reconcile a restarted provisioner runs (adopt, finish or roll back, sweep orphans).
+//! * [`init`]: the short-lived helper processes (`ct-init`, `ct-exec`).
+//! * [`disk`], [`net`]: the image/loop/mount and the bridge/veth/tc parts.
+//!
+//! Names are derived from the instance id, never stored, so every part can be found again
+//! after a crash: `<state>/containers/<id>/{disk.img,root,console.log}`, the cgroup
+//! `<parent>/<id short>`, the veth `<prefix><id short>` (peer `<prefix>p<id short>`… renamed
+//! `eth0` inside).
+
+pub mod cli;
+pub mod disk;
+pub mod init;
+pub mod manager;
+pub mod net;
+
+use crate::cgroup::{CgroupError, CgroupLayout, InstanceCgroup, Limits};
+use crate::runtime::{Runtime, Usage};
+use crate::store::{InstanceRecord, PendingOp, StoreError};
+use crate::template::{TemplateError, TemplateStore};
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use vessel_core::{InstanceId, InstanceState, Refusal};
+
+#[derive(Debug, Error)]
+pub enum ContainerError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("refused by this host's admission: {0}")]
+    Refused(#[from] Refusal),
+    #[error("no container {0} on this host")]
+    NotFound(InstanceId),
+    #[error("instance {0} exists with a different spec (an id is never reused)")]
+    Conflict(InstanceId),
+    #[error("instance {0} is not a container")]
+    WrongKind(InstanceId),
+    #[error("cannot {action} a container that is {state:?}")]
+    NotAllowed { action: &'static str, state: InstanceState },
+    #[error("cannot shrink the disk from {from} GiB to {to} GiB (data would be lost)")]
+    DiskShrink { from: u64, to: u64 },
+    #[error("{cmd} failed ({status}): {stderr}")]
+    Command { cmd: String, status: String, stderr: String },
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("{what}: {errno}")]
+    Sys { what: String, errno: nix::Error },
+    #[error("container init: {0}")]
+    Init(String),
+}
+
+/// Runs a host command, returning its stdout or an error carrying its stderr.
+pub(crate) fn run(cmd: &mut Command) -> Result<String, ContainerError> {
+    let desc = format!("{:?}", cmd).replace('"', "");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| ContainerError::Io { what: desc.clone(), source })?;
+    if !out.status.success() {
+        return Err(ContainerError::Command {
+            cmd: desc,
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Fault injection for the crash tests: `VESSEL_CRASH_AT=<op>:<step>` aborts the process
+/// (like a kill -9) when it reaches that step.
+pub fn crash_point(op: &str, step: &str) {
+    if let Ok(v) = std::env::var("VESSEL_CRASH_AT") {
+        if v.split_once(':') == Some((op, step)) {
+            tracing::warn!(op, step, "VESSEL_CRASH_AT: aborting");
+            std::process::abort();
+        }
+    }
+}
+
+/// The steps of create and destroy, in order (the crash tests walk them).
+pub const CREATE_STEPS: [&str; 8] = ["record", "image", "mkfs", "loop", "mount", "rootfs", "cgroup", "start"];
+pub const DESTROY_STEPS: [&str; 7] = ["record", "stop", "cgroup", "umount", "loop", "files", "forget"];
+
+/// Host facts and names the container runtime works with; every path is a parameter.
+#[derive(Clone, Debug)]
+pub struct ContainerConfig {
+    /// Records and instance directories live here.
+    pub state_dir: PathBuf,
+    pub cgroups: CgroupLayout,
+    pub templates: TemplateStore,
+    /// Host bridge the containers' veths are plugged into.
+    pub bridge: String,
+    /// Prefix of our veth names (at most 2 bytes: names are limited to 15).
+    pub veth_prefix: String,
+    /// The provisioner binary, run as `ct-init` / `ct-exec`.
+    pub helper_exe: PathBuf,
+    /// Graceful stop: how long init gets after SIGTERM/SIGPWR before SIGKILL.
+    pub stop_timeout: Duration,
+}
+
+/// The runtime facts of a running container, kept in `record.runtime`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Facts {
+    /// Host pid of the container's init.
+    pub pid: Option<u32>,
+    /// Its start time (clock ticks after boot), so a recycled pid is never mistaken for it.
+    pub start_time: Option<u64>,
+}
+
+impl Facts {
+    pub fn of(record: &InstanceRecord) -> Self {
+        serde_json::from_value(record.runtime.clone()).unwrap_or_default()
+    }
+    fn store(&self, record: &mut InstanceRecord) {
+        record.runtime = serde_json::to_value(self).expect("facts serialise");
+    }
+}
+
+/// Start time of `pid` from /proc, if it is alive and not a zombie.
+pub fn proc_start_time(pid: u32) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+#[derive(Clone, Debug)]
+pub struct ContainerRuntime {
+    pub cfg: ContainerConfig,
+}
+
+impl ContainerRuntime {
+    pub fn new(cfg: ContainerConfig) -> Self {
+        Self { cfg }
+    }
+
+    pub fn instances_dir(&self) -> PathBuf {
+        self.cfg.state_dir.join("containers")
+    }
+    pub fn dir(&self, id: &InstanceId) -> PathBuf {
+        self.instances_dir().join(id.to_string())
+    }
+    pub fn root(&self, id: &InstanceId) -> PathBuf {
+        self.dir(id).join("root")
+    }
+    fn image(&self, id: &InstanceId) -> PathBuf {
+        self.dir(id).join("disk.img")
+    }
+    pub fn console_log(&self, id: &InstanceId) -> PathBuf {
+        self.dir(id).join("console.log")
+    }
+    pub fn cgroup(&self, id: &InstanceId) -> InstanceCgroup {
+        self.cfg.cgroups.group(&format!("ct-{}", id.short()))
+    }
+    pub fn veth_host(&self, id: &InstanceId) -> String {
+        format!("{}{}", self.cfg.veth_prefix, id.short())
+    }
+    fn veth_peer(&self, id: &InstanceId) -> String {
+        format!("{}p{}", self.cfg.veth_prefix, id.short())
+    }
+
+    /// The live init pid, if the recorded one is still the same process.
+    pub fn live_pid(&self, record: &InstanceRecord) -> Option<u32> {
+        let f = Facts::of(record);
+        let pid = f.pid?;
+        (proc_start_time(pid)? == f.start_time?).then_some(pid)
+    }
+
+    /// Disk, root filesystem and cgroup: every step idempotent (see module docs).
+    fn ensure_built(&self, record: &InstanceRecord, op: &str) -> Result<(), ContainerError> {
+        let id = record.spec.id;
+        let dir = self.dir(&id);
+        fs::create_dir_all(&dir).map_err(|source| ContainerError::Io { what: format!("mkdir {}", dir.display()), source })?;
+        crash_point(op, "image");
+        disk::make_image(&self.image(&id), &dir.join("mkfs.done"), record.spec.resources.disk_gib())?;
+        crash_point(op, "loop");
+        let dev = disk::attach(&self.image(&id))?;
+        crash_point(op, "mount");
+        disk::mount(&dev, &self.root(&id))?;
+        crash_point(op, "rootfs");
+        self.ensure_rootfs(record)?;
+        crash_point(op, "cgroup");
+        self.ensure_cgroup(record)?;
+        net::ensure_bridge(&self.cfg.bridge)?;
+        net::ensure_gateways(&self.cfg.bridge, &record.spec.network)?;
+        Ok(())
+    }
+
+    fn ensure_rootfs(&self, record: &InstanceRecord) -> Result<(), ContainerError> {
+        let id = record.spec.id;
+        let done = self.dir(&id).join("rootfs.done");
+        if done.exists() {
+            return Ok(());
+        }
+        let t = self.cfg.templates.load(&record.spec.template)?;
+        disk::copy_rootfs(&t.rootfs, &self.root(&id))?;
+        let init = serde_json::to_vec(&t.manifest).expect("manifest serialises");
+        fs::write(&done, init).map_err(|source| ContainerError::Io { what: format!("write {}", done.display()), source })?;
+        Ok(())
+    }
+
+    fn ensure_cgroup(&self, record: &InstanceRecord) -> Result<(), ContainerError> {
+        let cg = self.cgroup(&record.spec.id);
+        cg.create()?;
+        let missing = cg.apply(&Limits::for_plan(&record.spec.resources))?;
+        for m in missing.0 {
+            tracing::warn!(instance = %record.spec.id, "NOT ENFORCED on this host: {m}");
+        }
+        Ok(())
+    }
+
+    fn init_argv(&self, record: &InstanceRecord) -> Vec<String> {
+        let done = self.dir(&record.spec.id).join("rootfs.done");
+        fs::read(done)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<crate::template::Manifest>(&b).ok())
+            .map(|m| m.init)
+            .unwrap_or_else(|| vec!["/sbin/init".into()])
+    }
+
+    fn spawn_init(&self, record: &mut InstanceRecord) -> Result<(), ContainerError> {
+        let id = record.spec.id;
+        let has_net = record.spec.network.ipv4.is_some() || record.spec.network.ipv6.is_some();
+        let cfg = init::InitConfig {
+            root: self.root(&id),
+            hostname: record.spec.hostname.as_str().to_string(),
+            init: self.init_argv(record),
+            veth_peer: has_net.then(|| self.veth_peer(&id)),
+            network: record.spec.network.clone(),
+            rate_mbit: record.spec.resources.net_rate_mbit(),
+        };
+        let cfg_path = self.dir(&id).join("init.json");
+        fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg).expect("serialises"))
+            .map_err(|source| ContainerError::Io { what: format!("write {}", cfg_path.display()), source })?;
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.console_log(&id))
+            .map_err(|source| ContainerError::Io { what: "console log".into(), source })?;
+        let mut cmd = Command::new(&self.cfg.helper_exe);
+        cmd.arg("ct-init").arg(&cfg_path).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(log);
+        // SAFETY: between fork and exec only async-signal-safe syscalls (setsid, unshare),
+        // no allocation and no locks.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                let flags = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET | libc::CLONE_NEWPID;
+                if libc::unshare(flags) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|source| ContainerError::Io { what: format!("spawn {}", self.cfg.helper_exe.display()), source })?;
+        let result = (|| {
+            self.cgroup(&id).add_process(child.id())?;
+            if has_net {
+                net::create_veth(&self.veth_host(&id), &self.veth_peer(&id), child.id(), &self.cfg.bridge)?;
+            }
+            let mut stdin = child.stdin.take().expect("piped");
+            stdin.write_all(b"go\n").map_err(|source| ContainerError::Io { what: "signal ct-init".into(), source })?;
+            drop(stdin);
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().expect("piped"))
+                .read_line(&mut line)
+                .map_err(|source| ContainerError::Io { what: "read ct-init".into(), source })?;
+            line.trim().strip_prefix("pid ").and_then(|p| p.parse::<u32>().ok()).ok_or_else(|| {
+                let tail = fs::read_to_string(self.console_log(&id)).unwrap_or_default();
+                let tail: String = tail.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+                ContainerError::Init(format!("did not start: {tail}"))
+            })
+        })();
+        let _ = child.wait();
+        let pid = match result {
+            Ok(p) => p,
+            Err(e) => {
+                net::delete_link(&self.veth_host(&id));
+                let _ = self.cgroup(&id).kill_all(Duration::from_secs(5));
+                return Err(e);
+            }
+        };
+        let facts = Facts { pid: Some(pid), start_time: proc_start_time(pid) };
+        facts.store(record);
+        Ok(())
+    }
+
+    /// Stops the init: SIGTERM and SIGPWR, then SIGKILL to everything after the timeout.
+    fn stop_init(&self, record: &mut InstanceRecord, graceful: bool) -> Result<(), ContainerError> {
+        let cg = self.cgroup(&record.spec.id);
+        if let Some(pid) = self.live_pid(record) {
+            let _ = cg.thaw();
+            if graceful {
+                for sig in [libc::SIGTERM, libc::SIGPWR] {
+                    // SAFETY: kill(2) on the init pid verified against its start time.
+                    unsafe { libc::kill(pid as libc::pid_t, sig) };
+                }
+                let deadline = Instant::now() + self.cfg.stop_timeout;
+                while Instant::now() < deadline && self.live_pid(record).is_some() {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+        cg.kill_all(Duration::from_secs(10))?;
+        net::delete_link(&self.veth_host(&record.spec.id));
+        Facts::default().store(record);
+        Ok(())
+    }
+
+    /// New root filesystem from `record.spec.template`; same identity, disk image and
+    /// addresses. Restarts it if it was running.
+    pub fn reinstall(&self, record: &mut InstanceRecord) -> Result<(), ContainerError> {
+        let was_running = self.live_pid(record).is_some() || record.should_run;
+        self.stop_init(record, true)?;
+        let _ = fs::remove_file(self.dir(&record.spec.id).join("rootfs.done"));
+        crash_point("reinstall", "rootfs");
+        self.ensure_built(record, "reinstall")?;
+        if was_running {
+            self.start(record)?;
+        }
+        Ok(())
+    }
+
+    /// Applies `record.spec.resources` (already the new plan): limits at once, and a
+    /// grown disk online. `previous` is the old plan.
+    pub fn resize(&self, record: &mut InstanceRecord, previous: &vessel_core::PlanResources) -> Result<(), ContainerError> {
+        let id = record.spec.id;
+        let (from, to) = (previous.disk_gib(), record.spec.resources.disk_gib());
+        if to < from {
+            return Err(ContainerError::DiskShrink { from, to });
+        }
+        self.ensure_built(record, "resize")?;
+        if to > from {
+            let dev = disk::attach(&self.image(&id))?;
+            disk::grow(&self.image(&id), &dev, to)?;
+        }
+        // A changed rate limit needs the interface reconfigured: applied at next start.
+        Ok(())
+    }
+
+    /// Runs `argv` inside the running container (its namespaces, cgroup and capability set).
+    pub fn exec_command(&self, record: &InstanceRecord, argv: &[String]) -> Result<Command, ContainerError> {
+        let pid = self.live_pid(record).ok_or(ContainerError::NotAllowed { action: "exec in", state: InstanceState::Stopped })?;
+        let mut cmd = Command::new(&self.cfg.helper_exe);
+        cmd.arg("ct-exec").arg("--pid").arg(pid.to_string());
+        for d in self.cgroup(&record.spec.id).dirs() {
+            cmd.arg("--cgroup").arg(d);
+        }
+        cmd.arg("--").args(argv);
+        Ok(cmd)
+    }
+
+    /// Removes whatever exists of instance `id` (also used for orphans with no record).
+    pub fn destroy_parts(&self, id: &InstanceId, record: Option<&mut InstanceRecord>) -> Result<(), ContainerError> {
+        crash_point("destroy", "stop");
+        match record {
+            Some(r) => self.stop_init(r, false)?,
+            None => {
+                self.cgroup(id).kill_all(Duration::from_secs(10))?;
+                net::delete_link(&self.veth_host(id));
+            }
+        }
+        crash_point("destroy", "cgroup");
+        self.cgroup(id).delete()?;
+        crash_point("destroy", "umount");
+        disk::unmount(&self.root(id))?;
+        crash_point("destroy", "loop");
+        disk::detach_all(&self.image(id))?;
+        crash_point("destroy", "files");
+        let dir = self.dir(id);
+        if dir.exists() {
+            fs::remove_dir_all(&dir).map_err(|source| ContainerError::Io { what: format!("remove {}", dir.display()), source })?;
+        }
+        Ok(())
+    }
+}
+
+impl Runtime for ContainerRuntime {
+    type Error = ContainerError;
+
+    fn create(&self, record: &mut InstanceRecord) -> Result<(), ContainerError> {
+        self.ensure_built(record, "create")
+    }
+
+    fn start(&self, record: &mut InstanceRecord) -> Result<(), ContainerError> {
+        if self.live_pid(record).is_some() {
+            return Ok(());
+        }
+        // Leftovers of a crashed run (processes that outlived init, the veth).
+        self.stop_init(record, false)?;
+        self.ensure_built(record, "start")?;
+        self.spawn_init(record)
+    }
+
+    fn stop(&self, record: &mut InstanceRecord) -> Result<(), ContainerError> {
+        self.stop_init(record, true)
+    }
+
+    fn suspend(&self, record: &mut InstanceRecord) -> Result<(), ContainerError> {
+        if self.live_pid(record).is_none() {
+            return Err(ContainerError::NotAllowed { action: "suspend", state: InstanceState::Stopped });
+        }
+        Ok(self.cgroup(&record.spec.id).freeze()?)
+    }
+
+    fn resume(&self, record: &mut InstanceRecord) -> Result<(), ContainerError> {
+        Ok(self.cgroup(&record.spec.id).thaw()?)
+    }
+
+    fn destroy(&self, record: &mut InstanceRecord) -> Result<(), ContainerError> {
+        let id = record.spec.id;
+        self.destroy_parts(&id, Some(record))
+    }
+
+    fn observe(&self, record: &InstanceRecord) -> Result<InstanceState, ContainerError> {
+        Ok(match &record.pending {
+            Some(PendingOp::Create) => InstanceState::Creating,
+            Some(PendingOp::Destroy) => InstanceState::Destroying,
+            _ => match self.live_pid(record) {
+                Some(_) if self.cgroup(&record.spec.id).frozen() => InstanceState::Suspended,
+                Some(_) => InstanceState::Running,
+                None if record.should_run => InstanceState::Crashed,
+                None => InstanceState::Stopped,
+            },
+        })
+    }
+
+    fn usage(&self, record: &InstanceRecord) -> Result<Usage, ContainerError> {
+        let id = record.spec.id;
+        let cg = self.cgroup(&id);
+        let (mem, peak) = cg.memory();
+        let guarantee = record.spec.resources.memory_guaranteed_mib() * 1024 * 1024;
+        let (disk_used, _) = disk::usage(&self.root(&id)).filter(|_| disk::is_mounted(&self.root(&id))).unwrap_or((0, 0));
+        let (rx, tx) = net::counters(&self.veth_host(&id));
+        Ok(Usage {
+            cpu_time_ns: cg.cpu_time_ns(),
+            memory_bytes: mem,
+            memory_peak_bytes: peak,
+            memory_burst_bytes: mem.saturating_sub(guarantee),
+            disk_used_bytes: disk_used,
+            net_rx_bytes: rx,
+            net_tx_bytes: tx,
+        })
+    }
+}

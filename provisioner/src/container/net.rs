@@ -1,0 +1,114 @@
+//! Container networking with iproute2's `ip` and `tc`: a host bridge, one veth pair per
+//! running container (host side on the bridge, peer moved into the container's network
+//! namespace and renamed `eth0`), the panel's addresses, and an egress rate limit.
+//!
+//! Why the commands rather than rtnetlink: each call happens once per start/stop (never on a hot
+//! path), iproute2 is on every host, its error messages are what admins already know, and it
+//! keeps tokio out of the synchronous lifecycle code; the inside of the namespace is configured
+//! by `ct-init` before it pivots away from the host's binaries.
+
+use super::{run, ContainerError};
+use std::fs;
+use std::process::Command;
+use vessel_core::NetworkSpec;
+
+fn ip() -> Command {
+    Command::new("ip")
+}
+
+pub fn link_exists(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(name).exists()
+}
+
+/// Creates the bridge if missing and brings it up (idempotent).
+pub fn ensure_bridge(bridge: &str) -> Result<(), ContainerError> {
+    if !link_exists(bridge) {
+        // Another create may race us to it: "File exists" is success.
+        if let Err(e) = run(ip().args(["link", "add", "name", bridge, "type", "bridge"])) {
+            if !link_exists(bridge) {
+                return Err(e);
+            }
+        }
+    }
+    run(ip().args(["link", "set", bridge, "up"]))?;
+    Ok(())
+}
+
+/// Puts the gateways of `net` on the bridge, so the host is the containers' router.
+pub fn ensure_gateways(bridge: &str, net: &NetworkSpec) -> Result<(), ContainerError> {
+    if let Some(v4) = &net.ipv4 {
+        run(ip().args(["addr", "replace", &format!("{}/{}", v4.gateway, v4.prefix_len), "dev", bridge]))?;
+    }
+    if let Some(v6) = &net.ipv6 {
+        run(ip().args(["-6", "addr", "replace", &format!("{}/{}", v6.gateway, v6.prefix_len), "dev", bridge, "nodad"]))?;
+    }
+    Ok(())
+}
+
+/// Creates the pair with the peer already inside the namespace of `pid`, host side on the bridge.
+pub fn create_veth(host: &str, peer: &str, pid: u32, bridge: &str) -> Result<(), ContainerError> {
+    delete_link(host);
+    run(ip().args(["link", "add", host, "type", "veth", "peer", "name", peer, "netns", &pid.to_string()]))?;
+    run(ip().args(["link", "set", host, "master", bridge, "up"]))?;
+    Ok(())
+}
+
+/// Deletes a link if present (its veth peer goes with it).
+pub fn delete_link(name: &str) {
+    if link_exists(name) {
+        let _ = run(ip().args(["link", "del", name]));
+    }
+}
+
+/// Interfaces whose master is `bridge` and whose name starts with `prefix` (orphan sweep).
+pub fn ports_of(bridge: &str, prefix: &str) -> Vec<String> {
+    let dir = std::path::Path::new("/sys/class/net").join(bridge).join("brif");
+    fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(prefix)).collect())
+        .unwrap_or_default()
+}
+
+/// The bridge, if nothing is attached to it any more (used by tests and `ct` cleanup).
+pub fn remove_bridge_if_unused(bridge: &str) {
+    if link_exists(bridge) && ports_of(bridge, "").is_empty() {
+        delete_link(bridge);
+    }
+}
+
+/// (rx, tx) bytes seen by the container, from its host-side veth counters (the host
+/// side's tx is what the container received).
+pub fn counters(host: &str) -> (u64, u64) {
+    let base = std::path::Path::new("/sys/class/net").join(host).join("statistics");
+    let read = |f: &str| fs::read_to_string(base.join(f)).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    (read("tx_bytes"), read("rx_bytes"))
+}
+
+/// Inside the container's namespace (called by `ct-init` before it pivots): name the peer
+/// `eth0`, address it, route through the gateway, and cap egress with a token bucket. The
+/// container cannot undo any of it: it has no CAP_NET_ADMIN.
+pub fn configure_inside(peer: &str, net: &NetworkSpec, rate_mbit: Option<u32>) -> Result<(), ContainerError> {
+    run(ip().args(["link", "set", "lo", "up"]))?;
+    // /sys/class/net still shows the host's namespace here: ask `ip` instead.
+    if peer.is_empty() || run(ip().args(["link", "show", "dev", peer])).is_err() {
+        return Ok(());
+    }
+    run(ip().args(["link", "set", peer, "name", "eth0"]))?;
+    run(ip().args(["link", "set", "eth0", "up"]))?;
+    if let Some(v4) = &net.ipv4 {
+        run(ip().args(["addr", "add", &format!("{}/{}", v4.address, v4.prefix_len), "dev", "eth0"]))?;
+        run(ip().args(["route", "add", "default", "via", &v4.gateway.to_string()]))?;
+    }
+    if let Some(v6) = &net.ipv6 {
+        run(ip().args(["-6", "addr", "add", &format!("{}/{}", v6.address, v6.prefix_len), "dev", "eth0", "nodad"]))?;
+        run(ip().args(["-6", "route", "add", "default", "via", &v6.gateway.to_string()]))?;
+    }
+    if let Some(rate) = rate_mbit {
+        // Burst of at least one MTU-sized packet and ~10 ms at the rate.
+        let burst = (u64::from(rate) * 1_000_000 / 8 / 100).max(16 * 1024);
+        run(Command::new("tc").args([
+            "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", &format!("{rate}mbit"),
+            "burst", &burst.to_string(), "latency", "50ms",
+        ]))?;
+    }
+    Ok(())
+}
