@@ -99,6 +99,17 @@ impl CgroupLayout {
         names
     }
 
+    /// Removes our (empty) parent group; used by tests and by an admin retiring a layout.
+    pub fn remove_parent(&self) {
+        let controllers: &[&str] = match self.version {
+            CgroupVersion::V1 => &V1_CONTROLLERS,
+            CgroupVersion::V2 => &[""],
+        };
+        for c in controllers {
+            let _ = fs::remove_dir(self.dir(c, &self.parent));
+        }
+    }
+
     /// On v2 the parent must delegate the controllers to its children.
     fn prepare_parent(&self) -> Result<(), CgroupError> {
         let mut rel = PathBuf::new();

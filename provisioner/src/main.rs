@@ -24,6 +24,8 @@ enum Cmd {
         pid: u32,
         #[arg(long)]
         cgroup: Vec<PathBuf>,
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+        oom_score_adj: i32,
         #[arg(last = true, required = true)]
         argv: Vec<String>,
     },
@@ -46,7 +48,9 @@ fn main() -> anyhow::Result<()> {
                 0
             }
         }
-        Cmd::CtExec { pid, cgroup, argv } => provisioner::container::init::ct_exec_main(pid, &cgroup, &argv)?,
+        Cmd::CtExec { pid, cgroup, oom_score_adj, argv } => {
+            provisioner::container::init::ct_exec_main(pid, &cgroup, oom_score_adj, &argv)?
+        },
     };
     std::process::exit(code);
 }

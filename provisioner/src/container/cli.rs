@@ -138,6 +138,7 @@ impl CtArgs {
             veth_prefix: self.veth_prefix.clone(),
             helper_exe: std::env::current_exe().map_err(|e| usage(format!("own executable: {e}")))?,
             stop_timeout: Duration::from_secs(self.stop_timeout),
+            host_memory_mib: 0,
         };
         let detected = detect_capacity(&self.state_dir);
         let capacity = HostCapacity {
@@ -145,6 +146,7 @@ impl CtArgs {
             memory_mib: self.memory_mib.unwrap_or(detected.memory_mib),
             disk_gib: self.disk_gib.unwrap_or(detected.disk_gib),
         };
+        let cfg = ContainerConfig { host_memory_mib: capacity.memory_mib, ..cfg };
         Ok(ContainerHost::new(ContainerRuntime::new(cfg), capacity)?)
     }
 }

@@ -105,8 +105,8 @@ pub fn unmount(dir: &Path) -> Result<(), ContainerError> {
     Ok(())
 }
 
-/// Grows the image and its filesystem online to `gib` (never shrinks: ext4 cannot shrink
-/// while mounted, and shrinking a customer's disk is refused before we get here).
+/// Grows the image and its loop device to `gib` (never shrinks: shrinking a customer's disk
+/// is refused before we get here). The filesystem is grown by [`grow_fs`].
 pub fn grow(image: &Path, dev: &str, gib: u64) -> Result<(), ContainerError> {
     let f = fs::OpenOptions::new().write(true).open(image).map_err(io("open", image))?;
     let cur = f.metadata().map_err(io("stat", image))?.len();
@@ -116,6 +116,19 @@ pub fn grow(image: &Path, dev: &str, gib: u64) -> Result<(), ContainerError> {
     f.set_len(gib * GIB).map_err(io("grow", image))?;
     drop(f);
     run(Command::new("losetup").arg("-c").arg(dev))?;
+    Ok(())
+}
+
+/// Grows the filesystem on `dev` to the device's size: online if mounted (where the kernel
+/// allows it), offline otherwise (after the mandatory e2fsck).
+pub fn grow_fs(dev: &str, mounted: bool) -> Result<(), ContainerError> {
+    if !mounted {
+        // e2fsck exits 1 when it fixed something, which is fine.
+        let st = Command::new("e2fsck").args(["-f", "-y"]).stdout(std::process::Stdio::null()).arg(dev).stdin(std::process::Stdio::null()).status();
+        if !matches!(st.map(|s| s.code()), Ok(Some(0 | 1))) {
+            return Err(ContainerError::Init(format!("e2fsck {dev} failed before resize")));
+        }
+    }
     run(Command::new("resize2fs").arg(dev))?;
     Ok(())
 }

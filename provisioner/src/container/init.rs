@@ -199,7 +199,7 @@ pub fn drop_privileges() -> Result<(), ContainerError> {
 }
 
 /// `provisioner ct-exec`: run `argv` inside the container whose init is `pid`.
-pub fn ct_exec_main(pid: u32, cgroup_dirs: &[PathBuf], argv: &[String]) -> Result<i32, ContainerError> {
+pub fn ct_exec_main(pid: u32, cgroup_dirs: &[PathBuf], oom_score_adj: i32, argv: &[String]) -> Result<i32, ContainerError> {
     if argv.is_empty() {
         return Err(ContainerError::Init("nothing to run".into()));
     }
@@ -219,6 +219,9 @@ pub fn ct_exec_main(pid: u32, cgroup_dirs: &[PathBuf], argv: &[String]) -> Resul
         let f = d.join("cgroup.procs");
         fs::write(&f, &me).map_err(|source| ContainerError::Io { what: format!("join {}", f.display()), source })?;
     }
+    // The container's OOM policy (see `oom_score_adj`), set while we may still lower it.
+    fs::write("/proc/self/oom_score_adj", oom_score_adj.to_string())
+        .map_err(|source| ContainerError::Io { what: "oom_score_adj".into(), source })?;
     for (fd, kind) in &nss {
         setns(fd, *kind).map_err(sys(format!("setns {kind:?}")))?;
     }

@@ -292,6 +292,20 @@ impl ContainerHost {
                 removed.push(format!("mount {}", m.display()));
             }
         }
+        // Loop devices whose image lies under our instances dir and has no record.
+        let dir = self.rt.instances_dir();
+        if let Ok(out) = super::run(std::process::Command::new("losetup").args(["-l", "-n", "-O", "NAME,BACK-FILE"])) {
+            for line in out.lines() {
+                let Some((dev, back)) = line.trim().split_once(' ') else { continue };
+                let back = std::path::PathBuf::from(back.trim().trim_end_matches(" (deleted)"));
+                let Ok(rel) = back.strip_prefix(&dir) else { continue };
+                let id = rel.components().next().and_then(|c| c.as_os_str().to_str()?.parse::<InstanceId>().ok());
+                if id.map(|id| !known.contains(&id)).unwrap_or(true) {
+                    let _ = super::run(std::process::Command::new("losetup").arg("-d").arg(dev));
+                    removed.push(format!("loop {dev}"));
+                }
+            }
+        }
         for name in self.rt.cfg.cgroups.children() {
             if let Some(short) = name.strip_prefix("ct-") {
                 if !known_short.contains(short) {

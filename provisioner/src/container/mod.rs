@@ -109,6 +109,24 @@ pub struct ContainerConfig {
     pub helper_exe: PathBuf,
     /// Graceful stop: how long init gets after SIGTERM/SIGPWR before SIGKILL.
     pub stop_timeout: Duration,
+    /// The host memory the guarantees are promised out of (admission's `M`), for the OOM
+    /// policy: see [`oom_score_adj`].
+    pub host_memory_mib: u64,
+}
+
+/// OOM policy: every process of a container gets `oom_score_adj = 1000 · (M − g) / M`, so
+/// when the host (or the parent group standing for it) runs out of memory the kernel's
+/// badness of a container process is ≈ rss − g + M: the victim is the process furthest
+/// *above its container's guarantee*, not simply the biggest one, and host daemons (adj 0)
+/// go after every container. Non-negative on purpose: raising needs no privilege, so this
+/// works even where the provisioner lacks CAP_SYS_RESOURCE (as in this project's sandboxes;
+/// there a container could lower its own score back to 0, which a provisioner holding
+/// CAP_SYS_RESOURCE prevents, because its write also sets the floor `oom_score_adj_min`).
+pub fn oom_score_adj(guarantee_mib: u64, host_memory_mib: u64) -> i32 {
+    if host_memory_mib == 0 {
+        return 0;
+    }
+    (1000 * (host_memory_mib - guarantee_mib.min(host_memory_mib)) / host_memory_mib) as i32
 }
 
 /// The runtime facts of a running container, kept in `record.runtime`.
@@ -271,6 +289,9 @@ impl ContainerRuntime {
         let mut child = cmd.spawn().map_err(|source| ContainerError::Io { what: format!("spawn {}", self.cfg.helper_exe.display()), source })?;
         let result = (|| {
             self.cgroup(&id).add_process(child.id())?;
+            let adj = oom_score_adj(record.spec.resources.memory_guaranteed_mib(), self.cfg.host_memory_mib);
+            let adj_path = format!("/proc/{}/oom_score_adj", child.id());
+            fs::write(&adj_path, adj.to_string()).map_err(|source| ContainerError::Io { what: adj_path, source })?;
             if has_net {
                 net::create_veth(&self.veth_host(&id), &self.veth_peer(&id), child.id(), &self.cfg.bridge)?;
             }
@@ -346,9 +367,24 @@ impl ContainerRuntime {
             return Err(ContainerError::DiskShrink { from, to });
         }
         self.ensure_built(record, "resize")?;
-        if to > from {
-            let dev = disk::attach(&self.image(&id))?;
-            disk::grow(&self.image(&id), &dev, to)?;
+        let dev = disk::attach(&self.image(&id))?;
+        disk::grow(&self.image(&id), &dev, to)?;
+        let fs_bytes = disk::usage(&self.root(&id)).map(|(_, total)| total).unwrap_or(0);
+        if fs_bytes < to * (1 << 30) * 9 / 10 {
+            // Online first; some kernels refuse online ext4 resize (EPERM, as on this
+            // project's test machines): then a short stop, an offline grow, and a start.
+            if disk::grow_fs(&dev, true).is_err() {
+                tracing::warn!(instance = %id, "online ext4 resize refused; growing offline with a restart");
+                let was_running = self.live_pid(record).is_some();
+                self.stop_init(record, true)?;
+                disk::unmount(&self.root(&id))?;
+                crash_point("resize", "offline");
+                disk::grow_fs(&dev, false)?;
+                disk::mount(&dev, &self.root(&id))?;
+                if was_running {
+                    self.spawn_init(record)?;
+                }
+            }
         }
         // A changed rate limit needs the interface reconfigured: applied at next start.
         Ok(())
@@ -359,6 +395,8 @@ impl ContainerRuntime {
         let pid = self.live_pid(record).ok_or(ContainerError::NotAllowed { action: "exec in", state: InstanceState::Stopped })?;
         let mut cmd = Command::new(&self.cfg.helper_exe);
         cmd.arg("ct-exec").arg("--pid").arg(pid.to_string());
+        let adj = oom_score_adj(record.spec.resources.memory_guaranteed_mib(), self.cfg.host_memory_mib);
+        cmd.arg(format!("--oom-score-adj={adj}"));
         for d in self.cgroup(&record.spec.id).dirs() {
             cmd.arg("--cgroup").arg(d);
         }
