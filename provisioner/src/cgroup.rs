@@ -481,3 +481,74 @@ fn read_keyed(path: &Path, key: &str) -> Option<u64> {
         (it.next()? == key).then(|| it.next()?.parse().ok()).flatten()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// v2 cannot be exercised on this project's v1 machines, so the same code path is run
+    /// against a scratch tree shaped like a unified hierarchy (paths are parameters).
+    #[test]
+    fn v2_writes_the_unified_files_on_a_scratch_tree() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("cgroup.controllers"), "cpuset cpu io memory pids\n").unwrap();
+        let layout = CgroupLayout::detect(d.path(), "vessel");
+        assert_eq!(layout.version, CgroupVersion::V2);
+        let g = layout.group("ct-x");
+        g.create().unwrap();
+        let dir = d.path().join("vessel/ct-x");
+        assert_eq!(g.dirs(), vec![dir.clone()]);
+        for f in ["memory.swap.max", "cpu.max.burst", "io.weight", "cpu.max"] {
+            fs::write(dir.join(f), "max 100000").unwrap();
+        }
+        let l = Limits {
+            memory_max: 256 << 20,
+            swap: 64 << 20,
+            memory_low: 128 << 20,
+            cpu_shares: 512,
+            cpu_quota_us: 200_000,
+            cpu_period_us: 100_000,
+            cpu_burst_us: 200_000,
+            pids_max: 100,
+            io_weight: 300,
+            restrict_devices: true,
+        };
+        let missing = g.apply(&l).unwrap();
+        let read = |f: &str| fs::read_to_string(dir.join(f)).unwrap().trim().to_string();
+        assert_eq!(read("memory.max"), (256u64 << 20).to_string());
+        assert_eq!(read("memory.swap.max"), (64u64 << 20).to_string(), "v2 swap is s, not b+s");
+        assert_eq!(read("memory.low"), (128u64 << 20).to_string());
+        assert_eq!(read("cpu.weight"), (1 + (510 * 9999) / 262_142).to_string());
+        assert_eq!(read("cpu.max"), "200000 100000");
+        assert_eq!(read("cpu.max.burst"), "200000");
+        assert_eq!(read("pids.max"), "100");
+        assert_eq!(read("io.weight"), "300");
+        assert!(missing.0.iter().any(|m| m.starts_with("devices")), "{missing:?}");
+        assert_eq!(layout.children(), vec!["ct-x".to_string()]);
+    }
+
+    #[test]
+    fn plan_maps_to_limits() {
+        use vessel_core::resources::{InstanceKind, ResourceSpec};
+        let r = vessel_core::PlanResources::try_from(ResourceSpec {
+            kind: InstanceKind::Container,
+            vcpus: 2,
+            memory_guaranteed_mib: Some(1024),
+            memory_burst_mib: 2048,
+            swap_mib: 512,
+            disk_gib: 40,
+            cpu_ratio: 4.0,
+            memory_ratio: 2.0,
+            disk_ratio: 2.0,
+            pids_max: None,
+            net_rate_mbit: None,
+            io_weight: None,
+        })
+        .unwrap();
+        let l = Limits::for_plan(&r);
+        assert_eq!((l.memory_max, l.swap, l.memory_low), (2048 << 20, 512 << 20, 1024 << 20));
+        assert_eq!(l.cpu_shares, 512, "1024 × v / ρc = 1024 × 2 / 4");
+        assert_eq!((l.cpu_quota_us, l.cpu_period_us), (200_000, 100_000));
+        assert_eq!(l.pids_max, 4096);
+    }
+}

@@ -32,6 +32,17 @@ enum Cmd {
 }
 
 fn main() -> anyhow::Result<()> {
+    // The container start path: skip argument parsing and logging set-up (it is on every
+    // container's create→running latency).
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if raw.len() == 3 && raw[1] == "ct-init" {
+        if let Err(e) = provisioner::container::init::ct_init_main(std::path::Path::new(&raw[2])) {
+            eprintln!("ct-init: {e}");
+            println!("error {e}");
+            std::process::exit(1);
+        }
+        std::process::exit(0);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)

@@ -37,6 +37,27 @@ impl ContainerHost {
         Ok(Self { rt, store, capacity })
     }
 
+    /// Serialises operations on one instance across threads and processes (an exclusive
+    /// `flock` on `<state>/locks/<id>`, released when the guard drops, or by the kernel if we
+    /// crash), so two concurrent calls for the same id cannot interleave their steps.
+    fn lock(&self, id: &InstanceId) -> Result<std::fs::File, ContainerError> {
+        use std::os::fd::AsRawFd;
+        let dir = self.rt.cfg.state_dir.join("locks");
+        std::fs::create_dir_all(&dir).map_err(|source| ContainerError::Io { what: format!("mkdir {}", dir.display()), source })?;
+        let path = dir.join(id.to_string());
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| ContainerError::Io { what: format!("open {}", path.display()), source })?;
+        // SAFETY: flock(2) on a descriptor we own for the duration of the call.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(ContainerError::Io { what: format!("lock {}", path.display()), source: std::io::Error::last_os_error() });
+        }
+        Ok(f)
+    }
+
     fn get(&self, id: &InstanceId) -> Result<InstanceRecord, ContainerError> {
         let r = self.store.get(id)?.ok_or(ContainerError::NotFound(*id))?;
         if r.spec.kind() != InstanceKind::Container {
@@ -65,6 +86,7 @@ impl ContainerHost {
         if spec.kind() != InstanceKind::Container {
             return Err(ContainerError::WrongKind(spec.id));
         }
+        let _lock = self.lock(&spec.id)?;
         let mut r = match self.store.get(&spec.id)? {
             Some(r) if r.spec == spec => r,
             Some(_) => return Err(ContainerError::Conflict(spec.id)),
@@ -98,6 +120,7 @@ impl ContainerHost {
     }
 
     pub fn start(&self, id: &InstanceId) -> Result<InstanceRecord, ContainerError> {
+        let _lock = self.lock(id)?;
         let mut r = self.get(id)?;
         self.check(&r, Action::Start, "start")?;
         r.should_run = true;
@@ -108,6 +131,7 @@ impl ContainerHost {
     }
 
     pub fn stop(&self, id: &InstanceId) -> Result<InstanceRecord, ContainerError> {
+        let _lock = self.lock(id)?;
         let mut r = self.get(id)?;
         self.check(&r, Action::Stop, "stop")?;
         r.should_run = false;
@@ -118,6 +142,7 @@ impl ContainerHost {
     }
 
     pub fn restart(&self, id: &InstanceId) -> Result<InstanceRecord, ContainerError> {
+        let _lock = self.lock(id)?;
         let mut r = self.get(id)?;
         self.check(&r, Action::Restart, "restart")?;
         r.should_run = true;
@@ -129,6 +154,7 @@ impl ContainerHost {
     }
 
     pub fn suspend(&self, id: &InstanceId) -> Result<InstanceRecord, ContainerError> {
+        let _lock = self.lock(id)?;
         let mut r = self.get(id)?;
         self.check(&r, Action::Suspend, "suspend")?;
         self.rt.suspend(&mut r)?;
@@ -137,6 +163,7 @@ impl ContainerHost {
     }
 
     pub fn resume(&self, id: &InstanceId) -> Result<InstanceRecord, ContainerError> {
+        let _lock = self.lock(id)?;
         let mut r = self.get(id)?;
         self.check(&r, Action::Resume, "resume")?;
         self.rt.resume(&mut r)?;
@@ -146,6 +173,7 @@ impl ContainerHost {
 
     /// New root filesystem (from `template`, or the current one), same identity and addresses.
     pub fn reinstall(&self, id: &InstanceId, template: Option<String>) -> Result<InstanceRecord, ContainerError> {
+        let _lock = self.lock(id)?;
         let mut r = self.get(id)?;
         self.check(&r, Action::Reinstall, "reinstall")?;
         let template = template.unwrap_or_else(|| r.spec.template.clone());
@@ -161,6 +189,7 @@ impl ContainerHost {
 
     /// New limits, same data; refused by admission like a create (the old size excluded).
     pub fn resize(&self, id: &InstanceId, resources: PlanResources) -> Result<InstanceRecord, ContainerError> {
+        let _lock = self.lock(id)?;
         let mut r = self.get(id)?;
         self.check(&r, Action::Resize, "resize")?;
         if resources.kind() != InstanceKind::Container {
@@ -181,7 +210,8 @@ impl ContainerHost {
 
     /// Removes the container and every trace of it. Idempotent: an unknown id is swept too.
     pub fn destroy(&self, id: &InstanceId) -> Result<(), ContainerError> {
-        match self.store.get(id)? {
+        let _lock = self.lock(id)?;
+        let result = match self.store.get(id)? {
             Some(mut r) => {
                 if r.spec.kind() != InstanceKind::Container {
                     return Err(ContainerError::WrongKind(*id));
@@ -196,8 +226,9 @@ impl ContainerHost {
                 self.store.remove(id)?;
             }
             None => self.rt.destroy_parts(id, None)?,
-        }
-        Ok(())
+        };
+        let _ = std::fs::remove_file(self.rt.cfg.state_dir.join("locks").join(id.to_string()));
+        Ok(result)
     }
 
     /// Every container record with its observed state.
@@ -230,6 +261,7 @@ impl ContainerHost {
             }
             let id = r.spec.id;
             known.insert(id);
+            let _lock = self.lock(&id)?;
             match r.pending.clone() {
                 Some(PendingOp::Destroy) => {
                     self.rt.destroy(&mut r)?;

@@ -208,10 +208,13 @@ impl ContainerRuntime {
         fs::create_dir_all(&dir).map_err(|source| ContainerError::Io { what: format!("mkdir {}", dir.display()), source })?;
         crash_point(op, "image");
         disk::make_image(&self.image(&id), &dir.join("mkfs.done"), record.spec.resources.disk_gib())?;
-        crash_point(op, "loop");
-        let dev = disk::attach(&self.image(&id))?;
-        crash_point(op, "mount");
-        disk::mount(&dev, &self.root(&id))?;
+        // Mounted means attached: skip the loop lookup on the common path (every start).
+        if !disk::is_mounted(&self.root(&id)) {
+            crash_point(op, "loop");
+            let dev = disk::attach(&self.image(&id))?;
+            crash_point(op, "mount");
+            disk::mount(&dev, &self.root(&id))?;
+        }
         crash_point(op, "rootfs");
         self.ensure_rootfs(record)?;
         crash_point(op, "cgroup");

@@ -30,7 +30,44 @@ pub fn ensure_bridge(bridge: &str) -> Result<(), ContainerError> {
             }
         }
     }
-    run(ip().args(["link", "set", bridge, "up"]))?;
+    if !is_up(bridge) {
+        run(ip().args(["link", "set", bridge, "up"]))?;
+    }
+    Ok(())
+}
+
+/// IFF_UP from sysfs (cheaper than asking `ip`).
+fn is_up(name: &str) -> bool {
+    fs::read_to_string(std::path::Path::new("/sys/class/net").join(name).join("flags"))
+        .ok()
+        .and_then(|s| u32::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok())
+        .map(|f| f & libc::IFF_UP as u32 != 0)
+        .unwrap_or(false)
+}
+
+/// Brings `lo` up in the current network namespace with one ioctl (no `ip` process on the
+/// start path of a container without addresses).
+fn loopback_up() -> Result<(), ContainerError> {
+    // SAFETY: a plain datagram socket used only for the two interface ioctls below, closed
+    // by OwnedFd; `ifreq` is zero-initialised and its name is NUL-terminated.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(ContainerError::Io { what: "socket for lo".into(), source: std::io::Error::last_os_error() });
+        }
+        let _guard = <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd);
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(ContainerError::Io { what: "SIOCGIFFLAGS lo".into(), source: std::io::Error::last_os_error() });
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(ContainerError::Io { what: "SIOCSIFFLAGS lo".into(), source: std::io::Error::last_os_error() });
+        }
+    }
     Ok(())
 }
 
@@ -87,7 +124,7 @@ pub fn counters(host: &str) -> (u64, u64) {
 /// `eth0`, address it, route through the gateway, and cap egress with a token bucket. The
 /// container cannot undo any of it: it has no CAP_NET_ADMIN.
 pub fn configure_inside(peer: &str, net: &NetworkSpec, rate_mbit: Option<u32>) -> Result<(), ContainerError> {
-    run(ip().args(["link", "set", "lo", "up"]))?;
+    loopback_up()?;
     // /sys/class/net still shows the host's namespace here: ask `ip` instead.
     if peer.is_empty() || run(ip().args(["link", "show", "dev", peer])).is_err() {
         return Ok(());
