@@ -72,12 +72,13 @@ fn pids() -> HashSet<u32> {
     fs::read_dir("/proc").unwrap().flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect()
 }
 
-/// PSS (KiB) of processes that appeared since `before`, live, in the host's pid namespace.
-fn outside_pss_kib(before: &HashSet<u32>) -> (u64, Vec<String>) {
+/// What a runtime left on the host since `before`, outside the containers' pid namespaces:
+/// (PSS KiB of its user-space processes, their command lines, number of new kernel threads).
+/// Only processes of the runtimes under test count (this machine is shared with other jobs).
+fn outside(before: &HashSet<u32>) -> (u64, Vec<String>, usize) {
     let me = std::process::id();
     let ns = host_pidns();
-    let mut total = 0;
-    let mut names = Vec::new();
+    let (mut total, mut names, mut kthreads) = (0, Vec::new(), 0);
     for p in pids().difference(before) {
         if *p == me {
             continue;
@@ -90,6 +91,16 @@ fn outside_pss_kib(before: &HashSet<u32>) -> (u64, Vec<String>) {
         if stat.rsplit(')').next().map(|s| s.trim_start().starts_with('Z')).unwrap_or(true) {
             continue;
         }
+        let Ok(exe) = fs::read_link(format!("/proc/{p}/exe")) else {
+            kthreads += 1;
+            continue;
+        };
+        let cmd = fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default().replace('\0', " ");
+        let exe = exe.to_string_lossy().into_owned();
+        let ours = exe == EXE || exe.contains("crun") || exe.contains("lxc") || cmd.contains("lxc") || cmd.contains("crun");
+        if !ours {
+            continue;
+        }
         let pss: u64 = fs::read_to_string(format!("/proc/{p}/smaps_rollup"))
             .unwrap_or_default()
             .lines()
@@ -97,9 +108,9 @@ fn outside_pss_kib(before: &HashSet<u32>) -> (u64, Vec<String>) {
             .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
             .unwrap_or(0);
         total += pss;
-        names.push(fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default().replace('\0', " "));
+        names.push(cmd);
     }
-    (total, names)
+    (total, names, kthreads)
 }
 
 fn plan() -> PlanResources {
@@ -166,10 +177,12 @@ fn main() {
         create_lat.push(t0.elapsed());
         ids.push(spec.id);
     }
-    let (vessel_pss, vessel_procs) = outside_pss_kib(&before);
+    let (vessel_pss, vessel_procs, vessel_kt) = outside(&before);
     for id in &ids {
         host.stop(id).unwrap();
     }
+    // Network namespaces are torn down asynchronously; let that finish before timing starts.
+    std::thread::sleep(Duration::from_secs(2));
     let mut start_lat = Vec::new();
     for id in &ids {
         let t0 = Instant::now();
@@ -178,6 +191,34 @@ fn main() {
     }
     for id in &ids {
         host.destroy(id).unwrap();
+    }
+    // The same with networking: bridge port, veth into the namespace, address, route, tbf.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut net_lat = Vec::new();
+    for i in 0..n {
+        let spec = InstanceSpec {
+            id: InstanceId::new_random(),
+            hostname: Hostname::parse(&format!("n{i}.bench.example")).unwrap(),
+            template: "busybox".into(),
+            resources: PlanResources::try_from({
+                let mut r = ResourceSpec::from(plan());
+                r.net_rate_mbit = Some(100);
+                r
+            })
+            .unwrap(),
+            network: vessel_core::NetworkSpec {
+                ipv4: Some(vessel_core::lifecycle::Ipv4Assignment {
+                    address: std::net::Ipv4Addr::new(10, 199, 0, 2 + i as u8),
+                    prefix_len: 24,
+                    gateway: std::net::Ipv4Addr::new(10, 199, 0, 1),
+                }),
+                ipv6: None,
+            },
+        };
+        let t0 = Instant::now();
+        host.create(spec.clone(), true).unwrap();
+        net_lat.push(t0.elapsed());
+        host.destroy(&spec.id).unwrap();
     }
     layout.remove_parent();
     let _ = sh(&format!("ip link del vzb{sfx}"));
@@ -213,7 +254,7 @@ fn main() {
         crun_lat.push(t0.elapsed());
         assert!(ok, "crun failed: {}", fs::read_to_string(&log).unwrap_or_default());
     }
-    let (crun_pss, crun_procs) = outside_pss_kib(&before);
+    let (crun_pss, crun_procs, crun_kt) = outside(&before);
     let t0 = Instant::now();
     assert!(run_logged(&format!("{wrapper} true"), &log));
     let wrapper_cost = t0.elapsed();
@@ -250,7 +291,7 @@ fn main() {
         lxc_lat.push(t0.elapsed());
         assert!(ok, "lxc-start failed: {}", fs::read_to_string(&log).unwrap_or_default());
     }
-    let (lxc_pss, lxc_procs) = outside_pss_kib(&before);
+    let (lxc_pss, lxc_procs, lxc_kt) = outside(&before);
     for i in 0..n {
         run_logged(&format!("lxc-stop -P {} -n vb{sfx}l{i} -k", lxcpath.display()), &log);
     }
@@ -259,15 +300,17 @@ fn main() {
     println!();
     let (vc, vcp) = stats("vessel create→running", &mut create_lat);
     let (vs, vsp) = stats("vessel start (already created)", &mut start_lat);
+    stats("vessel create→running, veth+IPv4+tbf", &mut net_lat);
     let (cm, cp) = stats("crun run -d", &mut crun_lat);
     let (lm, lp) = stats("lxc-start -d + lxc-wait RUNNING", &mut lxc_lat);
     println!("  (crun's rows include the unshare wrapper, measured alone at {:.2} ms)", wrapper_cost.as_secs_f64() * 1000.0);
     println!();
     let per = |kib: u64| kib as f64 / n as f64;
-    println!("host memory outside the containers (PSS of processes left on the host):");
-    println!("  vessel {:>8.1} KiB/container  {vessel_procs:?}", per(vessel_pss));
-    println!("  crun   {:>8.1} KiB/container  {crun_procs:?}", per(crun_pss));
-    println!("  lxc    {:>8.1} KiB/container  ({} processes, e.g. {:?})", per(lxc_pss), lxc_procs.len(), lxc_procs.first());
+    println!("host memory outside the containers (PSS of the runtime's processes left on the host):");
+    println!("  vessel {:>8.1} KiB/container  {} processes  {:?}", per(vessel_pss), vessel_procs.len(), vessel_procs.first());
+    println!("  crun   {:>8.1} KiB/container  {} processes  {:?}", per(crun_pss), crun_procs.len(), crun_procs.first());
+    println!("  lxc    {:>8.1} KiB/container  {} processes  {:?}", per(lxc_pss), lxc_procs.len(), lxc_procs.first());
+    println!("new kernel threads while running: vessel {vessel_kt} (loop + ext4 journal per disk image), crun {crun_kt}, lxc {lxc_kt}");
     println!();
     println!("ratios (>1 = vessel faster):");
     println!("  crun median / vessel start median   {:>6.2}   p99 {:>6.2}", cm / vs, cp / vsp);

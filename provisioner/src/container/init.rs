@@ -7,7 +7,7 @@
 //!   the network from the inside, forks the container's init — pid 1 of the new pid namespace
 //!   — reports its host pid on stdout once the init has exec'd, and exits. Nothing of ours stays
 //!   behind: the init *is* the container (OpenVZ's zero overhead).
-//! * `provisioner ct-exec --pid P --cgroup DIR... -- argv`: joins the container's cgroup and
+//! * `provisioner ct-exec --pid P --cgroup FILE... -- argv`: joins the container's cgroup and
 //!   namespaces, forks (a pid namespace applies to children), drops capabilities like the
 //!   init, and runs `argv` inside; exits with its status.
 
@@ -35,6 +35,9 @@ pub struct InitConfig {
     pub veth_peer: Option<String>,
     pub network: NetworkSpec,
     pub rate_mbit: Option<u32>,
+    /// Written "0" to join the container's cgroup before anything else (see
+    /// `InstanceCgroup::join_files`).
+    pub cgroup_join: Vec<PathBuf>,
 }
 
 /// Capabilities a container keeps (Docker's default set minus CAP_MKNOD and CAP_NET_RAW is
@@ -71,6 +74,8 @@ pub fn ct_init_main(config: &Path) -> Result<(), ContainerError> {
     )
     .map_err(|e| ContainerError::Init(format!("bad init config: {e}")))?;
 
+    // Into the container's cgroup first: everything forked from here on is accounted to it.
+    crate::cgroup::join_self(&cfg.cgroup_join)?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line).map_err(|source| ContainerError::Io { what: "read go".into(), source })?;
     if line.trim() != "go" {
@@ -199,7 +204,7 @@ pub fn drop_privileges() -> Result<(), ContainerError> {
 }
 
 /// `provisioner ct-exec`: run `argv` inside the container whose init is `pid`.
-pub fn ct_exec_main(pid: u32, cgroup_dirs: &[PathBuf], oom_score_adj: i32, argv: &[String]) -> Result<i32, ContainerError> {
+pub fn ct_exec_main(pid: u32, cgroup_join: &[PathBuf], oom_score_adj: i32, argv: &[String]) -> Result<i32, ContainerError> {
     if argv.is_empty() {
         return Err(ContainerError::Init("nothing to run".into()));
     }
@@ -214,11 +219,7 @@ pub fn ct_exec_main(pid: u32, cgroup_dirs: &[PathBuf], oom_score_adj: i32, argv:
         (open("pid")?, CloneFlags::CLONE_NEWPID),
     ];
     let mnt = open("mnt")?;
-    let me = std::process::id().to_string();
-    for d in cgroup_dirs {
-        let f = d.join("cgroup.procs");
-        fs::write(&f, &me).map_err(|source| ContainerError::Io { what: format!("join {}", f.display()), source })?;
-    }
+    crate::cgroup::join_self(cgroup_join)?;
     // The container's OOM policy (see `oom_score_adj`), set while we may still lower it.
     fs::write("/proc/self/oom_score_adj", oom_score_adj.to_string())
         .map_err(|source| ContainerError::Io { what: "oom_score_adj".into(), source })?;

@@ -219,8 +219,11 @@ impl ContainerRuntime {
         self.ensure_rootfs(record)?;
         crash_point(op, "cgroup");
         self.ensure_cgroup(record)?;
-        net::ensure_bridge(&self.cfg.bridge)?;
-        net::ensure_gateways(&self.cfg.bridge, &record.spec.network)?;
+        // Gateways go on the bridge when it is made and on every op but a plain start (a
+        // `start` after a host reboot finds no bridge and so puts them back too).
+        if net::ensure_bridge(&self.cfg.bridge)? || op != "start" {
+            net::ensure_gateways(&self.cfg.bridge, &record.spec.network)?;
+        }
         Ok(())
     }
 
@@ -266,6 +269,7 @@ impl ContainerRuntime {
             veth_peer: has_net.then(|| self.veth_peer(&id)),
             network: record.spec.network.clone(),
             rate_mbit: record.spec.resources.net_rate_mbit(),
+            cgroup_join: self.cgroup(&id).join_files(),
         };
         let cfg_path = self.dir(&id).join("init.json");
         fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg).expect("serialises"))
@@ -289,9 +293,10 @@ impl ContainerRuntime {
                 Ok(())
             });
         }
+        let t0 = Instant::now();
         let mut child = cmd.spawn().map_err(|source| ContainerError::Io { what: format!("spawn {}", self.cfg.helper_exe.display()), source })?;
+        let t_spawned = Instant::now();
         let result = (|| {
-            self.cgroup(&id).add_process(child.id())?;
             let adj = oom_score_adj(record.spec.resources.memory_guaranteed_mib(), self.cfg.host_memory_mib);
             let adj_path = format!("/proc/{}/oom_score_adj", child.id());
             fs::write(&adj_path, adj.to_string()).map_err(|source| ContainerError::Io { what: adj_path, source })?;
@@ -301,6 +306,7 @@ impl ContainerRuntime {
             let mut stdin = child.stdin.take().expect("piped");
             stdin.write_all(b"go\n").map_err(|source| ContainerError::Io { what: "signal ct-init".into(), source })?;
             drop(stdin);
+            let t_go = Instant::now();
             let mut line = String::new();
             BufReader::new(child.stdout.take().expect("piped"))
                 .read_line(&mut line)
@@ -309,6 +315,14 @@ impl ContainerRuntime {
                 let tail = fs::read_to_string(self.console_log(&id)).unwrap_or_default();
                 let tail: String = tail.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
                 ContainerError::Init(format!("did not start: {tail}"))
+            })
+            .inspect(|_| {
+                tracing::debug!(
+                    spawn_us = (t_spawned - t0).as_micros() as u64,
+                    setup_us = (t_go - t_spawned).as_micros() as u64,
+                    init_us = t_go.elapsed().as_micros() as u64,
+                    "ct-init"
+                )
             })
         })();
         let _ = child.wait();
@@ -400,8 +414,8 @@ impl ContainerRuntime {
         cmd.arg("ct-exec").arg("--pid").arg(pid.to_string());
         let adj = oom_score_adj(record.spec.resources.memory_guaranteed_mib(), self.cfg.host_memory_mib);
         cmd.arg(format!("--oom-score-adj={adj}"));
-        for d in self.cgroup(&record.spec.id).dirs() {
-            cmd.arg("--cgroup").arg(d);
+        for f in self.cgroup(&record.spec.id).join_files() {
+            cmd.arg("--cgroup").arg(f);
         }
         cmd.arg("--").args(argv);
         Ok(cmd)
@@ -443,10 +457,21 @@ impl Runtime for ContainerRuntime {
         if self.live_pid(record).is_some() {
             return Ok(());
         }
+        let t0 = Instant::now();
         // Leftovers of a crashed run (processes that outlived init, the veth).
         self.stop_init(record, false)?;
+        let t1 = Instant::now();
         self.ensure_built(record, "start")?;
-        self.spawn_init(record)
+        let t2 = Instant::now();
+        self.spawn_init(record)?;
+        tracing::debug!(
+            instance = %record.spec.id,
+            cleanup_us = (t1 - t0).as_micros() as u64,
+            ensure_us = (t2 - t1).as_micros() as u64,
+            spawn_us = t2.elapsed().as_micros() as u64,
+            "started"
+        );
+        Ok(())
     }
 
     fn stop(&self, record: &mut InstanceRecord) -> Result<(), ContainerError> {

@@ -16,13 +16,41 @@ fn ip() -> Command {
     Command::new("ip")
 }
 
+/// Several `ip` commands in one process (`ip -batch -`): one fork/exec on the start path.
+fn batch(cmds: &str) -> Result<(), ContainerError> {
+    use std::io::Write;
+    let mut child = ip()
+        .args(["-batch", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|source| ContainerError::Io { what: "ip -batch".into(), source })?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(cmds.as_bytes())
+        .map_err(|source| ContainerError::Io { what: "ip -batch".into(), source })?;
+    let out = child.wait_with_output().map_err(|source| ContainerError::Io { what: "ip -batch".into(), source })?;
+    if !out.status.success() {
+        return Err(ContainerError::Command {
+            cmd: format!("ip -batch: {}", cmds.trim().replace('\n', "; ")),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
+}
+
 pub fn link_exists(name: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(name).exists()
 }
 
-/// Creates the bridge if missing and brings it up (idempotent).
-pub fn ensure_bridge(bridge: &str) -> Result<(), ContainerError> {
-    if !link_exists(bridge) {
+/// Creates the bridge if missing and brings it up (idempotent). True if it was created.
+pub fn ensure_bridge(bridge: &str) -> Result<bool, ContainerError> {
+    let created = !link_exists(bridge);
+    if created {
         // Another create may race us to it: "File exists" is success.
         if let Err(e) = run(ip().args(["link", "add", "name", bridge, "type", "bridge"])) {
             if !link_exists(bridge) {
@@ -33,7 +61,7 @@ pub fn ensure_bridge(bridge: &str) -> Result<(), ContainerError> {
     if !is_up(bridge) {
         run(ip().args(["link", "set", bridge, "up"]))?;
     }
-    Ok(())
+    Ok(created)
 }
 
 /// IFF_UP from sysfs (cheaper than asking `ip`).
@@ -85,9 +113,7 @@ pub fn ensure_gateways(bridge: &str, net: &NetworkSpec) -> Result<(), ContainerE
 /// Creates the pair with the peer already inside the namespace of `pid`, host side on the bridge.
 pub fn create_veth(host: &str, peer: &str, pid: u32, bridge: &str) -> Result<(), ContainerError> {
     delete_link(host);
-    run(ip().args(["link", "add", host, "type", "veth", "peer", "name", peer, "netns", &pid.to_string()]))?;
-    run(ip().args(["link", "set", host, "master", bridge, "up"]))?;
-    Ok(())
+    batch(&format!("link add {host} type veth peer name {peer} netns {pid}\nlink set {host} master {bridge} up\n"))
 }
 
 /// Deletes a link if present (its veth peer goes with it).
@@ -129,16 +155,14 @@ pub fn configure_inside(peer: &str, net: &NetworkSpec, rate_mbit: Option<u32>) -
     if peer.is_empty() || run(ip().args(["link", "show", "dev", peer])).is_err() {
         return Ok(());
     }
-    run(ip().args(["link", "set", peer, "name", "eth0"]))?;
-    run(ip().args(["link", "set", "eth0", "up"]))?;
+    let mut cmds = format!("link set {peer} name eth0\nlink set eth0 up\n");
     if let Some(v4) = &net.ipv4 {
-        run(ip().args(["addr", "add", &format!("{}/{}", v4.address, v4.prefix_len), "dev", "eth0"]))?;
-        run(ip().args(["route", "add", "default", "via", &v4.gateway.to_string()]))?;
+        cmds += &format!("addr add {}/{} dev eth0\nroute add default via {}\n", v4.address, v4.prefix_len, v4.gateway);
     }
     if let Some(v6) = &net.ipv6 {
-        run(ip().args(["-6", "addr", "add", &format!("{}/{}", v6.address, v6.prefix_len), "dev", "eth0", "nodad"]))?;
-        run(ip().args(["-6", "route", "add", "default", "via", &v6.gateway.to_string()]))?;
+        cmds += &format!("addr add {}/{} dev eth0 nodad\nroute add default via {}\n", v6.address, v6.prefix_len, v6.gateway);
     }
+    batch(&cmds)?;
     if let Some(rate) = rate_mbit {
         // Burst of at least one MTU-sized packet and ~10 ms at the rate.
         let burst = (u64::from(rate) * 1_000_000 / 8 / 100).max(16 * 1024);
