@@ -73,9 +73,10 @@ fn pids() -> HashSet<u32> {
 }
 
 /// What a runtime left on the host since `before`, outside the containers' pid namespaces:
-/// (PSS KiB of its user-space processes, their command lines, number of new kernel threads).
+/// (PSS KiB of the runtimes' user-space processes, each with its command line, number of new
+/// kernel threads).
 /// Only processes of the runtimes under test count (this machine is shared with other jobs).
-fn outside(before: &HashSet<u32>) -> (u64, Vec<String>, usize) {
+fn outside(before: &HashSet<u32>) -> (u64, Vec<(u64, String)>, usize) {
     let me = std::process::id();
     let ns = host_pidns();
     let (mut total, mut names, mut kthreads) = (0, Vec::new(), 0);
@@ -108,7 +109,7 @@ fn outside(before: &HashSet<u32>) -> (u64, Vec<String>, usize) {
             .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
             .unwrap_or(0);
         total += pss;
-        names.push(cmd);
+        names.push((pss, cmd));
     }
     (total, names, kthreads)
 }
@@ -161,7 +162,27 @@ fn main() {
     let host = ContainerHost::new(ContainerRuntime::new(cfg), cap).unwrap();
     // Warm the template cache (a create never re-extracts; the first one would).
     let rootfs = host.rt.cfg.templates.load("busybox").unwrap().rootfs;
+    // crun refuses "hybrid" hosts (cgroup2 mounted beside v1 with a controller); it runs in a
+    // private mount namespace without the cgroup2 mount, i.e. in v1 mode like us.
+    let wrapper = "unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified 2>/dev/null; exec \"$0\" \"$@\"'";
+    let log = scratch.join("yardsticks.log");
+    let base = scratch.join("crun-spec");
+    fs::create_dir_all(&base).unwrap();
+    assert!(Command::new("crun").arg("spec").current_dir(&base).status().unwrap().success());
+    let mut crun_spec: serde_json::Value = serde_json::from_slice(&fs::read(base.join("config.json")).unwrap()).unwrap();
+    crun_spec["process"]["terminal"] = false.into();
+    crun_spec["process"]["args"] = serde_json::json!(["/sbin/vessel-init"]);
+    crun_spec["root"] = serde_json::json!({"path": rootfs, "readonly": true});
+    crun_spec["linux"]["resources"] = serde_json::json!({
+        "memory": {"limit": 128u64 << 20, "reservation": 64u64 << 20},
+        "cpu": {"shares": 256, "quota": 100000, "period": 100000},
+        "pids": {"limit": 256}
+    });
+    let lxcpath = scratch.join("lxc");
+    fs::create_dir_all(&lxcpath).unwrap();
+
     let before = pids();
+    // 1. Vessel from nothing: disk image, filesystem, rootfs copy, cgroup, namespaces, init.
     let mut ids = Vec::new();
     let mut create_lat = Vec::new();
     for i in 0..n {
@@ -177,22 +198,75 @@ fn main() {
         create_lat.push(t0.elapsed());
         ids.push(spec.id);
     }
-    let (vessel_pss, vessel_procs, vessel_kt) = outside(&before);
     for id in &ids {
         host.stop(id).unwrap();
     }
-    // Network namespaces are torn down asynchronously; let that finish before timing starts.
+    // Network namespaces are torn down asynchronously; let that finish before timing.
     std::thread::sleep(Duration::from_secs(2));
-    let mut start_lat = Vec::new();
-    for id in &ids {
+
+    // 2. Start, interleaved: Vessel (created above), crun, LXC, so the load of this shared
+    //    machine weighs on all three alike.
+    let (mut start_lat, mut crun_lat, mut lxc_lat) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n {
         let t0 = Instant::now();
-        host.start(id).unwrap();
+        host.start(&ids[i]).unwrap();
         start_lat.push(t0.elapsed());
+
+        let b = scratch.join(format!("crun-{i}"));
+        fs::create_dir_all(&b).unwrap();
+        crun_spec["hostname"] = format!("c{i}").into();
+        crun_spec["linux"]["cgroupsPath"] = format!("/vessel-bench-crun-{sfx}/c{i}").into();
+        fs::write(b.join("config.json"), serde_json::to_vec(&crun_spec).unwrap()).unwrap();
+        let name = format!("vb{sfx}c{i}");
+        let t0 = Instant::now();
+        let ok = run_logged(&format!("{wrapper} crun run -d --bundle {} {name}", b.display()), &log);
+        crun_lat.push(t0.elapsed());
+        assert!(ok, "crun failed: {}", fs::read_to_string(&log).unwrap_or_default());
+
+        let conf = scratch.join(format!("lxc-{i}.conf"));
+        fs::write(
+            &conf,
+            format!(
+                "lxc.uts.name = l{i}\nlxc.rootfs.path = dir:{}\nlxc.rootfs.options = ro\nlxc.init.cmd = /sbin/vessel-init\n\
+                 lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\nlxc.mount.auto = proc:mixed sys:ro\nlxc.autodev = 1\n\
+                 lxc.cgroup.memory.limit_in_bytes = {}\nlxc.cgroup.memory.soft_limit_in_bytes = {}\nlxc.cgroup.cpu.shares = 256\n\
+                 lxc.cgroup.cpu.cfs_quota_us = 100000\nlxc.cgroup.pids.max = 256\n",
+                rootfs.display(),
+                128u64 << 20,
+                64u64 << 20
+            ),
+        )
+        .unwrap();
+        let name = format!("vb{sfx}l{i}");
+        let p = lxcpath.display();
+        let t0 = Instant::now();
+        let ok = run_logged(&format!("lxc-start -P {p} -n {name} -f {} -d && lxc-wait -P {p} -n {name} -s RUNNING -t 10", conf.display()), &log);
+        lxc_lat.push(t0.elapsed());
+        assert!(ok, "lxc-start failed: {}", fs::read_to_string(&log).unwrap_or_default());
     }
+    // All 3N running: what each runtime left on the host besides its containers.
+    let (all_pss, all_procs, kthreads) = outside(&before);
+    let _ = all_pss;
+    let pss_of = |pred: &dyn Fn(&str) -> bool| -> (u64, usize, Option<String>) {
+        let hits: Vec<&(u64, String)> = all_procs.iter().filter(|(_, c)| pred(c)).collect();
+        (hits.iter().map(|(k, _)| *k).sum(), hits.len(), hits.first().map(|(_, c)| c.clone()))
+    };
+    let vessel_out = pss_of(&|c: &str| c.contains("provisioner"));
+    let crun_out = pss_of(&|c: &str| c.contains("crun"));
+    let lxc_out = pss_of(&|c: &str| c.contains("lxc"));
+    let t0 = Instant::now();
+    assert!(run_logged(&format!("{wrapper} true"), &log));
+    let wrapper_cost = t0.elapsed();
+    for i in 0..n {
+        run_logged(&format!("crun kill vb{sfx}c{i} KILL; sleep 0.05; crun delete -f vb{sfx}c{i}"), &log);
+        run_logged(&format!("lxc-stop -P {} -n vb{sfx}l{i} -k", lxcpath.display()), &log);
+    }
+    run_logged(&format!("for c in /sys/fs/cgroup/*/vessel-bench-crun-{sfx}; do rmdir $c/* $c; done"), &log);
     for id in &ids {
         host.destroy(id).unwrap();
     }
-    // The same with networking: bridge port, veth into the namespace, address, route, tbf.
+
+    // 3. Vessel with networking: bridge port, veth into the namespace, address, route, tbf.
     std::thread::sleep(Duration::from_secs(2));
     let mut net_lat = Vec::new();
     for i in 0..n {
@@ -223,79 +297,6 @@ fn main() {
     layout.remove_parent();
     let _ = sh(&format!("ip link del vzb{sfx}"));
 
-    // ---- crun ----
-    // crun refuses "hybrid" hosts (cgroup2 mounted beside v1 with a controller); it runs in a
-    // private mount namespace without the cgroup2 mount, i.e. in v1 mode like us.
-    let wrapper = "unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified 2>/dev/null; exec \"$0\" \"$@\"'";
-    let log = scratch.join("yardsticks.log");
-    let base = scratch.join("crun-spec");
-    fs::create_dir_all(&base).unwrap();
-    assert!(Command::new("crun").arg("spec").current_dir(&base).status().unwrap().success());
-    let mut spec: serde_json::Value = serde_json::from_slice(&fs::read(base.join("config.json")).unwrap()).unwrap();
-    spec["process"]["terminal"] = false.into();
-    spec["process"]["args"] = serde_json::json!(["/sbin/vessel-init"]);
-    spec["root"] = serde_json::json!({"path": rootfs, "readonly": true});
-    spec["linux"]["resources"] = serde_json::json!({
-        "memory": {"limit": 128u64 << 20, "reservation": 64u64 << 20},
-        "cpu": {"shares": 256, "quota": 100000, "period": 100000},
-        "pids": {"limit": 256}
-    });
-    let before = pids();
-    let mut crun_lat = Vec::new();
-    for i in 0..n {
-        let b = scratch.join(format!("crun-{i}"));
-        fs::create_dir_all(&b).unwrap();
-        spec["hostname"] = format!("c{i}").into();
-        spec["linux"]["cgroupsPath"] = format!("/vessel-bench-crun-{sfx}/c{i}").into();
-        fs::write(b.join("config.json"), serde_json::to_vec(&spec).unwrap()).unwrap();
-        let name = format!("vb{sfx}c{i}");
-        let t0 = Instant::now();
-        let ok = run_logged(&format!("{wrapper} crun run -d --bundle {} {name}", b.display()), &log);
-        crun_lat.push(t0.elapsed());
-        assert!(ok, "crun failed: {}", fs::read_to_string(&log).unwrap_or_default());
-    }
-    let (crun_pss, crun_procs, crun_kt) = outside(&before);
-    let t0 = Instant::now();
-    assert!(run_logged(&format!("{wrapper} true"), &log));
-    let wrapper_cost = t0.elapsed();
-    for i in 0..n {
-        let name = format!("vb{sfx}c{i}");
-        run_logged(&format!("crun kill {name} KILL; sleep 0.05; crun delete -f {name}"), &log);
-    }
-    run_logged(&format!("for c in /sys/fs/cgroup/*/vessel-bench-crun-{sfx}; do rmdir $c/* $c; done"), &log);
-
-    // ---- LXC ----
-    let lxcpath = scratch.join("lxc");
-    fs::create_dir_all(&lxcpath).unwrap();
-    let before = pids();
-    let mut lxc_lat = Vec::new();
-    for i in 0..n {
-        let conf = scratch.join(format!("lxc-{i}.conf"));
-        fs::write(
-            &conf,
-            format!(
-                "lxc.uts.name = l{i}\nlxc.rootfs.path = dir:{}\nlxc.rootfs.options = ro\nlxc.init.cmd = /sbin/vessel-init\n\
-                 lxc.net.0.type = empty\nlxc.apparmor.profile = unconfined\nlxc.mount.auto = proc:mixed sys:ro\nlxc.autodev = 1\n\
-                 lxc.cgroup.memory.limit_in_bytes = {}\nlxc.cgroup.memory.soft_limit_in_bytes = {}\nlxc.cgroup.cpu.shares = 256\n\
-                 lxc.cgroup.cpu.cfs_quota_us = 100000\nlxc.cgroup.pids.max = 256\n",
-                rootfs.display(),
-                128u64 << 20,
-                64u64 << 20
-            ),
-        )
-        .unwrap();
-        let name = format!("vb{sfx}l{i}");
-        let p = lxcpath.display();
-        let t0 = Instant::now();
-        let ok = run_logged(&format!("lxc-start -P {p} -n {name} -f {} -d && lxc-wait -P {p} -n {name} -s RUNNING -t 10", conf.display()), &log);
-        lxc_lat.push(t0.elapsed());
-        assert!(ok, "lxc-start failed: {}", fs::read_to_string(&log).unwrap_or_default());
-    }
-    let (lxc_pss, lxc_procs, lxc_kt) = outside(&before);
-    for i in 0..n {
-        run_logged(&format!("lxc-stop -P {} -n vb{sfx}l{i} -k", lxcpath.display()), &log);
-    }
-
     // ---- Report ----
     println!();
     let (vc, vcp) = stats("vessel create→running", &mut create_lat);
@@ -307,10 +308,10 @@ fn main() {
     println!();
     let per = |kib: u64| kib as f64 / n as f64;
     println!("host memory outside the containers (PSS of the runtime's processes left on the host):");
-    println!("  vessel {:>8.1} KiB/container  {} processes  {:?}", per(vessel_pss), vessel_procs.len(), vessel_procs.first());
-    println!("  crun   {:>8.1} KiB/container  {} processes  {:?}", per(crun_pss), crun_procs.len(), crun_procs.first());
-    println!("  lxc    {:>8.1} KiB/container  {} processes  {:?}", per(lxc_pss), lxc_procs.len(), lxc_procs.first());
-    println!("new kernel threads while running: vessel {vessel_kt} (loop + ext4 journal per disk image), crun {crun_kt}, lxc {lxc_kt}");
+    for (name, (kib, count, example)) in [("vessel", vessel_out), ("crun", crun_out), ("lxc", lxc_out)] {
+        println!("  {name:<7}{:>8.1} KiB/container  {count} processes  {example:?}", per(kib));
+    }
+    println!("new kernel threads with all {} running: {kthreads} (Vessel's loop device + ext4 journal per disk image)", 3 * n);
     println!();
     println!("ratios (>1 = vessel faster):");
     println!("  crun median / vessel start median   {:>6.2}   p99 {:>6.2}", cm / vs, cp / vsp);
