@@ -13,7 +13,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Cmd {
     /// Containers: create, start, stop, … (see `provisioner ct --help`).
-    Ct(provisioner::container::cli::CtArgs),
+    Ct(Box<provisioner::container::cli::CtArgs>),
     /// Internal: becomes a container's init (spawned by `ct start` inside new namespaces).
     #[command(hide = true)]
     CtInit { config: PathBuf },
@@ -44,12 +44,14 @@ fn main() -> anyhow::Result<()> {
         std::process::exit(0);
     }
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let code = match cli.cmd {
-        Cmd::Ct(args) => provisioner::container::cli::run(args)?,
+        Cmd::Ct(args) => provisioner::container::cli::run(*args)?,
         Cmd::CtInit { config } => {
             if let Err(e) = provisioner::container::init::ct_init_main(&config) {
                 eprintln!("ct-init: {e}");
@@ -59,9 +61,12 @@ fn main() -> anyhow::Result<()> {
                 0
             }
         }
-        Cmd::CtExec { pid, cgroup, oom_score_adj, argv } => {
-            provisioner::container::init::ct_exec_main(pid, &cgroup, oom_score_adj, &argv)?
-        },
+        Cmd::CtExec {
+            pid,
+            cgroup,
+            oom_score_adj,
+            argv,
+        } => provisioner::container::init::ct_exec_main(pid, &cgroup, oom_score_adj, &argv)?,
     };
     std::process::exit(code);
 }

@@ -19,17 +19,30 @@ pub enum TemplateError {
     #[error("template {name:?} not found in {dir}")]
     NotFound { name: String, dir: PathBuf },
     #[error("template manifest {path} is invalid: {source}")]
-    Manifest { path: PathBuf, source: serde_json::Error },
+    Manifest {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("template {name:?}: bad name (letters, digits, '.', '-', '_' only)")]
     BadName { name: String },
     #[error("template {name}: checksum mismatch (manifest {expected}, tarball {actual})")]
-    Checksum { name: String, expected: String, actual: String },
+    Checksum {
+        name: String,
+        expected: String,
+        actual: String,
+    },
     #[error("template {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TemplateError + '_ {
-    move |source| TemplateError::Io { path: path.to_path_buf(), source }
+    move |source| TemplateError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// The manifest written next to a tarball by the build scripts.
@@ -62,12 +75,18 @@ pub struct TemplateStore {
 }
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty() && !s.starts_with('.') && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    !s.is_empty()
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 impl TemplateStore {
     pub fn new(dir: impl Into<PathBuf>, cache: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into(), cache: cache.into() }
+        Self {
+            dir: dir.into(),
+            cache: cache.into(),
+        }
     }
 
     pub fn manifest(&self, name: &str) -> Result<Manifest, TemplateError> {
@@ -78,13 +97,22 @@ impl TemplateStore {
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(TemplateError::NotFound { name: name.into(), dir: self.dir.clone() })
+                return Err(TemplateError::NotFound {
+                    name: name.into(),
+                    dir: self.dir.clone(),
+                })
             }
             Err(e) => return Err(TemplateError::Io { path, source: e }),
         };
-        let m: Manifest = serde_json::from_slice(&bytes).map_err(|source| TemplateError::Manifest { path: path.clone(), source })?;
+        let m: Manifest =
+            serde_json::from_slice(&bytes).map_err(|source| TemplateError::Manifest {
+                path: path.clone(),
+                source,
+            })?;
         if !valid_name(&m.version) || !valid_name(&m.tarball) || m.init.is_empty() {
-            return Err(TemplateError::BadName { name: format!("{}/{}/{}", m.name, m.version, m.tarball) });
+            return Err(TemplateError::BadName {
+                name: format!("{}/{}/{}", m.name, m.version, m.tarball),
+            });
         }
         Ok(m)
     }
@@ -94,21 +122,38 @@ impl TemplateStore {
         let m = self.manifest(name)?;
         let tarball = self.dir.join(&m.tarball);
         let meta = fs::metadata(&tarball).map_err(io(&tarball))?;
-        let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let stamp = format!("{} {} {}", meta.len(), mtime, m.sha256);
         let sha_short: String = m.sha256.chars().take(16).collect();
-        let entry = self.cache.join(format!("{}-{}-{}", m.name, m.version, sha_short));
-        let stamp_file = self.cache.join(format!("{}-{}-{}.verified", m.name, m.version, sha_short));
-        let verified = fs::read_to_string(&stamp_file).map(|s| s == stamp).unwrap_or(false);
+        let entry = self
+            .cache
+            .join(format!("{}-{}-{}", m.name, m.version, sha_short));
+        let stamp_file = self
+            .cache
+            .join(format!("{}-{}-{}.verified", m.name, m.version, sha_short));
+        let verified = fs::read_to_string(&stamp_file)
+            .map(|s| s == stamp)
+            .unwrap_or(false);
         if !verified {
             let actual = sha256_file(&tarball)?;
             if !actual.eq_ignore_ascii_case(&m.sha256) {
-                return Err(TemplateError::Checksum { name: m.name.clone(), expected: m.sha256.clone(), actual });
+                return Err(TemplateError::Checksum {
+                    name: m.name.clone(),
+                    expected: m.sha256.clone(),
+                    actual,
+                });
             }
         }
         if !entry.join(".vessel-template").exists() {
             fs::create_dir_all(&self.cache).map_err(io(&self.cache))?;
-            let tmp = self.cache.join(format!(".{}-{}.{}", m.name, sha_short, std::process::id()));
+            let tmp = self
+                .cache
+                .join(format!(".{}-{}.{}", m.name, sha_short, std::process::id()));
             let _ = fs::remove_dir_all(&tmp);
             fs::create_dir_all(&tmp).map_err(io(&tmp))?;
             let f = fs::File::open(&tarball).map_err(io(&tarball))?;
@@ -126,7 +171,10 @@ impl TemplateStore {
         if !verified {
             fs::write(&stamp_file, &stamp).map_err(io(&stamp_file))?;
         }
-        Ok(Template { manifest: m, rootfs: entry })
+        Ok(Template {
+            manifest: m,
+            rootfs: entry,
+        })
     }
 }
 
@@ -181,8 +229,17 @@ mod tests {
         // A manifest whose checksum does not match is refused.
         m.sha256 = "00".repeat(32);
         fs::write(d.path().join("t.json"), serde_json::to_vec(&m).unwrap()).unwrap();
-        assert!(matches!(store.load("t"), Err(TemplateError::Checksum { .. })));
-        assert!(matches!(store.load("../x"), Err(TemplateError::BadName { .. })));
-        assert!(matches!(store.load("nope"), Err(TemplateError::NotFound { .. })));
+        assert!(matches!(
+            store.load("t"),
+            Err(TemplateError::Checksum { .. })
+        ));
+        assert!(matches!(
+            store.load("../x"),
+            Err(TemplateError::BadName { .. })
+        ));
+        assert!(matches!(
+            store.load("nope"),
+            Err(TemplateError::NotFound { .. })
+        ));
     }
 }

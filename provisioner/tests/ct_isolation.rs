@@ -12,49 +12,108 @@ fn a_container_sees_only_itself_and_cannot_escalate() {
     let b = t.spec(|_| {});
     t.host.create(a.clone(), true).unwrap();
     t.host.create(b.clone(), true).unwrap();
-    t.sh_ok(&b.id, "echo secret > /root/b-only; sleep 300 >/dev/null 2>&1 &");
+    t.sh_ok(
+        &b.id,
+        "echo secret > /root/b-only; sleep 300 >/dev/null 2>&1 &",
+    );
 
     // Own hostname and address.
     assert_eq!(t.sh_ok(&a.id, "hostname").trim(), a.hostname.as_str());
     let addr = t.sh_ok(&a.id, "ip -4 -o addr show eth0");
-    assert!(addr.contains(&format!("{}/24", a.network.ipv4.as_ref().unwrap().address)), "{addr}");
+    assert!(
+        addr.contains(&format!("{}/24", a.network.ipv4.as_ref().unwrap().address)),
+        "{addr}"
+    );
     assert!(!addr.contains(&b.network.ipv4.as_ref().unwrap().address.to_string()));
     // Only its own processes: pid 1 is its init, B's sleep is invisible, and so is the host.
     let ps = t.sh_ok(&a.id, "ps -o pid,args");
     let first = ps.lines().nth(1).unwrap();
-    assert!(first.trim_start().starts_with("1 ") && first.contains("vessel-init"), "{ps}");
+    assert!(
+        first.trim_start().starts_with("1 ") && first.contains("vessel-init"),
+        "{ps}"
+    );
     assert!(!ps.contains("sleep 300"), "B's process visible in A:\n{ps}");
     assert!(ps.lines().count() < 8, "host processes visible:\n{ps}");
     // Not B's files either.
-    assert!(t.sh_ok(&a.id, "find / -xdev -name b-only 2>/dev/null").trim().is_empty());
+    assert!(t
+        .sh_ok(&a.id, "find / -xdev -name b-only 2>/dev/null")
+        .trim()
+        .is_empty());
 
     // Cannot mount, load modules, make device nodes or open /dev/kvm.
     let m = t.sh(&a.id, "mkdir -p /mnt/x && mount -t tmpfs none /mnt/x");
     assert!(!m.status.success(), "mount succeeded inside a container");
     let caps = t.sh_ok(&a.id, "grep CapEff /proc/self/status");
     let eff = u64::from_str_radix(caps.split_whitespace().nth(1).unwrap(), 16).unwrap();
-    for (bit, name) in [(21, "SYS_ADMIN"), (16, "SYS_MODULE"), (17, "SYS_RAWIO"), (25, "SYS_TIME"), (27, "MKNOD"), (12, "NET_ADMIN")] {
+    for (bit, name) in [
+        (21, "SYS_ADMIN"),
+        (16, "SYS_MODULE"),
+        (17, "SYS_RAWIO"),
+        (25, "SYS_TIME"),
+        (27, "MKNOD"),
+        (12, "NET_ADMIN"),
+    ] {
         assert_eq!(eff & (1 << bit), 0, "CAP_{name} kept");
     }
-    assert!(!t.sh(&a.id, "insmod /nonexistent.ko || modprobe dummy").status.success());
+    assert!(!t
+        .sh(&a.id, "insmod /nonexistent.ko || modprobe dummy")
+        .status
+        .success());
     assert!(!t.sh(&a.id, "cat /dev/kvm").status.success());
-    assert!(!t.sh(&a.id, "mknod /dev/kvm c 10 232").status.success(), "mknod allowed");
+    assert!(
+        !t.sh(&a.id, "mknod /dev/kvm c 10 232").status.success(),
+        "mknod allowed"
+    );
     // The host's kernel knobs are read-only from inside.
-    assert!(!t.sh(&a.id, "echo 1 > /proc/sys/vm/drop_caches").status.success());
-    assert!(!t.sh(&a.id, "echo x > /sys/kernel/profiling").status.success());
+    assert!(!t
+        .sh(&a.id, "echo 1 > /proc/sys/vm/drop_caches")
+        .status
+        .success());
+    assert!(!t
+        .sh(&a.id, "echo x > /sys/kernel/profiling")
+        .status
+        .success());
     // A block device cannot be opened even by number (devices cgroup + no nodes).
-    assert!(!t.sh(&a.id, "ls /dev | grep -E 'loop|vd|sd'").status.success());
+    assert!(!t
+        .sh(&a.id, "ls /dev | grep -E 'loop|vd|sd'")
+        .status
+        .success());
 
     // The bridge reaches the gateway; the egress rate limit is in place and the counters move.
     t.sh_ok(&a.id, &format!("ping -c 3 -i 0.2 -W 2 {}", t.gateway()));
-    let tc = t.sh_ok(&a.id, "tc qdisc show dev eth0 2>/dev/null || cat /proc/net/dev");
+    let tc = t.sh_ok(
+        &a.id,
+        "tc qdisc show dev eth0 2>/dev/null || cat /proc/net/dev",
+    );
     let _ = tc; // busybox has no tc: checked from the host below.
-    let pid = t.host.rt.live_pid(&t.host.store.get(&a.id).unwrap().unwrap()).unwrap();
-    let q = std::process::Command::new("nsenter").args(["-t", &pid.to_string(), "-n", "tc", "qdisc", "show", "dev", "eth0"]).output().unwrap();
+    let pid = t
+        .host
+        .rt
+        .live_pid(&t.host.store.get(&a.id).unwrap().unwrap())
+        .unwrap();
+    let q = std::process::Command::new("nsenter")
+        .args([
+            "-t",
+            &pid.to_string(),
+            "-n",
+            "tc",
+            "qdisc",
+            "show",
+            "dev",
+            "eth0",
+        ])
+        .output()
+        .unwrap();
     let q = String::from_utf8_lossy(&q.stdout);
-    assert!(q.contains("tbf") && q.contains("100Mbit"), "rate limit missing: {q}");
+    assert!(
+        q.contains("tbf") && q.contains("100Mbit"),
+        "rate limit missing: {q}"
+    );
     let u = t.host.usage(&a.id).unwrap();
-    assert!(u.net_tx_bytes >= 3 * 84 && u.net_rx_bytes >= 3 * 84, "{u:?}");
+    assert!(
+        u.net_tx_bytes >= 3 * 84 && u.net_rx_bytes >= 3 * 84,
+        "{u:?}"
+    );
 
     for id in [a.id, b.id] {
         t.host.destroy(&id).unwrap();

@@ -11,7 +11,10 @@ use vessel_core::resources::ResourceSpec;
 use vessel_core::{HostCapacity, InstanceState, PlanResources};
 
 fn cg_file(t: &TestHost, id: &vessel_core::InstanceId, ctrl: &str, file: &str) -> String {
-    fs::read_to_string(t.host.rt.cgroup(id).controller_dir(ctrl).join(file)).unwrap().trim().to_string()
+    fs::read_to_string(t.host.rt.cgroup(id).controller_dir(ctrl).join(file))
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 #[test]
@@ -36,19 +39,39 @@ fn full_lifecycle_leaves_nothing_behind() {
 
     // The kernel got the plan (resource-model.md, "Enforcement on the host"; v1 here).
     const MIB: u64 = 1 << 20;
-    assert_eq!(cg_file(&t, &id, "memory", "memory.limit_in_bytes"), (128 * MIB).to_string());
-    assert_eq!(cg_file(&t, &id, "memory", "memory.memsw.limit_in_bytes"), (160 * MIB).to_string());
-    assert_eq!(cg_file(&t, &id, "memory", "memory.soft_limit_in_bytes"), (64 * MIB).to_string());
+    assert_eq!(
+        cg_file(&t, &id, "memory", "memory.limit_in_bytes"),
+        (128 * MIB).to_string()
+    );
+    assert_eq!(
+        cg_file(&t, &id, "memory", "memory.memsw.limit_in_bytes"),
+        (160 * MIB).to_string()
+    );
+    assert_eq!(
+        cg_file(&t, &id, "memory", "memory.soft_limit_in_bytes"),
+        (64 * MIB).to_string()
+    );
     assert_eq!(cg_file(&t, &id, "cpu", "cpu.cfs_quota_us"), "200000");
-    assert_eq!(cg_file(&t, &id, "cpu", "cpu.shares"), (2 * 1024 / 4).to_string());
+    assert_eq!(
+        cg_file(&t, &id, "cpu", "cpu.shares"),
+        (2 * 1024 / 4).to_string()
+    );
     assert_eq!(cg_file(&t, &id, "pids", "pids.max"), "100");
     assert_eq!(cg_file(&t, &id, "cpu", "cpu.cfs_burst_us"), "200000");
 
     // Data survives stop/start; suspend freezes; usage is sampled.
     t.sh_ok(&id, "echo kept > /root/data");
     assert_eq!(t.host.stop(&id).unwrap().state, InstanceState::Stopped);
-    assert!(t.host.rt.live_pid(&t.host.store.get(&id).unwrap().unwrap()).is_none());
-    assert_eq!(t.host.stop(&id).unwrap().state, InstanceState::Stopped, "stop is idempotent");
+    assert!(t
+        .host
+        .rt
+        .live_pid(&t.host.store.get(&id).unwrap().unwrap())
+        .is_none());
+    assert_eq!(
+        t.host.stop(&id).unwrap().state,
+        InstanceState::Stopped,
+        "stop is idempotent"
+    );
     assert_eq!(t.host.start(&id).unwrap().state, InstanceState::Running);
     assert_eq!(t.sh_ok(&id, "cat /root/data").trim(), "kept");
     let before = t.host.store.get(&id).unwrap().unwrap().runtime;
@@ -56,32 +79,54 @@ fn full_lifecycle_leaves_nothing_behind() {
     assert_ne!(restarted.runtime, before, "restart gives a new init");
     assert_eq!(t.host.suspend(&id).unwrap().state, InstanceState::Suspended);
     assert_eq!(t.host.suspend(&id).unwrap().state, InstanceState::Suspended);
-    assert!(t.host.reinstall(&id, None).is_err(), "reinstall of a suspended one is refused");
+    assert!(
+        t.host.reinstall(&id, None).is_err(),
+        "reinstall of a suspended one is refused"
+    );
     assert_eq!(t.host.resume(&id).unwrap().state, InstanceState::Running);
     let u = t.host.usage(&id).unwrap();
-    assert!(u.cpu_time_ns > 0 && u.memory_bytes > 0 && u.disk_used_bytes > 0, "{u:?}");
+    assert!(
+        u.cpu_time_ns > 0 && u.memory_bytes > 0 && u.disk_used_bytes > 0,
+        "{u:?}"
+    );
 
     // Reinstall: fresh root filesystem, same hostname and address.
     let r = t.host.reinstall(&id, None).unwrap();
     assert_eq!(r.state, InstanceState::Running);
-    assert!(!t.sh(&id, "test -e /root/data").status.success(), "old data gone");
+    assert!(
+        !t.sh(&id, "test -e /root/data").status.success(),
+        "old data gone"
+    );
     assert_eq!(t.sh_ok(&id, "hostname").trim(), spec.hostname.as_str());
-    assert!(t.sh_ok(&id, "ip -4 addr show eth0").contains(&spec.network.ipv4.as_ref().unwrap().address.to_string()));
+    assert!(t
+        .sh_ok(&id, "ip -4 addr show eth0")
+        .contains(&spec.network.ipv4.as_ref().unwrap().address.to_string()));
 
     // Resize: new limits at once, the disk grows online with the data kept.
     t.sh_ok(&id, "echo kept > /root/data2");
     let mut bigger = ResourceSpec::from(spec.resources.clone());
     bigger.memory_burst_mib = 256;
     bigger.disk_gib = 2;
-    let r = t.host.resize(&id, PlanResources::try_from(bigger.clone()).unwrap()).unwrap();
+    let r = t
+        .host
+        .resize(&id, PlanResources::try_from(bigger.clone()).unwrap())
+        .unwrap();
     assert_eq!(r.state, InstanceState::Running);
-    assert_eq!(cg_file(&t, &id, "memory", "memory.limit_in_bytes"), (256 * MIB).to_string());
+    assert_eq!(
+        cg_file(&t, &id, "memory", "memory.limit_in_bytes"),
+        (256 * MIB).to_string()
+    );
     let df = t.sh_ok(&id, "df -k / | tail -1");
     let total_kib: u64 = df.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(total_kib > 1_500_000, "disk grew: {df}");
     assert_eq!(t.sh_ok(&id, "cat /root/data2").trim(), "kept");
     bigger.disk_gib = 1;
-    assert!(t.host.resize(&id, PlanResources::try_from(bigger).unwrap()).is_err(), "no shrinking");
+    assert!(
+        t.host
+            .resize(&id, PlanResources::try_from(bigger).unwrap())
+            .is_err(),
+        "no shrinking"
+    );
 
     t.host.destroy(&id).unwrap();
     assert_eq!(t.leftovers(&id), Vec::<String>::new());
@@ -91,7 +136,11 @@ fn full_lifecycle_leaves_nothing_behind() {
 
 #[test]
 fn host_admission_refuses_with_the_numbers_and_touches_nothing() {
-    let cap = HostCapacity { cpus: 4, memory_mib: 300, disk_gib: 100 };
+    let cap = HostCapacity {
+        cpus: 4,
+        memory_mib: 300,
+        disk_gib: 100,
+    };
     let t = TestHost::new(160, 2, cap);
     let a = t.spec(|r| {
         r.memory_guaranteed_mib = Some(200);
@@ -112,10 +161,17 @@ fn host_admission_refuses_with_the_numbers_and_touches_nothing() {
     let mut r = ResourceSpec::from(a.resources.clone());
     r.memory_guaranteed_mib = Some(400);
     r.memory_burst_mib = 400;
-    assert!(t.host.resize(&a.id, PlanResources::try_from(r.clone()).unwrap()).unwrap_err().to_string().contains("memory"));
+    assert!(t
+        .host
+        .resize(&a.id, PlanResources::try_from(r.clone()).unwrap())
+        .unwrap_err()
+        .to_string()
+        .contains("memory"));
     r.memory_guaranteed_mib = Some(250);
     r.memory_burst_mib = 250;
-    t.host.resize(&a.id, PlanResources::try_from(r).unwrap()).unwrap();
+    t.host
+        .resize(&a.id, PlanResources::try_from(r).unwrap())
+        .unwrap();
 }
 
 #[test]
@@ -126,19 +182,48 @@ fn a_restarted_provisioner_adopts_and_revives() {
     let path = t.state.path().join("spec.json");
     fs::write(&path, serde_json::to_vec(&spec).unwrap()).unwrap();
     // Created by a CLI process that has exited: nothing of ours stays behind but the init.
-    let out = t.cli().arg("create").arg("--spec").arg(&path).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = t
+        .cli()
+        .arg("create")
+        .arg("--spec")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rec = t.host.store.get(&id).unwrap().unwrap();
-    let pid = t.host.rt.live_pid(&rec).expect("init alive after the CLI exited");
-    let helpers = std::process::Command::new("sh").arg("-c").arg("ps -eo args | grep -c '[c]t-init'").output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&helpers.stdout).trim(), "0", "no per-container helper process");
+    let pid = t
+        .host
+        .rt
+        .live_pid(&rec)
+        .expect("init alive after the CLI exited");
+    let helpers = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ps -eo args | grep -c '[c]t-init'")
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&helpers.stdout).trim(),
+        "0",
+        "no per-container helper process"
+    );
 
     // A fresh ContainerHost (a restarted provisioner) adopts the running one as it is.
     let cfg = t.host.rt.cfg.clone();
-    let again = ContainerHost::new(provisioner::container::ContainerRuntime::new(cfg), TestHost::big()).unwrap();
+    let again = ContainerHost::new(
+        provisioner::container::ContainerRuntime::new(cfg),
+        TestHost::big(),
+    )
+    .unwrap();
     let rep = again.reconcile().unwrap();
     assert_eq!(rep.adopted, vec![id]);
-    assert_eq!(t.host.rt.live_pid(&t.host.store.get(&id).unwrap().unwrap()), Some(pid));
+    assert_eq!(
+        t.host.rt.live_pid(&t.host.store.get(&id).unwrap().unwrap()),
+        Some(pid)
+    );
 
     // Its init killed behind our back: observed as crashed, and revived by reconcile.
     // SAFETY: kill(2) on the container init's pid.
@@ -147,7 +232,13 @@ fn a_restarted_provisioner_adopts_and_revives() {
     while t.host.rt.live_pid(&rec).is_some() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert_eq!(again.rt.observe(&t.host.store.get(&id).unwrap().unwrap()).unwrap(), InstanceState::Crashed);
+    assert_eq!(
+        again
+            .rt
+            .observe(&t.host.store.get(&id).unwrap().unwrap())
+            .unwrap(),
+        InstanceState::Crashed
+    );
     let rep = again.reconcile().unwrap();
     assert_eq!(rep.restarted, vec![id]);
     assert_eq!(t.host.list().unwrap()[0].1, InstanceState::Running);

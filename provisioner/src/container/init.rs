@@ -69,15 +69,23 @@ fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> ContainerError {
 
 /// `provisioner ct-init <config>`. Returns only on failure before the fork.
 pub fn ct_init_main(config: &Path) -> Result<(), ContainerError> {
-    let cfg: InitConfig = serde_json::from_slice(
-        &fs::read(config).map_err(|source| ContainerError::Io { what: format!("read {}", config.display()), source })?,
-    )
-    .map_err(|e| ContainerError::Init(format!("bad init config: {e}")))?;
+    let cfg: InitConfig =
+        serde_json::from_slice(&fs::read(config).map_err(|source| ContainerError::Io {
+            what: format!("read {}", config.display()),
+            source,
+        })?)
+        .map_err(|e| ContainerError::Init(format!("bad init config: {e}")))?;
 
     // Into the container's cgroup first: everything forked from here on is accounted to it.
     crate::cgroup::join_self(&cfg.cgroup_join)?;
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).map_err(|source| ContainerError::Io { what: "read go".into(), source })?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|source| ContainerError::Io {
+            what: "read go".into(),
+            source,
+        })?;
     if line.trim() != "go" {
         return Err(ContainerError::Init("parent went away before go".into()));
     }
@@ -118,46 +126,123 @@ fn become_init(cfg: &InitConfig) -> Result<std::convert::Infallible, ContainerEr
         None => net::configure_inside("", &cfg.network, None)?,
     }
     // stdout goes to the console log like stderr; stdin is nothing.
-    let null = fs::File::open("/dev/null").map_err(|source| ContainerError::Io { what: "/dev/null".into(), source })?;
+    let null = fs::File::open("/dev/null").map_err(|source| ContainerError::Io {
+        what: "/dev/null".into(),
+        source,
+    })?;
     nix::unistd::dup2(null.as_raw_fd(), 0).map_err(sys("dup2 stdin"))?;
     nix::unistd::dup2(2, 1).map_err(sys("dup2 stdout"))?;
     nix::unistd::setsid().map_err(sys("setsid"))?;
 
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).map_err(sys("make / private"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(sys("make / private"))?;
     let root = &cfg.root;
-    mount(Some(root), root, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(sys("bind root"))?;
+    mount(
+        Some(root),
+        root,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(sys("bind root"))?;
     for d in ["proc", "sys", "dev"] {
         let _ = fs::create_dir_all(root.join(d));
     }
     let nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(Some("proc"), &root.join("proc"), Some("proc"), nodev, None::<&str>).map_err(sys("mount /proc"))?;
+    mount(
+        Some("proc"),
+        &root.join("proc"),
+        Some("proc"),
+        nodev,
+        None::<&str>,
+    )
+    .map_err(sys("mount /proc"))?;
     // The kernel's knobs stay the host's: /proc/sys and friends read-only.
     for p in ["proc/sys", "proc/sysrq-trigger", "proc/irq", "proc/bus"] {
         let p = root.join(p);
         if p.exists() {
-            mount(Some(&p), &p, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(sys(format!("bind {}", p.display())))?;
-            mount(None::<&str>, &p, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | nodev, None::<&str>)
-                .map_err(sys(format!("ro {}", p.display())))?;
+            mount(Some(&p), &p, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .map_err(sys(format!("bind {}", p.display())))?;
+            mount(
+                None::<&str>,
+                &p,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | nodev,
+                None::<&str>,
+            )
+            .map_err(sys(format!("ro {}", p.display())))?;
         }
     }
-    mount(Some("sysfs"), &root.join("sys"), Some("sysfs"), nodev | MsFlags::MS_RDONLY, None::<&str>).map_err(sys("mount /sys"))?;
+    mount(
+        Some("sysfs"),
+        &root.join("sys"),
+        Some("sysfs"),
+        nodev | MsFlags::MS_RDONLY,
+        None::<&str>,
+    )
+    .map_err(sys("mount /sys"))?;
     let dev = root.join("dev");
-    mount(Some("tmpfs"), &dev, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME, Some("mode=755,size=1024k"))
-        .map_err(sys("mount /dev"))?;
+    mount(
+        Some("tmpfs"),
+        &dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=1024k"),
+    )
+    .map_err(sys("mount /dev"))?;
     umask(Mode::empty());
-    for (name, maj, min) in [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
-        mknod(&dev.join(name), SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(maj, min))
-            .map_err(sys(format!("mknod /dev/{name}")))?;
+    for (name, maj, min) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
+        mknod(
+            &dev.join(name),
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(maj, min),
+        )
+        .map_err(sys(format!("mknod /dev/{name}")))?;
     }
     umask(Mode::from_bits_truncate(0o022));
     for d in ["pts", "shm"] {
-        fs::create_dir_all(dev.join(d)).map_err(|source| ContainerError::Io { what: format!("mkdir /dev/{d}"), source })?;
+        fs::create_dir_all(dev.join(d)).map_err(|source| ContainerError::Io {
+            what: format!("mkdir /dev/{d}"),
+            source,
+        })?;
     }
-    mount(Some("devpts"), &dev.join("pts"), Some("devpts"), MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("newinstance,ptmxmode=0666,mode=0620"))
-        .map_err(sys("mount /dev/pts"))?;
-    mount(Some("shm"), &dev.join("shm"), Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777,size=65536k"))
-        .map_err(sys("mount /dev/shm"))?;
-    for (link, target) in [("ptmx", "pts/ptmx"), ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+    mount(
+        Some("devpts"),
+        &dev.join("pts"),
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )
+    .map_err(sys("mount /dev/pts"))?;
+    mount(
+        Some("shm"),
+        &dev.join("shm"),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777,size=65536k"),
+    )
+    .map_err(sys("mount /dev/shm"))?;
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
         let _ = std::os::unix::fs::symlink(target, dev.join(link));
     }
 
@@ -170,22 +255,32 @@ fn become_init(cfg: &InitConfig) -> Result<std::convert::Infallible, ContainerEr
     sethostname(&cfg.hostname).map_err(sys("sethostname"))?;
 
     drop_privileges()?;
-    let argv: Vec<CString> = cfg.init.iter().map(|a| CString::new(a.as_str()).unwrap_or_default()).collect();
+    let argv: Vec<CString> = cfg
+        .init
+        .iter()
+        .map(|a| CString::new(a.as_str()).unwrap_or_default())
+        .collect();
     let env = container_env();
     execve(&argv[0], &argv, &env).map_err(sys(format!("exec init {:?}", cfg.init)))
 }
 
 fn container_env() -> Vec<CString> {
-    ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux", "container=vessel"]
-        .iter()
-        .map(|s| CString::new(*s).expect("no NUL"))
-        .collect()
+    [
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME=/root",
+        "TERM=linux",
+        "container=vessel",
+    ]
+    .iter()
+    .map(|s| CString::new(*s).expect("no NUL"))
+    .collect()
 }
 
 /// Reduces every capability set to [`KEPT_CAPS`] and sets no_new_privs.
 pub fn drop_privileges() -> Result<(), ContainerError> {
     let keep: CapsHashSet = KEPT_CAPS.iter().copied().collect();
-    let err = |e: caps::errors::CapsError| ContainerError::Init(format!("dropping capabilities: {e}"));
+    let err =
+        |e: caps::errors::CapsError| ContainerError::Init(format!("dropping capabilities: {e}"));
     for c in caps::all() {
         if !keep.contains(&c) {
             // Unknown-to-this-kernel capabilities fail with EINVAL; they are not held anyway.
@@ -198,19 +293,29 @@ pub fn drop_privileges() -> Result<(), ContainerError> {
     caps::set(None, CapSet::Permitted, &keep).map_err(err)?;
     // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) takes no pointers.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(ContainerError::Sys { what: "no_new_privs".into(), errno: nix::Error::last() });
+        return Err(ContainerError::Sys {
+            what: "no_new_privs".into(),
+            errno: nix::Error::last(),
+        });
     }
     Ok(())
 }
 
 /// `provisioner ct-exec`: run `argv` inside the container whose init is `pid`.
-pub fn ct_exec_main(pid: u32, cgroup_join: &[PathBuf], oom_score_adj: i32, argv: &[String]) -> Result<i32, ContainerError> {
+pub fn ct_exec_main(
+    pid: u32,
+    cgroup_join: &[PathBuf],
+    oom_score_adj: i32,
+    argv: &[String],
+) -> Result<i32, ContainerError> {
     if argv.is_empty() {
         return Err(ContainerError::Init("nothing to run".into()));
     }
     let open = |ns: &str| -> Result<OwnedFd, ContainerError> {
         let p = format!("/proc/{pid}/ns/{ns}");
-        fs::File::open(&p).map(OwnedFd::from).map_err(|source| ContainerError::Io { what: p, source })
+        fs::File::open(&p)
+            .map(OwnedFd::from)
+            .map_err(|source| ContainerError::Io { what: p, source })
     };
     let nss = [
         (open("ipc")?, CloneFlags::CLONE_NEWIPC),
@@ -221,12 +326,19 @@ pub fn ct_exec_main(pid: u32, cgroup_join: &[PathBuf], oom_score_adj: i32, argv:
     let mnt = open("mnt")?;
     crate::cgroup::join_self(cgroup_join)?;
     // The container's OOM policy (see `oom_score_adj`), set while we may still lower it.
-    fs::write("/proc/self/oom_score_adj", oom_score_adj.to_string())
-        .map_err(|source| ContainerError::Io { what: "oom_score_adj".into(), source })?;
+    fs::write("/proc/self/oom_score_adj", oom_score_adj.to_string()).map_err(|source| {
+        ContainerError::Io {
+            what: "oom_score_adj".into(),
+            source,
+        }
+    })?;
     for (fd, kind) in &nss {
         setns(fd, *kind).map_err(sys(format!("setns {kind:?}")))?;
     }
-    let args: Vec<CString> = argv.iter().map(|a| CString::new(a.as_str()).unwrap_or_default()).collect();
+    let args: Vec<CString> = argv
+        .iter()
+        .map(|a| CString::new(a.as_str()).unwrap_or_default())
+        .collect();
     let env = container_env();
     // SAFETY: single-threaded process (fresh exec), see the module docs.
     match unsafe { fork() }.map_err(sys("fork"))? {
@@ -260,7 +372,14 @@ pub fn ct_exec_main(pid: u32, cgroup_join: &[PathBuf], oom_score_adj: i32, argv:
 
 fn resolve(prog: &str) -> CString {
     if !prog.contains('/') {
-        for dir in ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+        for dir in [
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+            "/bin",
+        ] {
             let p = format!("{dir}/{prog}");
             if Path::new(&p).exists() {
                 return CString::new(p).unwrap_or_default();

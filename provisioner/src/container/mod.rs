@@ -41,7 +41,7 @@ pub enum ContainerError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("refused by this host's admission: {0}")]
-    Refused(#[from] Refusal),
+    Refused(Box<Refusal>),
     #[error("no container {0} on this host")]
     NotFound(InstanceId),
     #[error("instance {0} exists with a different spec (an id is never reused)")]
@@ -49,17 +49,33 @@ pub enum ContainerError {
     #[error("instance {0} is not a container")]
     WrongKind(InstanceId),
     #[error("cannot {action} a container that is {state:?}")]
-    NotAllowed { action: &'static str, state: InstanceState },
+    NotAllowed {
+        action: &'static str,
+        state: InstanceState,
+    },
     #[error("cannot shrink the disk from {from} GiB to {to} GiB (data would be lost)")]
     DiskShrink { from: u64, to: u64 },
     #[error("{cmd} failed ({status}): {stderr}")]
-    Command { cmd: String, status: String, stderr: String },
+    Command {
+        cmd: String,
+        status: String,
+        stderr: String,
+    },
     #[error("{what}: {source}")]
-    Io { what: String, source: std::io::Error },
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("{what}: {errno}")]
     Sys { what: String, errno: nix::Error },
     #[error("container init: {0}")]
     Init(String),
+}
+
+impl From<Refusal> for ContainerError {
+    fn from(r: Refusal) -> Self {
+        ContainerError::Refused(Box::new(r))
+    }
 }
 
 /// Runs a host command, returning its stdout or an error carrying its stderr.
@@ -68,7 +84,10 @@ pub(crate) fn run(cmd: &mut Command) -> Result<String, ContainerError> {
     let out = cmd
         .stdin(Stdio::null())
         .output()
-        .map_err(|source| ContainerError::Io { what: desc.clone(), source })?;
+        .map_err(|source| ContainerError::Io {
+            what: desc.clone(),
+            source,
+        })?;
     if !out.status.success() {
         return Err(ContainerError::Command {
             cmd: desc,
@@ -91,8 +110,12 @@ pub fn crash_point(op: &str, step: &str) {
 }
 
 /// The steps of create and destroy, in order (the crash tests walk them).
-pub const CREATE_STEPS: [&str; 8] = ["record", "image", "mkfs", "loop", "mount", "rootfs", "cgroup", "start"];
-pub const DESTROY_STEPS: [&str; 7] = ["record", "stop", "cgroup", "umount", "loop", "files", "forget"];
+pub const CREATE_STEPS: [&str; 8] = [
+    "record", "image", "mkfs", "loop", "mount", "rootfs", "cgroup", "start",
+];
+pub const DESTROY_STEPS: [&str; 7] = [
+    "record", "stop", "cgroup", "umount", "loop", "files", "forget",
+];
 
 /// Host facts and names the container runtime works with; every path is a parameter.
 #[derive(Clone, Debug)]
@@ -205,7 +228,10 @@ impl ContainerRuntime {
     fn ensure_built(&self, record: &InstanceRecord, op: &str) -> Result<(), ContainerError> {
         let id = record.spec.id;
         let dir = self.dir(&id);
-        fs::create_dir_all(&dir).map_err(|source| ContainerError::Io { what: format!("mkdir {}", dir.display()), source })?;
+        fs::create_dir_all(&dir).map_err(|source| ContainerError::Io {
+            what: format!("mkdir {}", dir.display()),
+            source,
+        })?;
         let t0 = Instant::now();
         crash_point(op, "image");
         let mkfs_done = dir.join("mkfs.done");
@@ -215,13 +241,27 @@ impl ContainerRuntime {
             let t = self.cfg.templates.load(&record.spec.template)?;
             let sha16: String = t.manifest.sha256.chars().take(16).collect();
             let key = format!("{}-{}-{}", t.manifest.name, t.manifest.version, sha16);
-            let golden = disk::golden_image(&self.cfg.templates.cache, &key, record.spec.resources.disk_gib(), &t.rootfs)?;
+            let golden = disk::golden_image(
+                &self.cfg.templates.cache,
+                &key,
+                record.spec.resources.disk_gib(),
+                &t.rootfs,
+            )?;
             disk::copy_sparse(&golden, &self.image(&id))?;
             crash_point(op, "mkfs");
             let done = dir.join("rootfs.done");
-            fs::write(&done, serde_json::to_vec(&t.manifest).expect("manifest serialises"))
-                .map_err(|source| ContainerError::Io { what: format!("write {}", done.display()), source })?;
-            fs::write(&mkfs_done, b"").map_err(|source| ContainerError::Io { what: format!("write {}", mkfs_done.display()), source })?;
+            fs::write(
+                &done,
+                serde_json::to_vec(&t.manifest).expect("manifest serialises"),
+            )
+            .map_err(|source| ContainerError::Io {
+                what: format!("write {}", done.display()),
+                source,
+            })?;
+            fs::write(&mkfs_done, b"").map_err(|source| ContainerError::Io {
+                what: format!("write {}", mkfs_done.display()),
+                source,
+            })?;
         }
         // Mounted means attached: skip the loop lookup on the common path (every start).
         if !disk::is_mounted(&self.root(&id)) {
@@ -262,7 +302,10 @@ impl ContainerRuntime {
         let t = self.cfg.templates.load(&record.spec.template)?;
         disk::copy_rootfs(&t.rootfs, &self.root(&id))?;
         let init = serde_json::to_vec(&t.manifest).expect("manifest serialises");
-        fs::write(&done, init).map_err(|source| ContainerError::Io { what: format!("write {}", done.display()), source })?;
+        fs::write(&done, init).map_err(|source| ContainerError::Io {
+            what: format!("write {}", done.display()),
+            source,
+        })?;
         Ok(())
     }
 
@@ -298,21 +341,38 @@ impl ContainerRuntime {
             cgroup_join: self.cgroup(&id).join_files(),
         };
         let cfg_path = self.dir(&id).join("init.json");
-        fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg).expect("serialises"))
-            .map_err(|source| ContainerError::Io { what: format!("write {}", cfg_path.display()), source })?;
+        fs::write(
+            &cfg_path,
+            serde_json::to_vec_pretty(&cfg).expect("serialises"),
+        )
+        .map_err(|source| ContainerError::Io {
+            what: format!("write {}", cfg_path.display()),
+            source,
+        })?;
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.console_log(&id))
-            .map_err(|source| ContainerError::Io { what: "console log".into(), source })?;
+            .map_err(|source| ContainerError::Io {
+                what: "console log".into(),
+                source,
+            })?;
         let mut cmd = Command::new(&self.cfg.helper_exe);
-        cmd.arg("ct-init").arg(&cfg_path).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(log);
+        cmd.arg("ct-init")
+            .arg(&cfg_path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log);
         // SAFETY: between fork and exec only async-signal-safe syscalls (setsid, unshare),
         // no allocation and no locks.
         unsafe {
             cmd.pre_exec(|| {
                 libc::setsid();
-                let flags = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET | libc::CLONE_NEWPID;
+                let flags = libc::CLONE_NEWNS
+                    | libc::CLONE_NEWUTS
+                    | libc::CLONE_NEWIPC
+                    | libc::CLONE_NEWNET
+                    | libc::CLONE_NEWPID;
                 if libc::unshare(flags) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -320,36 +380,61 @@ impl ContainerRuntime {
             });
         }
         let t0 = Instant::now();
-        let mut child = cmd.spawn().map_err(|source| ContainerError::Io { what: format!("spawn {}", self.cfg.helper_exe.display()), source })?;
+        let mut child = cmd.spawn().map_err(|source| ContainerError::Io {
+            what: format!("spawn {}", self.cfg.helper_exe.display()),
+            source,
+        })?;
         let t_spawned = Instant::now();
         let result = (|| {
-            let adj = oom_score_adj(record.spec.resources.memory_guaranteed_mib(), self.cfg.host_memory_mib);
+            let adj = oom_score_adj(
+                record.spec.resources.memory_guaranteed_mib(),
+                self.cfg.host_memory_mib,
+            );
             let adj_path = format!("/proc/{}/oom_score_adj", child.id());
-            fs::write(&adj_path, adj.to_string()).map_err(|source| ContainerError::Io { what: adj_path, source })?;
+            fs::write(&adj_path, adj.to_string()).map_err(|source| ContainerError::Io {
+                what: adj_path,
+                source,
+            })?;
             if has_net {
-                net::create_veth(&self.veth_host(&id), &self.veth_peer(&id), child.id(), &self.cfg.bridge)?;
+                net::create_veth(
+                    &self.veth_host(&id),
+                    &self.veth_peer(&id),
+                    child.id(),
+                    &self.cfg.bridge,
+                )?;
             }
             let mut stdin = child.stdin.take().expect("piped");
-            stdin.write_all(b"go\n").map_err(|source| ContainerError::Io { what: "signal ct-init".into(), source })?;
+            stdin
+                .write_all(b"go\n")
+                .map_err(|source| ContainerError::Io {
+                    what: "signal ct-init".into(),
+                    source,
+                })?;
             drop(stdin);
             let t_go = Instant::now();
             let mut line = String::new();
             BufReader::new(child.stdout.take().expect("piped"))
                 .read_line(&mut line)
-                .map_err(|source| ContainerError::Io { what: "read ct-init".into(), source })?;
-            line.trim().strip_prefix("pid ").and_then(|p| p.parse::<u32>().ok()).ok_or_else(|| {
-                let tail = fs::read_to_string(self.console_log(&id)).unwrap_or_default();
-                let tail: String = tail.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
-                ContainerError::Init(format!("did not start: {tail}"))
-            })
-            .inspect(|_| {
-                tracing::debug!(
-                    spawn_us = (t_spawned - t0).as_micros() as u64,
-                    setup_us = (t_go - t_spawned).as_micros() as u64,
-                    init_us = t_go.elapsed().as_micros() as u64,
-                    "ct-init"
-                )
-            })
+                .map_err(|source| ContainerError::Io {
+                    what: "read ct-init".into(),
+                    source,
+                })?;
+            line.trim()
+                .strip_prefix("pid ")
+                .and_then(|p| p.parse::<u32>().ok())
+                .ok_or_else(|| {
+                    let tail = fs::read_to_string(self.console_log(&id)).unwrap_or_default();
+                    let tail: String = tail.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+                    ContainerError::Init(format!("did not start: {tail}"))
+                })
+                .inspect(|_| {
+                    tracing::debug!(
+                        spawn_us = (t_spawned - t0).as_micros() as u64,
+                        setup_us = (t_go - t_spawned).as_micros() as u64,
+                        init_us = t_go.elapsed().as_micros() as u64,
+                        "ct-init"
+                    )
+                })
         })();
         let _ = child.wait();
         let pid = match result {
@@ -360,7 +445,10 @@ impl ContainerRuntime {
                 return Err(e);
             }
         };
-        let facts = Facts { pid: Some(pid), start_time: proc_start_time(pid) };
+        let facts = Facts {
+            pid: Some(pid),
+            start_time: proc_start_time(pid),
+        };
         facts.store(record);
         Ok(())
     }
@@ -403,7 +491,11 @@ impl ContainerRuntime {
 
     /// Applies `record.spec.resources` (already the new plan): limits at once, and a
     /// grown disk online. `previous` is the old plan.
-    pub fn resize(&self, record: &mut InstanceRecord, previous: &vessel_core::PlanResources) -> Result<(), ContainerError> {
+    pub fn resize(
+        &self,
+        record: &mut InstanceRecord,
+        previous: &vessel_core::PlanResources,
+    ) -> Result<(), ContainerError> {
         let id = record.spec.id;
         let (from, to) = (previous.disk_gib(), record.spec.resources.disk_gib());
         if to < from {
@@ -412,7 +504,9 @@ impl ContainerRuntime {
         self.ensure_built(record, "resize")?;
         let dev = disk::attach(&self.image(&id))?;
         disk::grow(&self.image(&id), &dev, to)?;
-        let fs_bytes = disk::usage(&self.root(&id)).map(|(_, total)| total).unwrap_or(0);
+        let fs_bytes = disk::usage(&self.root(&id))
+            .map(|(_, total)| total)
+            .unwrap_or(0);
         if fs_bytes < to * (1 << 30) * 9 / 10 {
             // Online first; some kernels refuse online ext4 resize (EPERM, as on this
             // project's test machines): then a short stop, an offline grow, and a start.
@@ -434,11 +528,21 @@ impl ContainerRuntime {
     }
 
     /// Runs `argv` inside the running container (its namespaces, cgroup and capability set).
-    pub fn exec_command(&self, record: &InstanceRecord, argv: &[String]) -> Result<Command, ContainerError> {
-        let pid = self.live_pid(record).ok_or(ContainerError::NotAllowed { action: "exec in", state: InstanceState::Stopped })?;
+    pub fn exec_command(
+        &self,
+        record: &InstanceRecord,
+        argv: &[String],
+    ) -> Result<Command, ContainerError> {
+        let pid = self.live_pid(record).ok_or(ContainerError::NotAllowed {
+            action: "exec in",
+            state: InstanceState::Stopped,
+        })?;
         let mut cmd = Command::new(&self.cfg.helper_exe);
         cmd.arg("ct-exec").arg("--pid").arg(pid.to_string());
-        let adj = oom_score_adj(record.spec.resources.memory_guaranteed_mib(), self.cfg.host_memory_mib);
+        let adj = oom_score_adj(
+            record.spec.resources.memory_guaranteed_mib(),
+            self.cfg.host_memory_mib,
+        );
         cmd.arg(format!("--oom-score-adj={adj}"));
         for f in self.cgroup(&record.spec.id).join_files() {
             cmd.arg("--cgroup").arg(f);
@@ -448,7 +552,11 @@ impl ContainerRuntime {
     }
 
     /// Removes whatever exists of instance `id` (also used for orphans with no record).
-    pub fn destroy_parts(&self, id: &InstanceId, record: Option<&mut InstanceRecord>) -> Result<(), ContainerError> {
+    pub fn destroy_parts(
+        &self,
+        id: &InstanceId,
+        record: Option<&mut InstanceRecord>,
+    ) -> Result<(), ContainerError> {
         crash_point("destroy", "stop");
         match record {
             Some(r) => self.stop_init(r, false)?,
@@ -466,7 +574,10 @@ impl ContainerRuntime {
         crash_point("destroy", "files");
         let dir = self.dir(id);
         if dir.exists() {
-            fs::remove_dir_all(&dir).map_err(|source| ContainerError::Io { what: format!("remove {}", dir.display()), source })?;
+            fs::remove_dir_all(&dir).map_err(|source| ContainerError::Io {
+                what: format!("remove {}", dir.display()),
+                source,
+            })?;
         }
         Ok(())
     }
@@ -506,7 +617,10 @@ impl Runtime for ContainerRuntime {
 
     fn suspend(&self, record: &mut InstanceRecord) -> Result<(), ContainerError> {
         if self.live_pid(record).is_none() {
-            return Err(ContainerError::NotAllowed { action: "suspend", state: InstanceState::Stopped });
+            return Err(ContainerError::NotAllowed {
+                action: "suspend",
+                state: InstanceState::Stopped,
+            });
         }
         Ok(self.cgroup(&record.spec.id).freeze()?)
     }
@@ -538,7 +652,9 @@ impl Runtime for ContainerRuntime {
         let cg = self.cgroup(&id);
         let (mem, peak) = cg.memory();
         let guarantee = record.spec.resources.memory_guaranteed_mib() * 1024 * 1024;
-        let (disk_used, _) = disk::usage(&self.root(&id)).filter(|_| disk::is_mounted(&self.root(&id))).unwrap_or((0, 0));
+        let (disk_used, _) = disk::usage(&self.root(&id))
+            .filter(|_| disk::is_mounted(&self.root(&id)))
+            .unwrap_or((0, 0));
         let (rx, tx) = net::counters(&self.veth_host(&id));
         Ok(Usage {
             cpu_time_ns: cg.cpu_time_ns(),

@@ -25,14 +25,25 @@ fn batch(cmds: &str) -> Result<(), ContainerError> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|source| ContainerError::Io { what: "ip -batch".into(), source })?;
+        .map_err(|source| ContainerError::Io {
+            what: "ip -batch".into(),
+            source,
+        })?;
     child
         .stdin
         .take()
         .expect("piped")
         .write_all(cmds.as_bytes())
-        .map_err(|source| ContainerError::Io { what: "ip -batch".into(), source })?;
-    let out = child.wait_with_output().map_err(|source| ContainerError::Io { what: "ip -batch".into(), source })?;
+        .map_err(|source| ContainerError::Io {
+            what: "ip -batch".into(),
+            source,
+        })?;
+    let out = child
+        .wait_with_output()
+        .map_err(|source| ContainerError::Io {
+            what: "ip -batch".into(),
+            source,
+        })?;
     if !out.status.success() {
         return Err(ContainerError::Command {
             cmd: format!("ip -batch: {}", cmds.trim().replace('\n', "; ")),
@@ -66,11 +77,15 @@ pub fn ensure_bridge(bridge: &str) -> Result<bool, ContainerError> {
 
 /// IFF_UP from sysfs (cheaper than asking `ip`).
 fn is_up(name: &str) -> bool {
-    fs::read_to_string(std::path::Path::new("/sys/class/net").join(name).join("flags"))
-        .ok()
-        .and_then(|s| u32::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok())
-        .map(|f| f & libc::IFF_UP as u32 != 0)
-        .unwrap_or(false)
+    fs::read_to_string(
+        std::path::Path::new("/sys/class/net")
+            .join(name)
+            .join("flags"),
+    )
+    .ok()
+    .and_then(|s| u32::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok())
+    .map(|f| f & libc::IFF_UP as u32 != 0)
+    .unwrap_or(false)
 }
 
 /// Brings `lo` up in the current network namespace with one ioctl (no `ip` process on the
@@ -81,7 +96,10 @@ fn loopback_up() -> Result<(), ContainerError> {
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
         if fd < 0 {
-            return Err(ContainerError::Io { what: "socket for lo".into(), source: std::io::Error::last_os_error() });
+            return Err(ContainerError::Io {
+                what: "socket for lo".into(),
+                source: std::io::Error::last_os_error(),
+            });
         }
         let _guard = <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd);
         let mut req: libc::ifreq = std::mem::zeroed();
@@ -89,11 +107,17 @@ fn loopback_up() -> Result<(), ContainerError> {
             req.ifr_name[i] = *b as libc::c_char;
         }
         if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) < 0 {
-            return Err(ContainerError::Io { what: "SIOCGIFFLAGS lo".into(), source: std::io::Error::last_os_error() });
+            return Err(ContainerError::Io {
+                what: "SIOCGIFFLAGS lo".into(),
+                source: std::io::Error::last_os_error(),
+            });
         }
         req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
         if libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) < 0 {
-            return Err(ContainerError::Io { what: "SIOCSIFFLAGS lo".into(), source: std::io::Error::last_os_error() });
+            return Err(ContainerError::Io {
+                what: "SIOCSIFFLAGS lo".into(),
+                source: std::io::Error::last_os_error(),
+            });
         }
     }
     Ok(())
@@ -102,10 +126,24 @@ fn loopback_up() -> Result<(), ContainerError> {
 /// Puts the gateways of `net` on the bridge, so the host is the containers' router.
 pub fn ensure_gateways(bridge: &str, net: &NetworkSpec) -> Result<(), ContainerError> {
     if let Some(v4) = &net.ipv4 {
-        run(ip().args(["addr", "replace", &format!("{}/{}", v4.gateway, v4.prefix_len), "dev", bridge]))?;
+        run(ip().args([
+            "addr",
+            "replace",
+            &format!("{}/{}", v4.gateway, v4.prefix_len),
+            "dev",
+            bridge,
+        ]))?;
     }
     if let Some(v6) = &net.ipv6 {
-        run(ip().args(["-6", "addr", "replace", &format!("{}/{}", v6.gateway, v6.prefix_len), "dev", bridge, "nodad"]))?;
+        run(ip().args([
+            "-6",
+            "addr",
+            "replace",
+            &format!("{}/{}", v6.gateway, v6.prefix_len),
+            "dev",
+            bridge,
+            "nodad",
+        ]))?;
     }
     Ok(())
 }
@@ -125,9 +163,16 @@ pub fn delete_link(name: &str) {
 
 /// Interfaces whose master is `bridge` and whose name starts with `prefix` (orphan sweep).
 pub fn ports_of(bridge: &str, prefix: &str) -> Vec<String> {
-    let dir = std::path::Path::new("/sys/class/net").join(bridge).join("brif");
+    let dir = std::path::Path::new("/sys/class/net")
+        .join(bridge)
+        .join("brif");
     fs::read_dir(dir)
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with(prefix)).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -141,15 +186,26 @@ pub fn remove_bridge_if_unused(bridge: &str) {
 /// (rx, tx) bytes seen by the container, from its host-side veth counters (the host
 /// side's tx is what the container received).
 pub fn counters(host: &str) -> (u64, u64) {
-    let base = std::path::Path::new("/sys/class/net").join(host).join("statistics");
-    let read = |f: &str| fs::read_to_string(base.join(f)).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    let base = std::path::Path::new("/sys/class/net")
+        .join(host)
+        .join("statistics");
+    let read = |f: &str| {
+        fs::read_to_string(base.join(f))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    };
     (read("tx_bytes"), read("rx_bytes"))
 }
 
 /// Inside the container's namespace (called by `ct-init` before it pivots): name the peer
 /// `eth0`, address it, route through the gateway, and cap egress with a token bucket. The
 /// container cannot undo any of it: it has no CAP_NET_ADMIN.
-pub fn configure_inside(peer: &str, net: &NetworkSpec, rate_mbit: Option<u32>) -> Result<(), ContainerError> {
+pub fn configure_inside(
+    peer: &str,
+    net: &NetworkSpec,
+    rate_mbit: Option<u32>,
+) -> Result<(), ContainerError> {
     loopback_up()?;
     // /sys/class/net still shows the host's namespace here: ask `ip` instead.
     if peer.is_empty() || run(ip().args(["link", "show", "dev", peer])).is_err() {
@@ -157,18 +213,34 @@ pub fn configure_inside(peer: &str, net: &NetworkSpec, rate_mbit: Option<u32>) -
     }
     let mut cmds = format!("link set {peer} name eth0\nlink set eth0 up\n");
     if let Some(v4) = &net.ipv4 {
-        cmds += &format!("addr add {}/{} dev eth0\nroute add default via {}\n", v4.address, v4.prefix_len, v4.gateway);
+        cmds += &format!(
+            "addr add {}/{} dev eth0\nroute add default via {}\n",
+            v4.address, v4.prefix_len, v4.gateway
+        );
     }
     if let Some(v6) = &net.ipv6 {
-        cmds += &format!("addr add {}/{} dev eth0 nodad\nroute add default via {}\n", v6.address, v6.prefix_len, v6.gateway);
+        cmds += &format!(
+            "addr add {}/{} dev eth0 nodad\nroute add default via {}\n",
+            v6.address, v6.prefix_len, v6.gateway
+        );
     }
     batch(&cmds)?;
     if let Some(rate) = rate_mbit {
         // Burst of at least one MTU-sized packet and ~10 ms at the rate.
         let burst = (u64::from(rate) * 1_000_000 / 8 / 100).max(16 * 1024);
         run(Command::new("tc").args([
-            "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", &format!("{rate}mbit"),
-            "burst", &burst.to_string(), "latency", "50ms",
+            "qdisc",
+            "add",
+            "dev",
+            "eth0",
+            "root",
+            "tbf",
+            "rate",
+            &format!("{rate}mbit"),
+            "burst",
+            &burst.to_string(),
+            "latency",
+            "50ms",
         ]))?;
     }
     Ok(())

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 use vessel_core::lifecycle::Ipv4Assignment;
 use vessel_core::resources::ResourceSpec;
-use vessel_core::{HostCapacity, Hostname, InstanceId, InstanceKind, InstanceSpec, NetworkSpec, PlanResources};
+use vessel_core::{
+    HostCapacity, Hostname, InstanceId, InstanceKind, InstanceSpec, NetworkSpec, PlanResources,
+};
 
 pub const EXE: &str = env!("CARGO_BIN_EXE_provisioner");
 
@@ -20,15 +22,26 @@ pub const EXE: &str = env!("CARGO_BIN_EXE_provisioner");
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
-    assert_eq!(uid, 0, "container tests need root (real namespaces, cgroups, loop devices)");
+    assert_eq!(
+        uid, 0,
+        "container tests need root (real namespaces, cgroups, loop devices)"
+    );
 }
 
 /// The busybox template, built once per target dir by the project's own script.
 pub fn templates() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ct-templates");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-template-busybox.sh");
-    let out = Command::new("sh").arg(script).arg(&dir).output().expect("run template script");
-    assert!(out.status.success(), "template build failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("sh")
+        .arg(script)
+        .arg(&dir)
+        .output()
+        .expect("run template script");
+    assert!(
+        out.status.success(),
+        "template build failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     dir
 }
 
@@ -52,9 +65,13 @@ impl TestHost {
     pub fn new(net_a: u8, net_b: u8, capacity: HostCapacity) -> Self {
         require_root();
         let templates = templates();
-        let state = tempfile::Builder::new().prefix("vessel-ct-").tempdir_in("/var/tmp").expect("tempdir");
+        let state = tempfile::Builder::new()
+            .prefix("vessel-ct-")
+            .tempdir_in("/var/tmp")
+            .expect("tempdir");
         let sfx = rand_suffix();
-        let layout = CgroupLayout::detect(Path::new("/sys/fs/cgroup"), format!("vessel-test-{sfx}"));
+        let layout =
+            CgroupLayout::detect(Path::new("/sys/fs/cgroup"), format!("vessel-test-{sfx}"));
         let bridge = format!("vzt{sfx}");
         let cfg = ContainerConfig {
             state_dir: state.path().to_path_buf(),
@@ -67,11 +84,22 @@ impl TestHost {
             host_memory_mib: capacity.memory_mib,
         };
         let host = ContainerHost::new(ContainerRuntime::new(cfg), capacity).expect("host");
-        TestHost { host, state, layout, bridge, net: (net_a, net_b), next_ip: AtomicU8::new(2) }
+        TestHost {
+            host,
+            state,
+            layout,
+            bridge,
+            net: (net_a, net_b),
+            next_ip: AtomicU8::new(2),
+        }
     }
 
     pub fn big() -> HostCapacity {
-        HostCapacity { cpus: 64, memory_mib: 64 * 1024, disk_gib: 1000 }
+        HostCapacity {
+            cpus: 64,
+            memory_mib: 64 * 1024,
+            disk_gib: 1000,
+        }
     }
 
     /// The CLI against this host's state, for tests that must kill the provisioner.
@@ -88,7 +116,14 @@ impl TestHost {
             .arg(&self.bridge)
             .arg("--stop-timeout")
             .arg("3")
-            .args(["--cpus", "64", "--memory-mib", "65536", "--disk-gib", "1000"]);
+            .args([
+                "--cpus",
+                "64",
+                "--memory-mib",
+                "65536",
+                "--disk-gib",
+                "1000",
+            ]);
         c
     }
 
@@ -141,7 +176,13 @@ impl TestHost {
 
     pub fn sh_ok(&self, id: &InstanceId, script: &str) -> String {
         let o = self.sh(id, script);
-        assert!(o.status.success(), "{script}: {:?}\n{}\n{}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{script}: {:?}\n{}\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
@@ -162,7 +203,10 @@ impl TestHost {
                 left.push(format!("mount {l}"));
             }
         }
-        let loops = Command::new("losetup").args(["-l", "-n", "-O", "NAME,BACK-FILE"]).output().unwrap();
+        let loops = Command::new("losetup")
+            .args(["-l", "-n", "-O", "NAME,BACK-FILE"])
+            .output()
+            .unwrap();
         for l in String::from_utf8_lossy(&loops.stdout).lines() {
             if l.contains(dir.to_str().unwrap()) {
                 left.push(format!("loop {l}"));
@@ -187,6 +231,8 @@ impl Drop for TestHost {
         }
         let _ = self.host.reconcile();
         self.layout.remove_parent();
-        let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
     }
 }
