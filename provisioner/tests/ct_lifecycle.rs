@@ -26,6 +26,7 @@ fn full_lifecycle_leaves_nothing_behind() {
         r.memory_burst_mib = 128;
         r.swap_mib = 32;
         r.pids_max = Some(100);
+        r.io_weight = Some(300);
     });
     let id = spec.id;
     let r = t.host.create(spec.clone(), true).unwrap();
@@ -58,6 +59,9 @@ fn full_lifecycle_leaves_nothing_behind() {
     );
     assert_eq!(cg_file(&t, &id, "pids", "pids.max"), "100");
     assert_eq!(cg_file(&t, &id, "cpu", "cpu.cfs_burst_us"), "200000");
+    assert_eq!(cg_file(&t, &id, "blkio", "blkio.bfq.weight"), "300");
+    assert!(cg_file(&t, &id, "devices", "devices.list").contains("c 1:3 rwm"));
+    assert!(!cg_file(&t, &id, "devices", "devices.list").contains("a *:* rwm"));
 
     // Data survives stop/start; suspend freezes; usage is sampled.
     t.sh_ok(&id, "echo kept > /root/data");

@@ -252,6 +252,7 @@ pub fn grow_fs(dev: &str, mounted: bool) -> Result<(), ContainerError> {
         let st = Command::new("e2fsck")
             .args(["-f", "-y"])
             .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .arg(dev)
             .stdin(std::process::Stdio::null())
             .status();

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
-use vessel_core::lifecycle::Ipv4Assignment;
+use vessel_core::lifecycle::{Ipv4Assignment, Ipv6Assignment};
 use vessel_core::resources::ResourceSpec;
 use vessel_core::{
     HostCapacity, Hostname, InstanceId, InstanceKind, InstanceSpec, NetworkSpec, PlanResources,
@@ -160,9 +160,24 @@ impl TestHost {
                     prefix_len: 24,
                     gateway: self.gateway(),
                 }),
-                ipv6: None,
+                ipv6: Some(Ipv6Assignment {
+                    address: self
+                        .gateway6()
+                        .to_string()
+                        .replace("::1", &format!("::{host_part:x}"))
+                        .parse()
+                        .unwrap(),
+                    prefix_len: 64,
+                    gateway: self.gateway6(),
+                }),
             },
         }
+    }
+
+    pub fn gateway6(&self) -> std::net::Ipv6Addr {
+        format!("fd00:{:x}:{:x}::1", self.net.0, self.net.1)
+            .parse()
+            .unwrap()
     }
 
     /// `sh -c script` inside container `id`.
