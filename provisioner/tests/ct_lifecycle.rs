@@ -65,7 +65,14 @@ fn full_lifecycle_leaves_nothing_behind() {
 
     // Data survives stop/start; suspend freezes; usage is sampled.
     t.sh_ok(&id, "echo kept > /root/data");
+    let t0 = std::time::Instant::now();
     assert_eq!(t.host.stop(&id).unwrap().state, InstanceState::Stopped);
+    // Graceful: the init acted on SIGTERM well before the 3 s SIGKILL deadline, and said so.
+    assert!(
+        t0.elapsed() < std::time::Duration::from_millis(2500),
+        "stop took {:?}",
+        t0.elapsed()
+    );
     assert!(t
         .host
         .rt
