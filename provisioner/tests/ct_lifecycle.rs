@@ -211,15 +211,16 @@ fn a_restarted_provisioner_adopts_and_revives() {
         .rt
         .live_pid(&rec)
         .expect("init alive after the CLI exited");
-    let helpers = std::process::Command::new("sh")
-        .arg("-c")
-        .arg("ps -eo args | grep -c '[c]t-init'")
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&helpers.stdout).trim(),
-        "0",
-        "no per-container helper process"
+    // Only this container's helper counts: other tests start containers at the same time.
+    let helpers: Vec<String> = fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| fs::read_to_string(e.path().join("cmdline")).ok())
+        .filter(|c| c.contains("ct-init") && c.contains(&id.to_string()))
+        .collect();
+    assert!(
+        helpers.is_empty(),
+        "a per-container helper process stayed: {helpers:?}"
     );
 
     // A fresh ContainerHost (a restarted provisioner) adopts the running one as it is.
