@@ -186,3 +186,55 @@ fn egress_is_rate_limited_and_metered() {
         "{before:?} → {after:?}"
     );
 }
+
+/// With a user namespace, root inside is an unprivileged id outside, still owns its files,
+/// and still cannot do what the capability set forbids.
+#[test]
+fn in_a_user_namespace_root_inside_is_nobody_outside() {
+    let mut t = TestHost::new(161, 3, TestHost::big());
+    let base = 300_000;
+    t.host.rt.cfg.userns = Some(provisioner::container::IdRange { base, count: 65536 });
+    let a = t.spec(|_| {});
+    t.host.create(a.clone(), true).unwrap();
+    let pid = t
+        .host
+        .rt
+        .live_pid(&t.host.store.get(&a.id).unwrap().unwrap())
+        .unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid_line
+            .split_whitespace()
+            .skip(1)
+            .all(|u| u == base.to_string()),
+        "{uid_line}"
+    );
+    // Inside: uid 0, owns / and can write its files; hostname and address as usual.
+    assert_eq!(
+        t.sh_ok(&a.id, "id -u; id -g")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["0", "0"]
+    );
+    t.sh_ok(&a.id, "echo ok > /root/file && ls -ln /root/file");
+    assert_eq!(t.sh_ok(&a.id, "hostname").trim(), a.hostname.as_str());
+    // Its network namespace belongs to the host's user namespace: configured, but raw
+    // sockets (ping) are refused to the container's root (documented).
+    assert!(t
+        .sh_ok(&a.id, "ip -4 -o addr show eth0")
+        .contains(&a.network.ipv4.as_ref().unwrap().address.to_string()));
+    // On the host the file belongs to the mapped id, not to root.
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(t.host.rt.root(&a.id).join("root/file")).unwrap();
+    assert_eq!(meta.uid(), base);
+    // Still no mount, no hostname change, no module loading.
+    assert!(!t.sh(&a.id, "mount -t tmpfs none /mnt").status.success());
+    assert!(!t.sh(&a.id, "hostname other").status.success());
+    assert!(!t
+        .sh(&a.id, "echo 1 > /proc/sys/kernel/sysrq")
+        .status
+        .success());
+    t.host.destroy(&a.id).unwrap();
+    assert_eq!(t.leftovers(&a.id), Vec::<String>::new());
+}

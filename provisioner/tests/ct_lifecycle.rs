@@ -67,7 +67,7 @@ fn full_lifecycle_leaves_nothing_behind() {
     t.sh_ok(&id, "echo kept > /root/data");
     let t0 = std::time::Instant::now();
     assert_eq!(t.host.stop(&id).unwrap().state, InstanceState::Stopped);
-    // Graceful: the init acted on SIGTERM well before the 3 s SIGKILL deadline, and said so.
+    // Graceful: the init acted on SIGTERM well before the 3 s SIGKILL deadline.
     assert!(
         t0.elapsed() < std::time::Duration::from_millis(2500),
         "stop took {:?}",

@@ -31,6 +31,10 @@ pub struct CtArgs {
     pub bridge: String,
     #[arg(long, default_value = "vz")]
     pub veth_prefix: String,
+    /// Give containers a user namespace mapping their ids 0..65535 to host ids BASE.. (off by
+    /// default: see the README).
+    #[arg(long)]
+    pub userns_base: Option<u32>,
     /// Seconds a graceful stop waits before SIGKILL.
     #[arg(long, default_value_t = 10)]
     pub stop_timeout: u64,
@@ -160,6 +164,9 @@ impl CtArgs {
                 .map_err(|e| usage(format!("own executable: {e}")))?,
             stop_timeout: Duration::from_secs(self.stop_timeout),
             host_memory_mib: 0,
+            userns: self
+                .userns_base
+                .map(|base| super::IdRange { base, count: 65536 }),
         };
         let detected = detect_capacity(&self.state_dir);
         let capacity = HostCapacity {

@@ -295,3 +295,33 @@ pub fn usage(dir: &Path) -> Option<(u64, u64)> {
     let free = s.blocks_free() as u64 * frag;
     Some((total.saturating_sub(free), total))
 }
+
+/// Moves every file's owner and group into `[base, base + count)` (ids already there stay),
+/// keeping setuid/setgid bits that chown clears, so the container's root (id 0 inside, `base`
+/// outside) owns its files.
+pub fn shift_ids(root: &Path, base: u32, count: u32) -> Result<(), ContainerError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let shift = |id: u32| {
+        if id >= base && id < base + count {
+            id
+        } else {
+            base + id % count
+        }
+    };
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta = fs::symlink_metadata(&p).map_err(io("stat", &p))?;
+        std::os::unix::fs::lchown(&p, Some(shift(meta.uid())), Some(shift(meta.gid())))
+            .map_err(io("chown", &p))?;
+        if !meta.file_type().is_symlink() && meta.mode() & 0o6000 != 0 {
+            fs::set_permissions(&p, fs::Permissions::from_mode(meta.mode() & 0o7777))
+                .map_err(io("chmod", &p))?;
+        }
+        if meta.is_dir() {
+            for e in fs::read_dir(&p).map_err(io("read", &p))? {
+                stack.push(e.map_err(io("read", &p))?.path());
+            }
+        }
+    }
+    Ok(())
+}

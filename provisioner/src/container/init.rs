@@ -38,6 +38,10 @@ pub struct InitConfig {
     /// Written "0" to join the container's cgroup before anything else (see
     /// `InstanceCgroup::join_files`).
     pub cgroup_join: Vec<PathBuf>,
+    /// Host ids (base, count) that the container's ids 0.. map to, when it gets its own user
+    /// namespace (see `ContainerConfig::userns`).
+    #[serde(default)]
+    pub userns: Option<(u32, u32)>,
 }
 
 /// Capabilities a container keeps (Docker's default set minus CAP_MKNOD and CAP_NET_RAW is
@@ -90,12 +94,25 @@ pub fn ct_init_main(config: &Path) -> Result<(), ContainerError> {
         return Err(ContainerError::Init("parent went away before go".into()));
     }
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
+    // The user-namespace handshake: the child asks for its id maps, which only we (still
+    // privileged in the host's user namespace) can write.
+    let (ask_rd, ask_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
+    let (ack_rd, ack_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
+    // The host's /proc, held open: the child's pivot_root moves our root too (we share its
+    // mount namespace), after which "/proc" would be the container's.
+    let host_proc = fs::File::open("/proc").map_err(|source| ContainerError::Io {
+        what: "/proc".into(),
+        source,
+    })?;
     // SAFETY: this process was just exec'd and is single-threaded, so the child may run
     // arbitrary code after fork.
     match unsafe { fork() }.map_err(sys("fork"))? {
         ForkResult::Child => {
             drop(rd);
-            let err = become_init(&cfg).unwrap_err();
+            drop(ask_rd);
+            drop(ack_wr);
+            let err =
+                become_init(&cfg, fs::File::from(ask_wr), fs::File::from(ack_rd)).unwrap_err();
             let mut f = fs::File::from(wr);
             let _ = write!(f, "{err}");
             drop(f);
@@ -104,6 +121,34 @@ pub fn ct_init_main(config: &Path) -> Result<(), ContainerError> {
         }
         ForkResult::Parent { child } => {
             drop(wr);
+            drop(ask_wr);
+            drop(ack_rd);
+            let mut ask = [0u8; 1];
+            let mut ask_f = fs::File::from(ask_rd);
+            if let Some((base, count)) = cfg.userns {
+                // EOF instead of the request: the child failed before; its message follows.
+                if ask_f.read(&mut ask).unwrap_or(0) == 1 {
+                    for f in ["uid_map", "gid_map"] {
+                        let p = format!("{child}/{f}");
+                        let fd = nix::fcntl::openat(
+                            Some(host_proc.as_raw_fd()),
+                            p.as_str(),
+                            nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                            Mode::empty(),
+                        )
+                        .map_err(sys(format!("open /proc/{p}")))?;
+                        // SAFETY: `fd` was just opened by us and is owned by this File only.
+                        let mut file =
+                            unsafe { <fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+                        file.write_all(format!("0 {base} {count}\n").as_bytes())
+                            .map_err(|source| ContainerError::Io {
+                                what: format!("/proc/{p}"),
+                                source,
+                            })?;
+                    }
+                    let _ = fs::File::from(ack_wr).write_all(b"k");
+                }
+            }
             let mut msg = String::new();
             let _ = fs::File::from(rd).read_to_string(&mut msg);
             if !msg.is_empty() {
@@ -118,7 +163,11 @@ pub fn ct_init_main(config: &Path) -> Result<(), ContainerError> {
 
 /// In pid 1 of the new pid namespace: build the container's view of the world and exec its
 /// init. Only returns an error.
-fn become_init(cfg: &InitConfig) -> Result<std::convert::Infallible, ContainerError> {
+fn become_init(
+    cfg: &InitConfig,
+    mut ask: fs::File,
+    mut ack: fs::File,
+) -> Result<std::convert::Infallible, ContainerError> {
     // The first process forked after unshare(CLONE_NEWPID) is the namespace's pid 1, so the
     // network is configured from here (its `ip` children live and die inside), not before.
     match &cfg.veth_peer {
@@ -254,6 +303,23 @@ fn become_init(cfg: &InitConfig) -> Result<std::convert::Infallible, ContainerEr
     let _ = fs::remove_dir("/.oldroot");
     sethostname(&cfg.hostname).map_err(sys("sethostname"))?;
 
+    if cfg.userns.is_some() {
+        // Last step while privileged: from here root inside is an unprivileged id outside,
+        // and the namespaces built above stay owned by the host's user namespace (so root
+        // inside cannot mount, rename the host or touch the network even with its caps).
+        nix::sched::unshare(CloneFlags::CLONE_NEWUSER).map_err(sys("unshare user"))?;
+        ask.write_all(b"?").map_err(|source| ContainerError::Io {
+            what: "ask id maps".into(),
+            source,
+        })?;
+        let mut k = [0u8; 1];
+        if ack.read(&mut k).unwrap_or(0) != 1 {
+            return Err(ContainerError::Init("no id maps from ct-init".into()));
+        }
+        become_root_inside()?;
+    }
+    drop(ask);
+    drop(ack);
     drop_privileges()?;
     let argv: Vec<CString> = cfg
         .init
@@ -274,6 +340,16 @@ fn container_env() -> Vec<CString> {
     .iter()
     .map(|s| CString::new(*s).expect("no NUL"))
     .collect()
+}
+
+/// In a fresh user namespace with maps written: take uid/gid 0 of it.
+fn become_root_inside() -> Result<(), ContainerError> {
+    let root_u = nix::unistd::Uid::from_raw(0);
+    let root_g = nix::unistd::Gid::from_raw(0);
+    nix::unistd::setresgid(root_g, root_g, root_g).map_err(sys("setresgid"))?;
+    nix::unistd::setresuid(root_u, root_u, root_u).map_err(sys("setresuid"))?;
+    nix::unistd::setgroups(&[]).map_err(sys("setgroups"))?;
+    Ok(())
 }
 
 /// Reduces every capability set to [`KEPT_CAPS`] and sets no_new_privs.
@@ -324,6 +400,9 @@ pub fn ct_exec_main(
         (open("pid")?, CloneFlags::CLONE_NEWPID),
     ];
     let mnt = open("mnt")?;
+    let same_user = fs::read_link(format!("/proc/{pid}/ns/user")).ok()
+        == fs::read_link("/proc/self/ns/user").ok();
+    let user = if same_user { None } else { Some(open("user")?) };
     crate::cgroup::join_self(cgroup_join)?;
     // The container's OOM policy (see `oom_score_adj`), set while we may still lower it.
     fs::write("/proc/self/oom_score_adj", oom_score_adj.to_string()).map_err(|source| {
@@ -346,6 +425,11 @@ pub fn ct_exec_main(
             let r = (|| -> Result<std::convert::Infallible, ContainerError> {
                 setns(&mnt, CloneFlags::CLONE_NEWNS).map_err(sys("setns mnt"))?;
                 chdir("/").map_err(sys("chdir /"))?;
+                // Its own user namespace, if it has one: joined last, like its init did.
+                if let Some(user) = &user {
+                    setns(user, CloneFlags::CLONE_NEWUSER).map_err(sys("setns user"))?;
+                    become_root_inside()?;
+                }
                 drop_privileges()?;
                 // execvpe is not in nix for all targets: search PATH ourselves.
                 let prog = resolve(&argv[0]);

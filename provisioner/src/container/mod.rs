@@ -135,6 +135,17 @@ pub struct ContainerConfig {
     /// The host memory the guarantees are promised out of (admission's `M`), for the OOM
     /// policy: see [`oom_score_adj`].
     pub host_memory_mib: u64,
+    /// Give each container a user namespace whose ids 0..count are host ids base.. (its
+    /// files are shifted into that range when its root filesystem is made). `None`: root in
+    /// a container is host root with reduced capabilities.
+    pub userns: Option<IdRange>,
+}
+
+/// A range of host uids/gids a container's ids map onto.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdRange {
+    pub base: u32,
+    pub count: u32,
 }
 
 /// OOM policy: every process of a container gets `oom_score_adj = 1000 · (M − g) / M`, so
@@ -273,6 +284,18 @@ impl ContainerRuntime {
         let t_disk = Instant::now();
         crash_point(op, "rootfs");
         self.ensure_rootfs(record)?;
+        if let Some(range) = self.cfg.userns {
+            // Idempotent (ids already in range stay), so a crash mid-way is finished by
+            // running it again.
+            let shifted = dir.join("ids.shifted");
+            if !shifted.exists() {
+                disk::shift_ids(&self.root(&id), range.base, range.count)?;
+                fs::write(&shifted, b"").map_err(|source| ContainerError::Io {
+                    what: format!("write {}", shifted.display()),
+                    source,
+                })?;
+            }
+        }
         let t_rootfs = Instant::now();
         crash_point(op, "cgroup");
         self.ensure_cgroup(record)?;
@@ -339,6 +362,7 @@ impl ContainerRuntime {
             network: record.spec.network.clone(),
             rate_mbit: record.spec.resources.net_rate_mbit(),
             cgroup_join: self.cgroup(&id).join_files(),
+            userns: self.cfg.userns.map(|r| (r.base, r.count)),
         };
         let cfg_path = self.dir(&id).join("init.json");
         fs::write(
@@ -481,6 +505,7 @@ impl ContainerRuntime {
         let was_running = self.live_pid(record).is_some() || record.should_run;
         self.stop_init(record, true)?;
         let _ = fs::remove_file(self.dir(&record.spec.id).join("rootfs.done"));
+        let _ = fs::remove_file(self.dir(&record.spec.id).join("ids.shifted"));
         crash_point("reinstall", "rootfs");
         self.ensure_built(record, "reinstall")?;
         if was_running {

@@ -82,6 +82,7 @@ impl TestHost {
             helper_exe: EXE.into(),
             stop_timeout: Duration::from_secs(3),
             host_memory_mib: capacity.memory_mib,
+            userns: None,
         };
         let host = ContainerHost::new(ContainerRuntime::new(cfg), capacity).expect("host");
         TestHost {
