@@ -166,11 +166,8 @@ fn plan() -> PlanResources {
 
 fn main() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "the container bench needs root"
-    );
+    let uid = unsafe { libc::geteuid() };
+    assert_eq!(uid, 0, "the container bench needs root");
     let n: usize = std::env::var("CT_BENCH_N")
         .ok()
         .and_then(|s| s.parse().ok())
