@@ -91,6 +91,10 @@ fn full_lifecycle_leaves_nothing_behind() {
     assert_eq!(t.host.suspend(&id).unwrap().state, InstanceState::Suspended);
     assert_eq!(t.host.suspend(&id).unwrap().state, InstanceState::Suspended);
     assert!(
+        t.host.exec_command(&id, &["true".into()]).is_err(),
+        "exec into a frozen container"
+    );
+    assert!(
         t.host.reinstall(&id, None).is_err(),
         "reinstall of a suspended one is refused"
     );
@@ -254,4 +258,11 @@ fn a_restarted_provisioner_adopts_and_revives() {
     let rep = again.reconcile().unwrap();
     assert_eq!(rep.restarted, vec![id]);
     assert_eq!(t.host.list().unwrap()[0].1, InstanceState::Running);
+
+    // A stop that crashed after recording the owner's wish: reconcile finishes it.
+    let mut rec = t.host.store.get(&id).unwrap().unwrap();
+    rec.should_run = false;
+    t.host.store.put(&rec).unwrap();
+    again.reconcile().unwrap();
+    assert_eq!(t.host.list().unwrap()[0].1, InstanceState::Stopped);
 }

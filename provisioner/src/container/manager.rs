@@ -5,8 +5,9 @@
 //! * `Create` → finish it (every step is idempotent), then start it if it should run;
 //! * `Destroy` → finish it;
 //! * `Reinstall` / `Resize` → run them again to completion;
-//! * no pending op → adopt: a live init (pid + start time match) stays as it is; a dead one
-//!   is restarted if the owner wanted it running;
+//! * no pending op → adopt: a live init (pid + start time match) stays as it is (or is
+//!   stopped, if the owner had asked for that); a dead one is restarted if the owner wanted it
+//!   running;
 //! * then orphans (instance dirs, mounts, loop devices, cgroups, bridge ports of ours with no
 //!   record) are removed.
 
@@ -334,7 +335,12 @@ impl ContainerHost {
                 }
                 None => {}
             }
-            if self.rt.live_pid(&r).is_some() {
+            let live = self.rt.live_pid(&r).is_some();
+            if live && !r.should_run {
+                // A stop that crashed half-way: finish it.
+                self.rt.stop(&mut r)?;
+                rep.finished.push(id);
+            } else if live {
                 rep.adopted.push(id);
             } else if r.should_run {
                 self.rt.start(&mut r)?;

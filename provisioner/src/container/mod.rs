@@ -562,6 +562,13 @@ impl ContainerRuntime {
             action: "exec in",
             state: InstanceState::Stopped,
         })?;
+        // A process joining a frozen group freezes with it: refuse rather than hang.
+        if self.cgroup(&record.spec.id).frozen() {
+            return Err(ContainerError::NotAllowed {
+                action: "exec in",
+                state: InstanceState::Suspended,
+            });
+        }
         let mut cmd = Command::new(&self.cfg.helper_exe);
         cmd.arg("ct-exec").arg("--pid").arg(pid.to_string());
         let adj = oom_score_adj(
