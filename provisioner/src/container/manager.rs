@@ -137,12 +137,18 @@ impl ContainerHost {
         if r.pending == Some(PendingOp::Create) {
             self.rt.create(&mut r)?;
             r.pending = None;
-            self.save(&mut r)?;
+            // When a start follows, its record write is the one that clears `pending` (one
+            // durable write less per create: a crash in between re-runs the idempotent create,
+            // then starts or adopts).
+            if !r.should_run {
+                self.save(&mut r)?;
+            }
         }
         if r.should_run {
             crash_point("create", "start");
-            self.rt.start(&mut r)?;
+            let started = self.rt.start(&mut r);
             self.save(&mut r)?;
+            started?;
         }
         Ok(r)
     }
