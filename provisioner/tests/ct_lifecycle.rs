@@ -122,6 +122,7 @@ fn full_lifecycle_leaves_nothing_behind() {
     let mut bigger = ResourceSpec::from(spec.resources.clone());
     bigger.memory_burst_mib = 256;
     bigger.disk_gib = 2;
+    bigger.net_rate_mbit = Some(40);
     let r = t
         .host
         .resize(&id, PlanResources::try_from(bigger.clone()).unwrap())
@@ -135,6 +136,55 @@ fn full_lifecycle_leaves_nothing_behind() {
     let total_kib: u64 = df.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(total_kib > 1_500_000, "disk grew: {df}");
     assert_eq!(t.sh_ok(&id, "cat /root/data2").trim(), "kept");
+    let pid = t
+        .host
+        .rt
+        .live_pid(&t.host.store.get(&id).unwrap().unwrap())
+        .unwrap();
+    let q = std::process::Command::new("nsenter")
+        .args([
+            format!("--net=/proc/{pid}/ns/net"),
+            "tc".into(),
+            "qdisc".into(),
+            "show".into(),
+            "dev".into(),
+            "eth0".into(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&q.stdout).contains("40Mbit"),
+        "new rate not applied: {}",
+        String::from_utf8_lossy(&q.stdout)
+    );
+    // A rate-only resize changes the running container's qdisc in place (same init).
+    let mut slower = bigger.clone();
+    slower.net_rate_mbit = Some(20);
+    let r = t
+        .host
+        .resize(&id, PlanResources::try_from(slower).unwrap())
+        .unwrap();
+    assert_eq!(
+        t.host.rt.live_pid(&r),
+        Some(pid),
+        "no restart for a rate change"
+    );
+    let q = std::process::Command::new("nsenter")
+        .args([
+            format!("--net=/proc/{pid}/ns/net"),
+            "tc".into(),
+            "qdisc".into(),
+            "show".into(),
+            "dev".into(),
+            "eth0".into(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&q.stdout).contains("20Mbit"),
+        "{}",
+        String::from_utf8_lossy(&q.stdout)
+    );
     bigger.disk_gib = 1;
     assert!(
         t.host

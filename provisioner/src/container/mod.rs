@@ -548,7 +548,13 @@ impl ContainerRuntime {
                 }
             }
         }
-        // A changed rate limit needs the interface reconfigured: applied at next start.
+        // A changed egress rate applies at once to a running container.
+        let rate = record.spec.resources.net_rate_mbit();
+        if rate != previous.net_rate_mbit() {
+            if let Some(pid) = self.live_pid(record) {
+                net::set_rate_in(pid, rate)?;
+            }
+        }
         Ok(())
     }
 

@@ -226,22 +226,51 @@ pub fn configure_inside(
     }
     batch(&cmds)?;
     if let Some(rate) = rate_mbit {
-        // Burst of at least one MTU-sized packet and ~10 ms at the rate.
-        let burst = (u64::from(rate) * 1_000_000 / 8 / 100).max(16 * 1024);
-        run(Command::new("tc").args([
-            "qdisc",
-            "add",
-            "dev",
-            "eth0",
-            "root",
-            "tbf",
-            "rate",
-            &format!("{rate}mbit"),
-            "burst",
-            &burst.to_string(),
-            "latency",
-            "50ms",
-        ]))?;
+        run(Command::new("tc").args(tbf_args("add", rate).iter().map(String::as_str)))?;
     }
     Ok(())
+}
+
+/// `tc qdisc <verb> dev eth0 root tbf …` for `rate` Mbit/s: a burst of ~10 ms at the rate
+/// (at least 16 KiB, more than one MTU-sized packet).
+fn tbf_args(verb: &str, rate: u32) -> Vec<String> {
+    let burst = (u64::from(rate) * 1_000_000 / 8 / 100).max(16 * 1024);
+    [
+        "qdisc",
+        verb,
+        "dev",
+        "eth0",
+        "root",
+        "tbf",
+        "rate",
+        &format!("{rate}mbit"),
+        "burst",
+        &burst.to_string(),
+        "latency",
+        "50ms",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Changes (or removes) the egress limit of the running container whose init is `pid`,
+/// from the host through its network namespace (`nsenter`: the provisioner is
+/// multi-threaded, so it does not setns itself).
+pub fn set_rate_in(pid: u32, rate_mbit: Option<u32>) -> Result<(), ContainerError> {
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/proc/{pid}/ns/net")).arg("tc");
+    match rate_mbit {
+        Some(rate) => cmd.args(tbf_args("replace", rate)),
+        None => cmd.args(["qdisc", "del", "dev", "eth0", "root"]),
+    };
+    match run(&mut cmd) {
+        // Deleting a limit that was never there is what we wanted.
+        Err(ContainerError::Command { ref stderr, .. })
+            if rate_mbit.is_none() && stderr.contains("No such file") =>
+        {
+            Ok(())
+        }
+        r => r.map(|_| ()),
+    }
 }
