@@ -101,3 +101,54 @@ fn orphans_without_a_record_are_swept() {
     assert!(!rep.orphans_removed.is_empty());
     assert_eq!(t.leftovers(&id), Vec::<String>::new());
 }
+
+/// A reinstall killed half-way (after the old root filesystem is gone, or before its cgroup is
+/// back) is finished by the reconcile: running, fresh root, same identity.
+#[test]
+fn a_crashed_reinstall_is_finished() {
+    let t = TestHost::new(163, 3, TestHost::big());
+    for step in ["rootfs", "cgroup"] {
+        let spec = t.spec(|_| {});
+        let id = spec.id;
+        t.host.create(spec.clone(), true).unwrap();
+        t.sh_ok(&id, "echo old > /root/old");
+        let o = t
+            .cli()
+            .arg("reinstall")
+            .arg(id.to_string())
+            .env("VESSEL_CRASH_AT", format!("reinstall:{step}"))
+            .output()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            o.status.signal(),
+            Some(libc::SIGABRT),
+            "reinstall:{step} did not crash"
+        );
+        let r = t.cli().arg("reconcile").output().unwrap();
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        let rec = t.host.store.get(&id).unwrap().unwrap();
+        assert!(
+            rec.pending.is_none(),
+            "reinstall:{step} left {:?}",
+            rec.pending
+        );
+        assert_eq!(
+            t.host
+                .list()
+                .unwrap()
+                .iter()
+                .find(|(r, _)| r.spec.id == id)
+                .unwrap()
+                .1,
+            InstanceState::Running
+        );
+        assert!(
+            !t.sh(&id, "test -e /root/old").status.success(),
+            "old root survived reinstall:{step}"
+        );
+        assert_eq!(t.sh_ok(&id, "hostname").trim(), spec.hostname.as_str());
+        t.host.destroy(&id).unwrap();
+        assert_eq!(t.leftovers(&id), Vec::<String>::new());
+    }
+}
