@@ -2,11 +2,12 @@
 //! subcommand (a freshly exec'd, single-threaded process, so forking in it is safe):
 //!
 //! * `provisioner ct-init <init.json>`: spawned by `start` already inside new mount, uts, ipc,
-//!   net and pid namespaces (unshared in `pre_exec`) and put in the container's cgroup by the
-//!   parent. It waits for "go" on stdin (the parent has moved the veth in by then), configures
-//!   the network from the inside, forks the container's init — pid 1 of the new pid namespace
-//!   — reports its host pid on stdout once the init has exec'd, and exits. Nothing of ours stays
-//!   behind: the init *is* the container (OpenVZ's zero overhead).
+//!   net and pid namespaces (unshared in `pre_exec`). It moves itself into the container's
+//!   cgroup, waits for "go" on stdin (the parent has moved the veth in by then), forks the
+//!   container's init — pid 1 of the new pid namespace, which configures the network from the
+//!   inside and builds the container's mounts — writes its id maps if it asks for a user
+//!   namespace, reports its host pid on stdout once the init has exec'd, and exits. Nothing of
+//!   ours stays behind: the init *is* the container (OpenVZ's zero overhead).
 //! * `provisioner ct-exec --pid P --cgroup FILE... -- argv`: joins the container's cgroup and
 //!   namespaces, forks (a pid namespace applies to children), drops capabilities like the
 //!   init, and runs `argv` inside; exits with its status.

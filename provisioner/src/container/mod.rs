@@ -10,8 +10,8 @@
 //!
 //! Names are derived from the instance id, never stored, so every part can be found again
 //! after a crash: `<state>/containers/<id>/{disk.img,root,console.log}`, the cgroup
-//! `<parent>/<id short>`, the veth `<prefix><id short>` (peer `<prefix>p<id short>`… renamed
-//! `eth0` inside).
+//! `ct-<id short>` under the configured parent, the veth `<prefix><id short>` (its peer
+//! `<prefix>p<id short>` is renamed `eth0` inside).
 
 pub mod cli;
 pub mod disk;
