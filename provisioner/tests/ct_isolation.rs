@@ -238,3 +238,50 @@ fn in_a_user_namespace_root_inside_is_nobody_outside() {
     t.host.destroy(&a.id).unwrap();
     assert_eq!(t.leftovers(&a.id), Vec::<String>::new());
 }
+
+/// The panel's console: a login shell inside on a fresh pty, driven through the master.
+#[test]
+fn a_console_session_is_a_shell_inside_on_a_pty() {
+    use std::io::{Read, Write};
+    let t = TestHost::new(161, 4, TestHost::big());
+    let a = t.spec(|_| {});
+    t.host.create(a.clone(), true).unwrap();
+    let rec = t.host.store.get(&a.id).unwrap().unwrap();
+    let mut s = t.host.rt.console_session(&rec).unwrap();
+    let mut reader = s.master.try_clone().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let mut buf = [0u8; 4096];
+        // EIO once the shell and its helper have closed the slave side.
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            all.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&all).into_owned()
+    });
+    // Type once the shell is up (input typed earlier may be discarded as it starts).
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    s.master
+        .write_all(b"tty; echo host=$(hostname); exit\n")
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while s.child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "console shell did not exit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(s);
+    let out = out.join().unwrap();
+    assert!(
+        out.contains(&format!("host={}", a.hostname.as_str())),
+        "{out}"
+    );
+    assert!(
+        !out.contains("not a tty") && out.contains("/dev/pts/"),
+        "not the container's own pty: {out}"
+    );
+}

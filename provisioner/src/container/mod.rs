@@ -25,6 +25,8 @@ use crate::store::{InstanceRecord, PendingOp, StoreError};
 use crate::template::{TemplateError, TemplateStore};
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -179,6 +181,12 @@ impl Facts {
     fn store(&self, record: &mut InstanceRecord) {
         record.runtime = serde_json::to_value(self).expect("facts serialise");
     }
+}
+
+/// An attached console: the pty master and the shell's helper process.
+pub struct ConsoleSession {
+    pub master: fs::File,
+    pub child: std::process::Child,
 }
 
 /// Start time of `pid` from /proc, if it is alive and not a zombie.
@@ -587,6 +595,83 @@ impl ContainerRuntime {
         }
         cmd.arg("--").args(argv);
         Ok(cmd)
+    }
+
+    /// An interactive console for the panel (or `ct console`): a login shell inside the
+    /// container on a fresh pseudo-terminal. The caller owns the master side (read the output,
+    /// write the keystrokes); the session ends when the shell exits or the master is closed.
+    /// No process stays behind when nobody is attached, unlike a console held for the init.
+    pub fn console_session(
+        &self,
+        record: &InstanceRecord,
+    ) -> Result<ConsoleSession, ContainerError> {
+        // The pty comes from the container's own devpts instance (through its init's root),
+        // so inside it is /dev/pts/N: `tty`, job control and login work as on a real console.
+        let pid = self.live_pid(record).ok_or(ContainerError::NotAllowed {
+            action: "attach a console to",
+            state: InstanceState::Stopped,
+        })?;
+        let ptmx = format!("/proc/{pid}/root/dev/pts/ptmx");
+        let master = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(&ptmx)
+            .map_err(|source| ContainerError::Io {
+                what: ptmx.clone(),
+                source,
+            })?;
+        let unlock: libc::c_int = 0;
+        // SAFETY: ioctls on the master we just opened: TIOCSPTLCK reads an int we own;
+        // TIOCGPTPEER returns a new descriptor for the peer, which we then own.
+        let slave_fd = unsafe {
+            if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) != 0 {
+                return Err(ContainerError::Io {
+                    what: "unlock pty".into(),
+                    source: std::io::Error::last_os_error(),
+                });
+            }
+            libc::ioctl(
+                master.as_raw_fd(),
+                libc::TIOCGPTPEER,
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            )
+        };
+        if slave_fd < 0 {
+            return Err(ContainerError::Io {
+                what: "pty peer".into(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        // SAFETY: `slave_fd` is a fresh descriptor returned to us above, owned only here.
+        let slave = unsafe { <fs::File as std::os::fd::FromRawFd>::from_raw_fd(slave_fd) };
+        let mut cmd = self.exec_command(record, &["/bin/sh".to_string(), "-l".to_string()])?;
+        let clone = |f: &fs::File| {
+            f.try_clone().map_err(|source| ContainerError::Io {
+                what: "pty slave".into(),
+                source,
+            })
+        };
+        cmd.stdin(clone(&slave)?)
+            .stdout(clone(&slave)?)
+            .stderr(slave);
+        // SAFETY: only async-signal-safe calls between fork and exec: setsid, then making the
+        // pty (already on fd 0) the controlling terminal of the new session.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|source| ContainerError::Io {
+            what: "console".into(),
+            source,
+        })?;
+        drop(cmd);
+        Ok(ConsoleSession { master, child })
     }
 
     /// Removes whatever exists of instance `id` (also used for orphans with no record).
