@@ -222,6 +222,7 @@ fn host_admission_refuses_with_the_numbers_and_touches_nothing() {
     assert!(err.contains("memory") && err.contains("refused"), "{err}");
     assert_eq!(t.leftovers(&b.id), Vec::<String>::new());
     assert!(t.host.store.get(&b.id).unwrap().is_none());
+    assert!(!t.state.path().join("locks").join(b.id.to_string()).exists());
     // Resize of `a` beyond the host is refused too; within it, fine.
     let mut r = ResourceSpec::from(a.resources.clone());
     r.memory_guaranteed_mib = Some(400);

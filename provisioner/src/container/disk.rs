@@ -119,8 +119,20 @@ pub fn golden_image(
         ])
         .arg(&tmp))?;
     let dev = attach(&tmp)?;
-    let r = mount(&dev, &mnt).and_then(|_| copy_rootfs(rootfs, &mnt));
-    unmount(&mnt)?;
+    fs::create_dir_all(&mnt).map_err(io("mkdir", &mnt))?;
+    // Mounted only inside a private mount namespace of a short-lived `unshare`: a container
+    // starting meanwhile copies the host's mount table, and a copy of this mount would keep
+    // the filesystem alive (and unflushed) after our unmount. Here the last reference goes
+    // with the helper, so the image is complete when it exits.
+    let mut src = rootfs.as_os_str().to_owned();
+    src.push("/.");
+    let r = run(Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg("mount -t ext4 \"$1\" \"$2\" && cp -a \"$3\" \"$2\" && rm -f \"$2/.vessel-template\" && umount \"$2\"")
+        .arg("sh")
+        .arg(&dev)
+        .arg(&mnt)
+        .arg(src));
     detach_all(&tmp)?;
     let _ = fs::remove_dir(&mnt);
     r?;
@@ -155,9 +167,16 @@ pub fn attach(image: &Path) -> Result<String, ContainerError> {
     Ok(out.trim().to_string())
 }
 
+/// Detaches every loop device of `image`. A container starting at the same moment may hold a
+/// copy of the mount in its new mount namespace for a few milliseconds (until its pivot drops
+/// it); the kernel then detaches lazily, so wait for the device to be really gone.
 pub fn detach_all(image: &Path) -> Result<(), ContainerError> {
     for dev in loops_of(image) {
         run(Command::new("losetup").arg("-d").arg(&dev))?;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !loops_of(image).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
     Ok(())
 }

@@ -119,9 +119,28 @@ impl ContainerHost {
             Some(r) if r.spec == spec => r,
             Some(_) => return Err(ContainerError::Conflict(spec.id)),
             None => {
-                // Refuse before any side effect: admission and a usable template.
-                crate::host::check(&self.capacity, &self.store.list()?, &spec.resources, None)?;
-                self.rt.cfg.templates.load(&spec.template)?;
+                // Refuse before any side effect: admission and a usable template (and leave
+                // no lock file behind for an id that never existed here).
+                let refused =
+                    crate::host::check(&self.capacity, &self.store.list()?, &spec.resources, None)
+                        .map_err(ContainerError::from)
+                        .and_then(|_| {
+                            self.rt
+                                .cfg
+                                .templates
+                                .load(&spec.template)
+                                .map_err(ContainerError::from)
+                        });
+                if let Err(e) = refused {
+                    let _ = std::fs::remove_file(
+                        self.rt
+                            .cfg
+                            .state_dir
+                            .join("locks")
+                            .join(spec.id.to_string()),
+                    );
+                    return Err(e);
+                }
                 let r = InstanceRecord {
                     spec,
                     state: InstanceState::Creating,
