@@ -87,17 +87,13 @@ pub async fn lock(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<HostRow>, sqlx::Er
 /// guaranteed memory, then name (stable).
 pub async fn candidates(tx: &mut Tx<'_>, kind: &str, account: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
-        "WITH live AS (
-            SELECT i.host_id, i.account_id, p.memory_guaranteed_mib
-              FROM instances i JOIN plans p ON p.id = i.plan_id
-             WHERE i.host_id IS NOT NULL AND i.desired_state <> 'terminated')
-         SELECT h.id FROM hosts h
+        "WITH mine AS (
+            SELECT host_id, count(*) AS n FROM instances
+             WHERE account_id = $2 AND host_id IS NOT NULL AND desired_state <> 'terminated' GROUP BY host_id)
+         SELECT h.id FROM hosts h LEFT JOIN mine m ON m.host_id = h.id
           WHERE h.enabled AND h.api_secret IS NOT NULL AND h.reachability <> 'unreachable'
             AND CASE $1 WHEN 'container' THEN h.supports_containers ELSE h.supports_kvm END
-          ORDER BY (SELECT count(*) FROM live WHERE live.host_id = h.id AND live.account_id = $2),
-                   h.memory_mib - h.reserved_memory_mib
-                     - COALESCE((SELECT sum(memory_guaranteed_mib) FROM live WHERE live.host_id = h.id), 0) DESC,
-                   h.name",
+          ORDER BY COALESCE(m.n, 0), h.memory_mib - h.reserved_memory_mib - h.guaranteed_memory_mib DESC, h.name",
     )
     .bind(kind)
     .bind(account)

@@ -202,3 +202,24 @@ async fn jobs_run_once_across_runners_retry_and_dead_letter() {
     assert!(!panel::db::jobs::succeed(&pool, claimed.id, "dead-runner").await.unwrap(), "the old runner cannot finish it");
     assert!(panel::db::jobs::succeed(&pool, claimed.id, "other").await.unwrap());
 }
+
+#[tokio::test]
+async fn the_hosts_guaranteed_memory_follows_its_instances() {
+    let w = World::new("2026-03-01T00:00:00Z").await;
+    let clock = FixedClock::at("2026-03-01T00:00:00Z".parse().unwrap());
+    let h = host(&w.pool, "a", 16, 65536, 2000).await;
+    let ids = instances(&w.pool, "burst-m", 3, 3).await;
+    for id in &ids {
+        place(&w.pool, &clock, *id).await.unwrap();
+    }
+    let g = |pool: PgPool| async move { sqlx::query_scalar::<_, i64>("SELECT guaranteed_memory_mib FROM hosts").fetch_one(&pool).await.unwrap() };
+    assert_eq!(g(w.pool.clone()).await, 3 * 1024);
+    sqlx::query("UPDATE instances SET desired_state = 'terminated', terminated_at = now() WHERE id = $1").bind(ids[0]).execute(&w.pool).await.unwrap();
+    assert_eq!(g(w.pool.clone()).await, 2 * 1024);
+    sqlx::query("UPDATE instances SET plan_id = (SELECT id FROM plans WHERE code = 'burst-l') WHERE id = $1").bind(ids[1]).execute(&w.pool).await.unwrap();
+    assert_eq!(g(w.pool.clone()).await, 1024 + 2048);
+    let exact: i64 = w.scalar(&format!(
+        "SELECT sum(p.memory_guaranteed_mib)::bigint FROM instances i JOIN plans p ON p.id = i.plan_id WHERE i.host_id = '{h}' AND i.desired_state <> 'terminated'"
+    )).await;
+    assert_eq!(g(w.pool.clone()).await, exact);
+}
