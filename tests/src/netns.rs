@@ -187,7 +187,16 @@ pub fn provisioner_binary() -> io::Result<PathBuf> {
     }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = Command::new(cargo)
+    let mut cmd = Command::new(cargo);
+    // The variables cargo sets for a running test (CARGO_PKG_*, CARGO_MANIFEST_DIR, ...) would
+    // change build scripts' fingerprints and rebuild half the tree: pass on only the user's.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().to_string();
+        if (k.starts_with("CARGO_") && !matches!(k.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR")) || k == "OUT_DIR" {
+            cmd.env_remove(&k);
+        }
+    }
+    let out = cmd
         .current_dir(&root)
         .args(["build", "-p", "provisioner", "--bin", "provisioner", "--message-format=json"])
         .stderr(Stdio::inherit())
