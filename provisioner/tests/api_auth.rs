@@ -26,12 +26,15 @@ async fn exists(d: &Daemon, id: InstanceId) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn unsigned_wrong_stale_and_replayed_requests_are_refused_and_change_nothing() {
     require_kvm();
-    let d = Daemon::start(Options::default());
+    // The environment overrides the file (PROVISIONER__*, nested with __).
+    let env = vec![("PROVISIONER__CAPACITY__MEMORY_MIB".to_string(), "1536".to_string())];
+    let d = Daemon::start(Options { env, ..Options::default() });
 
     // Signed: works.
     let (status, host) = d.call("GET", "/v1/host", None).await;
     assert_eq!(status, 200, "{host}");
-    assert_eq!(host["capacity"]["memory_mib"], 1024);
+    assert_eq!(host["capacity"]["memory_mib"], 1536);
+    assert_eq!(host["capacity"]["cpus"], 2);
     assert_eq!(host["kinds"], json!(["kvm"]));
     assert_eq!(host["load"]["instances"], 0);
 
@@ -85,6 +88,10 @@ async fn unsigned_wrong_stale_and_replayed_requests_are_refused_and_change_nothi
     // Unknown routes are refused unsigned too.
     assert_eq!(send(&d, "GET", "/v1/nothing", b"", &[]).await.0, 401);
     let _ = (HEADER_NONCE, HEADER_TIMESTAMP);
+    // The refusals are logged, the secret never.
+    let log = d.log();
+    assert!(log.contains("refused an unauthenticated request"), "{log}");
+    assert!(!log.contains(&d.secret.to_base64()), "the secret is not in the log");
 }
 
 #[tokio::test(flavor = "multi_thread")]

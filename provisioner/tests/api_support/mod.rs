@@ -45,11 +45,13 @@ pub struct Options {
     pub capacity: HostCapacity,
     /// (certificate PEM, key PEM) to serve TLS with.
     pub tls: Option<(String, String)>,
+    /// Extra environment for the daemon (`PROVISIONER__*` overrides).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { capacity: HostCapacity { cpus: 2, memory_mib: 1024, disk_gib: 100 }, tls: None }
+        Options { capacity: HostCapacity { cpus: 2, memory_mib: 1024, disk_gib: 100 }, tls: None, env: Vec::new() }
     }
 }
 
@@ -63,6 +65,7 @@ pub struct Daemon {
     pub ca_pem: Option<Vec<u8>>,
     pub url: String,
     pub client: HostClient,
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -112,6 +115,7 @@ impl Daemon {
             secret,
             ca_pem,
             url: String::new(),
+            env: opts.env,
             child: None,
         };
         d.spawn();
@@ -126,6 +130,7 @@ impl Daemon {
             .args(["serve", "--config"])
             .arg(&self.config_path)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
