@@ -3,9 +3,7 @@
 //! out while the other still answers; restoring it brings it back; nothing is left after.
 
 use provisioner::client::{http_client, HostClient};
-use provisioner::config::write_private;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use vessel_core::signing::HostSecret;
 use vessel_tests::netns::{provisioner_binary, HostNs, Network};
@@ -40,45 +38,14 @@ fn secret() -> HostSecret {
     HostSecret::from_bytes(b).unwrap()
 }
 
-/// Starts `provisioner serve` in `host` on port 7443 and waits until it listens.
+/// Starts `provisioner serve` in `host` on port 7443 with the test guest as its one image.
 fn serve(host: &mut HostNs, bin: &std::path::Path, dir: &std::path::Path, secret: &HostSecret) -> String {
-    let state = dir.join("state");
     let guest = provisioner::vm::guest::build(&dir.join("guest")).expect("building the test guest (as/ld)");
     let image = dir.join("images").join("vessel-test-guest");
     std::fs::create_dir_all(&image).unwrap();
     std::fs::write(image.join("image.json"), serde_json::json!({"kernel": guest.elf, "cmdline": "heartbeat"}).to_string()).unwrap();
-    write_private(&state.join("host.secret"), secret.to_base64().as_bytes()).unwrap();
-    let cfg = dir.join("provisioner.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen = \"{}:7443\"\nstate_dir = {:?}\nimages_dir = {:?}\ncgroup_parent = \"vessel-netns-{}\"\n[capacity]\ncpus = 2\nmemory_mib = 1024\ndisk_gib = 10\n[reserved]\ncpus = 0\nmemory_mib = 0\ndisk_gib = 0\n",
-            host.addr,
-            state,
-            dir.join("images"),
-            host.name
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
-    let mut cmd = host.command(bin);
-    cmd.args(["serve", "--config"]).arg(&cfg).stdout(Stdio::piped()).stderr(log);
-    let child = host.spawn(cmd).unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("daemon in {} did not start: {}", host.name, std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default()));
-        if let Some(url) = line.strip_prefix("listening on ") {
-            return url.trim().to_string();
-        }
-    }
+    let extra = "[capacity]\ncpus = 2\nmemory_mib = 1024\ndisk_gib = 10\n[reserved]\ncpus = 0\nmemory_mib = 0\ndisk_gib = 0";
+    host.start_provisioner(bin, dir, 7443, &secret.to_base64(), &dir.join("images"), extra).unwrap()
 }
 
 async fn host_report(c: &HostClient) -> Result<u16, String> {
@@ -99,7 +66,7 @@ async fn two_hosts_in_namespaces_and_one_cut_off() {
     let mut b = net.add_host().unwrap();
     let (sa, sb) = (secret(), secret());
     let (da, db) = (scratch.path().join("a"), scratch.path().join("b"));
-    let _machines_a = Machines { state: da.join("state"), parent: format!("vessel-netns-{}", a.name), bin: bin.clone() };
+    let _machines_a = Machines { state: da.join("state"), parent: a.cgroup_parent(), bin: bin.clone() };
     let url_a = serve(&mut a, &bin, &da, &sa);
     let url_b = serve(&mut b, &bin, &db, &sb);
     assert_eq!(url_a, format!("http://{}:7443", a.addr));
@@ -143,7 +110,7 @@ async fn two_hosts_in_namespaces_and_one_cut_off() {
     assert_eq!(status, 201, "{st}");
     let (status, st) = slow.json(reqwest::Method::POST, &format!("{vm_path}/actions"), Some(&serde_json::json!({"action": "start"}))).await.unwrap();
     assert_eq!((status, st["state"].as_str()), (200, Some("running")), "{st}");
-    assert_eq!(provisioner::vm::cgroup::procs(&format!("vessel-netns-{}", a.name), &vm.id.to_string()).len(), 1);
+    assert_eq!(provisioner::vm::cgroup::procs(&a.cgroup_parent(), &vm.id.to_string()).len(), 1);
 
     // Cut A: requests to it time out, B still answers.
     a.cut().unwrap();
