@@ -188,3 +188,34 @@ async fn create_is_idempotent_conflicts_are_409_and_admission_refusals_422() {
     assert_eq!(d.call("GET", &path, None).await.0, 404);
     assert!(!d.kvm().dir(&a.id).exists(), "its directory is gone");
 }
+
+/// Creates of different ids racing for the last room: exactly as many as fit are admitted.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_creates_never_overfill_the_host() {
+    require_kvm();
+    let d = Daemon::start(Options::default());
+    // 1024 MiB of memory, 256 MiB each (memory is the binding rule; CPU allows 4 too).
+    let specs: Vec<_> = (0..10).map(|_| spec(kvm_plan(1, 256, 2.0))).collect();
+    let handles: Vec<_> = specs
+        .iter()
+        .map(|s| {
+            let c = d.client.clone();
+            let path = format!("/v1/instances/{}", s.id);
+            let body = serde_json::to_value(s).unwrap();
+            tokio::spawn(async move { c.json(reqwest::Method::PUT, &path, Some(&body)).await.unwrap() })
+        })
+        .collect();
+    let mut created = 0;
+    let mut refused = 0;
+    for h in handles {
+        match h.await.unwrap() {
+            (201, _) => created += 1,
+            (422, p) if p["type"] == "admission-refused" => refused += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!((created, refused), (4, 6));
+    assert_eq!(d.store().list().unwrap().len(), 4);
+    let (_, host) = d.call("GET", "/v1/host", None).await;
+    assert_eq!(host["load"]["committed_memory_mib"], 1024.0);
+}
