@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod audit;
 pub mod dunning;
+pub mod hosts;
 pub mod instances;
 pub mod invoices;
 pub mod jobs;
@@ -13,6 +14,7 @@ pub mod payments;
 pub mod plans;
 pub mod seed;
 pub mod subscriptions;
+pub mod usage;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;

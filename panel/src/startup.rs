@@ -21,6 +21,8 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: Server,
+    /// The job runners and reconciler, stopped after the HTTP server.
+    orchestration: Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
 }
 
 impl Application {
@@ -37,6 +39,11 @@ impl Application {
         let addr = format!("{}:{}", settings.http.host, settings.http.port);
         let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Listen { addr: addr.clone(), source })?;
         let port = listener.local_addr().map_err(|source| StartupError::Listen { addr: addr.clone(), source })?.port();
+        let orchestration = settings.orchestration.enabled.then(|| {
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            let ctx = crate::orchestrator::Ctx { pool: pool.clone(), clock: clock.clone(), settings: settings.orchestration.clone() };
+            (tx, tokio::spawn(crate::orchestrator::run(ctx, rx)))
+        });
         let pool = web::Data::new(pool);
         let clock = web::Data::new(clock);
         let shared_settings = web::Data::new(settings.clone());
@@ -52,7 +59,7 @@ impl Application {
         .map_err(|source| StartupError::Listen { addr, source })?
         .shutdown_timeout(10)
         .run();
-        Ok(Self { port, server })
+        Ok(Self { port, server, orchestration })
     }
 
     pub fn port(&self) -> u16 {
@@ -61,6 +68,11 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM, then drains in-flight requests and returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        if let Some((stop, task)) = self.orchestration {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
+        served
     }
 }

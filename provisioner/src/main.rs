@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "provisioner", about = "Vessel's host daemon")]
+#[command(name = "provisioner", about = "Vessel's host daemon and admin CLI")]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -46,6 +46,23 @@ enum Command {
         #[command(subcommand)]
         command: VmCommand,
     },
+    /// Containers: create, start, stop, … (see `provisioner ct --help`).
+    Ct(Box<provisioner::container::cli::CtArgs>),
+    /// Internal: becomes a container's init (spawned by `ct start` inside new namespaces).
+    #[command(hide = true)]
+    CtInit { config: PathBuf },
+    /// Internal: runs a command inside a running container.
+    #[command(hide = true)]
+    CtExec {
+        #[arg(long)]
+        pid: u32,
+        #[arg(long)]
+        cgroup: Vec<PathBuf>,
+        #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+        oom_score_adj: i32,
+        #[arg(last = true, required = true)]
+        argv: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -59,6 +76,17 @@ enum VmCommand {
 }
 
 fn main() -> anyhow::Result<()> {
+    // The container start path: skip argument parsing and logging set-up (it is on every
+    // container's create→running latency).
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if raw.len() == 3 && raw[1] == "ct-init" {
+        if let Err(e) = provisioner::container::init::ct_init_main(std::path::Path::new(&raw[2])) {
+            eprintln!("ct-init: {e}");
+            println!("error {e}");
+            std::process::exit(1);
+        }
+        std::process::exit(0);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
@@ -95,6 +123,18 @@ fn main() -> anyhow::Result<()> {
             let cfg = provisioner::vm::config::VmConfig::load(&config).context("loading the VM config")?;
             provisioner::vm::vmm::run(&cfg).context("running the machine")?;
             Ok(())
+        }
+        Some(Command::Ct(args)) => std::process::exit(provisioner::container::cli::run(*args)?),
+        Some(Command::CtInit { config }) => {
+            if let Err(e) = provisioner::container::init::ct_init_main(&config) {
+                eprintln!("ct-init: {e}");
+                println!("error {e}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Some(Command::CtExec { pid, cgroup, oom_score_adj, argv }) => {
+            std::process::exit(provisioner::container::init::ct_exec_main(pid, &cgroup, oom_score_adj, &argv)?)
         }
     }
 }

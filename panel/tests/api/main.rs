@@ -7,4 +7,5 @@ mod billing_crash;
 mod billing_world;
 mod health;
 mod migrations;
+mod orchestration;
 mod plans_sync;
