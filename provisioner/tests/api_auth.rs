@@ -35,7 +35,7 @@ async fn unsigned_wrong_stale_and_replayed_requests_are_refused_and_change_nothi
     assert_eq!(status, 200, "{host}");
     assert_eq!(host["capacity"]["memory_mib"], 1536);
     assert_eq!(host["capacity"]["cpus"], 2);
-    assert_eq!(host["kinds"], json!(["kvm"]));
+    assert_eq!(host["kinds"], json!(["container", "kvm"]));
     assert_eq!(host["load"]["instances"], 0);
 
     let a = spec(kvm_plan(1, 128, 1.0));
@@ -141,8 +141,8 @@ async fn create_is_idempotent_conflicts_are_409_and_admission_refusals_422() {
     assert_eq!(p["needed"], 2.0);
     assert_eq!(p["free"], 1.0);
 
-    // Containers are not run by this host (yet): refused as such.
-    let container = spec(vessel_core::PlanResources::try_from(vessel_core::resources::ResourceSpec {
+    // A container under the same rules (its own template).
+    let mut container = spec(vessel_core::PlanResources::try_from(vessel_core::resources::ResourceSpec {
         kind: vessel_core::InstanceKind::Container,
         vcpus: 1,
         memory_guaranteed_mib: Some(64),
@@ -157,6 +157,7 @@ async fn create_is_idempotent_conflicts_are_409_and_admission_refusals_422() {
         io_weight: None,
     })
     .unwrap());
+    container.template = "busybox".into();
     let (status, p) = d.call("PUT", &format!("/v1/instances/{}", container.id), Some(serde_json::to_value(&container).unwrap())).await;
     if d.kinds().contains(&"container".to_string()) {
         assert_eq!(status, 201, "{p}");
