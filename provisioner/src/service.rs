@@ -317,6 +317,12 @@ impl Service {
             return Ok((Created::Existing, self.status_of(&r)));
         }
         let rt = self.runtime(spec.kind())?;
+        if spec.kind() == InstanceKind::Container {
+            if let Some(ct) = &self.containers {
+                // An unknown template is the caller's mistake, found before anything is made.
+                ct.rt.cfg.templates.load(&spec.template).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+            }
+        }
         let mut record = {
             let _admission = self.admission.lock().unwrap_or_else(|p| p.into_inner());
             let records = self.store.list()?;

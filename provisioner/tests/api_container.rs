@@ -45,6 +45,12 @@ async fn a_container_through_its_whole_lifecycle() {
     assert_eq!(status, 201, "{s}");
     assert_eq!((s["kind"].as_str(), s["state"].as_str()), (Some("container"), Some("stopped")), "{s}");
     assert_eq!(d.call("PUT", &path, Some(serde_json::to_value(&a).unwrap())).await.0, 200);
+    // An unknown template is refused before anything is made.
+    let mut b = spec(ct_plan(128));
+    b.template = "no-such-template".into();
+    let (status, p) = d.call("PUT", &format!("/v1/instances/{}", b.id), Some(serde_json::to_value(&b).unwrap())).await;
+    assert_eq!((status, p["type"].as_str()), (400, Some("invalid-request")), "{p}");
+    assert!(d.store().get(&b.id).unwrap().is_none());
 
     let (status, s) = act(json!({"action": "start"})).await;
     assert_eq!((status, s["state"].as_str()), (200, Some("running")), "{s}");
