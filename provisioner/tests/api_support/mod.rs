@@ -66,7 +66,8 @@ pub struct Daemon {
     pub ca_pem: Option<Vec<u8>>,
     pub url: String,
     pub client: HostClient,
-    env: Vec<(String, String)>,
+    /// The daemon's extra environment, used by the next `spawn`.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
