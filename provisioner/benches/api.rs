@@ -2,7 +2,7 @@
 //! * a signed `GET /v1/host` round trip over plain HTTP and over TLS (kept-alive connection),
 //!   against the same `Service::report` called in-process (the yardstick);
 //! * sign + verify of one request alone;
-//! * create + start of a KVM test guest through the API, against the same two steps on the
+//! * create + start of a KVM test guest and of a busybox container through the API, against the same two steps on the
 //!   service in-process (the yardstick), and the stop + destroy that follow.
 //! Run: `cargo bench -p provisioner --bench api`.
 
@@ -120,5 +120,45 @@ fn main() {
         println!("  create + start in-process (yardstick): {:.1} ms", ms(svc));
         println!("  create + start through the API:        {:.1} ms  (ratio {:.3}, +{:.1} ms)", ms(api), ms(api) / ms(svc), ms(api) - ms(svc));
         println!("  stop + destroy in-process / API:       {:.1} / {:.1} ms", ms(median(svc_teardown)), ms(median(api_teardown)));
+
+        // The same for a busybox container.
+        let plan = vessel_core::PlanResources::try_from(vessel_core::resources::ResourceSpec {
+            kind: vessel_core::InstanceKind::Container,
+            vcpus: 1,
+            memory_guaranteed_mib: Some(64),
+            memory_burst_mib: 128,
+            swap_mib: 0,
+            disk_gib: 1,
+            cpu_ratio: 4.0,
+            memory_ratio: 1.5,
+            disk_ratio: 1.0,
+            pids_max: None,
+            net_rate_mbit: None,
+            io_weight: None,
+        })
+        .unwrap();
+        let (mut api_times, mut svc_times) = (Vec::new(), Vec::new());
+        for _ in 0..M {
+            let mut a = spec(plan.clone());
+            a.template = "busybox".into();
+            let path = format!("/v1/instances/{}", a.id);
+            let t = Instant::now();
+            assert_eq!(plain.call("PUT", &path, Some(serde_json::to_value(&a).unwrap())).await.0, 201);
+            assert_eq!(plain.call("POST", &format!("{path}/actions"), Some(json!({"action": "start"}))).await.0, 200);
+            api_times.push(t.elapsed());
+            assert_eq!(plain.call("DELETE", &path, None).await.0, 204);
+
+            let mut b = spec(plan.clone());
+            b.template = "busybox".into();
+            let t = Instant::now();
+            service.create(b.clone()).await.unwrap();
+            service.act(b.id, ActionRequest::plain(Action::Start)).await.unwrap();
+            svc_times.push(t.elapsed());
+            service.destroy(b.id).await.unwrap();
+        }
+        let (api, svc) = (median(api_times), median(svc_times));
+        println!("busybox container (1 vCPU, 64/128 MiB, 1 GiB disk), {M} each, medians:");
+        println!("  create + start in-process (yardstick): {:.1} ms", ms(svc));
+        println!("  create + start through the API:        {:.1} ms  (ratio {:.3}, +{:.1} ms)", ms(api), ms(api) / ms(svc), ms(api) - ms(svc));
     });
 }

@@ -57,10 +57,18 @@ pub struct DaemonConfig {
     pub images_dir: PathBuf,
     /// Container OS templates.
     pub templates_dir: PathBuf,
+    /// Where the cgroup hierarchies are mounted (v1 controllers under it, or v2).
+    pub cgroup_root: PathBuf,
     /// cgroup under which every instance gets its own group.
     pub cgroup_parent: String,
-    /// The bridge instances' network interfaces join.
+    /// The bridge containers' network interfaces join (made when missing).
     pub bridge: String,
+    /// Prefix of the containers' host-side veth names (at most 2 bytes).
+    pub veth_prefix: String,
+    /// Give each container a user namespace mapped onto host ids from here (65 536 each).
+    pub userns_base: Option<u32>,
+    /// Run containers (root, cgroups and loop devices needed).
+    pub containers: bool,
     /// Physical capacity given to instances; absent: measured on the host.
     pub capacity: Option<HostCapacity>,
     /// Taken off the (given or measured) capacity.
@@ -83,8 +91,12 @@ impl Default for DaemonConfig {
             state_dir: "/var/lib/vessel".into(),
             images_dir: "/var/lib/vessel/images".into(),
             templates_dir: "/var/lib/vessel/templates".into(),
+            cgroup_root: "/sys/fs/cgroup".into(),
             cgroup_parent: "vessel".into(),
-            bridge: "vessel0".into(),
+            bridge: "vzbr0".into(),
+            veth_prefix: "vz".into(),
+            userns_base: None,
+            containers: true,
             capacity: None,
             reserved: Reserved::default(),
             tls_cert: None,
@@ -214,7 +226,7 @@ mod tests {
         std::fs::write(&p, "listen = \"127.0.0.1:9000\"\n[capacity]\ncpus = 8\nmemory_mib = 16384\ndisk_gib = 100\n").unwrap();
         let c = DaemonConfig::load(Some(&p)).unwrap();
         assert_eq!(c.listen.port(), 9000);
-        assert_eq!(c.bridge, "vessel0");
+        assert_eq!(c.bridge, "vzbr0");
         let usable = c.usable_capacity().unwrap();
         assert_eq!(usable, HostCapacity { cpus: 8, memory_mib: 15360, disk_gib: 90 });
         assert!(c.tls().unwrap().is_none());

@@ -2,7 +2,11 @@
 //! host, then serves the API (over TLS when a certificate and key are configured).
 
 use crate::api::{self, ApiState};
+use crate::cgroup::CgroupLayout;
 use crate::config::{ConfigError, DaemonConfig};
+use crate::container::manager::ContainerHost;
+use crate::container::{ContainerConfig, ContainerRuntime, IdRange};
+use crate::template::TemplateStore;
 use crate::service::{Service, ServiceError};
 use crate::store::{InstanceStore, StoreError};
 use crate::vm::runtime::{KvmRuntime, KvmRuntimeConfig};
@@ -19,6 +23,8 @@ pub enum DaemonError {
     Store(#[from] StoreError),
     #[error("adopting the host's instances: {0}")]
     Adopt(#[from] ServiceError),
+    #[error("the container runtime: {0}")]
+    Containers(String),
     #[error("serving: {0}")]
     Serve(#[from] std::io::Error),
 }
@@ -39,14 +45,30 @@ pub fn build_service_with(cfg: &DaemonConfig, vmm: std::path::PathBuf) -> Result
     let capacity = cfg.usable_capacity()?;
     let store = InstanceStore::open(&cfg.state_dir)?;
     let kvm = if kvm_usable() {
-        let mut kc = KvmRuntimeConfig::new(cfg.state_dir.clone(), cfg.cgroup_parent.clone(), vmm, cfg.images_dir.clone(), capacity);
+        let mut kc = KvmRuntimeConfig::new(cfg.state_dir.clone(), cfg.cgroup_parent.clone(), vmm.clone(), cfg.images_dir.clone(), capacity);
         kc.stop_timeout = Duration::from_secs(cfg.stop_timeout_secs);
         Some(KvmRuntime::new(kc, store.clone()))
     } else {
         tracing::warn!("/dev/kvm is not usable: this host will refuse KVM instances");
         None
     };
-    Ok(Service::new(store, capacity, kvm))
+    let containers = if cfg.containers {
+        let cc = ContainerConfig {
+            state_dir: cfg.state_dir.clone(),
+            cgroups: CgroupLayout::detect(&cfg.cgroup_root, cfg.cgroup_parent.clone()),
+            templates: TemplateStore::new(&cfg.templates_dir, cfg.state_dir.join("template-cache")),
+            bridge: cfg.bridge.clone(),
+            veth_prefix: cfg.veth_prefix.clone(),
+            helper_exe: vmm.clone(),
+            stop_timeout: Duration::from_secs(cfg.stop_timeout_secs),
+            host_memory_mib: capacity.memory_mib,
+            userns: cfg.userns_base.map(|base| IdRange { base, count: 65536 }),
+        };
+        Some(ContainerHost::new(ContainerRuntime::new(cc), capacity).map_err(|e| DaemonError::Containers(e.to_string()))?)
+    } else {
+        None
+    };
+    Ok(Service::new(store, capacity, kvm, containers))
 }
 
 /// Runs the daemon until SIGINT/SIGTERM. Prints `listening on <scheme>://<addr>` on stdout

@@ -111,8 +111,7 @@ fn main() -> anyhow::Result<()> {
                 api_url,
                 panel_ca,
                 force,
-                // Containers join the list once their runtime is wired into the service.
-                supports_containers: false,
+                supports_containers: cfg.containers,
                 supports_kvm: provisioner::daemon::kvm_usable(),
             };
             let host_id = actix_web::rt::System::new().block_on(provisioner::join::join(&cfg, args)).context("joining the panel")?;

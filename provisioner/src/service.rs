@@ -10,6 +10,7 @@
 //! decided under one host-wide lock together with writing the record, so two creates of
 //! different ids cannot both take the last room.
 
+use crate::container::manager::ContainerHost;
 use crate::host;
 use crate::runtime::{Runtime, Usage};
 use crate::store::{InstanceRecord, InstanceStore, PendingOp, StoreError};
@@ -118,6 +119,8 @@ pub struct Service {
     store: InstanceStore,
     capacity: HostCapacity,
     kvm: Option<KvmRuntime>,
+    /// Containers: the runtime, and its start-up reconcile (adopt, finish, sweep orphans).
+    containers: Option<ContainerHost>,
     /// One async mutex per instance id: two requests for one instance never interleave.
     locks: Mutex<HashMap<InstanceId, Arc<tokio::sync::Mutex<()>>>>,
     /// Held while deciding admission and writing the admitted record.
@@ -129,13 +132,29 @@ fn rt_err(id: InstanceId, op: &'static str) -> impl FnOnce(BoxError) -> ServiceE
 }
 
 impl Service {
-    /// `kvm` is `None` on a host without a usable `/dev/kvm`.
-    pub fn new(store: InstanceStore, capacity: HostCapacity, kvm: Option<KvmRuntime>) -> Arc<Self> {
-        Arc::new(Service { store, capacity, kvm, locks: Mutex::new(HashMap::new()), admission: Mutex::new(()) })
+    /// `kvm` is `None` on a host without a usable `/dev/kvm`; `containers` on a host that
+    /// does not run containers. Both work on `store`'s state dir.
+    pub fn new(
+        store: InstanceStore,
+        capacity: HostCapacity,
+        kvm: Option<KvmRuntime>,
+        containers: Option<ContainerHost>,
+    ) -> Arc<Self> {
+        Arc::new(Service {
+            store,
+            capacity,
+            kvm,
+            containers,
+            locks: Mutex::new(HashMap::new()),
+            admission: Mutex::new(()),
+        })
     }
 
     pub fn kinds(&self) -> Vec<InstanceKind> {
         let mut k = Vec::new();
+        if self.containers.is_some() {
+            k.push(InstanceKind::Container);
+        }
         if self.kvm.is_some() {
             k.push(InstanceKind::Kvm);
         }
@@ -145,9 +164,15 @@ impl Service {
     fn runtime(&self, kind: InstanceKind) -> Result<&dyn AnyRuntime, ServiceError> {
         match kind {
             InstanceKind::Kvm => self.kvm.as_ref().map(|r| r as &dyn AnyRuntime),
-            InstanceKind::Container => None,
+            InstanceKind::Container => self.containers.as_ref().map(|h| &h.rt as &dyn AnyRuntime),
         }
         .ok_or(ServiceError::KindUnsupported(kind))
+    }
+
+    /// The container host, for a record of that kind (reinstall and resize have their own
+    /// steps there: a new root filesystem, a grown disk).
+    fn containers_for(&self, r: &InstanceRecord) -> Option<&ContainerHost> {
+        (r.spec.kind() == InstanceKind::Container).then_some(self.containers.as_ref()).flatten()
     }
 
     async fn lock(&self, id: InstanceId) -> tokio::sync::OwnedMutexGuard<()> {
@@ -232,6 +257,15 @@ impl Service {
         if let Some(kvm) = &self.kvm {
             kvm.adopt().map_err(|e| ServiceError::Internal(format!("adopting KVM machines: {e}")))?;
         }
+        if let Some(ct) = &self.containers {
+            // Its own reconcile: finishes container ops, adopts live inits, restarts those
+            // that should run, sweeps orphaned parts. One bad container must not keep the
+            // host from serving the others, so a failure is logged, not fatal.
+            match ct.reconcile() {
+                Ok(rep) => tracing::info!(?rep, "containers reconciled"),
+                Err(e) => tracing::error!(error = %e, "reconciling containers"),
+            }
+        }
         let mut out = Vec::new();
         for r in self.store.list()? {
             let id = r.spec.id;
@@ -283,6 +317,12 @@ impl Service {
             return Ok((Created::Existing, self.status_of(&r)));
         }
         let rt = self.runtime(spec.kind())?;
+        if spec.kind() == InstanceKind::Container {
+            if let Some(ct) = &self.containers {
+                // An unknown template is the caller's mistake, found before anything is made.
+                ct.rt.cfg.templates.load(&spec.template).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+            }
+        }
         let mut record = {
             let _admission = self.admission.lock().unwrap_or_else(|p| p.into_inner());
             let records = self.store.list()?;
@@ -358,6 +398,15 @@ impl Service {
                 if template.is_empty() {
                     return Err(ServiceError::Invalid("reinstall needs a template name".into()));
                 }
+                if let Some(ct) = self.containers_for(&r) {
+                    // Checked before any side effect; then a new root filesystem, resumable.
+                    ct.rt.cfg.templates.load(&template).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+                    r.spec.template = template.clone();
+                    r.pending = Some(PendingOp::Reinstall { template });
+                    self.store.put(&r)?;
+                    ct.rt.reinstall(&mut r).map_err(|e| rt_err(id, "reinstall")(e.into()))?;
+                    return self.finish_action(rt, r, req.action);
+                }
                 let previous = r.spec.template.clone();
                 r.pending = Some(PendingOp::Reinstall { template: template.clone() });
                 self.store.put(&r)?;
@@ -376,24 +425,50 @@ impl Service {
                 if new.kind() != r.spec.kind() {
                     return Err(ServiceError::Invalid("resize cannot change the instance's kind".into()));
                 }
+                let container = self.containers_for(&r);
+                if container.is_some() && new.disk_gib() < r.spec.resources.disk_gib() {
+                    return Err(ServiceError::Invalid(format!(
+                        "cannot shrink the disk from {} GiB to {} GiB (data would be lost)",
+                        r.spec.resources.disk_gib(),
+                        new.disk_gib()
+                    )));
+                }
+                let previous = r.spec.resources.clone();
                 {
                     let _admission = self.admission.lock().unwrap_or_else(|p| p.into_inner());
                     let records = self.store.list()?;
                     host::check(&self.capacity, &records, &new, Some(id))
                         .map_err(|r| ServiceError::Refused(Box::new(r)))?;
                     // Both sizes count until it is done (see host::load_of).
-                    r.pending = Some(PendingOp::Resize { previous: r.spec.resources.clone() });
+                    r.pending = Some(PendingOp::Resize { previous: previous.clone() });
                     r.spec.resources = new;
                     self.store.put(&r)?;
                 }
-                self.rebuild(rt, &mut r, |_| {})?;
+                match container {
+                    // Limits at once, the disk grown online: no restart needed.
+                    Some(ct) => {
+                        ct.rt.resize(&mut r, &previous).map_err(|e| rt_err(id, "resize")(e.into()))?;
+                    }
+                    None => self.rebuild(rt, &mut r, |_| {})?,
+                }
             }
             Action::Destroy => unreachable!("handled above"),
         }
+        self.finish_action(rt, r, req.action)
+    }
+
+    /// The last step of every action: the operation is done, the observed state recorded.
+    fn finish_action(
+        &self,
+        rt: &dyn AnyRuntime,
+        mut r: InstanceRecord,
+        action: Action,
+    ) -> Result<Option<InstanceStatus>, ServiceError> {
+        let id = r.spec.id;
         r.pending = None;
         r.state = rt.observe(&r).unwrap_or(r.state);
         self.store.put(&r)?;
-        tracing::info!(%id, action = ?req.action, state = ?r.state, "action done");
+        tracing::info!(%id, ?action, state = ?r.state, "action done");
         Ok(Some(self.status_of(&r)))
     }
 
@@ -447,13 +522,18 @@ impl Service {
                 self.destroy_blocking(id)?;
                 return Err(ServiceError::NotFound(id));
             }
-            Some(PendingOp::Reinstall { template }) => {
-                self.rebuild(rt, &mut r, |r| r.spec.template = template)?;
-            }
-            Some(PendingOp::Resize { .. }) => {
+            Some(PendingOp::Reinstall { template }) => match self.containers_for(&r) {
+                Some(ct) => {
+                    r.spec.template = template;
+                    ct.rt.reinstall(&mut r).map_err(|e| rt_err(id, "reinstall")(e.into()))?;
+                }
+                None => self.rebuild(rt, &mut r, |r| r.spec.template = template)?,
+            },
+            Some(PendingOp::Resize { previous }) => match self.containers_for(&r) {
+                Some(ct) => ct.rt.resize(&mut r, &previous).map_err(|e| rt_err(id, "resize")(e.into()))?,
                 // The new resources are already in the spec: apply them.
-                self.rebuild(rt, &mut r, |_| {})?;
-            }
+                None => self.rebuild(rt, &mut r, |_| {})?,
+            },
         }
         r.pending = None;
         r.state = rt.observe(&r).unwrap_or(InstanceState::Stopped);

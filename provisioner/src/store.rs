@@ -5,7 +5,7 @@
 //! leaves either the old record or the new one, never a torn one. A record carries the
 //! operation in progress (`pending`): it is written *before* the first side effect of a
 //! multi-step operation and cleared after the last, so a restarted provisioner knows what to
-//! finish or roll back.
+//! finish or roll back. Records of different instances may be written concurrently.
 
 use serde::{Deserialize, Serialize};
 use std::fs;
@@ -21,6 +21,9 @@ pub enum StoreError {
     #[error("instance record {path} is unreadable: {source}")]
     Corrupt { path: PathBuf, source: serde_json::Error },
 }
+
+/// Age after which a temporary file is a crashed write's leftover (a write takes milliseconds).
+const STALE_TEMPORARY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A multi-step operation under way; see the module docs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,7 +66,29 @@ impl InstanceStore {
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
         let dir = state_dir.join("instances");
         fs::create_dir_all(&dir).map_err(io(&dir))?;
-        Ok(Self { dir })
+        let store = Self { dir };
+        store.remove_stale_temporaries();
+        Ok(store)
+    }
+
+    /// Removes temporary files a crashed write left behind. Only old ones: a fresh one may
+    /// be another writer's (another thread, or the daemon while a tool opens the store),
+    /// about to be renamed into place. Leftovers are harmless meanwhile: `list` skips them.
+    fn remove_stale_temporaries(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_TEMPORARY);
+            if name.starts_with('.') && name.ends_with(".tmp") && old {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
     }
 
     fn path(&self, id: &InstanceId) -> PathBuf {
@@ -104,17 +129,14 @@ impl InstanceStore {
         }
     }
 
-    /// Every record, in id order. Leftover temporary files of a crashed write are removed.
+    /// Every record, in id order (temporary files of writes in progress are skipped, never
+    /// removed here: removing one would fail a concurrent write's rename).
     pub fn list(&self) -> Result<Vec<InstanceRecord>, StoreError> {
         let mut out = Vec::new();
         for entry in fs::read_dir(&self.dir).map_err(io(&self.dir))? {
             let entry = entry.map_err(io(&self.dir))?;
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            if name.starts_with('.') && name.ends_with(".tmp") {
-                let _ = fs::remove_file(entry.path());
-                continue;
-            }
             let Some(id) = name.strip_suffix(".json").and_then(|s| s.parse::<InstanceId>().ok()) else {
                 continue;
             };
@@ -174,11 +196,18 @@ pub(crate) mod tests {
             runtime: serde_json::json!({"loop": "/dev/loop3"}),
         };
         store.put(&rec).unwrap();
-        // A torn temporary file of a crashed write is ignored and cleaned.
-        fs::write(dir.path().join("instances").join(".junk.tmp"), b"{").unwrap();
+        // A torn temporary file of a crashed write is ignored, and cleaned once it is old
+        // (a fresh one may be a concurrent write's).
+        let junk = dir.path().join("instances").join(".junk.tmp");
+        fs::write(&junk, b"{").unwrap();
         assert_eq!(store.get(&rec.spec.id).unwrap().unwrap(), rec);
         assert_eq!(store.list().unwrap(), vec![rec.clone()]);
-        assert!(!dir.path().join("instances").join(".junk.tmp").exists());
+        InstanceStore::open(dir.path()).unwrap();
+        assert!(junk.exists(), "a fresh temporary file is left alone");
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        fs::File::options().write(true).open(&junk).unwrap().set_modified(old).unwrap();
+        InstanceStore::open(dir.path()).unwrap();
+        assert!(!junk.exists());
         store.remove(&rec.spec.id).unwrap();
         store.remove(&rec.spec.id).unwrap();
         assert!(store.get(&rec.spec.id).unwrap().is_none());

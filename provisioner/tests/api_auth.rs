@@ -26,13 +26,16 @@ async fn exists(d: &Daemon, id: InstanceId) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn unsigned_wrong_stale_and_replayed_requests_are_refused_and_change_nothing() {
     require_kvm();
-    let d = Daemon::start(Options::default());
+    // The environment overrides the file (PROVISIONER__*, nested with __).
+    let env = vec![("PROVISIONER__CAPACITY__MEMORY_MIB".to_string(), "1536".to_string())];
+    let d = Daemon::start(Options { env, ..Options::default() });
 
     // Signed: works.
     let (status, host) = d.call("GET", "/v1/host", None).await;
     assert_eq!(status, 200, "{host}");
-    assert_eq!(host["capacity"]["memory_mib"], 1024);
-    assert_eq!(host["kinds"], json!(["kvm"]));
+    assert_eq!(host["capacity"]["memory_mib"], 1536);
+    assert_eq!(host["capacity"]["cpus"], 2);
+    assert_eq!(host["kinds"], json!(["container", "kvm"]));
     assert_eq!(host["load"]["instances"], 0);
 
     let a = spec(kvm_plan(1, 128, 1.0));
@@ -85,6 +88,10 @@ async fn unsigned_wrong_stale_and_replayed_requests_are_refused_and_change_nothi
     // Unknown routes are refused unsigned too.
     assert_eq!(send(&d, "GET", "/v1/nothing", b"", &[]).await.0, 401);
     let _ = (HEADER_NONCE, HEADER_TIMESTAMP);
+    // The refusals are logged, the secret never.
+    let log = d.log();
+    assert!(log.contains("refused an unauthenticated request"), "{log}");
+    assert!(!log.contains(&d.secret.to_base64()), "the secret is not in the log");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -134,8 +141,8 @@ async fn create_is_idempotent_conflicts_are_409_and_admission_refusals_422() {
     assert_eq!(p["needed"], 2.0);
     assert_eq!(p["free"], 1.0);
 
-    // Containers are not run by this host (yet): refused as such.
-    let container = spec(vessel_core::PlanResources::try_from(vessel_core::resources::ResourceSpec {
+    // A container under the same rules (its own template).
+    let mut container = spec(vessel_core::PlanResources::try_from(vessel_core::resources::ResourceSpec {
         kind: vessel_core::InstanceKind::Container,
         vcpus: 1,
         memory_guaranteed_mib: Some(64),
@@ -150,6 +157,7 @@ async fn create_is_idempotent_conflicts_are_409_and_admission_refusals_422() {
         io_weight: None,
     })
     .unwrap());
+    container.template = "busybox".into();
     let (status, p) = d.call("PUT", &format!("/v1/instances/{}", container.id), Some(serde_json::to_value(&container).unwrap())).await;
     if d.kinds().contains(&"container".to_string()) {
         assert_eq!(status, 201, "{p}");
@@ -180,4 +188,35 @@ async fn create_is_idempotent_conflicts_are_409_and_admission_refusals_422() {
     assert_eq!(d.call("DELETE", &path, None).await.0, 204);
     assert_eq!(d.call("GET", &path, None).await.0, 404);
     assert!(!d.kvm().dir(&a.id).exists(), "its directory is gone");
+}
+
+/// Creates of different ids racing for the last room: exactly as many as fit are admitted.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_creates_never_overfill_the_host() {
+    require_kvm();
+    let d = Daemon::start(Options::default());
+    // 1024 MiB of memory, 256 MiB each (memory is the binding rule; CPU allows 4 too).
+    let specs: Vec<_> = (0..10).map(|_| spec(kvm_plan(1, 256, 2.0))).collect();
+    let handles: Vec<_> = specs
+        .iter()
+        .map(|s| {
+            let c = d.client.clone();
+            let path = format!("/v1/instances/{}", s.id);
+            let body = serde_json::to_value(s).unwrap();
+            tokio::spawn(async move { c.json(reqwest::Method::PUT, &path, Some(&body)).await.unwrap() })
+        })
+        .collect();
+    let mut created = 0;
+    let mut refused = 0;
+    for h in handles {
+        match h.await.unwrap() {
+            (201, _) => created += 1,
+            (422, p) if p["type"] == "admission-refused" => refused += 1,
+            other => panic!("unexpected answer {other:?}"),
+        }
+    }
+    assert_eq!((created, refused), (4, 6));
+    assert_eq!(d.store().list().unwrap().len(), 4);
+    let (_, host) = d.call("GET", "/v1/host", None).await;
+    assert_eq!(host["load"]["committed_memory_mib"], 1024.0);
 }

@@ -22,7 +22,7 @@ async fn the_api_is_served_over_tls_when_a_certificate_is_configured() {
     // Signed, over TLS, trusting that certificate: works.
     let (status, host) = d.call("GET", "/v1/host", None).await;
     assert_eq!(status, 200, "{host}");
-    assert_eq!(host["kinds"], serde_json::json!(["kvm"]));
+    assert_eq!(host["kinds"], serde_json::json!(["container", "kvm"]));
 
     // A client that does not trust the certificate cannot talk to it at all.
     let untrusting = provisioner::client::http_client(None, Duration::from_secs(10)).unwrap();

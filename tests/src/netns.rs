@@ -150,6 +150,64 @@ impl HostNs {
         Ok(self.children.last_mut().expect("just pushed"))
     }
 
+    /// Starts `provisioner serve` in this namespace on `<addr>:<port>`, with its state under
+    /// `dir` (`dir/state`, the secret `secret_base64` in `dir/state/host.secret` 0600, its log
+    /// in `dir/daemon.log`), `images_dir`, cgroup parent `vessel-netns-<namespace>`, and
+    /// `extra_toml` appended to the config (e.g. `[capacity]` and `[reserved]` tables).
+    /// Returns the URL it printed once listening (waits up to 60 s).
+    pub fn start_provisioner(
+        &mut self,
+        bin: &std::path::Path,
+        dir: &std::path::Path,
+        port: u16,
+        secret_base64: &str,
+        images_dir: &std::path::Path,
+        extra_toml: &str,
+    ) -> io::Result<String> {
+        use std::io::{BufRead, BufReader, Write};
+        use std::os::unix::fs::OpenOptionsExt;
+        let state = dir.join("state");
+        std::fs::create_dir_all(&state)?;
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(state.join("host.secret"))?;
+        f.write_all(secret_base64.as_bytes())?;
+        let cfg = dir.join("provisioner.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "listen = \"{}:{port}\"\nstate_dir = {:?}\nimages_dir = {:?}\ncgroup_parent = {:?}\n{extra_toml}\n",
+                self.addr,
+                state,
+                images_dir,
+                self.cgroup_parent()
+            ),
+        )?;
+        let log = std::fs::File::create(dir.join("daemon.log"))?;
+        let mut cmd = self.command(bin);
+        cmd.args(["serve", "--config"]).arg(&cfg).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
+        let child = self.spawn(cmd)?;
+        let stdout = child.stdout.take().ok_or_else(|| io::Error::other("no stdout"))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        loop {
+            let line = rx.recv_timeout(std::time::Duration::from_secs(60)).map_err(|_| {
+                let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
+                io::Error::other(format!("provisioner in {} did not start: {log}", self.name))
+            })?;
+            if let Some(url) = line.strip_prefix("listening on ") {
+                return Ok(url.trim().to_string());
+            }
+        }
+    }
+
+    /// The cgroup parent [`HostNs::start_provisioner`] gives the daemon.
+    pub fn cgroup_parent(&self) -> String {
+        format!("vessel-netns-{}", self.name)
+    }
+
     /// kill -9 of every process group started here.
     pub fn kill_all(&mut self) {
         for mut c in self.children.drain(..) {
@@ -193,7 +251,16 @@ pub fn provisioner_binary() -> io::Result<PathBuf> {
 pub fn workspace_binary(name: &str) -> io::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let out = Command::new(cargo)
+    let mut cmd = Command::new(cargo);
+    // The variables cargo sets for a running test (CARGO_PKG_*, CARGO_MANIFEST_DIR, ...) would
+    // change build scripts' fingerprints and rebuild half the tree: pass on only the user's.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().to_string();
+        if (k.starts_with("CARGO_") && !matches!(k.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR")) || k == "OUT_DIR" {
+            cmd.env_remove(&k);
+        }
+    }
+    let out = cmd
         .current_dir(&root)
         .args(["build", "-p", name, "--bin", name, "--message-format=json"])
         .stderr(Stdio::inherit())

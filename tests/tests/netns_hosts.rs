@@ -3,12 +3,32 @@
 //! out while the other still answers; restoring it brings it back; nothing is left after.
 
 use provisioner::client::{http_client, HostClient};
-use provisioner::config::write_private;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use vessel_core::signing::HostSecret;
 use vessel_tests::netns::{provisioner_binary, HostNs, Network};
+
+/// Destroys whatever machines a namespaced daemon left (they outlive it, as on a real host)
+/// and removes its cgroup parent, also when the test fails half-way.
+struct Machines {
+    state: std::path::PathBuf,
+    parent: String,
+    bin: std::path::PathBuf,
+}
+
+impl Drop for Machines {
+    fn drop(&mut self) {
+        use provisioner::runtime::Runtime;
+        let store = provisioner::store::InstanceStore::open(&self.state).unwrap();
+        let cap = vessel_core::admission::HostCapacity { cpus: 2, memory_mib: 1024, disk_gib: 10 };
+        let cfg = provisioner::vm::runtime::KvmRuntimeConfig::new(self.state.clone(), self.parent.clone(), self.bin.clone(), "/nonexistent".into(), cap);
+        let kvm = provisioner::vm::runtime::KvmRuntime::new(cfg, store.clone());
+        for mut r in store.list().unwrap_or_default() {
+            let _ = kvm.destroy(&mut r);
+        }
+        let _ = provisioner::vm::cgroup::remove_parent(&self.parent);
+    }
+}
 
 fn secret() -> HostSecret {
     let mut b = Vec::new();
@@ -18,41 +38,14 @@ fn secret() -> HostSecret {
     HostSecret::from_bytes(b).unwrap()
 }
 
-/// Starts `provisioner serve` in `host` on port 7443 and waits until it listens.
+/// Starts `provisioner serve` in `host` on port 7443 with the test guest as its one image.
 fn serve(host: &mut HostNs, bin: &std::path::Path, dir: &std::path::Path, secret: &HostSecret) -> String {
-    let state = dir.join("state");
-    write_private(&state.join("host.secret"), secret.to_base64().as_bytes()).unwrap();
-    let cfg = dir.join("provisioner.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen = \"{}:7443\"\nstate_dir = {:?}\nimages_dir = {:?}\ncgroup_parent = \"vessel-netns-{}\"\n[capacity]\ncpus = 2\nmemory_mib = 1024\ndisk_gib = 10\n",
-            host.addr,
-            state,
-            dir.join("images"),
-            host.name
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
-    let mut cmd = host.command(bin);
-    cmd.args(["serve", "--config"]).arg(&cfg).stdout(Stdio::piped()).stderr(log);
-    let child = host.spawn(cmd).unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    loop {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("daemon in {} did not start: {}", host.name, std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default()));
-        if let Some(url) = line.strip_prefix("listening on ") {
-            return url.trim().to_string();
-        }
-    }
+    let guest = provisioner::vm::guest::build(&dir.join("guest")).expect("building the test guest (as/ld)");
+    let image = dir.join("images").join("vessel-test-guest");
+    std::fs::create_dir_all(&image).unwrap();
+    std::fs::write(image.join("image.json"), serde_json::json!({"kernel": guest.elf, "cmdline": "heartbeat"}).to_string()).unwrap();
+    let extra = "[capacity]\ncpus = 2\nmemory_mib = 1024\ndisk_gib = 10\n[reserved]\ncpus = 0\nmemory_mib = 0\ndisk_gib = 0";
+    host.start_provisioner(bin, dir, 7443, &secret.to_base64(), &dir.join("images"), extra).unwrap()
 }
 
 async fn host_report(c: &HostClient) -> Result<u16, String> {
@@ -73,6 +66,7 @@ async fn two_hosts_in_namespaces_and_one_cut_off() {
     let mut b = net.add_host().unwrap();
     let (sa, sb) = (secret(), secret());
     let (da, db) = (scratch.path().join("a"), scratch.path().join("b"));
+    let _machines_a = Machines { state: da.join("state"), parent: a.cgroup_parent(), bin: bin.clone() };
     let url_a = serve(&mut a, &bin, &da, &sa);
     let url_b = serve(&mut b, &bin, &db, &sb);
     assert_eq!(url_a, format!("http://{}:7443", a.addr));
@@ -86,6 +80,37 @@ async fn two_hosts_in_namespaces_and_one_cut_off() {
     assert_eq!(host_report(&cb).await, Ok(200));
     let crossed = HostClient::new(&url_a, sb.clone(), http.clone());
     assert_eq!(host_report(&crossed).await, Ok(401));
+
+    // A namespaced daemon runs machines (nsenter keeps the host's /sys and cgroups).
+    let plan = vessel_core::PlanResources::try_from(vessel_core::resources::ResourceSpec {
+        kind: vessel_core::InstanceKind::Kvm,
+        vcpus: 1,
+        memory_guaranteed_mib: None,
+        memory_burst_mib: 64,
+        swap_mib: 0,
+        disk_gib: 1,
+        cpu_ratio: 2.0,
+        memory_ratio: 1.0,
+        disk_ratio: 1.0,
+        pids_max: None,
+        net_rate_mbit: None,
+        io_weight: None,
+    })
+    .unwrap();
+    let vm = vessel_core::InstanceSpec {
+        id: vessel_core::InstanceId::new_random(),
+        hostname: vessel_core::Hostname::parse("ns.example.com").unwrap(),
+        template: "vessel-test-guest".into(),
+        resources: plan,
+        network: Default::default(),
+    };
+    let vm_path = format!("/v1/instances/{}", vm.id);
+    let slow = HostClient::new(&url_a, sa.clone(), http_client(None, Duration::from_secs(60)).unwrap());
+    let (status, st) = slow.json(reqwest::Method::PUT, &vm_path, Some(&vm)).await.unwrap();
+    assert_eq!(status, 201, "{st}");
+    let (status, st) = slow.json(reqwest::Method::POST, &format!("{vm_path}/actions"), Some(&serde_json::json!({"action": "start"}))).await.unwrap();
+    assert_eq!((status, st["state"].as_str()), (200, Some("running")), "{st}");
+    assert_eq!(provisioner::vm::cgroup::procs(&a.cgroup_parent(), &vm.id.to_string()).len(), 1);
 
     // Cut A: requests to it time out, B still answers.
     a.cut().unwrap();
@@ -105,6 +130,11 @@ async fn two_hosts_in_namespaces_and_one_cut_off() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // The machine kept running through the cut.
+    let (status, st) = ca.json::<()>(reqwest::Method::GET, &vm_path, None).await.unwrap();
+    assert_eq!((status, st["state"].as_str()), (200, Some("running")), "{st}");
+    assert_eq!(slow.json::<()>(reqwest::Method::DELETE, &vm_path, None).await.unwrap().0, 204);
 
     // Teardown leaves nothing: processes, namespaces, links, the bridge.
     let names = (a.name.clone(), b.name.clone());

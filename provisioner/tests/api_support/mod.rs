@@ -45,11 +45,13 @@ pub struct Options {
     pub capacity: HostCapacity,
     /// (certificate PEM, key PEM) to serve TLS with.
     pub tls: Option<(String, String)>,
+    /// Extra environment for the daemon (`PROVISIONER__*` overrides).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { capacity: HostCapacity { cpus: 2, memory_mib: 1024, disk_gib: 100 }, tls: None }
+        Options { capacity: HostCapacity { cpus: 2, memory_mib: 1024, disk_gib: 100 }, tls: None, env: Vec::new() }
     }
 }
 
@@ -58,18 +60,22 @@ pub struct Daemon {
     pub config_path: PathBuf,
     pub state_dir: PathBuf,
     pub cgroup_parent: String,
+    pub bridge: String,
     pub capacity: HostCapacity,
     pub secret: HostSecret,
     pub ca_pem: Option<Vec<u8>>,
     pub url: String,
     pub client: HostClient,
+    /// The daemon's extra environment, used by the next `spawn`.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
 impl Daemon {
     pub fn start(opts: Options) -> Daemon {
         let guest = test_guest();
-        let dir = scratch("api");
+        // Container disks are loop-mounted images: /var/tmp, as the container suites use.
+        let dir = tempfile::Builder::new().prefix("vessel-api-").tempdir_in("/var/tmp").unwrap();
         let images = dir.path().join("images");
         let image = images.join("vessel-test-guest");
         std::fs::create_dir_all(&image).unwrap();
@@ -79,11 +85,17 @@ impl Daemon {
         )
         .unwrap();
         let state_dir = dir.path().join("state");
-        let cgroup_parent = format!("vessel-api-{}", uuid::Uuid::new_v4().simple());
+        let sfx = uuid::Uuid::new_v4().simple().to_string();
+        let cgroup_parent = format!("vessel-api-{sfx}");
+        let bridge = format!("vza{}", &sfx[..8]);
         let c = opts.capacity;
         let mut toml = format!(
-            "listen = \"127.0.0.1:0\"\nstate_dir = {:?}\nimages_dir = {:?}\ncgroup_parent = {:?}\nstop_timeout_secs = 5\nworkers = 2\n",
-            state_dir, images, cgroup_parent
+            "listen = \"127.0.0.1:0\"\nstate_dir = {:?}\nimages_dir = {:?}\ntemplates_dir = {:?}\ncgroup_parent = {:?}\nbridge = {:?}\nstop_timeout_secs = 5\nworkers = 2\n",
+            state_dir,
+            images,
+            templates(),
+            cgroup_parent,
+            bridge
         );
         let mut ca_pem = None;
         if let Some((cert, key)) = &opts.tls {
@@ -107,11 +119,13 @@ impl Daemon {
             config_path,
             state_dir,
             cgroup_parent,
+            bridge,
             capacity: c,
             client: HostClient::new("http://invalid", secret.clone(), http),
             secret,
             ca_pem,
             url: String::new(),
+            env: opts.env,
             child: None,
         };
         d.spawn();
@@ -126,6 +140,7 @@ impl Daemon {
             .args(["serve", "--config"])
             .arg(&self.config_path)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -240,13 +255,52 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// The container host over the daemon's state: to check the host itself, and to clean up.
+    pub fn containers(&self) -> provisioner::container::manager::ContainerHost {
+        let cfg = provisioner::container::ContainerConfig {
+            state_dir: self.state_dir.clone(),
+            cgroups: provisioner::cgroup::CgroupLayout::detect(std::path::Path::new("/sys/fs/cgroup"), self.cgroup_parent.clone()),
+            templates: provisioner::template::TemplateStore::new(templates(), self.state_dir.join("template-cache")),
+            bridge: self.bridge.clone(),
+            veth_prefix: "vz".into(),
+            helper_exe: BIN.into(),
+            stop_timeout: Duration::from_secs(3),
+            host_memory_mib: self.capacity.memory_mib,
+            userns: None,
+        };
+        provisioner::container::manager::ContainerHost::new(provisioner::container::ContainerRuntime::new(cfg), self.capacity).unwrap()
+    }
+}
+
+/// The busybox container template, built once per target dir by the project's own script.
+pub fn templates() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ct-templates");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-template-busybox.sh");
+    let out = Command::new("sh").arg(script).arg(&dir).output().expect("run the template script");
+    assert!(out.status.success(), "template build failed: {}", String::from_utf8_lossy(&out.stderr));
+    dir
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
         let kvm = self.kvm();
+        let ct = self.containers();
         for mut r in self.store().list().unwrap_or_default() {
-            let _ = kvm.destroy(&mut r);
+            match r.spec.kind() {
+                vessel_core::InstanceKind::Kvm => {
+                    let _ = kvm.destroy(&mut r);
+                    let _ = self.store().remove(&r.spec.id);
+                }
+                vessel_core::InstanceKind::Container => {
+                    let _ = ct.destroy(&r.spec.id);
+                }
+            }
         }
+        let _ = ct.reconcile();
         let _ = provisioner::vm::cgroup::remove_parent(&self.cgroup_parent);
+        provisioner::cgroup::CgroupLayout::detect(std::path::Path::new("/sys/fs/cgroup"), self.cgroup_parent.clone()).remove_parent();
+        let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
     }
 }
