@@ -2,6 +2,9 @@
 //! submodule per group of tables. Nothing above this layer writes SQL.
 
 pub mod accounts;
+pub mod auth;
+pub mod catalogue;
+pub mod outbox_delivery;
 pub mod audit;
 pub mod outbox;
 pub mod plans;

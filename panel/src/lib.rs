@@ -9,13 +9,17 @@
 //! * [`startup`]: wires the HTTP server; [`routes`]: thin handlers.
 
 pub mod accounts;
+pub mod auth;
+pub mod catalogue;
 pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod email;
 pub mod money;
 pub mod outbox;
 pub mod plans;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;
+pub mod web;

@@ -2,7 +2,14 @@
 //! `run_until_stopped()`. SIGINT and SIGTERM stop it gracefully (in-flight requests finish).
 
 use crate::config::Settings;
+use crate::clock::{Clock, SystemClock};
 use crate::db;
+use crate::email::Mailer;
+use crate::web::session::SessionKeys;
+use actix_web::middleware::from_fn;
+use secrecy::ExposeSecret;
+use std::sync::Arc;
+use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use std::net::TcpListener;
@@ -14,6 +21,8 @@ pub enum StartupError {
     Db(#[from] db::DbError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
+    #[error("mail settings: {0}")]
+    Mail(#[from] crate::email::EmailError),
 }
 
 pub struct Application {
@@ -23,6 +32,11 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Application::build`], with the clock billing reads (tests pass a `FixedClock`).
+    pub async fn build_with_clock(mut settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
         let pool = db::pool(settings.database_url(), settings.database.max_connections)?;
         if settings.database.migrate_on_start {
             db::migrate(&pool).await?;
@@ -30,9 +44,33 @@ impl Application {
         let addr = format!("{}:{}", settings.http.host, settings.http.port);
         let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Listen { addr: addr.clone(), source })?;
         let port = listener.local_addr().map_err(|source| StartupError::Listen { addr: addr.clone(), source })?.port();
+        if settings.http.base_url.is_empty() {
+            // Links in mails point at where this process really listens (tests: a free port).
+            settings.http.base_url = format!("http://{}:{port}", settings.http.host);
+        }
+        if settings.smtp.worker {
+            let mailer = Mailer::new(&settings.smtp)?;
+            crate::email::spawn_worker(pool.clone(), mailer, Duration::from_millis(settings.smtp.poll_ms.max(50)));
+        }
+        let keys = web::Data::new(SessionKeys::new(
+            settings.session.secret.expose_secret(),
+            settings.session.cookie_secure,
+            settings.session.lifetime_hours,
+        ));
+        let clock: web::Data<Arc<dyn Clock>> = web::Data::new(clock);
+        let shared_settings = web::Data::new(settings.clone());
         let pool = web::Data::new(pool);
         let server = HttpServer::new(move || {
-            App::new().wrap(TracingLogger::default()).app_data(pool.clone()).configure(crate::routes::configure)
+            App::new()
+                .wrap(from_fn(crate::web::session_cookies))
+                .wrap(TracingLogger::default())
+                .app_data(pool.clone())
+                .app_data(keys.clone())
+                .app_data(clock.clone())
+                .app_data(shared_settings.clone())
+                .app_data(web::FormConfig::default().limit(64 * 1024))
+                .configure(crate::routes::configure)
+                .configure(crate::web::configure)
         })
         .listen(listener)
         .map_err(|source| StartupError::Listen { addr, source })?

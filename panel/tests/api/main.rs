@@ -1,7 +1,9 @@
 //! The panel's integration tests: one binary, each test with its own database and port.
 
 mod helpers;
+mod smtp;
 
 mod health;
 mod migrations;
 mod plans_sync;
+mod web_auth;

@@ -1,0 +1,5 @@
+//! The admin area.
+
+use actix_web::web;
+
+pub fn configure(_cfg: &mut web::ServiceConfig) {}

@@ -1,0 +1,224 @@
+//! Accounts through the real pages: sign up with the verification mail read from a real SMTP
+//! server, log in and out, rate limits, password reset, TOTP, CSRF, and the outbox worker.
+
+use crate::helpers::{client, csrf_of, spawn_web_app};
+
+#[tokio::test]
+async fn sign_up_verify_log_in_and_out() {
+    let app = spawn_web_app().await;
+    let c = client();
+    // Before verifying, the password is right but the account cannot log in yet.
+    let (s, _, body) = app
+        .submit(&c, "/signup", "/signup", &[("email", "Ana@Example.com"), ("password", "correct horse battery"), ("name", "Ana")])
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("Check your email"));
+    let (s, _, body) = app.submit(&c, "/login", "/login", &[("email", "ana@example.com"), ("password", "correct horse battery")]).await;
+    assert_eq!(s, 422);
+    assert!(body.contains("confirm your email address first"), "{body}");
+
+    let mail = app.smtp.wait_for("ana@example.com", "Confirm your email").await;
+    let link = mail.link("/verify/").unwrap();
+    let path = link.strip_prefix(&app.address).unwrap().to_string();
+    // Opening the link does not use it (mail scanners); the button does, once.
+    let (s, _) = app.get(&c, &path).await;
+    assert_eq!(s, 200);
+    let (s, loc, _) = app.submit(&c, &path, &path, &[]).await;
+    assert_eq!((s, loc.as_str()), (303, "/login?done=verified"));
+    let (s, body) = app.get(&c, &path).await;
+    assert_eq!(s, 422, "a used link is refused");
+    assert!(body.contains("expired or was already used"));
+
+    let (s, loc, _) = app.submit(&c, "/login", "/login", &[("email", "ana@example.com"), ("password", "correct horse battery")]).await;
+    assert_eq!((s, loc.as_str()), (303, "/servers"));
+    let (s, body) = app.get(&c, "/account").await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("ana@example.com"));
+
+    // The cookie is HttpOnly, SameSite=Lax, and signed.
+    let r = client().get(app.url("/login")).send().await.unwrap();
+    let set = r.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
+    assert!(set.starts_with("vessel_session=") && set.contains("HttpOnly") && set.contains("SameSite=Lax"), "{set}");
+
+    let (s, loc, _) = app.submit(&c, "/account", "/logout", &[]).await;
+    assert_eq!((s, loc.as_str()), (303, "/login?done=logged_out"));
+    let (s, _) = app.get(&c, "/account").await;
+    assert_eq!(s, 303, "logged out: the account page asks to log in again");
+
+    // A second sign-up with the same address changes nothing and says the same.
+    let (s, _, body) =
+        app.submit(&client(), "/signup", "/signup", &[("email", "ana@example.com"), ("password", "another password!"), ("name", "X")]).await;
+    assert_eq!(s, 200);
+    assert!(body.contains("Check your email"));
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts WHERE email = 'ana@example.com'").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn bad_sign_up_input_is_shown_on_the_form_not_a_500() {
+    let app = spawn_web_app().await;
+    let c = client();
+    let (s, _, body) = app.submit(&c, "/signup", "/signup", &[("email", "not-an-address"), ("password", "correct horse battery")]).await;
+    assert_eq!(s, 422);
+    assert!(body.contains("is not an email address"), "{body}");
+    let (s, _, body) = app.submit(&c, "/signup", "/signup", &[("email", "bo@example.com"), ("password", "short")]).await;
+    assert_eq!(s, 422);
+    assert!(body.contains("at least 12 characters"), "{body}");
+    // A form missing a field entirely is a 400 page, not a 500.
+    let (s, _, body) = app.submit(&c, "/signup", "/signup", &[("email", "bo@example.com")]).await;
+    assert_eq!(s, 400, "{body}");
+}
+
+#[tokio::test]
+async fn forms_refuse_a_missing_or_wrong_csrf_token_and_change_nothing() {
+    let app = spawn_web_app().await;
+    let c = client();
+    let (_, html) = app.get(&c, "/signup").await;
+    let good = csrf_of(&html);
+    for csrf in [None, Some("wrong"), Some(&good[..good.len() - 1])] {
+        let mut form = vec![("email", "eve@example.com"), ("password", "correct horse battery")];
+        if let Some(t) = csrf {
+            form.push(("csrf", t));
+        }
+        let (s, _, body) = app.post(&c, "/signup", &form).await;
+        assert_eq!(s, 403, "{csrf:?}");
+        assert!(body.contains("nothing was changed"), "{body}");
+    }
+    // Another visitor's token is not this visitor's.
+    let (_, other) = app.get(&client(), "/signup").await;
+    let (s, _, _) = app.post(&c, "/signup", &[("email", "eve@example.com"), ("password", "correct horse battery"), ("csrf", &csrf_of(&other))]).await;
+    assert_eq!(s, 403);
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(n, 0, "no refused form created anything");
+}
+
+#[tokio::test]
+async fn log_in_is_rate_limited_per_account_and_per_address() {
+    let app = spawn_web_app().await;
+    let c = app.customer("rate@example.com").await;
+    drop(c);
+    let c = client();
+    for _ in 0..panel::auth::MAX_FAILURES_PER_ACCOUNT {
+        let (s, _, _) = app.submit(&c, "/login", "/login", &[("email", "rate@example.com"), ("password", "wrong password!!")]).await;
+        assert_eq!(s, 422);
+    }
+    // Now even the right password is refused for the rest of the window.
+    let (s, _, body) = app.submit(&c, "/login", "/login", &[("email", "rate@example.com"), ("password", "correct horse battery")]).await;
+    assert_eq!(s, 429, "{body}");
+    assert!(body.contains("too many failed attempts"), "{body}");
+    // The counters are rows in PostgreSQL, so every panel process sees them.
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM login_failures WHERE scope = 'account' AND key = 'rate@example.com'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, panel::auth::MAX_FAILURES_PER_ACCOUNT);
+
+    // Per address: guesses spread over many accounts from one address are stopped too.
+    for i in 0..panel::auth::MAX_FAILURES_PER_ADDRESS {
+        sqlx::query("INSERT INTO login_failures (scope, key) VALUES ('address', '127.0.0.1')").execute(&app.pool).await.unwrap();
+        let _ = i;
+    }
+    let (s, _, _) = app.submit(&c, "/login", "/login", &[("email", "someone-else@example.com"), ("password", "whatever password")]).await;
+    assert_eq!(s, 429);
+}
+
+#[tokio::test]
+async fn password_reset_is_single_use_and_signs_out_everywhere() {
+    let app = spawn_web_app().await;
+    let old = app.customer("reset@example.com").await;
+    let c = client();
+    let (s, _, body) = app.submit(&c, "/reset", "/reset", &[("email", "reset@example.com")]).await;
+    assert_eq!(s, 200);
+    assert!(body.contains("If an account uses that address"));
+    // An unknown address gets the same answer and no mail.
+    let (s, _, body2) = app.submit(&c, "/reset", "/reset", &[("email", "nobody@example.com")]).await;
+    assert_eq!((s, body2.contains("If an account uses that address")), (200, true));
+
+    let mail = app.smtp.wait_for("reset@example.com", "Choose a new password").await;
+    let path = mail.link("/reset/").unwrap().strip_prefix(&app.address).unwrap().to_string();
+    let (s, _, body) = app.submit(&c, &path, &path, &[("password", "short")]).await;
+    assert_eq!(s, 422, "{body}");
+    let (s, loc, _) = app.submit(&c, &path, &path, &[("password", "a brand new password")]).await;
+    assert_eq!((s, loc.as_str()), (303, "/login?done=reset"));
+    let (s, _) = app.get(&c, &path).await;
+    assert_eq!(s, 422, "the link works once");
+    // The token is stored only as a hash.
+    let token = path.rsplit('/').next().unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM account_tokens WHERE token_sha256 = $1").bind(token).fetch_one(&app.pool).await.unwrap();
+    assert_eq!(stored, 0);
+    // The session from before the reset is gone.
+    let (s, _) = app.get(&old, "/account").await;
+    assert_eq!(s, 303);
+    let (s, loc, _) = app.submit(&c, "/login", "/login", &[("email", "reset@example.com"), ("password", "a brand new password")]).await;
+    assert_eq!((s, loc.as_str()), (303, "/servers"));
+    assert!(app.smtp.mails().iter().all(|m| !m.to.contains(&"nobody@example.com".to_string())));
+}
+
+#[tokio::test]
+async fn totp_enrolment_and_log_in_with_a_code() {
+    let app = spawn_web_app().await;
+    let c = app.customer("totp@example.com").await;
+    let (s, loc, _) = app.submit(&c, "/account", "/account/totp/begin", &[]).await;
+    assert_eq!((s, loc.as_str()), (303, "/account"));
+    let (_, html) = app.get(&c, "/account").await;
+    let secret = html.split("id=\"totp-secret\">").nth(1).unwrap().split('<').next().unwrap().to_string();
+    assert!(html.contains("otpauth://totp/Vessel:totp%40example.com"), "{html}");
+    // A wrong code does not enable it.
+    let (s, _, _) = app.submit(&c, "/account", "/account/totp/confirm", &[("code", "000000")]).await;
+    assert_eq!(s, 422);
+    let code = panel::auth::current_totp_code(&secret, "totp@example.com").unwrap();
+    let (s, loc, _) = app.submit(&c, "/account", "/account/totp/confirm", &[("code", &code)]).await;
+    assert_eq!((s, loc.as_str()), (303, "/account?done=totp_on"));
+
+    // Logging in now asks for a code, and the half-logged-in session grants nothing.
+    let c2 = client();
+    let (s, loc, _) = app.submit(&c2, "/login", "/login", &[("email", "totp@example.com"), ("password", "correct horse battery")]).await;
+    assert_eq!(s, 303);
+    assert!(loc.starts_with("/login/totp"), "{loc}");
+    let (s, _) = app.get(&c2, "/account").await;
+    assert_eq!(s, 303, "no access before the code");
+    let (s, _, _) = app.submit(&c2, "/login/totp", "/login/totp", &[("code", "123456x")]).await;
+    assert_eq!(s, 422);
+    let code = panel::auth::current_totp_code(&secret, "totp@example.com").unwrap();
+    let (s, loc, _) = app.submit(&c2, "/login/totp", "/login/totp", &[("code", &code)]).await;
+    assert_eq!((s, loc.as_str()), (303, "/servers"));
+    let (s, _) = app.get(&c2, "/account").await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn the_outbox_worker_retries_with_backoff_when_smtp_is_down() {
+    let pool = crate::helpers::fresh_pool().await;
+    let mut tx = pool.begin().await.unwrap();
+    let to = panel::accounts::Email::parse("late@example.com").unwrap();
+    panel::outbox::enqueue(&mut tx, &to, "invoice_issued", serde_json::json!({"number": "2026-000007"}), Some("k1".into())).await.unwrap();
+    panel::outbox::enqueue(&mut tx, &to, "no_such_template", serde_json::json!({}), None).await.unwrap();
+    tx.commit().await.unwrap();
+    // Nothing listens on this port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut s = panel::config::Settings::load(None).unwrap().smtp;
+    s.port = port;
+    let mailer = panel::email::Mailer::new(&s).unwrap();
+    assert_eq!(panel::email::deliver_due(&pool, &mailer, 10).await.unwrap(), 0);
+    let rows: Vec<(String, i32, Option<String>, bool)> = sqlx::query_as(
+        "SELECT template, attempts, last_error, run_after > now() + interval '20 seconds' FROM email_outbox ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows[0].1, 1);
+    assert!(rows[0].2.as_deref().unwrap_or("").contains("smtp"), "{rows:?}");
+    assert!(rows[0].3, "retried later, not at once");
+    assert_eq!(rows[1].1, panel::email::MAX_ATTEMPTS, "an unknown template is given up at once");
+
+    // Once the server is back and the row is due, it is sent exactly once.
+    let sink = crate::smtp::SmtpSink::start().await;
+    s.port = sink.port;
+    let mailer = panel::email::Mailer::new(&s).unwrap();
+    sqlx::query("UPDATE email_outbox SET run_after = now()").execute(&pool).await.unwrap();
+    assert_eq!(panel::email::deliver_due(&pool, &mailer, 10).await.unwrap(), 1);
+    assert_eq!(panel::email::deliver_due(&pool, &mailer, 10).await.unwrap(), 0);
+    let m = sink.wait_for("late@example.com", "Invoice 2026-000007").await;
+    assert!(m.text().contains("2026-000007"));
+    assert_eq!(sink.mails().len(), 1);
+}
