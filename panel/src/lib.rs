@@ -9,6 +9,7 @@
 //! * [`startup`]: wires the HTTP server; [`routes`]: thin handlers.
 
 pub mod accounts;
+pub mod admin;
 pub mod auth;
 pub mod catalogue;
 pub mod audit;

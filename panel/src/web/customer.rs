@@ -12,3 +12,14 @@ pub fn configure(_cfg: &mut web::ServiceConfig) {}
 pub async fn credit_lines(_pool: &PgPool, _a: &AccountAuth) -> Result<Vec<String>, WebError> {
     Ok(Vec::new())
 }
+
+/// What the admin's customer page shows beyond the account itself.
+#[derive(Clone, Debug, Default)]
+pub struct AdminCustomerExtra {
+    pub credit: Vec<String>,
+}
+
+pub async fn admin_customer_extra(pool: &PgPool, _c: &crate::db::admin::AccountRow) -> Result<AdminCustomerExtra, WebError> {
+    let _ = pool;
+    Ok(AdminCustomerExtra::default())
+}

@@ -6,4 +6,5 @@ mod smtp;
 mod health;
 mod migrations;
 mod plans_sync;
+mod web_admin;
 mod web_auth;
