@@ -12,6 +12,10 @@ pub struct Settings {
     pub http: HttpSettings,
     pub database: DatabaseSettings,
     pub log: LogSettings,
+    pub billing: BillingSettings,
+    /// Stripe Checkout; absent = card payments are off.
+    #[serde(default)]
+    pub stripe: Option<crate::billing::stripe::StripeSettings>,
     pub smtp: SmtpSettings,
     pub session: SessionSettings,
 }
@@ -45,6 +49,13 @@ pub struct SessionSettings {
     pub cookie_secure: bool,
     /// How long a login lasts, in hours.
     pub lifetime_hours: i64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillingSettings {
+    pub renewal: crate::billing::renewal::RenewalPolicy,
+    pub dunning: crate::billing::dunning::DunningPolicy,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -111,6 +122,16 @@ poll_ms = 1000
 secret = ""
 cookie_secure = false
 lifetime_hours = 24
+
+[billing.renewal]
+lead_days = 7
+batch_size = 500
+
+[billing.dunning]
+remind_before_days = 3
+remind_after_days = 1
+suspend_after_days = 7
+terminate_after_days = 30
 "#;
 
 #[derive(Debug, thiserror::Error)]

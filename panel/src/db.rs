@@ -10,8 +10,16 @@ pub mod ip_pools;
 pub mod os_templates;
 pub mod outbox_delivery;
 pub mod audit;
+pub mod dunning;
+pub mod instances;
+pub mod invoices;
+pub mod jobs;
+pub mod ledger;
 pub mod outbox;
+pub mod payments;
 pub mod plans;
+pub mod seed;
+pub mod subscriptions;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;

@@ -4,7 +4,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use panel::accounts::{self, Email, Password};
 use panel::config::Settings;
-use panel::{db, plans, startup::Application, telemetry};
+use panel::clock::{Clock, FixedClock, SystemClock};
+use panel::{billing, db, plans, startup::Application, telemetry};
 use std::io::Read;
 use std::path::PathBuf;
 
@@ -33,6 +34,26 @@ enum Cmd {
     Admin {
         #[command(subcommand)]
         cmd: AdminCmd,
+    },
+    /// The billing runs (a scheduler such as cron or a systemd timer runs them).
+    Billing {
+        #[command(subcommand)]
+        cmd: BillingCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum BillingCmd {
+    /// Issue due renewal invoices and move subscriptions into their next period.
+    Run {
+        /// Run as of this time (RFC 3339) instead of now: replays and tests.
+        #[arg(long)]
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Send reminders, suspend and terminate for overdue invoices.
+    Dunning {
+        #[arg(long)]
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
     },
 }
 
@@ -99,6 +120,26 @@ async fn main() -> anyhow::Result<()> {
             let pool = db::pool(settings.database_url(), 2)?;
             let report = plans::sync::sync(&pool, &defs).await?;
             print!("{report}");
+        }
+        Cmd::Billing { cmd } => {
+            let pool = db::pool(settings.database_url(), 4)?;
+            let clock: Box<dyn Clock> = match &cmd {
+                BillingCmd::Run { as_of: Some(t) } | BillingCmd::Dunning { as_of: Some(t) } => Box::new(FixedClock::at(*t)),
+                _ => Box::new(SystemClock),
+            };
+            match cmd {
+                BillingCmd::Run { .. } => {
+                    let r = billing::renewal::run(&pool, clock.as_ref(), settings.billing.renewal).await?;
+                    println!("issued {} invoices, advanced {} periods", r.invoices_issued, r.periods_advanced);
+                }
+                BillingCmd::Dunning { .. } => {
+                    let r = billing::dunning::run(&pool, clock.as_ref(), settings.billing.dunning).await?;
+                    println!(
+                        "reminded {} before and {} after the due date, suspended {}, terminated {}",
+                        r.reminded_before, r.reminded_after, r.suspended, r.terminated
+                    );
+                }
+            }
         }
         Cmd::Admin { cmd: AdminCmd::SetPassword { email, password_stdin } } => {
             let email = Email::parse(&email)?;

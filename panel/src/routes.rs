@@ -1,12 +1,27 @@
 //! HTTP handlers: thin, they parse the request, call a service, and render the answer.
 
-use actix_web::{get, web, HttpResponse};
+use crate::billing::{self, BillingError};
+use crate::clock::Clock;
+use crate::config::Settings;
+use actix_web::http::StatusCode;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde_json::json;
 use sqlx::PgPool;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(healthz);
+    cfg.service(healthz).service(stripe_webhook);
+}
+
+/// An RFC 9457 problem document.
+pub fn problem(status: StatusCode, kind: &str, detail: impl std::fmt::Display) -> HttpResponse {
+    HttpResponse::build(status).content_type("application/problem+json").json(json!({
+        "type": format!("https://vessel.dev/problems/{kind}"),
+        "title": status.canonical_reason().unwrap_or("error"),
+        "status": status.as_u16(),
+        "detail": detail.to_string(),
+    }))
 }
 
 /// Liveness and readiness in one: 200 when the database answers within two seconds, else 503.
@@ -19,5 +34,33 @@ async fn healthz(pool: web::Data<PgPool>) -> HttpResponse {
             HttpResponse::ServiceUnavailable().json(json!({"status": "unavailable", "database": "unavailable"}))
         }
         Err(_) => HttpResponse::ServiceUnavailable().json(json!({"status": "unavailable", "database": "timeout"})),
+    }
+}
+
+/// Stripe's webhook: signed, so no session or CSRF token; each event processed once.
+#[post("/webhooks/stripe")]
+async fn stripe_webhook(
+    req: HttpRequest,
+    body: web::Bytes,
+    pool: web::Data<PgPool>,
+    clock: web::Data<Arc<dyn Clock>>,
+    settings: web::Data<Settings>,
+) -> HttpResponse {
+    use secrecy::ExposeSecret;
+    let Some(stripe) = &settings.stripe else {
+        return problem(StatusCode::NOT_FOUND, "not-found", "card payments are not configured");
+    };
+    let Some(sig) = req.headers().get("Stripe-Signature").and_then(|v| v.to_str().ok()) else {
+        return problem(StatusCode::BAD_REQUEST, "bad-signature", "the Stripe-Signature header is missing");
+    };
+    match billing::stripe::handle_webhook(&pool, clock.as_ref().as_ref(), stripe.webhook_secret.expose_secret(), &body, sig).await {
+        Ok(outcome) => HttpResponse::Ok().json(json!({ "received": true, "outcome": format!("{outcome:?}") })),
+        Err(e @ BillingError::BadSignature(_)) => problem(StatusCode::BAD_REQUEST, "bad-signature", e),
+        Err(e @ BillingError::Invalid(_)) => problem(StatusCode::BAD_REQUEST, "bad-event", e),
+        Err(e) => {
+            tracing::error!(error = %e, "stripe webhook failed");
+            // 5xx makes Stripe retry later; the event id was not recorded, so the retry counts.
+            problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "could not process the event")
+        }
     }
 }

@@ -187,3 +187,7 @@ pub async fn set_superseded_by(tx: &mut Tx<'_>, id: i64, by: i64) -> Result<(), 
 pub async fn orderable(tx: &mut Tx<'_>) -> Result<Vec<(i64, String, i32)>, sqlx::Error> {
     sqlx::query_as("SELECT id, code, version FROM plans WHERE orderable ORDER BY code").fetch_all(&mut **tx).await
 }
+
+pub async fn kind_of(tx: &mut Tx<'_>, id: i64) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar("SELECT kind::text FROM plans WHERE id = $1").bind(id).fetch_one(&mut **tx).await
+}

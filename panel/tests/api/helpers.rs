@@ -34,7 +34,6 @@ pub struct WebApp {
     pub address: String,
     pub pool: PgPool,
     pub smtp: SmtpSink,
-    pub client: reqwest::Client,
 }
 
 pub async fn spawn_web_app() -> WebApp {
@@ -58,7 +57,7 @@ pub async fn spawn_web_app() -> WebApp {
         .execute(&pool)
         .await
         .unwrap();
-    WebApp { address, pool, smtp, client: client() }
+    WebApp { address, pool, smtp }
 }
 
 pub fn client() -> reqwest::Client {

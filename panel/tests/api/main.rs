@@ -3,6 +3,9 @@
 mod helpers;
 mod smtp;
 
+mod billing;
+mod billing_crash;
+mod billing_world;
 mod health;
 mod migrations;
 mod plans_sync;

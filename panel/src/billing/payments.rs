@@ -1,0 +1,194 @@
+//! Money coming in, and invoices paid with it.
+//!
+//! Every external payment (manual, Stripe) first becomes account credit (Dr cash, Cr credit);
+//! paying an invoice then moves credit to the receivable (Dr credit, Cr receivable). One path
+//! for every way of paying, so the ledger and the invoice states cannot disagree.
+
+use super::ledger::{self, LedgerAccount, Refs};
+use super::{invoices::display_number, BillingError};
+use crate::audit::{self, Actor};
+use crate::clock::Clock;
+use crate::db::{invoices as inv_sql, payments as sql, Tx};
+use crate::money::{Currency, Money};
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use std::net::IpAddr;
+use uuid::Uuid;
+
+/// How money reached us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    Manual,
+    Stripe,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Manual => "manual",
+            Method::Stripe => "stripe",
+        }
+    }
+}
+
+/// Adds account credit from an external payment. `external_ref` (the gateway's id, or the
+/// admin's reference) makes it idempotent: `Ok(None)` means it was recorded before.
+pub async fn top_up(
+    tx: &mut Tx<'_>,
+    customer: Uuid,
+    method: Method,
+    amount: Money,
+    external_ref: &str,
+    recorded_by: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<Option<Uuid>, BillingError> {
+    if amount.minor <= 0 {
+        return Err(BillingError::Invalid("a payment must be more than zero".into()));
+    }
+    let currency = amount.currency.as_str();
+    let payment = sql::insert(
+        tx,
+        &sql::NewPayment {
+            account_id: customer,
+            invoice_id: None,
+            method: method.as_str(),
+            currency,
+            amount_minor: amount.minor,
+            external_ref: Some(external_ref),
+            recorded_by,
+            at: now,
+        },
+    )
+    .await?;
+    let Some(payment) = payment else { return Ok(None) };
+    ledger::post(
+        tx,
+        currency,
+        "payment received",
+        Refs { invoice: None, payment: Some(payment) },
+        &[
+            ledger::debit(LedgerAccount::Cash(method.as_str()), amount.minor),
+            ledger::credit(LedgerAccount::Credit(customer), amount.minor),
+        ],
+        now,
+    )
+    .await?;
+    if let Some(email) = sql::account_email(tx, customer).await? {
+        let email = crate::accounts::Email::parse(&email).map_err(|e| BillingError::Invalid(e.to_string()))?;
+        crate::outbox::enqueue(
+            tx,
+            &email,
+            "payment_received",
+            serde_json::json!({ "amount_minor": amount.minor, "currency": currency, "payment_id": payment }),
+            Some(format!("payment_received:{payment}")),
+        )
+        .await?;
+    }
+    Ok(Some(payment))
+}
+
+/// Pays one of `customer`'s issued invoices from their account credit, then lets the
+/// subscription react (activation of a new order, unsuspension).
+pub async fn apply_credit(tx: &mut Tx<'_>, customer: Uuid, invoice_id: Uuid, now: DateTime<Utc>) -> Result<(), BillingError> {
+    let inv = inv_sql::lock(tx, invoice_id, Some(customer)).await?.ok_or(BillingError::InvoiceNotFound)?;
+    if inv.kind != "invoice" {
+        return Err(BillingError::NotAnInvoice);
+    }
+    match inv.status.as_str() {
+        "issued" => {}
+        "paid" => return Err(BillingError::AlreadyPaid(display_number(&inv))),
+        "void" => return Err(BillingError::InvoiceVoid(display_number(&inv))),
+        _ => return Err(BillingError::InvoiceNotFound),
+    }
+    let currency = Currency::parse(&inv.currency).map_err(|e| BillingError::Invalid(e.to_string()))?;
+    let available = ledger::credit_balance(&mut **tx, customer, &inv.currency).await?;
+    if available < inv.total_minor {
+        return Err(BillingError::InsufficientCredit {
+            needed: Money::new(inv.total_minor, currency),
+            available: Money::new(available, currency),
+        });
+    }
+    if inv.total_minor > 0 {
+        // The invoice id as reference: an invoice can be paid from credit only once.
+        let payment = sql::insert(
+            tx,
+            &sql::NewPayment {
+                account_id: customer,
+                invoice_id: Some(invoice_id),
+                method: "account_credit",
+                currency: &inv.currency,
+                amount_minor: inv.total_minor,
+                external_ref: Some(&invoice_id.to_string()),
+                recorded_by: None,
+                at: now,
+            },
+        )
+        .await?
+        .ok_or_else(|| BillingError::AlreadyPaid(display_number(&inv)))?;
+        ledger::post(
+            tx,
+            &inv.currency,
+            "invoice paid from account credit",
+            Refs { invoice: Some(invoice_id), payment: Some(payment) },
+            &[
+                ledger::debit(LedgerAccount::Credit(customer), inv.total_minor),
+                ledger::credit(LedgerAccount::Receivable(customer), inv.total_minor),
+            ],
+            now,
+        )
+        .await?;
+    }
+    inv_sql::set_status(tx, invoice_id, "paid", now).await?;
+    crate::subscriptions::on_invoice_paid(tx, &inv, now).await?;
+    Ok(())
+}
+
+/// The customer pays an invoice with their credit (the "pay with credit" button).
+pub async fn pay_invoice_with_credit(pool: &PgPool, clock: &dyn Clock, customer: Uuid, invoice_id: Uuid) -> Result<(), BillingError> {
+    let mut tx = pool.begin().await?;
+    apply_credit(&mut tx, customer, invoice_id, clock.now()).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// An admin records money received outside the gateway (a bank transfer): it becomes credit,
+/// and pays `invoice` when one is named. The reference makes a double submit harmless.
+pub async fn record_manual_payment(
+    pool: &PgPool,
+    clock: &dyn Clock,
+    admin: Uuid,
+    customer: Uuid,
+    amount: Money,
+    reference: &str,
+    invoice: Option<Uuid>,
+    remote_addr: Option<IpAddr>,
+) -> Result<Option<Uuid>, BillingError> {
+    let reference = reference.trim();
+    if reference.is_empty() {
+        return Err(BillingError::Invalid("a manual payment needs a reference (e.g. the bank transfer's id)".into()));
+    }
+    let now = clock.now();
+    let mut tx = pool.begin().await?;
+    let payment = top_up(&mut tx, customer, Method::Manual, amount, reference, Some(admin), now).await?;
+    if payment.is_some() {
+        if let Some(invoice) = invoice {
+            apply_credit(&mut tx, customer, invoice, now).await?;
+        }
+        audit::record(
+            &mut *tx,
+            Actor::admin(admin),
+            "payment.record",
+            Some(("account", customer.to_string())),
+            remote_addr,
+            serde_json::json!({ "amount_minor": amount.minor, "currency": amount.currency.as_str(), "reference": reference, "invoice": invoice }),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(payment)
+}
+
+/// A customer's account credit in a currency.
+pub async fn credit_balance(pool: &PgPool, customer: Uuid, currency: Currency) -> Result<Money, BillingError> {
+    Ok(Money::new(ledger::credit_balance(pool, customer, currency.as_str()).await?, currency))
+}

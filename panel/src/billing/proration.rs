@@ -1,0 +1,115 @@
+//! Upgrades and downgrades in the middle of a period: the unused part of the period is
+//! prorated by days. An upgrade invoices the difference at once; a downgrade issues a credit
+//! note whose amount becomes account credit. If the next period was already invoiced (inside
+//! the renewal lead time), its difference is settled too. Prices are list prices (coupons do
+//! not carry over to the difference).
+
+use super::invoices::{issue_charge, issue_credit_note, CreditTo};
+use super::BillingError;
+use crate::clock::Clock;
+use crate::db::{instances as inst_sql, invoices as inv_sql, jobs, subscriptions as sql};
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlanChange {
+    /// The customer owes the difference: an invoice, due now.
+    Charged { invoice_id: Uuid, amount_minor: i64 },
+    /// The customer gets the difference back as account credit.
+    Credited { credit_note_id: Uuid, amount_minor: i64 },
+    /// The prices make the difference zero.
+    Even,
+}
+
+/// The prorated difference for `unused` of `total` days: `new·unused/total − old·unused/total`,
+/// each rounded down, so the customer is never charged a cent more than the days are worth.
+pub fn prorated_difference(old_price: i64, new_price: i64, unused_days: i64, total_days: i64) -> i64 {
+    if total_days <= 0 {
+        return 0;
+    }
+    let unused = unused_days.clamp(0, total_days);
+    new_price * unused / total_days - old_price * unused / total_days
+}
+
+pub async fn change_plan(pool: &PgPool, clock: &dyn Clock, customer: Uuid, subscription: Uuid, new_plan_code: &str) -> Result<PlanChange, BillingError> {
+    let now = clock.now();
+    let today = now.date_naive();
+    let mut tx = pool.begin().await?;
+    let sub = sql::lock(&mut tx, subscription, Some(customer)).await?.ok_or(BillingError::SubscriptionNotFound)?;
+    if sub.status != "active" {
+        return Err(BillingError::Invalid(format!("a {} subscription cannot change plans", sub.status)));
+    }
+    let (new_plan, new_kind, new_price) = sql::orderable_plan(&mut tx, new_plan_code, sub.cycle, &sub.currency)
+        .await?
+        .ok_or_else(|| BillingError::Invalid("that plan is not available".into()))?;
+    let new_price = new_price.ok_or_else(|| BillingError::Invalid(format!("that plan has no {} price", sub.cycle.as_str())))?;
+    let old_kind = crate::db::plans::kind_of(&mut tx, sub.plan_id).await?;
+    if new_kind != old_kind {
+        return Err(BillingError::Invalid("a container cannot become a KVM machine or back: order a new VPS instead".into()));
+    }
+    if new_plan == sub.plan_id {
+        return Err(BillingError::Invalid("that is already the plan".into()));
+    }
+    let total = (sub.current_period_end - sub.current_period_start).num_days();
+    let unused = (sub.current_period_end - today).num_days();
+    let mut diff = prorated_difference(sub.price_minor, new_price, unused, total);
+    let current = inv_sql::period_invoice(&mut tx, sub.id, sub.current_period_start).await?;
+    if inv_sql::period_invoice(&mut tx, sub.id, sub.current_period_end).await?.is_some() {
+        diff += new_price - sub.price_minor;
+    }
+    let description = |what: &str| {
+        format!("{what}: plan change on {today}, {} of {total} days left in the period", unused.clamp(0, total))
+    };
+    let outcome = if diff > 0 {
+        let rate = inv_sql::tax_rate(&mut tx, customer, today).await?;
+        let id = issue_charge(
+            &mut tx,
+            &inv_sql::NewDocument {
+                account_id: customer,
+                credit_note_for: None,
+                subscription_id: Some(sub.id),
+                currency: &sub.currency,
+                description: &description("Upgrade"),
+                amount_minor: diff,
+                rate_bp: rate,
+                tax_minor: None,
+            },
+            now,
+        )
+        .await?;
+        PlanChange::Charged { invoice_id: id, amount_minor: diff }
+    } else if diff < 0 {
+        let inv = current.ok_or_else(|| BillingError::Invalid("the current period has no invoice to correct".into()))?;
+        let rate = inv_sql::first_line_rate(&mut tx, inv.id).await?;
+        let tax = inv_sql::tax_for(&mut tx, -diff, rate).await?;
+        let id = issue_credit_note(&mut tx, &inv, &description("Downgrade"), -diff, tax, CreditTo::AccountCredit, now).await?;
+        PlanChange::Credited { credit_note_id: id, amount_minor: -diff }
+    } else {
+        PlanChange::Even
+    };
+    sql::change_plan(&mut tx, sub.id, new_plan, new_price).await?;
+    if let Some(instance) = inst_sql::of_subscription(&mut tx, sub.id).await? {
+        inst_sql::set_plan(&mut tx, instance, new_plan).await?;
+        jobs::enqueue(&mut tx, "instance.resize", json!({ "instance_id": instance, "plan_id": new_plan }), Some(instance), None).await?;
+    }
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prorated_difference;
+
+    #[test]
+    fn prorates_by_days_rounding_down_each_side() {
+        // 10.00 → 20.00 with 15 of 30 days left: 10.00 more.
+        assert_eq!(prorated_difference(1000, 2000, 15, 30), 500);
+        // Downgrade is negative.
+        assert_eq!(prorated_difference(2000, 1000, 15, 30), -500);
+        // Nothing left, nothing owed; out-of-range days are clamped.
+        assert_eq!(prorated_difference(1000, 2000, 0, 30), 0);
+        assert_eq!(prorated_difference(1000, 2000, 45, 30), 1000);
+        assert_eq!(prorated_difference(1000, 1001, 1, 31), 0);
+    }
+}

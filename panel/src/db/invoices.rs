@@ -1,0 +1,358 @@
+//! SQL for `invoices`, `invoice_lines` and `invoice_number_sequences`.
+
+use super::Tx;
+use chrono::{DateTime, NaiveDate, Utc};
+use uuid::Uuid;
+
+/// What one subscription's invoice for a period will hold, computed by the database from the
+/// subscription, its plan, its coupon and the customer's tax rate.
+#[derive(Debug, sqlx::FromRow)]
+pub struct SubscriptionCharge {
+    pub subscription_id: Uuid,
+    pub account_id: Uuid,
+    pub currency: String,
+    pub plan_name: String,
+    pub cycle: String,
+    pub period_start: NaiveDate,
+    pub period_end: NaiveDate,
+    pub price_minor: i64,
+    pub discount_minor: i64,
+    pub rate_bp: i32,
+    pub subtotal_minor: i64,
+    pub tax_minor: i64,
+}
+
+/// The charges for period `current_period_index + offset` of each subscription (offset 0:
+/// the first invoice of an order; 1: the renewal). Coupons: any on period 0, only recurring
+/// ones after. Rows whose period is already invoiced are left out.
+pub async fn subscription_charges(tx: &mut Tx<'_>, ids: &[Uuid], offset: i32) -> Result<Vec<SubscriptionCharge>, sqlx::Error> {
+    sqlx::query_as(
+        "WITH b AS (
+            SELECT s.id AS subscription_id, s.account_id, s.currency, p.name AS plan_name, s.cycle::text AS cycle,
+                   s.current_period_index + $2 AS k, s.anchor_date, s.cycle AS c, s.price_minor, a.country,
+                   cp.percent_off, cp.amount_off_minor, cp.recurring
+              FROM subscriptions s
+              JOIN accounts a ON a.id = s.account_id
+              JOIN plans p ON p.id = s.plan_id
+              LEFT JOIN coupons cp ON cp.id = s.coupon_id
+             WHERE s.id = ANY($1)
+         ), d AS (
+            SELECT b.*, period_start(anchor_date, c, k) AS period_start, period_start(anchor_date, c, k + 1) AS period_end,
+                   CASE WHEN percent_off IS NULL AND amount_off_minor IS NULL THEN 0
+                        WHEN k > 0 AND NOT recurring THEN 0
+                        WHEN percent_off IS NOT NULL THEN (price_minor * percent_off + 50) / 100
+                        ELSE LEAST(price_minor, amount_off_minor) END AS discount_minor
+              FROM b
+         ), r AS (
+            SELECT d.*, COALESCE((SELECT t.rate_bp FROM tax_rates t
+                                   WHERE t.country = d.country AND t.valid_from <= d.period_start
+                                   ORDER BY t.valid_from DESC LIMIT 1), 0) AS rate_bp
+              FROM d
+             WHERE NOT EXISTS (SELECT 1 FROM invoices i WHERE i.subscription_id = d.subscription_id
+                                  AND i.kind = 'invoice' AND i.period_start = d.period_start)
+         )
+         SELECT subscription_id, account_id, currency, plan_name, cycle, period_start, period_end, price_minor,
+                discount_minor, rate_bp, price_minor - discount_minor AS subtotal_minor,
+                tax_minor(price_minor - discount_minor, rate_bp) AS tax_minor
+           FROM r ORDER BY subscription_id",
+    )
+    .bind(ids)
+    .bind(offset)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Inserts the charges as draft invoices with one line each, under the given ids.
+pub async fn insert_subscription_drafts(tx: &mut Tx<'_>, ids: &[Uuid], rows: &[SubscriptionCharge]) -> Result<(), sqlx::Error> {
+    let col = |f: fn(&SubscriptionCharge) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
+    let subs: Vec<Uuid> = rows.iter().map(|r| r.subscription_id).collect();
+    let accounts: Vec<Uuid> = rows.iter().map(|r| r.account_id).collect();
+    let currencies: Vec<String> = rows.iter().map(|r| r.currency.clone()).collect();
+    let starts: Vec<NaiveDate> = rows.iter().map(|r| r.period_start).collect();
+    let ends: Vec<NaiveDate> = rows.iter().map(|r| r.period_end).collect();
+    let rates: Vec<i32> = rows.iter().map(|r| r.rate_bp).collect();
+    let descriptions: Vec<String> = rows
+        .iter()
+        .map(|r| format!("{} ({}), {} to {}", r.plan_name, r.cycle, r.period_start, r.period_end.pred_opt().unwrap_or(r.period_end)))
+        .collect();
+    sqlx::query(
+        "INSERT INTO invoices (id, account_id, subscription_id, period_start, period_end, currency, subtotal_minor, tax_minor, total_minor)
+         SELECT id, acc, sub, ps, pe, cur, st, tx, st + tx
+           FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::date[], $5::date[], $6::text[], $7::bigint[], $8::bigint[])
+             AS x(id, acc, sub, ps, pe, cur, st, tx)",
+    )
+    .bind(ids)
+    .bind(&accounts)
+    .bind(&subs)
+    .bind(&starts)
+    .bind(&ends)
+    .bind(&currencies)
+    .bind(col(|r| r.subtotal_minor))
+    .bind(col(|r| r.tax_minor))
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO invoice_lines (invoice_id, position, description, quantity, unit_price_minor, discount_minor, amount_minor, tax_rate_bp, tax_minor)
+         SELECT id, 1, d, 1, p, disc, p - disc, rate, tx
+           FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::int[], $6::bigint[]) AS x(id, d, p, disc, rate, tx)",
+    )
+    .bind(ids)
+    .bind(&descriptions)
+    .bind(col(|r| r.price_minor))
+    .bind(col(|r| r.discount_minor))
+    .bind(&rates)
+    .bind(col(|r| r.tax_minor))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Reserves `n` consecutive numbers for `kind` in `year`; returns the first. The sequence row
+/// stays locked until commit, and a rollback returns the numbers: no gaps.
+pub async fn reserve_numbers(tx: &mut Tx<'_>, kind: &str, year: i32, n: i32) -> Result<i32, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO invoice_number_sequences (kind, year) VALUES ($1::invoice_kind, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(kind)
+    .bind(year)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query_scalar(
+        "UPDATE invoice_number_sequences SET next_seq = next_seq + $3
+          WHERE kind = $1::invoice_kind AND year = $2 RETURNING next_seq - $3",
+    )
+    .bind(kind)
+    .bind(year)
+    .bind(n)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+/// Issues drafts: numbers `first_seq..` in the order given, issue time, due times.
+pub async fn mark_issued(
+    tx: &mut Tx<'_>,
+    ids: &[Uuid],
+    year: i32,
+    first_seq: i32,
+    issued_at: DateTime<Utc>,
+    due_at: &[DateTime<Utc>],
+) -> Result<(), sqlx::Error> {
+    let seqs: Vec<i32> = (0..ids.len() as i32).map(|i| first_seq + i).collect();
+    sqlx::query(
+        "UPDATE invoices i SET status = 'issued', number_year = $2, number_seq = x.seq, issued_at = $3, due_at = x.due
+           FROM UNNEST($1::uuid[], $4::int[], $5::timestamptz[]) AS x(id, seq, due)
+          WHERE i.id = x.id AND i.status = 'draft'",
+    )
+    .bind(ids)
+    .bind(year)
+    .bind(issued_at)
+    .bind(&seqs)
+    .bind(due_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A draft invoice or credit note with a single line, outside the subscription periods
+/// (proration charges, credit notes).
+pub struct NewDocument<'a> {
+    pub account_id: Uuid,
+    pub credit_note_for: Option<Uuid>,
+    pub subscription_id: Option<Uuid>,
+    pub currency: &'a str,
+    pub description: &'a str,
+    pub amount_minor: i64,
+    pub rate_bp: i32,
+    /// The tax to charge; `None` computes it from the amount and rate. A credit note that
+    /// reverses an invoice passes the invoice's tax, so it reverses it to the cent.
+    pub tax_minor: Option<i64>,
+}
+
+pub async fn insert_document(tx: &mut Tx<'_>, d: &NewDocument<'_>) -> Result<Uuid, sqlx::Error> {
+    let tax = match d.tax_minor {
+        Some(t) => t,
+        None => tax_for(tx, d.amount_minor, d.rate_bp).await?,
+    };
+    let kind = if d.credit_note_for.is_some() { "credit_note" } else { "invoice" };
+    let id: Uuid = sqlx::query_scalar(
+        "INSERT INTO invoices (account_id, kind, corrects_invoice_id, subscription_id, currency, subtotal_minor, tax_minor, total_minor)
+         VALUES ($1, $2::invoice_kind, $3, $4, $5, $6, $7, $6 + $7) RETURNING id",
+    )
+    .bind(d.account_id)
+    .bind(kind)
+    .bind(d.credit_note_for)
+    .bind(d.subscription_id)
+    .bind(d.currency)
+    .bind(d.amount_minor)
+    .bind(tax)
+    .fetch_one(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO invoice_lines (invoice_id, position, description, quantity, unit_price_minor, amount_minor, tax_rate_bp, tax_minor)
+         VALUES ($1, 1, $2, 1, $3, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(d.description)
+    .bind(d.amount_minor)
+    .bind(d.rate_bp)
+    .bind(tax)
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
+/// One invoice as stored.
+#[derive(Clone, Debug, sqlx::FromRow, serde::Serialize)]
+pub struct InvoiceRow {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub kind: String,
+    pub status: String,
+    pub number_year: Option<i32>,
+    pub number_seq: Option<i32>,
+    pub subscription_id: Option<Uuid>,
+    pub period_start: Option<NaiveDate>,
+    pub period_end: Option<NaiveDate>,
+    pub corrects_invoice_id: Option<Uuid>,
+    pub currency: String,
+    pub subtotal_minor: i64,
+    pub tax_minor: i64,
+    pub total_minor: i64,
+    pub issued_at: Option<DateTime<Utc>>,
+    pub due_at: Option<DateTime<Utc>>,
+    pub paid_at: Option<DateTime<Utc>>,
+    pub voided_at: Option<DateTime<Utc>>,
+}
+
+const INVOICE_COLUMNS: &str = "id, account_id, kind::text AS kind, status::text AS status, number_year, number_seq, \
+    subscription_id, period_start, period_end, corrects_invoice_id, currency, subtotal_minor, tax_minor, total_minor, \
+    issued_at, due_at, paid_at, voided_at";
+
+#[derive(Clone, Debug, sqlx::FromRow, serde::Serialize)]
+pub struct LineRow {
+    pub position: i32,
+    pub description: String,
+    pub quantity: i32,
+    pub unit_price_minor: i64,
+    pub discount_minor: i64,
+    pub amount_minor: i64,
+    pub tax_rate_bp: i32,
+    pub tax_minor: i64,
+}
+
+/// Locks an invoice, scoped to its owner when `owner` is given (another tenant's invoice is
+/// simply not found).
+pub async fn lock(tx: &mut Tx<'_>, id: Uuid, owner: Option<Uuid>) -> Result<Option<InvoiceRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2) FOR UPDATE"
+    ))
+    .bind(id)
+    .bind(owner)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+pub async fn set_status(tx: &mut Tx<'_>, id: Uuid, status: &str, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE invoices SET status = $2::invoice_status,
+                paid_at = CASE WHEN $2 = 'paid' THEN $3 ELSE paid_at END,
+                voided_at = CASE WHEN $2 = 'void' THEN $3 ELSE voided_at END
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A customer's invoices and credit notes (issued ones; drafts are internal), newest first.
+pub async fn list_for<'e, E: sqlx::PgExecutor<'e>>(e: E, owner: Uuid) -> Result<Vec<InvoiceRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {INVOICE_COLUMNS} FROM invoices WHERE account_id = $1 AND status <> 'draft'
+          ORDER BY issued_at DESC, number_seq DESC"
+    ))
+    .bind(owner)
+    .fetch_all(e)
+    .await
+}
+
+/// Every issued invoice (admins), newest first, at most `limit`.
+pub async fn list_all<'e, E: sqlx::PgExecutor<'e>>(e: E, limit: i64) -> Result<Vec<InvoiceRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {INVOICE_COLUMNS} FROM invoices WHERE status <> 'draft' ORDER BY issued_at DESC, number_seq DESC LIMIT $1"
+    ))
+    .bind(limit)
+    .fetch_all(e)
+    .await
+}
+
+pub async fn get(pool: &sqlx::PgPool, id: Uuid, owner: Option<Uuid>) -> Result<Option<(InvoiceRow, Vec<LineRow>)>, sqlx::Error> {
+    let inv: Option<InvoiceRow> = sqlx::query_as(&format!(
+        "SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2) AND status <> 'draft'"
+    ))
+    .bind(id)
+    .bind(owner)
+    .fetch_optional(pool)
+    .await?;
+    let Some(inv) = inv else { return Ok(None) };
+    let lines = sqlx::query_as(
+        "SELECT position, description, quantity, unit_price_minor, discount_minor, amount_minor, tax_rate_bp, tax_minor
+           FROM invoice_lines WHERE invoice_id = $1 ORDER BY position",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    Ok(Some((inv, lines)))
+}
+
+/// The tax rate of an invoice's first line (used to prorate at the rate that was charged).
+pub async fn first_line_rate(tx: &mut Tx<'_>, id: Uuid) -> Result<i32, sqlx::Error> {
+    Ok(sqlx::query_scalar("SELECT tax_rate_bp FROM invoice_lines WHERE invoice_id = $1 ORDER BY position LIMIT 1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .unwrap_or(0))
+}
+
+/// The current tax rate for a customer on a date.
+pub async fn tax_rate(tx: &mut Tx<'_>, account: Uuid, on: NaiveDate) -> Result<i32, sqlx::Error> {
+    Ok(sqlx::query_scalar(
+        "SELECT t.rate_bp FROM accounts a JOIN tax_rates t ON t.country = a.country
+          WHERE a.id = $1 AND t.valid_from <= $2 ORDER BY t.valid_from DESC LIMIT 1",
+    )
+    .bind(account)
+    .bind(on)
+    .fetch_optional(&mut **tx)
+    .await?
+    .unwrap_or(0))
+}
+
+/// What credit notes have already given back on an invoice: (Σ subtotal, Σ tax).
+pub async fn credited(tx: &mut Tx<'_>, invoice_id: Uuid) -> Result<(i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT COALESCE(sum(subtotal_minor), 0)::bigint, COALESCE(sum(tax_minor), 0)::bigint
+           FROM invoices WHERE corrects_invoice_id = $1 AND status <> 'draft'",
+    )
+    .bind(invoice_id)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+/// The (not void) invoice of a subscription's period starting on `start`, locked.
+pub async fn period_invoice(tx: &mut Tx<'_>, sub: Uuid, start: NaiveDate) -> Result<Option<InvoiceRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {INVOICE_COLUMNS} FROM invoices
+          WHERE subscription_id = $1 AND kind = 'invoice' AND period_start = $2 AND status <> 'void' FOR UPDATE"
+    ))
+    .bind(sub)
+    .bind(start)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// Tax on an amount, by the database's one rounding rule (`tax_minor()`).
+pub async fn tax_for(tx: &mut Tx<'_>, amount_minor: i64, rate_bp: i32) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT tax_minor($1, $2)").bind(amount_minor).bind(rate_bp).fetch_one(&mut **tx).await
+}

@@ -1,0 +1,144 @@
+//! Placing an order: the order, its subscription and its first invoice in one transaction,
+//! so there is never an order without an invoice or an invoice without an order.
+
+use crate::billing::invoices::{issue_for_subscriptions, PeriodChoice};
+use crate::billing::payments::apply_credit;
+use crate::billing::{period, BillingError};
+use crate::clock::Clock;
+use crate::db::subscriptions as sql;
+use crate::plans::BillingCycle;
+use sqlx::PgPool;
+use uuid::Uuid;
+use vessel_core::{Hostname, InstanceKind};
+
+pub use sql::OrderRow;
+
+/// What a customer fills in on the order form.
+#[derive(Clone, Debug)]
+pub struct OrderRequest {
+    pub plan_code: String,
+    pub cycle: BillingCycle,
+    pub os_template: String,
+    pub hostname: String,
+    pub coupon: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlacedOrder {
+    pub order_id: Uuid,
+    pub subscription_id: Uuid,
+    pub invoice_id: Uuid,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    #[error("that plan is not available")]
+    UnknownPlan,
+    #[error("that plan has no {0} price in your currency")]
+    NoPrice(&'static str),
+    #[error("that operating system is not available for this plan")]
+    UnknownTemplate,
+    #[error("hostname: {0}")]
+    BadHostname(#[from] vessel_core::hostname::HostnameError),
+    #[error("coupon: {0}")]
+    BadCoupon(String),
+    #[error("{0}")]
+    Account(&'static str),
+    #[error(transparent)]
+    Billing(#[from] BillingError),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+impl OrderError {
+    /// The form field at fault, for the page (and the API's problem+json).
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            OrderError::UnknownPlan => Some("plan"),
+            OrderError::NoPrice(_) => Some("cycle"),
+            OrderError::UnknownTemplate => Some("os_template"),
+            OrderError::BadHostname(_) => Some("hostname"),
+            OrderError::BadCoupon(_) => Some("coupon"),
+            _ => None,
+        }
+    }
+    /// A mistake the customer can fix (as opposed to our failure).
+    pub fn is_user_error(&self) -> bool {
+        !matches!(self, OrderError::Db(_) | OrderError::Billing(BillingError::Db(_)))
+    }
+}
+
+pub async fn place_order(pool: &PgPool, clock: &dyn Clock, customer: Uuid, req: OrderRequest) -> Result<PlacedOrder, OrderError> {
+    let now = clock.now();
+    let hostname = Hostname::parse(&req.hostname)?;
+    let mut tx = pool.begin().await?;
+    let who = sql::orderer(&mut tx, customer).await?.ok_or(OrderError::Account("no such account"))?;
+    if who.role != "customer" {
+        return Err(OrderError::Account("only customer accounts can order"));
+    }
+    if who.status != "active" {
+        return Err(OrderError::Account("your account is not active"));
+    }
+    if !who.email_verified {
+        return Err(OrderError::Account("please verify your email address before ordering"));
+    }
+    let (plan_id, kind, price) =
+        sql::orderable_plan(&mut tx, req.plan_code.trim(), req.cycle, &who.currency).await?.ok_or(OrderError::UnknownPlan)?;
+    let price = price.ok_or(OrderError::NoPrice(req.cycle.as_str()))?;
+    let kind: InstanceKind = kind.parse().map_err(|_| OrderError::UnknownPlan)?;
+    let (template, for_ct, for_kvm) = sql::template(&mut tx, req.os_template.trim()).await?.ok_or(OrderError::UnknownTemplate)?;
+    if (kind == InstanceKind::Container && !for_ct) || (kind == InstanceKind::Kvm && !for_kvm) {
+        return Err(OrderError::UnknownTemplate);
+    }
+    let coupon = match req.coupon.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+        None => None,
+        Some(code) => {
+            let c = sql::coupon(&mut tx, &code.to_uppercase()).await?.ok_or_else(|| OrderError::BadCoupon("no such coupon".into()))?;
+            if c.valid_until.is_some_and(|t| t <= now) {
+                return Err(OrderError::BadCoupon("this coupon has expired".into()));
+            }
+            if c.max_redemptions.is_some_and(|m| c.redemptions >= m as i64) {
+                return Err(OrderError::BadCoupon("this coupon has been used up".into()));
+            }
+            if c.amount_off_minor.is_some() && c.currency.as_deref() != Some(who.currency.as_str()) {
+                return Err(OrderError::BadCoupon(format!("this coupon is not valid for payments in {}", who.currency)));
+            }
+            Some(c.id)
+        }
+    };
+    let anchor = now.date_naive();
+    let (order_id, subscription_id) = sql::insert_order(
+        &mut tx,
+        &sql::NewOrder {
+            account_id: customer,
+            plan_id,
+            cycle: req.cycle,
+            os_template_id: template,
+            hostname: hostname.as_str(),
+            coupon_id: coupon,
+            currency: &who.currency,
+            price_minor: price,
+            anchor,
+            period_end: period::period(anchor, req.cycle, 0).end,
+        },
+    )
+    .await?;
+    let issued = issue_for_subscriptions(&mut tx, &[subscription_id], PeriodChoice::Current, now).await?;
+    let first = issued.first().ok_or(BillingError::Invalid("the first invoice was not issued".into()))?;
+    if first.total_minor == 0 {
+        // Nothing to pay (a 100% coupon): settled at once, the VPS is requested now.
+        apply_credit(&mut tx, customer, first.invoice_id, now).await?;
+    }
+    let placed = PlacedOrder { order_id, subscription_id, invoice_id: first.invoice_id };
+    tx.commit().await?;
+    Ok(placed)
+}
+
+pub async fn list_for(pool: &PgPool, customer: Uuid) -> Result<Vec<OrderRow>, sqlx::Error> {
+    sql::orders_for(pool, customer).await
+}
+
+/// One of a customer's orders; another customer's is `None` (a 404).
+pub async fn get_for(pool: &PgPool, customer: Uuid, id: Uuid) -> Result<Option<OrderRow>, sqlx::Error> {
+    sql::order(pool, id, Some(customer)).await
+}
