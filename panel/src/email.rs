@@ -57,6 +57,11 @@ impl Data<'_> {
         }
     }
     /// Every (key, value) of the data, for the "details" footer.
+    /// "Hello Ana," or "Hello," when the name is unknown.
+    pub fn greeting(&self) -> String {
+        let n = self.s("name");
+        if n.trim().is_empty() { "Hello,".into() } else { format!("Hello {},", n.trim()) }
+    }
     pub fn all(&self) -> Vec<(String, String)> {
         match self.0 {
             Value::Object(m) => m.keys().map(|k| (k.clone(), self.s(k))).collect(),
@@ -96,6 +101,46 @@ email_templates! {
     "service_suspended", "email/service_suspended.txt" => ServiceSuspended,
     "service_unsuspended", "email/service_unsuspended.txt" => ServiceUnsuspended,
     "service_terminated", "email/service_terminated.txt" => ServiceTerminated,
+    "credit_note_issued", "email/credit_note_issued.txt" => CreditNoteIssued,
+}
+
+/// Adds what templates show but producers store raw: invoice numbers, amounts with their
+/// currency, dates, links into the panel, and the server's hostname for a subscription.
+pub async fn enrich(pool: &PgPool, base_url: &str, data: &Value) -> Result<Value, EmailError> {
+    use crate::money::{Currency, Money};
+    let mut d = match data {
+        Value::Object(m) => m.clone(),
+        _ => return Ok(data.clone()),
+    };
+    let base = base_url.trim_end_matches('/');
+    let money = |minor: Option<i64>, cur: Option<&str>| -> Option<String> {
+        Some(Money::new(minor?, Currency::parse(cur?).ok()?).to_string())
+    };
+    let cur = d.get("currency").and_then(Value::as_str).map(str::to_string);
+    if let (Some(y), Some(n)) = (d.get("number_year").and_then(Value::as_i64), d.get("number_seq").and_then(Value::as_i64)) {
+        let cn = d.get("kind").and_then(Value::as_str) == Some("credit_note");
+        d.entry("number").or_insert(Value::String(crate::billing::invoice_number(cn, y as i32, n as i32)));
+    }
+    if let Some(t) = money(d.get("total_minor").and_then(Value::as_i64), cur.as_deref()) {
+        d.entry("total").or_insert(Value::String(t));
+    }
+    if let Some(a) = money(d.get("amount_minor").and_then(Value::as_i64), cur.as_deref()) {
+        d.entry("amount").or_insert(Value::String(a));
+    }
+    if let Some(due) = d.get("due_at").and_then(Value::as_str).and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()) {
+        d.insert("due_at".into(), Value::String(due.format("%Y-%m-%d").to_string()));
+    }
+    if let Some(id) = d.get("invoice_id").and_then(Value::as_str).map(str::to_string) {
+        d.entry("link").or_insert(Value::String(format!("{base}/invoices/{id}")));
+    }
+    if let Some(sub) = d.get("subscription_id").and_then(Value::as_str).and_then(|s| uuid::Uuid::parse_str(s).ok()) {
+        if let Some((host, name)) = sql::subscription_facts(pool, sub).await? {
+            d.entry("hostname").or_insert(Value::String(host));
+            d.entry("name").or_insert(Value::String(name));
+        }
+        d.entry("link").or_insert(Value::String(format!("{base}/invoices")));
+    }
+    Ok(Value::Object(d))
 }
 
 /// Renders a template: its first line is `Subject: …`, the rest (after a blank line) the body.
@@ -111,6 +156,8 @@ pub fn render(template: &str, data: &Value) -> Result<Rendered, EmailError> {
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
+    /// Where links in mails point (the panel's public URL).
+    pub base_url: String,
 }
 
 impl Mailer {
@@ -124,7 +171,7 @@ impl Mailer {
         if !s.username.is_empty() {
             b = b.credentials(Credentials::new(s.username.clone(), s.password.expose_secret().to_string()));
         }
-        Ok(Self { transport: b.build(), from: s.from.parse()? })
+        Ok(Self { transport: b.build(), from: s.from.parse()?, base_url: String::new() })
     }
 
     pub async fn send(&self, to: &str, mail: &Rendered) -> Result<(), EmailError> {
@@ -151,7 +198,8 @@ pub async fn deliver_due(pool: &PgPool, mailer: &Mailer, batch: i64) -> Result<u
     let rows = sql::claim_due(&mut tx, batch, MAX_ATTEMPTS).await?;
     let mut sent = 0;
     for row in rows {
-        let result = match render(&row.template, &row.data) {
+        let data = enrich(pool, &mailer.base_url, &row.data).await?;
+        let result = match render(&row.template, &data) {
             Ok(mail) => mailer.send(&row.to_address, &mail).await,
             Err(e) => Err(e),
         };

@@ -49,7 +49,8 @@ impl Application {
             settings.http.base_url = format!("http://{}:{port}", settings.http.host);
         }
         if settings.smtp.worker {
-            let mailer = Mailer::new(&settings.smtp)?;
+            let mut mailer = Mailer::new(&settings.smtp)?;
+            mailer.base_url = settings.http.base_url.clone();
             crate::email::spawn_worker(pool.clone(), mailer, Duration::from_millis(settings.smtp.poll_ms.max(50)));
         }
         let keys = web::Data::new(SessionKeys::new(

@@ -45,3 +45,14 @@ pub async fn mark_failed(tx: &mut Tx<'_>, id: i64, attempts: i32, error: &str, r
     .await?;
     Ok(())
 }
+
+/// (hostname, customer's name) behind a subscription, for service mails.
+pub async fn subscription_facts(pool: &sqlx::PgPool, sub: uuid::Uuid) -> Result<Option<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT o.hostname, a.display_name FROM subscriptions s JOIN orders o ON o.id = s.order_id \
+         JOIN accounts a ON a.id = s.account_id WHERE s.id = $1",
+    )
+    .bind(sub)
+    .fetch_optional(pool)
+    .await
+}

@@ -36,6 +36,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(customers)
         .service(customer_show)
         .service(customer_suspend)
+        .service(customer_credit)
+        .service(customer_invoice)
+        .service(invoices)
+        .service(invoice_show)
+        .service(invoice_void)
+        .service(invoice_payment)
         .service(resellers)
         .service(reseller_create)
         .service(audit_log);
@@ -631,13 +637,186 @@ struct CustomerPage {
     ctx: Ctx,
     c: sql_admin::AccountRow,
     extra: super::customer::AdminCustomerExtra,
+    error: Option<String>,
+}
+
+async fn customer_page(a: &CurrentAdmin, pool: &PgPool, id: Uuid, error: Option<String>) -> Result<CustomerPage, WebError> {
+    let c = sql_admin::account(pool, id, "customer").await?.ok_or(WebError::NotFound)?;
+    let extra = super::customer::admin_customer_extra(pool, &c).await?;
+    Ok(CustomerPage { ctx: Ctx::of(&a.session), c, extra, error })
 }
 
 #[get("/admin/customers/{id}")]
 async fn customer_show(a: CurrentAdmin, id: web::Path<Uuid>, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
+    let mut page = customer_page(&a, &pool, *id, None).await?;
+    page.ctx = page.ctx.with_notice(q.done.as_deref());
+    ok(&page)
+}
+
+#[derive(Deserialize)]
+struct PaymentForm {
+    amount: String,
+    reference: String,
+}
+
+/// Money received outside the gateway (a bank transfer) becomes the customer's credit.
+#[post("/admin/customers/{id}/credit")]
+async fn customer_credit(
+    req: HttpRequest,
+    a: CurrentAdmin,
+    id: web::Path<Uuid>,
+    f: CsrfForm<PaymentForm>,
+    pool: web::Data<PgPool>,
+    clock: web::Data<std::sync::Arc<dyn crate::clock::Clock>>,
+) -> Result<HttpResponse, WebError> {
     let c = sql_admin::account(&pool, *id, "customer").await?.ok_or(WebError::NotFound)?;
-    let extra = super::customer::admin_customer_extra(&pool, &c).await?;
-    ok(&CustomerPage { ctx: Ctx::of(&a.session).with_notice(q.done.as_deref()), c, extra })
+    let cur = crate::money::Currency::parse(&c.currency).map_err(WebError::internal)?;
+    let amount = match admin::parse_amount(&f.0.amount, cur) {
+        Ok(m) => m,
+        Err(e) => return invalid_page(&customer_page(&a, &pool, *id, Some(format!("Amount: {e}"))).await?),
+    };
+    let r = crate::billing::payments::record_manual_payment(
+        &pool, clock.as_ref().as_ref(), a.account.id, c.id, amount, &f.0.reference, None, req.peer_addr().map(|s| s.ip()),
+    )
+    .await;
+    match r {
+        Ok(_) => Ok(see_other(&format!("/admin/customers/{id}?done=saved"))),
+        Err(crate::billing::BillingError::Db(e)) => Err(e.into()),
+        Err(e) => invalid_page(&customer_page(&a, &pool, *id, Some(e.to_string())).await?),
+    }
+}
+
+#[derive(Deserialize)]
+struct ChargeForm {
+    description: String,
+    amount: String,
+}
+
+#[post("/admin/customers/{id}/invoice")]
+async fn customer_invoice(
+    req: HttpRequest,
+    a: CurrentAdmin,
+    id: web::Path<Uuid>,
+    f: CsrfForm<ChargeForm>,
+    pool: web::Data<PgPool>,
+    clock: web::Data<std::sync::Arc<dyn crate::clock::Clock>>,
+) -> Result<HttpResponse, WebError> {
+    let c = sql_admin::account(&pool, *id, "customer").await?.ok_or(WebError::NotFound)?;
+    let cur = crate::money::Currency::parse(&c.currency).map_err(WebError::internal)?;
+    let amount = match admin::parse_amount(&f.0.amount, cur) {
+        Ok(m) => m,
+        Err(e) => return invalid_page(&customer_page(&a, &pool, *id, Some(format!("Amount: {e}"))).await?),
+    };
+    match admin::issue_invoice(&pool, clock.as_ref().as_ref(), by(&a, &req), c.id, &f.0.description, amount).await {
+        Ok(inv) => Ok(see_other(&format!("/admin/invoices/{inv}?done=saved"))),
+        Err(e) => {
+            admin_err_ref(&e)?;
+            invalid_page(&customer_page(&a, &pool, *id, Some(e.to_string())).await?)
+        }
+    }
+}
+
+// ------------------------------------------------------------------ invoices
+
+#[get("/admin/invoices")]
+async fn invoices(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
+    let all = crate::billing::invoices::list_all(&pool, 500).await.map_err(WebError::internal)?;
+    let rows = all
+        .into_iter()
+        .filter(|r| r.status != "draft")
+        .map(super::customer::InvoiceView::from_row)
+        .map(|i| {
+            vec![
+                link(&i.number, format!("/admin/invoices/{}", i.row.id)),
+                link("customer", format!("/admin/customers/{}", i.row.account_id)),
+                cell(&i.issued),
+                cell(&i.due),
+                num(&i.total),
+                cell(&i.row.status),
+            ]
+        })
+        .collect();
+    let list = ListView {
+        title: "Invoices".into(),
+        intro: "Issued invoices and credit notes, newest first. Issue a one-off invoice from a customer's page.".into(),
+        headers: vec!["Number", "Customer", "Issued", "Due", "Total", "State"],
+        rows,
+        ..Default::default()
+    };
+    ok(&list_page(&a, list, q.done.as_deref()))
+}
+
+#[derive(Template)]
+#[template(path = "admin/invoice.html")]
+struct AdminInvoicePage {
+    ctx: Ctx,
+    inv: super::customer::InvoiceView,
+    amount: String,
+    error: Option<String>,
+}
+
+async fn admin_invoice_page(a: &CurrentAdmin, pool: &PgPool, id: Uuid, error: Option<String>) -> Result<AdminInvoicePage, WebError> {
+    let (row, lines) = crate::billing::invoices::get(pool, id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
+    let cur = crate::money::Currency::parse(&row.currency).map_err(WebError::internal)?;
+    let exp = cur.exponent();
+    let amount = if exp == 0 {
+        row.total_minor.to_string()
+    } else {
+        let s = 10i64.pow(exp);
+        format!("{}.{:0w$}", row.total_minor / s, row.total_minor % s, w = exp as usize)
+    };
+    Ok(AdminInvoicePage { ctx: Ctx::of(&a.session), inv: super::customer::InvoiceView::new(row, lines), amount, error })
+}
+
+#[get("/admin/invoices/{id}")]
+async fn invoice_show(a: CurrentAdmin, id: web::Path<Uuid>, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
+    let mut page = admin_invoice_page(&a, &pool, *id, None).await?;
+    page.ctx = page.ctx.with_notice(q.done.as_deref());
+    ok(&page)
+}
+
+#[post("/admin/invoices/{id}/void")]
+async fn invoice_void(
+    req: HttpRequest,
+    a: CurrentAdmin,
+    id: web::Path<Uuid>,
+    _f: CsrfForm<serde_json::Map<String, serde_json::Value>>,
+    pool: web::Data<PgPool>,
+    clock: web::Data<std::sync::Arc<dyn crate::clock::Clock>>,
+) -> Result<HttpResponse, WebError> {
+    let r = crate::billing::invoices::void_with_credit_note(&pool, clock.as_ref().as_ref(), a.account.id, *id, req.peer_addr().map(|s| s.ip())).await;
+    match r {
+        Ok(cn) => Ok(see_other(&format!("/admin/invoices/{cn}?done=saved"))),
+        Err(crate::billing::BillingError::InvoiceNotFound) => Err(WebError::NotFound),
+        Err(crate::billing::BillingError::Db(e)) => Err(e.into()),
+        Err(e) => invalid_page(&admin_invoice_page(&a, &pool, *id, Some(e.to_string())).await?),
+    }
+}
+
+#[post("/admin/invoices/{id}/payment")]
+async fn invoice_payment(
+    req: HttpRequest,
+    a: CurrentAdmin,
+    id: web::Path<Uuid>,
+    f: CsrfForm<PaymentForm>,
+    pool: web::Data<PgPool>,
+    clock: web::Data<std::sync::Arc<dyn crate::clock::Clock>>,
+) -> Result<HttpResponse, WebError> {
+    let (row, _) = crate::billing::invoices::get(&pool, *id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
+    let cur = crate::money::Currency::parse(&row.currency).map_err(WebError::internal)?;
+    let amount = match admin::parse_amount(&f.0.amount, cur) {
+        Ok(m) => m,
+        Err(e) => return invalid_page(&admin_invoice_page(&a, &pool, *id, Some(format!("Amount: {e}"))).await?),
+    };
+    let r = crate::billing::payments::record_manual_payment(
+        &pool, clock.as_ref().as_ref(), a.account.id, row.account_id, amount, &f.0.reference, Some(row.id), req.peer_addr().map(|s| s.ip()),
+    )
+    .await;
+    match r {
+        Ok(_) => Ok(see_other(&format!("/admin/invoices/{id}?done=saved"))),
+        Err(crate::billing::BillingError::Db(e)) => Err(e.into()),
+        Err(e) => invalid_page(&admin_invoice_page(&a, &pool, *id, Some(e.to_string())).await?),
+    }
 }
 
 #[post("/admin/customers/{id}/status")]

@@ -11,3 +11,4 @@ mod migrations;
 mod plans_sync;
 mod web_admin;
 mod web_auth;
+mod web_customer;
