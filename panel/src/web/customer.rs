@@ -237,7 +237,8 @@ impl InvoiceView {
             due: day(row.due_at),
             paid: day(row.paid_at),
             period: match (row.period_start, row.period_end) {
-                (Some(s), Some(e)) => format!("{s} to {e}"),
+                // Stored half-open [start, end); people read the last day included.
+                (Some(s), Some(e)) => format!("{s} to {}", e.pred_opt().unwrap_or(e)),
                 _ => String::new(),
             },
             row,

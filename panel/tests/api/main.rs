@@ -4,6 +4,7 @@ mod helpers;
 mod smtp;
 
 mod billing;
+mod browser;
 mod billing_crash;
 mod billing_world;
 mod health;
