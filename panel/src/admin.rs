@@ -484,7 +484,7 @@ pub async fn create_os_template(pool: &PgPool, by: By, f: &OsTemplateForm) -> Re
         return Err(invalid("display_name", "is what customers see, e.g. Debian 12"));
     }
     let sha = f.sha256.trim().to_lowercase();
-    if !sha.is_empty() && !(sha.len() == 64 && sha.chars().all(|c| c.is_ascii_hexdigit())) {
+    if !sha.is_empty() && (sha.len() != 64 || !sha.chars().all(|c| c.is_ascii_hexdigit())) {
         return Err(invalid("sha256", "must be 64 hexadecimal characters, or empty"));
     }
     let (c, k) = (checked(&f.for_containers), checked(&f.for_kvm));

@@ -193,7 +193,8 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
 
     // (route as written in the source, path, who posts, a form that would be accepted with a token)
     let anon = client();
-    let cases: Vec<(&str, String, &reqwest::Client, Vec<(&str, String)>)> = vec![
+    type Case<'a> = (&'a str, String, &'a reqwest::Client, Vec<(&'a str, String)>);
+    let cases: Vec<Case> = vec![
         ("/signup", "/signup".into(), &anon, vec![("email", "x@example.com".into()), ("password", "correct horse battery".into())]),
         ("/login", "/login".into(), &anon, vec![("email", "ana@example.com".into()), ("password", "correct horse battery".into())]),
         ("/login/totp", "/login/totp".into(), &anon, vec![("code", "123456".into())]),
