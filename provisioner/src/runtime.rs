@@ -38,4 +38,9 @@ pub trait Runtime {
     /// What the kernel says it is now (used by adoption after a restart and by listing).
     fn observe(&self, record: &InstanceRecord) -> Result<InstanceState, Self::Error>;
     fn usage(&self, record: &InstanceRecord) -> Result<Usage, Self::Error>;
+    /// Stop (graceful, then forced) and start again. A kind with a cheaper way may override it.
+    fn reboot(&self, record: &mut InstanceRecord) -> Result<(), Self::Error> {
+        self.stop(record)?;
+        self.start(record)
+    }
 }

@@ -1,0 +1,96 @@
+//! The control socket of a running VMM: how the provisioner pauses, resumes and asks a machine
+//! to shut down without sharing memory with it.
+//!
+//! A unix stream socket in the instance's directory; one text command per connection, one
+//! line back (`ok <state>` or `err <reason>`):
+//! * `status`: `ok running` or `ok paused`
+//! * `pause`: stops every vCPU (kicked out of KVM_RUN and parked); guest memory stays as is.
+//!   This is how a suspended KVM VPS is frozen.
+//! * `resume`: lets them run again.
+//! * `shutdown`: a Ctrl-Alt-Del on the i8042, the guest's cue to power off cleanly.
+
+use super::devices::Devices;
+use super::vcpu::PauseGate;
+use super::vmm::VmmError;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub fn bind(path: &Path) -> Result<UnixListener, VmmError> {
+    let _ = std::fs::remove_file(path);
+    UnixListener::bind(path).map_err(|source| VmmError::File { path: path.into(), source })
+}
+
+/// What the control thread acts on.
+pub struct Control {
+    pub gate: Arc<PauseGate>,
+    pub threads: Vec<libc::pthread_t>,
+    pub devices: Arc<Mutex<Devices>>,
+}
+
+impl Control {
+    fn state(&self) -> &'static str {
+        if self.gate.paused.load(Ordering::SeqCst) {
+            "paused"
+        } else {
+            "running"
+        }
+    }
+
+    fn pause(&self) -> Result<(), String> {
+        self.gate.pause_all(&self.threads)
+    }
+
+    fn handle(&self, cmd: &str) -> String {
+        let r = match cmd {
+            "status" => Ok(()),
+            "pause" => self.pause(),
+            "resume" => {
+                self.gate.resume();
+                Ok(())
+            }
+            "shutdown" => {
+                self.devices.lock().unwrap_or_else(|p| p.into_inner()).i8042.send_ctrl_alt_del();
+                Ok(())
+            }
+            // For the isolation test only: do what the filter forbids (open a file).
+            "debug-forbidden-syscall" => {
+                let _ = std::fs::File::open("/etc/hostname");
+                Err("the forbidden system call was allowed".into())
+            }
+            other => Err(format!("unknown command {other:?}")),
+        };
+        match r {
+            Ok(()) => format!("ok {}\n", self.state()),
+            Err(e) => format!("err {e}\n"),
+        }
+    }
+}
+
+/// Serves commands until the process ends.
+pub fn serve(listener: UnixListener, ctl: Control) {
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        let mut line = String::new();
+        let mut reader = BufReader::new(&conn);
+        if reader.read_line(&mut line).is_err() {
+            continue;
+        }
+        let reply = ctl.handle(line.trim());
+        let _ = (&conn).write_all(reply.as_bytes());
+    }
+}
+
+/// Client side (the provisioner): sends one command, returns the reply line.
+pub fn request(path: &Path, cmd: &str, timeout: Duration) -> std::io::Result<String> {
+    let mut s = UnixStream::connect(path)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    s.write_all(format!("{cmd}\n").as_bytes())?;
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line)?;
+    Ok(line.trim_end().to_string())
+}

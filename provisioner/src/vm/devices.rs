@@ -1,0 +1,153 @@
+//! The legacy devices a guest needs, on the port-I/O bus, plus the (for now empty) MMIO bus
+//! where virtio-mmio block and network devices will be attached.
+//!
+//! | ports | device |
+//! | --- | --- |
+//! | `0x3f8..=0x3ff` | COM1, a 16550 (vm-superio), IRQ 4, output kept in the serial log |
+//! | `0x60`, `0x64` | a minimal i8042: `0xFE` written to `0x64` resets the machine (reboot); the VMM queues a Ctrl-Alt-Del on it to ask the guest to shut down |
+//! | `0xf4` | power-off: any write ends the machine cleanly (QEMU's isa-debug-exit port) |
+//!
+//! Any other port reads as all ones and ignores writes, like an empty ISA bus.
+
+use std::fs::File;
+use std::io::Write;
+use vm_superio::serial::NoEvents;
+use vm_superio::{Serial, Trigger};
+use vmm_sys_util::eventfd::EventFd;
+
+pub const COM1: u16 = 0x3f8;
+pub const COM1_IRQ: u32 = 4;
+pub const I8042_DATA: u16 = 0x60;
+pub const I8042_COMMAND: u16 = 0x64;
+pub const I8042_IRQ: u32 = 1;
+pub const POWEROFF_PORT: u16 = 0xf4;
+const I8042_RESET_CMD: u8 = 0xfe;
+/// Status register: output buffer full, and the "system flag" (self test passed).
+const I8042_STATUS_OBF: u8 = 0x01;
+const I8042_STATUS_SYS: u8 = 0x04;
+
+/// What the guest asked the machine to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestRequest {
+    PowerOff,
+    Reset,
+}
+
+/// Raises an interrupt line through a KVM irqfd.
+pub struct IrqTrigger(pub EventFd);
+
+impl Trigger for IrqTrigger {
+    type E = std::io::Error;
+    fn trigger(&self) -> std::io::Result<()> {
+        self.0.write(1)
+    }
+}
+
+/// Serial output: the log file, and stdout when a console is attached.
+pub struct SerialOut {
+    pub log: File,
+    pub stdout: bool,
+    /// Set once the guest has written anything (the benchmark's "first byte").
+    pub seen_first_byte: bool,
+}
+
+impl Write for SerialOut {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !self.seen_first_byte && !buf.is_empty() {
+            self.seen_first_byte = true;
+            tracing::debug!("first serial byte");
+        }
+        self.log.write_all(buf)?;
+        if self.stdout {
+            let mut o = std::io::stdout().lock();
+            o.write_all(buf)?;
+            o.flush()?;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.log.flush()
+    }
+}
+
+/// A minimal i8042 keyboard controller: enough for reset and for a Ctrl-Alt-Del request.
+pub struct I8042 {
+    queue: std::collections::VecDeque<u8>,
+    irq: IrqTrigger,
+}
+
+impl I8042 {
+    /// Scancodes (set 1) of Ctrl-Alt-Del, press then release: the clean-shutdown request a
+    /// guest without ACPI understands (Firecracker does the same).
+    const CTRL_ALT_DEL: [u8; 8] = [0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d];
+
+    pub fn send_ctrl_alt_del(&mut self) {
+        self.queue.extend(Self::CTRL_ALT_DEL);
+        if let Err(e) = self.irq.trigger() {
+            tracing::warn!(error = %e, "cannot raise the i8042 interrupt");
+        }
+    }
+
+    /// Forgets queued bytes (a reset).
+    pub fn clear(&mut self) {
+        self.queue.clear();
+    }
+
+    fn read(&mut self, port: u16) -> u8 {
+        match port {
+            I8042_DATA => {
+                let b = self.queue.pop_front().unwrap_or(0);
+                if !self.queue.is_empty() {
+                    let _ = self.irq.trigger();
+                }
+                b
+            }
+            _ => I8042_STATUS_SYS | if self.queue.is_empty() { 0 } else { I8042_STATUS_OBF },
+        }
+    }
+}
+
+/// Every device of one machine. vCPU threads share it behind a mutex: port I/O is rare
+/// enough (a console line, a reset) that one lock is simpler than per-device ones.
+pub struct Devices {
+    pub serial: Serial<IrqTrigger, NoEvents, SerialOut>,
+    pub i8042: I8042,
+}
+
+impl Devices {
+    pub fn new(serial_irq: EventFd, kbd_irq: EventFd, out: SerialOut) -> Self {
+        Devices {
+            serial: Serial::new(IrqTrigger(serial_irq), out),
+            i8042: I8042 { queue: Default::default(), irq: IrqTrigger(kbd_irq) },
+        }
+    }
+
+    pub fn pio_read(&mut self, port: u16, data: &mut [u8]) {
+        match port {
+            COM1..=0x3ff if data.len() == 1 => data[0] = self.serial.read((port - COM1) as u8),
+            I8042_DATA | I8042_COMMAND if data.len() == 1 => data[0] = self.i8042.read(port),
+            _ => data.fill(0xff),
+        }
+    }
+
+    pub fn pio_write(&mut self, port: u16, data: &[u8]) -> Option<GuestRequest> {
+        match port {
+            COM1..=0x3ff if data.len() == 1 => {
+                if let Err(e) = self.serial.write((port - COM1) as u8, data[0]) {
+                    tracing::warn!(error = ?e, "serial write failed");
+                }
+                None
+            }
+            I8042_COMMAND if data.first() == Some(&I8042_RESET_CMD) => Some(GuestRequest::Reset),
+            POWEROFF_PORT => Some(GuestRequest::PowerOff),
+            _ => None,
+        }
+    }
+
+    /// MMIO: nothing there yet (virtio-mmio devices come later); reads are all ones.
+    pub fn mmio_read(&mut self, _addr: u64, data: &mut [u8]) {
+        data.fill(0xff);
+    }
+
+    pub fn mmio_write(&mut self, _addr: u64, _data: &[u8]) {}
+}

@@ -1,0 +1,26 @@
+//! Dedicated KVM machines on a VMM of our own (kvm-ioctls + vm-memory), one process per
+//! machine (`provisioner vm run --config <json>`), so a crashed guest takes nothing else down.
+//!
+//! * [`config`]: what a VMM process is told to build.
+//! * [`memory`]: guest RAM, pre-faulted and locked.
+//! * [`boot`]: PVH loading and the start info / memory map handed to the guest.
+//! * [`vcpu`]: CPUID and entry state of each vCPU, and its run loop.
+//! * [`devices`]: serial console, i8042, power-off port; the MMIO bus left for virtio.
+//! * [`control`]: the unix socket through which the provisioner pauses, resumes and shuts down.
+//! * [`seccomp`]: what the VMM may still do once set up.
+//! * [`cgroup`]: the VMM's cgroup (memory limit, cpuset or weight).
+//! * [`vmm`]: puts the above together and runs a machine to its end.
+//! * [`runtime`]: the provisioner's side: the `Runtime` lifecycle over VMM processes.
+//! * [`guest`]: builds the project's test guest and checks its report.
+
+pub mod boot;
+pub mod cgroup;
+pub mod config;
+pub mod control;
+pub mod devices;
+pub mod guest;
+pub mod memory;
+pub mod runtime;
+pub mod seccomp;
+pub mod vcpu;
+pub mod vmm;

@@ -1,0 +1,536 @@
+//! The provisioner's side of KVM machines: the [`Runtime`] lifecycle over VMM processes.
+//!
+//! Each machine is a `provisioner vm run` child process in its own process group and its own
+//! cgroup (named by the instance id under `cgroup_parent`), with its files in
+//! `<state_dir>/vm/<id>/`: `config.json`, `serial.log`, `vmm.log` (the VMM's own log),
+//! `control.sock`, and `exit` (written by the VMM when it ends on purpose).
+//!
+//! `record.runtime` keeps the VMM's pid and its start time (from `/proc/<pid>/stat`, so a
+//! reused pid is never mistaken for our VMM) and the host CPUs it was pinned to. The cgroup is
+//! the second handle: a provisioner that died between spawning a VMM and recording its pid
+//! finds it there on adoption.
+
+use super::cgroup::{self, Limits};
+use super::config::{CgroupPlacement, SmpBoot, VmConfig};
+use super::control;
+use crate::host;
+use crate::runtime::{Runtime, Usage};
+use crate::store::{InstanceRecord, InstanceStore, StoreError};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use vessel_core::admission::{HostCapacity, Refusal};
+use vessel_core::{InstanceId, InstanceKind, InstanceState};
+
+#[derive(Debug, Error)]
+pub enum VmError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("refused by host admission: {0}")]
+    Refused(Box<Refusal>),
+    #[error("instance {0} is not a KVM machine")]
+    WrongKind(InstanceId),
+    #[error("OS image {template:?} for KVM: {reason}")]
+    Image { template: String, reason: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::CgroupError),
+    #[error("no {needed} free host cores to pin to (free: {free:?})")]
+    NoFreeCores { needed: usize, free: Vec<usize> },
+    #[error("the VMM of {id} did not start: {reason}")]
+    Start { id: InstanceId, reason: String },
+    #[error("the VMM of {id} is not running")]
+    NotRunning { id: InstanceId },
+    #[error("the VMM of {id} refused {command:?}: {reply}")]
+    Control { id: InstanceId, command: &'static str, reply: String },
+    #[error("the VMM of {id} (pid {pid}) would not die")]
+    Unkillable { id: InstanceId, pid: i32 },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VmError + '_ {
+    move |source| VmError::Io { path: path.to_path_buf(), source }
+}
+
+/// How an OS template boots as a KVM machine: `<images_dir>/<template>/image.json`, paths
+/// relative to that directory.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    pub kernel: PathBuf,
+    #[serde(default)]
+    pub cmdline: String,
+    #[serde(default)]
+    pub initrd: Option<PathBuf>,
+    #[serde(default)]
+    pub smp_boot: SmpBoot,
+}
+
+/// Host-side settings of the KVM runtime (paths are parameters so tests use scratch ones).
+#[derive(Clone, Debug)]
+pub struct KvmRuntimeConfig {
+    pub state_dir: PathBuf,
+    /// cgroup path (in each v1 hierarchy) under which every VMM gets its own group.
+    pub cgroup_parent: String,
+    /// The program to run as `<vmm_binary> vm run --config ...` (the provisioner itself).
+    pub vmm_binary: PathBuf,
+    pub images_dir: PathBuf,
+    pub capacity: HostCapacity,
+    /// Host CPUs that may be given exclusively to pinned machines.
+    pub pinnable_cpus: Vec<usize>,
+    /// How long a guest gets to power off cleanly before it is killed.
+    pub stop_timeout: Duration,
+    /// Memory the VMM itself may use on top of guest RAM (its cgroup limit is the sum).
+    pub memory_overhead_mib: u64,
+}
+
+impl KvmRuntimeConfig {
+    /// Usual defaults for a host: every online CPU pinnable, 10 s to shut down, 64 MiB of
+    /// VMM overhead allowed (it uses about 6; the rest covers page tables of large guests).
+    pub fn new(state_dir: PathBuf, cgroup_parent: String, vmm_binary: PathBuf, images_dir: PathBuf, capacity: HostCapacity) -> Self {
+        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        KvmRuntimeConfig {
+            state_dir,
+            cgroup_parent,
+            vmm_binary,
+            images_dir,
+            capacity,
+            pinnable_cpus: (0..cpus).collect(),
+            stop_timeout: Duration::from_secs(10),
+            memory_overhead_mib: 64,
+        }
+    }
+}
+
+/// What the runtime records of a machine in `record.runtime`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmFacts {
+    #[serde(default)]
+    pub pid: Option<i32>,
+    /// Clock ticks after boot at which `pid` started (field 22 of `/proc/<pid>/stat`).
+    #[serde(default)]
+    pub start_time: Option<u64>,
+    #[serde(default)]
+    pub pinned_cpus: Vec<usize>,
+}
+
+impl VmFacts {
+    fn of(record: &InstanceRecord) -> Self {
+        serde_json::from_value(record.runtime.clone()).unwrap_or_default()
+    }
+    fn store_in(&self, record: &mut InstanceRecord) {
+        record.runtime = serde_json::to_value(self).expect("facts always serialise");
+    }
+}
+
+/// Start time and state letter of a live process, from `/proc/<pid>/stat`.
+fn proc_stat(pid: i32) -> Option<(u64, char)> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    let start = fields.get(19)?.parse().ok()?;
+    Some((start, state))
+}
+
+/// Reaps `pid` if it is a child of ours that has exited (no-op otherwise).
+fn reap(pid: i32) {
+    let mut status = 0;
+    // SAFETY: waitpid with WNOHANG on a specific pid only reaps that child, if it is ours.
+    unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+}
+
+/// Is the VMM recorded in `facts` still running (and really ours)?
+pub fn vmm_alive(facts: &VmFacts) -> bool {
+    let (Some(pid), Some(start)) = (facts.pid, facts.start_time) else { return false };
+    reap(pid);
+    matches!(proc_stat(pid), Some((s, state)) if s == start && state != 'Z' && state != 'X')
+}
+
+/// Dedicated KVM machines.
+pub struct KvmRuntime {
+    cfg: KvmRuntimeConfig,
+    store: InstanceStore,
+}
+
+impl KvmRuntime {
+    pub fn new(cfg: KvmRuntimeConfig, store: InstanceStore) -> Self {
+        KvmRuntime { cfg, store }
+    }
+
+    pub fn dir(&self, id: &InstanceId) -> PathBuf {
+        self.cfg.state_dir.join("vm").join(id.to_string())
+    }
+    pub fn serial_log(&self, id: &InstanceId) -> PathBuf {
+        self.dir(id).join("serial.log")
+    }
+    fn socket(&self, id: &InstanceId) -> PathBuf {
+        self.dir(id).join("control.sock")
+    }
+    fn exit_file(&self, id: &InstanceId) -> PathBuf {
+        self.dir(id).join("exit")
+    }
+
+    fn image(&self, template: &str) -> Result<ImageSpec, VmError> {
+        let bad = |reason: String| VmError::Image { template: template.into(), reason };
+        if template.is_empty() || template.contains('/') || template.starts_with('.') {
+            return Err(bad("not a template name".into()));
+        }
+        let dir = self.cfg.images_dir.join(template);
+        let path = dir.join("image.json");
+        let bytes = fs::read(&path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        let mut spec: ImageSpec = serde_json::from_slice(&bytes).map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        spec.kernel = dir.join(&spec.kernel);
+        spec.initrd = spec.initrd.map(|i| dir.join(i));
+        if !spec.kernel.is_file() {
+            return Err(bad(format!("kernel {} is missing", spec.kernel.display())));
+        }
+        Ok(spec)
+    }
+
+    fn check_kind(record: &InstanceRecord) -> Result<(), VmError> {
+        if record.spec.kind() != InstanceKind::Kvm {
+            return Err(VmError::WrongKind(record.spec.id));
+        }
+        Ok(())
+    }
+
+    /// Host cores no running pinned machine (other than `me`) holds.
+    fn unpinned_cores(&self, me: Option<&InstanceId>) -> Result<Vec<usize>, VmError> {
+        let mut taken = BTreeSet::new();
+        for r in self.store.list()? {
+            let f = VmFacts::of(&r);
+            if r.spec.kind() == InstanceKind::Kvm && Some(&r.spec.id) != me && vmm_alive(&f) {
+                taken.extend(f.pinned_cpus);
+            }
+        }
+        Ok(self.cfg.pinnable_cpus.iter().copied().filter(|c| !taken.contains(c)).collect())
+    }
+
+    /// `needed` cores of its own for a pinned machine.
+    fn free_cores(&self, me: &InstanceId, needed: usize) -> Result<Vec<usize>, VmError> {
+        let free = self.unpinned_cores(Some(me))?;
+        if free.len() < needed {
+            return Err(VmError::NoFreeCores { needed, free });
+        }
+        Ok(free[..needed].to_vec())
+    }
+
+    /// Where floating machines may run: every core no pinned machine holds (all of them in
+    /// the corner case where pinned machines hold every core, which admission prevents when
+    /// any floating machine exists).
+    fn floating_cores(&self) -> Result<Vec<usize>, VmError> {
+        let free = self.unpinned_cores(None)?;
+        Ok(if free.is_empty() { self.cfg.pinnable_cpus.clone() } else { free })
+    }
+
+    /// After a pinned machine starts or stops: every running floating machine moves to the
+    /// cores pinned machines leave free, so pinned cores are really nobody else's.
+    fn rebalance_floating(&self) -> Result<(), VmError> {
+        let cores = self.floating_cores()?;
+        for r in self.store.list()? {
+            let f = VmFacts::of(&r);
+            if r.spec.kind() == InstanceKind::Kvm && !r.spec.resources.is_pinned() && vmm_alive(&f) {
+                cgroup::set_cpus(&self.cfg.cgroup_parent, &r.spec.id.to_string(), &cores)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn control(&self, record: &InstanceRecord, command: &'static str) -> Result<String, VmError> {
+        let id = record.spec.id;
+        if !vmm_alive(&VmFacts::of(record)) {
+            return Err(VmError::NotRunning { id });
+        }
+        let reply = control::request(&self.socket(&id), command, Duration::from_secs(10))
+            .map_err(|e| VmError::Control { id, command, reply: e.to_string() })?;
+        if !reply.starts_with("ok") {
+            return Err(VmError::Control { id, command, reply });
+        }
+        Ok(reply)
+    }
+
+    /// Waits until the VMM is gone, at most `timeout`.
+    fn wait_gone(facts: &VmFacts, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while vmm_alive(facts) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
+    fn kill(&self, record: &InstanceRecord) -> Result<(), VmError> {
+        let facts = VmFacts::of(record);
+        if let Some(pid) = facts.pid.filter(|_| vmm_alive(&facts)) {
+            // SAFETY: kill(2) on a pid whose start time we just checked is our VMM.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            if !Self::wait_gone(&facts, Duration::from_secs(10)) {
+                return Err(VmError::Unkillable { id: record.spec.id, pid });
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes what a dead VMM leaves behind (its cgroup, its socket). The kernel may take a
+    /// moment to let go of an emptied cgroup, hence the few retries.
+    fn clean_dead(&self, id: &InstanceId) -> Result<(), VmError> {
+        let _ = fs::remove_file(self.socket(id));
+        let mut tries = 0;
+        loop {
+            match cgroup::remove(&self.cfg.cgroup_parent, &id.to_string()) {
+                Ok(()) => return Ok(()),
+                Err(e) if tries >= 50 => return Err(e.into()),
+                Err(_) => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+
+    /// After a provisioner restart: finds each machine's VMM (by its recorded pid, or by its
+    /// cgroup if the pid was never recorded), cleans up after dead ones, and records what
+    /// each instance is now. Returns the states found.
+    pub fn adopt(&self) -> Result<Vec<(InstanceId, InstanceState)>, VmError> {
+        let mut out = Vec::new();
+        for mut r in self.store.list()? {
+            if r.spec.kind() != InstanceKind::Kvm {
+                continue;
+            }
+            let mut facts = VmFacts::of(&r);
+            if !vmm_alive(&facts) {
+                // A VMM spawned but never recorded is still in its cgroup.
+                let procs = cgroup::procs(&self.cfg.cgroup_parent, &r.spec.id.to_string());
+                if let Some(pid) = procs.first().map(|p| *p as i32) {
+                    facts.pid = Some(pid);
+                    facts.start_time = proc_stat(pid).map(|(s, _)| s);
+                    facts.store_in(&mut r);
+                }
+            }
+            let state = self.observe(&r)?;
+            if !vmm_alive(&facts) {
+                self.clean_dead(&r.spec.id)?;
+                facts.pid = None;
+                facts.start_time = None;
+                facts.pinned_cpus.clear();
+                facts.store_in(&mut r);
+            }
+            if matches!(r.state, InstanceState::Creating | InstanceState::Destroying) {
+                // Unfinished create/destroy: the caller finishes or rolls back from `pending`.
+            } else {
+                r.state = state;
+            }
+            self.store.put(&r)?;
+            out.push((r.spec.id, r.state));
+        }
+        Ok(out)
+    }
+}
+
+impl Runtime for KvmRuntime {
+    type Error = VmError;
+
+    /// Checks host admission (counting every other instance on the host) and the OS image,
+    /// and makes the machine's directory. Nothing runs yet; guest RAM is taken at start.
+    fn create(&self, record: &mut InstanceRecord) -> Result<(), VmError> {
+        Self::check_kind(record)?;
+        let records = self.store.list()?;
+        host::check(&self.cfg.capacity, &records, &record.spec.resources, Some(record.spec.id))
+            .map_err(|r| VmError::Refused(Box::new(r)))?;
+        self.image(&record.spec.template)?;
+        let dir = self.dir(&record.spec.id);
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        if !matches!(record.state, InstanceState::Running | InstanceState::Suspended) {
+            record.state = InstanceState::Stopped;
+        }
+        Ok(())
+    }
+
+    fn start(&self, record: &mut InstanceRecord) -> Result<(), VmError> {
+        Self::check_kind(record)?;
+        let id = record.spec.id;
+        let mut facts = VmFacts::of(record);
+        if vmm_alive(&facts) {
+            return Ok(());
+        }
+        let res = &record.spec.resources;
+        let image = self.image(&record.spec.template)?;
+        let dir = self.dir(&id);
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        self.clean_dead(&id)?;
+
+        let vcpus = res.vcpus() as usize;
+        let pin = if res.is_pinned() { Some(self.free_cores(&id, vcpus)?) } else { None };
+        let limits = Limits {
+            memory_bytes: (res.memory_burst_mib() + self.cfg.memory_overhead_mib) << 20,
+            cpus: match &pin {
+                Some(p) => p.clone(),
+                None => self.floating_cores()?,
+            },
+            // Floating: weight proportional to the guaranteed share v / ρc (1024 per core).
+            cpu_shares: pin.is_none().then(|| (res.vcpus() as u64 * 1024 * 1000) / res.cpu_ratio().milli() as u64),
+        };
+        cgroup::create(&self.cfg.cgroup_parent, &id.to_string(), &limits)?;
+
+        let config = VmConfig {
+            name: id.to_string(),
+            vcpus: u8::try_from(vcpus).unwrap_or(u8::MAX),
+            memory_mib: res.memory_burst_mib(),
+            kernel: image.kernel,
+            cmdline: image.cmdline,
+            initrd: image.initrd,
+            huge_pages: false,
+            smp_boot: image.smp_boot,
+            pin_cpus: pin.clone().unwrap_or_default(),
+            serial_log: self.serial_log(&id),
+            serial_stdout: false,
+            control_socket: Some(self.socket(&id)),
+            exit_file: Some(self.exit_file(&id)),
+            cgroup: Some(CgroupPlacement { parent: self.cfg.cgroup_parent.clone(), name: id.to_string() }),
+            seccomp: true,
+        };
+        config.validate().map_err(|e| VmError::Start { id, reason: e.to_string() })?;
+        let config_path = dir.join("config.json");
+        fs::write(&config_path, serde_json::to_vec_pretty(&config).expect("configs serialise")).map_err(io(&config_path))?;
+        let _ = fs::remove_file(self.exit_file(&id));
+        let log_path = dir.join("vmm.log");
+        let log = fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(io(&log_path))?;
+
+        let child = Command::new(&self.cfg.vmm_binary)
+            .args(["vm", "run", "--config"])
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            // Its own process group: a signal to the provisioner's group does not reach it.
+            .process_group(0)
+            .spawn()
+            .map_err(io(&self.cfg.vmm_binary))?;
+        let pid = child.id() as i32;
+        facts.pid = Some(pid);
+        facts.start_time = proc_stat(pid).map(|(s, _)| s);
+        facts.pinned_cpus = pin.unwrap_or_default();
+        facts.store_in(record);
+        record.state = InstanceState::Running;
+        self.store.put(record)?;
+
+        if !facts.pinned_cpus.is_empty() {
+            self.rebalance_floating()?;
+        }
+        // Ready when the control socket answers (guest RAM is allocated and locked by then).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if control::request(&self.socket(&id), "status", Duration::from_secs(2)).is_ok_and(|r| r.starts_with("ok")) {
+                return Ok(());
+            }
+            if !vmm_alive(&facts) {
+                let exit = fs::read_to_string(self.exit_file(&id)).unwrap_or_default();
+                let log = fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: String = log.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+                return Err(VmError::Start { id, reason: format!("{} {}", exit.trim(), tail) });
+            }
+            if Instant::now() > deadline {
+                return Err(VmError::Start { id, reason: "no answer on the control socket within 30 s".into() });
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Asks the guest to power off (Ctrl-Alt-Del on the i8042), kills the VMM after the
+    /// timeout, and cleans up its cgroup.
+    fn stop(&self, record: &mut InstanceRecord) -> Result<(), VmError> {
+        Self::check_kind(record)?;
+        let id = record.spec.id;
+        let mut facts = VmFacts::of(record);
+        if vmm_alive(&facts) {
+            // A paused guest cannot react to the request.
+            let _ = self.control(record, "resume");
+            let asked = self.control(record, "shutdown").is_ok();
+            if !asked || !Self::wait_gone(&facts, self.cfg.stop_timeout) {
+                tracing::warn!(%id, "guest did not power off in time: killing its VMM");
+                self.kill(record)?;
+            }
+        }
+        self.clean_dead(&id)?;
+        let was_pinned = !facts.pinned_cpus.is_empty();
+        facts = VmFacts::default();
+        facts.store_in(record);
+        record.state = InstanceState::Stopped;
+        if was_pinned {
+            // Its cores go back to the floating machines.
+            self.rebalance_floating()?;
+        }
+        Ok(())
+    }
+
+    fn suspend(&self, record: &mut InstanceRecord) -> Result<(), VmError> {
+        Self::check_kind(record)?;
+        self.control(record, "pause")?;
+        record.state = InstanceState::Suspended;
+        Ok(())
+    }
+
+    fn resume(&self, record: &mut InstanceRecord) -> Result<(), VmError> {
+        Self::check_kind(record)?;
+        self.control(record, "resume")?;
+        record.state = InstanceState::Running;
+        Ok(())
+    }
+
+    fn destroy(&self, record: &mut InstanceRecord) -> Result<(), VmError> {
+        Self::check_kind(record)?;
+        let id = record.spec.id;
+        self.kill(record)?;
+        self.clean_dead(&id)?;
+        let dir = self.dir(&id);
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(VmError::Io { path: dir, source: e }),
+        }
+        VmFacts::default().store_in(record);
+        record.state = InstanceState::Stopped;
+        Ok(())
+    }
+
+    /// Running or Suspended while the VMM lives (it says which); once it is gone, Stopped if
+    /// it ended on purpose (guest power-off or reset, or our stop) and Crashed otherwise.
+    fn observe(&self, record: &InstanceRecord) -> Result<InstanceState, VmError> {
+        Self::check_kind(record)?;
+        let id = record.spec.id;
+        let facts = VmFacts::of(record);
+        if vmm_alive(&facts) {
+            let reply = control::request(&self.socket(&id), "status", Duration::from_secs(2)).unwrap_or_default();
+            return Ok(if reply == "ok paused" { InstanceState::Suspended } else { InstanceState::Running });
+        }
+        if facts.pid.is_none() {
+            // Never started, or stopped by us; a crash found earlier stays a crash.
+            return Ok(match record.state {
+                InstanceState::Crashed => InstanceState::Crashed,
+                InstanceState::Creating | InstanceState::Destroying => record.state,
+                _ => InstanceState::Stopped,
+            });
+        }
+        let exit = fs::read_to_string(self.exit_file(&id)).unwrap_or_default();
+        Ok(match exit.trim() {
+            "poweroff" | "reset" => InstanceState::Stopped,
+            _ => InstanceState::Crashed,
+        })
+    }
+
+    fn usage(&self, record: &InstanceRecord) -> Result<Usage, VmError> {
+        Self::check_kind(record)?;
+        let (cpu_time_ns, memory_bytes, memory_peak_bytes) =
+            cgroup::usage(&self.cfg.cgroup_parent, &record.spec.id.to_string()).unwrap_or_default();
+        Ok(Usage { cpu_time_ns, memory_bytes, memory_peak_bytes, ..Default::default() })
+    }
+}

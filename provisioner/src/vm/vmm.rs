@@ -1,0 +1,274 @@
+//! One machine in one process: builds the VM from a [`VmConfig`], locks itself down, runs the
+//! vCPU threads and the control socket, and returns when the guest powers off or resets.
+//!
+//! Order matters: join the cgroup first (so guest RAM is charged to it), open every file and
+//! create every KVM object, then install the seccomp filter (after which the process can open
+//! nothing), and only then let the vCPUs run.
+
+use super::boot;
+use super::cgroup;
+use super::config::{SmpBoot, VmConfig};
+use super::control;
+use super::devices::{Devices, SerialOut, COM1_IRQ, I8042_IRQ};
+use super::memory;
+use super::seccomp;
+use super::vcpu::{self, PauseGate, Stop};
+use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
+use kvm_ioctls::Kvm;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::thread::JoinHandleExt;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc, Barrier, Mutex};
+use thiserror::Error;
+use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+use vmm_sys_util::eventfd::EventFd;
+
+/// Where KVM may put the TSS it needs for real-mode emulation on Intel (3 pages, in the MMIO gap).
+const TSS_ADDR: usize = 0xfffb_d000;
+
+#[derive(Debug, Error)]
+pub enum VmmError {
+    #[error(transparent)]
+    Config(#[from] super::config::ConfigError),
+    #[error("/dev/kvm: {0}")]
+    Kvm(kvm_ioctls::Error),
+    #[error("KVM {what}: {source}")]
+    Setup { what: &'static str, source: kvm_ioctls::Error },
+    #[error(transparent)]
+    Memory(#[from] memory::MemoryError),
+    #[error(transparent)]
+    Boot(#[from] boot::BootError),
+    #[error(transparent)]
+    Vcpu(#[from] vcpu::VcpuError),
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::CgroupError),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
+    #[error("{path}: {source}")]
+    File { path: PathBuf, source: std::io::Error },
+    #[error("eventfd: {0}")]
+    EventFd(std::io::Error),
+    #[error("the guest triple-faulted {0} times: giving up")]
+    TripleFault(u32),
+    #[error("cannot reset the machine: {0}")]
+    Reset(String),
+}
+
+/// How the machine ended on purpose. (A guest reset is not an end: the VMM reboots it in
+/// place.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    PowerOff,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::PowerOff => "poweroff",
+        }
+    }
+}
+
+/// A guest that triple-faults this many times is broken, not rebooting.
+const MAX_TRIPLE_FAULTS: u32 = 16;
+
+fn setup(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmmError {
+    move |source| VmmError::Setup { what, source }
+}
+
+fn open_append(path: &std::path::Path) -> Result<File, VmmError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|source| VmmError::File { path: path.into(), source })
+}
+
+/// Runs the machine to its end. The exit file (if configured) gets the outcome or the error.
+pub fn run(cfg: &VmConfig) -> Result<Outcome, VmmError> {
+    let mut exit_file = match &cfg.exit_file {
+        Some(p) => {
+            let _ = std::fs::remove_file(p);
+            Some(
+                OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .truncate(true)
+                    .open(p)
+                    .map_err(|source| VmmError::File { path: p.clone(), source })?,
+            )
+        }
+        None => None,
+    };
+    let result = run_inner(cfg);
+    if let Some(f) = exit_file.as_mut() {
+        let line = match &result {
+            Ok(o) => o.as_str().to_string(),
+            Err(e) => format!("error: {e}"),
+        };
+        let _ = writeln!(f, "{line}").and_then(|_| f.sync_all());
+    }
+    result
+}
+
+fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
+    cfg.validate()?;
+    if let Some(p) = &cfg.cgroup {
+        cgroup::join(p, std::process::id())?;
+    }
+    let serial = SerialOut { log: open_append(&cfg.serial_log)?, stdout: cfg.serial_stdout, seen_first_byte: false };
+
+    let kvm = Kvm::new().map_err(VmmError::Kvm)?;
+    let vm = kvm.create_vm().map_err(setup("create_vm"))?;
+    vm.set_tss_address(TSS_ADDR).map_err(setup("set_tss_address"))?;
+    vm.create_irq_chip().map_err(setup("create_irq_chip"))?;
+    let pit = kvm_pit_config { flags: KVM_PIT_SPEAKER_DUMMY, ..Default::default() };
+    vm.create_pit2(pit).map_err(setup("create_pit2"))?;
+
+    let mem = memory::allocate(cfg.memory_mib, cfg.huge_pages)?;
+    for (slot, region) in mem.iter().enumerate() {
+        let r = kvm_userspace_memory_region {
+            slot: slot as u32,
+            flags: 0,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: region.as_ptr() as u64,
+        };
+        // SAFETY: the region is a live mapping owned by `mem`, which outlives the VM (both
+        // live until this process exits), and slots do not overlap.
+        unsafe { vm.set_user_memory_region(r) }.map_err(setup("set_user_memory_region"))?;
+    }
+
+    let (image, initrd) = boot::read_images(&cfg.kernel, cfg.initrd.as_deref())?;
+    let load = || boot::load_kernel(&mem, cfg.memory_mib, &cfg.kernel, &image, &cfg.cmdline, initrd.as_deref());
+    let entry = load()?;
+
+    let serial_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(VmmError::EventFd)?;
+    let kbd_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(VmmError::EventFd)?;
+    vm.register_irqfd(&serial_irq, COM1_IRQ).map_err(setup("register_irqfd"))?;
+    vm.register_irqfd(&kbd_irq, I8042_IRQ).map_err(setup("register_irqfd"))?;
+    let devices = Arc::new(Mutex::new(Devices::new(serial_irq, kbd_irq, serial)));
+
+    let base_cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(setup("get_supported_cpuid"))?;
+    // Only a PVH guest can be started at its entry on every vCPU; Linux wakes its APs by SIPI.
+    let smp_entry = cfg.smp_boot == SmpBoot::Entry && entry.pvh;
+    let mut vcpus = Vec::new();
+    for i in 0..cfg.vcpus {
+        let fd = vm.create_vcpu(i as u64).map_err(setup("create_vcpu"))?;
+        fd.set_cpuid2(&vcpu::cpuid_for(&base_cpuid, i, cfg.vcpus)).map_err(setup("set_cpuid2"))?;
+        vcpu::setup_lapic(&fd, i)?;
+        if i == 0 || smp_entry {
+            vcpu::setup_entry(&fd, i, cfg.vcpus, entry, smp_entry)?;
+        }
+        vcpus.push(fd);
+    }
+
+    let listener = match &cfg.control_socket {
+        Some(p) => Some(control::bind(p)?),
+        None => None,
+    };
+    vcpu::install_kick_handler();
+
+    let gate = Arc::new(PauseGate::default());
+    // Every thread must be fully started (its start-up system calls made) before the filter
+    // goes on: `ready` gathers them, `start` then lets the vCPUs run.
+    let with_control = cfg.control_socket.is_some() as usize;
+    let ready = Arc::new(Barrier::new(cfg.vcpus as usize + with_control + 1));
+    let start = Arc::new(Barrier::new(cfg.vcpus as usize + 1));
+    let (tx, rx) = mpsc::channel::<Stop>();
+    let mut threads = Vec::new();
+    for (i, fd) in vcpus.into_iter().enumerate() {
+        let (devices, gate, ready, start, tx) = (devices.clone(), gate.clone(), ready.clone(), start.clone(), tx.clone());
+        let pin = cfg.pin_cpus.get(i).copied();
+        let count = cfg.vcpus;
+        let h = std::thread::Builder::new()
+            .name(format!("vcpu{i}"))
+            .spawn(move || {
+                if let Some(cpu) = pin {
+                    pin_current_thread(cpu);
+                }
+                let dropped = seccomp::drop_capabilities();
+                ready.wait();
+                start.wait();
+                if let Err(e) = dropped {
+                    let _ = tx.send(Stop::Error(vcpu::VcpuError::Setup(e.to_string())));
+                    return;
+                }
+                let boot = vcpu::VcpuBoot { index: i as u8, count, entry, smp_entry };
+                let _ = tx.send(vcpu::run(fd, boot, &devices, &gate, &tx));
+            })
+            .map_err(|source| VmmError::File { path: "thread".into(), source })?;
+        threads.push(h.as_pthread_t());
+    }
+    if let Some(listener) = listener {
+        let ctl = control::Control { gate: gate.clone(), threads: threads.clone(), devices: devices.clone() };
+        let ready = ready.clone();
+        std::thread::Builder::new()
+            .name("control".into())
+            .spawn(move || {
+                let dropped = seccomp::drop_capabilities();
+                ready.wait();
+                match dropped {
+                    Ok(()) => control::serve(listener, ctl),
+                    Err(e) => tracing::error!(error = %e, "control thread keeps its capabilities: not serving"),
+                }
+            })
+            .map_err(|source| VmmError::File { path: "thread".into(), source })?;
+    }
+
+    seccomp::drop_capabilities()?;
+    ready.wait();
+    if cfg.seccomp {
+        seccomp::install()?;
+    }
+    tracing::info!(name = %cfg.name, vcpus = cfg.vcpus, memory_mib = cfg.memory_mib, "machine starting");
+    start.wait();
+
+    // Keep guest memory and the VM alive until the end.
+    let _keep = (&mem, &vm);
+    let mut triple_faults = 0;
+    let result = loop {
+        match rx.recv().unwrap_or(Stop::PowerOff) {
+            Stop::PowerOff => break Ok(Outcome::PowerOff),
+            Stop::Error(e) => break Err(e.into()),
+            Stop::Reset { triple_fault } => {
+                if triple_fault {
+                    triple_faults += 1;
+                    if triple_faults > MAX_TRIPLE_FAULTS {
+                        break Err(VmmError::TripleFault(triple_faults));
+                    }
+                }
+                tracing::info!(triple_fault, "guest reset: rebooting in place");
+                if let Err(e) = gate.pause_all(&threads) {
+                    break Err(VmmError::Reset(e));
+                }
+                devices.lock().unwrap_or_else(|p| p.into_inner()).i8042.clear();
+                if let Err(e) = load() {
+                    break Err(e.into());
+                }
+                gate.epoch.fetch_add(1, Ordering::SeqCst);
+                gate.resetting.store(false, Ordering::SeqCst);
+                gate.resume();
+            }
+        }
+    };
+    if let Ok(mut d) = devices.lock() {
+        let _ = d.serial.writer_mut().flush();
+    }
+    result
+}
+
+fn pin_current_thread(cpu: usize) {
+    // SAFETY: cpu_set_t is plain data; CPU_ZERO/CPU_SET only write inside it, and
+    // sched_setaffinity(0) only affects the calling thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_ZERO(&mut set);
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            tracing::warn!(cpu, error = %std::io::Error::last_os_error(), "cannot pin vCPU thread");
+        }
+    }
+}

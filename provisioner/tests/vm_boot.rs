@@ -1,0 +1,185 @@
+//! The VMM boots the project's test guest on the real /dev/kvm, and the guest reports exactly
+//! the machine it was given: memory map, every page written and read back (checksum), vCPUs.
+
+mod vm_support;
+
+use provisioner::vm::config::{SmpBoot, VmConfig};
+use provisioner::vm::guest::Report;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use vm_support::*;
+
+fn config(dir: &std::path::Path, vcpus: u8, memory_mib: u64, cmdline: &str, seccomp: bool) -> VmConfig {
+    config_smp(dir, vcpus, memory_mib, cmdline, seccomp, SmpBoot::Sipi)
+}
+
+fn config_smp(dir: &std::path::Path, vcpus: u8, memory_mib: u64, cmdline: &str, seccomp: bool, smp_boot: SmpBoot) -> VmConfig {
+    VmConfig {
+        name: "vm-boot-test".into(),
+        vcpus,
+        memory_mib,
+        kernel: test_guest().elf.clone(),
+        cmdline: cmdline.into(),
+        initrd: None,
+        huge_pages: false,
+        smp_boot,
+        pin_cpus: vec![],
+        serial_log: dir.join("serial.log"),
+        serial_stdout: false,
+        control_socket: Some(dir.join("control.sock")),
+        exit_file: Some(dir.join("exit")),
+        cgroup: None,
+        seccomp,
+    }
+}
+
+/// The VMM child, killed if a failing assertion unwinds past it.
+struct Vmm(Child);
+
+impl Drop for Vmm {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(dir: &std::path::Path, cfg: &VmConfig) -> Vmm {
+    let path = dir.join("config.json");
+    std::fs::write(&path, serde_json::to_vec(cfg).unwrap()).unwrap();
+    Command::new(VMM)
+        .args(["vm", "run", "--config"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("vmm.log")).unwrap())
+        .spawn()
+        .map(Vmm)
+        .unwrap()
+}
+
+fn wait(vmm: &mut Vmm, limit: Duration) -> std::process::ExitStatus {
+    let child = &mut vmm.0;
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("VMM still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Boots the guest and checks its report. With `SmpBoot::Sipi` (the default, Linux's way)
+/// the guest wakes its other vCPUs by INIT-SIPI-SIPI through the in-kernel LAPIC; with
+/// `SmpBoot::Entry` the VMM starts them all at the entry.
+fn boot_and_check(vcpus: u8, memory_mib: u64, smp_boot: SmpBoot) {
+    require_kvm();
+    let tmp = scratch("boot");
+    let dir = tmp.path();
+    let cfg = config_smp(dir, vcpus, memory_mib, "", true, smp_boot);
+    let mut child = spawn(dir, &cfg);
+    let status = wait(&mut child, Duration::from_secs(90));
+    let serial = std::fs::read_to_string(dir.join("serial.log")).unwrap_or_default();
+    let log = std::fs::read_to_string(dir.join("vmm.log")).unwrap_or_default();
+    assert!(status.success(), "VMM failed: {status:?}\nserial: {serial}\nlog: {log}");
+    assert_eq!(std::fs::read_to_string(dir.join("exit")).unwrap().trim(), "poweroff");
+    let report = Report::parse(&serial).unwrap_or_else(|| panic!("no report in serial output: {serial}"));
+    let expected = Report::expected(test_guest(), vcpus as u64, memory_mib);
+    assert_eq!(report, expected, "serial: {serial}");
+    assert_eq!(report.top_mib, memory_mib);
+}
+
+#[test]
+fn one_vcpu_64_mib() {
+    boot_and_check(1, 64, SmpBoot::Sipi);
+}
+
+#[test]
+fn two_vcpus_256_mib() {
+    boot_and_check(2, 256, SmpBoot::Sipi);
+}
+
+#[test]
+fn four_vcpus_512_mib() {
+    boot_and_check(4, 512, SmpBoot::Sipi);
+}
+
+#[test]
+fn four_vcpus_128_mib_all_started_at_the_entry() {
+    boot_and_check(4, 128, SmpBoot::Entry);
+}
+
+/// After setup the VMM runs under a seccomp filter: a system call outside it (here: opening a
+/// file, asked for through a debug command) kills the VMM with SIGSYS, and only the VMM.
+/// The same command without the filter succeeds, so the test can tell the difference.
+#[test]
+fn a_forbidden_system_call_kills_the_vmm_only() {
+    require_kvm();
+    for seccomp in [false, true] {
+        let tmp = scratch("seccomp");
+        let dir = tmp.path();
+        let cfg = config(dir, 1, 32, "heartbeat", seccomp);
+        let mut child = spawn(dir, &cfg);
+        let sock = dir.join("control.sock");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while provisioner::vm::control::request(&sock, "status", Duration::from_secs(1)).is_err() {
+            assert!(Instant::now() < deadline, "control socket never answered");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let reply = provisioner::vm::control::request(&sock, "debug-forbidden-syscall", Duration::from_secs(5));
+        if seccomp {
+            assert!(reply.map(|r| r.is_empty()).unwrap_or(true), "the VMM answered after a forbidden call");
+            let status = wait(&mut child, Duration::from_secs(10));
+            assert_eq!(status.signal(), Some(libc::SIGSYS), "{status:?}");
+            let exit = std::fs::read_to_string(dir.join("exit")).unwrap_or_default();
+            assert_eq!(exit, "", "a killed VMM writes no exit reason");
+        } else {
+            assert_eq!(reply.unwrap(), "err the forbidden system call was allowed");
+            assert_eq!(provisioner::vm::control::request(&sock, "shutdown", Duration::from_secs(5)).unwrap(), "ok running");
+            let status = wait(&mut child, Duration::from_secs(30));
+            assert!(status.success(), "{status:?}");
+        }
+        }
+}
+
+/// A guest reset (0xFE to the i8042) reboots the machine in place, vCPUs and all, under the
+/// seccomp filter: the guest reports twice (boot=1, then boot=2, same memory and vCPUs: the
+/// second vCPU went back to wait-for-SIPI and was woken again) and then powers off.
+#[test]
+fn a_guest_reset_reboots_in_place() {
+    require_kvm();
+    let tmp = scratch("reset");
+    let dir = tmp.path();
+    let cfg = config(dir, 2, 64, "reset", true);
+    let mut vmm = spawn(dir, &cfg);
+    let status = wait(&mut vmm, Duration::from_secs(60));
+    let serial = std::fs::read_to_string(dir.join("serial.log")).unwrap_or_default();
+    assert!(status.success(), "{status:?} serial: {serial}");
+    assert!(serial.contains("VESSEL-GUEST reset"), "{serial}");
+    let reports = Report::parse_all(&serial);
+    let first = Report::expected(test_guest(), 2, 64);
+    assert_eq!(reports, vec![first.clone(), Report { boot: 2, ..first }], "{serial}");
+}
+
+/// The bzImage path: a synthetic bzImage (real setup header, tiny protected-mode payload) is
+/// loaded through linux-loader and entered by Linux's 32-bit boot protocol; the payload
+/// reports what it found in the zero page.
+#[test]
+fn a_bzimage_boots_through_the_32_bit_protocol() {
+    require_kvm();
+    let tmp = scratch("bzimage");
+    let dir = tmp.path();
+    let image = provisioner::vm::guest::build_bzimage_stub(&dir.join("img")).unwrap();
+    let mut cfg = config(dir, 1, 64, "console=ttyS0 hello", true);
+    cfg.kernel = image;
+    let mut vmm = spawn(dir, &cfg);
+    let status = wait(&mut vmm, Duration::from_secs(30));
+    let serial = std::fs::read_to_string(dir.join("serial.log")).unwrap_or_default();
+    assert!(status.success(), "{status:?} serial: {serial}");
+    let ram_kib = provisioner::vm::boot::ram_kib(64);
+    assert_eq!(serial, format!("VESSEL-BZIMAGE cs=16 e820=2 ram_kib={ram_kib} cmdline=console=ttyS0 hello\n"));
+}

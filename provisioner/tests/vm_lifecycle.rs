@@ -1,0 +1,166 @@
+//! The KVM runtime on the real kernel: dedicated memory, admission, pause/resume, crash
+//! isolation, graceful stop and adoption by a restarted provisioner.
+
+mod vm_support;
+
+use provisioner::runtime::Runtime;
+use provisioner::vm::cgroup;
+use provisioner::vm::guest::Report;
+use provisioner::vm::runtime::VmError;
+use std::time::{Duration, Instant};
+use vessel_core::admission::HostCapacity;
+use vessel_core::InstanceState;
+use vm_support::*;
+
+/// Guest RAM is the VMM's own from the start (resident, locked), its cgroup is limited to
+/// RAM + overhead, and a second machine that would break the memory rule is refused.
+#[test]
+fn memory_is_dedicated_and_admission_refuses_overcommit() {
+    require_kvm();
+    let host = Host::new(HostCapacity { cpus: 2, memory_mib: 768, disk_gib: 100 });
+    let a = host.launch(kvm_plan(1, 512, 1.0));
+    let pid = pid_of(&a);
+    // Right after start, before the guest has touched anything.
+    let rss = rss_kib(pid);
+    assert!(rss >= 512 * 1024, "VMM resident set {rss} KiB is below the guest's 512 MiB");
+    let limit = cgroup::memory_limit(&host.config.cgroup_parent, &a.spec.id.to_string()).unwrap();
+    assert_eq!(limit, (512 + host.config.memory_overhead_mib) << 20);
+    assert!(cgroup::procs(&host.config.cgroup_parent, &a.spec.id.to_string()).contains(&(pid as u64)));
+    assert_eq!(host.runtime.observe(&a).unwrap(), InstanceState::Running);
+    // Locked down: no capability left in any thread, no new privileges, seccomp on.
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
+        let field = |k: &str| status.lines().find_map(|l| l.strip_prefix(k)).unwrap().trim().to_string();
+        assert_eq!(field("CapEff:"), "0000000000000000", "{status}");
+        assert_eq!(field("CapPrm:"), "0000000000000000", "{status}");
+        assert_eq!(field("NoNewPrivs:"), "1");
+        assert_eq!(field("Seccomp:"), "2");
+    }
+
+    // 512 + 512 > 768: refused, naming memory, and nothing is made for it.
+    let mut b = record(kvm_plan(1, 512, 2.0));
+    host.store.put(&b).unwrap();
+    match host.runtime.create(&mut b) {
+        Err(VmError::Refused(r)) => assert!(r.to_string().contains("memory"), "{r}"),
+        other => panic!("expected a memory refusal, got {other:?}"),
+    }
+    assert!(!host.runtime.dir(&b.spec.id).exists());
+    host.store.remove(&b.spec.id).unwrap();
+
+    // The guest's report (it carries on into its heartbeat) matches the plan exactly.
+    host.wait_ticking(&a);
+    let report = Report::parse(&host.serial(&a)).unwrap();
+    assert_eq!(report, Report::expected(test_guest(), 1, 512));
+    let usage = host.runtime.usage(&a).unwrap();
+    assert!(usage.memory_bytes >= 512 << 20, "{usage:?}");
+}
+
+/// Suspend stops the guest's heartbeat (its vCPUs are parked), resume continues it.
+#[test]
+fn pause_stops_progress_and_resume_continues() {
+    require_kvm();
+    let host = Host::new(HostCapacity { cpus: 2, memory_mib: 1024, disk_gib: 100 });
+    let mut a = host.launch(kvm_plan(2, 64, 2.0));
+    host.wait_ticking(&a);
+
+    host.runtime.suspend(&mut a).unwrap();
+    assert_eq!(host.runtime.observe(&a).unwrap(), InstanceState::Suspended);
+    host.runtime.suspend(&mut a).unwrap(); // idempotent
+    let frozen = host.ticks(&a);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(host.ticks(&a), frozen, "the guest made progress while suspended");
+
+    host.runtime.resume(&mut a).unwrap();
+    assert_eq!(host.runtime.observe(&a).unwrap(), InstanceState::Running);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while host.ticks(&a) <= frozen + 1 {
+        assert!(Instant::now() < deadline, "no progress after resume");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // A suspended machine still stops cleanly (it is resumed first to hear the request).
+    host.runtime.suspend(&mut a).unwrap();
+    host.runtime.stop(&mut a).unwrap();
+    assert_eq!(host.runtime.observe(&a).unwrap(), InstanceState::Stopped);
+    assert!(host.serial(&a).contains("VESSEL-GUEST shutdown requested"), "not a clean power-off");
+}
+
+/// kill -9 of one VMM: that machine is Crashed, its neighbour runs on; a restarted
+/// provisioner adopts the live one and cleans up the dead one; stop powers off cleanly.
+#[test]
+fn kill_9_crashes_one_machine_only_and_adoption_sorts_them_out() {
+    require_kvm();
+    let host = Host::new(HostCapacity { cpus: 2, memory_mib: 1024, disk_gib: 100 });
+    let mut a = host.launch(kvm_plan(1, 64, 1.0));
+    let mut b = host.launch(kvm_plan(1, 64, 2.0));
+    host.wait_ticking(&a);
+    host.wait_ticking(&b);
+    // a's core is its own: b floats on the others.
+    let parent = &host.config.cgroup_parent;
+    let a_core = serde_json::from_value::<provisioner::vm::runtime::VmFacts>(a.runtime.clone()).unwrap().pinned_cpus;
+    assert_eq!(a_core.len(), 1);
+    assert_eq!(cgroup::cpus(parent, &a.spec.id.to_string()).unwrap(), a_core[0].to_string());
+    let others: Vec<String> = host.config.pinnable_cpus.iter().filter(|c| **c != a_core[0]).map(|c| c.to_string()).collect();
+    assert!(!others.is_empty(), "this test needs a host with at least 2 CPUs");
+    let b_cores = cgroup::cpus(parent, &b.spec.id.to_string()).unwrap();
+    let on = |list: &str, core: usize| {
+        list.split(',').any(|r| match r.split_once('-') {
+            Some((lo, hi)) => (lo.parse().unwrap()..=hi.parse().unwrap()).contains(&core),
+            None => r.parse::<usize>().unwrap() == core,
+        })
+    };
+    assert!(!on(&b_cores, a_core[0]), "floating b on pinned core {}: {b_cores}", a_core[0]);
+    host.runtime.start(&mut b).unwrap(); // idempotent: same VMM
+    assert_eq!(pid_of(&b), pid_of(&host.store.get(&b.spec.id).unwrap().unwrap()));
+
+    // SAFETY: sending SIGKILL to the VMM child this test started.
+    unsafe { libc::kill(pid_of(&a), libc::SIGKILL) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while host.runtime.observe(&a).unwrap() != InstanceState::Crashed {
+        assert!(Instant::now() < deadline, "killed machine never observed as crashed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = host.ticks(&b);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while host.ticks(&b) <= before + 1 {
+        assert!(Instant::now() < deadline, "the neighbour stopped making progress");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(host.runtime.observe(&b).unwrap(), InstanceState::Running);
+
+    // A provisioner that died between spawning b's VMM and recording its pid: the record
+    // has no pid, but the VMM is in b's cgroup.
+    let b_pid = pid_of(&b);
+    let mut unrecorded = host.store.get(&b.spec.id).unwrap().unwrap();
+    unrecorded.runtime = serde_json::Value::Null;
+    host.store.put(&unrecorded).unwrap();
+
+    // A restarted provisioner: the dead machine is cleaned up and stays Crashed, the live
+    // one is found running.
+    let restarted = host.restarted();
+    let mut states = restarted.adopt().unwrap();
+    states.sort_by_key(|s| s.0);
+    let mut expected = vec![(a.spec.id, InstanceState::Crashed), (b.spec.id, InstanceState::Running)];
+    expected.sort_by_key(|s| s.0);
+    assert_eq!(states, expected);
+    assert!(cgroup::procs(&host.config.cgroup_parent, &a.spec.id.to_string()).is_empty());
+    a = host.store.get(&a.spec.id).unwrap().unwrap();
+    assert_eq!(restarted.observe(&a).unwrap(), InstanceState::Crashed);
+    assert_eq!(pid_of(&host.store.get(&b.spec.id).unwrap().unwrap()), b_pid, "b's VMM found through its cgroup");
+
+    // Start the crashed one again, then stop both cleanly.
+    restarted.start(&mut a).unwrap();
+    assert_eq!(restarted.observe(&a).unwrap(), InstanceState::Running);
+    b = host.store.get(&b.spec.id).unwrap().unwrap();
+    let t = Instant::now();
+    restarted.stop(&mut b).unwrap();
+    assert!(t.elapsed() < host.config.stop_timeout, "stop had to kill: the guest ignored the request");
+    assert_eq!(std::fs::read_to_string(host.runtime.dir(&b.spec.id).join("exit")).unwrap().trim(), "poweroff");
+    restarted.stop(&mut b).unwrap(); // idempotent
+    assert_eq!(restarted.observe(&b).unwrap(), InstanceState::Stopped);
+
+    restarted.destroy(&mut a).unwrap();
+    restarted.destroy(&mut a).unwrap(); // idempotent
+    assert!(!host.runtime.dir(&a.spec.id).exists());
+    assert!(cgroup::procs(&host.config.cgroup_parent, &a.spec.id.to_string()).is_empty());
+}
