@@ -42,6 +42,10 @@ pub enum AuthError {
     BadToken,
     #[error("a display name is at most 100 characters")]
     NameTooLong,
+    #[error("a country is a two-letter ISO code such as DE or FR (or empty)")]
+    BadCountry,
+    #[error("{0:?} is not a time zone; use a name such as Europe/Berlin or UTC")]
+    BadTimeZone(String),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
     #[error("outbox: {0}")]
@@ -56,6 +60,8 @@ impl AuthError {
             AuthError::Account(AccountError::PasswordTooShort) => Some("password"),
             AuthError::BadTotpCode => Some("code"),
             AuthError::NameTooLong => Some("name"),
+            AuthError::BadCountry => Some("country"),
+            AuthError::BadTimeZone(_) => Some("time_zone"),
             _ => None,
         }
     }
@@ -81,6 +87,36 @@ pub struct SignUp<'a> {
     pub email: &'a str,
     pub password: &'a str,
     pub name: &'a str,
+    /// ISO 3166-1 alpha-2, for the tax rate; empty if not given.
+    pub country: &'a str,
+}
+
+/// "de" → Some("DE"); "" → None.
+pub fn parse_country(s: &str) -> Result<Option<String>, AuthError> {
+    let c = s.trim().to_uppercase();
+    if c.is_empty() {
+        return Ok(None);
+    }
+    if c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(Some(c))
+    } else {
+        Err(AuthError::BadCountry)
+    }
+}
+
+/// Name, country and time zone (display only: everything is stored in UTC).
+pub async fn update_profile(pool: &PgPool, account: Uuid, name: &str, country: &str, time_zone: &str) -> Result<(), AuthError> {
+    let name = name.trim();
+    if name.chars().count() > 100 {
+        return Err(AuthError::NameTooLong);
+    }
+    let country = parse_country(country)?;
+    let tz = time_zone.trim();
+    if tz.parse::<chrono_tz::Tz>().is_err() {
+        return Err(AuthError::BadTimeZone(tz.to_string()));
+    }
+    sql::set_profile(pool, account, name, country.as_deref(), tz).await?;
+    Ok(())
 }
 
 /// Creates a customer awaiting verification and queues the verification mail in the same
@@ -93,9 +129,10 @@ pub async fn sign_up(pool: &PgPool, base_url: &str, s: SignUp<'_>) -> Result<Opt
     if name.chars().count() > 100 {
         return Err(AuthError::NameTooLong);
     }
+    let country = parse_country(s.country)?;
     let hash = hash_password(&password);
     let mut tx = pool.begin().await?;
-    let Some(id) = sql::insert_customer(&mut tx, email.as_str(), &hash, name, "EUR", None).await? else {
+    let Some(id) = sql::insert_customer(&mut tx, email.as_str(), &hash, name, "EUR", country.as_deref()).await? else {
         tx.rollback().await?;
         tracing::info!(%email, "sign-up for an address already registered: nothing created");
         return Ok(None);

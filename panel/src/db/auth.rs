@@ -79,6 +79,21 @@ pub async fn set_password(tx: &mut Tx<'_>, account: Uuid, hash: &str) -> Result<
     Ok(())
 }
 
+pub async fn set_profile(pool: &PgPool, account: Uuid, name: &str, country: Option<&str>, time_zone: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE accounts SET display_name = $2, country = $3, time_zone = $4 WHERE id = $1")
+        .bind(account)
+        .bind(name)
+        .bind(country)
+        .bind(time_zone)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn country_of(pool: &PgPool, account: Uuid) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT country FROM accounts WHERE id = $1").bind(account).fetch_one(pool).await
+}
+
 /// Stores a new (not yet enabled) TOTP secret; enrolment starts over.
 pub async fn set_totp_secret(pool: &PgPool, account: Uuid, secret: &str) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE accounts SET totp_secret = $2, totp_enabled_at = NULL WHERE id = $1")

@@ -14,18 +14,20 @@ use serde::Deserialize;
 use sqlx::PgPool;
 
 /// What the layout needs on every page.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Ctx {
     pub email: Option<String>,
     pub is_admin: bool,
     pub is_customer: bool,
     pub csrf: String,
     pub notice: Option<String>,
+    /// The visitor's time zone: times are stored in UTC and shown in it.
+    pub tz: chrono_tz::Tz,
 }
 
 impl Ctx {
     pub fn anonymous() -> Self {
-        Self::default()
+        Ctx { email: None, is_admin: false, is_customer: false, csrf: String::new(), notice: None, tz: chrono_tz::UTC }
     }
     pub fn of(s: &Session) -> Self {
         Ctx {
@@ -34,7 +36,12 @@ impl Ctx {
             is_customer: s.is_customer(),
             csrf: s.csrf.clone(),
             notice: None,
+            tz: s.account.as_ref().and_then(|a| a.time_zone.parse().ok()).unwrap_or(chrono_tz::UTC),
         }
+    }
+    /// A moment in the visitor's time zone, e.g. "2026-11-25 15:04 CET".
+    pub fn when(&self, t: &chrono::DateTime<chrono::Utc>) -> String {
+        t.with_timezone(&self.tz).format("%Y-%m-%d %H:%M %Z").to_string()
     }
     /// With a fixed message chosen by code (never text from the URL).
     pub fn with_notice(mut self, done: Option<&str>) -> Self {
@@ -98,7 +105,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(account_show)
         .service(totp_begin)
         .service(totp_confirm)
-        .service(totp_disable);
+        .service(totp_disable)
+        .service(profile);
 }
 
 #[derive(Deserialize)]
@@ -135,6 +143,7 @@ struct SignupPage {
     ctx: Ctx,
     email: String,
     name: String,
+    country: String,
     error: Option<String>,
 }
 
@@ -148,7 +157,7 @@ pub struct MessagePage {
 
 #[get("/signup")]
 async fn signup_form(session: Session) -> Result<HttpResponse, WebError> {
-    ok(&SignupPage { ctx: Ctx::of(&session), email: String::new(), name: String::new(), error: None })
+    ok(&SignupPage { ctx: Ctx::of(&session), email: String::new(), name: String::new(), country: String::new(), error: None })
 }
 
 #[derive(Deserialize)]
@@ -157,6 +166,8 @@ struct SignupForm {
     password: String,
     #[serde(default)]
     name: String,
+    #[serde(default)]
+    country: String,
 }
 
 #[post("/signup")]
@@ -167,7 +178,7 @@ async fn signup(
     settings: web::Data<Settings>,
 ) -> Result<HttpResponse, WebError> {
     let f = form.0;
-    let r = auth::sign_up(&pool, &settings.http.base_url, auth::SignUp { email: &f.email, password: &f.password, name: &f.name }).await;
+    let r = auth::sign_up(&pool, &settings.http.base_url, auth::SignUp { email: &f.email, password: &f.password, name: &f.name, country: &f.country }).await;
     match r {
         Ok(_) => ok(&MessagePage {
             ctx: Ctx::of(&session),
@@ -179,7 +190,7 @@ async fn signup(
             ),
         }),
         Err(e) if e.is_user_error() => {
-            invalid(&SignupPage { ctx: Ctx::of(&session), email: f.email, name: f.name, error: Some(e.to_string()) })
+            invalid(&SignupPage { ctx: Ctx::of(&session), email: f.email, name: f.name, country: f.country, error: Some(e.to_string()) })
         }
         Err(e) => Err(WebError::internal(e)),
     }
@@ -410,6 +421,8 @@ struct AccountPage {
     ctx: Ctx,
     name: String,
     email: String,
+    country: String,
+    time_zone: String,
     totp_enabled: bool,
     /// An enrolment in progress: (secret, otpauth URL).
     enrolling: Option<(String, String)>,
@@ -433,6 +446,8 @@ async fn account_page(
         ctx: Ctx::of(&c.session).with_notice(done),
         name: a.display_name.clone(),
         email: a.email.clone(),
+        country: crate::db::auth::country_of(pool, a.id).await?.unwrap_or_default(),
+        time_zone: a.time_zone.clone(),
         totp_enabled: a.totp_enabled_at.is_some(),
         enrolling,
         credit,
@@ -471,6 +486,25 @@ async fn totp_confirm(c: CurrentCustomer, f: CsrfForm<CodeForm>, pool: web::Data
 async fn totp_disable(c: CurrentCustomer, f: CsrfForm<CodeForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
     match auth::disable_totp(&pool, c.account.id, &f.0.code).await {
         Ok(()) => Ok(see_other("/account?done=totp_off")),
+        Err(e) if e.is_user_error() => invalid(&account_page(&c, &pool, None, Some(e.to_string())).await?),
+        Err(e) => Err(WebError::internal(e)),
+    }
+}
+
+#[derive(Deserialize)]
+struct ProfileForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    country: String,
+    #[serde(default)]
+    time_zone: String,
+}
+
+#[post("/account/details")]
+async fn profile(c: CurrentCustomer, f: CsrfForm<ProfileForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    match auth::update_profile(&pool, c.account.id, &f.0.name, &f.0.country, &f.0.time_zone).await {
+        Ok(()) => Ok(see_other("/account?done=saved")),
         Err(e) if e.is_user_error() => invalid(&account_page(&c, &pool, None, Some(e.to_string())).await?),
         Err(e) => Err(WebError::internal(e)),
     }

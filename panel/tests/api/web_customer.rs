@@ -202,6 +202,7 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
         ("/reset", "/reset".into(), &anon, vec![("email", "ana@example.com".into())]),
         ("/reset/{token}", "/reset/sometoken".into(), &anon, vec![("password", "a brand new password".into())]),
         ("/verify/{token}", "/verify/sometoken".into(), &anon, vec![]),
+        ("/account/details", "/account/details".into(), &ana, vec![("name", "Eve".into()), ("country", "DE".into()), ("time_zone", "UTC".into())]),
         ("/account/totp/begin", "/account/totp/begin".into(), &ana, vec![]),
         ("/account/totp/confirm", "/account/totp/confirm".into(), &ana, vec![("code", "123456".into())]),
         ("/account/totp/disable", "/account/totp/disable".into(), &ana, vec![("code", "123456".into())]),
@@ -265,4 +266,25 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
     // And the sessions still work: the refusals did not log anyone out.
     let (s, _) = app.get(&ana, "/account").await;
     assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn country_sets_the_tax_and_the_time_zone_only_the_display() {
+    let app = crate::helpers::spawn_web_app().await;
+    let admin = app.admin("root@example.com").await;
+    let c = app.customer("de@example.com").await;
+    let (s, _, body) = app.submit(&c, "/account", "/account/details", &[("name", "Dora"), ("country", "Germany"), ("time_zone", "UTC")]).await;
+    assert_eq!(s, 422);
+    assert!(body.contains("two-letter ISO code"), "{body}");
+    let (s, _, body) = app.submit(&c, "/account", "/account/details", &[("name", "Dora"), ("country", "de"), ("time_zone", "Mars/Olympus")]).await;
+    assert_eq!(s, 422);
+    assert!(body.contains("is not a time zone"), "{body}");
+    let (s, _, _) = app.submit(&c, "/account", "/account/details", &[("name", "Dora"), ("country", "de"), ("time_zone", "Asia/Tokyo")]).await;
+    assert_eq!(s, 303);
+    add_credit(&app, &admin, "de@example.com", "20", "bank-de").await;
+    let b = order_and_pay(&app, &c, "tokyo.example.com").await;
+    let (_, inv) = app.get(&c, &format!("/invoices/{}", b.invoice)).await;
+    assert!(inv.contains("19.00 %") && inv.contains("3.57 EUR"), "German VAT on 3.00 EUR: {inv}");
+    let (_, server) = app.get(&c, &format!("/servers/{}", b.server)).await;
+    assert!(server.contains(" JST"), "times shown in the customer's zone: {server}");
 }
