@@ -30,7 +30,7 @@ pub enum AuthError {
     Account(#[from] AccountError),
     #[error("the email address or the password is wrong")]
     BadCredentials,
-    #[error("please confirm your email address first: follow the link we mailed you")]
+    #[error("please confirm your email address first: follow the link we mailed you (expired? \"Forgot your password?\" mails a new link that also confirms it)")]
     NotVerified,
     #[error("this account is suspended or closed; contact support")]
     Suspended,
@@ -69,6 +69,26 @@ impl AuthError {
     pub fn is_user_error(&self) -> bool {
         !matches!(self, AuthError::Db(_) | AuthError::Outbox(_))
     }
+}
+
+/// Removes expired sessions and tokens and stale log-in failures (safe to run anywhere, any
+/// number of times).
+pub async fn prune(pool: &PgPool) -> Result<u64, AuthError> {
+    Ok(sql::prune(pool, WINDOW_SECS).await?)
+}
+
+/// Runs [`prune`] every `every` until the process ends.
+pub fn spawn_housekeeping(pool: PgPool, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match prune(&pool).await {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "sign-in housekeeping"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "sign-in housekeeping failed"),
+            }
+            tokio::time::sleep(every).await;
+        }
+    })
 }
 
 /// A random 256-bit token for a cookie or a link, URL-safe.

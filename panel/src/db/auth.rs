@@ -158,8 +158,20 @@ pub async fn delete_sessions_of(tx: &mut Tx<'_>, account: Uuid) -> Result<(), sq
     Ok(())
 }
 
-pub async fn delete_expired_sessions(pool: &PgPool) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query("DELETE FROM sessions WHERE expires_at <= now()").execute(pool).await?.rows_affected())
+/// Forgets what can no longer matter: expired sessions, tokens expired or used a day ago,
+/// failures older than the rate-limit window. Returns the rows removed.
+pub async fn prune(pool: &PgPool, window_secs: i64) -> Result<u64, sqlx::Error> {
+    let mut n = sqlx::query("DELETE FROM sessions WHERE expires_at <= now()").execute(pool).await?.rows_affected();
+    n += sqlx::query("DELETE FROM account_tokens WHERE expires_at <= now() - interval '1 day' OR used_at <= now() - interval '1 day'")
+        .execute(pool)
+        .await?
+        .rows_affected();
+    n += sqlx::query("DELETE FROM login_failures WHERE at <= now() - make_interval(secs => $1)")
+        .bind(window_secs as f64)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    Ok(n)
 }
 
 // ------------------------------------------------------------------ mailed tokens

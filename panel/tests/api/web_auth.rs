@@ -222,3 +222,61 @@ async fn the_outbox_worker_retries_with_backoff_when_smtp_is_down() {
     assert!(m.text().contains("2026-000007"));
     assert_eq!(sink.mails().len(), 1);
 }
+
+#[tokio::test]
+async fn housekeeping_forgets_expired_sign_in_state_only() {
+    let pool = crate::helpers::fresh_pool().await;
+    let id: uuid::Uuid = sqlx::query_scalar("INSERT INTO accounts (role, email) VALUES ('customer', 'h@example.com') RETURNING id")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let hex = |c: char| c.to_string().repeat(64);
+    for (t, expires) in [(hex('a'), "now() - interval '1 minute'"), (hex('b'), "now() + interval '1 hour'")] {
+        sqlx::query(&format!("INSERT INTO sessions (token_sha256, account_id, expires_at) VALUES ($1, $2, {expires})"))
+            .bind(t).bind(id).execute(&pool).await.unwrap();
+    }
+    for (t, created, expires, used) in [
+        (hex('c'), "now() - interval '3 days'", "now() - interval '2 days'", "NULL"),
+        (hex('d'), "now() - interval '1 hour'", "now() + interval '1 hour'", "NULL"),
+        (hex('e'), "now() - interval '3 days'", "now() + interval '1 hour'", "now() - interval '2 days'"),
+    ] {
+        sqlx::query(&format!(
+            "INSERT INTO account_tokens (token_sha256, account_id, purpose, created_at, expires_at, used_at) VALUES ($1, $2, 'verify_email', {created}, {expires}, {used})"
+        ))
+        .bind(t).bind(id).execute(&pool).await.unwrap();
+    }
+    sqlx::query("INSERT INTO login_failures (scope, key, at) VALUES ('account', 'h@example.com', now() - interval '1 hour'), ('account', 'h@example.com', now())")
+        .execute(&pool).await.unwrap();
+    assert_eq!(panel::auth::prune(&pool).await.unwrap(), 4);
+    assert_eq!(panel::auth::prune(&pool).await.unwrap(), 0, "idempotent");
+    let left: (i64, i64, i64) = sqlx::query_as("SELECT (SELECT count(*) FROM sessions), (SELECT count(*) FROM account_tokens), (SELECT count(*) FROM login_failures)")
+        .fetch_one(&pool).await.unwrap();
+    assert_eq!(left, (1, 1, 1));
+}
+
+#[tokio::test]
+async fn two_outbox_workers_never_send_one_mail_twice() {
+    let pool = crate::helpers::fresh_pool().await;
+    let mut tx = pool.begin().await.unwrap();
+    for i in 0..30 {
+        let to = panel::accounts::Email::parse(&format!("m{i}@example.com")).unwrap();
+        panel::outbox::enqueue(&mut tx, &to, "payment_received", serde_json::json!({"amount_minor": 100, "currency": "EUR"}), None).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let sink = crate::smtp::SmtpSink::start().await;
+    let mut s = panel::config::Settings::load(None).unwrap().smtp;
+    s.port = sink.port;
+    let mailer = panel::email::Mailer::new(&s).unwrap();
+    let (a, b) = tokio::join!(
+        async { let mut n = 0; for _ in 0..10 { n += panel::email::deliver_due(&pool, &mailer, 4).await.unwrap(); } n },
+        async { let mut n = 0; for _ in 0..10 { n += panel::email::deliver_due(&pool, &mailer, 4).await.unwrap(); } n },
+    );
+    assert_eq!(a + b, 30);
+    let mails = sink.mails();
+    assert_eq!(mails.len(), 30);
+    let mut to: Vec<String> = mails.iter().flat_map(|m| m.to.clone()).collect();
+    to.sort();
+    to.dedup();
+    assert_eq!(to.len(), 30, "every mail once");
+    assert!(mails[0].subject().contains("1.00 EUR"), "{}", mails[0].subject());
+}
