@@ -71,8 +71,13 @@ impl Application {
                 .app_data(clock.clone())
                 .app_data(shared_settings.clone())
                 .app_data(web::FormConfig::default().limit(64 * 1024))
+                // A malformed id in a path is "not found"; a malformed query is a bad form:
+                // pages, never actix's bare error bodies.
+                .app_data(web::PathConfig::default().error_handler(|_, _| crate::web::error::WebError::NotFound.into()))
+                .app_data(web::QueryConfig::default().error_handler(|e, _| crate::web::error::WebError::BadForm(e.to_string()).into()))
                 .configure(crate::routes::configure)
                 .configure(crate::web::configure)
+                .default_service(web::to(crate::web::not_found))
         })
         .listen(listener)
         .map_err(|source| StartupError::Listen { addr, source })?

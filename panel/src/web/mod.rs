@@ -35,6 +35,11 @@ async fn stylesheet() -> HttpResponse {
         .body(CSS)
 }
 
+/// Any path no route knows: the same 404 page as a missing record.
+pub async fn not_found() -> Result<HttpResponse, error::WebError> {
+    Err(error::WebError::NotFound)
+}
+
 /// Sets the session cookie when a request minted a token (a new visitor, a log-in, a
 /// log-out), and the headers every page should carry.
 pub async fn session_cookies(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {

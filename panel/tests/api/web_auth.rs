@@ -64,6 +64,12 @@ async fn bad_sign_up_input_is_shown_on_the_form_not_a_500() {
     let (s, _, body) = app.submit(&c, "/signup", "/signup", &[("email", "bo@example.com"), ("password", "short")]).await;
     assert_eq!(s, 422);
     assert!(body.contains("at least 12 characters"), "{body}");
+    // Unknown paths and malformed ids are the 404 page.
+    for p in ["/nothing-here", "/static/nope.css"] {
+        let (s, body) = app.get(&c, p).await;
+        assert_eq!(s, 404, "{p}");
+        assert!(body.contains("There is nothing here"), "{p}: {body}");
+    }
     // A form missing a field entirely is a 400 page, not a 500.
     let (s, _, body) = app.submit(&c, "/signup", "/signup", &[("email", "bo@example.com")]).await;
     assert_eq!(s, 400, "{body}");

@@ -167,9 +167,12 @@ async fn another_customer_gets_404_for_every_page_and_action() {
         let (s, _, _) = app.post(&bob, &path, &f).await;
         assert_eq!(s, 404, "{path}");
     }
-    // An unknown id is the same 404 as another's.
-    let (s, _) = app.get(&bob, &format!("/invoices/{}", Uuid::new_v4())).await;
-    assert_eq!(s, 404);
+    // An unknown or malformed id is the same 404 as another's.
+    for p in [format!("/invoices/{}", Uuid::new_v4()), "/servers/not-a-uuid".into(), "/invoices/123/print".into(), "/orders/x".into()] {
+        let (s, body) = app.get(&bob, &p).await;
+        assert_eq!(s, 404, "{p}");
+        assert!(body.contains("There is nothing here"), "{p}: {body}");
+    }
     assert_eq!(fingerprint(&app.pool).await, before, "refused actions changed nothing");
 }
 
