@@ -30,7 +30,7 @@ pub enum AuthError {
     Account(#[from] AccountError),
     #[error("the email address or the password is wrong")]
     BadCredentials,
-    #[error("please confirm your email address first: follow the link we mailed you (expired? \"Forgot your password?\" mails a new link that also confirms it)")]
+    #[error("please confirm your email address first: follow the link we mailed you, or have a new one sent below")]
     NotVerified,
     #[error("this account is suspended or closed; contact support")]
     Suspended,
@@ -166,6 +166,26 @@ pub async fn sign_up(pool: &PgPool, base_url: &str, s: SignUp<'_>) -> Result<Opt
     tx.commit().await?;
     tracing::info!(account = %id, "customer signed up; verification mail queued");
     Ok(Some(id))
+}
+
+/// Mails a fresh verification link to an account still awaiting verification (older links
+/// stop working). The answer is the same for any address.
+pub async fn resend_verification(pool: &PgPool, base_url: &str, email: &str) -> Result<(), AuthError> {
+    let Ok(email) = Email::parse(email) else { return Ok(()) };
+    let Some(a) = sql::account_by_email(pool, email.as_str()).await? else { return Ok(()) };
+    if a.status != "pending_verification" {
+        return Ok(());
+    }
+    let token = new_token();
+    let mut tx = pool.begin().await?;
+    sql::retire_tokens(&mut tx, a.id, "verify_email").await?;
+    sql::insert_token(&mut tx, &token_hash(&token), a.id, "verify_email", Utc::now() + Duration::hours(VERIFY_TTL_HOURS)).await?;
+    let link = format!("{}/verify/{token}", base_url.trim_end_matches('/'));
+    crate::outbox::enqueue(&mut tx, &email, "verify_email", serde_json::json!({ "link": link, "name": a.display_name }), None)
+        .await
+        .map_err(|e| AuthError::Outbox(e.to_string()))?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Confirms the address behind a verification link (once).

@@ -91,6 +91,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(catalogue_page)
         .service(signup_form)
         .service(signup)
+        .service(verify_resend)
         .service(verify_form)
         .service(verify)
         .service(login_form)
@@ -224,6 +225,21 @@ async fn verify_form(session: Session, token: web::Path<String>, pool: web::Data
     })
 }
 
+#[post("/verify/resend")]
+async fn verify_resend(
+    session: Session,
+    form: CsrfForm<EmailForm>,
+    pool: web::Data<PgPool>,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, WebError> {
+    auth::resend_verification(&pool, &settings.http.base_url, &form.0.email).await.map_err(WebError::internal)?;
+    ok(&MessagePage {
+        ctx: Ctx::of(&session),
+        heading: "Check your email".into(),
+        message: "If that address has an account awaiting confirmation, we mailed it a new link. Earlier links no longer work.".into(),
+    })
+}
+
 #[post("/verify/{token}")]
 async fn verify(
     session: Session,
@@ -249,6 +265,8 @@ struct LoginPage {
     email: String,
     next: String,
     error: Option<String>,
+    /// Offer to mail a new verification link.
+    resend: bool,
 }
 
 #[get("/login")]
@@ -258,6 +276,7 @@ async fn login_form(session: Session, q: web::Query<Done>) -> Result<HttpRespons
         email: String::new(),
         next: safe_next(q.next.as_deref()).unwrap_or_default(),
         error: None,
+        resend: false,
     })
 }
 
@@ -289,7 +308,8 @@ async fn login(req: HttpRequest, session: Session, form: CsrfForm<LoginForm>, po
                 AuthError::RateLimited { .. } => actix_web::http::StatusCode::TOO_MANY_REQUESTS,
                 _ => actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
             };
-            html(status, &LoginPage { ctx: Ctx::of(&session), email: f.email, next: f.next, error: Some(e.to_string()) })
+            let resend = matches!(e, AuthError::NotVerified);
+            html(status, &LoginPage { ctx: Ctx::of(&session), email: f.email, next: f.next, error: Some(e.to_string()), resend })
         }
         Err(e) => Err(WebError::internal(e)),
     }

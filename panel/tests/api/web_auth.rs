@@ -17,7 +17,20 @@ async fn sign_up_verify_log_in_and_out() {
     assert_eq!(s, 422);
     assert!(body.contains("confirm your email address first"), "{body}");
 
-    let mail = app.smtp.wait_for("ana@example.com", "Confirm your email").await;
+    assert!(body.contains("id=\"resend\""), "offers a new link: {body}");
+    let first = app.smtp.wait_for("ana@example.com", "Confirm your email").await;
+    let first_path = first.link("/verify/").unwrap().strip_prefix(&app.address).unwrap().to_string();
+    // A new link replaces the first one.
+    let (s, _, body) = app.submit(&c, "/login", "/verify/resend", &[("email", "ana@example.com")]).await;
+    assert_eq!(s, 200, "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while app.smtp.mails().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no second mail");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (s, _) = app.get(&c, &first_path).await;
+    assert_eq!(s, 422, "the first link no longer works");
+    let mail = app.smtp.mails().pop().unwrap();
     let link = mail.link("/verify/").unwrap();
     let path = link.strip_prefix(&app.address).unwrap().to_string();
     // Opening the link does not use it (mail scanners); the button does, once.

@@ -205,6 +205,7 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
         ("/reset", "/reset".into(), &anon, vec![("email", "ana@example.com".into())]),
         ("/reset/{token}", "/reset/sometoken".into(), &anon, vec![("password", "a brand new password".into())]),
         ("/verify/{token}", "/verify/sometoken".into(), &anon, vec![]),
+        ("/verify/resend", "/verify/resend".into(), &anon, vec![("email", "ana@example.com".into())]),
         ("/account/details", "/account/details".into(), &ana, vec![("name", "Eve".into()), ("country", "DE".into()), ("time_zone", "UTC".into())]),
         ("/account/totp/begin", "/account/totp/begin".into(), &ana, vec![]),
         ("/account/totp/confirm", "/account/totp/confirm".into(), &ana, vec![("code", "123456".into())]),
