@@ -1,10 +1,9 @@
-//! A real SMTP server for tests: it speaks enough SMTP (EHLO/HELO, MAIL, RCPT, DATA, RSET,
-//! NOOP, QUIT) over TCP for lettre to deliver to it, and keeps every message it accepts.
+//! A real SMTP server for tests: PyPI's aiosmtpd (installed with pip when missing), started
+//! by each test on a free port with a maildir of its own; the test reads what it received.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpListener;
+use std::process::{Command, Stdio};
 
 #[derive(Clone, Debug)]
 pub struct Mail {
@@ -15,7 +14,7 @@ pub struct Mail {
 impl Mail {
     /// The message with quoted-printable soft breaks and `=3D` undone (enough for links).
     pub fn text(&self) -> String {
-        self.data.replace("=\r\n", "").replace("=3D", "=")
+        self.data.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=")
     }
     pub fn subject(&self) -> String {
         self.data.lines().find_map(|l| l.strip_prefix("Subject: ")).unwrap_or_default().to_string()
@@ -29,76 +28,82 @@ impl Mail {
     }
 }
 
+/// The Python SMTP server, killed (by its own pid) when the last handle goes.
+struct Process(std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[derive(Clone)]
 pub struct SmtpSink {
     pub port: u16,
-    mails: Arc<Mutex<Vec<Mail>>>,
+    maildir: Arc<tempfile::TempDir>,
+    _server: Arc<Mutex<Process>>,
+}
+
+/// Installs aiosmtpd from PyPI if this machine lacks it (once per test process).
+fn ensure_aiosmtpd() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let have = Command::new("python3").args(["-c", "import aiosmtpd"]).stderr(Stdio::null()).status();
+        assert!(have.is_ok(), "the mail tests need python3 (for the aiosmtpd SMTP server)");
+        if !have.unwrap().success() {
+            eprintln!("installing aiosmtpd from PyPI for the mail tests");
+            let ok = Command::new("python3").args(["-m", "pip", "install", "--quiet", "aiosmtpd"]).status();
+            assert!(ok.is_ok_and(|s| s.success()), "pip install aiosmtpd failed; the mail tests need it");
+        }
+    });
 }
 
 impl SmtpSink {
+    /// aiosmtpd (PyPI's SMTP server) on a free loopback port, storing what it accepts in a
+    /// maildir of this test's own.
     pub async fn start() -> SmtpSink {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let mails: Arc<Mutex<Vec<Mail>>> = Arc::default();
-        let store = mails.clone();
-        tokio::spawn(async move {
-            while let Ok((sock, _)) = listener.accept().await {
-                let store = store.clone();
-                tokio::spawn(async move {
-                    let (r, mut w) = sock.into_split();
-                    let mut r = BufReader::new(r);
-                    let _ = w.write_all(b"220 sink ESMTP\r\n").await;
-                    let mut to = Vec::new();
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
-                            return;
-                        }
-                        let cmd = line.trim_end().to_ascii_uppercase();
-                        let reply: &[u8] = if cmd.starts_with("EHLO") {
-                            b"250-sink\r\n250 8BITMIME\r\n"
-                        } else if cmd.starts_with("HELO") || cmd.starts_with("MAIL") || cmd.starts_with("NOOP") {
-                            b"250 OK\r\n"
-                        } else if cmd.starts_with("RSET") {
-                            to.clear();
-                            b"250 OK\r\n"
-                        } else if cmd.starts_with("RCPT") {
-                            to.push(line.trim_end()[8..].trim().trim_matches(['<', '>']).to_string());
-                            b"250 OK\r\n"
-                        } else if cmd == "DATA" {
-                            let _ = w.write_all(b"354 go ahead\r\n").await;
-                            let mut data = String::new();
-                            loop {
-                                line.clear();
-                                if r.read_line(&mut line).await.unwrap_or(0) == 0 {
-                                    return;
-                                }
-                                if line == ".\r\n" || line == ".\n" {
-                                    break;
-                                }
-                                data.push_str(line.strip_prefix('.').filter(|_| line.starts_with("..")).unwrap_or(&line));
-                            }
-                            store.lock().unwrap().push(Mail { to: std::mem::take(&mut to), data });
-                            b"250 queued\r\n"
-                        } else if cmd == "QUIT" {
-                            let _ = w.write_all(b"221 bye\r\n").await;
-                            return;
-                        } else {
-                            b"502 not implemented\r\n"
-                        };
-                        if w.write_all(reply).await.is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        SmtpSink { port, mails }
+        ensure_aiosmtpd();
+        let maildir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(maildir.path().join("mail"))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("python3 -m aiosmtpd starts");
+        let server = Process(child);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(tokio::time::Instant::now() < deadline, "aiosmtpd did not listen on {port}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        SmtpSink { port, maildir: Arc::new(maildir), _server: Arc::new(Mutex::new(server)) }
     }
 
+    /// Every message received so far, oldest first.
     pub fn mails(&self) -> Vec<Mail> {
-        self.mails.lock().unwrap().clone()
+        let mut files = Vec::new();
+        for sub in ["new", "cur"] {
+            for e in std::fs::read_dir(self.maildir.path().join("mail").join(sub)).into_iter().flatten().flatten() {
+                let modified = e.metadata().and_then(|m| m.modified()).ok();
+                files.push((modified, e.file_name(), e.path()));
+            }
+        }
+        files.sort();
+        files
+            .into_iter()
+            .filter_map(|(_, _, p)| std::fs::read_to_string(p).ok())
+            .map(|data| {
+                let to = data
+                    .lines()
+                    .take_while(|l| !l.is_empty())
+                    .find_map(|l| l.strip_prefix("X-RcptTo: "))
+                    .map(|v| v.split(',').map(|a| a.trim().to_string()).collect())
+                    .unwrap_or_default();
+                Mail { to, data }
+            })
+            .collect()
     }
 
     /// Waits (up to 15 s) for a mail to `to` whose subject contains `subject`.
