@@ -3,6 +3,8 @@
 //!
 //! Nothing here touches a database, HTTP or the kernel, so both deployables can use it and it
 //! can be tested exhaustively (see `tests/` and the property tests in [`admission`]).
+//! [`wire`] and [`signing`] are the provisioner API's bodies and request signing, shared by both
+//! sides of that API.
 
 pub mod admission;
 pub mod hostname;
@@ -10,6 +12,9 @@ pub mod ids;
 pub mod lifecycle;
 pub mod ratio;
 pub mod resources;
+pub mod signing;
+pub mod usage;
+pub mod wire;
 
 pub use admission::{admit, Allocation, HostCapacity, HostLoad, Refusal, Resource};
 pub use ids::InstanceId;
@@ -17,3 +22,4 @@ pub use ratio::Ratio;
 pub use resources::{InstanceKind, PlanResources, ResourceError};
 pub use hostname::Hostname;
 pub use lifecycle::{Action, InstanceSpec, InstanceState, NetworkSpec};
+pub use usage::Usage;

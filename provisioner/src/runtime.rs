@@ -7,19 +7,8 @@
 use crate::store::InstanceRecord;
 use vessel_core::InstanceState;
 
-/// Usage counters of one instance, sampled cheaply (monotonic counters are totals since
-/// the instance was created or started; the panel derives rates).
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Usage {
-    pub cpu_time_ns: u64,
-    pub memory_bytes: u64,
-    pub memory_peak_bytes: u64,
-    /// Memory in use above the plan's guarantee: what is borrowed from idle neighbours.
-    pub memory_burst_bytes: u64,
-    pub disk_used_bytes: u64,
-    pub net_rx_bytes: u64,
-    pub net_tx_bytes: u64,
-}
+/// Shared with the panel (it is on the wire), so it lives in core.
+pub use vessel_core::Usage;
 
 /// One kind's lifecycle. `record` is the store's record; a method may update
 /// `record.runtime` (its own facts) and the caller persists it.

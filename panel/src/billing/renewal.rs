@@ -43,12 +43,12 @@ pub async fn run(pool: &PgPool, clock: &dyn Clock, policy: RenewalPolicy) -> Res
     // A runner that was down for a while catches up period by period.
     for _round in 0..10_000 {
         let mut issued_this_round = 0;
+        let mut after = None;
         loop {
             let mut tx = pool.begin().await?;
-            let ids = sql::lock_due_for_renewal(&mut tx, until, policy.batch_size.max(1)).await?;
-            if ids.is_empty() {
-                break;
-            }
+            let ids = sql::lock_due_for_renewal(&mut tx, until, after, policy.batch_size.max(1)).await?;
+            let Some(last) = ids.last().copied() else { break };
+            after = Some(last);
             let issued = issue_for_subscriptions(&mut tx, &ids, PeriodChoice::Next, now).await?;
             if issued.is_empty() {
                 return Err(BillingError::Invalid(format!("{} subscriptions due for renewal produced no invoice", ids.len())));

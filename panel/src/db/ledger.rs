@@ -16,15 +16,20 @@ pub async fn account(tx: &mut Tx<'_>, code: &str, typ: &str, owner: Option<Uuid>
     .bind(currency)
     .execute(&mut **tx)
     .await?;
-    sqlx::query_scalar(
-        "SELECT id FROM ledger_accounts WHERE code = $1 AND currency = $2 AND account_id IS NOT DISTINCT FROM $3",
-    )
-    .bind(code)
-    .bind(currency)
-    .bind(owner)
-    .fetch_one(&mut **tx)
-    .await
+    sqlx::query_scalar(OWNED_OR_SHARED[owner.is_some() as usize])
+        .bind(code)
+        .bind(currency)
+        .bind(owner)
+        .fetch_one(&mut **tx)
+        .await
 }
+
+/// Finds a ledger account by (code, currency, owner) through the partial index that fits:
+/// `IS NOT DISTINCT FROM` would defeat both.
+const OWNED_OR_SHARED: [&str; 2] = [
+    "SELECT id FROM ledger_accounts WHERE code = $1 AND currency = $2 AND account_id IS NULL AND $3::uuid IS NULL",
+    "SELECT id FROM ledger_accounts WHERE code = $1 AND currency = $2 AND account_id = $3",
+];
 
 pub async fn insert_transaction(
     tx: &mut Tx<'_>,
@@ -64,16 +69,12 @@ pub async fn insert_entries(tx: &mut Tx<'_>, transaction: Uuid, entries: &[(i64,
 
 /// Σ debits − Σ credits of one ledger account (0 if it does not exist yet).
 pub async fn balance<'e, E: sqlx::PgExecutor<'e>>(e: E, code: &str, owner: Option<Uuid>, currency: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT COALESCE(sum(e.debit_minor - e.credit_minor), 0)::bigint
-           FROM ledger_entries e JOIN ledger_accounts la ON la.id = e.ledger_account_id
-          WHERE la.code = $1 AND la.currency = $2 AND la.account_id IS NOT DISTINCT FROM $3",
-    )
-    .bind(code)
-    .bind(currency)
-    .bind(owner)
-    .fetch_one(e)
-    .await
+    let sql = format!(
+        "SELECT COALESCE(sum(e.debit_minor - e.credit_minor), 0)::bigint FROM ledger_entries e
+          WHERE e.ledger_account_id = ({})",
+        OWNED_OR_SHARED[owner.is_some() as usize]
+    );
+    sqlx::query_scalar(&sql).bind(code).bind(currency).bind(owner).fetch_one(e).await
 }
 
 /// Posts "invoice issued" for many invoices at once: Dr receivable (total), Cr revenue

@@ -80,18 +80,21 @@ pub async fn has_overdue(tx: &mut Tx<'_>, id: Uuid, now: DateTime<Utc>, except: 
     .await
 }
 
-/// Subscriptions whose next period is due to be invoiced by `until` and is not yet: locked,
-/// skipping those another runner holds.
-pub async fn lock_due_for_renewal(tx: &mut Tx<'_>, until: NaiveDate, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
+/// Subscriptions after `after` (in id order) whose next period is due to be invoiced by
+/// `until` and is not yet: locked, skipping those another runner holds. Walking by id keeps
+/// each batch an index range instead of a rescan of every subscription.
+pub async fn lock_due_for_renewal(tx: &mut Tx<'_>, until: NaiveDate, after: Option<Uuid>, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT s.id FROM subscriptions s
-          WHERE s.status IN ('active', 'suspended') AND s.current_period_end <= $1
+          WHERE ($3::uuid IS NULL OR s.id > $3)
+            AND s.status IN ('active', 'suspended') AND s.current_period_end <= $1
             AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.subscription_id = s.id AND i.kind = 'invoice'
                                AND i.period_start = s.current_period_end)
           ORDER BY s.id LIMIT $2 FOR UPDATE SKIP LOCKED",
     )
     .bind(until)
     .bind(limit)
+    .bind(after)
     .fetch_all(&mut **tx)
     .await
 }
