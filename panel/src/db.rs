@@ -78,6 +78,6 @@ pub async fn admin_stats(pool: &PgPool) -> Result<Vec<(&'static str, i64, &'stat
         ("Enabled hosts", h, "/admin/hosts"),
         ("Unpaid invoices", i, "/admin/invoices"),
         ("Plans on sale", o, "/admin/plans"),
-        ("Emails waiting", u, "/admin/audit"),
+        ("Emails waiting", u, "/admin/emails"),
     ])
 }

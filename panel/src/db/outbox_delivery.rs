@@ -56,3 +56,26 @@ pub async fn subscription_facts(pool: &sqlx::PgPool, sub: uuid::Uuid) -> Result<
     .fetch_optional(pool)
     .await
 }
+
+#[derive(Debug, sqlx::FromRow)]
+pub struct OutboxView {
+    pub id: i64,
+    pub to_address: String,
+    pub template: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub run_after: chrono::DateTime<chrono::Utc>,
+    pub sent_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+}
+
+/// Unsent mail first (what needs attention), then the most recent.
+pub async fn recent(pool: &sqlx::PgPool, limit: i64) -> Result<Vec<OutboxView>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, to_address, template, created_at, run_after, sent_at, attempts, last_error FROM email_outbox \
+         ORDER BY sent_at IS NOT NULL, id DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

@@ -44,7 +44,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(invoice_payment)
         .service(resellers)
         .service(reseller_create)
-        .service(audit_log);
+        .service(audit_log)
+        .service(emails);
 }
 
 fn by(a: &CurrentAdmin, req: &HttpRequest) -> By {
@@ -920,6 +921,40 @@ async fn audit_log(a: CurrentAdmin, pool: web::Data<PgPool>) -> Result<HttpRespo
         title: "Audit log".into(),
         intro: "Every admin and reseller action, newest first. The log is append-only.".into(),
         headers: vec!["When", "Who", "What", "On", "From", "Details"],
+        rows,
+        ..Default::default()
+    };
+    ok(&list_page(&a, list, None))
+}
+
+// ------------------------------------------------------------------ mail
+
+#[get("/admin/emails")]
+async fn emails(a: CurrentAdmin, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    let rows = crate::db::outbox_delivery::recent(&pool, 300)
+        .await?
+        .iter()
+        .map(|m| {
+            let state = match (&m.sent_at, m.attempts) {
+                (Some(t), _) => format!("sent {}", t.format("%Y-%m-%d %H:%M UTC")),
+                (None, n) if n >= crate::email::MAX_ATTEMPTS => "given up".to_string(),
+                (None, 0) => "waiting".to_string(),
+                (None, _) => format!("retry at {}", m.run_after.format("%H:%M:%S UTC")),
+            };
+            vec![
+                cell(m.created_at.format("%Y-%m-%d %H:%M UTC")),
+                cell(&m.to_address),
+                cell(&m.template),
+                num(m.attempts),
+                cell(state),
+                Cell { text: m.last_error.clone().unwrap_or_default(), class: "mono", ..Default::default() },
+            ]
+        })
+        .collect();
+    let list = ListView {
+        title: "Outgoing mail".into(),
+        intro: format!("Unsent mail first. Failed sends are retried with backoff, up to {} attempts.", crate::email::MAX_ATTEMPTS),
+        headers: vec!["Queued", "To", "Template", "Attempts", "State", "Last error"],
         rows,
         ..Default::default()
     };

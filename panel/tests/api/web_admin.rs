@@ -22,7 +22,7 @@ async fn only_admins_see_the_admin_area() {
         assert_eq!(s, 303, "{path} anonymously: log in first");
     }
     let admin = app.admin("root@example.com").await;
-    for path in ["/admin", "/admin/plans", "/admin/plans/new", "/admin/hosts", "/admin/hosts/new", "/admin/ip-pools", "/admin/os-templates", "/admin/customers", "/admin/resellers", "/admin/audit"] {
+    for path in ["/admin", "/admin/plans", "/admin/plans/new", "/admin/hosts", "/admin/hosts/new", "/admin/ip-pools", "/admin/os-templates", "/admin/customers", "/admin/resellers", "/admin/audit", "/admin/emails", "/admin/invoices"] {
         let (s, body) = app.get(&admin, path).await;
         assert_eq!(s, 200, "{path}: {body}");
     }
@@ -119,6 +119,8 @@ async fn hosts_pools_templates_and_resellers_are_kept_and_audited() {
     let (s, _, body) = app.submit(&admin, "/admin/resellers", "/admin/resellers", &[("email", "shop@example.com"), ("name", "Shop Ltd")]).await;
     assert_eq!(s, 303, "{body}");
     app.smtp.wait_for("shop@example.com", "Choose a new password").await;
+    let (_, mail) = app.get(&admin, "/admin/emails").await;
+    assert!(mail.contains("shop@example.com") && mail.contains("password_reset"), "{mail}");
 
     let (_, audit) = app.get(&admin, "/admin/audit").await;
     for action in ["host.create", "ip_pool.create", "ip_pool.generate", "os_template.create", "reseller.create"] {
