@@ -66,6 +66,12 @@ pub struct HttpSettings {
     pub port: u16,
     /// The URL people reach the panel at, for links in emails. Empty: where it listens.
     pub base_url: String,
+    /// Behind a reverse proxy: take the visitor's address from the last `X-Forwarded-For`
+    /// entry the proxy appended (else every visitor has the proxy's address, and the
+    /// per-address log-in limit would lock everyone out at once). Only when the proxy is the
+    /// sole way in; otherwise visitors could claim any address.
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -49,7 +49,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 fn by(a: &CurrentAdmin, req: &HttpRequest) -> By {
-    By { admin: a.account.id, addr: req.peer_addr().map(|s| s.ip()) }
+    By { admin: a.account.id, addr: super::remote_addr(req) }
 }
 
 // ------------------------------------------------------------------ generic views
@@ -677,7 +677,7 @@ async fn customer_credit(
         Err(e) => return invalid_page(&customer_page(&a, &pool, *id, Some(format!("Amount: {e}"))).await?),
     };
     let r = crate::billing::payments::record_manual_payment(
-        &pool, clock.as_ref().as_ref(), a.account.id, c.id, amount, &f.0.reference, None, req.peer_addr().map(|s| s.ip()),
+        &pool, clock.as_ref().as_ref(), a.account.id, c.id, amount, &f.0.reference, None, super::remote_addr(&req),
     )
     .await;
     match r {
@@ -785,7 +785,7 @@ async fn invoice_void(
     pool: web::Data<PgPool>,
     clock: web::Data<std::sync::Arc<dyn crate::clock::Clock>>,
 ) -> Result<HttpResponse, WebError> {
-    let r = crate::billing::invoices::void_with_credit_note(&pool, clock.as_ref().as_ref(), a.account.id, *id, req.peer_addr().map(|s| s.ip())).await;
+    let r = crate::billing::invoices::void_with_credit_note(&pool, clock.as_ref().as_ref(), a.account.id, *id, super::remote_addr(&req)).await;
     match r {
         Ok(cn) => Ok(see_other(&format!("/admin/invoices/{cn}?done=saved"))),
         Err(crate::billing::BillingError::InvoiceNotFound) => Err(WebError::NotFound),
@@ -810,7 +810,7 @@ async fn invoice_payment(
         Err(e) => return invalid_page(&admin_invoice_page(&a, &pool, *id, Some(format!("Amount: {e}"))).await?),
     };
     let r = crate::billing::payments::record_manual_payment(
-        &pool, clock.as_ref().as_ref(), a.account.id, row.account_id, amount, &f.0.reference, Some(row.id), req.peer_addr().map(|s| s.ip()),
+        &pool, clock.as_ref().as_ref(), a.account.id, row.account_id, amount, &f.0.reference, Some(row.id), super::remote_addr(&req),
     )
     .await;
     match r {

@@ -35,6 +35,25 @@ async fn stylesheet() -> HttpResponse {
         .body(CSS)
 }
 
+/// Where a request comes from, for rate limits and the audit log: the TCP peer, or behind a
+/// trusted reverse proxy the address it appended last to `X-Forwarded-For`.
+pub fn remote_addr(req: &actix_web::HttpRequest) -> Option<std::net::IpAddr> {
+    let trust = req.app_data::<web::Data<crate::config::Settings>>().is_some_and(|s| s.http.trust_forwarded_for);
+    if trust {
+        let forwarded = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .last()
+            .and_then(|a| a.trim().parse().ok());
+        if forwarded.is_some() {
+            return forwarded;
+        }
+    }
+    req.peer_addr().map(|a| a.ip())
+}
+
 /// Any path no route knows: the same 404 page as a missing record.
 pub async fn not_found() -> Result<HttpResponse, error::WebError> {
     Err(error::WebError::NotFound)

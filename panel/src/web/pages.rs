@@ -291,7 +291,7 @@ struct LoginForm {
 #[post("/login")]
 async fn login(req: HttpRequest, session: Session, form: CsrfForm<LoginForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
     let f = form.0;
-    let addr = req.peer_addr().map(|a| a.ip());
+    let addr = super::remote_addr(&req);
     match auth::log_in(&pool, &f.email, &f.password, addr).await {
         Ok(li) => {
             Session::begin_login(&req, li.account.id, li.needs_totp).await?;
@@ -342,7 +342,7 @@ struct CodeForm {
 async fn totp(req: HttpRequest, session: Session, form: CsrfForm<CodeForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
     let Some(account) = session.awaiting_totp else { return Ok(see_other("/login")) };
     let f = form.0;
-    let addr = req.peer_addr().map(|a| a.ip());
+    let addr = super::remote_addr(&req);
     match auth::check_totp(&pool, account, &f.code, addr).await {
         Ok(()) => {
             Session::begin_login(&req, account, false).await?;

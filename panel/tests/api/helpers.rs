@@ -37,6 +37,11 @@ pub struct WebApp {
 }
 
 pub async fn spawn_web_app() -> WebApp {
+    spawn_web_app_with(|_| {}).await
+}
+
+/// As [`spawn_web_app`], with settings adjusted first.
+pub async fn spawn_web_app_with(adjust: impl FnOnce(&mut Settings)) -> WebApp {
     let url = vessel_devdb::fresh_database(&panel::db::MIGRATOR).await.expect("a test database");
     let pool = PgPool::connect(&url).await.expect("connect");
     let smtp = SmtpSink::start().await;
@@ -47,6 +52,7 @@ pub async fn spawn_web_app() -> WebApp {
     settings.smtp.port = smtp.port;
     settings.smtp.poll_ms = 100;
     settings.session.secret = "test-secret-test-secret-test-secret".to_string().into();
+    adjust(&mut settings);
     let app = Application::build(settings.clone()).await.expect("the panel starts");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());

@@ -299,3 +299,23 @@ async fn two_outbox_workers_never_send_one_mail_twice() {
     assert_eq!(to.len(), 30, "every mail once");
     assert!(mails[0].subject().contains("1.00 EUR"), "{}", mails[0].subject());
 }
+
+#[tokio::test]
+async fn the_forwarded_address_counts_only_behind_a_trusted_proxy() {
+    for trust in [false, true] {
+        let app = crate::helpers::spawn_web_app_with(|s| s.http.trust_forwarded_for = trust).await;
+        let c = client();
+        let (_, html) = app.get(&c, "/login").await;
+        let r = c
+            .post(app.url("/login"))
+            .header("X-Forwarded-For", "198.51.100.1, 203.0.113.7")
+            .form(&[("email", "x@example.com"), ("password", "wrong password!!"), ("csrf", &csrf_of(&html))])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422);
+        let key: String = sqlx::query_scalar("SELECT key FROM login_failures WHERE scope = 'address'").fetch_one(&app.pool).await.unwrap();
+        // The proxy's own entry (the last one) is used, never one the visitor wrote before it.
+        assert_eq!(key, if trust { "203.0.113.7" } else { "127.0.0.1" });
+    }
+}
