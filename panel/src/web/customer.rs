@@ -410,6 +410,16 @@ async fn server_show(c: CurrentCustomer, id: web::Path<Uuid>, pool: web::Data<Pg
 #[derive(Deserialize)]
 struct ActionForm {
     action: String,
+    /// Reinstall erases the disk: it needs a second, explicit step.
+    #[serde(default)]
+    confirm: String,
+}
+
+#[derive(Template)]
+#[template(path = "confirm_reinstall.html")]
+struct ConfirmReinstall {
+    ctx: Ctx,
+    s: InstanceRow,
 }
 
 #[post("/servers/{id}/action")]
@@ -427,6 +437,11 @@ async fn server_action(
         "reinstall" => Action::Reinstall,
         other => return Err(WebError::BadForm(format!("{other:?} is not an action; use start, stop, reboot or reinstall"))),
     };
+    if action == Action::Reinstall && f.0.confirm != "yes" {
+        // Only the owner gets as far as the question.
+        let s = instances::get_for(&pool, c.account.id, *id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
+        return ok(&ConfirmReinstall { ctx: Ctx::of(&c.session), s });
+    }
     match instances::request_action(&pool, clock.as_ref().as_ref(), c.account.id, *id, action).await {
         Ok(()) => Ok(see_other(&format!("/servers/{id}?done=requested"))),
         Err(InstanceError::NotFound) => Err(WebError::NotFound),

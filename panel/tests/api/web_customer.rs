@@ -87,6 +87,14 @@ async fn order_pay_with_credit_and_see_the_server_pending() {
     assert_eq!(jobs, 1);
     let (s, _, _) = app.submit(&c, &format!("/servers/{id}"), &format!("/servers/{id}/action"), &[("action", "explode")]).await;
     assert_eq!(s, 400);
+    // Reinstall asks first; only the explicit second step queues it.
+    let (s, _, body) = app.submit(&c, &format!("/servers/{id}"), &format!("/servers/{id}/action"), &[("action", "reinstall")]).await;
+    assert_eq!(s, 200);
+    assert!(body.contains("erases everything"), "{body}");
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE instance_id = $1 AND kind = 'instance.action'").bind(id).fetch_one(&app.pool).await.unwrap();
+    assert_eq!(jobs, 1, "nothing queued by the question");
+    let (s, _, _) = app.submit(&c, &format!("/servers/{id}"), &format!("/servers/{id}/action"), &[("action", "reinstall"), ("confirm", "yes")]).await;
+    assert_eq!(s, 303);
 
     // The printable invoice and the lists.
     let (s, print) = app.get(&c, &format!("/invoices/{invoice}/print")).await;
@@ -161,6 +169,7 @@ async fn another_customer_gets_404_for_every_page_and_action() {
         (format!("/invoices/{}/card", b.invoice), vec![]),
         (format!("/servers/{}/action", b.server), vec![("action", "stop")]),
         (format!("/servers/{}/action", b.server), vec![("action", "reinstall")]),
+        (format!("/servers/{}/action", b.server), vec![("action", "reinstall"), ("confirm", "yes")]),
     ] {
         let mut f = form.clone();
         f.push(("csrf", &csrf));
