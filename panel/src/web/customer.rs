@@ -127,7 +127,7 @@ async fn order_place(
     let f = f.0;
     let cycle = BillingCycle::ALL.into_iter().find(|x| x.as_str() == f.cycle);
     let result = match cycle {
-        None => Err(OrderError::NoPrice("such a")),
+        None => return Err(WebError::BadForm("the billing cycle must be monthly, quarterly or annual".into())),
         Some(cycle) => {
             let req = OrderRequest {
                 plan_code: code.to_string(),
