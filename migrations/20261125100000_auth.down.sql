@@ -4,5 +4,6 @@ DROP TYPE account_token_purpose;
 DROP TABLE sessions;
 ALTER TABLE accounts
     DROP CONSTRAINT accounts_totp_needs_secret,
+    DROP COLUMN totp_last_step,
     DROP COLUMN totp_enabled_at,
     DROP COLUMN totp_secret;

@@ -6,6 +6,8 @@
 ALTER TABLE accounts
     ADD COLUMN totp_secret     text,
     ADD COLUMN totp_enabled_at timestamptz,
+    -- The last 30-second step whose code was accepted: a code works once, even within its window.
+    ADD COLUMN totp_last_step  bigint,
     ADD CONSTRAINT accounts_totp_needs_secret CHECK (totp_enabled_at IS NULL OR totp_secret IS NOT NULL);
 
 -- Server-side sessions, so logging out, a password reset or a suspension revokes them on

@@ -271,12 +271,33 @@ fn totp_for(secret_b32: &str, email: &str) -> Option<TOTP> {
     TOTP::new(Algorithm::SHA1, 6, 1, 30, bytes, Some(ISSUER.to_string()), email.to_string()).ok()
 }
 
-/// The second step of a log-in with two-factor enabled; wrong codes count as failures.
+/// The 30-second step (within ±1 of now) whose code `code` is, if any.
+fn matching_step(t: &TOTP, code: &str) -> Option<i64> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
+    let step = now / t.step;
+    [step, step.saturating_sub(1), step + 1]
+        .into_iter()
+        .find(|s| constant_time_eq_str(&t.generate(s * t.step), code))
+        .map(|s| s as i64)
+}
+
+fn constant_time_eq_str(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The second step of a log-in with two-factor enabled; wrong codes count as failures, and
+/// each code works once.
 pub async fn check_totp(pool: &PgPool, account: Uuid, code: &str, addr: Option<IpAddr>) -> Result<(), AuthError> {
     let a = sql::account_by_id(pool, account).await?.ok_or(AuthError::BadCredentials)?;
     check_rate(pool, &a.email, addr).await?;
-    let ok = a.totp_enabled_at.is_some()
-        && a.totp_secret.as_deref().and_then(|s| totp_for(s, &a.email)).is_some_and(|t| t.check_current(code.trim()).unwrap_or(false));
+    let step = match (&a.totp_enabled_at, a.totp_secret.as_deref().and_then(|s| totp_for(s, &a.email))) {
+        (Some(_), Some(t)) => matching_step(&t, code.trim()),
+        _ => None,
+    };
+    let ok = match step {
+        Some(step) => sql::use_totp_step(pool, a.id, step).await?,
+        None => false,
+    };
     if !ok {
         record_failure(pool, &a.email, addr).await?;
         return Err(AuthError::BadTotpCode);
@@ -302,7 +323,12 @@ pub fn totp_url(secret: &str, email: &str) -> String {
 /// Enables two-factor once the customer proves their app has the secret.
 pub async fn confirm_totp(pool: &PgPool, account: Uuid, code: &str) -> Result<(), AuthError> {
     let a = sql::account_by_id(pool, account).await?.ok_or(AuthError::BadCredentials)?;
-    let ok = a.totp_secret.as_deref().and_then(|s| totp_for(s, &a.email)).is_some_and(|t| t.check_current(code.trim()).unwrap_or(false));
+    let step = a.totp_secret.as_deref().and_then(|s| totp_for(s, &a.email)).and_then(|t| matching_step(&t, code.trim()));
+    // The code that turns it on is spent too.
+    let ok = match step {
+        Some(step) => sql::use_totp_step(pool, a.id, step).await?,
+        None => false,
+    };
     if !ok {
         return Err(AuthError::BadTotpCode);
     }
@@ -324,6 +350,11 @@ pub async fn disable_totp(pool: &PgPool, account: Uuid, code: &str) -> Result<()
 /// The current code for a secret (tests, and a CLI an operator could use for recovery).
 pub fn current_totp_code(secret_b32: &str, email: &str) -> Option<String> {
     totp_for(secret_b32, email).and_then(|t| t.generate_current().ok())
+}
+
+/// The code for a secret at a Unix time (tests: the next step's code, accepted as clock skew).
+pub fn totp_code_at(secret_b32: &str, email: &str, unix: u64) -> Option<String> {
+    totp_for(secret_b32, email).map(|t| t.generate(unix))
 }
 
 /// Mails a reset link if the address has an account; the answer is the same either way.

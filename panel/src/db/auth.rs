@@ -96,12 +96,25 @@ pub async fn country_of(pool: &PgPool, account: Uuid) -> Result<Option<String>, 
 
 /// Stores a new (not yet enabled) TOTP secret; enrolment starts over.
 pub async fn set_totp_secret(pool: &PgPool, account: Uuid, secret: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE accounts SET totp_secret = $2, totp_enabled_at = NULL WHERE id = $1")
+    sqlx::query("UPDATE accounts SET totp_secret = $2, totp_enabled_at = NULL, totp_last_step = NULL WHERE id = $1")
         .bind(account)
         .bind(secret)
         .execute(pool)
         .await?;
     Ok(())
+}
+
+/// Records that the code of `step` was used; false if that step (or a later one) already was,
+/// so a code cannot be replayed, even by two concurrent log-ins.
+pub async fn use_totp_step(pool: &PgPool, account: Uuid, step: i64) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE accounts SET totp_last_step = $2 WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)",
+    )
+    .bind(account)
+    .bind(step)
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 pub async fn enable_totp(pool: &PgPool, account: Uuid) -> Result<(), sqlx::Error> {

@@ -198,11 +198,19 @@ async fn totp_enrolment_and_log_in_with_a_code() {
     assert_eq!(s, 303, "no access before the code");
     let (s, _, _) = app.submit(&c2, "/login/totp", "/login/totp", &[("code", "123456x")]).await;
     assert_eq!(s, 422);
-    let code = panel::auth::current_totp_code(&secret, "totp@example.com").unwrap();
+    // The enrolment code is spent; the next 30-second step's code is accepted (clock skew).
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let code = panel::auth::totp_code_at(&secret, "totp@example.com", now + 30).unwrap();
     let (s, loc, _) = app.submit(&c2, "/login/totp", "/login/totp", &[("code", &code)]).await;
     assert_eq!((s, loc.as_str()), (303, "/servers"));
     let (s, _) = app.get(&c2, "/account").await;
     assert_eq!(s, 200);
+    // The same code does not work twice (a shoulder-surfed code is spent).
+    let c3 = client();
+    let (s, loc, _) = app.submit(&c3, "/login", "/login", &[("email", "totp@example.com"), ("password", "correct horse battery")]).await;
+    assert!(s == 303 && loc.starts_with("/login/totp"));
+    let (s, _, body) = app.submit(&c3, "/login/totp", "/login/totp", &[("code", &code)]).await;
+    assert_eq!(s, 422, "a replayed code is refused: {body}");
 }
 
 #[tokio::test]
