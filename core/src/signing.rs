@@ -139,6 +139,8 @@ pub enum VerifyError {
     Malformed(&'static str),
     #[error("timestamp is {skew} s away from the host's clock (at most {WINDOW_SECS} s allowed)")]
     Stale { skew: i64 },
+    #[error("signed before the host started; sign again")]
+    BeforeStart,
     #[error("bad signature")]
     BadSignature,
     #[error("nonce already used")]
@@ -159,6 +161,10 @@ pub struct Presented<'a> {
 pub struct Verifier {
     secret: HostSecret,
     cache: Mutex<ReplayCache>,
+    /// Requests signed before this time are refused: the replay cache starts empty when the
+    /// host restarts, so without it a request captured just before a restart could be
+    /// replayed just after.
+    not_before: i64,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -173,7 +179,14 @@ impl Verifier {
     }
 
     pub fn with_capacity(secret: HostSecret, capacity: usize) -> Self {
-        Verifier { secret, cache: Mutex::new(ReplayCache::new(capacity)) }
+        Verifier { secret, cache: Mutex::new(ReplayCache::new(capacity)), not_before: i64::MIN }
+    }
+
+    /// Refuses requests signed before `ts` (a host passes its start time; a client that
+    /// was refused signs again with a fresh timestamp).
+    pub fn not_before(mut self, ts: i64) -> Self {
+        self.not_before = ts;
+        self
     }
 
     /// Checks a request at the host's current time.
@@ -202,6 +215,9 @@ impl Verifier {
         let skew = now.saturating_sub(ts);
         if skew.abs() > WINDOW_SECS {
             return Err(VerifyError::Stale { skew });
+        }
+        if ts < self.not_before {
+            return Err(VerifyError::BeforeStart);
         }
         let c = canonical(method, path_and_query, ts, nonce, body);
         // Constant-time comparison.
@@ -329,6 +345,15 @@ mod tests {
         assert_eq!(at("c", 1061, 1061), Ok(()));
         assert_eq!(at("a", 1061, 1061), Ok(()));
         assert_eq!(at("a", 1061, 1062), Err(VerifyError::Replayed));
+    }
+
+    #[test]
+    fn a_restarted_host_refuses_requests_signed_before_it_started() {
+        let h = sign(&secret(1), "GET", "/v1/host", b"", 1000, "a");
+        let restarted = Verifier::new(secret(1)).not_before(1001);
+        assert_eq!(restarted.verify_at("GET", "/v1/host", presented(&h), b"", 1002), Err(VerifyError::BeforeStart));
+        let fresh = sign(&secret(1), "GET", "/v1/host", b"", 1002, "a");
+        assert_eq!(restarted.verify_at("GET", "/v1/host", presented(&fresh), b"", 1002), Ok(()));
     }
 
     #[test]

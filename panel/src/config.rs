@@ -13,6 +13,7 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub log: LogSettings,
     pub billing: BillingSettings,
+    pub orchestration: OrchestrationSettings,
     /// Stripe Checkout; absent = card payments are off.
     #[serde(default)]
     pub stripe: Option<crate::billing::stripe::StripeSettings>,
@@ -49,6 +50,32 @@ pub struct SessionSettings {
     pub cookie_secure: bool,
     /// How long a login lasts, in hours.
     pub lifetime_hours: i64,
+}
+
+/// The job runner and reconciler that make hosts follow the panel.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrchestrationSettings {
+    /// Run the job runner and reconciler inside `panel serve` (else run `panel worker`).
+    pub enabled: bool,
+    /// Concurrent jobs per process.
+    pub workers: usize,
+    pub job_lease_secs: i64,
+    pub reconcile_interval_secs: u64,
+    /// A request to a host fails after this long.
+    pub host_timeout_secs: u64,
+    /// A host silent this long is unreachable and its instances unknown.
+    pub unreachable_after_secs: i64,
+    /// PEM of the CA that issues the hosts' TLS certificates (beside the system roots).
+    #[serde(default)]
+    pub host_ca_file: Option<std::path::PathBuf>,
+}
+
+impl OrchestrationSettings {
+    pub fn host_ca(&self) -> Option<reqwest::Certificate> {
+        let pem = std::fs::read(self.host_ca_file.as_ref()?).ok()?;
+        reqwest::Certificate::from_pem(&pem).ok()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -128,6 +155,14 @@ poll_ms = 1000
 secret = ""
 cookie_secure = false
 lifetime_hours = 24
+
+[orchestration]
+enabled = true
+workers = 4
+job_lease_secs = 120
+reconcile_interval_secs = 10
+host_timeout_secs = 30
+unreachable_after_secs = 45
 
 [billing.renewal]
 lead_days = 7

@@ -35,10 +35,29 @@ enum Cmd {
         #[command(subcommand)]
         cmd: AdminCmd,
     },
+    /// Run only the job runners and the reconciler (no HTTP), e.g. on a second machine.
+    Worker,
+    /// Hosts that run the provisioner.
+    Hosts {
+        #[command(subcommand)]
+        cmd: HostsCmd,
+    },
     /// The billing runs (a scheduler such as cron or a systemd timer runs them).
     Billing {
         #[command(subcommand)]
         cmd: BillingCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum HostsCmd {
+    /// Expect a new host: prints the one-time token its `provisioner join` uses.
+    Add {
+        #[arg(long)]
+        name: String,
+        /// Where its API will listen (the join may correct it).
+        #[arg(long)]
+        api_url: String,
     },
 }
 
@@ -120,6 +139,27 @@ async fn main() -> anyhow::Result<()> {
             let pool = db::pool(settings.database_url(), 2)?;
             let report = plans::sync::sync(&pool, &defs).await?;
             print!("{report}");
+        }
+        Cmd::Worker => {
+            let pool = db::pool(settings.database_url(), settings.database.max_connections)?;
+            db::migrate(&pool).await?;
+            let (stop, rx) = tokio::sync::watch::channel(false);
+            let ctx = panel::orchestrator::Ctx { pool, clock: std::sync::Arc::new(SystemClock), settings: settings.orchestration.clone() };
+            let task = tokio::spawn(panel::orchestrator::run(ctx, rx));
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            tracing::info!("worker stopping");
+            let _ = stop.send(true);
+            task.await?;
+        }
+        Cmd::Hosts { cmd: HostsCmd::Add { name, api_url } } => {
+            let pool = db::pool(settings.database_url(), 2)?;
+            let (id, token) = panel::hosts::register(&pool, None, &name, &api_url).await?;
+            println!("host {name} ({id}) is expected; on it run:");
+            println!("  provisioner join --panel-url {} --token {token} --name {name} --api-url {api_url}", settings.http.base_url);
         }
         Cmd::Billing { cmd } => {
             let pool = db::pool(settings.database_url(), 4)?;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(healthz).service(stripe_webhook);
+    cfg.service(healthz).service(stripe_webhook).service(host_join);
 }
 
 /// An RFC 9457 problem document.
@@ -61,6 +61,21 @@ async fn stripe_webhook(
             tracing::error!(error = %e, "stripe webhook failed");
             // 5xx makes Stripe retry later; the event id was not recorded, so the retry counts.
             problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "could not process the event")
+        }
+    }
+}
+
+/// A host's provisioner joins with the one-time token an admin made (`panel hosts add`).
+#[post("/hosts/join")]
+async fn host_join(pool: web::Data<PgPool>, body: web::Json<vessel_core::wire::JoinRequest>) -> HttpResponse {
+    use crate::hosts::JoinError;
+    match crate::hosts::join(&pool, &body).await {
+        Ok(resp) => HttpResponse::Ok().json(resp),
+        Err(e @ JoinError::BadToken) => problem(StatusCode::FORBIDDEN, "bad-join-token", e),
+        Err(e @ JoinError::Invalid(_)) => problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-join", e),
+        Err(e) => {
+            tracing::error!(error = %e, "host join failed");
+            problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "could not complete the join")
         }
     }
 }

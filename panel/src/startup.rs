@@ -28,6 +28,8 @@ pub enum StartupError {
 pub struct Application {
     port: u16,
     server: Server,
+    /// The job runners and reconciler, stopped after the HTTP server.
+    orchestration: Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
 }
 
 impl Application {
@@ -59,9 +61,14 @@ impl Application {
             settings.session.cookie_secure,
             settings.session.lifetime_hours,
         ));
-        let clock: web::Data<Arc<dyn Clock>> = web::Data::new(clock);
-        let shared_settings = web::Data::new(settings.clone());
+        let orchestration = settings.orchestration.enabled.then(|| {
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            let ctx = crate::orchestrator::Ctx { pool: pool.clone(), clock: clock.clone(), settings: settings.orchestration.clone() };
+            (tx, tokio::spawn(crate::orchestrator::run(ctx, rx)))
+        });
         let pool = web::Data::new(pool);
+        let clock = web::Data::new(clock);
+        let shared_settings = web::Data::new(settings.clone());
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(crate::web::session_cookies))
@@ -83,7 +90,7 @@ impl Application {
         .map_err(|source| StartupError::Listen { addr, source })?
         .shutdown_timeout(10)
         .run();
-        Ok(Self { port, server })
+        Ok(Self { port, server, orchestration })
     }
 
     pub fn port(&self) -> u16 {
@@ -92,6 +99,11 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM, then drains in-flight requests and returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        if let Some((stop, task)) = self.orchestration {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
+        served
     }
 }

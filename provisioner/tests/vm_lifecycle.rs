@@ -105,7 +105,7 @@ fn kill_9_crashes_one_machine_only_and_adoption_sorts_them_out() {
     let b_cores = cgroup::cpus(parent, &b.spec.id.to_string()).unwrap();
     let on = |list: &str, core: usize| {
         list.split(',').any(|r| match r.split_once('-') {
-            Some((lo, hi)) => (lo.parse().unwrap()..=hi.parse().unwrap()).contains(&core),
+            Some((lo, hi)) => (lo.parse::<usize>().unwrap()..=hi.parse::<usize>().unwrap()).contains(&core),
             None => r.parse::<usize>().unwrap() == core,
         })
     };

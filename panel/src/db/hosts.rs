@@ -1,78 +1,208 @@
-//! SQL for `hosts` (the admin's view; placement reads them elsewhere).
+//! SQL for `hosts`, placement and addresses.
 
 use super::Tx;
-use sqlx::PgPool;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-#[derive(Clone, Debug, Default, sqlx::FromRow)]
+/// Registers a host an admin expects; it joins later with the token whose hash is kept.
+pub async fn insert_pending(tx: &mut Tx<'_>, name: &str, api_url: &str, token_sha256: &str) -> Result<Uuid, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO hosts (name, api_url, cpus, memory_mib, disk_gib, enabled, join_token_sha256)
+         VALUES ($1, $2, 1, 1, 1, false, $3) RETURNING id",
+    )
+    .bind(name)
+    .bind(api_url)
+    .bind(token_sha256)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+/// Completes a join: the token is used up, the secret set, the capacity reported. Returns
+/// the host id, or `None` if no host waits for this token.
+#[allow(clippy::too_many_arguments)]
+pub async fn complete_join(
+    tx: &mut Tx<'_>,
+    token_sha256: &str,
+    api_url: &str,
+    secret: &[u8],
+    cpus: i32,
+    memory_mib: i64,
+    disk_gib: i64,
+    containers: bool,
+    kvm: bool,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE hosts SET join_token_sha256 = NULL, api_secret = $3, api_url = $2, cpus = $4, memory_mib = $5,
+                disk_gib = $6, supports_containers = $7, supports_kvm = $8, enabled = true, reachability = 'reachable',
+                last_seen_at = now()
+          WHERE join_token_sha256 = $1 RETURNING id",
+    )
+    .bind(token_sha256)
+    .bind(api_url)
+    .bind(secret)
+    .bind(cpus)
+    .bind(memory_mib)
+    .bind(disk_gib)
+    .bind(containers)
+    .bind(kvm)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+#[derive(Clone, Debug, sqlx::FromRow)]
 pub struct HostRow {
     pub id: Uuid,
     pub name: String,
     pub api_url: String,
-    pub supports_containers: bool,
-    pub supports_kvm: bool,
+    pub api_secret: Option<Vec<u8>>,
     pub cpus: i32,
     pub memory_mib: i64,
     pub disk_gib: i64,
     pub reserved_cpus: i32,
     pub reserved_memory_mib: i64,
     pub reserved_disk_gib: i64,
-    pub enabled: bool,
     pub reachability: String,
-    pub instances: i64,
+    pub last_seen_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str = "h.id, h.name, h.api_url, h.supports_containers, h.supports_kvm, h.cpus, h.memory_mib, h.disk_gib, \
-    h.reserved_cpus, h.reserved_memory_mib, h.reserved_disk_gib, h.enabled, h.reachability::text AS reachability, \
-    (SELECT count(*) FROM instances i WHERE i.host_id = h.id AND i.desired_state <> 'terminated') AS instances";
+const HOST: &str = "SELECT id, name, api_url, api_secret, cpus, memory_mib, disk_gib, reserved_cpus, reserved_memory_mib,
+        reserved_disk_gib, reachability::text AS reachability, last_seen_at FROM hosts";
 
-pub async fn list(pool: &PgPool) -> Result<Vec<HostRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM hosts h ORDER BY h.name")).fetch_all(pool).await
+/// Hosts that have joined and are enabled.
+pub async fn joined<'e, E: sqlx::PgExecutor<'e>>(e: E) -> Result<Vec<HostRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{HOST} WHERE enabled AND api_secret IS NOT NULL ORDER BY name")).fetch_all(e).await
 }
 
-pub async fn get(pool: &PgPool, id: Uuid) -> Result<Option<HostRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {COLUMNS} FROM hosts h WHERE h.id = $1")).bind(id).fetch_optional(pool).await
+pub async fn get<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid) -> Result<Option<HostRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{HOST} WHERE id = $1")).bind(id).fetch_optional(e).await
 }
 
-/// The fields an admin sets.
-#[derive(Clone, Debug)]
-pub struct HostInput {
-    pub name: String,
-    pub api_url: String,
-    pub supports_containers: bool,
-    pub supports_kvm: bool,
-    pub cpus: i32,
-    pub memory_mib: i64,
-    pub disk_gib: i64,
-    pub reserved_cpus: i32,
-    pub reserved_memory_mib: i64,
-    pub reserved_disk_gib: i64,
-    pub enabled: bool,
+/// Locks a host row: placements on one host are decided one at a time.
+pub async fn lock(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<HostRow>, sqlx::Error> {
+    sqlx::query_as(&format!("{HOST} WHERE id = $1 FOR UPDATE")).bind(id).fetch_optional(&mut **tx).await
 }
 
-/// Inserts (id None) or updates; `None` if an update found no such host.
-pub async fn save(tx: &mut Tx<'_>, id: Option<Uuid>, h: &HostInput) -> Result<Option<Uuid>, sqlx::Error> {
-    let sql = match id {
-        None => "INSERT INTO hosts (name, api_url, supports_containers, supports_kvm, cpus, memory_mib, disk_gib, \
-                 reserved_cpus, reserved_memory_mib, reserved_disk_gib, enabled) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
-        Some(_) => "UPDATE hosts SET name = $1, api_url = $2, supports_containers = $3, supports_kvm = $4, cpus = $5, \
-                    memory_mib = $6, disk_gib = $7, reserved_cpus = $8, reserved_memory_mib = $9, reserved_disk_gib = $10, \
-                    enabled = $11 WHERE id = $12 RETURNING id",
-    };
-    sqlx::query_scalar(sql)
-        .bind(&h.name)
-        .bind(&h.api_url)
-        .bind(h.supports_containers)
-        .bind(h.supports_kvm)
-        .bind(h.cpus)
-        .bind(h.memory_mib)
-        .bind(h.disk_gib)
-        .bind(h.reserved_cpus)
-        .bind(h.reserved_memory_mib)
-        .bind(h.reserved_disk_gib)
-        .bind(h.enabled)
-        .bind(id)
-        .fetch_optional(&mut **tx)
+/// Candidate hosts for an instance of `kind` owned by `account`, in the placement policy's
+/// order: first hosts carrying fewer of this customer's VPS (spread), then most free
+/// guaranteed memory, then name (stable).
+pub async fn candidates(tx: &mut Tx<'_>, kind: &str, account: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "WITH live AS (
+            SELECT i.host_id, i.account_id, p.memory_guaranteed_mib
+              FROM instances i JOIN plans p ON p.id = i.plan_id
+             WHERE i.host_id IS NOT NULL AND i.desired_state <> 'terminated')
+         SELECT h.id FROM hosts h
+          WHERE h.enabled AND h.api_secret IS NOT NULL AND h.reachability <> 'unreachable'
+            AND CASE $1 WHEN 'container' THEN h.supports_containers ELSE h.supports_kvm END
+          ORDER BY (SELECT count(*) FROM live WHERE live.host_id = h.id AND live.account_id = $2),
+                   h.memory_mib - h.reserved_memory_mib
+                     - COALESCE((SELECT sum(memory_guaranteed_mib) FROM live WHERE live.host_id = h.id), 0) DESC,
+                   h.name",
+    )
+    .bind(kind)
+    .bind(account)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// The plan resources of every live instance on a host (its load, for admission).
+pub async fn resources_on(tx: &mut Tx<'_>, host: Uuid) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT plan_id FROM instances WHERE host_id = $1 AND desired_state <> 'terminated'")
+        .bind(host)
+        .fetch_all(&mut **tx)
         .await
+}
+
+pub async fn set_reachability(tx: &mut Tx<'_>, id: Uuid, reachable: bool, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE hosts SET reachability = CASE WHEN $2 THEN 'reachable' ELSE 'unreachable' END::host_reachability,
+                last_seen_at = CASE WHEN $2 THEN $3 ELSE last_seen_at END
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(reachable)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Takes a free address of `family` (4 or 6) from a pool of this host (first) or a shared
+/// pool, for `instance`. Skips addresses another placement is taking.
+pub async fn assign_address(tx: &mut Tx<'_>, host: Uuid, instance: Uuid, family: i32, at: DateTime<Utc>) -> Result<Option<(String, i32, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "WITH pick AS (
+            SELECT a.id FROM ip_addresses a JOIN ip_pools p ON p.id = a.pool_id
+             WHERE a.instance_id IS NULL AND family(a.address) = $3 AND (p.host_id = $1 OR p.host_id IS NULL)
+             ORDER BY (p.host_id IS NULL), a.address LIMIT 1 FOR UPDATE OF a SKIP LOCKED)
+         UPDATE ip_addresses a SET instance_id = $2, assigned_at = $4 FROM pick, ip_pools p
+          WHERE a.id = pick.id AND p.id = a.pool_id
+         RETURNING host(a.address), masklen(p.network), host(p.gateway)",
+    )
+    .bind(host)
+    .bind(instance)
+    .bind(family)
+    .bind(at)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// Does any pool usable on this host hold addresses of `family` at all?
+pub async fn has_pool(tx: &mut Tx<'_>, host: Uuid, family: i32) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM ip_pools WHERE family(network) = $2 AND (host_id = $1 OR host_id IS NULL))",
+    )
+    .bind(host)
+    .bind(family)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+/// An instance's addresses with their pool's prefix and gateway.
+pub async fn addresses_of(tx: &mut Tx<'_>, instance: Uuid) -> Result<Vec<(String, i32, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT host(a.address), masklen(p.network), host(p.gateway) FROM ip_addresses a JOIN ip_pools p ON p.id = a.pool_id
+          WHERE a.instance_id = $1 ORDER BY family(a.address)",
+    )
+    .bind(instance)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+pub async fn release_addresses(tx: &mut Tx<'_>, instance: Uuid) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("UPDATE ip_addresses SET instance_id = NULL, assigned_at = NULL WHERE instance_id = $1")
+        .bind(instance)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected())
+}
+
+/// Creates a pool and its addresses (every host address of an IPv4 network but the network,
+/// broadcast and gateway; the first `max` of an IPv6 one). Returns how many addresses.
+pub async fn create_pool(tx: &mut Tx<'_>, name: &str, network: &str, gateway: &str, host: Option<Uuid>, max: i64) -> Result<i64, sqlx::Error> {
+    let pool: Uuid = sqlx::query_scalar(
+        "INSERT INTO ip_pools (name, network, gateway, host_id) VALUES ($1, $2::cidr, $3::inet, $4) RETURNING id",
+    )
+    .bind(name)
+    .bind(network)
+    .bind(gateway)
+    .bind(host)
+    .fetch_one(&mut **tx)
+    .await?;
+    let n = sqlx::query(
+        "INSERT INTO ip_addresses (pool_id, address)
+         SELECT p.id, x.addr
+           FROM ip_pools p, generate_series(1::bigint, $2) g,
+                LATERAL (SELECT set_masklen(host(p.network + g)::inet, CASE family(p.network) WHEN 4 THEN 32 ELSE 128 END) AS addr) x
+          WHERE p.id = $1
+            AND x.addr << p.network
+            AND (family(p.network) = 6 OR x.addr <> set_masklen(broadcast(p.network), 32))
+            AND x.addr <> set_masklen(p.gateway, CASE family(p.network) WHEN 4 THEN 32 ELSE 128 END)",
+    )
+    .bind(pool)
+    .bind(max)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(n as i64)
 }

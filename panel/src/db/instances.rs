@@ -95,3 +95,111 @@ pub async fn set_plan(tx: &mut Tx<'_>, id: Uuid, plan_id: i64) -> Result<(), sql
     sqlx::query("UPDATE instances SET plan_id = $2 WHERE id = $1").bind(id).bind(plan_id).execute(&mut **tx).await?;
     Ok(())
 }
+
+/// What the orchestration needs to build an instance's spec.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Placeable {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub subscription_id: Option<Uuid>,
+    pub plan_id: i64,
+    pub kind: String,
+    pub hostname: String,
+    pub os_template: String,
+    pub host_id: Option<Uuid>,
+    pub desired_state: String,
+    pub observed_state: String,
+}
+
+const PLACEABLE: &str = "SELECT i.id, i.account_id, i.subscription_id, i.plan_id, i.kind::text AS kind, i.hostname,
+        t.name AS os_template, i.host_id, i.desired_state::text AS desired_state, i.observed_state::text AS observed_state
+   FROM instances i JOIN os_templates t ON t.id = i.os_template_id";
+
+pub async fn placeable<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid) -> Result<Option<Placeable>, sqlx::Error> {
+    sqlx::query_as(&format!("{PLACEABLE} WHERE i.id = $1")).bind(id).fetch_optional(e).await
+}
+
+pub async fn lock_placeable(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<Placeable>, sqlx::Error> {
+    sqlx::query_as(&format!("{PLACEABLE} WHERE i.id = $1 FOR UPDATE OF i")).bind(id).fetch_optional(&mut **tx).await
+}
+
+/// Live instances on a host (the reconciler compares them with the host's answer).
+pub async fn on_host<'e, E: sqlx::PgExecutor<'e>>(e: E, host: Uuid) -> Result<Vec<Placeable>, sqlx::Error> {
+    sqlx::query_as(&format!("{PLACEABLE} WHERE i.host_id = $1 AND i.observed_state <> 'destroyed'")).bind(host).fetch_all(e).await
+}
+
+pub async fn set_host(tx: &mut Tx<'_>, id: Uuid, host: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE instances SET host_id = $2, observed_state = 'creating', last_error = NULL WHERE id = $1")
+        .bind(id)
+        .bind(host)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_observed<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid, state: &str, error: Option<&str>, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE instances SET observed_state = $2::observed_state, observed_at = $4,
+                last_error = COALESCE($3, CASE WHEN $2 IN ('running', 'stopped', 'suspended') THEN NULL ELSE last_error END)
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(error)
+    .bind(at)
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+/// Marks every live instance of a host `unknown` (the host stopped answering).
+pub async fn mark_unknown_on<'e, E: sqlx::PgExecutor<'e>>(e: E, host: Uuid, at: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE instances SET observed_state = 'unknown', observed_at = $2
+          WHERE host_id = $1 AND observed_state NOT IN ('destroyed', 'unknown')",
+    )
+    .bind(host)
+    .bind(at)
+    .execute(e)
+    .await?
+    .rows_affected())
+}
+
+pub async fn known(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT desired_state::text FROM instances WHERE id = $1").bind(id).fetch_optional(&mut **tx).await
+}
+
+pub async fn insert_usage<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid, at: DateTime<Utc>, u: &vessel_core::usage::Usage) -> Result<(), sqlx::Error> {
+    let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    sqlx::query(
+        "INSERT INTO usage_samples (instance_id, at, cpu_time_ns, memory_bytes, memory_peak_bytes, memory_burst_bytes,
+                                    disk_used_bytes, net_rx_bytes, net_tx_bytes)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(at)
+    .bind(i(u.cpu_time_ns))
+    .bind(i(u.memory_bytes))
+    .bind(i(u.memory_peak_bytes))
+    .bind(i(u.memory_burst_bytes))
+    .bind(i(u.disk_used_bytes))
+    .bind(i(u.net_rx_bytes))
+    .bind(i(u.net_tx_bytes))
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+/// An order's status, by its instance (waiting for capacity, active).
+pub async fn set_order_status_of(tx: &mut Tx<'_>, instance: Uuid, status: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE orders o SET status = $2::order_status, updated_at = now()
+           FROM subscriptions s JOIN instances i ON i.subscription_id = s.id
+          WHERE i.id = $1 AND o.id = s.order_id AND o.status <> $2::order_status",
+    )
+    .bind(instance)
+    .bind(status)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -17,3 +17,90 @@ pub async fn enqueue(tx: &mut Tx<'_>, kind: &str, payload: Value, instance_id: O
     .await?;
     Ok(r.rows_affected() == 1)
 }
+
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct JobRow {
+    pub id: Uuid,
+    pub kind: String,
+    pub payload: Value,
+    pub instance_id: Option<Uuid>,
+    pub attempts: i32,
+    pub max_attempts: i32,
+}
+
+/// Claims the next job that is due (or whose lease ran out: its runner died) under a lease.
+/// `SKIP LOCKED`: several runners never take the same job.
+pub async fn claim<'e, E: sqlx::PgExecutor<'e>>(e: E, runner: &str, lease_secs: i64) -> Result<Option<JobRow>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE jobs SET status = 'running', locked_by = $1, locked_until = now() + make_interval(secs => $2),
+                attempts = attempts + 1, updated_at = now()
+          WHERE id = (SELECT id FROM jobs
+                       WHERE (status = 'queued' AND run_after <= now()) OR (status = 'running' AND locked_until < now())
+                       ORDER BY run_after LIMIT 1 FOR UPDATE SKIP LOCKED)
+         RETURNING id, kind, payload, instance_id, attempts, max_attempts",
+    )
+    .bind(runner)
+    .bind(lease_secs as f64)
+    .fetch_optional(e)
+    .await
+}
+
+/// Finishes a job, if this runner still holds it (a runner whose lease ran out does not
+/// overwrite the one that took over).
+pub async fn succeed<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid, runner: &str) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE jobs SET status = 'succeeded', locked_by = NULL, locked_until = NULL, last_error = NULL,
+                waiting_reason = NULL, updated_at = now()
+          WHERE id = $1 AND locked_by = $2 AND status = 'running'",
+    )
+    .bind(id)
+    .bind(runner)
+    .execute(e)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Puts a job back for later. `count_attempt = false` (waiting for capacity) gives the
+/// attempt back; past `max_attempts` a failing job is dead-lettered with its reason.
+pub async fn retry<'e, E: sqlx::PgExecutor<'e>>(
+    e: E,
+    id: Uuid,
+    runner: &str,
+    delay_secs: i64,
+    reason: &str,
+    count_attempt: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE jobs SET
+                attempts = CASE WHEN $5 THEN attempts ELSE attempts - 1 END,
+                status = CASE WHEN $5 AND attempts >= max_attempts THEN 'dead' ELSE 'queued' END::job_status,
+                run_after = now() + make_interval(secs => $3), locked_by = NULL, locked_until = NULL,
+                last_error = CASE WHEN $5 THEN $4 ELSE last_error END,
+                waiting_reason = CASE WHEN $5 THEN NULL ELSE $4 END, updated_at = now()
+          WHERE id = $1 AND locked_by = $2 AND status = 'running'",
+    )
+    .bind(id)
+    .bind(runner)
+    .bind(delay_secs as f64)
+    .bind(reason)
+    .bind(count_attempt)
+    .execute(e)
+    .await?;
+    Ok(())
+}
+
+/// Is work for this instance queued or running?
+pub async fn pending_for<'e, E: sqlx::PgExecutor<'e>>(e: E, instance: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE instance_id = $1 AND status IN ('queued', 'running'))")
+        .bind(instance)
+        .fetch_one(e)
+        .await
+}
+
+/// Wakes jobs waiting for capacity (a host joined or one was freed).
+pub async fn wake_waiting<'e, E: sqlx::PgExecutor<'e>>(e: E) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query("UPDATE jobs SET run_after = now() WHERE status = 'queued' AND waiting_reason IS NOT NULL")
+        .execute(e)
+        .await?
+        .rows_affected())
+}

@@ -37,3 +37,18 @@ pub async fn insert_for_invoices(tx: &mut Tx<'_>, template: &str, invoice_ids: &
     .await?;
     Ok(())
 }
+
+/// Queues `template` for every active admin, once per `dedupe` key and admin.
+pub async fn insert_for_admins(tx: &mut Tx<'_>, template: &str, data: Value, dedupe: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO email_outbox (to_address, template, data, dedupe_key)
+         SELECT email, $1, $2, $3 || ':' || id FROM accounts WHERE role = 'admin' AND status = 'active'
+         ON CONFLICT (dedupe_key) DO NOTHING",
+    )
+    .bind(template)
+    .bind(data)
+    .bind(dedupe)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -191,3 +191,9 @@ pub async fn orderable(tx: &mut Tx<'_>) -> Result<Vec<(i64, String, i32)>, sqlx:
 pub async fn kind_of(tx: &mut Tx<'_>, id: i64) -> Result<String, sqlx::Error> {
     sqlx::query_scalar("SELECT kind::text FROM plans WHERE id = $1").bind(id).fetch_one(&mut **tx).await
 }
+
+/// A stored plan version's resources (what an instance of it is promised).
+pub async fn resources<'e, E: sqlx::PgExecutor<'e>>(e: E, id: i64) -> Result<Option<vessel_core::PlanResources>, sqlx::Error> {
+    let row: Option<PlanRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM plans WHERE id = $1")).bind(id).fetch_optional(e).await?;
+    Ok(row.and_then(|r| r.definition(Vec::new())).map(|d| d.resources))
+}

@@ -52,6 +52,9 @@ pub async fn spawn_web_app_with(adjust: impl FnOnce(&mut Settings)) -> WebApp {
     settings.smtp.port = smtp.port;
     settings.smtp.poll_ms = 100;
     settings.session.secret = "test-secret-test-secret-test-secret".to_string().into();
+    // The pages are under test here, not the orchestration: with it off, what a page shows
+    // (a server pending, the rows a form wrote) is the page's doing alone.
+    settings.orchestration.enabled = false;
     adjust(&mut settings);
     let app = Application::build(settings.clone()).await.expect("the panel starts");
     let address = format!("http://127.0.0.1:{}", app.port());

@@ -9,6 +9,7 @@ mod billing_crash;
 mod billing_world;
 mod health;
 mod migrations;
+mod orchestration;
 mod plans_sync;
 mod web_admin;
 mod web_auth;

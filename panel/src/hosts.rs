@@ -1,0 +1,85 @@
+//! Hosts: an admin registers one and gets a one-time join token; the host's provisioner
+//! joins with it and receives its secret (once); every later request is signed with it.
+
+pub mod client;
+
+use crate::audit::{self, Actor};
+use crate::db::hosts as sql;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use uuid::Uuid;
+use vessel_core::signing::HostSecret;
+use vessel_core::wire::{JoinRequest, JoinResponse};
+
+pub use client::{HostClient, HostError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("this join token is unknown or was used already: ask an admin for a new one")]
+    BadToken,
+    #[error("{0}")]
+    Invalid(String),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.trim().as_bytes()))
+}
+
+/// An admin expects a host: returns (host id, the join token to hand to it). Only the
+/// token's hash is stored.
+pub async fn register(pool: &PgPool, admin: Option<Uuid>, name: &str, api_url: &str) -> Result<(Uuid, String), JoinError> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 63 {
+        return Err(JoinError::Invalid("a host name is 1 to 63 characters".into()));
+    }
+    let mut raw = [0u8; 24];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    let token = format!("vjt_{}", hex::encode(raw));
+    let mut tx = pool.begin().await?;
+    let id = sql::insert_pending(&mut tx, name, api_url, &token_hash(&token)).await?;
+    let actor = admin.map(Actor::admin).unwrap_or(Actor::SYSTEM);
+    audit::record(&mut *tx, actor, "host.register", Some(("host", id.to_string())), None, serde_json::json!({ "name": name })).await?;
+    tx.commit().await?;
+    Ok((id, token))
+}
+
+/// A host joins: its token is used up, its capacity recorded, its secret made and returned
+/// (never stored anywhere else, never shown again).
+pub async fn join(pool: &PgPool, req: &JoinRequest) -> Result<JoinResponse, JoinError> {
+    if req.capacity.cpus == 0 || req.capacity.memory_mib == 0 || req.capacity.disk_gib == 0 {
+        return Err(JoinError::Invalid("the host reports no capacity".into()));
+    }
+    if !(req.api_url.starts_with("http://") || req.api_url.starts_with("https://")) {
+        return Err(JoinError::Invalid("api_url must be an http(s) URL".into()));
+    }
+    let mut secret = vec![0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    let mut tx = pool.begin().await?;
+    let id = sql::complete_join(
+        &mut tx,
+        &token_hash(&req.token),
+        &req.api_url,
+        &secret,
+        req.capacity.cpus as i32,
+        req.capacity.memory_mib as i64,
+        req.capacity.disk_gib as i64,
+        req.supports_containers,
+        req.supports_kvm,
+    )
+    .await?
+    .ok_or(JoinError::BadToken)?;
+    audit::record(&mut *tx, Actor::SYSTEM, "host.join", Some(("host", id.to_string())), None, serde_json::json!({ "api_url": req.api_url })).await?;
+    crate::db::jobs::wake_waiting(&mut *tx).await?;
+    tx.commit().await?;
+    let secret = HostSecret::from_bytes(secret).map_err(|e| JoinError::Invalid(e.to_string()))?;
+    Ok(JoinResponse { host_id: id, secret: secret.to_base64() })
+}
+
+/// A client for a joined host.
+pub fn client_for(host: &sql::HostRow, settings: &crate::config::OrchestrationSettings) -> Option<HostClient> {
+    let secret = HostSecret::from_bytes(host.api_secret.clone()?).ok()?;
+    Some(HostClient::new(&host.api_url, secret, std::time::Duration::from_secs(settings.host_timeout_secs), settings.host_ca().as_ref()))
+}

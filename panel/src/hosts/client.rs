@@ -1,0 +1,114 @@
+//! The panel's client for one host's provisioner API: every request signed with the host's
+//! secret (see `vessel_core::signing`), answers and errors in the shared wire types.
+
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+use vessel_core::signing::{sign_now, HostSecret};
+use vessel_core::wire::{ActionRequest, HostReport, InstanceStatus, Problem, ProblemType};
+use vessel_core::{InstanceId, InstanceSpec};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// Connect refused, timed out, the link is down: the host may be fine, we cannot tell.
+    #[error("host unreachable: {0}")]
+    Unreachable(String),
+    /// The host answered with a problem (admission refused, action not allowed, …).
+    #[error("host refused: {} ({})", .0.detail, .0.status)]
+    Refused(Problem),
+    #[error("unexpected answer from host: {0}")]
+    Protocol(String),
+}
+
+impl HostError {
+    /// Worth retrying later as is (versus a refusal that will not change by waiting).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            HostError::Unreachable(_) => true,
+            HostError::Refused(p) => matches!(p.kind, ProblemType::Unavailable | ProblemType::RuntimeFailed),
+            HostError::Protocol(_) => true,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct HostClient {
+    base: String,
+    secret: HostSecret,
+    http: reqwest::Client,
+}
+
+impl HostClient {
+    /// `timeout` bounds every request (creating a VM is a few seconds at most). `ca` is the
+    /// provider's own CA (PEM) that hosts' certificates are issued by, trusted beside the
+    /// system's roots.
+    pub fn new(base_url: &str, secret: HostSecret, timeout: Duration, ca: Option<&reqwest::Certificate>) -> Self {
+        let mut b = reqwest::Client::builder().timeout(timeout).connect_timeout(Duration::from_secs(3));
+        if let Some(ca) = ca {
+            b = b.add_root_certificate(ca.clone());
+        }
+        let http = b.build().expect("a reqwest client with static settings builds");
+        Self { base: base_url.trim_end_matches('/').to_string(), secret, http }
+    }
+
+    async fn call<T: DeserializeOwned>(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Option<T>, HostError> {
+        let body = body.unwrap_or_default();
+        let sig = sign_now(&self.secret, method.as_str(), path, &body);
+        let mut req = self.http.request(method, format!("{}{}", self.base, path));
+        for (k, v) in sig.pairs() {
+            req = req.header(k, v);
+        }
+        if !body.is_empty() {
+            req = req.header("content-type", "application/json").body(body);
+        }
+        let resp = req.send().await.map_err(|e| HostError::Unreachable(e.to_string()))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| HostError::Unreachable(e.to_string()))?;
+        if status == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map(Some).map_err(|e| HostError::Protocol(format!("{e}")));
+        }
+        match serde_json::from_slice::<Problem>(&bytes) {
+            Ok(p) => Err(HostError::Refused(p)),
+            Err(_) => Err(HostError::Protocol(format!("{status}: {}", String::from_utf8_lossy(&bytes)))),
+        }
+    }
+
+    pub async fn report(&self) -> Result<HostReport, HostError> {
+        self.call(Method::GET, "/v1/host", None).await?.ok_or_else(|| HostError::Protocol("empty report".into()))
+    }
+
+    pub async fn list(&self) -> Result<Vec<InstanceStatus>, HostError> {
+        Ok(self.call(Method::GET, "/v1/instances", None).await?.unwrap_or_default())
+    }
+
+    /// One instance; `Ok(None)` when the host does not have it.
+    pub async fn get(&self, id: InstanceId) -> Result<Option<InstanceStatus>, HostError> {
+        match self.call(Method::GET, &format!("/v1/instances/{id}"), None).await {
+            Err(HostError::Refused(p)) if p.kind == ProblemType::NotFound => Ok(None),
+            other => other,
+        }
+    }
+
+    /// Creates (idempotently: the same spec again answers the same instance).
+    pub async fn create(&self, spec: &InstanceSpec) -> Result<InstanceStatus, HostError> {
+        let body = serde_json::to_vec(spec).expect("specs serialise");
+        self.call(Method::PUT, &format!("/v1/instances/{}", spec.id), Some(body))
+            .await?
+            .ok_or_else(|| HostError::Protocol("empty create answer".into()))
+    }
+
+    pub async fn action(&self, id: InstanceId, req: &ActionRequest) -> Result<InstanceStatus, HostError> {
+        let body = serde_json::to_vec(req).expect("actions serialise");
+        self.call(Method::POST, &format!("/v1/instances/{id}/actions"), Some(body))
+            .await?
+            .ok_or_else(|| HostError::Protocol("empty action answer".into()))
+    }
+
+    /// Destroys (idempotently: absent is fine).
+    pub async fn destroy(&self, id: InstanceId) -> Result<(), HostError> {
+        self.call::<serde_json::Value>(Method::DELETE, &format!("/v1/instances/{id}"), None).await.map(|_| ())
+    }
+}

@@ -1,0 +1,310 @@
+//! What each provisioning job does, and the reconciler that keeps hosts converging on what
+//! the panel wants. The panel keeps the desired state of every instance; hosts report what
+//! is; jobs and the reconciler close the gap. Nothing here re-creates an instance on another
+//! host behind anyone's back: an unreachable host's instances become `unknown` and wait.
+
+use crate::clock::Clock;
+use crate::config::OrchestrationSettings;
+use crate::db::{hosts as host_sql, instances as sql, jobs as job_sql, plans as plan_sql};
+use crate::hosts::{client_for, HostClient, HostError};
+use crate::jobs::Outcome;
+use crate::scheduler::{self, Placement};
+use serde::Deserialize;
+use sqlx::PgPool;
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+use uuid::Uuid;
+use vessel_core::lifecycle::{Ipv4Assignment, Ipv6Assignment};
+use vessel_core::wire::{ActionRequest, InstanceStatus, ProblemType};
+use vessel_core::{Action, Hostname, InstanceId, InstanceSpec, InstanceState, NetworkSpec};
+
+/// What every handler needs.
+#[derive(Clone)]
+pub struct Ctx {
+    pub pool: PgPool,
+    pub clock: Arc<dyn Clock>,
+    pub settings: OrchestrationSettings,
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    instance_id: Uuid,
+    #[serde(default)]
+    action: Option<Action>,
+}
+
+/// The observed-state name of what a host reports.
+pub fn observed_name(s: InstanceState) -> &'static str {
+    match s {
+        InstanceState::Creating => "creating",
+        InstanceState::Stopped => "stopped",
+        InstanceState::Running => "running",
+        InstanceState::Suspended => "suspended",
+        InstanceState::Crashed => "crashed",
+        InstanceState::Destroying => "destroying",
+    }
+}
+
+fn converged(desired: &str, observed: InstanceState) -> bool {
+    matches!(
+        (desired, observed),
+        ("running", InstanceState::Running) | ("stopped", InstanceState::Stopped) | ("suspended", InstanceState::Suspended)
+    )
+}
+
+fn host_failed(e: HostError) -> Outcome {
+    match e {
+        HostError::Refused(p) if p.kind == ProblemType::AdmissionRefused => {
+            Outcome::Retry(format!("the host refused by its own admission rule: {}", p.detail))
+        }
+        e => Outcome::Retry(e.to_string()),
+    }
+}
+
+/// Runs one job.
+pub async fn handle(ctx: &Ctx, job: crate::jobs::JobRow) -> Outcome {
+    let payload: Payload = match serde_json::from_value(job.payload.clone()) {
+        Ok(p) => p,
+        Err(e) => return Outcome::Retry(format!("unreadable payload: {e}")),
+    };
+    let result = match job.kind.as_str() {
+        "instance.create" | "instance.converge" => converge(ctx, payload.instance_id).await,
+        "instance.action" => match payload.action {
+            Some(Action::Restart) => act(ctx, payload.instance_id, ActionRequest::plain(Action::Restart)).await,
+            Some(Action::Reinstall) => act(ctx, payload.instance_id, ActionRequest::plain(Action::Reinstall)).await,
+            // Start and stop changed the desired state; converging does them.
+            _ => converge(ctx, payload.instance_id).await,
+        },
+        "instance.resize" => resize(ctx, payload.instance_id).await,
+        other => Err(Outcome::Retry(format!("unknown job kind {other:?}"))),
+    };
+    result.unwrap_or_else(|o| o)
+}
+
+type Step<T> = Result<T, Outcome>;
+
+fn db(e: sqlx::Error) -> Outcome {
+    Outcome::Retry(format!("database: {e}"))
+}
+
+/// The instance's host and a client for it, placing it first if it has none.
+async fn placed(ctx: &Ctx, id: Uuid) -> Step<(sql::Placeable, host_sql::HostRow, HostClient)> {
+    let mut inst = sql::placeable(&ctx.pool, id).await.map_err(db)?.ok_or(Outcome::Done)?;
+    if inst.host_id.is_none() {
+        if inst.desired_state == "terminated" {
+            return Err(Outcome::Done);
+        }
+        match scheduler::place(&ctx.pool, ctx.clock.as_ref(), id).await {
+            Ok(Placement::WaitingForCapacity { reasons }) => {
+                return Err(Outcome::Wait { secs: 60, reason: format!("waiting for capacity: {}", reasons.join("; ")) })
+            }
+            Ok(_) => {}
+            Err(e) => return Err(Outcome::Retry(e.to_string())),
+        }
+        inst = sql::placeable(&ctx.pool, id).await.map_err(db)?.ok_or(Outcome::Done)?;
+    }
+    let host_id = inst.host_id.ok_or(Outcome::Retry("placement did not stick".into()))?;
+    let host = host_sql::get(&ctx.pool, host_id).await.map_err(db)?.ok_or(Outcome::Retry("host vanished".into()))?;
+    let client = client_for(&host, &ctx.settings).ok_or(Outcome::Retry(format!("host {} has not joined", host.name)))?;
+    Ok((inst, host, client))
+}
+
+/// The spec the host builds the instance from.
+async fn spec(ctx: &Ctx, inst: &sql::Placeable) -> Step<InstanceSpec> {
+    let resources = plan_sql::resources(&ctx.pool, inst.plan_id).await.map_err(db)?.ok_or(Outcome::Retry("bad plan".into()))?;
+    let mut tx = ctx.pool.begin().await.map_err(db)?;
+    let addresses = host_sql::addresses_of(&mut tx, inst.id).await.map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    let mut network = NetworkSpec::default();
+    for (addr, prefix, gw) in addresses {
+        match (addr.parse::<IpAddr>(), gw.parse::<IpAddr>()) {
+            (Ok(IpAddr::V4(a)), Ok(IpAddr::V4(g))) => network.ipv4 = Some(Ipv4Assignment { address: a, prefix_len: prefix as u8, gateway: g }),
+            (Ok(IpAddr::V6(a)), Ok(IpAddr::V6(g))) => network.ipv6 = Some(Ipv6Assignment { address: a, prefix_len: prefix as u8, gateway: g }),
+            _ => return Err(Outcome::Retry(format!("unreadable address {addr} / {gw}"))),
+        }
+    }
+    Ok(InstanceSpec {
+        id: InstanceId(inst.id),
+        hostname: Hostname::parse(&inst.hostname).map_err(|e| Outcome::Retry(format!("hostname: {e}")))?,
+        template: inst.os_template.clone(),
+        resources,
+        network,
+    })
+}
+
+async fn record(ctx: &Ctx, id: Uuid, status: &InstanceStatus) -> Step<()> {
+    let now = ctx.clock.now();
+    sql::set_observed(&ctx.pool, id, observed_name(status.state), None, now).await.map_err(db)?;
+    if status.state == InstanceState::Running {
+        let mut tx = ctx.pool.begin().await.map_err(db)?;
+        sql::set_order_status_of(&mut tx, id, "active").await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+    }
+    Ok(())
+}
+
+/// Makes the host match the desired state: creates, starts, stops, suspends, resumes or
+/// destroys, each step idempotent, so a job run twice (a lease ran out) does no harm.
+async fn converge(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
+    let (inst, _host, client) = placed(ctx, id).await?;
+    let iid = InstanceId(id);
+    if inst.desired_state == "terminated" {
+        client.destroy(iid).await.map_err(host_failed)?;
+        let mut tx = ctx.pool.begin().await.map_err(db)?;
+        host_sql::release_addresses(&mut tx, id).await.map_err(db)?;
+        sql::set_observed(&mut *tx, id, "destroyed", None, ctx.clock.now()).await.map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        return Ok(Outcome::Done);
+    }
+    let mut status = match client.get(iid).await.map_err(host_failed)? {
+        Some(s) => s,
+        None => client.create(&spec(ctx, &inst).await?).await.map_err(host_failed)?,
+    };
+    for _ in 0..4 {
+        if converged(&inst.desired_state, status.state) {
+            break;
+        }
+        let next = match (inst.desired_state.as_str(), status.state) {
+            ("running", InstanceState::Suspended) | ("stopped", InstanceState::Suspended) => Action::Resume,
+            ("running", _) | ("suspended", InstanceState::Stopped | InstanceState::Crashed) => Action::Start,
+            ("stopped", _) => Action::Stop,
+            ("suspended", _) => Action::Suspend,
+            _ => break,
+        };
+        status = client.action(iid, &ActionRequest::plain(next)).await.map_err(host_failed)?;
+    }
+    record(ctx, id, &status).await?;
+    if converged(&inst.desired_state, status.state) {
+        Ok(Outcome::Done)
+    } else {
+        Ok(Outcome::Retry(format!("{} is {:?}, wanted {}", inst.hostname, status.state, inst.desired_state)))
+    }
+}
+
+async fn act(ctx: &Ctx, id: Uuid, req: ActionRequest) -> Step<Outcome> {
+    let (_inst, _host, client) = placed(ctx, id).await?;
+    let status = client.action(InstanceId(id), &req).await.map_err(host_failed)?;
+    record(ctx, id, &status).await?;
+    Ok(Outcome::Done)
+}
+
+async fn resize(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
+    let (inst, _host, client) = placed(ctx, id).await?;
+    let resources = plan_sql::resources(&ctx.pool, inst.plan_id).await.map_err(db)?.ok_or(Outcome::Retry("bad plan".into()))?;
+    let req = ActionRequest { action: Action::Resize, template: None, resources: Some(resources) };
+    let status = client.action(InstanceId(id), &req).await.map_err(host_failed)?;
+    record(ctx, id, &status).await?;
+    Ok(Outcome::Done)
+}
+
+/// One pass over every joined host: record what it reports (states, usage), mark it
+/// reachable or, after a silence, unreachable with its instances unknown; queue a converge
+/// for every instance that differs from its desired state; destroy what the host runs that
+/// the panel does not know (orphans of a crash mid-create on the panel's side).
+pub async fn reconcile_once(ctx: &Ctx) -> Result<(), sqlx::Error> {
+    let now = ctx.clock.now();
+    for host in host_sql::joined(&ctx.pool).await? {
+        let Some(client) = client_for(&host, &ctx.settings) else { continue };
+        let reported = match client.list().await {
+            Ok(r) => r,
+            Err(e) => {
+                let silent_for = host.last_seen_at.map(|t| (now - t).num_seconds()).unwrap_or(i64::MAX);
+                if silent_for >= ctx.settings.unreachable_after_secs && host.reachability != "unreachable" {
+                    tracing::warn!(host = %host.name, error = %e, "host unreachable: its instances are unknown until it answers");
+                    let mut tx = ctx.pool.begin().await?;
+                    host_sql::set_reachability(&mut tx, host.id, false, now).await?;
+                    sql::mark_unknown_on(&mut *tx, host.id, now).await?;
+                    tx.commit().await?;
+                }
+                continue;
+            }
+        };
+        let mut tx = ctx.pool.begin().await?;
+        host_sql::set_reachability(&mut tx, host.id, true, now).await?;
+        tx.commit().await?;
+        let ours = sql::on_host(&ctx.pool, host.id).await?;
+        let ours_ids: HashSet<Uuid> = ours.iter().map(|i| i.id).collect();
+        for status in &reported {
+            let id = status.id.0;
+            if !ours_ids.contains(&id) {
+                let mut tx = ctx.pool.begin().await?;
+                let known = sql::known(&mut tx, id).await?;
+                tx.commit().await?;
+                // Placed elsewhere, terminated, or never known: the host should not run it.
+                if known.is_none() || known.as_deref() == Some("terminated") {
+                    tracing::warn!(host = %host.name, %id, "destroying an instance the panel does not know");
+                    if let Err(e) = client.destroy(status.id).await {
+                        tracing::warn!(%id, error = %e, "orphan destroy failed; next pass retries");
+                    }
+                }
+                continue;
+            }
+            sql::set_observed(&ctx.pool, id, observed_name(status.state), None, now).await?;
+            sql::insert_usage(&ctx.pool, id, now, &status.usage).await?;
+        }
+        let reported_ids: HashSet<Uuid> = reported.iter().map(|s| s.id.0).collect();
+        for inst in ours {
+            let state = reported.iter().find(|s| s.id.0 == inst.id).map(|s| s.state);
+            let needs_work = match state {
+                Some(s) => inst.desired_state == "terminated" || !converged(&inst.desired_state, s),
+                None if inst.desired_state == "terminated" => {
+                    // Gone from the host and not wanted: finish the bookkeeping.
+                    let mut tx = ctx.pool.begin().await?;
+                    host_sql::release_addresses(&mut tx, inst.id).await?;
+                    sql::set_observed(&mut *tx, inst.id, "destroyed", None, now).await?;
+                    tx.commit().await?;
+                    false
+                }
+                None => !reported_ids.contains(&inst.id),
+            };
+            if needs_work && !job_sql::pending_for(&ctx.pool, inst.id).await? {
+                let mut tx = ctx.pool.begin().await?;
+                job_sql::enqueue(&mut tx, "instance.converge", serde_json::json!({ "instance_id": inst.id }), Some(inst.id), None).await?;
+                tx.commit().await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The job runners and the reconciler, until `stop` turns true.
+pub async fn run(ctx: Ctx, stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tasks = Vec::new();
+    for n in 0..ctx.settings.workers.max(1) {
+        let (c, stop) = (ctx.clone(), stop.clone());
+        let runner = format!("{}-{}-{n}", hostname_or_pid(), std::process::id());
+        tasks.push(tokio::spawn(async move {
+            let c2 = c.clone();
+            crate::jobs::run(c.pool.clone(), runner, c.settings.job_lease_secs, stop, move |job| {
+                let c = c2.clone();
+                async move { handle(&c, job).await }
+            })
+            .await
+        }));
+    }
+    let mut stop_r = stop.clone();
+    tasks.push(tokio::spawn(async move {
+        let every = std::time::Duration::from_secs(ctx.settings.reconcile_interval_secs.max(1));
+        while !*stop_r.borrow() {
+            if let Err(e) = reconcile_once(&ctx).await {
+                tracing::warn!(error = %e, "reconcile pass failed");
+            }
+            if let Err(e) = crate::usage::prune(&ctx.pool, ctx.clock.now()).await {
+                tracing::warn!(error = %e, "pruning usage samples failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop_r.changed() => {}
+            }
+        }
+    }));
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+fn hostname_or_pid() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "panel".into())
+}
+

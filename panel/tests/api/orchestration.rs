@@ -1,0 +1,204 @@
+//! Placement and the job queue, on a real database (no hosts are called here; the end-to-end
+//! tests in tests/ drive real provisioners).
+
+use crate::billing_world::World;
+use panel::clock::FixedClock;
+use panel::scheduler::{place, Placement};
+use sqlx::PgPool;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// A joined host (secret set) with this capacity; returns its id.
+async fn host(pool: &PgPool, name: &str, cpus: i32, memory: i64, disk: i64) -> Uuid {
+    sqlx::query_scalar(
+        "INSERT INTO hosts (name, api_url, cpus, memory_mib, disk_gib, api_secret, reachability)
+         VALUES ($1, 'http://127.0.0.1:1', $2, $3, $4, '\\x00112233445566778899aabbccddeeff', 'reachable') RETURNING id",
+    )
+    .bind(name)
+    .bind(cpus)
+    .bind(memory)
+    .bind(disk)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// `n` unplaced instances of `plan`, spread over `customers` customers.
+async fn instances(pool: &PgPool, plan: &str, n: i64, customers: i64) -> Vec<Uuid> {
+    sqlx::query_scalar(
+        "WITH c AS (INSERT INTO accounts (role, email) SELECT 'customer', 'c' || g || '-' || gen_random_uuid() || '@example.com'
+                     FROM generate_series(1, $3) g RETURNING id),
+              cs AS (SELECT id, row_number() OVER () - 1 AS k FROM c)
+         INSERT INTO instances (id, account_id, plan_id, kind, os_template_id, hostname)
+         SELECT gen_random_uuid(), cs.id, p.id, p.kind, (SELECT id FROM os_templates LIMIT 1), 'vps' || g
+           FROM generate_series(0, $2 - 1) g JOIN cs ON cs.k = g % $3, plans p WHERE p.code = $1 AND p.orderable
+         RETURNING id",
+    )
+    .bind(plan)
+    .bind(n)
+    .bind(customers)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_concurrent_placements_fill_a_host_exactly() {
+    let w = World::new("2026-03-01T00:00:00Z").await;
+    // burst-s commits 1024/1.5 MiB each: 6900 MiB hold exactly 10 (guarantee would allow 13).
+    let h = host(&w.pool, "h1", 64, 6900, 10_000).await;
+    let mut tx = w.pool.begin().await.unwrap();
+    let n = panel::db::hosts::create_pool(&mut tx, "v4", "192.0.2.0/24", "192.0.2.1", None, 1000).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(n, 253, "a /24 gives 254 host addresses less the gateway");
+    let ids = instances(&w.pool, "burst-s", 200, 50).await;
+
+    let clock = Arc::new(FixedClock::at("2026-03-01T00:00:00Z".parse().unwrap()));
+    let mut tasks = Vec::new();
+    for id in ids {
+        let (pool, clock) = (w.pool.clone(), clock.clone());
+        tasks.push(tokio::spawn(async move { place(&pool, clock.as_ref(), id).await }));
+    }
+    let (mut placed, mut waiting) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap().unwrap() {
+            Placement::Placed { host } => {
+                assert_eq!(host, h);
+                placed += 1
+            }
+            Placement::WaitingForCapacity { reasons } => {
+                assert!(reasons[0].contains("not enough committed memory"), "{reasons:?}");
+                waiting += 1
+            }
+            Placement::AlreadyPlaced { .. } => panic!("nothing was placed before"),
+        }
+    }
+    assert_eq!((placed, waiting), (10, 190));
+    assert_eq!(w.scalar::<i64>("SELECT count(*) FROM instances WHERE host_id IS NOT NULL").await, 10);
+    assert_eq!(w.scalar::<i64>("SELECT count(*) FROM instances WHERE observed_state = 'waiting_for_capacity'").await, 190);
+    assert_eq!(w.scalar::<i64>("SELECT count(*) FROM ip_addresses WHERE instance_id IS NOT NULL").await, 10);
+    assert_eq!(w.scalar::<i64>("SELECT count(DISTINCT instance_id) FROM ip_addresses WHERE instance_id IS NOT NULL").await, 10);
+    // The admins heard about it, once per instance.
+    assert_eq!(w.scalar::<i64>("SELECT count(*) FROM email_outbox WHERE template = 'capacity_needed'").await, 190);
+}
+
+#[tokio::test]
+async fn placement_spreads_a_customer_and_needs_an_address() {
+    let w = World::new("2026-03-01T00:00:00Z").await;
+    let clock = FixedClock::at("2026-03-01T00:00:00Z".parse().unwrap());
+    let a = host(&w.pool, "a", 16, 65536, 2000).await;
+    let b = host(&w.pool, "b", 16, 65536, 2000).await;
+    // One customer, two VPS: one on each host.
+    let ids = instances(&w.pool, "burst-m", 2, 1).await;
+    let mut hosts = Vec::new();
+    for id in &ids {
+        let Placement::Placed { host } = place(&w.pool, &clock, *id).await.unwrap() else { panic!() };
+        hosts.push(host);
+    }
+    hosts.sort();
+    let mut want = vec![a, b];
+    want.sort();
+    assert_eq!(hosts, want, "a customer's VPS are spread");
+    // Placing again is a no-op.
+    assert!(matches!(place(&w.pool, &clock, ids[0]).await.unwrap(), Placement::AlreadyPlaced { .. }));
+
+    // A host whose only pool is full cannot take more; with none free anywhere, it waits.
+    let mut tx = w.pool.begin().await.unwrap();
+    panel::db::hosts::create_pool(&mut tx, "tiny", "198.51.100.0/30", "198.51.100.1", Some(a), 10).await.unwrap();
+    panel::db::hosts::create_pool(&mut tx, "tiny-b", "198.51.100.4/30", "198.51.100.5", Some(b), 10).await.unwrap();
+    tx.commit().await.unwrap();
+    let more = instances(&w.pool, "burst-m", 3, 3).await;
+    let mut results = Vec::new();
+    for id in &more {
+        results.push(place(&w.pool, &clock, *id).await.unwrap());
+    }
+    assert!(matches!(results[0], Placement::Placed { .. }), "{results:?}");
+    assert!(matches!(results[1], Placement::Placed { .. }));
+    let Placement::WaitingForCapacity { reasons } = &results[2] else { panic!("{results:?}") };
+    assert!(reasons.iter().all(|r| r.contains("no free IPv4 address")), "{reasons:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_run_once_across_runners_retry_and_dead_letter() {
+    use panel::jobs::{run, Outcome};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let pool = crate::helpers::fresh_pool().await;
+    let mut tx = pool.begin().await.unwrap();
+    for i in 0..60 {
+        let kind = match i {
+            0 => "fail",
+            1 => "wait",
+            _ => "ok",
+        };
+        panel::db::jobs::enqueue(&mut tx, kind, serde_json::json!({ "n": i }), None, Some(&format!("job-{i}"))).await.unwrap();
+    }
+    // Enqueueing again with the same key adds nothing.
+    assert!(!panel::db::jobs::enqueue(&mut tx, "ok", serde_json::json!({}), None, Some("job-5")).await.unwrap());
+    sqlx::query("UPDATE jobs SET max_attempts = 2 WHERE kind = 'fail'").execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let mut runners = Vec::new();
+    for r in 0..3 {
+        let (pool, runs, rx) = (pool.clone(), runs.clone(), rx.clone());
+        runners.push(tokio::spawn(run(pool, format!("runner-{r}"), 60, rx, move |job| {
+            let runs = runs.clone();
+            async move {
+                match job.kind.as_str() {
+                    "fail" => Outcome::Retry("the host said no".into()),
+                    "wait" => Outcome::Wait { secs: 0, reason: "waiting for capacity".into() },
+                    _ => {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        Outcome::Done
+                    }
+                }
+            }
+        })));
+    }
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await.unwrap() }
+    };
+    for _ in 0..100 {
+        if count("SELECT count(*) FROM jobs WHERE status = 'succeeded'").await == 58 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The failing job's backoff is 5 s; bring its second attempt forward.
+    sqlx::query("UPDATE jobs SET run_after = now() WHERE kind = 'fail' AND status = 'queued'").execute(&pool).await.unwrap();
+    for _ in 0..50 {
+        if count("SELECT count(*) FROM jobs WHERE status = 'dead'").await == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let _ = stop.send(true);
+    for r in runners {
+        r.await.unwrap();
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 58, "every ok job ran exactly once across three runners");
+    assert_eq!(count("SELECT count(*) FROM jobs WHERE status = 'succeeded'").await, 58);
+    let (status, attempts, error): (String, i32, Option<String>) =
+        sqlx::query_as("SELECT status::text, attempts, last_error FROM jobs WHERE kind = 'fail'").fetch_one(&pool).await.unwrap();
+    assert_eq!((status.as_str(), attempts, error.as_deref()), ("dead", 2, Some("the host said no")));
+    // Waiting did not use up attempts, however often it ran.
+    let (status, attempts, reason): (String, i32, Option<String>) =
+        sqlx::query_as("SELECT status::text, attempts, waiting_reason FROM jobs WHERE kind = 'wait'").fetch_one(&pool).await.unwrap();
+    assert_eq!((status.as_str(), attempts, reason.as_deref()), ("queued", 0, Some("waiting for capacity")));
+
+    // A runner that died holding a job (lease ran out) gives it to the next one.
+    let mut tx = pool.begin().await.unwrap();
+    panel::db::jobs::enqueue(&mut tx, "ok", serde_json::json!({}), None, Some("orphaned")).await.unwrap();
+    tx.commit().await.unwrap();
+    sqlx::query("UPDATE jobs SET status = 'queued' WHERE kind = 'wait'").execute(&pool).await.unwrap();
+    sqlx::query("DELETE FROM jobs WHERE kind = 'wait'").execute(&pool).await.unwrap();
+    let claimed = panel::db::jobs::claim(&pool, "dead-runner", 60).await.unwrap().unwrap();
+    assert!(panel::db::jobs::claim(&pool, "other", 60).await.unwrap().is_none(), "a leased job is not taken");
+    sqlx::query("UPDATE jobs SET locked_until = now() - interval '1 second' WHERE id = $1").bind(claimed.id).execute(&pool).await.unwrap();
+    let taken = panel::db::jobs::claim(&pool, "other", 60).await.unwrap().unwrap();
+    assert_eq!(taken.id, claimed.id);
+    assert!(!panel::db::jobs::succeed(&pool, claimed.id, "dead-runner").await.unwrap(), "the old runner cannot finish it");
+    assert!(panel::db::jobs::succeed(&pool, claimed.id, "other").await.unwrap());
+}

@@ -1,0 +1,194 @@
+//! The provisioner's HTTP API (actix-web): thin handlers over [`crate::service::Service`].
+//!
+//! Every request must be signed with the host secret ([`vessel_core::signing`]); the signature
+//! is checked before the body is parsed, so an unsigned request learns nothing but 401.
+//! Bodies and answers are [`vessel_core::wire`] types; errors are problem+json.
+
+use crate::service::{Created, Service, ServiceError};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use std::path::Path;
+use std::sync::Arc;
+use thiserror::Error;
+use vessel_core::signing::{Presented, Verifier, VerifyError, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP};
+use vessel_core::wire::{ActionRequest, CreateInstance, Problem, ProblemType};
+use vessel_core::InstanceId;
+
+/// What every handler shares.
+pub struct ApiState {
+    pub service: Arc<Service>,
+    pub verifier: Verifier,
+}
+
+/// An error answer: a problem+json body with its status.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct ApiError(pub Problem);
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).content_type(Problem::CONTENT_TYPE).json(&self.0)
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        if matches!(e, ServiceError::Store(_) | ServiceError::Runtime { .. } | ServiceError::Internal(_)) {
+            tracing::error!(error = %e, "request failed on the host");
+        }
+        ApiError(e.problem())
+    }
+}
+
+fn invalid(detail: impl Into<String>) -> ApiError {
+    ApiError(Problem::new(ProblemType::InvalidRequest, detail))
+}
+
+/// Checks the request's signature over method, path and query, and body.
+fn authenticate(state: &ApiState, req: &HttpRequest, body: &[u8]) -> Result<(), ApiError> {
+    let h = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let presented = Presented { timestamp: h(HEADER_TIMESTAMP), nonce: h(HEADER_NONCE), signature: h(HEADER_SIGNATURE) };
+    let pq = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    match state.verifier.verify(req.method().as_str(), pq, presented, body) {
+        Ok(()) => Ok(()),
+        Err(VerifyError::ReplayCacheFull) => {
+            tracing::warn!("replay cache full: refusing requests until nonces expire");
+            Err(ApiError(Problem::new(ProblemType::Unavailable, VerifyError::ReplayCacheFull.to_string())))
+        }
+        Err(e) => {
+            tracing::warn!(peer = ?req.peer_addr(), method = %req.method(), path = req.path(), reason = %e, "refused an unauthenticated request");
+            Err(ApiError(Problem::new(ProblemType::Unauthorized, e.to_string())))
+        }
+    }
+}
+
+fn instance_id(raw: &str) -> Result<InstanceId, ApiError> {
+    raw.parse().map_err(|_| invalid(format!("{raw:?} is not an instance id")))
+}
+
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| invalid(format!("body: {e}")))
+}
+
+type State = web::Data<ApiState>;
+
+async fn get_host(state: State, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    authenticate(&state, &req, &body)?;
+    Ok(HttpResponse::Ok().json(state.service.report().await?))
+}
+
+async fn list_instances(state: State, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    authenticate(&state, &req, &body)?;
+    Ok(HttpResponse::Ok().json(state.service.list().await?))
+}
+
+async fn get_instance(state: State, req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    authenticate(&state, &req, &body)?;
+    let id = instance_id(&path)?;
+    Ok(HttpResponse::Ok().json(state.service.status(id).await?))
+}
+
+async fn put_instance(state: State, req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    authenticate(&state, &req, &body)?;
+    let id = instance_id(&path)?;
+    let spec: CreateInstance = json_body(&body)?;
+    if spec.id != id {
+        return Err(invalid(format!("the path's id {id} is not the spec's id {}", spec.id)));
+    }
+    let (created, status) = state.service.create(spec).await?;
+    Ok(match created {
+        Created::New => HttpResponse::Created().json(status),
+        Created::Existing => HttpResponse::Ok().json(status),
+    })
+}
+
+async fn post_action(state: State, req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    authenticate(&state, &req, &body)?;
+    let id = instance_id(&path)?;
+    let action: ActionRequest = json_body(&body)?;
+    Ok(match state.service.act(id, action).await? {
+        Some(status) => HttpResponse::Ok().json(status),
+        None => HttpResponse::NoContent().finish(),
+    })
+}
+
+async fn delete_instance(state: State, req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    authenticate(&state, &req, &body)?;
+    let id = instance_id(&path)?;
+    state.service.destroy(id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn get_usage(state: State, req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    authenticate(&state, &req, &body)?;
+    let id = instance_id(&path)?;
+    Ok(HttpResponse::Ok().json(state.service.usage(id).await?))
+}
+
+async fn not_found(state: State, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    authenticate(&state, &req, &body)?;
+    Err(ApiError(Problem { status: 404, ..Problem::new(ProblemType::InvalidRequest, format!("no route {} {}", req.method(), req.path())) }))
+}
+
+/// The routes, for `App::configure`.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/v1")
+            .route("/host", web::get().to(get_host))
+            .route("/instances", web::get().to(list_instances))
+            .route("/instances/{id}", web::get().to(get_instance))
+            .route("/instances/{id}", web::put().to(put_instance))
+            .route("/instances/{id}", web::delete().to(delete_instance))
+            .route("/instances/{id}/actions", web::post().to(post_action))
+            .route("/instances/{id}/usage", web::get().to(get_usage)),
+    )
+    .default_service(web::to(not_found));
+}
+
+/// A rustls server config from PEM files (certificate chain, then private key).
+pub fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<_, _>>())
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate", cert.display()));
+    }
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| e.to_string())
+}
+
+/// Serves the API until the server is stopped (SIGINT/SIGTERM). `on_bound` is called with
+/// the addresses actually bound (port 0 picks a free one) before serving starts.
+pub async fn serve(
+    state: ApiState,
+    listen: std::net::SocketAddr,
+    tls: Option<rustls::ServerConfig>,
+    workers: usize,
+    on_bound: impl FnOnce(&[std::net::SocketAddr], bool),
+) -> std::io::Result<()> {
+    let data = web::Data::new(state);
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(data.clone())
+            .app_data(web::PayloadConfig::new(1 << 20))
+            .configure(routes)
+    })
+    .workers(workers.max(1));
+    let tls_on = tls.is_some();
+    let server = match tls {
+        Some(cfg) => server.bind_rustls_0_23(listen, cfg)?,
+        None => server.bind(listen)?,
+    };
+    on_bound(&server.addrs(), tls_on);
+    server.run().await
+}

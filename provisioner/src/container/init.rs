@@ -1,0 +1,475 @@
+//! The two short-lived helper processes, both the provisioner binary run with a hidden
+//! subcommand (a freshly exec'd, single-threaded process, so forking in it is safe):
+//!
+//! * `provisioner ct-init <init.json>`: spawned by `start` already inside new mount, uts, ipc,
+//!   net and pid namespaces (unshared in `pre_exec`). It moves itself into the container's
+//!   cgroup, waits for "go" on stdin (the parent has moved the veth in by then), forks the
+//!   container's init — pid 1 of the new pid namespace, which configures the network from the
+//!   inside and builds the container's mounts — writes its id maps if it asks for a user
+//!   namespace, reports its host pid on stdout once the init has exec'd, and exits. Nothing of
+//!   ours stays behind: the init *is* the container (OpenVZ's zero overhead).
+//! * `provisioner ct-exec --pid P --cgroup FILE... -- argv`: joins the container's cgroup and
+//!   namespaces, forks (a pid namespace applies to children), drops capabilities like the
+//!   init, and runs `argv` inside; exits with its status.
+
+use super::{net, ContainerError};
+use caps::{CapSet, Capability, CapsHashSet};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, CloneFlags};
+use nix::sys::stat::{makedev, mknod, umask, Mode, SFlag};
+use nix::unistd::{chdir, execve, fork, pivot_root, sethostname, ForkResult};
+use serde::{Deserialize, Serialize};
+use std::ffi::CString;
+use std::fs;
+use std::io::{BufRead, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use vessel_core::NetworkSpec;
+
+/// What `ct-init` needs, written by `start` into the instance directory.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InitConfig {
+    pub root: PathBuf,
+    pub hostname: String,
+    pub init: Vec<String>,
+    /// Name of the veth peer already moved into our namespace, if networking is on.
+    pub veth_peer: Option<String>,
+    pub network: NetworkSpec,
+    pub rate_mbit: Option<u32>,
+    /// Written "0" to join the container's cgroup before anything else (see
+    /// `InstanceCgroup::join_files`).
+    pub cgroup_join: Vec<PathBuf>,
+    /// Host ids (base, count) that the container's ids 0.. map to, when it gets its own user
+    /// namespace (see `ContainerConfig::userns`).
+    #[serde(default)]
+    pub userns: Option<(u32, u32)>,
+}
+
+/// Capabilities a container keeps (Docker's default set minus CAP_MKNOD and CAP_NET_RAW is
+/// kept for ping). Everything else is dropped from all sets including the bounding set, so
+/// no setuid binary or file capability can bring it back: notably CAP_SYS_ADMIN (mount,
+/// namespaces), CAP_SYS_MODULE, CAP_SYS_RAWIO, CAP_SYS_TIME, CAP_MKNOD, CAP_NET_ADMIN
+/// (addresses and the rate limit are the host's), CAP_SYS_PTRACE, CAP_SYS_BOOT,
+/// CAP_SYS_RESOURCE, CAP_DAC_READ_SEARCH, CAP_SYSLOG, CAP_BPF, CAP_PERFMON, CAP_SYS_NICE.
+pub const KEPT_CAPS: [Capability; 13] = [
+    Capability::CAP_CHOWN,
+    Capability::CAP_DAC_OVERRIDE,
+    Capability::CAP_FOWNER,
+    Capability::CAP_FSETID,
+    Capability::CAP_KILL,
+    Capability::CAP_SETGID,
+    Capability::CAP_SETUID,
+    Capability::CAP_SETPCAP,
+    Capability::CAP_NET_BIND_SERVICE,
+    Capability::CAP_NET_RAW,
+    Capability::CAP_SYS_CHROOT,
+    Capability::CAP_AUDIT_WRITE,
+    Capability::CAP_SETFCAP,
+];
+
+fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> ContainerError {
+    let what = what.into();
+    move |errno| ContainerError::Sys { what, errno }
+}
+
+/// `provisioner ct-init <config>`. Returns only on failure before the fork.
+pub fn ct_init_main(config: &Path) -> Result<(), ContainerError> {
+    let cfg: InitConfig =
+        serde_json::from_slice(&fs::read(config).map_err(|source| ContainerError::Io {
+            what: format!("read {}", config.display()),
+            source,
+        })?)
+        .map_err(|e| ContainerError::Init(format!("bad init config: {e}")))?;
+
+    // Into the container's cgroup first: everything forked from here on is accounted to it.
+    crate::cgroup::join_self(&cfg.cgroup_join)?;
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|source| ContainerError::Io {
+            what: "read go".into(),
+            source,
+        })?;
+    if line.trim() != "go" {
+        return Err(ContainerError::Init("parent went away before go".into()));
+    }
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
+    // The user-namespace handshake: the child asks for its id maps, which only we (still
+    // privileged in the host's user namespace) can write.
+    let (ask_rd, ask_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
+    let (ack_rd, ack_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
+    // The host's /proc, held open: the child's pivot_root moves our root too (we share its
+    // mount namespace), after which "/proc" would be the container's.
+    let host_proc = fs::File::open("/proc").map_err(|source| ContainerError::Io {
+        what: "/proc".into(),
+        source,
+    })?;
+    // SAFETY: this process was just exec'd and is single-threaded, so the child may run
+    // arbitrary code after fork.
+    match unsafe { fork() }.map_err(sys("fork"))? {
+        ForkResult::Child => {
+            drop(rd);
+            drop(ask_rd);
+            drop(ack_wr);
+            let err =
+                become_init(&cfg, fs::File::from(ask_wr), fs::File::from(ack_rd)).unwrap_err();
+            let mut f = fs::File::from(wr);
+            let _ = write!(f, "{err}");
+            drop(f);
+            // SAFETY: leaving the child without running the parent's atexit handlers.
+            unsafe { libc::_exit(127) };
+        }
+        ForkResult::Parent { child } => {
+            drop(wr);
+            drop(ask_wr);
+            drop(ack_rd);
+            let mut ask = [0u8; 1];
+            let mut ask_f = fs::File::from(ask_rd);
+            if let Some((base, count)) = cfg.userns {
+                // EOF instead of the request: the child failed before; its message follows.
+                if ask_f.read(&mut ask).unwrap_or(0) == 1 {
+                    for f in ["uid_map", "gid_map"] {
+                        let p = format!("{child}/{f}");
+                        let fd = nix::fcntl::openat(
+                            Some(host_proc.as_raw_fd()),
+                            p.as_str(),
+                            nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
+                            Mode::empty(),
+                        )
+                        .map_err(sys(format!("open /proc/{p}")))?;
+                        // SAFETY: `fd` was just opened by us and is owned by this File only.
+                        let mut file =
+                            unsafe { <fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+                        file.write_all(format!("0 {base} {count}\n").as_bytes())
+                            .map_err(|source| ContainerError::Io {
+                                what: format!("/proc/{p}"),
+                                source,
+                            })?;
+                    }
+                    let _ = fs::File::from(ack_wr).write_all(b"k");
+                }
+            }
+            let mut msg = String::new();
+            let _ = fs::File::from(rd).read_to_string(&mut msg);
+            if !msg.is_empty() {
+                return Err(ContainerError::Init(msg));
+            }
+            println!("pid {child}");
+            let _ = std::io::stdout().flush();
+            Ok(())
+        }
+    }
+}
+
+/// In pid 1 of the new pid namespace: build the container's view of the world and exec its
+/// init. Only returns an error.
+fn become_init(
+    cfg: &InitConfig,
+    mut ask: fs::File,
+    mut ack: fs::File,
+) -> Result<std::convert::Infallible, ContainerError> {
+    // The first process forked after unshare(CLONE_NEWPID) is the namespace's pid 1, so the
+    // network is configured from here (its `ip` children live and die inside), not before.
+    match &cfg.veth_peer {
+        Some(peer) => net::configure_inside(peer, &cfg.network, cfg.rate_mbit)?,
+        None => net::configure_inside("", &cfg.network, None)?,
+    }
+    // stdout goes to the console log like stderr; stdin is nothing.
+    let null = fs::File::open("/dev/null").map_err(|source| ContainerError::Io {
+        what: "/dev/null".into(),
+        source,
+    })?;
+    nix::unistd::dup2(null.as_raw_fd(), 0).map_err(sys("dup2 stdin"))?;
+    nix::unistd::dup2(2, 1).map_err(sys("dup2 stdout"))?;
+    nix::unistd::setsid().map_err(sys("setsid"))?;
+
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(sys("make / private"))?;
+    let root = &cfg.root;
+    mount(
+        Some(root),
+        root,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(sys("bind root"))?;
+    for d in ["proc", "sys", "dev"] {
+        let _ = fs::create_dir_all(root.join(d));
+    }
+    let nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(
+        Some("proc"),
+        &root.join("proc"),
+        Some("proc"),
+        nodev,
+        None::<&str>,
+    )
+    .map_err(sys("mount /proc"))?;
+    // The kernel's knobs stay the host's: /proc/sys and friends read-only.
+    for p in ["proc/sys", "proc/sysrq-trigger", "proc/irq", "proc/bus"] {
+        let p = root.join(p);
+        if p.exists() {
+            mount(Some(&p), &p, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .map_err(sys(format!("bind {}", p.display())))?;
+            mount(
+                None::<&str>,
+                &p,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | nodev,
+                None::<&str>,
+            )
+            .map_err(sys(format!("ro {}", p.display())))?;
+        }
+    }
+    mount(
+        Some("sysfs"),
+        &root.join("sys"),
+        Some("sysfs"),
+        nodev | MsFlags::MS_RDONLY,
+        None::<&str>,
+    )
+    .map_err(sys("mount /sys"))?;
+    let dev = root.join("dev");
+    mount(
+        Some("tmpfs"),
+        &dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=1024k"),
+    )
+    .map_err(sys("mount /dev"))?;
+    umask(Mode::empty());
+    for (name, maj, min) in [
+        ("null", 1, 3),
+        ("zero", 1, 5),
+        ("full", 1, 7),
+        ("random", 1, 8),
+        ("urandom", 1, 9),
+        ("tty", 5, 0),
+    ] {
+        mknod(
+            &dev.join(name),
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(maj, min),
+        )
+        .map_err(sys(format!("mknod /dev/{name}")))?;
+    }
+    umask(Mode::from_bits_truncate(0o022));
+    for d in ["pts", "shm"] {
+        fs::create_dir_all(dev.join(d)).map_err(|source| ContainerError::Io {
+            what: format!("mkdir /dev/{d}"),
+            source,
+        })?;
+    }
+    mount(
+        Some("devpts"),
+        &dev.join("pts"),
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )
+    .map_err(sys("mount /dev/pts"))?;
+    mount(
+        Some("shm"),
+        &dev.join("shm"),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777,size=65536k"),
+    )
+    .map_err(sys("mount /dev/shm"))?;
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        let _ = std::os::unix::fs::symlink(target, dev.join(link));
+    }
+
+    chdir(root).map_err(sys("chdir root"))?;
+    let _ = fs::create_dir(root.join(".oldroot"));
+    pivot_root(".", ".oldroot").map_err(sys("pivot_root"))?;
+    chdir("/").map_err(sys("chdir /"))?;
+    umount2("/.oldroot", MntFlags::MNT_DETACH).map_err(sys("detach old root"))?;
+    let _ = fs::remove_dir("/.oldroot");
+    sethostname(&cfg.hostname).map_err(sys("sethostname"))?;
+
+    if cfg.userns.is_some() {
+        // Last step while privileged: from here root inside is an unprivileged id outside,
+        // and the namespaces built above stay owned by the host's user namespace (so root
+        // inside cannot mount, rename the host or touch the network even with its caps).
+        nix::sched::unshare(CloneFlags::CLONE_NEWUSER).map_err(sys("unshare user"))?;
+        ask.write_all(b"?").map_err(|source| ContainerError::Io {
+            what: "ask id maps".into(),
+            source,
+        })?;
+        let mut k = [0u8; 1];
+        if ack.read(&mut k).unwrap_or(0) != 1 {
+            return Err(ContainerError::Init("no id maps from ct-init".into()));
+        }
+        become_root_inside()?;
+    }
+    drop(ask);
+    drop(ack);
+    drop_privileges()?;
+    let argv: Vec<CString> = cfg
+        .init
+        .iter()
+        .map(|a| CString::new(a.as_str()).unwrap_or_default())
+        .collect();
+    let env = container_env();
+    execve(&argv[0], &argv, &env).map_err(sys(format!("exec init {:?}", cfg.init)))
+}
+
+fn container_env() -> Vec<CString> {
+    [
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME=/root",
+        "TERM=linux",
+        "container=vessel",
+    ]
+    .iter()
+    .map(|s| CString::new(*s).expect("no NUL"))
+    .collect()
+}
+
+/// In a fresh user namespace with maps written: take uid/gid 0 of it.
+fn become_root_inside() -> Result<(), ContainerError> {
+    let root_u = nix::unistd::Uid::from_raw(0);
+    let root_g = nix::unistd::Gid::from_raw(0);
+    nix::unistd::setresgid(root_g, root_g, root_g).map_err(sys("setresgid"))?;
+    nix::unistd::setresuid(root_u, root_u, root_u).map_err(sys("setresuid"))?;
+    nix::unistd::setgroups(&[]).map_err(sys("setgroups"))?;
+    Ok(())
+}
+
+/// Reduces every capability set to [`KEPT_CAPS`] and sets no_new_privs.
+pub fn drop_privileges() -> Result<(), ContainerError> {
+    let keep: CapsHashSet = KEPT_CAPS.iter().copied().collect();
+    let err =
+        |e: caps::errors::CapsError| ContainerError::Init(format!("dropping capabilities: {e}"));
+    for c in caps::all() {
+        if !keep.contains(&c) {
+            // Unknown-to-this-kernel capabilities fail with EINVAL; they are not held anyway.
+            let _ = caps::drop(None, CapSet::Bounding, c);
+        }
+    }
+    caps::clear(None, CapSet::Ambient).map_err(err)?;
+    caps::set(None, CapSet::Inheritable, &CapsHashSet::new()).map_err(err)?;
+    caps::set(None, CapSet::Effective, &keep).map_err(err)?;
+    caps::set(None, CapSet::Permitted, &keep).map_err(err)?;
+    // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) takes no pointers.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(ContainerError::Sys {
+            what: "no_new_privs".into(),
+            errno: nix::Error::last(),
+        });
+    }
+    Ok(())
+}
+
+/// `provisioner ct-exec`: run `argv` inside the container whose init is `pid`.
+pub fn ct_exec_main(
+    pid: u32,
+    cgroup_join: &[PathBuf],
+    oom_score_adj: i32,
+    argv: &[String],
+) -> Result<i32, ContainerError> {
+    if argv.is_empty() {
+        return Err(ContainerError::Init("nothing to run".into()));
+    }
+    let open = |ns: &str| -> Result<OwnedFd, ContainerError> {
+        let p = format!("/proc/{pid}/ns/{ns}");
+        fs::File::open(&p)
+            .map(OwnedFd::from)
+            .map_err(|source| ContainerError::Io { what: p, source })
+    };
+    let nss = [
+        (open("ipc")?, CloneFlags::CLONE_NEWIPC),
+        (open("uts")?, CloneFlags::CLONE_NEWUTS),
+        (open("net")?, CloneFlags::CLONE_NEWNET),
+        (open("pid")?, CloneFlags::CLONE_NEWPID),
+    ];
+    let mnt = open("mnt")?;
+    let same_user = fs::read_link(format!("/proc/{pid}/ns/user")).ok()
+        == fs::read_link("/proc/self/ns/user").ok();
+    let user = if same_user { None } else { Some(open("user")?) };
+    crate::cgroup::join_self(cgroup_join)?;
+    // The container's OOM policy (see `oom_score_adj`), set while we may still lower it.
+    fs::write("/proc/self/oom_score_adj", oom_score_adj.to_string()).map_err(|source| {
+        ContainerError::Io {
+            what: "oom_score_adj".into(),
+            source,
+        }
+    })?;
+    for (fd, kind) in &nss {
+        setns(fd, *kind).map_err(sys(format!("setns {kind:?}")))?;
+    }
+    let args: Vec<CString> = argv
+        .iter()
+        .map(|a| CString::new(a.as_str()).unwrap_or_default())
+        .collect();
+    let env = container_env();
+    // SAFETY: single-threaded process (fresh exec), see the module docs.
+    match unsafe { fork() }.map_err(sys("fork"))? {
+        ForkResult::Child => {
+            let r = (|| -> Result<std::convert::Infallible, ContainerError> {
+                setns(&mnt, CloneFlags::CLONE_NEWNS).map_err(sys("setns mnt"))?;
+                chdir("/").map_err(sys("chdir /"))?;
+                // Its own user namespace, if it has one: joined last, like its init did.
+                if let Some(user) = &user {
+                    setns(user, CloneFlags::CLONE_NEWUSER).map_err(sys("setns user"))?;
+                    become_root_inside()?;
+                }
+                drop_privileges()?;
+                // execvpe is not in nix for all targets: search PATH ourselves.
+                let prog = resolve(&argv[0]);
+                execve(&prog, &args, &env).map_err(sys(format!("exec {}", argv[0])))
+            })();
+            eprintln!("ct-exec: {}", r.unwrap_err());
+            // SAFETY: leaving the forked child without the parent's atexit handlers.
+            unsafe { libc::_exit(127) };
+        }
+        ForkResult::Parent { child } => {
+            use nix::sys::wait::{waitpid, WaitStatus};
+            loop {
+                match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+                    Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+                    Ok(_) => continue,
+                    Err(nix::Error::EINTR) => continue,
+                    Err(e) => return Err(sys("waitpid")(e)),
+                }
+            }
+        }
+    }
+}
+
+fn resolve(prog: &str) -> CString {
+    if !prog.contains('/') {
+        for dir in [
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+            "/bin",
+        ] {
+            let p = format!("{dir}/{prog}");
+            if Path::new(&p).exists() {
+                return CString::new(p).unwrap_or_default();
+            }
+        }
+    }
+    CString::new(prog).unwrap_or_default()
+}

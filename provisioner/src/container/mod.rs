@@ -1,0 +1,792 @@
+//! Burstable OpenVZ-style containers: namespaces for isolation, a cgroup for the plan's floor
+//! and ceiling, a loop-mounted sparse ext4 image as the disk, a veth on a host bridge.
+//!
+//! * [`ContainerRuntime`]: the kernel-facing steps, each idempotent, implementing
+//!   [`crate::runtime::Runtime`] (plus reinstall, resize, exec).
+//! * [`manager::ContainerHost`]: the runtime over the store: admission, `pending` records,
+//!   and the reconcile a restarted provisioner runs (adopt, finish or roll back, sweep orphans).
+//! * [`init`]: the short-lived helper processes (`ct-init`, `ct-exec`).
+//! * [`disk`], [`net`]: the image/loop/mount and the bridge/veth/tc parts.
+//!
+//! Names are derived from the instance id, never stored, so every part can be found again
+//! after a crash: `<state>/containers/<id>/{disk.img,root,console.log}`, the cgroup
+//! `ct-<id short>` under the configured parent, the veth `<prefix><id short>` (its peer
+//! `<prefix>p<id short>` is renamed `eth0` inside).
+
+pub mod cli;
+pub mod disk;
+pub mod init;
+pub mod manager;
+pub mod net;
+
+use crate::cgroup::{CgroupError, CgroupLayout, InstanceCgroup, Limits};
+use crate::runtime::{Runtime, Usage};
+use crate::store::{InstanceRecord, PendingOp, StoreError};
+use crate::template::{TemplateError, TemplateStore};
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+use vessel_core::{InstanceId, InstanceState, Refusal};
+
+#[derive(Debug, Error)]
+pub enum ContainerError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("refused by this host's admission: {0}")]
+    Refused(Box<Refusal>),
+    #[error("no container {0} on this host")]
+    NotFound(InstanceId),
+    #[error("instance {0} exists with a different spec (an id is never reused)")]
+    Conflict(InstanceId),
+    #[error("instance {0} is not a container")]
+    WrongKind(InstanceId),
+    #[error("cannot {action} a container that is {state:?}")]
+    NotAllowed {
+        action: &'static str,
+        state: InstanceState,
+    },
+    #[error("cannot shrink the disk from {from} GiB to {to} GiB (data would be lost)")]
+    DiskShrink { from: u64, to: u64 },
+    #[error("{cmd} failed ({status}): {stderr}")]
+    Command {
+        cmd: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{what}: {errno}")]
+    Sys { what: String, errno: nix::Error },
+    #[error("container init: {0}")]
+    Init(String),
+}
+
+impl From<Refusal> for ContainerError {
+    fn from(r: Refusal) -> Self {
+        ContainerError::Refused(Box::new(r))
+    }
+}
+
+/// Runs a host command, returning its stdout or an error carrying its stderr.
+pub(crate) fn run(cmd: &mut Command) -> Result<String, ContainerError> {
+    let desc = format!("{:?}", cmd).replace('"', "");
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| ContainerError::Io {
+            what: desc.clone(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(ContainerError::Command {
+            cmd: desc,
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Fault injection for the crash tests: `VESSEL_CRASH_AT=<op>:<step>` aborts the process
+/// (like a kill -9) when it reaches that step.
+pub fn crash_point(op: &str, step: &str) {
+    if let Ok(v) = std::env::var("VESSEL_CRASH_AT") {
+        if v.split_once(':') == Some((op, step)) {
+            tracing::warn!(op, step, "VESSEL_CRASH_AT: aborting");
+            std::process::abort();
+        }
+    }
+}
+
+/// The steps of create and destroy, in order (the crash tests walk them).
+pub const CREATE_STEPS: [&str; 8] = [
+    "record", "image", "mkfs", "loop", "mount", "rootfs", "cgroup", "start",
+];
+pub const DESTROY_STEPS: [&str; 7] = [
+    "record", "stop", "cgroup", "umount", "loop", "files", "forget",
+];
+
+/// Host facts and names the container runtime works with; every path is a parameter.
+#[derive(Clone, Debug)]
+pub struct ContainerConfig {
+    /// Records and instance directories live here.
+    pub state_dir: PathBuf,
+    pub cgroups: CgroupLayout,
+    pub templates: TemplateStore,
+    /// Host bridge the containers' veths are plugged into.
+    pub bridge: String,
+    /// Prefix of our veth names (at most 2 bytes: names are limited to 15).
+    pub veth_prefix: String,
+    /// The provisioner binary, run as `ct-init` / `ct-exec`.
+    pub helper_exe: PathBuf,
+    /// Graceful stop: how long init gets after SIGTERM/SIGPWR before SIGKILL.
+    pub stop_timeout: Duration,
+    /// The host memory the guarantees are promised out of (admission's `M`), for the OOM
+    /// policy: see [`oom_score_adj`].
+    pub host_memory_mib: u64,
+    /// Give each container a user namespace whose ids 0..count are host ids base.. (its
+    /// files are shifted into that range when its root filesystem is made). `None`: root in
+    /// a container is host root with reduced capabilities.
+    pub userns: Option<IdRange>,
+}
+
+/// A range of host uids/gids a container's ids map onto.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdRange {
+    pub base: u32,
+    pub count: u32,
+}
+
+/// OOM policy: every process of a container gets `oom_score_adj = 1000 · (M − g) / M`, so
+/// when the host (or the parent group standing for it) runs out of memory the kernel's
+/// badness of a container process is ≈ rss − g + M: the victim is the process furthest
+/// *above its container's guarantee*, not simply the biggest one, and host daemons (adj 0)
+/// go after every container. Non-negative on purpose: raising needs no privilege, so this
+/// works even where the provisioner lacks CAP_SYS_RESOURCE (as in this project's sandboxes;
+/// there a container could lower its own score back to 0, which a provisioner holding
+/// CAP_SYS_RESOURCE prevents, because its write also sets the floor `oom_score_adj_min`).
+pub fn oom_score_adj(guarantee_mib: u64, host_memory_mib: u64) -> i32 {
+    if host_memory_mib == 0 {
+        return 0;
+    }
+    (1000 * (host_memory_mib - guarantee_mib.min(host_memory_mib)) / host_memory_mib) as i32
+}
+
+/// The runtime facts of a running container, kept in `record.runtime`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Facts {
+    /// Host pid of the container's init.
+    pub pid: Option<u32>,
+    /// Its start time (clock ticks after boot), so a recycled pid is never mistaken for it.
+    pub start_time: Option<u64>,
+}
+
+impl Facts {
+    pub fn of(record: &InstanceRecord) -> Self {
+        serde_json::from_value(record.runtime.clone()).unwrap_or_default()
+    }
+    fn store(&self, record: &mut InstanceRecord) {
+        record.runtime = serde_json::to_value(self).expect("facts serialise");
+    }
+}
+
+/// An attached console: the pty master and the shell's helper process.
+pub struct ConsoleSession {
+    pub master: fs::File,
+    pub child: std::process::Child,
+}
+
+/// Start time of `pid` from /proc, if it is alive and not a zombie.
+pub fn proc_start_time(pid: u32) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &s[s.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    if fields.first() == Some(&"Z") || fields.first() == Some(&"X") {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+#[derive(Clone, Debug)]
+pub struct ContainerRuntime {
+    pub cfg: ContainerConfig,
+}
+
+impl ContainerRuntime {
+    pub fn new(cfg: ContainerConfig) -> Self {
+        Self { cfg }
+    }
+
+    pub fn instances_dir(&self) -> PathBuf {
+        self.cfg.state_dir.join("containers")
+    }
+    pub fn dir(&self, id: &InstanceId) -> PathBuf {
+        self.instances_dir().join(id.to_string())
+    }
+    pub fn root(&self, id: &InstanceId) -> PathBuf {
+        self.dir(id).join("root")
+    }
+    fn image(&self, id: &InstanceId) -> PathBuf {
+        self.dir(id).join("disk.img")
+    }
+    pub fn console_log(&self, id: &InstanceId) -> PathBuf {
+        self.dir(id).join("console.log")
+    }
+    pub fn cgroup(&self, id: &InstanceId) -> InstanceCgroup {
+        self.cfg.cgroups.group(&format!("ct-{}", id.short()))
+    }
+    pub fn veth_host(&self, id: &InstanceId) -> String {
+        format!("{}{}", self.cfg.veth_prefix, id.short())
+    }
+    fn veth_peer(&self, id: &InstanceId) -> String {
+        format!("{}p{}", self.cfg.veth_prefix, id.short())
+    }
+
+    /// The live init pid, if the recorded one is still the same process.
+    pub fn live_pid(&self, record: &InstanceRecord) -> Option<u32> {
+        let f = Facts::of(record);
+        let pid = f.pid?;
+        (proc_start_time(pid)? == f.start_time?).then_some(pid)
+    }
+
+    /// Disk, root filesystem and cgroup: every step idempotent (see module docs).
+    fn ensure_built(&self, record: &InstanceRecord, op: &str) -> Result<(), ContainerError> {
+        let id = record.spec.id;
+        let dir = self.dir(&id);
+        fs::create_dir_all(&dir).map_err(|source| ContainerError::Io {
+            what: format!("mkdir {}", dir.display()),
+            source,
+        })?;
+        let t0 = Instant::now();
+        crash_point(op, "image");
+        let mkfs_done = dir.join("mkfs.done");
+        if !mkfs_done.exists() {
+            // From the template's ready-made disk when there is one for this size: the root
+            // filesystem comes with it (rootfs.done before mkfs.done, see ensure_rootfs).
+            let t = self.cfg.templates.load(&record.spec.template)?;
+            let sha16: String = t.manifest.sha256.chars().take(16).collect();
+            let key = format!("{}-{}-{}", t.manifest.name, t.manifest.version, sha16);
+            let golden = disk::golden_image(
+                &self.cfg.templates.cache,
+                &key,
+                record.spec.resources.disk_gib(),
+                &t.rootfs,
+            )?;
+            disk::copy_sparse(&golden, &self.image(&id))?;
+            crash_point(op, "mkfs");
+            let done = dir.join("rootfs.done");
+            fs::write(
+                &done,
+                serde_json::to_vec(&t.manifest).expect("manifest serialises"),
+            )
+            .map_err(|source| ContainerError::Io {
+                what: format!("write {}", done.display()),
+                source,
+            })?;
+            fs::write(&mkfs_done, b"").map_err(|source| ContainerError::Io {
+                what: format!("write {}", mkfs_done.display()),
+                source,
+            })?;
+        }
+        // Mounted means attached: skip the loop lookup on the common path (every start).
+        if !disk::is_mounted(&self.root(&id)) {
+            crash_point(op, "loop");
+            let dev = disk::attach(&self.image(&id))?;
+            crash_point(op, "mount");
+            disk::mount(&dev, &self.root(&id))?;
+        }
+        let t_disk = Instant::now();
+        crash_point(op, "rootfs");
+        self.ensure_rootfs(record)?;
+        if let Some(range) = self.cfg.userns {
+            // Idempotent (ids already in range stay), so a crash mid-way is finished by
+            // running it again.
+            let shifted = dir.join("ids.shifted");
+            if !shifted.exists() {
+                disk::shift_ids(&self.root(&id), range.base, range.count)?;
+                fs::write(&shifted, b"").map_err(|source| ContainerError::Io {
+                    what: format!("write {}", shifted.display()),
+                    source,
+                })?;
+            }
+        }
+        let t_rootfs = Instant::now();
+        crash_point(op, "cgroup");
+        self.ensure_cgroup(record)?;
+        let t_cgroup = Instant::now();
+        // Gateways go on the bridge when it is made and on every op but a plain start (a
+        // `start` after a host reboot finds no bridge and so puts them back too).
+        if net::ensure_bridge(&self.cfg.bridge)? || op != "start" {
+            net::ensure_gateways(&self.cfg.bridge, &record.spec.network)?;
+        }
+        tracing::debug!(
+            op,
+            disk_us = (t_disk - t0).as_micros() as u64,
+            rootfs_us = (t_rootfs - t_disk).as_micros() as u64,
+            cgroup_us = (t_cgroup - t_rootfs).as_micros() as u64,
+            net_us = t_cgroup.elapsed().as_micros() as u64,
+            "ensure_built"
+        );
+        Ok(())
+    }
+
+    fn ensure_rootfs(&self, record: &InstanceRecord) -> Result<(), ContainerError> {
+        let id = record.spec.id;
+        let done = self.dir(&id).join("rootfs.done");
+        if done.exists() {
+            return Ok(());
+        }
+        let t = self.cfg.templates.load(&record.spec.template)?;
+        disk::copy_rootfs(&t.rootfs, &self.root(&id))?;
+        let init = serde_json::to_vec(&t.manifest).expect("manifest serialises");
+        fs::write(&done, init).map_err(|source| ContainerError::Io {
+            what: format!("write {}", done.display()),
+            source,
+        })?;
+        Ok(())
+    }
+
+    fn ensure_cgroup(&self, record: &InstanceRecord) -> Result<(), ContainerError> {
+        let cg = self.cgroup(&record.spec.id);
+        cg.create()?;
+        let missing = cg.apply(&Limits::for_plan(&record.spec.resources))?;
+        for m in missing.0 {
+            tracing::warn!(instance = %record.spec.id, "NOT ENFORCED on this host: {m}");
+        }
+        Ok(())
+    }
+
+    fn init_argv(&self, record: &InstanceRecord) -> Vec<String> {
+        let done = self.dir(&record.spec.id).join("rootfs.done");
+        fs::read(done)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<crate::template::Manifest>(&b).ok())
+            .map(|m| m.init)
+            .unwrap_or_else(|| vec!["/sbin/init".into()])
+    }
+
+    fn spawn_init(&self, record: &mut InstanceRecord) -> Result<(), ContainerError> {
+        let id = record.spec.id;
+        let has_net = record.spec.network.ipv4.is_some() || record.spec.network.ipv6.is_some();
+        let cfg = init::InitConfig {
+            root: self.root(&id),
+            hostname: record.spec.hostname.as_str().to_string(),
+            init: self.init_argv(record),
+            veth_peer: has_net.then(|| self.veth_peer(&id)),
+            network: record.spec.network.clone(),
+            rate_mbit: record.spec.resources.net_rate_mbit(),
+            cgroup_join: self.cgroup(&id).join_files(),
+            userns: self.cfg.userns.map(|r| (r.base, r.count)),
+        };
+        let cfg_path = self.dir(&id).join("init.json");
+        fs::write(
+            &cfg_path,
+            serde_json::to_vec_pretty(&cfg).expect("serialises"),
+        )
+        .map_err(|source| ContainerError::Io {
+            what: format!("write {}", cfg_path.display()),
+            source,
+        })?;
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.console_log(&id))
+            .map_err(|source| ContainerError::Io {
+                what: "console log".into(),
+                source,
+            })?;
+        let mut cmd = Command::new(&self.cfg.helper_exe);
+        cmd.arg("ct-init")
+            .arg(&cfg_path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log);
+        // SAFETY: between fork and exec only async-signal-safe syscalls (setsid, unshare),
+        // no allocation and no locks.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                let flags = libc::CLONE_NEWNS
+                    | libc::CLONE_NEWUTS
+                    | libc::CLONE_NEWIPC
+                    | libc::CLONE_NEWNET
+                    | libc::CLONE_NEWPID;
+                if libc::unshare(flags) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let t0 = Instant::now();
+        let mut child = cmd.spawn().map_err(|source| ContainerError::Io {
+            what: format!("spawn {}", self.cfg.helper_exe.display()),
+            source,
+        })?;
+        let t_spawned = Instant::now();
+        let result = (|| {
+            let adj = oom_score_adj(
+                record.spec.resources.memory_guaranteed_mib(),
+                self.cfg.host_memory_mib,
+            );
+            let adj_path = format!("/proc/{}/oom_score_adj", child.id());
+            fs::write(&adj_path, adj.to_string()).map_err(|source| ContainerError::Io {
+                what: adj_path,
+                source,
+            })?;
+            if has_net {
+                net::create_veth(
+                    &self.veth_host(&id),
+                    &self.veth_peer(&id),
+                    child.id(),
+                    &self.cfg.bridge,
+                )?;
+            }
+            let mut stdin = child.stdin.take().expect("piped");
+            stdin
+                .write_all(b"go\n")
+                .map_err(|source| ContainerError::Io {
+                    what: "signal ct-init".into(),
+                    source,
+                })?;
+            drop(stdin);
+            let t_go = Instant::now();
+            let mut line = String::new();
+            BufReader::new(child.stdout.take().expect("piped"))
+                .read_line(&mut line)
+                .map_err(|source| ContainerError::Io {
+                    what: "read ct-init".into(),
+                    source,
+                })?;
+            line.trim()
+                .strip_prefix("pid ")
+                .and_then(|p| p.parse::<u32>().ok())
+                .ok_or_else(|| {
+                    let tail = fs::read_to_string(self.console_log(&id)).unwrap_or_default();
+                    let tail: String = tail.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+                    ContainerError::Init(format!("did not start: {tail}"))
+                })
+                .inspect(|_| {
+                    tracing::debug!(
+                        spawn_us = (t_spawned - t0).as_micros() as u64,
+                        setup_us = (t_go - t_spawned).as_micros() as u64,
+                        init_us = t_go.elapsed().as_micros() as u64,
+                        "ct-init"
+                    )
+                })
+        })();
+        let _ = child.wait();
+        let pid = match result {
+            Ok(p) => p,
+            Err(e) => {
+                net::delete_link(&self.veth_host(&id));
+                let _ = self.cgroup(&id).kill_all(Duration::from_secs(5));
+                return Err(e);
+            }
+        };
+        let facts = Facts {
+            pid: Some(pid),
+            start_time: proc_start_time(pid),
+        };
+        facts.store(record);
+        Ok(())
+    }
+
+    /// Stops the init: SIGTERM and SIGPWR, then SIGKILL to everything after the timeout.
+    fn stop_init(&self, record: &mut InstanceRecord, graceful: bool) -> Result<(), ContainerError> {
+        let cg = self.cgroup(&record.spec.id);
+        if let Some(pid) = self.live_pid(record) {
+            let _ = cg.thaw();
+            if graceful {
+                for sig in [libc::SIGTERM, libc::SIGPWR] {
+                    // SAFETY: kill(2) on the init pid verified against its start time.
+                    unsafe { libc::kill(pid as libc::pid_t, sig) };
+                }
+                let deadline = Instant::now() + self.cfg.stop_timeout;
+                while Instant::now() < deadline && self.live_pid(record).is_some() {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+        cg.kill_all(Duration::from_secs(10))?;
+        net::delete_link(&self.veth_host(&record.spec.id));
+        Facts::default().store(record);
+        Ok(())
+    }
+
+    /// New root filesystem from `record.spec.template`; same identity, disk image and
+    /// addresses. Restarts it if it was running.
+    pub fn reinstall(&self, record: &mut InstanceRecord) -> Result<(), ContainerError> {
+        let was_running = self.live_pid(record).is_some() || record.should_run;
+        self.stop_init(record, true)?;
+        let _ = fs::remove_file(self.dir(&record.spec.id).join("rootfs.done"));
+        let _ = fs::remove_file(self.dir(&record.spec.id).join("ids.shifted"));
+        crash_point("reinstall", "rootfs");
+        self.ensure_built(record, "reinstall")?;
+        if was_running {
+            self.start(record)?;
+        }
+        Ok(())
+    }
+
+    /// Applies `record.spec.resources` (already the new plan): limits at once, and a
+    /// grown disk online. `previous` is the old plan.
+    pub fn resize(
+        &self,
+        record: &mut InstanceRecord,
+        previous: &vessel_core::PlanResources,
+    ) -> Result<(), ContainerError> {
+        let id = record.spec.id;
+        let (from, to) = (previous.disk_gib(), record.spec.resources.disk_gib());
+        if to < from {
+            return Err(ContainerError::DiskShrink { from, to });
+        }
+        self.ensure_built(record, "resize")?;
+        let dev = disk::attach(&self.image(&id))?;
+        disk::grow(&self.image(&id), &dev, to)?;
+        let fs_bytes = disk::usage(&self.root(&id))
+            .map(|(_, total)| total)
+            .unwrap_or(0);
+        if fs_bytes < to * (1 << 30) * 9 / 10 {
+            // Online first; some kernels refuse online ext4 resize (EPERM, as on this
+            // project's test machines): then a short stop, an offline grow, and a start.
+            if disk::grow_fs(&dev, true).is_err() {
+                tracing::warn!(instance = %id, "online ext4 resize refused; growing offline with a restart");
+                let was_running = self.live_pid(record).is_some();
+                self.stop_init(record, true)?;
+                disk::unmount(&self.root(&id))?;
+                crash_point("resize", "offline");
+                disk::grow_fs(&dev, false)?;
+                disk::mount(&dev, &self.root(&id))?;
+                if was_running {
+                    self.spawn_init(record)?;
+                }
+            }
+        }
+        // A changed egress rate applies at once to a running container.
+        let rate = record.spec.resources.net_rate_mbit();
+        if rate != previous.net_rate_mbit() {
+            if let Some(pid) = self.live_pid(record) {
+                net::set_rate_in(pid, rate)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `argv` inside the running container (its namespaces, cgroup and capability set).
+    pub fn exec_command(
+        &self,
+        record: &InstanceRecord,
+        argv: &[String],
+    ) -> Result<Command, ContainerError> {
+        let pid = self.live_pid(record).ok_or(ContainerError::NotAllowed {
+            action: "exec in",
+            state: InstanceState::Stopped,
+        })?;
+        // A process joining a frozen group freezes with it: refuse rather than hang.
+        if self.cgroup(&record.spec.id).frozen() {
+            return Err(ContainerError::NotAllowed {
+                action: "exec in",
+                state: InstanceState::Suspended,
+            });
+        }
+        let mut cmd = Command::new(&self.cfg.helper_exe);
+        cmd.arg("ct-exec").arg("--pid").arg(pid.to_string());
+        let adj = oom_score_adj(
+            record.spec.resources.memory_guaranteed_mib(),
+            self.cfg.host_memory_mib,
+        );
+        cmd.arg(format!("--oom-score-adj={adj}"));
+        for f in self.cgroup(&record.spec.id).join_files() {
+            cmd.arg("--cgroup").arg(f);
+        }
+        cmd.arg("--").args(argv);
+        Ok(cmd)
+    }
+
+    /// An interactive console for the panel (or `ct console`): a login shell inside the
+    /// container on a fresh pseudo-terminal. The caller owns the master side (read the output,
+    /// write the keystrokes); the session ends when the shell exits or the master is closed.
+    /// No process stays behind when nobody is attached, unlike a console held for the init.
+    pub fn console_session(
+        &self,
+        record: &InstanceRecord,
+    ) -> Result<ConsoleSession, ContainerError> {
+        // The pty comes from the container's own devpts instance (through its init's root),
+        // so inside it is /dev/pts/N: `tty`, job control and login work as on a real console.
+        let pid = self.live_pid(record).ok_or(ContainerError::NotAllowed {
+            action: "attach a console to",
+            state: InstanceState::Stopped,
+        })?;
+        let ptmx = format!("/proc/{pid}/root/dev/pts/ptmx");
+        let master = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY)
+            .open(&ptmx)
+            .map_err(|source| ContainerError::Io {
+                what: ptmx.clone(),
+                source,
+            })?;
+        let unlock: libc::c_int = 0;
+        // SAFETY: ioctls on the master we just opened: TIOCSPTLCK reads an int we own;
+        // TIOCGPTPEER returns a new descriptor for the peer, which we then own.
+        let slave_fd = unsafe {
+            if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) != 0 {
+                return Err(ContainerError::Io {
+                    what: "unlock pty".into(),
+                    source: std::io::Error::last_os_error(),
+                });
+            }
+            libc::ioctl(
+                master.as_raw_fd(),
+                libc::TIOCGPTPEER,
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+            )
+        };
+        if slave_fd < 0 {
+            return Err(ContainerError::Io {
+                what: "pty peer".into(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        // SAFETY: `slave_fd` is a fresh descriptor returned to us above, owned only here.
+        let slave = unsafe { <fs::File as std::os::fd::FromRawFd>::from_raw_fd(slave_fd) };
+        let mut cmd = self.exec_command(record, &["/bin/sh".to_string(), "-l".to_string()])?;
+        let clone = |f: &fs::File| {
+            f.try_clone().map_err(|source| ContainerError::Io {
+                what: "pty slave".into(),
+                source,
+            })
+        };
+        cmd.stdin(clone(&slave)?)
+            .stdout(clone(&slave)?)
+            .stderr(slave);
+        // SAFETY: only async-signal-safe calls between fork and exec: setsid, then making the
+        // pty (already on fd 0) the controlling terminal of the new session.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|source| ContainerError::Io {
+            what: "console".into(),
+            source,
+        })?;
+        drop(cmd);
+        Ok(ConsoleSession { master, child })
+    }
+
+    /// Removes whatever exists of instance `id` (also used for orphans with no record).
+    pub fn destroy_parts(
+        &self,
+        id: &InstanceId,
+        record: Option<&mut InstanceRecord>,
+    ) -> Result<(), ContainerError> {
+        crash_point("destroy", "stop");
+        match record {
+            Some(r) => self.stop_init(r, false)?,
+            None => {
+                self.cgroup(id).kill_all(Duration::from_secs(10))?;
+                net::delete_link(&self.veth_host(id));
+            }
+        }
+        crash_point("destroy", "cgroup");
+        self.cgroup(id).delete()?;
+        crash_point("destroy", "umount");
+        disk::unmount(&self.root(id))?;
+        crash_point("destroy", "loop");
+        disk::detach_all(&self.image(id))?;
+        crash_point("destroy", "files");
+        let dir = self.dir(id);
+        if dir.exists() {
+            fs::remove_dir_all(&dir).map_err(|source| ContainerError::Io {
+                what: format!("remove {}", dir.display()),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl Runtime for ContainerRuntime {
+    type Error = ContainerError;
+
+    fn create(&self, record: &mut InstanceRecord) -> Result<(), ContainerError> {
+        self.ensure_built(record, "create")
+    }
+
+    fn start(&self, record: &mut InstanceRecord) -> Result<(), ContainerError> {
+        if self.live_pid(record).is_some() {
+            return Ok(());
+        }
+        let t0 = Instant::now();
+        // Leftovers of a crashed run (processes that outlived init, the veth).
+        self.stop_init(record, false)?;
+        let t1 = Instant::now();
+        self.ensure_built(record, "start")?;
+        let t2 = Instant::now();
+        self.spawn_init(record)?;
+        tracing::debug!(
+            instance = %record.spec.id,
+            cleanup_us = (t1 - t0).as_micros() as u64,
+            ensure_us = (t2 - t1).as_micros() as u64,
+            spawn_us = t2.elapsed().as_micros() as u64,
+            "started"
+        );
+        Ok(())
+    }
+
+    fn stop(&self, record: &mut InstanceRecord) -> Result<(), ContainerError> {
+        self.stop_init(record, true)
+    }
+
+    fn suspend(&self, record: &mut InstanceRecord) -> Result<(), ContainerError> {
+        if self.live_pid(record).is_none() {
+            return Err(ContainerError::NotAllowed {
+                action: "suspend",
+                state: InstanceState::Stopped,
+            });
+        }
+        Ok(self.cgroup(&record.spec.id).freeze()?)
+    }
+
+    fn resume(&self, record: &mut InstanceRecord) -> Result<(), ContainerError> {
+        Ok(self.cgroup(&record.spec.id).thaw()?)
+    }
+
+    fn destroy(&self, record: &mut InstanceRecord) -> Result<(), ContainerError> {
+        let id = record.spec.id;
+        self.destroy_parts(&id, Some(record))
+    }
+
+    fn observe(&self, record: &InstanceRecord) -> Result<InstanceState, ContainerError> {
+        Ok(match &record.pending {
+            Some(PendingOp::Create) => InstanceState::Creating,
+            Some(PendingOp::Destroy) => InstanceState::Destroying,
+            _ => match self.live_pid(record) {
+                Some(_) if self.cgroup(&record.spec.id).frozen() => InstanceState::Suspended,
+                Some(_) => InstanceState::Running,
+                None if record.should_run => InstanceState::Crashed,
+                None => InstanceState::Stopped,
+            },
+        })
+    }
+
+    fn usage(&self, record: &InstanceRecord) -> Result<Usage, ContainerError> {
+        let id = record.spec.id;
+        let cg = self.cgroup(&id);
+        let (mem, peak) = cg.memory();
+        let guarantee = record.spec.resources.memory_guaranteed_mib() * 1024 * 1024;
+        let (disk_used, _) = disk::usage(&self.root(&id))
+            .filter(|_| disk::is_mounted(&self.root(&id)))
+            .unwrap_or((0, 0));
+        let (rx, tx) = net::counters(&self.veth_host(&id));
+        Ok(Usage {
+            cpu_time_ns: cg.cpu_time_ns(),
+            memory_bytes: mem,
+            memory_peak_bytes: peak,
+            memory_burst_bytes: mem.saturating_sub(guarantee),
+            disk_used_bytes: disk_used,
+            net_rx_bytes: rx,
+            net_tx_bytes: tx,
+        })
+    }
+}

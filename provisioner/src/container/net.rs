@@ -1,0 +1,276 @@
+//! Container networking with iproute2's `ip` and `tc`: a host bridge, one veth pair per
+//! running container (host side on the bridge, peer moved into the container's network
+//! namespace and renamed `eth0`), the panel's addresses, and an egress rate limit.
+//!
+//! Why the commands rather than rtnetlink: each call happens once per start/stop (never on a hot
+//! path), iproute2 is on every host, its error messages are what admins already know, and it
+//! keeps tokio out of the synchronous lifecycle code; the inside of the namespace is configured
+//! by `ct-init` before it pivots away from the host's binaries.
+
+use super::{run, ContainerError};
+use std::fs;
+use std::process::Command;
+use vessel_core::NetworkSpec;
+
+fn ip() -> Command {
+    Command::new("ip")
+}
+
+/// Several `ip` commands in one process (`ip -batch -`): one fork/exec on the start path.
+fn batch(cmds: &str) -> Result<(), ContainerError> {
+    use std::io::Write;
+    let mut child = ip()
+        .args(["-batch", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|source| ContainerError::Io {
+            what: "ip -batch".into(),
+            source,
+        })?;
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(cmds.as_bytes())
+        .map_err(|source| ContainerError::Io {
+            what: "ip -batch".into(),
+            source,
+        })?;
+    let out = child
+        .wait_with_output()
+        .map_err(|source| ContainerError::Io {
+            what: "ip -batch".into(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(ContainerError::Command {
+            cmd: format!("ip -batch: {}", cmds.trim().replace('\n', "; ")),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
+}
+
+pub fn link_exists(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(name).exists()
+}
+
+/// Creates the bridge if missing and brings it up (idempotent). True if it was created.
+pub fn ensure_bridge(bridge: &str) -> Result<bool, ContainerError> {
+    let created = !link_exists(bridge);
+    if created {
+        // Another create may race us to it: "File exists" is success.
+        if let Err(e) = run(ip().args(["link", "add", "name", bridge, "type", "bridge"])) {
+            if !link_exists(bridge) {
+                return Err(e);
+            }
+        }
+    }
+    if !is_up(bridge) {
+        run(ip().args(["link", "set", bridge, "up"]))?;
+    }
+    Ok(created)
+}
+
+/// IFF_UP from sysfs (cheaper than asking `ip`).
+fn is_up(name: &str) -> bool {
+    fs::read_to_string(
+        std::path::Path::new("/sys/class/net")
+            .join(name)
+            .join("flags"),
+    )
+    .ok()
+    .and_then(|s| u32::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok())
+    .map(|f| f & libc::IFF_UP as u32 != 0)
+    .unwrap_or(false)
+}
+
+/// Brings `lo` up in the current network namespace with one ioctl (no `ip` process on the
+/// start path of a container without addresses).
+fn loopback_up() -> Result<(), ContainerError> {
+    // SAFETY: a plain datagram socket used only for the two interface ioctls below, closed
+    // by OwnedFd; `ifreq` is zero-initialised and its name is NUL-terminated.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(ContainerError::Io {
+                what: "socket for lo".into(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        let _guard = <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd);
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            req.ifr_name[i] = *b as libc::c_char;
+        }
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) < 0 {
+            return Err(ContainerError::Io {
+                what: "SIOCGIFFLAGS lo".into(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) < 0 {
+            return Err(ContainerError::Io {
+                what: "SIOCSIFFLAGS lo".into(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Puts the gateways of `net` on the bridge, so the host is the containers' router.
+pub fn ensure_gateways(bridge: &str, net: &NetworkSpec) -> Result<(), ContainerError> {
+    if let Some(v4) = &net.ipv4 {
+        run(ip().args([
+            "addr",
+            "replace",
+            &format!("{}/{}", v4.gateway, v4.prefix_len),
+            "dev",
+            bridge,
+        ]))?;
+    }
+    if let Some(v6) = &net.ipv6 {
+        run(ip().args([
+            "-6",
+            "addr",
+            "replace",
+            &format!("{}/{}", v6.gateway, v6.prefix_len),
+            "dev",
+            bridge,
+            "nodad",
+        ]))?;
+    }
+    Ok(())
+}
+
+/// Creates the pair with the peer already inside the namespace of `pid`, host side on the bridge.
+pub fn create_veth(host: &str, peer: &str, pid: u32, bridge: &str) -> Result<(), ContainerError> {
+    delete_link(host);
+    batch(&format!("link add {host} type veth peer name {peer} netns {pid}\nlink set {host} master {bridge} up\n"))
+}
+
+/// Deletes a link if present (its veth peer goes with it).
+pub fn delete_link(name: &str) {
+    if link_exists(name) {
+        let _ = run(ip().args(["link", "del", name]));
+    }
+}
+
+/// Interfaces whose master is `bridge` and whose name starts with `prefix` (orphan sweep).
+pub fn ports_of(bridge: &str, prefix: &str) -> Vec<String> {
+    let dir = std::path::Path::new("/sys/class/net")
+        .join(bridge)
+        .join("brif");
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The bridge, if nothing is attached to it any more (used by tests and `ct` cleanup).
+pub fn remove_bridge_if_unused(bridge: &str) {
+    if link_exists(bridge) && ports_of(bridge, "").is_empty() {
+        delete_link(bridge);
+    }
+}
+
+/// (rx, tx) bytes seen by the container, from its host-side veth counters (the host
+/// side's tx is what the container received).
+pub fn counters(host: &str) -> (u64, u64) {
+    let base = std::path::Path::new("/sys/class/net")
+        .join(host)
+        .join("statistics");
+    let read = |f: &str| {
+        fs::read_to_string(base.join(f))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (read("tx_bytes"), read("rx_bytes"))
+}
+
+/// Inside the container's namespace (called by `ct-init` before it pivots): name the peer
+/// `eth0`, address it, route through the gateway, and cap egress with a token bucket. The
+/// container cannot undo any of it: it has no CAP_NET_ADMIN.
+pub fn configure_inside(
+    peer: &str,
+    net: &NetworkSpec,
+    rate_mbit: Option<u32>,
+) -> Result<(), ContainerError> {
+    loopback_up()?;
+    // /sys/class/net still shows the host's namespace here: ask `ip` instead.
+    if peer.is_empty() || run(ip().args(["link", "show", "dev", peer])).is_err() {
+        return Ok(());
+    }
+    let mut cmds = format!("link set {peer} name eth0\nlink set eth0 up\n");
+    if let Some(v4) = &net.ipv4 {
+        cmds += &format!(
+            "addr add {}/{} dev eth0\nroute add default via {}\n",
+            v4.address, v4.prefix_len, v4.gateway
+        );
+    }
+    if let Some(v6) = &net.ipv6 {
+        cmds += &format!(
+            "addr add {}/{} dev eth0 nodad\nroute add default via {}\n",
+            v6.address, v6.prefix_len, v6.gateway
+        );
+    }
+    batch(&cmds)?;
+    if let Some(rate) = rate_mbit {
+        run(Command::new("tc").args(tbf_args("add", rate).iter().map(String::as_str)))?;
+    }
+    Ok(())
+}
+
+/// `tc qdisc <verb> dev eth0 root tbf …` for `rate` Mbit/s: a burst of ~10 ms at the rate
+/// (at least 16 KiB, more than one MTU-sized packet).
+fn tbf_args(verb: &str, rate: u32) -> Vec<String> {
+    let burst = (u64::from(rate) * 1_000_000 / 8 / 100).max(16 * 1024);
+    [
+        "qdisc",
+        verb,
+        "dev",
+        "eth0",
+        "root",
+        "tbf",
+        "rate",
+        &format!("{rate}mbit"),
+        "burst",
+        &burst.to_string(),
+        "latency",
+        "50ms",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// Changes (or removes) the egress limit of the running container whose init is `pid`,
+/// from the host through its network namespace (`nsenter`: the provisioner is
+/// multi-threaded, so it does not setns itself).
+pub fn set_rate_in(pid: u32, rate_mbit: Option<u32>) -> Result<(), ContainerError> {
+    let mut cmd = Command::new("nsenter");
+    cmd.arg(format!("--net=/proc/{pid}/ns/net")).arg("tc");
+    match rate_mbit {
+        Some(rate) => cmd.args(tbf_args("replace", rate)),
+        None => cmd.args(["qdisc", "del", "dev", "eth0", "root"]),
+    };
+    match run(&mut cmd) {
+        // Deleting a limit that was never there is what we wanted.
+        Err(ContainerError::Command { ref stderr, .. })
+            if rate_mbit.is_none() && stderr.contains("No such file") =>
+        {
+            Ok(())
+        }
+        r => r.map(|_| ()),
+    }
+}

@@ -1,0 +1,82 @@
+//! `provisioner serve`: builds the service from the config, adopts what already runs on the
+//! host, then serves the API (over TLS when a certificate and key are configured).
+
+use crate::api::{self, ApiState};
+use crate::config::{ConfigError, DaemonConfig};
+use crate::service::{Service, ServiceError};
+use crate::store::{InstanceStore, StoreError};
+use crate::vm::runtime::{KvmRuntime, KvmRuntimeConfig};
+use std::io::Write;
+use std::time::Duration;
+use thiserror::Error;
+use vessel_core::signing::Verifier;
+
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("adopting the host's instances: {0}")]
+    Adopt(#[from] ServiceError),
+    #[error("serving: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Can this host run KVM machines? (`/dev/kvm` opens read-write.)
+pub fn kvm_usable() -> bool {
+    std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
+}
+
+/// The service for this config, with this very program as the VMM (`provisioner vm run`).
+pub fn build_service(cfg: &DaemonConfig) -> Result<std::sync::Arc<Service>, DaemonError> {
+    build_service_with(cfg, std::env::current_exe()?)
+}
+
+/// The service for this config (no secret needed: tests and tools may build it directly),
+/// running machines with `vmm` (a `provisioner` binary).
+pub fn build_service_with(cfg: &DaemonConfig, vmm: std::path::PathBuf) -> Result<std::sync::Arc<Service>, DaemonError> {
+    let capacity = cfg.usable_capacity()?;
+    let store = InstanceStore::open(&cfg.state_dir)?;
+    let kvm = if kvm_usable() {
+        let mut kc = KvmRuntimeConfig::new(cfg.state_dir.clone(), cfg.cgroup_parent.clone(), vmm, cfg.images_dir.clone(), capacity);
+        kc.stop_timeout = Duration::from_secs(cfg.stop_timeout_secs);
+        Some(KvmRuntime::new(kc, store.clone()))
+    } else {
+        tracing::warn!("/dev/kvm is not usable: this host will refuse KVM instances");
+        None
+    };
+    Ok(Service::new(store, capacity, kvm))
+}
+
+/// Runs the daemon until SIGINT/SIGTERM. Prints `listening on <scheme>://<addr>` on stdout
+/// once bound, so a supervisor (or a test) knows where and when it answers.
+pub async fn serve(cfg: DaemonConfig) -> Result<(), DaemonError> {
+    let started = vessel_core::signing::unix_now();
+    let secret = cfg.read_secret()?;
+    let tls = match cfg.tls()? {
+        Some((cert, key)) => Some(api::tls_config(&cert, &key).map_err(ConfigError::Tls)?),
+        None => {
+            tracing::warn!("no TLS certificate configured: serving plain HTTP (signed, but not private)");
+            None
+        }
+    };
+    let service = build_service(&cfg)?;
+    let adopt = service.clone();
+    let adopted = tokio::task::spawn_blocking(move || adopt.adopt())
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))??;
+    tracing::info!(instances = adopted.len(), state_dir = %cfg.state_dir.display(), "adopted the host's instances");
+    // Nothing signed before this start can be replayed against it (the replay cache is new).
+    let state = ApiState { service, verifier: Verifier::new(secret).not_before(started) };
+    api::serve(state, cfg.listen, tls, cfg.workers, |addrs, tls| {
+        let scheme = if tls { "https" } else { "http" };
+        for a in addrs {
+            tracing::info!(addr = %a, tls, "serving the provisioner API");
+            println!("listening on {scheme}://{a}");
+        }
+        let _ = std::io::stdout().flush();
+    })
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! `provisioner join`: registers this host with the panel using a one-time token an admin
+//! made, and keeps the secret the panel answers with (0600, in the state dir). The token and
+//! the secret are never logged.
+
+use crate::config::{write_private, ConfigError, DaemonConfig};
+use std::time::Duration;
+use thiserror::Error;
+use vessel_core::signing::{HostSecret, SecretError};
+use vessel_core::wire::{JoinRequest, JoinResponse};
+
+#[derive(Debug, Error)]
+pub enum JoinError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("already joined: {0} exists (pass --force to join again)")]
+    AlreadyJoined(std::path::PathBuf),
+    #[error("reaching the panel: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("the panel refused the join ({status}): {body}")]
+    Refused { status: u16, body: String },
+    #[error("the panel's answer: {0}")]
+    BadAnswer(String),
+    #[error("the panel's secret: {0}")]
+    Secret(#[from] SecretError),
+}
+
+pub struct JoinArgs {
+    pub panel_url: String,
+    pub token: String,
+    pub name: String,
+    pub api_url: String,
+    /// PEM of a CA (or the panel's self-signed certificate) to trust besides the public roots.
+    pub panel_ca: Option<Vec<u8>>,
+    pub force: bool,
+    pub supports_containers: bool,
+    pub supports_kvm: bool,
+}
+
+/// Posts the join request and stores the host id and secret. Returns the host id.
+pub async fn join(cfg: &DaemonConfig, args: JoinArgs) -> Result<uuid::Uuid, JoinError> {
+    let secret_path = cfg.secret_path();
+    if secret_path.exists() && !args.force {
+        return Err(JoinError::AlreadyJoined(secret_path));
+    }
+    let request = JoinRequest {
+        token: args.token,
+        name: args.name,
+        api_url: args.api_url,
+        capacity: cfg.usable_capacity()?,
+        supports_containers: args.supports_containers,
+        supports_kvm: args.supports_kvm,
+    };
+    let http = crate::client::http_client(args.panel_ca.as_deref(), Duration::from_secs(30))
+        .map_err(|e| JoinError::BadAnswer(e.to_string()))?;
+    let url = format!("{}/hosts/join", args.panel_url.trim_end_matches('/'));
+    tracing::info!(%url, name = %request.name, api_url = %request.api_url, "joining the panel");
+    let resp = http.post(&url).json(&request).send().await?;
+    let status = resp.status();
+    let body = resp.bytes().await?;
+    if !status.is_success() {
+        let text = String::from_utf8_lossy(&body);
+        return Err(JoinError::Refused { status: status.as_u16(), body: text.chars().take(500).collect() });
+    }
+    let answer: JoinResponse = serde_json::from_slice(&body).map_err(|e| JoinError::BadAnswer(e.to_string()))?;
+    let secret = HostSecret::from_base64(&answer.secret)?;
+    write_private(&secret_path, secret.to_base64().as_bytes())?;
+    write_private(&cfg.host_id_path(), answer.host_id.to_string().as_bytes())?;
+    tracing::info!(host_id = %answer.host_id, secret_file = %secret_path.display(), "joined");
+    Ok(answer.host_id)
+}

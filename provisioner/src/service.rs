@@ -1,0 +1,473 @@
+//! The host as a service: every API operation, free of HTTP, dispatched by kind to the
+//! runtimes, serialized per instance and made durable through the store.
+//!
+//! The HTTP layer ([`crate::api`]) only authenticates, parses and turns [`ServiceError`]s into
+//! problems; everything that decides lives here so it is testable without a socket.
+//!
+//! Ordering rules: a multi-step operation writes its `pending` marker before its first side
+//! effect and clears it after its last ([`crate::store`]); any request for the instance, and
+//! [`Service::adopt`] at start-up, finishes what a crash left unfinished. Admission is
+//! decided under one host-wide lock together with writing the record, so two creates of
+//! different ids cannot both take the last room.
+
+use crate::host;
+use crate::runtime::{Runtime, Usage};
+use crate::store::{InstanceRecord, InstanceStore, PendingOp, StoreError};
+use crate::vm::runtime::KvmRuntime;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use thiserror::Error;
+use vessel_core::admission::{HostCapacity, Refusal};
+use vessel_core::wire::{ActionRequest, HostReport, InstanceStatus, LoadSummary, Problem, ProblemType};
+use vessel_core::{Action, InstanceId, InstanceKind, InstanceSpec, InstanceState};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    #[error("no instance {0} on this host")]
+    NotFound(InstanceId),
+    #[error("instance {0} exists with a different spec")]
+    SpecConflict(InstanceId),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot {action:?} an instance that is {state:?}")]
+    NotAllowed { action: Action, state: InstanceState },
+    #[error("refused by host admission: {0}")]
+    Refused(Box<Refusal>),
+    #[error("this host does not run {0:?} instances")]
+    KindUnsupported(InstanceKind),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{op} of {id} failed: {source}")]
+    Runtime { id: InstanceId, op: &'static str, source: BoxError },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    /// The problem+json an API client sees. Runtime errors carry the runtime's message (it
+    /// names paths and kernel errors, never secrets).
+    pub fn problem(&self) -> Problem {
+        match self {
+            ServiceError::NotFound(_) => Problem::new(ProblemType::NotFound, self.to_string()),
+            ServiceError::SpecConflict(_) => Problem::new(ProblemType::SpecConflict, self.to_string()),
+            ServiceError::Invalid(_) => Problem::new(ProblemType::InvalidRequest, self.to_string()),
+            ServiceError::NotAllowed { action, state } => Problem::action_not_allowed(*action, *state),
+            ServiceError::Refused(r) => Problem::admission(r),
+            ServiceError::KindUnsupported(_) => Problem::new(ProblemType::KindUnsupported, self.to_string()),
+            ServiceError::Store(_) | ServiceError::Runtime { .. } | ServiceError::Internal(_) => {
+                Problem::new(ProblemType::RuntimeFailed, self.to_string())
+            }
+        }
+    }
+}
+
+/// Whether a create made the instance or found it already made (same spec).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Created {
+    New,
+    Existing,
+}
+
+/// A kind's runtime behind one object-safe face, so the service dispatches by kind.
+trait AnyRuntime: Send + Sync {
+    fn create(&self, r: &mut InstanceRecord) -> Result<(), BoxError>;
+    fn start(&self, r: &mut InstanceRecord) -> Result<(), BoxError>;
+    fn stop(&self, r: &mut InstanceRecord) -> Result<(), BoxError>;
+    fn suspend(&self, r: &mut InstanceRecord) -> Result<(), BoxError>;
+    fn resume(&self, r: &mut InstanceRecord) -> Result<(), BoxError>;
+    fn reboot(&self, r: &mut InstanceRecord) -> Result<(), BoxError>;
+    fn destroy(&self, r: &mut InstanceRecord) -> Result<(), BoxError>;
+    fn observe(&self, r: &InstanceRecord) -> Result<InstanceState, BoxError>;
+    fn usage(&self, r: &InstanceRecord) -> Result<Usage, BoxError>;
+}
+
+impl<T: Runtime + Send + Sync> AnyRuntime for T {
+    fn create(&self, r: &mut InstanceRecord) -> Result<(), BoxError> {
+        Runtime::create(self, r).map_err(Into::into)
+    }
+    fn start(&self, r: &mut InstanceRecord) -> Result<(), BoxError> {
+        Runtime::start(self, r).map_err(Into::into)
+    }
+    fn stop(&self, r: &mut InstanceRecord) -> Result<(), BoxError> {
+        Runtime::stop(self, r).map_err(Into::into)
+    }
+    fn suspend(&self, r: &mut InstanceRecord) -> Result<(), BoxError> {
+        Runtime::suspend(self, r).map_err(Into::into)
+    }
+    fn resume(&self, r: &mut InstanceRecord) -> Result<(), BoxError> {
+        Runtime::resume(self, r).map_err(Into::into)
+    }
+    fn reboot(&self, r: &mut InstanceRecord) -> Result<(), BoxError> {
+        Runtime::reboot(self, r).map_err(Into::into)
+    }
+    fn destroy(&self, r: &mut InstanceRecord) -> Result<(), BoxError> {
+        Runtime::destroy(self, r).map_err(Into::into)
+    }
+    fn observe(&self, r: &InstanceRecord) -> Result<InstanceState, BoxError> {
+        Runtime::observe(self, r).map_err(Into::into)
+    }
+    fn usage(&self, r: &InstanceRecord) -> Result<Usage, BoxError> {
+        Runtime::usage(self, r).map_err(Into::into)
+    }
+}
+
+/// The host: its store, capacity and runtimes.
+pub struct Service {
+    store: InstanceStore,
+    capacity: HostCapacity,
+    kvm: Option<KvmRuntime>,
+    /// One async mutex per instance id: two requests for one instance never interleave.
+    locks: Mutex<HashMap<InstanceId, Arc<tokio::sync::Mutex<()>>>>,
+    /// Held while deciding admission and writing the admitted record.
+    admission: Mutex<()>,
+}
+
+fn rt_err(id: InstanceId, op: &'static str) -> impl FnOnce(BoxError) -> ServiceError {
+    move |source| ServiceError::Runtime { id, op, source }
+}
+
+impl Service {
+    /// `kvm` is `None` on a host without a usable `/dev/kvm`.
+    pub fn new(store: InstanceStore, capacity: HostCapacity, kvm: Option<KvmRuntime>) -> Arc<Self> {
+        Arc::new(Service { store, capacity, kvm, locks: Mutex::new(HashMap::new()), admission: Mutex::new(()) })
+    }
+
+    pub fn kinds(&self) -> Vec<InstanceKind> {
+        let mut k = Vec::new();
+        if self.kvm.is_some() {
+            k.push(InstanceKind::Kvm);
+        }
+        k
+    }
+
+    fn runtime(&self, kind: InstanceKind) -> Result<&dyn AnyRuntime, ServiceError> {
+        match kind {
+            InstanceKind::Kvm => self.kvm.as_ref().map(|r| r as &dyn AnyRuntime),
+            InstanceKind::Container => None,
+        }
+        .ok_or(ServiceError::KindUnsupported(kind))
+    }
+
+    async fn lock(&self, id: InstanceId) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = {
+            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(id).or_default().clone()
+        };
+        m.lock_owned().await
+    }
+
+    /// Runs `f` for instance `id` on the blocking pool, with that instance's lock held.
+    async fn serialized<T: Send + 'static>(
+        self: &Arc<Self>,
+        id: InstanceId,
+        f: impl FnOnce(&Service) -> Result<T, ServiceError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        let _guard = self.lock(id).await;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(|e| ServiceError::Internal(format!("operation on {id} panicked or was cancelled: {e}")))?
+    }
+
+    // ---- the API's operations ------------------------------------------------------------
+
+    pub async fn create(self: &Arc<Self>, spec: InstanceSpec) -> Result<(Created, InstanceStatus), ServiceError> {
+        self.serialized(spec.id, move |s| s.create_blocking(spec)).await
+    }
+
+    pub async fn act(self: &Arc<Self>, id: InstanceId, req: ActionRequest) -> Result<Option<InstanceStatus>, ServiceError> {
+        self.serialized(id, move |s| s.act_blocking(id, req)).await
+    }
+
+    /// Destroys; `Ok(false)` when there was nothing to destroy.
+    pub async fn destroy(self: &Arc<Self>, id: InstanceId) -> Result<bool, ServiceError> {
+        self.serialized(id, move |s| s.destroy_blocking(id)).await
+    }
+
+    pub async fn status(self: &Arc<Self>, id: InstanceId) -> Result<InstanceStatus, ServiceError> {
+        self.serialized(id, move |s| {
+            let r = s.store.get(&id)?.ok_or(ServiceError::NotFound(id))?;
+            Ok(s.status_of(&r))
+        })
+        .await
+    }
+
+    pub async fn usage(self: &Arc<Self>, id: InstanceId) -> Result<Usage, ServiceError> {
+        self.serialized(id, move |s| {
+            let r = s.store.get(&id)?.ok_or(ServiceError::NotFound(id))?;
+            s.runtime(r.spec.kind())?.usage(&r).map_err(rt_err(id, "usage"))
+        })
+        .await
+    }
+
+    /// Every instance, observed now. Not serialized with per-instance operations: a
+    /// listing shows each instance as it is at that moment.
+    pub async fn list(self: &Arc<Self>) -> Result<Vec<InstanceStatus>, ServiceError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || Ok(this.store.list()?.iter().map(|r| this.status_of(r)).collect()))
+            .await
+            .map_err(|e| ServiceError::Internal(e.to_string()))?
+    }
+
+    pub async fn report(self: &Arc<Self>) -> Result<HostReport, ServiceError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let records = this.store.list()?;
+            Ok(HostReport {
+                capacity: this.capacity,
+                load: LoadSummary::from(&host::load_of(&records, None)),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                kinds: this.kinds(),
+            })
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))?
+    }
+
+    /// Start-up: the runtimes adopt what runs on the host, then every operation a crash left
+    /// unfinished is finished (or a failed create rolled back). Run before serving.
+    pub fn adopt(&self) -> Result<Vec<(InstanceId, InstanceState)>, ServiceError> {
+        if let Some(kvm) = &self.kvm {
+            kvm.adopt().map_err(|e| ServiceError::Internal(format!("adopting KVM machines: {e}")))?;
+        }
+        let mut out = Vec::new();
+        for r in self.store.list()? {
+            let id = r.spec.id;
+            if r.pending.is_some() {
+                if let Err(e) = self.finish_pending(r) {
+                    tracing::error!(%id, error = %e, "could not finish an interrupted operation");
+                }
+            }
+            if let Some(r) = self.store.get(&id)? {
+                tracing::info!(%id, state = ?r.state, "adopted");
+                out.push((id, r.state));
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- blocking bodies (called with the instance's lock held) -----------------------------
+
+    fn status_of(&self, r: &InstanceRecord) -> InstanceStatus {
+        let (state, usage) = match self.runtime(r.spec.kind()) {
+            Ok(rt) if r.pending.is_none() => {
+                (rt.observe(r).unwrap_or(r.state), rt.usage(r).unwrap_or_default())
+            }
+            Ok(rt) => (r.state, rt.usage(r).unwrap_or_default()),
+            Err(_) => (r.state, Usage::default()),
+        };
+        InstanceStatus {
+            id: r.spec.id,
+            kind: r.spec.kind(),
+            state,
+            should_run: r.should_run,
+            pending: r.pending.as_ref().map(pending_name),
+            usage,
+            addresses: InstanceStatus::addresses_of(&r.spec.network),
+            hostname: r.spec.hostname.clone(),
+            template: r.spec.template.clone(),
+            resources: r.spec.resources.clone(),
+        }
+    }
+
+    fn create_blocking(&self, spec: InstanceSpec) -> Result<(Created, InstanceStatus), ServiceError> {
+        let id = spec.id;
+        if let Some(existing) = self.store.get(&id)? {
+            if existing.spec != spec || matches!(existing.pending, Some(PendingOp::Destroy)) {
+                return Err(ServiceError::SpecConflict(id));
+            }
+            // The same create again: finish it if a crash interrupted it, else nothing to do.
+            let r = if existing.pending.is_some() { self.finish_pending(existing)? } else { existing };
+            return Ok((Created::Existing, self.status_of(&r)));
+        }
+        let rt = self.runtime(spec.kind())?;
+        let mut record = {
+            let _admission = self.admission.lock().unwrap_or_else(|p| p.into_inner());
+            let records = self.store.list()?;
+            host::check(&self.capacity, &records, &spec.resources, Some(id))
+                .map_err(|r| ServiceError::Refused(Box::new(r)))?;
+            let record = InstanceRecord {
+                spec,
+                state: InstanceState::Creating,
+                should_run: false,
+                pending: Some(PendingOp::Create),
+                runtime: Default::default(),
+            };
+            self.store.put(&record)?;
+            record
+        };
+        if let Err(e) = rt.create(&mut record) {
+            // Roll back: a create that failed leaves nothing behind, and the id can be retried.
+            tracing::warn!(%id, error = %e, "create failed: rolling back");
+            let _ = rt.destroy(&mut record);
+            self.store.remove(&id)?;
+            return Err(rt_err(id, "create")(e));
+        }
+        record.pending = None;
+        record.state = rt.observe(&record).unwrap_or(InstanceState::Stopped);
+        self.store.put(&record)?;
+        tracing::info!(%id, kind = ?record.spec.kind(), "created");
+        Ok((Created::New, self.status_of(&record)))
+    }
+
+    fn act_blocking(&self, id: InstanceId, req: ActionRequest) -> Result<Option<InstanceStatus>, ServiceError> {
+        if req.action == Action::Destroy {
+            self.destroy_blocking(id)?;
+            return Ok(None);
+        }
+        let mut r = self.store.get(&id)?.ok_or(ServiceError::NotFound(id))?;
+        if r.pending.is_some() {
+            r = self.finish_pending(r)?;
+        }
+        let rt = self.runtime(r.spec.kind())?;
+        let state = rt.observe(&r).map_err(rt_err(id, "observe"))?;
+        r.state = state;
+        if !req.action.allowed_in(state) {
+            return Err(ServiceError::NotAllowed { action: req.action, state });
+        }
+        match req.action {
+            Action::Start => {
+                r.should_run = true;
+                self.store.put(&r)?;
+                rt.start(&mut r).map_err(rt_err(id, "start"))?;
+            }
+            Action::Stop => {
+                r.should_run = false;
+                self.store.put(&r)?;
+                rt.stop(&mut r).map_err(rt_err(id, "stop"))?;
+            }
+            Action::Restart => {
+                r.should_run = true;
+                self.store.put(&r)?;
+                rt.reboot(&mut r).map_err(rt_err(id, "restart"))?;
+            }
+            Action::Suspend => {
+                if state != InstanceState::Suspended {
+                    rt.suspend(&mut r).map_err(rt_err(id, "suspend"))?;
+                }
+            }
+            Action::Resume => {
+                if state != InstanceState::Running {
+                    rt.resume(&mut r).map_err(rt_err(id, "resume"))?;
+                }
+            }
+            Action::Reinstall => {
+                let template = req.template.clone().unwrap_or_else(|| r.spec.template.clone());
+                if template.is_empty() {
+                    return Err(ServiceError::Invalid("reinstall needs a template name".into()));
+                }
+                let previous = r.spec.template.clone();
+                r.pending = Some(PendingOp::Reinstall { template: template.clone() });
+                self.store.put(&r)?;
+                if let Err(e) = self.rebuild(rt, &mut r, |r| r.spec.template = template.clone()) {
+                    // Back to the old template so the instance stays usable.
+                    tracing::warn!(%id, error = %e, "reinstall failed: keeping the previous template");
+                    r.spec.template = previous;
+                    let _ = self.rebuild(rt, &mut r, |_| {});
+                    r.pending = None;
+                    self.store.put(&r)?;
+                    return Err(e);
+                }
+            }
+            Action::Resize => {
+                let new = req.resources.clone().ok_or_else(|| ServiceError::Invalid("resize needs resources".into()))?;
+                if new.kind() != r.spec.kind() {
+                    return Err(ServiceError::Invalid("resize cannot change the instance's kind".into()));
+                }
+                {
+                    let _admission = self.admission.lock().unwrap_or_else(|p| p.into_inner());
+                    let records = self.store.list()?;
+                    host::check(&self.capacity, &records, &new, Some(id))
+                        .map_err(|r| ServiceError::Refused(Box::new(r)))?;
+                    // Both sizes count until it is done (see host::load_of).
+                    r.pending = Some(PendingOp::Resize { previous: r.spec.resources.clone() });
+                    r.spec.resources = new;
+                    self.store.put(&r)?;
+                }
+                self.rebuild(rt, &mut r, |_| {})?;
+            }
+            Action::Destroy => unreachable!("handled above"),
+        }
+        r.pending = None;
+        r.state = rt.observe(&r).unwrap_or(r.state);
+        self.store.put(&r)?;
+        tracing::info!(%id, action = ?req.action, state = ?r.state, "action done");
+        Ok(Some(self.status_of(&r)))
+    }
+
+    /// Stop, change the record, create again (the runtime re-checks image and admission),
+    /// and start again if it should run: how reinstall and resize apply on any kind.
+    fn rebuild(
+        &self,
+        rt: &dyn AnyRuntime,
+        r: &mut InstanceRecord,
+        change: impl FnOnce(&mut InstanceRecord),
+    ) -> Result<(), ServiceError> {
+        let id = r.spec.id;
+        rt.stop(r).map_err(rt_err(id, "stop"))?;
+        change(r);
+        self.store.put(r)?;
+        rt.create(r).map_err(rt_err(id, "create"))?;
+        if r.should_run {
+            rt.start(r).map_err(rt_err(id, "start"))?;
+        }
+        Ok(())
+    }
+
+    fn destroy_blocking(&self, id: InstanceId) -> Result<bool, ServiceError> {
+        let Some(mut r) = self.store.get(&id)? else { return Ok(false) };
+        r.pending = Some(PendingOp::Destroy);
+        r.state = InstanceState::Destroying;
+        r.should_run = false;
+        self.store.put(&r)?;
+        self.runtime(r.spec.kind())?.destroy(&mut r).map_err(rt_err(id, "destroy"))?;
+        self.store.remove(&id)?;
+        tracing::info!(%id, "destroyed");
+        Ok(true)
+    }
+
+    /// Finishes the operation a crash interrupted; returns the record as it is afterwards
+    /// (for a finished destroy, the error `NotFound`).
+    fn finish_pending(&self, mut r: InstanceRecord) -> Result<InstanceRecord, ServiceError> {
+        let id = r.spec.id;
+        let rt = self.runtime(r.spec.kind())?;
+        tracing::info!(%id, op = ?r.pending, "finishing an interrupted operation");
+        match r.pending.clone() {
+            None => return Ok(r),
+            Some(PendingOp::Create) => {
+                if let Err(e) = rt.create(&mut r) {
+                    let _ = rt.destroy(&mut r);
+                    self.store.remove(&id)?;
+                    return Err(rt_err(id, "create")(e));
+                }
+            }
+            Some(PendingOp::Destroy) => {
+                self.destroy_blocking(id)?;
+                return Err(ServiceError::NotFound(id));
+            }
+            Some(PendingOp::Reinstall { template }) => {
+                self.rebuild(rt, &mut r, |r| r.spec.template = template)?;
+            }
+            Some(PendingOp::Resize { .. }) => {
+                // The new resources are already in the spec: apply them.
+                self.rebuild(rt, &mut r, |_| {})?;
+            }
+        }
+        r.pending = None;
+        r.state = rt.observe(&r).unwrap_or(InstanceState::Stopped);
+        self.store.put(&r)?;
+        Ok(r)
+    }
+}
+
+fn pending_name(p: &PendingOp) -> String {
+    match p {
+        PendingOp::Create => "create",
+        PendingOp::Destroy => "destroy",
+        PendingOp::Reinstall { .. } => "reinstall",
+        PendingOp::Resize { .. } => "resize",
+    }
+    .to_string()
+}

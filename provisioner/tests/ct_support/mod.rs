@@ -1,0 +1,254 @@
+//! Shared by the container suites: a scratch "host" per test (state dir, cgroup parent,
+//! bridge, all uniquely named) over the real kernel, cleaned on drop.
+#![allow(dead_code)]
+
+use provisioner::cgroup::CgroupLayout;
+use provisioner::container::manager::ContainerHost;
+use provisioner::container::{ContainerConfig, ContainerRuntime};
+use provisioner::template::TemplateStore;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+use vessel_core::lifecycle::{Ipv4Assignment, Ipv6Assignment};
+use vessel_core::resources::ResourceSpec;
+use vessel_core::{
+    HostCapacity, Hostname, InstanceId, InstanceKind, InstanceSpec, NetworkSpec, PlanResources,
+};
+
+pub const EXE: &str = env!("CARGO_BIN_EXE_provisioner");
+
+/// Fails (never skips silently) when the suite cannot run here.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    assert_eq!(
+        uid, 0,
+        "container tests need root (real namespaces, cgroups, loop devices)"
+    );
+}
+
+/// The busybox template, built once per target dir by the project's own script.
+pub fn templates() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ct-templates");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-template-busybox.sh");
+    let out = Command::new("sh")
+        .arg(script)
+        .arg(&dir)
+        .output()
+        .expect("run template script");
+    assert!(
+        out.status.success(),
+        "template build failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
+pub fn rand_suffix() -> String {
+    InstanceId::new_random().short()[..6].to_string()
+}
+
+pub struct TestHost {
+    pub host: ContainerHost,
+    pub state: tempfile::TempDir,
+    pub layout: CgroupLayout,
+    pub bridge: String,
+    /// This host's /24: `10.<net_a>.<net_b>.0/24`.
+    net: (u8, u8),
+    next_ip: AtomicU8,
+}
+
+impl TestHost {
+    /// A scratch host. `net_a` separates the suites' subnets (suites run one after another,
+    /// tests inside one in parallel), `net_b` the tests inside a suite.
+    pub fn new(net_a: u8, net_b: u8, capacity: HostCapacity) -> Self {
+        require_root();
+        let templates = templates();
+        let state = tempfile::Builder::new()
+            .prefix("vessel-ct-")
+            .tempdir_in("/var/tmp")
+            .expect("tempdir");
+        let sfx = rand_suffix();
+        let layout =
+            CgroupLayout::detect(Path::new("/sys/fs/cgroup"), format!("vessel-test-{sfx}"));
+        let bridge = format!("vzt{sfx}");
+        let cfg = ContainerConfig {
+            state_dir: state.path().to_path_buf(),
+            cgroups: layout.clone(),
+            templates: TemplateStore::new(&templates, state.path().join("template-cache")),
+            bridge: bridge.clone(),
+            veth_prefix: "vz".into(),
+            helper_exe: EXE.into(),
+            stop_timeout: Duration::from_secs(3),
+            host_memory_mib: capacity.memory_mib,
+            userns: None,
+        };
+        let host = ContainerHost::new(ContainerRuntime::new(cfg), capacity).expect("host");
+        TestHost {
+            host,
+            state,
+            layout,
+            bridge,
+            net: (net_a, net_b),
+            next_ip: AtomicU8::new(2),
+        }
+    }
+
+    pub fn big() -> HostCapacity {
+        HostCapacity {
+            cpus: 64,
+            memory_mib: 64 * 1024,
+            disk_gib: 1000,
+        }
+    }
+
+    /// The CLI against this host's state, for tests that must kill the provisioner.
+    pub fn cli(&self) -> Command {
+        let mut c = Command::new(EXE);
+        c.arg("ct")
+            .arg("--state-dir")
+            .arg(self.state.path())
+            .arg("--templates")
+            .arg(templates())
+            .arg("--cgroup-parent")
+            .arg(&self.layout.parent)
+            .arg("--bridge")
+            .arg(&self.bridge)
+            .arg("--stop-timeout")
+            .arg("3")
+            .args([
+                "--cpus",
+                "64",
+                "--memory-mib",
+                "65536",
+                "--disk-gib",
+                "1000",
+            ]);
+        c
+    }
+
+    pub fn gateway(&self) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::new(10, self.net.0, self.net.1, 1)
+    }
+
+    pub fn spec(&self, f: impl FnOnce(&mut ResourceSpec)) -> InstanceSpec {
+        let mut r = ResourceSpec {
+            kind: InstanceKind::Container,
+            vcpus: 1,
+            memory_guaranteed_mib: Some(64),
+            memory_burst_mib: 128,
+            swap_mib: 0,
+            disk_gib: 1,
+            cpu_ratio: 4.0,
+            memory_ratio: 1.5,
+            disk_ratio: 2.0,
+            pids_max: Some(64),
+            net_rate_mbit: Some(100),
+            io_weight: None,
+        };
+        f(&mut r);
+        let id = InstanceId::new_random();
+        let host_part = self.next_ip.fetch_add(1, Ordering::SeqCst);
+        InstanceSpec {
+            id,
+            hostname: Hostname::parse(&format!("ct-{}.example.com", &id.short()[..6])).unwrap(),
+            template: "busybox".into(),
+            resources: PlanResources::try_from(r).expect("valid plan"),
+            network: NetworkSpec {
+                ipv4: Some(Ipv4Assignment {
+                    address: std::net::Ipv4Addr::new(10, self.net.0, self.net.1, host_part),
+                    prefix_len: 24,
+                    gateway: self.gateway(),
+                }),
+                ipv6: Some(Ipv6Assignment {
+                    address: self
+                        .gateway6()
+                        .to_string()
+                        .replace("::1", &format!("::{host_part:x}"))
+                        .parse()
+                        .unwrap(),
+                    prefix_len: 64,
+                    gateway: self.gateway6(),
+                }),
+            },
+        }
+    }
+
+    pub fn gateway6(&self) -> std::net::Ipv6Addr {
+        format!("fd00:{:x}:{:x}::1", self.net.0, self.net.1)
+            .parse()
+            .unwrap()
+    }
+
+    /// `sh -c script` inside container `id`.
+    pub fn sh(&self, id: &InstanceId, script: &str) -> Output {
+        self.host
+            .exec_command(id, &["/bin/sh".into(), "-c".into(), script.into()])
+            .expect("exec command")
+            .output()
+            .expect("run exec")
+    }
+
+    pub fn sh_ok(&self, id: &InstanceId, script: &str) -> String {
+        let o = self.sh(id, script);
+        assert!(
+            o.status.success(),
+            "{script}: {:?}\n{}\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Everything of ours the kernel still holds (cgroups, mounts, loops, links), as text
+    /// lines; empty means clean.
+    pub fn leftovers(&self, id: &InstanceId) -> Vec<String> {
+        let mut left = Vec::new();
+        let rt = &self.host.rt;
+        for d in rt.cgroup(id).dirs() {
+            if d.exists() {
+                left.push(format!("cgroup {}", d.display()));
+            }
+        }
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let dir = rt.dir(id);
+        for l in mountinfo.lines() {
+            if l.contains(dir.to_str().unwrap()) {
+                left.push(format!("mount {l}"));
+            }
+        }
+        let loops = Command::new("losetup")
+            .args(["-l", "-n", "-O", "NAME,BACK-FILE"])
+            .output()
+            .unwrap();
+        for l in String::from_utf8_lossy(&loops.stdout).lines() {
+            if l.contains(dir.to_str().unwrap()) {
+                left.push(format!("loop {l}"));
+            }
+        }
+        if Path::new("/sys/class/net").join(rt.veth_host(id)).exists() {
+            left.push(format!("link {}", rt.veth_host(id)));
+        }
+        if dir.exists() {
+            left.push(format!("dir {}", dir.display()));
+        }
+        left
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        if let Ok(list) = self.host.store.list() {
+            for r in list {
+                let _ = self.host.destroy(&r.spec.id);
+            }
+        }
+        let _ = self.host.reconcile();
+        self.layout.remove_parent();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge])
+            .output();
+    }
+}

@@ -1,0 +1,207 @@
+//! Several hosts on one machine: a network namespace per host, joined to a bridge in the
+//! root namespace by a veth pair, with addresses from a /24 of our own (`10.251.X.0/24`,
+//! X chosen free and held by a lock file for the network's life). A host's link can be cut
+//! and restored to simulate losing it; everything is torn down on drop (processes started
+//! through [`HostNs::spawn`], namespaces, links, the bridge).
+//!
+//! Needs root, `ip` (iproute2, installed by `scripts/ensure-test-deps`) and `nsenter`
+//! (util-linux, essential on Debian).
+
+use std::ffi::OsStr;
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+/// Runs `ip` with `args`, failing with its stderr.
+pub fn ip(args: &[&str]) -> io::Result<()> {
+    let out = Command::new("ip").args(args).stdin(Stdio::null()).output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(())
+}
+
+fn random_hex8() -> io::Result<String> {
+    let u = std::fs::read_to_string("/proc/sys/kernel/random/uuid")?;
+    Ok(u.trim().replace('-', "")[..8].to_string())
+}
+
+/// The bridge and the /24 the hosts live on.
+pub struct Network {
+    short: String,
+    bridge: String,
+    /// X of 10.251.X.0/24.
+    subnet: u8,
+    next_host: u8,
+    _lock: std::fs::File,
+}
+
+impl Network {
+    /// Makes the bridge `vsb<hex>` with `10.251.X.1/24` in the root namespace.
+    pub fn new() -> io::Result<Network> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return Err(io::Error::other("network namespaces need root"));
+        }
+        let short = random_hex8()?;
+        let (subnet, lock) = Self::claim_subnet()?;
+        let bridge = format!("vsb{short}");
+        let net = Network { short, bridge, subnet, next_host: 0, _lock: lock };
+        ip(&["link", "add", &net.bridge, "type", "bridge"])?;
+        ip(&["addr", "add", &format!("{}/24", net.gateway()), "dev", &net.bridge])?;
+        ip(&["link", "set", &net.bridge, "up"])?;
+        Ok(net)
+    }
+
+    /// A 10.251.X.0/24 no other network (of this or another test process) holds: a lock
+    /// file per X, held with flock (released by the kernel if the process dies), and no
+    /// address of it already on the machine.
+    fn claim_subnet() -> io::Result<(u8, std::fs::File)> {
+        let used = String::from_utf8_lossy(&Command::new("ip").args(["-4", "-o", "addr", "show"]).output()?.stdout).to_string();
+        let start = std::process::id() as usize % 250;
+        for i in 0..250 {
+            let x = ((start + i) % 250) as u8 + 1;
+            let path = format!("/tmp/vessel-netns-10.251.{x}.lock");
+            let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
+            // SAFETY: flock on a file descriptor we own.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                continue;
+            }
+            if used.contains(&format!(" 10.251.{x}.")) {
+                continue;
+            }
+            return Ok((x, f));
+        }
+        Err(io::Error::other("no free 10.251.X.0/24"))
+    }
+
+    /// The root namespace's address on the bridge (the hosts' default route).
+    pub fn gateway(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 251, self.subnet, 1)
+    }
+
+    /// Makes the next host: namespace `vessel-<hex>-<n>`, its `eth0` at `10.251.X.(10+n)/24`.
+    pub fn add_host(&mut self) -> io::Result<HostNs> {
+        let n = self.next_host;
+        if n >= 200 {
+            return Err(io::Error::other("at most 200 hosts per network"));
+        }
+        self.next_host += 1;
+        let name = format!("vessel-{}-{n}", self.short);
+        let veth = format!("vsv{}{n}", self.short);
+        let peer = format!("vsp{}{n}", self.short);
+        let addr = Ipv4Addr::new(10, 251, self.subnet, 10 + n);
+        // From here on, Drop removes whatever was made.
+        let host = HostNs { name: name.clone(), veth: veth.clone(), addr, children: Vec::new() };
+        ip(&["netns", "add", &name])?;
+        ip(&["link", "add", &veth, "type", "veth", "peer", "name", &peer])?;
+        ip(&["link", "set", &peer, "netns", &name])?;
+        ip(&["link", "set", &veth, "master", &self.bridge])?;
+        ip(&["link", "set", &veth, "up"])?;
+        let inside = |args: &[&str]| {
+            let mut a = vec!["netns", "exec", &name, "ip"];
+            a.extend_from_slice(args);
+            ip(&a)
+        };
+        inside(&["link", "set", &peer, "name", "eth0"])?;
+        inside(&["addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
+        inside(&["link", "set", "eth0", "up"])?;
+        inside(&["link", "set", "lo", "up"])?;
+        inside(&["route", "add", "default", "via", &self.gateway().to_string()])?;
+        Ok(host)
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let _ = ip(&["link", "del", &self.bridge]);
+    }
+}
+
+/// One host's namespace. Drop kills the processes it spawned (their whole process groups),
+/// then removes the namespace and its veth pair.
+pub struct HostNs {
+    pub name: String,
+    veth: String,
+    pub addr: Ipv4Addr,
+    children: Vec<Child>,
+}
+
+impl HostNs {
+    /// A command that runs `program` inside this namespace, in a process group of its own.
+    /// Start it with [`HostNs::spawn`] so it is killed on drop.
+    ///
+    /// It enters only the network namespace (`nsenter --net=/run/netns/<name>`), not the
+    /// private mount namespace `ip netns exec` makes: that one remounts `/sys`, which hides
+    /// the cgroup hierarchies a provisioner needs for its instances.
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net=/run/netns/{}", self.name)).arg("--").arg(program).process_group(0);
+        c
+    }
+
+    /// Starts `cmd` (from [`HostNs::command`]) and keeps it, to be killed on drop.
+    pub fn spawn(&mut self, mut cmd: Command) -> io::Result<&mut Child> {
+        let child = cmd.spawn()?;
+        self.children.push(child);
+        Ok(self.children.last_mut().expect("just pushed"))
+    }
+
+    /// kill -9 of every process group started here.
+    pub fn kill_all(&mut self) {
+        for mut c in self.children.drain(..) {
+            // SAFETY: kill(2) of the process group we created for this child (pgid = its pid).
+            unsafe { libc::kill(-(c.id() as i32), libc::SIGKILL) };
+            let _ = c.wait();
+        }
+    }
+
+    /// Cuts the host off: its link on the bridge goes down (packets to it are dropped).
+    pub fn cut(&self) -> io::Result<()> {
+        ip(&["link", "set", &self.veth, "down"])
+    }
+
+    /// Brings the link back.
+    pub fn restore(&self) -> io::Result<()> {
+        ip(&["link", "set", &self.veth, "up"])
+    }
+}
+
+impl Drop for HostNs {
+    fn drop(&mut self) {
+        self.kill_all();
+        // Deleting the root end deletes the pair; deleting the namespace removes its end too.
+        let _ = ip(&["link", "del", &self.veth]);
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
+
+/// The `provisioner` binary of this workspace, built if needed (`cargo build -p provisioner`
+/// with the same cargo and target dir as the tests). `VESSEL_PROVISIONER_BIN` overrides it.
+pub fn provisioner_binary() -> io::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("VESSEL_PROVISIONER_BIN") {
+        return Ok(p.into());
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "-p", "provisioner", "--bin", "provisioner", "--message-format=json"])
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        return Err(io::Error::other("cargo build -p provisioner failed"));
+    }
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        if v["reason"] == "compiler-artifact" && v["target"]["name"] == "provisioner" {
+            if let Some(exe) = v["executable"].as_str() {
+                return Ok(exe.into());
+            }
+        }
+    }
+    Err(io::Error::other("cargo did not report the provisioner binary"))
+}
