@@ -51,6 +51,10 @@ pub async fn plan_by_code_latest(pool: &PgPool, code: &str) -> Result<Option<Pla
         .await
 }
 
+pub async fn plan_by_id(pool: &PgPool, id: i64) -> Result<Option<PlanSummary>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM plans WHERE id = $1")).bind(id).fetch_optional(pool).await
+}
+
 /// (plan id, cycle, currency, amount) for the given plans.
 pub async fn prices_of(pool: &PgPool, plan_ids: &[i64]) -> Result<Vec<(i64, String, String, i64)>, sqlx::Error> {
     sqlx::query_as(

@@ -26,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(host_new)
         .service(host_create)
         .service(host_edit)
+        .service(host_register)
         .service(host_update)
         .service(pools)
         .service(pool_create)
@@ -384,12 +385,65 @@ async fn hosts(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<Done>) ->
         .collect();
     let list = ListView {
         title: "Hosts".into(),
+        intro: "Register a host to get its one-time join token: its provisioner joins with it, reports its capacity and receives the secret requests are signed with. Or enter a host's capacity by hand.".into(),
         headers: vec!["Name", "API", "Kinds", "Capacity", "Reserved", "Servers", "State", "Reachability"],
         rows,
-        links: vec![("/admin/hosts/new".into(), "New host".into())],
+        links: vec![("/admin/hosts/new".into(), "New host (by hand)".into())],
+        form: Some(register_form(&RegisterForm::default())),
         ..Default::default()
     };
     ok(&list_page(&a, list, q.done.as_deref()))
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default)]
+struct RegisterForm {
+    name: String,
+    api_url: String,
+}
+
+fn register_form(f: &RegisterForm) -> FormView {
+    FormView {
+        title: "Register a host".into(),
+        action: "/admin/hosts/register".into(),
+        button: "Register and show the join token".into(),
+        fields: vec![text("name", "Name", &f.name), help(text("api_url", "Provisioner API URL", &f.api_url), "e.g. https://host-fra-1.example.net:7443")],
+        ..Default::default()
+    }
+}
+
+#[post("/admin/hosts/register")]
+async fn host_register(req: HttpRequest, a: CurrentAdmin, f: CsrfForm<RegisterForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    let api_url = f.0.api_url.trim().trim_end_matches('/').to_string();
+    if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
+        let mut v = register_form(&f.0);
+        v.fields[1].error = Some("must be the provisioner's base URL, starting with https://".into());
+        v.error = Some("Please correct the marked field (api_url).".into());
+        return invalid_page(&form_page(&a, v));
+    }
+    match crate::hosts::register(&pool, Some(a.account.id), &f.0.name, &api_url).await {
+        Ok((id, token)) => {
+            tracing::info!(host = %id, from = ?super::remote_addr(&req), "host registered");
+            ok(&super::pages::MessagePage {
+                ctx: Ctx::of(&a.session),
+                heading: format!("Join token for {}", f.0.name.trim()),
+                message: format!(
+                    "Give this one-time token to the host's provisioner (it is shown only now and works once): {token}"
+                ),
+            })
+        }
+        Err(crate::hosts::JoinError::Db(e)) if e.as_database_error().is_some_and(|d| d.code().as_deref() == Some("23505")) => {
+            let mut v = register_form(&f.0);
+            v.fields[0].error = Some("another host has this name".into());
+            invalid_page(&form_page(&a, v))
+        }
+        Err(crate::hosts::JoinError::Db(e)) => Err(e.into()),
+        Err(e) => {
+            let mut v = register_form(&f.0);
+            v.error = Some(e.to_string());
+            invalid_page(&form_page(&a, v))
+        }
+    }
 }
 
 #[get("/admin/hosts/new")]

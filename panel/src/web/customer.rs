@@ -399,12 +399,35 @@ struct ServerPage {
     ctx: Ctx,
     s: InstanceRow,
     error: Option<String>,
+    /// (title, inline SVG drawn by the panel from numbers only) for the last day.
+    charts: Vec<(&'static str, String)>,
+}
+
+/// The usage charts of the last day: CPU, memory against the plan's guarantee and burst,
+/// disk, network. Server-rendered SVG, so they need no JavaScript.
+async fn charts(pool: &PgPool, clock: &dyn Clock, customer: Uuid, s: &InstanceRow) -> Result<Vec<(&'static str, String)>, WebError> {
+    use crate::usage::{svg, Chart};
+    let points = crate::usage::last_day(pool, customer, s.id, clock.now()).await?;
+    let Some(p) = crate::db::catalogue::plan_by_id(pool, s.plan_id).await? else { return Ok(Vec::new()) };
+    Ok(vec![
+        ("CPU (cores)", svg(Chart::Cpu { vcpus: p.vcpus as u32 }, &points)),
+        ("Memory (MiB): guarantee and burst ceiling", svg(Chart::Memory { guarantee_mib: p.memory_guaranteed_mib as u64, burst_mib: p.memory_burst_mib as u64 }, &points)),
+        ("Disk (GiB)", svg(Chart::Disk { size_gib: p.disk_gib as u64 }, &points)),
+        ("Network (Mbit/s)", svg(Chart::Network, &points)),
+    ])
 }
 
 #[get("/servers/{id}")]
-async fn server_show(c: CurrentCustomer, id: web::Path<Uuid>, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
+async fn server_show(
+    c: CurrentCustomer,
+    id: web::Path<Uuid>,
+    pool: web::Data<PgPool>,
+    clock: web::Data<Arc<dyn Clock>>,
+    q: web::Query<Done>,
+) -> Result<HttpResponse, WebError> {
     let s = instances::get_for(&pool, c.account.id, *id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
-    ok(&ServerPage { ctx: Ctx::of(&c.session).with_notice(q.done.as_deref()), s, error: None })
+    let charts = charts(&pool, clock.as_ref().as_ref(), c.account.id, &s).await?;
+    ok(&ServerPage { ctx: Ctx::of(&c.session).with_notice(q.done.as_deref()), s, error: None, charts })
 }
 
 #[derive(Deserialize)]
@@ -448,7 +471,8 @@ async fn server_action(
         Err(InstanceError::Db(e)) => Err(e.into()),
         Err(e) => {
             let s = instances::get_for(&pool, c.account.id, *id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
-            super::pages::html(actix_web::http::StatusCode::CONFLICT, &ServerPage { ctx: Ctx::of(&c.session), s, error: Some(e.to_string()) })
+            let charts = charts(&pool, clock.as_ref().as_ref(), c.account.id, &s).await?;
+            super::pages::html(actix_web::http::StatusCode::CONFLICT, &ServerPage { ctx: Ctx::of(&c.session), s, error: Some(e.to_string()), charts })
         }
     }
 }

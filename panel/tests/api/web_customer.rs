@@ -80,6 +80,7 @@ async fn order_pay_with_credit_and_see_the_server_pending() {
     let (s, detail) = app.get(&c, &format!("/servers/{id}")).await;
     assert_eq!(s, 200);
     assert!(detail.contains("Burst S") && detail.contains("debian-12"), "{detail}");
+    assert_eq!(detail.matches("<svg").count(), 4, "four usage charts, drawn on the server");
     // An action is queued as a durable job for the orchestration.
     let (s, loc, body) = app.submit(&c, &format!("/servers/{id}"), &format!("/servers/{id}/action"), &[("action", "stop")]).await;
     assert_eq!((s, loc.as_str()), (303, format!("/servers/{id}?done=requested").as_str()), "{body}");
@@ -227,6 +228,7 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
         ("/admin/plans/{code}", "/admin/plans/burst-s".into(), &admin, vec![("name", "x".into())]),
         ("/admin/hosts", "/admin/hosts".into(), &admin, vec![("name", "h2".into())]),
         ("/admin/hosts/{id}", format!("/admin/hosts/{host}"), &admin, vec![("name", "h3".into())]),
+        ("/admin/hosts/register", "/admin/hosts/register".into(), &admin, vec![("name", "h4".into()), ("api_url", "https://h4.example.net".into())]),
         ("/admin/ip-pools", "/admin/ip-pools".into(), &admin, vec![("name", "q".into()), ("network", "10.1.0.0/29".into()), ("gateway", "10.1.0.1".into())]),
         ("/admin/ip-pools/{id}/generate", format!("/admin/ip-pools/{pool_id}/generate"), &admin, vec![("count", "5".into())]),
         ("/admin/os-templates", "/admin/os-templates".into(), &admin, vec![("name", "alpine".into()), ("display_name", "Alpine".into()), ("for_containers", "on".into())]),
