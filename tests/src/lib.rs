@@ -2,5 +2,7 @@
 //! script the way an operator does. This library holds what they share:
 //!
 //! * [`netns`]: several hosts on one machine, each in its own network namespace.
+//! * [`e2e`]: a panel and hosts joined to it, to drive from order to running VPS.
 
+pub mod e2e;
 pub mod netns;

@@ -179,29 +179,35 @@ impl Drop for HostNs {
     }
 }
 
-/// The `provisioner` binary of this workspace, built if needed (`cargo build -p provisioner`
-/// with the same cargo and target dir as the tests). `VESSEL_PROVISIONER_BIN` overrides it.
+/// The `provisioner` binary of this workspace, built if needed. `VESSEL_PROVISIONER_BIN`
+/// overrides it.
 pub fn provisioner_binary() -> io::Result<PathBuf> {
     if let Some(p) = std::env::var_os("VESSEL_PROVISIONER_BIN") {
         return Ok(p.into());
     }
+    workspace_binary("provisioner")
+}
+
+/// A binary of this workspace (package and binary of the same name), built if needed with
+/// the same cargo and target dir as the tests (`cargo build -p <name>`; a no-op when fresh).
+pub fn workspace_binary(name: &str) -> io::Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let out = Command::new(cargo)
         .current_dir(&root)
-        .args(["build", "-p", "provisioner", "--bin", "provisioner", "--message-format=json"])
+        .args(["build", "-p", name, "--bin", name, "--message-format=json"])
         .stderr(Stdio::inherit())
         .output()?;
     if !out.status.success() {
-        return Err(io::Error::other("cargo build -p provisioner failed"));
+        return Err(io::Error::other(format!("cargo build -p {name} failed")));
     }
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        if v["reason"] == "compiler-artifact" && v["target"]["name"] == "provisioner" {
+        if v["reason"] == "compiler-artifact" && v["target"]["name"] == name {
             if let Some(exe) = v["executable"].as_str() {
                 return Ok(exe.into());
             }
         }
     }
-    Err(io::Error::other("cargo did not report the provisioner binary"))
+    Err(io::Error::other(format!("cargo did not report the {name} binary")))
 }

@@ -1,0 +1,221 @@
+//! A world for end-to-end tests: a fresh database with the catalogue, the panel serving on
+//! the test network's bridge (so hosts in their namespaces reach it), and hosts that join it
+//! with an admin's token and run `provisioner serve` in their own namespace, booting the
+//! project's KVM test guest.
+
+use crate::netns::{provisioner_binary, HostNs, Network};
+use panel::config::Settings;
+use panel::startup::Application;
+use sqlx::PgPool;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// Test plans beside the shipped catalogue: a pinned and a shared tiny KVM machine.
+pub const TEST_PLANS: [(&str, &str); 2] = [
+    ("kvm-tiny", "code = \"kvm-tiny\"\nname = \"KVM Tiny (test)\"\n[resources]\nkind = \"kvm\"\nvcpus = 1\nmemory_burst_mib = 128\ndisk_gib = 1\ncpu_ratio = 1.0\ndisk_ratio = 1.0\n[prices.EUR]\nmonthly = 100\n"),
+    ("kvm-tiny-shared", "code = \"kvm-tiny-shared\"\nname = \"KVM Tiny shared (test)\"\n[resources]\nkind = \"kvm\"\nvcpus = 1\nmemory_burst_mib = 64\ndisk_gib = 1\ncpu_ratio = 4.0\ndisk_ratio = 1.0\n[prices.EUR]\nmonthly = 50\n"),
+];
+
+pub struct World {
+    pub net: Network,
+    pub pool: PgPool,
+    pub db_url: String,
+    pub panel_url: String,
+    pub admin: Uuid,
+    pub guest_elf: PathBuf,
+    pub scratch: tempfile::TempDir,
+}
+
+pub struct Host {
+    pub ns: HostNs,
+    pub id: Uuid,
+    pub name: String,
+    pub api_url: String,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+}
+
+/// Polls `f` until it returns `Some`, failing after `secs`.
+pub async fn wait_for<T>(what: &str, secs: u64, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let end = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < end, "timed out after {secs} s waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+impl World {
+    /// `orchestrate`: run the job runners and reconciler inside this panel (else the test runs
+    /// `panel worker` processes of its own).
+    pub async fn new(orchestrate: bool) -> World {
+        assert!(Path::new("/dev/kvm").exists(), "FAILED LOUDLY: /dev/kvm is missing; the end-to-end tests boot the KVM test guest");
+        let scratch = tempfile::Builder::new().prefix("vessel-e2e-").tempdir_in("/tmp").unwrap();
+        let guest = provisioner::vm::guest::build(&scratch.path().join("guest")).expect("the test guest builds with as/ld");
+        let net = Network::new().expect("the test network (root and iproute2)");
+        let db_url = vessel_devdb::fresh_database(&panel::db::MIGRATOR).await.unwrap();
+        let pool = PgPool::connect(&db_url).await.unwrap();
+        let mut settings = Self::settings(&db_url);
+        settings.http.host = net.gateway().to_string();
+        settings.orchestration.enabled = orchestrate;
+        let app = Application::build(settings).await.unwrap();
+        let panel_url = format!("http://{}:{}", net.gateway(), app.port());
+        tokio::spawn(app.run_until_stopped());
+
+        let mut plans = panel::plans::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../plans")).unwrap();
+        for (code, text) in TEST_PLANS {
+            let f = PathBuf::from(format!("{code}.toml"));
+            plans.push((f.clone(), panel::plans::parse_plan(&f, text).unwrap()));
+        }
+        panel::plans::sync::sync(&pool, &plans).await.unwrap();
+        sqlx::query("INSERT INTO os_templates (name, display_name, for_containers) VALUES ('vessel-test-guest', 'Test guest', false)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        panel::db::hosts::create_pool(&mut tx, "test-v4", "192.0.2.0/26", "192.0.2.1", None, 100).await.unwrap();
+        tx.commit().await.unwrap();
+        let admin = sqlx::query_scalar("INSERT INTO accounts (role, email) VALUES ('admin', 'root@example.com') RETURNING id")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        World { net, pool, db_url, panel_url, admin, guest_elf: guest.elf, scratch }
+    }
+
+    /// The settings the tests' panels and workers run with: fast reconciling, short timeouts.
+    pub fn settings(db_url: &str) -> Settings {
+        let mut s = Settings::load(None).unwrap();
+        s.database.url = db_url.to_string().into();
+        s.http.port = 0;
+        s.orchestration.reconcile_interval_secs = 1;
+        s.orchestration.unreachable_after_secs = 3;
+        s.orchestration.host_timeout_secs = 5;
+        s
+    }
+
+    /// A host that joined with an admin's token (not serving yet: see [`World::serve`]).
+    pub async fn add_host(&mut self, name: &str, cpus: u32, memory_mib: u64) -> Host {
+        let ns = self.net.add_host().unwrap();
+        let api_url = format!("http://{}:7443", ns.addr);
+        let (id, token) = panel::hosts::register(&self.pool, Some(self.admin), name, &api_url).await.unwrap();
+        let dir = self.scratch.path().join(name);
+        let image = dir.join("images").join("vessel-test-guest");
+        std::fs::create_dir_all(&image).unwrap();
+        std::fs::write(image.join("image.json"), serde_json::json!({"kernel": self.guest_elf, "cmdline": "heartbeat"}).to_string()).unwrap();
+        let config = dir.join("provisioner.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"{}:7443\"\nstate_dir = {:?}\nimages_dir = {:?}\ncgroup_parent = \"vessel-e2e-{}\"\n\
+                 [capacity]\ncpus = {cpus}\nmemory_mib = {}\ndisk_gib = 110\n",
+                ns.addr,
+                dir.join("state"),
+                dir.join("images"),
+                ns.name,
+                memory_mib + 1024 // the default reservation
+            ),
+        )
+        .unwrap();
+        let host = Host { ns, id, name: name.to_string(), api_url, dir, config };
+        let join = host
+            .ns
+            .command(provisioner_binary().unwrap())
+            .args(["join", "--config"])
+            .arg(&host.config)
+            .args(["--panel-url", &self.panel_url, "--token", &token, "--name", name, "--api-url", &host.api_url])
+            .output()
+            .unwrap();
+        assert!(join.status.success(), "join: {}", String::from_utf8_lossy(&join.stderr));
+        host
+    }
+
+    /// Starts (or restarts) `provisioner serve` in the host's namespace; waits until it listens.
+    pub fn serve(&self, host: &mut Host) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(host.dir.join("daemon.log")).unwrap();
+        let mut cmd = host.ns.command(provisioner_binary().unwrap());
+        cmd.args(["serve", "--config"]).arg(&host.config).stdout(Stdio::piped()).stderr(log);
+        let child = host.ns.spawn(cmd).unwrap();
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        loop {
+            let l = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
+                panic!("provisioner in {} did not start: {}", host.name, std::fs::read_to_string(host.dir.join("daemon.log")).unwrap_or_default())
+            });
+            if l.starts_with("listening on ") {
+                return;
+            }
+        }
+    }
+
+    /// The host's own view, through its API with its own secret.
+    pub fn host_client(&self, host: &Host) -> panel::hosts::HostClient {
+        let b64 = std::fs::read_to_string(host.dir.join("state").join("host.secret")).unwrap();
+        let secret = vessel_core::signing::HostSecret::from_base64(b64.trim()).unwrap();
+        panel::hosts::HostClient::new(&host.api_url, secret, Duration::from_secs(5), None)
+    }
+
+    /// A verified customer with `credit` cents of account credit.
+    pub async fn customer(&self, email: &str, credit: i64) -> Uuid {
+        let id = sqlx::query_scalar("INSERT INTO accounts (role, email, email_verified_at) VALUES ('customer', $1, now()) RETURNING id")
+            .bind(email)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+        panel::billing::payments::record_manual_payment(
+            &self.pool,
+            &panel::clock::SystemClock,
+            self.admin,
+            id,
+            panel::money::Money::new(credit, panel::money::Currency::parse("EUR").unwrap()),
+            &format!("credit-{id}"),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+        id
+    }
+
+    /// Orders `plan` and pays it from credit; returns the instance the payment requested.
+    pub async fn order_paid(&self, customer: Uuid, plan: &str, hostname: &str) -> Uuid {
+        let clock = panel::clock::SystemClock;
+        let req = panel::orders::OrderRequest {
+            plan_code: plan.into(),
+            cycle: panel::plans::BillingCycle::Monthly,
+            os_template: "vessel-test-guest".into(),
+            hostname: hostname.into(),
+            coupon: None,
+        };
+        let placed = panel::orders::place_order(&self.pool, &clock, customer, req).await.unwrap();
+        panel::billing::payments::pay_invoice_with_credit(&self.pool, &clock, customer, placed.invoice_id).await.unwrap();
+        sqlx::query_scalar("SELECT id FROM instances WHERE subscription_id = $1").bind(placed.subscription_id).fetch_one(&self.pool).await.unwrap()
+    }
+
+    /// Sets an instance's desired state and queues the job that converges it (what billing
+    /// and customer actions do).
+    pub async fn want(&self, instance: Uuid, desired: &str) {
+        let mut tx = self.pool.begin().await.unwrap();
+        sqlx::query("UPDATE instances SET desired_state = $2::desired_state, terminated_at = CASE WHEN $2 = 'terminated' THEN now() END WHERE id = $1")
+            .bind(instance)
+            .bind(desired)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        panel::db::jobs::enqueue(&mut tx, "instance.converge", serde_json::json!({ "instance_id": instance }), Some(instance), None).await.unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    pub async fn observed(&self, instance: Uuid) -> String {
+        sqlx::query_scalar("SELECT observed_state::text FROM instances WHERE id = $1").bind(instance).fetch_one(&self.pool).await.unwrap()
+    }
+}
