@@ -17,6 +17,39 @@ pub struct Settings {
     /// Stripe Checkout; absent = card payments are off.
     #[serde(default)]
     pub stripe: Option<crate::billing::stripe::StripeSettings>,
+    pub smtp: SmtpSettings,
+    pub session: SessionSettings,
+}
+
+/// Where mail goes. Plain SMTP to localhost by default (a local relay); `tls = true` uses
+/// STARTTLS, required before any credentials are sent.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    /// The sender, e.g. `Vessel <billing@example.com>`.
+    pub from: String,
+    pub tls: bool,
+    pub username: String,
+    pub password: SecretString,
+    /// Run the outbox delivery worker inside `panel serve`.
+    pub worker: bool,
+    /// How often the worker looks for mail to send, in milliseconds.
+    pub poll_ms: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSettings {
+    /// The key cookies and CSRF tokens are signed with (at least 32 characters). Every panel
+    /// process of one installation needs the same key; empty makes a random one per process
+    /// (fine for one process, logged as a warning).
+    pub secret: SecretString,
+    /// Mark cookies `Secure` (only sent over HTTPS). Off for plain-HTTP development.
+    pub cookie_secure: bool,
+    /// How long a login lasts, in hours.
+    pub lifetime_hours: i64,
 }
 
 /// The job runner and reconciler that make hosts follow the panel.
@@ -58,8 +91,14 @@ pub struct HttpSettings {
     pub host: String,
     /// 0 picks a free port (tests); the bound address is logged and printed.
     pub port: u16,
-    /// The URL people reach the panel at, for links in emails.
+    /// The URL people reach the panel at, for links in emails. Empty: where it listens.
     pub base_url: String,
+    /// Behind a reverse proxy: take the visitor's address from the last `X-Forwarded-For`
+    /// entry the proxy appended (else every visitor has the proxy's address, and the
+    /// per-address log-in limit would lock everyone out at once). Only when the proxy is the
+    /// sole way in; otherwise visitors could claim any address.
+    #[serde(default)]
+    pub trust_forwarded_for: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -101,6 +140,21 @@ migrate_on_start = true
 [log]
 format = "pretty"
 filter = "info"
+
+[smtp]
+host = "127.0.0.1"
+port = 25
+from = "Vessel <noreply@localhost>"
+tls = false
+username = ""
+password = ""
+worker = true
+poll_ms = 1000
+
+[session]
+secret = ""
+cookie_secure = false
+lifetime_hours = 24
 
 [orchestration]
 enabled = true

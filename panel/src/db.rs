@@ -2,6 +2,13 @@
 //! submodule per group of tables. Nothing above this layer writes SQL.
 
 pub mod accounts;
+pub mod admin;
+pub mod auth;
+pub mod catalogue;
+pub mod host_admin;
+pub mod ip_pools;
+pub mod os_templates;
+pub mod outbox_delivery;
 pub mod audit;
 pub mod dunning;
 pub mod hosts;
@@ -53,4 +60,26 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
 pub async fn ping(pool: &PgPool) -> Result<(), DbError> {
     sqlx::query("SELECT 1").execute(pool).await?;
     Ok(())
+}
+
+/// Counts for the admin dashboard: (label, count, link).
+pub async fn admin_stats(pool: &PgPool) -> Result<Vec<(&'static str, i64, &'static str)>, sqlx::Error> {
+    let (c, s, h, i, u, o): (i64, i64, i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM accounts WHERE role = 'customer'), \
+                (SELECT count(*) FROM instances WHERE desired_state <> 'terminated'), \
+                (SELECT count(*) FROM hosts WHERE enabled), \
+                (SELECT count(*) FROM invoices WHERE status = 'issued'), \
+                (SELECT count(*) FROM email_outbox WHERE sent_at IS NULL), \
+                (SELECT count(*) FROM plans WHERE orderable)",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok(vec![
+        ("Customers", c, "/admin/customers"),
+        ("Servers", s, "/admin/customers"),
+        ("Enabled hosts", h, "/admin/hosts"),
+        ("Unpaid invoices", i, "/admin/invoices"),
+        ("Plans on sale", o, "/admin/plans"),
+        ("Emails waiting", u, "/admin/emails"),
+    ])
 }

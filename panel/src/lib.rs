@@ -9,11 +9,15 @@
 //! * [`startup`]: wires the HTTP server; [`routes`]: thin handlers.
 
 pub mod accounts;
+pub mod admin;
+pub mod auth;
+pub mod catalogue;
 pub mod audit;
 pub mod billing;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod email;
 pub mod hosts;
 pub mod instances;
 pub mod jobs;
@@ -27,4 +31,5 @@ pub mod scheduler;
 pub mod startup;
 pub mod subscriptions;
 pub mod telemetry;
+pub mod web;
 pub mod usage;

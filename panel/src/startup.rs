@@ -4,7 +4,12 @@
 use crate::config::Settings;
 use crate::clock::{Clock, SystemClock};
 use crate::db;
+use crate::email::Mailer;
+use crate::web::session::SessionKeys;
+use actix_web::middleware::from_fn;
+use secrecy::ExposeSecret;
 use std::sync::Arc;
+use std::time::Duration;
 use actix_web::dev::Server;
 use actix_web::{web, App, HttpServer};
 use std::net::TcpListener;
@@ -16,6 +21,8 @@ pub enum StartupError {
     Db(#[from] db::DbError),
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: String, source: std::io::Error },
+    #[error("mail settings: {0}")]
+    Mail(#[from] crate::email::EmailError),
 }
 
 pub struct Application {
@@ -30,8 +37,8 @@ impl Application {
         Self::build_with_clock(settings, Arc::new(SystemClock)).await
     }
 
-    /// As [`Application::build`], with the clock billing reads (tests move it).
-    pub async fn build_with_clock(settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
+    /// As [`Application::build`], with the clock billing reads (tests pass a `FixedClock`).
+    pub async fn build_with_clock(mut settings: Settings, clock: Arc<dyn Clock>) -> Result<Self, StartupError> {
         let pool = db::pool(settings.database_url(), settings.database.max_connections)?;
         if settings.database.migrate_on_start {
             db::migrate(&pool).await?;
@@ -39,6 +46,21 @@ impl Application {
         let addr = format!("{}:{}", settings.http.host, settings.http.port);
         let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Listen { addr: addr.clone(), source })?;
         let port = listener.local_addr().map_err(|source| StartupError::Listen { addr: addr.clone(), source })?.port();
+        if settings.http.base_url.is_empty() {
+            // Links in mails point at where this process really listens (tests: a free port).
+            settings.http.base_url = format!("http://{}:{port}", settings.http.host);
+        }
+        if settings.smtp.worker {
+            let mut mailer = Mailer::new(&settings.smtp)?;
+            mailer.base_url = settings.http.base_url.clone();
+            crate::email::spawn_worker(pool.clone(), mailer, Duration::from_millis(settings.smtp.poll_ms.max(50)));
+        }
+        crate::auth::spawn_housekeeping(pool.clone(), Duration::from_secs(15 * 60));
+        let keys = web::Data::new(SessionKeys::new(
+            settings.session.secret.expose_secret(),
+            settings.session.cookie_secure,
+            settings.session.lifetime_hours,
+        ));
         let orchestration = settings.orchestration.enabled.then(|| {
             let (tx, rx) = tokio::sync::watch::channel(false);
             let ctx = crate::orchestrator::Ctx { pool: pool.clone(), clock: clock.clone(), settings: settings.orchestration.clone() };
@@ -49,11 +71,20 @@ impl Application {
         let shared_settings = web::Data::new(settings.clone());
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(crate::web::session_cookies))
                 .wrap(TracingLogger::default())
                 .app_data(pool.clone())
+                .app_data(keys.clone())
                 .app_data(clock.clone())
                 .app_data(shared_settings.clone())
+                .app_data(web::FormConfig::default().limit(64 * 1024))
+                // A malformed id in a path is "not found"; a malformed query is a bad form:
+                // pages, never actix's bare error bodies.
+                .app_data(web::PathConfig::default().error_handler(|_, _| crate::web::error::WebError::NotFound.into()))
+                .app_data(web::QueryConfig::default().error_handler(|e, _| crate::web::error::WebError::BadForm(e.to_string()).into()))
                 .configure(crate::routes::configure)
+                .configure(crate::web::configure)
+                .default_service(web::to(crate::web::not_found))
         })
         .listen(listener)
         .map_err(|source| StartupError::Listen { addr, source })?

@@ -43,39 +43,51 @@ impl fmt::Display for SyncReport {
     }
 }
 
+/// Locks the catalogue for one writer (sync or an admin's edit): two concurrent writers must
+/// not both create version n+1.
+pub async fn lock(tx: &mut db::Tx<'_>) -> Result<(), sqlx::Error> {
+    sqlx::query("LOCK TABLE plans IN SHARE ROW EXCLUSIVE MODE").execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Applies one definition by the rules above (new, unchanged, changed in place, or a new
+/// version when in use). The caller holds [`lock`].
+pub async fn upsert_one(tx: &mut db::Tx<'_>, def: &PlanDefinition, source: Option<&str>) -> Result<Change, sqlx::Error> {
+    Ok(match sql::latest(tx, def.code.as_str()).await? {
+        None => {
+            sql::insert(tx, def, 1, source).await?;
+            Change::Created { version: 1 }
+        }
+        Some(current) if current.definition.as_ref() == Some(def) => {
+            if !current.orderable {
+                // Brought back: orderable again.
+                sql::set_orderable(tx, current.id, true).await?;
+            }
+            Change::Unchanged { version: current.version }
+        }
+        Some(current) => {
+            let users = sql::users(tx, current.id).await?;
+            if users == 0 {
+                sql::update(tx, current.id, def, source).await?;
+                Change::UpdatedInPlace { version: current.version }
+            } else {
+                sql::set_orderable(tx, current.id, false).await?;
+                let new_id = sql::insert(tx, def, current.version + 1, source).await?;
+                sql::set_superseded_by(tx, current.id, new_id).await?;
+                Change::NewVersion { from: current.version, to: current.version + 1, users }
+            }
+        }
+    })
+}
+
 /// Applies the definitions; all or nothing.
 pub async fn sync(pool: &sqlx::PgPool, defs: &[(PathBuf, PlanDefinition)]) -> Result<SyncReport, db::DbError> {
     let mut tx = pool.begin().await?;
-    // One sync at a time: two concurrent syncs must not both create version n+1.
-    sqlx::query("LOCK TABLE plans IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await?;
+    lock(&mut tx).await?;
     let mut report = SyncReport::default();
     for (file, def) in defs {
         let source = file.file_name().map(|n| n.to_string_lossy().into_owned());
-        let change = match sql::latest(&mut tx, def.code.as_str()).await? {
-            None => {
-                sql::insert(&mut tx, def, 1, source.as_deref()).await?;
-                Change::Created { version: 1 }
-            }
-            Some(current) if current.definition.as_ref() == Some(def) => {
-                if !current.orderable {
-                    // Brought back into the files: orderable again.
-                    sql::set_orderable(&mut tx, current.id, true).await?;
-                }
-                Change::Unchanged { version: current.version }
-            }
-            Some(current) => {
-                let users = sql::users(&mut tx, current.id).await?;
-                if users == 0 {
-                    sql::update(&mut tx, current.id, def, source.as_deref()).await?;
-                    Change::UpdatedInPlace { version: current.version }
-                } else {
-                    sql::set_orderable(&mut tx, current.id, false).await?;
-                    let new_id = sql::insert(&mut tx, def, current.version + 1, source.as_deref()).await?;
-                    sql::set_superseded_by(&mut tx, current.id, new_id).await?;
-                    Change::NewVersion { from: current.version, to: current.version + 1, users }
-                }
-            }
-        };
+        let change = upsert_one(&mut tx, def, source.as_deref()).await?;
         report.changes.push((def.code.to_string(), change));
     }
     let defined: Vec<&str> = defs.iter().map(|(_, d)| d.code.as_str()).collect();

@@ -1,11 +1,16 @@
 //! The panel's integration tests: one binary, each test with its own database and port.
 
 mod helpers;
+mod smtp;
 
 mod billing;
+mod browser;
 mod billing_crash;
 mod billing_world;
 mod health;
 mod migrations;
 mod orchestration;
 mod plans_sync;
+mod web_admin;
+mod web_auth;
+mod web_customer;

@@ -1,0 +1,278 @@
+//! SQL for sign-in state: `sessions`, `account_tokens`, `login_failures`, and the account
+//! columns the web layer reads (status, role, password hash, TOTP).
+
+use super::Tx;
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// What the web layer needs to know about an account to sign it in or show its pages.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct AccountAuth {
+    pub id: Uuid,
+    pub role: String,
+    pub email: String,
+    pub status: String,
+    pub password_hash: Option<String>,
+    pub email_verified_at: Option<DateTime<Utc>>,
+    pub totp_secret: Option<String>,
+    pub totp_enabled_at: Option<DateTime<Utc>>,
+    pub display_name: String,
+    pub currency: String,
+    pub time_zone: String,
+}
+
+const ACCOUNT_COLUMNS: &str = "id, role::text AS role, email, status::text AS status, password_hash, \
+    email_verified_at, totp_secret, totp_enabled_at, display_name, currency, time_zone";
+
+pub async fn account_by_email(pool: &PgPool, email: &str) -> Result<Option<AccountAuth>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE email = $1"))
+        .bind(email)
+        .fetch_optional(pool)
+        .await
+}
+
+pub async fn account_by_id(pool: &PgPool, id: Uuid) -> Result<Option<AccountAuth>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// A new customer awaiting email verification. `None` if the address is taken.
+pub async fn insert_customer(
+    tx: &mut Tx<'_>,
+    email: &str,
+    password_hash: &str,
+    display_name: &str,
+    currency: &str,
+    country: Option<&str>,
+) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO accounts (role, email, password_hash, status, display_name, currency, country) \
+         VALUES ('customer', $1, $2, 'pending_verification', $3, $4, $5) \
+         ON CONFLICT (email) DO NOTHING RETURNING id",
+    )
+    .bind(email)
+    .bind(password_hash)
+    .bind(display_name)
+    .bind(currency)
+    .bind(country)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+pub async fn mark_verified(tx: &mut Tx<'_>, account: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE accounts SET email_verified_at = COALESCE(email_verified_at, now()), \
+         status = CASE WHEN status = 'pending_verification' THEN 'active'::account_status ELSE status END \
+         WHERE id = $1",
+    )
+    .bind(account)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_password(tx: &mut Tx<'_>, account: Uuid, hash: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE accounts SET password_hash = $2 WHERE id = $1").bind(account).bind(hash).execute(&mut **tx).await?;
+    Ok(())
+}
+
+pub async fn set_profile(pool: &PgPool, account: Uuid, name: &str, country: Option<&str>, time_zone: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE accounts SET display_name = $2, country = $3, time_zone = $4 WHERE id = $1")
+        .bind(account)
+        .bind(name)
+        .bind(country)
+        .bind(time_zone)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn country_of(pool: &PgPool, account: Uuid) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT country FROM accounts WHERE id = $1").bind(account).fetch_one(pool).await
+}
+
+/// Stores a new (not yet enabled) TOTP secret; enrolment starts over.
+pub async fn set_totp_secret(pool: &PgPool, account: Uuid, secret: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE accounts SET totp_secret = $2, totp_enabled_at = NULL, totp_last_step = NULL WHERE id = $1")
+        .bind(account)
+        .bind(secret)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Records that the code of `step` was used; false if that step (or a later one) already was,
+/// so a code cannot be replayed, even by two concurrent log-ins.
+pub async fn use_totp_step(pool: &PgPool, account: Uuid, step: i64) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE accounts SET totp_last_step = $2 WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)",
+    )
+    .bind(account)
+    .bind(step)
+    .execute(pool)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn enable_totp(pool: &PgPool, account: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE accounts SET totp_enabled_at = now() WHERE id = $1 AND totp_secret IS NOT NULL")
+        .bind(account)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn disable_totp(pool: &PgPool, account: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE accounts SET totp_secret = NULL, totp_enabled_at = NULL WHERE id = $1")
+        .bind(account)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+// ------------------------------------------------------------------ sessions
+
+pub async fn insert_session(
+    pool: &PgPool,
+    token_sha256: &str,
+    account: Uuid,
+    awaiting_totp: bool,
+    expires_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO sessions (token_sha256, account_id, awaiting_totp, expires_at) VALUES ($1, $2, $3, $4)")
+        .bind(token_sha256)
+        .bind(account)
+        .bind(awaiting_totp)
+        .bind(expires_at)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The live session for a token hash: (account, awaiting_totp).
+pub async fn session(pool: &PgPool, token_sha256: &str) -> Result<Option<(Uuid, bool)>, sqlx::Error> {
+    sqlx::query_as("SELECT account_id, awaiting_totp FROM sessions WHERE token_sha256 = $1 AND expires_at > now()")
+        .bind(token_sha256)
+        .fetch_optional(pool)
+        .await
+}
+
+pub async fn delete_session(pool: &PgPool, token_sha256: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM sessions WHERE token_sha256 = $1").bind(token_sha256).execute(pool).await?;
+    Ok(())
+}
+
+/// Signs an account out everywhere (password reset, suspension).
+pub async fn delete_sessions_of(tx: &mut Tx<'_>, account: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM sessions WHERE account_id = $1").bind(account).execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// Forgets what can no longer matter: expired sessions, tokens expired or used a day ago,
+/// failures older than the rate-limit window. Returns the rows removed.
+pub async fn prune(pool: &PgPool, window_secs: i64) -> Result<u64, sqlx::Error> {
+    let mut n = sqlx::query("DELETE FROM sessions WHERE expires_at <= now()").execute(pool).await?.rows_affected();
+    n += sqlx::query("DELETE FROM account_tokens WHERE expires_at <= now() - interval '1 day' OR used_at <= now() - interval '1 day'")
+        .execute(pool)
+        .await?
+        .rows_affected();
+    n += sqlx::query("DELETE FROM login_failures WHERE at <= now() - make_interval(secs => $1)")
+        .bind(window_secs as f64)
+        .execute(pool)
+        .await?
+        .rows_affected();
+    Ok(n)
+}
+
+// ------------------------------------------------------------------ mailed tokens
+
+pub async fn insert_token(
+    tx: &mut Tx<'_>,
+    token_sha256: &str,
+    account: Uuid,
+    purpose: &str,
+    expires_at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO account_tokens (token_sha256, account_id, purpose, expires_at) \
+         VALUES ($1, $2, $3::account_token_purpose, $4)",
+    )
+    .bind(token_sha256)
+    .bind(account)
+    .bind(purpose)
+    .bind(expires_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Uses a token once: only the first caller of an unexpired, unused token gets the account.
+pub async fn consume_token(tx: &mut Tx<'_>, token_sha256: &str, purpose: &str) -> Result<Option<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE account_tokens SET used_at = now() \
+         WHERE token_sha256 = $1 AND purpose = $2::account_token_purpose AND used_at IS NULL AND expires_at > now() \
+         RETURNING account_id",
+    )
+    .bind(token_sha256)
+    .bind(purpose)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// Is the token there, unused and unexpired? (For showing the form before it is used.)
+pub async fn token_is_live(pool: &PgPool, token_sha256: &str, purpose: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM account_tokens WHERE token_sha256 = $1 \
+         AND purpose = $2::account_token_purpose AND used_at IS NULL AND expires_at > now())",
+    )
+    .bind(token_sha256)
+    .bind(purpose)
+    .fetch_one(pool)
+    .await
+}
+
+/// Older tokens of the same purpose stop working when a new one is mailed.
+pub async fn retire_tokens(tx: &mut Tx<'_>, account: Uuid, purpose: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE account_tokens SET used_at = now() \
+         WHERE account_id = $1 AND purpose = $2::account_token_purpose AND used_at IS NULL",
+    )
+    .bind(account)
+    .bind(purpose)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+// ------------------------------------------------------------------ login rate limits
+
+/// Failures for (scope, key) within the last `window_secs`, and the oldest of them.
+pub async fn recent_failures(
+    pool: &PgPool,
+    scope: &str,
+    key: &str,
+    window_secs: i64,
+) -> Result<(i64, Option<DateTime<Utc>>), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*), min(at) FROM login_failures \
+         WHERE scope = $1 AND key = $2 AND at > now() - make_interval(secs => $3)",
+    )
+    .bind(scope)
+    .bind(key)
+    .bind(window_secs as f64)
+    .fetch_one(pool)
+    .await
+}
+
+pub async fn record_failure(pool: &PgPool, scope: &str, key: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO login_failures (scope, key) VALUES ($1, $2)").bind(scope).bind(key).execute(pool).await?;
+    Ok(())
+}
+
+pub async fn clear_failures(pool: &PgPool, scope: &str, key: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM login_failures WHERE scope = $1 AND key = $2").bind(scope).bind(key).execute(pool).await?;
+    Ok(())
+}

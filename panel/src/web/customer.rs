@@ -1,0 +1,502 @@
+//! The customer's pages: ordering, orders, invoices (list, detail, printable, pay with credit
+//! or by card), servers and their actions. Everything is looked up *for* the logged-in account
+//! through the billing and instance services, so another customer's id is simply not found:
+//! 404, never 403, for pages and actions alike.
+
+use super::error::WebError;
+use super::pages::{invalid, ok, see_other, Ctx};
+use super::session::{CsrfForm, CurrentCustomer};
+use crate::billing::invoices::display_number;
+use crate::billing::{self, BillingError};
+use crate::catalogue::{self, PlanCard};
+use crate::clock::Clock;
+use crate::config::Settings;
+use crate::db::auth::AccountAuth;
+use crate::db::catalogue::OsTemplate;
+use crate::db::invoices::{InvoiceRow, LineRow};
+use crate::instances::{self, InstanceError, InstanceRow};
+use crate::money::{Currency, Money};
+use crate::orders::{self, OrderError, OrderRequest, OrderRow};
+use crate::plans::BillingCycle;
+use actix_web::{get, post, web, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+use sqlx::PgPool;
+use std::sync::Arc;
+use uuid::Uuid;
+use vessel_core::Action;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(order_form)
+        .service(order_place)
+        .service(orders_list)
+        .service(order_show)
+        .service(invoices_list)
+        .service(invoice_show)
+        .service(invoice_print)
+        .service(invoice_pay)
+        .service(invoice_card)
+        .service(servers_list)
+        .service(server_show)
+        .service(server_action);
+}
+
+fn currency_of(a: &AccountAuth) -> Currency {
+    Currency::parse(&a.currency).unwrap_or_else(|_| Currency::parse("EUR").expect("EUR is a currency"))
+}
+
+fn money(minor: i64, currency: &str) -> String {
+    Currency::parse(currency).map(|c| Money::new(minor, c).to_string()).unwrap_or_else(|_| format!("{minor} {currency}"))
+}
+
+/// Times are stored in UTC; pages show dates (the customer's zone only changes the display).
+fn day(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    t.map(|t| t.format("%Y-%m-%d").to_string()).unwrap_or_else(|| "—".into())
+}
+
+#[derive(Deserialize)]
+struct Done {
+    done: Option<String>,
+}
+
+/// The account's credit balance, one line per currency it has.
+pub async fn credit_lines(pool: &PgPool, a: &AccountAuth) -> Result<Vec<String>, WebError> {
+    let m = billing::payments::credit_balance(pool, a.id, currency_of(a)).await.map_err(WebError::internal)?;
+    Ok(vec![m.to_string()])
+}
+
+// ------------------------------------------------------------------ ordering
+
+#[derive(Template)]
+#[template(path = "order_form.html")]
+struct OrderPage {
+    ctx: Ctx,
+    plan: PlanCard,
+    templates: Vec<OsTemplate>,
+    cycle: String,
+    os_template: String,
+    hostname: String,
+    coupon: String,
+    error: Option<String>,
+    field: String,
+}
+
+async fn order_page(c: &CurrentCustomer, pool: &PgPool, code: &str) -> Result<OrderPage, WebError> {
+    let plan = catalogue::plan_card(pool, code, currency_of(&c.account)).await?.ok_or(WebError::NotFound)?;
+    let kvm = plan.plan.kind == "kvm";
+    let templates: Vec<OsTemplate> = crate::db::catalogue::os_templates(pool, true)
+        .await?
+        .into_iter()
+        .filter(|t| if kvm { t.for_kvm } else { t.for_containers })
+        .collect();
+    Ok(OrderPage {
+        ctx: Ctx::of(&c.session),
+        cycle: "monthly".into(),
+        os_template: templates.first().map(|t| t.name.clone()).unwrap_or_default(),
+        plan,
+        templates,
+        hostname: String::new(),
+        coupon: String::new(),
+        error: None,
+        field: String::new(),
+    })
+}
+
+#[get("/order/{code}")]
+async fn order_form(c: CurrentCustomer, code: web::Path<String>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    ok(&order_page(&c, &pool, &code).await?)
+}
+
+#[derive(Deserialize)]
+struct OrderForm {
+    cycle: String,
+    os_template: String,
+    hostname: String,
+    #[serde(default)]
+    coupon: String,
+}
+
+#[post("/order/{code}")]
+async fn order_place(
+    c: CurrentCustomer,
+    code: web::Path<String>,
+    f: CsrfForm<OrderForm>,
+    pool: web::Data<PgPool>,
+    clock: web::Data<Arc<dyn Clock>>,
+) -> Result<HttpResponse, WebError> {
+    let f = f.0;
+    let cycle = BillingCycle::ALL.into_iter().find(|x| x.as_str() == f.cycle);
+    let result = match cycle {
+        None => return Err(WebError::BadForm("the billing cycle must be monthly, quarterly or annual".into())),
+        Some(cycle) => {
+            let req = OrderRequest {
+                plan_code: code.to_string(),
+                cycle,
+                os_template: f.os_template.clone(),
+                hostname: f.hostname.clone(),
+                coupon: Some(f.coupon.clone()).filter(|c| !c.trim().is_empty()),
+            };
+            orders::place_order(&pool, clock.as_ref().as_ref(), c.account.id, req).await
+        }
+    };
+    match result {
+        Ok(placed) => Ok(see_other(&format!("/orders/{}?done=ordered", placed.order_id))),
+        Err(OrderError::UnknownPlan) => Err(WebError::NotFound),
+        Err(e) if e.is_user_error() => {
+            let mut page = order_page(&c, &pool, &code).await?;
+            page.cycle = f.cycle;
+            page.os_template = f.os_template;
+            page.hostname = f.hostname;
+            page.coupon = f.coupon;
+            page.field = e.field().unwrap_or("").to_string();
+            page.error = Some(e.to_string());
+            invalid(&page)
+        }
+        Err(e) => Err(WebError::internal(e)),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "orders.html")]
+struct OrdersPage {
+    ctx: Ctx,
+    orders: Vec<OrderRow>,
+}
+
+#[get("/orders")]
+async fn orders_list(c: CurrentCustomer, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    let orders = orders::list_for(&pool, c.account.id).await?;
+    ok(&OrdersPage { ctx: Ctx::of(&c.session), orders })
+}
+
+#[derive(Template)]
+#[template(path = "order.html")]
+struct OrderStatePage {
+    ctx: Ctx,
+    o: OrderRow,
+    invoice: Option<InvoiceView>,
+}
+
+#[get("/orders/{id}")]
+async fn order_show(c: CurrentCustomer, id: web::Path<Uuid>, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
+    let o = orders::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
+    let invoice = match o.invoice_id {
+        Some(i) => billing::invoices::get_for(&pool, c.account.id, i).await.map_err(WebError::internal)?.map(|(r, l)| InvoiceView::new(r, l)),
+        None => None,
+    };
+    ok(&OrderStatePage { ctx: Ctx::of(&c.session).with_notice(q.done.as_deref()), o, invoice })
+}
+
+// ------------------------------------------------------------------ invoices
+
+/// An invoice as the pages show it.
+pub struct InvoiceView {
+    pub row: InvoiceRow,
+    pub number: String,
+    pub lines: Vec<LineView>,
+    pub subtotal: String,
+    pub tax: String,
+    pub total: String,
+    pub issued: String,
+    pub due: String,
+    pub paid: String,
+    pub period: String,
+}
+
+pub struct LineView {
+    pub description: String,
+    pub quantity: i32,
+    pub unit: String,
+    pub discount: String,
+    pub amount: String,
+    pub tax_rate: String,
+    pub tax: String,
+}
+
+impl InvoiceView {
+    pub fn new(row: InvoiceRow, lines: Vec<LineRow>) -> Self {
+        let cur = row.currency.clone();
+        InvoiceView {
+            number: display_number(&row),
+            lines: lines
+                .into_iter()
+                .map(|l| LineView {
+                    description: l.description,
+                    quantity: l.quantity,
+                    unit: money(l.unit_price_minor, &cur),
+                    discount: if l.discount_minor > 0 { money(l.discount_minor, &cur) } else { String::new() },
+                    amount: money(l.amount_minor, &cur),
+                    tax_rate: format!("{}.{:02} %", l.tax_rate_bp / 100, l.tax_rate_bp % 100),
+                    tax: money(l.tax_minor, &cur),
+                })
+                .collect(),
+            subtotal: money(row.subtotal_minor, &cur),
+            tax: money(row.tax_minor, &cur),
+            total: money(row.total_minor, &cur),
+            issued: day(row.issued_at),
+            due: day(row.due_at),
+            paid: day(row.paid_at),
+            period: match (row.period_start, row.period_end) {
+                // Stored half-open [start, end); people read the last day included.
+                (Some(s), Some(e)) => format!("{s} to {}", e.pred_opt().unwrap_or(e)),
+                _ => String::new(),
+            },
+            row,
+        }
+    }
+    pub fn from_row(row: InvoiceRow) -> Self {
+        Self::new(row, Vec::new())
+    }
+    pub fn payable(&self) -> bool {
+        self.row.kind == "invoice" && self.row.status == "issued"
+    }
+    pub fn badge(&self) -> &'static str {
+        match self.row.status.as_str() {
+            "paid" => "ok",
+            "issued" => "warn",
+            "void" => "bad",
+            _ => "",
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "invoices.html")]
+struct InvoicesPage {
+    ctx: Ctx,
+    invoices: Vec<InvoiceView>,
+    credit: Vec<String>,
+}
+
+#[get("/invoices")]
+async fn invoices_list(c: CurrentCustomer, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    let rows = billing::invoices::list_for(&pool, c.account.id).await.map_err(WebError::internal)?;
+    let invoices = rows.into_iter().filter(|r| r.status != "draft").map(|r| InvoiceView::new(r, Vec::new())).collect();
+    let credit = credit_lines(&pool, &c.account).await?;
+    ok(&InvoicesPage { ctx: Ctx::of(&c.session), invoices, credit })
+}
+
+#[derive(Template)]
+#[template(path = "invoice.html")]
+struct InvoicePage {
+    ctx: Ctx,
+    inv: InvoiceView,
+    credit: String,
+    card: bool,
+    error: Option<String>,
+}
+
+async fn invoice_page(c: &CurrentCustomer, pool: &PgPool, settings: &Settings, id: Uuid) -> Result<InvoicePage, WebError> {
+    let (row, lines) = billing::invoices::get_for(pool, c.account.id, id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
+    if row.status == "draft" {
+        return Err(WebError::NotFound);
+    }
+    let credit = billing::payments::credit_balance(pool, c.account.id, currency_of(&c.account)).await.map_err(WebError::internal)?;
+    Ok(InvoicePage { ctx: Ctx::of(&c.session), inv: InvoiceView::new(row, lines), credit: credit.to_string(), card: settings.stripe.is_some(), error: None })
+}
+
+#[get("/invoices/{id}")]
+async fn invoice_show(
+    c: CurrentCustomer,
+    id: web::Path<Uuid>,
+    pool: web::Data<PgPool>,
+    settings: web::Data<Settings>,
+    q: web::Query<Done>,
+) -> Result<HttpResponse, WebError> {
+    let mut page = invoice_page(&c, &pool, &settings, *id).await?;
+    page.ctx = page.ctx.with_notice(q.done.as_deref());
+    ok(&page)
+}
+
+#[derive(Template)]
+#[template(path = "invoice_print.html")]
+struct InvoicePrint {
+    inv: InvoiceView,
+    customer: String,
+    email: String,
+}
+
+/// A standalone page for printing or "save as PDF" from the browser.
+#[get("/invoices/{id}/print")]
+async fn invoice_print(c: CurrentCustomer, id: web::Path<Uuid>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    let (row, lines) = billing::invoices::get_for(&pool, c.account.id, *id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
+    if row.status == "draft" {
+        return Err(WebError::NotFound);
+    }
+    ok(&InvoicePrint { inv: InvoiceView::new(row, lines), customer: c.account.display_name.clone(), email: c.account.email.clone() })
+}
+
+#[post("/invoices/{id}/pay")]
+async fn invoice_pay(
+    c: CurrentCustomer,
+    id: web::Path<Uuid>,
+    _f: CsrfForm<serde_json::Map<String, serde_json::Value>>,
+    pool: web::Data<PgPool>,
+    settings: web::Data<Settings>,
+    clock: web::Data<Arc<dyn Clock>>,
+) -> Result<HttpResponse, WebError> {
+    match billing::payments::pay_invoice_with_credit(&pool, clock.as_ref().as_ref(), c.account.id, *id).await {
+        Ok(()) => Ok(see_other(&format!("/invoices/{id}?done=paid"))),
+        Err(BillingError::InvoiceNotFound) => Err(WebError::NotFound),
+        Err(BillingError::Db(e)) => Err(e.into()),
+        Err(e) => {
+            let mut page = invoice_page(&c, &pool, &settings, *id).await?;
+            page.error = Some(e.to_string());
+            super::pages::html(actix_web::http::StatusCode::CONFLICT, &page)
+        }
+    }
+}
+
+/// Pay by card: a Stripe Checkout session for the invoice's total; the signed webhook credits
+/// the account and pays the invoice.
+#[post("/invoices/{id}/card")]
+async fn invoice_card(
+    c: CurrentCustomer,
+    id: web::Path<Uuid>,
+    _f: CsrfForm<serde_json::Map<String, serde_json::Value>>,
+    pool: web::Data<PgPool>,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, WebError> {
+    let (row, _) = billing::invoices::get_for(&pool, c.account.id, *id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
+    let Some(stripe) = &settings.stripe else { return Err(WebError::Conflict("Card payments are not enabled.".into())) };
+    if !(row.kind == "invoice" && row.status == "issued") {
+        return Err(WebError::Conflict("This invoice is not open for payment.".into()));
+    }
+    let cur = Currency::parse(&row.currency).map_err(WebError::internal)?;
+    let base = settings.http.base_url.trim_end_matches('/');
+    let url = billing::stripe::create_checkout_session(
+        stripe,
+        &reqwest::Client::new(),
+        c.account.id,
+        Money::new(row.total_minor, cur),
+        Some(row.id),
+        &format!("{base}/invoices/{id}?done=paid"),
+        &format!("{base}/invoices/{id}"),
+    )
+    .await
+    .map_err(|e| WebError::Conflict(format!("The card payment could not be started ({e}); try again or pay with credit.")))?;
+    Ok(see_other(&url))
+}
+
+// ------------------------------------------------------------------ servers
+
+#[derive(Template)]
+#[template(path = "servers.html")]
+struct ServersPage {
+    ctx: Ctx,
+    servers: Vec<InstanceRow>,
+}
+
+#[get("/servers")]
+async fn servers_list(c: CurrentCustomer, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
+    let servers = instances::list_for(&pool, c.account.id).await.map_err(WebError::internal)?;
+    ok(&ServersPage { ctx: Ctx::of(&c.session).with_notice(q.done.as_deref()), servers })
+}
+
+#[derive(Template)]
+#[template(path = "server.html")]
+struct ServerPage {
+    ctx: Ctx,
+    s: InstanceRow,
+    error: Option<String>,
+    /// (title, inline SVG drawn by the panel from numbers only) for the last day.
+    charts: Vec<(&'static str, String)>,
+}
+
+/// The usage charts of the last day: CPU, memory against the plan's guarantee and burst,
+/// disk, network. Server-rendered SVG, so they need no JavaScript.
+async fn charts(pool: &PgPool, clock: &dyn Clock, customer: Uuid, s: &InstanceRow) -> Result<Vec<(&'static str, String)>, WebError> {
+    use crate::usage::{svg, Chart};
+    let points = crate::usage::last_day(pool, customer, s.id, clock.now()).await?;
+    let Some(p) = crate::db::catalogue::plan_by_id(pool, s.plan_id).await? else { return Ok(Vec::new()) };
+    Ok(vec![
+        ("CPU (cores)", svg(Chart::Cpu { vcpus: p.vcpus as u32 }, &points)),
+        ("Memory (MiB): guarantee and burst ceiling", svg(Chart::Memory { guarantee_mib: p.memory_guaranteed_mib as u64, burst_mib: p.memory_burst_mib as u64 }, &points)),
+        ("Disk (GiB)", svg(Chart::Disk { size_gib: p.disk_gib as u64 }, &points)),
+        ("Network (Mbit/s)", svg(Chart::Network, &points)),
+    ])
+}
+
+#[get("/servers/{id}")]
+async fn server_show(
+    c: CurrentCustomer,
+    id: web::Path<Uuid>,
+    pool: web::Data<PgPool>,
+    clock: web::Data<Arc<dyn Clock>>,
+    q: web::Query<Done>,
+) -> Result<HttpResponse, WebError> {
+    let s = instances::get_for(&pool, c.account.id, *id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
+    let charts = charts(&pool, clock.as_ref().as_ref(), c.account.id, &s).await?;
+    ok(&ServerPage { ctx: Ctx::of(&c.session).with_notice(q.done.as_deref()), s, error: None, charts })
+}
+
+#[derive(Deserialize)]
+struct ActionForm {
+    action: String,
+    /// Reinstall erases the disk: it needs a second, explicit step.
+    #[serde(default)]
+    confirm: String,
+}
+
+#[derive(Template)]
+#[template(path = "confirm_reinstall.html")]
+struct ConfirmReinstall {
+    ctx: Ctx,
+    s: InstanceRow,
+}
+
+#[post("/servers/{id}/action")]
+async fn server_action(
+    c: CurrentCustomer,
+    id: web::Path<Uuid>,
+    f: CsrfForm<ActionForm>,
+    pool: web::Data<PgPool>,
+    clock: web::Data<Arc<dyn Clock>>,
+) -> Result<HttpResponse, WebError> {
+    let action = match f.0.action.as_str() {
+        "start" => Action::Start,
+        "stop" => Action::Stop,
+        "reboot" | "restart" => Action::Restart,
+        "reinstall" => Action::Reinstall,
+        other => return Err(WebError::BadForm(format!("{other:?} is not an action; use start, stop, reboot or reinstall"))),
+    };
+    if action == Action::Reinstall && f.0.confirm != "yes" {
+        // Only the owner gets as far as the question.
+        let s = instances::get_for(&pool, c.account.id, *id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
+        return ok(&ConfirmReinstall { ctx: Ctx::of(&c.session), s });
+    }
+    match instances::request_action(&pool, clock.as_ref().as_ref(), c.account.id, *id, action).await {
+        Ok(()) => Ok(see_other(&format!("/servers/{id}?done=requested"))),
+        Err(InstanceError::NotFound) => Err(WebError::NotFound),
+        Err(InstanceError::Db(e)) => Err(e.into()),
+        Err(e) => {
+            let s = instances::get_for(&pool, c.account.id, *id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
+            let charts = charts(&pool, clock.as_ref().as_ref(), c.account.id, &s).await?;
+            super::pages::html(actix_web::http::StatusCode::CONFLICT, &ServerPage { ctx: Ctx::of(&c.session), s, error: Some(e.to_string()), charts })
+        }
+    }
+}
+
+// ------------------------------------------------------------------ for the admin's customer page
+
+/// What the admin's customer page shows beyond the account itself.
+pub struct AdminCustomerExtra {
+    pub credit: Vec<String>,
+    pub invoices: Vec<InvoiceView>,
+    pub servers: Vec<InstanceRow>,
+    pub currency: String,
+}
+
+pub async fn admin_customer_extra(pool: &PgPool, c: &crate::db::admin::AccountRow) -> Result<AdminCustomerExtra, WebError> {
+    let cur = Currency::parse(&c.currency).map_err(WebError::internal)?;
+    let credit = billing::payments::credit_balance(pool, c.id, cur).await.map_err(WebError::internal)?;
+    let invoices = billing::invoices::list_for(pool, c.id)
+        .await
+        .map_err(WebError::internal)?
+        .into_iter()
+        .filter(|r| r.status != "draft")
+        .map(|r| InvoiceView::new(r, Vec::new()))
+        .collect();
+    let servers = instances::list_for(pool, c.id).await.map_err(WebError::internal)?;
+    Ok(AdminCustomerExtra { credit: vec![credit.to_string()], invoices, servers, currency: c.currency.clone() })
+}

@@ -1,0 +1,95 @@
+//! What goes wrong while answering a page, mapped to a page that says what to do. A person's
+//! mistake is never a 500.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use askama::Template;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    /// Absent, or not yours: the same answer, so nothing leaks.
+    #[error("not found")]
+    NotFound,
+    #[error("the form was refused: its security token is missing or out of date")]
+    Csrf,
+    #[error("the form could not be understood: {0}")]
+    BadForm(String),
+    #[error("log in to see {0}")]
+    LoginRequired(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl WebError {
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        WebError::Internal(e.to_string())
+    }
+}
+
+impl From<sqlx::Error> for WebError {
+    fn from(e: sqlx::Error) -> Self {
+        WebError::Internal(format!("database: {e}"))
+    }
+}
+
+impl From<crate::db::DbError> for WebError {
+    fn from(e: crate::db::DbError) -> Self {
+        WebError::Internal(e.to_string())
+    }
+}
+
+impl From<askama::Error> for WebError {
+    fn from(e: askama::Error) -> Self {
+        WebError::Internal(format!("template: {e}"))
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    ctx: super::pages::Ctx,
+    heading: &'a str,
+    message: &'a str,
+    back: &'a str,
+}
+
+impl ResponseError for WebError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            WebError::NotFound => StatusCode::NOT_FOUND,
+            WebError::Csrf => StatusCode::FORBIDDEN,
+            WebError::BadForm(_) => StatusCode::BAD_REQUEST,
+            WebError::LoginRequired(_) => StatusCode::SEE_OTHER,
+            WebError::Conflict(_) => StatusCode::CONFLICT,
+            WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let WebError::LoginRequired(path) = self {
+            let next = serde_urlencoded::to_string([("next", path)]).unwrap_or_default();
+            return HttpResponse::SeeOther().insert_header((header::LOCATION, format!("/login?{next}"))).finish();
+        }
+        let (heading, message): (&str, String) = match self {
+            WebError::NotFound => ("Not found", "There is nothing here. Check the address, or go back to your list.".into()),
+            WebError::Csrf => (
+                "Form expired",
+                "This form was refused because its security token is missing or out of date, so nothing was changed. \
+                 Reload the page and submit the form again."
+                    .into(),
+            ),
+            WebError::BadForm(why) => ("Form not understood", format!("The form could not be read ({why}). Reload the page and try again.")),
+            WebError::Conflict(why) => ("Not possible", why.clone()),
+            WebError::Internal(e) => {
+                tracing::error!(error = %e, "request failed");
+                ("Something went wrong", "Something went wrong on our side; nothing you did. Please try again in a minute.".into())
+            }
+            WebError::LoginRequired(_) => unreachable!("handled above"),
+        };
+        let page = ErrorPage { ctx: super::pages::Ctx::anonymous(), heading, message: &message, back: "/" };
+        let body = page.render().unwrap_or_else(|_| message.clone());
+        HttpResponse::build(self.status_code()).content_type("text/html; charset=utf-8").body(body)
+    }
+}

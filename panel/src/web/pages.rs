@@ -1,0 +1,531 @@
+//! Public and sign-in pages: the catalogue, sign up, verify, log in (with TOTP), log out,
+//! password reset, and the customer's account page (two-factor settings).
+
+use super::error::WebError;
+use super::session::{CsrfForm, CurrentCustomer, Session};
+use crate::auth::{self, AuthError};
+use crate::catalogue::{self, PlanCard};
+use crate::config::Settings;
+use crate::money::Currency;
+use actix_web::http::header;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+use sqlx::PgPool;
+
+/// What the layout needs on every page.
+#[derive(Clone, Debug)]
+pub struct Ctx {
+    pub email: Option<String>,
+    pub is_admin: bool,
+    pub is_customer: bool,
+    pub csrf: String,
+    pub notice: Option<String>,
+    /// The visitor's time zone: times are stored in UTC and shown in it.
+    pub tz: chrono_tz::Tz,
+}
+
+impl Ctx {
+    pub fn anonymous() -> Self {
+        Ctx { email: None, is_admin: false, is_customer: false, csrf: String::new(), notice: None, tz: chrono_tz::UTC }
+    }
+    pub fn of(s: &Session) -> Self {
+        Ctx {
+            email: s.account.as_ref().map(|a| a.email.clone()),
+            is_admin: s.is_admin(),
+            is_customer: s.is_customer(),
+            csrf: s.csrf.clone(),
+            notice: None,
+            tz: s.account.as_ref().and_then(|a| a.time_zone.parse().ok()).unwrap_or(chrono_tz::UTC),
+        }
+    }
+    /// A moment in the visitor's time zone, e.g. "2026-11-25 15:04 CET".
+    pub fn when(&self, t: &chrono::DateTime<chrono::Utc>) -> String {
+        t.with_timezone(&self.tz).format("%Y-%m-%d %H:%M %Z").to_string()
+    }
+    /// With a fixed message chosen by code (never text from the URL).
+    pub fn with_notice(mut self, done: Option<&str>) -> Self {
+        self.notice = done.and_then(notice_text).map(str::to_string);
+        self
+    }
+}
+
+fn notice_text(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "verified" => "Your email address is confirmed. You can log in now.",
+        "reset" => "Your password was changed and every other session signed out. Log in with the new password.",
+        "logged_out" => "You are logged out.",
+        "totp_on" => "Two-factor authentication is on. You will be asked for a code when you log in.",
+        "totp_off" => "Two-factor authentication is off.",
+        "saved" => "Saved.",
+        "paid" => "Paid. Thank you!",
+        "ordered" => "Order placed.",
+        "requested" => "Request queued; the server will act on it shortly.",
+        _ => return None,
+    })
+}
+
+pub fn html(status: actix_web::http::StatusCode, t: &impl Template) -> Result<HttpResponse, WebError> {
+    Ok(HttpResponse::build(status).content_type("text/html; charset=utf-8").body(t.render()?))
+}
+
+pub fn ok(t: &impl Template) -> Result<HttpResponse, WebError> {
+    html(actix_web::http::StatusCode::OK, t)
+}
+
+/// A form that needs correcting: shown again with the message, 422.
+pub fn invalid(t: &impl Template) -> Result<HttpResponse, WebError> {
+    html(actix_web::http::StatusCode::UNPROCESSABLE_ENTITY, t)
+}
+
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther().insert_header((header::LOCATION, location.to_string())).finish()
+}
+
+/// Only paths of this site may be redirected to after log-in.
+fn safe_next(next: Option<&str>) -> Option<String> {
+    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\")).map(str::to_string)
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(catalogue_page)
+        .service(signup_form)
+        .service(signup)
+        .service(verify_resend)
+        .service(verify_form)
+        .service(verify)
+        .service(login_form)
+        .service(login)
+        .service(totp_form)
+        .service(totp)
+        .service(logout)
+        .service(reset_request_form)
+        .service(reset_request)
+        .service(reset_form)
+        .service(reset)
+        .service(account_show)
+        .service(totp_begin)
+        .service(totp_confirm)
+        .service(totp_disable)
+        .service(profile);
+}
+
+#[derive(Deserialize)]
+pub struct Done {
+    done: Option<String>,
+    next: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    ctx: Ctx,
+    containers: Vec<PlanCard>,
+    kvm: Vec<PlanCard>,
+    currency: String,
+}
+
+#[get("/")]
+async fn catalogue_page(session: Session, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
+    let currency = session
+        .account
+        .as_ref()
+        .and_then(|a| Currency::parse(&a.currency).ok())
+        .unwrap_or_else(|| Currency::parse("EUR").expect("EUR is a currency"));
+    let (containers, kvm) = catalogue::orderable(&pool, currency).await?;
+    ok(&HomePage { ctx: Ctx::of(&session).with_notice(q.done.as_deref()), containers, kvm, currency: currency.to_string() })
+}
+
+// ------------------------------------------------------------------ sign up and verify
+
+#[derive(Template)]
+#[template(path = "signup.html")]
+struct SignupPage {
+    ctx: Ctx,
+    email: String,
+    name: String,
+    country: String,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct MessagePage {
+    pub ctx: Ctx,
+    pub heading: String,
+    pub message: String,
+}
+
+#[get("/signup")]
+async fn signup_form(session: Session) -> Result<HttpResponse, WebError> {
+    ok(&SignupPage { ctx: Ctx::of(&session), email: String::new(), name: String::new(), country: String::new(), error: None })
+}
+
+#[derive(Deserialize)]
+struct SignupForm {
+    email: String,
+    password: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    country: String,
+}
+
+#[post("/signup")]
+async fn signup(
+    session: Session,
+    form: CsrfForm<SignupForm>,
+    pool: web::Data<PgPool>,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, WebError> {
+    let f = form.0;
+    let r = auth::sign_up(&pool, &settings.http.base_url, auth::SignUp { email: &f.email, password: &f.password, name: &f.name, country: &f.country }).await;
+    match r {
+        Ok(_) => ok(&MessagePage {
+            ctx: Ctx::of(&session),
+            heading: "Check your email".into(),
+            message: format!(
+                "We sent a confirmation link to {}. Follow it to activate your account, then log in. \
+                 (If the address already has an account, log in or reset its password instead.)",
+                f.email.trim()
+            ),
+        }),
+        Err(e) if e.is_user_error() => {
+            invalid(&SignupPage { ctx: Ctx::of(&session), email: f.email, name: f.name, country: f.country, error: Some(e.to_string()) })
+        }
+        Err(e) => Err(WebError::internal(e)),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "confirm_token.html")]
+struct ConfirmTokenPage {
+    ctx: Ctx,
+    heading: String,
+    action: String,
+    button: String,
+    with_password: bool,
+    error: Option<String>,
+}
+
+/// The link in the mail shows a button rather than acting on GET, so mail scanners that
+/// follow links do not use the token up.
+#[get("/verify/{token}")]
+async fn verify_form(session: Session, token: web::Path<String>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    if !auth::token_is_live(&pool, &token, "verify_email").await.map_err(WebError::internal)? {
+        return invalid(&MessagePage { ctx: Ctx::of(&session), heading: "Link expired".into(), message: AuthError::BadToken.to_string() });
+    }
+    ok(&ConfirmTokenPage {
+        ctx: Ctx::of(&session),
+        heading: "Confirm your email address".into(),
+        action: format!("/verify/{token}"),
+        button: "Confirm my address".into(),
+        with_password: false,
+        error: None,
+    })
+}
+
+#[post("/verify/resend")]
+async fn verify_resend(
+    session: Session,
+    form: CsrfForm<EmailForm>,
+    pool: web::Data<PgPool>,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, WebError> {
+    auth::resend_verification(&pool, &settings.http.base_url, &form.0.email).await.map_err(WebError::internal)?;
+    ok(&MessagePage {
+        ctx: Ctx::of(&session),
+        heading: "Check your email".into(),
+        message: "If that address has an account awaiting confirmation, we mailed it a new link. Earlier links no longer work.".into(),
+    })
+}
+
+#[post("/verify/{token}")]
+async fn verify(
+    session: Session,
+    token: web::Path<String>,
+    _form: CsrfForm<serde_json::Map<String, serde_json::Value>>,
+    pool: web::Data<PgPool>,
+) -> Result<HttpResponse, WebError> {
+    match auth::verify_email(&pool, &token).await {
+        Ok(_) => Ok(see_other("/login?done=verified")),
+        Err(e @ AuthError::BadToken) => {
+            invalid(&MessagePage { ctx: Ctx::of(&session), heading: "Link expired".into(), message: e.to_string() })
+        }
+        Err(e) => Err(WebError::internal(e)),
+    }
+}
+
+// ------------------------------------------------------------------ log in / out
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    ctx: Ctx,
+    email: String,
+    next: String,
+    error: Option<String>,
+    /// Offer to mail a new verification link.
+    resend: bool,
+}
+
+#[get("/login")]
+async fn login_form(session: Session, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
+    ok(&LoginPage {
+        ctx: Ctx::of(&session).with_notice(q.done.as_deref()),
+        email: String::new(),
+        next: safe_next(q.next.as_deref()).unwrap_or_default(),
+        error: None,
+        resend: false,
+    })
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    email: String,
+    password: String,
+    #[serde(default)]
+    next: String,
+}
+
+#[post("/login")]
+async fn login(req: HttpRequest, session: Session, form: CsrfForm<LoginForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    let f = form.0;
+    let addr = super::remote_addr(&req);
+    match auth::log_in(&pool, &f.email, &f.password, addr).await {
+        Ok(li) => {
+            Session::begin_login(&req, li.account.id, li.needs_totp).await?;
+            let next = safe_next(Some(&f.next));
+            if li.needs_totp {
+                let q = serde_urlencoded::to_string([("next", next.unwrap_or_default())]).unwrap_or_default();
+                return Ok(see_other(&format!("/login/totp?{q}")));
+            }
+            let home = if li.account.role == "admin" { "/admin" } else { "/servers" };
+            Ok(see_other(&next.unwrap_or_else(|| home.to_string())))
+        }
+        Err(e) if e.is_user_error() => {
+            let status = match e {
+                AuthError::RateLimited { .. } => actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+                _ => actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            let resend = matches!(e, AuthError::NotVerified);
+            html(status, &LoginPage { ctx: Ctx::of(&session), email: f.email, next: f.next, error: Some(e.to_string()), resend })
+        }
+        Err(e) => Err(WebError::internal(e)),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "totp.html")]
+struct TotpPage {
+    ctx: Ctx,
+    next: String,
+    error: Option<String>,
+}
+
+#[get("/login/totp")]
+async fn totp_form(session: Session, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
+    if session.awaiting_totp.is_none() {
+        return Ok(see_other("/login"));
+    }
+    ok(&TotpPage { ctx: Ctx::of(&session), next: safe_next(q.next.as_deref()).unwrap_or_default(), error: None })
+}
+
+#[derive(Deserialize)]
+struct CodeForm {
+    code: String,
+    #[serde(default)]
+    next: String,
+}
+
+#[post("/login/totp")]
+async fn totp(req: HttpRequest, session: Session, form: CsrfForm<CodeForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    let Some(account) = session.awaiting_totp else { return Ok(see_other("/login")) };
+    let f = form.0;
+    let addr = super::remote_addr(&req);
+    match auth::check_totp(&pool, account, &f.code, addr).await {
+        Ok(()) => {
+            Session::begin_login(&req, account, false).await?;
+            let a = crate::db::auth::account_by_id(&pool, account).await?.ok_or(WebError::NotFound)?;
+            let home = if a.role == "admin" { "/admin" } else { "/servers" };
+            Ok(see_other(&safe_next(Some(&f.next)).unwrap_or_else(|| home.to_string())))
+        }
+        Err(e) if e.is_user_error() => invalid(&TotpPage { ctx: Ctx::of(&session), next: f.next, error: Some(e.to_string()) }),
+        Err(e) => Err(WebError::internal(e)),
+    }
+}
+
+#[post("/logout")]
+async fn logout(req: HttpRequest, _form: CsrfForm<serde_json::Map<String, serde_json::Value>>) -> Result<HttpResponse, WebError> {
+    Session::end(&req).await?;
+    Ok(see_other("/login?done=logged_out"))
+}
+
+// ------------------------------------------------------------------ password reset
+
+#[derive(Template)]
+#[template(path = "reset_request.html")]
+struct ResetRequestPage {
+    ctx: Ctx,
+}
+
+#[get("/reset")]
+async fn reset_request_form(session: Session) -> Result<HttpResponse, WebError> {
+    ok(&ResetRequestPage { ctx: Ctx::of(&session) })
+}
+
+#[derive(Deserialize)]
+struct EmailForm {
+    email: String,
+}
+
+#[post("/reset")]
+async fn reset_request(
+    session: Session,
+    form: CsrfForm<EmailForm>,
+    pool: web::Data<PgPool>,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, WebError> {
+    auth::request_password_reset(&pool, &settings.http.base_url, &form.0.email).await.map_err(WebError::internal)?;
+    ok(&MessagePage {
+        ctx: Ctx::of(&session),
+        heading: "Check your email".into(),
+        message: "If an account uses that address, we sent it a link to choose a new password. The link works once, for an hour.".into(),
+    })
+}
+
+#[get("/reset/{token}")]
+async fn reset_form(session: Session, token: web::Path<String>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    if !auth::token_is_live(&pool, &token, "password_reset").await.map_err(WebError::internal)? {
+        return invalid(&MessagePage { ctx: Ctx::of(&session), heading: "Link expired".into(), message: AuthError::BadToken.to_string() });
+    }
+    ok(&ConfirmTokenPage {
+        ctx: Ctx::of(&session),
+        heading: "Choose a new password".into(),
+        action: format!("/reset/{token}"),
+        button: "Set the new password".into(),
+        with_password: true,
+        error: None,
+    })
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    password: String,
+}
+
+#[post("/reset/{token}")]
+async fn reset(session: Session, token: web::Path<String>, form: CsrfForm<PasswordForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    match auth::reset_password(&pool, &token, &form.0.password).await {
+        Ok(_) => Ok(see_other("/login?done=reset")),
+        Err(e @ AuthError::BadToken) => {
+            invalid(&MessagePage { ctx: Ctx::of(&session), heading: "Link expired".into(), message: e.to_string() })
+        }
+        Err(e) if e.is_user_error() => invalid(&ConfirmTokenPage {
+            ctx: Ctx::of(&session),
+            heading: "Choose a new password".into(),
+            action: format!("/reset/{token}"),
+            button: "Set the new password".into(),
+            with_password: true,
+            error: Some(e.to_string()),
+        }),
+        Err(e) => Err(WebError::internal(e)),
+    }
+}
+
+// ------------------------------------------------------------------ account & two-factor
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    ctx: Ctx,
+    name: String,
+    email: String,
+    country: String,
+    time_zone: String,
+    totp_enabled: bool,
+    /// An enrolment in progress: (secret, otpauth URL).
+    enrolling: Option<(String, String)>,
+    credit: Vec<String>,
+    error: Option<String>,
+}
+
+async fn account_page(
+    c: &CurrentCustomer,
+    pool: &PgPool,
+    done: Option<&str>,
+    error: Option<String>,
+) -> Result<AccountPage, WebError> {
+    let a = crate::db::auth::account_by_id(pool, c.account.id).await?.ok_or(WebError::NotFound)?;
+    let enrolling = match (&a.totp_secret, a.totp_enabled_at) {
+        (Some(s), None) => Some((s.clone(), auth::totp_url(s, &a.email))),
+        _ => None,
+    };
+    let credit = super::customer::credit_lines(pool, &a).await?;
+    Ok(AccountPage {
+        ctx: Ctx::of(&c.session).with_notice(done),
+        name: a.display_name.clone(),
+        email: a.email.clone(),
+        country: crate::db::auth::country_of(pool, a.id).await?.unwrap_or_default(),
+        time_zone: a.time_zone.clone(),
+        totp_enabled: a.totp_enabled_at.is_some(),
+        enrolling,
+        credit,
+        error,
+    })
+}
+
+#[get("/account")]
+async fn account_show(c: CurrentCustomer, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
+    ok(&account_page(&c, &pool, q.done.as_deref(), None).await?)
+}
+
+#[post("/account/totp/begin")]
+async fn totp_begin(
+    c: CurrentCustomer,
+    _f: CsrfForm<serde_json::Map<String, serde_json::Value>>,
+    pool: web::Data<PgPool>,
+) -> Result<HttpResponse, WebError> {
+    if c.account.totp_enabled_at.is_some() {
+        return Err(WebError::Conflict("Two-factor authentication is already on; turn it off first to enrol a new device.".into()));
+    }
+    auth::begin_totp(&pool, &c.account).await.map_err(WebError::internal)?;
+    Ok(see_other("/account"))
+}
+
+#[post("/account/totp/confirm")]
+async fn totp_confirm(c: CurrentCustomer, f: CsrfForm<CodeForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    match auth::confirm_totp(&pool, c.account.id, &f.0.code).await {
+        Ok(()) => Ok(see_other("/account?done=totp_on")),
+        Err(e) if e.is_user_error() => invalid(&account_page(&c, &pool, None, Some(e.to_string())).await?),
+        Err(e) => Err(WebError::internal(e)),
+    }
+}
+
+#[post("/account/totp/disable")]
+async fn totp_disable(c: CurrentCustomer, f: CsrfForm<CodeForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    match auth::disable_totp(&pool, c.account.id, &f.0.code).await {
+        Ok(()) => Ok(see_other("/account?done=totp_off")),
+        Err(e) if e.is_user_error() => invalid(&account_page(&c, &pool, None, Some(e.to_string())).await?),
+        Err(e) => Err(WebError::internal(e)),
+    }
+}
+
+#[derive(Deserialize)]
+struct ProfileForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    country: String,
+    #[serde(default)]
+    time_zone: String,
+}
+
+#[post("/account/details")]
+async fn profile(c: CurrentCustomer, f: CsrfForm<ProfileForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    match auth::update_profile(&pool, c.account.id, &f.0.name, &f.0.country, &f.0.time_zone).await {
+        Ok(()) => Ok(see_other("/account?done=saved")),
+        Err(e) if e.is_user_error() => invalid(&account_page(&c, &pool, None, Some(e.to_string())).await?),
+        Err(e) => Err(WebError::internal(e)),
+    }
+}

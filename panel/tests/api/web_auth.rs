@@ -1,0 +1,329 @@
+//! Accounts through the real pages: sign up with the verification mail read from a real SMTP
+//! server, log in and out, rate limits, password reset, TOTP, CSRF, and the outbox worker.
+
+use crate::helpers::{client, csrf_of, spawn_web_app};
+
+#[tokio::test]
+async fn sign_up_verify_log_in_and_out() {
+    let app = spawn_web_app().await;
+    let c = client();
+    // Before verifying, the password is right but the account cannot log in yet.
+    let (s, _, body) = app
+        .submit(&c, "/signup", "/signup", &[("email", "Ana@Example.com"), ("password", "correct horse battery"), ("name", "Ana")])
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("Check your email"));
+    let (s, _, body) = app.submit(&c, "/login", "/login", &[("email", "ana@example.com"), ("password", "correct horse battery")]).await;
+    assert_eq!(s, 422);
+    assert!(body.contains("confirm your email address first"), "{body}");
+
+    assert!(body.contains("id=\"resend\""), "offers a new link: {body}");
+    let first = app.smtp.wait_for("ana@example.com", "Confirm your email").await;
+    let first_path = first.link("/verify/").unwrap().strip_prefix(&app.address).unwrap().to_string();
+    // A new link replaces the first one.
+    let (s, _, body) = app.submit(&c, "/login", "/verify/resend", &[("email", "ana@example.com")]).await;
+    assert_eq!(s, 200, "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while app.smtp.mails().len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no second mail");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (s, _) = app.get(&c, &first_path).await;
+    assert_eq!(s, 422, "the first link no longer works");
+    let mail = app.smtp.mails().pop().unwrap();
+    let link = mail.link("/verify/").unwrap();
+    let path = link.strip_prefix(&app.address).unwrap().to_string();
+    // Opening the link does not use it (mail scanners); the button does, once.
+    let (s, _) = app.get(&c, &path).await;
+    assert_eq!(s, 200);
+    let (s, loc, _) = app.submit(&c, &path, &path, &[]).await;
+    assert_eq!((s, loc.as_str()), (303, "/login?done=verified"));
+    let (s, body) = app.get(&c, &path).await;
+    assert_eq!(s, 422, "a used link is refused");
+    assert!(body.contains("expired or was already used"));
+
+    let (s, loc, _) = app.submit(&c, "/login", "/login", &[("email", "ana@example.com"), ("password", "correct horse battery")]).await;
+    assert_eq!((s, loc.as_str()), (303, "/servers"));
+    let (s, body) = app.get(&c, "/account").await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("ana@example.com"));
+
+    // The cookie is HttpOnly, SameSite=Lax, and signed.
+    let r = client().get(app.url("/login")).send().await.unwrap();
+    let set = r.headers().get("set-cookie").unwrap().to_str().unwrap().to_string();
+    assert!(set.starts_with("vessel_session=") && set.contains("HttpOnly") && set.contains("SameSite=Lax"), "{set}");
+
+    let (s, loc, _) = app.submit(&c, "/account", "/logout", &[]).await;
+    assert_eq!((s, loc.as_str()), (303, "/login?done=logged_out"));
+    let (s, _) = app.get(&c, "/account").await;
+    assert_eq!(s, 303, "logged out: the account page asks to log in again");
+
+    // A second sign-up with the same address changes nothing and says the same.
+    let (s, _, body) =
+        app.submit(&client(), "/signup", "/signup", &[("email", "ana@example.com"), ("password", "another password!"), ("name", "X")]).await;
+    assert_eq!(s, 200);
+    assert!(body.contains("Check your email"));
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts WHERE email = 'ana@example.com'").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn bad_sign_up_input_is_shown_on_the_form_not_a_500() {
+    let app = spawn_web_app().await;
+    let c = client();
+    let (s, _, body) = app.submit(&c, "/signup", "/signup", &[("email", "not-an-address"), ("password", "correct horse battery")]).await;
+    assert_eq!(s, 422);
+    assert!(body.contains("is not an email address"), "{body}");
+    let (s, _, body) = app.submit(&c, "/signup", "/signup", &[("email", "bo@example.com"), ("password", "short")]).await;
+    assert_eq!(s, 422);
+    assert!(body.contains("at least 12 characters"), "{body}");
+    // Unknown paths and malformed ids are the 404 page.
+    for p in ["/nothing-here", "/static/nope.css"] {
+        let (s, body) = app.get(&c, p).await;
+        assert_eq!(s, 404, "{p}");
+        assert!(body.contains("There is nothing here"), "{p}: {body}");
+    }
+    // A form missing a field entirely is a 400 page, not a 500.
+    let (s, _, body) = app.submit(&c, "/signup", "/signup", &[("email", "bo@example.com")]).await;
+    assert_eq!(s, 400, "{body}");
+}
+
+#[tokio::test]
+async fn forms_refuse_a_missing_or_wrong_csrf_token_and_change_nothing() {
+    let app = spawn_web_app().await;
+    let c = client();
+    let (_, html) = app.get(&c, "/signup").await;
+    let good = csrf_of(&html);
+    for csrf in [None, Some("wrong"), Some(&good[..good.len() - 1])] {
+        let mut form = vec![("email", "eve@example.com"), ("password", "correct horse battery")];
+        if let Some(t) = csrf {
+            form.push(("csrf", t));
+        }
+        let (s, _, body) = app.post(&c, "/signup", &form).await;
+        assert_eq!(s, 403, "{csrf:?}");
+        assert!(body.contains("nothing was changed"), "{body}");
+    }
+    // Another visitor's token is not this visitor's.
+    let (_, other) = app.get(&client(), "/signup").await;
+    let (s, _, _) = app.post(&c, "/signup", &[("email", "eve@example.com"), ("password", "correct horse battery"), ("csrf", &csrf_of(&other))]).await;
+    assert_eq!(s, 403);
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(n, 0, "no refused form created anything");
+}
+
+#[tokio::test]
+async fn log_in_is_rate_limited_per_account_and_per_address() {
+    let app = spawn_web_app().await;
+    let c = app.customer("rate@example.com").await;
+    drop(c);
+    let c = client();
+    for _ in 0..panel::auth::MAX_FAILURES_PER_ACCOUNT {
+        let (s, _, _) = app.submit(&c, "/login", "/login", &[("email", "rate@example.com"), ("password", "wrong password!!")]).await;
+        assert_eq!(s, 422);
+    }
+    // Now even the right password is refused for the rest of the window.
+    let (s, _, body) = app.submit(&c, "/login", "/login", &[("email", "rate@example.com"), ("password", "correct horse battery")]).await;
+    assert_eq!(s, 429, "{body}");
+    assert!(body.contains("too many failed attempts"), "{body}");
+    // The counters are rows in PostgreSQL, so every panel process sees them.
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM login_failures WHERE scope = 'account' AND key = 'rate@example.com'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, panel::auth::MAX_FAILURES_PER_ACCOUNT);
+
+    // Per address: guesses spread over many accounts from one address are stopped too.
+    for i in 0..panel::auth::MAX_FAILURES_PER_ADDRESS {
+        sqlx::query("INSERT INTO login_failures (scope, key) VALUES ('address', '127.0.0.1')").execute(&app.pool).await.unwrap();
+        let _ = i;
+    }
+    let (s, _, _) = app.submit(&c, "/login", "/login", &[("email", "someone-else@example.com"), ("password", "whatever password")]).await;
+    assert_eq!(s, 429);
+}
+
+#[tokio::test]
+async fn password_reset_is_single_use_and_signs_out_everywhere() {
+    let app = spawn_web_app().await;
+    let old = app.customer("reset@example.com").await;
+    let c = client();
+    let (s, _, body) = app.submit(&c, "/reset", "/reset", &[("email", "reset@example.com")]).await;
+    assert_eq!(s, 200);
+    assert!(body.contains("If an account uses that address"));
+    // An unknown address gets the same answer and no mail.
+    let (s, _, body2) = app.submit(&c, "/reset", "/reset", &[("email", "nobody@example.com")]).await;
+    assert_eq!((s, body2.contains("If an account uses that address")), (200, true));
+
+    let mail = app.smtp.wait_for("reset@example.com", "Choose a new password").await;
+    let path = mail.link("/reset/").unwrap().strip_prefix(&app.address).unwrap().to_string();
+    let (s, _, body) = app.submit(&c, &path, &path, &[("password", "short")]).await;
+    assert_eq!(s, 422, "{body}");
+    let (s, loc, _) = app.submit(&c, &path, &path, &[("password", "a brand new password")]).await;
+    assert_eq!((s, loc.as_str()), (303, "/login?done=reset"));
+    let (s, _) = app.get(&c, &path).await;
+    assert_eq!(s, 422, "the link works once");
+    // The token is stored only as a hash.
+    let token = path.rsplit('/').next().unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM account_tokens WHERE token_sha256 = $1").bind(token).fetch_one(&app.pool).await.unwrap();
+    assert_eq!(stored, 0);
+    // The session from before the reset is gone.
+    let (s, _) = app.get(&old, "/account").await;
+    assert_eq!(s, 303);
+    let (s, loc, _) = app.submit(&c, "/login", "/login", &[("email", "reset@example.com"), ("password", "a brand new password")]).await;
+    assert_eq!((s, loc.as_str()), (303, "/servers"));
+    assert!(app.smtp.mails().iter().all(|m| !m.to.contains(&"nobody@example.com".to_string())));
+}
+
+#[tokio::test]
+async fn totp_enrolment_and_log_in_with_a_code() {
+    let app = spawn_web_app().await;
+    let c = app.customer("totp@example.com").await;
+    let (s, loc, _) = app.submit(&c, "/account", "/account/totp/begin", &[]).await;
+    assert_eq!((s, loc.as_str()), (303, "/account"));
+    let (_, html) = app.get(&c, "/account").await;
+    let secret = html.split("id=\"totp-secret\">").nth(1).unwrap().split('<').next().unwrap().to_string();
+    assert!(html.contains("otpauth://totp/Vessel:totp%40example.com"), "{html}");
+    // A wrong code does not enable it.
+    let (s, _, _) = app.submit(&c, "/account", "/account/totp/confirm", &[("code", "000000")]).await;
+    assert_eq!(s, 422);
+    let code = panel::auth::current_totp_code(&secret, "totp@example.com").unwrap();
+    let (s, loc, _) = app.submit(&c, "/account", "/account/totp/confirm", &[("code", &code)]).await;
+    assert_eq!((s, loc.as_str()), (303, "/account?done=totp_on"));
+
+    // Logging in now asks for a code, and the half-logged-in session grants nothing.
+    let c2 = client();
+    let (s, loc, _) = app.submit(&c2, "/login", "/login", &[("email", "totp@example.com"), ("password", "correct horse battery")]).await;
+    assert_eq!(s, 303);
+    assert!(loc.starts_with("/login/totp"), "{loc}");
+    let (s, _) = app.get(&c2, "/account").await;
+    assert_eq!(s, 303, "no access before the code");
+    let (s, _, _) = app.submit(&c2, "/login/totp", "/login/totp", &[("code", "123456x")]).await;
+    assert_eq!(s, 422);
+    // The enrolment code is spent; the next 30-second step's code is accepted (clock skew).
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let code = panel::auth::totp_code_at(&secret, "totp@example.com", now + 30).unwrap();
+    let (s, loc, _) = app.submit(&c2, "/login/totp", "/login/totp", &[("code", &code)]).await;
+    assert_eq!((s, loc.as_str()), (303, "/servers"));
+    let (s, _) = app.get(&c2, "/account").await;
+    assert_eq!(s, 200);
+    // The same code does not work twice (a shoulder-surfed code is spent).
+    let c3 = client();
+    let (s, loc, _) = app.submit(&c3, "/login", "/login", &[("email", "totp@example.com"), ("password", "correct horse battery")]).await;
+    assert!(s == 303 && loc.starts_with("/login/totp"));
+    let (s, _, body) = app.submit(&c3, "/login/totp", "/login/totp", &[("code", &code)]).await;
+    assert_eq!(s, 422, "a replayed code is refused: {body}");
+}
+
+#[tokio::test]
+async fn the_outbox_worker_retries_with_backoff_when_smtp_is_down() {
+    let pool = crate::helpers::fresh_pool().await;
+    let mut tx = pool.begin().await.unwrap();
+    let to = panel::accounts::Email::parse("late@example.com").unwrap();
+    panel::outbox::enqueue(&mut tx, &to, "invoice_issued", serde_json::json!({"number": "2026-000007"}), Some("k1".into())).await.unwrap();
+    panel::outbox::enqueue(&mut tx, &to, "no_such_template", serde_json::json!({}), None).await.unwrap();
+    tx.commit().await.unwrap();
+    // Nothing listens on this port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut s = panel::config::Settings::load(None).unwrap().smtp;
+    s.port = port;
+    let mailer = panel::email::Mailer::new(&s).unwrap();
+    assert_eq!(panel::email::deliver_due(&pool, &mailer, 10).await.unwrap(), 0);
+    let rows: Vec<(String, i32, Option<String>, bool)> = sqlx::query_as(
+        "SELECT template, attempts, last_error, run_after > now() + interval '20 seconds' FROM email_outbox ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows[0].1, 1);
+    assert!(rows[0].2.as_deref().unwrap_or("").contains("smtp"), "{rows:?}");
+    assert!(rows[0].3, "retried later, not at once");
+    assert_eq!(rows[1].1, panel::email::MAX_ATTEMPTS, "an unknown template is given up at once");
+
+    // Once the server is back and the row is due, it is sent exactly once.
+    let sink = crate::smtp::SmtpSink::start().await;
+    s.port = sink.port;
+    let mailer = panel::email::Mailer::new(&s).unwrap();
+    sqlx::query("UPDATE email_outbox SET run_after = now()").execute(&pool).await.unwrap();
+    assert_eq!(panel::email::deliver_due(&pool, &mailer, 10).await.unwrap(), 1);
+    assert_eq!(panel::email::deliver_due(&pool, &mailer, 10).await.unwrap(), 0);
+    let m = sink.wait_for("late@example.com", "Invoice 2026-000007").await;
+    assert!(m.text().contains("2026-000007"));
+    assert_eq!(sink.mails().len(), 1);
+}
+
+#[tokio::test]
+async fn housekeeping_forgets_expired_sign_in_state_only() {
+    let pool = crate::helpers::fresh_pool().await;
+    let id: uuid::Uuid = sqlx::query_scalar("INSERT INTO accounts (role, email) VALUES ('customer', 'h@example.com') RETURNING id")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let hex = |c: char| c.to_string().repeat(64);
+    for (t, expires) in [(hex('a'), "now() - interval '1 minute'"), (hex('b'), "now() + interval '1 hour'")] {
+        sqlx::query(&format!("INSERT INTO sessions (token_sha256, account_id, expires_at) VALUES ($1, $2, {expires})"))
+            .bind(t).bind(id).execute(&pool).await.unwrap();
+    }
+    for (t, created, expires, used) in [
+        (hex('c'), "now() - interval '3 days'", "now() - interval '2 days'", "NULL"),
+        (hex('d'), "now() - interval '1 hour'", "now() + interval '1 hour'", "NULL"),
+        (hex('e'), "now() - interval '3 days'", "now() + interval '1 hour'", "now() - interval '2 days'"),
+    ] {
+        sqlx::query(&format!(
+            "INSERT INTO account_tokens (token_sha256, account_id, purpose, created_at, expires_at, used_at) VALUES ($1, $2, 'verify_email', {created}, {expires}, {used})"
+        ))
+        .bind(t).bind(id).execute(&pool).await.unwrap();
+    }
+    sqlx::query("INSERT INTO login_failures (scope, key, at) VALUES ('account', 'h@example.com', now() - interval '1 hour'), ('account', 'h@example.com', now())")
+        .execute(&pool).await.unwrap();
+    assert_eq!(panel::auth::prune(&pool).await.unwrap(), 4);
+    assert_eq!(panel::auth::prune(&pool).await.unwrap(), 0, "idempotent");
+    let left: (i64, i64, i64) = sqlx::query_as("SELECT (SELECT count(*) FROM sessions), (SELECT count(*) FROM account_tokens), (SELECT count(*) FROM login_failures)")
+        .fetch_one(&pool).await.unwrap();
+    assert_eq!(left, (1, 1, 1));
+}
+
+#[tokio::test]
+async fn two_outbox_workers_never_send_one_mail_twice() {
+    let pool = crate::helpers::fresh_pool().await;
+    let mut tx = pool.begin().await.unwrap();
+    for i in 0..30 {
+        let to = panel::accounts::Email::parse(&format!("m{i}@example.com")).unwrap();
+        panel::outbox::enqueue(&mut tx, &to, "payment_received", serde_json::json!({"amount_minor": 100, "currency": "EUR"}), None).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let sink = crate::smtp::SmtpSink::start().await;
+    let mut s = panel::config::Settings::load(None).unwrap().smtp;
+    s.port = sink.port;
+    let mailer = panel::email::Mailer::new(&s).unwrap();
+    let (a, b) = tokio::join!(
+        async { let mut n = 0; for _ in 0..10 { n += panel::email::deliver_due(&pool, &mailer, 4).await.unwrap(); } n },
+        async { let mut n = 0; for _ in 0..10 { n += panel::email::deliver_due(&pool, &mailer, 4).await.unwrap(); } n },
+    );
+    assert_eq!(a + b, 30);
+    let mails = sink.mails();
+    assert_eq!(mails.len(), 30);
+    let mut to: Vec<String> = mails.iter().flat_map(|m| m.to.clone()).collect();
+    to.sort();
+    to.dedup();
+    assert_eq!(to.len(), 30, "every mail once");
+    assert!(mails[0].subject().contains("1.00 EUR"), "{}", mails[0].subject());
+}
+
+#[tokio::test]
+async fn the_forwarded_address_counts_only_behind_a_trusted_proxy() {
+    for trust in [false, true] {
+        let app = crate::helpers::spawn_web_app_with(|s| s.http.trust_forwarded_for = trust).await;
+        let c = client();
+        let (_, html) = app.get(&c, "/login").await;
+        let r = c
+            .post(app.url("/login"))
+            .header("X-Forwarded-For", "198.51.100.1, 203.0.113.7")
+            .form(&[("email", "x@example.com"), ("password", "wrong password!!"), ("csrf", &csrf_of(&html))])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 422);
+        let key: String = sqlx::query_scalar("SELECT key FROM login_failures WHERE scope = 'address'").fetch_one(&app.pool).await.unwrap();
+        // The proxy's own entry (the last one) is used, never one the visitor wrote before it.
+        assert_eq!(key, if trust { "203.0.113.7" } else { "127.0.0.1" });
+    }
+}
