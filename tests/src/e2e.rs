@@ -73,17 +73,21 @@ impl World {
             plans.push((f.clone(), panel::plans::parse_plan(&f, text).unwrap()));
         }
         panel::plans::sync::sync(&pool, &plans).await.unwrap();
-        sqlx::query("INSERT INTO os_templates (name, display_name, for_containers) VALUES ('vessel-test-guest', 'Test guest', false)")
-            .execute(&pool)
-            .await
-            .unwrap();
-        let mut tx = pool.begin().await.unwrap();
-        panel::db::hosts::create_pool(&mut tx, "test-v4", "192.0.2.0/26", "192.0.2.1", None, 100).await.unwrap();
-        tx.commit().await.unwrap();
+        sqlx::query(
+            "INSERT INTO os_templates (name, display_name, for_containers, for_kvm) VALUES
+               ('vessel-test-guest', 'Test guest', false, true), ('busybox', 'Busybox', true, false)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
         let admin = sqlx::query_scalar("INSERT INTO accounts (role, email) VALUES ('admin', 'root@example.com') RETURNING id")
             .fetch_one(&pool)
             .await
             .unwrap();
+        let by = || panel::admin::By { admin, addr: None };
+        let form = panel::admin::PoolForm { name: "test-v4".into(), network: "192.0.2.0/26".into(), gateway: "192.0.2.1".into(), host_id: String::new() };
+        let pool_id = panel::admin::create_pool(&pool, by(), &form).await.unwrap();
+        panel::admin::generate_addresses(&pool, by(), pool_id, 100).await.unwrap();
         World { net, pool, db_url, panel_url, admin, guest_elf: guest.elf, scratch }
     }
 
@@ -107,15 +111,21 @@ impl World {
         let image = dir.join("images").join("vessel-test-guest");
         std::fs::create_dir_all(&image).unwrap();
         std::fs::write(image.join("image.json"), serde_json::json!({"kernel": self.guest_elf, "cmdline": "heartbeat"}).to_string()).unwrap();
+        // The busybox container template, built by the project's own script.
+        let templates = dir.join("templates");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../provisioner/scripts/build-template-busybox.sh");
+        let built = std::process::Command::new("sh").arg(&script).arg(&templates).output().unwrap();
+        assert!(built.status.success(), "busybox template: {}", String::from_utf8_lossy(&built.stderr));
         let config = dir.join("provisioner.toml");
         std::fs::write(
             &config,
             format!(
-                "listen = \"{}:7443\"\nstate_dir = {:?}\nimages_dir = {:?}\ncgroup_parent = \"vessel-e2e-{}\"\n\
+                "listen = \"{}:7443\"\nstate_dir = {:?}\nimages_dir = {:?}\ntemplates_dir = {:?}\ncgroup_parent = \"vessel-e2e-{}\"\n\
                  [capacity]\ncpus = {cpus}\nmemory_mib = {}\ndisk_gib = 110\n",
                 ns.addr,
                 dir.join("state"),
                 dir.join("images"),
+                templates,
                 ns.name,
                 memory_mib + 1024 // the default reservation
             ),
@@ -187,12 +197,13 @@ impl World {
     }
 
     /// Orders `plan` and pays it from credit; returns the instance the payment requested.
+    /// KVM plans boot the test guest, container plans the busybox template.
     pub async fn order_paid(&self, customer: Uuid, plan: &str, hostname: &str) -> Uuid {
         let clock = panel::clock::SystemClock;
         let req = panel::orders::OrderRequest {
             plan_code: plan.into(),
             cycle: panel::plans::BillingCycle::Monthly,
-            os_template: "vessel-test-guest".into(),
+            os_template: if plan.starts_with("kvm") { "vessel-test-guest" } else { "busybox" }.into(),
             hostname: hostname.into(),
             coupon: None,
         };
@@ -217,5 +228,44 @@ impl World {
 
     pub async fn observed(&self, instance: Uuid) -> String {
         sqlx::query_scalar("SELECT observed_state::text FROM instances WHERE id = $1").bind(instance).fetch_one(&self.pool).await.unwrap()
+    }
+}
+
+impl Drop for Host {
+    /// Kills what runs in the namespace (the namespace itself goes with `HostNs`), then
+    /// removes the host's cgroup parent in every controller, innermost groups first.
+    fn drop(&mut self) {
+        self.ns.kill_all();
+        let parent = format!("vessel-e2e-{}", self.ns.name);
+        let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") else { return };
+        for c in controllers.flatten() {
+            remove_cgroup(&c.path().join(&parent));
+        }
+    }
+}
+
+fn remove_cgroup(dir: &Path) {
+    if !dir.is_dir() {
+        return;
+    }
+    if let Ok(children) = std::fs::read_dir(dir) {
+        for child in children.flatten() {
+            if child.path().is_dir() {
+                remove_cgroup(&child.path());
+            }
+        }
+    }
+    // Processes left by a failed test: kill them so the group can go.
+    if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+            // SAFETY: kill(2) of a process in our own test cgroup.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    for _ in 0..50 {
+        if std::fs::remove_dir(dir).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -62,6 +62,17 @@ async fn a_paid_order_runs_on_a_host_across_the_network() {
     assert_eq!(hc.list().await.unwrap().len(), 1, "one instance on the host");
     assert_eq!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM instances").fetch_one(&w.pool).await.unwrap(), 1);
 
+    // A burstable container on the same host, placed by the same rule, with its address.
+    let ct = w.order_paid(customer, "burst-s", "ct1.example.com").await;
+    wait_for("the container to run", 90, async || (w.observed(ct).await == "running").then_some(())).await;
+    let listed = hc.list().await.unwrap();
+    let status = listed.iter().find(|s| s.id.0 == ct).expect("the host runs the container");
+    assert_eq!(status.kind, vessel_core::InstanceKind::Container);
+    let ct_addr: String = sqlx::query_scalar("SELECT host(address) FROM ip_addresses WHERE instance_id = $1").bind(ct).fetch_one(&w.pool).await.unwrap();
+    assert_eq!(status.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(), vec![ct_addr]);
+    w.want(ct, "terminated").await;
+    wait_for("the container to be destroyed", 60, async || (w.observed(ct).await == "destroyed").then_some(())).await;
+
     // Terminated: destroyed on the host, its address free again.
     w.want(inst, "terminated").await;
     wait_for("the VPS to be destroyed", 60, async || (w.observed(inst).await == "destroyed").then_some(())).await;

@@ -172,33 +172,3 @@ pub async fn release_addresses(tx: &mut Tx<'_>, instance: Uuid) -> Result<u64, s
         .await?
         .rows_affected())
 }
-
-/// Creates a pool and its addresses (every host address of an IPv4 network but the network,
-/// broadcast and gateway; the first `max` of an IPv6 one). Returns how many addresses.
-pub async fn create_pool(tx: &mut Tx<'_>, name: &str, network: &str, gateway: &str, host: Option<Uuid>, max: i64) -> Result<i64, sqlx::Error> {
-    let pool: Uuid = sqlx::query_scalar(
-        "INSERT INTO ip_pools (name, network, gateway, host_id) VALUES ($1, $2::cidr, $3::inet, $4) RETURNING id",
-    )
-    .bind(name)
-    .bind(network)
-    .bind(gateway)
-    .bind(host)
-    .fetch_one(&mut **tx)
-    .await?;
-    let n = sqlx::query(
-        "INSERT INTO ip_addresses (pool_id, address)
-         SELECT p.id, x.addr
-           FROM ip_pools p, generate_series(1::bigint, $2) g,
-                LATERAL (SELECT set_masklen(host(p.network + g)::inet, CASE family(p.network) WHEN 4 THEN 32 ELSE 128 END) AS addr) x
-          WHERE p.id = $1
-            AND x.addr << p.network
-            AND (family(p.network) = 6 OR x.addr <> set_masklen(broadcast(p.network), 32))
-            AND x.addr <> set_masklen(p.gateway, CASE family(p.network) WHEN 4 THEN 32 ELSE 128 END)",
-    )
-    .bind(pool)
-    .bind(max)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    Ok(n as i64)
-}

@@ -8,6 +8,19 @@ use sqlx::PgPool;
 use std::sync::Arc;
 use uuid::Uuid;
 
+/// An address pool made the way an admin makes one (validated, audited), with `count` addresses.
+pub async fn address_pool(pool: &PgPool, admin: Uuid, name: &str, network: &str, gateway: &str, host: Option<Uuid>, count: usize) -> u64 {
+    let by = panel::admin::By { admin, addr: None };
+    let form = panel::admin::PoolForm {
+        name: name.into(),
+        network: network.into(),
+        gateway: gateway.into(),
+        host_id: host.map(|h| h.to_string()).unwrap_or_default(),
+    };
+    let id = panel::admin::create_pool(pool, by, &form).await.unwrap();
+    panel::admin::generate_addresses(pool, panel::admin::By { admin, addr: None }, id, count).await.unwrap()
+}
+
 /// A joined host (secret set) with this capacity; returns its id.
 async fn host(pool: &PgPool, name: &str, cpus: i32, memory: i64, disk: i64) -> Uuid {
     sqlx::query_scalar(
@@ -47,9 +60,7 @@ async fn two_hundred_concurrent_placements_fill_a_host_exactly() {
     let w = World::new("2026-03-01T00:00:00Z").await;
     // burst-s commits 1024/1.5 MiB each: 6900 MiB hold exactly 10 (guarantee would allow 13).
     let h = host(&w.pool, "h1", 64, 6900, 10_000).await;
-    let mut tx = w.pool.begin().await.unwrap();
-    let n = panel::db::hosts::create_pool(&mut tx, "v4", "192.0.2.0/24", "192.0.2.1", None, 1000).await.unwrap();
-    tx.commit().await.unwrap();
+    let n = address_pool(&w.pool, w.admin, "v4", "192.0.2.0/24", "192.0.2.1", None, 1000).await;
     assert_eq!(n, 253, "a /24 gives 254 host addresses less the gateway");
     let ids = instances(&w.pool, "burst-s", 200, 50).await;
 
@@ -103,10 +114,8 @@ async fn placement_spreads_a_customer_and_needs_an_address() {
     assert!(matches!(place(&w.pool, &clock, ids[0]).await.unwrap(), Placement::AlreadyPlaced { .. }));
 
     // A host whose only pool is full cannot take more; with none free anywhere, it waits.
-    let mut tx = w.pool.begin().await.unwrap();
-    panel::db::hosts::create_pool(&mut tx, "tiny", "198.51.100.0/30", "198.51.100.1", Some(a), 10).await.unwrap();
-    panel::db::hosts::create_pool(&mut tx, "tiny-b", "198.51.100.4/30", "198.51.100.5", Some(b), 10).await.unwrap();
-    tx.commit().await.unwrap();
+    address_pool(&w.pool, w.admin, "tiny", "198.51.100.0/30", "198.51.100.1", Some(a), 10).await;
+    address_pool(&w.pool, w.admin, "tiny-b", "198.51.100.4/30", "198.51.100.5", Some(b), 10).await;
     let more = instances(&w.pool, "burst-m", 3, 3).await;
     let mut results = Vec::new();
     for id in &more {

@@ -54,8 +54,24 @@ fn batch(cmds: &str) -> Result<(), ContainerError> {
     Ok(())
 }
 
+/// The interfaces of the network namespace we run in, with (rx, tx) bytes. Read from
+/// `/proc/self/net/dev`, which follows the caller's namespace; `/sys/class/net` shows the
+/// namespace sysfs was mounted in, which is not ours when the daemon was only moved into a
+/// network namespace (`nsenter --net`).
+fn interfaces() -> Vec<(String, u64, u64)> {
+    let text = fs::read_to_string("/proc/self/net/dev").unwrap_or_default();
+    text.lines()
+        .skip(2)
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            let f: Vec<u64> = rest.split_whitespace().filter_map(|v| v.parse().ok()).collect();
+            Some((name.trim().to_string(), *f.first()?, *f.get(8)?))
+        })
+        .collect()
+}
+
 pub fn link_exists(name: &str) -> bool {
-    std::path::Path::new("/sys/class/net").join(name).exists()
+    interfaces().iter().any(|(n, _, _)| n == name)
 }
 
 /// Creates the bridge if missing and brings it up (idempotent). True if it was created.
@@ -75,17 +91,14 @@ pub fn ensure_bridge(bridge: &str) -> Result<bool, ContainerError> {
     Ok(created)
 }
 
-/// IFF_UP from sysfs (cheaper than asking `ip`).
+/// Is the link administratively up? (`ip -o link show`: its flags list holds `UP`.)
 fn is_up(name: &str) -> bool {
-    fs::read_to_string(
-        std::path::Path::new("/sys/class/net")
-            .join(name)
-            .join("flags"),
-    )
-    .ok()
-    .and_then(|s| u32::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok())
-    .map(|f| f & libc::IFF_UP as u32 != 0)
-    .unwrap_or(false)
+    ip().args(["-o", "link", "show", "dev", name])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .and_then(|out| out.split_once('<').and_then(|(_, r)| r.split_once('>')).map(|(flags, _)| flags.split(',').any(|f| f == "UP")))
+        .unwrap_or(false)
 }
 
 /// Brings `lo` up in the current network namespace with one ioctl (no `ip` process on the
@@ -163,17 +176,19 @@ pub fn delete_link(name: &str) {
 
 /// Interfaces whose master is `bridge` and whose name starts with `prefix` (orphan sweep).
 pub fn ports_of(bridge: &str, prefix: &str) -> Vec<String> {
-    let dir = std::path::Path::new("/sys/class/net")
-        .join(bridge)
-        .join("brif");
-    fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(prefix))
-                .collect()
-        })
-        .unwrap_or_default()
+    if !link_exists(bridge) {
+        return Vec::new();
+    }
+    let out = match ip().args(["-o", "link", "show", "master", bridge]).output() {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).into_owned(),
+        _ => return Vec::new(),
+    };
+    // "12: vz1a2b@if11: <BROADCAST,...> ..."
+    out.lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|n| n.trim().split('@').next().unwrap_or("").to_string())
+        .filter(|n| !n.is_empty() && n.starts_with(prefix))
+        .collect()
 }
 
 /// The bridge, if nothing is attached to it any more (used by tests and `ct` cleanup).
@@ -186,16 +201,7 @@ pub fn remove_bridge_if_unused(bridge: &str) {
 /// (rx, tx) bytes seen by the container, from its host-side veth counters (the host
 /// side's tx is what the container received).
 pub fn counters(host: &str) -> (u64, u64) {
-    let base = std::path::Path::new("/sys/class/net")
-        .join(host)
-        .join("statistics");
-    let read = |f: &str| {
-        fs::read_to_string(base.join(f))
-            .ok()
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(0)
-    };
-    (read("tx_bytes"), read("rx_bytes"))
+    interfaces().into_iter().find(|(n, _, _)| n == host).map(|(_, rx, tx)| (tx, rx)).unwrap_or((0, 0))
 }
 
 /// Inside the container's namespace (called by `ct-init` before it pivots): name the peer
