@@ -42,11 +42,13 @@ async fn killing_the_renewal_run_never_doubles_or_loses_an_invoice() {
     for i in 0..20 {
         let before = invoices().await;
         let mut child = run(as_of(i));
+        // Wait until this run has committed something (however loaded the machine is), then
+        // kill it a random moment later: the kill lands mid-run, usually mid-batch.
         let started = Instant::now();
-        let deadline = started + Duration::from_millis(20 + next(300));
-        while Instant::now() < deadline && child.try_wait().unwrap().is_none() {
-            std::thread::sleep(Duration::from_millis(5));
+        while invoices().await == before && child.try_wait().unwrap().is_none() && started.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
+        tokio::time::sleep(Duration::from_millis(next(60))).await;
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL: no cleanup, no rollback handler, nothing
             killed_mid_run += 1;
