@@ -23,6 +23,13 @@ pub struct InstanceRow {
     pub addresses: Vec<String>,
 }
 
+impl InstanceRow {
+    /// Has the host caught up with what was asked? (The server page reloads itself until so.)
+    pub fn settled(&self) -> bool {
+        self.desired_state == self.observed_state || (self.desired_state == "terminated" && self.observed_state == "destroyed")
+    }
+}
+
 const SELECT: &str = "SELECT i.id, i.account_id, i.subscription_id, i.plan_id, p.name AS plan_name, i.kind::text AS kind,
         t.name AS os_template, i.hostname, h.name AS host_name, i.desired_state::text AS desired_state,
         i.observed_state::text AS observed_state, i.observed_at, i.last_error, i.created_at,

@@ -81,6 +81,11 @@ async fn order_pay_with_credit_and_see_the_server_pending() {
     assert_eq!(s, 200);
     assert!(detail.contains("Burst S") && detail.contains("debian-12"), "{detail}");
     assert_eq!(detail.matches("<svg").count(), 4, "four usage charts, drawn on the server");
+    // Pending (not yet what was asked): the page refreshes itself; once settled, it stops.
+    assert!(detail.contains(r#"<meta http-equiv="refresh" content="5">"#), "{detail}");
+    sqlx::query("UPDATE instances SET observed_state = 'running' WHERE id = $1").bind(id).execute(&app.pool).await.unwrap();
+    let (_, settled) = app.get(&c, &format!("/servers/{id}")).await;
+    assert!(!settled.contains("http-equiv=\"refresh\""), "{settled}");
     // An action is queued as a durable job for the orchestration.
     let (s, loc, body) = app.submit(&c, &format!("/servers/{id}"), &format!("/servers/{id}/action"), &[("action", "stop")]).await;
     assert_eq!((s, loc.as_str()), (303, format!("/servers/{id}?done=requested").as_str()), "{body}");
