@@ -55,6 +55,12 @@ fn converged(desired: &str, observed: InstanceState) -> bool {
 
 fn host_failed(e: HostError) -> Outcome {
     match e {
+        // Not the job's fault: the host is restarting or cut off. Wait without using up
+        // attempts or growing the backoff, so it converges seconds after the host is back.
+        HostError::Unreachable(why) => Outcome::Wait { secs: 3, reason: format!("host unreachable: {why}") },
+        HostError::Refused(p) if p.kind == ProblemType::Unavailable => {
+            Outcome::Wait { secs: 3, reason: format!("host busy: {}", p.detail) }
+        }
         HostError::Refused(p) if p.kind == ProblemType::AdmissionRefused => {
             Outcome::Retry(format!("the host refused by its own admission rule: {}", p.detail))
         }

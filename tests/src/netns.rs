@@ -240,15 +240,17 @@ impl Drop for HostNs {
 /// The `provisioner` binary of this workspace, built if needed. `VESSEL_PROVISIONER_BIN`
 /// overrides it.
 pub fn provisioner_binary() -> io::Result<PathBuf> {
-    if let Some(p) = std::env::var_os("VESSEL_PROVISIONER_BIN") {
-        return Ok(p.into());
-    }
     workspace_binary("provisioner")
 }
 
-/// A binary of this workspace (package and binary of the same name), built if needed with
-/// the same cargo and target dir as the tests (`cargo build -p <name>`; a no-op when fresh).
+/// A binary of this workspace (package and binary of the same name). `VESSEL_<NAME>_BIN`
+/// names it (`./vessel test` sets it to what its workspace build made: building `-p <name>`
+/// alone unifies features differently and would rebuild half the tree); otherwise it is
+/// built with the same cargo and target dir as the tests.
 pub fn workspace_binary(name: &str) -> io::Result<PathBuf> {
+    if let Some(p) = std::env::var_os(format!("VESSEL_{}_BIN", name.to_uppercase())) {
+        return Ok(p.into());
+    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut cmd = Command::new(cargo);

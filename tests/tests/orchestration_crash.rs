@@ -6,6 +6,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use vessel_tests::e2e::{wait_for, World};
+
 use vessel_tests::netns::workspace_binary;
 
 fn worker(w: &World) -> Child {
@@ -72,11 +73,24 @@ async fn killing_runners_and_hosts_mid_operation_converges_without_doubles() {
 
     // Everything converges.
     let pool = w.pool.clone();
-    wait_for("every instance to match its desired state", 240, async || {
-        let rows: Vec<(String, String)> = sqlx::query_as("SELECT desired_state::text, observed_state::text FROM instances").fetch_all(&pool).await.unwrap();
-        rows.iter().all(|(d, o)| matches(d, o)).then_some(())
-    })
-    .await;
+    let end = std::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let rows: Vec<(String, String, Option<String>)> =
+            sqlx::query_as("SELECT desired_state::text, observed_state::text, last_error FROM instances").fetch_all(&pool).await.unwrap();
+        if rows.iter().all(|(d, o, _)| matches(d, o)) {
+            break;
+        }
+        if std::time::Instant::now() > end {
+            let jobs: Vec<(String, String, i32, Option<String>, Option<String>)> = sqlx::query_as(
+                "SELECT kind, status::text, attempts, last_error, waiting_reason FROM jobs WHERE status IN ('queued', 'running', 'dead')",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            panic!("not converged after 180 s:\ninstances (desired, observed, error): {rows:#?}\nopen jobs: {jobs:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let hc = w.host_client(&host);
     let on_host = hc.list().await.unwrap();
     let known: Vec<uuid::Uuid> =
