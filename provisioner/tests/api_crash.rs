@@ -61,13 +61,23 @@ async fn a_daemon_killed_at_any_step_of_create_or_destroy_converges() {
         assert_eq!(status, 200, "{s}");
         let (status, s) = d.call("POST", &format!("{path}/actions"), Some(json!({"action": "start"}))).await;
         assert_eq!((status, s["state"].as_str()), (200, Some("running")), "after {create_step}: {s}");
-        // One container: exactly one process in its cgroup whose parent is outside it.
-        let procs = ct.rt.cgroup(&a.id).procs();
+        // One container: exactly one process in its cgroup whose parent is outside it. The
+        // short-lived launcher that forks the init may still be exiting right after the start,
+        // so let it settle; a second init would stay and fail this.
         let ppid = |pid: u32| -> u32 {
             let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
             st.rsplit_once(") ").and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0)
         };
-        let roots = procs.iter().filter(|p| !procs.contains(&ppid(**p))).count();
+        let mut procs = Vec::new();
+        let mut roots = 0;
+        for _ in 0..40 {
+            procs = ct.rt.cgroup(&a.id).procs();
+            roots = procs.iter().filter(|p| !procs.contains(&ppid(**p))).count();
+            if roots == 1 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         assert_eq!(roots, 1, "one init, not two: {procs:?}");
 
         // Destroy dies at `destroy_step`.
