@@ -9,8 +9,24 @@ use vessel_tests::e2e::{wait_for, World};
 
 use vessel_tests::netns::workspace_binary;
 
-fn worker(w: &World) -> Child {
-    Command::new(workspace_binary("panel").unwrap())
+/// A `panel worker` process, killed when dropped (also when the test fails).
+struct Worker(Child);
+
+impl Worker {
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn worker(w: &World) -> Worker {
+    Worker(Command::new(workspace_binary("panel").unwrap())
         .arg("worker")
         .env("DATABASE_URL", &w.db_url)
         .env("VESSEL__ORCHESTRATION__RECONCILE_INTERVAL_SECS", "1")
@@ -22,7 +38,7 @@ fn worker(w: &World) -> Child {
         .stdout(Stdio::null())
         .process_group(0)
         .spawn()
-        .expect("panel worker runs")
+        .expect("panel worker runs"))
 }
 
 fn matches(desired: &str, observed: &str) -> bool {
@@ -59,8 +75,7 @@ async fn killing_runners_and_hosts_mid_operation_converges_without_doubles() {
         }
         tokio::time::sleep(Duration::from_millis(50 + rand(1200))).await;
         if rand(2) == 0 {
-            runner.kill().unwrap(); // SIGKILL
-            runner.wait().unwrap();
+            runner.kill(); // SIGKILL
             runner = worker(&w);
             killed_runner += 1;
         } else {
@@ -112,7 +127,6 @@ async fn killing_runners_and_hosts_mid_operation_converges_without_doubles() {
         w.want(id, "terminated").await;
     }
     wait_for("the host to be empty", 120, async || hc.list().await.unwrap().is_empty().then_some(())).await;
-    runner.kill().unwrap();
-    let _ = runner.wait();
+    runner.kill();
     eprintln!("orchestration crash test: killed the runner {killed_runner} and the host {killed_host} times");
 }
