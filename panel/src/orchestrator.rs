@@ -160,6 +160,8 @@ async fn converge(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
         let mut tx = ctx.pool.begin().await.map_err(db)?;
         host_sql::release_addresses(&mut tx, id).await.map_err(db)?;
         sql::set_observed(&mut *tx, id, "destroyed", None, ctx.clock.now()).await.map_err(db)?;
+        // Room was freed: orders waiting for capacity try again now.
+        job_sql::wake_waiting(&mut *tx).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
         return Ok(Outcome::Done);
     }
