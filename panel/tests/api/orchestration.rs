@@ -56,19 +56,40 @@ async fn instances(pool: &PgPool, plan: &str, n: i64, customers: i64) -> Vec<Uui
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_hundred_concurrent_placements_fill_a_host_exactly() {
+async fn two_hundred_concurrent_orders_fill_a_host_exactly() {
     let w = World::new("2026-03-01T00:00:00Z").await;
     // burst-s commits 1024/1.5 MiB each: 6900 MiB hold exactly 10 (guarantee would allow 13).
     let h = host(&w.pool, "h1", 64, 6900, 10_000).await;
     let n = address_pool(&w.pool, w.admin, "v4", "192.0.2.0/24", "192.0.2.1", None, 1000).await;
     assert_eq!(n, 253, "a /24 gives 254 host addresses less the gateway");
-    let ids = instances(&w.pool, "burst-s", 200, 50).await;
-
+    // 200 customers order and pay at once: each payment requests a VPS, and every one of
+    // them races for the host.
+    let mut customers = Vec::new();
+    for i in 0..200 {
+        customers.push(w.customer(&format!("racer{i}@example.com"), None).await);
+        w.credit(customers[i], 1000).await;
+    }
     let clock = Arc::new(FixedClock::at("2026-03-01T00:00:00Z".parse().unwrap()));
     let mut tasks = Vec::new();
-    for id in ids {
+    for c in customers {
         let (pool, clock) = (w.pool.clone(), clock.clone());
-        tasks.push(tokio::spawn(async move { place(&pool, clock.as_ref(), id).await }));
+        tasks.push(tokio::spawn(async move {
+            let req = panel::orders::OrderRequest {
+                plan_code: "burst-s".into(),
+                cycle: panel::plans::BillingCycle::Monthly,
+                os_template: "debian-12".into(),
+                hostname: "race.example.com".into(),
+                coupon: None,
+            };
+            let placed = panel::orders::place_order(&pool, clock.as_ref(), c, req).await.unwrap();
+            panel::billing::payments::pay_invoice_with_credit(&pool, clock.as_ref(), c, placed.invoice_id).await.unwrap();
+            let id: Uuid = sqlx::query_scalar("SELECT id FROM instances WHERE subscription_id = $1")
+                .bind(placed.subscription_id)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            place(&pool, clock.as_ref(), id).await
+        }));
     }
     let (mut placed, mut waiting) = (0, 0);
     for t in tasks {
@@ -91,6 +112,9 @@ async fn two_hundred_concurrent_placements_fill_a_host_exactly() {
     assert_eq!(w.scalar::<i64>("SELECT count(DISTINCT instance_id) FROM ip_addresses WHERE instance_id IS NOT NULL").await, 10);
     // The admins heard about it, once per instance.
     assert_eq!(w.scalar::<i64>("SELECT count(*) FROM email_outbox WHERE template = 'capacity_needed'").await, 190);
+    assert_eq!(w.scalar::<i64>("SELECT count(*) FROM orders WHERE status = 'waiting_for_capacity'").await, 190);
+    assert_eq!(w.scalar::<i64>("SELECT count(*) FROM orders WHERE status = 'provisioning'").await, 10);
+    crate::billing_world::check_invariants(&w.pool).await;
 }
 
 #[tokio::test]
