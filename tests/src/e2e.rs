@@ -7,9 +7,7 @@ use crate::netns::{provisioner_binary, HostNs, Network};
 use panel::config::Settings;
 use panel::startup::Application;
 use sqlx::PgPool;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -120,13 +118,13 @@ impl World {
         std::fs::write(
             &config,
             format!(
-                "listen = \"{}:7443\"\nstate_dir = {:?}\nimages_dir = {:?}\ntemplates_dir = {:?}\ncgroup_parent = \"vessel-e2e-{}\"\n\
+                "listen = \"{}:7443\"\nstate_dir = {:?}\nimages_dir = {:?}\ntemplates_dir = {:?}\ncgroup_parent = \"{}\"\n\
                  [capacity]\ncpus = {cpus}\nmemory_mib = {}\ndisk_gib = 110\n",
                 ns.addr,
                 dir.join("state"),
                 dir.join("images"),
                 templates,
-                ns.name,
+                ns.cgroup_parent(),
                 memory_mib + 1024 // the default reservation
             ),
         )
@@ -146,25 +144,8 @@ impl World {
 
     /// Starts (or restarts) `provisioner serve` in the host's namespace; waits until it listens.
     pub fn serve(&self, host: &mut Host) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(host.dir.join("daemon.log")).unwrap();
-        let mut cmd = host.ns.command(provisioner_binary().unwrap());
-        cmd.args(["serve", "--config"]).arg(&host.config).stdout(Stdio::piped()).stderr(log);
-        let child = host.ns.spawn(cmd).unwrap();
-        let out = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for l in BufReader::new(out).lines().map_while(Result::ok) {
-                let _ = tx.send(l);
-            }
-        });
-        loop {
-            let l = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
-                panic!("provisioner in {} did not start: {}", host.name, std::fs::read_to_string(host.dir.join("daemon.log")).unwrap_or_default())
-            });
-            if l.starts_with("listening on ") {
-                return;
-            }
-        }
+        let (config, log) = (host.config.clone(), host.dir.join("daemon.log"));
+        host.ns.serve(&provisioner_binary().unwrap(), &config, &log).unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// The host's own view, through its API with its own secret.
@@ -228,44 +209,5 @@ impl World {
 
     pub async fn observed(&self, instance: Uuid) -> String {
         sqlx::query_scalar("SELECT observed_state::text FROM instances WHERE id = $1").bind(instance).fetch_one(&self.pool).await.unwrap()
-    }
-}
-
-impl Drop for Host {
-    /// Kills what runs in the namespace (the namespace itself goes with `HostNs`), then
-    /// removes the host's cgroup parent in every controller, innermost groups first.
-    fn drop(&mut self) {
-        self.ns.kill_all();
-        let parent = format!("vessel-e2e-{}", self.ns.name);
-        let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") else { return };
-        for c in controllers.flatten() {
-            remove_cgroup(&c.path().join(&parent));
-        }
-    }
-}
-
-fn remove_cgroup(dir: &Path) {
-    if !dir.is_dir() {
-        return;
-    }
-    if let Ok(children) = std::fs::read_dir(dir) {
-        for child in children.flatten() {
-            if child.path().is_dir() {
-                remove_cgroup(&child.path());
-            }
-        }
-    }
-    // Processes left by a failed test: kill them so the group can go.
-    if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
-        for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
-            // SAFETY: kill(2) of a process in our own test cgroup.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    }
-    for _ in 0..50 {
-        if std::fs::remove_dir(dir).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -164,7 +164,7 @@ impl HostNs {
         images_dir: &std::path::Path,
         extra_toml: &str,
     ) -> io::Result<String> {
-        use std::io::{BufRead, BufReader, Write};
+        use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let state = dir.join("state");
         std::fs::create_dir_all(&state)?;
@@ -181,9 +181,17 @@ impl HostNs {
                 self.cgroup_parent()
             ),
         )?;
-        let log = std::fs::File::create(dir.join("daemon.log"))?;
+        self.serve(bin, &cfg, &dir.join("daemon.log"))
+    }
+
+    /// Starts `provisioner serve --config <config>` in this namespace, appending its stderr
+    /// to `log`, and returns the URL it printed once listening (waits up to 60 s). Run it
+    /// again after [`HostNs::kill_all`] to restart the daemon.
+    pub fn serve(&mut self, bin: &std::path::Path, config: &std::path::Path, log: &std::path::Path) -> io::Result<String> {
+        use std::io::{BufRead, BufReader};
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
         let mut cmd = self.command(bin);
-        cmd.args(["serve", "--config"]).arg(&cfg).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
+        cmd.args(["serve", "--config"]).arg(config).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log_file);
         let child = self.spawn(cmd)?;
         let stdout = child.stdout.take().ok_or_else(|| io::Error::other("no stdout"))?;
         let (tx, rx) = std::sync::mpsc::channel();
@@ -194,7 +202,7 @@ impl HostNs {
         });
         loop {
             let line = rx.recv_timeout(std::time::Duration::from_secs(60)).map_err(|_| {
-                let log = std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default();
+                let log = std::fs::read_to_string(log).unwrap_or_default();
                 io::Error::other(format!("provisioner in {} did not start: {log}", self.name))
             })?;
             if let Some(url) = line.strip_prefix("listening on ") {
@@ -203,7 +211,8 @@ impl HostNs {
         }
     }
 
-    /// The cgroup parent [`HostNs::start_provisioner`] gives the daemon.
+    /// The cgroup parent a provisioner in this namespace puts its instances under (set by
+    /// [`HostNs::start_provisioner`]; other configs should use it too, so drop removes it).
     pub fn cgroup_parent(&self) -> String {
         format!("vessel-netns-{}", self.name)
     }
@@ -234,6 +243,39 @@ impl Drop for HostNs {
         // Deleting the root end deletes the pair; deleting the namespace removes its end too.
         let _ = ip(&["link", "del", &self.veth]);
         let _ = ip(&["netns", "del", &self.name]);
+        // The daemon's instances outlive it (their own process groups): remove its cgroup
+        // parent in every controller, killing what a failed test left inside.
+        if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
+            for c in controllers.flatten() {
+                remove_cgroup(&c.path().join(self.cgroup_parent()));
+            }
+        }
+    }
+}
+
+/// Removes a cgroup and its children, innermost first, killing any process still inside.
+fn remove_cgroup(dir: &std::path::Path) {
+    if !dir.is_dir() {
+        return;
+    }
+    if let Ok(children) = std::fs::read_dir(dir) {
+        for child in children.flatten() {
+            if child.path().is_dir() {
+                remove_cgroup(&child.path());
+            }
+        }
+    }
+    if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+            // SAFETY: kill(2) of a process inside this test host's own cgroup.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    for _ in 0..50 {
+        if std::fs::remove_dir(dir).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
