@@ -171,19 +171,23 @@ pub struct CurrentCustomer {
     pub session: Session,
 }
 
+/// The session of a logged-in account with `role`: nobody logged in goes to the log-in
+/// page, any other role gets 404 (an area does not advertise itself to the wrong role).
+async fn logged_in_as(req: HttpRequest, role: &str) -> Result<(AccountAuth, Session), WebError> {
+    let session = Session::load(&req).await?;
+    match &session.account {
+        None => Err(WebError::LoginRequired(req.uri().path().to_string())),
+        Some(a) if a.role == role => Ok((a.clone(), session)),
+        Some(_) => Err(WebError::NotFound),
+    }
+}
+
 impl FromRequest for CurrentCustomer {
     type Error = WebError;
     type Future = LocalBoxFuture<'static, Result<Self, WebError>>;
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
-        Box::pin(async move {
-            let session = Session::load(&req).await?;
-            match &session.account {
-                None => Err(WebError::LoginRequired(req.uri().path().to_string())),
-                Some(a) if a.role == "customer" => Ok(CurrentCustomer { account: a.clone(), session }),
-                Some(_) => Err(WebError::NotFound),
-            }
-        })
+        Box::pin(async move { logged_in_as(req, "customer").await.map(|(account, session)| CurrentCustomer { account, session }) })
     }
 }
 
@@ -198,14 +202,7 @@ impl FromRequest for CurrentAdmin {
     type Future = LocalBoxFuture<'static, Result<Self, WebError>>;
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
-        Box::pin(async move {
-            let session = Session::load(&req).await?;
-            match &session.account {
-                None => Err(WebError::LoginRequired(req.uri().path().to_string())),
-                Some(a) if a.role == "admin" => Ok(CurrentAdmin { account: a.clone(), session }),
-                Some(_) => Err(WebError::NotFound),
-            }
-        })
+        Box::pin(async move { logged_in_as(req, "admin").await.map(|(account, session)| CurrentAdmin { account, session }) })
     }
 }
 
