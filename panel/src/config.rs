@@ -76,6 +76,11 @@ impl OrchestrationSettings {
         let pem = std::fs::read(self.host_ca_file.as_ref()?).ok()?;
         reqwest::Certificate::from_pem(&pem).ok()
     }
+
+    /// The one HTTP client the orchestration talks to hosts with (reads the CA file once).
+    pub fn http_client(&self) -> reqwest::Client {
+        crate::hosts::http_client(std::time::Duration::from_secs(self.host_timeout_secs), self.host_ca().as_ref())
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use vessel_core::signing::HostSecret;
 use vessel_core::wire::{JoinRequest, JoinResponse};
 
-pub use client::{HostClient, HostError};
+pub use client::{http_client, HostClient, HostError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
@@ -78,8 +78,8 @@ pub async fn join(pool: &PgPool, req: &JoinRequest) -> Result<JoinResponse, Join
     Ok(JoinResponse { host_id: id, secret: secret.to_base64() })
 }
 
-/// A client for a joined host.
-pub fn client_for(host: &sql::HostRow, settings: &crate::config::OrchestrationSettings) -> Option<HostClient> {
+/// A client for a joined host, over the shared `http` client.
+pub fn client_for(host: &sql::HostRow, http: &reqwest::Client) -> Option<HostClient> {
     let secret = HostSecret::from_bytes(host.api_secret.clone()?).ok()?;
-    Some(HostClient::new(&host.api_url, secret, std::time::Duration::from_secs(settings.host_timeout_secs), settings.host_ca().as_ref()))
+    Some(HostClient::new(&host.api_url, secret, http.clone()))
 }

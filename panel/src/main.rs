@@ -144,7 +144,7 @@ async fn main() -> anyhow::Result<()> {
             let pool = db::pool(settings.database_url(), settings.database.max_connections)?;
             db::migrate(&pool).await?;
             let (stop, rx) = tokio::sync::watch::channel(false);
-            let ctx = panel::orchestrator::Ctx { pool, clock: std::sync::Arc::new(SystemClock), settings: settings.orchestration.clone() };
+            let ctx = panel::orchestrator::Ctx::new(pool, std::sync::Arc::new(SystemClock), settings.orchestration.clone());
             let task = tokio::spawn(panel::orchestrator::run(ctx, rx));
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             tokio::select! {

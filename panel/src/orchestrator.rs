@@ -25,6 +25,15 @@ pub struct Ctx {
     pub pool: PgPool,
     pub clock: Arc<dyn Clock>,
     pub settings: OrchestrationSettings,
+    /// Shared by every host client: one connection pool, the CA read once.
+    pub http: reqwest::Client,
+}
+
+impl Ctx {
+    pub fn new(pool: PgPool, clock: Arc<dyn Clock>, settings: OrchestrationSettings) -> Self {
+        let http = settings.http_client();
+        Ctx { pool, clock, settings, http }
+    }
 }
 
 #[derive(Deserialize)]
@@ -112,7 +121,7 @@ async fn placed(ctx: &Ctx, id: Uuid) -> Step<(sql::Placeable, host_sql::HostRow,
     }
     let host_id = inst.host_id.ok_or(Outcome::Retry("placement did not stick".into()))?;
     let host = host_sql::get(&ctx.pool, host_id).await.map_err(db)?.ok_or(Outcome::Retry("host vanished".into()))?;
-    let client = client_for(&host, &ctx.settings).ok_or(Outcome::Retry(format!("host {} has not joined", host.name)))?;
+    let client = client_for(&host, &ctx.http).ok_or(Outcome::Retry(format!("host {} has not joined", host.name)))?;
     Ok((inst, host, client))
 }
 
@@ -213,7 +222,7 @@ async fn resize(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
 pub async fn reconcile_once(ctx: &Ctx) -> Result<(), sqlx::Error> {
     let now = ctx.clock.now();
     for host in host_sql::joined(&ctx.pool).await? {
-        let Some(client) = client_for(&host, &ctx.settings) else { continue };
+        let Some(client) = client_for(&host, &ctx.http) else { continue };
         let reported = match client.list().await {
             Ok(r) => r,
             Err(e) => {

@@ -63,7 +63,7 @@ impl Application {
         ));
         let orchestration = settings.orchestration.enabled.then(|| {
             let (tx, rx) = tokio::sync::watch::channel(false);
-            let ctx = crate::orchestrator::Ctx { pool: pool.clone(), clock: clock.clone(), settings: settings.orchestration.clone() };
+            let ctx = crate::orchestrator::Ctx::new(pool.clone(), clock.clone(), settings.orchestration.clone());
             (tx, tokio::spawn(crate::orchestrator::run(ctx, rx)))
         });
         let pool = web::Data::new(pool);

@@ -152,7 +152,7 @@ impl World {
     pub fn host_client(&self, host: &Host) -> panel::hosts::HostClient {
         let b64 = std::fs::read_to_string(host.dir.join("state").join("host.secret")).unwrap();
         let secret = vessel_core::signing::HostSecret::from_base64(b64.trim()).unwrap();
-        panel::hosts::HostClient::new(&host.api_url, secret, Duration::from_secs(5), None)
+        panel::hosts::HostClient::new(&host.api_url, secret, panel::hosts::http_client(Duration::from_secs(5), None))
     }
 
     /// A verified customer with `credit` cents of account credit.

@@ -41,7 +41,7 @@ async fn a_paid_order_runs_on_a_host_across_the_network() {
     assert_eq!(listed[0].state, vessel_core::InstanceState::Running);
     assert_eq!(listed[0].addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(), vec![address]);
     // A wrong secret is refused by the host.
-    let wrong = panel::hosts::HostClient::new(&host.api_url, vessel_core::signing::HostSecret::from_bytes(vec![7; 32]).unwrap(), Duration::from_secs(5), None);
+    let wrong = panel::hosts::HostClient::new(&host.api_url, vessel_core::signing::HostSecret::from_bytes(vec![7; 32]).unwrap(), panel::hosts::http_client(Duration::from_secs(5), None));
     assert!(matches!(wrong.list().await, Err(panel::hosts::HostError::Refused(p)) if p.status == 401));
 
     // The customer stops it: the host follows.

@@ -31,6 +31,17 @@ impl HostError {
     }
 }
 
+/// The HTTP client for talking to hosts. `timeout` bounds every request (creating a VM is a
+/// few seconds at most); `ca` is the provider's own CA (PEM) that hosts' certificates are
+/// issued by, trusted beside the system's roots. Build it once and share it.
+pub fn http_client(timeout: Duration, ca: Option<&reqwest::Certificate>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder().timeout(timeout).connect_timeout(Duration::from_secs(3));
+    if let Some(ca) = ca {
+        b = b.add_root_certificate(ca.clone());
+    }
+    b.build().expect("a reqwest client with static settings builds")
+}
+
 #[derive(Clone)]
 pub struct HostClient {
     base: String,
@@ -39,15 +50,9 @@ pub struct HostClient {
 }
 
 impl HostClient {
-    /// `timeout` bounds every request (creating a VM is a few seconds at most). `ca` is the
-    /// provider's own CA (PEM) that hosts' certificates are issued by, trusted beside the
-    /// system's roots.
-    pub fn new(base_url: &str, secret: HostSecret, timeout: Duration, ca: Option<&reqwest::Certificate>) -> Self {
-        let mut b = reqwest::Client::builder().timeout(timeout).connect_timeout(Duration::from_secs(3));
-        if let Some(ca) = ca {
-            b = b.add_root_certificate(ca.clone());
-        }
-        let http = b.build().expect("a reqwest client with static settings builds");
+    /// A client for the host at `base_url`, over `http` (one shared [`http_client`]: its
+    /// connection pool and TLS set-up serve every host).
+    pub fn new(base_url: &str, secret: HostSecret, http: reqwest::Client) -> Self {
         Self { base: base_url.trim_end_matches('/').to_string(), secret, http }
     }
 
