@@ -2,6 +2,7 @@
 //! submodule per group of tables. Nothing above this layer writes SQL.
 
 pub mod accounts;
+pub mod api_keys;
 pub mod admin;
 pub mod auth;
 pub mod catalogue;

@@ -10,6 +10,8 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod api;
+pub mod api_keys;
 pub mod auth;
 pub mod catalogue;
 pub mod audit;
@@ -26,6 +28,7 @@ pub mod orchestrator;
 pub mod orders;
 pub mod outbox;
 pub mod plans;
+pub mod resellers;
 pub mod routes;
 pub mod scheduler;
 pub mod startup;
@@ -33,3 +36,4 @@ pub mod subscriptions;
 pub mod telemetry;
 pub mod web;
 pub mod usage;
+pub mod webhooks;

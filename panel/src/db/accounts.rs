@@ -29,3 +29,7 @@ pub async fn set_password(tx: &mut Tx<'_>, id: Uuid, password_hash: &str) -> Res
         .await?;
     Ok(())
 }
+
+pub async fn role_of(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT role::text FROM accounts WHERE id = $1").bind(id).fetch_optional(&mut **tx).await
+}

@@ -1,0 +1,11 @@
+DROP TRIGGER IF EXISTS invoices_api_event ON invoices;
+DROP FUNCTION IF EXISTS invoices_api_event();
+DROP TRIGGER IF EXISTS instances_api_event ON instances;
+DROP FUNCTION IF EXISTS instances_api_event();
+DROP FUNCTION IF EXISTS emit_api_event(uuid, text, jsonb);
+DROP TABLE IF EXISTS webhook_deliveries;
+DROP TABLE IF EXISTS api_events;
+DROP TABLE IF EXISTS webhook_endpoints;
+DROP TABLE IF EXISTS idempotency_keys;
+DROP TABLE IF EXISTS api_keys;
+DROP TABLE IF EXISTS reseller_terms;
