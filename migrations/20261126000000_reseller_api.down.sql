@@ -9,3 +9,6 @@ DROP TABLE IF EXISTS webhook_endpoints;
 DROP TABLE IF EXISTS idempotency_keys;
 DROP TABLE IF EXISTS api_keys;
 DROP TABLE IF EXISTS reseller_terms;
+DROP INDEX IF EXISTS accounts_reseller_email_key;
+DROP INDEX IF EXISTS accounts_email_key;
+CREATE UNIQUE INDEX accounts_email_key ON accounts (email);

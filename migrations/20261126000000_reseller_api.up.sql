@@ -1,6 +1,14 @@
 -- The reseller API: keys, terms (wholesale discount and quotas), idempotent POSTs, and webhook
 -- events with their deliveries.
 
+-- A reseller's customers are its own: their emails are unique per reseller, not across the
+-- installation, so one reseller cannot learn another's customers by a refused email. Accounts
+-- that log in here (reseller_id IS NULL) keep one global namespace.
+DROP INDEX accounts_email_key;
+CREATE UNIQUE INDEX accounts_email_key ON accounts (email) WHERE reseller_id IS NULL;
+CREATE UNIQUE INDEX accounts_reseller_email_key ON accounts (reseller_id, email)
+    WHERE reseller_id IS NOT NULL AND status <> 'closed';
+
 -- ---------------------------------------------------------------- reseller terms
 -- What a reseller pays and may hold. Wholesale price = retail − retail × discount_bp / 10 000
 -- (rounded down), so every plan has a wholesale price in every currency it has a retail one.

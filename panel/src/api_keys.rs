@@ -153,6 +153,14 @@ pub async fn create(pool: &PgPool, account: Uuid, name: &str, scopes: &[Scope], 
     Ok(NewKey { row, token })
 }
 
+/// As [`create`], for the admin or reseller with this email (the `panel admin api-key` command).
+pub async fn create_for_email(pool: &PgPool, email: &crate::accounts::Email, name: &str, scopes: &[Scope]) -> Result<NewKey, ApiKeyError> {
+    let mut tx = pool.begin().await?;
+    let (id, _) = crate::db::accounts::find_by_email(&mut tx, email.as_str()).await?.ok_or(ApiKeyError::NotFound)?;
+    tx.commit().await?;
+    create(pool, id, name, scopes, None).await
+}
+
 pub async fn list_for(pool: &PgPool, account: Uuid) -> Result<Vec<KeyRow>, ApiKeyError> {
     Ok(sql::list_for(pool, account).await?)
 }

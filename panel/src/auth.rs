@@ -86,6 +86,12 @@ pub fn spawn_housekeeping(pool: PgPool, every: std::time::Duration) -> tokio::ta
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "sign-in housekeeping failed"),
             }
+            // API idempotency keys are kept 24 hours.
+            match crate::db::idempotency::prune(&pool).await {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "idempotency keys pruned"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "pruning idempotency keys failed"),
+            }
             tokio::time::sleep(every).await;
         }
     })

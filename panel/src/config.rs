@@ -19,6 +19,17 @@ pub struct Settings {
     pub stripe: Option<crate::billing::stripe::StripeSettings>,
     pub smtp: SmtpSettings,
     pub session: SessionSettings,
+    pub api: ApiSettings,
+}
+
+/// The reseller API (`/api/v1`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSettings {
+    /// Sustained requests per minute per API key (per panel process).
+    pub rate_limit_per_minute: u32,
+    /// Requests a key may make at once before the per-minute rate applies.
+    pub rate_limit_burst: u32,
 }
 
 /// Where mail goes. Plain SMTP to localhost by default (a local relay); `tls = true` uses
@@ -168,6 +179,10 @@ job_lease_secs = 120
 reconcile_interval_secs = 10
 host_timeout_secs = 30
 unreachable_after_secs = 45
+
+[api]
+rate_limit_per_minute = 600
+rate_limit_burst = 200
 
 [billing.renewal]
 lead_days = 7

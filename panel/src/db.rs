@@ -20,6 +20,8 @@ pub mod ledger;
 pub mod outbox;
 pub mod payments;
 pub mod plans;
+pub mod resellers;
+pub mod idempotency;
 pub mod seed;
 pub mod subscriptions;
 pub mod usage;

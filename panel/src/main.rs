@@ -100,6 +100,16 @@ enum AdminCmd {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// Make an API key for an admin or reseller account and print it (shown once).
+    ApiKey {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// Comma-separated: read, write.
+        #[arg(long, default_value = "read,write")]
+        scopes: String,
+    },
 }
 
 fn load_plans(dir: &std::path::Path) -> anyhow::Result<Vec<(PathBuf, plans::PlanDefinition)>> {
@@ -196,6 +206,19 @@ async fn main() -> anyhow::Result<()> {
             if generated {
                 println!("password: {}", password.expose());
             }
+        }
+        Cmd::Admin { cmd: AdminCmd::ApiKey { email, name, scopes } } => {
+            let pool = db::pool(settings.database_url(), 2)?;
+            let scopes = scopes
+                .split(',')
+                .map(|s| match s.trim() {
+                    "read" => Ok(panel::api_keys::Scope::Read),
+                    "write" => Ok(panel::api_keys::Scope::Write),
+                    other => Err(anyhow::anyhow!("unknown scope {other:?}: use read, write")),
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let key = panel::api_keys::create_for_email(&pool, &Email::parse(&email)?, &name, &scopes).await?;
+            println!("{}", key.token);
         }
     }
     Ok(())

@@ -68,6 +68,7 @@ impl Application {
         });
         let pool = web::Data::new(pool);
         let clock = web::Data::new(clock);
+        let limiter = web::Data::new(crate::api::ApiLimiter::new(settings.api.rate_limit_per_minute, settings.api.rate_limit_burst));
         let shared_settings = web::Data::new(settings.clone());
         let server = HttpServer::new(move || {
             App::new()
@@ -77,12 +78,14 @@ impl Application {
                 .app_data(keys.clone())
                 .app_data(clock.clone())
                 .app_data(shared_settings.clone())
+                .app_data(limiter.clone())
                 .app_data(web::FormConfig::default().limit(64 * 1024))
                 // A malformed id in a path is "not found"; a malformed query is a bad form:
                 // pages, never actix's bare error bodies.
                 .app_data(web::PathConfig::default().error_handler(|_, _| crate::web::error::WebError::NotFound.into()))
                 .app_data(web::QueryConfig::default().error_handler(|e, _| crate::web::error::WebError::BadForm(e.to_string()).into()))
                 .configure(crate::routes::configure)
+                .configure(crate::api::configure)
                 .configure(crate::web::configure)
                 .default_service(web::to(crate::web::not_found))
         })

@@ -7,7 +7,8 @@
 use super::invoices::{issue_charge, issue_credit_note, CreditTo};
 use super::BillingError;
 use crate::clock::Clock;
-use crate::db::{instances as inst_sql, invoices as inv_sql, jobs, subscriptions as sql};
+use crate::db::{instances as inst_sql, invoices as inv_sql, jobs, subscriptions as sql, Tx};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -33,18 +34,34 @@ pub fn prorated_difference(old_price: i64, new_price: i64, unused_days: i64, tot
 }
 
 pub async fn change_plan(pool: &PgPool, clock: &dyn Clock, customer: Uuid, subscription: Uuid, new_plan_code: &str) -> Result<PlanChange, BillingError> {
-    let now = clock.now();
-    let today = now.date_naive();
     let mut tx = pool.begin().await?;
-    let sub = sql::lock(&mut tx, subscription, Some(customer)).await?.ok_or(BillingError::SubscriptionNotFound)?;
+    let outcome = change_plan_in(&mut tx, clock.now(), customer, subscription, new_plan_code, 0).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// As [`change_plan`], inside the caller's transaction, for the subscription's paying account,
+/// at the retail price less `discount_bp` basis points (a reseller's wholesale price; 0 for a
+/// customer).
+pub async fn change_plan_in(
+    tx: &mut Tx<'_>,
+    now: DateTime<Utc>,
+    customer: Uuid,
+    subscription: Uuid,
+    new_plan_code: &str,
+    discount_bp: i32,
+) -> Result<PlanChange, BillingError> {
+    let today = now.date_naive();
+    let sub = sql::lock(&mut *tx, subscription, Some(customer)).await?.ok_or(BillingError::SubscriptionNotFound)?;
     if sub.status != "active" {
         return Err(BillingError::Invalid(format!("a {} subscription cannot change plans", sub.status)));
     }
-    let (new_plan, new_kind, new_price) = sql::orderable_plan(&mut tx, new_plan_code, sub.cycle, &sub.currency)
+    let (new_plan, new_kind, new_price) = sql::orderable_plan(&mut *tx, new_plan_code, sub.cycle, &sub.currency)
         .await?
         .ok_or_else(|| BillingError::Invalid("that plan is not available".into()))?;
     let new_price = new_price.ok_or_else(|| BillingError::Invalid(format!("that plan has no {} price", sub.cycle.as_str())))?;
-    let old_kind = crate::db::plans::kind_of(&mut tx, sub.plan_id).await?;
+    let new_price = crate::resellers::wholesale_price(new_price, discount_bp);
+    let old_kind = crate::db::plans::kind_of(&mut *tx, sub.plan_id).await?;
     if new_kind != old_kind {
         return Err(BillingError::Invalid("a container cannot become a KVM machine or back: order a new VPS instead".into()));
     }
@@ -54,17 +71,17 @@ pub async fn change_plan(pool: &PgPool, clock: &dyn Clock, customer: Uuid, subsc
     let total = (sub.current_period_end - sub.current_period_start).num_days();
     let unused = (sub.current_period_end - today).num_days();
     let mut diff = prorated_difference(sub.price_minor, new_price, unused, total);
-    let current = inv_sql::period_invoice(&mut tx, sub.id, sub.current_period_start).await?;
-    if inv_sql::period_invoice(&mut tx, sub.id, sub.current_period_end).await?.is_some() {
+    let current = inv_sql::period_invoice(&mut *tx, sub.id, sub.current_period_start).await?;
+    if inv_sql::period_invoice(&mut *tx, sub.id, sub.current_period_end).await?.is_some() {
         diff += new_price - sub.price_minor;
     }
     let description = |what: &str| {
         format!("{what}: plan change on {today}, {} of {total} days left in the period", unused.clamp(0, total))
     };
     let outcome = if diff > 0 {
-        let rate = inv_sql::tax_rate(&mut tx, customer, today).await?;
+        let rate = inv_sql::tax_rate(&mut *tx, customer, today).await?;
         let id = issue_charge(
-            &mut tx,
+            &mut *tx,
             &inv_sql::NewDocument {
                 account_id: customer,
                 credit_note_for: None,
@@ -81,19 +98,18 @@ pub async fn change_plan(pool: &PgPool, clock: &dyn Clock, customer: Uuid, subsc
         PlanChange::Charged { invoice_id: id, amount_minor: diff }
     } else if diff < 0 {
         let inv = current.ok_or_else(|| BillingError::Invalid("the current period has no invoice to correct".into()))?;
-        let rate = inv_sql::first_line_rate(&mut tx, inv.id).await?;
-        let tax = inv_sql::tax_for(&mut tx, -diff, rate).await?;
-        let id = issue_credit_note(&mut tx, &inv, &description("Downgrade"), -diff, tax, CreditTo::AccountCredit, now).await?;
+        let rate = inv_sql::first_line_rate(&mut *tx, inv.id).await?;
+        let tax = inv_sql::tax_for(&mut *tx, -diff, rate).await?;
+        let id = issue_credit_note(&mut *tx, &inv, &description("Downgrade"), -diff, tax, CreditTo::AccountCredit, now).await?;
         PlanChange::Credited { credit_note_id: id, amount_minor: -diff }
     } else {
         PlanChange::Even
     };
-    sql::change_plan(&mut tx, sub.id, new_plan, new_price).await?;
-    if let Some(instance) = inst_sql::of_subscription(&mut tx, sub.id).await? {
-        inst_sql::set_plan(&mut tx, instance, new_plan).await?;
-        jobs::enqueue(&mut tx, "instance.resize", json!({ "instance_id": instance, "plan_id": new_plan }), Some(instance), None).await?;
+    sql::change_plan(&mut *tx, sub.id, new_plan, new_price).await?;
+    if let Some(instance) = inst_sql::of_subscription(&mut *tx, sub.id).await? {
+        inst_sql::set_plan(&mut *tx, instance, new_plan).await?;
+        jobs::enqueue(&mut *tx, "instance.resize", json!({ "instance_id": instance, "plan_id": new_plan }), Some(instance), None).await?;
     }
-    tx.commit().await?;
     Ok(outcome)
 }
 

@@ -4,7 +4,7 @@ use super::Tx;
 use uuid::Uuid;
 
 pub async fn find_by_email(tx: &mut Tx<'_>, email: &str) -> Result<Option<(Uuid, String)>, sqlx::Error> {
-    sqlx::query_as("SELECT id, role::text FROM accounts WHERE email = $1 FOR UPDATE")
+    sqlx::query_as("SELECT id, role::text FROM accounts WHERE email = $1 AND reseller_id IS NULL FOR UPDATE")
         .bind(email)
         .fetch_optional(&mut **tx)
         .await

@@ -57,7 +57,7 @@ pub async fn set_status(tx: &mut Tx<'_>, id: Uuid, from: &str, to: &str) -> Resu
 pub async fn insert_reseller(tx: &mut Tx<'_>, email: &str, name: &str, password_hash: &str) -> Result<Option<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
         "INSERT INTO accounts (role, email, display_name, password_hash, status, email_verified_at) \
-         VALUES ('reseller', $1, $2, $3, 'active', now()) ON CONFLICT (email) DO NOTHING RETURNING id",
+         VALUES ('reseller', $1, $2, $3, 'active', now()) ON CONFLICT (email) WHERE reseller_id IS NULL DO NOTHING RETURNING id",
     )
     .bind(email)
     .bind(name)

@@ -26,7 +26,7 @@ const ACCOUNT_COLUMNS: &str = "id, role::text AS role, email, status::text AS st
     email_verified_at, totp_secret, totp_enabled_at, display_name, currency, time_zone";
 
 pub async fn account_by_email(pool: &PgPool, email: &str) -> Result<Option<AccountAuth>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE email = $1"))
+    sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE email = $1 AND reseller_id IS NULL"))
         .bind(email)
         .fetch_optional(pool)
         .await
@@ -51,7 +51,7 @@ pub async fn insert_customer(
     sqlx::query_scalar(
         "INSERT INTO accounts (role, email, password_hash, status, display_name, currency, country) \
          VALUES ('customer', $1, $2, 'pending_verification', $3, $4, $5) \
-         ON CONFLICT (email) DO NOTHING RETURNING id",
+         ON CONFLICT (email) WHERE reseller_id IS NULL DO NOTHING RETURNING id",
     )
     .bind(email)
     .bind(password_hash)

@@ -1,0 +1,260 @@
+//! The API's request and response bodies. These types are the contract (the OpenAPI schemas
+//! are derived from them), kept apart from the database rows so a column change cannot change
+//! the API by accident.
+
+use crate::db::resellers::{CustomerRow, ServerRow};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Cycle {
+    Monthly,
+    Quarterly,
+    Annual,
+}
+
+impl From<Cycle> for crate::plans::BillingCycle {
+    fn from(c: Cycle) -> Self {
+        match c {
+            Cycle::Monthly => crate::plans::BillingCycle::Monthly,
+            Cycle::Quarterly => crate::plans::BillingCycle::Quarterly,
+            Cycle::Annual => crate::plans::BillingCycle::Annual,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Price {
+    /// `monthly`, `quarterly` or `annual`.
+    pub cycle: String,
+    /// ISO 4217, e.g. `EUR`.
+    pub currency: String,
+    /// What the end customer pays in the panel, in minor units (cents).
+    pub retail_minor: i64,
+    /// What the caller pays per period, in minor units: the reseller's wholesale price.
+    pub wholesale_minor: i64,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Plan {
+    /// Stable identifier used to order, e.g. `burst-s`.
+    pub code: String,
+    pub name: String,
+    pub description: String,
+    /// `container` (burstable) or `kvm` (dedicated).
+    pub kind: String,
+    pub vcpus: i32,
+    pub memory_guaranteed_mib: i64,
+    /// Memory the server may borrow up to; equal to the guarantee for KVM.
+    pub memory_burst_mib: i64,
+    pub swap_mib: i64,
+    pub disk_gib: i64,
+    /// Monthly transfer included, GiB; absent: unmetered.
+    pub bandwidth_gib: Option<i64>,
+    pub prices: Vec<Price>,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct PlanList {
+    pub data: Vec<Plan>,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct OsTemplate {
+    /// Identifier used to order and reinstall, e.g. `debian-12`.
+    pub name: String,
+    pub display_name: String,
+    pub version: String,
+    pub for_containers: bool,
+    pub for_kvm: bool,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct OsTemplateList {
+    pub data: Vec<OsTemplate>,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Customer {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    /// ISO 3166-1 alpha-2.
+    pub country: Option<String>,
+    /// `active` or `suspended`.
+    pub status: String,
+    /// The reseller the customer belongs to (absent for a direct customer).
+    pub reseller_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<CustomerRow> for Customer {
+    fn from(r: CustomerRow) -> Self {
+        Customer { id: r.id, email: r.email, name: r.display_name, country: r.country, status: r.status, reseller_id: r.reseller_id, created_at: r.created_at }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct CustomerList {
+    pub data: Vec<Customer>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCustomer {
+    #[schema(max_length = 254)]
+    pub email: String,
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+    /// ISO 3166-1 alpha-2, e.g. `DE`.
+    #[serde(default)]
+    pub country: Option<String>,
+    /// Admin keys only: the reseller the customer belongs to.
+    #[serde(default)]
+    pub reseller_id: Option<Uuid>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerChange {
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: Option<String>,
+    /// ISO 3166-1 alpha-2; an empty string clears it.
+    pub country: Option<String>,
+    /// `active` or `suspended`.
+    pub status: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Server {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub plan: String,
+    /// `container` or `kvm`.
+    pub kind: String,
+    pub vcpus: i32,
+    pub memory_guaranteed_mib: i64,
+    pub memory_burst_mib: i64,
+    pub disk_gib: i64,
+    pub os_template: String,
+    pub hostname: String,
+    /// What was asked: `running`, `stopped`, `suspended` or `terminated`.
+    pub desired_state: String,
+    /// What the host last reported: `pending`, `waiting_for_capacity`, `creating`, `running`,
+    /// `stopped`, `suspended`, `destroyed`, `unknown` (host unreachable), `error`, …
+    pub observed_state: String,
+    pub observed_at: Option<DateTime<Utc>>,
+    /// The last error the platform met acting on this server, if any.
+    pub last_error: Option<String>,
+    /// The subscription's status: `active`, `suspended` (overdue), `terminated`.
+    pub billing_status: Option<String>,
+    pub addresses: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub terminated_at: Option<DateTime<Utc>>,
+}
+
+impl From<ServerRow> for Server {
+    fn from(r: ServerRow) -> Self {
+        Server {
+            id: r.id,
+            customer_id: r.customer_id,
+            plan: r.plan,
+            kind: r.kind,
+            vcpus: r.vcpus,
+            memory_guaranteed_mib: r.memory_guaranteed_mib,
+            memory_burst_mib: r.memory_burst_mib,
+            disk_gib: r.disk_gib,
+            os_template: r.os_template,
+            hostname: r.hostname,
+            desired_state: r.desired_state,
+            observed_state: r.observed_state,
+            observed_at: r.observed_at,
+            last_error: r.last_error,
+            billing_status: r.billing_status,
+            addresses: r.addresses,
+            created_at: r.created_at,
+            terminated_at: r.terminated_at,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ServerList {
+    pub data: Vec<Server>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewServer {
+    pub customer_id: Uuid,
+    /// A plan code from `GET /api/v1/plans`.
+    pub plan: String,
+    /// A template name from `GET /api/v1/os-templates`.
+    pub os_template: String,
+    /// A fully qualified or short hostname, e.g. `web1.example.com`.
+    #[schema(max_length = 253)]
+    pub hostname: String,
+    /// Billing period; monthly when absent.
+    #[serde(default)]
+    pub cycle: Option<Cycle>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reinstall {
+    /// Another template; absent: the current one again.
+    #[serde(default)]
+    pub os_template: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resize {
+    /// The new plan's code (same kind: container or KVM).
+    pub plan: String,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct UsagePoint {
+    pub at: DateTime<Utc>,
+    /// CPU in cores (1.0 = one core busy) since the previous point.
+    pub cpu_cores: f64,
+    pub memory_mib: f64,
+    /// Memory above the guarantee (borrowed from idle neighbours).
+    pub burst_mib: f64,
+    pub disk_gib: f64,
+    pub rx_mbit: f64,
+    pub tx_mbit: f64,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Usage {
+    pub server_id: Uuid,
+    /// The last 24 hours, oldest first.
+    pub points: Vec<UsagePoint>,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct QuotaItem {
+    pub limit: i64,
+    pub used: i64,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Quota {
+    pub reseller_id: Uuid,
+    pub servers: QuotaItem,
+    pub vcpus: QuotaItem,
+    /// Guaranteed memory, MiB.
+    pub memory_mib: QuotaItem,
+    pub disk_gib: QuotaItem,
+    /// The wholesale discount on retail prices, in basis points (2000 = 20 %).
+    pub discount_bp: i32,
+}

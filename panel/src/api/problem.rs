@@ -1,0 +1,202 @@
+//! The API's errors: RFC 9457 `application/problem+json`, with a stable `type` per kind of
+//! error (clients switch on it; the `detail` is for people), the field at fault for validation
+//! errors, and the numbers for a quota refusal.
+
+use crate::api_keys::{ApiKeyError, AuthError};
+use crate::resellers::ResellerError;
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Where the problem types live; `type` is this plus the slug.
+pub const TYPE_BASE: &str = "https://vessel.dev/problems/";
+
+/// An RFC 9457 problem document.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// Stable identifier of the kind of error, e.g. `https://vessel.dev/problems/quota-exceeded`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    /// What went wrong, for a person.
+    pub detail: String,
+    /// The request field at fault (validation errors).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The quota that would be exceeded: `servers`, `vcpus`, `memory_mib` or `disk_gib`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub used: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested: Option<i64>,
+}
+
+/// Every problem type: (slug, status, when), for the reference page.
+pub const ALL_KINDS: [(&str, u16, &str); 11] = [
+    ("unauthorized", 401, "No API key, or an invalid, revoked or inactive one"),
+    ("insufficient-scope", 403, "The key lacks the `read` or `write` scope the operation needs"),
+    ("not-found", 404, "No such resource, or it belongs to another tenant"),
+    ("malformed-request", 400, "The body is not JSON"),
+    ("bad-idempotency-key", 400, "The Idempotency-Key header is empty, too long or not visible ASCII"),
+    ("validation-failed", 422, "A field is wrong; `field` names it"),
+    ("quota-exceeded", 422, "The request would exceed a quota; `quota`, `limit`, `used`, `requested` say which and by how much"),
+    ("idempotency-key-reused", 422, "The Idempotency-Key was used within 24 h for a different request"),
+    ("conflict", 409, "The resource's state does not allow this now (e.g. starting a suspended server)"),
+    ("rate-limited", 429, "Too many requests for this key; wait `Retry-After` seconds"),
+    ("internal", 500, "Our failure; safe to retry with the same Idempotency-Key"),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("this API key lacks the `{0}` scope")]
+    InsufficientScope(&'static str),
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    #[error("the request body is not valid JSON: {0}")]
+    Malformed(String),
+    #[error("{field}: {detail}")]
+    Validation { field: String, detail: String },
+    #[error("this would exceed the {quota} quota: limit {limit}, in use {used}, this request needs {requested}")]
+    Quota { quota: &'static str, limit: i64, used: i64, requested: i64 },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("this Idempotency-Key was used with a different request; use a new key for a new request")]
+    IdempotencyKeyReused,
+    #[error("Idempotency-Key must be 1 to 255 visible ASCII characters")]
+    BadIdempotencyKey,
+    #[error("too many requests for this API key: retry in {0} s")]
+    RateLimited(u64),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn validation(field: impl Into<String>, detail: impl Into<String>) -> Self {
+        ApiError::Validation { field: field.into(), detail: detail.into() }
+    }
+
+    /// The stable slug of the problem type.
+    pub fn slug(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::InsufficientScope(_) => "insufficient-scope",
+            ApiError::NotFound(_) => "not-found",
+            ApiError::Malformed(_) => "malformed-request",
+            ApiError::Validation { .. } => "validation-failed",
+            ApiError::Quota { .. } => "quota-exceeded",
+            ApiError::Conflict(_) => "conflict",
+            ApiError::IdempotencyKeyReused => "idempotency-key-reused",
+            ApiError::BadIdempotencyKey => "bad-idempotency-key",
+            ApiError::RateLimited(_) => "rate-limited",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let status = self.status_code();
+        let mut p = Problem {
+            kind: format!("{TYPE_BASE}{}", self.slug()),
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            status: status.as_u16(),
+            detail: match self {
+                // Our failure: the log has the cause, the caller gets no internals.
+                ApiError::Internal(_) => "something went wrong on our side; the request can be retried".into(),
+                ApiError::Validation { detail, .. } => detail.clone(),
+                other => other.to_string(),
+            },
+            field: None,
+            quota: None,
+            limit: None,
+            used: None,
+            requested: None,
+        };
+        match self {
+            ApiError::Validation { field, .. } => p.field = Some(field.clone()),
+            ApiError::Quota { quota, limit, used, requested } => {
+                p.quota = Some(quota.to_string());
+                p.limit = Some(*limit);
+                p.used = Some(*used);
+                p.requested = Some(*requested);
+            }
+            _ => {}
+        }
+        p
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Malformed(_) | ApiError::BadIdempotencyKey => StatusCode::BAD_REQUEST,
+            ApiError::Validation { .. } | ApiError::Quota { .. } | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::Internal(cause) = self {
+            tracing::error!(cause = %cause, "API request failed");
+        }
+        let mut r = HttpResponse::build(self.status_code());
+        r.content_type("application/problem+json");
+        match self {
+            ApiError::Unauthorized(_) => {
+                r.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"vessel\""));
+            }
+            ApiError::RateLimited(secs) => {
+                r.insert_header((header::RETRY_AFTER, secs.to_string()));
+            }
+            _ => {}
+        }
+        r.json(self.problem())
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::Internal(format!("database: {e}"))
+    }
+}
+
+impl From<ResellerError> for ApiError {
+    fn from(e: ResellerError) -> Self {
+        match e {
+            ResellerError::Invalid { field, message } => ApiError::validation(field, message),
+            ResellerError::NotFound(what) => ApiError::NotFound(what),
+            ResellerError::Quota { quota, limit, used, requested } => ApiError::Quota { quota, limit, used, requested },
+            ResellerError::Conflict(m) => ApiError::Conflict(m),
+            ResellerError::Db(e) => e.into(),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Db(e) => e.into(),
+            other => ApiError::Unauthorized(other.to_string()),
+        }
+    }
+}
+
+impl From<ApiKeyError> for ApiError {
+    fn from(e: ApiKeyError) -> Self {
+        match e {
+            ApiKeyError::Db(e) => e.into(),
+            ApiKeyError::NotFound => ApiError::NotFound("API key"),
+            other => ApiError::validation("api_key", other.to_string()),
+        }
+    }
+}

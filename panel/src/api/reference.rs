@@ -1,0 +1,200 @@
+//! `/api/v1/docs`: the API reference as a plain page rendered from the OpenAPI document, so it
+//! works without JavaScript or any CDN (operators' networks often have no internet).
+
+use askama::Template;
+use actix_web::{get, HttpResponse};
+use serde_json::Value;
+
+struct Param {
+    name: String,
+    location: String,
+    ty: String,
+    required: bool,
+    description: String,
+}
+
+struct Resp {
+    status: String,
+    schema: String,
+    description: String,
+}
+
+struct Op {
+    anchor: String,
+    method: String,
+    path: String,
+    summary: String,
+    params: Vec<Param>,
+    body: Option<String>,
+    responses: Vec<Resp>,
+}
+
+struct Tag {
+    name: String,
+    description: String,
+    operations: Vec<Op>,
+}
+
+struct Field {
+    name: String,
+    ty: String,
+    required: bool,
+    description: String,
+}
+
+struct Schema {
+    name: String,
+    description: String,
+    fields: Vec<Field>,
+}
+
+#[derive(Template)]
+#[template(path = "api_reference.html")]
+struct Reference {
+    title: String,
+    version: String,
+    description: String,
+    openapi: String,
+    tags: Vec<Tag>,
+    errors: Vec<(String, u16, &'static str)>,
+    schemas: Vec<Schema>,
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
+
+/// A short type for a JSON schema: `string (uuid)`, `array of Server`, `integer | null`.
+fn type_of(s: &Value) -> String {
+    if let Some(r) = s.get("$ref").and_then(Value::as_str) {
+        return r.rsplit('/').next().unwrap_or(r).to_string();
+    }
+    if let Some(any) = s.get("oneOf").or_else(|| s.get("anyOf")).and_then(Value::as_array) {
+        return any.iter().map(type_of).collect::<Vec<_>>().join(" | ");
+    }
+    let base = match s.get("type") {
+        Some(Value::Array(ts)) => ts.iter().map(text).collect::<Vec<_>>().join(" | "),
+        Some(t) => text(t),
+        None => "any".into(),
+    };
+    let base = if base.starts_with("array") {
+        base.replacen("array", &format!("array of {}", s.get("items").map(type_of).unwrap_or_default()), 1)
+    } else {
+        base
+    };
+    let base = match s.get("enum").and_then(Value::as_array) {
+        Some(values) => format!("{base}: {}", values.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")),
+        None => base,
+    };
+    match s.get("format").and_then(Value::as_str) {
+        Some(f) => format!("{base} ({f})"),
+        None => base,
+    }
+}
+
+fn schema_name(content: Option<&Value>) -> String {
+    content
+        .and_then(|c| c.as_object())
+        .and_then(|c| c.values().next())
+        .and_then(|m| m.get("schema"))
+        .map(type_of)
+        .unwrap_or_default()
+}
+
+fn build() -> Reference {
+    let doc = super::document();
+    let mut tags: Vec<Tag> = doc["tags"]
+        .as_array()
+        .map(|ts| ts.iter().map(|t| Tag { name: text(&t["name"]), description: text(&t["description"]), operations: Vec::new() }).collect())
+        .unwrap_or_default();
+    if let Some(paths) = doc["paths"].as_object() {
+        for (path, item) in paths {
+            for method in ["get", "post", "patch", "put", "delete"] {
+                let Some(op) = item.get(method) else { continue };
+                let params = op["parameters"]
+                    .as_array()
+                    .map(|ps| {
+                        ps.iter()
+                            .map(|p| Param {
+                                name: text(&p["name"]),
+                                location: text(&p["in"]),
+                                ty: type_of(&p["schema"]),
+                                required: p["required"].as_bool().unwrap_or(false),
+                                description: text(&p["description"]),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let responses = op["responses"]
+                    .as_object()
+                    .map(|rs| {
+                        rs.iter()
+                            .map(|(status, r)| Resp { status: status.clone(), schema: schema_name(r.get("content")), description: text(&r["description"]) })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let summary = [text(&op["summary"]), text(&op["description"])].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
+                let o = Op {
+                    anchor: format!("{method}-{}", path.replace(['/', '{', '}'], "-")),
+                    method: method.to_string(),
+                    path: path.clone(),
+                    summary,
+                    params,
+                    body: op.get("requestBody").map(|b| schema_name(b.get("content"))),
+                    responses,
+                };
+                let tag = op["tags"].get(0).map(text).unwrap_or_else(|| "other".into());
+                match tags.iter_mut().find(|t| t.name == tag) {
+                    Some(t) => t.operations.push(o),
+                    None => tags.push(Tag { name: tag, description: String::new(), operations: vec![o] }),
+                }
+            }
+        }
+    }
+    let schemas = doc["components"]["schemas"]
+        .as_object()
+        .map(|ss| {
+            ss.iter()
+                .map(|(name, s)| {
+                    let required: Vec<&str> = s["required"].as_array().map(|r| r.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+                    Schema {
+                        name: name.clone(),
+                        description: text(&s["description"]),
+                        fields: s["properties"]
+                            .as_object()
+                            .map(|ps| {
+                                ps.iter()
+                                    .map(|(f, p)| Field { name: f.clone(), ty: type_of(p), required: required.contains(&f.as_str()), description: text(&p["description"]) })
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let errors = super::problem::ALL_KINDS
+        .iter()
+        .map(|(slug, status, when)| (format!("{}{slug}", super::problem::TYPE_BASE), *status, *when))
+        .collect();
+    Reference {
+        title: text(&doc["info"]["title"]),
+        version: text(&doc["info"]["version"]),
+        description: text(&doc["info"]["description"]),
+        openapi: text(&doc["openapi"]),
+        tags,
+        errors,
+        schemas,
+    }
+}
+
+#[get("/docs")]
+pub async fn page() -> HttpResponse {
+    match build().render() {
+        Ok(html) => HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html),
+        Err(e) => {
+            tracing::error!(error = %e, "API reference page failed to render");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! `/servers`: create, read, list, act on, and watch the caller's VPS.
+
+use super::auth::{Reader, Writer};
+use super::idempotency::{self, Reply};
+use super::models::{Cycle, NewServer, Reinstall, Resize, Server, ServerList, Usage, UsagePoint};
+use super::pagination;
+use super::problem::ApiError;
+use crate::api_keys::Principal;
+use crate::clock::Clock;
+use crate::resellers::servers::{self as svc, ServerAction, ServerFilter};
+use actix_web::http::StatusCode;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use sqlx::PgPool;
+use std::sync::Arc;
+use utoipa::IntoParams;
+use uuid::Uuid;
+
+const DESIRED: [&str; 4] = ["running", "stopped", "suspended", "terminated"];
+const OBSERVED: [&str; 11] =
+    ["pending", "waiting_for_capacity", "creating", "stopped", "running", "suspended", "crashed", "destroying", "destroyed", "unknown", "error"];
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ServerQuery {
+    /// Only this customer's servers.
+    pub customer_id: Option<Uuid>,
+    /// Desired state: `running`, `stopped`, `suspended` or `terminated`.
+    pub state: Option<String>,
+    /// Observed state, e.g. `running` or `unknown`.
+    pub observed_state: Option<String>,
+    /// Plan code.
+    pub plan: Option<String>,
+    /// Exact hostname.
+    pub hostname: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 100 (default 25).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<i64>,
+}
+
+/// The caller's servers, newest first, with filters.
+#[utoipa::path(get, path = "/api/v1/servers", tag = "servers", params(ServerQuery), responses((status = 200, body = ServerList)))]
+#[get("/servers")]
+pub async fn list(who: Reader, pool: web::Data<PgPool>, q: web::Query<ServerQuery>) -> Result<HttpResponse, ApiError> {
+    let limit = pagination::limit(q.limit)?;
+    let after = q.cursor.as_deref().map(pagination::decode).transpose()?;
+    if let Some(s) = q.state.as_deref().filter(|s| !DESIRED.contains(s)) {
+        return Err(ApiError::validation("state", format!("{s:?} is not one of {}", DESIRED.join(", "))));
+    }
+    if let Some(s) = q.observed_state.as_deref().filter(|s| !OBSERVED.contains(s)) {
+        return Err(ApiError::validation("observed_state", format!("{s:?} is not one of {}", OBSERVED.join(", "))));
+    }
+    let filter = ServerFilter {
+        customer: q.customer_id,
+        desired_state: q.state.as_deref(),
+        observed_state: q.observed_state.as_deref(),
+        plan: q.plan.as_deref(),
+        hostname: q.hostname.as_deref().map(str::trim),
+    };
+    let rows = svc::list(&pool, who.0.tenant, &filter, after, limit + 1).await?;
+    let (rows, next_cursor) = pagination::page(rows, limit, |r| (r.created_at, r.id));
+    Ok(HttpResponse::Ok().json(ServerList { data: rows.into_iter().map(Server::from).collect(), next_cursor }))
+}
+
+/// Creates a server for one of the caller's customers. It is placed and started in the
+/// background: watch `observed_state` (or the `server.updated` webhook).
+#[utoipa::path(post, path = "/api/v1/servers", tag = "servers", request_body = NewServer, responses((status = 201, body = Server)))]
+#[post("/servers")]
+pub async fn create(
+    who: Writer,
+    pool: web::Data<PgPool>,
+    clock: web::Data<Arc<dyn Clock>>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let input: NewServer = super::parse(&body)?;
+    let now = clock.now();
+    let who: Principal = who.0;
+    let tenant = who.tenant;
+    idempotency::run(&pool, &who.clone(), &req, &body, move |tx| {
+        Box::pin(async move {
+            let new = svc::NewServer {
+                customer_id: input.customer_id,
+                plan: input.plan,
+                os_template: input.os_template,
+                hostname: input.hostname,
+                cycle: input.cycle.unwrap_or(Cycle::Monthly).into(),
+            };
+            let id = svc::create(tx, &who, now, new).await?;
+            let row = svc::get(&mut **tx, tenant, id).await?;
+            Reply::new(StatusCode::CREATED, Server::from(row))
+        })
+    })
+    .await
+}
+
+/// One server.
+#[utoipa::path(get, path = "/api/v1/servers/{id}", tag = "servers", params(("id" = Uuid, Path)), responses((status = 200, body = Server)))]
+#[get("/servers/{id}")]
+pub async fn get(who: Reader, pool: web::Data<PgPool>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(Server::from(svc::get(pool.get_ref(), who.0.tenant, *id).await?)))
+}
+
+/// The last day of a server's usage: CPU, memory against guarantee and burst, disk, network.
+#[utoipa::path(get, path = "/api/v1/servers/{id}/usage", tag = "servers", params(("id" = Uuid, Path)), responses((status = 200, body = Usage)))]
+#[get("/servers/{id}/usage")]
+pub async fn usage(who: Reader, pool: web::Data<PgPool>, clock: web::Data<Arc<dyn Clock>>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    let points = svc::usage(&pool, who.0.tenant, *id, clock.now()).await?;
+    let points = points
+        .into_iter()
+        .map(|p| UsagePoint { at: p.at, cpu_cores: p.cpu_cores, memory_mib: p.memory_mib, burst_mib: p.burst_mib, disk_gib: p.disk_gib, rx_mbit: p.rx_mbit, tx_mbit: p.tx_mbit })
+        .collect();
+    Ok(HttpResponse::Ok().json(Usage { server_id: *id, points }))
+}
+
+/// Records an action and answers 202 with the server (its desired state already changed).
+async fn act(who: Writer, pool: &PgPool, clock: &Arc<dyn Clock>, req: &HttpRequest, body: &[u8], id: Uuid, action: ServerAction) -> Result<HttpResponse, ApiError> {
+    let now = clock.now();
+    let who: Principal = who.0;
+    let tenant = who.tenant;
+    idempotency::run(pool, &who.clone(), req, body, move |tx| {
+        Box::pin(async move {
+            svc::act(tx, &who, now, id, action).await?;
+            Reply::new(StatusCode::ACCEPTED, Server::from(svc::get(&mut **tx, tenant, id).await?))
+        })
+    })
+    .await
+}
+
+macro_rules! plain_action {
+    ($fn:ident, $path:literal, $doc_path:literal, $action:expr, $doc:literal) => {
+        #[doc = $doc]
+        #[utoipa::path(post, path = $doc_path, tag = "servers", params(("id" = Uuid, Path)), responses((status = 202, body = Server)))]
+        #[post($path)]
+        pub async fn $fn(
+            who: Writer,
+            pool: web::Data<PgPool>,
+            clock: web::Data<Arc<dyn Clock>>,
+            req: HttpRequest,
+            id: web::Path<Uuid>,
+        ) -> Result<HttpResponse, ApiError> {
+            // No body: the key's fingerprint is the method and path.
+            act(who, &pool, &clock, &req, &[], *id, $action).await
+        }
+    };
+}
+
+plain_action!(start, "/servers/{id}/start", "/api/v1/servers/{id}/start", ServerAction::Start, "Starts a stopped server.");
+plain_action!(stop, "/servers/{id}/stop", "/api/v1/servers/{id}/stop", ServerAction::Stop, "Stops a server (it keeps its disk and address).");
+plain_action!(restart, "/servers/{id}/restart", "/api/v1/servers/{id}/restart", ServerAction::Restart, "Restarts a running server.");
+plain_action!(suspend, "/servers/{id}/suspend", "/api/v1/servers/{id}/suspend", ServerAction::Suspend, "Suspends a server (billing continues).");
+plain_action!(unsuspend, "/servers/{id}/unsuspend", "/api/v1/servers/{id}/unsuspend", ServerAction::Unsuspend, "Lifts the caller's suspension.");
+plain_action!(
+    terminate,
+    "/servers/{id}/terminate",
+    "/api/v1/servers/{id}/terminate",
+    ServerAction::Terminate,
+    "Destroys the server and frees its address; billing stops."
+);
+
+/// Reinstalls the server from a template (wipes its disk).
+#[utoipa::path(post, path = "/api/v1/servers/{id}/reinstall", tag = "servers", params(("id" = Uuid, Path)), request_body(content = Reinstall, description = "Optional"),
+    responses((status = 202, body = Server)))]
+#[post("/servers/{id}/reinstall")]
+pub async fn reinstall(
+    who: Writer,
+    pool: web::Data<PgPool>,
+    clock: web::Data<Arc<dyn Clock>>,
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let r: Reinstall = if body.iter().all(u8::is_ascii_whitespace) { Reinstall::default() } else { super::parse(&body)? };
+    act(who, &pool, &clock, &req, &body, *id, ServerAction::Reinstall { os_template: r.os_template }).await
+}
+
+/// Moves the server to another plan of the same kind; the difference is prorated.
+#[utoipa::path(post, path = "/api/v1/servers/{id}/resize", tag = "servers", params(("id" = Uuid, Path)), request_body = Resize,
+    responses((status = 202, body = Server)))]
+#[post("/servers/{id}/resize")]
+pub async fn resize(
+    who: Writer,
+    pool: web::Data<PgPool>,
+    clock: web::Data<Arc<dyn Clock>>,
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let r: Resize = super::parse(&body)?;
+    act(who, &pool, &clock, &req, &body, *id, ServerAction::Resize { plan: r.plan }).await
+}

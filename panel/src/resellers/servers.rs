@@ -1,0 +1,261 @@
+//! Servers through the API: create one for a customer (its order, subscription, first invoice,
+//! instance and provisioning job in one transaction), and act on it. A reseller's server is
+//! billed to the reseller at its wholesale price, per period, by the same billing engine as a
+//! customer's subscription; a direct customer's server made by an admin is billed to the
+//! customer at the retail price. Both run at once: the paying account owes the first invoice.
+
+use super::{check_quota, invalid, Footprint, ResellerError};
+use crate::api_keys::{Principal, Tenant};
+use crate::audit;
+use crate::billing::invoices::{issue_for_subscriptions, PeriodChoice};
+use crate::billing::{period, proration};
+use crate::db::{instances as inst_sql, jobs, resellers as sql, subscriptions as sub_sql, Tx};
+use crate::plans::BillingCycle;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+use vessel_core::{Action, Hostname, InstanceKind};
+
+pub use sql::{ServerFilter, ServerRow};
+
+#[derive(Clone, Debug)]
+pub struct NewServer {
+    pub customer_id: Uuid,
+    pub plan: String,
+    pub os_template: String,
+    pub hostname: String,
+    pub cycle: BillingCycle,
+}
+
+/// What the API may ask of a server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServerAction {
+    Start,
+    Stop,
+    Restart,
+    /// Wipes the disk and installs the template (a new one, or the current one again).
+    Reinstall { os_template: Option<String> },
+    /// The reseller's own suspension (e.g. its customer did not pay it); billing goes on.
+    Suspend,
+    Unsuspend,
+    /// Destroys the server and ends its billing at the end of the current period.
+    Terminate,
+    /// Moves to another plan of the same kind; billing is prorated.
+    Resize { plan: String },
+}
+
+impl ServerAction {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ServerAction::Start => "start",
+            ServerAction::Stop => "stop",
+            ServerAction::Restart => "restart",
+            ServerAction::Reinstall { .. } => "reinstall",
+            ServerAction::Suspend => "suspend",
+            ServerAction::Unsuspend => "unsuspend",
+            ServerAction::Terminate => "terminate",
+            ServerAction::Resize { .. } => "resize",
+        }
+    }
+}
+
+/// Who pays for a customer's servers: (account, discount in basis points).
+async fn payer(tx: &mut Tx<'_>, customer: &sql::CustomerRow) -> Result<(Uuid, i32, Option<sql::TermsRow>), ResellerError> {
+    match customer.reseller_id {
+        Some(r) => {
+            let terms = sql::lock_terms(tx, r).await?;
+            Ok((r, terms.discount_bp, Some(terms)))
+        }
+        None => Ok((customer.id, 0, None)),
+    }
+}
+
+async fn template_for(tx: &mut Tx<'_>, name: &str, kind: InstanceKind) -> Result<Uuid, ResellerError> {
+    let (id, for_ct, for_kvm) = sub_sql::template(tx, name.trim()).await?.ok_or_else(|| invalid("os_template", "no such OS template"))?;
+    if (kind == InstanceKind::Container && !for_ct) || (kind == InstanceKind::Kvm && !for_kvm) {
+        return Err(invalid("os_template", format!("this template is not available for {} plans", kind_name(kind))));
+    }
+    Ok(id)
+}
+
+fn kind_name(kind: InstanceKind) -> &'static str {
+    match kind {
+        InstanceKind::Container => "container",
+        InstanceKind::Kvm => "KVM",
+    }
+}
+
+/// Creates a server inside the caller's transaction; returns its id.
+pub async fn create(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, s: NewServer) -> Result<Uuid, ResellerError> {
+    let hostname = Hostname::parse(&s.hostname).map_err(|e| invalid("hostname", e.to_string()))?;
+    let customer = sql::lock_customer(tx, who.tenant.reseller(), s.customer_id)
+        .await?
+        .ok_or_else(|| invalid("customer_id", "no such customer"))?;
+    if customer.status != "active" {
+        return Err(invalid("customer_id", format!("this customer is {}: servers are made for active customers", customer.status)));
+    }
+    let (payer, discount_bp, terms) = payer(tx, &customer).await?;
+    let (_, _, currency) = sql::account_facts(&mut **tx, payer).await?.ok_or(ResellerError::NotFound("customer"))?;
+    let (plan_id, kind, retail) = sub_sql::orderable_plan(tx, s.plan.trim(), s.cycle, &currency)
+        .await?
+        .ok_or_else(|| invalid("plan", "no such plan (see GET /api/v1/plans)"))?;
+    let retail = retail.ok_or_else(|| invalid("cycle", format!("this plan has no {} price in {currency}", s.cycle.as_str())))?;
+    let kind: InstanceKind = kind.parse().map_err(|_| invalid("plan", "no such plan"))?;
+    let template = template_for(tx, &s.os_template, kind).await?;
+    if let (Some(terms), Some(reseller)) = (terms, customer.reseller_id) {
+        let (vcpus, memory_mib, disk_gib) = sql::plan_size(tx, plan_id).await?;
+        check_quota(&terms, &sql::quota_use(&mut **tx, reseller).await?, Footprint { servers: 1, vcpus, memory_mib, disk_gib })?;
+    }
+    let price = super::wholesale_price(retail, discount_bp);
+    let anchor = now.date_naive();
+    let (order, subscription) = sub_sql::insert_order(
+        tx,
+        &sub_sql::NewOrder {
+            account_id: payer,
+            plan_id,
+            cycle: s.cycle,
+            os_template_id: template,
+            hostname: hostname.as_str(),
+            coupon_id: None,
+            currency: &currency,
+            price_minor: price,
+            anchor,
+            period_end: period::period(anchor, s.cycle, 0).end,
+        },
+    )
+    .await?;
+    // Made by the API, the server runs at once; the payer owes the first period's invoice, and
+    // dunning suspends the server if it stays unpaid, as for any subscription.
+    sub_sql::set_status(tx, subscription, "active", now).await?;
+    sub_sql::set_order_status(tx, order, "paid").await?;
+    issue_for_subscriptions(tx, &[subscription], PeriodChoice::Current, now).await?;
+    let id = Uuid::new_v4();
+    sql::insert_server(tx, id, customer.id, subscription).await?;
+    jobs::enqueue(tx, "instance.create", json!({ "instance_id": id }), Some(id), Some(&format!("create:{id}"))).await?;
+    audit::record(
+        &mut **tx,
+        who.actor(),
+        "server.create",
+        Some(("instance", id.to_string())),
+        None,
+        json!({ "customer_id": customer.id, "plan": s.plan.trim(), "price_minor": price, "currency": currency }),
+    )
+    .await?;
+    Ok(id)
+}
+
+/// Records an action on a server inside the caller's transaction: its desired state and a
+/// durable job. The host follows; the server's observed state shows when it has.
+pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid, action: ServerAction) -> Result<(), ResellerError> {
+    let (desired, subscription, plan_id, customer) =
+        sql::lock_server(tx, who.tenant.reseller(), id).await?.ok_or(ResellerError::NotFound("server"))?;
+    if desired == "terminated" {
+        return Err(ResellerError::Conflict("this server is terminated".into()));
+    }
+    let billing = match subscription {
+        Some(sub) => sub_sql::lock(tx, sub, None).await?.map(|s| (s.status, s.account_id)),
+        None => None,
+    };
+    let billing_suspended = billing.as_ref().is_some_and(|(status, _)| status == "suspended");
+    let running_or_stopped = || -> Result<(), ResellerError> {
+        if desired == "suspended" {
+            return Err(ResellerError::Conflict("this server is suspended: unsuspend it first".into()));
+        }
+        if billing_suspended {
+            return Err(ResellerError::Conflict("this server is suspended for an overdue invoice: pay it first".into()));
+        }
+        Ok(())
+    };
+    let converge = |d: &str| json!({ "instance_id": id, "desired": d, "reason": "api" });
+    match &action {
+        ServerAction::Start | ServerAction::Stop => {
+            running_or_stopped()?;
+            let to = if action == ServerAction::Start { "running" } else { "stopped" };
+            inst_sql::set_desired(tx, id, to, now).await?;
+            let a = if action == ServerAction::Start { Action::Start } else { Action::Stop };
+            jobs::enqueue(tx, "instance.action", json!({ "instance_id": id, "action": a }), Some(id), None).await?;
+        }
+        ServerAction::Restart => {
+            running_or_stopped()?;
+            if desired != "running" {
+                return Err(ResellerError::Conflict("this server is not running: start it instead".into()));
+            }
+            jobs::enqueue(tx, "instance.action", json!({ "instance_id": id, "action": Action::Restart }), Some(id), None).await?;
+        }
+        ServerAction::Reinstall { os_template } => {
+            running_or_stopped()?;
+            if let Some(name) = os_template {
+                let kind: InstanceKind = crate::db::plans::kind_of(tx, plan_id).await?.parse().map_err(|_| invalid("os_template", "unknown plan kind"))?;
+                let template = template_for(tx, name, kind).await?;
+                sql::set_template(tx, id, template).await?;
+            }
+            jobs::enqueue(tx, "instance.action", json!({ "instance_id": id, "action": Action::Reinstall }), Some(id), None).await?;
+        }
+        ServerAction::Suspend => {
+            if desired == "suspended" {
+                return Err(ResellerError::Conflict("this server is already suspended".into()));
+            }
+            inst_sql::set_desired(tx, id, "suspended", now).await?;
+            jobs::enqueue(tx, "instance.converge", converge("suspended"), Some(id), None).await?;
+        }
+        ServerAction::Unsuspend => {
+            if desired != "suspended" {
+                return Err(ResellerError::Conflict("this server is not suspended".into()));
+            }
+            if billing_suspended {
+                return Err(ResellerError::Conflict("this server is suspended for an overdue invoice: pay it first".into()));
+            }
+            inst_sql::set_desired(tx, id, "running", now).await?;
+            jobs::enqueue(tx, "instance.converge", converge("running"), Some(id), None).await?;
+        }
+        ServerAction::Terminate => {
+            inst_sql::set_desired(tx, id, "terminated", now).await?;
+            if let Some(sub) = subscription {
+                sub_sql::set_status(tx, sub, "terminated", now).await?;
+            }
+            jobs::enqueue(tx, "instance.converge", converge("terminated"), Some(id), None).await?;
+        }
+        ServerAction::Resize { plan } => {
+            running_or_stopped()?;
+            let (Some(sub), Some((status, payer))) = (subscription, billing) else {
+                return Err(ResellerError::Conflict("this server has no subscription to bill".into()));
+            };
+            if status != "active" {
+                return Err(ResellerError::Conflict(format!("a {status} server cannot change plans")));
+            }
+            let new_plan = sql::orderable_plan_id(tx, plan.trim()).await?.ok_or_else(|| invalid("plan", "no such plan (see GET /api/v1/plans)"))?;
+            let mut discount = 0;
+            if let Some(r) = sql::reseller_of(tx, customer).await? {
+                let terms = sql::lock_terms(tx, r).await?;
+                discount = terms.discount_bp;
+                let (nv, nm, nd) = sql::plan_size(tx, new_plan).await?;
+                let (ov, om, od) = sql::plan_size(tx, plan_id).await?;
+                check_quota(&terms, &sql::quota_use(&mut **tx, r).await?, Footprint { servers: 0, vcpus: nv - ov, memory_mib: nm - om, disk_gib: nd - od })?;
+            }
+            proration::change_plan_in(tx, now, payer, sub, plan.trim(), discount).await?;
+        }
+    }
+    audit::record(&mut **tx, who.actor(), &format!("server.{}", action.name()), Some(("instance", id.to_string())), None, json!({})).await?;
+    Ok(())
+}
+
+pub async fn get<'e, E: sqlx::PgExecutor<'e>>(e: E, tenant: Tenant, id: Uuid) -> Result<ServerRow, ResellerError> {
+    sql::server(e, tenant.reseller(), id).await?.ok_or(ResellerError::NotFound("server"))
+}
+
+pub async fn list(
+    pool: &PgPool,
+    tenant: Tenant,
+    filter: &ServerFilter<'_>,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<ServerRow>, ResellerError> {
+    Ok(sql::servers(pool, tenant.reseller(), filter, after, limit).await?)
+}
+
+/// The last day of a server's usage, as rates between samples.
+pub async fn usage(pool: &PgPool, tenant: Tenant, id: Uuid, now: DateTime<Utc>) -> Result<Vec<crate::usage::Point>, ResellerError> {
+    let server = get(pool, tenant, id).await?;
+    Ok(crate::usage::last_day(pool, server.customer_id, id, now).await?)
+}
