@@ -69,9 +69,16 @@ impl Principal {
     pub fn has(&self, scope: Scope) -> bool {
         self.scopes.contains(&scope)
     }
-    /// The audit log's actor: the key, so a leaked key's actions can be traced.
+    /// The audit log's actor: the key's account, acting through a key.
     pub fn actor(&self) -> Actor {
-        Actor { id: Some(self.key_id), kind: ActorKind::ApiKey }
+        Actor { id: Some(self.account_id), kind: ActorKind::ApiKey }
+    }
+    /// Audit details with the key added, so a leaked key's actions can be traced.
+    pub fn details(&self, mut details: serde_json::Value) -> serde_json::Value {
+        if let Some(o) = details.as_object_mut() {
+            o.insert("api_key_id".into(), json!(self.key_id));
+        }
+        details
     }
 }
 

@@ -68,8 +68,9 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             return ApiError::Malformed(inner.to_string());
         }
         let message = inner.to_string();
-        // serde names missing and unknown fields in the message, at the parent's path.
-        let named = message.split('`').nth(1).filter(|_| message.starts_with("missing field") || message.starts_with("unknown field"));
+        // serde names a missing field in the message, at its parent's path (an unknown field's
+        // path is already the field).
+        let named = message.split('`').nth(1).filter(|_| message.starts_with("missing field") || (message.starts_with("unknown field") && path == "."));
         let field = match (path.as_str(), named) {
             (".", Some(n)) => n.to_string(),
             (".", None) => "body".to_string(),

@@ -70,7 +70,7 @@ pub async fn create(tx: &mut Tx<'_>, who: &Principal, c: NewCustomer) -> Result<
     )
     .await?
     .ok_or_else(|| invalid("email", "a customer with this email already exists"))?;
-    audit::record(&mut **tx, who.actor(), "customer.create", Some(("account", row.id.to_string())), None, json!({ "email": row.email, "reseller_id": reseller })).await?;
+    audit::record(&mut **tx, who.actor(), "customer.create", Some(("account", row.id.to_string())), None, who.details(json!({ "email": row.email, "reseller_id": reseller }))).await?;
     Ok(row)
 }
 
@@ -106,7 +106,7 @@ pub async fn update(pool: &PgPool, who: &Principal, id: Uuid, c: CustomerChange)
         Some(_) => return Err(invalid("status", "a customer is active or suspended (delete it to close it)")),
     };
     let row = sql::update_customer(&mut tx, id, &name, country.as_deref(), &status).await?;
-    audit::record(&mut *tx, who.actor(), "customer.update", Some(("account", id.to_string())), None, json!({ "name": name, "country": country, "status": status })).await?;
+    audit::record(&mut *tx, who.actor(), "customer.update", Some(("account", id.to_string())), None, who.details(json!({ "name": name, "country": country, "status": status }))).await?;
     tx.commit().await?;
     Ok(row)
 }
@@ -121,7 +121,7 @@ pub async fn delete(pool: &PgPool, who: &Principal, id: Uuid) -> Result<(), Rese
         return Err(ResellerError::Conflict(format!("this customer still has {live} server(s): terminate them first")));
     }
     sql::update_customer(&mut tx, id, &cur.display_name, cur.country.as_deref(), "closed").await?;
-    audit::record(&mut *tx, who.actor(), "customer.delete", Some(("account", id.to_string())), None, json!({})).await?;
+    audit::record(&mut *tx, who.actor(), "customer.delete", Some(("account", id.to_string())), None, who.details(json!({}))).await?;
     tx.commit().await?;
     Ok(())
 }

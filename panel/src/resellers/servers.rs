@@ -139,7 +139,7 @@ pub async fn create(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, s: New
         "server.create",
         Some(("instance", id.to_string())),
         None,
-        json!({ "customer_id": customer.id, "plan": s.plan.trim(), "price_minor": price, "currency": currency }),
+        who.details(json!({ "customer_id": customer.id, "plan": s.plan.trim(), "price_minor": price, "currency": currency })),
     )
     .await?;
     Ok(id)
@@ -236,7 +236,7 @@ pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid,
             proration::change_plan_in(tx, now, payer, sub, plan.trim(), discount).await?;
         }
     }
-    audit::record(&mut **tx, who.actor(), &format!("server.{}", action.name()), Some(("instance", id.to_string())), None, json!({})).await?;
+    audit::record(&mut **tx, who.actor(), &format!("server.{}", action.name()), Some(("instance", id.to_string())), None, who.details(json!({}))).await?;
     Ok(())
 }
 

@@ -11,6 +11,7 @@ mod health;
 mod migrations;
 mod orchestration;
 mod plans_sync;
+mod reseller_api;
 mod web_admin;
 mod web_auth;
 mod web_customer;
