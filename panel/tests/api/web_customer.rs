@@ -247,8 +247,9 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
     ];
 
     // Every POST route in the panel's source is covered. Machine APIs are exempt: the Stripe
-    // webhook is signed by Stripe and a host's join carries its one-time join token; neither
-    // uses a session cookie, so there is nothing for a forged form to ride on.
+    // webhook is signed by Stripe, a host's join carries its one-time join token, and the
+    // reseller API (src/api/) takes only a bearer key; none uses a session cookie, so there is
+    // nothing for a forged form to ride on.
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut routes = Vec::new();
     let mut stack = vec![src];
@@ -256,7 +257,9 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
         for e in std::fs::read_dir(d).unwrap() {
             let p = e.unwrap().path();
             if p.is_dir() {
-                stack.push(p);
+                if !p.ends_with("api") {
+                    stack.push(p);
+                }
             } else if p.extension().is_some_and(|x| x == "rs") {
                 for l in std::fs::read_to_string(&p).unwrap().lines() {
                     if let Some(r) = l.trim().strip_prefix("#[post(\"").and_then(|r| r.strip_suffix("\")]")) {
