@@ -12,6 +12,7 @@ mod migrations;
 mod orchestration;
 mod plans_sync;
 mod reseller_api;
+mod schemathesis;
 mod web_admin;
 mod web_auth;
 mod web_customer;
