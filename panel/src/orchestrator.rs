@@ -87,7 +87,7 @@ pub async fn handle(ctx: &Ctx, job: crate::jobs::JobRow) -> Outcome {
         "instance.create" | "instance.converge" => converge(ctx, payload.instance_id).await,
         "instance.action" => match payload.action {
             Some(Action::Restart) => act(ctx, payload.instance_id, ActionRequest::plain(Action::Restart)).await,
-            Some(Action::Reinstall) => act(ctx, payload.instance_id, ActionRequest::plain(Action::Reinstall)).await,
+            Some(Action::Reinstall) => reinstall(ctx, payload.instance_id).await,
             // Start and stop changed the desired state; converging does them.
             _ => converge(ctx, payload.instance_id).await,
         },
@@ -201,6 +201,15 @@ async fn converge(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
 
 async fn act(ctx: &Ctx, id: Uuid, req: ActionRequest) -> Step<Outcome> {
     let (_inst, _host, client) = placed(ctx, id).await?;
+    let status = client.action(InstanceId(id), &req).await.map_err(host_failed)?;
+    record(ctx, id, &status).await?;
+    Ok(Outcome::Done)
+}
+
+/// Reinstalls from the instance's template as the panel has it now (the API may have changed it).
+async fn reinstall(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
+    let (inst, _host, client) = placed(ctx, id).await?;
+    let req = ActionRequest { action: Action::Reinstall, template: Some(inst.os_template.clone()), resources: None };
     let status = client.action(InstanceId(id), &req).await.map_err(host_failed)?;
     record(ctx, id, &status).await?;
     Ok(Outcome::Done)
