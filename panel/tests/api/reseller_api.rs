@@ -488,3 +488,42 @@ async fn the_openapi_document_and_reference_page_are_served_locally() {
     assert!(html.contains("/api/v1/servers/{id}/resize") && html.contains("quota-exceeded") && !html.contains("https://cdn"), "the page documents the API itself");
     assert!(!html.contains("<script src=\"http"), "no remote scripts");
 }
+
+#[tokio::test]
+async fn admin_keys_act_for_any_reseller_and_keys_are_per_account() {
+    let api = Api::new().await;
+    let pool = &api.app.pool;
+    let a = reseller(pool, "a@resell.example", RW).await;
+    let b = reseller(pool, "b@resell.example", RW).await;
+    let root = admin(pool).await;
+    // An admin makes a customer for reseller A and a server for it: A pays, at its price.
+    let (s, c) = api.post(&root.token, "/api/v1/customers", json!({"email": "c@example.com", "name": "C", "reseller_id": a.account})).await;
+    assert_eq!((s, c["reseller_id"].as_str()), (StatusCode::CREATED, Some(a.account.to_string().as_str())), "{c}");
+    let c_id: Uuid = c["id"].as_str().unwrap().parse().unwrap();
+    let server = api.server(&root.token, c_id, "by-admin.example.com").await;
+    let (s, _) = api.get(&a.token, &format!("/api/v1/servers/{}", server["id"].as_str().unwrap())).await;
+    assert_eq!(s, StatusCode::OK, "the reseller sees what the admin made for its customer");
+    let payer: Uuid = sqlx::query_scalar("SELECT account_id FROM invoices").fetch_one(pool).await.unwrap();
+    assert_eq!(payer, a.account);
+    // A reseller key cannot make customers for another reseller.
+    let (s, v) = api.post(&b.token, "/api/v1/customers", json!({"email": "d@example.com", "name": "D", "reseller_id": a.account})).await;
+    assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("reseller_id")), "{v}");
+    // The admin reads any reseller's quota, and must say whose.
+    let (s, q) = api.get(&root.token, &format!("/api/v1/quota?reseller_id={}", a.account)).await;
+    assert_eq!((s, q["servers"]["used"].as_i64()), (StatusCode::OK, Some(1)), "{q}");
+    let (s, _) = api.get(&root.token, "/api/v1/quota").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    // One Idempotency-Key in two accounts is two requests.
+    let (s1, _, v1) = api.call(Some(&a.token), Method::POST, "/api/v1/customers", Some(json!({"email": "k@example.com", "name": "K"})), Some("same")).await;
+    let (s2, _, v2) = api.call(Some(&b.token), Method::POST, "/api/v1/customers", Some(json!({"email": "k@example.com", "name": "K"})), Some("same")).await;
+    assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED));
+    assert_ne!(v1["id"], v2["id"], "the same email is fine under two resellers, and the key did not replay across accounts");
+}
+
+#[tokio::test]
+async fn a_panel_session_is_not_an_api_credential() {
+    let api = Api::new().await;
+    let admin_session = api.app.admin("boss@example.com").await;
+    let r = admin_session.get(api.app.url("/api/v1/servers")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "cookies do not authenticate the API (so no CSRF can ride on them)");
+}
