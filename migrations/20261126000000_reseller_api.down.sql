@@ -12,3 +12,4 @@ DROP TABLE IF EXISTS reseller_terms;
 DROP INDEX IF EXISTS accounts_reseller_email_key;
 DROP INDEX IF EXISTS accounts_email_key;
 CREATE UNIQUE INDEX accounts_email_key ON accounts (email);
+ALTER TABLE instances DROP COLUMN IF EXISTS owner_suspended;

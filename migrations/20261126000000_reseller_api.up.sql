@@ -25,6 +25,10 @@ CREATE TABLE reseller_terms (
     CONSTRAINT reseller_terms_quotas_non_negative CHECK (max_servers >= 0 AND max_vcpus >= 0 AND max_memory_mib >= 0 AND max_disk_gib >= 0)
 );
 
+-- A server's owner (a reseller through the API) may suspend it on its own account, apart from
+-- billing's suspension: paying an overdue invoice must not resume what the owner suspended.
+ALTER TABLE instances ADD COLUMN owner_suspended boolean NOT NULL DEFAULT false;
+
 -- ---------------------------------------------------------------- API keys
 -- The key is shown once. Stored: its public prefix (to find it and to recognise it in logs)
 -- and the SHA-256 of the whole key. Keys carry 190 bits of randomness, so a fast hash is

@@ -54,7 +54,14 @@ pub async fn suspend(tx: &mut Tx<'_>, sub: Uuid, account: Uuid, invoice: Uuid, n
 
 pub async fn unsuspend(tx: &mut Tx<'_>, sub: Uuid, account: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
     sql::set_status(tx, sub, "active", now).await?;
-    set_instance(tx, sub, "running", now, "paid").await?;
+    // What its owner suspended stays suspended: the payment lifts billing's suspension only.
+    let owner_suspended = match inst_sql::of_subscription(tx, sub).await? {
+        Some(instance) => inst_sql::owner_suspended(tx, instance).await?,
+        None => false,
+    };
+    if !owner_suspended {
+        set_instance(tx, sub, "running", now, "paid").await?;
+    }
     mail(tx, account, "service_unsuspended", sub, format!("service_unsuspended:{sub}:{}", now.timestamp())).await
 }
 

@@ -193,10 +193,11 @@ pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid,
             jobs::enqueue(tx, "instance.action", json!({ "instance_id": id, "action": Action::Reinstall }), Some(id), None).await?;
         }
         ServerAction::Suspend => {
-            if desired == "suspended" {
+            if desired == "suspended" && !billing_suspended {
                 return Err(ResellerError::Conflict("this server is already suspended".into()));
             }
             inst_sql::set_desired(tx, id, "suspended", now).await?;
+            inst_sql::set_owner_suspended(tx, id, true).await?;
             jobs::enqueue(tx, "instance.converge", converge("suspended"), Some(id), None).await?;
         }
         ServerAction::Unsuspend => {
@@ -207,6 +208,7 @@ pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid,
                 return Err(ResellerError::Conflict("this server is suspended for an overdue invoice: pay it first".into()));
             }
             inst_sql::set_desired(tx, id, "running", now).await?;
+            inst_sql::set_owner_suspended(tx, id, false).await?;
             jobs::enqueue(tx, "instance.converge", converge("running"), Some(id), None).await?;
         }
         ServerAction::Terminate => {

@@ -527,3 +527,25 @@ async fn a_panel_session_is_not_an_api_credential() {
     let r = admin_session.get(api.app.url("/api/v1/servers")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "cookies do not authenticate the API (so no CSRF can ride on them)");
 }
+
+#[tokio::test]
+async fn paying_an_overdue_invoice_does_not_resume_what_the_reseller_suspended() {
+    let api = Api::new().await;
+    let pool = &api.app.pool;
+    let a = reseller(pool, "a@resell.example", RW).await;
+    let c = api.customer(&a.token, "c@example.com").await;
+    let id = api.server(&a.token, c, "web.example.com").await["id"].as_str().unwrap().to_string();
+    let (s, _) = api.post(&a.token, &format!("/api/v1/servers/{id}/suspend"), json!(null)).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let (sub, invoice): (Uuid, Uuid) = sqlx::query_as("SELECT subscription_id, id FROM invoices WHERE kind = 'invoice'").fetch_one(pool).await.unwrap();
+    let now = chrono::Utc::now();
+    // Billing suspends the (already suspended) server for the overdue invoice, then the payment lifts it.
+    let mut tx = pool.begin().await.unwrap();
+    panel::subscriptions::suspend(&mut tx, sub, a.account, invoice, now).await.unwrap();
+    panel::subscriptions::unsuspend(&mut tx, sub, a.account, now).await.unwrap();
+    tx.commit().await.unwrap();
+    let (_, v) = api.get(&a.token, &format!("/api/v1/servers/{id}")).await;
+    assert_eq!((v["desired_state"].as_str(), v["billing_status"].as_str()), (Some("suspended"), Some("active")), "the reseller's suspension holds: {v}");
+    let (s, v) = api.post(&a.token, &format!("/api/v1/servers/{id}/unsuspend"), json!(null)).await;
+    assert_eq!((s, v["desired_state"].as_str()), (StatusCode::ACCEPTED, Some("running")), "{v}");
+}
