@@ -19,6 +19,25 @@ pub struct Settings {
     pub stripe: Option<crate::billing::stripe::StripeSettings>,
     pub smtp: SmtpSettings,
     pub session: SessionSettings,
+    pub webhooks: WebhookSettings,
+}
+
+/// Delivery of webhook events to resellers' endpoints (`panel::webhooks`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Run the delivery worker inside `panel serve`.
+    pub worker: bool,
+    /// How often the worker looks for due deliveries, in milliseconds.
+    pub poll_ms: u64,
+    /// A delivery that has no answer after this long failed (and is retried).
+    pub timeout_secs: u64,
+    /// After this many failed attempts a delivery is `failed` (an owner can send it again).
+    pub max_attempts: i32,
+    /// The wait after the first failure, in milliseconds; it doubles per attempt (with jitter).
+    pub backoff_base_ms: u64,
+    /// The longest wait between two attempts, in seconds.
+    pub backoff_max_secs: u64,
 }
 
 /// Where mail goes. Plain SMTP to localhost by default (a local relay); `tls = true` uses
@@ -155,6 +174,14 @@ username = ""
 password = ""
 worker = true
 poll_ms = 1000
+
+[webhooks]
+worker = true
+poll_ms = 1000
+timeout_secs = 10
+max_attempts = 12
+backoff_base_ms = 30000
+backoff_max_secs = 3600
 
 [session]
 secret = ""

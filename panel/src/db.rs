@@ -20,9 +20,11 @@ pub mod ledger;
 pub mod outbox;
 pub mod payments;
 pub mod plans;
+pub mod reseller_account;
 pub mod seed;
 pub mod subscriptions;
 pub mod usage;
+pub mod webhooks;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
