@@ -125,7 +125,8 @@ pub async fn endpoint(pool: &PgPool, account: Uuid, id: Uuid) -> Result<Endpoint
     sql::endpoint_of(pool, account, id).await?.ok_or(WebhookError::NotFound)
 }
 
-/// A disabled endpoint gets no new deliveries, and its pending ones wait until it is enabled.
+/// A disabled endpoint is not sent to: events while it is disabled are not queued for it
+/// (`emit_api_event` fans out to enabled endpoints), and deliveries queued before wait for it.
 pub async fn set_enabled(pool: &PgPool, account: Uuid, id: Uuid, enabled: bool, addr: Option<IpAddr>) -> Result<(), WebhookError> {
     let mut tx = pool.begin().await?;
     if !sql::set_enabled(&mut tx, account, id, enabled).await? {

@@ -14,3 +14,4 @@ mod plans_sync;
 mod web_admin;
 mod web_auth;
 mod web_customer;
+mod webhooks;
