@@ -14,4 +14,5 @@ mod plans_sync;
 mod web_admin;
 mod web_auth;
 mod web_customer;
+mod web_reseller;
 mod webhooks;
