@@ -2,7 +2,7 @@
 //! without JavaScript, one small stylesheet served from here.
 //!
 //! * [`session`]: signed cookies, server-side sessions, CSRF-checked forms, and the
-//!   "current customer" / "current admin" extractors;
+//!   "current customer" / "current admin" / "current reseller" extractors;
 //! * [`error`]: what goes wrong, as pages;
 //! * [`pages`]: catalogue and sign-in; [`customer`]: orders, invoices, servers;
 //!   [`admin`]: the admin area; [`reseller`]: the reseller's keys, webhooks and home.
