@@ -38,6 +38,10 @@ pub struct WebhookSettings {
     pub backoff_base_ms: u64,
     /// The longest wait between two attempts, in seconds.
     pub backoff_max_secs: u64,
+    /// Also deliver to loopback, private, link-local and other non-public addresses. Off by
+    /// default: a reseller's URL must not reach the provider's own network (a cloud metadata
+    /// service, an internal admin page) and read its answer back in the delivery log.
+    pub allow_private_addresses: bool,
 }
 
 /// Where mail goes. Plain SMTP to localhost by default (a local relay); `tls = true` uses
@@ -182,6 +186,7 @@ timeout_secs = 10
 max_attempts = 12
 backoff_base_ms = 30000
 backoff_max_secs = 3600
+allow_private_addresses = false
 
 [session]
 secret = ""

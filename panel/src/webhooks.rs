@@ -22,7 +22,8 @@ use rand::Rng;
 use serde_json::json;
 use sha2::Sha256;
 use sqlx::PgPool;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -189,6 +190,68 @@ pub fn backoff(s: &WebhookSettings, attempts: i32) -> Duration {
     Duration::from_millis((ms as f64 * jitter) as u64)
 }
 
+/// Whether an address is on the public internet: not loopback, private (RFC 1918, IPv6 ULA),
+/// link-local (cloud metadata services live there), carrier-grade NAT, documentation,
+/// benchmarking, multicast, reserved or unspecified. IPv4-mapped IPv6 is judged as IPv4.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => {
+            let o = a.octets();
+            !(a.is_private()
+                || a.is_loopback()
+                || a.is_link_local()
+                || a.is_unspecified()
+                || a.is_broadcast()
+                || a.is_multicast()
+                || a.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || (o[0] == 198 && (o[1] & 0xfe) == 18)
+                || o[0] >= 240)
+        }
+        IpAddr::V6(a) => {
+            if let Some(v4) = a.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let s = a.segments();
+            !(a.is_loopback()
+                || a.is_unspecified()
+                || a.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] == 0x2001 && s[1] == 0x0db8))
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{host} is not a public address ({addrs}); deliveries go to public addresses only unless [webhooks] allow_private_addresses is set")]
+struct NotPublic {
+    host: String,
+    addrs: String,
+}
+
+/// Resolves names like the system does, then keeps only public addresses, so a name cannot
+/// point the worker at the provider's own network (checked at connection time, so a name
+/// that changes its answer after the check gains nothing).
+struct PublicOnly;
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let all: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let public: Vec<SocketAddr> = all.iter().copied().filter(|a| is_public(a.ip())).collect();
+            if public.is_empty() {
+                let addrs = all.iter().map(|a| a.ip().to_string()).collect::<Vec<_>>().join(", ");
+                return Err(Box::new(NotPublic { host, addrs }) as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 /// Sends deliveries: one HTTP client, built once, that never follows redirects (a redirect
 /// answer is a failure to fix at the receiver, not a place to send signed data).
 #[derive(Clone)]
@@ -205,14 +268,28 @@ enum Outcome {
 
 impl Deliverer {
     pub fn new(settings: WebhookSettings) -> Self {
-        let http = reqwest::Client::builder()
+        let mut b = reqwest::Client::builder()
             .timeout(Duration::from_secs(settings.timeout_secs.max(1)))
             .connect_timeout(Duration::from_secs(settings.timeout_secs.clamp(1, 5)))
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("Vessel-Webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .expect("a reqwest client with static settings builds");
+            .user_agent(concat!("Vessel-Webhooks/", env!("CARGO_PKG_VERSION")));
+        if !settings.allow_private_addresses {
+            // A proxy would resolve names itself, past the check.
+            b = b.dns_resolver(Arc::new(PublicOnly)).no_proxy();
+        }
+        let http = b.build().expect("a reqwest client with static settings builds");
         Self { http, settings }
+    }
+
+    /// A URL whose host is a non-public IP literal (names are checked by [`PublicOnly`]).
+    fn refused_literal(&self, url: &str) -> Option<String> {
+        if self.settings.allow_private_addresses {
+            return None;
+        }
+        let url = reqwest::Url::parse(url).ok()?;
+        let host = url.host_str()?;
+        let ip: IpAddr = host.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+        (!is_public(ip)).then(|| NotPublic { host: host.to_string(), addrs: ip.to_string() }.to_string())
     }
 
     /// The body exactly as signed and sent.
@@ -222,6 +299,9 @@ impl Deliverer {
     }
 
     async fn send(&self, d: &Claimed) -> Outcome {
+        if let Some(error) = self.refused_literal(&d.url) {
+            return Outcome::Failed { status: None, error };
+        }
         let body = Self::body(d);
         let t = chrono::Utc::now().timestamp();
         let req = self
@@ -330,7 +410,15 @@ mod tests {
     use super::*;
 
     fn settings() -> WebhookSettings {
-        WebhookSettings { worker: true, poll_ms: 1000, timeout_secs: 10, max_attempts: 12, backoff_base_ms: 30_000, backoff_max_secs: 3600 }
+        WebhookSettings {
+            worker: true,
+            poll_ms: 1000,
+            timeout_secs: 10,
+            max_attempts: 12,
+            backoff_base_ms: 30_000,
+            backoff_max_secs: 3600,
+            allow_private_addresses: false,
+        }
     }
 
     #[test]
@@ -354,6 +442,25 @@ mod tests {
     fn signature_matches_a_known_vector() {
         // HMAC-SHA256("whsec_test", "1700000000.{}"), computed independently (Python's hmac).
         assert_eq!(signature("whsec_test", 1_700_000_000, b"{}"), "t=1700000000,v1=35495024f4ef3f94e5a93e22221544c4b75e9a42300cd965ab81cb85cd994e91");
+    }
+
+    #[test]
+    fn only_public_addresses_are_public() {
+        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "255.255.255.255",
+                   "224.0.0.1", "192.0.2.1", "198.18.0.1", "240.0.0.1", "::1", "::", "fd00::1", "fe80::1", "2001:db8::1", "::ffff:127.0.0.1", "ff02::1"] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["1.1.1.1", "8.8.8.8", "100.128.0.1", "172.32.0.1", "2606:4700::1111", "::ffff:1.1.1.1"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+        let d = Deliverer::new(settings());
+        assert!(d.refused_literal("http://127.0.0.1:8080/x").is_some());
+        assert!(d.refused_literal("http://[::1]/x").is_some());
+        assert!(d.refused_literal("http://169.254.169.254/latest").is_some());
+        assert!(d.refused_literal("https://1.1.1.1/x").is_none());
+        assert!(d.refused_literal("https://hooks.example.com/x").is_none(), "names are checked when resolved");
+        let open = Deliverer::new(WebhookSettings { allow_private_addresses: true, ..settings() });
+        assert!(open.refused_literal("http://127.0.0.1:8080/x").is_none());
     }
 
     #[test]

@@ -186,7 +186,8 @@ async fn webhook_endpoints_are_kept_per_reseller_and_another_resellers_are_404()
     let (s, loc, _) = app.submit(&a, &page, &format!("{page}/deliveries/{delivery}/resend"), &[]).await;
     assert_eq!((s, loc), (303, format!("{page}?done=requeued")));
     let (status, attempts): (String, i32) = sqlx::query_as("SELECT status, attempts FROM webhook_deliveries WHERE id = $1").bind(delivery).fetch_one(&app.pool).await.unwrap();
-    assert_eq!((status.as_str(), attempts), ("pending", 0));
+    // The panel's worker may already have tried it once (example.com does not answer here).
+    assert!(status == "pending" && attempts <= 1, "queued again with a fresh count: {status} {attempts}");
     let (s, _, _) = app.submit(&a, &page, &format!("{page}/state"), &[("to", "disable")]).await;
     assert_eq!(s, 303);
     let (_, body) = app.get(&a, &page).await;

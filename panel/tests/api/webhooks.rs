@@ -169,7 +169,8 @@ impl World {
 }
 
 fn fast(max_attempts: i32) -> WebhookSettings {
-    WebhookSettings { worker: true, poll_ms: 50, timeout_secs: 3, max_attempts, backoff_base_ms: 300, backoff_max_secs: 2 }
+    // The receivers listen on 127.0.0.1, which production refuses (see the test below).
+    WebhookSettings { worker: true, poll_ms: 50, timeout_secs: 3, max_attempts, backoff_base_ms: 300, backoff_max_secs: 2, allow_private_addresses: true }
 }
 
 // ------------------------------------------------------------------ the reference verifier
@@ -413,4 +414,23 @@ async fn two_workers_deliver_each_event_once_per_endpoint() {
     assert_eq!(attempts, vec![1]);
     let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1").bind(off.id).fetch_one(&w.pool).await.unwrap();
     assert_eq!(queued, 0, "events while an endpoint is disabled are not queued for it");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_nothing_is_sent_to_private_addresses() {
+    let w = World::new().await;
+    let rx = Receiver::start(0, 200);
+    let server = w.server("web1.example.com").await;
+    let literal = w.endpoint(&rx.url("/literal")).await;
+    let named = w.endpoint(&format!("http://localhost:{}/named", rx.port)).await;
+    w.observe(server, "running").await;
+    panel::webhooks::spawn_worker(w.pool.clone(), WebhookSettings { allow_private_addresses: false, ..fast(12) });
+    for ep in [&literal, &named] {
+        let (status, _, last_status, error) =
+            eventually("a refused attempt", 15, async || w.delivery(ep.id, "server.updated").await.filter(|d| d.1 >= 1)).await;
+        let error = error.unwrap_or_default();
+        assert_eq!((status.as_str(), last_status), ("pending", None));
+        assert!(error.contains("is not a public address") && error.contains("127.0.0.1"), "{}: {error}", ep.url);
+    }
+    assert!(rx.got().is_empty(), "the receiver on 127.0.0.1 got nothing: {:?}", rx.got());
 }
