@@ -20,6 +20,7 @@ pub struct Settings {
     pub smtp: SmtpSettings,
     pub session: SessionSettings,
     pub api: ApiSettings,
+    pub webhooks: WebhookSettings,
 }
 
 /// The reseller API (`/api/v1`).
@@ -30,6 +31,28 @@ pub struct ApiSettings {
     pub rate_limit_per_minute: u32,
     /// Requests a key may make at once before the per-minute rate applies.
     pub rate_limit_burst: u32,
+}
+
+/// Delivery of webhook events to resellers' endpoints (`panel::webhooks`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSettings {
+    /// Run the delivery worker inside `panel serve`.
+    pub worker: bool,
+    /// How often the worker looks for due deliveries, in milliseconds.
+    pub poll_ms: u64,
+    /// A delivery that has no answer after this long failed (and is retried).
+    pub timeout_secs: u64,
+    /// After this many failed attempts a delivery is `failed` (an owner can send it again).
+    pub max_attempts: i32,
+    /// The wait after the first failure, in milliseconds; it doubles per attempt (with jitter).
+    pub backoff_base_ms: u64,
+    /// The longest wait between two attempts, in seconds.
+    pub backoff_max_secs: u64,
+    /// Also deliver to loopback, private, link-local and other non-public addresses. Off by
+    /// default: a reseller's URL must not reach the provider's own network (a cloud metadata
+    /// service, an internal admin page) and read its answer back in the delivery log.
+    pub allow_private_addresses: bool,
 }
 
 /// Where mail goes. Plain SMTP to localhost by default (a local relay); `tls = true` uses
@@ -166,6 +189,15 @@ username = ""
 password = ""
 worker = true
 poll_ms = 1000
+
+[webhooks]
+worker = true
+poll_ms = 1000
+timeout_secs = 10
+max_attempts = 12
+backoff_base_ms = 30000
+backoff_max_secs = 3600
+allow_private_addresses = false
 
 [session]
 secret = ""

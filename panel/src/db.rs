@@ -22,9 +22,11 @@ pub mod payments;
 pub mod plans;
 pub mod resellers;
 pub mod idempotency;
+pub mod reseller_account;
 pub mod seed;
 pub mod subscriptions;
 pub mod usage;
+pub mod webhooks;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;

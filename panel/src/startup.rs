@@ -55,6 +55,9 @@ impl Application {
             mailer.base_url = settings.http.base_url.clone();
             crate::email::spawn_worker(pool.clone(), mailer, Duration::from_millis(settings.smtp.poll_ms.max(50)));
         }
+        if settings.webhooks.worker {
+            crate::webhooks::spawn_worker(pool.clone(), settings.webhooks.clone());
+        }
         crate::auth::spawn_housekeeping(pool.clone(), Duration::from_secs(15 * 60));
         let keys = web::Data::new(SessionKeys::new(
             settings.session.secret.expose_secret(),

@@ -5,7 +5,7 @@
 
 use super::error::WebError;
 use super::pages::{invalid, ok, see_other, Ctx};
-use super::session::{CsrfForm, CurrentCustomer};
+use super::session::{CsrfForm, CurrentCustomer, InvoiceHolder};
 use crate::billing::invoices::display_number;
 use crate::billing::{self, BillingError};
 use crate::catalogue::{self, PlanCard};
@@ -269,7 +269,7 @@ struct InvoicesPage {
 }
 
 #[get("/invoices")]
-async fn invoices_list(c: CurrentCustomer, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+async fn invoices_list(InvoiceHolder(c): InvoiceHolder, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
     let rows = billing::invoices::list_for(&pool, c.account.id).await.map_err(WebError::internal)?;
     let invoices = rows.into_iter().filter(|r| r.status != "draft").map(|r| InvoiceView::new(r, Vec::new())).collect();
     let credit = credit_lines(&pool, &c.account).await?;
@@ -297,7 +297,7 @@ async fn invoice_page(c: &CurrentCustomer, pool: &PgPool, settings: &Settings, i
 
 #[get("/invoices/{id}")]
 async fn invoice_show(
-    c: CurrentCustomer,
+    InvoiceHolder(c): InvoiceHolder,
     id: web::Path<Uuid>,
     pool: web::Data<PgPool>,
     settings: web::Data<Settings>,
@@ -318,7 +318,7 @@ struct InvoicePrint {
 
 /// A standalone page for printing or "save as PDF" from the browser.
 #[get("/invoices/{id}/print")]
-async fn invoice_print(c: CurrentCustomer, id: web::Path<Uuid>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+async fn invoice_print(InvoiceHolder(c): InvoiceHolder, id: web::Path<Uuid>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
     let (row, lines) = billing::invoices::get_for(&pool, c.account.id, *id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
     if row.status == "draft" {
         return Err(WebError::NotFound);
@@ -328,7 +328,7 @@ async fn invoice_print(c: CurrentCustomer, id: web::Path<Uuid>, pool: web::Data<
 
 #[post("/invoices/{id}/pay")]
 async fn invoice_pay(
-    c: CurrentCustomer,
+    InvoiceHolder(c): InvoiceHolder,
     id: web::Path<Uuid>,
     _f: CsrfForm<serde_json::Map<String, serde_json::Value>>,
     pool: web::Data<PgPool>,
@@ -351,7 +351,7 @@ async fn invoice_pay(
 /// the account and pays the invoice.
 #[post("/invoices/{id}/card")]
 async fn invoice_card(
-    c: CurrentCustomer,
+    InvoiceHolder(c): InvoiceHolder,
     id: web::Path<Uuid>,
     _f: CsrfForm<serde_json::Map<String, serde_json::Value>>,
     pool: web::Data<PgPool>,

@@ -2,15 +2,16 @@
 //! without JavaScript, one small stylesheet served from here.
 //!
 //! * [`session`]: signed cookies, server-side sessions, CSRF-checked forms, and the
-//!   "current customer" / "current admin" extractors;
+//!   "current customer" / "current admin" / "current reseller" extractors;
 //! * [`error`]: what goes wrong, as pages;
 //! * [`pages`]: catalogue and sign-in; [`customer`]: orders, invoices, servers;
-//!   [`admin`]: the admin area.
+//!   [`admin`]: the admin area; [`reseller`]: the reseller's keys, webhooks and home.
 
 pub mod admin;
 pub mod customer;
 pub mod error;
 pub mod pages;
+pub mod reseller;
 pub mod session;
 
 use actix_web::body::MessageBody;
@@ -23,6 +24,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     pages::configure(cfg);
     customer::configure(cfg);
     admin::configure(cfg);
+    reseller::configure(cfg);
 }
 
 const CSS: &str = include_str!("../../../static/vessel.css");

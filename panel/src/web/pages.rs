@@ -19,6 +19,7 @@ pub struct Ctx {
     pub email: Option<String>,
     pub is_admin: bool,
     pub is_customer: bool,
+    pub is_reseller: bool,
     pub csrf: String,
     pub notice: Option<String>,
     /// The visitor's time zone: times are stored in UTC and shown in it.
@@ -27,13 +28,14 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn anonymous() -> Self {
-        Ctx { email: None, is_admin: false, is_customer: false, csrf: String::new(), notice: None, tz: chrono_tz::UTC }
+        Ctx { email: None, is_admin: false, is_customer: false, is_reseller: false, csrf: String::new(), notice: None, tz: chrono_tz::UTC }
     }
     pub fn of(s: &Session) -> Self {
         Ctx {
             email: s.account.as_ref().map(|a| a.email.clone()),
             is_admin: s.is_admin(),
             is_customer: s.is_customer(),
+            is_reseller: s.is_reseller(),
             csrf: s.csrf.clone(),
             notice: None,
             tz: s.account.as_ref().and_then(|a| a.time_zone.parse().ok()).unwrap_or(chrono_tz::UTC),
@@ -61,6 +63,13 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "paid" => "Paid. Thank you!",
         "ordered" => "Order placed.",
         "requested" => "Request queued; the server will act on it shortly.",
+        "revoked" => "The key is revoked: requests with it are refused from now on.",
+        "endpoint_added" => "Endpoint added. Events are signed with its secret, shown below.",
+        "enabled" => "Enabled: new events are sent to it.",
+        "disabled" => "Disabled: nothing is sent to it until it is enabled again.",
+        "rotated" => "A new secret is in use from the next delivery on; update your receiver.",
+        "deleted" => "Deleted.",
+        "requeued" => "Queued again: it is sent within seconds.",
         _ => return None,
     })
 }
@@ -80,6 +89,15 @@ pub fn invalid(t: &impl Template) -> Result<HttpResponse, WebError> {
 
 pub fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((header::LOCATION, location.to_string())).finish()
+}
+
+/// Where an account lands after logging in.
+fn home_of(role: &str) -> &'static str {
+    match role {
+        "admin" => "/admin",
+        "reseller" => "/reseller",
+        _ => "/servers",
+    }
 }
 
 /// Only paths of this site may be redirected to after log-in.
@@ -300,7 +318,7 @@ async fn login(req: HttpRequest, session: Session, form: CsrfForm<LoginForm>, po
                 let q = serde_urlencoded::to_string([("next", next.unwrap_or_default())]).unwrap_or_default();
                 return Ok(see_other(&format!("/login/totp?{q}")));
             }
-            let home = if li.account.role == "admin" { "/admin" } else { "/servers" };
+            let home = home_of(&li.account.role);
             Ok(see_other(&next.unwrap_or_else(|| home.to_string())))
         }
         Err(e) if e.is_user_error() => {
@@ -347,7 +365,7 @@ async fn totp(req: HttpRequest, session: Session, form: CsrfForm<CodeForm>, pool
         Ok(()) => {
             Session::begin_login(&req, account, false).await?;
             let a = crate::db::auth::account_by_id(&pool, account).await?.ok_or(WebError::NotFound)?;
-            let home = if a.role == "admin" { "/admin" } else { "/servers" };
+            let home = home_of(&a.role);
             Ok(see_other(&safe_next(Some(&f.next)).unwrap_or_else(|| home.to_string())))
         }
         Err(e) if e.is_user_error() => invalid(&TotpPage { ctx: Ctx::of(&session), next: f.next, error: Some(e.to_string()) }),

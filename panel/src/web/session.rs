@@ -101,6 +101,9 @@ impl Session {
     pub fn is_customer(&self) -> bool {
         self.account.as_ref().is_some_and(|a| a.role == "customer")
     }
+    pub fn is_reseller(&self) -> bool {
+        self.account.as_ref().is_some_and(|a| a.role == "reseller")
+    }
 
     async fn load(req: &HttpRequest) -> Result<Session, WebError> {
         if let Some(s) = req.extensions().get::<Session>() {
@@ -203,6 +206,40 @@ impl FromRequest for CurrentAdmin {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move { logged_in_as(req, "admin").await.map(|(account, session)| CurrentAdmin { account, session }) })
+    }
+}
+
+/// A logged-in reseller: its own area (`/reseller/…`). Everybody else gets 404.
+pub struct CurrentReseller {
+    pub account: AccountAuth,
+    pub session: Session,
+}
+
+impl FromRequest for CurrentReseller {
+    type Error = WebError;
+    type Future = LocalBoxFuture<'static, Result<Self, WebError>>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move { logged_in_as(req, "reseller").await.map(|(account, session)| CurrentReseller { account, session }) })
+    }
+}
+
+/// Whoever has invoices of their own: a customer, or a reseller (its wholesale invoices). The
+/// invoice pages are one set for both, scoped by the account exactly as for a customer.
+pub struct InvoiceHolder(pub CurrentCustomer);
+
+impl FromRequest for InvoiceHolder {
+    type Error = WebError;
+    type Future = LocalBoxFuture<'static, Result<Self, WebError>>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let r = match logged_in_as(req.clone(), "customer").await {
+                Err(WebError::NotFound) => logged_in_as(req, "reseller").await,
+                r => r,
+            };
+            r.map(|(account, session)| InvoiceHolder(CurrentCustomer { account, session }))
+        })
     }
 }
 

@@ -16,3 +16,5 @@ mod schemathesis;
 mod web_admin;
 mod web_auth;
 mod web_customer;
+mod web_reseller;
+mod webhooks;

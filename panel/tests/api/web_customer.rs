@@ -208,6 +208,10 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
         .await
         .unwrap();
     let tpl: Uuid = sqlx::query_scalar("SELECT id FROM os_templates LIMIT 1").fetch_one(&app.pool).await.unwrap();
+    let (shop, shop_id) = crate::web_reseller::reseller(&app, "shop@example.com").await;
+    let key = panel::api_keys::create(&app.pool, shop_id, "k", &[panel::api_keys::Scope::Read], None).await.unwrap().row.id;
+    let ep = panel::webhooks::create_endpoint(&app.pool, shop_id, "https://hooks.example.com/x", None).await.unwrap().id;
+    let delivery = crate::web_reseller::failed_delivery(&app, shop_id, ep).await;
 
     // (route as written in the source, path, who posts, a form that would be accepted with a token)
     let anon = client();
@@ -244,6 +248,14 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
         ("/admin/invoices/{id}/void", format!("/admin/invoices/{}/void", b.invoice), &admin, vec![]),
         ("/admin/invoices/{id}/payment", format!("/admin/invoices/{}/payment", b.invoice), &admin, vec![("amount", "5".into()), ("reference", "r2".into())]),
         ("/admin/resellers", "/admin/resellers".into(), &admin, vec![("email", "r@example.com".into()), ("name", "R".into())]),
+        ("/admin/resellers/{id}", format!("/admin/resellers/{shop_id}"), &admin, vec![("discount", "10".into()), ("max_servers", "1".into()), ("max_vcpus", "1".into()), ("max_memory_mib", "1".into()), ("max_disk_gib", "1".into())]),
+        ("/reseller/keys", "/reseller/keys".into(), &shop, vec![("name", "k2".into()), ("scope_read", "on".into())]),
+        ("/reseller/keys/{id}/revoke", format!("/reseller/keys/{key}/revoke"), &shop, vec![]),
+        ("/reseller/webhooks", "/reseller/webhooks".into(), &shop, vec![("url", "https://hooks.example.com/y".into())]),
+        ("/reseller/webhooks/{id}/state", format!("/reseller/webhooks/{ep}/state"), &shop, vec![("to", "disable".into())]),
+        ("/reseller/webhooks/{id}/rotate", format!("/reseller/webhooks/{ep}/rotate"), &shop, vec![]),
+        ("/reseller/webhooks/{id}/delete", format!("/reseller/webhooks/{ep}/delete"), &shop, vec![]),
+        ("/reseller/webhooks/{id}/deliveries/{delivery}/resend", format!("/reseller/webhooks/{ep}/deliveries/{delivery}/resend"), &shop, vec![]),
     ];
 
     // Every POST route in the panel's source is covered. Machine APIs are exempt: the Stripe
