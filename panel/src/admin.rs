@@ -603,7 +603,7 @@ fn quota<T: std::str::FromStr + PartialOrd + Default>(field: &str, v: &str) -> R
 /// Saves a reseller's terms: the row is made on the first save, changed after; the audit log
 /// gets the terms before and after, in the same transaction.
 pub async fn save_reseller_terms(pool: &PgPool, by: By, reseller: Uuid, f: &ResellerTermsForm) -> Result<(), AdminError> {
-    let terms = crate::db::reseller_account::TermsRow {
+    let terms = crate::db::resellers::SavedTerms {
         reseller_id: reseller,
         discount_bp: parse_percent_bp("discount", &f.discount)?,
         max_servers: quota("max_servers", &f.max_servers)?,
@@ -613,11 +613,11 @@ pub async fn save_reseller_terms(pool: &PgPool, by: By, reseller: Uuid, f: &Rese
         updated_at: chrono::Utc::now(),
     };
     let mut tx = pool.begin().await?;
-    if !crate::db::reseller_account::is_reseller(&mut tx, reseller).await? {
+    if !crate::db::resellers::is_reseller(&mut tx, reseller).await? {
         return Err(AdminError::NotFound);
     }
-    let before = crate::db::reseller_account::upsert_terms(&mut tx, &terms).await?;
-    let shape = |t: &crate::db::reseller_account::TermsRow| {
+    let before = crate::db::resellers::upsert_terms(&mut tx, &terms).await?;
+    let shape = |t: &crate::db::resellers::SavedTerms| {
         json!({ "discount_bp": t.discount_bp, "max_servers": t.max_servers, "max_vcpus": t.max_vcpus,
                 "max_memory_mib": t.max_memory_mib, "max_disk_gib": t.max_disk_gib })
     };

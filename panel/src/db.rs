@@ -22,7 +22,6 @@ pub mod payments;
 pub mod plans;
 pub mod resellers;
 pub mod idempotency;
-pub mod reseller_account;
 pub mod seed;
 pub mod subscriptions;
 pub mod usage;

@@ -971,9 +971,9 @@ fn reseller_terms_view(r: &sql_admin::AccountRow, f: &ResellerTermsForm, saved: 
 #[get("/admin/resellers/{id}")]
 async fn reseller_terms(a: CurrentAdmin, id: web::Path<Uuid>, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
     let r = sql_admin::account(&pool, *id, "reseller").await?.ok_or(WebError::NotFound)?;
-    let (t, saved) = match crate::db::reseller_account::terms(&pool, r.id).await? {
+    let (t, saved) = match crate::db::resellers::saved_terms(&pool, r.id).await? {
         Some(t) => (t, true),
-        None => (crate::db::reseller_account::default_terms(&pool, r.id).await?, false),
+        None => (crate::db::resellers::default_terms(&pool, r.id).await?, false),
     };
     let f = ResellerTermsForm {
         discount: super::reseller::percent(t.discount_bp),
@@ -1000,7 +1000,7 @@ async fn reseller_terms_save(
         Err(e) => {
             admin_err_ref(&e)?;
             let r = sql_admin::account(&pool, *id, "reseller").await?.ok_or(WebError::NotFound)?;
-            let saved = crate::db::reseller_account::terms(&pool, r.id).await?.is_some();
+            let saved = crate::db::resellers::saved_terms(&pool, r.id).await?.is_some();
             invalid_page(&form_page(&a, reseller_terms_view(&r, &f.0, saved).with_error(&e)))
         }
     }

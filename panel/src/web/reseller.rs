@@ -8,7 +8,7 @@ use super::error::WebError;
 use super::pages::{invalid, ok, see_other, Ctx};
 use super::session::{CsrfForm, CurrentReseller};
 use crate::api_keys::{self, ApiKeyError, KeyRow, Scope};
-use crate::db::reseller_account as sql_account;
+use crate::db::resellers as sql_resellers;
 use crate::webhooks::{self, DeliveryRow, EndpointRow, WebhookError};
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use askama::Template;
@@ -63,7 +63,7 @@ pub struct TermsView {
 }
 
 impl TermsView {
-    pub fn of(t: &sql_account::TermsRow, saved: bool) -> Self {
+    pub fn of(t: &sql_resellers::SavedTerms, saved: bool) -> Self {
         TermsView {
             discount: percent(t.discount_bp),
             max_servers: t.max_servers,
@@ -94,10 +94,10 @@ struct HomePage {
 
 #[get("/reseller")]
 async fn home(r: CurrentReseller, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
-    let (customers, servers, endpoints, keys) = sql_account::summary(&pool, r.account.id).await?;
-    let terms = match sql_account::terms(&pool, r.account.id).await? {
+    let (customers, servers, endpoints, keys) = sql_resellers::summary(&pool, r.account.id).await?;
+    let terms = match sql_resellers::saved_terms(&pool, r.account.id).await? {
         Some(t) => TermsView::of(&t, true),
-        None => TermsView::of(&sql_account::default_terms(&pool, r.account.id).await?, false),
+        None => TermsView::of(&sql_resellers::default_terms(&pool, r.account.id).await?, false),
     };
     ok(&HomePage { ctx: Ctx::of(&r.session), name: r.account.display_name.clone(), customers, servers, endpoints, keys, terms })
 }
