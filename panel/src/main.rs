@@ -153,6 +153,10 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Worker => {
             let pool = db::pool(settings.database_url(), settings.database.max_connections)?;
             db::migrate(&pool).await?;
+            // Webhook delivery scales out with the workers (it shares its queue safely).
+            if settings.webhooks.worker {
+                panel::webhooks::spawn_worker(pool.clone(), settings.webhooks.clone());
+            }
             let (stop, rx) = tokio::sync::watch::channel(false);
             let ctx = panel::orchestrator::Ctx::new(pool, std::sync::Arc::new(SystemClock), settings.orchestration.clone());
             let task = tokio::spawn(panel::orchestrator::run(ctx, rx));

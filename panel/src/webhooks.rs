@@ -105,15 +105,21 @@ fn actor(account: Uuid) -> Actor {
 // ------------------------------------------------------------------ endpoints
 
 pub async fn create_endpoint(pool: &PgPool, account: Uuid, url: &str, addr: Option<IpAddr>) -> Result<EndpointRow, WebhookError> {
-    let url = validate_url(url)?;
     let mut tx = pool.begin().await?;
-    if crate::db::accounts::role_of(&mut tx, account).await?.as_deref() != Some("reseller") {
+    let row = create_endpoint_in(&mut tx, account, url, addr).await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// As [`create_endpoint`], inside the caller's transaction (the API's idempotency transaction).
+pub async fn create_endpoint_in(tx: &mut crate::db::Tx<'_>, account: Uuid, url: &str, addr: Option<IpAddr>) -> Result<EndpointRow, WebhookError> {
+    let url = validate_url(url)?;
+    if crate::db::accounts::role_of(tx, account).await?.as_deref() != Some("reseller") {
         return Err(WebhookError::NotAllowed);
     }
-    let row = sql::insert_endpoint(&mut tx, account, &url, &new_secret()).await?;
-    audit::record(&mut *tx, actor(account), "webhook_endpoint.create", Some(("webhook_endpoint", row.id.to_string())), addr, json!({ "url": url }))
+    let row = sql::insert_endpoint(tx, account, &url, &new_secret()).await?;
+    audit::record(&mut **tx, actor(account), "webhook_endpoint.create", Some(("webhook_endpoint", row.id.to_string())), addr, json!({ "url": url }))
         .await?;
-    tx.commit().await?;
     Ok(row)
 }
 

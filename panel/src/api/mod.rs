@@ -14,6 +14,7 @@ mod customers;
 mod quota;
 mod reference;
 mod servers;
+mod webhooks;
 
 use actix_web::{get, web, HttpResponse};
 use problem::{ApiError, Problem};
@@ -54,6 +55,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(servers::reinstall)
             .service(servers::resize)
             .service(quota::get)
+            .service(webhooks::list)
+            .service(webhooks::create)
+            .service(webhooks::get)
+            .service(webhooks::delete)
+            .service(webhooks::deliveries)
             .default_service(web::to(|| async { actix_web::ResponseError::error_response(&ApiError::NotFound("resource")) })),
     );
 }
@@ -98,6 +104,7 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         servers::start, servers::stop, servers::restart, servers::suspend, servers::unsuspend, servers::terminate,
         servers::reinstall, servers::resize,
         quota::get,
+        webhooks::list, webhooks::create, webhooks::get, webhooks::delete, webhooks::deliveries,
     ),
     components(schemas(Problem)),
     tags(
@@ -105,6 +112,7 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         (name = "customers", description = "Your customers: sub-accounts that own servers"),
         (name = "servers", description = "VPS: create, list, act on, watch"),
         (name = "account", description = "Your quotas"),
+        (name = "webhooks", description = "Signed event deliveries to your URLs: server.created, server.updated, invoice.issued, invoice.paid, invoice.void"),
     )
 )]
 struct ApiDoc;

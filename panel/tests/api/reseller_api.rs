@@ -113,7 +113,7 @@ fn kind(v: &Value) -> &str {
 }
 
 /// Every operation of the API: (method, path, body).
-fn every_endpoint(server: Uuid, customer: Uuid) -> Vec<(Method, String, Option<Value>, Scope)> {
+fn every_endpoint(server: Uuid, customer: Uuid, hook: Uuid) -> Vec<(Method, String, Option<Value>, Scope)> {
     let s = |p: &str| format!("/api/v1/servers/{server}{p}");
     vec![
         (Method::GET, "/api/v1/plans".into(), None, Scope::Read),
@@ -137,6 +137,11 @@ fn every_endpoint(server: Uuid, customer: Uuid) -> Vec<(Method, String, Option<V
         (Method::POST, s("/reinstall"), Some(json!({})), Scope::Write),
         (Method::POST, s("/resize"), Some(json!({"plan": "burst-m"})), Scope::Write),
         (Method::GET, "/api/v1/quota".into(), None, Scope::Read),
+        (Method::GET, "/api/v1/webhooks".into(), None, Scope::Read),
+        (Method::POST, "/api/v1/webhooks".into(), Some(json!({"url": "https://hooks.example.com/b"})), Scope::Write),
+        (Method::GET, format!("/api/v1/webhooks/{hook}"), None, Scope::Read),
+        (Method::DELETE, format!("/api/v1/webhooks/{hook}"), None, Scope::Write),
+        (Method::GET, format!("/api/v1/webhooks/{hook}/deliveries"), None, Scope::Read),
     ]
 }
 
@@ -154,7 +159,11 @@ async fn every_endpoint_refuses_bad_keys_and_missing_scopes_and_hides_other_tena
     let revoked_id: Uuid = sqlx::query_scalar("SELECT id FROM api_keys WHERE prefix = $1").bind(&revoked[..12]).fetch_one(pool).await.unwrap();
     api_keys::revoke(pool, a.account, revoked_id, None).await.unwrap();
     let forged = format!("{}_{}", &a.token[..12], "x".repeat(32));
-    let endpoints = every_endpoint(server, customer);
+    let (s, hook) = api.post(&a.token, "/api/v1/webhooks", json!({"url": "https://hooks.example.com/vessel"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{hook}");
+    assert!(hook["secret"].as_str().unwrap().starts_with("whsec_"));
+    let hook: Uuid = hook["id"].as_str().unwrap().parse().unwrap();
+    let endpoints = every_endpoint(server, customer, hook);
     assert_eq!(endpoints.len(), api.app_paths_count().await, "the walk covers every documented operation");
     for (method, path, body, scope) in &endpoints {
         for (token, why) in [(None, "no key"), (Some("garbage"), "garbage"), (Some(forged.as_str()), "forged secret"), (Some(revoked.as_str()), "revoked")] {
@@ -168,7 +177,7 @@ async fn every_endpoint_refuses_bad_keys_and_missing_scopes_and_hides_other_tena
         assert_eq!((s, kind(&v)), (StatusCode::FORBIDDEN, "insufficient-scope"), "{method} {path}: {v}");
         // Another reseller: whatever names A's customer or server is not found. (Its own
         // collections answer normally.)
-        if path.contains(&server.to_string()) || path.contains(&customer.to_string()) {
+        if path.contains(&server.to_string()) || path.contains(&customer.to_string()) || path.contains(&hook.to_string()) {
             let (s, _, v) = api.call(Some(&b.token), method.clone(), path, body.clone(), None).await;
             assert_eq!((s, kind(&v)), (StatusCode::NOT_FOUND, "not-found"), "{method} {path} as another reseller: {v}");
         }
@@ -548,4 +557,31 @@ async fn paying_an_overdue_invoice_does_not_resume_what_the_reseller_suspended()
     assert_eq!((v["desired_state"].as_str(), v["billing_status"].as_str()), (Some("suspended"), Some("active")), "the reseller's suspension holds: {v}");
     let (s, v) = api.post(&a.token, &format!("/api/v1/servers/{id}/unsuspend"), json!(null)).await;
     assert_eq!((s, v["desired_state"].as_str()), (StatusCode::ACCEPTED, Some("running")), "{v}");
+}
+
+#[tokio::test]
+async fn webhook_endpoints_through_the_api_log_the_server_events() {
+    let api = Api::new().await;
+    let a = reseller(&api.app.pool, "a@resell.example", RW).await;
+    let (s, v) = api.post(&a.token, "/api/v1/webhooks", json!({"url": "ftp://nope"})).await;
+    assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("url")), "{v}");
+    let (s, hook) = api.post(&a.token, "/api/v1/webhooks", json!({"url": "https://hooks.example.com/vessel"})).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let hook = hook["id"].as_str().unwrap().to_string();
+    let c = api.customer(&a.token, "c@example.com").await;
+    let server = api.server(&a.token, c, "web.example.com").await;
+    let id = server["id"].as_str().unwrap();
+    api.post(&a.token, &format!("/api/v1/servers/{id}/stop"), json!(null)).await;
+    let (s, log) = api.get(&a.token, &format!("/api/v1/webhooks/{hook}/deliveries")).await;
+    assert_eq!(s, StatusCode::OK);
+    let types: Vec<&str> = log["data"].as_array().unwrap().iter().map(|d| d["event_type"].as_str().unwrap()).collect();
+    for t in ["server.created", "server.updated", "invoice.issued"] {
+        assert!(types.contains(&t), "{t} is queued for the endpoint: {types:?}");
+    }
+    let (s, list) = api.get(&a.token, "/api/v1/webhooks").await;
+    assert_eq!((s, list["data"].as_array().unwrap().len()), (StatusCode::OK, 1));
+    assert!(list["data"][0].get("secret").is_none(), "the secret is only in the creation answer");
+    let (s, _, _) = api.call(Some(&a.token), Method::DELETE, &format!("/api/v1/webhooks/{hook}"), None, None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(api.get(&a.token, &format!("/api/v1/webhooks/{hook}")).await.0, StatusCode::NOT_FOUND);
 }
