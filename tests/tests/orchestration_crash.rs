@@ -69,7 +69,7 @@ impl Web {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    /// Starts `panel serve` (again) and waits until /healthz answers.
+    /// Starts `panel serve` (again) and waits until it accepts connections.
     fn restart(&mut self) {
         self.kill();
         self.child = Some(

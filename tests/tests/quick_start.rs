@@ -102,7 +102,7 @@ async fn vessel_up_serves_and_prints_a_working_admin_login() {
     // Ctrl-C (SIGINT to the whole group, as a terminal does) stops everything cleanly.
     // SAFETY: killpg on the process group we created; no memory is involved.
     assert_eq!(unsafe { libc::killpg(pgid, libc::SIGINT) }, 0);
-    let status = wait_timeout(&mut child, Duration::from_secs(30)).expect("./vessel up stopped after Ctrl-C");
+    let status = wait_timeout(&mut child, Duration::from_secs(60)).expect("./vessel up stopped after Ctrl-C");
     assert!(status.success(), "exit status {status}");
     assert!(reqwest::get(format!("{url}/healthz")).await.is_err(), "nothing listens any more");
     if root {
