@@ -134,6 +134,10 @@ pub struct JoinRequest {
     pub capacity: HostCapacity,
     pub supports_containers: bool,
     pub supports_kvm: bool,
+    /// SHA-256 (lowercase hex) of the certificate the host's API serves (DER of the leaf):
+    /// the panel then accepts that certificate only. Absent when the API is plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert_sha256: Option<String>,
 }
 
 /// The panel's answer to a join: the host's id and its secret for signing, in standard

@@ -100,7 +100,8 @@ pub struct OrchestrationSettings {
     pub host_timeout_secs: u64,
     /// A host silent this long is unreachable and its instances unknown.
     pub unreachable_after_secs: i64,
-    /// PEM of the CA that issues the hosts' TLS certificates (beside the system roots).
+    /// PEM of the CA that issues the hosts' TLS certificates (beside the system roots), for
+    /// hosts that joined without sending their certificate's fingerprint (else it is pinned).
     #[serde(default)]
     pub host_ca_file: Option<std::path::PathBuf>,
 }
@@ -114,6 +115,12 @@ impl OrchestrationSettings {
     /// The one HTTP client the orchestration talks to hosts with (reads the CA file once).
     pub fn http_client(&self) -> reqwest::Client {
         crate::hosts::http_client(std::time::Duration::from_secs(self.host_timeout_secs), self.host_ca().as_ref())
+    }
+
+    /// The clients orchestration talks to hosts with: [`Self::http_client`] for hosts that
+    /// joined without a certificate, a pinned one per certificate for those that sent one.
+    pub fn host_http(&self) -> crate::hosts::HostHttp {
+        crate::hosts::HostHttp::new(self.http_client(), std::time::Duration::from_secs(self.host_timeout_secs))
     }
 }
 

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use vessel_core::signing::HostSecret;
 use vessel_core::wire::{JoinRequest, JoinResponse};
 
-pub use client::{http_client, HostClient, HostError};
+pub use client::{http_client, pinned_http_client, HostClient, HostError, HostHttp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
@@ -55,6 +55,15 @@ pub async fn join(pool: &PgPool, req: &JoinRequest) -> Result<JoinResponse, Join
     if !(req.api_url.starts_with("http://") || req.api_url.starts_with("https://")) {
         return Err(JoinError::Invalid("api_url must be an http(s) URL".into()));
     }
+    let pin = match req.tls_cert_sha256.as_deref().map(str::to_ascii_lowercase) {
+        Some(p) if p.len() != 64 || !p.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            return Err(JoinError::Invalid("tls_cert_sha256 must be 64 hexadecimal characters".into()))
+        }
+        Some(_) if !req.api_url.starts_with("https://") => {
+            return Err(JoinError::Invalid("a host with a TLS certificate is reached over https://".into()))
+        }
+        p => p,
+    };
     let mut secret = vec![0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut secret);
     let mut tx = pool.begin().await?;
@@ -68,6 +77,7 @@ pub async fn join(pool: &PgPool, req: &JoinRequest) -> Result<JoinResponse, Join
         req.capacity.disk_gib as i64,
         req.supports_containers,
         req.supports_kvm,
+        pin.as_deref(),
     )
     .await?
     .ok_or(JoinError::BadToken)?;
@@ -78,8 +88,16 @@ pub async fn join(pool: &PgPool, req: &JoinRequest) -> Result<JoinResponse, Join
     Ok(JoinResponse { host_id: id, secret: secret.to_base64() })
 }
 
-/// A client for a joined host, over the shared `http` client.
-pub fn client_for(host: &sql::HostRow, http: &reqwest::Client) -> Option<HostClient> {
+/// A client for a joined host: over the HTTP client pinned to its certificate when it sent
+/// one at join, else over the shared one.
+pub fn client_for(host: &sql::HostRow, http: &HostHttp) -> Option<HostClient> {
     let secret = HostSecret::from_bytes(host.api_secret.clone()?).ok()?;
-    Some(HostClient::new(&host.api_url, secret, http.clone()))
+    let http = match http.for_pin(host.tls_cert_sha256.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(host = %host.name, error = %e, "no HTTP client for the host's pinned certificate");
+            return None;
+        }
+    };
+    Some(HostClient::new(&host.api_url, secret, http))
 }

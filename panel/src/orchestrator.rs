@@ -25,13 +25,14 @@ pub struct Ctx {
     pub pool: PgPool,
     pub clock: Arc<dyn Clock>,
     pub settings: OrchestrationSettings,
-    /// Shared by every host client: one connection pool, the CA read once.
-    pub http: reqwest::Client,
+    /// Shared by every host client: one connection pool per certificate policy (the CA read
+    /// once; a client per pinned certificate).
+    pub http: crate::hosts::HostHttp,
 }
 
 impl Ctx {
     pub fn new(pool: PgPool, clock: Arc<dyn Clock>, settings: OrchestrationSettings) -> Self {
-        let http = settings.http_client();
+        let http = settings.host_http();
         Ctx { pool, clock, settings, http }
     }
 }

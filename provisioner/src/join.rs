@@ -36,12 +36,29 @@ pub struct JoinArgs {
     pub supports_kvm: bool,
 }
 
+/// SHA-256 (hex) of the first certificate in the PEM file `cert`: the one the API serves.
+pub fn cert_sha256(cert: &std::path::Path) -> Result<String, ConfigError> {
+    use rustls_pki_types::pem::PemObject;
+    use sha2::Digest;
+    let der = rustls_pki_types::CertificateDer::pem_file_iter(cert)
+        .map_err(|e| ConfigError::Tls(format!("{}: {e}", cert.display())))?
+        .next()
+        .ok_or_else(|| ConfigError::Tls(format!("{}: no certificate", cert.display())))?
+        .map_err(|e| ConfigError::Tls(format!("{}: {e}", cert.display())))?;
+    Ok(hex::encode(sha2::Sha256::digest(der.as_ref())))
+}
+
 /// Posts the join request and stores the host id and secret. Returns the host id.
 pub async fn join(cfg: &DaemonConfig, args: JoinArgs) -> Result<uuid::Uuid, JoinError> {
     let secret_path = cfg.secret_path();
     if secret_path.exists() && !args.force {
         return Err(JoinError::AlreadyJoined(secret_path));
     }
+    // The panel pins this very certificate: it then needs no CA to trust the host.
+    let tls_cert_sha256 = match cfg.tls()? {
+        Some((cert, _)) => Some(cert_sha256(&cert)?),
+        None => None,
+    };
     let request = JoinRequest {
         token: args.token,
         name: args.name,
@@ -49,6 +66,7 @@ pub async fn join(cfg: &DaemonConfig, args: JoinArgs) -> Result<uuid::Uuid, Join
         capacity: cfg.usable_capacity()?,
         supports_containers: args.supports_containers,
         supports_kvm: args.supports_kvm,
+        tls_cert_sha256,
     };
     let http = crate::client::http_client(args.panel_ca.as_deref(), Duration::from_secs(30))
         .map_err(|e| JoinError::BadAnswer(e.to_string()))?;

@@ -34,6 +34,18 @@ pub struct Host {
     pub api_url: String,
     pub dir: PathBuf,
     pub config: PathBuf,
+    /// With TLS: the certificate the API serves, and its SHA-256 the panel pinned at join.
+    pub tls: Option<(PathBuf, String)>,
+}
+
+/// A self-signed certificate for `ip`, as `dir/cert.pem` and `dir/key.pem` (overwritten).
+pub fn self_signed(dir: &Path, ip: std::net::Ipv4Addr) -> (PathBuf, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec![ip.to_string()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+    (cert, key)
 }
 
 /// Polls `f` until it returns `Some`, failing after `secs`.
@@ -102,8 +114,14 @@ impl World {
 
     /// A host that joined with an admin's token (not serving yet: see [`World::serve`]).
     pub async fn add_host(&mut self, name: &str, cpus: u32, memory_mib: u64) -> Host {
+        self.add_host_with(name, cpus, memory_mib, false).await
+    }
+
+    /// [`World::add_host`]; with `tls`, its API serves a self-signed certificate (in
+    /// `<dir>/tls`) and the join sends its fingerprint for the panel to pin.
+    pub async fn add_host_with(&mut self, name: &str, cpus: u32, memory_mib: u64, tls: bool) -> Host {
         let ns = self.net.add_host().unwrap();
-        let api_url = format!("http://{}:7443", ns.addr);
+        let api_url = format!("{}://{}:7443", if tls { "https" } else { "http" }, ns.addr);
         let (id, token) = panel::hosts::register(&self.pool, Some(self.admin), name, &api_url).await.unwrap();
         let dir = self.scratch.path().join(name);
         let image = dir.join("images").join("vessel-test-guest");
@@ -115,10 +133,16 @@ impl World {
         let built = std::process::Command::new("sh").arg(&script).arg(&templates).output().unwrap();
         assert!(built.status.success(), "busybox template: {}", String::from_utf8_lossy(&built.stderr));
         let config = dir.join("provisioner.toml");
+        let (tls_toml, tls_cert) = if tls {
+            let (cert, key) = self_signed(&dir.join("tls"), ns.addr);
+            (format!("tls_cert = {cert:?}\ntls_key = {key:?}\n"), Some(cert))
+        } else {
+            (String::new(), None)
+        };
         std::fs::write(
             &config,
             format!(
-                "listen = \"{}:7443\"\nstate_dir = {:?}\nimages_dir = {:?}\ntemplates_dir = {:?}\ncgroup_parent = \"{}\"\n\
+                "listen = \"{}:7443\"\nstate_dir = {:?}\nimages_dir = {:?}\ntemplates_dir = {:?}\ncgroup_parent = \"{}\"\n{tls_toml}\
                  [capacity]\ncpus = {cpus}\nmemory_mib = {}\ndisk_gib = 110\n",
                 ns.addr,
                 dir.join("state"),
@@ -129,7 +153,11 @@ impl World {
             ),
         )
         .unwrap();
-        let host = Host { ns, id, name: name.to_string(), api_url, dir, config };
+        let tls = tls_cert.map(|c| {
+            let pin = provisioner::join::cert_sha256(&c).unwrap();
+            (c, pin)
+        });
+        let host = Host { ns, id, name: name.to_string(), api_url, dir, config, tls };
         let join = host
             .ns
             .command(provisioner_binary().unwrap())
@@ -152,7 +180,11 @@ impl World {
     pub fn host_client(&self, host: &Host) -> panel::hosts::HostClient {
         let b64 = std::fs::read_to_string(host.dir.join("state").join("host.secret")).unwrap();
         let secret = vessel_core::signing::HostSecret::from_base64(b64.trim()).unwrap();
-        panel::hosts::HostClient::new(&host.api_url, secret, panel::hosts::http_client(Duration::from_secs(5), None))
+        let http = match &host.tls {
+            Some((_, pin)) => panel::hosts::pinned_http_client(Duration::from_secs(5), pin).unwrap(),
+            None => panel::hosts::http_client(Duration::from_secs(5), None),
+        };
+        panel::hosts::HostClient::new(&host.api_url, secret, http)
     }
 
     /// A verified customer with `credit` cents of account credit.

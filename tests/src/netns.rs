@@ -29,6 +29,17 @@ fn random_hex8() -> io::Result<String> {
     Ok(u.trim().replace('-', "")[..8].to_string())
 }
 
+/// FNV-1a: a stable short hash for names derived from a key (no crypto needed).
+fn fnv1a(key: &str) -> u32 {
+    key.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193))
+}
+
+/// Is this process root?
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
 /// The bridge and the /24 the hosts live on.
 pub struct Network {
     short: String,
@@ -36,20 +47,38 @@ pub struct Network {
     /// X of 10.251.X.0/24.
     subnet: u8,
     next_host: u8,
+    /// Names are derived from a key (not random): leftovers of an earlier run with the same
+    /// key are removed before anything is made.
+    stable: bool,
     _lock: std::fs::File,
 }
 
 impl Network {
     /// Makes the bridge `vsb<hex>` with `10.251.X.1/24` in the root namespace.
     pub fn new() -> io::Result<Network> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
+        let start = std::process::id() as usize % 250;
+        Self::make(random_hex8()?, start, false)
+    }
+
+    /// Like [`Network::new`], but its names and (when free) its subnet follow from `key`, so
+    /// a long-lived setup such as the demo's hosts keeps its addresses from run to run. What
+    /// a killed earlier run with the same key left (bridge, namespaces, links, cgroups) is
+    /// removed first.
+    pub fn with_key(key: &str) -> io::Result<Network> {
+        let h = fnv1a(key);
+        Self::make(format!("{h:08x}"), h as usize % 250, true)
+    }
+
+    fn make(short: String, subnet_start: usize, stable: bool) -> io::Result<Network> {
+        if !is_root() {
             return Err(io::Error::other("network namespaces need root"));
         }
-        let short = random_hex8()?;
-        let (subnet, lock) = Self::claim_subnet()?;
         let bridge = format!("vsb{short}");
-        let net = Network { short, bridge, subnet, next_host: 0, _lock: lock };
+        if stable {
+            let _ = ip(&["link", "del", &bridge]);
+        }
+        let (subnet, lock) = Self::claim_subnet(subnet_start)?;
+        let net = Network { short, bridge, subnet, next_host: 0, stable, _lock: lock };
         ip(&["link", "add", &net.bridge, "type", "bridge"])?;
         ip(&["addr", "add", &format!("{}/24", net.gateway()), "dev", &net.bridge])?;
         ip(&["link", "set", &net.bridge, "up"])?;
@@ -59,9 +88,8 @@ impl Network {
     /// A 10.251.X.0/24 no other network (of this or another test process) holds: a lock
     /// file per X, held with flock (released by the kernel if the process dies), and no
     /// address of it already on the machine.
-    fn claim_subnet() -> io::Result<(u8, std::fs::File)> {
+    fn claim_subnet(start: usize) -> io::Result<(u8, std::fs::File)> {
         let used = String::from_utf8_lossy(&Command::new("ip").args(["-4", "-o", "addr", "show"]).output()?.stdout).to_string();
-        let start = std::process::id() as usize % 250;
         for i in 0..250 {
             let x = ((start + i) % 250) as u8 + 1;
             let path = format!("/tmp/vessel-netns-10.251.{x}.lock");
@@ -96,6 +124,11 @@ impl Network {
         let addr = Ipv4Addr::new(10, 251, self.subnet, 10 + n);
         // From here on, Drop removes whatever was made.
         let host = HostNs { name: name.clone(), veth: veth.clone(), addr, children: Vec::new() };
+        if self.stable {
+            let _ = ip(&["link", "del", &veth]);
+            let _ = ip(&["netns", "del", &name]);
+            host.remove_cgroups();
+        }
         ip(&["netns", "add", &name])?;
         ip(&["link", "add", &veth, "type", "veth", "peer", "name", &peer])?;
         ip(&["link", "set", &peer, "netns", &name])?;
@@ -237,18 +270,40 @@ impl HostNs {
     }
 }
 
+impl HostNs {
+    /// Kills every process of the host's instances and removes their cgroups: its cgroup
+    /// parent in every controller (instances outlive their daemon, in process groups of
+    /// their own). Waits until each cgroup is empty and gone.
+    pub fn remove_cgroups(&self) {
+        if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
+            for c in controllers.flatten() {
+                remove_cgroup(&c.path().join(self.cgroup_parent()));
+            }
+        }
+    }
+}
+
 impl Drop for HostNs {
     fn drop(&mut self) {
         self.kill_all();
         // Deleting the root end deletes the pair; deleting the namespace removes its end too.
         let _ = ip(&["link", "del", &self.veth]);
         let _ = ip(&["netns", "del", &self.name]);
-        // The daemon's instances outlive it (their own process groups): remove its cgroup
-        // parent in every controller, killing what a failed test left inside.
-        if let Ok(controllers) = std::fs::read_dir("/sys/fs/cgroup") {
-            for c in controllers.flatten() {
-                remove_cgroup(&c.path().join(self.cgroup_parent()));
-            }
+        self.remove_cgroups();
+    }
+}
+
+/// Unmounts everything mounted under `dir` and detaches every loop device whose backing
+/// file lies under it: what a host's containers hold once their processes are gone (a
+/// long-lived host keeps them; a host torn down must not leave them behind).
+pub fn release_storage(dir: &std::path::Path) {
+    let _ = provisioner::container::disk::unmount(dir);
+    let Ok(loops) = std::fs::read_dir("/sys/block") else { return };
+    for l in loops.flatten() {
+        let Ok(back) = std::fs::read_to_string(l.path().join("loop/backing_file")) else { continue };
+        if std::path::Path::new(back.trim()).starts_with(dir) {
+            let dev = format!("/dev/{}", l.file_name().to_string_lossy());
+            let _ = Command::new("losetup").arg("-d").arg(&dev).stdin(Stdio::null()).output();
         }
     }
 }

@@ -1,5 +1,7 @@
 //! The README's quick start, for real: `./vessel up` builds, migrates, syncs the plans, makes
-//! the admin whose login it prints, serves /healthz, and Ctrl-C stops it cleanly.
+//! the admin whose login it prints, serves /healthz, starts two provisioner hosts in network
+//! namespaces that join the panel (as root), so a customer's order runs, and Ctrl-C stops it
+//! all, leaving no namespace, link, process, cgroup, mount or loop device behind.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -19,6 +21,8 @@ async fn vessel_up_serves_and_prints_a_working_admin_login() {
         .env("DATABASE_URL", &db_url)
         .env("VESSEL__HTTP__PORT", "0")
         .env("VESSEL_STATE_DIR", state.path())
+        // The in-process reconciler sees the hosts within a second.
+        .env("VESSEL__ORCHESTRATION__RECONCILE_INTERVAL_SECS", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .process_group(0)
@@ -35,12 +39,18 @@ async fn vessel_up_serves_and_prints_a_working_admin_login() {
         }
     });
     let (mut url, mut login, mut password) = (None, None, None);
+    // (name, address, namespace) of each demo host in the banner.
+    let mut hosts: Vec<(String, String, String)> = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     while url.is_none() || login.is_none() || password.is_none() {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         let line = rx.recv_timeout(left).expect("./vessel up printed its login and URL in time");
         let line = line.trim();
-        if let Some(v) = line.strip_prefix("panel:") {
+        if let Some(v) = line.strip_prefix("host:") {
+            // "demo-1 at 10.251.X.10 (API http://10.251.X.10:7443, netns vessel-abcd1234-0)"
+            let w: Vec<&str> = v.split_whitespace().collect();
+            hosts.push((w[0].to_string(), w[2].to_string(), w.last().unwrap().trim_end_matches(')').to_string()));
+        } else if let Some(v) = line.strip_prefix("panel:") {
             url = v.split_whitespace().next().map(str::to_string);
         } else if let Some(v) = line.strip_prefix("login:") {
             login = Some(v.trim().to_string());
@@ -49,6 +59,24 @@ async fn vessel_up_serves_and_prints_a_working_admin_login() {
         }
     }
     let (url, login, password) = (url.unwrap(), login.unwrap(), password.unwrap());
+    // The host lines come after the password line.
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(2)) {
+        let line = line.trim().to_string();
+        if let Some(v) = line.strip_prefix("host:") {
+            let w: Vec<&str> = v.split_whitespace().collect();
+            hosts.push((w[0].to_string(), w[2].to_string(), w.last().unwrap().trim_end_matches(')').to_string()));
+        }
+        if line.starts_with("Ctrl-C") {
+            break;
+        }
+    }
+    let root = vessel_tests::netns::is_root();
+    if root {
+        assert_eq!(hosts.len(), 2, "two demo hosts in the banner: {hosts:?}");
+        eprintln!("quick start: demo hosts {hosts:?}");
+    } else {
+        eprintln!("SKIPPED: the demo hosts part of ./vessel up (not root: no network namespaces)");
+    }
 
     let health: serde_json::Value = reqwest::get(format!("{url}/healthz")).await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "ok");
@@ -66,14 +94,121 @@ async fn vessel_up_serves_and_prints_a_working_admin_login() {
     // The catalogue was synced.
     let plans: i64 = sqlx::query_scalar("SELECT count(*) FROM plans WHERE orderable").fetch_one(&pool).await.unwrap();
     assert!(plans >= 6, "{plans} plans");
+    if root {
+        demo_hosts_run_a_customers_order(&pool, &hosts).await;
+    }
     pool.close().await;
 
     // Ctrl-C (SIGINT to the whole group, as a terminal does) stops everything cleanly.
     // SAFETY: killpg on the process group we created; no memory is involved.
     assert_eq!(unsafe { libc::killpg(pgid, libc::SIGINT) }, 0);
-    let status = wait_timeout(&mut child, Duration::from_secs(30)).expect("./vessel up stopped after Ctrl-C");
+    let status = wait_timeout(&mut child, Duration::from_secs(60)).expect("./vessel up stopped after Ctrl-C");
     assert!(status.success(), "exit status {status}");
     assert!(reqwest::get(format!("{url}/healthz")).await.is_err(), "nothing listens any more");
+    if root {
+        nothing_left_behind(state.path(), &hosts);
+    }
+}
+
+/// Both hosts joined (secret stored) and answer the reconciler; a customer's container and
+/// KVM machine, ordered and paid, run on them.
+async fn demo_hosts_run_a_customers_order(pool: &sqlx::PgPool, hosts: &[(String, String, String)]) {
+    let names: Vec<String> = hosts.iter().map(|h| h.0.clone()).collect();
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows: Vec<(String, String, bool, String)> = sqlx::query_as(
+            "SELECT name, api_url, api_secret IS NOT NULL, reachability::text FROM hosts WHERE name = ANY($1) ORDER BY name",
+        )
+        .bind(&names)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        let ok = rows.len() == 2
+            && rows.iter().all(|(name, api_url, joined, reach)| {
+                let addr = &hosts.iter().find(|h| &h.0 == name).unwrap().1;
+                *joined && reach == "reachable" && api_url.contains(addr.as_str())
+            });
+        if ok {
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "the demo hosts did not join and become reachable: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // A customer orders and pays a container and a KVM machine; both run on the demo hosts.
+    let clock = panel::clock::SystemClock;
+    let admin: uuid::Uuid = sqlx::query_scalar("SELECT id FROM accounts WHERE role = 'admin' LIMIT 1").fetch_one(pool).await.unwrap();
+    let customer: uuid::Uuid =
+        sqlx::query_scalar("INSERT INTO accounts (role, email, email_verified_at) VALUES ('customer', 'demo@example.com', now()) RETURNING id")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let eur = panel::money::Currency::parse("EUR").unwrap();
+    panel::billing::payments::record_manual_payment(pool, &clock, admin, customer, panel::money::Money::new(100_000, eur), "demo-credit", None, None)
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for (plan, template, hostname) in [("burst-s", "busybox", "ct.example.com"), ("kvm-s2", "vessel-test-guest", "vm.example.com")] {
+        let req = panel::orders::OrderRequest {
+            plan_code: plan.into(),
+            cycle: panel::plans::BillingCycle::Monthly,
+            os_template: template.into(),
+            hostname: hostname.into(),
+            coupon: None,
+        };
+        let placed = panel::orders::place_order(pool, &clock, customer, req).await.unwrap();
+        panel::billing::payments::pay_invoice_with_credit(pool, &clock, customer, placed.invoice_id).await.unwrap();
+        let id: uuid::Uuid =
+            sqlx::query_scalar("SELECT id FROM instances WHERE subscription_id = $1").bind(placed.subscription_id).fetch_one(pool).await.unwrap();
+        ids.push(id);
+    }
+    let end = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT i.observed_state::text, h.name, i.last_error FROM instances i LEFT JOIN hosts h ON h.id = i.host_id WHERE i.id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(pool)
+        .await
+        .unwrap();
+        if rows.iter().all(|(state, host, _)| state == "running" && host.as_ref().is_some_and(|h| names.contains(h))) {
+            eprintln!("quick start: the customer's VPS run on the demo hosts: {rows:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "the customer's VPS did not run on the demo hosts: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// After Ctrl-C: the hosts' namespaces, bridge, processes, cgroups, mounts and loop devices
+/// are gone (their files stay in the state dir for the next run).
+fn nothing_left_behind(state: &Path, hosts: &[(String, String, String)]) {
+    let netns = String::from_utf8_lossy(&Command::new("ip").args(["netns", "list"]).output().unwrap().stdout).to_string();
+    let addrs = String::from_utf8_lossy(&Command::new("ip").args(["-o", "addr", "show"]).output().unwrap().stdout).to_string();
+    for (name, addr, ns) in hosts {
+        assert!(!netns.lines().any(|l| l.split_whitespace().next() == Some(ns.as_str())), "namespace {ns} of {name} is left");
+        let gateway = format!("{}.1/24", addr.rsplit_once('.').unwrap().0);
+        assert!(!addrs.contains(&format!(" {gateway} ")), "the bridge with {gateway} is left");
+        for c in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let cg = c.path().join(format!("vessel-netns-{ns}"));
+            assert!(!cg.exists(), "cgroup {} is left", cg.display());
+        }
+    }
+    let state = state.canonicalize().unwrap();
+    let state_s = state.to_string_lossy().to_string();
+    for l in std::fs::read_dir("/sys/block").unwrap().flatten() {
+        if let Ok(back) = std::fs::read_to_string(l.path().join("loop/backing_file")) {
+            assert!(!back.trim().starts_with(&state_s), "{:?} still backs {}", l.file_name(), back.trim());
+        }
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.lines().any(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&state_s))), "a mount under {state_s} is left");
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        if let Ok(cmd) = std::fs::read(p.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            assert!(!cmd.contains(&state_s), "process {:?} is left: {cmd}", p.file_name());
+        }
+    }
 }
 
 fn wait_timeout(child: &mut std::process::Child, d: Duration) -> Option<std::process::ExitStatus> {

@@ -30,11 +30,12 @@ pub async fn complete_join(
     disk_gib: i64,
     containers: bool,
     kvm: bool,
+    tls_cert_sha256: Option<&str>,
 ) -> Result<Option<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
         "UPDATE hosts SET join_token_sha256 = NULL, api_secret = $3, api_url = $2, cpus = $4, memory_mib = $5,
                 disk_gib = $6, supports_containers = $7, supports_kvm = $8, enabled = true, reachability = 'reachable',
-                last_seen_at = now()
+                last_seen_at = now(), tls_cert_sha256 = $9
           WHERE join_token_sha256 = $1 RETURNING id",
     )
     .bind(token_sha256)
@@ -45,6 +46,7 @@ pub async fn complete_join(
     .bind(disk_gib)
     .bind(containers)
     .bind(kvm)
+    .bind(tls_cert_sha256)
     .fetch_optional(&mut **tx)
     .await
 }
@@ -63,10 +65,12 @@ pub struct HostRow {
     pub reserved_disk_gib: i64,
     pub reachability: String,
     pub last_seen_at: Option<DateTime<Utc>>,
+    /// The pinned certificate's SHA-256 (hex), if the host sent one at join.
+    pub tls_cert_sha256: Option<String>,
 }
 
 const HOST: &str = "SELECT id, name, api_url, api_secret, cpus, memory_mib, disk_gib, reserved_cpus, reserved_memory_mib,
-        reserved_disk_gib, reachability::text AS reachability, last_seen_at FROM hosts";
+        reserved_disk_gib, reachability::text AS reachability, last_seen_at, tls_cert_sha256 FROM hosts";
 
 /// Hosts that have joined and are enabled.
 pub async fn joined<'e, E: sqlx::PgExecutor<'e>>(e: E) -> Result<Vec<HostRow>, sqlx::Error> {

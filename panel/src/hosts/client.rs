@@ -42,6 +42,118 @@ pub fn http_client(timeout: Duration, ca: Option<&reqwest::Certificate>) -> reqw
     b.build().expect("a reqwest client with static settings builds")
 }
 
+/// A client that accepts from a host exactly the certificate whose SHA-256 (of its DER, hex)
+/// is `sha256_hex`: no CA, no name check, so a host can serve a self-signed certificate
+/// and the panel still cannot be talked to by anyone else. The handshake's signatures are
+/// still verified, so only the holder of that certificate's key passes.
+pub fn pinned_http_client(timeout: Duration, sha256_hex: &str) -> Result<reqwest::Client, HostError> {
+    let mut pin = [0u8; 32];
+    hex::decode_to_slice(sha256_hex, &mut pin).map_err(|e| HostError::Protocol(format!("pinned certificate fingerprint: {e}")))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| HostError::Protocol(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(PinnedCert { pin, provider }))
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(3))
+        .use_preconfigured_tls(tls)
+        .build()
+        .map_err(|e| HostError::Protocol(e.to_string()))
+}
+
+/// rustls verifier for [`pinned_http_client`].
+#[derive(Debug)]
+struct PinnedCert {
+    pin: [u8; 32],
+    provider: std::sync::Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        use sha2::Digest;
+        let got: [u8; 32] = sha2::Sha256::digest(end_entity.as_ref()).into();
+        // Not secret, so a plain compare is fine.
+        if got == self.pin {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General(format!("the host's certificate (sha256 {}) is not the one it joined with", hex::encode(got))))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Every HTTP client orchestration talks to hosts with: the shared one (system roots and the
+/// configured CA) for hosts without a pinned certificate, and one per pin, built on first use
+/// and kept (each keeps its connection pool). Cheap to clone.
+#[derive(Clone)]
+pub struct HostHttp {
+    shared: reqwest::Client,
+    timeout: Duration,
+    pinned: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, reqwest::Client>>>,
+}
+
+impl HostHttp {
+    pub fn new(shared: reqwest::Client, timeout: Duration) -> Self {
+        HostHttp { shared, timeout, pinned: Default::default() }
+    }
+
+    /// The client for a host with this pin (`None`: the shared client).
+    pub fn for_pin(&self, pin: Option<&str>) -> Result<reqwest::Client, HostError> {
+        let Some(pin) = pin else { return Ok(self.shared.clone()) };
+        let mut map = self.pinned.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = map.get(pin) {
+            return Ok(c.clone());
+        }
+        let c = pinned_http_client(self.timeout, pin)?;
+        map.insert(pin.to_string(), c.clone());
+        Ok(c)
+    }
+}
+
+/// An error with its causes: reqwest's own message ("error sending request") hides why
+/// (refused, timed out, a certificate that is not the pinned one), which admins need.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
 #[derive(Clone)]
 pub struct HostClient {
     base: String,
@@ -66,7 +178,7 @@ impl HostClient {
         if !body.is_empty() {
             req = req.header("content-type", "application/json").body(body);
         }
-        let resp = req.send().await.map_err(|e| HostError::Unreachable(e.to_string()))?;
+        let resp = req.send().await.map_err(|e| HostError::Unreachable(with_causes(&e)))?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| HostError::Unreachable(e.to_string()))?;
         if status == StatusCode::NO_CONTENT {
