@@ -118,7 +118,7 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 struct ApiDoc;
 
 /// Errors every operation may answer, documented once here rather than on each handler.
-const COMMON_ERRORS: [(&str, &str); 7] = [
+pub(crate) const COMMON_ERRORS: [(&str, &str); 7] = [
     ("400", "Malformed JSON or a bad Idempotency-Key"),
     ("401", "Missing, invalid or revoked API key"),
     ("403", "The API key lacks the scope this operation needs"),

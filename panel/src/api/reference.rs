@@ -56,12 +56,29 @@ struct Reference {
     description: String,
     openapi: String,
     tags: Vec<Tag>,
-    errors: Vec<(String, u16, &'static str)>,
+    errors: Vec<(String, u16, String)>,
+    common: String,
     schemas: Vec<Schema>,
 }
 
 fn text(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_string()
+}
+
+/// Escapes text for HTML and renders `code` spans, as the descriptions are written.
+fn rich(s: &str) -> String {
+    let escaped = s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let mut out = String::new();
+    for (i, part) in escaped.split('`').enumerate() {
+        if i % 2 == 1 {
+            out.push_str("<code>");
+            out.push_str(part);
+            out.push_str("</code>");
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
 }
 
 /// A short type for a JSON schema: `string (uuid)`, `array of Server`, `integer | null`.
@@ -120,20 +137,22 @@ fn build() -> Reference {
                                 location: text(&p["in"]),
                                 ty: type_of(&p["schema"]),
                                 required: p["required"].as_bool().unwrap_or(false),
-                                description: text(&p["description"]),
+                                description: rich(&text(&p["description"])),
                             })
                             .collect()
                     })
                     .unwrap_or_default();
+                // The errors every operation shares are listed once, under "Errors".
                 let responses = op["responses"]
                     .as_object()
                     .map(|rs| {
                         rs.iter()
-                            .map(|(status, r)| Resp { status: status.clone(), schema: schema_name(r.get("content")), description: text(&r["description"]) })
+                            .filter(|(status, r)| !super::COMMON_ERRORS.iter().any(|(c, d)| c == status && r["description"] == *d))
+                            .map(|(status, r)| Resp { status: status.clone(), schema: schema_name(r.get("content")), description: rich(&text(&r["description"])) })
                             .collect()
                     })
                     .unwrap_or_default();
-                let summary = [text(&op["summary"]), text(&op["description"])].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
+                let summary = rich(&[text(&op["summary"]), text(&op["description"])].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" "));
                 let o = Op {
                     anchor: format!("{method}-{}", path.replace(['/', '{', '}'], "-")),
                     method: method.to_string(),
@@ -159,12 +178,12 @@ fn build() -> Reference {
                     let required: Vec<&str> = s["required"].as_array().map(|r| r.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
                     Schema {
                         name: name.clone(),
-                        description: text(&s["description"]),
+                        description: rich(&text(&s["description"])),
                         fields: s["properties"]
                             .as_object()
                             .map(|ps| {
                                 ps.iter()
-                                    .map(|(f, p)| Field { name: f.clone(), ty: type_of(p), required: required.contains(&f.as_str()), description: text(&p["description"]) })
+                                    .map(|(f, p)| Field { name: f.clone(), ty: type_of(p), required: required.contains(&f.as_str()), description: rich(&text(&p["description"])) })
                                     .collect()
                             })
                             .unwrap_or_default(),
@@ -175,12 +194,13 @@ fn build() -> Reference {
         .unwrap_or_default();
     let errors = super::problem::ALL_KINDS
         .iter()
-        .map(|(slug, status, when)| (format!("{}{slug}", super::problem::TYPE_BASE), *status, *when))
+        .map(|(slug, status, when)| (format!("{}{slug}", super::problem::TYPE_BASE), *status, rich(when)))
         .collect();
     Reference {
         title: text(&doc["info"]["title"]),
         version: text(&doc["info"]["version"]),
-        description: text(&doc["info"]["description"]),
+        description: rich(&text(&doc["info"]["description"])),
+        common: super::COMMON_ERRORS.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", "),
         openapi: text(&doc["openapi"]),
         tags,
         errors,
