@@ -13,3 +13,5 @@ DROP INDEX IF EXISTS accounts_reseller_email_key;
 DROP INDEX IF EXISTS accounts_email_key;
 CREATE UNIQUE INDEX accounts_email_key ON accounts (email);
 ALTER TABLE instances DROP COLUMN IF EXISTS owner_suspended;
+DROP INDEX IF EXISTS instances_created_idx;
+DROP INDEX IF EXISTS accounts_created_idx;

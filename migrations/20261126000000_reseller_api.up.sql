@@ -29,6 +29,11 @@ CREATE TABLE reseller_terms (
 -- billing's suspension: paying an overdue invoice must not resume what the owner suspended.
 ALTER TABLE instances ADD COLUMN owner_suspended boolean NOT NULL DEFAULT false;
 
+-- The API lists servers newest first with a (created_at, id) cursor: pages walk this index
+-- instead of sorting every server.
+CREATE INDEX instances_created_idx ON instances (created_at DESC, id DESC);
+CREATE INDEX accounts_created_idx ON accounts (created_at DESC, id DESC) WHERE role = 'customer';
+
 -- ---------------------------------------------------------------- API keys
 -- The key is shown once. Stored: its public prefix (to find it and to recognise it in logs)
 -- and the SHA-256 of the whole key. Keys carry 190 bits of randomness, so a fast hash is
