@@ -12,6 +12,7 @@ DROP TABLE IF EXISTS reseller_terms;
 DROP INDEX IF EXISTS accounts_reseller_email_key;
 DROP INDEX IF EXISTS accounts_email_key;
 CREATE UNIQUE INDEX accounts_email_key ON accounts (email);
-ALTER TABLE instances DROP COLUMN IF EXISTS owner_suspended;
+ALTER TABLE instances DROP COLUMN IF EXISTS owner_suspended_from;
+ALTER TABLE accounts DROP COLUMN IF EXISTS suspended_by_reseller;
 DROP INDEX IF EXISTS instances_created_idx;
 DROP INDEX IF EXISTS accounts_created_idx;

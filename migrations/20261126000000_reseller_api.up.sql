@@ -26,8 +26,16 @@ CREATE TABLE reseller_terms (
 );
 
 -- A server's owner (a reseller through the API) may suspend it on its own account, apart from
--- billing's suspension: paying an overdue invoice must not resume what the owner suspended.
-ALTER TABLE instances ADD COLUMN owner_suspended boolean NOT NULL DEFAULT false;
+-- billing's suspension: paying an overdue invoice must not resume what the owner suspended,
+-- and lifting the owner's suspension returns the server to the state it had (a stopped
+-- server stays stopped). NULL: the owner has not suspended it.
+ALTER TABLE instances ADD COLUMN owner_suspended_from desired_state;
+ALTER TABLE instances ADD CONSTRAINT instances_owner_suspended_from
+    CHECK (owner_suspended_from IS NULL OR owner_suspended_from IN ('running', 'stopped'));
+
+-- A reseller may suspend its customer's account and lift that suspension, but not one the
+-- provider's admins made.
+ALTER TABLE accounts ADD COLUMN suspended_by_reseller boolean NOT NULL DEFAULT false;
 
 -- The API lists servers newest first with a (created_at, id) cursor: pages walk this index
 -- instead of sorting every server.

@@ -14,11 +14,11 @@ use uuid::Uuid;
 
 pub use sql::{QuotaUse, TermsRow as Terms};
 
-/// Retail less the discount in basis points, rounded down so the reseller never pays more than
-/// the rate it was promised. Integer arithmetic: money is minor units.
+/// Retail less the discount in basis points, the price rounded down so the reseller never pays
+/// more than the rate it was promised. Integer arithmetic: money is minor units.
 pub fn wholesale_price(retail_minor: i64, discount_bp: i32) -> i64 {
     let bp = i64::from(discount_bp.clamp(0, 10_000));
-    retail_minor - retail_minor * bp / 10_000
+    retail_minor * (10_000 - bp) / 10_000
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +99,8 @@ mod tests {
     #[test]
     fn wholesale_rounds_down_and_stays_in_range() {
         assert_eq!(wholesale_price(1000, 2000), 800);
-        assert_eq!(wholesale_price(999, 2500), 750); // 999 − 249.75 → 750 (the reseller pays less)
+        assert_eq!(wholesale_price(999, 2500), 749); // 749.25 → 749: the reseller never pays more
+        assert_eq!(wholesale_price(1, 1), 0);
         assert_eq!(wholesale_price(1000, 0), 1000);
         assert_eq!(wholesale_price(1000, 10_000), 0);
         assert_eq!(wholesale_price(1000, 20_000), 0);

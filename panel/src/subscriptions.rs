@@ -56,7 +56,7 @@ pub async fn unsuspend(tx: &mut Tx<'_>, sub: Uuid, account: Uuid, now: DateTime<
     sql::set_status(tx, sub, "active", now).await?;
     // What its owner suspended stays suspended: the payment lifts billing's suspension only.
     let owner_suspended = match inst_sql::of_subscription(tx, sub).await? {
-        Some(instance) => inst_sql::owner_suspended(tx, instance).await?,
+        Some(instance) => inst_sql::owner_suspended_from(tx, instance).await?.is_some(),
         None => false,
     };
     if !owner_suspended {

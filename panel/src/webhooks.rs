@@ -102,24 +102,44 @@ fn actor(account: Uuid) -> Actor {
     Actor { id: Some(account), kind: ActorKind::Reseller }
 }
 
+/// The audit actor and details for a change made in the panel (`None`) or through an API key.
+fn actor_via(account: Uuid, api_key: Option<Uuid>, mut details: serde_json::Value) -> (Actor, serde_json::Value) {
+    match api_key {
+        None => (actor(account), details),
+        Some(key) => {
+            if let Some(o) = details.as_object_mut() {
+                o.insert("api_key_id".into(), json!(key));
+            }
+            (Actor { id: Some(account), kind: ActorKind::ApiKey }, details)
+        }
+    }
+}
+
 // ------------------------------------------------------------------ endpoints
 
 pub async fn create_endpoint(pool: &PgPool, account: Uuid, url: &str, addr: Option<IpAddr>) -> Result<EndpointRow, WebhookError> {
     let mut tx = pool.begin().await?;
-    let row = create_endpoint_in(&mut tx, account, url, addr).await?;
+    let row = create_endpoint_in(&mut tx, account, url, addr, None).await?;
     tx.commit().await?;
     Ok(row)
 }
 
-/// As [`create_endpoint`], inside the caller's transaction (the API's idempotency transaction).
-pub async fn create_endpoint_in(tx: &mut crate::db::Tx<'_>, account: Uuid, url: &str, addr: Option<IpAddr>) -> Result<EndpointRow, WebhookError> {
+/// As [`create_endpoint`], inside the caller's transaction (the API's idempotency transaction);
+/// `api_key` names the key that asked, for the audit log.
+pub async fn create_endpoint_in(
+    tx: &mut crate::db::Tx<'_>,
+    account: Uuid,
+    url: &str,
+    addr: Option<IpAddr>,
+    api_key: Option<Uuid>,
+) -> Result<EndpointRow, WebhookError> {
     let url = validate_url(url)?;
     if crate::db::accounts::role_of(tx, account).await?.as_deref() != Some("reseller") {
         return Err(WebhookError::NotAllowed);
     }
     let row = sql::insert_endpoint(tx, account, &url, &new_secret()).await?;
-    audit::record(&mut **tx, actor(account), "webhook_endpoint.create", Some(("webhook_endpoint", row.id.to_string())), addr, json!({ "url": url }))
-        .await?;
+    let (who, details) = actor_via(account, api_key, json!({ "url": url }));
+    audit::record(&mut **tx, who, "webhook_endpoint.create", Some(("webhook_endpoint", row.id.to_string())), addr, details).await?;
     Ok(row)
 }
 
@@ -157,12 +177,14 @@ pub async fn rotate_secret(pool: &PgPool, account: Uuid, id: Uuid, addr: Option<
     Ok(secret)
 }
 
-pub async fn delete_endpoint(pool: &PgPool, account: Uuid, id: Uuid, addr: Option<IpAddr>) -> Result<(), WebhookError> {
+/// Deletes one of the account's endpoints; `api_key` names the key that asked, if one did.
+pub async fn delete_endpoint(pool: &PgPool, account: Uuid, id: Uuid, addr: Option<IpAddr>, api_key: Option<Uuid>) -> Result<(), WebhookError> {
     let mut tx = pool.begin().await?;
     if !sql::delete_endpoint(&mut tx, account, id).await? {
         return Err(WebhookError::NotFound);
     }
-    audit::record(&mut *tx, actor(account), "webhook_endpoint.delete", Some(("webhook_endpoint", id.to_string())), addr, json!({})).await?;
+    let (who, details) = actor_via(account, api_key, json!({}));
+    audit::record(&mut *tx, who, "webhook_endpoint.delete", Some(("webhook_endpoint", id.to_string())), addr, details).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -221,11 +243,21 @@ pub fn is_public(ip: IpAddr) -> bool {
                 return is_public(IpAddr::V4(v4));
             }
             let s = a.segments();
+            // Prefixes that carry or translate to an IPv4 address (NAT64, 6to4, Teredo,
+            // IPv4-compatible) are refused outright: behind DNS64 an internal A record comes
+            // back as 64:ff9b::a.b.c.d, and judging only the IPv6 form would let it through.
+            let embeds_v4 = (s[0] == 0x0064 && s[1] == 0xff9b)
+                || s[0] == 0x2002
+                || (s[0] == 0x2001 && s[1] == 0x0000)
+                || s[..6].iter().all(|&x| x == 0);
             !(a.is_loopback()
                 || a.is_unspecified()
                 || a.is_multicast()
+                || embeds_v4
                 || (s[0] & 0xfe00) == 0xfc00
                 || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] & 0xffc0) == 0xfec0
+                || (s[0] == 0x0100 && s[1..4].iter().all(|&x| x == 0))
                 || (s[0] == 0x2001 && s[1] == 0x0db8))
         }
     }
@@ -326,8 +358,17 @@ impl Deliverer {
                     let to = r.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("?").to_string();
                     format!("HTTP {status}: redirects are not followed (to {to}); register the final URL")
                 } else {
-                    let text = r.text().await.unwrap_or_default();
-                    let text: String = text.chars().take(200).collect();
+                    // At most 1 KiB of the answer is read: a receiver must not be able to
+                    // fill the panel's memory with an endless error page.
+                    let mut r = r;
+                    let mut head = Vec::new();
+                    while head.len() < 1024 {
+                        match r.chunk().await {
+                            Ok(Some(c)) => head.extend_from_slice(&c[..c.len().min(1024 - head.len())]),
+                            _ => break,
+                        }
+                    }
+                    let text: String = String::from_utf8_lossy(&head).chars().take(200).collect();
                     if text.trim().is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {}", text.trim()) }
                 };
                 Outcome::Failed { status: Some(status.as_u16()), error }
@@ -453,7 +494,8 @@ mod tests {
     #[test]
     fn only_public_addresses_are_public() {
         for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "255.255.255.255",
-                   "224.0.0.1", "192.0.2.1", "198.18.0.1", "240.0.0.1", "::1", "::", "fd00::1", "fe80::1", "2001:db8::1", "::ffff:127.0.0.1", "ff02::1"] {
+                   "224.0.0.1", "192.0.2.1", "198.18.0.1", "240.0.0.1", "::1", "::", "fd00::1", "fe80::1", "2001:db8::1", "::ffff:127.0.0.1", "ff02::1",
+                   "64:ff9b::a00:5", "64:ff9b::a9fe:a9fe", "64:ff9b:1::1", "::127.0.0.1", "2002:a00:5::1", "2001::1", "fec0::1", "100::1"] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["1.1.1.1", "8.8.8.8", "100.128.0.1", "172.32.0.1", "2606:4700::1111", "::ffff:1.1.1.1"] {

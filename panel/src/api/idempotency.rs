@@ -17,15 +17,22 @@ use sqlx::PgPool;
 
 pub const HEADER: &str = "Idempotency-Key";
 
-/// A successful answer: status and JSON body.
+/// A successful answer: status and JSON body, and the top-level fields of the body that are
+/// answered once but never stored for a replay (secrets).
 pub struct Reply {
     pub status: StatusCode,
     pub body: Value,
+    pub unstored: &'static [&'static str],
 }
 
 impl Reply {
     pub fn new(status: StatusCode, body: impl serde::Serialize) -> Result<Self, ApiError> {
-        Ok(Reply { status, body: serde_json::to_value(body).map_err(|e| ApiError::Internal(e.to_string()))? })
+        Ok(Reply { status, body: serde_json::to_value(body).map_err(|e| ApiError::Internal(e.to_string()))?, unstored: &[] })
+    }
+    /// Leaves these top-level fields out of the stored copy a retry replays.
+    pub fn not_storing(mut self, fields: &'static [&'static str]) -> Self {
+        self.unstored = fields;
+        self
     }
     fn respond(self, replayed: bool) -> HttpResponse {
         let mut r = HttpResponse::build(self.status);
@@ -74,12 +81,18 @@ where
                 return Err(ApiError::IdempotencyKeyReused);
             }
             let status = status.and_then(|s| StatusCode::from_u16(s as u16).ok()).ok_or_else(|| ApiError::Internal("idempotency key without response".into()))?;
-            return Ok(Reply { status, body: stored.unwrap_or(Value::Null) }.respond(true));
+            return Ok(Reply { status, body: stored.unwrap_or(Value::Null), unstored: &[] }.respond(true));
         }
     }
     let reply = work(&mut tx).await?;
     if let Some(key) = &key {
-        sql::complete(&mut tx, who.account_id, key, reply.status.as_u16() as i16, &reply.body).await?;
+        let mut stored = reply.body.clone();
+        if let Some(o) = stored.as_object_mut() {
+            for f in reply.unstored {
+                o.remove(*f);
+            }
+        }
+        sql::complete(&mut tx, who.account_id, key, reply.status.as_u16() as i16, &stored).await?;
     }
     tx.commit().await?;
     Ok(reply.respond(false))

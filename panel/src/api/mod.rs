@@ -16,6 +16,10 @@ mod reference;
 mod servers;
 mod webhooks;
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
 use actix_web::{get, web, HttpResponse};
 use problem::{ApiError, Problem};
 use serde::de::DeserializeOwned;
@@ -28,6 +32,7 @@ pub use auth::ApiLimiter;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/v1")
+            .wrap(actix_web::middleware::from_fn(problems_only))
             // Malformed ids and queries are API errors too, never actix's plain-text bodies.
             .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::NotFound("resource").into()))
             .app_data(web::QueryConfig::default().error_handler(|e, _| ApiError::validation("query", e.to_string()).into()))
@@ -64,16 +69,43 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// Keeps the API's promise that every error is problem+json: a query string with a NUL
+/// character is refused up front (PostgreSQL cannot store one), and an error answered by actix
+/// itself (a body over the size limit, a method the route lacks) is rewritten as a problem.
+async fn problems_only(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let q = req.query_string();
+    if q.contains("%00") || q.contains('\0') {
+        let e = ApiError::validation("query", "the query string may not contain NUL characters");
+        return Ok(req.into_response(actix_web::ResponseError::error_response(&e)));
+    }
+    let res = next.call(req).await?.map_into_boxed_body();
+    let status = res.status();
+    let is_problem = res.headers().get(actix_web::http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return Ok(res);
+    }
+    let e = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge,
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        s if s.is_server_error() => ApiError::Internal(format!("{s} from the framework")),
+        _ => ApiError::Malformed(format!("the request was refused ({status})")),
+    };
+    Ok(res.into_response(actix_web::ResponseError::error_response(&e)))
+}
+
 /// Parses a JSON body, naming the field at fault when it is well-formed JSON of the wrong shape.
+/// Text with a NUL character is refused here: PostgreSQL cannot store it.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::Malformed(e.to_string()))?;
+    if let Some(field) = nul_in(&value, String::new()) {
+        return Err(ApiError::validation(if field.is_empty() { "body".into() } else { field }, "text may not contain NUL characters"));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            return ApiError::Malformed(inner.to_string());
-        }
-        let message = inner.to_string();
+        let message = e.into_inner().to_string();
         // serde names a missing field in the message, at its parent's path (an unknown field's
         // path is already the field).
         let named = message.split('`').nth(1).filter(|_| message.starts_with("missing field") || (message.starts_with("unknown field") && path == "."));
@@ -83,9 +115,19 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             (p, Some(n)) => format!("{p}.{n}"),
             (p, None) => p.to_string(),
         };
-        let detail = message.split(" at line ").next().unwrap_or(&message).to_string();
-        ApiError::validation(field, detail)
+        ApiError::validation(field, message)
     })
+}
+
+/// The path of the first string (or key) holding a NUL character.
+fn nul_in(v: &Value, at: String) -> Option<String> {
+    let join = |k: &str| if at.is_empty() { k.to_string() } else { format!("{at}.{k}") };
+    match v {
+        Value::String(s) => s.contains('\0').then_some(at),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, x)| nul_in(x, join(&i.to_string()))),
+        Value::Object(map) => map.iter().find_map(|(k, x)| if k.contains('\0') { Some(join(k)) } else { nul_in(x, join(k)) }),
+        _ => None,
+    }
 }
 
 #[derive(OpenApi)]
@@ -118,13 +160,14 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 struct ApiDoc;
 
 /// Errors every operation may answer, documented once here rather than on each handler.
-pub(crate) const COMMON_ERRORS: [(&str, &str); 7] = [
+pub(crate) const COMMON_ERRORS: [(&str, &str); 8] = [
     ("400", "Malformed JSON or a bad Idempotency-Key"),
     ("401", "Missing, invalid or revoked API key"),
     ("403", "The API key lacks the scope this operation needs"),
     ("404", "No such resource, or not yours"),
     ("409", "The resource's state does not allow this now"),
     ("422", "Validation failed (`field` names it), a quota would be exceeded, or an Idempotency-Key was reused with another request"),
+    ("413", "The body is over 64 KiB"),
     ("429", "Rate limited: retry after `Retry-After` seconds"),
 ];
 

@@ -84,7 +84,7 @@ pub struct Customer {
     pub name: String,
     /// ISO 3166-1 alpha-2.
     pub country: Option<String>,
-    /// `active` or `suspended`.
+    /// `active` or `suspended` (admin keys also see `pending_verification` for direct customers).
     pub status: String,
     /// The reseller the customer belongs to (absent for a direct customer).
     pub reseller_id: Option<Uuid>,
@@ -151,7 +151,8 @@ pub struct Server {
     pub observed_at: Option<DateTime<Utc>>,
     /// The last error the platform met acting on this server, if any.
     pub last_error: Option<String>,
-    /// The subscription's status: `active`, `suspended` (overdue), `terminated`.
+    /// The subscription's status: `pending`, `active`, `suspended` (overdue), `terminated` or
+    /// `cancelled`.
     pub billing_status: Option<String>,
     pub addresses: Vec<String>,
     pub created_at: DateTime<Utc>,

@@ -22,6 +22,10 @@ pub fn decode(s: &str) -> Result<Cursor, ApiError> {
     let text = std::str::from_utf8(&raw).map_err(|_| bad())?;
     let (micros, id) = text.split_once(':').ok_or_else(bad)?;
     let at = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
+    // Only times a row can have: PostgreSQL refuses some that chrono accepts (before 4713 BC).
+    if !(2000..=9999).contains(&chrono::Datelike::year(&at)) {
+        return Err(bad());
+    }
     Ok((at, id.parse().map_err(|_| bad())?))
 }
 
@@ -58,6 +62,8 @@ mod tests {
         let id = Uuid::new_v4();
         assert_eq!(decode(&encode(at, id)).unwrap(), (at, id));
         assert!(matches!(decode("nope"), Err(ApiError::Validation { .. })));
+        let ancient = URL_SAFE_NO_PAD.encode(format!("-3200000000000000000:{}", Uuid::nil()));
+        assert!(matches!(decode(&ancient), Err(ApiError::Validation { .. })), "a time PostgreSQL cannot hold is refused, not sent");
         assert!(matches!(limit(Some(0)), Err(ApiError::Validation { .. })));
         assert_eq!(limit(None).unwrap(), DEFAULT_LIMIT);
     }

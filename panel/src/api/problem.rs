@@ -37,7 +37,7 @@ pub struct Problem {
 }
 
 /// Every problem type: (slug, status, when), for the reference page.
-pub const ALL_KINDS: [(&str, u16, &str); 11] = [
+pub const ALL_KINDS: [(&str, u16, &str); 13] = [
     ("unauthorized", 401, "No API key, or an invalid, revoked or inactive one"),
     ("insufficient-scope", 403, "The key lacks the `read` or `write` scope the operation needs"),
     ("not-found", 404, "No such resource, or it belongs to another tenant"),
@@ -47,6 +47,8 @@ pub const ALL_KINDS: [(&str, u16, &str); 11] = [
     ("quota-exceeded", 422, "The request would exceed a quota; `quota`, `limit`, `used`, `requested` say which and by how much"),
     ("idempotency-key-reused", 422, "The Idempotency-Key was used within 24 h for a different request"),
     ("conflict", 409, "The resource's state does not allow this now (e.g. starting a suspended server)"),
+    ("payload-too-large", 413, "The body is over 64 KiB"),
+    ("method-not-allowed", 405, "The path exists but not with this method"),
     ("rate-limited", 429, "Too many requests for this key; wait `Retry-After` seconds"),
     ("internal", 500, "Our failure; safe to retry with the same Idempotency-Key"),
 ];
@@ -71,6 +73,10 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("Idempotency-Key must be 1 to 255 visible ASCII characters")]
     BadIdempotencyKey,
+    #[error("the request body is over 64 KiB")]
+    TooLarge,
+    #[error("this path does not take this method")]
+    MethodNotAllowed,
     #[error("too many requests for this API key: retry in {0} s")]
     RateLimited(u64),
     #[error("internal error")]
@@ -95,6 +101,8 @@ impl ApiError {
             ApiError::IdempotencyKeyReused => "idempotency-key-reused",
             ApiError::BadIdempotencyKey => "bad-idempotency-key",
             ApiError::RateLimited(_) => "rate-limited",
+            ApiError::TooLarge => "payload-too-large",
+            ApiError::MethodNotAllowed => "method-not-allowed",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -141,6 +149,8 @@ impl ResponseError for ApiError {
             ApiError::Validation { .. } | ApiError::Quota { .. } | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -166,6 +176,12 @@ impl ResponseError for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
+        // Text the database cannot hold (a NUL, bad encoding) is the caller's input, not our fault.
+        if let Some(code) = e.as_database_error().and_then(|d| d.code()) {
+            if code == "22021" || code == "22P05" {
+                return ApiError::validation("body", "text may not contain NUL or invalid characters");
+            }
+        }
         ApiError::Internal(format!("database: {e}"))
     }
 }

@@ -33,14 +33,19 @@ pub struct WebhookEndpoint {
     pub created_at: DateTime<Utc>,
 }
 
+/// An endpoint with its signing secret (its owner only).
 #[derive(Clone, Debug, Serialize, ToSchema)]
-pub struct WebhookEndpointCreated {
+pub struct WebhookEndpointWithSecret {
     pub id: Uuid,
     pub url: String,
     pub enabled: bool,
     pub created_at: DateTime<Utc>,
     /// Verify `Vessel-Signature` with it: `v1` = hex HMAC-SHA256(secret, "<t>.<raw body>").
-    pub secret: String,
+    /// Absent in an idempotent replay of the creation (a secret is never stored with the
+    /// replayable answer, so a rotated one is not handed out again): read it with
+    /// `GET /webhooks/{id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -91,33 +96,35 @@ pub async fn list(who: Reader, pool: web::Data<PgPool>) -> Result<HttpResponse, 
 }
 
 /// Registers an endpoint; the answer carries its signing secret.
-#[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", request_body = NewWebhookEndpoint, responses((status = 201, body = WebhookEndpointCreated)))]
+#[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", request_body = NewWebhookEndpoint, responses((status = 201, body = WebhookEndpointWithSecret)))]
 #[post("/webhooks")]
 pub async fn create(who: Writer, pool: web::Data<PgPool>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let input: NewWebhookEndpoint = super::parse(&body)?;
-    let account = who.0.account_id;
+    let (account, key) = (who.0.account_id, who.0.key_id);
     let addr = req.peer_addr().map(|a| a.ip());
     idempotency::run(&pool, &who.0, &req, &body, move |tx| {
         Box::pin(async move {
-            let r = svc::create_endpoint_in(tx, account, &input.url, addr).await?;
-            Reply::new(StatusCode::CREATED, WebhookEndpointCreated { id: r.id, url: r.url, enabled: r.enabled, created_at: r.created_at, secret: r.secret })
+            let r = svc::create_endpoint_in(tx, account, &input.url, addr, Some(key)).await?;
+            let reply = WebhookEndpointWithSecret { id: r.id, url: r.url, enabled: r.enabled, created_at: r.created_at, secret: Some(r.secret) };
+            Ok(Reply::new(StatusCode::CREATED, reply)?.not_storing(&["secret"]))
         })
     })
     .await
 }
 
-/// One endpoint.
-#[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)), responses((status = 200, body = WebhookEndpoint)))]
+/// One endpoint, with its signing secret.
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)), responses((status = 200, body = WebhookEndpointWithSecret)))]
 #[get("/webhooks/{id}")]
 pub async fn get(who: Reader, pool: web::Data<PgPool>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(view(svc::endpoint(&pool, who.0.account_id, *id).await?)))
+    let r = svc::endpoint(&pool, who.0.account_id, *id).await?;
+    Ok(HttpResponse::Ok().json(WebhookEndpointWithSecret { id: r.id, url: r.url, enabled: r.enabled, created_at: r.created_at, secret: Some(r.secret) }))
 }
 
 /// Removes an endpoint (its queued deliveries go with it).
 #[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)), responses((status = 204, description = "Deleted")))]
 #[delete("/webhooks/{id}")]
 pub async fn delete(who: Writer, pool: web::Data<PgPool>, req: HttpRequest, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
-    svc::delete_endpoint(&pool, who.0.account_id, *id, req.peer_addr().map(|a| a.ip())).await?;
+    svc::delete_endpoint(&pool, who.0.account_id, *id, req.peer_addr().map(|a| a.ip()), Some(who.0.key_id)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -211,12 +211,13 @@ pub async fn set_order_status_of(tx: &mut Tx<'_>, instance: Uuid, status: &str) 
     Ok(())
 }
 
-pub async fn owner_suspended(tx: &mut Tx<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT owner_suspended FROM instances WHERE id = $1").bind(id).fetch_one(&mut **tx).await
+/// The state the owner's suspension interrupted, if the owner holds the instance suspended.
+pub async fn owner_suspended_from(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT owner_suspended_from::text FROM instances WHERE id = $1").bind(id).fetch_one(&mut **tx).await
 }
 
-/// Records whether the owner (not billing) holds the instance suspended.
-pub async fn set_owner_suspended(tx: &mut Tx<'_>, id: Uuid, on: bool) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE instances SET owner_suspended = $2 WHERE id = $1").bind(id).bind(on).execute(&mut **tx).await?;
+/// Records (or, with `None`, clears) the owner's suspension and the state to return to.
+pub async fn set_owner_suspended_from(tx: &mut Tx<'_>, id: Uuid, from: Option<&str>) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE instances SET owner_suspended_from = $2::desired_state WHERE id = $1").bind(id).bind(from).execute(&mut **tx).await?;
     Ok(())
 }

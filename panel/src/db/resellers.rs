@@ -78,9 +78,12 @@ pub struct CustomerRow {
     pub status: String,
     pub reseller_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
+    /// The reseller (not the provider) suspended this account.
+    pub suspended_by_reseller: bool,
 }
 
-const CUSTOMER: &str = "SELECT id, email, display_name, country, status::text AS status, reseller_id, created_at FROM accounts";
+const CUSTOMER: &str =
+    "SELECT id, email, display_name, country, status::text AS status, reseller_id, created_at, suspended_by_reseller FROM accounts";
 
 /// A live customer the tenant may see.
 pub async fn customer<'e, E: sqlx::PgExecutor<'e>>(e: E, reseller: Option<Uuid>, id: Uuid) -> Result<Option<CustomerRow>, sqlx::Error> {
@@ -145,7 +148,7 @@ pub async fn insert_customer(tx: &mut Tx<'_>, c: &NewCustomer<'_>) -> Result<Opt
     sqlx::query_as(&format!(
         "INSERT INTO accounts (role, email, display_name, country, currency, reseller_id, status)
          VALUES ('customer', $1, $2, $3, $4, $5, 'active') {conflict}
-         RETURNING id, email, display_name, country, status::text AS status, reseller_id, created_at"
+         RETURNING id, email, display_name, country, status::text AS status, reseller_id, created_at, suspended_by_reseller"
     ))
     .bind(c.email)
     .bind(c.name)
@@ -156,15 +159,23 @@ pub async fn insert_customer(tx: &mut Tx<'_>, c: &NewCustomer<'_>) -> Result<Opt
     .await
 }
 
-pub async fn update_customer(tx: &mut Tx<'_>, id: Uuid, name: &str, country: Option<&str>, status: &str) -> Result<CustomerRow, sqlx::Error> {
+pub async fn update_customer(
+    tx: &mut Tx<'_>,
+    id: Uuid,
+    name: &str,
+    country: Option<&str>,
+    status: &str,
+    suspended_by_reseller: bool,
+) -> Result<CustomerRow, sqlx::Error> {
     sqlx::query_as(
-        "UPDATE accounts SET display_name = $2, country = $3, status = $4::account_status WHERE id = $1
-         RETURNING id, email, display_name, country, status::text AS status, reseller_id, created_at",
+        "UPDATE accounts SET display_name = $2, country = $3, status = $4::account_status, suspended_by_reseller = $5 WHERE id = $1
+         RETURNING id, email, display_name, country, status::text AS status, reseller_id, created_at, suspended_by_reseller",
     )
     .bind(id)
     .bind(name)
     .bind(country)
     .bind(status)
+    .bind(suspended_by_reseller)
     .fetch_one(&mut **tx)
     .await
 }
@@ -254,6 +265,17 @@ pub async fn servers<'e, E: sqlx::PgExecutor<'e>>(
     .bind(after.map(|a| a.1))
     .bind(limit)
     .fetch_all(e)
+    .await
+}
+
+/// The subscription of a server the tenant may see (outer None: no such server), unlocked.
+pub async fn server_subscription(tx: &mut Tx<'_>, reseller: Option<Uuid>, id: Uuid) -> Result<Option<Option<Uuid>>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT i.subscription_id FROM instances i JOIN accounts a ON a.id = i.account_id WHERE i.id = $1 AND ($2::uuid IS NULL OR a.reseller_id = $2)",
+    )
+    .bind(id)
+    .bind(reseller)
+    .fetch_optional(&mut **tx)
     .await
 }
 

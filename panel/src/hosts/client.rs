@@ -35,7 +35,8 @@ impl HostError {
 /// few seconds at most); `ca` is the provider's own CA (PEM) that hosts' certificates are
 /// issued by, trusted beside the system's roots. Build it once and share it.
 pub fn http_client(timeout: Duration, ca: Option<&reqwest::Certificate>) -> reqwest::Client {
-    let mut b = reqwest::Client::builder().timeout(timeout).connect_timeout(Duration::from_secs(3));
+    // Hosts answer directly; a redirect would be someone else talking.
+    let mut b = reqwest::Client::builder().timeout(timeout).connect_timeout(Duration::from_secs(3)).redirect(reqwest::redirect::Policy::none());
     if let Some(ca) = ca {
         b = b.add_root_certificate(ca.clone());
     }
@@ -59,6 +60,8 @@ pub fn pinned_http_client(timeout: Duration, sha256_hex: &str) -> Result<reqwest
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(3))
+        .redirect(reqwest::redirect::Policy::none())
+        .https_only(true)
         .use_preconfigured_tls(tls)
         .build()
         .map_err(|e| HostError::Protocol(e.to_string()))

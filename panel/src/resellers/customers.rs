@@ -105,7 +105,17 @@ pub async fn update(pool: &PgPool, who: &Principal, id: Uuid, c: CustomerChange)
         Some(s @ ("active" | "suspended")) => s.to_string(),
         Some(_) => return Err(invalid("status", "a customer is active or suspended (delete it to close it)")),
     };
-    let row = sql::update_customer(&mut tx, id, &name, country.as_deref(), &status).await?;
+    // Who holds a suspension: a reseller lifts its own, never the provider's.
+    let by_reseller = match (cur.status.as_str(), status.as_str(), who.tenant) {
+        ("suspended", "active", Tenant::Reseller(_)) if !cur.suspended_by_reseller => {
+            return Err(ResellerError::Conflict("this customer was suspended by the provider: contact its support".into()))
+        }
+        (_, "active", _) => false,
+        ("suspended", "suspended", _) => cur.suspended_by_reseller,
+        (_, _, Tenant::Reseller(_)) => true,
+        (_, _, Tenant::All) => false,
+    };
+    let row = sql::update_customer(&mut tx, id, &name, country.as_deref(), &status, by_reseller).await?;
     audit::record(&mut *tx, who.actor(), "customer.update", Some(("account", id.to_string())), None, who.details(json!({ "name": name, "country": country, "status": status }))).await?;
     tx.commit().await?;
     Ok(row)
@@ -120,7 +130,7 @@ pub async fn delete(pool: &PgPool, who: &Principal, id: Uuid) -> Result<(), Rese
     if live > 0 {
         return Err(ResellerError::Conflict(format!("this customer still has {live} server(s): terminate them first")));
     }
-    sql::update_customer(&mut tx, id, &cur.display_name, cur.country.as_deref(), "closed").await?;
+    sql::update_customer(&mut tx, id, &cur.display_name, cur.country.as_deref(), "closed", false).await?;
     audit::record(&mut *tx, who.actor(), "customer.delete", Some(("account", id.to_string())), None, who.details(json!({}))).await?;
     tx.commit().await?;
     Ok(())

@@ -148,15 +148,18 @@ pub async fn create(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, s: New
 /// Records an action on a server inside the caller's transaction: its desired state and a
 /// durable job. The host follows; the server's observed state shows when it has.
 pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid, action: ServerAction) -> Result<(), ResellerError> {
+    // Subscription first, then instance: the order billing (payment, dunning) locks them in,
+    // so an action racing a payment waits instead of deadlocking.
+    let subscription = sql::server_subscription(tx, who.tenant.reseller(), id).await?.ok_or(ResellerError::NotFound("server"))?;
+    let billing = match subscription {
+        Some(sub) => sub_sql::lock(tx, sub, None).await?.map(|s| (s.status, s.account_id)),
+        None => None,
+    };
     let (desired, subscription, plan_id, customer) =
         sql::lock_server(tx, who.tenant.reseller(), id).await?.ok_or(ResellerError::NotFound("server"))?;
     if desired == "terminated" {
         return Err(ResellerError::Conflict("this server is terminated".into()));
     }
-    let billing = match subscription {
-        Some(sub) => sub_sql::lock(tx, sub, None).await?.map(|s| (s.status, s.account_id)),
-        None => None,
-    };
     let billing_suspended = billing.as_ref().is_some_and(|(status, _)| status == "suspended");
     let running_or_stopped = || -> Result<(), ResellerError> {
         if desired == "suspended" {
@@ -196,8 +199,10 @@ pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid,
             if desired == "suspended" && !billing_suspended {
                 return Err(ResellerError::Conflict("this server is already suspended".into()));
             }
+            // What to return to: the state before, or what billing would resume to.
+            let from = if desired == "stopped" { "stopped" } else { "running" };
             inst_sql::set_desired(tx, id, "suspended", now).await?;
-            inst_sql::set_owner_suspended(tx, id, true).await?;
+            inst_sql::set_owner_suspended_from(tx, id, Some(from)).await?;
             jobs::enqueue(tx, "instance.converge", converge("suspended"), Some(id), None).await?;
         }
         ServerAction::Unsuspend => {
@@ -207,9 +212,10 @@ pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid,
             if billing_suspended {
                 return Err(ResellerError::Conflict("this server is suspended for an overdue invoice: pay it first".into()));
             }
-            inst_sql::set_desired(tx, id, "running", now).await?;
-            inst_sql::set_owner_suspended(tx, id, false).await?;
-            jobs::enqueue(tx, "instance.converge", converge("running"), Some(id), None).await?;
+            let back = inst_sql::owner_suspended_from(tx, id).await?.unwrap_or_else(|| "running".into());
+            inst_sql::set_desired(tx, id, &back, now).await?;
+            inst_sql::set_owner_suspended_from(tx, id, None).await?;
+            jobs::enqueue(tx, "instance.converge", converge(&back), Some(id), None).await?;
         }
         ServerAction::Terminate => {
             inst_sql::set_desired(tx, id, "terminated", now).await?;

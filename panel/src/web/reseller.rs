@@ -333,7 +333,7 @@ async fn endpoint_rotate(req: HttpRequest, r: CurrentReseller, id: web::Path<Uui
 
 #[post("/reseller/webhooks/{id}/delete")]
 async fn endpoint_delete(req: HttpRequest, r: CurrentReseller, id: web::Path<Uuid>, _f: Empty, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
-    webhooks::delete_endpoint(&pool, r.account.id, *id, super::remote_addr(&req)).await.map_err(webhook_err)?;
+    webhooks::delete_endpoint(&pool, r.account.id, *id, super::remote_addr(&req), None).await.map_err(webhook_err)?;
     Ok(see_other("/reseller/webhooks?done=deleted"))
 }
 

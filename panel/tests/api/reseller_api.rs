@@ -443,7 +443,7 @@ async fn servers_are_billed_to_the_reseller_at_wholesale_prices_each_period() {
     let (_, plan) = api.get(&a.token, "/api/v1/plans/burst-s").await;
     let eur = plan["prices"].as_array().unwrap().iter().find(|p| p["currency"] == "EUR" && p["cycle"] == "monthly").unwrap().clone();
     let (retail, wholesale) = (eur["retail_minor"].as_i64().unwrap(), eur["wholesale_minor"].as_i64().unwrap());
-    assert_eq!(wholesale, retail - retail * 2500 / 10_000, "{eur}");
+    assert_eq!(wholesale, retail * 7500 / 10_000, "{eur}");
     let c = api.customer(&a.token, "c@example.com").await;
     let server = api.server(&a.token, c, "web.example.com").await;
     assert_eq!((server["billing_status"].as_str(), server["customer_id"].as_str()), (Some("active"), Some(c.to_string().as_str())));
@@ -584,4 +584,79 @@ async fn webhook_endpoints_through_the_api_log_the_server_events() {
     let (s, _, _) = api.call(Some(&a.token), Method::DELETE, &format!("/api/v1/webhooks/{hook}"), None, None).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert_eq!(api.get(&a.token, &format!("/api/v1/webhooks/{hook}")).await.0, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn hostile_input_is_a_clear_4xx_never_a_500() {
+    let api = Api::new().await;
+    let a = reseller(&api.app.pool, "a@resell.example", RW).await;
+    let c = api.customer(&a.token, "c@example.com").await;
+    let id = api.server(&a.token, c, "web.example.com").await["id"].as_str().unwrap().to_string();
+    // NUL characters: PostgreSQL cannot store them; the field is named.
+    let cases = vec![
+        (Method::POST, "/api/v1/customers".to_string(), json!({"email": "n@example.com", "name": "a\u{0}b"}), "name"),
+        (Method::PATCH, format!("/api/v1/customers/{c}"), json!({"name": "x\u{0}"}), "name"),
+        (Method::POST, "/api/v1/servers".to_string(), json!({"customer_id": c, "plan": "burst\u{0}", "os_template": "debian-12", "hostname": "h.example.com"}), "plan"),
+        (Method::POST, format!("/api/v1/servers/{id}/reinstall"), json!({"os_template": "\u{0}"}), "os_template"),
+        (Method::POST, format!("/api/v1/servers/{id}/resize"), json!({"plan": "\u{0}"}), "plan"),
+    ];
+    for (method, path, body, field) in cases {
+        let (s, _, v) = api.call(Some(&a.token), method.clone(), &path, Some(body), None).await;
+        assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(field)), "{method} {path}: {v}");
+    }
+    for path in ["/api/v1/servers?hostname=%00", "/api/v1/servers?plan=a%00", "/api/v1/customers?email=%00"] {
+        let (s, v) = api.get(&a.token, path).await;
+        assert_eq!((s, kind(&v)), (StatusCode::UNPROCESSABLE_ENTITY, "validation-failed"), "{path}: {v}");
+    }
+    // A cursor from before PostgreSQL's calendar.
+    use base64::Engine;
+    let ancient = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("-3200000000000000000:{}", Uuid::nil()));
+    for list in ["servers", "customers"] {
+        let (s, v) = api.get(&a.token, &format!("/api/v1/{list}?cursor={ancient}")).await;
+        assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("cursor")), "{v}");
+    }
+    // A body over the limit is a problem document too.
+    let big = json!({"email": "big@example.com", "name": "x".repeat(70 * 1024)});
+    let (s, _, v) = api.call(Some(&a.token), Method::POST, "/api/v1/customers", Some(big), None).await;
+    assert_eq!((s, kind(&v)), (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large"), "{v}");
+    assert_eq!(api.count("SELECT count(*) FROM accounts WHERE role = 'customer'").await, 1, "nothing was made");
+}
+
+#[tokio::test]
+async fn suspensions_return_servers_and_customers_to_where_they_were() {
+    let api = Api::new().await;
+    let pool = &api.app.pool;
+    let a = reseller(pool, "a@resell.example", RW).await;
+    let c = api.customer(&a.token, "c@example.com").await;
+    let id = api.server(&a.token, c, "web.example.com").await["id"].as_str().unwrap().to_string();
+    for (action, want) in [("stop", "stopped"), ("suspend", "suspended"), ("unsuspend", "stopped")] {
+        let (s, v) = api.post(&a.token, &format!("/api/v1/servers/{id}/{action}"), json!(null)).await;
+        assert_eq!((s, v["desired_state"].as_str()), (StatusCode::ACCEPTED, Some(want)), "{action}: {v}");
+    }
+    // The provider suspends the customer: the reseller cannot lift that, only its own.
+    sqlx::query("UPDATE accounts SET status = 'suspended' WHERE id = $1").bind(c).execute(pool).await.unwrap();
+    let (s, _, v) = api.call(Some(&a.token), Method::PATCH, &format!("/api/v1/customers/{c}"), Some(json!({"status": "active"})), None).await;
+    assert_eq!((s, kind(&v)), (StatusCode::CONFLICT, "conflict"), "{v}");
+    sqlx::query("UPDATE accounts SET status = 'active' WHERE id = $1").bind(c).execute(pool).await.unwrap();
+    for to in ["suspended", "active"] {
+        let (s, _, v) = api.call(Some(&a.token), Method::PATCH, &format!("/api/v1/customers/{c}"), Some(json!({"status": to})), None).await;
+        assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some(to)), "{v}");
+    }
+}
+
+#[tokio::test]
+async fn a_replayed_webhook_creation_never_hands_out_a_secret_again() {
+    let api = Api::new().await;
+    let a = reseller(&api.app.pool, "a@resell.example", RW).await;
+    let body = json!({"url": "https://hooks.example.com/vessel"});
+    let (s, _, first) = api.call(Some(&a.token), Method::POST, "/api/v1/webhooks", Some(body.clone()), Some("hook-1")).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let secret = first["secret"].as_str().unwrap().to_string();
+    let (s, h, again) = api.call(Some(&a.token), Method::POST, "/api/v1/webhooks", Some(body), Some("hook-1")).await;
+    assert_eq!((s, &again["id"]), (StatusCode::CREATED, &first["id"]));
+    assert!(h.contains_key("idempotent-replayed") && again.get("secret").is_none(), "{again}");
+    let (_, one) = api.get(&a.token, &format!("/api/v1/webhooks/{}", first["id"].as_str().unwrap())).await;
+    assert_eq!(one["secret"].as_str(), Some(secret.as_str()), "its owner reads the secret from the endpoint");
+    let stored: i64 = api.count(&format!("SELECT count(*) FROM idempotency_keys WHERE response_body::text LIKE '%{secret}%'")).await;
+    assert_eq!(stored, 0, "no secret is kept in the replay store");
 }
