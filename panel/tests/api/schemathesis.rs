@@ -1,6 +1,7 @@
 //! Schemathesis (from PyPI) against the served OpenAPI document on a live panel: generated
-//! requests, valid and invalid, to every operation; no answer may be a 5xx, and every response
-//! must match the document (status code, content type, headers, body schema). The run is
+//! requests, valid and invalid, to every operation; no answer may be a 5xx, every response
+//! must match the document (status code, content type, headers, body schema), and data the
+//! document forbids must be refused. The run is
 //! bounded by examples per operation and by time, so it fits the test command's budget.
 
 use crate::helpers::spawn_web_app_with;
@@ -57,13 +58,13 @@ async fn schemathesis_finds_no_server_error_and_no_response_off_the_schema() {
         .unwrap();
     assert_eq!(r.status(), 201);
 
-    let examples = std::env::var("VESSEL_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "25".into());
+    let examples = std::env::var("VESSEL_SCHEMATHESIS_EXAMPLES").unwrap_or_else(|_| "50".into());
     let run = tokio::process::Command::new(&bin)
         .arg("run")
         .arg(app.url("/api/v1/openapi.json"))
         .args(["--url", &app.address])
         .args(["-H", &format!("Authorization: Bearer {token}")])
-        .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance"])
+        .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection"])
         .args(["--phases", "examples,coverage,fuzzing"])
         .args(["--max-examples", &examples])
         .args(["--workers", "2"])
