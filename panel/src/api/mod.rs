@@ -100,6 +100,10 @@ async fn problems_only(
 /// Text with a NUL character is refused here: PostgreSQL cannot store it.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| ApiError::Malformed(e.to_string()))?;
+    // Every body is an object; serde would also read a struct from an array.
+    if !value.is_object() {
+        return Err(ApiError::validation("body", "the body must be a JSON object"));
+    }
     if let Some(field) = nul_in(&value, String::new()) {
         return Err(ApiError::validation(if field.is_empty() { "body".into() } else { field }, "text may not contain NUL characters"));
     }
