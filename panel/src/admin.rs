@@ -5,7 +5,7 @@
 
 use crate::accounts::{hash_password, Email, Password};
 use crate::audit::{self, Actor};
-use crate::db::{admin as sql_admin, auth as sql_auth, host_admin as sql_host_admin, ip_pools as sql_pools, os_templates as sql_os};
+use crate::db::{admin as sql_admin, auth as sql_auth, hosts as sql_hosts, ip_pools as sql_pools, os_templates as sql_os};
 use crate::plans::sync::{self, Change};
 use crate::plans::{parse_plan, PlanDefinition};
 use serde::Deserialize;
@@ -234,7 +234,7 @@ pub struct HostForm {
 }
 
 impl HostForm {
-    pub fn from_row(h: &sql_host_admin::HostRow) -> Self {
+    pub fn from_row(h: &sql_hosts::HostSummary) -> Self {
         let on = |b: bool| b.then(|| "on".to_string());
         HostForm {
             name: h.name.clone(),
@@ -251,7 +251,7 @@ impl HostForm {
         }
     }
 
-    pub fn validate(&self) -> Result<sql_host_admin::HostInput, AdminError> {
+    pub fn validate(&self) -> Result<sql_hosts::HostInput, AdminError> {
         let name = self.name.trim().to_lowercase();
         if name.is_empty() || name.len() > 63 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
             return Err(invalid("name", "use 1 to 63 letters, digits, dots or hyphens, e.g. host-fra-1"));
@@ -285,7 +285,7 @@ impl HostForm {
         if !supports_containers && !supports_kvm {
             return Err(invalid("supports_containers", "a host runs containers, KVM machines, or both"));
         }
-        Ok(sql_host_admin::HostInput {
+        Ok(sql_hosts::HostInput {
             name,
             api_url,
             supports_containers,
@@ -308,7 +308,7 @@ fn unique_violation(e: &sqlx::Error) -> bool {
 pub async fn save_host(pool: &PgPool, by: By, id: Option<Uuid>, form: &HostForm) -> Result<Uuid, AdminError> {
     let h = form.validate()?;
     let mut tx = pool.begin().await?;
-    let saved = match sql_host_admin::save(&mut tx, id, &h).await {
+    let saved = match sql_hosts::save(&mut tx, id, &h).await {
         Ok(s) => s.ok_or(AdminError::NotFound)?,
         Err(e) if unique_violation(&e) => return Err(invalid("name", "another host has this name")),
         Err(e) => return Err(e.into()),

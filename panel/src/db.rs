@@ -6,7 +6,6 @@ pub mod api_keys;
 pub mod admin;
 pub mod auth;
 pub mod catalogue;
-pub mod host_admin;
 pub mod ip_pools;
 pub mod os_templates;
 pub mod outbox_delivery;

@@ -8,7 +8,7 @@ use super::session::{CsrfForm, CurrentAdmin};
 use crate::admin::{self, AdminError, By, HostForm, OsTemplateForm, PlanForm, PoolForm, ResellerForm, ResellerTermsForm};
 use crate::catalogue::mib;
 use crate::config::Settings;
-use crate::db::{admin as sql_admin, catalogue as sql_cat, host_admin as sql_host_admin, ip_pools as sql_pools};
+use crate::db::{admin as sql_admin, catalogue as sql_cat, hosts as sql_hosts, ip_pools as sql_pools};
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
@@ -364,7 +364,7 @@ fn host_form_view(f: &HostForm, id: Option<Uuid>) -> FormView {
 
 #[get("/admin/hosts")]
 async fn hosts(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
-    let rows = sql_host_admin::list(&pool)
+    let rows = sql_hosts::summaries(&pool)
         .await?
         .iter()
         .map(|h| {
@@ -467,7 +467,7 @@ async fn host_create(req: HttpRequest, a: CurrentAdmin, f: CsrfForm<HostForm>, p
 
 #[get("/admin/hosts/{id}/edit")]
 async fn host_edit(a: CurrentAdmin, id: web::Path<Uuid>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
-    let h = sql_host_admin::get(&pool, *id).await?.ok_or(WebError::NotFound)?;
+    let h = sql_hosts::summary(&pool, *id).await?.ok_or(WebError::NotFound)?;
     ok(&form_page(&a, host_form_view(&HostForm::from_row(&h), Some(h.id))))
 }
 
@@ -508,7 +508,7 @@ async fn pools_view(pool: &PgPool, form: &PoolForm) -> Result<ListView, WebError
             ]
         })
         .collect();
-    let host_rows = sql_host_admin::list(pool).await?;
+    let host_rows = sql_hosts::summaries(pool).await?;
     let mut options = vec![(String::new(), "Any host".to_string())];
     options.extend(host_rows.iter().map(|h| (h.id.to_string(), h.name.clone())));
     Ok(ListView {
