@@ -124,35 +124,15 @@ impl World {
         let api_url = format!("{}://{}:7443", if tls { "https" } else { "http" }, ns.addr);
         let (id, token) = panel::hosts::register(&self.pool, Some(self.admin), name, &api_url).await.unwrap();
         let dir = self.scratch.path().join(name);
-        let image = dir.join("images").join("vessel-test-guest");
-        std::fs::create_dir_all(&image).unwrap();
-        std::fs::write(image.join("image.json"), serde_json::json!({"kernel": self.guest_elf, "cmdline": "heartbeat"}).to_string()).unwrap();
-        // The busybox container template, built by the project's own script.
-        let templates = dir.join("templates");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../provisioner/scripts/build-template-busybox.sh");
-        let built = std::process::Command::new("sh").arg(&script).arg(&templates).output().unwrap();
-        assert!(built.status.success(), "busybox template: {}", String::from_utf8_lossy(&built.stderr));
-        let config = dir.join("provisioner.toml");
         let (tls_toml, tls_cert) = if tls {
             let (cert, key) = self_signed(&dir.join("tls"), ns.addr);
             (format!("tls_cert = {cert:?}\ntls_key = {key:?}\n"), Some(cert))
         } else {
             (String::new(), None)
         };
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"{}:7443\"\nstate_dir = {:?}\nimages_dir = {:?}\ntemplates_dir = {:?}\ncgroup_parent = \"{}\"\n{tls_toml}\
-                 [capacity]\ncpus = {cpus}\nmemory_mib = {}\ndisk_gib = 110\n",
-                ns.addr,
-                dir.join("state"),
-                dir.join("images"),
-                templates,
-                ns.cgroup_parent(),
-                memory_mib + 1024 // the default reservation
-            ),
-        )
-        .unwrap();
+        // The default reservation (1 GiB) comes on top of what the test asks for.
+        let capacity = format!("{tls_toml}[capacity]\ncpus = {cpus}\nmemory_mib = {}\ndisk_gib = 110\n", memory_mib + 1024);
+        let config = ns.lay_out_host(&dir, 7443, &self.guest_elf, &capacity).unwrap_or_else(|e| panic!("{e}"));
         let tls = tls_cert.map(|c| {
             let pin = provisioner::join::cert_sha256(&c).unwrap();
             (c, pin)

@@ -183,6 +183,36 @@ impl HostNs {
         Ok(self.children.last_mut().expect("just pushed"))
     }
 
+    /// Lays out a joined-style host's directory: the KVM test guest's image (`images/`), the
+    /// busybox container template built by the project's script (`templates/`), and
+    /// `provisioner.toml` listening on `<addr>:<port>` with its state in `dir/state`, this
+    /// namespace's cgroup parent, and `extra_toml` appended (TLS, `[capacity]`). Returns the
+    /// config's path. The end-to-end world and the demo both lay hosts out here.
+    pub fn lay_out_host(&self, dir: &std::path::Path, port: u16, guest_elf: &std::path::Path, extra_toml: &str) -> io::Result<std::path::PathBuf> {
+        let image = dir.join("images").join("vessel-test-guest");
+        std::fs::create_dir_all(&image)?;
+        std::fs::write(image.join("image.json"), serde_json::json!({ "kernel": guest_elf, "cmdline": "heartbeat" }).to_string())?;
+        let templates = dir.join("templates");
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../provisioner/scripts/build-template-busybox.sh");
+        let built = Command::new("sh").arg(&script).arg(&templates).output()?;
+        if !built.status.success() {
+            return Err(io::Error::other(format!("busybox template: {}", String::from_utf8_lossy(&built.stderr))));
+        }
+        let config = dir.join("provisioner.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"{}:{port}\"\nstate_dir = {:?}\nimages_dir = {:?}\ntemplates_dir = {:?}\ncgroup_parent = \"{}\"\n{extra_toml}",
+                self.addr,
+                dir.join("state"),
+                dir.join("images"),
+                templates,
+                self.cgroup_parent(),
+            ),
+        )?;
+        Ok(config)
+    }
+
     /// Starts `provisioner serve` in this namespace on `<addr>:<port>`, with its state under
     /// `dir` (`dir/state`, the secret `secret_base64` in `dir/state/host.secret` 0600, its log
     /// in `dir/daemon.log`), `images_dir`, cgroup parent `vessel-netns-<namespace>`, and

@@ -116,26 +116,7 @@ struct DemoHost {
 
 /// Lays out a host's directory: config, the KVM test guest image, the busybox template.
 fn prepare(dir: &Path, ns: &HostNs, guest_elf: &Path) -> anyhow::Result<PathBuf> {
-    let image = dir.join("images").join("vessel-test-guest");
-    std::fs::create_dir_all(&image)?;
-    std::fs::write(image.join("image.json"), serde_json::json!({ "kernel": guest_elf, "cmdline": "heartbeat" }).to_string())?;
-    let templates = dir.join("templates");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../provisioner/scripts/build-template-busybox.sh");
-    let built = std::process::Command::new("sh").arg(&script).arg(&templates).output()?;
-    anyhow::ensure!(built.status.success(), "busybox template: {}", String::from_utf8_lossy(&built.stderr));
-    let config = dir.join("provisioner.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"{}:{API_PORT}\"\nstate_dir = {:?}\nimages_dir = {:?}\ntemplates_dir = {:?}\ncgroup_parent = \"{}\"\n",
-            ns.addr,
-            dir.join("state"),
-            dir.join("images"),
-            templates,
-            ns.cgroup_parent(),
-        ),
-    )?;
-    Ok(config)
+    Ok(ns.lay_out_host(dir, API_PORT, guest_elf, "")?)
 }
 
 /// Joins `name` with a fresh token, unless this state dir already holds the secret of a host
