@@ -16,3 +16,4 @@ ALTER TABLE instances DROP COLUMN IF EXISTS owner_suspended_from;
 ALTER TABLE accounts DROP COLUMN IF EXISTS suspended_by_reseller;
 DROP INDEX IF EXISTS instances_created_idx;
 DROP INDEX IF EXISTS accounts_created_idx;
+ALTER TABLE instances DROP COLUMN IF EXISTS suspended_with_account;

@@ -36,6 +36,9 @@ ALTER TABLE instances ADD CONSTRAINT instances_owner_suspended_from
 -- A reseller may suspend its customer's account and lift that suspension, but not one the
 -- provider's admins made.
 ALTER TABLE accounts ADD COLUMN suspended_by_reseller boolean NOT NULL DEFAULT false;
+-- Suspending a customer through the API suspends its servers with it (as an owner's
+-- suspension, remembering each one's state); reactivating the customer restores them.
+ALTER TABLE instances ADD COLUMN suspended_with_account boolean NOT NULL DEFAULT false;
 
 -- The API lists servers newest first with a (created_at, id) cursor: pages walk this index
 -- instead of sorting every server.

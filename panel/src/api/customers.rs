@@ -59,18 +59,25 @@ pub async fn get(who: Reader, pool: web::Data<PgPool>, id: web::Path<Uuid>) -> R
     Ok(HttpResponse::Ok().json(Customer::from(svc::get(&pool, who.0.tenant, *id).await?)))
 }
 
-/// Changes a customer's name, country or status.
+/// Changes a customer's name, country or status. Suspending a customer suspends its servers;
+/// reactivating it returns each to the state it had.
 #[utoipa::path(patch, path = "/api/v1/customers/{id}", tag = "customers", params(("id" = Uuid, Path)), request_body = CustomerChange,
     responses((status = 200, body = Customer)))]
 #[patch("/customers/{id}")]
-pub async fn update(who: Writer, pool: web::Data<PgPool>, id: web::Path<Uuid>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+pub async fn update(
+    who: Writer,
+    pool: web::Data<PgPool>,
+    clock: web::Data<std::sync::Arc<dyn crate::clock::Clock>>,
+    id: web::Path<Uuid>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
     let c: CustomerChange = super::parse(&body)?;
     let change = svc::CustomerChange {
         name: c.name,
         country: c.country.map(|s| if s.trim().is_empty() { None } else { Some(s) }),
         status: c.status,
     };
-    Ok(HttpResponse::Ok().json(Customer::from(svc::update(&pool, &who.0, *id, change).await?)))
+    Ok(HttpResponse::Ok().json(Customer::from(svc::update(&pool, &who.0, clock.now(), *id, change).await?)))
 }
 
 /// Deletes a customer without live servers (terminate them first).

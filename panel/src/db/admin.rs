@@ -44,7 +44,8 @@ pub async fn account(pool: &PgPool, id: Uuid, role: &str) -> Result<Option<Accou
 /// Moves a customer between active and suspended; false if it is not in `from`.
 pub async fn set_status(tx: &mut Tx<'_>, id: Uuid, from: &str, to: &str) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
-        "UPDATE accounts SET status = $3::account_status WHERE id = $1 AND role = 'customer' AND status = $2::account_status",
+        "UPDATE accounts SET status = $3::account_status, suspended_by_reseller = false
+          WHERE id = $1 AND role = 'customer' AND status = $2::account_status",
     )
     .bind(id)
     .bind(from)

@@ -180,6 +180,34 @@ pub async fn update_customer(
     .await
 }
 
+/// A customer's live servers, locked: (id, desired state, held suspended by its owner from,
+/// billing suspended, suspended with the account). Subscriptions are locked before instances,
+/// the order billing locks them in.
+pub async fn lock_live_servers_of(tx: &mut Tx<'_>, customer: Uuid) -> Result<Vec<(Uuid, String, Option<String>, bool, bool)>, sqlx::Error> {
+    sqlx::query("SELECT 1 FROM subscriptions s JOIN instances i ON i.subscription_id = s.id
+                  WHERE i.account_id = $1 AND i.desired_state <> 'terminated' ORDER BY s.id FOR UPDATE OF s")
+        .bind(customer)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query_as(
+        "SELECT i.id, i.desired_state::text, i.owner_suspended_from::text, COALESCE(s.status = 'suspended', false), i.suspended_with_account
+           FROM instances i LEFT JOIN subscriptions s ON s.id = i.subscription_id
+          WHERE i.account_id = $1 AND i.desired_state <> 'terminated' ORDER BY i.id FOR UPDATE OF i",
+    )
+    .bind(customer)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+pub async fn set_suspended_with_account(tx: &mut Tx<'_>, id: Uuid, on: bool) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE instances SET suspended_with_account = $2 WHERE id = $1").bind(id).bind(on).execute(&mut **tx).await?;
+    Ok(())
+}
+
+pub async fn suspended_with_account(tx: &mut Tx<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT suspended_with_account FROM instances WHERE id = $1").bind(id).fetch_one(&mut **tx).await
+}
+
 pub async fn live_servers_of(tx: &mut Tx<'_>, customer: Uuid) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT count(*) FROM instances WHERE account_id = $1 AND desired_state <> 'terminated'")
         .bind(customer)

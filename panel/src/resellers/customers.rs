@@ -89,7 +89,8 @@ pub async fn list(
     Ok(sql::customers(pool, tenant.reseller(), email.as_deref(), after, limit).await?)
 }
 
-pub async fn update(pool: &PgPool, who: &Principal, id: Uuid, c: CustomerChange) -> Result<CustomerRow, ResellerError> {
+/// Changes a customer; suspending it suspends its servers, reactivating it brings them back.
+pub async fn update(pool: &PgPool, who: &Principal, now: DateTime<Utc>, id: Uuid, c: CustomerChange) -> Result<CustomerRow, ResellerError> {
     let mut tx = pool.begin().await?;
     let cur = sql::lock_customer(&mut tx, who.tenant.reseller(), id).await?.ok_or(ResellerError::NotFound("customer"))?;
     let name = match &c.name {
@@ -116,6 +117,16 @@ pub async fn update(pool: &PgPool, who: &Principal, id: Uuid, c: CustomerChange)
         (_, _, Tenant::All) => false,
     };
     let row = sql::update_customer(&mut tx, id, &name, country.as_deref(), &status, by_reseller).await?;
+    // A suspended customer's servers are suspended with it, and come back with it.
+    match (cur.status.as_str(), status.as_str()) {
+        ("active", "suspended") => {
+            super::servers::suspend_with_account(&mut tx, now, id).await?;
+        }
+        ("suspended", "active") => {
+            super::servers::resume_with_account(&mut tx, now, id).await?;
+        }
+        _ => {}
+    }
     audit::record(&mut *tx, who.actor(), "customer.update", Some(("account", id.to_string())), None, who.details(json!({ "name": name, "country": country, "status": status }))).await?;
     tx.commit().await?;
     Ok(row)

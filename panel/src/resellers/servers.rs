@@ -209,6 +209,9 @@ pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid,
             if desired != "suspended" {
                 return Err(ResellerError::Conflict("this server is not suspended".into()));
             }
+            if sql::suspended_with_account(tx, id).await? {
+                return Err(ResellerError::Conflict("this server's customer is suspended: reactivate the customer".into()));
+            }
             if billing_suspended {
                 return Err(ResellerError::Conflict("this server is suspended for an overdue invoice: pay it first".into()));
             }
@@ -266,4 +269,49 @@ pub async fn list(
 pub async fn usage(pool: &PgPool, tenant: Tenant, id: Uuid, now: DateTime<Utc>) -> Result<Vec<crate::usage::Point>, ResellerError> {
     let server = get(pool, tenant, id).await?;
     Ok(crate::usage::last_day(pool, server.customer_id, id, now).await?)
+}
+
+/// Suspends a customer's servers with its account, each remembering the state it had, inside
+/// the caller's transaction. A server its owner already suspended keeps that suspension; one
+/// billing suspended is held suspended too, so paying does not resume it while the account is.
+pub async fn suspend_with_account(tx: &mut Tx<'_>, now: DateTime<Utc>, customer: Uuid) -> Result<usize, ResellerError> {
+    let mut n = 0;
+    for (id, desired, owner_from, billing_suspended, with_account) in sql::lock_live_servers_of(tx, customer).await? {
+        if with_account || owner_from.is_some() {
+            continue;
+        }
+        let from = match desired.as_str() {
+            "stopped" => "stopped",
+            "running" => "running",
+            // Billing's suspension: billing would resume it to running.
+            "suspended" if billing_suspended => "running",
+            _ => continue,
+        };
+        inst_sql::set_desired(tx, id, "suspended", now).await?;
+        inst_sql::set_owner_suspended_from(tx, id, Some(from)).await?;
+        sql::set_suspended_with_account(tx, id, true).await?;
+        jobs::enqueue(tx, "instance.converge", json!({ "instance_id": id, "desired": "suspended", "reason": "customer suspended" }), Some(id), None).await?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Lifts what [`suspend_with_account`] did: each server returns to the state it had, unless
+/// billing holds it suspended (then billing's payment resumes it).
+pub async fn resume_with_account(tx: &mut Tx<'_>, now: DateTime<Utc>, customer: Uuid) -> Result<usize, ResellerError> {
+    let mut n = 0;
+    for (id, _desired, owner_from, billing_suspended, with_account) in sql::lock_live_servers_of(tx, customer).await? {
+        if !with_account {
+            continue;
+        }
+        sql::set_suspended_with_account(tx, id, false).await?;
+        inst_sql::set_owner_suspended_from(tx, id, None).await?;
+        if !billing_suspended {
+            let back = owner_from.unwrap_or_else(|| "running".into());
+            inst_sql::set_desired(tx, id, &back, now).await?;
+            jobs::enqueue(tx, "instance.converge", json!({ "instance_id": id, "desired": back, "reason": "customer reactivated" }), Some(id), None).await?;
+        }
+        n += 1;
+    }
+    Ok(n)
 }

@@ -660,3 +660,39 @@ async fn a_replayed_webhook_creation_never_hands_out_a_secret_again() {
     let stored: i64 = api.count(&format!("SELECT count(*) FROM idempotency_keys WHERE response_body::text LIKE '%{secret}%'")).await;
     assert_eq!(stored, 0, "no secret is kept in the replay store");
 }
+
+#[tokio::test]
+async fn suspending_a_customer_suspends_its_servers_and_reactivating_restores_each() {
+    let api = Api::new().await;
+    let pool = &api.app.pool;
+    let a = reseller(pool, "a@resell.example", RW).await;
+    let c = api.customer(&a.token, "c@example.com").await;
+    let running = api.server(&a.token, c, "one.example.com").await["id"].as_str().unwrap().to_string();
+    let stopped = api.server(&a.token, c, "two.example.com").await["id"].as_str().unwrap().to_string();
+    let held = api.server(&a.token, c, "three.example.com").await["id"].as_str().unwrap().to_string();
+    api.post(&a.token, &format!("/api/v1/servers/{stopped}/stop"), json!(null)).await;
+    api.post(&a.token, &format!("/api/v1/servers/{held}/suspend"), json!(null)).await;
+    let patch = |to: &'static str| {
+        let (api, token) = (&api, a.token.clone());
+        async move { api.call(Some(&token), Method::PATCH, &format!("/api/v1/customers/{c}"), Some(json!({"status": to})), None).await }
+    };
+    let state = |id: String| {
+        let (api, token) = (&api, a.token.clone());
+        async move { api.get(&token, &format!("/api/v1/servers/{id}")).await.1["desired_state"].as_str().unwrap().to_string() }
+    };
+    let (s, _, v) = patch("suspended").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    for id in [&running, &stopped, &held] {
+        assert_eq!(state(id.clone()).await, "suspended");
+    }
+    // A server suspended with its customer is not lifted alone.
+    let (s, v) = api.post(&a.token, &format!("/api/v1/servers/{running}/unsuspend"), json!(null)).await;
+    assert_eq!((s, kind(&v)), (StatusCode::CONFLICT, "conflict"), "{v}");
+    let jobs = api.count("SELECT count(*) FROM jobs WHERE kind = 'instance.converge'").await;
+    let (s, _, v) = patch("active").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(state(running.clone()).await, "running");
+    assert_eq!(state(stopped.clone()).await, "stopped", "a stopped server stays stopped");
+    assert_eq!(state(held.clone()).await, "suspended", "what the reseller suspended itself stays suspended");
+    assert_eq!(api.count("SELECT count(*) FROM jobs WHERE kind = 'instance.converge'").await, jobs + 2, "one converge per restored server");
+}
