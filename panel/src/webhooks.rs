@@ -102,16 +102,12 @@ fn actor(account: Uuid) -> Actor {
     Actor { id: Some(account), kind: ActorKind::Reseller }
 }
 
-/// The audit actor and details for a change made in the panel (`None`) or through an API key.
-fn actor_via(account: Uuid, api_key: Option<Uuid>, mut details: serde_json::Value) -> (Actor, serde_json::Value) {
-    match api_key {
+/// The audit actor and details for a change made in the panel (`None`) or through an API key
+/// (the key's own actor and details, so a key's actions can be traced).
+fn actor_via(account: Uuid, key: Option<&crate::api_keys::Principal>, details: serde_json::Value) -> (Actor, serde_json::Value) {
+    match key {
         None => (actor(account), details),
-        Some(key) => {
-            if let Some(o) = details.as_object_mut() {
-                o.insert("api_key_id".into(), json!(key));
-            }
-            (Actor { id: Some(account), kind: ActorKind::ApiKey }, details)
-        }
+        Some(p) => (p.actor(), p.details(details)),
     }
 }
 
@@ -131,7 +127,7 @@ pub async fn create_endpoint_in(
     account: Uuid,
     url: &str,
     addr: Option<IpAddr>,
-    api_key: Option<Uuid>,
+    api_key: Option<&crate::api_keys::Principal>,
 ) -> Result<EndpointRow, WebhookError> {
     let url = validate_url(url)?;
     if crate::db::accounts::role_of(tx, account).await?.as_deref() != Some("reseller") {
@@ -178,7 +174,13 @@ pub async fn rotate_secret(pool: &PgPool, account: Uuid, id: Uuid, addr: Option<
 }
 
 /// Deletes one of the account's endpoints; `api_key` names the key that asked, if one did.
-pub async fn delete_endpoint(pool: &PgPool, account: Uuid, id: Uuid, addr: Option<IpAddr>, api_key: Option<Uuid>) -> Result<(), WebhookError> {
+pub async fn delete_endpoint(
+    pool: &PgPool,
+    account: Uuid,
+    id: Uuid,
+    addr: Option<IpAddr>,
+    api_key: Option<&crate::api_keys::Principal>,
+) -> Result<(), WebhookError> {
     let mut tx = pool.begin().await?;
     if !sql::delete_endpoint(&mut tx, account, id).await? {
         return Err(WebhookError::NotFound);

@@ -100,11 +100,11 @@ pub async fn list(who: Reader, pool: web::Data<PgPool>) -> Result<HttpResponse, 
 #[post("/webhooks")]
 pub async fn create(who: Writer, pool: web::Data<PgPool>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let input: NewWebhookEndpoint = super::parse(&body)?;
-    let (account, key) = (who.0.account_id, who.0.key_id);
+    let who = who.0;
     let addr = req.peer_addr().map(|a| a.ip());
-    idempotency::run(&pool, &who.0, &req, &body, move |tx| {
+    idempotency::run(&pool, &who.clone(), &req, &body, move |tx| {
         Box::pin(async move {
-            let r = svc::create_endpoint_in(tx, account, &input.url, addr, Some(key)).await?;
+            let r = svc::create_endpoint_in(tx, who.account_id, &input.url, addr, Some(&who)).await?;
             let reply = WebhookEndpointWithSecret { id: r.id, url: r.url, enabled: r.enabled, created_at: r.created_at, secret: Some(r.secret) };
             Ok(Reply::new(StatusCode::CREATED, reply)?.not_storing(&["secret"]))
         })
@@ -124,7 +124,7 @@ pub async fn get(who: Reader, pool: web::Data<PgPool>, id: web::Path<Uuid>) -> R
 #[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)), responses((status = 204, description = "Deleted")))]
 #[delete("/webhooks/{id}")]
 pub async fn delete(who: Writer, pool: web::Data<PgPool>, req: HttpRequest, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
-    svc::delete_endpoint(&pool, who.0.account_id, *id, req.peer_addr().map(|a| a.ip()), Some(who.0.key_id)).await?;
+    svc::delete_endpoint(&pool, who.0.account_id, *id, req.peer_addr().map(|a| a.ip()), Some(&who.0)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
