@@ -83,6 +83,10 @@ pub struct WebhookDeliveryList {
     pub data: Vec<WebhookDelivery>,
 }
 
+fn with_secret(r: svc::EndpointRow) -> WebhookEndpointWithSecret {
+    WebhookEndpointWithSecret { id: r.id, url: r.url, enabled: r.enabled, created_at: r.created_at, secret: Some(r.secret) }
+}
+
 fn view(r: svc::EndpointRow) -> WebhookEndpoint {
     WebhookEndpoint { id: r.id, url: r.url, enabled: r.enabled, created_at: r.created_at }
 }
@@ -105,8 +109,7 @@ pub async fn create(who: Writer, pool: web::Data<PgPool>, req: HttpRequest, body
     idempotency::run(&pool, &who.clone(), &req, &body, move |tx| {
         Box::pin(async move {
             let r = svc::create_endpoint_in(tx, who.account_id, &input.url, addr, Some(&who)).await?;
-            let reply = WebhookEndpointWithSecret { id: r.id, url: r.url, enabled: r.enabled, created_at: r.created_at, secret: Some(r.secret) };
-            Ok(Reply::new(StatusCode::CREATED, reply)?.not_storing(&["secret"]))
+            Ok(Reply::new(StatusCode::CREATED, with_secret(r))?.not_storing(&["secret"]))
         })
     })
     .await
@@ -116,8 +119,7 @@ pub async fn create(who: Writer, pool: web::Data<PgPool>, req: HttpRequest, body
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = Uuid, Path)), responses((status = 200, body = WebhookEndpointWithSecret)))]
 #[get("/webhooks/{id}")]
 pub async fn get(who: Reader, pool: web::Data<PgPool>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
-    let r = svc::endpoint(&pool, who.0.account_id, *id).await?;
-    Ok(HttpResponse::Ok().json(WebhookEndpointWithSecret { id: r.id, url: r.url, enabled: r.enabled, created_at: r.created_at, secret: Some(r.secret) }))
+    Ok(HttpResponse::Ok().json(with_secret(svc::endpoint(&pool, who.0.account_id, *id).await?)))
 }
 
 /// Removes an endpoint (its queued deliveries go with it).

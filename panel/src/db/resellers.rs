@@ -204,10 +204,6 @@ pub async fn set_suspended_with_account(tx: &mut Tx<'_>, id: Uuid, on: bool) -> 
     Ok(())
 }
 
-pub async fn suspended_with_account(tx: &mut Tx<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT suspended_with_account FROM instances WHERE id = $1").bind(id).fetch_one(&mut **tx).await
-}
-
 pub async fn live_servers_of(tx: &mut Tx<'_>, customer: Uuid) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT count(*) FROM instances WHERE account_id = $1 AND desired_state <> 'terminated'")
         .bind(customer)
@@ -307,10 +303,24 @@ pub async fn server_subscription(tx: &mut Tx<'_>, reseller: Option<Uuid>, id: Uu
     .await
 }
 
-/// Locks a server the tenant may see: (desired state, subscription, plan id, customer).
-pub async fn lock_server(tx: &mut Tx<'_>, reseller: Option<Uuid>, id: Uuid) -> Result<Option<(String, Option<Uuid>, i64, Uuid)>, sqlx::Error> {
+/// A server locked for an action: what the action must decide on.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct LockedServer {
+    pub desired_state: String,
+    pub subscription_id: Option<Uuid>,
+    pub plan_id: i64,
+    pub customer_id: Uuid,
+    /// The state the owner's suspension interrupted (`None`: the owner has not suspended it).
+    pub owner_suspended_from: Option<String>,
+    pub suspended_with_account: bool,
+}
+
+/// Locks a server the tenant may see.
+pub async fn lock_server(tx: &mut Tx<'_>, reseller: Option<Uuid>, id: Uuid) -> Result<Option<LockedServer>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT i.desired_state::text, i.subscription_id, i.plan_id, i.account_id FROM instances i JOIN accounts a ON a.id = i.account_id
+        "SELECT i.desired_state::text AS desired_state, i.subscription_id, i.plan_id, i.account_id AS customer_id,
+                i.owner_suspended_from::text AS owner_suspended_from, i.suspended_with_account
+           FROM instances i JOIN accounts a ON a.id = i.account_id
           WHERE i.id = $1 AND ($2::uuid IS NULL OR a.reseller_id = $2) FOR UPDATE OF i",
     )
     .bind(id)

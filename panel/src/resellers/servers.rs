@@ -155,7 +155,7 @@ pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid,
         Some(sub) => sub_sql::lock(tx, sub, None).await?.map(|s| (s.status, s.account_id)),
         None => None,
     };
-    let (desired, subscription, plan_id, customer) =
+    let sql::LockedServer { desired_state: desired, subscription_id: subscription, plan_id, customer_id: customer, owner_suspended_from, suspended_with_account } =
         sql::lock_server(tx, who.tenant.reseller(), id).await?.ok_or(ResellerError::NotFound("server"))?;
     if desired == "terminated" {
         return Err(ResellerError::Conflict("this server is terminated".into()));
@@ -209,13 +209,13 @@ pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid,
             if desired != "suspended" {
                 return Err(ResellerError::Conflict("this server is not suspended".into()));
             }
-            if sql::suspended_with_account(tx, id).await? {
+            if suspended_with_account {
                 return Err(ResellerError::Conflict("this server's customer is suspended: reactivate the customer".into()));
             }
             if billing_suspended {
                 return Err(ResellerError::Conflict("this server is suspended for an overdue invoice: pay it first".into()));
             }
-            let back = inst_sql::owner_suspended_from(tx, id).await?.unwrap_or_else(|| "running".into());
+            let back = owner_suspended_from.unwrap_or_else(|| "running".into());
             inst_sql::set_desired(tx, id, &back, now).await?;
             inst_sql::set_owner_suspended_from(tx, id, None).await?;
             jobs::enqueue(tx, "instance.converge", converge(&back), Some(id), None).await?;
