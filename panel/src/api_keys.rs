@@ -147,7 +147,7 @@ pub async fn create(pool: &PgPool, account: Uuid, name: &str, scopes: &[Scope], 
         return Err(ApiKeyError::NoScopes);
     }
     let mut tx = pool.begin().await?;
-    let role = crate::db::accounts::role_of(&mut tx, account).await?.ok_or(ApiKeyError::NotFound)?;
+    let role = crate::db::accounts::account_facts(&mut *tx, account).await?.ok_or(ApiKeyError::NotFound)?.0;
     let kind = match role.as_str() {
         "reseller" => ActorKind::Reseller,
         "admin" => ActorKind::Admin,
@@ -175,7 +175,7 @@ pub async fn list_for(pool: &PgPool, account: Uuid) -> Result<Vec<KeyRow>, ApiKe
 /// Revokes one of the account's own keys.
 pub async fn revoke(pool: &PgPool, account: Uuid, id: Uuid, addr: Option<IpAddr>) -> Result<(), ApiKeyError> {
     let mut tx = pool.begin().await?;
-    let role = crate::db::accounts::role_of(&mut tx, account).await?.ok_or(ApiKeyError::NotFound)?;
+    let role = crate::db::accounts::account_facts(&mut *tx, account).await?.ok_or(ApiKeyError::NotFound)?.0;
     let kind = if role == "admin" { ActorKind::Admin } else { ActorKind::Reseller };
     if !sql::revoke(&mut *tx, account, id).await? {
         return Err(ApiKeyError::NotFound);

@@ -30,6 +30,7 @@ pub async fn set_password(tx: &mut Tx<'_>, id: Uuid, password_hash: &str) -> Res
     Ok(())
 }
 
-pub async fn role_of(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT role::text FROM accounts WHERE id = $1").bind(id).fetch_optional(&mut **tx).await
+/// (role, status, currency) of an account.
+pub async fn account_facts<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid) -> Result<Option<(String, String, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT role::text, status::text, currency FROM accounts WHERE id = $1").bind(id).fetch_optional(e).await
 }

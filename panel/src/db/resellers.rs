@@ -62,11 +62,6 @@ pub async fn quota_use<'e, E: sqlx::PgExecutor<'e>>(e: E, reseller: Uuid) -> Res
     .await
 }
 
-/// (role, status, currency) of an account.
-pub async fn account_facts<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid) -> Result<Option<(String, String, String)>, sqlx::Error> {
-    sqlx::query_as("SELECT role::text, status::text, currency FROM accounts WHERE id = $1").bind(id).fetch_optional(e).await
-}
-
 // ------------------------------------------------------------------ customers
 
 #[derive(Clone, Debug, sqlx::FromRow)]

@@ -58,7 +58,7 @@ pub async fn create(tx: &mut Tx<'_>, who: &Principal, c: NewCustomer) -> Result<
         (Tenant::All, asked) => asked,
     };
     let currency = match reseller {
-        Some(r) => match sql::account_facts(&mut **tx, r).await? {
+        Some(r) => match crate::db::accounts::account_facts(&mut **tx, r).await? {
             Some((role, _, currency)) if role == "reseller" => currency,
             _ => return Err(invalid("reseller_id", "no such reseller")),
         },

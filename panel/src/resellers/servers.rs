@@ -96,7 +96,7 @@ pub async fn create(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, s: New
         return Err(invalid("customer_id", format!("this customer is {}: servers are made for active customers", customer.status)));
     }
     let (payer, discount_bp, terms) = payer(tx, &customer).await?;
-    let (_, _, currency) = sql::account_facts(&mut **tx, payer).await?.ok_or(ResellerError::NotFound("customer"))?;
+    let (_, _, currency) = crate::db::accounts::account_facts(&mut **tx, payer).await?.ok_or(ResellerError::NotFound("customer"))?;
     let (plan_id, kind, retail) = sub_sql::orderable_plan(tx, s.plan.trim(), s.cycle, &currency)
         .await?
         .ok_or_else(|| invalid("plan", "no such plan (see GET /api/v1/plans)"))?;
