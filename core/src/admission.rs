@@ -305,6 +305,7 @@ mod tests {
             pids_max: None,
             net_rate_mbit: None,
             io_weight: None,
+            io_limits: Default::default(),
         })
         .unwrap()
     }
@@ -323,6 +324,7 @@ mod tests {
             pids_max: None,
             net_rate_mbit: None,
             io_weight: None,
+            io_limits: Default::default(),
         })
         .unwrap()
     }

@@ -6,6 +6,7 @@
 //! [`wire`] and [`signing`] are the provisioner API's bodies and request signing, shared by both
 //! sides of that API.
 
+pub mod access;
 pub mod admission;
 pub mod hostname;
 pub mod ids;
@@ -16,10 +17,11 @@ pub mod signing;
 pub mod usage;
 pub mod wire;
 
+pub use access::{Access, PasswordHash, SshPublicKey};
 pub use admission::{admit, Allocation, HostCapacity, HostLoad, Refusal, Resource};
 pub use ids::InstanceId;
 pub use ratio::Ratio;
-pub use resources::{InstanceKind, PlanResources, ResourceError};
+pub use resources::{InstanceKind, IoLimits, PlanResources, ResourceError};
 pub use hostname::Hostname;
 pub use lifecycle::{Action, InstanceSpec, InstanceState, NetworkSpec};
 pub use usage::Usage;

@@ -2,6 +2,7 @@
 //! asked to become, what it is observed to be, and which actions make sense from which state.
 //! HTTP (and the panel's job queue) only carry these.
 
+use crate::access::Access;
 use crate::hostname::Hostname;
 use crate::ids::InstanceId;
 use crate::resources::{InstanceKind, PlanResources};
@@ -94,6 +95,10 @@ pub struct InstanceSpec {
     pub resources: PlanResources,
     #[serde(default)]
     pub network: NetworkSpec,
+    /// The customer's SSH keys and root password hash, written into the guest before its
+    /// first boot (and again on reinstall). Empty: root stays locked.
+    #[serde(default, skip_serializing_if = "Access::is_empty")]
+    pub access: Access,
 }
 
 impl InstanceSpec {

@@ -83,6 +83,52 @@ pub struct ResourceSpec {
     /// Block I/O weight, 10..=1000 (cgroup blkio / io.weight).
     #[serde(default)]
     pub io_weight: Option<u16>,
+    /// Hard disk I/O ceilings (bytes/s and IOPS, read and write); absent: unlimited.
+    #[serde(default, skip_serializing_if = "IoLimits::is_unlimited")]
+    pub io_limits: IoLimits,
+}
+
+/// Disk I/O ceilings of one VPS: enforced by the host (blkio throttle / `io.max` for a
+/// container's loop device, a token bucket in the VMM for a KVM disk), where the tenant cannot
+/// lift them. `None` means no ceiling for that direction.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IoLimits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_bytes_per_sec: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_bytes_per_sec: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_iops: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_iops: Option<u64>,
+}
+
+impl IoLimits {
+    /// Below these a VPS could not even boot; a typo (KiB for MiB) is caught here.
+    pub const MIN_BYTES_PER_SEC: u64 = 1024 * 1024;
+    pub const MIN_IOPS: u64 = 10;
+
+    pub fn is_unlimited(&self) -> bool {
+        *self == Self::default()
+    }
+
+    fn validate(&self) -> Result<(), ResourceError> {
+        for (field, v) in [
+            ("io_limits.read_bytes_per_sec", self.read_bytes_per_sec),
+            ("io_limits.write_bytes_per_sec", self.write_bytes_per_sec),
+        ] {
+            if matches!(v, Some(b) if b < Self::MIN_BYTES_PER_SEC) {
+                return Err(err(field, "must be at least 1048576 bytes/s (1 MiB/s); omit it for no limit"));
+            }
+        }
+        for (field, v) in [("io_limits.read_iops", self.read_iops), ("io_limits.write_iops", self.write_iops)] {
+            if matches!(v, Some(n) if n < Self::MIN_IOPS) {
+                return Err(err(field, "must be at least 10 IOPS; omit it for no limit"));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn one() -> f64 {
@@ -105,6 +151,7 @@ pub struct PlanResources {
     pids_max: u32,
     net_rate_mbit: Option<u32>,
     io_weight: u16,
+    io_limits: IoLimits,
 }
 
 impl PlanResources {
@@ -151,6 +198,9 @@ impl PlanResources {
     pub fn io_weight(&self) -> u16 {
         self.io_weight
     }
+    pub fn io_limits(&self) -> IoLimits {
+        self.io_limits
+    }
     /// KVM with cpu_ratio 1: its vCPUs get whole host cores nobody else uses.
     pub fn is_pinned(&self) -> bool {
         self.kind == InstanceKind::Kvm && self.cpu_ratio.is_one()
@@ -181,6 +231,7 @@ impl TryFrom<ResourceSpec> for PlanResources {
             return Err(err("net_rate_mbit", "must be at least 1 Mbit/s (omit it for line rate)"));
         }
         let pids_max = s.pids_max.unwrap_or(Self::DEFAULT_PIDS_MAX);
+        s.io_limits.validate()?;
         match s.kind {
             InstanceKind::Container => {
                 let g = s
@@ -211,6 +262,7 @@ impl TryFrom<ResourceSpec> for PlanResources {
                     pids_max,
                     net_rate_mbit: s.net_rate_mbit,
                     io_weight,
+                    io_limits: s.io_limits,
                 })
             }
             InstanceKind::Kvm => {
@@ -238,6 +290,7 @@ impl TryFrom<ResourceSpec> for PlanResources {
                     pids_max,
                     net_rate_mbit: s.net_rate_mbit,
                     io_weight,
+                    io_limits: s.io_limits,
                 })
             }
         }
@@ -259,6 +312,7 @@ impl From<PlanResources> for ResourceSpec {
             pids_max: Some(r.pids_max),
             net_rate_mbit: r.net_rate_mbit,
             io_weight: Some(r.io_weight),
+            io_limits: r.io_limits,
         }
     }
 }
@@ -281,6 +335,7 @@ mod tests {
             pids_max: None,
             net_rate_mbit: Some(100),
             io_weight: None,
+            io_limits: IoLimits::default(),
         }
     }
 
@@ -302,6 +357,22 @@ mod tests {
         s.memory_ratio = 1.0;
         let r = PlanResources::try_from(s).unwrap();
         assert_eq!(r.memory_guaranteed_mib(), r.memory_burst_mib());
+    }
+
+    #[test]
+    fn io_limits_are_optional_validated_and_round_trip() {
+        let mut s = container(1024, 2048);
+        s.io_limits.write_bytes_per_sec = Some(4096);
+        assert_eq!(PlanResources::try_from(s.clone()).unwrap_err().field, "io_limits.write_bytes_per_sec");
+        s.io_limits.write_bytes_per_sec = Some(50 << 20);
+        s.io_limits.read_iops = Some(2000);
+        let r = PlanResources::try_from(s).unwrap();
+        let back: PlanResources = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+        assert_eq!(back.io_limits().read_iops, Some(2000));
+        // An old record without the field reads as unlimited.
+        let old = serde_json::to_string(&PlanResources::try_from(container(1024, 2048)).unwrap()).unwrap();
+        assert!(!old.contains("io_limits"));
+        assert!(serde_json::from_str::<PlanResources>(&old).unwrap().io_limits().is_unlimited());
     }
 
     #[test]

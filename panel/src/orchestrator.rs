@@ -145,6 +145,7 @@ async fn spec(ctx: &Ctx, inst: &sql::Placeable) -> Step<InstanceSpec> {
         hostname: Hostname::parse(&inst.hostname).map_err(|e| Outcome::Retry(format!("hostname: {e}")))?,
         template: inst.os_template.clone(),
         resources,
+        access: Default::default(),
         network,
     })
 }

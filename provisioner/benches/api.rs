@@ -135,6 +135,7 @@ fn main() {
             pids_max: None,
             net_rate_mbit: None,
             io_weight: None,
+            io_limits: Default::default(),
         })
         .unwrap();
         let (mut api_times, mut svc_times) = (Vec::new(), Vec::new());

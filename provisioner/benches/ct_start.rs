@@ -160,6 +160,7 @@ fn plan() -> PlanResources {
         pids_max: Some(256),
         net_rate_mbit: None,
         io_weight: None,
+        io_limits: Default::default(),
     })
     .unwrap()
 }
@@ -243,6 +244,7 @@ fn main() {
             hostname: Hostname::parse(&format!("v{i}.bench.example")).unwrap(),
             template: "busybox".into(),
             resources: plan(),
+            access: Default::default(),
             network: Default::default(),
         };
         let t0 = Instant::now();
@@ -366,6 +368,7 @@ fn main() {
                 r
             })
             .unwrap(),
+            access: Default::default(),
             network: vessel_core::NetworkSpec {
                 ipv4: Some(vessel_core::lifecycle::Ipv4Assignment {
                     address: std::net::Ipv4Addr::new(10, 199, 0, 2 + i as u8),

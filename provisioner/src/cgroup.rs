@@ -643,6 +643,7 @@ mod tests {
             pids_max: None,
             net_rate_mbit: None,
             io_weight: None,
+            io_limits: Default::default(),
         })
         .unwrap();
         let l = Limits::for_plan(&r);

@@ -173,6 +173,7 @@ pub(crate) mod tests {
             pids_max: None,
             net_rate_mbit: None,
             io_weight: None,
+            io_limits: Default::default(),
         })
         .unwrap();
         InstanceSpec {
@@ -180,6 +181,7 @@ pub(crate) mod tests {
             hostname: Hostname::parse("t1.example.com").unwrap(),
             template: "busybox".into(),
             resources,
+            access: Default::default(),
             network: Default::default(),
         }
     }

@@ -155,6 +155,7 @@ async fn create_is_idempotent_conflicts_are_409_and_admission_refusals_422() {
         pids_max: None,
         net_rate_mbit: None,
         io_weight: None,
+        io_limits: Default::default(),
     })
     .unwrap());
     container.template = "busybox".into();

@@ -23,6 +23,7 @@ fn ct_plan(burst_mib: u64) -> PlanResources {
         pids_max: None,
         net_rate_mbit: None,
         io_weight: None,
+        io_limits: Default::default(),
     })
     .unwrap()
 }

@@ -25,6 +25,7 @@ fn ct_plan() -> PlanResources {
         pids_max: None,
         net_rate_mbit: None,
         io_weight: None,
+        io_limits: Default::default(),
     })
     .unwrap()
 }

@@ -95,6 +95,7 @@ async fn two_hosts_in_namespaces_and_one_cut_off() {
         pids_max: None,
         net_rate_mbit: None,
         io_weight: None,
+        io_limits: Default::default(),
     })
     .unwrap();
     let vm = vessel_core::InstanceSpec {
@@ -102,6 +103,7 @@ async fn two_hosts_in_namespaces_and_one_cut_off() {
         hostname: vessel_core::Hostname::parse("ns.example.com").unwrap(),
         template: "vessel-test-guest".into(),
         resources: plan,
+        access: Default::default(),
         network: Default::default(),
     };
     let vm_path = format!("/v1/instances/{}", vm.id);

@@ -4,7 +4,7 @@ use super::Tx;
 use sqlx::Row;
 use crate::money::{Currency, Money};
 use crate::plans::{BillingCycle, PlanCode, PlanDefinition};
-use vessel_core::resources::ResourceSpec;
+use vessel_core::resources::{IoLimits, ResourceSpec};
 use vessel_core::{InstanceKind, PlanResources, Ratio};
 
 /// The newest version of a plan as stored.
@@ -35,6 +35,10 @@ struct PlanRow {
     pids_max: i32,
     net_rate_mbit: Option<i32>,
     io_weight: i32,
+    io_read_bps: Option<i64>,
+    io_write_bps: Option<i64>,
+    io_read_iops: Option<i64>,
+    io_write_iops: Option<i64>,
     bandwidth_gib: Option<i64>,
     orderable: bool,
 }
@@ -59,6 +63,12 @@ impl PlanRow {
             pids_max: Some(self.pids_max as u32),
             net_rate_mbit: self.net_rate_mbit.map(|v| v as u32),
             io_weight: Some(self.io_weight as u16),
+            io_limits: IoLimits {
+                read_bytes_per_sec: self.io_read_bps.map(|v| v as u64),
+                write_bytes_per_sec: self.io_write_bps.map(|v| v as u64),
+                read_iops: self.io_read_iops.map(|v| v as u64),
+                write_iops: self.io_write_iops.map(|v| v as u64),
+            },
         })
         .ok()?;
         Some(PlanDefinition {
@@ -74,7 +84,7 @@ impl PlanRow {
 
 const COLUMNS: &str = "id, code, version, name, description, kind::text AS kind, vcpus, memory_guaranteed_mib, \
     memory_burst_mib, swap_mib, disk_gib, cpu_ratio_milli, memory_ratio_milli, disk_ratio_milli, pids_max, \
-    net_rate_mbit, io_weight, bandwidth_gib, orderable";
+    net_rate_mbit, io_weight, io_read_bps, io_write_bps, io_read_iops, io_write_iops, bandwidth_gib, orderable";
 
 pub async fn latest(tx: &mut Tx<'_>, code: &str) -> Result<Option<StoredPlan>, sqlx::Error> {
     let row: Option<PlanRow> =
@@ -121,14 +131,19 @@ fn bind_plan<'q>(
         .bind(r.net_rate_mbit().map(|v| v as i32))
         .bind(r.io_weight() as i32)
         .bind(d.bandwidth_gib.map(|v| v as i64))
+        .bind(r.io_limits().read_bytes_per_sec.map(|v| v as i64))
+        .bind(r.io_limits().write_bytes_per_sec.map(|v| v as i64))
+        .bind(r.io_limits().read_iops.map(|v| v as i64))
+        .bind(r.io_limits().write_iops.map(|v| v as i64))
 }
 
 pub async fn insert(tx: &mut Tx<'_>, d: &PlanDefinition, version: i32, source: Option<&str>) -> Result<i64, sqlx::Error> {
     let q = sqlx::query(
         "INSERT INTO plans (name, description, kind, vcpus, memory_guaranteed_mib, memory_burst_mib, swap_mib, \
          disk_gib, cpu_ratio_milli, memory_ratio_milli, disk_ratio_milli, pids_max, net_rate_mbit, io_weight, \
-         bandwidth_gib, code, version, source_file) \
-         VALUES ($1, $2, $3::instance_kind, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
+         bandwidth_gib, io_read_bps, io_write_bps, io_read_iops, io_write_iops, code, version, source_file) \
+         VALUES ($1, $2, $3::instance_kind, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, \
+         $20, $21, $22) RETURNING id",
     );
     let row = bind_plan(q, d).bind(d.code.as_str()).bind(version).bind(source).fetch_one(&mut **tx).await?;
     let id: i64 = row.try_get("id")?;
@@ -141,7 +156,8 @@ pub async fn update(tx: &mut Tx<'_>, id: i64, d: &PlanDefinition, source: Option
         "UPDATE plans SET name = $1, description = $2, kind = $3::instance_kind, vcpus = $4, memory_guaranteed_mib = $5, \
          memory_burst_mib = $6, swap_mib = $7, disk_gib = $8, cpu_ratio_milli = $9, memory_ratio_milli = $10, \
          disk_ratio_milli = $11, pids_max = $12, net_rate_mbit = $13, io_weight = $14, bandwidth_gib = $15, \
-         source_file = $16, orderable = true WHERE id = $17",
+         io_read_bps = $16, io_write_bps = $17, io_read_iops = $18, io_write_iops = $19, \
+         source_file = $20, orderable = true WHERE id = $21",
     );
     bind_plan(q, d).bind(source).bind(id).execute(&mut **tx).await?;
     replace_prices(tx, id, d).await

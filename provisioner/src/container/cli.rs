@@ -225,6 +225,7 @@ fn spec_from(a: &CreateArgs) -> Result<InstanceSpec, CliError> {
         pids_max: a.pids_max,
         net_rate_mbit: a.net_rate_mbit,
         io_weight: None,
+        io_limits: Default::default(),
     })
     .map_err(|e| usage(e.to_string()))?;
     let mut network = vessel_core::NetworkSpec::default();
@@ -243,6 +244,7 @@ fn spec_from(a: &CreateArgs) -> Result<InstanceSpec, CliError> {
         hostname: Hostname::parse(&a.hostname).map_err(|e| usage(e.to_string()))?,
         template: a.template.clone(),
         resources,
+        access: Default::default(),
         network,
     })
 }

@@ -37,6 +37,7 @@ pub fn spec(resources: PlanResources) -> InstanceSpec {
         hostname: Hostname::parse("api.example.com").unwrap(),
         template: "vessel-test-guest".into(),
         resources,
+        access: Default::default(),
         network: Default::default(),
     }
 }

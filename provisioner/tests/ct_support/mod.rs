@@ -146,6 +146,7 @@ impl TestHost {
             pids_max: Some(64),
             net_rate_mbit: Some(100),
             io_weight: None,
+            io_limits: Default::default(),
         };
         f(&mut r);
         let id = InstanceId::new_random();
@@ -155,6 +156,7 @@ impl TestHost {
             hostname: Hostname::parse(&format!("ct-{}.example.com", &id.short()[..6])).unwrap(),
             template: "busybox".into(),
             resources: PlanResources::try_from(r).expect("valid plan"),
+            access: Default::default(),
             network: NetworkSpec {
                 ipv4: Some(Ipv4Assignment {
                     address: std::net::Ipv4Addr::new(10, self.net.0, self.net.1, host_part),

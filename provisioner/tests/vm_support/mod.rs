@@ -47,6 +47,7 @@ pub fn kvm_plan(vcpus: u32, memory_mib: u64, cpu_ratio: f64) -> PlanResources {
         pids_max: None,
         net_rate_mbit: None,
         io_weight: None,
+        io_limits: Default::default(),
     })
     .expect("a valid KVM plan")
 }
@@ -58,6 +59,7 @@ pub fn record(resources: PlanResources) -> InstanceRecord {
             hostname: Hostname::parse("vm.example.com").unwrap(),
             template: "vessel-test-guest".into(),
             resources,
+            access: Default::default(),
             network: Default::default(),
         },
         state: InstanceState::Creating,
