@@ -23,5 +23,5 @@ pub use ids::InstanceId;
 pub use ratio::Ratio;
 pub use resources::{InstanceKind, IoLimits, PlanResources, ResourceError};
 pub use hostname::Hostname;
-pub use lifecycle::{Action, InstanceSpec, InstanceState, NetworkSpec};
+pub use lifecycle::{Action, HostAction, InstanceSpec, InstanceState, NetworkSpec};
 pub use usage::Usage;

@@ -318,7 +318,7 @@ impl From<PlanResources> for ResourceSpec {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn container(g: u64, b: u64) -> ResourceSpec {

@@ -8,9 +8,23 @@
 //! | `GET /v1/instances`               |                    | `Vec<InstanceStatus>`         |
 //! | `GET /v1/instances/{id}`          |                    | [`InstanceStatus`]            |
 //! | `PUT /v1/instances/{id}`          | [`CreateInstance`] | [`InstanceStatus`] (201/200)  |
-//! | `POST /v1/instances/{id}/actions` | [`ActionRequest`]  | [`InstanceStatus`]            |
+//! | `POST /v1/instances/{id}/actions` | [`HostAction`]     | [`InstanceStatus`]            |
 //! | `DELETE /v1/instances/{id}`       |                    | 204, also when absent         |
 //! | `GET /v1/instances/{id}/usage`    |                    | [`Usage`]                     |
+//!
+//! An action body is tagged by `action` and carries exactly that action's fields:
+//!
+//! | `action`         | other fields                                                  | allowed in            |
+//! |------------------|---------------------------------------------------------------|-----------------------|
+//! | `start`, `stop`, `restart` |                                                     | stopped, running, crashed |
+//! | `suspend`, `resume` |                                                            | running, suspended    |
+//! | `reinstall`      | `template?` (absent: the current one), `access?` ([`crate::Access`]) | stopped, running, crashed |
+//! | `resize`         | `resources` ([`crate::PlanResources`], same kind)             | stopped, running      |
+//! | `reset_password` | `root_password_hash` ([`crate::PasswordHash`])                | running               |
+//! | `destroy`        |                                                               | any                   |
+//!
+//! Unknown fields are refused. A runtime that cannot do an action yet (`reset_password` until
+//! the container and KVM runtimes implement it) answers `runtime-failed` saying so.
 //!
 //! Errors are [`Problem`]s (`application/problem+json`). Joining is the other direction: the
 //! host posts a [`JoinRequest`] to the panel's `/hosts/join` and gets a [`JoinResponse`].
@@ -19,6 +33,7 @@ use crate::admission::{HostCapacity, HostLoad, Refusal, Resource};
 use crate::hostname::Hostname;
 use crate::ids::InstanceId;
 use crate::lifecycle::{Action, InstanceSpec, InstanceState, NetworkSpec};
+pub use crate::lifecycle::HostAction;
 use crate::resources::{InstanceKind, PlanResources};
 use crate::usage::Usage;
 use num_traits::ToPrimitive;
@@ -28,24 +43,6 @@ use std::net::IpAddr;
 /// Body of `PUT /v1/instances/{id}`: the whole spec; the path's id must equal `spec.id`.
 pub type CreateInstance = InstanceSpec;
 
-/// Body of `POST /v1/instances/{id}/actions`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ActionRequest {
-    pub action: Action,
-    /// For `reinstall`: the new template (absent: the current one again).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template: Option<String>,
-    /// For `resize`: the new resources (required for it).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<PlanResources>,
-}
-
-impl ActionRequest {
-    pub fn plain(action: Action) -> Self {
-        ActionRequest { action, template: None, resources: None }
-    }
-}
 
 /// One instance as the host sees it now.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -320,10 +317,17 @@ mod tests {
     }
 
     #[test]
-    fn action_request_omits_absent_fields_and_refuses_unknown_ones() {
-        let v = serde_json::to_value(ActionRequest::plain(Action::Start)).unwrap();
-        assert_eq!(v, json!({"action": "start"}));
-        assert!(serde_json::from_value::<ActionRequest>(json!({"action": "start", "x": 1})).is_err());
+    fn host_action_omits_absent_fields_and_refuses_unknown_or_missing_ones() {
+        assert_eq!(serde_json::to_value(HostAction::Start).unwrap(), json!({"action": "start"}));
+        let reinstall = HostAction::Reinstall { template: Some("debian-12".into()), access: Default::default() };
+        assert_eq!(serde_json::to_value(&reinstall).unwrap(), json!({"action": "reinstall", "template": "debian-12"}));
+        // What the panel sent before this enum existed still parses to the same request.
+        assert_eq!(serde_json::from_value::<HostAction>(json!({"action": "reinstall"})).unwrap(), HostAction::Reinstall { template: None, access: Default::default() });
+        assert!(serde_json::from_value::<HostAction>(json!({"action": "start", "x": 1})).is_err());
+        assert!(serde_json::from_value::<HostAction>(json!({"action": "start", "resources": {}})).is_err(), "a start carries nothing");
+        assert!(serde_json::from_value::<HostAction>(json!({"action": "resize"})).is_err(), "a resize needs resources");
+        assert!(serde_json::from_value::<HostAction>(json!({"action": "reset_password"})).is_err());
+        assert!(serde_json::from_value::<HostAction>(json!({"action": "launch"})).is_err());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use uuid::Uuid;
 use vessel_core::lifecycle::{Ipv4Assignment, Ipv6Assignment};
-use vessel_core::wire::{ActionRequest, InstanceStatus, ProblemType};
+use vessel_core::wire::{HostAction, InstanceStatus, ProblemType};
 use vessel_core::{Action, Hostname, InstanceId, InstanceSpec, InstanceState, NetworkSpec};
 
 /// What every handler needs.
@@ -87,7 +87,7 @@ pub async fn handle(ctx: &Ctx, job: crate::jobs::JobRow) -> Outcome {
     let result = match job.kind.as_str() {
         "instance.create" | "instance.converge" => converge(ctx, payload.instance_id).await,
         "instance.action" => match payload.action {
-            Some(Action::Restart) => act(ctx, payload.instance_id, ActionRequest::plain(Action::Restart)).await,
+            Some(Action::Restart) => act(ctx, payload.instance_id, HostAction::Restart).await,
             Some(Action::Reinstall) => reinstall(ctx, payload.instance_id).await,
             // Start and stop changed the desired state; converging does them.
             _ => converge(ctx, payload.instance_id).await,
@@ -185,13 +185,13 @@ async fn converge(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
             break;
         }
         let next = match (inst.desired_state.as_str(), status.state) {
-            ("running", InstanceState::Suspended) | ("stopped", InstanceState::Suspended) => Action::Resume,
-            ("running", _) | ("suspended", InstanceState::Stopped | InstanceState::Crashed) => Action::Start,
-            ("stopped", _) => Action::Stop,
-            ("suspended", _) => Action::Suspend,
+            ("running", InstanceState::Suspended) | ("stopped", InstanceState::Suspended) => HostAction::Resume,
+            ("running", _) | ("suspended", InstanceState::Stopped | InstanceState::Crashed) => HostAction::Start,
+            ("stopped", _) => HostAction::Stop,
+            ("suspended", _) => HostAction::Suspend,
             _ => break,
         };
-        status = client.action(iid, &ActionRequest::plain(next)).await.map_err(host_failed)?;
+        status = client.action(iid, &next).await.map_err(host_failed)?;
     }
     record(ctx, id, &status).await?;
     if converged(&inst.desired_state, status.state) {
@@ -201,7 +201,7 @@ async fn converge(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
     }
 }
 
-async fn act(ctx: &Ctx, id: Uuid, req: ActionRequest) -> Step<Outcome> {
+async fn act(ctx: &Ctx, id: Uuid, req: HostAction) -> Step<Outcome> {
     let (_inst, _host, client) = placed(ctx, id).await?;
     let status = client.action(InstanceId(id), &req).await.map_err(host_failed)?;
     record(ctx, id, &status).await?;
@@ -211,7 +211,8 @@ async fn act(ctx: &Ctx, id: Uuid, req: ActionRequest) -> Step<Outcome> {
 /// Reinstalls from the instance's template as the panel has it now (the API may have changed it).
 async fn reinstall(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
     let (inst, _host, client) = placed(ctx, id).await?;
-    let req = ActionRequest { action: Action::Reinstall, template: Some(inst.os_template.clone()), resources: None };
+    // The panel keeps no access yet: the new system gets none, as at create (see `spec`).
+    let req = HostAction::Reinstall { template: Some(inst.os_template.clone()), access: Default::default() };
     let status = client.action(InstanceId(id), &req).await.map_err(host_failed)?;
     record(ctx, id, &status).await?;
     Ok(Outcome::Done)
@@ -220,7 +221,7 @@ async fn reinstall(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
 async fn resize(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
     let (inst, _host, client) = placed(ctx, id).await?;
     let resources = plan_sql::resources(&ctx.pool, inst.plan_id).await.map_err(db)?.ok_or(Outcome::Retry("bad plan".into()))?;
-    let req = ActionRequest { action: Action::Resize, template: None, resources: Some(resources) };
+    let req = HostAction::Resize { resources };
     let status = client.action(InstanceId(id), &req).await.map_err(host_failed)?;
     record(ctx, id, &status).await?;
     Ok(Outcome::Done)

@@ -15,8 +15,7 @@ use provisioner::daemon::build_service_with;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use vessel_core::signing::{sign, unix_now, Presented, Verifier};
-use vessel_core::wire::ActionRequest;
-use vessel_core::Action;
+use vessel_core::HostAction;
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -108,10 +107,10 @@ fn main() {
             let b = spec(kvm_plan(1, 64, 2.0));
             let t = Instant::now();
             service.create(b.clone()).await.unwrap();
-            service.act(b.id, ActionRequest::plain(Action::Start)).await.unwrap();
+            service.act(b.id, HostAction::Start).await.unwrap();
             svc_times.push(t.elapsed());
             let t = Instant::now();
-            service.act(b.id, ActionRequest::plain(Action::Stop)).await.unwrap();
+            service.act(b.id, HostAction::Stop).await.unwrap();
             service.destroy(b.id).await.unwrap();
             svc_teardown.push(t.elapsed());
         }
@@ -153,7 +152,7 @@ fn main() {
             b.template = "busybox".into();
             let t = Instant::now();
             service.create(b.clone()).await.unwrap();
-            service.act(b.id, ActionRequest::plain(Action::Start)).await.unwrap();
+            service.act(b.id, HostAction::Start).await.unwrap();
             svc_times.push(t.elapsed());
             service.destroy(b.id).await.unwrap();
         }

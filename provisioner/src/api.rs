@@ -11,7 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use thiserror::Error;
 use vessel_core::signing::{Presented, Verifier, VerifyError, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP};
-use vessel_core::wire::{ActionRequest, CreateInstance, Problem, ProblemType};
+use vessel_core::wire::{CreateInstance, HostAction, Problem, ProblemType};
 use vessel_core::InstanceId;
 
 /// What every handler shares.
@@ -108,7 +108,7 @@ async fn put_instance(state: State, req: HttpRequest, path: web::Path<String>, b
 async fn post_action(state: State, req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     authenticate(&state, &req, &body)?;
     let id = instance_id(&path)?;
-    let action: ActionRequest = json_body(&body)?;
+    let action: HostAction = json_body(&body)?;
     Ok(match state.service.act(id, action).await? {
         Some(status) => HttpResponse::Ok().json(status),
         None => HttpResponse::NoContent().finish(),

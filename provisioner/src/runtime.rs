@@ -5,7 +5,7 @@
 //! or for a state the instance is already in, succeeds and changes nothing more.
 
 use crate::store::InstanceRecord;
-use vessel_core::InstanceState;
+use vessel_core::{InstanceKind, InstanceState, PasswordHash, PlanResources};
 
 /// Shared with the panel (it is on the wire), so it lives in core.
 pub use vessel_core::Usage;
@@ -13,7 +13,8 @@ pub use vessel_core::Usage;
 /// One kind's lifecycle. `record` is the store's record; a method may update
 /// `record.runtime` (its own facts) and the caller persists it.
 pub trait Runtime {
-    type Error: std::error::Error + Send + Sync + 'static;
+    /// `From<NotSupported>`: an operation a kind does not implement yet is a typed refusal.
+    type Error: std::error::Error + Send + Sync + 'static + From<NotSupported>;
 
     /// Builds the instance (disk, root filesystem, cgroup, network) without starting it.
     fn create(&self, record: &mut InstanceRecord) -> Result<(), Self::Error>;
@@ -32,4 +33,68 @@ pub trait Runtime {
         self.stop(record)?;
         self.start(record)
     }
+
+    /// Refuses an unknown `template` before anything is made or changed (create, reinstall):
+    /// the caller's mistake, not a failure. By default the kind finds out in `create`.
+    fn check_template(&self, _template: &str) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    /// Refuses, before anything changes, a resize this kind cannot do from `current` to
+    /// `new` (both of this kind; admission is the service's).
+    fn check_resize(&self, _current: &PlanResources, _new: &PlanResources) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    /// A new root filesystem from `record.spec.template`, with `record.spec.access` written
+    /// into it; the same identity, disk image and addresses, running again if it should run.
+    /// The spec already holds the new template and access and `record.pending` says
+    /// `Reinstall`. On failure a kind either leaves `pending` set (the next request or a
+    /// restart finishes it) or puts `previous_template` back, clears `pending` and returns the
+    /// error (the instance stays usable on its old system).
+    ///
+    /// By default: stop, create again, start if it should run; on failure back to
+    /// `previous_template` the same way.
+    fn reinstall(&self, record: &mut InstanceRecord, previous_template: &str) -> Result<(), Self::Error> {
+        if let Err(e) = rebuild(self, record) {
+            tracing::warn!(id = %record.spec.id, error = %e, "reinstall failed: keeping the previous template");
+            record.spec.template = previous_template.to_string();
+            let _ = rebuild(self, record);
+            record.pending = None;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Applies `record.spec.resources` (already the new ones; `previous` the old). By
+    /// default: stop, create again, start if it should run.
+    fn resize(&self, record: &mut InstanceRecord, _previous: &PlanResources) -> Result<(), Self::Error> {
+        rebuild(self, record)
+    }
+
+    /// Sets root's password in the running guest to `hash`. **Neither kind implements it
+    /// yet**: the default answers [`NotSupported`] (the container and KVM runtimes each
+    /// override it when they can write into a live guest).
+    fn reset_password(&self, record: &mut InstanceRecord, _hash: &PasswordHash) -> Result<(), Self::Error> {
+        Err(NotSupported { op: "reset_password", kind: record.spec.kind() }.into())
+    }
+}
+
+/// Stop, create again (the kind re-checks image and admission), start again if it should
+/// run: how a kind without its own steps applies a reinstall or a resize.
+fn rebuild<R: Runtime + ?Sized>(rt: &R, record: &mut InstanceRecord) -> Result<(), R::Error> {
+    rt.stop(record)?;
+    rt.create(record)?;
+    if record.should_run {
+        rt.start(record)?;
+    }
+    Ok(())
+}
+
+/// An operation this kind of instance cannot do yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{op} is not supported by the {kind:?} runtime yet")]
+pub struct NotSupported {
+    pub op: &'static str,
+    pub kind: InstanceKind,
 }

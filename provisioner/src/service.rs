@@ -19,8 +19,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
 use vessel_core::admission::{HostCapacity, Refusal};
-use vessel_core::wire::{ActionRequest, HostReport, InstanceStatus, LoadSummary, Problem, ProblemType};
-use vessel_core::{Action, InstanceId, InstanceKind, InstanceSpec, InstanceState};
+use vessel_core::wire::{HostReport, InstanceStatus, LoadSummary, Problem, ProblemType};
+use vessel_core::{Action, HostAction, InstanceId, InstanceKind, InstanceSpec, InstanceState, PasswordHash, PlanResources};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -79,6 +79,11 @@ trait AnyRuntime: Send + Sync {
     fn suspend(&self, r: &mut InstanceRecord) -> Result<(), BoxError>;
     fn resume(&self, r: &mut InstanceRecord) -> Result<(), BoxError>;
     fn reboot(&self, r: &mut InstanceRecord) -> Result<(), BoxError>;
+    fn check_template(&self, template: &str) -> Result<(), BoxError>;
+    fn check_resize(&self, current: &PlanResources, new: &PlanResources) -> Result<(), BoxError>;
+    fn reinstall(&self, r: &mut InstanceRecord, previous_template: &str) -> Result<(), BoxError>;
+    fn resize(&self, r: &mut InstanceRecord, previous: &PlanResources) -> Result<(), BoxError>;
+    fn reset_password(&self, r: &mut InstanceRecord, hash: &PasswordHash) -> Result<(), BoxError>;
     fn destroy(&self, r: &mut InstanceRecord) -> Result<(), BoxError>;
     fn observe(&self, r: &InstanceRecord) -> Result<InstanceState, BoxError>;
     fn usage(&self, r: &InstanceRecord) -> Result<Usage, BoxError>;
@@ -102,6 +107,21 @@ impl<T: Runtime + Send + Sync> AnyRuntime for T {
     }
     fn reboot(&self, r: &mut InstanceRecord) -> Result<(), BoxError> {
         Runtime::reboot(self, r).map_err(Into::into)
+    }
+    fn check_template(&self, template: &str) -> Result<(), BoxError> {
+        Runtime::check_template(self, template).map_err(Into::into)
+    }
+    fn check_resize(&self, current: &PlanResources, new: &PlanResources) -> Result<(), BoxError> {
+        Runtime::check_resize(self, current, new).map_err(Into::into)
+    }
+    fn reinstall(&self, r: &mut InstanceRecord, previous_template: &str) -> Result<(), BoxError> {
+        Runtime::reinstall(self, r, previous_template).map_err(Into::into)
+    }
+    fn resize(&self, r: &mut InstanceRecord, previous: &PlanResources) -> Result<(), BoxError> {
+        Runtime::resize(self, r, previous).map_err(Into::into)
+    }
+    fn reset_password(&self, r: &mut InstanceRecord, hash: &PasswordHash) -> Result<(), BoxError> {
+        Runtime::reset_password(self, r, hash).map_err(Into::into)
     }
     fn destroy(&self, r: &mut InstanceRecord) -> Result<(), BoxError> {
         Runtime::destroy(self, r).map_err(Into::into)
@@ -169,12 +189,6 @@ impl Service {
         .ok_or(ServiceError::KindUnsupported(kind))
     }
 
-    /// The container host, for a record of that kind (reinstall and resize have their own
-    /// steps there: a new root filesystem, a grown disk).
-    fn containers_for(&self, r: &InstanceRecord) -> Option<&ContainerHost> {
-        (r.spec.kind() == InstanceKind::Container).then_some(self.containers.as_ref()).flatten()
-    }
-
     async fn lock(&self, id: InstanceId) -> tokio::sync::OwnedMutexGuard<()> {
         let m = {
             let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
@@ -202,7 +216,7 @@ impl Service {
         self.serialized(spec.id, move |s| s.create_blocking(spec)).await
     }
 
-    pub async fn act(self: &Arc<Self>, id: InstanceId, req: ActionRequest) -> Result<Option<InstanceStatus>, ServiceError> {
+    pub async fn act(self: &Arc<Self>, id: InstanceId, req: HostAction) -> Result<Option<InstanceStatus>, ServiceError> {
         self.serialized(id, move |s| s.act_blocking(id, req)).await
     }
 
@@ -317,12 +331,8 @@ impl Service {
             return Ok((Created::Existing, self.status_of(&r)));
         }
         let rt = self.runtime(spec.kind())?;
-        if spec.kind() == InstanceKind::Container {
-            if let Some(ct) = &self.containers {
-                // An unknown template is the caller's mistake, found before anything is made.
-                ct.rt.cfg.templates.load(&spec.template).map_err(|e| ServiceError::Invalid(e.to_string()))?;
-            }
-        }
+        // An unknown template is the caller's mistake, found before anything is made.
+        rt.check_template(&spec.template).map_err(|e| ServiceError::Invalid(e.to_string()))?;
         let mut record = {
             let _admission = self.admission.lock().unwrap_or_else(|p| p.into_inner());
             let records = self.store.list()?;
@@ -352,8 +362,8 @@ impl Service {
         Ok((Created::New, self.status_of(&record)))
     }
 
-    fn act_blocking(&self, id: InstanceId, req: ActionRequest) -> Result<Option<InstanceStatus>, ServiceError> {
-        if req.action == Action::Destroy {
+    fn act_blocking(&self, id: InstanceId, req: HostAction) -> Result<Option<InstanceStatus>, ServiceError> {
+        if req == HostAction::Destroy {
             self.destroy_blocking(id)?;
             return Ok(None);
         }
@@ -364,97 +374,94 @@ impl Service {
         let rt = self.runtime(r.spec.kind())?;
         let state = rt.observe(&r).map_err(rt_err(id, "observe"))?;
         r.state = state;
-        if !req.action.allowed_in(state) {
-            return Err(ServiceError::NotAllowed { action: req.action, state });
+        let action = req.action();
+        if !req.allowed_in(state) {
+            return Err(ServiceError::NotAllowed { action, state });
         }
-        match req.action {
-            Action::Start => {
+        match req {
+            HostAction::Start => {
                 r.should_run = true;
                 self.store.put(&r)?;
                 rt.start(&mut r).map_err(rt_err(id, "start"))?;
             }
-            Action::Stop => {
+            HostAction::Stop => {
                 r.should_run = false;
                 self.store.put(&r)?;
                 rt.stop(&mut r).map_err(rt_err(id, "stop"))?;
             }
-            Action::Restart => {
+            HostAction::Restart => {
                 r.should_run = true;
                 self.store.put(&r)?;
                 rt.reboot(&mut r).map_err(rt_err(id, "restart"))?;
             }
-            Action::Suspend => {
+            HostAction::Suspend => {
                 if state != InstanceState::Suspended {
                     rt.suspend(&mut r).map_err(rt_err(id, "suspend"))?;
                 }
             }
-            Action::Resume => {
+            HostAction::Resume => {
                 if state != InstanceState::Running {
                     rt.resume(&mut r).map_err(rt_err(id, "resume"))?;
                 }
             }
-            Action::Reinstall => {
-                let template = req.template.clone().unwrap_or_else(|| r.spec.template.clone());
-                if template.is_empty() {
-                    return Err(ServiceError::Invalid("reinstall needs a template name".into()));
-                }
-                if let Some(ct) = self.containers_for(&r) {
-                    // Checked before any side effect; then a new root filesystem, resumable.
-                    ct.rt.cfg.templates.load(&template).map_err(|e| ServiceError::Invalid(e.to_string()))?;
-                    r.spec.template = template.clone();
-                    r.pending = Some(PendingOp::Reinstall { template });
-                    self.store.put(&r)?;
-                    ct.rt.reinstall(&mut r).map_err(|e| rt_err(id, "reinstall")(e.into()))?;
-                    return self.finish_action(rt, r, req.action);
-                }
-                let previous = r.spec.template.clone();
-                r.pending = Some(PendingOp::Reinstall { template: template.clone() });
-                self.store.put(&r)?;
-                if let Err(e) = self.rebuild(rt, &mut r, |r| r.spec.template = template.clone()) {
-                    // Back to the old template so the instance stays usable.
-                    tracing::warn!(%id, error = %e, "reinstall failed: keeping the previous template");
-                    r.spec.template = previous;
-                    let _ = self.rebuild(rt, &mut r, |_| {});
-                    r.pending = None;
-                    self.store.put(&r)?;
-                    return Err(e);
-                }
+            HostAction::Reinstall { template, access } => self.reinstall(rt, &mut r, template, access)?,
+            HostAction::Resize { resources } => self.resize(rt, &mut r, resources)?,
+            HostAction::ResetPassword { root_password_hash } => {
+                rt.reset_password(&mut r, &root_password_hash).map_err(rt_err(id, "reset_password"))?;
+                r.spec.access.root_password_hash = Some(root_password_hash);
             }
-            Action::Resize => {
-                let new = req.resources.clone().ok_or_else(|| ServiceError::Invalid("resize needs resources".into()))?;
-                if new.kind() != r.spec.kind() {
-                    return Err(ServiceError::Invalid("resize cannot change the instance's kind".into()));
-                }
-                let container = self.containers_for(&r);
-                if container.is_some() && new.disk_gib() < r.spec.resources.disk_gib() {
-                    return Err(ServiceError::Invalid(format!(
-                        "cannot shrink the disk from {} GiB to {} GiB (data would be lost)",
-                        r.spec.resources.disk_gib(),
-                        new.disk_gib()
-                    )));
-                }
-                let previous = r.spec.resources.clone();
-                {
-                    let _admission = self.admission.lock().unwrap_or_else(|p| p.into_inner());
-                    let records = self.store.list()?;
-                    host::check(&self.capacity, &records, &new, Some(id))
-                        .map_err(|r| ServiceError::Refused(Box::new(r)))?;
-                    // Both sizes count until it is done (see host::load_of).
-                    r.pending = Some(PendingOp::Resize { previous: previous.clone() });
-                    r.spec.resources = new;
-                    self.store.put(&r)?;
-                }
-                match container {
-                    // Limits at once, the disk grown online: no restart needed.
-                    Some(ct) => {
-                        ct.rt.resize(&mut r, &previous).map_err(|e| rt_err(id, "resize")(e.into()))?;
-                    }
-                    None => self.rebuild(rt, &mut r, |_| {})?,
-                }
-            }
-            Action::Destroy => unreachable!("handled above"),
+            HostAction::Destroy => unreachable!("handled above"),
         }
-        self.finish_action(rt, r, req.action)
+        self.finish_action(rt, r, action)
+    }
+
+    /// Checked before any side effect; then the new template and access recorded with the
+    /// operation pending, and the kind's own steps (see [`Runtime::reinstall`]).
+    fn reinstall(
+        &self,
+        rt: &dyn AnyRuntime,
+        r: &mut InstanceRecord,
+        template: Option<String>,
+        access: vessel_core::Access,
+    ) -> Result<(), ServiceError> {
+        let id = r.spec.id;
+        let template = template.unwrap_or_else(|| r.spec.template.clone());
+        if template.is_empty() {
+            return Err(ServiceError::Invalid("reinstall needs a template name".into()));
+        }
+        rt.check_template(&template).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let previous = std::mem::replace(&mut r.spec.template, template.clone());
+        r.spec.access = access;
+        r.pending = Some(PendingOp::Reinstall { template });
+        self.store.put(r)?;
+        if let Err(e) = rt.reinstall(r, &previous) {
+            if r.pending.is_none() {
+                // The kind rolled back to the previous template: record that.
+                self.store.put(r)?;
+            }
+            return Err(rt_err(id, "reinstall")(e));
+        }
+        Ok(())
+    }
+
+    /// Checked by the kind and by admission (both sizes count until it is done, see
+    /// [`host::load_of`]), then the kind's own steps (see [`Runtime::resize`]).
+    fn resize(&self, rt: &dyn AnyRuntime, r: &mut InstanceRecord, new: PlanResources) -> Result<(), ServiceError> {
+        let id = r.spec.id;
+        if new.kind() != r.spec.kind() {
+            return Err(ServiceError::Invalid("resize cannot change the instance's kind".into()));
+        }
+        rt.check_resize(&r.spec.resources, &new).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        let previous = {
+            let _admission = self.admission.lock().unwrap_or_else(|p| p.into_inner());
+            let records = self.store.list()?;
+            host::check(&self.capacity, &records, &new, Some(id)).map_err(|r| ServiceError::Refused(Box::new(r)))?;
+            let previous = std::mem::replace(&mut r.spec.resources, new);
+            r.pending = Some(PendingOp::Resize { previous: previous.clone() });
+            self.store.put(r)?;
+            previous
+        };
+        rt.resize(r, &previous).map_err(rt_err(id, "resize"))
     }
 
     /// The last step of every action: the operation is done, the observed state recorded.
@@ -470,25 +477,6 @@ impl Service {
         self.store.put(&r)?;
         tracing::info!(%id, ?action, state = ?r.state, "action done");
         Ok(Some(self.status_of(&r)))
-    }
-
-    /// Stop, change the record, create again (the runtime re-checks image and admission),
-    /// and start again if it should run: how reinstall and resize apply on any kind.
-    fn rebuild(
-        &self,
-        rt: &dyn AnyRuntime,
-        r: &mut InstanceRecord,
-        change: impl FnOnce(&mut InstanceRecord),
-    ) -> Result<(), ServiceError> {
-        let id = r.spec.id;
-        rt.stop(r).map_err(rt_err(id, "stop"))?;
-        change(r);
-        self.store.put(r)?;
-        rt.create(r).map_err(rt_err(id, "create"))?;
-        if r.should_run {
-            rt.start(r).map_err(rt_err(id, "start"))?;
-        }
-        Ok(())
     }
 
     fn destroy_blocking(&self, id: InstanceId) -> Result<bool, ServiceError> {
@@ -522,18 +510,13 @@ impl Service {
                 self.destroy_blocking(id)?;
                 return Err(ServiceError::NotFound(id));
             }
-            Some(PendingOp::Reinstall { template }) => match self.containers_for(&r) {
-                Some(ct) => {
-                    r.spec.template = template;
-                    ct.rt.reinstall(&mut r).map_err(|e| rt_err(id, "reinstall")(e.into()))?;
-                }
-                None => self.rebuild(rt, &mut r, |r| r.spec.template = template)?,
-            },
-            Some(PendingOp::Resize { previous }) => match self.containers_for(&r) {
-                Some(ct) => ct.rt.resize(&mut r, &previous).map_err(|e| rt_err(id, "resize")(e.into()))?,
-                // The new resources are already in the spec: apply them.
-                None => self.rebuild(rt, &mut r, |_| {})?,
-            },
+            Some(PendingOp::Reinstall { template }) => {
+                r.spec.template = template.clone();
+                // No older template is known here: a kind that rolls back retries this one.
+                rt.reinstall(&mut r, &template).map_err(rt_err(id, "reinstall"))?;
+            }
+            // The new resources are already in the spec: apply them.
+            Some(PendingOp::Resize { previous }) => rt.resize(&mut r, &previous).map_err(rt_err(id, "resize"))?,
         }
         r.pending = None;
         r.state = rt.observe(&r).unwrap_or(InstanceState::Stopped);

@@ -87,6 +87,13 @@ async fn a_container_through_its_whole_lifecycle() {
     assert!(!marker.exists(), "the old root filesystem is gone");
     let (status, p) = act(json!({"action": "reinstall", "template": "no-such-template"})).await;
     assert_eq!(status, 400, "{p}");
+    // A start carrying resources is not a request: refused before anything happens.
+    let (status, p) = act(json!({"action": "start", "resources": serde_json::to_value(ct_plan(256)).unwrap()})).await;
+    assert_eq!((status, p["type"].as_str()), (400, Some("invalid-request")), "{p}");
+    // The password reset is on the wire; containers do not implement it yet and say so.
+    let (status, p) = act(json!({"action": "reset_password", "root_password_hash": "$6$saltsalt$0123456789abcdefghijklmnopqrstuvwxyzABCDEF"})).await;
+    assert_eq!((status, p["type"].as_str()), (500, Some("runtime-failed")), "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("reset_password is not supported by the Container runtime yet"), "{p}");
 
     let (status, u) = d.call("GET", &format!("{path}/usage"), None).await;
     assert_eq!(status, 200, "{u}");

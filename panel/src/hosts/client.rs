@@ -5,7 +5,7 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 use vessel_core::signing::{sign_now, HostSecret};
-use vessel_core::wire::{ActionRequest, HostReport, InstanceStatus, Problem, ProblemType};
+use vessel_core::wire::{HostAction, HostReport, InstanceStatus, Problem, ProblemType};
 use vessel_core::{InstanceId, InstanceSpec};
 
 #[derive(Debug, thiserror::Error)]
@@ -220,7 +220,7 @@ impl HostClient {
             .ok_or_else(|| HostError::Protocol("empty create answer".into()))
     }
 
-    pub async fn action(&self, id: InstanceId, req: &ActionRequest) -> Result<InstanceStatus, HostError> {
+    pub async fn action(&self, id: InstanceId, req: &HostAction) -> Result<InstanceStatus, HostError> {
         let body = serde_json::to_vec(req).expect("actions serialise");
         self.call(Method::POST, &format!("/v1/instances/{id}/actions"), Some(body))
             .await?

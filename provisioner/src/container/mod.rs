@@ -72,6 +72,8 @@ pub enum ContainerError {
     Sys { what: String, errno: nix::Error },
     #[error("container init: {0}")]
     Init(String),
+    #[error(transparent)]
+    NotSupported(#[from] crate::runtime::NotSupported),
 }
 
 impl From<Refusal> for ContainerError {
@@ -708,6 +710,29 @@ impl ContainerRuntime {
 
 impl Runtime for ContainerRuntime {
     type Error = ContainerError;
+
+    fn check_template(&self, template: &str) -> Result<(), ContainerError> {
+        self.cfg.templates.load(template)?;
+        Ok(())
+    }
+
+    fn check_resize(&self, current: &vessel_core::PlanResources, new: &vessel_core::PlanResources) -> Result<(), ContainerError> {
+        let (from, to) = (current.disk_gib(), new.disk_gib());
+        if to < from {
+            return Err(ContainerError::DiskShrink { from, to });
+        }
+        Ok(())
+    }
+
+    /// Its own steps, resumable: a failure leaves `pending` for the next request or restart.
+    fn reinstall(&self, record: &mut InstanceRecord, _previous_template: &str) -> Result<(), ContainerError> {
+        ContainerRuntime::reinstall(self, record)
+    }
+
+    /// Limits at once, the disk grown online: no restart needed.
+    fn resize(&self, record: &mut InstanceRecord, previous: &vessel_core::PlanResources) -> Result<(), ContainerError> {
+        ContainerRuntime::resize(self, record, previous)
+    }
 
     fn create(&self, record: &mut InstanceRecord) -> Result<(), ContainerError> {
         self.ensure_built(record, "create")

@@ -51,6 +51,8 @@ pub enum VmError {
     Control { id: InstanceId, command: &'static str, reply: String },
     #[error("the VMM of {id} (pid {pid}) would not die")]
     Unkillable { id: InstanceId, pid: i32 },
+    #[error(transparent)]
+    NotSupported(#[from] crate::runtime::NotSupported),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VmError + '_ {
