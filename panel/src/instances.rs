@@ -1,9 +1,9 @@
 //! A customer's VPS as the panel sees them, and the actions they may ask for. An action
 //! records the desired state and a durable job; the orchestration makes the host follow.
 
-use crate::db::{instances as sql, jobs, subscriptions as sub_sql};
 use crate::clock::Clock;
-use serde_json::json;
+use crate::db::instances as sql;
+use crate::vps::{self, Refusal, Request, Scope, VpsError};
 use sqlx::PgPool;
 use uuid::Uuid;
 use vessel_core::Action;
@@ -35,29 +35,31 @@ pub async fn get_for(pool: &PgPool, customer: Uuid, id: Uuid) -> Result<Option<I
     Ok(sql::get(pool, id, Some(customer)).await?)
 }
 
-/// A customer asks for start / stop / restart / reinstall of one of their VPS.
+/// A customer asks for start / stop / restart / reinstall of one of their VPS (the rules and
+/// the lock order are [`crate::vps`]'s).
 pub async fn request_action(pool: &PgPool, clock: &dyn Clock, customer: Uuid, id: Uuid, action: Action) -> Result<(), InstanceError> {
-    let now = clock.now();
-    let mut tx = pool.begin().await?;
-    let (desired, subscription) = sql::lock(&mut tx, id, Some(customer)).await?.ok_or(InstanceError::NotFound)?;
-    match desired.as_str() {
-        "terminated" => return Err(InstanceError::Terminated),
-        "suspended" => return Err(InstanceError::Suspended),
-        _ => {}
-    }
-    if let Some(sub) = subscription {
-        if sub_sql::lock(&mut tx, sub, Some(customer)).await?.is_some_and(|s| s.status == "suspended") {
-            return Err(InstanceError::Suspended);
-        }
-    }
-    match action {
-        Action::Start => sql::set_desired(&mut tx, id, "running", now).await?,
-        Action::Stop => sql::set_desired(&mut tx, id, "stopped", now).await?,
-        Action::Restart if desired != "running" => return Err(InstanceError::NotRunning),
-        Action::Restart | Action::Reinstall => {}
+    let request = match action {
+        Action::Start => Request::Start,
+        Action::Stop => Request::Stop,
+        Action::Restart => Request::Restart,
+        Action::Reinstall => Request::Reinstall,
         other => return Err(InstanceError::NotAllowed(other)),
-    }
-    jobs::enqueue(&mut tx, "instance.action", json!({ "instance_id": id, "action": action }), Some(id), None).await?;
+    };
+    let mut tx = pool.begin().await?;
+    vps::request(&mut tx, id, Scope::customer(customer), request, clock.now()).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// How a customer is told (every suspension reads as billing's to them, as before).
+impl From<VpsError> for InstanceError {
+    fn from(e: VpsError) -> Self {
+        match e {
+            VpsError::NotFound => InstanceError::NotFound,
+            VpsError::Db(e) => InstanceError::Db(e),
+            VpsError::Refused(Refusal::Terminated) => InstanceError::Terminated,
+            VpsError::Refused(Refusal::NotRunning) => InstanceError::NotRunning,
+            VpsError::Refused(_) => InstanceError::Suspended,
+        }
+    }
 }

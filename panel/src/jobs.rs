@@ -4,13 +4,99 @@
 //! processes can run runners at once. Delivery is at least once; every handler is idempotent
 //! (the host keys everything by the panel's instance id).
 
-use crate::db::jobs as sql;
+use crate::db::{jobs as sql, Tx};
+use crate::vps::DesiredState;
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::watch;
+use uuid::Uuid;
+use vessel_core::Action;
 
 pub use sql::JobRow;
+
+/// Every kind of job the panel queues, with exactly its payload. Stored as the `kind` column
+/// (the serde tag) and the `payload` column (the other fields), so rows written before this
+/// type existed parse to the same job; a misspelt kind cannot be built, and the handler
+/// ([`crate::orchestrator::handle`]) matches every variant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", deny_unknown_fields)]
+pub enum Job {
+    /// Place the instance and create it on its host (once per instance: deduplicated).
+    #[serde(rename = "instance.create")]
+    Create { instance_id: Uuid },
+    /// Make the host match the instance's desired state *as it is when the job runs* (a stale
+    /// job never reverts a newer change); `desired` and `reason` record why it was queued.
+    #[serde(rename = "instance.converge")]
+    Converge {
+        instance_id: Uuid,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        desired: Option<DesiredState>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// A customer's or owner's action: restart and reinstall are done on the host, start and
+    /// stop converge on the desired state they set.
+    #[serde(rename = "instance.action")]
+    Action { instance_id: Uuid, action: Action },
+    /// Apply the instance's (new) plan on its host; `plan_id` is the plan it was queued for.
+    #[serde(rename = "instance.resize")]
+    Resize { instance_id: Uuid, plan_id: i64 },
+}
+
+/// A job row whose kind or payload this version cannot read.
+#[derive(Debug, thiserror::Error)]
+#[error("unreadable job {kind:?}: {source}")]
+pub struct UnreadableJob {
+    pub kind: String,
+    pub source: serde_json::Error,
+}
+
+impl Job {
+    pub fn instance_id(&self) -> Uuid {
+        match self {
+            Job::Create { instance_id } | Job::Converge { instance_id, .. } | Job::Action { instance_id, .. } | Job::Resize { instance_id, .. } => *instance_id,
+        }
+    }
+
+    /// Queueing the same job again under this key is a no-op.
+    fn dedupe_key(&self) -> Option<String> {
+        match self {
+            Job::Create { instance_id } => Some(format!("create:{instance_id}")),
+            _ => None,
+        }
+    }
+
+    /// The row's `kind` and `payload`.
+    pub fn to_row(&self) -> (String, serde_json::Value) {
+        let mut v = serde_json::to_value(self).expect("a job serialises");
+        let kind = match v.as_object_mut().and_then(|o| o.remove("kind")) {
+            Some(serde_json::Value::String(k)) => k,
+            _ => unreachable!("an internally tagged enum serialises to an object with its tag"),
+        };
+        (kind, v)
+    }
+
+    /// Reads a stored row back.
+    pub fn from_row(kind: &str, payload: &serde_json::Value) -> Result<Job, UnreadableJob> {
+        let mut v = payload.clone();
+        match v.as_object_mut() {
+            Some(o) => {
+                o.insert("kind".into(), serde_json::Value::String(kind.into()));
+            }
+            None => v = serde_json::json!({ "kind": kind, "payload": v }),
+        }
+        serde_json::from_value(v).map_err(|source| UnreadableJob { kind: kind.into(), source })
+    }
+}
+
+/// Queues `job` in the caller's transaction (a create only once per instance); returns
+/// whether it was added.
+pub async fn enqueue(tx: &mut Tx<'_>, job: Job) -> Result<bool, sqlx::Error> {
+    let (kind, payload) = job.to_row();
+    sql::enqueue(tx, &kind, payload, Some(job.instance_id()), job.dedupe_key().as_deref()).await
+}
 
 /// What a handler says about a job it ran.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,6 +154,43 @@ where
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The payloads every version of the panel has written (see the git history of
+    /// `subscriptions.rs`, `instances.rs`, `resellers/servers.rs`, `billing/proration.rs`,
+    /// `orchestrator.rs` and `tests/src/e2e.rs`) still parse, to the job they meant.
+    #[test]
+    fn stored_rows_of_every_kind_parse_and_round_trip() {
+        let id = Uuid::new_v4();
+        let rows = [
+            ("instance.create", json!({ "instance_id": id }), Job::Create { instance_id: id }),
+            ("instance.converge", json!({ "instance_id": id }), Job::Converge { instance_id: id, desired: None, reason: None }),
+            (
+                "instance.converge",
+                json!({ "instance_id": id, "desired": "suspended", "reason": "overdue" }),
+                Job::Converge { instance_id: id, desired: Some(DesiredState::Suspended), reason: Some("overdue".into()) },
+            ),
+            ("instance.action", json!({ "instance_id": id, "action": "restart" }), Job::Action { instance_id: id, action: Action::Restart }),
+            ("instance.action", json!({ "instance_id": id, "action": "reinstall" }), Job::Action { instance_id: id, action: Action::Reinstall }),
+            ("instance.resize", json!({ "instance_id": id, "plan_id": 7 }), Job::Resize { instance_id: id, plan_id: 7 }),
+        ];
+        for (kind, payload, job) in rows {
+            assert_eq!(Job::from_row(kind, &payload).unwrap(), job, "{kind} {payload}");
+            assert_eq!(job.to_row(), (kind.to_string(), payload));
+            assert_eq!(job.instance_id(), id);
+        }
+    }
+
+    #[test]
+    fn misspelt_kinds_and_stray_fields_are_unreadable() {
+        let id = Uuid::new_v4();
+        assert!(Job::from_row("instance.craete", &json!({ "instance_id": id })).is_err());
+        assert!(Job::from_row("instance.action", &json!({ "instance_id": id })).is_err(), "an action names its action");
+        assert!(Job::from_row("instance.create", &json!({ "instance_id": id, "plan_id": 1 })).is_err());
+        assert!(Job::from_row("instance.create", &json!("x")).is_err());
+    }
+
     #[test]
     fn backoff_grows_and_is_capped() {
         let b: Vec<i64> = (1..=9).map(super::backoff_secs).collect();

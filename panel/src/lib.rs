@@ -36,4 +36,5 @@ pub mod subscriptions;
 pub mod telemetry;
 pub mod web;
 pub mod usage;
+pub mod vps;
 pub mod webhooks;

@@ -7,9 +7,9 @@ use crate::clock::Clock;
 use crate::config::OrchestrationSettings;
 use crate::db::{hosts as host_sql, instances as sql, jobs as job_sql, plans as plan_sql};
 use crate::hosts::{client_for, HostClient, HostError};
-use crate::jobs::Outcome;
+use crate::jobs::{Job, Outcome};
 use crate::scheduler::{self, Placement};
-use serde::Deserialize;
+use crate::vps::DesiredState;
 use sqlx::PgPool;
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -37,13 +37,6 @@ impl Ctx {
     }
 }
 
-#[derive(Deserialize)]
-struct Payload {
-    instance_id: Uuid,
-    #[serde(default)]
-    action: Option<Action>,
-}
-
 /// The observed-state name of what a host reports.
 pub fn observed_name(s: InstanceState) -> &'static str {
     match s {
@@ -54,13 +47,6 @@ pub fn observed_name(s: InstanceState) -> &'static str {
         InstanceState::Crashed => "crashed",
         InstanceState::Destroying => "destroying",
     }
-}
-
-fn converged(desired: &str, observed: InstanceState) -> bool {
-    matches!(
-        (desired, observed),
-        ("running", InstanceState::Running) | ("stopped", InstanceState::Stopped) | ("suspended", InstanceState::Suspended)
-    )
 }
 
 fn host_failed(e: HostError) -> Outcome {
@@ -79,21 +65,28 @@ fn host_failed(e: HostError) -> Outcome {
 }
 
 /// Runs one job.
-pub async fn handle(ctx: &Ctx, job: crate::jobs::JobRow) -> Outcome {
-    let payload: Payload = match serde_json::from_value(job.payload.clone()) {
-        Ok(p) => p,
-        Err(e) => return Outcome::Retry(format!("unreadable payload: {e}")),
+pub async fn handle(ctx: &Ctx, row: crate::jobs::JobRow) -> Outcome {
+    let job = match Job::from_row(&row.kind, &row.payload) {
+        Ok(job) => job,
+        Err(e) => return Outcome::Retry(e.to_string()),
     };
-    let result = match job.kind.as_str() {
-        "instance.create" | "instance.converge" => converge(ctx, payload.instance_id).await,
-        "instance.action" => match payload.action {
-            Some(Action::Restart) => act(ctx, payload.instance_id, HostAction::Restart).await,
-            Some(Action::Reinstall) => reinstall(ctx, payload.instance_id).await,
+    let result = match job {
+        Job::Create { instance_id } => converge(ctx, instance_id).await,
+        Job::Converge { instance_id, desired, reason } => {
+            // Converges on the desired state as it is now, not as it was when queued.
+            tracing::debug!(%instance_id, ?desired, ?reason, "converge");
+            converge(ctx, instance_id).await
+        }
+        Job::Action { instance_id, action } => match action {
+            Action::Restart => act(ctx, instance_id, HostAction::Restart).await,
+            Action::Reinstall => reinstall(ctx, instance_id).await,
             // Start and stop changed the desired state; converging does them.
-            _ => converge(ctx, payload.instance_id).await,
+            Action::Start | Action::Stop | Action::Suspend | Action::Resume | Action::Resize | Action::ResetPassword | Action::Destroy => {
+                converge(ctx, instance_id).await
+            }
         },
-        "instance.resize" => resize(ctx, payload.instance_id).await,
-        other => Err(Outcome::Retry(format!("unknown job kind {other:?}"))),
+        // The plan as it is now (a later change supersedes the one queued).
+        Job::Resize { instance_id, plan_id: _ } => resize(ctx, instance_id).await,
     };
     result.unwrap_or_else(|o| o)
 }
@@ -108,7 +101,7 @@ fn db(e: sqlx::Error) -> Outcome {
 async fn placed(ctx: &Ctx, id: Uuid) -> Step<(sql::Placeable, host_sql::HostRow, HostClient)> {
     let mut inst = sql::placeable(&ctx.pool, id).await.map_err(db)?.ok_or(Outcome::Done)?;
     if inst.host_id.is_none() {
-        if inst.desired_state == "terminated" {
+        if inst.desired_state == DesiredState::Terminated {
             return Err(Outcome::Done);
         }
         match scheduler::place(&ctx.pool, ctx.clock.as_ref(), id).await {
@@ -166,7 +159,7 @@ async fn record(ctx: &Ctx, id: Uuid, status: &InstanceStatus) -> Step<()> {
 async fn converge(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
     let (inst, _host, client) = placed(ctx, id).await?;
     let iid = InstanceId(id);
-    if inst.desired_state == "terminated" {
+    if inst.desired_state == DesiredState::Terminated {
         client.destroy(iid).await.map_err(host_failed)?;
         let mut tx = ctx.pool.begin().await.map_err(db)?;
         host_sql::release_addresses(&mut tx, id).await.map_err(db)?;
@@ -181,20 +174,20 @@ async fn converge(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
         None => client.create(&spec(ctx, &inst).await?).await.map_err(host_failed)?,
     };
     for _ in 0..4 {
-        if converged(&inst.desired_state, status.state) {
+        if inst.desired_state.converged(status.state) {
             break;
         }
-        let next = match (inst.desired_state.as_str(), status.state) {
-            ("running", InstanceState::Suspended) | ("stopped", InstanceState::Suspended) => HostAction::Resume,
-            ("running", _) | ("suspended", InstanceState::Stopped | InstanceState::Crashed) => HostAction::Start,
-            ("stopped", _) => HostAction::Stop,
-            ("suspended", _) => HostAction::Suspend,
-            _ => break,
+        let next = match (inst.desired_state, status.state) {
+            (DesiredState::Running | DesiredState::Stopped, InstanceState::Suspended) => HostAction::Resume,
+            (DesiredState::Running, _) | (DesiredState::Suspended, InstanceState::Stopped | InstanceState::Crashed) => HostAction::Start,
+            (DesiredState::Stopped, _) => HostAction::Stop,
+            (DesiredState::Suspended, _) => HostAction::Suspend,
+            (DesiredState::Terminated, _) => break,
         };
         status = client.action(iid, &next).await.map_err(host_failed)?;
     }
     record(ctx, id, &status).await?;
-    if converged(&inst.desired_state, status.state) {
+    if inst.desired_state.converged(status.state) {
         Ok(Outcome::Done)
     } else {
         Ok(Outcome::Retry(format!("{} is {:?}, wanted {}", inst.hostname, status.state, inst.desired_state)))
@@ -261,7 +254,7 @@ pub async fn reconcile_once(ctx: &Ctx) -> Result<(), sqlx::Error> {
                 let known = sql::known(&mut tx, id).await?;
                 tx.commit().await?;
                 // Placed elsewhere, terminated, or never known: the host should not run it.
-                if known.is_none() || known.as_deref() == Some("terminated") {
+                if known.is_none() || known == Some(DesiredState::Terminated) {
                     tracing::warn!(host = %host.name, %id, "destroying an instance the panel does not know");
                     if let Err(e) = client.destroy(status.id).await {
                         tracing::warn!(%id, error = %e, "orphan destroy failed; next pass retries");
@@ -276,8 +269,8 @@ pub async fn reconcile_once(ctx: &Ctx) -> Result<(), sqlx::Error> {
         for inst in ours {
             let state = reported.iter().find(|s| s.id.0 == inst.id).map(|s| s.state);
             let needs_work = match state {
-                Some(s) => inst.desired_state == "terminated" || !converged(&inst.desired_state, s),
-                None if inst.desired_state == "terminated" => {
+                Some(s) => inst.desired_state == DesiredState::Terminated || !inst.desired_state.converged(s),
+                None if inst.desired_state == DesiredState::Terminated => {
                     // Gone from the host and not wanted: finish the bookkeeping.
                     let mut tx = ctx.pool.begin().await?;
                     host_sql::release_addresses(&mut tx, inst.id).await?;
@@ -289,7 +282,7 @@ pub async fn reconcile_once(ctx: &Ctx) -> Result<(), sqlx::Error> {
             };
             if needs_work && !job_sql::pending_for(&ctx.pool, inst.id).await? {
                 let mut tx = ctx.pool.begin().await?;
-                job_sql::enqueue(&mut tx, "instance.converge", serde_json::json!({ "instance_id": inst.id }), Some(inst.id), None).await?;
+                crate::jobs::enqueue(&mut tx, Job::Converge { instance_id: inst.id, desired: Some(inst.desired_state), reason: Some("reconciler: drift".into()) }).await?;
                 tx.commit().await?;
             }
         }

@@ -3,10 +3,44 @@
 //! unsuspends it. Each change records the desired state of the instance and a durable job
 //! in the same transaction; the orchestration acts on the jobs.
 
-use crate::db::{instances as inst_sql, invoices::InvoiceRow, jobs, subscriptions as sql, Tx};
+use crate::db::{instances as inst_sql, invoices::InvoiceRow, subscriptions as sql, Tx};
+use crate::jobs::{self, Job};
+use crate::vps::{self, Request, Target};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
+
+/// A subscription's billing state (`subscription_status` in the schema).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, sqlx::Type, serde::Serialize, serde::Deserialize)]
+#[sqlx(type_name = "subscription_status", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum SubscriptionStatus {
+    /// Ordered, first invoice not paid yet.
+    Pending,
+    Active,
+    /// An invoice is overdue past the grace: its VPS is suspended.
+    Suspended,
+    Terminated,
+    Cancelled,
+}
+
+impl SubscriptionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriptionStatus::Pending => "pending",
+            SubscriptionStatus::Active => "active",
+            SubscriptionStatus::Suspended => "suspended",
+            SubscriptionStatus::Terminated => "terminated",
+            SubscriptionStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for SubscriptionStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Reacts to a paid invoice.
 pub async fn on_invoice_paid(tx: &mut Tx<'_>, invoice: &InvoiceRow, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
@@ -26,15 +60,8 @@ async fn activate(tx: &mut Tx<'_>, sub: Uuid, order: Uuid, now: DateTime<Utc>) -
     // The instance id is chosen here, once: every retry of the create uses it.
     let instance = Uuid::new_v4();
     inst_sql::insert_for_subscription(tx, instance, sub).await?;
-    jobs::enqueue(tx, "instance.create", json!({ "instance_id": instance }), Some(instance), Some(&format!("create:{instance}"))).await?;
+    jobs::enqueue(tx, Job::Create { instance_id: instance }).await?;
     Ok(())
-}
-
-async fn set_instance(tx: &mut Tx<'_>, sub: Uuid, desired: &str, now: DateTime<Utc>, why: &str) -> Result<Option<Uuid>, sqlx::Error> {
-    let Some(instance) = inst_sql::of_subscription(tx, sub).await? else { return Ok(None) };
-    inst_sql::set_desired(tx, instance, desired, now).await?;
-    jobs::enqueue(tx, "instance.converge", json!({ "instance_id": instance, "desired": desired, "reason": why }), Some(instance), None).await?;
-    Ok(Some(instance))
 }
 
 async fn mail(tx: &mut Tx<'_>, account: Uuid, template: &str, sub: Uuid, key: String) -> Result<(), sqlx::Error> {
@@ -48,25 +75,19 @@ async fn mail(tx: &mut Tx<'_>, account: Uuid, template: &str, sub: Uuid, key: St
 
 pub async fn suspend(tx: &mut Tx<'_>, sub: Uuid, account: Uuid, invoice: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
     sql::set_status(tx, sub, "suspended", now).await?;
-    set_instance(tx, sub, "suspended", now, "overdue").await?;
+    vps::request_all(tx, Target::Subscription(sub), Request::BillingSuspend, now).await?;
     mail(tx, account, "service_suspended", sub, format!("service_suspended:{invoice}")).await
 }
 
 pub async fn unsuspend(tx: &mut Tx<'_>, sub: Uuid, account: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
     sql::set_status(tx, sub, "active", now).await?;
     // What its owner suspended stays suspended: the payment lifts billing's suspension only.
-    let owner_suspended = match inst_sql::of_subscription(tx, sub).await? {
-        Some(instance) => inst_sql::owner_suspended_from(tx, instance).await?.is_some(),
-        None => false,
-    };
-    if !owner_suspended {
-        set_instance(tx, sub, "running", now, "paid").await?;
-    }
+    vps::request_all(tx, Target::Subscription(sub), Request::BillingUnsuspend, now).await?;
     mail(tx, account, "service_unsuspended", sub, format!("service_unsuspended:{sub}:{}", now.timestamp())).await
 }
 
 pub async fn terminate(tx: &mut Tx<'_>, sub: Uuid, account: Uuid, invoice: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
     sql::set_status(tx, sub, "terminated", now).await?;
-    set_instance(tx, sub, "terminated", now, "overdue").await?;
+    vps::request_all(tx, Target::Subscription(sub), Request::BillingTerminate, now).await?;
     mail(tx, account, "service_terminated", sub, format!("service_terminated:{invoice}")).await
 }

@@ -7,9 +7,9 @@
 use super::invoices::{issue_charge, issue_credit_note, CreditTo};
 use super::BillingError;
 use crate::clock::Clock;
-use crate::db::{instances as inst_sql, invoices as inv_sql, jobs, subscriptions as sql, Tx};
+use crate::db::{instances as inst_sql, invoices as inv_sql, subscriptions as sql, Tx};
+use crate::jobs::{self, Job};
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -108,7 +108,7 @@ pub async fn change_plan_in(
     sql::change_plan(&mut *tx, sub.id, new_plan, new_price).await?;
     if let Some(instance) = inst_sql::of_subscription(&mut *tx, sub.id).await? {
         inst_sql::set_plan(&mut *tx, instance, new_plan).await?;
-        jobs::enqueue(&mut *tx, "instance.resize", json!({ "instance_id": instance, "plan_id": new_plan }), Some(instance), None).await?;
+        jobs::enqueue(&mut *tx, Job::Resize { instance_id: instance, plan_id: new_plan }).await?;
     }
     Ok(outcome)
 }

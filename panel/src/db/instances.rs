@@ -1,6 +1,7 @@
 //! SQL for `instances` (the VPS) and their addresses.
 
 use super::Tx;
+use crate::vps::DesiredState;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -15,7 +16,7 @@ pub struct InstanceRow {
     pub os_template: String,
     pub hostname: String,
     pub host_name: Option<String>,
-    pub desired_state: String,
+    pub desired_state: DesiredState,
     pub observed_state: String,
     pub observed_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
@@ -26,12 +27,12 @@ pub struct InstanceRow {
 impl InstanceRow {
     /// Has the host caught up with what was asked? (The server page reloads itself until so.)
     pub fn settled(&self) -> bool {
-        self.desired_state == self.observed_state || (self.desired_state == "terminated" && self.observed_state == "destroyed")
+        crate::vps::settled(self.desired_state, &self.observed_state)
     }
 }
 
 const SELECT: &str = "SELECT i.id, i.account_id, i.subscription_id, i.plan_id, p.name AS plan_name, i.kind::text AS kind,
-        t.name AS os_template, i.hostname, h.name AS host_name, i.desired_state::text AS desired_state,
+        t.name AS os_template, i.hostname, h.name AS host_name, i.desired_state,
         i.observed_state::text AS observed_state, i.observed_at, i.last_error, i.created_at,
         ARRAY(SELECT host(a.address) FROM ip_addresses a WHERE a.instance_id = i.id ORDER BY family(a.address), a.address) AS addresses
    FROM instances i JOIN plans p ON p.id = i.plan_id JOIN os_templates t ON t.id = i.os_template_id
@@ -49,22 +50,56 @@ pub async fn get<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid, owner: Option<Uuid
         .await
 }
 
-/// Locks an instance (scoped to its owner when given); returns (desired state, subscription).
-pub async fn lock(tx: &mut Tx<'_>, id: Uuid, owner: Option<Uuid>) -> Result<Option<(String, Option<Uuid>)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT desired_state::text, subscription_id FROM instances
-          WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2) FOR UPDATE",
-    )
-    .bind(id)
-    .bind(owner)
-    .fetch_optional(&mut **tx)
+/// Which instances [`lock_vps`] locks: every condition given must hold.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct VpsFilter {
+    pub id: Option<Uuid>,
+    /// The instance's own account (its customer).
+    pub owner: Option<Uuid>,
+    /// The reseller of the instance's customer.
+    pub reseller: Option<Uuid>,
+    pub subscription: Option<Uuid>,
+    /// Leave terminated instances out.
+    pub live_only: bool,
+}
+
+const VPS_WHERE: &str = "($1::uuid IS NULL OR i.id = $1) AND ($2::uuid IS NULL OR i.account_id = $2)
+    AND ($3::uuid IS NULL OR a.reseller_id = $3) AND ($4::uuid IS NULL OR i.subscription_id = $4)
+    AND (NOT $5 OR i.desired_state <> 'terminated')";
+
+/// Locks the matching instances' subscriptions (by id), then the instances (by id), and
+/// returns them: the one lock order of the panel (see [`crate::vps::lock`], its only caller).
+pub async fn lock_vps(tx: &mut Tx<'_>, f: &VpsFilter) -> Result<Vec<crate::vps::Locked>, sqlx::Error> {
+    sqlx::query(&format!(
+        "SELECT 1 FROM subscriptions s JOIN instances i ON i.subscription_id = s.id JOIN accounts a ON a.id = i.account_id
+          WHERE {VPS_WHERE} ORDER BY s.id FOR UPDATE OF s"
+    ))
+    .bind(f.id)
+    .bind(f.owner)
+    .bind(f.reseller)
+    .bind(f.subscription)
+    .bind(f.live_only)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query_as(&format!(
+        "SELECT i.id, i.account_id AS customer_id, i.plan_id, i.subscription_id, s.account_id AS payer_id,
+                i.desired_state AS desired, i.owner_suspended_from, i.suspended_with_account AS with_account, s.status AS billing
+           FROM instances i JOIN accounts a ON a.id = i.account_id LEFT JOIN subscriptions s ON s.id = i.subscription_id
+          WHERE {VPS_WHERE} ORDER BY i.id FOR UPDATE OF i"
+    ))
+    .bind(f.id)
+    .bind(f.owner)
+    .bind(f.reseller)
+    .bind(f.subscription)
+    .bind(f.live_only)
+    .fetch_all(&mut **tx)
     .await
 }
 
-pub async fn set_desired(tx: &mut Tx<'_>, id: Uuid, desired: &str, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+pub async fn set_desired(tx: &mut Tx<'_>, id: Uuid, desired: DesiredState, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE instances SET desired_state = $2::desired_state,
-                terminated_at = CASE WHEN $2 = 'terminated' THEN $3 ELSE terminated_at END
+        "UPDATE instances SET desired_state = $2,
+                terminated_at = CASE WHEN $2 = 'terminated'::desired_state THEN $3 ELSE terminated_at END
           WHERE id = $1",
     )
     .bind(id)
@@ -114,12 +149,12 @@ pub struct Placeable {
     pub hostname: String,
     pub os_template: String,
     pub host_id: Option<Uuid>,
-    pub desired_state: String,
+    pub desired_state: DesiredState,
     pub observed_state: String,
 }
 
 const PLACEABLE: &str = "SELECT i.id, i.account_id, i.subscription_id, i.plan_id, i.kind::text AS kind, i.hostname,
-        t.name AS os_template, i.host_id, i.desired_state::text AS desired_state, i.observed_state::text AS observed_state
+        t.name AS os_template, i.host_id, i.desired_state, i.observed_state::text AS observed_state
    FROM instances i JOIN os_templates t ON t.id = i.os_template_id";
 
 pub async fn placeable<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid) -> Result<Option<Placeable>, sqlx::Error> {
@@ -172,8 +207,8 @@ pub async fn mark_unknown_on<'e, E: sqlx::PgExecutor<'e>>(e: E, host: Uuid, at: 
     .rows_affected())
 }
 
-pub async fn known(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT desired_state::text FROM instances WHERE id = $1").bind(id).fetch_optional(&mut **tx).await
+pub async fn known(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<DesiredState>, sqlx::Error> {
+    sqlx::query_scalar("SELECT desired_state FROM instances WHERE id = $1").bind(id).fetch_optional(&mut **tx).await
 }
 
 pub async fn insert_usage<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid, at: DateTime<Utc>, u: &vessel_core::usage::Usage) -> Result<(), sqlx::Error> {
@@ -211,13 +246,13 @@ pub async fn set_order_status_of(tx: &mut Tx<'_>, instance: Uuid, status: &str) 
     Ok(())
 }
 
-/// The state the owner's suspension interrupted, if the owner holds the instance suspended.
-pub async fn owner_suspended_from(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT owner_suspended_from::text FROM instances WHERE id = $1").bind(id).fetch_one(&mut **tx).await
+/// Records (or, with `None`, clears) the owner's suspension and the state to return to.
+pub async fn set_owner_suspended_from(tx: &mut Tx<'_>, id: Uuid, from: Option<DesiredState>) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE instances SET owner_suspended_from = $2 WHERE id = $1").bind(id).bind(from).execute(&mut **tx).await?;
+    Ok(())
 }
 
-/// Records (or, with `None`, clears) the owner's suspension and the state to return to.
-pub async fn set_owner_suspended_from(tx: &mut Tx<'_>, id: Uuid, from: Option<&str>) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE instances SET owner_suspended_from = $2::desired_state WHERE id = $1").bind(id).bind(from).execute(&mut **tx).await?;
+pub async fn set_suspended_with_account(tx: &mut Tx<'_>, id: Uuid, on: bool) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE instances SET suspended_with_account = $2 WHERE id = $1").bind(id).bind(on).execute(&mut **tx).await?;
     Ok(())
 }

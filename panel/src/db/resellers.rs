@@ -175,30 +175,6 @@ pub async fn update_customer(
     .await
 }
 
-/// A customer's live servers, locked: (id, desired state, held suspended by its owner from,
-/// billing suspended, suspended with the account). Subscriptions are locked before instances,
-/// the order billing locks them in.
-pub async fn lock_live_servers_of(tx: &mut Tx<'_>, customer: Uuid) -> Result<Vec<(Uuid, String, Option<String>, bool, bool)>, sqlx::Error> {
-    sqlx::query("SELECT 1 FROM subscriptions s JOIN instances i ON i.subscription_id = s.id
-                  WHERE i.account_id = $1 AND i.desired_state <> 'terminated' ORDER BY s.id FOR UPDATE OF s")
-        .bind(customer)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query_as(
-        "SELECT i.id, i.desired_state::text, i.owner_suspended_from::text, COALESCE(s.status = 'suspended', false), i.suspended_with_account
-           FROM instances i LEFT JOIN subscriptions s ON s.id = i.subscription_id
-          WHERE i.account_id = $1 AND i.desired_state <> 'terminated' ORDER BY i.id FOR UPDATE OF i",
-    )
-    .bind(customer)
-    .fetch_all(&mut **tx)
-    .await
-}
-
-pub async fn set_suspended_with_account(tx: &mut Tx<'_>, id: Uuid, on: bool) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE instances SET suspended_with_account = $2 WHERE id = $1").bind(id).bind(on).execute(&mut **tx).await?;
-    Ok(())
-}
-
 pub async fn live_servers_of(tx: &mut Tx<'_>, customer: Uuid) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT count(*) FROM instances WHERE account_id = $1 AND desired_state <> 'terminated'")
         .bind(customer)
@@ -284,43 +260,6 @@ pub async fn servers<'e, E: sqlx::PgExecutor<'e>>(
     .bind(after.map(|a| a.1))
     .bind(limit)
     .fetch_all(e)
-    .await
-}
-
-/// The subscription of a server the tenant may see (outer None: no such server), unlocked.
-pub async fn server_subscription(tx: &mut Tx<'_>, reseller: Option<Uuid>, id: Uuid) -> Result<Option<Option<Uuid>>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT i.subscription_id FROM instances i JOIN accounts a ON a.id = i.account_id WHERE i.id = $1 AND ($2::uuid IS NULL OR a.reseller_id = $2)",
-    )
-    .bind(id)
-    .bind(reseller)
-    .fetch_optional(&mut **tx)
-    .await
-}
-
-/// A server locked for an action: what the action must decide on.
-#[derive(Clone, Debug, sqlx::FromRow)]
-pub struct LockedServer {
-    pub desired_state: String,
-    pub subscription_id: Option<Uuid>,
-    pub plan_id: i64,
-    pub customer_id: Uuid,
-    /// The state the owner's suspension interrupted (`None`: the owner has not suspended it).
-    pub owner_suspended_from: Option<String>,
-    pub suspended_with_account: bool,
-}
-
-/// Locks a server the tenant may see.
-pub async fn lock_server(tx: &mut Tx<'_>, reseller: Option<Uuid>, id: Uuid) -> Result<Option<LockedServer>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT i.desired_state::text AS desired_state, i.subscription_id, i.plan_id, i.account_id AS customer_id,
-                i.owner_suspended_from::text AS owner_suspended_from, i.suspended_with_account
-           FROM instances i JOIN accounts a ON a.id = i.account_id
-          WHERE i.id = $1 AND ($2::uuid IS NULL OR a.reseller_id = $2) FOR UPDATE OF i",
-    )
-    .bind(id)
-    .bind(reseller)
-    .fetch_optional(&mut **tx)
     .await
 }
 

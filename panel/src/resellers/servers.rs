@@ -9,13 +9,15 @@ use crate::api_keys::{Principal, Tenant};
 use crate::audit;
 use crate::billing::invoices::{issue_for_subscriptions, PeriodChoice};
 use crate::billing::{period, proration};
-use crate::db::{instances as inst_sql, jobs, resellers as sql, subscriptions as sub_sql, Tx};
+use crate::db::{resellers as sql, subscriptions as sub_sql, Tx};
+use crate::jobs::{self, Job};
+use crate::vps::{self, Refusal, Request, Scope, Target, VpsError};
 use crate::plans::BillingCycle;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
-use vessel_core::{Action, Hostname, InstanceKind};
+use vessel_core::{Hostname, InstanceKind};
 
 pub use sql::{ServerFilter, ServerRow};
 
@@ -132,7 +134,7 @@ pub async fn create(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, s: New
     issue_for_subscriptions(tx, &[subscription], PeriodChoice::Current, now).await?;
     let id = Uuid::new_v4();
     sql::insert_server(tx, id, customer.id, subscription).await?;
-    jobs::enqueue(tx, "instance.create", json!({ "instance_id": id }), Some(id), Some(&format!("create:{id}"))).await?;
+    jobs::enqueue(tx, Job::Create { instance_id: id }).await?;
     audit::record(
         &mut **tx,
         who.actor(),
@@ -146,109 +148,79 @@ pub async fn create(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, s: New
 }
 
 /// Records an action on a server inside the caller's transaction: its desired state and a
-/// durable job. The host follows; the server's observed state shows when it has.
+/// durable job (the rules and the lock order are [`crate::vps`]'s). The host follows; the
+/// server's observed state shows when it has.
 pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid, action: ServerAction) -> Result<(), ResellerError> {
-    // Subscription first, then instance: the order billing (payment, dunning) locks them in,
-    // so an action racing a payment waits instead of deadlocking.
-    let subscription = sql::server_subscription(tx, who.tenant.reseller(), id).await?.ok_or(ResellerError::NotFound("server"))?;
-    let billing = match subscription {
-        Some(sub) => sub_sql::lock(tx, sub, None).await?.map(|s| (s.status, s.account_id)),
-        None => None,
+    let scope = Scope::reseller(who.tenant.reseller());
+    let request = match &action {
+        ServerAction::Start => Request::Start,
+        ServerAction::Stop => Request::Stop,
+        ServerAction::Restart => Request::Restart,
+        ServerAction::Reinstall { .. } => Request::Reinstall,
+        ServerAction::Suspend => Request::Suspend,
+        ServerAction::Unsuspend => Request::Unsuspend,
+        ServerAction::Terminate => Request::Terminate,
+        ServerAction::Resize { .. } => Request::Resize,
     };
-    let sql::LockedServer { desired_state: desired, subscription_id: subscription, plan_id, customer_id: customer, owner_suspended_from, suspended_with_account } =
-        sql::lock_server(tx, who.tenant.reseller(), id).await?.ok_or(ResellerError::NotFound("server"))?;
-    if desired == "terminated" {
-        return Err(ResellerError::Conflict("this server is terminated".into()));
-    }
-    let billing_suspended = billing.as_ref().is_some_and(|(status, _)| status == "suspended");
-    let running_or_stopped = || -> Result<(), ResellerError> {
-        if desired == "suspended" {
-            return Err(ResellerError::Conflict("this server is suspended: unsuspend it first".into()));
-        }
-        if billing_suspended {
-            return Err(ResellerError::Conflict("this server is suspended for an overdue invoice: pay it first".into()));
-        }
-        Ok(())
-    };
-    let converge = |d: &str| json!({ "instance_id": id, "desired": d, "reason": "api" });
+    let server = vps::request(tx, id, scope, request, now).await?;
     match &action {
-        ServerAction::Start | ServerAction::Stop => {
-            running_or_stopped()?;
-            let to = if action == ServerAction::Start { "running" } else { "stopped" };
-            inst_sql::set_desired(tx, id, to, now).await?;
-            let a = if action == ServerAction::Start { Action::Start } else { Action::Stop };
-            jobs::enqueue(tx, "instance.action", json!({ "instance_id": id, "action": a }), Some(id), None).await?;
-        }
-        ServerAction::Restart => {
-            running_or_stopped()?;
-            if desired != "running" {
-                return Err(ResellerError::Conflict("this server is not running: start it instead".into()));
-            }
-            jobs::enqueue(tx, "instance.action", json!({ "instance_id": id, "action": Action::Restart }), Some(id), None).await?;
-        }
-        ServerAction::Reinstall { os_template } => {
-            running_or_stopped()?;
-            if let Some(name) = os_template {
-                let kind: InstanceKind = crate::db::plans::kind_of(tx, plan_id).await?.parse().map_err(|_| invalid("os_template", "unknown plan kind"))?;
-                let template = template_for(tx, name, kind).await?;
-                sql::set_template(tx, id, template).await?;
-            }
-            jobs::enqueue(tx, "instance.action", json!({ "instance_id": id, "action": Action::Reinstall }), Some(id), None).await?;
-        }
-        ServerAction::Suspend => {
-            if desired == "suspended" && !billing_suspended {
-                return Err(ResellerError::Conflict("this server is already suspended".into()));
-            }
-            // What to return to: the state before, or what billing would resume to.
-            let from = if desired == "stopped" { "stopped" } else { "running" };
-            inst_sql::set_desired(tx, id, "suspended", now).await?;
-            inst_sql::set_owner_suspended_from(tx, id, Some(from)).await?;
-            jobs::enqueue(tx, "instance.converge", converge("suspended"), Some(id), None).await?;
-        }
-        ServerAction::Unsuspend => {
-            if desired != "suspended" {
-                return Err(ResellerError::Conflict("this server is not suspended".into()));
-            }
-            if suspended_with_account {
-                return Err(ResellerError::Conflict("this server's customer is suspended: reactivate the customer".into()));
-            }
-            if billing_suspended {
-                return Err(ResellerError::Conflict("this server is suspended for an overdue invoice: pay it first".into()));
-            }
-            let back = owner_suspended_from.unwrap_or_else(|| "running".into());
-            inst_sql::set_desired(tx, id, &back, now).await?;
-            inst_sql::set_owner_suspended_from(tx, id, None).await?;
-            jobs::enqueue(tx, "instance.converge", converge(&back), Some(id), None).await?;
+        ServerAction::Reinstall { os_template: Some(name) } => {
+            // In the same transaction as its job: the job reads the new template when it runs.
+            let kind: InstanceKind = crate::db::plans::kind_of(tx, server.plan_id).await?.parse().map_err(|_| invalid("os_template", "unknown plan kind"))?;
+            let template = template_for(tx, name, kind).await?;
+            sql::set_template(tx, id, template).await?;
         }
         ServerAction::Terminate => {
-            inst_sql::set_desired(tx, id, "terminated", now).await?;
-            if let Some(sub) = subscription {
+            if let Some(sub) = server.subscription_id {
                 sub_sql::set_status(tx, sub, "terminated", now).await?;
             }
-            jobs::enqueue(tx, "instance.converge", converge("terminated"), Some(id), None).await?;
         }
-        ServerAction::Resize { plan } => {
-            running_or_stopped()?;
-            let (Some(sub), Some((status, payer))) = (subscription, billing) else {
-                return Err(ResellerError::Conflict("this server has no subscription to bill".into()));
-            };
-            if status != "active" {
-                return Err(ResellerError::Conflict(format!("a {status} server cannot change plans")));
-            }
-            let new_plan = sql::orderable_plan_id(tx, plan.trim()).await?.ok_or_else(|| invalid("plan", "no such plan (see GET /api/v1/plans)"))?;
-            let mut discount = 0;
-            if let Some(r) = sql::reseller_of(tx, customer).await? {
-                let terms = sql::lock_terms(tx, r).await?;
-                discount = terms.discount_bp;
-                let (nv, nm, nd) = sql::plan_size(tx, new_plan).await?;
-                let (ov, om, od) = sql::plan_size(tx, plan_id).await?;
-                check_quota(&terms, &sql::quota_use(&mut **tx, r).await?, Footprint { servers: 0, vcpus: nv - ov, memory_mib: nm - om, disk_gib: nd - od })?;
-            }
-            proration::change_plan_in(tx, now, payer, sub, plan.trim(), discount).await?;
-        }
+        ServerAction::Resize { plan } => resize(tx, now, &server, plan).await?,
+        _ => {}
     }
     audit::record(&mut **tx, who.actor(), &format!("server.{}", action.name()), Some(("instance", id.to_string())), None, who.details(json!({}))).await?;
     Ok(())
+}
+
+/// A plan change the state allows ([`Request::Resize`]): the reseller's quota, then prorated
+/// billing, which queues the resize.
+async fn resize(tx: &mut Tx<'_>, now: DateTime<Utc>, server: &vps::Locked, plan: &str) -> Result<(), ResellerError> {
+    let (Some(sub), Some(payer)) = (server.subscription_id, server.payer_id) else {
+        return Err(ResellerError::Conflict("this server has no subscription to bill".into()));
+    };
+    let new_plan = sql::orderable_plan_id(tx, plan.trim()).await?.ok_or_else(|| invalid("plan", "no such plan (see GET /api/v1/plans)"))?;
+    let mut discount = 0;
+    if let Some(r) = sql::reseller_of(tx, server.customer_id).await? {
+        let terms = sql::lock_terms(tx, r).await?;
+        discount = terms.discount_bp;
+        let (nv, nm, nd) = sql::plan_size(tx, new_plan).await?;
+        let (ov, om, od) = sql::plan_size(tx, server.plan_id).await?;
+        check_quota(&terms, &sql::quota_use(&mut **tx, r).await?, Footprint { servers: 0, vcpus: nv - ov, memory_mib: nm - om, disk_gib: nd - od })?;
+    }
+    proration::change_plan_in(tx, now, payer, sub, plan.trim(), discount).await?;
+    Ok(())
+}
+
+/// How the API words a refusal.
+impl From<VpsError> for ResellerError {
+    fn from(e: VpsError) -> Self {
+        let conflict = |m: &str| ResellerError::Conflict(m.to_string());
+        match e {
+            VpsError::NotFound => ResellerError::NotFound("server"),
+            VpsError::Db(e) => ResellerError::Db(e),
+            VpsError::Refused(r) => match r {
+                Refusal::Terminated => conflict("this server is terminated"),
+                Refusal::Suspended => conflict("this server is suspended: unsuspend it first"),
+                Refusal::BillingSuspended => conflict("this server is suspended for an overdue invoice: pay it first"),
+                Refusal::NotRunning => conflict("this server is not running: start it instead"),
+                Refusal::AlreadySuspended => conflict("this server is already suspended"),
+                Refusal::NotSuspended => conflict("this server is not suspended"),
+                Refusal::AccountSuspended => conflict("this server's customer is suspended: reactivate the customer"),
+                Refusal::NoSubscription => conflict("this server has no subscription to bill"),
+                Refusal::NotActive(status) => ResellerError::Conflict(format!("a {status} server cannot change plans")),
+            },
+        }
+    }
 }
 
 pub async fn get<'e, E: sqlx::PgExecutor<'e>>(e: E, tenant: Tenant, id: Uuid) -> Result<ServerRow, ResellerError> {
@@ -272,46 +244,12 @@ pub async fn usage(pool: &PgPool, tenant: Tenant, id: Uuid, now: DateTime<Utc>) 
 }
 
 /// Suspends a customer's servers with its account, each remembering the state it had, inside
-/// the caller's transaction. A server its owner already suspended keeps that suspension; one
-/// billing suspended is held suspended too, so paying does not resume it while the account is.
+/// the caller's transaction (the rules: [`Request::AccountSuspend`]).
 pub async fn suspend_with_account(tx: &mut Tx<'_>, now: DateTime<Utc>, customer: Uuid) -> Result<usize, ResellerError> {
-    let mut n = 0;
-    for (id, desired, owner_from, billing_suspended, with_account) in sql::lock_live_servers_of(tx, customer).await? {
-        if with_account || owner_from.is_some() {
-            continue;
-        }
-        let from = match desired.as_str() {
-            "stopped" => "stopped",
-            "running" => "running",
-            // Billing's suspension: billing would resume it to running.
-            "suspended" if billing_suspended => "running",
-            _ => continue,
-        };
-        inst_sql::set_desired(tx, id, "suspended", now).await?;
-        inst_sql::set_owner_suspended_from(tx, id, Some(from)).await?;
-        sql::set_suspended_with_account(tx, id, true).await?;
-        jobs::enqueue(tx, "instance.converge", json!({ "instance_id": id, "desired": "suspended", "reason": "customer suspended" }), Some(id), None).await?;
-        n += 1;
-    }
-    Ok(n)
+    Ok(vps::request_all(tx, Target::Account(customer), Request::AccountSuspend, now).await?)
 }
 
-/// Lifts what [`suspend_with_account`] did: each server returns to the state it had, unless
-/// billing holds it suspended (then billing's payment resumes it).
+/// Lifts what [`suspend_with_account`] did (the rules: [`Request::AccountResume`]).
 pub async fn resume_with_account(tx: &mut Tx<'_>, now: DateTime<Utc>, customer: Uuid) -> Result<usize, ResellerError> {
-    let mut n = 0;
-    for (id, _desired, owner_from, billing_suspended, with_account) in sql::lock_live_servers_of(tx, customer).await? {
-        if !with_account {
-            continue;
-        }
-        sql::set_suspended_with_account(tx, id, false).await?;
-        inst_sql::set_owner_suspended_from(tx, id, None).await?;
-        if !billing_suspended {
-            let back = owner_from.unwrap_or_else(|| "running".into());
-            inst_sql::set_desired(tx, id, &back, now).await?;
-            jobs::enqueue(tx, "instance.converge", json!({ "instance_id": id, "desired": back, "reason": "customer reactivated" }), Some(id), None).await?;
-        }
-        n += 1;
-    }
-    Ok(n)
+    Ok(vps::request_all(tx, Target::Account(customer), Request::AccountResume, now).await?)
 }

@@ -18,4 +18,5 @@ mod web_admin;
 mod web_auth;
 mod web_customer;
 mod web_reseller;
+mod vps_locks;
 mod webhooks;

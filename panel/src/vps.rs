@@ -1,0 +1,520 @@
+//! One home for a VPS's life in the panel: what its desired state is, who holds it suspended,
+//! and what each party may ask of it. The customer's pages, the reseller API, billing
+//! (payments, dunning) and an account's suspension all come here:
+//!
+//! 1. [`lock`] — the one function that locks a VPS, always **subscription first, then
+//!    instance** (the order billing has always used), so a customer's action racing a payment
+//!    waits instead of deadlocking;
+//! 2. [`transition`] — pure: from the locked [`VpsState`] and a [`Request`] to an [`Effect`]
+//!    or a [`Refusal`], table-tested over every pair;
+//! 3. [`apply`] — writes the effect and its durable job in the caller's transaction.
+//!
+//! The orchestration then makes the host follow the desired state ([`crate::orchestrator`]).
+
+use crate::db::{instances as sql, Tx};
+use crate::jobs::Job;
+use crate::subscriptions::SubscriptionStatus;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+use vessel_core::{Action, InstanceState};
+
+/// What the panel wants a VPS to be (`desired_state` in the schema).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, sqlx::Type, serde::Serialize, serde::Deserialize)]
+#[sqlx(type_name = "desired_state", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum DesiredState {
+    Running,
+    Stopped,
+    Suspended,
+    Terminated,
+}
+
+impl DesiredState {
+    pub const ALL: [DesiredState; 4] = [DesiredState::Running, DesiredState::Stopped, DesiredState::Suspended, DesiredState::Terminated];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DesiredState::Running => "running",
+            DesiredState::Stopped => "stopped",
+            DesiredState::Suspended => "suspended",
+            DesiredState::Terminated => "terminated",
+        }
+    }
+
+    /// Has a host that reports `observed` caught up with this? (A terminated VPS has caught
+    /// up when it is gone, which hosts do not report: see [`settled`].)
+    pub fn converged(self, observed: InstanceState) -> bool {
+        matches!(
+            (self, observed),
+            (DesiredState::Running, InstanceState::Running)
+                | (DesiredState::Stopped, InstanceState::Stopped)
+                | (DesiredState::Suspended, InstanceState::Suspended)
+        )
+    }
+}
+
+impl std::fmt::Display for DesiredState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Has the panel's record of what the host has (`observed_state` as stored, e.g. `destroyed`)
+/// caught up with `desired`? The server pages reload themselves until it has.
+pub fn settled(desired: DesiredState, observed: &str) -> bool {
+    desired.as_str() == observed || (desired == DesiredState::Terminated && observed == "destroyed")
+}
+
+/// Everything a transition decides on, as locked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VpsState {
+    pub desired: DesiredState,
+    /// The owner's (reseller's or provider's) suspension, and the state it interrupted.
+    pub owner_suspended_from: Option<DesiredState>,
+    /// Held suspended because its customer account is.
+    pub with_account: bool,
+    /// Its subscription's status (`None`: no subscription).
+    pub billing: Option<SubscriptionStatus>,
+}
+
+impl VpsState {
+    fn billing_suspended(&self) -> bool {
+        self.billing == Some(SubscriptionStatus::Suspended)
+    }
+}
+
+/// What someone asks of a VPS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Request {
+    // The customer (web) or its owner (API).
+    Start,
+    Stop,
+    Restart,
+    Reinstall,
+    /// May it change plans now? (Proration does the change; see `resellers::servers`.)
+    Resize,
+    // The owner (reseller API, or the provider's admin key).
+    Suspend,
+    Unsuspend,
+    Terminate,
+    // Billing.
+    /// An invoice is overdue past the grace (dunning).
+    BillingSuspend,
+    /// The overdue invoices are paid.
+    BillingUnsuspend,
+    /// Overdue past termination (dunning).
+    BillingTerminate,
+    // The customer's account.
+    AccountSuspend,
+    AccountResume,
+}
+
+impl Request {
+    pub const ALL: [Request; 13] = [
+        Request::Start,
+        Request::Stop,
+        Request::Restart,
+        Request::Reinstall,
+        Request::Resize,
+        Request::Suspend,
+        Request::Unsuspend,
+        Request::Terminate,
+        Request::BillingSuspend,
+        Request::BillingUnsuspend,
+        Request::BillingTerminate,
+        Request::AccountSuspend,
+        Request::AccountResume,
+    ];
+}
+
+/// Why a request is refused in the VPS's state; each caller words it for its audience.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("this VPS is terminated")]
+    Terminated,
+    /// Its desired state is suspended (by its owner, its account or billing).
+    #[error("this VPS is suspended")]
+    Suspended,
+    #[error("this VPS is suspended for an overdue invoice")]
+    BillingSuspended,
+    #[error("this VPS is not running")]
+    NotRunning,
+    #[error("this VPS is already suspended")]
+    AlreadySuspended,
+    #[error("this VPS is not suspended")]
+    NotSuspended,
+    #[error("this VPS's customer account is suspended")]
+    AccountSuspended,
+    #[error("this VPS has no subscription to bill")]
+    NoSubscription,
+    #[error("a {0} VPS cannot change plans")]
+    NotActive(SubscriptionStatus),
+}
+
+/// What a transition does: each field `None` leaves that part as it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Effect {
+    pub desired: Option<DesiredState>,
+    /// `Some(x)`: set the owner's suspension to `x` (`Some(Some(from))` sets, `Some(None)` lifts).
+    pub owner_suspended_from: Option<Option<DesiredState>>,
+    pub with_account: Option<bool>,
+    pub job: Option<JobKind>,
+}
+
+/// The durable job an effect queues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobKind {
+    /// An action the host carries out (start, stop, restart, reinstall).
+    Action(Action),
+    /// Converge on the (new) desired state, saying why.
+    Converge { reason: &'static str },
+}
+
+impl Effect {
+    pub fn is_none(&self) -> bool {
+        *self == Effect::default()
+    }
+}
+
+/// The rules, in one place.
+pub fn transition(s: &VpsState, r: Request) -> Result<Effect, Refusal> {
+    use DesiredState as D;
+    use Request as R;
+    let none = Effect::default();
+    let converge = |to: DesiredState, reason| Effect { desired: Some(to), job: Some(JobKind::Converge { reason }), ..none };
+    // Billing and the account never act on a terminated VPS (their locks do not even find it).
+    if s.desired == D::Terminated {
+        return match r {
+            R::BillingSuspend | R::BillingUnsuspend | R::BillingTerminate | R::AccountSuspend | R::AccountResume => Ok(none),
+            _ => Err(Refusal::Terminated),
+        };
+    }
+    // What start, stop, restart, reinstall and resize need: neither suspension.
+    let usable = || match (s.desired, s.billing_suspended()) {
+        (D::Suspended, _) => Err(Refusal::Suspended),
+        (_, true) => Err(Refusal::BillingSuspended),
+        _ => Ok(()),
+    };
+    match r {
+        R::Start => usable().map(|()| Effect { desired: Some(D::Running), job: Some(JobKind::Action(Action::Start)), ..none }),
+        R::Stop => usable().map(|()| Effect { desired: Some(D::Stopped), job: Some(JobKind::Action(Action::Stop)), ..none }),
+        R::Restart => {
+            usable()?;
+            if s.desired != D::Running {
+                return Err(Refusal::NotRunning);
+            }
+            Ok(Effect { job: Some(JobKind::Action(Action::Restart)), ..none })
+        }
+        R::Reinstall => usable().map(|()| Effect { job: Some(JobKind::Action(Action::Reinstall)), ..none }),
+        R::Resize => {
+            usable()?;
+            match s.billing {
+                None => Err(Refusal::NoSubscription),
+                Some(SubscriptionStatus::Active) => Ok(none),
+                Some(other) => Err(Refusal::NotActive(other)),
+            }
+        }
+        R::Suspend => {
+            if s.desired == D::Suspended && !s.billing_suspended() {
+                return Err(Refusal::AlreadySuspended);
+            }
+            // What to return to: the state before, or what billing would resume to.
+            let from = if s.desired == D::Stopped { D::Stopped } else { D::Running };
+            Ok(Effect { owner_suspended_from: Some(Some(from)), ..converge(D::Suspended, "api") })
+        }
+        R::Unsuspend => {
+            if s.desired != D::Suspended {
+                return Err(Refusal::NotSuspended);
+            }
+            if s.with_account {
+                return Err(Refusal::AccountSuspended);
+            }
+            if s.billing_suspended() {
+                return Err(Refusal::BillingSuspended);
+            }
+            let back = s.owner_suspended_from.unwrap_or(D::Running);
+            Ok(Effect { owner_suspended_from: Some(None), ..converge(back, "api") })
+        }
+        R::Terminate => Ok(converge(D::Terminated, "api")),
+        R::BillingSuspend => Ok(converge(D::Suspended, "overdue")),
+        // What its owner (or its account) suspended stays suspended: paying lifts billing's
+        // suspension only, back to running.
+        R::BillingUnsuspend if s.owner_suspended_from.is_some() => Ok(none),
+        R::BillingUnsuspend => Ok(converge(D::Running, "paid")),
+        R::BillingTerminate => Ok(converge(D::Terminated, "overdue")),
+        // A suspension its owner already made is kept as it is; one billing made is held too,
+        // so paying does not resume it while the account is suspended.
+        R::AccountSuspend if s.with_account || s.owner_suspended_from.is_some() => Ok(none),
+        R::AccountSuspend => {
+            let from = match s.desired {
+                D::Stopped => D::Stopped,
+                D::Running => D::Running,
+                // Billing's suspension: billing would resume it to running.
+                D::Suspended if s.billing_suspended() => D::Running,
+                _ => return Ok(none),
+            };
+            Ok(Effect { owner_suspended_from: Some(Some(from)), with_account: Some(true), ..converge(D::Suspended, "customer suspended") })
+        }
+        R::AccountResume if !s.with_account => Ok(none),
+        // Back to the state it had, unless billing holds it (then billing's payment resumes it).
+        R::AccountResume if s.billing_suspended() => Ok(Effect { owner_suspended_from: Some(None), with_account: Some(false), ..none }),
+        R::AccountResume => {
+            let back = s.owner_suspended_from.unwrap_or(D::Running);
+            Ok(Effect { owner_suspended_from: Some(None), with_account: Some(false), ..converge(back, "customer reactivated") })
+        }
+    }
+}
+
+/// Which VPS to lock. Every variant goes through [`lock`], so through one lock order.
+#[derive(Clone, Copy, Debug)]
+pub enum Target {
+    /// One VPS by id, seen as `scope` may see it.
+    Id(Uuid, Scope),
+    /// The live VPS of a subscription (billing).
+    Subscription(Uuid),
+    /// Every live VPS of a customer account (its suspension).
+    Account(Uuid),
+}
+
+/// Who may see a VPS: its own customer, a reseller's customers, or everyone (admin, billing).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Scope {
+    pub owner: Option<Uuid>,
+    pub reseller: Option<Uuid>,
+}
+
+impl Scope {
+    pub const ALL: Scope = Scope { owner: None, reseller: None };
+    pub fn customer(id: Uuid) -> Scope {
+        Scope { owner: Some(id), reseller: None }
+    }
+    pub fn reseller(id: Option<Uuid>) -> Scope {
+        Scope { owner: None, reseller: id }
+    }
+}
+
+/// A VPS as locked: its state and what callers need beside it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Locked {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub plan_id: i64,
+    pub subscription_id: Option<Uuid>,
+    /// The account its subscription bills.
+    pub payer_id: Option<Uuid>,
+    pub desired: DesiredState,
+    pub owner_suspended_from: Option<DesiredState>,
+    pub with_account: bool,
+    pub billing: Option<SubscriptionStatus>,
+}
+
+impl Locked {
+    pub fn state(&self) -> VpsState {
+        VpsState { desired: self.desired, owner_suspended_from: self.owner_suspended_from, with_account: self.with_account, billing: self.billing }
+    }
+}
+
+/// Locks the target's subscriptions, then their instances (by id), and returns them.
+/// Every path that changes a VPS's desired state or suspensions takes its locks here.
+pub async fn lock(tx: &mut Tx<'_>, target: Target) -> Result<Vec<Locked>, sqlx::Error> {
+    let filter = match target {
+        Target::Id(id, scope) => sql::VpsFilter { id: Some(id), owner: scope.owner, reseller: scope.reseller, ..Default::default() },
+        Target::Subscription(sub) => sql::VpsFilter { subscription: Some(sub), live_only: true, ..Default::default() },
+        Target::Account(account) => sql::VpsFilter { owner: Some(account), live_only: true, ..Default::default() },
+    };
+    sql::lock_vps(tx, &filter).await
+}
+
+/// Writes an effect on a locked VPS and queues its job, in the caller's transaction.
+pub async fn apply(tx: &mut Tx<'_>, v: &Locked, e: &Effect, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    if let Some(d) = e.desired {
+        sql::set_desired(tx, v.id, d, now).await?;
+    }
+    if let Some(from) = e.owner_suspended_from {
+        sql::set_owner_suspended_from(tx, v.id, from).await?;
+    }
+    if let Some(on) = e.with_account {
+        sql::set_suspended_with_account(tx, v.id, on).await?;
+    }
+    let job = match e.job {
+        None => return Ok(()),
+        Some(JobKind::Action(action)) => Job::Action { instance_id: v.id, action },
+        Some(JobKind::Converge { reason }) => {
+            Job::Converge { instance_id: v.id, desired: Some(e.desired.unwrap_or(v.desired)), reason: Some(reason.to_string()) }
+        }
+    };
+    crate::jobs::enqueue(tx, job).await?;
+    Ok(())
+}
+
+/// Why a request on one VPS did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum VpsError {
+    /// Also what another tenant's VPS looks like.
+    #[error("no such VPS")]
+    NotFound,
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// Locks one VPS, decides and applies `r`; returns the VPS as it was locked (callers that do
+/// more, such as a plan change, go on from it).
+pub async fn request(tx: &mut Tx<'_>, id: Uuid, scope: Scope, r: Request, now: DateTime<Utc>) -> Result<Locked, VpsError> {
+    let v = lock(tx, Target::Id(id, scope)).await?.into_iter().next().ok_or(VpsError::NotFound)?;
+    let e = transition(&v.state(), r)?;
+    apply(tx, &v, &e, now).await?;
+    Ok(v)
+}
+
+/// Applies `r` to every VPS of `target` it changes (billing, an account); refusals cannot
+/// happen for these requests and are logged, not fatal. Returns how many changed.
+pub async fn request_all(tx: &mut Tx<'_>, target: Target, r: Request, now: DateTime<Utc>) -> Result<usize, sqlx::Error> {
+    let mut n = 0;
+    for v in lock(tx, target).await? {
+        match transition(&v.state(), r) {
+            Ok(e) if e.is_none() => {}
+            Ok(e) => {
+                apply(tx, &v, &e, now).await?;
+                n += 1;
+            }
+            Err(why) => tracing::warn!(instance = %v.id, ?r, %why, "refused"),
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DesiredState as D;
+    use Request as R;
+    use SubscriptionStatus as S;
+
+    /// Every state a VPS can be locked in.
+    fn states() -> Vec<VpsState> {
+        let mut v = Vec::new();
+        for desired in D::ALL {
+            for owner_suspended_from in [None, Some(D::Running), Some(D::Stopped)] {
+                for with_account in [false, true] {
+                    for billing in [None, Some(S::Pending), Some(S::Active), Some(S::Suspended), Some(S::Terminated), Some(S::Cancelled)] {
+                        v.push(VpsState { desired, owner_suspended_from, with_account, billing });
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    /// The rules written a second way (as the two copies in `instances.rs` and
+    /// `resellers/servers.rs` and the billing and account paths said them before this module),
+    /// compared over every (state, request) pair.
+    fn expected(s: &VpsState, r: Request) -> Result<Effect, Refusal> {
+        let none = Effect::default();
+        let billing_suspended = s.billing == Some(S::Suspended);
+        let conv = |d, reason| Effect { desired: Some(d), job: Some(JobKind::Converge { reason }), ..none };
+        let act = |d: Option<D>, a| Effect { desired: d, job: Some(JobKind::Action(a)), ..none };
+        let terminated = s.desired == D::Terminated;
+        let gate = if terminated {
+            Err(Refusal::Terminated)
+        } else if s.desired == D::Suspended {
+            Err(Refusal::Suspended)
+        } else if billing_suspended {
+            Err(Refusal::BillingSuspended)
+        } else {
+            Ok(())
+        };
+        match r {
+            R::Start => gate.map(|_| act(Some(D::Running), Action::Start)),
+            R::Stop => gate.map(|_| act(Some(D::Stopped), Action::Stop)),
+            R::Restart => gate.and_then(|_| if s.desired == D::Running { Ok(act(None, Action::Restart)) } else { Err(Refusal::NotRunning) }),
+            R::Reinstall => gate.map(|_| act(None, Action::Reinstall)),
+            R::Resize => gate.and_then(|_| match s.billing {
+                None => Err(Refusal::NoSubscription),
+                Some(S::Active) => Ok(none),
+                Some(x) => Err(Refusal::NotActive(x)),
+            }),
+            _ if terminated && matches!(r, R::Suspend | R::Unsuspend | R::Terminate) => Err(Refusal::Terminated),
+            _ if terminated => Ok(none),
+            R::Suspend if s.desired == D::Suspended && !billing_suspended => Err(Refusal::AlreadySuspended),
+            R::Suspend => Ok(Effect {
+                owner_suspended_from: Some(Some(if s.desired == D::Stopped { D::Stopped } else { D::Running })),
+                ..conv(D::Suspended, "api")
+            }),
+            R::Unsuspend if s.desired != D::Suspended => Err(Refusal::NotSuspended),
+            R::Unsuspend if s.with_account => Err(Refusal::AccountSuspended),
+            R::Unsuspend if billing_suspended => Err(Refusal::BillingSuspended),
+            R::Unsuspend => Ok(Effect { owner_suspended_from: Some(None), ..conv(s.owner_suspended_from.unwrap_or(D::Running), "api") }),
+            R::Terminate => Ok(conv(D::Terminated, "api")),
+            R::BillingSuspend => Ok(conv(D::Suspended, "overdue")),
+            R::BillingUnsuspend => Ok(if s.owner_suspended_from.is_some() { none } else { conv(D::Running, "paid") }),
+            R::BillingTerminate => Ok(conv(D::Terminated, "overdue")),
+            R::AccountSuspend => Ok(if s.with_account || s.owner_suspended_from.is_some() {
+                none
+            } else {
+                match (s.desired, billing_suspended) {
+                    (D::Stopped, _) => Effect { owner_suspended_from: Some(Some(D::Stopped)), with_account: Some(true), ..conv(D::Suspended, "customer suspended") },
+                    (D::Running, _) | (D::Suspended, true) => {
+                        Effect { owner_suspended_from: Some(Some(D::Running)), with_account: Some(true), ..conv(D::Suspended, "customer suspended") }
+                    }
+                    _ => none,
+                }
+            }),
+            R::AccountResume => Ok(match (s.with_account, billing_suspended) {
+                (false, _) => none,
+                (true, true) => Effect { owner_suspended_from: Some(None), with_account: Some(false), ..none },
+                (true, false) => Effect {
+                    owner_suspended_from: Some(None),
+                    with_account: Some(false),
+                    ..conv(s.owner_suspended_from.unwrap_or(D::Running), "customer reactivated")
+                },
+            }),
+        }
+    }
+
+    #[test]
+    fn every_state_and_request_pair_follows_the_rules() {
+        let states = states();
+        assert_eq!(states.len(), 4 * 3 * 2 * 6);
+        let mut pairs = 0;
+        for s in &states {
+            for r in Request::ALL {
+                assert_eq!(transition(s, r), expected(s, r), "{s:?} {r:?}");
+                pairs += 1;
+            }
+        }
+        assert_eq!(pairs, 144 * 13);
+    }
+
+    /// The cases people ask about, spelled out.
+    #[test]
+    fn the_suspensions_stack_and_lift_in_the_right_order() {
+        let running = VpsState { desired: D::Running, owner_suspended_from: None, with_account: false, billing: Some(S::Active) };
+        // Billing suspends; the owner suspends too; paying leaves the owner's suspension.
+        let billed = VpsState { desired: D::Suspended, billing: Some(S::Suspended), ..running };
+        let both = VpsState { owner_suspended_from: Some(D::Running), ..billed };
+        assert_eq!(transition(&both, R::BillingUnsuspend), Ok(Effect::default()));
+        assert_eq!(transition(&billed, R::BillingUnsuspend).unwrap().desired, Some(D::Running));
+        // The owner cannot lift billing's suspension, nor the account's.
+        assert_eq!(transition(&both, R::Unsuspend), Err(Refusal::BillingSuspended));
+        let by_account = VpsState { owner_suspended_from: Some(D::Stopped), with_account: true, desired: D::Suspended, ..running };
+        assert_eq!(transition(&by_account, R::Unsuspend), Err(Refusal::AccountSuspended));
+        assert_eq!(transition(&by_account, R::AccountResume).unwrap().desired, Some(D::Stopped), "back to what it was");
+        // A customer cannot start a suspended VPS, and a stopped one does not restart.
+        assert_eq!(transition(&billed, R::Start), Err(Refusal::Suspended));
+        assert_eq!(transition(&VpsState { desired: D::Stopped, ..running }, R::Restart), Err(Refusal::NotRunning));
+    }
+
+    #[test]
+    fn converged_and_settled_agree() {
+        for d in D::ALL {
+            for o in [InstanceState::Creating, InstanceState::Stopped, InstanceState::Running, InstanceState::Suspended, InstanceState::Crashed, InstanceState::Destroying] {
+                let name = crate::orchestrator::observed_name(o);
+                assert_eq!(d.converged(o), settled(d, name) && d != D::Terminated, "{d:?} {o:?}");
+            }
+            assert_eq!(settled(d, "destroyed"), d == D::Terminated);
+            assert!(!settled(d, "unknown"));
+        }
+    }
+}
