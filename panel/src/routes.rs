@@ -14,14 +14,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(healthz).service(stripe_webhook).service(host_join);
 }
 
-/// An RFC 9457 problem document.
+/// An RFC 9457 problem document: the API's one [`crate::api::problem::Problem`] shape.
 pub fn problem(status: StatusCode, kind: &str, detail: impl std::fmt::Display) -> HttpResponse {
-    HttpResponse::build(status).content_type("application/problem+json").json(json!({
-        "type": format!("https://vessel.dev/problems/{kind}"),
-        "title": status.canonical_reason().unwrap_or("error"),
-        "status": status.as_u16(),
-        "detail": detail.to_string(),
-    }))
+    crate::api::problem::Problem::new(status, kind, detail).response()
 }
 
 /// Liveness and readiness in one: 200 when the database answers within two seconds, else 503.

@@ -36,6 +36,29 @@ pub struct Problem {
     pub requested: Option<i64>,
 }
 
+impl Problem {
+    /// A plain problem of kind `slug` (the whole panel's one problem+json shape: the API's
+    /// errors and the few non-API endpoints that answer machines, such as Stripe's webhook).
+    pub fn new(status: actix_web::http::StatusCode, slug: &str, detail: impl std::fmt::Display) -> Self {
+        Problem {
+            kind: format!("{TYPE_BASE}{slug}"),
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            status: status.as_u16(),
+            detail: detail.to_string(),
+            field: None,
+            quota: None,
+            limit: None,
+            used: None,
+            requested: None,
+        }
+    }
+
+    pub fn response(&self) -> HttpResponse {
+        let status = actix_web::http::StatusCode::from_u16(self.status).unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+        HttpResponse::build(status).content_type("application/problem+json").json(self)
+    }
+}
+
 /// Every problem type: (slug, status, when), for the reference page.
 pub const ALL_KINDS: [(&str, u16, &str); 13] = [
     ("unauthorized", 401, "No API key, or an invalid, revoked or inactive one"),
@@ -108,23 +131,13 @@ impl ApiError {
     }
 
     pub fn problem(&self) -> Problem {
-        let status = self.status_code();
-        let mut p = Problem {
-            kind: format!("{TYPE_BASE}{}", self.slug()),
-            title: status.canonical_reason().unwrap_or("Error").to_string(),
-            status: status.as_u16(),
-            detail: match self {
-                // Our failure: the log has the cause, the caller gets no internals.
-                ApiError::Internal(_) => "something went wrong on our side; the request can be retried".into(),
-                ApiError::Validation { detail, .. } => detail.clone(),
-                other => other.to_string(),
-            },
-            field: None,
-            quota: None,
-            limit: None,
-            used: None,
-            requested: None,
+        let detail = match self {
+            // Our failure: the log has the cause, the caller gets no internals.
+            ApiError::Internal(_) => "something went wrong on our side; the request can be retried".into(),
+            ApiError::Validation { detail, .. } => detail.clone(),
+            other => other.to_string(),
         };
+        let mut p = Problem::new(self.status_code(), self.slug(), detail);
         match self {
             ApiError::Validation { field, .. } => p.field = Some(field.clone()),
             ApiError::Quota { quota, limit, used, requested } => {

@@ -169,14 +169,6 @@ fn list_page(a: &CurrentAdmin, list: ListView, done: Option<&str>) -> ListPage {
     ListPage { ctx: Ctx::of(&a.session).with_notice(done), list }
 }
 
-/// A service outcome for a form: a user mistake re-renders (422), anything else fails.
-fn admin_err(e: AdminError) -> Result<(), WebError> {
-    match e {
-        AdminError::NotFound => Err(WebError::NotFound),
-        AdminError::Db(e) => Err(e.into()),
-        AdminError::Invalid { .. } => Ok(()),
-    }
-}
 
 #[derive(Deserialize)]
 struct Done {
@@ -302,10 +294,12 @@ async fn plan_create(req: HttpRequest, a: CurrentAdmin, f: CsrfForm<PlanForm>, p
     }
 }
 
+/// A service outcome for a form: a user mistake re-renders (422) with its field marked, anything
+/// else fails as [`WebError`]'s `From<AdminError>` says.
 fn admin_err_ref(e: &AdminError) -> Result<(), WebError> {
     match e {
         AdminError::NotFound => Err(WebError::NotFound),
-        AdminError::Db(e) => Err(WebError::internal(e)),
+        AdminError::Db(e) => Err(WebError::internal(format!("database: {e}"))),
         AdminError::Invalid { .. } => Ok(()),
     }
 }
@@ -567,7 +561,7 @@ async fn pool_generate(
     match admin::generate_addresses(&pool, by(&a, &req), *id, count).await {
         Ok(_) => Ok(see_other("/admin/ip-pools?done=saved")),
         Err(e) => {
-            admin_err(e)?;
+            admin_err_ref(&e)?;
             Err(WebError::Conflict("The pool's stored network is not valid.".into()))
         }
     }
@@ -657,7 +651,7 @@ async fn os_template_toggle(
         "disable" => false,
         _ => return Err(WebError::BadForm("to must be enable or disable".into())),
     };
-    admin::set_os_template_enabled(&pool, by(&a, &req), *id, enabled).await.or_else(admin_err)?;
+    admin::set_os_template_enabled(&pool, by(&a, &req), *id, enabled).await.or_else(|e| admin_err_ref(&e))?;
     Ok(see_other("/admin/os-templates?done=saved"))
 }
 
@@ -738,8 +732,7 @@ async fn customer_credit(
     .await;
     match r {
         Ok(_) => Ok(see_other(&format!("/admin/customers/{id}?done=saved"))),
-        Err(crate::billing::BillingError::Db(e)) => Err(e.into()),
-        Err(e) => invalid_page(&customer_page(&a, &pool, *id, Some(e.to_string())).await?),
+        Err(e) => invalid_page(&customer_page(&a, &pool, *id, Some(WebError::mistake(e)?)).await?),
     }
 }
 
@@ -777,7 +770,7 @@ async fn customer_invoice(
 
 #[get("/admin/invoices")]
 async fn invoices(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
-    let all = crate::billing::invoices::list_all(&pool, 500).await.map_err(WebError::internal)?;
+    let all = crate::billing::invoices::list_all(&pool, 500).await?;
     let rows = all
         .into_iter()
         .filter(|r| r.status != "draft")
@@ -813,7 +806,7 @@ struct AdminInvoicePage {
 }
 
 async fn admin_invoice_page(a: &CurrentAdmin, pool: &PgPool, id: Uuid, error: Option<String>) -> Result<AdminInvoicePage, WebError> {
-    let (row, lines) = crate::billing::invoices::get(pool, id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
+    let (row, lines) = crate::billing::invoices::get(pool, id).await?.ok_or(WebError::NotFound)?;
     let cur = crate::money::Currency::parse(&row.currency).map_err(WebError::internal)?;
     let exp = cur.exponent();
     let amount = if exp == 0 {
@@ -844,9 +837,7 @@ async fn invoice_void(
     let r = crate::billing::invoices::void_with_credit_note(&pool, clock.as_ref().as_ref(), a.account.id, *id, super::remote_addr(&req)).await;
     match r {
         Ok(cn) => Ok(see_other(&format!("/admin/invoices/{cn}?done=saved"))),
-        Err(crate::billing::BillingError::InvoiceNotFound) => Err(WebError::NotFound),
-        Err(crate::billing::BillingError::Db(e)) => Err(e.into()),
-        Err(e) => invalid_page(&admin_invoice_page(&a, &pool, *id, Some(e.to_string())).await?),
+        Err(e) => invalid_page(&admin_invoice_page(&a, &pool, *id, Some(WebError::mistake(e)?)).await?),
     }
 }
 
@@ -859,7 +850,7 @@ async fn invoice_payment(
     pool: web::Data<PgPool>,
     clock: web::Data<std::sync::Arc<dyn crate::clock::Clock>>,
 ) -> Result<HttpResponse, WebError> {
-    let (row, _) = crate::billing::invoices::get(&pool, *id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
+    let (row, _) = crate::billing::invoices::get(&pool, *id).await?.ok_or(WebError::NotFound)?;
     let cur = crate::money::Currency::parse(&row.currency).map_err(WebError::internal)?;
     let amount = match admin::parse_amount(&f.0.amount, cur) {
         Ok(m) => m,
@@ -871,8 +862,7 @@ async fn invoice_payment(
     .await;
     match r {
         Ok(_) => Ok(see_other(&format!("/admin/invoices/{id}?done=saved"))),
-        Err(crate::billing::BillingError::Db(e)) => Err(e.into()),
-        Err(e) => invalid_page(&admin_invoice_page(&a, &pool, *id, Some(e.to_string())).await?),
+        Err(e) => invalid_page(&admin_invoice_page(&a, &pool, *id, Some(WebError::mistake(e)?)).await?),
     }
 }
 
@@ -891,8 +881,7 @@ async fn customer_suspend(
     };
     match admin::set_customer_suspended(&pool, by(&a, &req), *id, suspend).await {
         Ok(()) => Ok(see_other(&format!("/admin/customers/{id}?done=saved"))),
-        Err(AdminError::Invalid { message, .. }) => Err(WebError::Conflict(message)),
-        Err(e) => admin_err(e).map(|_| see_other("/admin/customers")),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -7,14 +7,14 @@ use super::error::WebError;
 use super::pages::{invalid, ok, see_other, Ctx};
 use super::session::{CsrfForm, CurrentCustomer, InvoiceHolder};
 use crate::billing::invoices::display_number;
-use crate::billing::{self, BillingError};
+use crate::billing;
 use crate::catalogue::{self, PlanCard};
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::db::auth::AccountAuth;
 use crate::db::catalogue::OsTemplate;
 use crate::db::invoices::{InvoiceRow, LineRow};
-use crate::instances::{self, InstanceError, InstanceRow};
+use crate::instances::{self, InstanceRow};
 use crate::money::{Currency, Money};
 use crate::orders::{self, OrderError, OrderRequest, OrderRow};
 use crate::plans::BillingCycle;
@@ -61,7 +61,7 @@ struct Done {
 
 /// The account's credit balance, one line per currency it has.
 pub async fn credit_lines(pool: &PgPool, a: &AccountAuth) -> Result<Vec<String>, WebError> {
-    let m = billing::payments::credit_balance(pool, a.id, currency_of(a)).await.map_err(WebError::internal)?;
+    let m = billing::payments::credit_balance(pool, a.id, currency_of(a)).await?;
     Ok(vec![m.to_string()])
 }
 
@@ -181,7 +181,7 @@ struct OrderStatePage {
 async fn order_show(c: CurrentCustomer, id: web::Path<Uuid>, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
     let o = orders::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
     let invoice = match o.invoice_id {
-        Some(i) => billing::invoices::get_for(&pool, c.account.id, i).await.map_err(WebError::internal)?.map(|(r, l)| InvoiceView::new(r, l)),
+        Some(i) => billing::invoices::get_for(&pool, c.account.id, i).await?.map(|(r, l)| InvoiceView::new(r, l)),
         None => None,
     };
     ok(&OrderStatePage { ctx: Ctx::of(&c.session).with_notice(q.done.as_deref()), o, invoice })
@@ -270,7 +270,7 @@ struct InvoicesPage {
 
 #[get("/invoices")]
 async fn invoices_list(InvoiceHolder(c): InvoiceHolder, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
-    let rows = billing::invoices::list_for(&pool, c.account.id).await.map_err(WebError::internal)?;
+    let rows = billing::invoices::list_for(&pool, c.account.id).await?;
     let invoices = rows.into_iter().filter(|r| r.status != "draft").map(|r| InvoiceView::new(r, Vec::new())).collect();
     let credit = credit_lines(&pool, &c.account).await?;
     ok(&InvoicesPage { ctx: Ctx::of(&c.session), invoices, credit })
@@ -287,11 +287,11 @@ struct InvoicePage {
 }
 
 async fn invoice_page(c: &CurrentCustomer, pool: &PgPool, settings: &Settings, id: Uuid) -> Result<InvoicePage, WebError> {
-    let (row, lines) = billing::invoices::get_for(pool, c.account.id, id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
+    let (row, lines) = billing::invoices::get_for(pool, c.account.id, id).await?.ok_or(WebError::NotFound)?;
     if row.status == "draft" {
         return Err(WebError::NotFound);
     }
-    let credit = billing::payments::credit_balance(pool, c.account.id, currency_of(&c.account)).await.map_err(WebError::internal)?;
+    let credit = billing::payments::credit_balance(pool, c.account.id, currency_of(&c.account)).await?;
     Ok(InvoicePage { ctx: Ctx::of(&c.session), inv: InvoiceView::new(row, lines), credit: credit.to_string(), card: settings.stripe.is_some(), error: None })
 }
 
@@ -319,7 +319,7 @@ struct InvoicePrint {
 /// A standalone page for printing or "save as PDF" from the browser.
 #[get("/invoices/{id}/print")]
 async fn invoice_print(InvoiceHolder(c): InvoiceHolder, id: web::Path<Uuid>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
-    let (row, lines) = billing::invoices::get_for(&pool, c.account.id, *id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
+    let (row, lines) = billing::invoices::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
     if row.status == "draft" {
         return Err(WebError::NotFound);
     }
@@ -337,11 +337,10 @@ async fn invoice_pay(
 ) -> Result<HttpResponse, WebError> {
     match billing::payments::pay_invoice_with_credit(&pool, clock.as_ref().as_ref(), c.account.id, *id).await {
         Ok(()) => Ok(see_other(&format!("/invoices/{id}?done=paid"))),
-        Err(BillingError::InvoiceNotFound) => Err(WebError::NotFound),
-        Err(BillingError::Db(e)) => Err(e.into()),
         Err(e) => {
+            let message = WebError::mistake(e)?;
             let mut page = invoice_page(&c, &pool, &settings, *id).await?;
-            page.error = Some(e.to_string());
+            page.error = Some(message);
             super::pages::html(actix_web::http::StatusCode::CONFLICT, &page)
         }
     }
@@ -357,7 +356,7 @@ async fn invoice_card(
     pool: web::Data<PgPool>,
     settings: web::Data<Settings>,
 ) -> Result<HttpResponse, WebError> {
-    let (row, _) = billing::invoices::get_for(&pool, c.account.id, *id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
+    let (row, _) = billing::invoices::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
     let Some(stripe) = &settings.stripe else { return Err(WebError::Conflict("Card payments are not enabled.".into())) };
     if !(row.kind == "invoice" && row.status == "issued") {
         return Err(WebError::Conflict("This invoice is not open for payment.".into()));
@@ -389,7 +388,7 @@ struct ServersPage {
 
 #[get("/servers")]
 async fn servers_list(c: CurrentCustomer, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
-    let servers = instances::list_for(&pool, c.account.id).await.map_err(WebError::internal)?;
+    let servers = instances::list_for(&pool, c.account.id).await?;
     ok(&ServersPage { ctx: Ctx::of(&c.session).with_notice(q.done.as_deref()), servers })
 }
 
@@ -425,7 +424,7 @@ async fn server_show(
     clock: web::Data<Arc<dyn Clock>>,
     q: web::Query<Done>,
 ) -> Result<HttpResponse, WebError> {
-    let s = instances::get_for(&pool, c.account.id, *id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
+    let s = instances::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
     let charts = charts(&pool, clock.as_ref().as_ref(), c.account.id, &s).await?;
     ok(&ServerPage { ctx: Ctx::of(&c.session).with_notice(q.done.as_deref()), s, error: None, charts })
 }
@@ -462,17 +461,16 @@ async fn server_action(
     };
     if action == Action::Reinstall && f.0.confirm != "yes" {
         // Only the owner gets as far as the question.
-        let s = instances::get_for(&pool, c.account.id, *id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
+        let s = instances::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
         return ok(&ConfirmReinstall { ctx: Ctx::of(&c.session), s });
     }
     match instances::request_action(&pool, clock.as_ref().as_ref(), c.account.id, *id, action).await {
         Ok(()) => Ok(see_other(&format!("/servers/{id}?done=requested"))),
-        Err(InstanceError::NotFound) => Err(WebError::NotFound),
-        Err(InstanceError::Db(e)) => Err(e.into()),
         Err(e) => {
-            let s = instances::get_for(&pool, c.account.id, *id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
+            let message = WebError::mistake(e)?;
+            let s = instances::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
             let charts = charts(&pool, clock.as_ref().as_ref(), c.account.id, &s).await?;
-            super::pages::html(actix_web::http::StatusCode::CONFLICT, &ServerPage { ctx: Ctx::of(&c.session), s, error: Some(e.to_string()), charts })
+            super::pages::html(actix_web::http::StatusCode::CONFLICT, &ServerPage { ctx: Ctx::of(&c.session), s, error: Some(message), charts })
         }
     }
 }
@@ -489,7 +487,7 @@ pub struct AdminCustomerExtra {
 
 pub async fn admin_customer_extra(pool: &PgPool, c: &crate::db::admin::AccountRow) -> Result<AdminCustomerExtra, WebError> {
     let cur = Currency::parse(&c.currency).map_err(WebError::internal)?;
-    let credit = billing::payments::credit_balance(pool, c.id, cur).await.map_err(WebError::internal)?;
+    let credit = billing::payments::credit_balance(pool, c.id, cur).await?;
     let invoices = billing::invoices::list_for(pool, c.id)
         .await
         .map_err(WebError::internal)?
@@ -497,6 +495,6 @@ pub async fn admin_customer_extra(pool: &PgPool, c: &crate::db::admin::AccountRo
         .filter(|r| r.status != "draft")
         .map(|r| InvoiceView::new(r, Vec::new()))
         .collect();
-    let servers = instances::list_for(pool, c.id).await.map_err(WebError::internal)?;
+    let servers = instances::list_for(pool, c.id).await?;
     Ok(AdminCustomerExtra { credit: vec![credit.to_string()], invoices, servers, currency: c.currency.clone() })
 }

@@ -40,6 +40,65 @@ impl From<crate::db::DbError> for WebError {
     }
 }
 
+// ---- the services' errors, each mapped once: "not found" is a 404, the database a 500, and
+// everything else a mistake the person can act on (its message is theirs to read). A handler
+// that shows the mistake on its own form matches `WebError::Conflict` (see [`WebError::mistake`]).
+
+impl From<crate::billing::BillingError> for WebError {
+    fn from(e: crate::billing::BillingError) -> Self {
+        use crate::billing::BillingError as E;
+        match e {
+            E::InvoiceNotFound => WebError::NotFound,
+            E::Db(e) => e.into(),
+            e => WebError::Conflict(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::instances::InstanceError> for WebError {
+    fn from(e: crate::instances::InstanceError) -> Self {
+        use crate::instances::InstanceError as E;
+        match e {
+            E::NotFound => WebError::NotFound,
+            E::Db(e) => e.into(),
+            e => WebError::Conflict(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::admin::AdminError> for WebError {
+    fn from(e: crate::admin::AdminError) -> Self {
+        use crate::admin::AdminError as E;
+        match e {
+            E::NotFound => WebError::NotFound,
+            E::Db(e) => e.into(),
+            E::Invalid { message, .. } => WebError::Conflict(message),
+        }
+    }
+}
+
+impl From<crate::api_keys::ApiKeyError> for WebError {
+    fn from(e: crate::api_keys::ApiKeyError) -> Self {
+        use crate::api_keys::ApiKeyError as E;
+        match e {
+            E::NotFound | E::NotAllowed => WebError::NotFound,
+            E::Db(e) => e.into(),
+            e => WebError::Conflict(e.to_string()),
+        }
+    }
+}
+
+impl WebError {
+    /// A service error as a page sees it: `Ok(message)` for a mistake to show on the form,
+    /// `Err` for a 404 or a failure.
+    pub fn mistake(e: impl Into<WebError>) -> Result<String, WebError> {
+        match e.into() {
+            WebError::Conflict(message) => Ok(message),
+            other => Err(other),
+        }
+    }
+}
+
 impl From<askama::Error> for WebError {
     fn from(e: askama::Error) -> Self {
         WebError::Internal(format!("template: {e}"))

@@ -142,7 +142,7 @@ struct KeysPage {
 
 async fn keys_page(r: &CurrentReseller, pool: &PgPool) -> Result<KeysPage, WebError> {
     let ctx = Ctx::of(&r.session);
-    let keys = api_keys::list_for(pool, r.account.id).await.map_err(WebError::internal)?.iter().map(|k| KeyView::of(&ctx, k)).collect();
+    let keys = api_keys::list_for(pool, r.account.id).await?.iter().map(|k| KeyView::of(&ctx, k)).collect();
     Ok(KeysPage { ctx, keys, name: String::new(), read: true, write: false, error: None, field: String::new() })
 }
 
@@ -198,8 +198,7 @@ async fn key_create(req: HttpRequest, r: CurrentReseller, f: CsrfForm<KeyForm>, 
             page.write = f.scope_write.is_some();
             invalid(&page)
         }
-        Err(ApiKeyError::NotFound | ApiKeyError::NotAllowed) => Err(WebError::NotFound),
-        Err(e) => Err(WebError::internal(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
