@@ -21,6 +21,9 @@ pub mod payments;
 pub mod plans;
 pub mod resellers;
 pub mod idempotency;
+/// Bulk seeding for benchmarks and crash tests: only with the `test-hooks` feature, so release
+/// builds leave it out (the panel's own tests and benches turn it on, see `Cargo.toml`).
+#[cfg(feature = "test-hooks")]
 pub mod seed;
 pub mod subscriptions;
 pub mod usage;
