@@ -205,18 +205,41 @@ impl World {
         sqlx::query_scalar("SELECT id FROM instances WHERE subscription_id = $1").bind(placed.subscription_id).fetch_one(&self.pool).await.unwrap()
     }
 
-    /// Sets an instance's desired state and queues the job that converges it (what billing
-    /// and customer actions do).
+    /// Asks for `desired` the way the panel's users do, through the domain functions (so
+    /// through the VPS transitions, the lock order and the typed jobs): `running`/`stopped` as
+    /// its customer's start/stop, `suspended`/`terminated` as dunning does for an overdue
+    /// invoice. Panics when the transition refuses.
     pub async fn want(&self, instance: Uuid, desired: &str) {
-        let mut tx = self.pool.begin().await.unwrap();
-        sqlx::query("UPDATE instances SET desired_state = $2::desired_state, terminated_at = CASE WHEN $2 = 'terminated' THEN now() END WHERE id = $1")
-            .bind(instance)
-            .bind(desired)
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        panel::db::jobs::enqueue(&mut tx, "instance.converge", serde_json::json!({ "instance_id": instance }), Some(instance), None).await.unwrap();
-        tx.commit().await.unwrap();
+        let clock = panel::clock::SystemClock;
+        let (customer, sub, payer): (Uuid, Uuid, Uuid) = sqlx::query_as(
+            "SELECT i.account_id, s.id, s.account_id FROM instances i JOIN subscriptions s ON s.id = i.subscription_id WHERE i.id = $1",
+        )
+        .bind(instance)
+        .fetch_one(&self.pool)
+        .await
+        .unwrap();
+        match desired {
+            "running" | "stopped" => {
+                let action = if desired == "running" { vessel_core::Action::Start } else { vessel_core::Action::Stop };
+                panel::instances::request_action(&self.pool, &clock, customer, instance, action).await.unwrap();
+            }
+            "suspended" | "terminated" => {
+                let invoice: Uuid = sqlx::query_scalar("SELECT id FROM invoices WHERE subscription_id = $1 ORDER BY issued_at DESC NULLS LAST LIMIT 1")
+                    .bind(sub)
+                    .fetch_one(&self.pool)
+                    .await
+                    .unwrap();
+                let mut tx = self.pool.begin().await.unwrap();
+                let now = panel::clock::Clock::now(&clock);
+                if desired == "suspended" {
+                    panel::subscriptions::suspend(&mut tx, sub, payer, invoice, now).await.unwrap();
+                } else {
+                    panel::subscriptions::terminate(&mut tx, sub, payer, invoice, now).await.unwrap();
+                }
+                tx.commit().await.unwrap();
+            }
+            other => panic!("no user asks for {other:?}"),
+        }
     }
 
     pub async fn observed(&self, instance: Uuid) -> String {
