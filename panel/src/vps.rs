@@ -4,7 +4,9 @@
 //!
 //! 1. [`lock`] — the one function that locks a VPS, always **subscription first, then
 //!    instance** (the order billing has always used), so a customer's action racing a payment
-//!    waits instead of deadlocking;
+//!    waits instead of deadlocking. Money comes before both: a caller that also moves the
+//!    payer's credit (a plan change) locks that balance row first ([`subscription_of`] finds
+//!    it without a lock);
 //! 2. [`transition`] — pure: from the locked [`VpsState`] and a [`Request`] to an [`Effect`]
 //!    or a [`Refusal`], table-tested over every pair;
 //! 3. [`apply`] — writes the effect and its durable job in the caller's transaction.
@@ -323,6 +325,12 @@ pub async fn lock(tx: &mut Tx<'_>, target: Target) -> Result<Vec<Locked>, sqlx::
         Target::Account(account) => sql::VpsFilter { owner: Some(account), live_only: true, ..Default::default() },
     };
     sql::lock_vps(tx, &filter).await
+}
+
+/// The subscription of a VPS `scope` may see, read without a lock: for a caller that must lock
+/// something that comes before it in the lock order (a payer's balance row, for a plan change).
+pub async fn subscription_of(tx: &mut Tx<'_>, id: Uuid, scope: Scope) -> Result<Option<Uuid>, sqlx::Error> {
+    sql::subscription_of_vps(tx, &sql::VpsFilter { id: Some(id), owner: scope.owner, reseller: scope.reseller, ..Default::default() }).await
 }
 
 /// Writes an effect on a locked VPS and queues its job, in the caller's transaction.

@@ -96,6 +96,19 @@ pub async fn lock_vps(tx: &mut Tx<'_>, f: &VpsFilter) -> Result<Vec<crate::vps::
     .await
 }
 
+/// The subscription of the one instance `f` names, unlocked.
+pub async fn subscription_of_vps(tx: &mut Tx<'_>, f: &VpsFilter) -> Result<Option<Uuid>, sqlx::Error> {
+    Ok(sqlx::query_scalar::<_, Option<Uuid>>(&format!("SELECT i.subscription_id FROM instances i JOIN accounts a ON a.id = i.account_id WHERE {VPS_WHERE}"))
+        .bind(f.id)
+        .bind(f.owner)
+        .bind(f.reseller)
+        .bind(f.subscription)
+        .bind(f.live_only)
+        .fetch_optional(&mut **tx)
+        .await?
+        .flatten())
+}
+
 pub async fn set_desired(tx: &mut Tx<'_>, id: Uuid, desired: DesiredState, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE instances SET desired_state = $2,

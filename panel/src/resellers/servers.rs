@@ -99,6 +99,9 @@ pub async fn create(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, s: New
     }
     let (payer, discount_bp, terms) = payer(tx, &customer).await?;
     let (_, _, currency) = crate::db::accounts::account_facts(&mut **tx, payer).await?.ok_or(ResellerError::NotFound("customer"))?;
+    // No new server for a payer who owes past due (its balance row first: the lock order).
+    crate::billing::ledger::lock_credit(tx, payer, &currency).await?;
+    crate::billing::ensure_no_overdue(tx, payer, now).await?;
     let (plan_id, kind, retail) = sub_sql::orderable_plan(tx, s.plan.trim(), s.cycle, &currency)
         .await?
         .ok_or_else(|| invalid("plan", "no such plan (see GET /api/v1/plans)"))?;
@@ -162,6 +165,15 @@ pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid,
         ServerAction::Terminate => Request::Terminate,
         ServerAction::Resize { .. } => Request::Resize,
     };
+    if let ServerAction::Resize { .. } = &action {
+        // A resize charges or credits the payer: its balance row comes before the
+        // subscription and the instance (the one lock order, see `crate::vps`).
+        if let Some(sub) = vps::subscription_of(tx, id, scope).await? {
+            if let Some((payer, currency)) = sub_sql::payer_of(tx, sub, None).await? {
+                crate::billing::ledger::lock_credit(tx, payer, &currency).await?;
+            }
+        }
+    }
     let server = vps::request(tx, id, scope, request, now).await?;
     match &action {
         ServerAction::Reinstall { os_template: Some(name) } => {
