@@ -426,11 +426,13 @@ impl ContainerRuntime {
             })?;
         }
         // Mounted means attached: skip the loop lookup on the common path (every start).
+        let mut loop_dev = None;
         if !disk::is_mounted(&self.root(&id)) {
             crash_point(op, "loop");
             let dev = disk::attach(&self.image(&id))?;
             crash_point(op, "mount");
             disk::mount(&dev, &self.root(&id))?;
+            loop_dev = Some(dev);
         }
         let t_disk = Instant::now();
         crash_point(op, "rootfs");
@@ -450,6 +452,19 @@ impl ContainerRuntime {
         let t_rootfs = Instant::now();
         crash_point(op, "cgroup");
         self.ensure_cgroup(record)?;
+        // The I/O ceilings name the loop device, which may be a new one after a host reboot.
+        let dev = match loop_dev {
+            Some(d) => Some(d),
+            None => disk::loops_of(&self.image(&id)).into_iter().next(),
+        };
+        if let Some(dev) = dev {
+            let rdev = nix::sys::stat::stat(dev.as_str()).map_err(|errno| ContainerError::Sys {
+                what: format!("stat {dev}"),
+                errno,
+            })?.st_rdev;
+            let majmin = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+            self.cgroup(&id).set_io_limits(majmin, &record.spec.resources.io_limits())?;
+        }
         let t_cgroup = Instant::now();
         // Gateways go on the bridge when it is made and on every op but a plain start (a
         // `start` after a host reboot finds no bridge and so puts them back too).
