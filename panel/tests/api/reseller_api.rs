@@ -135,6 +135,7 @@ fn every_endpoint(server: Uuid, customer: Uuid, hook: Uuid) -> Vec<(Method, Stri
         (Method::POST, s("/unsuspend"), None, Scope::Write),
         (Method::POST, s("/terminate"), None, Scope::Write),
         (Method::POST, s("/reinstall"), Some(json!({})), Scope::Write),
+        (Method::POST, s("/reset-password"), Some(json!({})), Scope::Write),
         (Method::POST, s("/resize"), Some(json!({"plan": "burst-m"})), Scope::Write),
         (Method::GET, "/api/v1/quota".into(), None, Scope::Read),
         (Method::GET, "/api/v1/webhooks".into(), None, Scope::Read),
