@@ -241,10 +241,11 @@ pub struct LineRow {
 }
 
 /// Locks an invoice, scoped to its owner when `owner` is given (another tenant's invoice is
-/// simply not found).
+/// simply not found). `NO KEY UPDATE`: rows that only reference it (dunning events, payments)
+/// can still be written by a transaction that holds its subscription.
 pub async fn lock(tx: &mut Tx<'_>, id: Uuid, owner: Option<Uuid>) -> Result<Option<InvoiceRow>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2) FOR UPDATE"
+        "SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2) FOR NO KEY UPDATE"
     ))
     .bind(id)
     .bind(owner)
@@ -252,10 +253,10 @@ pub async fn lock(tx: &mut Tx<'_>, id: Uuid, owner: Option<Uuid>) -> Result<Opti
     .await
 }
 
-/// An invoice's currency (and that it belongs to `owner`), without locking it: what must be
-/// known to lock the owner's balance row first.
-pub async fn currency_of(tx: &mut Tx<'_>, id: Uuid, owner: Uuid) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT currency FROM invoices WHERE id = $1 AND account_id = $2")
+/// An invoice's currency and subscription (and that it belongs to `owner`), without locking
+/// it: what must be known to lock the owner's balance row and the subscription first.
+pub async fn currency_of(tx: &mut Tx<'_>, id: Uuid, owner: Uuid) -> Result<Option<(String, Option<Uuid>)>, sqlx::Error> {
+    sqlx::query_as("SELECT currency, subscription_id FROM invoices WHERE id = $1 AND account_id = $2")
         .bind(id)
         .bind(owner)
         .fetch_optional(&mut **tx)
@@ -359,7 +360,7 @@ pub async fn credited(tx: &mut Tx<'_>, invoice_id: Uuid) -> Result<(i64, i64), s
 pub async fn period_invoice(tx: &mut Tx<'_>, sub: Uuid, start: NaiveDate) -> Result<Option<InvoiceRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {INVOICE_COLUMNS} FROM invoices
-          WHERE subscription_id = $1 AND kind = 'invoice' AND period_start = $2 AND status <> 'void' FOR UPDATE"
+          WHERE subscription_id = $1 AND kind = 'invoice' AND period_start = $2 AND status <> 'void' FOR NO KEY UPDATE"
     ))
     .bind(sub)
     .bind(start)
@@ -370,4 +371,50 @@ pub async fn period_invoice(tx: &mut Tx<'_>, sub: Uuid, start: NaiveDate) -> Res
 /// Tax on an amount, by the database's one rounding rule (`tax_minor()`).
 pub async fn tax_for(tx: &mut Tx<'_>, amount_minor: i64, rate_bp: i32) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT tax_minor($1, $2)").bind(amount_minor).bind(rate_bp).fetch_one(&mut **tx).await
+}
+
+/// A subscription's invoices (not credit notes) in `status`, newest first, locked.
+pub async fn lock_of_subscription(tx: &mut Tx<'_>, sub: Uuid, status: &str) -> Result<Vec<InvoiceRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {INVOICE_COLUMNS} FROM invoices
+          WHERE subscription_id = $1 AND kind = 'invoice' AND status = $2::invoice_status
+          ORDER BY issued_at DESC, number_seq DESC FOR NO KEY UPDATE"
+    ))
+    .bind(sub)
+    .bind(status)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// The payment terms: invoices are due this many days after they are issued.
+pub async fn payment_terms_days(tx: &mut Tx<'_>) -> Result<i64, sqlx::Error> {
+    Ok(sqlx::query_scalar::<_, i32>("SELECT payment_terms_days FROM billing_settings").fetch_optional(&mut **tx).await?.unwrap_or(0) as i64)
+}
+
+/// Records the configured payment terms (at start of `panel serve` and `panel billing`).
+pub async fn set_payment_terms_days(pool: &sqlx::PgPool, days: i32) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO billing_settings (singleton, payment_terms_days) VALUES (true, $1)
+         ON CONFLICT (singleton) DO UPDATE SET payment_terms_days = EXCLUDED.payment_terms_days",
+    )
+    .bind(days)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// A payer's debts: issued invoices past their due date, oldest first. An unpaid first
+/// invoice of an order that was never delivered (its subscription still pending, or
+/// cancelled) is not a debt; a terminated server's is.
+pub async fn overdue<'e, E: sqlx::PgExecutor<'e>>(e: E, payer: Uuid, now: DateTime<Utc>) -> Result<Vec<InvoiceRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {INVOICE_COLUMNS} FROM invoices i
+          WHERE i.account_id = $1 AND i.kind = 'invoice' AND i.status = 'issued' AND i.total_minor > 0 AND i.due_at < $2
+            AND NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.id = i.subscription_id AND s.status IN ('pending', 'cancelled'))
+          ORDER BY i.due_at, i.number_seq"
+    ))
+    .bind(payer)
+    .bind(now)
+    .fetch_all(e)
+    .await
 }

@@ -99,6 +99,9 @@ pub async fn create(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, s: New
     }
     let (payer, discount_bp, terms) = payer(tx, &customer).await?;
     let (_, _, currency) = crate::db::accounts::account_facts(&mut **tx, payer).await?.ok_or(ResellerError::NotFound("customer"))?;
+    // No new server for a payer who owes past due (its balance row first: the lock order).
+    crate::billing::ledger::lock_credit(tx, payer, &currency).await?;
+    crate::billing::ensure_no_overdue(tx, payer, now).await?;
     let (plan_id, kind, retail) = sub_sql::orderable_plan(tx, s.plan.trim(), s.cycle, &currency)
         .await?
         .ok_or_else(|| invalid("plan", "no such plan (see GET /api/v1/plans)"))?;
@@ -154,6 +157,12 @@ pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid,
     // Subscription first, then instance: the order billing (payment, dunning) locks them in,
     // so an action racing a payment waits instead of deadlocking.
     let subscription = sql::server_subscription(tx, who.tenant.reseller(), id).await?.ok_or(ResellerError::NotFound("server"))?;
+    // A resize charges or credits the payer: its balance row comes before the subscription.
+    if let (ServerAction::Resize { .. }, Some(sub)) = (&action, subscription) {
+        if let Some((payer, currency)) = sub_sql::payer_of(tx, sub, None).await? {
+            crate::billing::ledger::lock_credit(tx, payer, &currency).await?;
+        }
+    }
     let billing = match subscription {
         Some(sub) => sub_sql::lock(tx, sub, None).await?.map(|s| (s.status, s.account_id)),
         None => None,
