@@ -446,6 +446,14 @@ struct ServerPage {
     error: Option<String>,
     /// (title, inline SVG drawn by the panel from numbers only) for the last day.
     charts: Vec<(&'static str, String)>,
+    /// How to log in: the SSH keys' fingerprints and whether a root password is set.
+    way_in: vessel_core::Access,
+}
+
+impl ServerPage {
+    fn fingerprints(&self) -> Vec<String> {
+        self.way_in.ssh_keys.iter().map(|k| k.fingerprint()).collect()
+    }
 }
 
 /// The usage charts of the last day: CPU, memory against the plan's guarantee and burst,
@@ -472,7 +480,8 @@ async fn server_show(
 ) -> Result<HttpResponse, WebError> {
     let s = instances::get_for(&pool, c.account.id, *id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
     let charts = charts(&pool, clock.as_ref().as_ref(), c.account.id, &s).await?;
-    ok(&ServerPage { ctx: Ctx::of(&c.session).with_notice(q.done.as_deref()), s, error: None, charts })
+    let way_in = crate::db::access::instance_access(pool.get_ref(), s.id).await.map_err(WebError::internal)?.unwrap_or_default();
+    ok(&ServerPage { ctx: Ctx::of(&c.session).with_notice(q.done.as_deref()), s, error: None, charts, way_in })
 }
 
 #[derive(Deserialize)]
@@ -517,7 +526,7 @@ async fn server_action(
         Err(e) => {
             let s = instances::get_for(&pool, c.account.id, *id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
             let charts = charts(&pool, clock.as_ref().as_ref(), c.account.id, &s).await?;
-            super::pages::html(actix_web::http::StatusCode::CONFLICT, &ServerPage { ctx: Ctx::of(&c.session), s, error: Some(e.to_string()), charts })
+            super::pages::html(actix_web::http::StatusCode::CONFLICT, &ServerPage { ctx: Ctx::of(&c.session), s, error: Some(e.to_string()), charts, way_in: Default::default() })
         }
     }
 }

@@ -225,4 +225,20 @@ async fn a_customer_keeps_keys_orders_with_one_and_gets_a_ready_mail_with_its_fi
     assert!(mail.text().contains("ssh root@"), "{}", mail.text());
     let ready: i64 = sqlx::query_scalar("SELECT count(*) FROM email_outbox WHERE template = 'server_ready'").fetch_one(&app.pool).await.unwrap();
     assert_eq!(ready, 1, "the ready mail goes once");
+
+    // The server page says how to log in, and resets the password (generated, shown once).
+    let (s, page) = app.get(&c, &format!("/servers/{id}")).await;
+    assert_eq!(s, 200);
+    assert!(page.contains(KEY_FP) && page.contains("not set: key log-in only"), "{page}");
+    let (s, _, body) = app.submit(&c, &format!("/servers/{id}"), &format!("/servers/{id}/password"), &[("root_password", "")]).await;
+    assert_eq!(s, 200, "{body}");
+    let at = body.find("id=\"root-password\">").expect("the new password is shown once") + "id=\"root-password\">".len();
+    let shown = &body[at..at + 20];
+    assert!(verifies(&instance_access(&app, &id.to_string()).await["root_password_hash"], shown));
+    // Bob cannot touch Ana's server.
+    let (s, _, _) = app.submit(&bob, "/account/ssh-keys", &format!("/servers/{id}/password"), &[("root_password", "bob's long password")]).await;
+    assert_eq!(s, 404);
+    let audit: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'server.reset_password'").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(audit, 1, "the reset is audited");
+    assert!(!pg_dump(&app).contains(shown), "the new password is not stored");
 }
