@@ -43,6 +43,10 @@ pub enum Job {
     /// Apply the instance's (new) plan on its host; `plan_id` is the plan it was queued for.
     #[serde(rename = "instance.resize")]
     Resize { instance_id: Uuid, plan_id: i64 },
+    /// Set root's password on the running instance to the newest hash its row holds (a
+    /// retried job sends the latest one).
+    #[serde(rename = "instance.reset_password")]
+    ResetPassword { instance_id: Uuid },
 }
 
 /// A job row whose kind or payload this version cannot read.
@@ -56,7 +60,11 @@ pub struct UnreadableJob {
 impl Job {
     pub fn instance_id(&self) -> Uuid {
         match self {
-            Job::Create { instance_id } | Job::Converge { instance_id, .. } | Job::Action { instance_id, .. } | Job::Resize { instance_id, .. } => *instance_id,
+            Job::Create { instance_id }
+            | Job::Converge { instance_id, .. }
+            | Job::Action { instance_id, .. }
+            | Job::Resize { instance_id, .. }
+            | Job::ResetPassword { instance_id } => *instance_id,
         }
     }
 
@@ -174,6 +182,7 @@ mod tests {
             ("instance.action", json!({ "instance_id": id, "action": "restart" }), Job::Action { instance_id: id, action: Action::Restart }),
             ("instance.action", json!({ "instance_id": id, "action": "reinstall" }), Job::Action { instance_id: id, action: Action::Reinstall }),
             ("instance.resize", json!({ "instance_id": id, "plan_id": 7 }), Job::Resize { instance_id: id, plan_id: 7 }),
+            ("instance.reset_password", json!({ "instance_id": id }), Job::ResetPassword { instance_id: id }),
         ];
         for (kind, payload, job) in rows {
             assert_eq!(Job::from_row(kind, &payload).unwrap(), job, "{kind} {payload}");

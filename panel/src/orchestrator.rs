@@ -87,6 +87,7 @@ pub async fn handle(ctx: &Ctx, row: crate::jobs::JobRow) -> Outcome {
         },
         // The plan as it is now (a later change supersedes the one queued).
         Job::Resize { instance_id, plan_id: _ } => resize(ctx, instance_id).await,
+        Job::ResetPassword { instance_id } => reset_password(ctx, instance_id).await,
     };
     result.unwrap_or_else(|o| o)
 }
@@ -144,7 +145,8 @@ async fn spec(ctx: &Ctx, inst: &sql::Placeable) -> Step<InstanceSpec> {
         hostname: Hostname::parse(&inst.hostname).map_err(|e| Outcome::Retry(format!("hostname: {e}")))?,
         template: inst.os_template.clone(),
         resources,
-        access: Default::default(),
+        // Keys and the root password hash (never a clear password) for the first boot.
+        access: crate::db::access::instance_access(&ctx.pool, inst.id).await.map_err(db)?.unwrap_or_default(),
         network,
     })
 }
@@ -210,9 +212,20 @@ async fn act(ctx: &Ctx, id: Uuid, req: HostAction) -> Step<Outcome> {
 /// Reinstalls from the instance's template as the panel has it now (the API may have changed it).
 async fn reinstall(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
     let (inst, _host, client) = placed(ctx, id).await?;
-    // The panel keeps no access yet: the new system gets none, as at create (see `spec`).
-    let req = HostAction::Reinstall { template: Some(inst.os_template.clone()), access: Default::default() };
+    // The way in as the panel has it now, written into the new system (as at create, see `spec`).
+    let access = crate::db::access::instance_access(&ctx.pool, id).await.map_err(db)?.unwrap_or_default();
+    let req = HostAction::Reinstall { template: Some(inst.os_template.clone()), access };
     let status = client.action(InstanceId(id), &req).await.map_err(host_failed)?;
+    record(ctx, id, &status).await?;
+    Ok(Outcome::Done)
+}
+
+/// Sends the newest root password hash the panel holds for the instance.
+async fn reset_password(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
+    let (_inst, _host, client) = placed(ctx, id).await?;
+    let access = crate::db::access::instance_access(&ctx.pool, id).await.map_err(db)?.unwrap_or_default();
+    let Some(root_password_hash) = access.root_password_hash else { return Ok(Outcome::Done) };
+    let status = client.action(InstanceId(id), &HostAction::ResetPassword { root_password_hash }).await.map_err(host_failed)?;
     record(ctx, id, &status).await?;
     Ok(Outcome::Done)
 }

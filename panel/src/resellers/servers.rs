@@ -28,6 +28,8 @@ pub struct NewServer {
     pub os_template: String,
     pub hostname: String,
     pub cycle: BillingCycle,
+    /// The way in (keys, root password hash), already validated and hashed.
+    pub access: vessel_core::Access,
 }
 
 /// What the API may ask of a server.
@@ -130,6 +132,7 @@ pub async fn create(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, s: New
         },
     )
     .await?;
+    crate::db::access::set_order_access(tx, order, &s.access).await?;
     // Made by the API, the server runs at once; the payer owes the first period's invoice, and
     // dunning suspends the server if it stays unpaid, as for any subscription.
     sub_sql::set_status(tx, subscription, "active", now).await?;
@@ -264,4 +267,28 @@ pub async fn suspend_with_account(tx: &mut Tx<'_>, now: DateTime<Utc>, customer:
 /// Lifts what [`suspend_with_account`] did (the rules: [`Request::AccountResume`]).
 pub async fn resume_with_account(tx: &mut Tx<'_>, now: DateTime<Utc>, customer: Uuid) -> Result<usize, ResellerError> {
     Ok(vps::request_all(tx, Target::Account(customer), Request::AccountResume, now).await?)
+}
+
+/// Sets a running server's root password (issue 13): the hash is recorded and a job sets it
+/// on the host. Locked through [`vps::lock`], in the one lock order.
+pub async fn reset_password(tx: &mut Tx<'_>, who: &Principal, id: Uuid, hash: vessel_core::PasswordHash) -> Result<(), ResellerError> {
+    let locked = lock_one(tx, who, id).await?;
+    crate::access::record_password_reset(tx, id, locked.desired.as_str(), hash).await.map_err(|e| match e {
+        crate::access::AccessError::NotRunning => ResellerError::Conflict(e.to_string()),
+        e => e.into(),
+    })?;
+    audit::record(&mut **tx, who.actor(), "server.reset_password", Some(("instance", id.to_string())), None, who.details(json!({}))).await?;
+    Ok(())
+}
+
+/// Replaces a server's way in before a reinstall writes it into the fresh system.
+pub async fn set_access(tx: &mut Tx<'_>, who: &Principal, id: Uuid, access: &vessel_core::Access) -> Result<(), ResellerError> {
+    lock_one(tx, who, id).await?;
+    crate::db::access::set_instance_access(tx, id, access).await?;
+    Ok(())
+}
+
+/// One server the caller may see, locked (subscription, then instance).
+async fn lock_one(tx: &mut Tx<'_>, who: &Principal, id: Uuid) -> Result<vps::Locked, ResellerError> {
+    vps::lock(tx, Target::Id(id, Scope::reseller(who.tenant.reseller()))).await?.into_iter().next().ok_or(ResellerError::NotFound("server"))
 }

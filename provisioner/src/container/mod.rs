@@ -9,15 +9,17 @@
 //! * [`disk`], [`net`]: the image/loop/mount and the bridge/veth/tc parts.
 //!
 //! Names are derived from the instance id, never stored, so every part can be found again
-//! after a crash: `<state>/containers/<id>/{disk.img,root,console.log}`, the cgroup
+//! after a crash: `<state>/containers/<id>/{disk.img,root,ids.json,log/console.log}`, the cgroup
 //! `ct-<id short>` under the configured parent, the veth `<prefix><id short>` (its peer
 //! `<prefix>p<id short>` is renamed `eth0` inside).
 
+pub mod access;
 pub mod cli;
 pub mod disk;
 pub mod init;
 pub mod manager;
 pub mod net;
+pub mod seccomp;
 
 use crate::cgroup::{CgroupError, CgroupLayout, InstanceCgroup, Limits};
 use crate::runtime::{Runtime, Usage};
@@ -72,6 +74,8 @@ pub enum ContainerError {
     Sys { what: String, errno: nix::Error },
     #[error("container init: {0}")]
     Init(String),
+    #[error("no free user-namespace id range left on this host ({slots} in the pool)")]
+    IdsExhausted { slots: u32 },
     #[error(transparent)]
     NotSupported(#[from] crate::runtime::NotSupported),
     #[error(transparent)]
@@ -121,6 +125,9 @@ pub fn crash_point(op: &str, step: &str) {
     }
 }
 
+/// Room for a container's console logs on the host (this boot's and the previous one's).
+pub const LOG_BYTES: u64 = 2 * 1024 * 1024;
+
 /// The steps of create and destroy, in order (the crash tests walk them).
 pub const CREATE_STEPS: [&str; 8] = [
     "record", "image", "mkfs", "loop", "mount", "rootfs", "cgroup", "start",
@@ -147,14 +154,33 @@ pub struct ContainerConfig {
     /// The host memory the guarantees are promised out of (admission's `M`), for the OOM
     /// policy: see [`oom_score_adj`].
     pub host_memory_mib: u64,
-    /// Give each container a user namespace whose ids 0..count are host ids base.. (its
-    /// files are shifted into that range when its root filesystem is made). `None`: root in
-    /// a container is host root with reduced capabilities.
-    pub userns: Option<IdRange>,
+    /// Give each container a user namespace with its own range of host ids from this pool
+    /// (its files are shifted into that range when its root filesystem is made). `None`
+    /// (only for measurements and old hosts): root in a container is host root with reduced
+    /// capabilities.
+    pub userns: Option<IdPool>,
 }
 
-/// A range of host uids/gids a container's ids map onto.
+/// Host uids/gids handed to containers, [`IDS_PER_CONTAINER`] each: slot `k` is
+/// `first + k·65536 ..`. The default leaves the ids below 2^30 to the host's own users.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdPool {
+    pub first: u32,
+    pub slots: u32,
+}
+
+impl IdPool {
+    pub const DEFAULT: IdPool = IdPool {
+        first: 1 << 30,
+        slots: 16_384,
+    };
+}
+
+pub const IDS_PER_CONTAINER: u32 = 65_536;
+
+/// The range of host uids/gids one container's ids 0..count map onto: allocated from the
+/// pool at create, recorded in its instance directory (`ids.json`), freed with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IdRange {
     pub base: u32,
     pub count: u32,
@@ -199,6 +225,18 @@ pub struct ConsoleSession {
     pub child: std::process::Child,
 }
 
+/// Creates `dir` if needed and makes it the provisioner's only (0700): nothing of a
+/// container is reachable by the host's other users.
+fn private_dir(dir: &std::path::Path) -> Result<(), ContainerError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(dir)
+        .and_then(|_| fs::set_permissions(dir, fs::Permissions::from_mode(0o700)))
+        .map_err(|source| ContainerError::Io {
+            what: format!("mkdir 0700 {}", dir.display()),
+            source,
+        })
+}
+
 /// Start time of `pid` from /proc, if it is alive and not a zombie.
 pub fn proc_start_time(pid: u32) -> Option<u64> {
     let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -233,8 +271,39 @@ impl ContainerRuntime {
     fn image(&self, id: &InstanceId) -> PathBuf {
         self.dir(id).join("disk.img")
     }
+    /// The console log: what the container's init writes to stdout/stderr. It lives on a
+    /// small tmpfs of its own (`log/`, [`LOG_BYTES`]), so a tenant flooding its console fills
+    /// that and nothing of the host's; each start keeps the previous boot's as `.1`.
     pub fn console_log(&self, id: &InstanceId) -> PathBuf {
-        self.dir(id).join("console.log")
+        self.log_dir(id).join("console.log")
+    }
+    fn log_dir(&self, id: &InstanceId) -> PathBuf {
+        self.dir(id).join("log")
+    }
+
+    /// Mounts the log tmpfs if needed and rotates the previous boot's console log.
+    fn prepare_console_log(&self, id: &InstanceId) -> Result<(), ContainerError> {
+        let dir = self.log_dir(id);
+        if !disk::is_mounted(&dir) {
+            private_dir(&dir)?;
+            use nix::mount::MsFlags;
+            nix::mount::mount(
+                Some("vessel-log"),
+                &dir,
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                Some(format!("size={LOG_BYTES},mode=0700").as_str()),
+            )
+            .map_err(|errno| ContainerError::Sys {
+                what: format!("mount log tmpfs on {}", dir.display()),
+                errno,
+            })?;
+        }
+        let log = self.console_log(id);
+        if fs::metadata(&log).map(|m| m.len() > 0).unwrap_or(false) {
+            let _ = fs::rename(&log, dir.join("console.log.1"));
+        }
+        Ok(())
     }
     pub fn cgroup(&self, id: &InstanceId) -> InstanceCgroup {
         self.cfg.cgroups.group(&format!("ct-{}", id.short()))
@@ -261,6 +330,66 @@ impl ContainerRuntime {
         }
     }
 
+    /// The host id range of container `id`, if it has one (see [`IdRange`]).
+    pub fn ids(&self, id: &InstanceId) -> Option<IdRange> {
+        self.cfg.userns?;
+        let b = fs::read(self.dir(id).join("ids.json")).ok()?;
+        serde_json::from_slice(&b).ok()
+    }
+
+    /// Allocates container `id`'s id range once (the lowest slot no instance directory of
+    /// this host holds), durably before any file is shifted into it, under a host-wide lock
+    /// so two creates never take the same slot.
+    fn ensure_ids(&self, id: &InstanceId) -> Result<Option<IdRange>, ContainerError> {
+        let Some(pool) = self.cfg.userns else {
+            return Ok(None);
+        };
+        if let Some(r) = self.ids(id) {
+            return Ok(Some(r));
+        }
+        let io = |what: String| move |source| ContainerError::Io { what, source };
+        let locks = self.cfg.state_dir.join("locks");
+        fs::create_dir_all(&locks).map_err(io(format!("mkdir {}", locks.display())))?;
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(locks.join(".ids"))
+            .map_err(io("ids lock".into()))?;
+        // SAFETY: flock(2) on a descriptor we own; released when `lock` drops.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io("ids lock".into())(std::io::Error::last_os_error()));
+        }
+        if let Some(r) = self.ids(id) {
+            return Ok(Some(r));
+        }
+        let mut used = std::collections::HashSet::new();
+        if let Ok(rd) = fs::read_dir(self.instances_dir()) {
+            for e in rd.flatten() {
+                let b = fs::read(e.path().join("ids.json")).ok();
+                if let Some(r) = b.and_then(|b| serde_json::from_slice::<IdRange>(&b).ok()) {
+                    used.insert(r.base);
+                }
+            }
+        }
+        let base = (0..pool.slots)
+            .map(|k| pool.first + k * IDS_PER_CONTAINER)
+            .find(|b| !used.contains(b))
+            .ok_or(ContainerError::IdsExhausted { slots: pool.slots })?;
+        let r = IdRange {
+            base,
+            count: IDS_PER_CONTAINER,
+        };
+        let path = self.dir(id).join("ids.json");
+        let tmp = self.dir(id).join(".ids.json.tmp");
+        let mut f = fs::File::create(&tmp).map_err(io(format!("create {}", tmp.display())))?;
+        f.write_all(&serde_json::to_vec(&r).expect("serialises"))
+            .and_then(|_| f.sync_all())
+            .map_err(io(format!("write {}", tmp.display())))?;
+        fs::rename(&tmp, &path).map_err(io(format!("rename {}", path.display())))?;
+        Ok(Some(r))
+    }
+
     /// The live init pid, if the recorded one is still the same process.
     pub fn live_pid(&self, record: &InstanceRecord) -> Option<u32> {
         let f = Facts::of(record);
@@ -272,10 +401,8 @@ impl ContainerRuntime {
     fn ensure_built(&self, record: &InstanceRecord, op: &str) -> Result<(), ContainerError> {
         let id = record.spec.id;
         let dir = self.dir(&id);
-        fs::create_dir_all(&dir).map_err(|source| ContainerError::Io {
-            what: format!("mkdir {}", dir.display()),
-            source,
-        })?;
+        private_dir(&self.instances_dir())?;
+        private_dir(&dir)?;
         let t0 = Instant::now();
         crash_point(op, "image");
         let mkfs_done = dir.join("mkfs.done");
@@ -308,16 +435,28 @@ impl ContainerRuntime {
             })?;
         }
         // Mounted means attached: skip the loop lookup on the common path (every start).
+        let mut loop_dev = None;
         if !disk::is_mounted(&self.root(&id)) {
             crash_point(op, "loop");
             let dev = disk::attach(&self.image(&id))?;
             crash_point(op, "mount");
             disk::mount(&dev, &self.root(&id))?;
+            loop_dev = Some(dev);
         }
         let t_disk = Instant::now();
         crash_point(op, "rootfs");
         self.ensure_rootfs(record)?;
-        if let Some(range) = self.cfg.userns {
+        let ids = self.ensure_ids(&id)?;
+        // The customer's way in, on the fresh root filesystem, before its first boot.
+        let access_done = dir.join("access.done");
+        if !access_done.exists() {
+            access::write_before_boot(&self.root(&id), &record.spec.access, ids.map(|r| r.base))?;
+            fs::write(&access_done, b"").map_err(|source| ContainerError::Io {
+                what: format!("write {}", access_done.display()),
+                source,
+            })?;
+        }
+        if let Some(range) = ids {
             // Idempotent (ids already in range stay), so a crash mid-way is finished by
             // running it again.
             let shifted = dir.join("ids.shifted");
@@ -332,6 +471,19 @@ impl ContainerRuntime {
         let t_rootfs = Instant::now();
         crash_point(op, "cgroup");
         self.ensure_cgroup(record)?;
+        // The I/O ceilings name the loop device, which may be a new one after a host reboot.
+        let dev = match loop_dev {
+            Some(d) => Some(d),
+            None => disk::loops_of(&self.image(&id)).into_iter().next(),
+        };
+        if let Some(dev) = dev {
+            let rdev = nix::sys::stat::stat(dev.as_str()).map_err(|errno| ContainerError::Sys {
+                what: format!("stat {dev}"),
+                errno,
+            })?.st_rdev;
+            let majmin = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+            self.cgroup(&id).set_io_limits(majmin, &record.spec.resources.io_limits())?;
+        }
         let t_cgroup = Instant::now();
         // Gateways go on the bridge when it is made and on every op but a plain start (a
         // `start` after a host reboot finds no bridge and so puts them back too).
@@ -394,7 +546,7 @@ impl ContainerRuntime {
             veth_peer: has_net.then(|| self.veth_peer(&id)),
             network: record.spec.network.clone(),
             cgroup_join: self.cgroup(&id).join_files(),
-            userns: self.cfg.userns.map(|r| (r.base, r.count)),
+            userns: self.ids(&id).map(|r| (r.base, r.count)),
         };
         let cfg_path = self.dir(&id).join("init.json");
         fs::write(
@@ -405,9 +557,11 @@ impl ContainerRuntime {
             what: format!("write {}", cfg_path.display()),
             source,
         })?;
+        self.prepare_console_log(&id)?;
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(self.console_log(&id))
             .map_err(|source| ContainerError::Io {
                 what: "console log".into(),
@@ -421,14 +575,15 @@ impl ContainerRuntime {
             .stderr(log);
         // SAFETY: between fork and exec only async-signal-safe syscalls (setsid, unshare),
         // no allocation and no locks.
+        // With a user namespace, ct-init makes the network namespace itself (owned by it).
+        let netns_flag = if cfg.userns.is_some() { 0 } else { libc::CLONE_NEWNET };
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 libc::setsid();
                 let flags = libc::CLONE_NEWNS
                     | libc::CLONE_NEWUTS
                     | libc::CLONE_NEWIPC
-                    | libc::CLONE_NEWNET
-                    | libc::CLONE_NEWPID;
+                    | netns_flag;
                 if libc::unshare(flags) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -451,6 +606,19 @@ impl ContainerRuntime {
                 what: adj_path,
                 source,
             })?;
+            let mut out = BufReader::new(child.stdout.take().expect("piped"));
+            if cfg.userns.is_some() {
+                let mut ready = String::new();
+                out.read_line(&mut ready).map_err(|source| ContainerError::Io {
+                    what: "read ct-init".into(),
+                    source,
+                })?;
+                if ready.trim() != "ready" {
+                    let tail = fs::read_to_string(self.console_log(&id)).unwrap_or_default();
+                    let tail: String = tail.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+                    return Err(ContainerError::Init(format!("did not start: {tail}")));
+                }
+            }
             if has_net {
                 net::create_veth(
                     &self.veth_host(&id),
@@ -471,8 +639,7 @@ impl ContainerRuntime {
             drop(stdin);
             let t_go = Instant::now();
             let mut line = String::new();
-            BufReader::new(child.stdout.take().expect("piped"))
-                .read_line(&mut line)
+            out.read_line(&mut line)
                 .map_err(|source| ContainerError::Io {
                     what: "read ct-init".into(),
                     source,
@@ -542,6 +709,7 @@ impl ContainerRuntime {
         self.stop_init(record, true)?;
         let _ = fs::remove_file(self.dir(&record.spec.id).join("rootfs.done"));
         let _ = fs::remove_file(self.dir(&record.spec.id).join("ids.shifted"));
+        let _ = fs::remove_file(self.dir(&record.spec.id).join("access.done"));
         crash_point("reinstall", "rootfs");
         self.ensure_built(record, "reinstall")?;
         if was_running {
@@ -590,6 +758,37 @@ impl ContainerRuntime {
             && net::link_exists(&self.veth_host(&id))
         {
             crate::hostnet::protect(&self.port(record))?;
+        }
+        Ok(())
+    }
+
+    /// A new root password hash on the running container: written by a shell inside (as its
+    /// root, through its own view of /etc, so a symlink it planted cannot point the host at
+    /// the host's files). A stopped container is refused: its files are only touched before
+    /// their first boot (create, reinstall) or from inside.
+    pub fn reset_password(&self, record: &InstanceRecord, hash: &vessel_core::PasswordHash) -> Result<(), ContainerError> {
+        if self.live_pid(record).is_none() {
+            return Err(ContainerError::NotAllowed {
+                action: "reset the password of",
+                state: InstanceState::Stopped,
+            });
+        }
+        let mut cmd = self.exec_command(record, &["/bin/sh".into(), "-c".into(), access::RESET_SCRIPT.into()])?;
+        cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|source| ContainerError::Io { what: "password reset".into(), source })?;
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(format!("{}\n", hash.as_str()).as_bytes())
+            .map_err(|source| ContainerError::Io { what: "password reset".into(), source })?;
+        let out = child.wait_with_output().map_err(|source| ContainerError::Io { what: "password reset".into(), source })?;
+        if !out.status.success() {
+            return Err(ContainerError::Command {
+                cmd: "password reset inside the container".into(),
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
         }
         Ok(())
     }
@@ -720,7 +919,8 @@ impl ContainerRuntime {
         crash_point("destroy", "cgroup");
         self.cgroup(id).delete()?;
         crash_point("destroy", "umount");
-        disk::unmount(&self.root(id))?;
+        // The root disk and the log tmpfs.
+        disk::unmount(&self.dir(id))?;
         crash_point("destroy", "loop");
         disk::detach_all(&self.image(id))?;
         crash_point("destroy", "files");
