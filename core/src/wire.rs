@@ -23,8 +23,8 @@
 //! | `reset_password` | `root_password_hash` ([`crate::PasswordHash`])                | running               |
 //! | `destroy`        |                                                               | any                   |
 //!
-//! Unknown fields are refused. A runtime that cannot do an action yet (`reset_password` until
-//! the container and KVM runtimes implement it) answers `runtime-failed` saying so.
+//! Unknown fields are refused. A runtime that cannot do an action yet (`reset_password` on KVM
+//! until that runtime implements it) answers `runtime-failed` saying so.
 //!
 //! Errors are [`Problem`]s (`application/problem+json`). Joining is the other direction: the
 //! host posts a [`JoinRequest`] to the panel's `/hosts/join` and gets a [`JoinResponse`].

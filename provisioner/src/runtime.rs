@@ -72,9 +72,8 @@ pub trait Runtime {
         rebuild(self, record)
     }
 
-    /// Sets root's password in the running guest to `hash`. **Neither kind implements it
-    /// yet**: the default answers [`NotSupported`] (the container and KVM runtimes each
-    /// override it when they can write into a live guest).
+    /// Sets root's password in the running guest to `hash`. The default answers
+    /// [`NotSupported`]: containers override it; **KVM does not implement it yet**.
     fn reset_password(&self, record: &mut InstanceRecord, _hash: &PasswordHash) -> Result<(), Self::Error> {
         Err(NotSupported { op: "reset_password", kind: record.spec.kind() }.into())
     }

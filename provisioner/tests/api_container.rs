@@ -90,10 +90,9 @@ async fn a_container_through_its_whole_lifecycle() {
     // A start carrying resources is not a request: refused before anything happens.
     let (status, p) = act(json!({"action": "start", "resources": serde_json::to_value(ct_plan(256)).unwrap()})).await;
     assert_eq!((status, p["type"].as_str()), (400, Some("invalid-request")), "{p}");
-    // The password reset is on the wire; containers do not implement it yet and say so.
-    let (status, p) = act(json!({"action": "reset_password", "root_password_hash": "$6$saltsalt$0123456789abcdefghijklmnopqrstuvwxyzABCDEF"})).await;
-    assert_eq!((status, p["type"].as_str()), (500, Some("runtime-failed")), "{p}");
-    assert!(p["detail"].as_str().unwrap().contains("reset_password is not supported by the Container runtime yet"), "{p}");
+    // The password reset reaches the container runtime through the Runtime trait.
+    let (status, s) = act(json!({"action": "reset_password", "root_password_hash": "$6$saltsalt$0123456789abcdefghijklmnopqrstuvwxyzABCDEF"})).await;
+    assert_eq!((status, s["state"].as_str()), (200, Some("running")), "{s}");
 
     let (status, u) = d.call("GET", &format!("{path}/usage"), None).await;
     assert_eq!(status, 200, "{u}");

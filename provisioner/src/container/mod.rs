@@ -961,6 +961,10 @@ impl Runtime for ContainerRuntime {
         ContainerRuntime::resize(self, record, previous)
     }
 
+    fn reset_password(&self, record: &mut InstanceRecord, hash: &vessel_core::PasswordHash) -> Result<(), ContainerError> {
+        ContainerRuntime::reset_password(self, record, hash)
+    }
+
     fn create(&self, record: &mut InstanceRecord) -> Result<(), ContainerError> {
         self.ensure_built(record, "create")
     }
