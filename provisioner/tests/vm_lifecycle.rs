@@ -27,6 +27,12 @@ fn memory_is_dedicated_and_admission_refuses_overcommit() {
     assert_eq!(limit, (512 + host.config.memory_overhead_mib) << 20);
     assert!(cgroup::procs(&host.config.cgroup_parent, &a.spec.id.to_string()).contains(&(pid as u64)));
     assert_eq!(host.runtime.observe(&a).unwrap(), InstanceState::Running);
+    // The VMM's files (serial log, control socket, config) are the provisioner's only.
+    use std::os::unix::fs::PermissionsExt;
+    let vm_dir = host.runtime.dir(&a.spec.id);
+    for d in [vm_dir.parent().unwrap(), vm_dir.as_path()] {
+        assert_eq!(std::fs::metadata(d).unwrap().permissions().mode() & 0o777, 0o700, "{}", d.display());
+    }
     // Locked down: no capability left in any thread, no new privileges, seccomp on.
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();

@@ -51,8 +51,12 @@ pub struct VmConfig {
     /// Host CPU of each vCPU thread when the plan pins them (cpu_ratio 1); empty = floating.
     #[serde(default)]
     pub pin_cpus: Vec<usize>,
-    /// Everything the guest writes on its serial port is appended here.
+    /// Everything the guest writes on its serial port is appended here; at
+    /// `serial_log_max_bytes` it moves to `<serial_log>.1` and starts again (see
+    /// [`super::devices::RotatingLog`]).
     pub serial_log: PathBuf,
+    #[serde(default = "default_serial_log_max_bytes")]
+    pub serial_log_max_bytes: u64,
     /// Also copy serial output to the VMM's stdout (an attached console).
     #[serde(default)]
     pub serial_stdout: bool,
@@ -72,6 +76,13 @@ pub struct VmConfig {
 
 fn yes() -> bool {
     true
+}
+
+/// 1 MiB: a few thousand lines of boot log, and at most 2 MiB of disk per machine.
+pub const DEFAULT_SERIAL_LOG_MAX_BYTES: u64 = 1 << 20;
+
+fn default_serial_log_max_bytes() -> u64 {
+    DEFAULT_SERIAL_LOG_MAX_BYTES
 }
 
 #[derive(Debug, Error)]

@@ -3,7 +3,7 @@
 //!
 //! | ports | device |
 //! | --- | --- |
-//! | `0x3f8..=0x3ff` | COM1, a 16550 (vm-superio), IRQ 4, output kept in the serial log |
+//! | `0x3f8..=0x3ff` | COM1, a 16550 (vm-superio), IRQ 4, output kept in the serial log (capped and rotated: [`RotatingLog`]) |
 //! | `0x60`, `0x64` | a minimal i8042: `0xFE` written to `0x64` resets the machine (reboot); the VMM queues a Ctrl-Alt-Del on it to ask the guest to shut down |
 //! | `0xf4` | power-off: any write ends the machine cleanly (QEMU's isa-debug-exit port) |
 //!
@@ -43,9 +43,69 @@ impl Trigger for IrqTrigger {
     }
 }
 
-/// Serial output: the log file, and stdout when a console is attached.
+/// The serial log, capped and rotated: `serial.log` holds the newest output and, once it
+/// would pass `cap` bytes, its content moves to `serial.log.1` (replacing the previous one)
+/// and it starts empty again, so a guest flooding its console uses at most twice `cap` bytes
+/// of host disk. Both files are opened before the seccomp filter goes on; rotating needs only
+/// `pread64`, `write` and `ftruncate` on them (no path is opened or renamed afterwards).
+pub struct RotatingLog {
+    current: File,
+    previous: File,
+    cap: u64,
+    len: u64,
+}
+
+impl RotatingLog {
+    /// Opens (creating, mode 0600) `path` and `path.1` for appending.
+    pub fn open(path: &std::path::Path, cap: u64) -> std::io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let open = |p: &std::path::Path| std::fs::OpenOptions::new().create(true).append(true).read(true).mode(0o600).open(p);
+        let current = open(path)?;
+        let mut old = path.as_os_str().to_owned();
+        old.push(".1");
+        let previous = open(std::path::Path::new(&old))?;
+        let len = current.metadata()?.len();
+        Ok(RotatingLog { current, previous, cap: cap.max(1), len })
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.previous.set_len(0)?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut at = 0;
+        loop {
+            let n = self.current.read_at(&mut buf, at)?;
+            if n == 0 {
+                break;
+            }
+            self.previous.write_all(&buf[..n])?;
+            at += n as u64;
+        }
+        self.current.set_len(0)?;
+        self.len = 0;
+        Ok(())
+    }
+}
+
+impl Write for RotatingLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // A single write larger than the cap keeps only its tail.
+        let buf = &buf[buf.len().saturating_sub(self.cap as usize)..];
+        if self.len + buf.len() as u64 > self.cap {
+            self.rotate()?;
+        }
+        self.current.write_all(buf)?;
+        self.len += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.current.flush()
+    }
+}
+
+/// Serial output: the log, and stdout when a console is attached.
 pub struct SerialOut {
-    pub log: File,
+    pub log: RotatingLog,
     pub stdout: bool,
     /// Set once the guest has written anything (the benchmark's "first byte").
     pub seen_first_byte: bool,
@@ -150,4 +210,35 @@ impl Devices {
     }
 
     pub fn mmio_write(&mut self, _addr: u64, _data: &[u8]) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_serial_log_rotates_at_its_cap_and_keeps_the_newest_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serial.log");
+        let mut log = RotatingLog::open(&path, 100).unwrap();
+        for i in 0..1000u32 {
+            log.write_all(format!("line {i:04}\n").as_bytes()).unwrap();
+        }
+        let cur = std::fs::read_to_string(&path).unwrap();
+        let old = std::fs::read_to_string(dir.path().join("serial.log.1")).unwrap();
+        assert!(cur.len() <= 100 && old.len() <= 100, "{} {}", cur.len(), old.len());
+        assert!(cur.ends_with("line 0999\n"), "{cur}");
+        // The previous file ends where the current one starts: nothing lost in between.
+        let first_now: u32 = cur[5..9].parse().unwrap();
+        assert!(old.ends_with(&format!("line {:04}\n", first_now - 1)), "{old}");
+        // Reopening (a VMM restart) continues with the size already there.
+        let mut log = RotatingLog::open(&path, 100).unwrap();
+        log.write_all(&[b'x'; 95]).unwrap();
+        assert!(std::fs::metadata(&path).unwrap().len() <= 100);
+        // One write beyond the cap keeps its tail only.
+        log.write_all(&[b'y'; 500]).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), vec![b'y'; 100]);
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
 }

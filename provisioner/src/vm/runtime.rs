@@ -2,7 +2,7 @@
 //!
 //! Each machine is a `provisioner vm run` child process in its own process group and its own
 //! cgroup (named by the instance id under `cgroup_parent`), with its files in
-//! `<state_dir>/vm/<id>/`: `config.json`, `serial.log`, `vmm.log` (the VMM's own log),
+//! `<state_dir>/vm/<id>/` (mode 0700): `config.json`, `serial.log` (and `serial.log.1`: capped, rotated), `vmm.log` (the VMM's own log),
 //! `control.sock`, and `exit` (written by the VMM when it ends on purpose).
 //!
 //! `record.runtime` keeps the VMM's pid and its start time (from `/proc/<pid>/stat`, so a
@@ -87,6 +87,8 @@ pub struct KvmRuntimeConfig {
     pub stop_timeout: Duration,
     /// Memory the VMM itself may use on top of guest RAM (its cgroup limit is the sum).
     pub memory_overhead_mib: u64,
+    /// Cap of each machine's serial log (rotated once: at most twice this on disk).
+    pub serial_log_max_bytes: u64,
 }
 
 impl KvmRuntimeConfig {
@@ -103,6 +105,7 @@ impl KvmRuntimeConfig {
             pinnable_cpus: (0..cpus).collect(),
             stop_timeout: Duration::from_secs(10),
             memory_overhead_mib: 64,
+            serial_log_max_bytes: super::config::DEFAULT_SERIAL_LOG_MAX_BYTES,
         }
     }
 }
@@ -166,6 +169,18 @@ impl KvmRuntime {
 
     pub fn dir(&self, id: &InstanceId) -> PathBuf {
         self.cfg.state_dir.join("vm").join(id.to_string())
+    }
+
+    /// Makes the machine's directory (and `<state_dir>/vm`) readable by the provisioner only
+    /// (0700): serial logs, the control socket and later disk images are nobody else's.
+    fn make_dir(&self, id: &InstanceId) -> Result<PathBuf, VmError> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let dir = self.dir(id);
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io(&dir))?;
+        for d in [self.cfg.state_dir.join("vm"), dir.clone()] {
+            fs::set_permissions(&d, fs::Permissions::from_mode(0o700)).map_err(io(&d))?;
+        }
+        Ok(dir)
     }
     pub fn serial_log(&self, id: &InstanceId) -> PathBuf {
         self.dir(id).join("serial.log")
@@ -347,8 +362,7 @@ impl Runtime for KvmRuntime {
         host::check(&self.cfg.capacity, &records, &record.spec.resources, Some(record.spec.id))
             .map_err(|r| VmError::Refused(Box::new(r)))?;
         self.image(&record.spec.template)?;
-        let dir = self.dir(&record.spec.id);
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        self.make_dir(&record.spec.id)?;
         if !matches!(record.state, InstanceState::Running | InstanceState::Suspended) {
             record.state = InstanceState::Stopped;
         }
@@ -364,8 +378,7 @@ impl Runtime for KvmRuntime {
         }
         let res = &record.spec.resources;
         let image = self.image(&record.spec.template)?;
-        let dir = self.dir(&id);
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let dir = self.make_dir(&id)?;
         self.clean_dead(&id)?;
 
         let vcpus = res.vcpus() as usize;
@@ -392,6 +405,7 @@ impl Runtime for KvmRuntime {
             smp_boot: image.smp_boot,
             pin_cpus: pin.clone().unwrap_or_default(),
             serial_log: self.serial_log(&id),
+            serial_log_max_bytes: self.cfg.serial_log_max_bytes,
             serial_stdout: false,
             control_socket: Some(self.socket(&id)),
             exit_file: Some(self.exit_file(&id)),

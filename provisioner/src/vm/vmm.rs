@@ -9,13 +9,13 @@ use super::boot;
 use super::cgroup;
 use super::config::{SmpBoot, VmConfig};
 use super::control;
-use super::devices::{Devices, SerialOut, COM1_IRQ, I8042_IRQ};
+use super::devices::{Devices, RotatingLog, SerialOut, COM1_IRQ, I8042_IRQ};
 use super::memory;
 use super::seccomp;
 use super::vcpu::{self, PauseGate, Stop};
 use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::Kvm;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::thread::JoinHandleExt;
 use std::path::PathBuf;
@@ -78,14 +78,6 @@ fn setup(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmmError {
     move |source| VmmError::Setup { what, source }
 }
 
-fn open_append(path: &std::path::Path) -> Result<File, VmmError> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|source| VmmError::File { path: path.into(), source })
-}
-
 /// Runs the machine to its end. The exit file (if configured) gets the outcome or the error.
 pub fn run(cfg: &VmConfig) -> Result<Outcome, VmmError> {
     let mut exit_file = match &cfg.exit_file {
@@ -118,7 +110,9 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
     if let Some(p) = &cfg.cgroup {
         cgroup::join(p, std::process::id())?;
     }
-    let serial = SerialOut { log: open_append(&cfg.serial_log)?, stdout: cfg.serial_stdout, seen_first_byte: false };
+    let log = RotatingLog::open(&cfg.serial_log, cfg.serial_log_max_bytes)
+        .map_err(|source| VmmError::File { path: cfg.serial_log.clone(), source })?;
+    let serial = SerialOut { log, stdout: cfg.serial_stdout, seen_first_byte: false };
 
     let kvm = Kvm::new().map_err(VmmError::Kvm)?;
     let vm = kvm.create_vm().map_err(setup("create_vm"))?;
