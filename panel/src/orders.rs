@@ -90,6 +90,9 @@ pub async fn place_order(pool: &PgPool, clock: &dyn Clock, customer: Uuid, req: 
     if (kind == InstanceKind::Container && !for_ct) || (kind == InstanceKind::Kvm && !for_kvm) {
         return Err(OrderError::UnknownTemplate);
     }
+    // The customer's balance row first (a 100 % order is settled from credit below): the
+    // lock order of every money path.
+    crate::billing::ledger::lock_credit(&mut tx, customer, &who.currency).await?;
     let coupon = match req.coupon.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
         None => None,
         Some(code) => {
@@ -97,11 +100,13 @@ pub async fn place_order(pool: &PgPool, clock: &dyn Clock, customer: Uuid, req: 
             if c.valid_until.is_some_and(|t| t <= now) {
                 return Err(OrderError::BadCoupon("this coupon has expired".into()));
             }
-            if c.max_redemptions.is_some_and(|m| c.redemptions >= m as i64) {
-                return Err(OrderError::BadCoupon("this coupon has been used up".into()));
-            }
             if c.amount_off_minor.is_some() && c.currency.as_deref() != Some(who.currency.as_str()) {
                 return Err(OrderError::BadCoupon(format!("this coupon is not valid for payments in {}", who.currency)));
+            }
+            // Counted on the coupon row by an UPDATE that re-reads its newest version, so a
+            // parallel order waits for this one and then sees the coupon used up.
+            if !sql::redeem_coupon(&mut tx, c.id).await? {
+                return Err(OrderError::BadCoupon("this coupon has been used up".into()));
             }
             Some(c.id)
         }

@@ -143,6 +143,9 @@ pub async fn void_with_credit_note(
 ) -> Result<Uuid, BillingError> {
     let now = clock.now();
     let mut tx = pool.begin().await?;
+    // The owner's balance row before the invoice: the lock order of every money path.
+    let (owner, currency) = sql::owner_of(&mut tx, invoice_id).await?.ok_or(BillingError::InvoiceNotFound)?;
+    ledger::lock_credit(&mut tx, owner, &currency).await?;
     let inv = sql::lock(&mut tx, invoice_id, None).await?.ok_or(BillingError::InvoiceNotFound)?;
     if inv.kind != "invoice" {
         return Err(BillingError::NotAnInvoice);

@@ -78,6 +78,13 @@ pub async fn post(
     Ok(Some(id))
 }
 
+/// Locks `customer`'s balance row (their credit account in `currency`) and returns the credit
+/// it holds. Lock order, everywhere money moves: this row first, then invoices, then the
+/// subscription, then the instance.
+pub async fn lock_credit(tx: &mut Tx<'_>, customer: Uuid, currency: &str) -> Result<i64, sqlx::Error> {
+    sql::lock_credit(tx, customer, currency).await
+}
+
 /// What a customer has as account credit (credits minus debits on their credit account).
 pub async fn credit_balance<'e, E: sqlx::PgExecutor<'e>>(e: E, customer: Uuid, currency: &str) -> Result<i64, sqlx::Error> {
     Ok(-sql::balance(e, "credit", Some(customer), currency).await?)

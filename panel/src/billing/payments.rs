@@ -46,6 +46,7 @@ pub async fn top_up(
         return Err(BillingError::Invalid("a payment must be more than zero".into()));
     }
     let currency = amount.currency.as_str();
+    ledger::lock_credit(tx, customer, currency).await?;
     let payment = sql::insert(
         tx,
         &sql::NewPayment {
@@ -89,7 +90,15 @@ pub async fn top_up(
 
 /// Pays one of `customer`'s issued invoices from their account credit, then lets the
 /// subscription react (activation of a new order, unsuspension).
+///
+/// The one place credit is spent. It locks the customer's balance row before it reads the
+/// balance, so parallel payments spending the same credit run one after the other and the
+/// second sees what the first left; the database's `ledger_accounts_credit_never_negative`
+/// refuses anything that would still take it below zero.
 pub async fn apply_credit(tx: &mut Tx<'_>, customer: Uuid, invoice_id: Uuid, now: DateTime<Utc>) -> Result<(), BillingError> {
+    // The currency of an issued invoice never changes: it is safe to read before the locks.
+    let currency = inv_sql::currency_of(tx, invoice_id, customer).await?.ok_or(BillingError::InvoiceNotFound)?;
+    let available = ledger::lock_credit(tx, customer, &currency).await?;
     let inv = inv_sql::lock(tx, invoice_id, Some(customer)).await?.ok_or(BillingError::InvoiceNotFound)?;
     if inv.kind != "invoice" {
         return Err(BillingError::NotAnInvoice);
@@ -101,7 +110,6 @@ pub async fn apply_credit(tx: &mut Tx<'_>, customer: Uuid, invoice_id: Uuid, now
         _ => return Err(BillingError::InvoiceNotFound),
     }
     let currency = Currency::parse(&inv.currency).map_err(|e| BillingError::Invalid(e.to_string()))?;
-    let available = ledger::credit_balance(&mut **tx, customer, &inv.currency).await?;
     if available < inv.total_minor {
         return Err(BillingError::InsufficientCredit {
             needed: Money::new(inv.total_minor, currency),

@@ -252,6 +252,21 @@ pub async fn lock(tx: &mut Tx<'_>, id: Uuid, owner: Option<Uuid>) -> Result<Opti
     .await
 }
 
+/// An invoice's currency (and that it belongs to `owner`), without locking it: what must be
+/// known to lock the owner's balance row first.
+pub async fn currency_of(tx: &mut Tx<'_>, id: Uuid, owner: Uuid) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT currency FROM invoices WHERE id = $1 AND account_id = $2")
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
+/// An invoice's owner and currency, without locking it (see [`currency_of`]).
+pub async fn owner_of(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<(Uuid, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT account_id, currency FROM invoices WHERE id = $1").bind(id).fetch_optional(&mut **tx).await
+}
+
 pub async fn set_status(tx: &mut Tx<'_>, id: Uuid, status: &str, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE invoices SET status = $2::invoice_status,

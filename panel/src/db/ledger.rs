@@ -114,3 +114,25 @@ pub async fn post_issued_invoices(tx: &mut Tx<'_>, invoice_ids: &[Uuid], at: Dat
     .await?;
     Ok(())
 }
+
+/// Locks a customer's credit ledger account in `currency` (made on first use) and returns the
+/// credit it holds. The row is the customer's balance row: whatever spends or adds credit takes
+/// it first, before the invoice, subscription or instance rows it then touches.
+pub async fn lock_credit(tx: &mut Tx<'_>, owner: Uuid, currency: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO ledger_accounts (code, type, account_id, currency) VALUES ('credit', 'liability', $1, $2)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(owner)
+    .bind(currency)
+    .execute(&mut **tx)
+    .await?;
+    let balance: i64 = sqlx::query_scalar(
+        "SELECT balance_minor FROM ledger_accounts WHERE code = 'credit' AND currency = $2 AND account_id = $1 FOR UPDATE",
+    )
+    .bind(owner)
+    .bind(currency)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(-balance)
+}

@@ -205,12 +205,26 @@ pub struct CouponRow {
 pub async fn coupon(tx: &mut Tx<'_>, code: &str) -> Result<Option<CouponRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT c.id, c.percent_off, c.amount_off_minor, c.currency, c.valid_until, c.max_redemptions,
-                (SELECT count(*) FROM orders o WHERE o.coupon_id = c.id) AS redemptions
-           FROM coupons c WHERE c.code = $1 FOR UPDATE",
+                c.redemptions::bigint AS redemptions
+           FROM coupons c WHERE c.code = $1",
     )
     .bind(code)
     .fetch_optional(&mut **tx)
     .await
+}
+
+/// Counts one redemption of a coupon if it has one left; false if it is used up. A single
+/// UPDATE: under READ COMMITTED it waits for a concurrent redemption and re-checks the limit
+/// on the row that one left (the `coupons_redemptions_within_max` CHECK backs it up).
+pub async fn redeem_coupon(tx: &mut Tx<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE coupons SET redemptions = redemptions + 1
+          WHERE id = $1 AND (max_redemptions IS NULL OR redemptions < max_redemptions)",
+    )
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 pub struct NewOrder<'a> {

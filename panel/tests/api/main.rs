@@ -9,6 +9,7 @@ mod billing_crash;
 mod billing_world;
 mod health;
 mod migrations;
+mod money;
 mod orchestration;
 mod plans_sync;
 mod reseller_api;

@@ -1,0 +1,127 @@
+//! Money that cannot leak: each attack of issue 14 as a test that runs the attack in parallel
+//! against a real PostgreSQL, then checks what the database says.
+
+use crate::billing_world::World;
+use panel::billing::payments::pay_invoice_with_credit;
+use panel::billing::BillingError;
+use panel::clock::Clock;
+use panel::orders::{place_order, OrderError, OrderRequest};
+use panel::plans::BillingCycle::Monthly;
+
+/// Twenty parallel "pay with credit" for twenty invoices, with credit for exactly one: one is
+/// paid, nineteen are refused, the credit never goes below zero and one server is requested.
+#[tokio::test]
+async fn parallel_pay_with_credit_spends_the_credit_once() {
+    let w = World::new("2026-05-04T10:00:00Z").await;
+    let ana = w.customer("ana@example.com", Some("DE")).await;
+    let mut invoices = Vec::new();
+    for _ in 0..20 {
+        invoices.push(w.order(ana, "burst-s", Monthly, None).await.invoice_id);
+    }
+    w.credit(ana, 357).await; // one burst-s month with 19 % VAT
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(invoices.len()));
+    let tasks: Vec<_> = invoices
+        .iter()
+        .map(|&inv| {
+            let (pool, clock, barrier) = (w.pool.clone(), w.clock.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                pay_invoice_with_credit(&pool, &clock, ana, inv).await
+            })
+        })
+        .collect();
+    let mut paid = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => paid += 1,
+            Err(BillingError::InsufficientCredit { .. }) => {}
+            Err(e) => panic!("a parallel payment failed with something other than a clear refusal: {e}"),
+        }
+    }
+    assert_eq!(paid, 1, "the same 3.57 of credit paid {paid} invoices");
+    assert_eq!(w.scalar::<i64>("SELECT count(*) FROM invoices WHERE status = 'paid'").await, 1);
+    assert_eq!(w.scalar::<i64>("SELECT count(*) FROM instances").await, 1, "one paid invoice, one server");
+    let negative = w
+        .scalar::<i64>(
+            "SELECT count(*) FROM (SELECT a.id FROM ledger_accounts a JOIN ledger_entries e ON e.ledger_account_id = a.id
+               WHERE a.code = 'credit' GROUP BY a.id HAVING sum(e.credit_minor - e.debit_minor) < 0) x",
+        )
+        .await;
+    assert_eq!(negative, 0, "a credit balance went below zero");
+    w.invariants().await;
+}
+
+/// The database itself refuses credit below zero, whatever path posts it.
+#[tokio::test]
+async fn the_database_refuses_a_negative_credit_balance() {
+    let w = World::new("2026-05-04T10:00:00Z").await;
+    let ana = w.customer("ana@example.com", None).await;
+    w.credit(ana, 100).await;
+    let mut tx = w.pool.begin().await.unwrap();
+    let r = panel::billing::ledger::post(
+        &mut tx,
+        "EUR",
+        "spend more than there is",
+        Default::default(),
+        &[
+            panel::billing::ledger::debit(panel::billing::ledger::LedgerAccount::Credit(ana), 101),
+            panel::billing::ledger::credit(panel::billing::ledger::LedgerAccount::Revenue, 101),
+        ],
+        w.clock.now(),
+    )
+    .await;
+    let e = r.expect_err("credit went below zero");
+    assert!(e.to_string().contains("ledger_accounts_credit_never_negative"), "{e}");
+}
+
+/// A single-use 100 %-off coupon offered by ten parallel orders: one order gets it, nine are
+/// told it is used up, and nine free servers are not made.
+#[tokio::test]
+async fn parallel_orders_redeem_a_single_use_coupon_once() {
+    let w = World::new("2026-05-04T10:00:00Z").await;
+    sqlx::query("INSERT INTO coupons (code, percent_off, max_redemptions) VALUES ('ONCEFREE', 100, 1), ('TWICE', 50, 2)")
+        .execute(&w.pool)
+        .await
+        .unwrap();
+    let mut customers = Vec::new();
+    for i in 0..10 {
+        customers.push(w.customer(&format!("c{i}@example.com"), None).await);
+    }
+    for (code, max) in [("ONCEFREE", 1), ("TWICE", 2)] {
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(customers.len()));
+        let tasks: Vec<_> = customers
+            .iter()
+            .map(|&c| {
+                let (pool, clock, barrier) = (w.pool.clone(), w.clock.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let req = OrderRequest {
+                        plan_code: "burst-l".into(),
+                        cycle: Monthly,
+                        os_template: "debian-12".into(),
+                        hostname: "free.example.com".into(),
+                        coupon: Some(code.into()),
+                    };
+                    place_order(&pool, &clock, c, req).await
+                })
+            })
+            .collect();
+        let mut ok = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(OrderError::BadCoupon(m)) => assert_eq!(m, "this coupon has been used up"),
+                Err(e) => panic!("a parallel order failed with something other than a clear refusal: {e}"),
+            }
+        }
+        assert_eq!(ok, max, "{code} (max {max}) was redeemed {ok} times");
+        let orders: i64 = sqlx::query_scalar("SELECT count(*) FROM orders o JOIN coupons c ON c.id = o.coupon_id WHERE c.code = $1")
+            .bind(code)
+            .fetch_one(&w.pool)
+            .await
+            .unwrap();
+        assert_eq!(orders, max as i64);
+    }
+    assert_eq!(w.scalar::<i64>("SELECT count(*) FROM instances").await, 1, "one free server, not ten");
+    w.invariants().await;
+}
