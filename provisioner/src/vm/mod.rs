@@ -9,6 +9,7 @@
 //! * [`control`]: the unix socket through which the provisioner pauses, resumes and shuts down.
 //! * [`seccomp`]: what the VMM may still do once set up.
 //! * [`cgroup`]: the VMM's cgroup (memory limit, cpuset or weight).
+//! * [`shield`]: pinned cores taken from every other task and cgroup on the host.
 //! * [`vmm`]: puts the above together and runs a machine to its end.
 //! * [`runtime`]: the provisioner's side: the `Runtime` lifecycle over VMM processes.
 //! * [`guest`]: builds the project's test guest and checks its report.
@@ -22,5 +23,6 @@ pub mod guest;
 pub mod memory;
 pub mod runtime;
 pub mod seccomp;
+pub mod shield;
 pub mod vcpu;
 pub mod vmm;

@@ -13,11 +13,11 @@
 use super::cgroup::{self, Limits};
 use super::config::{CgroupPlacement, SmpBoot, VmConfig};
 use super::control;
+use super::shield::{Shield, ShieldError};
 use crate::host;
 use crate::runtime::{Runtime, Usage};
 use crate::store::{InstanceRecord, InstanceStore, StoreError};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -41,8 +41,8 @@ pub enum VmError {
     Io { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Cgroup(#[from] cgroup::CgroupError),
-    #[error("no {needed} free host cores to pin to (free: {free:?})")]
-    NoFreeCores { needed: usize, free: Vec<usize> },
+    #[error(transparent)]
+    Shield(#[from] ShieldError),
     #[error("the VMM of {id} did not start: {reason}")]
     Start { id: InstanceId, reason: String },
     #[error("the VMM of {id} is not running")]
@@ -81,8 +81,13 @@ pub struct KvmRuntimeConfig {
     pub vmm_binary: PathBuf,
     pub images_dir: PathBuf,
     pub capacity: HostCapacity,
-    /// Host CPUs that may be given exclusively to pinned machines.
+    /// Host CPUs that may be given exclusively to pinned machines (the daemon leaves out the
+    /// cores reserved for the host).
     pub pinnable_cpus: Vec<usize>,
+    /// The host-wide registry of pinned cores and the cpuset hierarchy it shields them in.
+    pub shield: Shield,
+    /// How long a pinned start waits for cores another machine is giving back.
+    pub core_wait: Duration,
     /// How long a guest gets to power off cleanly before it is killed.
     pub stop_timeout: Duration,
     /// Memory the VMM itself may use on top of guest RAM (its cgroup limit is the sum).
@@ -95,7 +100,7 @@ impl KvmRuntimeConfig {
     /// Usual defaults for a host: every online CPU pinnable, 10 s to shut down, 64 MiB of
     /// VMM overhead allowed (it uses about 6; the rest covers page tables of large guests).
     pub fn new(state_dir: PathBuf, cgroup_parent: String, vmm_binary: PathBuf, images_dir: PathBuf, capacity: HostCapacity) -> Self {
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cpus = super::shield::online_cpus();
         KvmRuntimeConfig {
             state_dir,
             cgroup_parent,
@@ -103,6 +108,8 @@ impl KvmRuntimeConfig {
             images_dir,
             capacity,
             pinnable_cpus: (0..cpus).collect(),
+            shield: Shield::host_default(),
+            core_wait: Duration::from_secs(120),
             stop_timeout: Duration::from_secs(10),
             memory_overhead_mib: 64,
             serial_log_max_bytes: super::config::DEFAULT_SERIAL_LOG_MAX_BYTES,
@@ -216,38 +223,30 @@ impl KvmRuntime {
         Ok(())
     }
 
-    /// Host cores no running pinned machine (other than `me`) holds.
-    fn unpinned_cores(&self, me: Option<&InstanceId>) -> Result<Vec<usize>, VmError> {
-        let mut taken = BTreeSet::new();
-        for r in self.store.list()? {
-            let f = VmFacts::of(&r);
-            if r.spec.kind() == InstanceKind::Kvm && Some(&r.spec.id) != me && vmm_alive(&f) {
-                taken.extend(f.pinned_cpus);
-            }
-        }
-        Ok(self.cfg.pinnable_cpus.iter().copied().filter(|c| !taken.contains(c)).collect())
+    /// The cgroup path of a machine (how the shield's registry names its holder).
+    fn holder(&self, id: &InstanceId) -> String {
+        cgroup::path_of(&self.cfg.cgroup_parent, &id.to_string())
     }
 
-    /// `needed` cores of its own for a pinned machine.
+    /// `needed` cores of its own for a pinned machine, claimed host-wide.
     fn free_cores(&self, me: &InstanceId, needed: usize) -> Result<Vec<usize>, VmError> {
-        let free = self.unpinned_cores(Some(me))?;
-        if free.len() < needed {
-            return Err(VmError::NoFreeCores { needed, free });
-        }
-        Ok(free[..needed].to_vec())
+        Ok(self.cfg.shield.claim(&self.holder(me), &self.cfg.pinnable_cpus, needed, self.cfg.core_wait)?)
     }
 
-    /// Where floating machines may run: every core no pinned machine holds (all of them in
-    /// the corner case where pinned machines hold every core, which admission prevents when
-    /// any floating machine exists).
+    /// Where floating machines may run: every online core no pinned machine on the host
+    /// holds (all of them in the corner case where pinned machines hold every core, which
+    /// admission and the host's reserved cores prevent).
     fn floating_cores(&self) -> Result<Vec<usize>, VmError> {
-        let free = self.unpinned_cores(None)?;
-        Ok(if free.is_empty() { self.cfg.pinnable_cpus.clone() } else { free })
+        let pinned = self.cfg.shield.pinned()?;
+        let cpus = super::shield::online_cpus();
+        let free: Vec<usize> = (0..cpus).filter(|c| !pinned.contains(c)).collect();
+        Ok(if free.is_empty() { (0..cpus).collect() } else { free })
     }
 
-    /// After a pinned machine starts or stops: every running floating machine moves to the
-    /// cores pinned machines leave free, so pinned cores are really nobody else's.
+    /// After a pinned machine starts or stops: its cores are taken from (or given back to)
+    /// every other task and cgroup on the host, this runtime's floating machines included.
     fn rebalance_floating(&self) -> Result<(), VmError> {
+        self.cfg.shield.apply()?;
         let cores = self.floating_cores()?;
         for r in self.store.list()? {
             let f = VmFacts::of(&r);
@@ -299,6 +298,7 @@ impl KvmRuntime {
     /// moment to let go of an emptied cgroup, hence the few retries.
     fn clean_dead(&self, id: &InstanceId) -> Result<(), VmError> {
         let _ = fs::remove_file(self.socket(id));
+        self.cfg.shield.release(&self.holder(id))?;
         let mut tries = 0;
         loop {
             match cgroup::remove(&self.cfg.cgroup_parent, &id.to_string()) {
@@ -347,6 +347,8 @@ impl KvmRuntime {
             self.store.put(&r)?;
             out.push((r.spec.id, r.state));
         }
+        // Cores of machines that died while nobody watched go back; live ones stay shielded.
+        self.rebalance_floating()?;
         Ok(out)
     }
 }
@@ -503,8 +505,12 @@ impl Runtime for KvmRuntime {
     fn destroy(&self, record: &mut InstanceRecord) -> Result<(), VmError> {
         Self::check_kind(record)?;
         let id = record.spec.id;
+        let was_pinned = !VmFacts::of(record).pinned_cpus.is_empty();
         self.kill(record)?;
         self.clean_dead(&id)?;
+        if was_pinned {
+            self.rebalance_floating()?;
+        }
         let dir = self.dir(&id);
         match fs::remove_dir_all(&dir) {
             Ok(()) => {}
