@@ -88,6 +88,9 @@ fn ours(vmm: &str, dir: &Path, elf: &Path) -> Command {
         control_socket: Some(dir.join("control.sock")),
         exit_file: Some(dir.join("exit")),
         cgroup: None,
+        disk: None,
+        net: None,
+        rng: false,
         seccomp: true,
     };
     let path = dir.join("config.json");

@@ -30,6 +30,23 @@ pub struct CgroupPlacement {
     pub name: String,
 }
 
+/// The machine's disk: a raw image (virtio-blk), with the plan's I/O ceilings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskConfig {
+    pub path: PathBuf,
+    #[serde(default)]
+    pub io: super::virtio::IoRates,
+}
+
+/// The machine's network card (virtio-net) on an existing TAP device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetConfig {
+    pub tap: String,
+    pub mac: [u8; 6],
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VmConfig {
@@ -69,6 +86,13 @@ pub struct VmConfig {
     pub exit_file: Option<PathBuf>,
     #[serde(default)]
     pub cgroup: Option<CgroupPlacement>,
+    /// virtio devices, in this order on the MMIO bus (see [`super::virtio`]).
+    #[serde(default)]
+    pub disk: Option<DiskConfig>,
+    #[serde(default)]
+    pub net: Option<NetConfig>,
+    #[serde(default)]
+    pub rng: bool,
     /// The seccomp filter is on unless a developer turns it off to debug.
     #[serde(default = "yes")]
     pub seccomp: bool,

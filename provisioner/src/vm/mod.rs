@@ -4,8 +4,10 @@
 //! * [`config`]: what a VMM process is told to build.
 //! * [`memory`]: guest RAM, pre-faulted and locked.
 //! * [`boot`]: PVH loading and the start info / memory map handed to the guest.
+//! * [`mptable`]: the MP table (processors, I/O APIC, ISA interrupts) for guests without ACPI.
 //! * [`vcpu`]: CPUID and entry state of each vCPU, and its run loop.
-//! * [`devices`]: serial console, i8042, power-off port; the MMIO bus left for virtio.
+//! * [`devices`]: serial console, i8042, power-off port; the MMIO bus.
+//! * [`virtio`]: virtio-mmio block, network and entropy devices.
 //! * [`control`]: the unix socket through which the provisioner pauses, resumes and shuts down.
 //! * [`seccomp`]: what the VMM may still do once set up.
 //! * [`cgroup`]: the VMM's cgroup (memory limit, cpuset or weight).
@@ -21,8 +23,10 @@ pub mod control;
 pub mod devices;
 pub mod guest;
 pub mod memory;
+pub mod mptable;
 pub mod runtime;
 pub mod seccomp;
 pub mod shield;
 pub mod vcpu;
+pub mod virtio;
 pub mod vmm;

@@ -251,6 +251,7 @@ impl KvmRuntime {
         for r in self.store.list()? {
             let f = VmFacts::of(&r);
             if r.spec.kind() == InstanceKind::Kvm && !r.spec.resources.is_pinned() && vmm_alive(&f) {
+                self.cfg.shield.widen_parent(&self.cfg.cgroup_parent, &cores);
                 cgroup::set_cpus(&self.cfg.cgroup_parent, &r.spec.id.to_string(), &cores)?;
             }
         }
@@ -394,6 +395,7 @@ impl Runtime for KvmRuntime {
             // Floating: weight proportional to the guaranteed share v / ρc (1024 per core).
             cpu_shares: pin.is_none().then(|| (res.vcpus() as u64 * 1024 * 1000) / res.cpu_ratio().milli() as u64),
         };
+        self.cfg.shield.widen_parent(&self.cfg.cgroup_parent, &limits.cpus);
         cgroup::create(&self.cfg.cgroup_parent, &id.to_string(), &limits)?;
 
         let config = VmConfig {
@@ -412,6 +414,9 @@ impl Runtime for KvmRuntime {
             control_socket: Some(self.socket(&id)),
             exit_file: Some(self.exit_file(&id)),
             cgroup: Some(CgroupPlacement { parent: self.cfg.cgroup_parent.clone(), name: id.to_string() }),
+            disk: None,
+            net: None,
+            rng: false,
             seccomp: true,
         };
         config.validate().map_err(|e| VmError::Start { id, reason: e.to_string() })?;

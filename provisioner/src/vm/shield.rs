@@ -221,6 +221,31 @@ pub fn online_cpus() -> usize {
     if n > 0 { n as usize } else { 1 }
 }
 
+impl Shield {
+    /// Makes the cpuset group `parent` (and its ancestors) allow `cpus`, so a machine's group
+    /// under it may be given them: another runtime's shield may have narrowed it while one of
+    /// its own machines held a core.
+    pub fn widen_parent(&self, parent: &str, cpus: &[usize]) {
+        let mut chain = Vec::new();
+        let mut p = self.cpuset_root.join(parent.trim_matches('/'));
+        while p.starts_with(&self.cpuset_root) && p != self.cpuset_root {
+            chain.push(p.clone());
+            if !p.pop() {
+                break;
+            }
+        }
+        for d in chain.iter().rev() {
+            if !d.is_dir() {
+                return;
+            }
+            let cur = read_cpus(d);
+            if !cpus.iter().all(|c| cur.contains(c)) {
+                write_cpus(d, &cur.iter().chain(cpus).copied().collect());
+            }
+        }
+    }
+}
+
 /// Every cgroup directory under `root` (root excluded), parents before children.
 fn walk(root: &Path, out: &mut Vec<PathBuf>) {
     let Ok(rd) = fs::read_dir(root) else { return };
