@@ -109,6 +109,12 @@ async fn placed(ctx: &Ctx, id: Uuid) -> Step<(sql::Placeable, host_sql::HostRow,
     let mut inst = sql::placeable(&ctx.pool, id).await.map_err(db)?.ok_or(Outcome::Done)?;
     if inst.host_id.is_none() {
         if inst.desired_state == "terminated" {
+            // Never placed, so no host holds it: finish the bookkeeping here (else it would
+            // stay `pending` with no job left to move it).
+            let mut tx = ctx.pool.begin().await.map_err(db)?;
+            host_sql::release_addresses(&mut tx, id).await.map_err(db)?;
+            sql::set_observed(&mut *tx, id, "destroyed", None, ctx.clock.now()).await.map_err(db)?;
+            tx.commit().await.map_err(db)?;
             return Err(Outcome::Done);
         }
         match scheduler::place(&ctx.pool, ctx.clock.as_ref(), id).await {

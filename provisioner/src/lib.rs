@@ -21,6 +21,7 @@ pub mod config;
 pub mod container;
 pub mod daemon;
 pub mod host;
+pub mod hostnet;
 pub mod join;
 pub mod runtime;
 pub mod service;

@@ -17,6 +17,18 @@ fn cg_file(t: &TestHost, id: &vessel_core::InstanceId, ctrl: &str, file: &str) -
         .to_string()
 }
 
+/// The host-side shapers of the container's port (to the guest) and its IFB (from it), as text.
+fn host_port_limits(t: &TestHost, id: &vessel_core::InstanceId) -> String {
+    let port = t.host.rt.veth_host(id);
+    let ifb = provisioner::hostnet::ifb_name(&port);
+    let mut out = String::new();
+    for dev in [port, ifb] {
+        let tc = std::process::Command::new("tc").args(["qdisc", "show", "dev", &dev, "root"]).output().unwrap();
+        out += &String::from_utf8_lossy(&tc.stdout);
+    }
+    out
+}
+
 #[test]
 fn full_lifecycle_leaves_nothing_behind() {
     let t = TestHost::new(160, 1, TestHost::big());
@@ -141,21 +153,11 @@ fn full_lifecycle_leaves_nothing_behind() {
         .rt
         .live_pid(&t.host.store.get(&id).unwrap().unwrap())
         .unwrap();
-    let q = std::process::Command::new("nsenter")
-        .args([
-            format!("--net=/proc/{pid}/ns/net"),
-            "tc".into(),
-            "qdisc".into(),
-            "show".into(),
-            "dev".into(),
-            "eth0".into(),
-        ])
-        .output()
-        .unwrap();
+    // Both directions are limited on the host side of the port (see hostnet).
+    let q = host_port_limits(&t, &id);
     assert!(
-        String::from_utf8_lossy(&q.stdout).contains("40Mbit"),
-        "new rate not applied: {}",
-        String::from_utf8_lossy(&q.stdout)
+        q.matches("rate 40Mbit").count() == 2,
+        "new rate not applied: {q}"
     );
     // A rate-only resize changes the running container's qdisc in place (same init).
     let mut slower = bigger.clone();
@@ -169,21 +171,11 @@ fn full_lifecycle_leaves_nothing_behind() {
         Some(pid),
         "no restart for a rate change"
     );
-    let q = std::process::Command::new("nsenter")
-        .args([
-            format!("--net=/proc/{pid}/ns/net"),
-            "tc".into(),
-            "qdisc".into(),
-            "show".into(),
-            "dev".into(),
-            "eth0".into(),
-        ])
-        .output()
-        .unwrap();
+    // Both directions are limited on the host side of the port (see hostnet).
+    let q = host_port_limits(&t, &id);
     assert!(
-        String::from_utf8_lossy(&q.stdout).contains("20Mbit"),
-        "{}",
-        String::from_utf8_lossy(&q.stdout)
+        q.matches("rate 20Mbit").count() == 2,
+        "{q}"
     );
     bigger.disk_gib = 1;
     assert!(

@@ -49,9 +49,14 @@ impl Drop for Vmm {
 }
 
 fn spawn(dir: &std::path::Path, cfg: &VmConfig) -> Vmm {
+    spawn_with_env(dir, cfg, &[])
+}
+
+fn spawn_with_env(dir: &std::path::Path, cfg: &VmConfig, env: &[(&str, &str)]) -> Vmm {
     let path = dir.join("config.json");
     std::fs::write(&path, serde_json::to_vec(cfg).unwrap()).unwrap();
     Command::new(VMM)
+        .envs(env.iter().copied())
         .args(["vm", "run", "--config"])
         .arg(&path)
         .stdin(Stdio::null())
@@ -148,6 +153,59 @@ fn a_forbidden_system_call_kills_the_vmm_only() {
             assert!(status.success(), "{status:?}");
         }
         }
+}
+
+/// Issue 21: the control socket answers nobody before the seccomp filter is on. A test hook
+/// (the `test-hooks` build) holds the VMM 600 ms between set-up and the filter, while four
+/// clients hammer the socket from the instant it exists. Every answer must come from a thread
+/// the kernel itself says is in filter mode (`PR_GET_SECCOMP`); requests made during the
+/// window wait and are answered after it. (Before the fix, they were answered `ok off`.)
+#[test]
+fn the_control_socket_serves_nobody_before_the_filter_is_on() {
+    require_kvm();
+    const DELAY_MS: u64 = 600;
+    let tmp = scratch("lockdown");
+    let dir = tmp.path();
+    let cfg = config(dir, 1, 32, "heartbeat", true);
+    let sock = dir.join("control.sock");
+    let delay = DELAY_MS.to_string();
+    let mut vmm = spawn_with_env(dir, &cfg, &[("VESSEL_TEST_DELAY_LOCKDOWN_MS", delay.as_str())]);
+    let t0 = Instant::now();
+    let answers = std::sync::Mutex::new(Vec::<(Duration, Duration, String)>::new());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let mut first_answer: Option<Instant> = None;
+                while Instant::now() < deadline && first_answer.is_none_or(|f| f.elapsed() < Duration::from_millis(300)) {
+                    let asked = t0.elapsed();
+                    match provisioner::vm::control::request(&sock, "seccomp", Duration::from_secs(5)) {
+                        Ok(reply) => {
+                            first_answer.get_or_insert_with(Instant::now);
+                            answers.lock().unwrap().push((asked, t0.elapsed(), reply));
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_micros(200)),
+                    }
+                }
+            });
+        }
+    });
+    let _ = provisioner::vm::control::request(&sock, "shutdown", Duration::from_secs(5));
+    let _ = wait(&mut vmm, Duration::from_secs(30));
+    let answers = answers.into_inner().unwrap();
+    assert!(answers.len() >= 8, "too few answers to judge: {answers:?}");
+    for (asked, answered, reply) in &answers {
+        assert_eq!(reply, "ok filter", "asked at {asked:?}, answered at {answered:?} outside the filter");
+    }
+    // The clients really were there during the window: the earliest request was made well
+    // before the earliest answer (else the hook did not run: is this a test-hooks build?).
+    let first_asked = answers.iter().map(|a| a.0).min().unwrap();
+    let first_answered = answers.iter().map(|a| a.1).min().unwrap();
+    assert!(
+        first_answered >= first_asked + Duration::from_millis(DELAY_MS / 2),
+        "no request was pending during the lockdown window (asked {first_asked:?}, answered {first_answered:?}): \
+         the provisioner must be built with --features test-hooks"
+    );
 }
 
 /// A guest reset (0xFE to the i8042) reboots the machine in place, vCPUs and all, under the

@@ -65,10 +65,16 @@ pub async fn issue_for_subscriptions(
 /// Issues a one-line invoice outside the subscription periods (e.g. an upgrade's prorated
 /// charge), due now, posted to the ledger and mailed.
 pub async fn issue_charge(tx: &mut Tx<'_>, doc: &sql::NewDocument<'_>, now: DateTime<Utc>) -> Result<Uuid, BillingError> {
+    issue_charge_due(tx, doc, now, now).await
+}
+
+/// As [`issue_charge`], due at `due` (a balance carried over from a voided invoice keeps the
+/// voided one's due date, so dunning is not reset by a plan change).
+pub async fn issue_charge_due(tx: &mut Tx<'_>, doc: &sql::NewDocument<'_>, now: DateTime<Utc>, due: DateTime<Utc>) -> Result<Uuid, BillingError> {
     debug_assert!(doc.credit_note_for.is_none());
     let id = sql::insert_document(tx, doc).await?;
     let seq = sql::reserve_numbers(tx, "invoice", now.year(), 1).await?;
-    sql::mark_issued(tx, &[id], now.year(), seq, now, &[now]).await?;
+    sql::mark_issued(tx, &[id], now.year(), seq, now, &[due]).await?;
     crate::db::ledger::post_issued_invoices(tx, &[id], now).await?;
     outbox::insert_for_invoices(tx, "invoice_issued", &[id]).await?;
     Ok(id)

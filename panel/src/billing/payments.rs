@@ -94,11 +94,15 @@ pub async fn top_up(
 /// The one place credit is spent. It locks the customer's balance row before it reads the
 /// balance, so parallel payments spending the same credit run one after the other and the
 /// second sees what the first left; the database's `ledger_accounts_credit_never_negative`
-/// refuses anything that would still take it below zero.
+/// refuses anything that would still take it below zero. Then the invoice's subscription,
+/// then the invoice: the one lock order (balance row, subscription, invoice, instance).
 pub async fn apply_credit(tx: &mut Tx<'_>, customer: Uuid, invoice_id: Uuid, now: DateTime<Utc>) -> Result<(), BillingError> {
     // The currency of an issued invoice never changes: it is safe to read before the locks.
-    let currency = inv_sql::currency_of(tx, invoice_id, customer).await?.ok_or(BillingError::InvoiceNotFound)?;
+    let (currency, subscription) = inv_sql::currency_of(tx, invoice_id, customer).await?.ok_or(BillingError::InvoiceNotFound)?;
     let available = ledger::lock_credit(tx, customer, &currency).await?;
+    if let Some(sub) = subscription {
+        crate::db::subscriptions::lock(tx, sub, None).await?;
+    }
     let inv = inv_sql::lock(tx, invoice_id, Some(customer)).await?.ok_or(BillingError::InvoiceNotFound)?;
     if inv.kind != "invoice" {
         return Err(BillingError::NotAnInvoice);

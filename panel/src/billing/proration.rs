@@ -1,8 +1,10 @@
 //! Upgrades and downgrades in the middle of a period: the unused part of the period is
-//! prorated by days. An upgrade invoices the difference at once; a downgrade issues a credit
-//! note whose amount becomes account credit. If the next period was already invoiced (inside
-//! the renewal lead time), its difference is settled too. Prices are list prices (coupons do
-//! not carry over to the difference).
+//! prorated by days. An upgrade invoices the difference at once. A downgrade gives the
+//! difference back by [`give_back`]: first it reduces what the same subscription still owes,
+//! and only then returns what was paid, as account credit, never more than was paid and not
+//! yet credited. If the next period was already invoiced (inside the renewal lead time), its
+//! difference is settled too. Prices are list prices (coupons do not carry over to the
+//! difference).
 
 use super::invoices::{issue_charge, issue_credit_note, CreditTo};
 use super::BillingError;
@@ -52,6 +54,9 @@ pub async fn change_plan_in(
     discount_bp: i32,
 ) -> Result<PlanChange, BillingError> {
     let today = now.date_naive();
+    // The payer's balance row before the subscription: the lock order of every money path.
+    let (_, currency) = sql::payer_of(&mut *tx, subscription, Some(customer)).await?.ok_or(BillingError::SubscriptionNotFound)?;
+    super::ledger::lock_credit(&mut *tx, customer, &currency).await?;
     let sub = sql::lock(&mut *tx, subscription, Some(customer)).await?.ok_or(BillingError::SubscriptionNotFound)?;
     if sub.status != "active" {
         return Err(BillingError::Invalid(format!("a {} subscription cannot change plans", sub.status)));
@@ -71,7 +76,6 @@ pub async fn change_plan_in(
     let total = (sub.current_period_end - sub.current_period_start).num_days();
     let unused = (sub.current_period_end - today).num_days();
     let mut diff = prorated_difference(sub.price_minor, new_price, unused, total);
-    let current = inv_sql::period_invoice(&mut *tx, sub.id, sub.current_period_start).await?;
     if inv_sql::period_invoice(&mut *tx, sub.id, sub.current_period_end).await?.is_some() {
         diff += new_price - sub.price_minor;
     }
@@ -97,11 +101,10 @@ pub async fn change_plan_in(
         .await?;
         PlanChange::Charged { invoice_id: id, amount_minor: diff }
     } else if diff < 0 {
-        let inv = current.ok_or_else(|| BillingError::Invalid("the current period has no invoice to correct".into()))?;
-        let rate = inv_sql::first_line_rate(&mut *tx, inv.id).await?;
-        let tax = inv_sql::tax_for(&mut *tx, -diff, rate).await?;
-        let id = issue_credit_note(&mut *tx, &inv, &description("Downgrade"), -diff, tax, CreditTo::AccountCredit, now).await?;
-        PlanChange::Credited { credit_note_id: id, amount_minor: -diff }
+        match give_back(&mut *tx, sub.id, -diff, &description("Downgrade"), now).await? {
+            Some((credit_note_id, amount_minor)) => PlanChange::Credited { credit_note_id, amount_minor },
+            None => PlanChange::Even,
+        }
     } else {
         PlanChange::Even
     };
@@ -111,6 +114,79 @@ pub async fn change_plan_in(
         jobs::enqueue(&mut *tx, "instance.resize", json!({ "instance_id": instance, "plan_id": new_plan }), Some(instance), None).await?;
     }
     Ok(outcome)
+}
+
+/// Gives `amount` (before tax) back on a subscription, in this order:
+///
+/// 1. What it still owes (its unpaid invoices, newest first) is reduced: each is voided by a
+///    credit note to the receivable, and what is left owed of it is invoiced again, due when the
+///    voided one was (an invoice is always owed in full or not at all).
+/// 2. Then what it paid (its paid invoices, newest first) comes back as account credit, each at
+///    most what it paid and earlier credit notes did not already give back. Whatever is left
+///    after that was never paid, and is not credited.
+///
+/// Returns the first credit note and the amount given back, or `None` if there was nothing to
+/// give back. The caller holds the payer's balance row and the subscription.
+pub async fn give_back(tx: &mut Tx<'_>, sub: Uuid, amount: i64, description: &str, now: DateTime<Utc>) -> Result<Option<(Uuid, i64)>, BillingError> {
+    let mut left = amount;
+    let mut first = None;
+    for inv in inv_sql::lock_of_subscription(&mut *tx, sub, "issued").await? {
+        if left <= 0 {
+            break;
+        }
+        let (credited, credited_tax) = inv_sql::credited(&mut *tx, inv.id).await?;
+        let remaining = inv.subtotal_minor - credited;
+        if remaining <= 0 {
+            continue;
+        }
+        let take = left.min(remaining);
+        let cn = issue_credit_note(&mut *tx, &inv, description, remaining, (inv.tax_minor - credited_tax).max(0), CreditTo::Receivable, now).await?;
+        inv_sql::set_status(&mut *tx, inv.id, "void", now).await?;
+        if take < remaining {
+            let rate = inv_sql::first_line_rate(&mut *tx, inv.id).await?;
+            let text = format!("Balance of invoice {} after a plan change", super::invoices::display_number(&inv));
+            super::invoices::issue_charge_due(
+                &mut *tx,
+                &inv_sql::NewDocument {
+                    account_id: inv.account_id,
+                    credit_note_for: None,
+                    subscription_id: Some(sub),
+                    currency: &inv.currency,
+                    description: &text,
+                    amount_minor: remaining - take,
+                    rate_bp: rate,
+                    tax_minor: None,
+                },
+                now,
+                inv.due_at.unwrap_or(now),
+            )
+            .await?;
+        }
+        left -= take;
+        first.get_or_insert(cn);
+    }
+    for inv in inv_sql::lock_of_subscription(&mut *tx, sub, "paid").await? {
+        if left <= 0 {
+            break;
+        }
+        let (credited, credited_tax) = inv_sql::credited(&mut *tx, inv.id).await?;
+        let remaining = inv.subtotal_minor - credited;
+        if remaining <= 0 {
+            continue;
+        }
+        let take = left.min(remaining);
+        let tax_left = (inv.tax_minor - credited_tax).max(0);
+        let tax = if take == remaining {
+            tax_left
+        } else {
+            let rate = inv_sql::first_line_rate(&mut *tx, inv.id).await?;
+            inv_sql::tax_for(&mut *tx, take, rate).await?.min(tax_left)
+        };
+        let cn = issue_credit_note(&mut *tx, &inv, description, take, tax, CreditTo::AccountCredit, now).await?;
+        left -= take;
+        first.get_or_insert(cn);
+    }
+    Ok(first.map(|cn| (cn, amount - left)))
 }
 
 #[cfg(test)]

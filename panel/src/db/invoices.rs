@@ -241,10 +241,11 @@ pub struct LineRow {
 }
 
 /// Locks an invoice, scoped to its owner when `owner` is given (another tenant's invoice is
-/// simply not found).
+/// simply not found). `NO KEY UPDATE`: rows that only reference it (dunning events, payments)
+/// can still be written by a transaction that holds its subscription.
 pub async fn lock(tx: &mut Tx<'_>, id: Uuid, owner: Option<Uuid>) -> Result<Option<InvoiceRow>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2) FOR UPDATE"
+        "SELECT {INVOICE_COLUMNS} FROM invoices WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2) FOR NO KEY UPDATE"
     ))
     .bind(id)
     .bind(owner)
@@ -252,10 +253,10 @@ pub async fn lock(tx: &mut Tx<'_>, id: Uuid, owner: Option<Uuid>) -> Result<Opti
     .await
 }
 
-/// An invoice's currency (and that it belongs to `owner`), without locking it: what must be
-/// known to lock the owner's balance row first.
-pub async fn currency_of(tx: &mut Tx<'_>, id: Uuid, owner: Uuid) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT currency FROM invoices WHERE id = $1 AND account_id = $2")
+/// An invoice's currency and subscription (and that it belongs to `owner`), without locking
+/// it: what must be known to lock the owner's balance row and the subscription first.
+pub async fn currency_of(tx: &mut Tx<'_>, id: Uuid, owner: Uuid) -> Result<Option<(String, Option<Uuid>)>, sqlx::Error> {
+    sqlx::query_as("SELECT currency, subscription_id FROM invoices WHERE id = $1 AND account_id = $2")
         .bind(id)
         .bind(owner)
         .fetch_optional(&mut **tx)
@@ -359,7 +360,7 @@ pub async fn credited(tx: &mut Tx<'_>, invoice_id: Uuid) -> Result<(i64, i64), s
 pub async fn period_invoice(tx: &mut Tx<'_>, sub: Uuid, start: NaiveDate) -> Result<Option<InvoiceRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {INVOICE_COLUMNS} FROM invoices
-          WHERE subscription_id = $1 AND kind = 'invoice' AND period_start = $2 AND status <> 'void' FOR UPDATE"
+          WHERE subscription_id = $1 AND kind = 'invoice' AND period_start = $2 AND status <> 'void' FOR NO KEY UPDATE"
     ))
     .bind(sub)
     .bind(start)
@@ -370,4 +371,17 @@ pub async fn period_invoice(tx: &mut Tx<'_>, sub: Uuid, start: NaiveDate) -> Res
 /// Tax on an amount, by the database's one rounding rule (`tax_minor()`).
 pub async fn tax_for(tx: &mut Tx<'_>, amount_minor: i64, rate_bp: i32) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar("SELECT tax_minor($1, $2)").bind(amount_minor).bind(rate_bp).fetch_one(&mut **tx).await
+}
+
+/// A subscription's invoices (not credit notes) in `status`, newest first, locked.
+pub async fn lock_of_subscription(tx: &mut Tx<'_>, sub: Uuid, status: &str) -> Result<Vec<InvoiceRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {INVOICE_COLUMNS} FROM invoices
+          WHERE subscription_id = $1 AND kind = 'invoice' AND status = $2::invoice_status
+          ORDER BY issued_at DESC, number_seq DESC FOR NO KEY UPDATE"
+    ))
+    .bind(sub)
+    .bind(status)
+    .fetch_all(&mut **tx)
+    .await
 }

@@ -33,6 +33,16 @@ pub async fn lock(tx: &mut Tx<'_>, id: Uuid, owner: Option<Uuid>) -> Result<Opti
     .await
 }
 
+/// Who pays a subscription and in what currency, without locking it: what must be known to
+/// lock the payer's balance row first. `owner` scopes it as [`lock`] does.
+pub async fn payer_of(tx: &mut Tx<'_>, id: Uuid, owner: Option<Uuid>) -> Result<Option<(Uuid, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT account_id, currency FROM subscriptions WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2)")
+        .bind(id)
+        .bind(owner)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
 pub async fn set_status(tx: &mut Tx<'_>, id: Uuid, status: &str, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE subscriptions SET status = $2::subscription_status,

@@ -151,6 +151,12 @@ pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid,
     // Subscription first, then instance: the order billing (payment, dunning) locks them in,
     // so an action racing a payment waits instead of deadlocking.
     let subscription = sql::server_subscription(tx, who.tenant.reseller(), id).await?.ok_or(ResellerError::NotFound("server"))?;
+    // A resize charges or credits the payer: its balance row comes before the subscription.
+    if let (ServerAction::Resize { .. }, Some(sub)) = (&action, subscription) {
+        if let Some((payer, currency)) = sub_sql::payer_of(tx, sub, None).await? {
+            crate::billing::ledger::lock_credit(tx, payer, &currency).await?;
+        }
+    }
     let billing = match subscription {
         Some(sub) => sub_sql::lock(tx, sub, None).await?.map(|s| (s.status, s.account_id)),
         None => None,

@@ -125,3 +125,76 @@ async fn parallel_orders_redeem_a_single_use_coupon_once() {
     assert_eq!(w.scalar::<i64>("SELECT count(*) FROM instances").await, 1, "one free server, not ten");
     w.invariants().await;
 }
+
+async fn credit_of(w: &World, who: uuid::Uuid) -> i64 {
+    panel::billing::payments::credit_balance(&w.pool, who, panel::money::Currency::parse("EUR").unwrap()).await.unwrap().minor
+}
+
+/// Ten upgrade/downgrade cycles on the first day, never paying an upgrade: the downgrades void
+/// the unpaid upgrade charges instead of turning them into credit. Credit is what was left
+/// after paying the period, to the cent, and nothing is owed.
+#[tokio::test]
+async fn a_resize_loop_makes_no_credit_from_nothing() {
+    use panel::billing::proration::change_plan;
+    let w = World::new("2026-05-01T10:00:00Z").await;
+    let ana = w.customer("ana@example.com", None).await;
+    let placed = w.order(ana, "burst-s", Monthly, None).await;
+    w.credit(ana, 10_000).await;
+    w.pay(ana, placed.invoice_id).await;
+    assert_eq!(credit_of(&w, ana).await, 9_700);
+    for _ in 0..10 {
+        change_plan(&w.pool, &w.clock, ana, placed.subscription_id, "burst-l").await.unwrap();
+        change_plan(&w.pool, &w.clock, ana, placed.subscription_id, "burst-s").await.unwrap();
+    }
+    assert_eq!(credit_of(&w, ana).await, 9_700, "resizing made credit");
+    assert_eq!(w.scalar::<i64>("SELECT COALESCE(sum(total_minor), 0)::bigint FROM invoices WHERE kind = 'invoice' AND status = 'issued'").await, 0);
+    // Down once more than up: the period paid 3.00 for burst-s; burst-s → burst-m → burst-s
+    // after paying the upgrade gives back at most what was paid for it.
+    let up = change_plan(&w.pool, &w.clock, ana, placed.subscription_id, "burst-m").await.unwrap();
+    let panel::billing::proration::PlanChange::Charged { invoice_id, .. } = up else { panic!("{up:?}") };
+    w.pay(ana, invoice_id).await;
+    let paid_up = 9_700 - credit_of(&w, ana).await;
+    change_plan(&w.pool, &w.clock, ana, placed.subscription_id, "burst-s").await.unwrap();
+    assert_eq!(credit_of(&w, ana).await, 9_700, "the paid upgrade ({paid_up}) comes back, not more");
+    w.invariants().await;
+}
+
+/// A server that runs before it is paid (the API's way): the loop on it leaves the payer owing
+/// exactly the first period and no credit at all.
+#[tokio::test]
+async fn a_resize_loop_on_an_unpaid_server_reduces_what_it_owes() {
+    use panel::billing::proration::change_plan;
+    let w = World::new("2026-05-01T10:00:00Z").await;
+    let rex = w.customer("rex@example.com", None).await;
+    let placed = w.order(rex, "burst-s", Monthly, None).await;
+    // Active while its first invoice is unpaid, as a server made through the API is.
+    sqlx::query("UPDATE subscriptions SET status = 'active' WHERE id = $1").bind(placed.subscription_id).execute(&w.pool).await.unwrap();
+    for _ in 0..10 {
+        change_plan(&w.pool, &w.clock, rex, placed.subscription_id, "burst-l").await.unwrap();
+        change_plan(&w.pool, &w.clock, rex, placed.subscription_id, "burst-s").await.unwrap();
+    }
+    // One more upgrade, left unpaid: owed is the first period and that upgrade, nothing else.
+    change_plan(&w.pool, &w.clock, rex, placed.subscription_id, "burst-l").await.unwrap();
+    assert_eq!(credit_of(&w, rex).await, 0, "resizing an unpaid server made credit");
+    let owed = w.scalar::<i64>("SELECT COALESCE(sum(total_minor), 0)::bigint FROM invoices WHERE kind = 'invoice' AND status = 'issued'").await;
+    assert_eq!(owed, 300 + (1200 - 300) * 31 / 31, "owed: the first period plus one prorated upgrade");
+    w.invariants().await;
+}
+
+/// An admin voids a paid invoice (its amount becomes credit); a downgrade after that does not
+/// credit the same money a second time.
+#[tokio::test]
+async fn a_voided_invoice_is_never_credited_twice() {
+    use panel::billing::proration::{change_plan, PlanChange};
+    let w = World::new("2026-05-01T10:00:00Z").await;
+    let ana = w.customer("ana@example.com", Some("DE")).await;
+    let placed = w.order(ana, "burst-l", Monthly, None).await;
+    w.credit(ana, 10_000).await;
+    w.pay(ana, placed.invoice_id).await;
+    panel::billing::invoices::void_with_credit_note(&w.pool, &w.clock, w.admin, placed.invoice_id, None).await.unwrap();
+    assert_eq!(credit_of(&w, ana).await, 10_000, "the void gave the payment back");
+    let down = change_plan(&w.pool, &w.clock, ana, placed.subscription_id, "burst-s").await.unwrap();
+    assert_eq!(down, PlanChange::Even, "nothing paid is left to give back");
+    assert_eq!(credit_of(&w, ana).await, 10_000, "the voided invoice was credited twice");
+    w.invariants().await;
+}

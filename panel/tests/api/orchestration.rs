@@ -256,3 +256,38 @@ async fn the_hosts_guaranteed_memory_follows_its_instances() {
     )).await;
     assert_eq!(g(w.pool.clone()).await, exact);
 }
+
+/// An instance terminated before any host took it (e.g. its order was cancelled while it
+/// waited for capacity, or a crash cut the create short) ends `destroyed`, not `pending`
+/// forever: the converge job finishes its bookkeeping instead of only dropping the job. (Seen
+/// in the crash loop of tests/orchestration_crash.rs: desired terminated, observed pending, no
+/// job left.)
+#[tokio::test]
+async fn an_instance_terminated_before_placement_ends_destroyed() {
+    let w = World::new("2026-03-01T00:00:00Z").await;
+    let id = instances(&w.pool, "burst-s", 1, 1).await[0];
+    sqlx::query("UPDATE instances SET desired_state = 'terminated' WHERE id = $1").bind(id).execute(&w.pool).await.unwrap();
+    let settings = panel::config::OrchestrationSettings {
+        enabled: false,
+        workers: 1,
+        job_lease_secs: 30,
+        reconcile_interval_secs: 1,
+        host_timeout_secs: 1,
+        unreachable_after_secs: 10,
+        host_ca_file: None,
+    };
+    let ctx = panel::orchestrator::Ctx::new(w.pool.clone(), Arc::new(w.clock.clone()), settings);
+    let job = panel::jobs::JobRow {
+        id: Uuid::new_v4(),
+        kind: "instance.converge".into(),
+        payload: serde_json::json!({ "instance_id": id }),
+        instance_id: Some(id),
+        attempts: 1,
+        max_attempts: 5,
+    };
+    let outcome = panel::orchestrator::handle(&ctx, job).await;
+    assert!(matches!(outcome, panel::jobs::Outcome::Done), "{outcome:?}");
+    let (observed, host): (String, Option<Uuid>) =
+        sqlx::query_as("SELECT observed_state::text, host_id FROM instances WHERE id = $1").bind(id).fetch_one(&w.pool).await.unwrap();
+    assert_eq!((observed.as_str(), host), ("destroyed", None));
+}

@@ -35,7 +35,6 @@ pub struct InitConfig {
     /// Name of the veth peer already moved into our namespace, if networking is on.
     pub veth_peer: Option<String>,
     pub network: NetworkSpec,
-    pub rate_mbit: Option<u32>,
     /// Written "0" to join the container's cgroup before anything else (see
     /// `InstanceCgroup::join_files`).
     pub cgroup_join: Vec<PathBuf>,
@@ -172,8 +171,8 @@ fn become_init(
     // The first process forked after unshare(CLONE_NEWPID) is the namespace's pid 1, so the
     // network is configured from here (its `ip` children live and die inside), not before.
     match &cfg.veth_peer {
-        Some(peer) => net::configure_inside(peer, &cfg.network, cfg.rate_mbit)?,
-        None => net::configure_inside("", &cfg.network, None)?,
+        Some(peer) => net::configure_inside(peer, &cfg.network)?,
+        None => net::configure_inside("", &cfg.network)?,
     }
     // stdout goes to the console log like stderr; stdin is nothing.
     let null = fs::File::open("/dev/null").map_err(|source| ContainerError::Io {

@@ -442,6 +442,14 @@ impl ContainerHost {
                 removed.push(format!("veth {port}"));
             }
         }
+        // Port guards whose interface is gone (only those: a table of a live port may belong
+        // to another host's bridge sharing the prefix).
+        for port in crate::hostnet::protected(prefix) {
+            if !net::link_exists(&port) {
+                let _ = crate::hostnet::unprotect(&port);
+                removed.push(format!("port guard {port}"));
+            }
+        }
         Ok(removed)
     }
 }

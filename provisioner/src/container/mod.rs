@@ -72,6 +72,8 @@ pub enum ContainerError {
     Sys { what: String, errno: nix::Error },
     #[error("container init: {0}")]
     Init(String),
+    #[error(transparent)]
+    HostNet(#[from] crate::hostnet::HostNetError),
 }
 
 impl From<Refusal> for ContainerError {
@@ -236,6 +238,21 @@ impl ContainerRuntime {
         format!("{}p{}", self.cfg.veth_prefix, id.short())
     }
 
+    /// The container's port as the host guards it (see [`crate::hostnet`]): its MAC, its
+    /// addresses, the plan's rate both ways.
+    pub fn port(&self, record: &InstanceRecord) -> crate::hostnet::Port {
+        let id = record.spec.id;
+        let rate = record.spec.resources.net_rate_mbit();
+        crate::hostnet::Port {
+            ifname: self.veth_host(&id),
+            mac: crate::hostnet::MacAddr::for_instance(&id),
+            ipv4: record.spec.network.ipv4.as_ref().map(|a| a.address),
+            ipv6: record.spec.network.ipv6.as_ref().map(|a| a.address),
+            from_guest_mbit: rate,
+            to_guest_mbit: rate,
+        }
+    }
+
     /// The live init pid, if the recorded one is still the same process.
     pub fn live_pid(&self, record: &InstanceRecord) -> Option<u32> {
         let f = Facts::of(record);
@@ -368,7 +385,6 @@ impl ContainerRuntime {
             init: self.init_argv(record),
             veth_peer: has_net.then(|| self.veth_peer(&id)),
             network: record.spec.network.clone(),
-            rate_mbit: record.spec.resources.net_rate_mbit(),
             cgroup_join: self.cgroup(&id).join_files(),
             userns: self.cfg.userns.map(|r| (r.base, r.count)),
         };
@@ -433,7 +449,9 @@ impl ContainerRuntime {
                     &self.veth_peer(&id),
                     child.id(),
                     &self.cfg.bridge,
+                    crate::hostnet::MacAddr::for_instance(&id),
                 )?;
+                crate::hostnet::protect(&self.port(record))?;
             }
             let mut stdin = child.stdin.take().expect("piped");
             stdin
@@ -473,6 +491,7 @@ impl ContainerRuntime {
             Ok(p) => p,
             Err(e) => {
                 net::delete_link(&self.veth_host(&id));
+                let _ = crate::hostnet::unprotect(&self.veth_host(&id));
                 let _ = self.cgroup(&id).kill_all(Duration::from_secs(5));
                 return Err(e);
             }
@@ -503,6 +522,7 @@ impl ContainerRuntime {
         }
         cg.kill_all(Duration::from_secs(10))?;
         net::delete_link(&self.veth_host(&record.spec.id));
+        crate::hostnet::unprotect(&self.veth_host(&record.spec.id))?;
         Facts::default().store(record);
         Ok(())
     }
@@ -556,12 +576,12 @@ impl ContainerRuntime {
                 }
             }
         }
-        // A changed egress rate applies at once to a running container.
-        let rate = record.spec.resources.net_rate_mbit();
-        if rate != previous.net_rate_mbit() {
-            if let Some(pid) = self.live_pid(record) {
-                net::set_rate_in(pid, rate)?;
-            }
+        // A changed rate applies at once to a running container (on the host side).
+        if record.spec.resources.net_rate_mbit() != previous.net_rate_mbit()
+            && self.live_pid(record).is_some()
+            && net::link_exists(&self.veth_host(&id))
+        {
+            crate::hostnet::protect(&self.port(record))?;
         }
         Ok(())
     }
@@ -686,6 +706,7 @@ impl ContainerRuntime {
             None => {
                 self.cgroup(id).kill_all(Duration::from_secs(10))?;
                 net::delete_link(&self.veth_host(id));
+                crate::hostnet::unprotect(&self.veth_host(id))?;
             }
         }
         crash_point("destroy", "cgroup");

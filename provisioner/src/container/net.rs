@@ -1,6 +1,7 @@
 //! Container networking with iproute2's `ip` and `tc`: a host bridge, one veth pair per
 //! running container (host side on the bridge, peer moved into the container's network
-//! namespace and renamed `eth0`), the panel's addresses, and an egress rate limit.
+//! namespace and renamed `eth0`) and the panel's addresses; the port's guards and rate limits
+//! are [`crate::hostnet`]'s.
 //!
 //! Why the commands rather than rtnetlink: each call happens once per start/stop (never on a hot
 //! path), iproute2 is on every host, its error messages are what admins already know, and it
@@ -161,10 +162,11 @@ pub fn ensure_gateways(bridge: &str, net: &NetworkSpec) -> Result<(), ContainerE
     Ok(())
 }
 
-/// Creates the pair with the peer already inside the namespace of `pid`, host side on the bridge.
-pub fn create_veth(host: &str, peer: &str, pid: u32, bridge: &str) -> Result<(), ContainerError> {
+/// Creates the pair with the peer already inside the namespace of `pid` with the MAC the
+/// host will accept from it, host side on the bridge.
+pub fn create_veth(host: &str, peer: &str, pid: u32, bridge: &str, mac: crate::hostnet::MacAddr) -> Result<(), ContainerError> {
     delete_link(host);
-    batch(&format!("link add {host} type veth peer name {peer} netns {pid}\nlink set {host} master {bridge} up\n"))
+    batch(&format!("link add {host} type veth peer name {peer} address {mac} netns {pid}\nlink set {host} master {bridge} up\n"))
 }
 
 /// Deletes a link if present (its veth peer goes with it).
@@ -205,13 +207,9 @@ pub fn counters(host: &str) -> (u64, u64) {
 }
 
 /// Inside the container's namespace (called by `ct-init` before it pivots): name the peer
-/// `eth0`, address it, route through the gateway, and cap egress with a token bucket. The
-/// container cannot undo any of it: it has no CAP_NET_ADMIN.
-pub fn configure_inside(
-    peer: &str,
-    net: &NetworkSpec,
-    rate_mbit: Option<u32>,
-) -> Result<(), ContainerError> {
+/// `eth0`, address it and route through the gateway. Rate limits and anti-spoofing are the
+/// host's (see [`crate::hostnet`]): root inside may own this namespace and undo anything here.
+pub fn configure_inside(peer: &str, net: &NetworkSpec) -> Result<(), ContainerError> {
     loopback_up()?;
     // /sys/class/net still shows the host's namespace here: ask `ip` instead.
     if peer.is_empty() || run(ip().args(["link", "show", "dev", peer])).is_err() {
@@ -230,53 +228,5 @@ pub fn configure_inside(
             v6.address, v6.prefix_len, v6.gateway
         );
     }
-    batch(&cmds)?;
-    if let Some(rate) = rate_mbit {
-        run(Command::new("tc").args(tbf_args("add", rate).iter().map(String::as_str)))?;
-    }
-    Ok(())
-}
-
-/// `tc qdisc <verb> dev eth0 root tbf …` for `rate` Mbit/s: a burst of ~10 ms at the rate
-/// (at least 16 KiB, more than one MTU-sized packet).
-fn tbf_args(verb: &str, rate: u32) -> Vec<String> {
-    let burst = (u64::from(rate) * 1_000_000 / 8 / 100).max(16 * 1024);
-    [
-        "qdisc",
-        verb,
-        "dev",
-        "eth0",
-        "root",
-        "tbf",
-        "rate",
-        &format!("{rate}mbit"),
-        "burst",
-        &burst.to_string(),
-        "latency",
-        "50ms",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
-}
-
-/// Changes (or removes) the egress limit of the running container whose init is `pid`,
-/// from the host through its network namespace (`nsenter`: the provisioner is
-/// multi-threaded, so it does not setns itself).
-pub fn set_rate_in(pid: u32, rate_mbit: Option<u32>) -> Result<(), ContainerError> {
-    let mut cmd = Command::new("nsenter");
-    cmd.arg(format!("--net=/proc/{pid}/ns/net")).arg("tc");
-    match rate_mbit {
-        Some(rate) => cmd.args(tbf_args("replace", rate)),
-        None => cmd.args(["qdisc", "del", "dev", "eth0", "root"]),
-    };
-    match run(&mut cmd) {
-        // Deleting a limit that was never there is what we wanted.
-        Err(ContainerError::Command { ref stderr, .. })
-            if rate_mbit.is_none() && stderr.contains("No such file") =>
-        {
-            Ok(())
-        }
-        r => r.map(|_| ()),
-    }
+    batch(&cmds)
 }

@@ -11,6 +11,14 @@
 //! * `input <hex>`: bytes (hex-encoded, at most the UART's 64-byte FIFO at a time) into the
 //!   serial port's receive path, as if typed on its console; `err` with how many were taken
 //!   when the FIFO is full (the caller retries the rest). A browser console relays here.
+//! * `seccomp`: `ok filter` or `ok off`: the kernel's own word (`PR_GET_SECCOMP`) on whether the
+//!   thread answering runs under the filter.
+//!
+//! **Lockdown happens before serving.** The socket is bound during setup (the filter forbids
+//! making it later), but [`serve`] answers nothing until the VMM's main thread says the filter
+//! is installed on every thread ([`Lockdown`]); connections made earlier wait in the backlog.
+//! As a second line, every request is refused (`err not locked down`) if the kernel says the
+//! answering thread is not in filter mode while the configuration asks for one.
 
 use super::devices::Devices;
 use super::vcpu::PauseGate;
@@ -19,7 +27,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 pub fn bind(path: &Path) -> Result<UnixListener, VmmError> {
@@ -32,6 +40,27 @@ pub struct Control {
     pub gate: Arc<PauseGate>,
     pub threads: Vec<libc::pthread_t>,
     pub devices: Arc<Mutex<Devices>>,
+    /// The configuration asks for the seccomp filter: refuse to serve outside it.
+    pub require_filter: bool,
+}
+
+/// The main thread's word that set-up is over: `Sealed` once the seccomp filter is on every
+/// thread (or `Unconfined` when the configuration turns it off, for tests). A dropped sender
+/// (set-up failed) means the control thread never serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lockdown {
+    Sealed,
+    Unconfined,
+}
+
+/// `SECCOMP_MODE_FILTER`, as `PR_GET_SECCOMP` reports it.
+const SECCOMP_MODE_FILTER: libc::c_int = 2;
+
+/// The calling thread's seccomp mode, from the kernel (0 off, 2 filter). The filter allows
+/// exactly this `prctl` (see `seccomp::ALLOWED_PRCTL`).
+pub fn seccomp_mode() -> libc::c_int {
+    // SAFETY: PR_GET_SECCOMP takes no pointers and only reads the calling thread's mode.
+    unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) }
 }
 
 impl Control {
@@ -69,7 +98,12 @@ impl Control {
                 self.devices.lock().unwrap_or_else(|p| p.into_inner()).i8042.send_ctrl_alt_del();
                 Ok(())
             }
-            // For the isolation test only: do what the filter forbids (open a file).
+            "seccomp" => {
+                return if seccomp_mode() == SECCOMP_MODE_FILTER { "ok filter\n".into() } else { "ok off\n".into() };
+            }
+            // For the isolation test only, and only in builds with test hooks (never in a
+            // release package): do what the filter forbids (open a file).
+            #[cfg(feature = "test-hooks")]
             "debug-forbidden-syscall" => {
                 let _ = std::fs::File::open("/etc/hostname");
                 Err("the forbidden system call was allowed".into())
@@ -83,8 +117,12 @@ impl Control {
     }
 }
 
-/// Serves commands until the process ends.
-pub fn serve(listener: UnixListener, ctl: Control) {
+/// Waits for the main thread's [`Lockdown`], then serves commands until the process ends.
+pub fn serve(listener: UnixListener, ctl: Control, lockdown: mpsc::Receiver<Lockdown>) {
+    match lockdown.recv() {
+        Ok(l) => tracing::debug!(lockdown = ?l, "control socket serving"),
+        Err(_) => return,
+    }
     for conn in listener.incoming() {
         let Ok(conn) = conn else { continue };
         let mut line = String::new();
@@ -92,7 +130,11 @@ pub fn serve(listener: UnixListener, ctl: Control) {
         if reader.read_line(&mut line).is_err() {
             continue;
         }
-        let reply = ctl.handle(line.trim());
+        let reply = if ctl.require_filter && seccomp_mode() != SECCOMP_MODE_FILTER {
+            "err not locked down\n".to_string()
+        } else {
+            ctl.handle(line.trim())
+        };
         let _ = (&conn).write_all(reply.as_bytes());
     }
 }

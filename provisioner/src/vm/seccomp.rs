@@ -5,7 +5,9 @@
 //! The list was taken from `strace -f` of `provisioner vm run` over a boot, a pause/resume
 //! and a shutdown; keep it that small.
 
-use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
+};
 use std::collections::BTreeMap;
 use thiserror::Error;
 
@@ -64,8 +66,16 @@ pub const ALLOWED: &[i64] = &[
     libc::SYS_exit_group,
 ];
 
+/// The one `prctl` allowed: `PR_GET_SECCOMP`, a read-only query with which the control thread
+/// checks it runs confined before it answers (see `control::serve`).
+pub const ALLOWED_PRCTL: libc::c_int = libc::PR_GET_SECCOMP;
+
 pub fn program() -> Result<BpfProgram, SeccompError> {
-    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> = ALLOWED.iter().map(|s| (*s, vec![])).collect();
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALLOWED.iter().map(|s| (*s, vec![])).collect();
+    let get_seccomp = SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, ALLOWED_PRCTL as u64)
+        .and_then(|c| SeccompRule::new(vec![c]))
+        .map_err(SeccompError::Build)?;
+    rules.insert(libc::SYS_prctl, vec![get_seccomp]);
     let filter = SeccompFilter::new(rules, SeccompAction::KillProcess, SeccompAction::Allow, TargetArch::x86_64)
         .map_err(SeccompError::Build)?;
     filter.try_into().map_err(SeccompError::Build)

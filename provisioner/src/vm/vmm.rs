@@ -262,8 +262,15 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
             .map_err(|source| VmmError::File { path: "thread".into(), source })?;
         threads.push(h.as_pthread_t());
     }
+    // The control thread serves only once told the filter is on (dropped: set-up failed).
+    let (lockdown_tx, lockdown_rx) = mpsc::channel::<control::Lockdown>();
     if let Some(listener) = listener {
-        let ctl = control::Control { gate: gate.clone(), threads: threads.clone(), devices: devices.clone() };
+        let ctl = control::Control {
+            gate: gate.clone(),
+            threads: threads.clone(),
+            devices: devices.clone(),
+            require_filter: cfg.seccomp,
+        };
         let ready = ready.clone();
         std::thread::Builder::new()
             .name("control".into())
@@ -271,7 +278,7 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
                 let dropped = seccomp::drop_capabilities();
                 ready.wait();
                 match dropped {
-                    Ok(()) => control::serve(listener, ctl),
+                    Ok(()) => control::serve(listener, ctl, lockdown_rx),
                     Err(e) => tracing::error!(error = %e, "control thread keeps its capabilities: not serving"),
                 }
             })
@@ -280,9 +287,15 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
 
     seccomp::drop_capabilities()?;
     ready.wait();
-    if cfg.seccomp {
+    test_hooks::delay_lockdown();
+    let lockdown = if cfg.seccomp {
         seccomp::install()?;
-    }
+        control::Lockdown::Sealed
+    } else {
+        control::Lockdown::Unconfined
+    };
+    // Happens-after `install`: only now may the control socket answer anyone.
+    let _ = lockdown_tx.send(lockdown);
     tracing::info!(name = %cfg.name, vcpus = cfg.vcpus, memory_mib = cfg.memory_mib, "machine starting");
     start.wait();
 
@@ -318,6 +331,20 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
         let _ = d.serial.writer_mut().flush();
     }
     result
+}
+
+/// Fault injection for the tests, compiled only with the `test-hooks` feature.
+mod test_hooks {
+    /// `VESSEL_TEST_DELAY_LOCKDOWN_MS`: sleep between set-up and the filter, widening the window
+    /// in which an early control request would be answered unconfined if serving did not wait.
+    #[cfg(feature = "test-hooks")]
+    pub fn delay_lockdown() {
+        if let Some(ms) = std::env::var("VESSEL_TEST_DELAY_LOCKDOWN_MS").ok().and_then(|v| v.parse().ok()) {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+        }
+    }
+    #[cfg(not(feature = "test-hooks"))]
+    pub fn delay_lockdown() {}
 }
 
 fn pin_current_thread(cpu: usize) {

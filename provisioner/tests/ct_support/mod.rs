@@ -236,6 +236,14 @@ impl TestHost {
         if dir.exists() {
             left.push(format!("dir {}", dir.display()));
         }
+        let nft = Command::new("nft").args(["list", "tables", "bridge"]).output().unwrap();
+        if String::from_utf8_lossy(&nft.stdout).contains(&format!("vessel_{}", rt.veth_host(id))) {
+            left.push(format!("nft table of {}", rt.veth_host(id)));
+        }
+        let ifb = provisioner::hostnet::ifb_name(&rt.veth_host(id));
+        if Path::new("/sys/class/net").join(&ifb).exists() {
+            left.push(format!("link {ifb}"));
+        }
         left
     }
 }
