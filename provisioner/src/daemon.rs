@@ -50,6 +50,7 @@ pub fn build_service_with(cfg: &DaemonConfig, vmm: std::path::PathBuf) -> Result
         // The host keeps its reserved cores (the first ones): never pinned to a machine.
         let keep = (cfg.reserved.cpus as usize).max(1);
         kc.pinnable_cpus.retain(|c| *c >= keep);
+        kc.bridge = Some(cfg.bridge.clone());
         Some(KvmRuntime::new(kc, store.clone()))
     } else {
         tracing::warn!("/dev/kvm is not usable: this host will refuse KVM instances");

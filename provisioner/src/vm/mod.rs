@@ -8,6 +8,8 @@
 //! * [`vcpu`]: CPUID and entry state of each vCPU, and its run loop.
 //! * [`devices`]: serial console, i8042, power-off port; the MMIO bus.
 //! * [`virtio`]: virtio-mmio block, network and entropy devices.
+//! * [`seed`]: the NoCloud `cidata` seed (hostname, SSH keys, root password hash, address).
+//! * [`disk`]: the machine's raw disk image (partitioned ext4 when blank; grown, never shrunk).
 //! * [`control`]: the unix socket through which the provisioner pauses, resumes and shuts down.
 //! * [`seccomp`]: what the VMM may still do once set up.
 //! * [`cgroup`]: the VMM's cgroup (memory limit, cpuset or weight).
@@ -21,11 +23,13 @@ pub mod cgroup;
 pub mod config;
 pub mod control;
 pub mod devices;
+pub mod disk;
 pub mod guest;
 pub mod memory;
 pub mod mptable;
 pub mod runtime;
 pub mod seccomp;
+pub mod seed;
 pub mod shield;
 pub mod vcpu;
 pub mod virtio;

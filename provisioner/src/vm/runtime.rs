@@ -11,7 +11,9 @@
 //! finds it there on adoption.
 
 use super::cgroup::{self, Limits};
-use super::config::{CgroupPlacement, SmpBoot, VmConfig};
+use super::config::{CgroupPlacement, DiskConfig, NetConfig, SmpBoot, VmConfig};
+use super::disk;
+use crate::hostnet::{self, MacAddr, Port};
 use super::control;
 use super::shield::{Shield, ShieldError};
 use crate::host;
@@ -43,6 +45,8 @@ pub enum VmError {
     Cgroup(#[from] cgroup::CgroupError),
     #[error(transparent)]
     Shield(#[from] ShieldError),
+    #[error("disk: {0}")]
+    Disk(String),
     #[error("the VMM of {id} did not start: {reason}")]
     Start { id: InstanceId, reason: String },
     #[error("the VMM of {id} is not running")]
@@ -69,6 +73,24 @@ pub struct ImageSpec {
     pub initrd: Option<PathBuf>,
     #[serde(default)]
     pub smp_boot: SmpBoot,
+    /// The disk a new machine of this template gets (the plan's size).
+    #[serde(default)]
+    pub disk: DiskSource,
+    /// The kernel configures the network itself from an `ip=` word the runtime appends
+    /// (static address, gateway, netmask; the test kernel, which has no user space).
+    #[serde(default)]
+    pub kernel_ip: bool,
+}
+
+/// Where a machine's disk comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiskSource {
+    /// No disk (the test guest).
+    #[default]
+    None,
+    /// A blank disk: one partition, ext4 (`root=/dev/vda1`).
+    BlankExt4,
 }
 
 /// Host-side settings of the KVM runtime (paths are parameters so tests use scratch ones).
@@ -94,6 +116,8 @@ pub struct KvmRuntimeConfig {
     pub memory_overhead_mib: u64,
     /// Cap of each machine's serial log (rotated once: at most twice this on disk).
     pub serial_log_max_bytes: u64,
+    /// The host bridge machines' TAP devices join (when the instance has an address).
+    pub bridge: Option<String>,
 }
 
 impl KvmRuntimeConfig {
@@ -113,6 +137,7 @@ impl KvmRuntimeConfig {
             stop_timeout: Duration::from_secs(10),
             memory_overhead_mib: 64,
             serial_log_max_bytes: super::config::DEFAULT_SERIAL_LOG_MAX_BYTES,
+            bridge: None,
         }
     }
 }
@@ -192,6 +217,59 @@ impl KvmRuntime {
     pub fn serial_log(&self, id: &InstanceId) -> PathBuf {
         self.dir(id).join("serial.log")
     }
+    /// The machine's disk image (virtio-blk).
+    pub fn disk(&self, id: &InstanceId) -> PathBuf {
+        self.dir(id).join("disk.raw")
+    }
+    /// The machine's TAP device: `vt` + 12 hex digits of its id (15 characters at most).
+    pub fn tap_name(id: &InstanceId) -> String {
+        format!("vt{}", &id.0.simple().to_string()[..12])
+    }
+
+    /// Makes the machine's TAP on the bridge and puts the host-side guards on it (issue 11's
+    /// `hostnet`: anti-spoofing for its MAC and addresses, both rate limits of the plan).
+    fn make_tap(&self, record: &InstanceRecord, bridge: &str) -> Result<NetConfig, VmError> {
+        let id = record.spec.id;
+        let tap = Self::tap_name(&id);
+        // The same bridge and gateway addresses as containers (one host network).
+        let fail = |e: crate::container::ContainerError| VmError::Start { id, reason: e.to_string() };
+        crate::container::net::ensure_bridge(bridge).map_err(fail)?;
+        crate::container::net::ensure_gateways(bridge, &record.spec.network).map_err(fail)?;
+        let ip = |args: &[&str]| -> Result<(), VmError> {
+            let out = Command::new("ip").args(args).output().map_err(io(Path::new("ip")))?;
+            if !out.status.success() {
+                return Err(VmError::Start { id, reason: format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()) });
+            }
+            Ok(())
+        };
+        if !Path::new("/sys/class/net").join(&tap).exists() {
+            ip(&["tuntap", "add", "dev", &tap, "mode", "tap"])?;
+        }
+        ip(&["link", "set", &tap, "master", bridge])?;
+        ip(&["link", "set", &tap, "up"])?;
+        let mac = MacAddr::for_instance(&id);
+        let rate = record.spec.resources.net_rate_mbit();
+        let port = Port {
+            ifname: tap.clone(),
+            mac,
+            ipv4: record.spec.network.ipv4.as_ref().map(|a| a.address),
+            ipv6: record.spec.network.ipv6.as_ref().map(|a| a.address),
+            from_guest_mbit: rate,
+            to_guest_mbit: rate,
+        };
+        hostnet::protect(&port).map_err(|e| VmError::Start { id, reason: e.to_string() })?;
+        Ok(NetConfig { tap, mac: mac.0 })
+    }
+
+    /// Removes the machine's TAP and its guards (absent is fine).
+    fn remove_tap(&self, id: &InstanceId) {
+        let tap = Self::tap_name(id);
+        let _ = hostnet::unprotect(&tap);
+        if Path::new("/sys/class/net").join(&tap).exists() {
+            let _ = Command::new("ip").args(["link", "del", &tap]).status();
+        }
+    }
+
     fn socket(&self, id: &InstanceId) -> PathBuf {
         self.dir(id).join("control.sock")
     }
@@ -299,6 +377,7 @@ impl KvmRuntime {
     /// moment to let go of an emptied cgroup, hence the few retries.
     fn clean_dead(&self, id: &InstanceId) -> Result<(), VmError> {
         let _ = fs::remove_file(self.socket(id));
+        self.remove_tap(id);
         self.cfg.shield.release(&self.holder(id))?;
         let mut tries = 0;
         loop {
@@ -364,8 +443,15 @@ impl Runtime for KvmRuntime {
         let records = self.store.list()?;
         host::check(&self.cfg.capacity, &records, &record.spec.resources, Some(record.spec.id))
             .map_err(|r| VmError::Refused(Box::new(r)))?;
-        self.image(&record.spec.template)?;
+        let image = self.image(&record.spec.template)?;
         self.make_dir(&record.spec.id)?;
+        let disk = self.disk(&record.spec.id);
+        if image.disk == DiskSource::BlankExt4 && !disk.exists() {
+            // Made under a temporary name, so a crash midway leaves no half disk behind.
+            let tmp = disk.with_extension("raw.new");
+            disk::make_ext4(&tmp, record.spec.resources.disk_gib() << 30, "vessel-root").map_err(|e| VmError::Disk(e.to_string()))?;
+            fs::rename(&tmp, &disk).map_err(io(&disk))?;
+        }
         if !matches!(record.state, InstanceState::Running | InstanceState::Suspended) {
             record.state = InstanceState::Stopped;
         }
@@ -398,12 +484,23 @@ impl Runtime for KvmRuntime {
         self.cfg.shield.widen_parent(&self.cfg.cgroup_parent, &limits.cpus);
         cgroup::create(&self.cfg.cgroup_parent, &id.to_string(), &limits)?;
 
+        let disk_path = self.disk(&id);
+        let disk = disk_path.exists().then(|| DiskConfig { path: disk_path, io: res.io_limits().into() });
+        let net = match (&self.cfg.bridge, &record.spec.network.ipv4) {
+            (Some(bridge), Some(_)) => Some(self.make_tap(record, bridge)?),
+            _ => None,
+        };
+        let mut cmdline = image.cmdline;
+        if let (true, Some(a)) = (image.kernel_ip, &record.spec.network.ipv4) {
+            let mask = std::net::Ipv4Addr::from(u32::MAX.checked_shl(32 - a.prefix_len as u32).unwrap_or(0));
+            cmdline.push_str(&format!(" ip={}::{}:{mask}::eth0:off", a.address, a.gateway));
+        }
         let config = VmConfig {
             name: id.to_string(),
             vcpus: u8::try_from(vcpus).unwrap_or(u8::MAX),
             memory_mib: res.memory_burst_mib(),
             kernel: image.kernel,
-            cmdline: image.cmdline,
+            cmdline,
             initrd: image.initrd,
             huge_pages: false,
             smp_boot: image.smp_boot,
@@ -414,9 +511,9 @@ impl Runtime for KvmRuntime {
             control_socket: Some(self.socket(&id)),
             exit_file: Some(self.exit_file(&id)),
             cgroup: Some(CgroupPlacement { parent: self.cfg.cgroup_parent.clone(), name: id.to_string() }),
-            disk: None,
-            net: None,
-            rng: false,
+            disk,
+            net,
+            rng: true,
             seccomp: true,
         };
         config.validate().map_err(|e| VmError::Start { id, reason: e.to_string() })?;

@@ -258,13 +258,28 @@ impl TokenBucket {
     }
 }
 
-/// The plan's disk I/O ceilings (0 = none).
+/// The plan's disk I/O ceilings (`PlanResources::io_limits()`; 0 = none).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IoRates {
     #[serde(default)]
-    pub bytes_per_sec: u64,
+    pub read_bytes_per_sec: u64,
     #[serde(default)]
-    pub ops_per_sec: u64,
+    pub write_bytes_per_sec: u64,
+    #[serde(default)]
+    pub read_iops: u64,
+    #[serde(default)]
+    pub write_iops: u64,
+}
+
+impl From<vessel_core::resources::IoLimits> for IoRates {
+    fn from(l: vessel_core::resources::IoLimits) -> Self {
+        IoRates {
+            read_bytes_per_sec: l.read_bytes_per_sec.unwrap_or(0),
+            write_bytes_per_sec: l.write_bytes_per_sec.unwrap_or(0),
+            read_iops: l.read_iops.unwrap_or(0),
+            write_iops: l.write_iops.unwrap_or(0),
+        }
+    }
 }
 
 const BLK_T_IN: u32 = 0;
@@ -285,8 +300,8 @@ const MAX_DISCARD_SECTORS: u32 = 1 << 22;
 pub struct Block {
     file: File,
     sectors: u64,
-    bytes: TokenBucket,
-    ops: TokenBucket,
+    /// Read bytes, read operations, written bytes, write operations.
+    buckets: [TokenBucket; 4],
     /// Time spent waiting on the I/O limit (for tests and logs).
     pub throttled: Duration,
 }
@@ -294,11 +309,14 @@ pub struct Block {
 impl Block {
     pub fn new(file: File, rates: IoRates) -> std::io::Result<Self> {
         let sectors = file.metadata()?.len() / 512;
-        Ok(Block { file, sectors, bytes: TokenBucket::new(rates.bytes_per_sec), ops: TokenBucket::new(rates.ops_per_sec), throttled: Duration::ZERO })
+        let buckets = [rates.read_bytes_per_sec, rates.read_iops, rates.write_bytes_per_sec, rates.write_iops].map(TokenBucket::new);
+        Ok(Block { file, sectors, buckets, throttled: Duration::ZERO })
     }
 
-    fn throttle(&mut self, bytes: u64) {
-        let wait = self.bytes.take(bytes).max(self.ops.take(1));
+    /// Waits until the plan's limits allow one operation of `bytes` (a read, or a write).
+    fn throttle(&mut self, write: bool, bytes: u64) {
+        let b = if write { 2 } else { 0 };
+        let wait = self.buckets[b].take(bytes).max(self.buckets[b + 1].take(1));
         if !wait.is_zero() {
             self.throttled += wait;
             std::thread::sleep(wait);
@@ -321,7 +339,7 @@ impl Block {
         let st = match kind {
             BLK_T_IN | BLK_T_OUT if !in_range(sector, total) => BLK_S_IOERR,
             BLK_T_IN => {
-                self.throttle(total);
+                self.throttle(false, total);
                 let mut at = sector * 512;
                 let mut ok = BLK_S_OK;
                 for d in data.iter().filter(|d| d.write) {
@@ -336,7 +354,7 @@ impl Block {
                 ok
             }
             BLK_T_OUT => {
-                self.throttle(total);
+                self.throttle(true, total);
                 let mut at = sector * 512;
                 let mut ok = BLK_S_OK;
                 for d in data.iter().filter(|d| !d.write) {
@@ -350,7 +368,7 @@ impl Block {
                 ok
             }
             BLK_T_FLUSH => {
-                self.throttle(0);
+                self.throttle(true, 0);
                 if self.file.sync_data().is_ok() { BLK_S_OK } else { BLK_S_IOERR }
             }
             BLK_T_GET_ID => match data.iter().find(|d| d.write) {
@@ -376,7 +394,7 @@ impl Block {
                             ok = BLK_S_IOERR;
                             break;
                         };
-                        self.throttle(0);
+                        self.throttle(true, 0);
                         if !in_range(s, n as u64 * 512) || punch_hole(&self.file, s * 512, n as u64 * 512).is_err() {
                             ok = BLK_S_IOERR;
                         }
