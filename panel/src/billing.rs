@@ -42,12 +42,43 @@ pub enum BillingError {
     NotAnInvoice,
     #[error("{0}")]
     Invalid(String),
+    /// The payer has invoices past their due date: nothing new or bigger until they are paid.
+    #[error("{0}")]
+    Overdue(Overdue),
     #[error("the payment gateway's signature is invalid: {0}")]
     BadSignature(&'static str),
     #[error("the payment gateway failed: {0}")]
     Gateway(String),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+}
+
+/// What a payer owes past due: the invoices (numbers, oldest first) and their sum.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Overdue {
+    pub invoices: Vec<String>,
+    pub total: Money,
+}
+
+impl std::fmt::Display for Overdue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "there are overdue invoices to pay first ({}: {} in all); new servers and upgrades are possible again once they are paid",
+            self.invoices.join(", "),
+            self.total
+        )
+    }
+}
+
+/// Refuses to create or grow anything for a payer with overdue invoices. The caller holds the
+/// payer's balance row, so a payment racing the check is either seen or waits.
+pub async fn ensure_no_overdue(tx: &mut crate::db::Tx<'_>, payer: Uuid, now: chrono::DateTime<chrono::Utc>) -> Result<(), BillingError> {
+    let owed = crate::db::invoices::overdue(&mut **tx, payer, now).await?;
+    let Some(first) = owed.first() else { return Ok(()) };
+    let currency = crate::money::Currency::parse(&first.currency).map_err(|e| BillingError::Invalid(e.to_string()))?;
+    let total = owed.iter().filter(|i| i.currency == first.currency).map(|i| i.total_minor).sum();
+    Err(BillingError::Overdue(Overdue { invoices: owed.iter().map(invoices::display_number).collect(), total: Money::new(total, currency) }))
 }
 
 /// Identifies an issued invoice for the people reading it.

@@ -127,6 +127,8 @@ impl OrchestrationSettings {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BillingSettings {
+    /// Net N days: an invoice is due this many days after it is issued.
+    pub payment_terms_days: i32,
     pub renewal: crate::billing::renewal::RenewalPolicy,
     pub dunning: crate::billing::dunning::DunningPolicy,
 }
@@ -222,6 +224,9 @@ unreachable_after_secs = 45
 [api]
 rate_limit_per_minute = 600
 rate_limit_burst = 200
+
+[billing]
+payment_terms_days = 14
 
 [billing.renewal]
 lead_days = 7

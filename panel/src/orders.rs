@@ -93,6 +93,7 @@ pub async fn place_order(pool: &PgPool, clock: &dyn Clock, customer: Uuid, req: 
     // The customer's balance row first (a 100 % order is settled from credit below): the
     // lock order of every money path.
     crate::billing::ledger::lock_credit(&mut tx, customer, &who.currency).await?;
+    crate::billing::ensure_no_overdue(&mut tx, customer, now).await?;
     let coupon = match req.coupon.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
         None => None,
         Some(code) => {

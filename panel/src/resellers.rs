@@ -34,6 +34,9 @@ pub enum ResellerError {
     /// The request is valid but the resource's state does not allow it now.
     #[error("{0}")]
     Conflict(String),
+    /// The payer has overdue invoices: nothing new or bigger until they are paid.
+    #[error("{0}")]
+    Overdue(crate::billing::Overdue),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
 }
@@ -43,6 +46,7 @@ impl From<BillingError> for ResellerError {
         match e {
             BillingError::Db(e) => ResellerError::Db(e),
             BillingError::Invalid(m) => ResellerError::Invalid { field: "plan", message: m },
+            BillingError::Overdue(o) => ResellerError::Overdue(o),
             BillingError::SubscriptionNotFound => ResellerError::Conflict("this server has no subscription to bill".into()),
             other => ResellerError::Conflict(other.to_string()),
         }

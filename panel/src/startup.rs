@@ -43,6 +43,11 @@ impl Application {
         if settings.database.migrate_on_start {
             db::migrate(&pool).await?;
         }
+        // The panel starts without its database (healthz says so); the terms are then written
+        // by the next start or `panel billing` run that reaches it.
+        if let Err(e) = crate::db::invoices::set_payment_terms_days(&pool, settings.billing.payment_terms_days).await {
+            tracing::warn!(error = %e, "could not record the payment terms in the database");
+        }
         let addr = format!("{}:{}", settings.http.host, settings.http.port);
         let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Listen { addr: addr.clone(), source })?;
         let port = listener.local_addr().map_err(|source| StartupError::Listen { addr: addr.clone(), source })?.port();

@@ -34,10 +34,13 @@ pub struct Problem {
     pub used: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requested: Option<i64>,
+    /// The overdue invoices' numbers, oldest first (`payment-overdue`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invoices: Option<Vec<String>>,
 }
 
 /// Every problem type: (slug, status, when), for the reference page.
-pub const ALL_KINDS: [(&str, u16, &str); 13] = [
+pub const ALL_KINDS: [(&str, u16, &str); 14] = [
     ("unauthorized", 401, "No API key, or an invalid, revoked or inactive one"),
     ("insufficient-scope", 403, "The key lacks the `read` or `write` scope the operation needs"),
     ("not-found", 404, "No such resource, or it belongs to another tenant"),
@@ -46,6 +49,7 @@ pub const ALL_KINDS: [(&str, u16, &str); 13] = [
     ("validation-failed", 422, "A field is wrong; `field` names it"),
     ("quota-exceeded", 422, "The request would exceed a quota; `quota`, `limit`, `used`, `requested` say which and by how much"),
     ("idempotency-key-reused", 422, "The Idempotency-Key was used within 24 h for a different request"),
+    ("payment-overdue", 402, "The paying account has invoices past their due date; `invoices` lists them and `detail` the sum. Nothing is created or grown until they are paid"),
     ("conflict", 409, "The resource's state does not allow this now (e.g. starting a suspended server)"),
     ("payload-too-large", 413, "The body is over 64 KiB"),
     ("method-not-allowed", 405, "The path exists but not with this method"),
@@ -69,6 +73,8 @@ pub enum ApiError {
     Quota { quota: &'static str, limit: i64, used: i64, requested: i64 },
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    PaymentOverdue(crate::billing::Overdue),
     #[error("this Idempotency-Key was used with a different request; use a new key for a new request")]
     IdempotencyKeyReused,
     #[error("Idempotency-Key must be 1 to 255 visible ASCII characters")]
@@ -98,6 +104,7 @@ impl ApiError {
             ApiError::Validation { .. } => "validation-failed",
             ApiError::Quota { .. } => "quota-exceeded",
             ApiError::Conflict(_) => "conflict",
+            ApiError::PaymentOverdue(_) => "payment-overdue",
             ApiError::IdempotencyKeyReused => "idempotency-key-reused",
             ApiError::BadIdempotencyKey => "bad-idempotency-key",
             ApiError::RateLimited(_) => "rate-limited",
@@ -124,6 +131,7 @@ impl ApiError {
             limit: None,
             used: None,
             requested: None,
+            invoices: None,
         };
         match self {
             ApiError::Validation { field, .. } => p.field = Some(field.clone()),
@@ -133,6 +141,7 @@ impl ApiError {
                 p.used = Some(*used);
                 p.requested = Some(*requested);
             }
+            ApiError::PaymentOverdue(o) => p.invoices = Some(o.invoices.clone()),
             _ => {}
         }
         p
@@ -148,6 +157,7 @@ impl ResponseError for ApiError {
             ApiError::Malformed(_) | ApiError::BadIdempotencyKey => StatusCode::BAD_REQUEST,
             ApiError::Validation { .. } | ApiError::Quota { .. } | ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PaymentOverdue(_) => StatusCode::PAYMENT_REQUIRED,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -193,6 +203,7 @@ impl From<ResellerError> for ApiError {
             ResellerError::NotFound(what) => ApiError::NotFound(what),
             ResellerError::Quota { quota, limit, used, requested } => ApiError::Quota { quota, limit, used, requested },
             ResellerError::Conflict(m) => ApiError::Conflict(m),
+            ResellerError::Overdue(o) => ApiError::PaymentOverdue(o),
             ResellerError::Db(e) => e.into(),
         }
     }

@@ -40,11 +40,11 @@ pub async fn run(pool: &PgPool, clock: &dyn Clock, policy: DunningPolicy) -> Res
     let mut tx = pool.begin().await?;
 
     let before = sql::mark_step(&mut tx, "reminder_before", now, now + Duration::days(policy.remind_before_days), true).await?;
-    outbox::insert_for_invoices(&mut tx, "payment_reminder_before", &before.iter().map(|r| r.invoice_id).collect::<Vec<_>>()).await?;
+    outbox::insert_for_invoices(&mut tx, "payment_reminder_before", &before).await?;
     report.reminded_before = before.len();
 
     let after = sql::mark_step(&mut tx, "reminder_after", now, now - Duration::days(policy.remind_after_days), false).await?;
-    outbox::insert_for_invoices(&mut tx, "payment_reminder_after", &after.iter().map(|r| r.invoice_id).collect::<Vec<_>>()).await?;
+    outbox::insert_for_invoices(&mut tx, "payment_reminder_after", &after).await?;
     report.reminded_after = after.len();
 
     for r in sql::due_for(&mut tx, "suspended", "active", now, now - Duration::days(policy.suspend_after_days)).await? {

@@ -39,11 +39,13 @@ pub async fn issue_for_subscriptions(
     let ids: Vec<Uuid> = rows.iter().map(|_| Uuid::new_v4()).collect();
     sql::insert_subscription_drafts(tx, &ids, &rows).await?;
     let first = sql::reserve_numbers(tx, "invoice", now.year(), ids.len() as i32).await?;
-    // The first invoice is due at once; a renewal on the first day of its period.
+    // The first invoice is due after the payment terms; a renewal on the first day of its
+    // period (it is issued ahead of it).
+    let terms = chrono::Duration::days(sql::payment_terms_days(tx).await?);
     let due: Vec<DateTime<Utc>> = rows
         .iter()
         .map(|r| match which {
-            PeriodChoice::Current => now,
+            PeriodChoice::Current => now + terms,
             PeriodChoice::Next => r.period_start.and_time(NaiveTime::MIN).and_utc().max(now),
         })
         .collect();
@@ -63,9 +65,10 @@ pub async fn issue_for_subscriptions(
 }
 
 /// Issues a one-line invoice outside the subscription periods (e.g. an upgrade's prorated
-/// charge), due now, posted to the ledger and mailed.
+/// charge), due after the payment terms, posted to the ledger and mailed.
 pub async fn issue_charge(tx: &mut Tx<'_>, doc: &sql::NewDocument<'_>, now: DateTime<Utc>) -> Result<Uuid, BillingError> {
-    issue_charge_due(tx, doc, now, now).await
+    let due = now + chrono::Duration::days(sql::payment_terms_days(tx).await?);
+    issue_charge_due(tx, doc, now, due).await
 }
 
 /// As [`issue_charge`], due at `due` (a balance carried over from a voided invoice keeps the

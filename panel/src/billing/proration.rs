@@ -83,6 +83,8 @@ pub async fn change_plan_in(
         format!("{what}: plan change on {today}, {} of {total} days left in the period", unused.clamp(0, total))
     };
     let outcome = if diff > 0 {
+        // Growing is buying more: not while the payer owes past due.
+        super::ensure_no_overdue(&mut *tx, customer, now).await?;
         let rate = inv_sql::tax_rate(&mut *tx, customer, today).await?;
         let id = issue_charge(
             &mut *tx,

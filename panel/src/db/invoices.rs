@@ -385,3 +385,36 @@ pub async fn lock_of_subscription(tx: &mut Tx<'_>, sub: Uuid, status: &str) -> R
     .fetch_all(&mut **tx)
     .await
 }
+
+/// The payment terms: invoices are due this many days after they are issued.
+pub async fn payment_terms_days(tx: &mut Tx<'_>) -> Result<i64, sqlx::Error> {
+    Ok(sqlx::query_scalar::<_, i32>("SELECT payment_terms_days FROM billing_settings").fetch_optional(&mut **tx).await?.unwrap_or(0) as i64)
+}
+
+/// Records the configured payment terms (at start of `panel serve` and `panel billing`).
+pub async fn set_payment_terms_days(pool: &sqlx::PgPool, days: i32) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO billing_settings (singleton, payment_terms_days) VALUES (true, $1)
+         ON CONFLICT (singleton) DO UPDATE SET payment_terms_days = EXCLUDED.payment_terms_days",
+    )
+    .bind(days)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// A payer's debts: issued invoices past their due date, oldest first. An unpaid first
+/// invoice of an order that was never delivered (its subscription still pending, or
+/// cancelled) is not a debt; a terminated server's is.
+pub async fn overdue<'e, E: sqlx::PgExecutor<'e>>(e: E, payer: Uuid, now: DateTime<Utc>) -> Result<Vec<InvoiceRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {INVOICE_COLUMNS} FROM invoices i
+          WHERE i.account_id = $1 AND i.kind = 'invoice' AND i.status = 'issued' AND i.total_minor > 0 AND i.due_at < $2
+            AND NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.id = i.subscription_id AND s.status IN ('pending', 'cancelled'))
+          ORDER BY i.due_at, i.number_seq"
+    ))
+    .bind(payer)
+    .bind(now)
+    .fetch_all(e)
+    .await
+}

@@ -97,6 +97,9 @@ pub async fn create(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, s: New
     }
     let (payer, discount_bp, terms) = payer(tx, &customer).await?;
     let (_, _, currency) = crate::db::accounts::account_facts(&mut **tx, payer).await?.ok_or(ResellerError::NotFound("customer"))?;
+    // No new server for a payer who owes past due (its balance row first: the lock order).
+    crate::billing::ledger::lock_credit(tx, payer, &currency).await?;
+    crate::billing::ensure_no_overdue(tx, payer, now).await?;
     let (plan_id, kind, retail) = sub_sql::orderable_plan(tx, s.plan.trim(), s.cycle, &currency)
         .await?
         .ok_or_else(|| invalid("plan", "no such plan (see GET /api/v1/plans)"))?;

@@ -198,3 +198,36 @@ async fn a_voided_invoice_is_never_credited_twice() {
     assert_eq!(credit_of(&w, ana).await, 10_000, "the voided invoice was credited twice");
     w.invariants().await;
 }
+
+/// A server that ran unpaid and was terminated before dunning reached it: its invoice is still
+/// chased, and its payer can order nothing new until it is paid.
+#[tokio::test]
+async fn a_terminated_servers_debt_is_still_chased_and_blocks_new_orders() {
+    let w = World::new("2026-05-01T10:00:00Z").await;
+    let rex = w.customer("rex@example.com", None).await;
+    let placed = w.order(rex, "burst-s", Monthly, None).await;
+    // Running unpaid (as the API makes servers), then terminated on its first day.
+    sqlx::query("UPDATE subscriptions SET status = 'terminated', terminated_at = now() WHERE id = $1")
+        .bind(placed.subscription_id)
+        .execute(&w.pool)
+        .await
+        .unwrap();
+    w.set("2026-06-01T10:00:00Z"); // well past any due date
+    let d = w.dunning().await;
+    assert_eq!(d.reminded_after, 1, "the terminated server's invoice is chased");
+    let e = place_order(
+        &w.pool,
+        &w.clock,
+        rex,
+        OrderRequest { plan_code: "burst-s".into(), cycle: Monthly, os_template: "debian-12".into(), hostname: "b.example.com".into(), coupon: None },
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, OrderError::Billing(BillingError::Overdue(_))), "{e}");
+    assert!(e.to_string().contains("overdue invoices to pay first (INV-2026-000001: 3.00 EUR in all)"), "{e}");
+    assert_eq!(w.scalar::<i64>("SELECT count(*) FROM orders").await, 1, "no second order");
+    w.credit(rex, 300).await;
+    w.pay(rex, placed.invoice_id).await;
+    w.order(rex, "burst-s", Monthly, None).await;
+    w.invariants().await;
+}

@@ -696,3 +696,38 @@ async fn suspending_a_customer_suspends_its_servers_and_reactivating_restores_ea
     assert_eq!(state(held.clone()).await, "suspended", "what the reseller suspended itself stays suspended");
     assert_eq!(api.count("SELECT count(*) FROM jobs WHERE kind = 'instance.converge'").await, jobs + 2, "one converge per restored server");
 }
+
+/// A reseller that owes past due gets no new server and no upgrade (402, `payment-overdue`,
+/// naming the invoices) until it pays; then it gets them again.
+#[tokio::test]
+async fn a_reseller_with_overdue_invoices_cannot_create_or_grow_servers() {
+    let app = spawn_web_app_with(|s| s.billing.payment_terms_days = 0).await;
+    let api = Api { app, http: Client::new() };
+    let pool = &api.app.pool;
+    let a = reseller(pool, "a@resell.example", RW).await;
+    let c = api.customer(&a.token, "c@example.com").await;
+    let first = api.server(&a.token, c, "one.example.com").await["id"].as_str().unwrap().to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await; // past the due date (net 0)
+    let body = json!({ "customer_id": c, "plan": "burst-s", "os_template": "debian-12", "hostname": "two.example.com" });
+    let (s, h, v) = api.call(Some(&a.token), Method::POST, "/api/v1/servers", Some(body.clone()), None).await;
+    assert_eq!(s, StatusCode::PAYMENT_REQUIRED, "{v}");
+    assert_eq!(h["content-type"], "application/problem+json");
+    assert_eq!(v["type"], "https://vessel.dev/problems/payment-overdue", "{v}");
+    let number: String = sqlx::query_scalar("SELECT 'INV-' || number_year || '-' || lpad(number_seq::text, 6, '0') FROM invoices").fetch_one(pool).await.unwrap();
+    assert_eq!(v["invoices"], json!([number]), "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("overdue"), "{v}");
+    let (s, v) = api.post(&a.token, &format!("/api/v1/servers/{first}/resize"), json!({ "plan": "burst-m" })).await;
+    assert_eq!((s, v["type"].as_str()), (StatusCode::PAYMENT_REQUIRED, Some("https://vessel.dev/problems/payment-overdue")), "{v}");
+    assert_eq!(api.count("SELECT count(*) FROM instances").await, 1, "nothing was made");
+    assert_eq!(api.count("SELECT count(*) FROM invoices").await, 1, "nothing was invoiced");
+
+    let boss = admin(pool).await;
+    let invoice: Uuid = sqlx::query_scalar("SELECT id FROM invoices").fetch_one(pool).await.unwrap();
+    let total: i64 = sqlx::query_scalar("SELECT total_minor FROM invoices").fetch_one(pool).await.unwrap();
+    let eur = panel::money::Money::new(total, panel::money::Currency::parse("EUR").unwrap());
+    panel::billing::payments::record_manual_payment(pool, &panel::clock::SystemClock, boss.account, a.account, eur, "bank-1", Some(invoice), None)
+        .await
+        .unwrap();
+    let (s, v) = api.post(&a.token, "/api/v1/servers", body).await;
+    assert_eq!(s, StatusCode::CREATED, "paid: servers again: {v}");
+}

@@ -223,7 +223,9 @@ pub fn mount(dev: &str, dir: &Path) -> Result<(), ContainerError> {
         Some(dev),
         dir,
         Some("ext4"),
-        MsFlags::MS_NODEV,
+        // The host never runs or opens anything a container made: a setuid file or a
+        // device node on the disk is inert here (the container's own view re-allows setuid).
+        MsFlags::MS_NODEV | MsFlags::MS_NOSUID,
         None::<&str>,
     )
     .map_err(|e| ContainerError::Sys {
@@ -267,6 +269,7 @@ pub fn grow(image: &Path, dev: &str, gib: u64) -> Result<(), ContainerError> {
 /// allows it), offline otherwise (after the mandatory e2fsck).
 pub fn grow_fs(dev: &str, mounted: bool) -> Result<(), ContainerError> {
     if !mounted {
+        wait_unused(dev);
         // e2fsck exits 1 when it fixed something, which is fine.
         let st = Command::new("e2fsck")
             .args(["-f", "-y"])
@@ -283,6 +286,19 @@ pub fn grow_fs(dev: &str, mounted: bool) -> Result<(), ContainerError> {
     }
     run(Command::new("resize2fs").arg(dev))?;
     Ok(())
+}
+
+/// Waits (up to 5 s) until no mount anywhere holds `dev`: a container starting at the moment
+/// of our unmount holds a copy of the mount in its new mount namespace until its pivot drops
+/// it, and e2fsck refuses a device in use. (An exclusive open fails while it is mounted.)
+fn wait_unused(dev: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while fs::OpenOptions::new().read(true).custom_flags(libc::O_EXCL).open(dev).is_err()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Replaces the contents of the mounted root with a copy of the template's root.

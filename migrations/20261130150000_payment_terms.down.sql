@@ -1,0 +1,2 @@
+DROP INDEX invoices_overdue_idx;
+DROP TABLE billing_settings;
