@@ -13,6 +13,7 @@
 //! `ct-<id short>` under the configured parent, the veth `<prefix><id short>` (its peer
 //! `<prefix>p<id short>` is renamed `eth0` inside).
 
+pub mod access;
 pub mod cli;
 pub mod disk;
 pub mod init;
@@ -437,7 +438,17 @@ impl ContainerRuntime {
         let t_disk = Instant::now();
         crash_point(op, "rootfs");
         self.ensure_rootfs(record)?;
-        if let Some(range) = self.ensure_ids(&id)? {
+        let ids = self.ensure_ids(&id)?;
+        // The customer's way in, on the fresh root filesystem, before its first boot.
+        let access_done = dir.join("access.done");
+        if !access_done.exists() {
+            access::write_before_boot(&self.root(&id), &record.spec.access, ids.map(|r| r.base))?;
+            fs::write(&access_done, b"").map_err(|source| ContainerError::Io {
+                what: format!("write {}", access_done.display()),
+                source,
+            })?;
+        }
+        if let Some(range) = ids {
             // Idempotent (ids already in range stay), so a crash mid-way is finished by
             // running it again.
             let shifted = dir.join("ids.shifted");
@@ -690,6 +701,7 @@ impl ContainerRuntime {
         self.stop_init(record, true)?;
         let _ = fs::remove_file(self.dir(&record.spec.id).join("rootfs.done"));
         let _ = fs::remove_file(self.dir(&record.spec.id).join("ids.shifted"));
+        let _ = fs::remove_file(self.dir(&record.spec.id).join("access.done"));
         crash_point("reinstall", "rootfs");
         self.ensure_built(record, "reinstall")?;
         if was_running {
@@ -738,6 +750,37 @@ impl ContainerRuntime {
             && net::link_exists(&self.veth_host(&id))
         {
             crate::hostnet::protect(&self.port(record))?;
+        }
+        Ok(())
+    }
+
+    /// A new root password hash on the running container: written by a shell inside (as its
+    /// root, through its own view of /etc, so a symlink it planted cannot point the host at
+    /// the host's files). A stopped container is refused: its files are only touched before
+    /// their first boot (create, reinstall) or from inside.
+    pub fn reset_password(&self, record: &InstanceRecord, hash: &vessel_core::PasswordHash) -> Result<(), ContainerError> {
+        if self.live_pid(record).is_none() {
+            return Err(ContainerError::NotAllowed {
+                action: "reset the password of",
+                state: InstanceState::Stopped,
+            });
+        }
+        let mut cmd = self.exec_command(record, &["/bin/sh".into(), "-c".into(), access::RESET_SCRIPT.into()])?;
+        cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|source| ContainerError::Io { what: "password reset".into(), source })?;
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(format!("{}\n", hash.as_str()).as_bytes())
+            .map_err(|source| ContainerError::Io { what: "password reset".into(), source })?;
+        let out = child.wait_with_output().map_err(|source| ContainerError::Io { what: "password reset".into(), source })?;
+        if !out.status.success() {
+            return Err(ContainerError::Command {
+                cmd: "password reset inside the container".into(),
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
         }
         Ok(())
     }
