@@ -204,7 +204,7 @@ fn main() {
         helper_exe: EXE.into(),
         stop_timeout: Duration::from_secs(2),
         host_memory_mib: cap.memory_mib,
-        userns: None,
+        userns: Some(provisioner::container::IdPool::DEFAULT),
     };
     let host = ContainerHost::new(ContainerRuntime::new(cfg), cap).unwrap();
     // Warm the template cache (a create never re-extracts; the first one would).

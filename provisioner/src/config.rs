@@ -65,8 +65,13 @@ pub struct DaemonConfig {
     pub bridge: String,
     /// Prefix of the containers' host-side veth names (at most 2 bytes).
     pub veth_prefix: String,
-    /// Give each container a user namespace mapped onto host ids from here (65 536 each).
+    /// Give each container a user namespace of its own (default; `false` only for
+    /// measurements: then root inside is host root with fewer capabilities).
+    pub userns: bool,
+    /// Where the host ids handed to containers start (65 536 per container, `userns_slots`
+    /// of them); default 2^30, above the host's own users.
     pub userns_base: Option<u32>,
+    pub userns_slots: Option<u32>,
     /// Run containers (root, cgroups and loop devices needed).
     pub containers: bool,
     /// Physical capacity given to instances; absent: measured on the host.
@@ -95,7 +100,9 @@ impl Default for DaemonConfig {
             cgroup_parent: "vessel".into(),
             bridge: "vzbr0".into(),
             veth_prefix: "vz".into(),
+            userns: true,
             userns_base: None,
+            userns_slots: None,
             containers: true,
             capacity: None,
             reserved: Reserved::default(),

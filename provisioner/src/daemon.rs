@@ -5,7 +5,7 @@ use crate::api::{self, ApiState};
 use crate::cgroup::CgroupLayout;
 use crate::config::{ConfigError, DaemonConfig};
 use crate::container::manager::ContainerHost;
-use crate::container::{ContainerConfig, ContainerRuntime, IdRange};
+use crate::container::{ContainerConfig, ContainerRuntime, IdPool};
 use crate::template::TemplateStore;
 use crate::service::{Service, ServiceError};
 use crate::store::{InstanceStore, StoreError};
@@ -62,7 +62,10 @@ pub fn build_service_with(cfg: &DaemonConfig, vmm: std::path::PathBuf) -> Result
             helper_exe: vmm.clone(),
             stop_timeout: Duration::from_secs(cfg.stop_timeout_secs),
             host_memory_mib: capacity.memory_mib,
-            userns: cfg.userns_base.map(|base| IdRange { base, count: 65536 }),
+            userns: cfg.userns.then(|| IdPool {
+                first: cfg.userns_base.unwrap_or(IdPool::DEFAULT.first),
+                slots: cfg.userns_slots.unwrap_or(IdPool::DEFAULT.slots),
+            }),
         };
         Some(ContainerHost::new(ContainerRuntime::new(cc), capacity).map_err(|e| DaemonError::Containers(e.to_string()))?)
     } else {

@@ -31,10 +31,12 @@ pub struct CtArgs {
     pub bridge: String,
     #[arg(long, default_value = "vz")]
     pub veth_prefix: String,
-    /// Give containers a user namespace mapping their ids 0..65535 to host ids BASE.. (off by
-    /// default: see the README).
+    /// Where the host ids handed to containers start (65 536 per container).
+    #[arg(long, default_value_t = super::IdPool::DEFAULT.first)]
+    pub userns_base: u32,
+    /// No user namespaces: root inside is host root with fewer capabilities (measurements only).
     #[arg(long)]
-    pub userns_base: Option<u32>,
+    pub no_userns: bool,
     /// Seconds a graceful stop waits before SIGKILL.
     #[arg(long, default_value_t = 10)]
     pub stop_timeout: u64,
@@ -164,9 +166,10 @@ impl CtArgs {
                 .map_err(|e| usage(format!("own executable: {e}")))?,
             stop_timeout: Duration::from_secs(self.stop_timeout),
             host_memory_mib: 0,
-            userns: self
-                .userns_base
-                .map(|base| super::IdRange { base, count: 65536 }),
+            userns: (!self.no_userns).then_some(super::IdPool {
+                first: self.userns_base,
+                slots: super::IdPool::DEFAULT.slots,
+            }),
         };
         let detected = detect_capacity(&self.state_dir);
         let capacity = HostCapacity {

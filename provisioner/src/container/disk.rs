@@ -223,7 +223,9 @@ pub fn mount(dev: &str, dir: &Path) -> Result<(), ContainerError> {
         Some(dev),
         dir,
         Some("ext4"),
-        MsFlags::MS_NODEV,
+        // The host never runs or opens anything a container made: a setuid file or a
+        // device node on the disk is inert here (the container's own view re-allows setuid).
+        MsFlags::MS_NODEV | MsFlags::MS_NOSUID,
         None::<&str>,
     )
     .map_err(|e| ContainerError::Sys {

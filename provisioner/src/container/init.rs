@@ -1,13 +1,16 @@
 //! The two short-lived helper processes, both the provisioner binary run with a hidden
 //! subcommand (a freshly exec'd, single-threaded process, so forking in it is safe):
 //!
-//! * `provisioner ct-init <init.json>`: spawned by `start` already inside new mount, uts, ipc,
-//!   net and pid namespaces (unshared in `pre_exec`). It moves itself into the container's
-//!   cgroup, waits for "go" on stdin (the parent has moved the veth in by then), forks the
-//!   container's init — pid 1 of the new pid namespace, which configures the network from the
-//!   inside and builds the container's mounts — writes its id maps if it asks for a user
-//!   namespace, reports its host pid on stdout once the init has exec'd, and exits. Nothing of
-//!   ours stays behind: the init *is* the container (OpenVZ's zero overhead).
+//! * `provisioner ct-init <init.json>`: spawned by `start` already inside new mount, uts and
+//!   ipc namespaces (unshared in `pre_exec`). It moves itself into the container's cgroup;
+//!   with a user namespace (the default) it makes that namespace, maps it to the container's
+//!   id range and enters a network namespace owned by it, says "ready"; then waits for "go"
+//!   on stdin (the parent has moved the veth in by then), unshares the pid namespace and forks
+//!   the container's init — pid 1 there, which takes a cgroup namespace, configures the
+//!   network from the inside, builds the container's mounts, enters the user namespace last,
+//!   seals itself (own keyring, seccomp, capabilities) and execs — reports its host pid on
+//!   stdout and exits. Nothing of ours stays behind: the init *is* the container (OpenVZ's
+//!   zero overhead).
 //! * `provisioner ct-exec --pid P --cgroup FILE... -- argv`: joins the container's cgroup and
 //!   namespaces, forks (a pid namespace applies to children), drops capabilities like the
 //!   init, and runs `argv` inside; exits with its status.
@@ -82,6 +85,17 @@ pub fn ct_init_main(config: &Path) -> Result<(), ContainerError> {
 
     // Into the container's cgroup first: everything forked from here on is accounted to it.
     crate::cgroup::join_self(&cfg.cgroup_join)?;
+    // With a user namespace: make it (and the network namespace it owns) first, and enter
+    // the network namespace, so the parent moves the veth into it after "ready".
+    let userns = match cfg.userns {
+        Some((base, count)) => {
+            let user = user_and_net_namespaces(base, count)?;
+            println!("ready");
+            let _ = std::io::stdout().flush();
+            Some(user)
+        }
+        None => None,
+    };
     let mut line = String::new();
     std::io::stdin()
         .lock()
@@ -93,26 +107,16 @@ pub fn ct_init_main(config: &Path) -> Result<(), ContainerError> {
     if line.trim() != "go" {
         return Err(ContainerError::Init("parent went away before go".into()));
     }
+    // The next child is pid 1 of a new pid namespace (not before: the namespace helper above
+    // must not be its init).
+    nix::sched::unshare(CloneFlags::CLONE_NEWPID).map_err(sys("unshare pid"))?;
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
-    // The user-namespace handshake: the child asks for its id maps, which only we (still
-    // privileged in the host's user namespace) can write.
-    let (ask_rd, ask_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
-    let (ack_rd, ack_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
-    // The host's /proc, held open: the child's pivot_root moves our root too (we share its
-    // mount namespace), after which "/proc" would be the container's.
-    let host_proc = fs::File::open("/proc").map_err(|source| ContainerError::Io {
-        what: "/proc".into(),
-        source,
-    })?;
     // SAFETY: this process was just exec'd and is single-threaded, so the child may run
     // arbitrary code after fork.
     match unsafe { fork() }.map_err(sys("fork"))? {
         ForkResult::Child => {
             drop(rd);
-            drop(ask_rd);
-            drop(ack_wr);
-            let err =
-                become_init(&cfg, fs::File::from(ask_wr), fs::File::from(ack_rd)).unwrap_err();
+            let err = become_init(&cfg, userns.as_ref()).unwrap_err();
             let mut f = fs::File::from(wr);
             let _ = write!(f, "{err}");
             drop(f);
@@ -121,34 +125,6 @@ pub fn ct_init_main(config: &Path) -> Result<(), ContainerError> {
         }
         ForkResult::Parent { child } => {
             drop(wr);
-            drop(ask_wr);
-            drop(ack_rd);
-            let mut ask = [0u8; 1];
-            let mut ask_f = fs::File::from(ask_rd);
-            if let Some((base, count)) = cfg.userns {
-                // EOF instead of the request: the child failed before; its message follows.
-                if ask_f.read(&mut ask).unwrap_or(0) == 1 {
-                    for f in ["uid_map", "gid_map"] {
-                        let p = format!("{child}/{f}");
-                        let fd = nix::fcntl::openat(
-                            Some(host_proc.as_raw_fd()),
-                            p.as_str(),
-                            nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_CLOEXEC,
-                            Mode::empty(),
-                        )
-                        .map_err(sys(format!("open /proc/{p}")))?;
-                        // SAFETY: `fd` was just opened by us and is owned by this File only.
-                        let mut file =
-                            unsafe { <fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-                        file.write_all(format!("0 {base} {count}\n").as_bytes())
-                            .map_err(|source| ContainerError::Io {
-                                what: format!("/proc/{p}"),
-                                source,
-                            })?;
-                    }
-                    let _ = fs::File::from(ack_wr).write_all(b"k");
-                }
-            }
             let mut msg = String::new();
             let _ = fs::File::from(rd).read_to_string(&mut msg);
             if !msg.is_empty() {
@@ -161,13 +137,64 @@ pub fn ct_init_main(config: &Path) -> Result<(), ContainerError> {
     }
 }
 
+/// A user namespace mapping ids 0..count to host ids base.., and a network namespace owned
+/// by it, which we enter. (Owned by the container's user namespace, root inside has its
+/// network powers — ping, raw sockets, ports below 1024 — over that namespace only; the
+/// port's guards are on the host side.) A short-lived child makes both; we write its id maps
+/// while still privileged here, and keep the namespaces by their descriptors. Returns the
+/// user namespace, entered last by the init.
+fn user_and_net_namespaces(base: u32, count: u32) -> Result<OwnedFd, ContainerError> {
+    let (made_rd, made_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
+    let (done_rd, done_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe"))?;
+    // SAFETY: single-threaded process (fresh exec); the child only makes syscalls and exits.
+    match unsafe { fork() }.map_err(sys("fork"))? {
+        ForkResult::Child => {
+            drop(made_rd);
+            drop(done_wr);
+            let ok = nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNET).is_ok();
+            let _ = fs::File::from(made_wr).write_all(if ok { b"y" } else { b"n" });
+            let mut b = [0u8; 1];
+            let _ = fs::File::from(done_rd).read(&mut b);
+            // SAFETY: leaving the child without running the parent's atexit handlers.
+            unsafe { libc::_exit(0) };
+        }
+        ForkResult::Parent { child } => {
+            drop(made_wr);
+            drop(done_rd);
+            let result = (|| {
+                let mut b = [0u8; 1];
+                if fs::File::from(made_rd).read(&mut b).unwrap_or(0) != 1 || b[0] != b'y' {
+                    return Err(ContainerError::Init("could not make the user and network namespaces".into()));
+                }
+                for f in ["uid_map", "gid_map"] {
+                    let p = format!("/proc/{child}/{f}");
+                    fs::write(&p, format!("0 {base} {count}\n"))
+                        .map_err(|source| ContainerError::Io { what: p, source })?;
+                }
+                let open = |ns: &str| {
+                    let p = format!("/proc/{child}/ns/{ns}");
+                    fs::File::open(&p).map(OwnedFd::from).map_err(|source| ContainerError::Io { what: p, source })
+                };
+                let (user, net) = (open("user")?, open("net")?);
+                setns(&net, CloneFlags::CLONE_NEWNET).map_err(sys("setns net"))?;
+                Ok(user)
+            })();
+            drop(done_wr);
+            let _ = nix::sys::wait::waitpid(child, None);
+            result
+        }
+    }
+}
+
 /// In pid 1 of the new pid namespace: build the container's view of the world and exec its
 /// init. Only returns an error.
 fn become_init(
     cfg: &InitConfig,
-    mut ask: fs::File,
-    mut ack: fs::File,
+    userns: Option<&OwnedFd>,
 ) -> Result<std::convert::Infallible, ContainerError> {
+    // Its own cgroup is the root of its view (/proc/self/cgroup, cgroupfs mounts): the host's
+    // tree stays out of reach. We joined the container's group before the fork.
+    nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(sys("unshare cgroup"))?;
     // The first process forked after unshare(CLONE_NEWPID) is the namespace's pid 1, so the
     // network is configured from here (its `ip` children live and die inside), not before.
     match &cfg.veth_peer {
@@ -200,6 +227,15 @@ fn become_init(
         None::<&str>,
     )
     .map_err(sys("bind root"))?;
+    // The disk is nosuid on the host; inside, setuid programs (sudo, su, passwd) work.
+    mount(
+        None::<&str>,
+        root,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NODEV,
+        None::<&str>,
+    )
+    .map_err(sys("allow setuid in the container's view of its root"))?;
     for d in ["proc", "sys", "dev"] {
         let _ = fs::create_dir_all(root.join(d));
     }
@@ -303,24 +339,14 @@ fn become_init(
     let _ = fs::remove_dir("/.oldroot");
     sethostname(&cfg.hostname).map_err(sys("sethostname"))?;
 
-    if cfg.userns.is_some() {
-        // Last step while privileged: from here root inside is an unprivileged id outside,
-        // and the namespaces built above stay owned by the host's user namespace (so root
-        // inside cannot mount, rename the host or touch the network even with its caps).
-        nix::sched::unshare(CloneFlags::CLONE_NEWUSER).map_err(sys("unshare user"))?;
-        ask.write_all(b"?").map_err(|source| ContainerError::Io {
-            what: "ask id maps".into(),
-            source,
-        })?;
-        let mut k = [0u8; 1];
-        if ack.read(&mut k).unwrap_or(0) != 1 {
-            return Err(ContainerError::Init("no id maps from ct-init".into()));
-        }
+    if let Some(user) = userns {
+        // Last step while privileged: from here root inside is an unprivileged id outside.
+        // The mount, uts, ipc and pid namespaces stay the host user namespace's (root inside
+        // cannot mount or rename the host); the network namespace is the container's own.
+        setns(user, CloneFlags::CLONE_NEWUSER).map_err(sys("setns user"))?;
         become_root_inside()?;
     }
-    drop(ask);
-    drop(ack);
-    drop_privileges()?;
+    seal(cfg.userns.is_some())?;
     let argv: Vec<CString> = cfg
         .init
         .iter()
@@ -352,8 +378,24 @@ fn become_root_inside() -> Result<(), ContainerError> {
     Ok(())
 }
 
-/// Reduces every capability set to [`KEPT_CAPS`] and sets no_new_privs.
-pub fn drop_privileges() -> Result<(), ContainerError> {
+/// The last steps before a container process execs: a session keyring of its own (not the
+/// provisioner's), the seccomp filter (see `seccomp.rs`), the capability sets reduced to
+/// [`KEPT_CAPS`]. `no_new_privs` only without a user namespace: there root inside is host
+/// root, and setuid programs must not raise anything; with one, `sudo` and `su` must work.
+fn seal(in_userns: bool) -> Result<(), ContainerError> {
+    // SAFETY: keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL): a new anonymous session keyring.
+    if unsafe { libc::syscall(libc::SYS_keyctl, 1, std::ptr::null::<libc::c_char>()) } < 0 {
+        return Err(ContainerError::Sys {
+            what: "own session keyring".into(),
+            errno: nix::Error::last(),
+        });
+    }
+    super::seccomp::install(&super::seccomp::programs()?)?;
+    drop_privileges(!in_userns)
+}
+
+/// Reduces every capability set to [`KEPT_CAPS`]; sets no_new_privs if asked.
+pub fn drop_privileges(no_new_privs: bool) -> Result<(), ContainerError> {
     let keep: CapsHashSet = KEPT_CAPS.iter().copied().collect();
     let err =
         |e: caps::errors::CapsError| ContainerError::Init(format!("dropping capabilities: {e}"));
@@ -368,7 +410,7 @@ pub fn drop_privileges() -> Result<(), ContainerError> {
     caps::set(None, CapSet::Effective, &keep).map_err(err)?;
     caps::set(None, CapSet::Permitted, &keep).map_err(err)?;
     // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) takes no pointers.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+    if no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(ContainerError::Sys {
             what: "no_new_privs".into(),
             errno: nix::Error::last(),
@@ -398,6 +440,7 @@ pub fn ct_exec_main(
         (open("uts")?, CloneFlags::CLONE_NEWUTS),
         (open("net")?, CloneFlags::CLONE_NEWNET),
         (open("pid")?, CloneFlags::CLONE_NEWPID),
+        (open("cgroup")?, CloneFlags::CLONE_NEWCGROUP),
     ];
     let mnt = open("mnt")?;
     let same_user = fs::read_link(format!("/proc/{pid}/ns/user")).ok()
@@ -430,7 +473,7 @@ pub fn ct_exec_main(
                     setns(user, CloneFlags::CLONE_NEWUSER).map_err(sys("setns user"))?;
                     become_root_inside()?;
                 }
-                drop_privileges()?;
+                seal(user.is_some())?;
                 // execvpe is not in nix for all targets: search PATH ourselves.
                 let prog = resolve(&argv[0]);
                 execve(&prog, &args, &env).map_err(sys(format!("exec {}", argv[0])))

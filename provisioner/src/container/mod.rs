@@ -18,6 +18,7 @@ pub mod disk;
 pub mod init;
 pub mod manager;
 pub mod net;
+pub mod seccomp;
 
 use crate::cgroup::{CgroupError, CgroupLayout, InstanceCgroup, Limits};
 use crate::runtime::{Runtime, Usage};
@@ -72,6 +73,8 @@ pub enum ContainerError {
     Sys { what: String, errno: nix::Error },
     #[error("container init: {0}")]
     Init(String),
+    #[error("no free user-namespace id range left on this host ({slots} in the pool)")]
+    IdsExhausted { slots: u32 },
     #[error(transparent)]
     HostNet(#[from] crate::hostnet::HostNetError),
 }
@@ -139,14 +142,33 @@ pub struct ContainerConfig {
     /// The host memory the guarantees are promised out of (admission's `M`), for the OOM
     /// policy: see [`oom_score_adj`].
     pub host_memory_mib: u64,
-    /// Give each container a user namespace whose ids 0..count are host ids base.. (its
-    /// files are shifted into that range when its root filesystem is made). `None`: root in
-    /// a container is host root with reduced capabilities.
-    pub userns: Option<IdRange>,
+    /// Give each container a user namespace with its own range of host ids from this pool
+    /// (its files are shifted into that range when its root filesystem is made). `None`
+    /// (only for measurements and old hosts): root in a container is host root with reduced
+    /// capabilities.
+    pub userns: Option<IdPool>,
 }
 
-/// A range of host uids/gids a container's ids map onto.
+/// Host uids/gids handed to containers, [`IDS_PER_CONTAINER`] each: slot `k` is
+/// `first + k·65536 ..`. The default leaves the ids below 2^30 to the host's own users.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IdPool {
+    pub first: u32,
+    pub slots: u32,
+}
+
+impl IdPool {
+    pub const DEFAULT: IdPool = IdPool {
+        first: 1 << 30,
+        slots: 16_384,
+    };
+}
+
+pub const IDS_PER_CONTAINER: u32 = 65_536;
+
+/// The range of host uids/gids one container's ids 0..count map onto: allocated from the
+/// pool at create, recorded in its instance directory (`ids.json`), freed with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IdRange {
     pub base: u32,
     pub count: u32,
@@ -189,6 +211,18 @@ impl Facts {
 pub struct ConsoleSession {
     pub master: fs::File,
     pub child: std::process::Child,
+}
+
+/// Creates `dir` if needed and makes it the provisioner's only (0700): nothing of a
+/// container is reachable by the host's other users.
+fn private_dir(dir: &std::path::Path) -> Result<(), ContainerError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(dir)
+        .and_then(|_| fs::set_permissions(dir, fs::Permissions::from_mode(0o700)))
+        .map_err(|source| ContainerError::Io {
+            what: format!("mkdir 0700 {}", dir.display()),
+            source,
+        })
 }
 
 /// Start time of `pid` from /proc, if it is alive and not a zombie.
@@ -253,6 +287,66 @@ impl ContainerRuntime {
         }
     }
 
+    /// The host id range of container `id`, if it has one (see [`IdRange`]).
+    pub fn ids(&self, id: &InstanceId) -> Option<IdRange> {
+        self.cfg.userns?;
+        let b = fs::read(self.dir(id).join("ids.json")).ok()?;
+        serde_json::from_slice(&b).ok()
+    }
+
+    /// Allocates container `id`'s id range once (the lowest slot no instance directory of
+    /// this host holds), durably before any file is shifted into it, under a host-wide lock
+    /// so two creates never take the same slot.
+    fn ensure_ids(&self, id: &InstanceId) -> Result<Option<IdRange>, ContainerError> {
+        let Some(pool) = self.cfg.userns else {
+            return Ok(None);
+        };
+        if let Some(r) = self.ids(id) {
+            return Ok(Some(r));
+        }
+        let io = |what: String| move |source| ContainerError::Io { what, source };
+        let locks = self.cfg.state_dir.join("locks");
+        fs::create_dir_all(&locks).map_err(io(format!("mkdir {}", locks.display())))?;
+        let lock = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(locks.join(".ids"))
+            .map_err(io("ids lock".into()))?;
+        // SAFETY: flock(2) on a descriptor we own; released when `lock` drops.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io("ids lock".into())(std::io::Error::last_os_error()));
+        }
+        if let Some(r) = self.ids(id) {
+            return Ok(Some(r));
+        }
+        let mut used = std::collections::HashSet::new();
+        if let Ok(rd) = fs::read_dir(self.instances_dir()) {
+            for e in rd.flatten() {
+                let b = fs::read(e.path().join("ids.json")).ok();
+                if let Some(r) = b.and_then(|b| serde_json::from_slice::<IdRange>(&b).ok()) {
+                    used.insert(r.base);
+                }
+            }
+        }
+        let base = (0..pool.slots)
+            .map(|k| pool.first + k * IDS_PER_CONTAINER)
+            .find(|b| !used.contains(b))
+            .ok_or(ContainerError::IdsExhausted { slots: pool.slots })?;
+        let r = IdRange {
+            base,
+            count: IDS_PER_CONTAINER,
+        };
+        let path = self.dir(id).join("ids.json");
+        let tmp = self.dir(id).join(".ids.json.tmp");
+        let mut f = fs::File::create(&tmp).map_err(io(format!("create {}", tmp.display())))?;
+        f.write_all(&serde_json::to_vec(&r).expect("serialises"))
+            .and_then(|_| f.sync_all())
+            .map_err(io(format!("write {}", tmp.display())))?;
+        fs::rename(&tmp, &path).map_err(io(format!("rename {}", path.display())))?;
+        Ok(Some(r))
+    }
+
     /// The live init pid, if the recorded one is still the same process.
     pub fn live_pid(&self, record: &InstanceRecord) -> Option<u32> {
         let f = Facts::of(record);
@@ -264,10 +358,8 @@ impl ContainerRuntime {
     fn ensure_built(&self, record: &InstanceRecord, op: &str) -> Result<(), ContainerError> {
         let id = record.spec.id;
         let dir = self.dir(&id);
-        fs::create_dir_all(&dir).map_err(|source| ContainerError::Io {
-            what: format!("mkdir {}", dir.display()),
-            source,
-        })?;
+        private_dir(&self.instances_dir())?;
+        private_dir(&dir)?;
         let t0 = Instant::now();
         crash_point(op, "image");
         let mkfs_done = dir.join("mkfs.done");
@@ -309,7 +401,7 @@ impl ContainerRuntime {
         let t_disk = Instant::now();
         crash_point(op, "rootfs");
         self.ensure_rootfs(record)?;
-        if let Some(range) = self.cfg.userns {
+        if let Some(range) = self.ensure_ids(&id)? {
             // Idempotent (ids already in range stay), so a crash mid-way is finished by
             // running it again.
             let shifted = dir.join("ids.shifted");
@@ -386,7 +478,7 @@ impl ContainerRuntime {
             veth_peer: has_net.then(|| self.veth_peer(&id)),
             network: record.spec.network.clone(),
             cgroup_join: self.cgroup(&id).join_files(),
-            userns: self.cfg.userns.map(|r| (r.base, r.count)),
+            userns: self.ids(&id).map(|r| (r.base, r.count)),
         };
         let cfg_path = self.dir(&id).join("init.json");
         fs::write(
@@ -400,6 +492,7 @@ impl ContainerRuntime {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(self.console_log(&id))
             .map_err(|source| ContainerError::Io {
                 what: "console log".into(),
@@ -413,14 +506,15 @@ impl ContainerRuntime {
             .stderr(log);
         // SAFETY: between fork and exec only async-signal-safe syscalls (setsid, unshare),
         // no allocation and no locks.
+        // With a user namespace, ct-init makes the network namespace itself (owned by it).
+        let netns_flag = if cfg.userns.is_some() { 0 } else { libc::CLONE_NEWNET };
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 libc::setsid();
                 let flags = libc::CLONE_NEWNS
                     | libc::CLONE_NEWUTS
                     | libc::CLONE_NEWIPC
-                    | libc::CLONE_NEWNET
-                    | libc::CLONE_NEWPID;
+                    | netns_flag;
                 if libc::unshare(flags) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -443,6 +537,19 @@ impl ContainerRuntime {
                 what: adj_path,
                 source,
             })?;
+            let mut out = BufReader::new(child.stdout.take().expect("piped"));
+            if cfg.userns.is_some() {
+                let mut ready = String::new();
+                out.read_line(&mut ready).map_err(|source| ContainerError::Io {
+                    what: "read ct-init".into(),
+                    source,
+                })?;
+                if ready.trim() != "ready" {
+                    let tail = fs::read_to_string(self.console_log(&id)).unwrap_or_default();
+                    let tail: String = tail.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+                    return Err(ContainerError::Init(format!("did not start: {tail}")));
+                }
+            }
             if has_net {
                 net::create_veth(
                     &self.veth_host(&id),
@@ -463,8 +570,7 @@ impl ContainerRuntime {
             drop(stdin);
             let t_go = Instant::now();
             let mut line = String::new();
-            BufReader::new(child.stdout.take().expect("piped"))
-                .read_line(&mut line)
+            out.read_line(&mut line)
                 .map_err(|source| ContainerError::Io {
                     what: "read ct-init".into(),
                     source,

@@ -268,7 +268,7 @@ impl Daemon {
             helper_exe: BIN.into(),
             stop_timeout: Duration::from_secs(3),
             host_memory_mib: self.capacity.memory_mib,
-            userns: None,
+            userns: Some(provisioner::container::IdPool::DEFAULT),
         };
         provisioner::container::manager::ContainerHost::new(provisioner::container::ContainerRuntime::new(cfg), self.capacity).unwrap()
     }

@@ -4,7 +4,7 @@
 
 use provisioner::cgroup::CgroupLayout;
 use provisioner::container::manager::ContainerHost;
-use provisioner::container::{ContainerConfig, ContainerRuntime};
+use provisioner::container::{ContainerConfig, ContainerRuntime, IdPool};
 use provisioner::template::TemplateStore;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -82,7 +82,11 @@ impl TestHost {
             helper_exe: EXE.into(),
             stop_timeout: Duration::from_secs(3),
             host_memory_mib: capacity.memory_mib,
-            userns: None,
+            // A pool of its own per scratch host (hosts of parallel tests share the machine).
+            userns: Some(IdPool {
+                first: (1 << 30) + (u32::from_str_radix(&sfx[..4], 16).unwrap() % 256) * 64 * 65536,
+                slots: 64,
+            }),
         };
         let host = ContainerHost::new(ContainerRuntime::new(cfg), capacity).expect("host");
         TestHost {
@@ -260,5 +264,53 @@ impl Drop for TestHost {
         let _ = Command::new("ip")
             .args(["link", "del", &self.bridge])
             .output();
+    }
+}
+
+/// The attack probe (`ct_support/probe.c`), built static once per target dir with the host's
+/// cc (gcc and libc6-dev come from scripts/ensure-test-deps).
+pub fn probe() -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ct_support/probe.c");
+    let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ct-probe");
+    let fresh = |o: &Path| {
+        let (Ok(a), Ok(b)) = (std::fs::metadata(o), std::fs::metadata(&src)) else {
+            return false;
+        };
+        a.modified().unwrap() >= b.modified().unwrap()
+    };
+    if !fresh(&out) {
+        let tmp = out.with_extension(format!("tmp{}", std::process::id()));
+        let o = Command::new("cc")
+            .args(["-static", "-O1", "-o"])
+            .arg(&tmp)
+            .arg(&src)
+            .output()
+            .expect("run cc (gcc and libc6-dev are test dependencies)");
+        assert!(o.status.success(), "cc probe.c: {}", String::from_utf8_lossy(&o.stderr));
+        std::fs::rename(&tmp, &out).unwrap();
+    }
+    out
+}
+
+impl TestHost {
+    /// Copies the probe into container `id` as `/probe` and runs `/probe args` as its root.
+    pub fn probe(&self, id: &InstanceId, args: &str) -> String {
+        let dst = self.host.rt.root(id).join("probe");
+        if !dst.exists() {
+            std::fs::copy(probe(), &dst).unwrap();
+        }
+        let o = self.sh(id, &format!("/probe {args}"));
+        let out = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        assert!(
+            out.starts_with("ok") || out.starts_with("denied"),
+            "probe {args}: {out} {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        out
+    }
+
+    /// Host pid of the init of container `id`.
+    pub fn pid(&self, id: &InstanceId) -> u32 {
+        self.host.rt.live_pid(&self.host.store.get(id).unwrap().unwrap()).expect("running")
     }
 }

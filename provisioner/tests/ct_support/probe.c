@@ -76,12 +76,13 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "cgroup-root")) {
         /* Mount the cgroup2 root (of our cgroup namespace) and make a group there. */
         const char *name = argc > 2 ? argv[2] : "vessel-probe";
-        if (mount("none", "/mnt", "cgroup2", 0, NULL) != 0) {
+        mkdir("/tmp/cg", 0755);
+        if (mount("none", "/tmp/cg", "cgroup2", 0, NULL) != 0) {
             if (new_userns(CLONE_NEWNS) != 0) return denied("unshare");
-            if (mount("none", "/mnt", "cgroup2", 0, NULL) != 0) return denied("mount");
+            if (mount("none", "/tmp/cg", "cgroup2", 0, NULL) != 0) return denied("mount");
         }
         char p[256];
-        snprintf(p, sizeof p, "/mnt/%s", name);
+        snprintf(p, sizeof p, "/tmp/cg/%s", name);
         if (mkdir(p, 0755) != 0) return denied("mkdir");
         rmdir(p);
         printf("ok made cgroup %s\n", name);
