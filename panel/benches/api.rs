@@ -100,7 +100,7 @@ async fn main() {
                             assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
                         } else {
                             let mut tx = pool.begin().await.unwrap();
-                            let s = NewServer { customer_id: customer, plan: "burst-s".into(), os_template: "debian-12".into(), hostname, cycle: panel::plans::BillingCycle::Monthly };
+                            let s = NewServer { customer_id: customer, plan: "burst-s".into(), os_template: "debian-12".into(), hostname, cycle: panel::plans::BillingCycle::Monthly, access: Default::default() };
                             servers::create(&mut tx, &who, chrono::Utc::now(), s).await.unwrap();
                             tx.commit().await.unwrap();
                         }

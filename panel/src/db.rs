@@ -1,6 +1,7 @@
 //! The database layer: the pool, the migrations, and every SQL statement of the panel, one
 //! submodule per group of tables. Nothing above this layer writes SQL.
 
+pub mod access;
 pub mod accounts;
 pub mod api_keys;
 pub mod admin;

@@ -8,6 +8,7 @@
 //! * [`money`], [`plans`], [`accounts`]: domain types and services, free of HTTP.
 //! * [`startup`]: wires the HTTP server; [`routes`]: thin handlers.
 
+pub mod access;
 pub mod accounts;
 pub mod admin;
 pub mod api;

@@ -151,7 +151,8 @@ async fn spec(ctx: &Ctx, inst: &sql::Placeable) -> Step<InstanceSpec> {
         hostname: Hostname::parse(&inst.hostname).map_err(|e| Outcome::Retry(format!("hostname: {e}")))?,
         template: inst.os_template.clone(),
         resources,
-        access: Default::default(),
+        // Keys and the root password hash (never a clear password) for the first boot.
+        access: crate::db::access::instance_access(&ctx.pool, inst.id).await.map_err(db)?.unwrap_or_default(),
         network,
     })
 }

@@ -69,6 +69,19 @@ impl OrderError {
 }
 
 pub async fn place_order(pool: &PgPool, clock: &dyn Clock, customer: Uuid, req: OrderRequest) -> Result<PlacedOrder, OrderError> {
+    place_order_with_access(pool, clock, customer, req, &vessel_core::Access::default()).await
+}
+
+/// [`place_order`], with the way into the server (keys, root password hash) the order carries
+/// to its instance, written in the same transaction (a 100 % coupon creates the instance
+/// before this returns).
+pub async fn place_order_with_access(
+    pool: &PgPool,
+    clock: &dyn Clock,
+    customer: Uuid,
+    req: OrderRequest,
+    access: &vessel_core::Access,
+) -> Result<PlacedOrder, OrderError> {
     let now = clock.now();
     let hostname = Hostname::parse(&req.hostname)?;
     let mut tx = pool.begin().await?;
@@ -129,6 +142,7 @@ pub async fn place_order(pool: &PgPool, clock: &dyn Clock, customer: Uuid, req: 
         },
     )
     .await?;
+    crate::db::access::set_order_access(&mut tx, order_id, access).await?;
     let issued = issue_for_subscriptions(&mut tx, &[subscription_id], PeriodChoice::Current, now).await?;
     let first = issued.first().ok_or(BillingError::Invalid("the first invoice was not issued".into()))?;
     if first.total_minor == 0 {

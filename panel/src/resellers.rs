@@ -41,6 +41,17 @@ pub enum ResellerError {
     Db(#[from] sqlx::Error),
 }
 
+impl From<crate::access::AccessError> for ResellerError {
+    fn from(e: crate::access::AccessError) -> Self {
+        use crate::access::AccessError as A;
+        match e {
+            A::Db(e) => ResellerError::Db(e),
+            e if e.is_user_error() => ResellerError::Invalid { field: e.field(), message: e.to_string() },
+            e => ResellerError::Conflict(e.to_string()),
+        }
+    }
+}
+
 impl From<BillingError> for ResellerError {
     fn from(e: BillingError) -> Self {
         match e {

@@ -531,6 +531,33 @@ impl InstanceCgroup {
         }
     }
 
+    /// The plan's disk I/O ceilings on block device `major:minor` (the instance's loop
+    /// device): blkio throttle on v1, `io.max` on v2. Absent limits are lifted ("max" / 0), so
+    /// applying again after a plan change or on a new loop device is always right.
+    pub fn set_io_limits(&self, (major, minor): (u64, u64), l: &vessel_core::resources::IoLimits) -> Result<(), CgroupError> {
+        if self.v2() {
+            let v = |x: Option<u64>| x.map(|n| n.to_string()).unwrap_or_else(|| "max".into());
+            let line = format!(
+                "{major}:{minor} rbps={} wbps={} riops={} wiops={}",
+                v(l.read_bytes_per_sec),
+                v(l.write_bytes_per_sec),
+                v(l.read_iops),
+                v(l.write_iops)
+            );
+            return write(&self.dir("io").join("io.max"), &line);
+        }
+        let d = self.dir("blkio");
+        for (file, v) in [
+            ("blkio.throttle.read_bps_device", l.read_bytes_per_sec),
+            ("blkio.throttle.write_bps_device", l.write_bytes_per_sec),
+            ("blkio.throttle.read_iops_device", l.read_iops),
+            ("blkio.throttle.write_iops_device", l.write_iops),
+        ] {
+            write(&d.join(file), &format!("{major}:{minor} {}", v.unwrap_or(0)))?;
+        }
+        Ok(())
+    }
+
     /// Path of a controller's directory, for callers reading a file cgroups-rs has no call for.
     pub fn controller_dir(&self, controller: &str) -> PathBuf {
         self.dir(controller)

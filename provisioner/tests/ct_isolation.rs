@@ -261,3 +261,37 @@ fn a_console_session_is_a_shell_inside_on_a_pty() {
         "not the container's own pty: {out}"
     );
 }
+
+/// The customer's way in: keys and root password hash written before the first boot, owned
+/// by root inside with the modes sshd insists on; a password reset on the running container
+/// changes the hash and nothing else.
+#[test]
+fn access_is_written_before_first_boot_and_reset_while_running() {
+    let t = TestHost::new(161, 5, TestHost::big());
+    let key = vessel_core::SshPublicKey::parse("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOEuJDWj+k9qzUVzDM/aPy8cOscb4XVsl36ZU6j3ryV+ alice@laptop").unwrap();
+    let first = vessel_core::PasswordHash::parse(&format!("$6$vesseltest${}", "a".repeat(86))).unwrap();
+    let mut a = t.spec(|_| {});
+    a.access = vessel_core::Access::new(vec![key.clone()], Some(first.clone())).unwrap();
+    t.host.create(a.clone(), true).unwrap();
+    let keys = t.sh_ok(&a.id, "cat /root/.ssh/authorized_keys");
+    assert_eq!(keys.trim(), key.to_line());
+    let ls = t.sh_ok(&a.id, "ls -lnd /root/.ssh /root/.ssh/authorized_keys");
+    let modes: Vec<(&str, &str)> = ls.lines().map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f[0], f[2])
+    }).collect();
+    assert_eq!(modes, [("drwx------", "0"), ("-rw-------", "0")], "{ls}");
+    let shadow = t.sh_ok(&a.id, "grep '^root:' /etc/shadow");
+    assert!(shadow.starts_with(&format!("root:{}:", first.as_str())), "{shadow}");
+
+    let second = vessel_core::PasswordHash::parse(&format!("$y$j9T$vessel${}", "b".repeat(43))).unwrap();
+    let pid = t.pid(&a.id);
+    t.host.reset_password(&a.id, second.clone()).unwrap();
+    let shadow = t.sh_ok(&a.id, "cat /etc/shadow");
+    assert!(shadow.starts_with(&format!("root:{}:", second.as_str())), "{shadow}");
+    assert_eq!(shadow.lines().filter(|l| l.starts_with("root:")).count(), 1, "{shadow}");
+    assert_eq!(t.pid(&a.id), pid, "reset without a restart");
+    // A stopped container is refused (nothing is written into it from the host).
+    t.host.stop(&a.id).unwrap();
+    assert!(t.host.reset_password(&a.id, first).is_err());
+}

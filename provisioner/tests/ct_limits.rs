@@ -209,3 +209,37 @@ fn under_host_pressure_the_container_above_its_guarantee_pays() {
     let _ = holder.kill();
     let _ = holder.wait();
 }
+
+/// The plan's disk ceilings hold for direct I/O (bytes/s, read and write), through the
+/// blkio throttle on the container's loop device; a container without them goes fast on the
+/// same host (so the measurement can fail).
+#[test]
+fn disk_io_past_the_plan_limit_is_throttled() {
+    let t = TestHost::new(163, 9, TestHost::big());
+    let mib = 1024 * 1024;
+    let limited = t.spec(|r| {
+        r.io_limits = vessel_core::resources::IoLimits {
+            read_bytes_per_sec: Some(2 * mib),
+            write_bytes_per_sec: Some(2 * mib),
+            read_iops: None,
+            write_iops: None,
+        }
+    });
+    let free = t.spec(|_| {});
+    t.host.create(limited.clone(), true).unwrap();
+    t.host.create(free.clone(), true).unwrap();
+    let timed = |id: &vessel_core::InstanceId, script: &str| {
+        let t0 = std::time::Instant::now();
+        t.sh_ok(id, script);
+        t0.elapsed().as_secs_f64()
+    };
+    // 8 MiB each way with O_DIRECT (buffered writes are throttled only at writeback).
+    let write = "dd if=/dev/zero of=/root/f bs=1M count=8 oflag=direct 2>/dev/null && sync";
+    let read = "dd if=/root/f of=/dev/null bs=1M iflag=direct 2>/dev/null";
+    let (fw, fr) = (timed(&free.id, write), timed(&free.id, read));
+    let (lw, lr) = (timed(&limited.id, write), timed(&limited.id, read));
+    eprintln!("8 MiB direct: unlimited write {fw:.2}s read {fr:.2}s; at 2 MiB/s write {lw:.2}s read {lr:.2}s");
+    assert!(fw < 2.0 && fr < 2.0, "the unlimited container is too slow to compare: {fw:.2}s / {fr:.2}s");
+    assert!(lw >= 3.2 && lr >= 3.2, "8 MiB at 2 MiB/s took {lw:.2}s (write) / {lr:.2}s (read)");
+    assert!(lw < 15.0 && lr < 15.0, "throttled far below the plan: {lw:.2}s / {lr:.2}s");
+}

@@ -165,3 +165,37 @@ fn seccomp_refuses_the_listed_calls_inside() {
     t.sh_ok(&a.id, "ls / >/dev/null && echo x > /tmp/x && cat /tmp/x");
     assert!(broken.is_empty(), "{broken:#?}");
 }
+
+/// A tenant flooding its console (its init's stdout, or `/proc/1/fd/1`) cannot grow the
+/// host's console log past its cap: 100 MB written, at most `LOG_BYTES` kept (this boot's
+/// log and the previous boot's together).
+#[test]
+fn a_console_flood_stays_within_its_cap() {
+    let t = TestHost::new(165, 5, TestHost::big());
+    let a = t.spec(|_| {});
+    t.host.create(a.clone(), true).unwrap();
+    // Through the container's own init: rc.local runs with the console as stdout.
+    t.sh_ok(&a.id, "printf '#!/bin/sh\\ndd if=/dev/zero bs=64k count=1600 2>/dev/null\\necho flood-done >&2\\n' > /etc/rc.local && chmod 755 /etc/rc.local");
+    t.host.restart(&a.id).unwrap();
+    // And straight at init's stdout, as root inside.
+    let _ = t.sh(&a.id, "dd if=/dev/zero of=/proc/1/fd/1 bs=64k count=1600");
+    let log = t.host.rt.console_log(&a.id);
+    let dir = log.parent().unwrap().to_path_buf();
+    let size = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let total = || size(&log) + size(&dir.join("console.log.1"));
+    // Until the flood has ended (its dd exits on ENOSPC or after 100 MB), at most 20 s.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while t.sh_ok(&a.id, "ps -o args | grep -c '[d]d if=/dev/zero' || true").trim() != "0" && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let cap = provisioner::container::LOG_BYTES;
+    assert!(total() <= cap, "console logs hold {} bytes, cap {cap}", total());
+    assert!(total() > cap / 2, "the flood did not reach the log at all ({} bytes): the test proves nothing", total());
+    // The container is unharmed and the next boot starts a fresh log.
+    t.sh_ok(&a.id, "rm /etc/rc.local");
+    t.host.restart(&a.id).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(std::fs::read_to_string(&log).unwrap().contains("up"), "fresh log after a restart");
+    t.host.destroy(&a.id).unwrap();
+    assert_eq!(t.leftovers(&a.id), Vec::<String>::new());
+}

@@ -58,6 +58,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(servers::unsuspend)
             .service(servers::terminate)
             .service(servers::reinstall)
+            .service(servers::reset_password)
             .service(servers::resize)
             .service(quota::get)
             .service(webhooks::list)
@@ -148,7 +149,7 @@ fn nul_in(v: &Value, at: String) -> Option<String> {
         customers::list, customers::create, customers::get, customers::update, customers::delete,
         servers::list, servers::create, servers::get, servers::usage,
         servers::start, servers::stop, servers::restart, servers::suspend, servers::unsuspend, servers::terminate,
-        servers::reinstall, servers::resize,
+        servers::reinstall, servers::reset_password, servers::resize,
         quota::get,
         webhooks::list, webhooks::create, webhooks::get, webhooks::delete, webhooks::deliveries,
     ),

@@ -157,6 +157,12 @@ pub struct Server {
     pub addresses: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub terminated_at: Option<DateTime<Utc>>,
+    /// The generated root password, **only** in the answer to the request that made it (a
+    /// create, reinstall or reset-password that gave neither `root_password` nor `ssh_keys`);
+    /// never stored in clear, never shown again, not in an idempotent replay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "k7Rm2xTqP9vWb4NcZ3hA")]
+    pub root_password: Option<String>,
 }
 
 impl From<ServerRow> for Server {
@@ -180,6 +186,7 @@ impl From<ServerRow> for Server {
             addresses: r.addresses,
             created_at: r.created_at,
             terminated_at: r.terminated_at,
+            root_password: None,
         }
     }
 }
@@ -205,6 +212,25 @@ pub struct NewServer {
     /// Billing period; monthly when absent.
     #[serde(default)]
     pub cycle: Option<Cycle>,
+    /// OpenSSH public key lines (`ssh-ed25519 …`, `ecdsa-sha2-nistp256 …`, `ssh-rsa …` of at
+    /// least 2048 bits) written to root's `authorized_keys`.
+    #[serde(default)]
+    #[schema(max_items = 32, example = json!(["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOEuJDWj+k9qzUVzDM/aPy8cOscb4XVsl36ZU6j3ryV+ alice@laptop"]))]
+    pub ssh_keys: Vec<String>,
+    /// Root's password (12 to 128 characters). Absent with no `ssh_keys`: one is generated and
+    /// returned once, in this answer's `root_password`. Only its SHA-512 crypt hash is kept.
+    #[serde(default)]
+    #[schema(min_length = 12, max_length = 128, example = "correct horse battery staple")]
+    pub root_password: Option<String>,
+}
+
+/// Sets a new root password on a running server (absent: one is generated and returned once).
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResetPassword {
+    #[serde(default)]
+    #[schema(min_length = 12, max_length = 128, example = "correct horse battery staple")]
+    pub root_password: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
@@ -213,6 +239,14 @@ pub struct Reinstall {
     /// Another template; absent: the current one again.
     #[serde(default)]
     pub os_template: Option<String>,
+    /// New keys for the fresh system (absent: the server's current ones).
+    #[serde(default)]
+    #[schema(max_items = 32)]
+    pub ssh_keys: Option<Vec<String>>,
+    /// A new root password (absent with no keys at all: one is generated and returned once).
+    #[serde(default)]
+    #[schema(min_length = 12, max_length = 128)]
+    pub root_password: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, ToSchema)]

@@ -2,7 +2,9 @@
 
 use super::auth::{Reader, Writer};
 use super::idempotency::{self, Reply};
-use super::models::{Cycle, NewServer, Reinstall, Resize, Server, ServerList, Usage, UsagePoint};
+use super::models::{Cycle, NewServer, Reinstall, ResetPassword, Resize, Server, ServerList, Usage, UsagePoint};
+use crate::access;
+use crate::resellers::ResellerError;
 use super::pagination;
 use super::problem::ApiError;
 use crate::api_keys::Principal;
@@ -81,16 +83,57 @@ pub async fn create(
     let tenant = who.tenant;
     idempotency::run(&pool, &who.clone(), &req, &body, move |tx| {
         Box::pin(async move {
+            let chosen = access::choose(
+                &mut **tx,
+                input.customer_id,
+                access::AccessRequest { saved_keys: vec![], key_lines: input.ssh_keys, root_password: input.root_password },
+            )
+            .await
+            .map_err(ResellerError::from)?;
             let new = svc::NewServer {
                 customer_id: input.customer_id,
                 plan: input.plan,
                 os_template: input.os_template,
                 hostname: input.hostname,
                 cycle: input.cycle.unwrap_or(Cycle::Monthly).into(),
+                access: chosen.access,
             };
             let id = svc::create(tx, &who, now, new).await?;
-            let row = svc::get(&mut **tx, tenant, id).await?;
-            Reply::new(StatusCode::CREATED, Server::from(row))
+            let mut server = Server::from(svc::get(&mut **tx, tenant, id).await?);
+            server.root_password = chosen.generated_password;
+            Ok(Reply::new(StatusCode::CREATED, server)?.not_storing(&["root_password"]))
+        })
+    })
+    .await
+}
+
+/// Sets a new root password on a running server (the host changes it in place). Absent
+/// `root_password`: one is generated and returned once in the answer's `root_password`.
+#[utoipa::path(post, path = "/api/v1/servers/{id}/reset-password", tag = "servers", params(("id" = Uuid, Path)),
+    request_body(content = ResetPassword, description = "Optional"), responses((status = 202, body = Server)))]
+#[post("/servers/{id}/reset-password")]
+pub async fn reset_password(
+    who: Writer,
+    pool: web::Data<PgPool>,
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let r: ResetPassword = if body.iter().all(u8::is_ascii_whitespace) { ResetPassword::default() } else { super::parse(&body)? };
+    let who: Principal = who.0;
+    let tenant = who.tenant;
+    let id = *id;
+    idempotency::run(&pool, &who.clone(), &req, &body, move |tx| {
+        Box::pin(async move {
+            let customer = svc::get(&mut **tx, tenant, id).await?.customer_id;
+            let chosen = access::choose(&mut **tx, customer, access::AccessRequest { root_password: r.root_password, ..Default::default() })
+                .await
+                .map_err(ResellerError::from)?;
+            let hash = chosen.access.root_password_hash.clone().ok_or_else(|| ResellerError::Conflict("no password".into()))?;
+            svc::reset_password(tx, &who, id, hash).await?;
+            let mut server = Server::from(svc::get(&mut **tx, tenant, id).await?);
+            server.root_password = chosen.generated_password;
+            Ok(Reply::new(StatusCode::ACCEPTED, server)?.not_storing(&["root_password"]))
         })
     })
     .await
@@ -173,7 +216,27 @@ pub async fn reinstall(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let r: Reinstall = if body.iter().all(u8::is_ascii_whitespace) { Reinstall::default() } else { super::parse(&body)? };
-    act(who, &pool, &clock, &req, &body, *id, ServerAction::Reinstall { os_template: r.os_template }).await
+    if r.ssh_keys.is_none() && r.root_password.is_none() {
+        // The server keeps its keys and password hash; the fresh system gets them again.
+        return act(who, &pool, &clock, &req, &body, *id, ServerAction::Reinstall { os_template: r.os_template }).await;
+    }
+    let now = clock.now();
+    let who: Principal = who.0;
+    let tenant = who.tenant;
+    let id = *id;
+    idempotency::run(&pool, &who.clone(), &req, &body, move |tx| {
+        Box::pin(async move {
+            let customer = svc::get(&mut **tx, tenant, id).await?.customer_id;
+            let req = access::AccessRequest { saved_keys: vec![], key_lines: r.ssh_keys.unwrap_or_default(), root_password: r.root_password };
+            let chosen = access::choose(&mut **tx, customer, req).await.map_err(ResellerError::from)?;
+            svc::set_access(tx, &who, id, &chosen.access).await?;
+            svc::act(tx, &who, now, id, ServerAction::Reinstall { os_template: r.os_template }).await?;
+            let mut server = Server::from(svc::get(&mut **tx, tenant, id).await?);
+            server.root_password = chosen.generated_password;
+            Ok(Reply::new(StatusCode::ACCEPTED, server)?.not_storing(&["root_password"]))
+        })
+    })
+    .await
 }
 
 /// Moves the server to another plan of the same kind; the difference is prorated.

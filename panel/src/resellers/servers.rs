@@ -26,6 +26,8 @@ pub struct NewServer {
     pub os_template: String,
     pub hostname: String,
     pub cycle: BillingCycle,
+    /// The way in (keys, root password hash), already validated and hashed.
+    pub access: vessel_core::Access,
 }
 
 /// What the API may ask of a server.
@@ -128,6 +130,7 @@ pub async fn create(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, s: New
         },
     )
     .await?;
+    crate::db::access::set_order_access(tx, order, &s.access).await?;
     // Made by the API, the server runs at once; the payer owes the first period's invoice, and
     // dunning suspends the server if it stays unpaid, as for any subscription.
     sub_sql::set_status(tx, subscription, "active", now).await?;
@@ -323,4 +326,23 @@ pub async fn resume_with_account(tx: &mut Tx<'_>, now: DateTime<Utc>, customer: 
         n += 1;
     }
     Ok(n)
+}
+
+/// Sets a running server's root password (issue 13): the hash is recorded and a job sets it
+/// on the host. Only the instance is locked, so no order against billing's locks arises.
+pub async fn reset_password(tx: &mut Tx<'_>, who: &Principal, id: Uuid, hash: vessel_core::PasswordHash) -> Result<(), ResellerError> {
+    let locked = sql::lock_server(tx, who.tenant.reseller(), id).await?.ok_or(ResellerError::NotFound("server"))?;
+    crate::access::record_password_reset(tx, id, &locked.desired_state, hash).await.map_err(|e| match e {
+        crate::access::AccessError::NotRunning => ResellerError::Conflict(e.to_string()),
+        e => e.into(),
+    })?;
+    audit::record(&mut **tx, who.actor(), "server.reset_password", Some(("instance", id.to_string())), None, who.details(json!({}))).await?;
+    Ok(())
+}
+
+/// Replaces a server's way in before a reinstall writes it into the fresh system.
+pub async fn set_access(tx: &mut Tx<'_>, who: &Principal, id: Uuid, access: &vessel_core::Access) -> Result<(), ResellerError> {
+    sql::lock_server(tx, who.tenant.reseller(), id).await?.ok_or(ResellerError::NotFound("server"))?;
+    crate::db::access::set_instance_access(tx, id, access).await?;
+    Ok(())
 }

@@ -79,6 +79,8 @@ struct OrderPage {
     coupon: String,
     error: Option<String>,
     field: String,
+    /// The account's saved SSH keys, and which are ticked.
+    keys: Vec<(crate::access::SshKeyRow, bool)>,
 }
 
 async fn order_page(c: &CurrentCustomer, pool: &PgPool, code: &str) -> Result<OrderPage, WebError> {
@@ -99,6 +101,8 @@ async fn order_page(c: &CurrentCustomer, pool: &PgPool, code: &str) -> Result<Or
         coupon: String::new(),
         error: None,
         field: String::new(),
+        // Every saved key is ticked by default: what a customer with one key expects.
+        keys: crate::access::keys_of(pool, c.account.id).await.map_err(WebError::internal)?.into_iter().map(|k| (k, true)).collect(),
     })
 }
 
@@ -114,6 +118,18 @@ struct OrderForm {
     hostname: String,
     #[serde(default)]
     coupon: String,
+    /// Empty: generated and shown once if no key is ticked either.
+    #[serde(default)]
+    root_password: String,
+    /// `key_<uuid>=on` for each ticked saved key (plain forms cannot post a list).
+    #[serde(flatten)]
+    rest: std::collections::HashMap<String, String>,
+}
+
+impl OrderForm {
+    fn key_ids(&self) -> Vec<Uuid> {
+        self.rest.keys().filter_map(|k| k.strip_prefix("key_")).filter_map(|id| Uuid::parse_str(id).ok()).collect()
+    }
 }
 
 #[post("/order/{code}")]
@@ -126,6 +142,27 @@ async fn order_place(
 ) -> Result<HttpResponse, WebError> {
     let f = f.0;
     let cycle = BillingCycle::ALL.into_iter().find(|x| x.as_str() == f.cycle);
+    let ticked = f.key_ids();
+    let access_req = crate::access::AccessRequest {
+        saved_keys: ticked.clone(),
+        key_lines: vec![],
+        root_password: Some(f.root_password.clone()).filter(|p| !p.is_empty()),
+    };
+    let chosen = match crate::access::choose(pool.get_ref(), c.account.id, access_req).await {
+        Ok(chosen) => chosen,
+        Err(e) if e.is_user_error() => {
+            let mut page = order_page(&c, &pool, &code).await?;
+            page.cycle = f.cycle;
+            page.os_template = f.os_template;
+            page.hostname = f.hostname;
+            page.coupon = f.coupon;
+            page.keys.iter_mut().for_each(|(k, on)| *on = ticked.contains(&k.id));
+            page.field = e.field().to_string();
+            page.error = Some(e.to_string());
+            return invalid(&page);
+        }
+        Err(e) => return Err(WebError::internal(e)),
+    };
     let result = match cycle {
         None => return Err(WebError::BadForm("the billing cycle must be monthly, quarterly or annual".into())),
         Some(cycle) => {
@@ -136,10 +173,17 @@ async fn order_place(
                 hostname: f.hostname.clone(),
                 coupon: Some(f.coupon.clone()).filter(|c| !c.trim().is_empty()),
             };
-            orders::place_order(&pool, clock.as_ref().as_ref(), c.account.id, req).await
+            orders::place_order_with_access(&pool, clock.as_ref().as_ref(), c.account.id, req, &chosen.access).await
         }
     };
     match result {
+        Ok(placed) if chosen.generated_password.is_some() => super::access::show_password(&super::access::PasswordShown {
+            ctx: super::pages::Ctx::of(&c.session),
+            heading: "Order placed".into(),
+            message: "Your server is created as soon as its first invoice is paid. Log in as root with this password (or the keys you picked).".into(),
+            password: chosen.generated_password,
+            next: format!("/orders/{}?done=ordered", placed.order_id),
+        }),
         Ok(placed) => Ok(see_other(&format!("/orders/{}?done=ordered", placed.order_id))),
         Err(OrderError::UnknownPlan) => Err(WebError::NotFound),
         Err(e) if e.is_user_error() => {
@@ -148,6 +192,7 @@ async fn order_place(
             page.os_template = f.os_template;
             page.hostname = f.hostname;
             page.coupon = f.coupon;
+            page.keys.iter_mut().for_each(|(k, on)| *on = ticked.contains(&k.id));
             page.field = e.field().unwrap_or("").to_string();
             page.error = Some(e.to_string());
             invalid(&page)
@@ -401,6 +446,14 @@ struct ServerPage {
     error: Option<String>,
     /// (title, inline SVG drawn by the panel from numbers only) for the last day.
     charts: Vec<(&'static str, String)>,
+    /// How to log in: the SSH keys' fingerprints and whether a root password is set.
+    way_in: vessel_core::Access,
+}
+
+impl ServerPage {
+    fn fingerprints(&self) -> Vec<String> {
+        self.way_in.ssh_keys.iter().map(|k| k.fingerprint()).collect()
+    }
 }
 
 /// The usage charts of the last day: CPU, memory against the plan's guarantee and burst,
@@ -427,7 +480,8 @@ async fn server_show(
 ) -> Result<HttpResponse, WebError> {
     let s = instances::get_for(&pool, c.account.id, *id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
     let charts = charts(&pool, clock.as_ref().as_ref(), c.account.id, &s).await?;
-    ok(&ServerPage { ctx: Ctx::of(&c.session).with_notice(q.done.as_deref()), s, error: None, charts })
+    let way_in = crate::db::access::instance_access(pool.get_ref(), s.id).await.map_err(WebError::internal)?.unwrap_or_default();
+    ok(&ServerPage { ctx: Ctx::of(&c.session).with_notice(q.done.as_deref()), s, error: None, charts, way_in })
 }
 
 #[derive(Deserialize)]
@@ -472,7 +526,7 @@ async fn server_action(
         Err(e) => {
             let s = instances::get_for(&pool, c.account.id, *id).await.map_err(WebError::internal)?.ok_or(WebError::NotFound)?;
             let charts = charts(&pool, clock.as_ref().as_ref(), c.account.id, &s).await?;
-            super::pages::html(actix_web::http::StatusCode::CONFLICT, &ServerPage { ctx: Ctx::of(&c.session), s, error: Some(e.to_string()), charts })
+            super::pages::html(actix_web::http::StatusCode::CONFLICT, &ServerPage { ctx: Ctx::of(&c.session), s, error: Some(e.to_string()), charts, way_in: Default::default() })
         }
     }
 }

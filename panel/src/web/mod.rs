@@ -7,6 +7,7 @@
 //! * [`pages`]: catalogue and sign-in; [`customer`]: orders, invoices, servers;
 //!   [`admin`]: the admin area; [`reseller`]: the reseller's keys, webhooks and home.
 
+pub mod access;
 pub mod admin;
 pub mod customer;
 pub mod error;
@@ -22,6 +23,7 @@ use actix_web::{get, web, HttpMessage, HttpResponse};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(stylesheet);
     pages::configure(cfg);
+    access::configure(cfg);
     customer::configure(cfg);
     admin::configure(cfg);
     reseller::configure(cfg);

@@ -233,7 +233,14 @@ async fn scenario(app: &crate::helpers::WebApp, c: &Client) {
     fill(c, "hostname", "web1.example.com").await;
     shot(c, "05-order-form").await;
     click(c, "#place-order").await;
+    // No key and no password chosen: a generated root password is shown, this once.
+    page_with(c, "shown only now").await;
+    let shown = c.find(Locator::Id("root-password")).await.unwrap().text().await.unwrap();
+    assert_eq!(shown.len(), 20, "{shown}");
+    shot(c, "05b-root-password").await;
+    click(c, "#continue").await;
     page_with(c, "pending_payment").await;
+    assert!(!c.source().await.unwrap().contains(&shown), "the password is not shown again");
     shot(c, "06-order-state").await;
 
     // Pay with credit.

@@ -3,6 +3,7 @@
 mod helpers;
 mod smtp;
 
+mod access;
 mod billing;
 mod browser;
 mod billing_crash;

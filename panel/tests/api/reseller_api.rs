@@ -135,6 +135,7 @@ fn every_endpoint(server: Uuid, customer: Uuid, hook: Uuid) -> Vec<(Method, Stri
         (Method::POST, s("/unsuspend"), None, Scope::Write),
         (Method::POST, s("/terminate"), None, Scope::Write),
         (Method::POST, s("/reinstall"), Some(json!({})), Scope::Write),
+        (Method::POST, s("/reset-password"), Some(json!({})), Scope::Write),
         (Method::POST, s("/resize"), Some(json!({"plan": "burst-m"})), Scope::Write),
         (Method::GET, "/api/v1/quota".into(), None, Scope::Read),
         (Method::GET, "/api/v1/webhooks".into(), None, Scope::Read),
@@ -300,6 +301,10 @@ async fn idempotency_keys_replay_refuse_other_bodies_and_make_one_server_under_a
     let (s1, h1, v1) = api.call(Some(&a.token), Method::POST, "/api/v1/servers", Some(body.clone()), Some("order-1")).await;
     let (s2, h2, v2) = api.call(Some(&a.token), Method::POST, "/api/v1/servers", Some(body.clone()), Some("order-1")).await;
     assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED));
+    // The first answer alone carries the generated root password (issue 13); the rest is the same.
+    let mut v1 = v1;
+    assert!(v1.as_object_mut().unwrap().remove("root_password").is_some(), "{v1}");
+    assert!(v2.get("root_password").is_none(), "a replay never shows the password: {v2}");
     assert_eq!(v1, v2, "the retry returns the first response");
     assert!(!h1.contains_key("idempotent-replayed") && h2.get("idempotent-replayed").is_some());
     assert_eq!(api.count("SELECT count(*) FROM instances").await, 1);

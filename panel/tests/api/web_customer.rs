@@ -22,7 +22,7 @@ async fn add_credit(app: &WebApp, admin: &reqwest::Client, email: &str, amount: 
 
 async fn order_and_pay(app: &WebApp, c: &reqwest::Client, hostname: &str) -> Bought {
     let (s, loc, body) = app
-        .submit(c, "/order/burst-s", "/order/burst-s", &[("cycle", "monthly"), ("os_template", "debian-12"), ("hostname", hostname), ("coupon", "")])
+        .submit(c, "/order/burst-s", "/order/burst-s", &[("cycle", "monthly"), ("os_template", "debian-12"), ("hostname", hostname), ("coupon", ""), ("root_password", "a root password 1")])
         .await;
     assert_eq!(s, 303, "{body}");
     let order: Uuid = loc.trim_start_matches("/orders/").split('?').next().unwrap().parse().unwrap();
@@ -61,7 +61,7 @@ async fn order_pay_with_credit_and_see_the_server_pending() {
 
     // Without credit, paying is refused with the amounts, and nothing changes.
     let (_, loc, _) = app
-        .submit(&c, "/order/burst-s", "/order/burst-s", &[("cycle", "monthly"), ("os_template", "debian-12"), ("hostname", "web1.example.com"), ("coupon", "")])
+        .submit(&c, "/order/burst-s", "/order/burst-s", &[("cycle", "monthly"), ("os_template", "debian-12"), ("hostname", "web1.example.com"), ("coupon", ""), ("root_password", "a root password 1")])
         .await;
     let (_, page) = app.get(&c, &loc).await;
     let invoice: Uuid = page.split("/invoices/").nth(1).unwrap()[..36].parse().unwrap();
@@ -233,10 +233,13 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
         ("/account/totp/begin", "/account/totp/begin".into(), &ana, vec![]),
         ("/account/totp/confirm", "/account/totp/confirm".into(), &ana, vec![("code", "123456".into())]),
         ("/account/totp/disable", "/account/totp/disable".into(), &ana, vec![("code", "123456".into())]),
-        ("/order/{code}", "/order/burst-s".into(), &ana, vec![("cycle", "monthly".into()), ("os_template", "debian-12".into()), ("hostname", "z.example.com".into())]),
+        ("/order/{code}", "/order/burst-s".into(), &ana, vec![("cycle", "monthly".into()), ("os_template", "debian-12".into()), ("hostname", "z.example.com".into()), ("root_password", "a root password 1".into())]),
         ("/invoices/{id}/pay", format!("/invoices/{}/pay", b.invoice), &ana, vec![]),
         ("/invoices/{id}/card", format!("/invoices/{}/card", b.invoice), &ana, vec![]),
         ("/servers/{id}/action", format!("/servers/{}/action", b.server), &ana, vec![("action", "stop".into())]),
+        ("/servers/{id}/password", format!("/servers/{}/password", b.server), &ana, vec![("root_password", "a new root password".into())]),
+        ("/account/ssh-keys", "/account/ssh-keys".into(), &ana, vec![("name", "k".into()), ("public_key", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOEuJDWj+k9qzUVzDM/aPy8cOscb4XVsl36ZU6j3ryV+ x".into())]),
+        ("/account/ssh-keys/{id}/delete", format!("/account/ssh-keys/{}/delete", uuid::Uuid::new_v4()), &ana, vec![]),
         ("/admin/plans", "/admin/plans".into(), &admin, vec![("code", "x".into())]),
         ("/admin/plans/{code}", "/admin/plans/burst-s".into(), &admin, vec![("name", "x".into())]),
         ("/admin/hosts", "/admin/hosts".into(), &admin, vec![("name", "h2".into())]),

@@ -244,6 +244,21 @@ impl ContainerHost {
         Ok(r)
     }
 
+    /// A new root password hash on a running container (recorded in its spec, so a reinstall
+    /// writes the new one).
+    pub fn reset_password(
+        &self,
+        id: &InstanceId,
+        hash: vessel_core::PasswordHash,
+    ) -> Result<InstanceRecord, ContainerError> {
+        let _lock = self.lock(id)?;
+        let mut r = self.get(id)?;
+        self.rt.reset_password(&r, &hash)?;
+        r.spec.access.root_password_hash = Some(hash);
+        self.save(&mut r)?;
+        Ok(r)
+    }
+
     /// New limits, same data; refused by admission like a create (the old size excluded).
     pub fn resize(
         &self,

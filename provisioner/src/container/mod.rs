@@ -9,10 +9,11 @@
 //! * [`disk`], [`net`]: the image/loop/mount and the bridge/veth/tc parts.
 //!
 //! Names are derived from the instance id, never stored, so every part can be found again
-//! after a crash: `<state>/containers/<id>/{disk.img,root,console.log}`, the cgroup
+//! after a crash: `<state>/containers/<id>/{disk.img,root,ids.json,log/console.log}`, the cgroup
 //! `ct-<id short>` under the configured parent, the veth `<prefix><id short>` (its peer
 //! `<prefix>p<id short>` is renamed `eth0` inside).
 
+pub mod access;
 pub mod cli;
 pub mod disk;
 pub mod init;
@@ -115,6 +116,9 @@ pub fn crash_point(op: &str, step: &str) {
         }
     }
 }
+
+/// Room for a container's console logs on the host (this boot's and the previous one's).
+pub const LOG_BYTES: u64 = 2 * 1024 * 1024;
 
 /// The steps of create and destroy, in order (the crash tests walk them).
 pub const CREATE_STEPS: [&str; 8] = [
@@ -259,8 +263,39 @@ impl ContainerRuntime {
     fn image(&self, id: &InstanceId) -> PathBuf {
         self.dir(id).join("disk.img")
     }
+    /// The console log: what the container's init writes to stdout/stderr. It lives on a
+    /// small tmpfs of its own (`log/`, [`LOG_BYTES`]), so a tenant flooding its console fills
+    /// that and nothing of the host's; each start keeps the previous boot's as `.1`.
     pub fn console_log(&self, id: &InstanceId) -> PathBuf {
-        self.dir(id).join("console.log")
+        self.log_dir(id).join("console.log")
+    }
+    fn log_dir(&self, id: &InstanceId) -> PathBuf {
+        self.dir(id).join("log")
+    }
+
+    /// Mounts the log tmpfs if needed and rotates the previous boot's console log.
+    fn prepare_console_log(&self, id: &InstanceId) -> Result<(), ContainerError> {
+        let dir = self.log_dir(id);
+        if !disk::is_mounted(&dir) {
+            private_dir(&dir)?;
+            use nix::mount::MsFlags;
+            nix::mount::mount(
+                Some("vessel-log"),
+                &dir,
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                Some(format!("size={LOG_BYTES},mode=0700").as_str()),
+            )
+            .map_err(|errno| ContainerError::Sys {
+                what: format!("mount log tmpfs on {}", dir.display()),
+                errno,
+            })?;
+        }
+        let log = self.console_log(id);
+        if fs::metadata(&log).map(|m| m.len() > 0).unwrap_or(false) {
+            let _ = fs::rename(&log, dir.join("console.log.1"));
+        }
+        Ok(())
     }
     pub fn cgroup(&self, id: &InstanceId) -> InstanceCgroup {
         self.cfg.cgroups.group(&format!("ct-{}", id.short()))
@@ -392,16 +427,28 @@ impl ContainerRuntime {
             })?;
         }
         // Mounted means attached: skip the loop lookup on the common path (every start).
+        let mut loop_dev = None;
         if !disk::is_mounted(&self.root(&id)) {
             crash_point(op, "loop");
             let dev = disk::attach(&self.image(&id))?;
             crash_point(op, "mount");
             disk::mount(&dev, &self.root(&id))?;
+            loop_dev = Some(dev);
         }
         let t_disk = Instant::now();
         crash_point(op, "rootfs");
         self.ensure_rootfs(record)?;
-        if let Some(range) = self.ensure_ids(&id)? {
+        let ids = self.ensure_ids(&id)?;
+        // The customer's way in, on the fresh root filesystem, before its first boot.
+        let access_done = dir.join("access.done");
+        if !access_done.exists() {
+            access::write_before_boot(&self.root(&id), &record.spec.access, ids.map(|r| r.base))?;
+            fs::write(&access_done, b"").map_err(|source| ContainerError::Io {
+                what: format!("write {}", access_done.display()),
+                source,
+            })?;
+        }
+        if let Some(range) = ids {
             // Idempotent (ids already in range stay), so a crash mid-way is finished by
             // running it again.
             let shifted = dir.join("ids.shifted");
@@ -416,6 +463,19 @@ impl ContainerRuntime {
         let t_rootfs = Instant::now();
         crash_point(op, "cgroup");
         self.ensure_cgroup(record)?;
+        // The I/O ceilings name the loop device, which may be a new one after a host reboot.
+        let dev = match loop_dev {
+            Some(d) => Some(d),
+            None => disk::loops_of(&self.image(&id)).into_iter().next(),
+        };
+        if let Some(dev) = dev {
+            let rdev = nix::sys::stat::stat(dev.as_str()).map_err(|errno| ContainerError::Sys {
+                what: format!("stat {dev}"),
+                errno,
+            })?.st_rdev;
+            let majmin = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
+            self.cgroup(&id).set_io_limits(majmin, &record.spec.resources.io_limits())?;
+        }
         let t_cgroup = Instant::now();
         // Gateways go on the bridge when it is made and on every op but a plain start (a
         // `start` after a host reboot finds no bridge and so puts them back too).
@@ -489,6 +549,7 @@ impl ContainerRuntime {
             what: format!("write {}", cfg_path.display()),
             source,
         })?;
+        self.prepare_console_log(&id)?;
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -640,6 +701,7 @@ impl ContainerRuntime {
         self.stop_init(record, true)?;
         let _ = fs::remove_file(self.dir(&record.spec.id).join("rootfs.done"));
         let _ = fs::remove_file(self.dir(&record.spec.id).join("ids.shifted"));
+        let _ = fs::remove_file(self.dir(&record.spec.id).join("access.done"));
         crash_point("reinstall", "rootfs");
         self.ensure_built(record, "reinstall")?;
         if was_running {
@@ -688,6 +750,37 @@ impl ContainerRuntime {
             && net::link_exists(&self.veth_host(&id))
         {
             crate::hostnet::protect(&self.port(record))?;
+        }
+        Ok(())
+    }
+
+    /// A new root password hash on the running container: written by a shell inside (as its
+    /// root, through its own view of /etc, so a symlink it planted cannot point the host at
+    /// the host's files). A stopped container is refused: its files are only touched before
+    /// their first boot (create, reinstall) or from inside.
+    pub fn reset_password(&self, record: &InstanceRecord, hash: &vessel_core::PasswordHash) -> Result<(), ContainerError> {
+        if self.live_pid(record).is_none() {
+            return Err(ContainerError::NotAllowed {
+                action: "reset the password of",
+                state: InstanceState::Stopped,
+            });
+        }
+        let mut cmd = self.exec_command(record, &["/bin/sh".into(), "-c".into(), access::RESET_SCRIPT.into()])?;
+        cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|source| ContainerError::Io { what: "password reset".into(), source })?;
+        child
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(format!("{}\n", hash.as_str()).as_bytes())
+            .map_err(|source| ContainerError::Io { what: "password reset".into(), source })?;
+        let out = child.wait_with_output().map_err(|source| ContainerError::Io { what: "password reset".into(), source })?;
+        if !out.status.success() {
+            return Err(ContainerError::Command {
+                cmd: "password reset inside the container".into(),
+                status: out.status.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
         }
         Ok(())
     }
@@ -818,7 +911,8 @@ impl ContainerRuntime {
         crash_point("destroy", "cgroup");
         self.cgroup(id).delete()?;
         crash_point("destroy", "umount");
-        disk::unmount(&self.root(id))?;
+        // The root disk and the log tmpfs.
+        disk::unmount(&self.dir(id))?;
         crash_point("destroy", "loop");
         disk::detach_all(&self.image(id))?;
         crash_point("destroy", "files");
