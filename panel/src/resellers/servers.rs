@@ -157,8 +157,9 @@ pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid,
     // Subscription first, then instance: the order billing (payment, dunning) locks them in,
     // so an action racing a payment waits instead of deadlocking.
     let subscription = sql::server_subscription(tx, who.tenant.reseller(), id).await?.ok_or(ResellerError::NotFound("server"))?;
-    // A resize charges or credits the payer: its balance row comes before the subscription.
-    if let (ServerAction::Resize { .. }, Some(sub)) = (&action, subscription) {
+    // A resize or a termination charges or credits the payer: its balance row comes before
+    // the subscription.
+    if let (ServerAction::Resize { .. } | ServerAction::Terminate, Some(sub)) = (&action, subscription) {
         if let Some((payer, currency)) = sub_sql::payer_of(tx, sub, None).await? {
             crate::billing::ledger::lock_credit(tx, payer, &currency).await?;
         }
@@ -235,6 +236,9 @@ pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid,
         ServerAction::Terminate => {
             inst_sql::set_desired(tx, id, "terminated", now).await?;
             if let Some(sub) = subscription {
+                if billing.as_ref().is_some_and(|(status, _)| status == "active" || status == "suspended") {
+                    crate::billing::proration::refund_unused(tx, sub, now).await?;
+                }
                 sub_sql::set_status(tx, sub, "terminated", now).await?;
             }
             jobs::enqueue(tx, "instance.converge", converge("terminated"), Some(id), None).await?;
