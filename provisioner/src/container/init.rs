@@ -69,6 +69,10 @@ pub const KEPT_CAPS: [Capability; 13] = [
     Capability::CAP_SETFCAP,
 ];
 
+/// Where the host's LXCFS is mounted, and the files of its `proc/` a container gets.
+pub const LXCFS: &str = "/var/lib/lxcfs";
+const LXCFS_PROC: [&str; 7] = ["cpuinfo", "diskstats", "loadavg", "meminfo", "stat", "swaps", "uptime"];
+
 fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> ContainerError {
     let what = what.into();
     move |errno| ContainerError::Sys { what, errno }
@@ -248,6 +252,17 @@ fn become_init(
         None::<&str>,
     )
     .map_err(sys("mount /proc"))?;
+    // The container's view of itself (free, top, uptime, /proc/cpuinfo: the plan's memory
+    // ceiling, CPUs and its own uptime) from LXCFS, where the host runs it (Debian's lxcfs,
+    // mounted on /var/lib/lxcfs; it answers by the reader's cgroup).
+    for f in LXCFS_PROC {
+        let src = Path::new(LXCFS).join("proc").join(f);
+        let dst = root.join("proc").join(f);
+        if src.exists() && dst.exists() {
+            mount(Some(&src), &dst, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                .map_err(sys(format!("bind {}", src.display())))?;
+        }
+    }
     // The kernel's knobs stay the host's: /proc/sys and friends read-only.
     for p in ["proc/sys", "proc/sysrq-trigger", "proc/irq", "proc/bus"] {
         let p = root.join(p);

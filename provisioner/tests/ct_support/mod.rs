@@ -314,3 +314,26 @@ impl TestHost {
         self.host.rt.live_pid(&self.host.store.get(id).unwrap().unwrap()).expect("running")
     }
 }
+
+/// Debian's LXCFS on its usual mount point, as a host running containers has it (its
+/// package's service); started here if it is not running (it stays, like that service).
+pub fn ensure_lxcfs() {
+    let meminfo = Path::new(provisioner::container::init::LXCFS).join("proc/meminfo");
+    if meminfo.exists() {
+        return;
+    }
+    std::fs::create_dir_all(provisioner::container::init::LXCFS).unwrap();
+    let st = Command::new("lxcfs")
+        .args(["--enable-cfs", "-p", "/run/vessel-test-lxcfs.pid", provisioner::container::init::LXCFS])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run lxcfs (a test dependency: scripts/ensure-test-deps)");
+    drop(st);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !meminfo.exists() {
+        assert!(std::time::Instant::now() < deadline, "lxcfs did not come up on {}", provisioner::container::init::LXCFS);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
