@@ -83,10 +83,14 @@ fn ours(vmm: &str, dir: &Path, elf: &Path) -> Command {
         smp_boot: SmpBoot::Entry,
         pin_cpus: vec![],
         serial_log: dir.join("serial.log"),
+        serial_log_max_bytes: provisioner::vm::config::DEFAULT_SERIAL_LOG_MAX_BYTES,
         serial_stdout: true,
         control_socket: Some(dir.join("control.sock")),
         exit_file: Some(dir.join("exit")),
         cgroup: None,
+        disk: None,
+        net: None,
+        rng: false,
         seccomp: true,
     };
     let path = dir.join("config.json");

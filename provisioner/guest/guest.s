@@ -31,6 +31,9 @@
  * If the command line contains "heartbeat", instead of powering off it prints
  * "VESSEL-TICK <n>" about every 2^27 TSC cycles, and powers off when the i8042 controller has
  * a byte for it (the VMM's clean-shutdown request, a Ctrl-Alt-Del on the keyboard port).
+ * With "heartbeat flood" the ticks come back to back: a guest writing its console as fast as
+ * it can (the bounded serial log's test). While ticking it echoes every byte it receives on
+ * COM1 (the console input's test).
  */
     .set COM1, 0x3f8
     .set POWEROFF_PORT, 0xf4
@@ -374,11 +377,24 @@ cmdline_has:
 
 heartbeat:
     xor %r12, %r12
+    mov $TICK_CYCLES, %r13
+    lea word_flood(%rip), %rdi  /* "flood": no pause between ticks (a guest filling its log) */
+    call cmdline_has
+    test %rax, %rax
+    jz 1f
+    xor %r13, %r13
 1:  rdtsc
     shl $32, %rdx
     or %rdx, %rax
-    lea TICK_CYCLES(%rax), %r9
-2:  mov $0x64, %dx              /* i8042 status: a byte for us = shutdown request */
+    lea (%rax,%r13), %r9
+2:  mov $COM1 + 5, %dx          /* serial input: echo every received byte */
+    in %dx, %al
+    test $1, %al                /* LSR.DR */
+    jz 6f
+    mov $COM1, %dx
+    in %dx, %al
+    call putc
+6:  mov $0x64, %dx              /* i8042 status: a byte for us = shutdown request */
     in %dx, %al
     cmp $0xff, %al              /* no controller there (floating bus): nobody can ask */
     je 4f
@@ -495,6 +511,7 @@ msg_shutdown: .asciz "VESSEL-GUEST shutdown requested\n"
 msg_boot:     .asciz " boot="
 msg_reset:    .asciz "VESSEL-GUEST reset\n"
 word_heartbeat: .asciz "heartbeat"
+word_flood:     .asciz "flood"
 word_reset:   .asciz "reset"
 
     .section .data

@@ -196,7 +196,8 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), ConfigError> {
 
 /// Online CPUs, physical memory and the state dir's filesystem size.
 pub fn measure_capacity(state_dir: &Path) -> Result<HostCapacity, ConfigError> {
-    let cpus = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+    // Online CPUs, not this process's affinity (which the pinned-core shield narrows).
+    let cpus = crate::vm::shield::online_cpus() as u32;
     let meminfo = std::fs::read_to_string("/proc/meminfo")
         .map_err(|source| ConfigError::Io { path: "/proc/meminfo".into(), source })?;
     let memory_kib: u64 = meminfo

@@ -27,6 +27,12 @@ fn memory_is_dedicated_and_admission_refuses_overcommit() {
     assert_eq!(limit, (512 + host.config.memory_overhead_mib) << 20);
     assert!(cgroup::procs(&host.config.cgroup_parent, &a.spec.id.to_string()).contains(&(pid as u64)));
     assert_eq!(host.runtime.observe(&a).unwrap(), InstanceState::Running);
+    // The VMM's files (serial log, control socket, config) are the provisioner's only.
+    use std::os::unix::fs::PermissionsExt;
+    let vm_dir = host.runtime.dir(&a.spec.id);
+    for d in [vm_dir.parent().unwrap(), vm_dir.as_path()] {
+        assert_eq!(std::fs::metadata(d).unwrap().permissions().mode() & 0o777, 0o700, "{}", d.display());
+    }
     // Locked down: no capability left in any thread, no new privileges, seccomp on.
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let status = std::fs::read_to_string(task.unwrap().path().join("status")).unwrap();
@@ -163,4 +169,58 @@ fn kill_9_crashes_one_machine_only_and_adoption_sorts_them_out() {
     restarted.destroy(&mut a).unwrap(); // idempotent
     assert!(!host.runtime.dir(&a.spec.id).exists());
     assert!(cgroup::procs(&host.config.cgroup_parent, &a.spec.id.to_string()).is_empty());
+}
+
+/// Tasks on the host allowed to run on `core`, other than kernel threads and `except`'s.
+fn tasks_on(core: usize, except: i32) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let pid = p.file_name().to_string_lossy().to_string();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == except.to_string() {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let flags: u64 = stat[stat.rfind(')').unwrap() + 2..].split_whitespace().nth(6).unwrap().parse().unwrap();
+        if flags & 0x0020_0000 != 0 {
+            continue; // a kernel thread (per-CPU ones must stay)
+        }
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { continue };
+        for t in tasks.flatten() {
+            let Ok(status) = std::fs::read_to_string(t.path().join("status")) else { continue };
+            let Some(list) = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")) else { continue };
+            if provisioner::vm::shield::parse_list(list).contains(&core) {
+                let name = status.lines().next().unwrap_or_default().to_string();
+                out.push(format!("{pid}/{} {name} [{}]", t.file_name().to_string_lossy(), list.trim()));
+            }
+        }
+    }
+    out
+}
+
+/// Dedicated means dedicated: while a pinned machine runs, no other task on the whole host
+/// (this test, the floating machine, every other process: checked from /proc/*/status) may
+/// run on its core; once it stops, the core is everybody's again.
+#[test]
+fn a_pinned_machines_core_carries_no_other_task() {
+    require_kvm();
+    let host = Host::new(HostCapacity { cpus: 2, memory_mib: 1024, disk_gib: 100 });
+    let mut b = host.launch(kvm_plan(1, 64, 2.0));
+    let mut a = host.launch(kvm_plan(1, 64, 1.0));
+    host.wait_ticking(&a);
+    let facts = serde_json::from_value::<provisioner::vm::runtime::VmFacts>(a.runtime.clone()).unwrap();
+    let core = facts.pinned_cpus[0];
+    let others = tasks_on(core, pid_of(&a));
+    assert!(others.is_empty(), "tasks other than the pinned VMM ({}; floating: {}) allowed on core {core}: {others:#?}", pid_of(&a), pid_of(&b));
+    // The pinned VMM itself is there, and still running its guest.
+    let ticks = host.ticks(&a);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while host.ticks(&a) <= ticks {
+        assert!(Instant::now() < deadline, "the pinned guest made no progress");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    host.runtime.stop(&mut a).unwrap();
+    let me = std::fs::read_to_string("/proc/self/status").unwrap();
+    let mine = me.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap();
+    assert!(provisioner::vm::shield::parse_list(mine).contains(&core), "core {core} not given back: {mine}");
+    host.runtime.stop(&mut b).unwrap();
 }

@@ -187,9 +187,7 @@ impl CtArgs {
 
 /// This machine's threads, memory and the disk holding the state dir.
 pub fn detect_capacity(state_dir: &std::path::Path) -> HostCapacity {
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get() as u32)
-        .unwrap_or(1);
+    let cpus = crate::vm::shield::online_cpus() as u32;
     let memory_mib = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|s| {

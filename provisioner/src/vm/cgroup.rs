@@ -40,7 +40,8 @@ fn cpu_list(cpus: &[usize]) -> String {
     cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
 }
 
-fn path_of(parent: &str, name: &str) -> String {
+/// The group's path inside each hierarchy (`parent/name`).
+pub fn path_of(parent: &str, name: &str) -> String {
     format!("{}/{}", parent.trim_matches('/'), name)
 }
 

@@ -30,6 +30,23 @@ pub struct CgroupPlacement {
     pub name: String,
 }
 
+/// The machine's disk: a raw image (virtio-blk), with the plan's I/O ceilings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskConfig {
+    pub path: PathBuf,
+    #[serde(default)]
+    pub io: super::virtio::IoRates,
+}
+
+/// The machine's network card (virtio-net) on an existing TAP device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetConfig {
+    pub tap: String,
+    pub mac: [u8; 6],
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VmConfig {
@@ -51,8 +68,12 @@ pub struct VmConfig {
     /// Host CPU of each vCPU thread when the plan pins them (cpu_ratio 1); empty = floating.
     #[serde(default)]
     pub pin_cpus: Vec<usize>,
-    /// Everything the guest writes on its serial port is appended here.
+    /// Everything the guest writes on its serial port is appended here; at
+    /// `serial_log_max_bytes` it moves to `<serial_log>.1` and starts again (see
+    /// [`super::devices::RotatingLog`]).
     pub serial_log: PathBuf,
+    #[serde(default = "default_serial_log_max_bytes")]
+    pub serial_log_max_bytes: u64,
     /// Also copy serial output to the VMM's stdout (an attached console).
     #[serde(default)]
     pub serial_stdout: bool,
@@ -65,6 +86,13 @@ pub struct VmConfig {
     pub exit_file: Option<PathBuf>,
     #[serde(default)]
     pub cgroup: Option<CgroupPlacement>,
+    /// virtio devices, in this order on the MMIO bus (see [`super::virtio`]).
+    #[serde(default)]
+    pub disk: Option<DiskConfig>,
+    #[serde(default)]
+    pub net: Option<NetConfig>,
+    #[serde(default)]
+    pub rng: bool,
     /// The seccomp filter is on unless a developer turns it off to debug.
     #[serde(default = "yes")]
     pub seccomp: bool,
@@ -72,6 +100,13 @@ pub struct VmConfig {
 
 fn yes() -> bool {
     true
+}
+
+/// 1 MiB: a few thousand lines of boot log, and at most 2 MiB of disk per machine.
+pub const DEFAULT_SERIAL_LOG_MAX_BYTES: u64 = 1 << 20;
+
+fn default_serial_log_max_bytes() -> u64 {
+    DEFAULT_SERIAL_LOG_MAX_BYTES
 }
 
 #[derive(Debug, Error)]

@@ -8,6 +8,9 @@
 //!   This is how a suspended KVM VPS is frozen.
 //! * `resume`: lets them run again.
 //! * `shutdown`: a Ctrl-Alt-Del on the i8042, the guest's cue to power off cleanly.
+//! * `input <hex>`: bytes (hex-encoded, at most the UART's 64-byte FIFO at a time) into the
+//!   serial port's receive path, as if typed on its console; `err` with how many were taken
+//!   when the FIFO is full (the caller retries the rest). A browser console relays here.
 //! * `seccomp`: `ok filter` or `ok off`: the kernel's own word (`PR_GET_SECCOMP`) on whether the
 //!   thread answering runs under the filter.
 //!
@@ -73,6 +76,15 @@ impl Control {
         self.gate.pause_all(&self.threads)
     }
 
+    fn input(&self, hex: &str) -> Result<(), String> {
+        let bytes = hex::decode(hex.trim()).map_err(|e| format!("input is not hex: {e}"))?;
+        let taken = self.devices.lock().unwrap_or_else(|p| p.into_inner()).serial_input(&bytes);
+        if taken < bytes.len() {
+            return Err(format!("console input full: took {taken} of {} bytes", bytes.len()));
+        }
+        Ok(())
+    }
+
     fn handle(&self, cmd: &str) -> String {
         let r = match cmd {
             "status" => Ok(()),
@@ -81,6 +93,7 @@ impl Control {
                 self.gate.resume();
                 Ok(())
             }
+            c if c.starts_with("input ") => self.input(&c["input ".len()..]),
             "shutdown" => {
                 self.devices.lock().unwrap_or_else(|p| p.into_inner()).i8042.send_ctrl_alt_del();
                 Ok(())

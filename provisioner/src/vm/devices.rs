@@ -1,9 +1,9 @@
-//! The legacy devices a guest needs, on the port-I/O bus, plus the (for now empty) MMIO bus
-//! where virtio-mmio block and network devices will be attached.
+//! The legacy devices a guest needs, on the port-I/O bus, plus the MMIO bus where the
+//! virtio-mmio devices sit (see [`super::virtio`]).
 //!
 //! | ports | device |
 //! | --- | --- |
-//! | `0x3f8..=0x3ff` | COM1, a 16550 (vm-superio), IRQ 4, output kept in the serial log |
+//! | `0x3f8..=0x3ff` | COM1, a 16550 (vm-superio), IRQ 4, output kept in the serial log (capped and rotated: [`RotatingLog`]) |
 //! | `0x60`, `0x64` | a minimal i8042: `0xFE` written to `0x64` resets the machine (reboot); the VMM queues a Ctrl-Alt-Del on it to ask the guest to shut down |
 //! | `0xf4` | power-off: any write ends the machine cleanly (QEMU's isa-debug-exit port) |
 //!
@@ -43,9 +43,69 @@ impl Trigger for IrqTrigger {
     }
 }
 
-/// Serial output: the log file, and stdout when a console is attached.
+/// The serial log, capped and rotated: `serial.log` holds the newest output and, once it
+/// would pass `cap` bytes, its content moves to `serial.log.1` (replacing the previous one)
+/// and it starts empty again, so a guest flooding its console uses at most twice `cap` bytes
+/// of host disk. Both files are opened before the seccomp filter goes on; rotating needs only
+/// `pread64`, `write` and `ftruncate` on them (no path is opened or renamed afterwards).
+pub struct RotatingLog {
+    current: File,
+    previous: File,
+    cap: u64,
+    len: u64,
+}
+
+impl RotatingLog {
+    /// Opens (creating, mode 0600) `path` and `path.1` for appending.
+    pub fn open(path: &std::path::Path, cap: u64) -> std::io::Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let open = |p: &std::path::Path| std::fs::OpenOptions::new().create(true).append(true).read(true).mode(0o600).open(p);
+        let current = open(path)?;
+        let mut old = path.as_os_str().to_owned();
+        old.push(".1");
+        let previous = open(std::path::Path::new(&old))?;
+        let len = current.metadata()?.len();
+        Ok(RotatingLog { current, previous, cap: cap.max(1), len })
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.previous.set_len(0)?;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut at = 0;
+        loop {
+            let n = self.current.read_at(&mut buf, at)?;
+            if n == 0 {
+                break;
+            }
+            self.previous.write_all(&buf[..n])?;
+            at += n as u64;
+        }
+        self.current.set_len(0)?;
+        self.len = 0;
+        Ok(())
+    }
+}
+
+impl Write for RotatingLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // A single write larger than the cap keeps only its tail.
+        let buf = &buf[buf.len().saturating_sub(self.cap as usize)..];
+        if self.len + buf.len() as u64 > self.cap {
+            self.rotate()?;
+        }
+        self.current.write_all(buf)?;
+        self.len += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.current.flush()
+    }
+}
+
+/// Serial output: the log, and stdout when a console is attached.
 pub struct SerialOut {
-    pub log: File,
+    pub log: RotatingLog,
     pub stdout: bool,
     /// Set once the guest has written anything (the benchmark's "first byte").
     pub seen_first_byte: bool,
@@ -112,6 +172,8 @@ impl I8042 {
 pub struct Devices {
     pub serial: Serial<IrqTrigger, NoEvents, SerialOut>,
     pub i8042: I8042,
+    /// virtio-mmio devices, device `i` at `virtio::MMIO_BASE + i * virtio::MMIO_SIZE`.
+    pub virtio: Vec<super::virtio::Mmio>,
 }
 
 impl Devices {
@@ -119,6 +181,20 @@ impl Devices {
         Devices {
             serial: Serial::new(IrqTrigger(serial_irq), out),
             i8042: I8042 { queue: Default::default(), irq: IrqTrigger(kbd_irq) },
+            virtio: Vec::new(),
+        }
+    }
+
+    /// Console input: bytes for the guest's UART receive path (as typed on a console). Takes
+    /// what fits in the 16550's FIFO and says how many; the rest is for the caller to retry.
+    pub fn serial_input(&mut self, bytes: &[u8]) -> usize {
+        let room = self.serial.fifo_capacity().min(bytes.len());
+        match self.serial.enqueue_raw_bytes(&bytes[..room]) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = ?e, "serial input failed");
+                0
+            }
         }
     }
 
@@ -144,10 +220,24 @@ impl Devices {
         }
     }
 
-    /// MMIO: nothing there yet (virtio-mmio devices come later); reads are all ones.
-    pub fn mmio_read(&mut self, _addr: u64, data: &mut [u8]) {
-        data.fill(0xff);
+    fn virtio_at(&mut self, addr: u64) -> Option<(&mut super::virtio::Mmio, u64)> {
+        use super::virtio::{MMIO_BASE, MMIO_SIZE};
+        let i = addr.checked_sub(MMIO_BASE)? / MMIO_SIZE;
+        let dev = self.virtio.get_mut(i as usize)?;
+        Some((dev, (addr - MMIO_BASE) % MMIO_SIZE))
     }
 
-    pub fn mmio_write(&mut self, _addr: u64, _data: &[u8]) {}
+    /// MMIO: the virtio devices; anything else reads as all ones.
+    pub fn mmio_read(&mut self, addr: u64, data: &mut [u8]) {
+        match self.virtio_at(addr) {
+            Some((d, off)) => d.read(off, data),
+            None => data.fill(0xff),
+        }
+    }
+
+    pub fn mmio_write(&mut self, addr: u64, data: &[u8]) {
+        if let Some((d, off)) = self.virtio_at(addr) {
+            d.write(off, data);
+        }
+    }
 }

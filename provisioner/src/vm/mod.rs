@@ -4,11 +4,16 @@
 //! * [`config`]: what a VMM process is told to build.
 //! * [`memory`]: guest RAM, pre-faulted and locked.
 //! * [`boot`]: PVH loading and the start info / memory map handed to the guest.
+//! * [`mptable`]: the MP table (processors, I/O APIC, ISA interrupts) for guests without ACPI.
 //! * [`vcpu`]: CPUID and entry state of each vCPU, and its run loop.
-//! * [`devices`]: serial console, i8042, power-off port; the MMIO bus left for virtio.
+//! * [`devices`]: serial console, i8042, power-off port; the MMIO bus.
+//! * [`virtio`]: virtio-mmio block, network and entropy devices.
+//! * [`seed`]: the NoCloud `cidata` seed (hostname, SSH keys, root password hash, address).
+//! * [`disk`]: the machine's raw disk image (partitioned ext4 when blank; grown, never shrunk).
 //! * [`control`]: the unix socket through which the provisioner pauses, resumes and shuts down.
 //! * [`seccomp`]: what the VMM may still do once set up.
 //! * [`cgroup`]: the VMM's cgroup (memory limit, cpuset or weight).
+//! * [`shield`]: pinned cores taken from every other task and cgroup on the host.
 //! * [`vmm`]: puts the above together and runs a machine to its end.
 //! * [`runtime`]: the provisioner's side: the `Runtime` lifecycle over VMM processes.
 //! * [`guest`]: builds the project's test guest and checks its report.
@@ -18,9 +23,14 @@ pub mod cgroup;
 pub mod config;
 pub mod control;
 pub mod devices;
+pub mod disk;
 pub mod guest;
 pub mod memory;
+pub mod mptable;
 pub mod runtime;
 pub mod seccomp;
+pub mod seed;
+pub mod shield;
 pub mod vcpu;
+pub mod virtio;
 pub mod vmm;

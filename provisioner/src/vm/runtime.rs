@@ -2,7 +2,7 @@
 //!
 //! Each machine is a `provisioner vm run` child process in its own process group and its own
 //! cgroup (named by the instance id under `cgroup_parent`), with its files in
-//! `<state_dir>/vm/<id>/`: `config.json`, `serial.log`, `vmm.log` (the VMM's own log),
+//! `<state_dir>/vm/<id>/` (mode 0700): `config.json`, `serial.log` (and `serial.log.1`: capped, rotated), `vmm.log` (the VMM's own log),
 //! `control.sock`, and `exit` (written by the VMM when it ends on purpose).
 //!
 //! `record.runtime` keeps the VMM's pid and its start time (from `/proc/<pid>/stat`, so a
@@ -11,13 +11,15 @@
 //! finds it there on adoption.
 
 use super::cgroup::{self, Limits};
-use super::config::{CgroupPlacement, SmpBoot, VmConfig};
+use super::config::{CgroupPlacement, DiskConfig, NetConfig, SmpBoot, VmConfig};
+use super::disk;
+use crate::hostnet::{self, MacAddr, Port};
 use super::control;
+use super::shield::{Shield, ShieldError};
 use crate::host;
 use crate::runtime::{Runtime, Usage};
 use crate::store::{InstanceRecord, InstanceStore, StoreError};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -41,8 +43,10 @@ pub enum VmError {
     Io { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Cgroup(#[from] cgroup::CgroupError),
-    #[error("no {needed} free host cores to pin to (free: {free:?})")]
-    NoFreeCores { needed: usize, free: Vec<usize> },
+    #[error(transparent)]
+    Shield(#[from] ShieldError),
+    #[error("disk: {0}")]
+    Disk(String),
     #[error("the VMM of {id} did not start: {reason}")]
     Start { id: InstanceId, reason: String },
     #[error("the VMM of {id} is not running")]
@@ -69,6 +73,24 @@ pub struct ImageSpec {
     pub initrd: Option<PathBuf>,
     #[serde(default)]
     pub smp_boot: SmpBoot,
+    /// The disk a new machine of this template gets (the plan's size).
+    #[serde(default)]
+    pub disk: DiskSource,
+    /// The kernel configures the network itself from an `ip=` word the runtime appends
+    /// (static address, gateway, netmask; the test kernel, which has no user space).
+    #[serde(default)]
+    pub kernel_ip: bool,
+}
+
+/// Where a machine's disk comes from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiskSource {
+    /// No disk (the test guest).
+    #[default]
+    None,
+    /// A blank disk: one partition, ext4 (`root=/dev/vda1`).
+    BlankExt4,
 }
 
 /// Host-side settings of the KVM runtime (paths are parameters so tests use scratch ones).
@@ -81,19 +103,28 @@ pub struct KvmRuntimeConfig {
     pub vmm_binary: PathBuf,
     pub images_dir: PathBuf,
     pub capacity: HostCapacity,
-    /// Host CPUs that may be given exclusively to pinned machines.
+    /// Host CPUs that may be given exclusively to pinned machines (the daemon leaves out the
+    /// cores reserved for the host).
     pub pinnable_cpus: Vec<usize>,
+    /// The host-wide registry of pinned cores and the cpuset hierarchy it shields them in.
+    pub shield: Shield,
+    /// How long a pinned start waits for cores another machine is giving back.
+    pub core_wait: Duration,
     /// How long a guest gets to power off cleanly before it is killed.
     pub stop_timeout: Duration,
     /// Memory the VMM itself may use on top of guest RAM (its cgroup limit is the sum).
     pub memory_overhead_mib: u64,
+    /// Cap of each machine's serial log (rotated once: at most twice this on disk).
+    pub serial_log_max_bytes: u64,
+    /// The host bridge machines' TAP devices join (when the instance has an address).
+    pub bridge: Option<String>,
 }
 
 impl KvmRuntimeConfig {
     /// Usual defaults for a host: every online CPU pinnable, 10 s to shut down, 64 MiB of
     /// VMM overhead allowed (it uses about 6; the rest covers page tables of large guests).
     pub fn new(state_dir: PathBuf, cgroup_parent: String, vmm_binary: PathBuf, images_dir: PathBuf, capacity: HostCapacity) -> Self {
-        let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let cpus = super::shield::online_cpus();
         KvmRuntimeConfig {
             state_dir,
             cgroup_parent,
@@ -101,8 +132,12 @@ impl KvmRuntimeConfig {
             images_dir,
             capacity,
             pinnable_cpus: (0..cpus).collect(),
+            shield: Shield::host_default(),
+            core_wait: Duration::from_secs(120),
             stop_timeout: Duration::from_secs(10),
             memory_overhead_mib: 64,
+            serial_log_max_bytes: super::config::DEFAULT_SERIAL_LOG_MAX_BYTES,
+            bridge: None,
         }
     }
 }
@@ -167,9 +202,74 @@ impl KvmRuntime {
     pub fn dir(&self, id: &InstanceId) -> PathBuf {
         self.cfg.state_dir.join("vm").join(id.to_string())
     }
+
+    /// Makes the machine's directory (and `<state_dir>/vm`) readable by the provisioner only
+    /// (0700): serial logs, the control socket and later disk images are nobody else's.
+    fn make_dir(&self, id: &InstanceId) -> Result<PathBuf, VmError> {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        let dir = self.dir(id);
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io(&dir))?;
+        for d in [self.cfg.state_dir.join("vm"), dir.clone()] {
+            fs::set_permissions(&d, fs::Permissions::from_mode(0o700)).map_err(io(&d))?;
+        }
+        Ok(dir)
+    }
     pub fn serial_log(&self, id: &InstanceId) -> PathBuf {
         self.dir(id).join("serial.log")
     }
+    /// The machine's disk image (virtio-blk).
+    pub fn disk(&self, id: &InstanceId) -> PathBuf {
+        self.dir(id).join("disk.raw")
+    }
+    /// The machine's TAP device: `vt` + 12 hex digits of its id (15 characters at most).
+    pub fn tap_name(id: &InstanceId) -> String {
+        format!("vt{}", &id.0.simple().to_string()[..12])
+    }
+
+    /// Makes the machine's TAP on the bridge and puts the host-side guards on it (issue 11's
+    /// `hostnet`: anti-spoofing for its MAC and addresses, both rate limits of the plan).
+    fn make_tap(&self, record: &InstanceRecord, bridge: &str) -> Result<NetConfig, VmError> {
+        let id = record.spec.id;
+        let tap = Self::tap_name(&id);
+        // The same bridge and gateway addresses as containers (one host network).
+        let fail = |e: crate::container::ContainerError| VmError::Start { id, reason: e.to_string() };
+        crate::container::net::ensure_bridge(bridge).map_err(fail)?;
+        crate::container::net::ensure_gateways(bridge, &record.spec.network).map_err(fail)?;
+        let ip = |args: &[&str]| -> Result<(), VmError> {
+            let out = Command::new("ip").args(args).output().map_err(io(Path::new("ip")))?;
+            if !out.status.success() {
+                return Err(VmError::Start { id, reason: format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()) });
+            }
+            Ok(())
+        };
+        if !Path::new("/sys/class/net").join(&tap).exists() {
+            ip(&["tuntap", "add", "dev", &tap, "mode", "tap"])?;
+        }
+        ip(&["link", "set", &tap, "master", bridge])?;
+        ip(&["link", "set", &tap, "up"])?;
+        let mac = MacAddr::for_instance(&id);
+        let rate = record.spec.resources.net_rate_mbit();
+        let port = Port {
+            ifname: tap.clone(),
+            mac,
+            ipv4: record.spec.network.ipv4.as_ref().map(|a| a.address),
+            ipv6: record.spec.network.ipv6.as_ref().map(|a| a.address),
+            from_guest_mbit: rate,
+            to_guest_mbit: rate,
+        };
+        hostnet::protect(&port).map_err(|e| VmError::Start { id, reason: e.to_string() })?;
+        Ok(NetConfig { tap, mac: mac.0 })
+    }
+
+    /// Removes the machine's TAP and its guards (absent is fine).
+    fn remove_tap(&self, id: &InstanceId) {
+        let tap = Self::tap_name(id);
+        let _ = hostnet::unprotect(&tap);
+        if Path::new("/sys/class/net").join(&tap).exists() {
+            let _ = Command::new("ip").args(["link", "del", &tap]).status();
+        }
+    }
+
     fn socket(&self, id: &InstanceId) -> PathBuf {
         self.dir(id).join("control.sock")
     }
@@ -201,42 +301,35 @@ impl KvmRuntime {
         Ok(())
     }
 
-    /// Host cores no running pinned machine (other than `me`) holds.
-    fn unpinned_cores(&self, me: Option<&InstanceId>) -> Result<Vec<usize>, VmError> {
-        let mut taken = BTreeSet::new();
-        for r in self.store.list()? {
-            let f = VmFacts::of(&r);
-            if r.spec.kind() == InstanceKind::Kvm && Some(&r.spec.id) != me && vmm_alive(&f) {
-                taken.extend(f.pinned_cpus);
-            }
-        }
-        Ok(self.cfg.pinnable_cpus.iter().copied().filter(|c| !taken.contains(c)).collect())
+    /// The cgroup path of a machine (how the shield's registry names its holder).
+    fn holder(&self, id: &InstanceId) -> String {
+        cgroup::path_of(&self.cfg.cgroup_parent, &id.to_string())
     }
 
-    /// `needed` cores of its own for a pinned machine.
+    /// `needed` cores of its own for a pinned machine, claimed host-wide.
     fn free_cores(&self, me: &InstanceId, needed: usize) -> Result<Vec<usize>, VmError> {
-        let free = self.unpinned_cores(Some(me))?;
-        if free.len() < needed {
-            return Err(VmError::NoFreeCores { needed, free });
-        }
-        Ok(free[..needed].to_vec())
+        Ok(self.cfg.shield.claim(&self.holder(me), &self.cfg.pinnable_cpus, needed, self.cfg.core_wait)?)
     }
 
-    /// Where floating machines may run: every core no pinned machine holds (all of them in
-    /// the corner case where pinned machines hold every core, which admission prevents when
-    /// any floating machine exists).
+    /// Where floating machines may run: every online core no pinned machine on the host
+    /// holds (all of them in the corner case where pinned machines hold every core, which
+    /// admission and the host's reserved cores prevent).
     fn floating_cores(&self) -> Result<Vec<usize>, VmError> {
-        let free = self.unpinned_cores(None)?;
-        Ok(if free.is_empty() { self.cfg.pinnable_cpus.clone() } else { free })
+        let pinned = self.cfg.shield.pinned()?;
+        let cpus = super::shield::online_cpus();
+        let free: Vec<usize> = (0..cpus).filter(|c| !pinned.contains(c)).collect();
+        Ok(if free.is_empty() { (0..cpus).collect() } else { free })
     }
 
-    /// After a pinned machine starts or stops: every running floating machine moves to the
-    /// cores pinned machines leave free, so pinned cores are really nobody else's.
+    /// After a pinned machine starts or stops: its cores are taken from (or given back to)
+    /// every other task and cgroup on the host, this runtime's floating machines included.
     fn rebalance_floating(&self) -> Result<(), VmError> {
+        self.cfg.shield.apply()?;
         let cores = self.floating_cores()?;
         for r in self.store.list()? {
             let f = VmFacts::of(&r);
             if r.spec.kind() == InstanceKind::Kvm && !r.spec.resources.is_pinned() && vmm_alive(&f) {
+                self.cfg.shield.widen_parent(&self.cfg.cgroup_parent, &cores);
                 cgroup::set_cpus(&self.cfg.cgroup_parent, &r.spec.id.to_string(), &cores)?;
             }
         }
@@ -284,6 +377,8 @@ impl KvmRuntime {
     /// moment to let go of an emptied cgroup, hence the few retries.
     fn clean_dead(&self, id: &InstanceId) -> Result<(), VmError> {
         let _ = fs::remove_file(self.socket(id));
+        self.remove_tap(id);
+        self.cfg.shield.release(&self.holder(id))?;
         let mut tries = 0;
         loop {
             match cgroup::remove(&self.cfg.cgroup_parent, &id.to_string()) {
@@ -332,6 +427,8 @@ impl KvmRuntime {
             self.store.put(&r)?;
             out.push((r.spec.id, r.state));
         }
+        // Cores of machines that died while nobody watched go back; live ones stay shielded.
+        self.rebalance_floating()?;
         Ok(out)
     }
 }
@@ -346,9 +443,15 @@ impl Runtime for KvmRuntime {
         let records = self.store.list()?;
         host::check(&self.cfg.capacity, &records, &record.spec.resources, Some(record.spec.id))
             .map_err(|r| VmError::Refused(Box::new(r)))?;
-        self.image(&record.spec.template)?;
-        let dir = self.dir(&record.spec.id);
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let image = self.image(&record.spec.template)?;
+        self.make_dir(&record.spec.id)?;
+        let disk = self.disk(&record.spec.id);
+        if image.disk == DiskSource::BlankExt4 && !disk.exists() {
+            // Made under a temporary name, so a crash midway leaves no half disk behind.
+            let tmp = disk.with_extension("raw.new");
+            disk::make_ext4(&tmp, record.spec.resources.disk_gib() << 30, "vessel-root").map_err(|e| VmError::Disk(e.to_string()))?;
+            fs::rename(&tmp, &disk).map_err(io(&disk))?;
+        }
         if !matches!(record.state, InstanceState::Running | InstanceState::Suspended) {
             record.state = InstanceState::Stopped;
         }
@@ -364,8 +467,7 @@ impl Runtime for KvmRuntime {
         }
         let res = &record.spec.resources;
         let image = self.image(&record.spec.template)?;
-        let dir = self.dir(&id);
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let dir = self.make_dir(&id)?;
         self.clean_dead(&id)?;
 
         let vcpus = res.vcpus() as usize;
@@ -379,23 +481,39 @@ impl Runtime for KvmRuntime {
             // Floating: weight proportional to the guaranteed share v / ρc (1024 per core).
             cpu_shares: pin.is_none().then(|| (res.vcpus() as u64 * 1024 * 1000) / res.cpu_ratio().milli() as u64),
         };
+        self.cfg.shield.widen_parent(&self.cfg.cgroup_parent, &limits.cpus);
         cgroup::create(&self.cfg.cgroup_parent, &id.to_string(), &limits)?;
 
+        let disk_path = self.disk(&id);
+        let disk = disk_path.exists().then(|| DiskConfig { path: disk_path, io: res.io_limits().into() });
+        let net = match (&self.cfg.bridge, &record.spec.network.ipv4) {
+            (Some(bridge), Some(_)) => Some(self.make_tap(record, bridge)?),
+            _ => None,
+        };
+        let mut cmdline = image.cmdline;
+        if let (true, Some(a)) = (image.kernel_ip, &record.spec.network.ipv4) {
+            let mask = std::net::Ipv4Addr::from(u32::MAX.checked_shl(32 - a.prefix_len as u32).unwrap_or(0));
+            cmdline.push_str(&format!(" ip={}::{}:{mask}::eth0:off", a.address, a.gateway));
+        }
         let config = VmConfig {
             name: id.to_string(),
             vcpus: u8::try_from(vcpus).unwrap_or(u8::MAX),
             memory_mib: res.memory_burst_mib(),
             kernel: image.kernel,
-            cmdline: image.cmdline,
+            cmdline,
             initrd: image.initrd,
             huge_pages: false,
             smp_boot: image.smp_boot,
             pin_cpus: pin.clone().unwrap_or_default(),
             serial_log: self.serial_log(&id),
+            serial_log_max_bytes: self.cfg.serial_log_max_bytes,
             serial_stdout: false,
             control_socket: Some(self.socket(&id)),
             exit_file: Some(self.exit_file(&id)),
             cgroup: Some(CgroupPlacement { parent: self.cfg.cgroup_parent.clone(), name: id.to_string() }),
+            disk,
+            net,
+            rng: true,
             seccomp: true,
         };
         config.validate().map_err(|e| VmError::Start { id, reason: e.to_string() })?;
@@ -489,8 +607,12 @@ impl Runtime for KvmRuntime {
     fn destroy(&self, record: &mut InstanceRecord) -> Result<(), VmError> {
         Self::check_kind(record)?;
         let id = record.spec.id;
+        let was_pinned = !VmFacts::of(record).pinned_cpus.is_empty();
         self.kill(record)?;
         self.clean_dead(&id)?;
+        if was_pinned {
+            self.rebalance_floating()?;
+        }
         let dir = self.dir(&id);
         match fs::remove_dir_all(&dir) {
             Ok(()) => {}

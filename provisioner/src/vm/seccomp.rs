@@ -30,6 +30,13 @@ pub const ALLOWED: &[i64] = &[
     libc::SYS_read,
     libc::SYS_write,
     libc::SYS_fsync,
+    // virtio-blk: writes, flush, discard (punching holes)
+    libc::SYS_pwrite64,
+    libc::SYS_fdatasync,
+    libc::SYS_fallocate,
+    // rotating the serial log (and virtio-blk reads) (devices::RotatingLog): copy it aside, empty it
+    libc::SYS_pread64,
+    libc::SYS_ftruncate,
     // threads, locks, memory
     libc::SYS_futex,
     libc::SYS_mmap,

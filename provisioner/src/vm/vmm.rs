@@ -9,13 +9,14 @@ use super::boot;
 use super::cgroup;
 use super::config::{SmpBoot, VmConfig};
 use super::control;
-use super::devices::{Devices, SerialOut, COM1_IRQ, I8042_IRQ};
+use super::devices::{Devices, IrqTrigger, RotatingLog, SerialOut, COM1_IRQ, I8042_IRQ};
+use super::virtio;
 use super::memory;
 use super::seccomp;
 use super::vcpu::{self, PauseGate, Stop};
 use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::Kvm;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::thread::JoinHandleExt;
 use std::path::PathBuf;
@@ -78,14 +79,6 @@ fn setup(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> VmmError {
     move |source| VmmError::Setup { what, source }
 }
 
-fn open_append(path: &std::path::Path) -> Result<File, VmmError> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(|source| VmmError::File { path: path.into(), source })
-}
-
 /// Runs the machine to its end. The exit file (if configured) gets the outcome or the error.
 pub fn run(cfg: &VmConfig) -> Result<Outcome, VmmError> {
     let mut exit_file = match &cfg.exit_file {
@@ -118,7 +111,9 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
     if let Some(p) = &cfg.cgroup {
         cgroup::join(p, std::process::id())?;
     }
-    let serial = SerialOut { log: open_append(&cfg.serial_log)?, stdout: cfg.serial_stdout, seen_first_byte: false };
+    let log = RotatingLog::open(&cfg.serial_log, cfg.serial_log_max_bytes)
+        .map_err(|source| VmmError::File { path: cfg.serial_log.clone(), source })?;
+    let serial = SerialOut { log, stdout: cfg.serial_stdout, seen_first_byte: false };
 
     let kvm = Kvm::new().map_err(VmmError::Kvm)?;
     let vm = kvm.create_vm().map_err(setup("create_vm"))?;
@@ -141,15 +136,48 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
         unsafe { vm.set_user_memory_region(r) }.map_err(setup("set_user_memory_region"))?;
     }
 
+    // virtio devices: every file they use is opened now, before the filter.
+    let file = |p: &std::path::Path, write: bool| {
+        OpenOptions::new().read(true).write(write).open(p).map_err(|source| VmmError::File { path: p.into(), source })
+    };
+    let mut virtio: Vec<Box<dyn virtio::Device>> = Vec::new();
+    let mut tap_rx = None;
+    if let Some(d) = &cfg.disk {
+        let f = file(&d.path, true)?;
+        virtio.push(Box::new(virtio::Block::new(f, d.io).map_err(|source| VmmError::File { path: d.path.clone(), source })?));
+    }
+    if let Some(n) = &cfg.net {
+        let tap = virtio::open_tap(&n.tap).map_err(|source| VmmError::File { path: format!("tap {}", n.tap).into(), source })?;
+        tap_rx = Some((virtio.len(), tap.try_clone().map_err(|source| VmmError::File { path: "tap".into(), source })?));
+        virtio.push(Box::new(virtio::Net { tap, mac: n.mac }));
+    }
+    if cfg.rng {
+        virtio.push(Box::new(virtio::Rng { source: file(std::path::Path::new("/dev/urandom"), false)? }));
+    }
+    let mut cmdline = cfg.cmdline.clone();
+    let mut mmio = Vec::new();
+    for (i, dev) in virtio.into_iter().enumerate() {
+        let irq = EventFd::new(libc::EFD_NONBLOCK).map_err(VmmError::EventFd)?;
+        vm.register_irqfd(&irq, virtio::FIRST_IRQ + i as u32).map_err(setup("register_irqfd"))?;
+        mmio.push(virtio::Mmio::new(dev, IrqTrigger(irq), mem.clone()));
+        cmdline.push(' ');
+        cmdline.push_str(&virtio::cmdline_device(i));
+    }
+
     let (image, initrd) = boot::read_images(&cfg.kernel, cfg.initrd.as_deref())?;
-    let load = || boot::load_kernel(&mem, cfg.memory_mib, &cfg.kernel, &image, &cfg.cmdline, initrd.as_deref());
+    let load = || {
+        super::mptable::write(&mem, cfg.vcpus).map_err(boot::BootError::Memory)?;
+        boot::load_kernel(&mem, cfg.memory_mib, &cfg.kernel, &image, &cmdline, initrd.as_deref())
+    };
     let entry = load()?;
 
     let serial_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(VmmError::EventFd)?;
     let kbd_irq = EventFd::new(libc::EFD_NONBLOCK).map_err(VmmError::EventFd)?;
     vm.register_irqfd(&serial_irq, COM1_IRQ).map_err(setup("register_irqfd"))?;
     vm.register_irqfd(&kbd_irq, I8042_IRQ).map_err(setup("register_irqfd"))?;
-    let devices = Arc::new(Mutex::new(Devices::new(serial_irq, kbd_irq, serial)));
+    let mut devs = Devices::new(serial_irq, kbd_irq, serial);
+    devs.virtio = mmio;
+    let devices = Arc::new(Mutex::new(devs));
 
     let base_cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(setup("get_supported_cpuid"))?;
     // Only a PVH guest can be started at its entry on every vCPU; Linux wakes its APs by SIPI.
@@ -175,7 +203,39 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
     // Every thread must be fully started (its start-up system calls made) before the filter
     // goes on: `ready` gathers them, `start` then lets the vCPUs run.
     let with_control = cfg.control_socket.is_some() as usize;
-    let ready = Arc::new(Barrier::new(cfg.vcpus as usize + with_control + 1));
+    let ready = Arc::new(Barrier::new(cfg.vcpus as usize + with_control + tap_rx.is_some() as usize + 1));
+    if let Some((index, mut tap)) = tap_rx {
+        // The network receiver: frames from the TAP into the card's receive queue.
+        let (devices, ready) = (devices.clone(), ready.clone());
+        std::thread::Builder::new()
+            .name("net-rx".into())
+            .spawn(move || {
+                let dropped = seccomp::drop_capabilities();
+                ready.wait();
+                if dropped.is_err() {
+                    return;
+                }
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    use std::io::Read;
+                    match tap.read(&mut buf) {
+                        Ok(n) if n > 0 => {
+                            let mut d = devices.lock().unwrap_or_else(|p| p.into_inner());
+                            if let Some(m) = d.virtio.get_mut(index) {
+                                m.deliver(&buf[..n]);
+                            }
+                        }
+                        Ok(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "TAP read failed: the network receiver stops");
+                            return;
+                        }
+                    }
+                }
+            })
+            .map_err(|source| VmmError::File { path: "thread".into(), source })?;
+    }
     let start = Arc::new(Barrier::new(cfg.vcpus as usize + 1));
     let (tx, rx) = mpsc::channel::<Stop>();
     let mut threads = Vec::new();
