@@ -14,9 +14,16 @@ use std::net::IpAddr;
 use totp_rs::{Algorithm, Secret, TOTP};
 use uuid::Uuid;
 
-/// Failed log-ins tolerated per account within [`WINDOW_SECS`] before it is locked for the
-/// rest of the window. Low enough to stop guessing, high enough for fat fingers.
+/// Failed log-ins tolerated per account *from one address* within [`WINDOW_SECS`] before that
+/// address is refused for the account for the rest of the window. Low enough to stop guessing,
+/// high enough for fat fingers.
 pub const MAX_FAILURES_PER_ACCOUNT: i64 = 5;
+/// Per account from every address together: a cap on distributed guessing, high enough that
+/// an attacker's few tries do not lock the rightful owner (on another address) out.
+pub const MAX_FAILURES_PER_ACCOUNT_ANYWHERE: i64 = 50;
+/// Password hashes checked at once (argon2 is memory- and CPU-hard by design): more requests
+/// wait for a permit instead of starving the machine.
+pub const MAX_CONCURRENT_HASHES: usize = 4;
 /// Per remote address: higher, since offices and NATs share one address.
 pub const MAX_FAILURES_PER_ADDRESS: i64 = 30;
 pub const WINDOW_SECS: i64 = 15 * 60;
@@ -214,29 +221,37 @@ pub struct LoggedIn {
     pub needs_totp: bool,
 }
 
-async fn check_rate(pool: &PgPool, email: &str, addr: Option<IpAddr>) -> Result<(), AuthError> {
-    let mut checks = vec![("account", email.to_string(), MAX_FAILURES_PER_ACCOUNT)];
-    if let Some(a) = addr {
-        checks.push(("address", a.to_string(), MAX_FAILURES_PER_ADDRESS));
-    }
-    for (scope, key, max) in checks {
-        let (n, oldest) = sql::recent_failures(pool, scope, &key, WINDOW_SECS).await?;
-        if n >= max {
+/// Reserves this attempt under every limit before any password is checked (the policy is in
+/// the README: 5 per account from one address, 50 per account from anywhere, 30 per address,
+/// per 15 minutes). Returns the reserved rows, to give back if the password is right.
+async fn reserve_attempt(pool: &PgPool, email: &str, addr: Option<IpAddr>) -> Result<Vec<i64>, AuthError> {
+    let addr = addr.map(|a| a.to_string()).unwrap_or_else(|| "unknown".into());
+    let pair = format!("{email}|{addr}");
+    let limits = [
+        sql::AttemptLimit { scope: "account_address", key: &pair, max: MAX_FAILURES_PER_ACCOUNT },
+        sql::AttemptLimit { scope: "account", key: email, max: MAX_FAILURES_PER_ACCOUNT_ANYWHERE },
+        sql::AttemptLimit { scope: "address", key: &addr, max: MAX_FAILURES_PER_ADDRESS },
+    ];
+    match sql::reserve_attempt(pool, &limits, WINDOW_SECS).await? {
+        Ok(ids) => Ok(ids),
+        Err((scope, oldest)) => {
             let until = oldest.unwrap_or_else(Utc::now) + Duration::seconds(WINDOW_SECS);
             let minutes = ((until - Utc::now()).num_seconds().max(0) + 59) / 60;
-            tracing::warn!(scope, %key, failures = n, "log-in refused: rate limited");
-            return Err(AuthError::RateLimited { minutes: minutes.max(1) });
+            tracing::warn!(scope, "log-in refused: rate limited");
+            Err(AuthError::RateLimited { minutes: minutes.max(1) })
         }
     }
-    Ok(())
 }
 
-async fn record_failure(pool: &PgPool, email: &str, addr: Option<IpAddr>) -> Result<(), AuthError> {
-    sql::record_failure(pool, "account", email).await?;
-    if let Some(a) = addr {
-        sql::record_failure(pool, "address", &a.to_string()).await?;
-    }
-    Ok(())
+/// Checks a password against its PHC hash on the blocking pool, at most
+/// [`MAX_CONCURRENT_HASHES`] at a time, so a burst of log-ins neither stalls the async workers
+/// nor exhausts the machine.
+async fn verify_password_bounded(password: &str, phc: &str) -> bool {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    let permits = PERMITS.get_or_init(|| tokio::sync::Semaphore::new(MAX_CONCURRENT_HASHES));
+    let Ok(_permit) = permits.acquire().await else { return false };
+    let (password, phc) = (password.to_string(), phc.to_string());
+    tokio::task::spawn_blocking(move || verify_password(&password, &phc)).await.unwrap_or(false)
 }
 
 /// A PHC string of a password nobody has, so an unknown address costs as much time as a
@@ -247,19 +262,21 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$
 /// what each role sees.
 pub async fn log_in(pool: &PgPool, email: &str, password: &str, addr: Option<IpAddr>) -> Result<LoggedIn, AuthError> {
     let email = Email::parse(email).map_err(|_| AuthError::BadCredentials)?;
-    check_rate(pool, email.as_str(), addr).await?;
+    // Counted before the check: a failure row is already written, and taken back below only
+    // if the password is right.
+    let reserved = reserve_attempt(pool, email.as_str(), addr).await?;
     let account = sql::account_by_email(pool, email.as_str()).await?;
     let ok = match account.as_ref().and_then(|a| a.password_hash.as_deref()) {
-        Some(h) => verify_password(password, h),
+        Some(h) => verify_password_bounded(password, h).await,
         None => {
-            let _ = verify_password(password, DUMMY_HASH);
+            let _ = verify_password_bounded(password, DUMMY_HASH).await;
             false
         }
     };
     let Some(account) = account.filter(|_| ok) else {
-        record_failure(pool, email.as_str(), addr).await?;
         return Err(AuthError::BadCredentials);
     };
+    sql::release_attempt(pool, &reserved).await?;
     match account.status.as_str() {
         "pending_verification" => return Err(AuthError::NotVerified),
         "suspended" | "closed" => return Err(AuthError::Suspended),
@@ -267,7 +284,7 @@ pub async fn log_in(pool: &PgPool, email: &str, password: &str, addr: Option<IpA
     }
     let needs_totp = account.totp_enabled_at.is_some();
     if !needs_totp {
-        sql::clear_failures(pool, "account", email.as_str()).await?;
+        sql::clear_failures(pool, "account_address", &format!("{}|{}", email.as_str(), addr.map(|a| a.to_string()).unwrap_or_else(|| "unknown".into()))).await?;
     }
     Ok(LoggedIn { account, needs_totp })
 }
@@ -295,7 +312,7 @@ fn constant_time_eq_str(a: &str, b: &str) -> bool {
 /// each code works once.
 pub async fn check_totp(pool: &PgPool, account: Uuid, code: &str, addr: Option<IpAddr>) -> Result<(), AuthError> {
     let a = sql::account_by_id(pool, account).await?.ok_or(AuthError::BadCredentials)?;
-    check_rate(pool, &a.email, addr).await?;
+    let reserved = reserve_attempt(pool, &a.email, addr).await?;
     let step = match (&a.totp_enabled_at, a.totp_secret.as_deref().and_then(|s| totp_for(s, &a.email))) {
         (Some(_), Some(t)) => matching_step(&t, code.trim()),
         _ => None,
@@ -305,10 +322,10 @@ pub async fn check_totp(pool: &PgPool, account: Uuid, code: &str, addr: Option<I
         None => false,
     };
     if !ok {
-        record_failure(pool, &a.email, addr).await?;
         return Err(AuthError::BadTotpCode);
     }
-    sql::clear_failures(pool, "account", &a.email).await?;
+    sql::release_attempt(pool, &reserved).await?;
+    sql::clear_failures(pool, "account_address", &format!("{}|{}", a.email, addr.map(|a| a.to_string()).unwrap_or_else(|| "unknown".into()))).await?;
     Ok(())
 }
 

@@ -249,30 +249,64 @@ pub async fn retire_tokens(tx: &mut Tx<'_>, account: Uuid, purpose: &str) -> Res
 
 // ------------------------------------------------------------------ login rate limits
 
-/// Failures for (scope, key) within the last `window_secs`, and the oldest of them.
-pub async fn recent_failures(
-    pool: &PgPool,
-    scope: &str,
-    key: &str,
-    window_secs: i64,
-) -> Result<(i64, Option<DateTime<Utc>>), sqlx::Error> {
-    sqlx::query_as(
-        "SELECT count(*), min(at) FROM login_failures \
-         WHERE scope = $1 AND key = $2 AND at > now() - make_interval(secs => $3)",
-    )
-    .bind(scope)
-    .bind(key)
-    .bind(window_secs as f64)
-    .fetch_one(pool)
-    .await
-}
-
-pub async fn record_failure(pool: &PgPool, scope: &str, key: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO login_failures (scope, key) VALUES ($1, $2)").bind(scope).bind(key).execute(pool).await?;
+pub async fn clear_failures(pool: &PgPool, scope: &str, key: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM login_failures WHERE scope = $1 AND key = $2").bind(scope).bind(key).execute(pool).await?;
     Ok(())
 }
 
-pub async fn clear_failures(pool: &PgPool, scope: &str, key: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM login_failures WHERE scope = $1 AND key = $2").bind(scope).bind(key).execute(pool).await?;
+/// One limit on log-in attempts: at most `max` failures of `scope`/`key` in the window.
+pub struct AttemptLimit<'a> {
+    pub scope: &'static str,
+    pub key: &'a str,
+    pub max: i64,
+}
+
+/// Reserves one attempt under every limit *before* the password is checked, atomically: each
+/// key is serialised by a transaction-scoped advisory lock (always taken in the order given,
+/// so two requests never wait on each other crosswise), counted, and — if none is full — a
+/// failure row is written for each. `Err((scope, oldest))` names the first full limit and
+/// reserves nothing. The caller deletes the rows ([`release_attempt`]) when the password was
+/// right. So a burst of parallel guesses checks at most `max` passwords, not all of them.
+pub async fn reserve_attempt(
+    pool: &PgPool,
+    limits: &[AttemptLimit<'_>],
+    window_secs: i64,
+) -> Result<Result<Vec<i64>, (&'static str, Option<DateTime<Utc>>)>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    for l in limits {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0))")
+            .bind(l.scope)
+            .bind(l.key)
+            .execute(&mut *tx)
+            .await?;
+        let (n, oldest): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+            "SELECT count(*), min(at) FROM login_failures WHERE scope = $1 AND key = $2 AND at > now() - make_interval(secs => $3)",
+        )
+        .bind(l.scope)
+        .bind(l.key)
+        .bind(window_secs as f64)
+        .fetch_one(&mut *tx)
+        .await?;
+        if n >= l.max {
+            tx.rollback().await?;
+            return Ok(Err((l.scope, oldest)));
+        }
+    }
+    let mut ids = Vec::with_capacity(limits.len());
+    for l in limits {
+        let id: i64 = sqlx::query_scalar("INSERT INTO login_failures (scope, key) VALUES ($1, $2) RETURNING id")
+            .bind(l.scope)
+            .bind(l.key)
+            .fetch_one(&mut *tx)
+            .await?;
+        ids.push(id);
+    }
+    tx.commit().await?;
+    Ok(Ok(ids))
+}
+
+/// Gives back reserved attempts that turned out not to be failures (the password was right).
+pub async fn release_attempt(pool: &PgPool, ids: &[i64]) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM login_failures WHERE id = ANY($1)").bind(ids).execute(pool).await?;
     Ok(())
 }

@@ -100,9 +100,50 @@ fn home_of(role: &str) -> &'static str {
     }
 }
 
-/// Only paths of this site may be redirected to after log-in.
-fn safe_next(next: Option<&str>) -> Option<String> {
-    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\")).map(str::to_string)
+/// Only paths of this site may be redirected to after log-in. The value is *parsed* the way a
+/// browser will (WHATWG URL: tabs and newlines dropped, `\\` read as `/`) against a placeholder
+/// origin, and kept only if it stays on that origin; what is returned is the parsed path and
+/// query, re-serialised (percent-encoded), never the raw input. So `/\t/evil.example` (a
+/// browser's `//evil.example`) and a `%0a` cannot leave the site or break the header.
+pub(crate) fn safe_next(next: Option<&str>) -> Option<String> {
+    const BASE: &str = "https://panel.invalid/";
+    let next = next?.trim();
+    if !next.starts_with('/') {
+        return None;
+    }
+    let base = reqwest::Url::parse(BASE).ok()?;
+    let url = base.join(next).ok()?;
+    if url.origin() != base.origin() || !url.username().is_empty() || url.password().is_some() {
+        return None;
+    }
+    let mut out = url.path().to_string();
+    if let Some(q) = url.query() {
+        out.push('?');
+        out.push_str(q);
+    }
+    // A path that still begins with two slashes would be protocol-relative once sent.
+    if out.starts_with("//") || out.contains(['\r', '\n', '\t']) {
+        return None;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod next_tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_same_origin_paths_survive_and_come_back_normalised() {
+        assert_eq!(safe_next(Some("/servers/1?x=2")).as_deref(), Some("/servers/1?x=2"));
+        for evil in ["//evil.example", "/\\evil.example", "/\t/evil.example", "/\n/evil.example", "https://evil.example/", "evil", "/\\\\evil", "/ /evil.example"] {
+            let got = safe_next(Some(evil));
+            assert!(got.as_deref().is_none_or(|g| g.starts_with('/') && !g.starts_with("//")), "{evil:?} -> {got:?}");
+        }
+        assert_eq!(safe_next(Some("/\t/evil.example")), None);
+        // A newline is dropped or encoded, never passed into a Location header.
+        assert!(safe_next(Some("/a\nb")).is_none_or(|g| !g.contains('\n')));
+        assert_eq!(safe_next(Some("/a%0ab")).as_deref(), Some("/a%0ab"));
+    }
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

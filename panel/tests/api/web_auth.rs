@@ -327,3 +327,60 @@ async fn the_forwarded_address_counts_only_behind_a_trusted_proxy() {
         assert_eq!(key, if trust { "203.0.113.7" } else { "127.0.0.1" });
     }
 }
+
+/// Issue 15: a burst of parallel guesses checks at most the limit's number of passwords (the
+/// attempt is counted *before* the check, atomically), refuses the rest with 429 and never a
+/// 500; and the rightful owner, on another address, still gets in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_guesses_check_at_most_the_limit_and_the_owner_elsewhere_still_logs_in() {
+    let app = crate::helpers::spawn_web_app_with(|s| s.http.trust_forwarded_for = true).await;
+    drop(app.customer("burst@example.com").await);
+    let attacker = client();
+    let (_, page) = app.get(&attacker, "/login").await;
+    let csrf = csrf_of(&page);
+    let guesses = (0..40).map(|i| {
+        let (c, url, csrf) = (attacker.clone(), app.url("/login"), csrf.clone());
+        async move {
+            let pw = format!("wrong guess number {i}");
+            let form = [("email", "burst@example.com"), ("password", pw.as_str()), ("csrf", csrf.as_str())];
+            c.post(url).header("X-Forwarded-For", "198.51.100.7").form(&form).send().await.unwrap().status().as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == 422).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(checked + limited, 40, "only 'wrong password' or 'too many', never an error: {statuses:?}");
+    assert!(checked as i64 <= panel::auth::MAX_FAILURES_PER_ACCOUNT, "{checked} passwords were checked: {statuses:?}");
+    // The owner, from another address, is not locked out by the attacker's tries.
+    let owner = client();
+    let (_, page) = app.get(&owner, "/login").await;
+    let form = [("email", "burst@example.com"), ("password", "correct horse battery"), ("csrf", csrf_of(&page).leak() as &str)];
+    let r = owner.post(app.url("/login")).header("X-Forwarded-For", "203.0.113.9").form(&form).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 303, "the owner elsewhere logs in");
+    // The attacker's address stays refused, even with the right password.
+    let form = [("email", "burst@example.com"), ("password", "correct horse battery"), ("csrf", csrf.as_str())];
+    let r = attacker.post(app.url("/login")).header("X-Forwarded-For", "198.51.100.7").form(&form).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+}
+
+/// Issue 15: after log-in, `next` leads only to a path of this site, parsed as a browser
+/// would: `/%09/evil.example` (a tab a browser drops, making `//evil.example`) stays home, and a
+/// `%0a` is no 500.
+#[tokio::test]
+async fn next_after_log_in_never_leaves_the_site() {
+    let app = spawn_web_app().await;
+    drop(app.customer("next@example.com").await);
+    for (next, expect_home) in [("/\t/evil.example", true), ("//evil.example", true), ("/a\nb", false), ("/invoices?x=1", false)] {
+        let c = client();
+        let (_, page) = app.get(&c, &format!("/login?next={}", next.replace('\t', "%09").replace('\n', "%0a"))).await;
+        let form = [("email", "next@example.com"), ("password", "correct horse battery"), ("csrf", csrf_of(&page).leak() as &str), ("next", next)];
+        let r = c.post(app.url("/login")).form(&form).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 303, "{next:?}");
+        let loc = r.headers().get("location").unwrap().to_str().unwrap().to_string();
+        assert!(loc.starts_with('/') && !loc.starts_with("//") && !loc.contains("evil"), "{next:?} -> {loc}");
+        assert!(!loc.contains(['\t', '\n', '\r']), "{loc:?}");
+        if expect_home {
+            assert_eq!(loc, "/servers", "{next:?}");
+        }
+    }
+}
