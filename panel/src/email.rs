@@ -102,6 +102,7 @@ email_templates! {
     "service_unsuspended", "email/service_unsuspended.txt" => ServiceUnsuspended,
     "service_terminated", "email/service_terminated.txt" => ServiceTerminated,
     "credit_note_issued", "email/credit_note_issued.txt" => CreditNoteIssued,
+    "capacity_needed", "email/capacity_needed.txt" => CapacityNeeded,
     "server_ready", "email/server_ready.txt" => ServerReady,
 }
 
@@ -130,6 +131,10 @@ pub async fn enrich(pool: &PgPool, base_url: &str, data: &Value) -> Result<Value
     }
     if let Some(due) = d.get("due_at").and_then(Value::as_str).and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()) {
         d.insert("due_at".into(), Value::String(due.format("%Y-%m-%d").to_string()));
+    }
+    if let Some(end) = d.get("period_end").and_then(Value::as_str).and_then(|s| s.parse::<chrono::NaiveDate>().ok()) {
+        // Stored half-open; the mail names the last day included, as the invoice does.
+        d.insert("period_last_day".into(), Value::String(crate::billing::period::last_day(end).to_string()));
     }
     if let Some(id) = d.get("instance_id").and_then(Value::as_str).map(str::to_string) {
         d.entry("link").or_insert(Value::String(format!("{base}/servers/{id}")));

@@ -283,6 +283,10 @@ fn access_is_written_before_first_boot_and_reset_while_running() {
     assert_eq!(modes, [("drwx------", "0"), ("-rw-------", "0")], "{ls}");
     let shadow = t.sh_ok(&a.id, "grep '^root:' /etc/shadow");
     assert!(shadow.starts_with(&format!("root:{}:", first.as_str())), "{shadow}");
+    // The resolver is the host's (its non-loopback nameservers).
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap();
+    let want = provisioner::container::access::resolv_conf_for_container(&host).expect("this host has a usable nameserver");
+    assert_eq!(t.sh_ok(&a.id, "cat /etc/resolv.conf"), want);
 
     let second = vessel_core::PasswordHash::parse(&format!("$y$j9T$vessel${}", "b".repeat(43))).unwrap();
     let pid = t.pid(&a.id);

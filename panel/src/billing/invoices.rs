@@ -52,6 +52,16 @@ pub async fn issue_for_subscriptions(
     sql::mark_issued(tx, &ids, now.year(), first, now, &due).await?;
     crate::db::ledger::post_issued_invoices(tx, &ids, now).await?;
     outbox::insert_for_invoices(tx, "invoice_issued", &ids).await?;
+    // A renewal that costs nothing (a recurring 100 % coupon) is settled at issue: nothing is
+    // owed, so nothing is dunned. (A first invoice of 0.00 is settled by its order, which
+    // also activates the subscription.)
+    if which == PeriodChoice::Next {
+        for (r, id) in rows.iter().zip(&ids) {
+            if r.subtotal_minor + r.tax_minor == 0 {
+                sql::set_status(tx, *id, "paid", now).await?;
+            }
+        }
+    }
     Ok(rows
         .iter()
         .zip(&ids)

@@ -74,18 +74,62 @@ pub async fn top_up(
         now,
     )
     .await?;
+    Ok(Some(payment))
+}
+
+/// After money came in: pays `first` (the invoice the payment was for, if any), then the
+/// customer's other open invoices in that currency, oldest due first, as long as the credit
+/// covers the next one; then mails the customer what the payment did (which invoices it paid,
+/// the credit left). In the payment's transaction, so the mail never says more than happened.
+pub async fn settle(
+    tx: &mut Tx<'_>,
+    customer: Uuid,
+    amount: Money,
+    payment: Uuid,
+    first: Option<(Uuid, bool)>,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, BillingError> {
+    let currency = amount.currency.as_str();
+    let mut paid = Vec::new();
+    if let Some((invoice, must)) = first {
+        // A gateway payment for an invoice paid or voided meanwhile stays credit (`must` false:
+        // nothing is lost); an admin naming an invoice that cannot be paid is told so.
+        let mut sp = sqlx::Acquire::begin(&mut **tx).await?;
+        match apply_credit(&mut sp, customer, invoice, now).await {
+            Ok(()) => {
+                sp.commit().await?;
+                paid.push(invoice);
+            }
+            Err(e) if must => return Err(e),
+            Err(e) => {
+                tracing::warn!(%invoice, error = %e, "payment kept as credit");
+                sp.rollback().await?;
+            }
+        }
+    }
+    for inv in inv_sql::open_for(tx, customer, currency).await? {
+        let available = ledger::lock_credit(tx, customer, currency).await?;
+        if inv.total_minor > available {
+            break;
+        }
+        apply_credit(tx, customer, inv.id, now).await?;
+        paid.push(inv.id);
+    }
+    let numbers = inv_sql::numbers(tx, &paid).await?;
+    let left = Money::new(ledger::lock_credit(tx, customer, currency).await?, amount.currency);
     if let Some(email) = sql::account_email(tx, customer).await? {
         let email = crate::accounts::Email::parse(&email).map_err(|e| BillingError::Invalid(e.to_string()))?;
         crate::outbox::enqueue(
             tx,
             &email,
             "payment_received",
-            serde_json::json!({ "amount_minor": amount.minor, "currency": currency, "payment_id": payment }),
+            serde_json::json!({ "amount_minor": amount.minor, "currency": currency, "payment_id": payment,
+                                "paid_invoices": numbers.join(", "), "credit_left": left.to_string() }),
             Some(format!("payment_received:{payment}")),
         )
         .await?;
     }
-    Ok(Some(payment))
+    Ok(numbers)
 }
 
 /// Pays one of `customer`'s issued invoices from their account credit, then lets the
@@ -158,13 +202,21 @@ pub async fn apply_credit(tx: &mut Tx<'_>, customer: Uuid, invoice_id: Uuid, now
 /// The customer pays an invoice with their credit (the "pay with credit" button).
 pub async fn pay_invoice_with_credit(pool: &PgPool, clock: &dyn Clock, customer: Uuid, invoice_id: Uuid) -> Result<(), BillingError> {
     let mut tx = pool.begin().await?;
-    apply_credit(&mut tx, customer, invoice_id, clock.now()).await?;
+    if let Err(e) = apply_credit(&mut tx, customer, invoice_id, clock.now()).await {
+        // Roll back now: a dropped transaction's locks (the balance row, the subscription)
+        // would otherwise linger on the pooled connection until its next use, and the renewal
+        // run's SKIP LOCKED would pass the subscription by.
+        tx.rollback().await?;
+        return Err(e);
+    }
     tx.commit().await?;
     Ok(())
 }
 
 /// An admin records money received outside the gateway (a bank transfer): it becomes credit,
-/// and pays `invoice` when one is named. The reference makes a double submit harmless.
+/// pays `invoice` when one is named, then the customer's other open invoices oldest first
+/// ([`settle`]). The reference makes a double submit harmless; a reference another payment
+/// already has is refused and changes nothing.
 pub async fn record_manual_payment(
     pool: &PgPool,
     clock: &dyn Clock,
@@ -182,10 +234,20 @@ pub async fn record_manual_payment(
     let now = clock.now();
     let mut tx = pool.begin().await?;
     let payment = top_up(&mut tx, customer, Method::Manual, amount, reference, Some(admin), now).await?;
-    if payment.is_some() {
-        if let Some(invoice) = invoice {
-            apply_credit(&mut tx, customer, invoice, now).await?;
+    if payment.is_none() {
+        // The same submission again (same customer, same amount) changes nothing, harmlessly;
+        // the reference on another payment is a mistake to fix, not a "saved".
+        let same = sql::manual_payment_with_reference(&mut tx, reference).await?
+            .is_some_and(|(acc, minor, cur)| acc == customer && minor == amount.minor && cur == amount.currency.as_str());
+        if !same {
+            tx.rollback().await?;
+            return Err(BillingError::Invalid(format!(
+                "the reference {reference:?} is already recorded for another payment: check it, or use the bank transfer's own id"
+            )));
         }
+    }
+    if let Some(payment) = payment {
+        settle(&mut tx, customer, amount, payment, invoice.map(|i| (i, true)), now).await?;
         audit::record(
             &mut *tx,
             Actor::admin(admin),

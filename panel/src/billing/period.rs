@@ -16,6 +16,12 @@ pub struct Period {
 }
 
 /// The start of period `k`.
+/// The last day a period includes. Periods are stored half-open, `[start, end)`; people (the
+/// invoice, its page, its mail) read the last day included: this is the one place that says so.
+pub fn last_day(end: NaiveDate) -> NaiveDate {
+    end.pred_opt().unwrap_or(end)
+}
+
 pub fn period_start(anchor: NaiveDate, cycle: BillingCycle, k: u32) -> NaiveDate {
     anchor
         .checked_add_months(Months::new(k * cycle.months()))

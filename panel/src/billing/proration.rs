@@ -118,6 +118,27 @@ pub async fn change_plan_in(
     Ok(outcome)
 }
 
+/// The one rule for a server that ends before its period is used (terminated by its owner, or
+/// never provisioned): the unused days of the current period, prorated by days as a plan
+/// change is (rounded down), and the whole of a next period already invoiced, are given back
+/// by [`give_back`]: first off what the subscription still owes, then as credit up to what was
+/// paid. The caller holds the payer's balance row and the subscription, which is live.
+pub async fn refund_unused(tx: &mut Tx<'_>, subscription: Uuid, now: DateTime<Utc>) -> Result<Option<(Uuid, i64)>, BillingError> {
+    let today = now.date_naive();
+    let sub = sql::lock(&mut *tx, subscription, None).await?.ok_or(BillingError::SubscriptionNotFound)?;
+    let total = (sub.current_period_end - sub.current_period_start).num_days();
+    let unused = (sub.current_period_end - today).num_days().clamp(0, total.max(0));
+    let mut amount = -prorated_difference(sub.price_minor, 0, unused, total);
+    if inv_sql::period_invoice(&mut *tx, sub.id, sub.current_period_end).await?.is_some() {
+        amount += sub.price_minor;
+    }
+    if amount <= 0 {
+        return Ok(None);
+    }
+    let text = format!("Unused service: ended on {today}, {unused} of {total} days left in the period");
+    give_back(&mut *tx, sub.id, amount, &text, now).await
+}
+
 /// Gives `amount` (before tax) back on a subscription, in this order:
 ///
 /// 1. What it still owes (its unpaid invoices, newest first) is reduced: each is voided by a

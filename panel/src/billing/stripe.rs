@@ -8,7 +8,7 @@
 //! later. Each event id is processed once (`webhook_events`), and the payment's own id is the
 //! payment's external reference, so a redelivered event adds no credit twice.
 
-use super::payments::{apply_credit, top_up, Method};
+use super::payments::{settle, top_up, Method};
 use super::BillingError;
 use crate::clock::Clock;
 use crate::db::payments as sql;
@@ -119,22 +119,10 @@ pub async fn handle_webhook(pool: &PgPool, clock: &dyn Clock, secret: &str, payl
             match top_up(&mut tx, customer, Method::Stripe, Money::new(s.amount_total, currency), &s.id, None, now).await? {
                 None => WebhookOutcome::AlreadyProcessed,
                 Some(payment_id) => {
-                    let mut invoice_paid = false;
-                    if let Some(invoice) = s.metadata.get("invoice_id").and_then(|i| i.parse::<Uuid>().ok()) {
-                        // The credit stays with the customer if the invoice cannot be paid
-                        // any more (paid meanwhile, voided): nothing is lost.
-                        let mut sp = sqlx::Acquire::begin(&mut *tx).await?;
-                        match apply_credit(&mut sp, customer, invoice, now).await {
-                            Ok(()) => {
-                                sp.commit().await?;
-                                invoice_paid = true;
-                            }
-                            Err(e) => {
-                                tracing::warn!(%invoice, error = %e, "stripe payment kept as credit");
-                                sp.rollback().await?;
-                            }
-                        }
-                    }
+                    let invoice = s.metadata.get("invoice_id").and_then(|i| i.parse::<Uuid>().ok());
+                    // The invoice it was for, then whatever else is open, oldest first, and the mail.
+                    let paid = settle(&mut tx, customer, Money::new(s.amount_total, currency), payment_id, invoice.map(|i| (i, false)), now).await?;
+                    let invoice_paid = invoice.is_some() && !paid.is_empty() && crate::db::invoices::is_paid(&mut tx, invoice.unwrap_or_default()).await?;
                     WebhookOutcome::Credited { payment_id, invoice_paid }
                 }
             }

@@ -42,7 +42,7 @@ pub async fn due_for(tx: &mut Tx<'_>, step: &str, status: &str, now: DateTime<Ut
     sqlx::query_as(
         "WITH due AS (
             SELECT i.id, i.subscription_id, i.account_id FROM invoices i JOIN subscriptions s ON s.id = i.subscription_id
-             WHERE i.kind = 'invoice' AND i.status = 'issued' AND s.status = $2::subscription_status AND i.due_at <= $3
+             WHERE i.kind = 'invoice' AND i.status = 'issued' AND i.total_minor > 0 AND s.status = $2::subscription_status AND i.due_at <= $3
              FOR UPDATE OF s)
          , ins AS (
             INSERT INTO dunning_events (invoice_id, step, at) SELECT id, $1, $4 FROM due

@@ -73,7 +73,7 @@ pub async fn insert_subscription_drafts(tx: &mut Tx<'_>, ids: &[Uuid], rows: &[S
     let rates: Vec<i32> = rows.iter().map(|r| r.rate_bp).collect();
     let descriptions: Vec<String> = rows
         .iter()
-        .map(|r| format!("{} ({}), {} to {}", r.plan_name, r.cycle, r.period_start, r.period_end.pred_opt().unwrap_or(r.period_end)))
+        .map(|r| format!("{} ({}), {} to {}", r.plan_name, r.cycle, r.period_start, crate::billing::period::last_day(r.period_end)))
         .collect();
     sqlx::query(
         "INSERT INTO invoices (id, account_id, subscription_id, period_start, period_end, currency, subtotal_minor, tax_minor, total_minor)
@@ -417,4 +417,32 @@ pub async fn overdue<'e, E: sqlx::PgExecutor<'e>>(e: E, payer: Uuid, now: DateTi
     .bind(now)
     .fetch_all(e)
     .await
+}
+
+/// A customer's open (issued, unpaid) invoices in a currency, oldest due first.
+pub async fn open_for(tx: &mut Tx<'_>, owner: Uuid, currency: &str) -> Result<Vec<InvoiceRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {INVOICE_COLUMNS} FROM invoices
+          WHERE account_id = $1 AND currency = $2 AND kind = 'invoice' AND status = 'issued'
+          ORDER BY due_at, number_year, number_seq"
+    ))
+    .bind(owner)
+    .bind(currency)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// The display numbers of invoices, in the order given.
+pub async fn numbers(tx: &mut Tx<'_>, ids: &[Uuid]) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT CASE i.kind WHEN 'credit_note' THEN 'CN-' ELSE 'INV-' END || i.number_year || '-' || lpad(i.number_seq::text, 6, '0')
+           FROM UNNEST($1::uuid[]) WITH ORDINALITY AS x(id, n) JOIN invoices i ON i.id = x.id ORDER BY x.n",
+    )
+    .bind(ids)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+pub async fn is_paid(tx: &mut Tx<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query_scalar::<_, bool>("SELECT status = 'paid' FROM invoices WHERE id = $1").bind(id).fetch_optional(&mut **tx).await?.unwrap_or(false))
 }

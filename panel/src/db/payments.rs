@@ -35,6 +35,14 @@ pub async fn insert(tx: &mut Tx<'_>, p: &NewPayment<'_>) -> Result<Option<Uuid>,
     .await
 }
 
+/// The manual payment recorded under `reference`: (account, amount, currency).
+pub async fn manual_payment_with_reference(tx: &mut Tx<'_>, reference: &str) -> Result<Option<(Uuid, i64, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT account_id, amount_minor, currency FROM payments WHERE method = 'manual' AND external_ref = $1")
+        .bind(reference)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
 /// Records a gateway event; false if it was seen before.
 pub async fn record_webhook_event(tx: &mut Tx<'_>, provider: &str, event_id: &str, event_type: &str) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(

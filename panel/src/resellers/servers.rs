@@ -157,6 +157,7 @@ pub async fn create(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, s: New
 /// durable job (the rules and the lock order are [`crate::vps`]'s). The host follows; the
 /// server's observed state shows when it has.
 pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid, action: ServerAction) -> Result<(), ResellerError> {
+<<<<<<< HEAD
     let scope = Scope::reseller(who.tenant.reseller());
     let request = match &action {
         ServerAction::Start => Request::Start,
@@ -175,6 +176,16 @@ pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid,
             if let Some((payer, currency)) = sub_sql::payer_of(tx, sub, None).await? {
                 crate::billing::ledger::lock_credit(tx, payer, &currency).await?;
             }
+=======
+    // Subscription first, then instance: the order billing (payment, dunning) locks them in,
+    // so an action racing a payment waits instead of deadlocking.
+    let subscription = sql::server_subscription(tx, who.tenant.reseller(), id).await?.ok_or(ResellerError::NotFound("server"))?;
+    // A resize or a termination charges or credits the payer: its balance row comes before
+    // the subscription.
+    if let (ServerAction::Resize { .. } | ServerAction::Terminate, Some(sub)) = (&action, subscription) {
+        if let Some((payer, currency)) = sub_sql::payer_of(tx, sub, None).await? {
+            crate::billing::ledger::lock_credit(tx, payer, &currency).await?;
+>>>>>>> main
         }
     }
     let server = vps::request(tx, id, scope, request, now).await?;
@@ -186,7 +197,15 @@ pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid,
             sql::set_template(tx, id, template).await?;
         }
         ServerAction::Terminate => {
+<<<<<<< HEAD
             if let Some(sub) = server.subscription_id {
+=======
+            inst_sql::set_desired(tx, id, "terminated", now).await?;
+            if let Some(sub) = subscription {
+                if billing.as_ref().is_some_and(|(status, _)| status == "active" || status == "suspended") {
+                    crate::billing::proration::refund_unused(tx, sub, now).await?;
+                }
+>>>>>>> main
                 sub_sql::set_status(tx, sub, "terminated", now).await?;
             }
         }

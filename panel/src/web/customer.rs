@@ -283,7 +283,7 @@ impl InvoiceView {
             paid: day(row.paid_at),
             period: match (row.period_start, row.period_end) {
                 // Stored half-open [start, end); people read the last day included.
-                (Some(s), Some(e)) => format!("{s} to {}", e.pred_opt().unwrap_or(e)),
+                (Some(s), Some(e)) => format!("{s} to {}", crate::billing::period::last_day(e)),
                 _ => String::new(),
             },
             row,

@@ -11,6 +11,7 @@ mod billing_world;
 mod health;
 mod migrations;
 mod money;
+mod money_fuzz;
 mod orchestration;
 mod plans_sync;
 mod reseller_api;

@@ -14,11 +14,11 @@ use panel::plans::BillingCycle::Monthly;
 async fn parallel_pay_with_credit_spends_the_credit_once() {
     let w = World::new("2026-05-04T10:00:00Z").await;
     let ana = w.customer("ana@example.com", Some("DE")).await;
+    w.credit(ana, 357).await; // one burst-s month with 19 % VAT
     let mut invoices = Vec::new();
     for _ in 0..20 {
         invoices.push(w.order(ana, "burst-s", Monthly, None).await.invoice_id);
     }
-    w.credit(ana, 357).await; // one burst-s month with 19 % VAT
     let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(invoices.len()));
     let tasks: Vec<_> = invoices
         .iter()
@@ -229,5 +229,123 @@ async fn a_terminated_servers_debt_is_still_chased_and_blocks_new_orders() {
     w.credit(rex, 300).await;
     w.pay(rex, placed.invoice_id).await;
     w.order(rex, "burst-s", Monthly, None).await;
+    w.invariants().await;
+}
+
+/// Every mail template the code queues exists and renders: scanned from the source, so a new
+/// `insert_for_admins(.., "capacity_needed", ..)` without its template fails here, not in the
+/// outbox worker ten retries later.
+#[test]
+fn every_email_template_the_code_names_renders() {
+    fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    let mut named = std::collections::BTreeSet::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for call in ["outbox::enqueue(", "insert_for_invoices(", "insert_for_admins(", " mail(tx,"] {
+            for (at, _) in text.match_indices(call) {
+                let args = &text[at + call.len()..(at + call.len() + 300).min(text.len())];
+                // The template is the first string literal, before any JSON data.
+                let args = &args[..args.find("json!").or_else(|| args.find('{')).unwrap_or(args.len())];
+                if let Some(start) = args.find('"') {
+                    let rest = &args[start + 1..];
+                    let Some(end) = rest.find('"') else { continue };
+                    let name = &rest[..end];
+                    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                        named.insert(name.to_string());
+                    }
+                }
+            }
+        }
+    }
+    for must in ["capacity_needed", "invoice_issued", "payment_received", "service_suspended", "verify_email"] {
+        assert!(named.contains(must), "the scan found {named:?}, not {must}");
+    }
+    for name in &named {
+        assert!(panel::email::TEMPLATES.contains(&name.as_str()), "the code queues mail template {name:?}, which does not exist");
+        panel::email::render(name, &serde_json::json!({})).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+/// A reference another customer's payment already has: a clear error, and nothing changes (no
+/// credit, no invoice paid, no audit row). The same submission twice stays harmless.
+#[tokio::test]
+async fn a_reused_manual_payment_reference_is_refused_and_changes_nothing() {
+    use panel::billing::payments::record_manual_payment;
+    let w = World::new("2026-05-01T10:00:00Z").await;
+    let ana = w.customer("ana@example.com", None).await;
+    let bo = w.customer("bo@example.com", None).await;
+    let eur = |m| panel::money::Money::new(m, panel::money::Currency::parse("EUR").unwrap());
+    record_manual_payment(&w.pool, &w.clock, w.admin, ana, eur(500), "TRF-1", None, None).await.unwrap();
+    let again = record_manual_payment(&w.pool, &w.clock, w.admin, ana, eur(500), "TRF-1", None, None).await.unwrap();
+    assert_eq!(again, None, "a double submit is harmless");
+    let audits = w.scalar::<i64>("SELECT count(*) FROM audit_log WHERE action = 'payment.record'").await;
+    let e = record_manual_payment(&w.pool, &w.clock, w.admin, bo, eur(700), "TRF-1", None, None).await.unwrap_err();
+    assert!(e.to_string().contains("already recorded for another payment"), "{e}");
+    assert_eq!(credit_of(&w, bo).await, 0);
+    assert_eq!(credit_of(&w, ana).await, 500);
+    assert_eq!(w.scalar::<i64>("SELECT count(*) FROM audit_log WHERE action = 'payment.record'").await, audits);
+    w.invariants().await;
+}
+
+/// Recorded credit pays open invoices, oldest due first, at once; the mail says which, and
+/// what credit is left.
+#[tokio::test]
+async fn recorded_credit_pays_open_invoices_oldest_first_and_the_mail_says_so() {
+    let w = World::new("2026-05-01T10:00:00Z").await;
+    let ana = w.customer("ana@example.com", None).await;
+    let first = w.order(ana, "burst-s", Monthly, None).await; // 3.00
+    w.set("2026-05-02T10:00:00Z");
+    let second = w.order(ana, "burst-m", Monthly, None).await; // 6.00
+    w.set("2026-05-03T10:00:00Z");
+    let third = w.order(ana, "burst-l", Monthly, None).await; // 12.00
+    w.credit(ana, 1_000).await; // pays the first two, not the third
+    let status = |id: uuid::Uuid| {
+        let pool = w.pool.clone();
+        async move { sqlx::query_scalar::<_, String>("SELECT status::text FROM invoices WHERE id = $1").bind(id).fetch_one(&pool).await.unwrap() }
+    };
+    assert_eq!(status(first.invoice_id).await, "paid");
+    assert_eq!(status(second.invoice_id).await, "paid");
+    assert_eq!(status(third.invoice_id).await, "issued");
+    assert_eq!(credit_of(&w, ana).await, 100);
+    assert_eq!(w.scalar::<i64>("SELECT count(*) FROM instances").await, 2);
+    let data: serde_json::Value = w.scalar("SELECT data FROM email_outbox WHERE template = 'payment_received'").await;
+    let mail = panel::email::render("payment_received", &panel::email::enrich(&w.pool, "", &data).await.unwrap()).unwrap();
+    assert!(mail.body.contains("It paid INV-2026-000001, INV-2026-000002."), "{}", mail.body);
+    assert!(mail.body.contains("Your account credit is now 1.00 EUR."), "{}", mail.body);
+    w.invariants().await;
+}
+
+/// A recurring 100 %-off coupon: its 0.00 renewals are settled at issue and never dunned; and
+/// the invoice mail names the same last day of the period as the invoice.
+#[tokio::test]
+async fn zero_renewals_are_settled_and_mail_and_invoice_agree_on_the_period() {
+    let w = World::new("2026-05-01T10:00:00Z").await;
+    sqlx::query("INSERT INTO coupons (code, percent_off, recurring) VALUES ('ALWAYSFREE', 100, true)").execute(&w.pool).await.unwrap();
+    let ana = w.customer("ana@example.com", None).await;
+    let placed = w.order(ana, "burst-s", Monthly, Some("ALWAYSFREE")).await;
+    w.set("2026-07-20T10:00:00Z");
+    w.renew().await;
+    let d = w.dunning().await;
+    assert_eq!((d.reminded_after, d.suspended), (0, 0), "a 0.00 invoice is not dunned");
+    assert_eq!(w.scalar::<i64>("SELECT count(*) FROM invoices WHERE status = 'issued'").await, 0, "every 0.00 invoice is settled");
+    assert_eq!(w.scalar::<String>("SELECT status::text FROM subscriptions").await, "active");
+    let _ = placed;
+    let line: String = w.scalar("SELECT l.description FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id WHERE i.period_start = '2026-06-01'").await;
+    assert!(line.ends_with("2026-06-01 to 2026-06-30"), "{line}");
+    let data: serde_json::Value =
+        w.scalar("SELECT o.data FROM email_outbox o JOIN invoices i ON o.dedupe_key = 'invoice_issued:' || i.id WHERE i.period_start = '2026-06-01'").await;
+    let mail = panel::email::render("invoice_issued", &panel::email::enrich(&w.pool, "", &data).await.unwrap()).unwrap();
+    assert!(mail.body.contains("It covers 2026-06-01 to 2026-06-30."), "{}", mail.body);
     w.invariants().await;
 }

@@ -736,3 +736,23 @@ async fn a_reseller_with_overdue_invoices_cannot_create_or_grow_servers() {
     let (s, v) = api.post(&a.token, "/api/v1/servers", body).await;
     assert_eq!(s, StatusCode::CREATED, "paid: servers again: {v}");
 }
+
+/// A server terminated on its first day: its unused period is given back by a credit note
+/// (here, off the unpaid first invoice), so the reseller owes nothing for days it never used.
+#[tokio::test]
+async fn terminating_a_server_before_its_period_is_used_credits_the_unused_part() {
+    let api = Api::new().await;
+    let pool = &api.app.pool;
+    let a = reseller(pool, "a@resell.example", RW).await;
+    let c = api.customer(&a.token, "c@example.com").await;
+    let id = api.server(&a.token, c, "short.example.com").await["id"].as_str().unwrap().to_string();
+    let (s, v) = api.post(&a.token, &format!("/api/v1/servers/{id}/terminate"), json!(null)).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(api.count("SELECT count(*) FROM invoices WHERE kind = 'credit_note'").await, 1, "a credit note for the unused period");
+    let owed: i64 = sqlx::query_scalar("SELECT COALESCE(sum(total_minor), 0)::bigint FROM invoices WHERE kind = 'invoice' AND status = 'issued'")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(owed, 0, "nothing is owed for a period not used");
+    crate::billing_world::check_invariants(pool).await;
+}

@@ -82,6 +82,41 @@ pub fn write_before_boot(root: &Path, access: &Access, root_uid: Option<u32>) ->
     Ok(())
 }
 
+/// The host's resolver configuration for a container: its `nameserver`, `search` and
+/// `options` lines, without loopback nameservers (127.0.0.53 and the like answer only on the
+/// host itself). `None` when no usable nameserver is left.
+pub fn resolv_conf_for_container(host: &str) -> Option<String> {
+    let mut out = String::new();
+    let mut servers = 0;
+    for line in host.lines().map(str::trim) {
+        let mut f = line.split_whitespace();
+        match f.next() {
+            Some("nameserver") => {
+                let Some(addr) = f.next().and_then(|a| a.parse::<std::net::IpAddr>().ok()) else { continue };
+                if addr.is_loopback() || addr.is_unspecified() {
+                    continue;
+                }
+                servers += 1;
+                out += &format!("nameserver {addr}\n");
+            }
+            Some("search") | Some("options") => out += &format!("{line}\n"),
+            _ => {}
+        }
+    }
+    (servers > 0).then_some(out)
+}
+
+/// Writes `/etc/resolv.conf` of the fresh root filesystem from the host's (see
+/// [`resolv_conf_for_container`]); leaves the template's when the host has nothing usable.
+pub fn write_resolv_conf(root: &Path, host_resolv: &Path, root_uid: Option<u32>) -> Result<(), ContainerError> {
+    let Some(text) = fs::read_to_string(host_resolv).ok().and_then(|h| resolv_conf_for_container(&h)) else {
+        return Ok(());
+    };
+    let etc = root.join("etc");
+    fs::create_dir_all(&etc).map_err(io(format!("mkdir {}", etc.display())))?;
+    write_file(&etc.join("resolv.conf"), text.as_bytes(), 0o644, root_uid)
+}
+
 /// Run inside a running container with the new hash on stdin: root's shadow line replaced
 /// (or added) by `sed`, which both busybox and Debian have. The hash's alphabet (crypt's:
 /// letters, digits, `./$=,`) needs no escaping in the `|`-delimited expression.
@@ -95,6 +130,16 @@ fi"#;
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn resolv_conf_drops_loopback_servers() {
+        let host = "# generated\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver ::1\nsearch example.com\noptions edns0\n";
+        assert_eq!(
+            super::resolv_conf_for_container(host).unwrap(),
+            "nameserver 10.0.0.2\nsearch example.com\noptions edns0\n"
+        );
+        assert_eq!(super::resolv_conf_for_container("nameserver 127.0.0.53\n"), None);
+    }
+
     #[test]
     fn root_line_replaced_or_added() {
         let s = super::shadow_with("root:*:19000:0:99999:7:::\nnobody:*:1::::::\n", "$6$a$b");

@@ -225,6 +225,16 @@ pub struct ConsoleSession {
     pub child: std::process::Child,
 }
 
+/// Notes that the root filesystem was just made from the template, so the customer's access
+/// is to be written into it (see `ensure_built`).
+fn mark_access_pending(dir: &std::path::Path) -> Result<(), ContainerError> {
+    let p = dir.join("access.pending");
+    fs::write(&p, b"").map_err(|source| ContainerError::Io {
+        what: format!("write {}", p.display()),
+        source,
+    })
+}
+
 /// Creates `dir` if needed and makes it the provisioner's only (0700): nothing of a
 /// container is reachable by the host's other users.
 fn private_dir(dir: &std::path::Path) -> Result<(), ContainerError> {
@@ -420,6 +430,7 @@ impl ContainerRuntime {
             )?;
             disk::copy_sparse(&golden, &self.image(&id))?;
             crash_point(op, "mkfs");
+            mark_access_pending(&dir)?;
             let done = dir.join("rootfs.done");
             fs::write(
                 &done,
@@ -447,12 +458,15 @@ impl ContainerRuntime {
         crash_point(op, "rootfs");
         self.ensure_rootfs(record)?;
         let ids = self.ensure_ids(&id)?;
-        // The customer's way in, on the fresh root filesystem, before its first boot.
-        let access_done = dir.join("access.done");
-        if !access_done.exists() {
+        // The customer's way in and the resolver, on a root filesystem made from the template
+        // in this create or reinstall (`access.pending`, written just before `rootfs.done`),
+        // before its first boot: never into one a tenant has used.
+        let pending = dir.join("access.pending");
+        if pending.exists() {
             access::write_before_boot(&self.root(&id), &record.spec.access, ids.map(|r| r.base))?;
-            fs::write(&access_done, b"").map_err(|source| ContainerError::Io {
-                what: format!("write {}", access_done.display()),
+            access::write_resolv_conf(&self.root(&id), std::path::Path::new("/etc/resolv.conf"), ids.map(|r| r.base))?;
+            fs::remove_file(&pending).map_err(|source| ContainerError::Io {
+                what: format!("remove {}", pending.display()),
                 source,
             })?;
         }
@@ -509,6 +523,7 @@ impl ContainerRuntime {
         }
         let t = self.cfg.templates.load(&record.spec.template)?;
         disk::copy_rootfs(&t.rootfs, &self.root(&id))?;
+        mark_access_pending(&self.dir(&id))?;
         let init = serde_json::to_vec(&t.manifest).expect("manifest serialises");
         fs::write(&done, init).map_err(|source| ContainerError::Io {
             what: format!("write {}", done.display()),
@@ -709,7 +724,6 @@ impl ContainerRuntime {
         self.stop_init(record, true)?;
         let _ = fs::remove_file(self.dir(&record.spec.id).join("rootfs.done"));
         let _ = fs::remove_file(self.dir(&record.spec.id).join("ids.shifted"));
-        let _ = fs::remove_file(self.dir(&record.spec.id).join("access.done"));
         crash_point("reinstall", "rootfs");
         self.ensure_built(record, "reinstall")?;
         if was_running {
