@@ -11,6 +11,7 @@ use crate::billing::invoices::{issue_for_subscriptions, PeriodChoice};
 use crate::billing::{period, proration};
 use crate::db::{resellers as sql, subscriptions as sub_sql, Tx};
 use crate::jobs::{self, Job};
+use crate::subscriptions::SubscriptionStatus;
 use crate::vps::{self, Refusal, Request, Scope, Target, VpsError};
 use crate::plans::BillingCycle;
 use chrono::{DateTime, Utc};
@@ -157,7 +158,6 @@ pub async fn create(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, s: New
 /// durable job (the rules and the lock order are [`crate::vps`]'s). The host follows; the
 /// server's observed state shows when it has.
 pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid, action: ServerAction) -> Result<(), ResellerError> {
-<<<<<<< HEAD
     let scope = Scope::reseller(who.tenant.reseller());
     let request = match &action {
         ServerAction::Start => Request::Start,
@@ -169,23 +169,13 @@ pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid,
         ServerAction::Terminate => Request::Terminate,
         ServerAction::Resize { .. } => Request::Resize,
     };
-    if let ServerAction::Resize { .. } = &action {
-        // A resize charges or credits the payer: its balance row comes before the
-        // subscription and the instance (the one lock order, see `crate::vps`).
+    if let ServerAction::Resize { .. } | ServerAction::Terminate = &action {
+        // A resize or a termination charges or credits the payer: its balance row comes
+        // before the subscription and the instance (the one lock order, see `crate::vps`).
         if let Some(sub) = vps::subscription_of(tx, id, scope).await? {
             if let Some((payer, currency)) = sub_sql::payer_of(tx, sub, None).await? {
                 crate::billing::ledger::lock_credit(tx, payer, &currency).await?;
             }
-=======
-    // Subscription first, then instance: the order billing (payment, dunning) locks them in,
-    // so an action racing a payment waits instead of deadlocking.
-    let subscription = sql::server_subscription(tx, who.tenant.reseller(), id).await?.ok_or(ResellerError::NotFound("server"))?;
-    // A resize or a termination charges or credits the payer: its balance row comes before
-    // the subscription.
-    if let (ServerAction::Resize { .. } | ServerAction::Terminate, Some(sub)) = (&action, subscription) {
-        if let Some((payer, currency)) = sub_sql::payer_of(tx, sub, None).await? {
-            crate::billing::ledger::lock_credit(tx, payer, &currency).await?;
->>>>>>> main
         }
     }
     let server = vps::request(tx, id, scope, request, now).await?;
@@ -197,15 +187,10 @@ pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid,
             sql::set_template(tx, id, template).await?;
         }
         ServerAction::Terminate => {
-<<<<<<< HEAD
             if let Some(sub) = server.subscription_id {
-=======
-            inst_sql::set_desired(tx, id, "terminated", now).await?;
-            if let Some(sub) = subscription {
-                if billing.as_ref().is_some_and(|(status, _)| status == "active" || status == "suspended") {
+                if matches!(server.billing, Some(SubscriptionStatus::Active | SubscriptionStatus::Suspended)) {
                     crate::billing::proration::refund_unused(tx, sub, now).await?;
                 }
->>>>>>> main
                 sub_sql::set_status(tx, sub, "terminated", now).await?;
             }
         }
