@@ -11,6 +11,7 @@ use thiserror::Error;
 /// The two kinds of VPS, each with its own promise (see the resource model).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(type_name = "instance_kind", rename_all = "lowercase"))]
 pub enum InstanceKind {
     /// Burstable OpenVZ-style container: guaranteed floor, burst ceiling, shared kernel.
     Container,

@@ -166,7 +166,7 @@ impl PlanForm {
             name: p.name.clone(),
             description: p.description.clone(),
             bandwidth_gib: p.bandwidth_gib.map(|v| v.to_string()).unwrap_or_default(),
-            kind: p.kind.clone(),
+            kind: p.kind.as_str().to_string(),
             vcpus: p.vcpus.to_string(),
             memory_guaranteed_mib: p.memory_guaranteed_mib.to_string(),
             memory_burst_mib: p.memory_burst_mib.to_string(),

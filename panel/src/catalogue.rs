@@ -17,7 +17,7 @@ impl PlanCard {
     /// "1 GiB guaranteed, bursts to 2 GiB" or "4 GiB dedicated".
     pub fn memory_text(&self) -> String {
         let p = &self.plan;
-        if p.kind == "kvm" || p.memory_burst_mib == p.memory_guaranteed_mib {
+        if p.kind == vessel_core::InstanceKind::Kvm || p.memory_burst_mib == p.memory_guaranteed_mib {
             format!("{} RAM, dedicated", mib(p.memory_guaranteed_mib))
         } else {
             format!("{} RAM guaranteed, bursts to {}", mib(p.memory_guaranteed_mib), mib(p.memory_burst_mib))
@@ -74,7 +74,7 @@ pub async fn orderable(pool: &PgPool, currency: Currency) -> Result<(Vec<PlanCar
             continue; // not sold in this currency
         }
         let card = PlanCard { plan, prices };
-        if card.plan.kind == "kvm" {
+        if card.plan.kind == vessel_core::InstanceKind::Kvm {
             kvm.push(card)
         } else {
             containers.push(card)

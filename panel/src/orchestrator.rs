@@ -251,7 +251,7 @@ pub async fn reconcile_once(ctx: &Ctx) -> Result<(), sqlx::Error> {
             Ok(r) => r,
             Err(e) => {
                 let silent_for = host.last_seen_at.map(|t| (now - t).num_seconds()).unwrap_or(i64::MAX);
-                if silent_for >= ctx.settings.unreachable_after_secs && host.reachability != "unreachable" {
+                if silent_for >= ctx.settings.unreachable_after_secs && host.reachability != crate::hosts::Reachability::Unreachable {
                     tracing::warn!(host = %host.name, error = %e, "host unreachable: its instances are unknown until it answers");
                     let mut tx = ctx.pool.begin().await?;
                     host_sql::set_reachability(&mut tx, host.id, false, now).await?;

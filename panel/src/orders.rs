@@ -98,7 +98,7 @@ pub async fn place_order_with_access(
     let (plan_id, kind, price) =
         sql::orderable_plan(&mut tx, req.plan_code.trim(), req.cycle, &who.currency).await?.ok_or(OrderError::UnknownPlan)?;
     let price = price.ok_or(OrderError::NoPrice(req.cycle.as_str()))?;
-    let kind: InstanceKind = kind.parse().map_err(|_| OrderError::UnknownPlan)?;
+    let kind: InstanceKind = kind;
     let (template, for_ct, for_kvm) = sql::template(&mut tx, req.os_template.trim()).await?.ok_or(OrderError::UnknownTemplate)?;
     if (kind == InstanceKind::Container && !for_ct) || (kind == InstanceKind::Kvm && !for_kvm) {
         return Err(OrderError::UnknownTemplate);

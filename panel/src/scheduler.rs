@@ -52,7 +52,7 @@ pub async fn place(pool: &PgPool, clock: &dyn Clock, instance: Uuid) -> Result<P
     let mut plans: HashMap<i64, PlanResources> = HashMap::new();
     let wanted = resources(&mut tx, &mut plans, inst.plan_id).await?;
     let mut reasons = Vec::new();
-    for host_id in sql::candidates(&mut tx, &inst.kind, inst.account_id).await? {
+    for host_id in sql::candidates(&mut tx, inst.kind.as_str(), inst.account_id).await? {
         // A savepoint per candidate: a host that cannot take it is unlocked again at once.
         let mut sp = tx.begin().await?;
         let Some(host) = sql::lock(&mut sp, host_id).await? else { continue };

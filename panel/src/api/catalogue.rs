@@ -29,7 +29,7 @@ async fn plans_for(pool: &PgPool, who: &Reader, only: Option<&str>) -> Result<Ve
             code: p.code,
             name: p.name,
             description: p.description,
-            kind: p.kind,
+            kind: p.kind.as_str().to_string(),
             vcpus: p.vcpus,
             memory_guaranteed_mib: p.memory_guaranteed_mib,
             memory_burst_mib: p.memory_burst_mib,

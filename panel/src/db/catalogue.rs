@@ -9,7 +9,7 @@ pub struct PlanSummary {
     pub version: i32,
     pub name: String,
     pub description: String,
-    pub kind: String,
+    pub kind: vessel_core::InstanceKind,
     pub vcpus: i32,
     pub memory_guaranteed_mib: i64,
     pub memory_burst_mib: i64,
@@ -26,7 +26,7 @@ pub struct PlanSummary {
     pub source_file: Option<String>,
 }
 
-const COLUMNS: &str = "id, code, version, name, description, kind::text AS kind, vcpus, memory_guaranteed_mib, \
+const COLUMNS: &str = "id, code, version, name, description, kind, vcpus, memory_guaranteed_mib, \
     memory_burst_mib, swap_mib, disk_gib, cpu_ratio_milli, memory_ratio_milli, disk_ratio_milli, pids_max, \
     net_rate_mbit, io_weight, bandwidth_gib, orderable, source_file";
 

@@ -65,14 +65,14 @@ pub struct HostRow {
     pub reserved_cpus: i32,
     pub reserved_memory_mib: i64,
     pub reserved_disk_gib: i64,
-    pub reachability: String,
+    pub reachability: crate::hosts::Reachability,
     pub last_seen_at: Option<DateTime<Utc>>,
     /// The pinned certificate's SHA-256 (hex), if the host sent one at join.
     pub tls_cert_sha256: Option<String>,
 }
 
 const HOST: &str = "SELECT id, name, api_url, api_secret, cpus, memory_mib, disk_gib, reserved_cpus, reserved_memory_mib,
-        reserved_disk_gib, reachability::text AS reachability, last_seen_at, tls_cert_sha256 FROM hosts";
+        reserved_disk_gib, reachability, last_seen_at, tls_cert_sha256 FROM hosts";
 
 /// Hosts that have joined and are enabled.
 pub async fn joined<'e, E: sqlx::PgExecutor<'e>>(e: E) -> Result<Vec<HostRow>, sqlx::Error> {
@@ -196,12 +196,12 @@ pub struct HostSummary {
     pub reserved_memory_mib: i64,
     pub reserved_disk_gib: i64,
     pub enabled: bool,
-    pub reachability: String,
+    pub reachability: crate::hosts::Reachability,
     pub instances: i64,
 }
 
 const SUMMARY: &str = "h.id, h.name, h.api_url, h.supports_containers, h.supports_kvm, h.cpus, h.memory_mib, h.disk_gib, \
-    h.reserved_cpus, h.reserved_memory_mib, h.reserved_disk_gib, h.enabled, h.reachability::text AS reachability, \
+    h.reserved_cpus, h.reserved_memory_mib, h.reserved_disk_gib, h.enabled, h.reachability, \
     (SELECT count(*) FROM instances i WHERE i.host_id = h.id AND i.desired_state <> 'terminated') AS instances";
 
 pub async fn summaries(pool: &PgPool) -> Result<Vec<HostSummary>, sqlx::Error> {

@@ -12,7 +12,7 @@ pub struct InstanceRow {
     pub subscription_id: Option<Uuid>,
     pub plan_id: i64,
     pub plan_name: String,
-    pub kind: String,
+    pub kind: vessel_core::InstanceKind,
     pub os_template: String,
     pub hostname: String,
     pub host_name: Option<String>,
@@ -31,7 +31,7 @@ impl InstanceRow {
     }
 }
 
-const SELECT: &str = "SELECT i.id, i.account_id, i.subscription_id, i.plan_id, p.name AS plan_name, i.kind::text AS kind,
+const SELECT: &str = "SELECT i.id, i.account_id, i.subscription_id, i.plan_id, p.name AS plan_name, i.kind,
         t.name AS os_template, i.hostname, h.name AS host_name, i.desired_state,
         i.observed_state::text AS observed_state, i.observed_at, i.last_error, i.created_at,
         ARRAY(SELECT host(a.address) FROM ip_addresses a WHERE a.instance_id = i.id ORDER BY family(a.address), a.address) AS addresses
@@ -158,7 +158,7 @@ pub struct Placeable {
     pub account_id: Uuid,
     pub subscription_id: Option<Uuid>,
     pub plan_id: i64,
-    pub kind: String,
+    pub kind: vessel_core::InstanceKind,
     pub hostname: String,
     pub os_template: String,
     pub host_id: Option<Uuid>,
@@ -166,7 +166,7 @@ pub struct Placeable {
     pub observed_state: String,
 }
 
-const PLACEABLE: &str = "SELECT i.id, i.account_id, i.subscription_id, i.plan_id, i.kind::text AS kind, i.hostname,
+const PLACEABLE: &str = "SELECT i.id, i.account_id, i.subscription_id, i.plan_id, i.kind, i.hostname,
         t.name AS os_template, i.host_id, i.desired_state, i.observed_state::text AS observed_state
    FROM instances i JOIN os_templates t ON t.id = i.os_template_id";
 

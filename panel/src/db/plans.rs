@@ -23,7 +23,7 @@ struct PlanRow {
     version: i32,
     name: String,
     description: String,
-    kind: String,
+    kind: InstanceKind,
     vcpus: i32,
     memory_guaranteed_mib: i64,
     memory_burst_mib: i64,
@@ -49,7 +49,7 @@ fn ratio(milli: i32) -> f64 {
 
 impl PlanRow {
     fn definition(&self, prices: Vec<(BillingCycle, Money)>) -> Option<PlanDefinition> {
-        let kind: InstanceKind = self.kind.parse().ok()?;
+        let kind = self.kind;
         let resources = PlanResources::try_from(ResourceSpec {
             kind,
             vcpus: self.vcpus as u32,
@@ -82,7 +82,7 @@ impl PlanRow {
     }
 }
 
-const COLUMNS: &str = "id, code, version, name, description, kind::text AS kind, vcpus, memory_guaranteed_mib, \
+const COLUMNS: &str = "id, code, version, name, description, kind, vcpus, memory_guaranteed_mib, \
     memory_burst_mib, swap_mib, disk_gib, cpu_ratio_milli, memory_ratio_milli, disk_ratio_milli, pids_max, \
     net_rate_mbit, io_weight, io_read_bps, io_write_bps, io_read_iops, io_write_iops, bandwidth_gib, orderable";
 
@@ -204,8 +204,8 @@ pub async fn orderable(tx: &mut Tx<'_>) -> Result<Vec<(i64, String, i32)>, sqlx:
     sqlx::query_as("SELECT id, code, version FROM plans WHERE orderable ORDER BY code").fetch_all(&mut **tx).await
 }
 
-pub async fn kind_of(tx: &mut Tx<'_>, id: i64) -> Result<String, sqlx::Error> {
-    sqlx::query_scalar("SELECT kind::text FROM plans WHERE id = $1").bind(id).fetch_one(&mut **tx).await
+pub async fn kind_of(tx: &mut Tx<'_>, id: i64) -> Result<InstanceKind, sqlx::Error> {
+    sqlx::query_scalar("SELECT kind FROM plans WHERE id = $1").bind(id).fetch_one(&mut **tx).await
 }
 
 /// A stored plan version's resources (what an instance of it is promised).

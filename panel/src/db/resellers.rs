@@ -190,27 +190,27 @@ pub struct ServerRow {
     pub customer_id: Uuid,
     pub subscription_id: Option<Uuid>,
     pub plan: String,
-    pub kind: String,
+    pub kind: vessel_core::InstanceKind,
     pub vcpus: i32,
     pub memory_guaranteed_mib: i64,
     pub memory_burst_mib: i64,
     pub disk_gib: i64,
     pub os_template: String,
     pub hostname: String,
-    pub desired_state: String,
+    pub desired_state: crate::vps::DesiredState,
     pub observed_state: String,
     pub observed_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
-    pub billing_status: Option<String>,
+    pub billing_status: Option<crate::subscriptions::SubscriptionStatus>,
     pub created_at: DateTime<Utc>,
     pub terminated_at: Option<DateTime<Utc>>,
     pub addresses: Vec<String>,
 }
 
-const SERVER: &str = "SELECT i.id, i.account_id AS customer_id, i.subscription_id, p.code AS plan, i.kind::text AS kind,
+const SERVER: &str = "SELECT i.id, i.account_id AS customer_id, i.subscription_id, p.code AS plan, i.kind,
         p.vcpus, p.memory_guaranteed_mib, p.memory_burst_mib, p.disk_gib, t.name AS os_template, i.hostname,
-        i.desired_state::text AS desired_state, i.observed_state::text AS observed_state, i.observed_at, i.last_error,
-        s.status::text AS billing_status, i.created_at, i.terminated_at,
+        i.desired_state, i.observed_state::text AS observed_state, i.observed_at, i.last_error,
+        s.status AS billing_status, i.created_at, i.terminated_at,
         ARRAY(SELECT host(x.address) FROM ip_addresses x WHERE x.instance_id = i.id ORDER BY family(x.address), x.address) AS addresses
    FROM instances i JOIN accounts a ON a.id = i.account_id JOIN plans p ON p.id = i.plan_id
    JOIN os_templates t ON t.id = i.os_template_id LEFT JOIN subscriptions s ON s.id = i.subscription_id";

@@ -180,9 +180,9 @@ pub async fn orderer(tx: &mut Tx<'_>, account: Uuid) -> Result<Option<Orderer>, 
 }
 
 /// The orderable plan with this code: (id, kind, price in the currency and cycle).
-pub async fn orderable_plan(tx: &mut Tx<'_>, code: &str, cycle: BillingCycle, currency: &str) -> Result<Option<(i64, String, Option<i64>)>, sqlx::Error> {
+pub async fn orderable_plan(tx: &mut Tx<'_>, code: &str, cycle: BillingCycle, currency: &str) -> Result<Option<(i64, vessel_core::InstanceKind, Option<i64>)>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT p.id, p.kind::text,
+        "SELECT p.id, p.kind,
                 (SELECT amount_minor FROM plan_prices pp WHERE pp.plan_id = p.id AND pp.cycle = $2 AND pp.currency = $3)
            FROM plans p WHERE p.code = $1 AND p.orderable",
     )

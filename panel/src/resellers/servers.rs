@@ -109,7 +109,7 @@ pub async fn create(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, s: New
         .await?
         .ok_or_else(|| invalid("plan", "no such plan (see GET /api/v1/plans)"))?;
     let retail = retail.ok_or_else(|| invalid("cycle", format!("this plan has no {} price in {currency}", s.cycle.as_str())))?;
-    let kind: InstanceKind = kind.parse().map_err(|_| invalid("plan", "no such plan"))?;
+    let kind: InstanceKind = kind;
     let template = template_for(tx, &s.os_template, kind).await?;
     if let (Some(terms), Some(reseller)) = (terms, customer.reseller_id) {
         let (vcpus, memory_mib, disk_gib) = sql::plan_size(tx, plan_id).await?;
@@ -182,7 +182,7 @@ pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid,
     match &action {
         ServerAction::Reinstall { os_template: Some(name) } => {
             // In the same transaction as its job: the job reads the new template when it runs.
-            let kind: InstanceKind = crate::db::plans::kind_of(tx, server.plan_id).await?.parse().map_err(|_| invalid("os_template", "unknown plan kind"))?;
+            let kind: InstanceKind = crate::db::plans::kind_of(tx, server.plan_id).await?;
             let template = template_for(tx, name, kind).await?;
             sql::set_template(tx, id, template).await?;
         }

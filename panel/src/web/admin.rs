@@ -254,7 +254,7 @@ async fn plans(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<Done>) ->
                 if p.orderable { link(&p.code, format!("/admin/plans/{}/edit", p.code)) } else { cell(&p.code) },
                 num(p.version),
                 cell(&p.name),
-                cell(if p.kind == "kvm" { "KVM" } else { "container" }),
+                cell(if p.kind == vessel_core::InstanceKind::Kvm { "KVM" } else { "container" }),
                 cell(format!("{} vCPU, {} / {} RAM, {} GiB", p.vcpus, mib(p.memory_guaranteed_mib), mib(p.memory_burst_mib), p.disk_gib)),
                 cell(format!("cpu {} · mem {} · disk {}", p.cpu_ratio_milli as f64 / 1000.0, p.memory_ratio_milli as f64 / 1000.0, p.disk_ratio_milli as f64 / 1000.0)),
                 cell(monthly.join(", ")),
@@ -375,7 +375,7 @@ async fn hosts(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<Done>) ->
                 cell(format!("{} CPU, {}, {} GiB", h.reserved_cpus, mib(h.reserved_memory_mib), h.reserved_disk_gib)),
                 num(h.instances),
                 cell(if h.enabled { "enabled" } else { "disabled" }),
-                cell(&h.reachability),
+                cell(h.reachability.as_str()),
             ]
         })
         .collect();

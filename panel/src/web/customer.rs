@@ -85,7 +85,7 @@ struct OrderPage {
 
 async fn order_page(c: &CurrentCustomer, pool: &PgPool, code: &str) -> Result<OrderPage, WebError> {
     let plan = catalogue::plan_card(pool, code, currency_of(&c.account)).await?.ok_or(WebError::NotFound)?;
-    let kvm = plan.plan.kind == "kvm";
+    let kvm = plan.plan.kind == vessel_core::InstanceKind::Kvm;
     let templates: Vec<OsTemplate> = crate::db::catalogue::os_templates(pool, true)
         .await?
         .into_iter()
