@@ -164,7 +164,7 @@ impl Customer {
     /// Orders a VPS on the order page and pays every open invoice from credit.
     async fn order_and_pay(&self, pool: &sqlx::PgPool, account: uuid::Uuid, hostname: &str) {
         let (status, loc) =
-            self.post("/order/kvm-tiny-shared", &[("cycle", "monthly"), ("os_template", "vessel-test-guest"), ("hostname", hostname), ("coupon", "")]).await;
+            self.post("/order/kvm-tiny-shared", &[("cycle", "monthly"), ("os_template", "vessel-test-guest"), ("hostname", hostname), ("coupon", ""), ("root_password", "a root password 1")]).await;
         assert!(status == 303 && loc.starts_with("/orders/"), "order: {status} {loc}");
         // Open invoices, also of an order whose answer a kill cut off.
         let open: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM invoices WHERE account_id = $1 AND status = 'issued'")

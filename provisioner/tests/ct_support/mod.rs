@@ -322,6 +322,11 @@ pub fn ensure_lxcfs() {
     if meminfo.exists() {
         return;
     }
+    // A daemon that died (killed with the session that started it) leaves a dead FUSE mount
+    // ("Transport endpoint is not connected"): detach it before mounting afresh.
+    if std::fs::metadata(provisioner::container::init::LXCFS).is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN)) {
+        let _ = Command::new("umount").args(["-l", provisioner::container::init::LXCFS]).status();
+    }
     std::fs::create_dir_all(provisioner::container::init::LXCFS).unwrap();
     let st = Command::new("lxcfs")
         .args(["--enable-cfs", "-p", "/run/vessel-test-lxcfs.pid", provisioner::container::init::LXCFS])
