@@ -152,14 +152,19 @@ async fn spec(ctx: &Ctx, inst: &sql::Placeable) -> Step<InstanceSpec> {
 }
 
 async fn record(ctx: &Ctx, id: Uuid, status: &InstanceStatus) -> Step<()> {
-    let now = ctx.clock.now();
-    sql::set_observed(&ctx.pool, id, observed_name(status.state), None, now).await.map_err(db)?;
-    if status.state == InstanceState::Running {
-        let mut tx = ctx.pool.begin().await.map_err(db)?;
-        sql::set_order_status_of(&mut tx, id, "active").await.map_err(db)?;
-        tx.commit().await.map_err(db)?;
+    record_observed(&ctx.pool, id, status.state, ctx.clock.now()).await.map_err(db)
+}
+
+/// What a host reported and, once the server runs, its order active: in one transaction, so
+/// nobody (a page, a test, the reconciler) sees a running server whose order still says
+/// provisioning. Both the jobs and the reconciler record through here.
+async fn record_observed(pool: &PgPool, id: Uuid, state: InstanceState, now: chrono::DateTime<chrono::Utc>) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sql::set_observed(&mut *tx, id, observed_name(state), None, now).await?;
+    if state == InstanceState::Running {
+        sql::set_order_status_of(&mut tx, id, "active").await?;
     }
-    Ok(())
+    tx.commit().await
 }
 
 /// Makes the host match the desired state: creates, starts, stops, suspends, resumes or
@@ -281,7 +286,7 @@ pub async fn reconcile_once(ctx: &Ctx) -> Result<(), sqlx::Error> {
                 }
                 continue;
             }
-            sql::set_observed(&ctx.pool, id, observed_name(status.state), None, now).await?;
+            record_observed(&ctx.pool, id, status.state, now).await?;
             sql::insert_usage(&ctx.pool, id, now, &status.usage).await?;
         }
         let reported_ids: HashSet<Uuid> = reported.iter().map(|s| s.id.0).collect();

@@ -87,6 +87,12 @@ pub struct DaemonConfig {
     pub stop_timeout_secs: u64,
     /// HTTP worker threads.
     pub workers: usize,
+    /// The registry of cores pinned machines hold: every provisioner on one machine must share
+    /// it (the default). Only simulated hosts sharing a machine (tests, the demo) give each
+    /// their own, with `cpu_shield_host_wide = false`.
+    pub cpu_shield_dir: PathBuf,
+    /// Take pinned cores away from every other task and cgroup on the machine (default).
+    pub cpu_shield_host_wide: bool,
 }
 
 impl Default for DaemonConfig {
@@ -111,6 +117,8 @@ impl Default for DaemonConfig {
             secret_file: None,
             stop_timeout_secs: 30,
             workers: 2,
+            cpu_shield_dir: "/run/vessel/cpu-shield".into(),
+            cpu_shield_host_wide: true,
         }
     }
 }

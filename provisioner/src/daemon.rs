@@ -47,6 +47,8 @@ pub fn build_service_with(cfg: &DaemonConfig, vmm: std::path::PathBuf) -> Result
     let kvm = if kvm_usable() {
         let mut kc = KvmRuntimeConfig::new(cfg.state_dir.clone(), cfg.cgroup_parent.clone(), vmm.clone(), cfg.images_dir.clone(), capacity);
         kc.stop_timeout = Duration::from_secs(cfg.stop_timeout_secs);
+        kc.shield.dir = cfg.cpu_shield_dir.clone();
+        kc.shield.host_wide = cfg.cpu_shield_host_wide;
         // The host keeps its reserved cores (the first ones): never pinned to a machine.
         let keep = (cfg.reserved.cpus as usize).max(1);
         kc.pinnable_cpus.retain(|c| *c >= keep);

@@ -202,12 +202,13 @@ impl HostNs {
         std::fs::write(
             &config,
             format!(
-                "listen = \"{}:{port}\"\nstate_dir = {:?}\nimages_dir = {:?}\ntemplates_dir = {:?}\ncgroup_parent = \"{}\"\n{extra_toml}",
+                "listen = \"{}:{port}\"\nstate_dir = {:?}\nimages_dir = {:?}\ntemplates_dir = {:?}\ncgroup_parent = \"{}\"\ncpu_shield_dir = {:?}\ncpu_shield_host_wide = false\n{extra_toml}",
                 self.addr,
                 dir.join("state"),
                 dir.join("images"),
                 templates,
                 self.cgroup_parent(),
+                dir.join("cpu-shield"),
             ),
         )?;
         Ok(config)
@@ -237,11 +238,12 @@ impl HostNs {
         std::fs::write(
             &cfg,
             format!(
-                "listen = \"{}:{port}\"\nstate_dir = {:?}\nimages_dir = {:?}\ncgroup_parent = {:?}\n{extra_toml}\n",
+                "listen = \"{}:{port}\"\nstate_dir = {:?}\nimages_dir = {:?}\ncgroup_parent = {:?}\ncpu_shield_dir = {:?}\ncpu_shield_host_wide = false\n{extra_toml}\n",
                 self.addr,
                 state,
                 images_dir,
-                self.cgroup_parent()
+                self.cgroup_parent(),
+                dir.join("cpu-shield")
             ),
         )?;
         self.serve(bin, &cfg, &dir.join("daemon.log"))

@@ -41,6 +41,10 @@ pub struct Shield {
     pub dir: PathBuf,
     /// The cpuset hierarchy's mount point (`/sys/fs/cgroup/cpuset` on v1 hosts).
     pub cpuset_root: PathBuf,
+    /// Take pinned cores away from every other task and cgroup on the machine ([`Shield::apply`]).
+    /// Off only where several simulated hosts share one machine (the tests' and the demo's
+    /// hosts in network namespaces): each has its own registry and the real cores are shared.
+    pub host_wide: bool,
 }
 
 /// The registry lock, held while it is read and changed.
@@ -50,7 +54,7 @@ struct Locked {
 
 impl Shield {
     pub fn host_default() -> Self {
-        Shield { dir: "/run/vessel/cpu-shield".into(), cpuset_root: "/sys/fs/cgroup/cpuset".into() }
+        Shield { dir: "/run/vessel/cpu-shield".into(), cpuset_root: "/sys/fs/cgroup/cpuset".into(), host_wide: true }
     }
 
     fn lock(&self) -> Result<Locked, ShieldError> {
@@ -155,6 +159,9 @@ impl Shield {
     /// Makes the host match the registry: pinned cores are nobody else's, freed ones are
     /// everybody's again.
     pub fn apply(&self) -> Result<(), ShieldError> {
+        if !self.host_wide {
+            return Ok(());
+        }
         let l = self.lock()?;
         let entries = self.entries(&l);
         if !self.cpuset_root.join("cpuset.cpus").is_file() {
@@ -366,7 +373,7 @@ mod tests {
         fs::create_dir_all(root.join("a")).unwrap();
         fs::create_dir_all(root.join("b")).unwrap();
         let old = std::time::SystemTime::now() - std::time::Duration::from_secs(120);
-        let s = Shield { dir: tmp.path().join("reg"), cpuset_root: root.clone() };
+        let s = Shield { dir: tmp.path().join("reg"), cpuset_root: root.clone(), host_wide: true };
         fs::write(root.join("cpuset.cpus"), "0-4\n").unwrap();
         let now = std::time::Duration::ZERO;
         assert_eq!(s.claim("a", &[1, 2, 3], 2, now).unwrap(), vec![1, 2]);
