@@ -138,20 +138,37 @@ pub async fn choose<'e, E: sqlx::PgExecutor<'e>>(e: E, account: Uuid, req: Acces
         keys.push(SshPublicKey::parse(line)?);
     }
     keys.dedup_by_key(|k| k.fingerprint());
-    let (clear, generated) = match req.root_password.filter(|p| !p.is_empty()) {
-        Some(p) => {
-            check_password(&p)?;
-            (Some(p), false)
-        }
-        None if keys.is_empty() => (Some(generate_password()), true),
-        None => (None, false),
-    };
-    let hash = match &clear {
-        Some(p) => Some(hash_password(p.clone()).await?),
-        None => None,
+    let given = req.root_password.filter(|p| !p.is_empty());
+    let (hash, generated_password) = if given.is_some() || keys.is_empty() {
+        let new = new_root_password(given).await?;
+        (Some(new.hash), new.generated)
+    } else {
+        (None, None)
     };
     let access = Access::new(keys, hash)?;
-    Ok(Chosen { access, generated_password: if generated { clear } else { None } })
+    Ok(Chosen { access, generated_password })
+}
+
+/// A root password: the hash of the one given (checked), or of a generated one, which is then
+/// returned to be shown once.
+pub struct NewPassword {
+    pub hash: PasswordHash,
+    pub generated: Option<String>,
+}
+
+/// The one place a root password is checked or generated, then hashed: orders, reinstalls and
+/// resets all come here.
+pub async fn new_root_password(given: Option<String>) -> Result<NewPassword, AccessError> {
+    match given.filter(|p| !p.is_empty()) {
+        Some(p) => {
+            check_password(&p)?;
+            Ok(NewPassword { hash: hash_password(p).await?, generated: None })
+        }
+        None => {
+            let p = generate_password();
+            Ok(NewPassword { hash: hash_password(p.clone()).await?, generated: Some(p) })
+        }
+    }
 }
 
 /// Records a new root password hash for a running server and queues the job that sets it on
@@ -169,15 +186,15 @@ pub async fn record_password_reset(tx: &mut Tx<'_>, instance: Uuid, desired_stat
 }
 
 /// A customer's own server, locked; `NoServer` for anyone else's (a 404, never a 403).
-pub async fn reset_customer_password(pool: &PgPool, customer: Uuid, instance: Uuid, req: AccessRequest) -> Result<Chosen, AccessError> {
-    let chosen = choose(pool, customer, AccessRequest { saved_keys: vec![], key_lines: vec![], ..req }).await?;
-    let hash = chosen.access.root_password_hash.clone().ok_or(AccessError::Password("a root password is needed"))?;
+/// Returns the generated password, if one was made, to show once.
+pub async fn reset_customer_password(pool: &PgPool, customer: Uuid, instance: Uuid, given: Option<String>) -> Result<Option<String>, AccessError> {
+    let new = new_root_password(given).await?;
     let mut tx = pool.begin().await?;
     let desired = sql::lock_customer_instance(&mut tx, customer, instance).await?.ok_or(AccessError::NoServer)?;
-    record_password_reset(&mut tx, instance, &desired, hash).await?;
+    record_password_reset(&mut tx, instance, &desired, new.hash).await?;
     crate::audit::record(&mut *tx, crate::audit::Actor { id: Some(customer), kind: crate::audit::ActorKind::Customer }, "server.reset_password", Some(("instance", instance.to_string())), None, serde_json::json!({})).await?;
     tx.commit().await?;
-    Ok(chosen)
+    Ok(new.generated)
 }
 
 /// Adds a named key to an account.

@@ -99,9 +99,7 @@ pub async fn create(
                 access: chosen.access,
             };
             let id = svc::create(tx, &who, now, new).await?;
-            let mut server = Server::from(svc::get(&mut **tx, tenant, id).await?);
-            server.root_password = chosen.generated_password;
-            Ok(Reply::new(StatusCode::CREATED, server)?.not_storing(&["root_password"]))
+            with_generated_password(StatusCode::CREATED, svc::get(&mut **tx, tenant, id).await?, chosen.generated_password)
         })
     })
     .await
@@ -125,15 +123,10 @@ pub async fn reset_password(
     let id = *id;
     idempotency::run(&pool, &who.clone(), &req, &body, move |tx| {
         Box::pin(async move {
-            let customer = svc::get(&mut **tx, tenant, id).await?.customer_id;
-            let chosen = access::choose(&mut **tx, customer, access::AccessRequest { root_password: r.root_password, ..Default::default() })
-                .await
-                .map_err(ResellerError::from)?;
-            let hash = chosen.access.root_password_hash.clone().ok_or_else(|| ResellerError::Conflict("no password".into()))?;
-            svc::reset_password(tx, &who, id, hash).await?;
-            let mut server = Server::from(svc::get(&mut **tx, tenant, id).await?);
-            server.root_password = chosen.generated_password;
-            Ok(Reply::new(StatusCode::ACCEPTED, server)?.not_storing(&["root_password"]))
+            svc::get(&mut **tx, tenant, id).await?; // another tenant's server: 404 before anything else
+            let new = access::new_root_password(r.root_password).await.map_err(ResellerError::from)?;
+            svc::reset_password(tx, &who, id, new.hash).await?;
+            with_generated_password(StatusCode::ACCEPTED, svc::get(&mut **tx, tenant, id).await?, new.generated)
         })
     })
     .await
@@ -231,9 +224,7 @@ pub async fn reinstall(
             let chosen = access::choose(&mut **tx, customer, req).await.map_err(ResellerError::from)?;
             svc::set_access(tx, &who, id, &chosen.access).await?;
             svc::act(tx, &who, now, id, ServerAction::Reinstall { os_template: r.os_template }).await?;
-            let mut server = Server::from(svc::get(&mut **tx, tenant, id).await?);
-            server.root_password = chosen.generated_password;
-            Ok(Reply::new(StatusCode::ACCEPTED, server)?.not_storing(&["root_password"]))
+            with_generated_password(StatusCode::ACCEPTED, svc::get(&mut **tx, tenant, id).await?, chosen.generated_password)
         })
     })
     .await
@@ -253,4 +244,12 @@ pub async fn resize(
 ) -> Result<HttpResponse, ApiError> {
     let r: Resize = super::parse(&body)?;
     act(who, &pool, &clock, &req, &body, *id, ServerAction::Resize { plan: r.plan }).await
+}
+
+/// The answer to a request that may have generated a root password: it carries the password
+/// this once, and the stored copy an idempotent retry replays leaves it out.
+fn with_generated_password(status: StatusCode, row: svc::ServerRow, generated: Option<String>) -> Result<Reply, ApiError> {
+    let mut server = Server::from(row);
+    server.root_password = generated;
+    Ok(Reply::new(status, server)?.not_storing(&["root_password"]))
 }

@@ -5,7 +5,7 @@
 use super::error::WebError;
 use super::pages::{invalid, ok, see_other, Ctx};
 use super::session::{CsrfForm, CurrentCustomer};
-use crate::access::{self, AccessError, AccessRequest, SshKeyRow};
+use crate::access::{self, AccessError, SshKeyRow};
 use actix_web::{get, post, web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
@@ -108,13 +108,12 @@ async fn password_reset(
     f: CsrfForm<PasswordForm>,
     pool: web::Data<PgPool>,
 ) -> Result<HttpResponse, WebError> {
-    let req = AccessRequest { root_password: Some(f.0.root_password).filter(|p| !p.is_empty()), ..Default::default() };
-    match access::reset_customer_password(&pool, c.account.id, *id, req).await {
-        Ok(chosen) => show_password(&PasswordShown {
+    match access::reset_customer_password(&pool, c.account.id, *id, Some(f.0.root_password)).await {
+        Ok(generated) => show_password(&PasswordShown {
             ctx: Ctx::of(&c.session),
             heading: "Root password changed".into(),
             message: "The server's root password is being changed; it takes effect within seconds.".into(),
-            password: chosen.generated_password,
+            password: generated,
             next: format!("/servers/{}", *id),
         }),
         Err(AccessError::NoServer) => Err(WebError::NotFound),

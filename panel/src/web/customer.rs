@@ -132,6 +132,21 @@ impl OrderForm {
     }
 }
 
+/// The order form again, as the customer filled it in (the password excepted), with the
+/// mistake next to its field.
+async fn order_again(c: &CurrentCustomer, pool: &PgPool, code: &str, f: OrderForm, field: &str, error: &str) -> Result<HttpResponse, WebError> {
+    let ticked = f.key_ids();
+    let mut page = order_page(c, pool, code).await?;
+    page.cycle = f.cycle;
+    page.os_template = f.os_template;
+    page.hostname = f.hostname;
+    page.coupon = f.coupon;
+    page.keys.iter_mut().for_each(|(k, on)| *on = ticked.contains(&k.id));
+    page.field = field.to_string();
+    page.error = Some(error.to_string());
+    invalid(&page)
+}
+
 #[post("/order/{code}")]
 async fn order_place(
     c: CurrentCustomer,
@@ -142,25 +157,14 @@ async fn order_place(
 ) -> Result<HttpResponse, WebError> {
     let f = f.0;
     let cycle = BillingCycle::ALL.into_iter().find(|x| x.as_str() == f.cycle);
-    let ticked = f.key_ids();
     let access_req = crate::access::AccessRequest {
-        saved_keys: ticked.clone(),
+        saved_keys: f.key_ids(),
         key_lines: vec![],
         root_password: Some(f.root_password.clone()).filter(|p| !p.is_empty()),
     };
     let chosen = match crate::access::choose(pool.get_ref(), c.account.id, access_req).await {
         Ok(chosen) => chosen,
-        Err(e) if e.is_user_error() => {
-            let mut page = order_page(&c, &pool, &code).await?;
-            page.cycle = f.cycle;
-            page.os_template = f.os_template;
-            page.hostname = f.hostname;
-            page.coupon = f.coupon;
-            page.keys.iter_mut().for_each(|(k, on)| *on = ticked.contains(&k.id));
-            page.field = e.field().to_string();
-            page.error = Some(e.to_string());
-            return invalid(&page);
-        }
+        Err(e) if e.is_user_error() => return order_again(&c, &pool, &code, f, e.field(), &e.to_string()).await,
         Err(e) => return Err(WebError::internal(e)),
     };
     let result = match cycle {
@@ -186,17 +190,7 @@ async fn order_place(
         }),
         Ok(placed) => Ok(see_other(&format!("/orders/{}?done=ordered", placed.order_id))),
         Err(OrderError::UnknownPlan) => Err(WebError::NotFound),
-        Err(e) if e.is_user_error() => {
-            let mut page = order_page(&c, &pool, &code).await?;
-            page.cycle = f.cycle;
-            page.os_template = f.os_template;
-            page.hostname = f.hostname;
-            page.coupon = f.coupon;
-            page.keys.iter_mut().for_each(|(k, on)| *on = ticked.contains(&k.id));
-            page.field = e.field().unwrap_or("").to_string();
-            page.error = Some(e.to_string());
-            invalid(&page)
-        }
+        Err(e) if e.is_user_error() => order_again(&c, &pool, &code, f, e.field().unwrap_or(""), &e.to_string()).await,
         Err(e) => Err(WebError::internal(e)),
     }
 }
