@@ -285,6 +285,13 @@ pub fn admit(cap: &HostCapacity, load: &HostLoad, new: &Allocation) -> Result<()
     Ok(())
 }
 
+/// Could a host with `cap` ever take `new`, were it empty? The same rule as [`admit`], over no
+/// load: a plan that no active host passes cannot be delivered, whatever is freed later, and the
+/// panel's catalogue does not sell it.
+pub fn could_ever_admit(cap: &HostCapacity, new: &Allocation) -> Result<(), Refusal> {
+    admit(cap, &HostLoad::empty(), new)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
