@@ -170,12 +170,7 @@ pub async fn sign_up(pool: &PgPool, base_url: &str, s: SignUp<'_>) -> Result<Opt
         tracing::info!(%email, "sign-up for an address already registered: nothing created");
         return Ok(None);
     };
-    let token = new_token();
-    sql::insert_token(&mut tx, &token_hash(&token), id, "verify_email", Utc::now() + Duration::hours(VERIFY_TTL_HOURS)).await?;
-    let link = format!("{}/verify/{token}", base_url.trim_end_matches('/'));
-    crate::outbox::enqueue(&mut tx, &email, "verify_email", serde_json::json!({ "link": link, "name": name }), None)
-        .await
-        .map_err(|e| AuthError::Outbox(e.to_string()))?;
+    queue_verification(&mut tx, base_url, id, &email, name).await.map_err(|e| AuthError::Outbox(e.to_string()))?;
     tx.commit().await?;
     tracing::info!(account = %id, "customer signed up; verification mail queued");
     Ok(Some(id))
@@ -189,15 +184,20 @@ pub async fn resend_verification(pool: &PgPool, base_url: &str, email: &str) -> 
     if a.status != "pending_verification" {
         return Ok(());
     }
-    let token = new_token();
     let mut tx = pool.begin().await?;
-    sql::retire_tokens(&mut tx, a.id, "verify_email").await?;
-    sql::insert_token(&mut tx, &token_hash(&token), a.id, "verify_email", Utc::now() + Duration::hours(VERIFY_TTL_HOURS)).await?;
-    let link = format!("{}/verify/{token}", base_url.trim_end_matches('/'));
-    crate::outbox::enqueue(&mut tx, &email, "verify_email", serde_json::json!({ "link": link, "name": a.display_name }), None)
-        .await
-        .map_err(|e| AuthError::Outbox(e.to_string()))?;
+    queue_verification(&mut tx, base_url, a.id, &email, &a.display_name).await.map_err(|e| AuthError::Outbox(e.to_string()))?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// Mails a fresh verification link (48 h) in the caller's transaction; earlier links of the
+/// account stop working. Sign-up, the customer's "send again" and the admin's resend use it.
+pub async fn queue_verification(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, base_url: &str, account: Uuid, email: &Email, name: &str) -> Result<(), sqlx::Error> {
+    let token = new_token();
+    sql::retire_tokens(tx, account, "verify_email").await?;
+    sql::insert_token(tx, &token_hash(&token), account, "verify_email", Utc::now() + Duration::hours(VERIFY_TTL_HOURS)).await?;
+    let link = format!("{}/verify/{token}", base_url.trim_end_matches('/'));
+    crate::outbox::enqueue(tx, email, "verify_email", serde_json::json!({ "link": link, "name": name }), None).await?;
     Ok(())
 }
 

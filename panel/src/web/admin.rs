@@ -37,6 +37,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(customers)
         .service(customer_show)
         .service(customer_suspend)
+        .service(customer_mark_verified)
+        .service(customer_resend_verification)
         .service(customer_credit)
         .service(customer_invoice)
         .service(invoices)
@@ -48,7 +50,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(reseller_terms)
         .service(reseller_terms_save)
         .service(audit_log)
-        .service(emails);
+        .service(emails)
+        .service(email_show);
 }
 
 fn by(a: &CurrentAdmin, req: &HttpRequest) -> By {
@@ -885,6 +888,36 @@ async fn customer_suspend(
     }
 }
 
+/// Any form with nothing but its CSRF token.
+type Empty = CsrfForm<serde_json::Map<String, serde_json::Value>>;
+
+/// A stuck sign-up (the mail never arrived): the admin vouches for the address.
+#[post("/admin/customers/{id}/mark-verified")]
+async fn customer_mark_verified(req: HttpRequest, a: CurrentAdmin, id: web::Path<Uuid>, _f: Empty, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    sql_admin::account(&pool, *id, "customer").await?.ok_or(WebError::NotFound)?;
+    match admin::mark_customer_verified(&pool, by(&a, &req), *id).await {
+        Ok(()) => Ok(see_other(&format!("/admin/customers/{id}?done=saved"))),
+        Err(e) => invalid_page(&customer_page(&a, &pool, *id, Some(WebError::mistake(e)?)).await?),
+    }
+}
+
+/// A stuck sign-up: a fresh verification link by mail.
+#[post("/admin/customers/{id}/resend-verification")]
+async fn customer_resend_verification(
+    req: HttpRequest,
+    a: CurrentAdmin,
+    id: web::Path<Uuid>,
+    _f: Empty,
+    pool: web::Data<PgPool>,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, WebError> {
+    sql_admin::account(&pool, *id, "customer").await?.ok_or(WebError::NotFound)?;
+    match admin::resend_customer_verification(&pool, by(&a, &req), &settings.http.base_url, *id).await {
+        Ok(()) => Ok(see_other(&format!("/admin/customers/{id}?done=resent"))),
+        Err(e) => invalid_page(&customer_page(&a, &pool, *id, Some(WebError::mistake(e)?)).await?),
+    }
+}
+
 // ------------------------------------------------------------------ resellers
 
 async fn resellers_view(pool: &PgPool, f: &ResellerForm) -> Result<ListView, WebError> {
@@ -1048,9 +1081,9 @@ async fn emails(a: CurrentAdmin, pool: web::Data<PgPool>) -> Result<HttpResponse
                 (None, _) => format!("retry at {}", m.run_after.format("%H:%M:%S UTC")),
             };
             vec![
-                cell(m.created_at.format("%Y-%m-%d %H:%M UTC")),
+                link(m.created_at.format("%Y-%m-%d %H:%M UTC").to_string(), format!("/admin/emails/{}", m.id)),
                 cell(&m.to_address),
-                cell(&m.template),
+                link(&m.template, format!("/admin/emails/{}", m.id)),
                 num(m.attempts),
                 cell(state),
                 Cell { text: m.last_error.clone().unwrap_or_default(), class: "mono", ..Default::default() },
@@ -1059,10 +1092,32 @@ async fn emails(a: CurrentAdmin, pool: web::Data<PgPool>) -> Result<HttpResponse
         .collect();
     let list = ListView {
         title: "Outgoing mail".into(),
-        intro: format!("Unsent mail first. Failed sends are retried with backoff, up to {} attempts.", crate::email::MAX_ATTEMPTS),
+        intro: format!("Unsent mail first. Open one to read it as sent. Failed sends are retried with backoff, up to {} attempts.", crate::email::MAX_ATTEMPTS),
         headers: vec!["Queued", "To", "Template", "Attempts", "State", "Last error"],
         rows,
         ..Default::default()
     };
     ok(&list_page(&a, list, None))
+}
+
+#[derive(Template)]
+#[template(path = "admin/email.html")]
+struct EmailPage {
+    ctx: Ctx,
+    m: crate::db::outbox_delivery::OutboxView,
+    subject: String,
+    body: String,
+}
+
+/// One mail as it is (or was) sent: subject and text, rendered from its outbox row by the
+/// worker's own code, so a stuck sign-up's link can be read here.
+#[get("/admin/emails/{id}")]
+async fn email_show(a: CurrentAdmin, id: web::Path<i64>, pool: web::Data<PgPool>, settings: web::Data<Settings>) -> Result<HttpResponse, WebError> {
+    let (m, data) = crate::db::outbox_delivery::one(&pool, *id).await?.ok_or(WebError::NotFound)?;
+    let data = crate::email::enrich(&pool, &settings.http.base_url, &data).await.map_err(WebError::internal)?;
+    let (subject, body) = match crate::email::render(&m.template, &data) {
+        Ok(r) => (r.subject, r.body),
+        Err(e) => ("(cannot be rendered)".to_string(), e.to_string()),
+    };
+    ok(&EmailPage { ctx: Ctx::of(&a.session), m, subject, body })
 }

@@ -60,6 +60,7 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "totp_on" => "Two-factor authentication is on. You will be asked for a code when you log in.",
         "totp_off" => "Two-factor authentication is off.",
         "saved" => "Saved.",
+        "resent" => "A fresh verification link is on its way (see Mail).",
         "paid" => "Paid. Thank you!",
         "ordered" => "Order placed.",
         "requested" => "Request queued; the server will act on it shortly.",
