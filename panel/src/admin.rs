@@ -533,6 +533,16 @@ pub async fn set_customer_suspended(pool: &PgPool, by: By, id: Uuid, suspend: bo
     Ok(())
 }
 
+/// The provider's rule that admins and resellers must use two-factor (audited). Accounts
+/// without it are sent to set it up before they reach their areas.
+pub async fn set_staff_two_factor_required(pool: &PgPool, by: By, on: bool) -> Result<(), AdminError> {
+    let mut tx = pool.begin().await?;
+    sql_auth::set_staff_two_factor_required(&mut tx, on).await?;
+    audit::record(&mut *tx, by.actor(), "security.staff_two_factor", None, by.addr, json!({ "required": on })).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Marks a stuck sign-up's address as verified (the admin vouches for it), so the customer can
 /// log in; its mailed links stop working. Only an account still awaiting verification.
 pub async fn mark_customer_verified(pool: &PgPool, by: By, id: Uuid) -> Result<(), AdminError> {

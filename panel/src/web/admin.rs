@@ -51,7 +51,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(reseller_terms_save)
         .service(audit_log)
         .service(emails)
-        .service(email_show);
+        .service(email_show)
+        .service(security)
+        .service(security_save);
 }
 
 fn by(a: &CurrentAdmin, req: &HttpRequest) -> By {
@@ -412,7 +414,13 @@ fn register_form(f: &RegisterForm) -> FormView {
 }
 
 #[post("/admin/hosts/register")]
-async fn host_register(req: HttpRequest, a: CurrentAdmin, f: CsrfForm<RegisterForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+async fn host_register(
+    req: HttpRequest,
+    a: CurrentAdmin,
+    f: CsrfForm<RegisterForm>,
+    pool: web::Data<PgPool>,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, WebError> {
     let api_url = f.0.api_url.trim().trim_end_matches('/').to_string();
     if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
         let mut v = register_form(&f.0);
@@ -420,14 +428,16 @@ async fn host_register(req: HttpRequest, a: CurrentAdmin, f: CsrfForm<RegisterFo
         v.error = Some("Please correct the marked field (api_url).".into());
         return invalid_page(&form_page(&a, v));
     }
-    match crate::hosts::register(&pool, Some(a.account.id), &f.0.name, &api_url).await {
+    let ttl = settings.orchestration.join_token_ttl();
+    match crate::hosts::register_for(&pool, Some(a.account.id), &f.0.name, &api_url, ttl).await {
         Ok((id, token)) => {
             tracing::info!(host = %id, from = ?super::remote_addr(&req), "host registered");
             ok(&super::pages::MessagePage {
                 ctx: Ctx::of(&a.session),
                 heading: format!("Join token for {}", f.0.name.trim()),
                 message: format!(
-                    "Give this one-time token to the host's provisioner (it is shown only now and works once): {token}"
+                    "Give this one-time token to the host's provisioner (it is shown only now, expires in {} hours and works once): {token}",
+                    ttl.num_hours()
                 ),
             })
         }
@@ -1120,4 +1130,40 @@ async fn email_show(a: CurrentAdmin, id: web::Path<i64>, pool: web::Data<PgPool>
         Err(e) => ("(cannot be rendered)".to_string(), e.to_string()),
     };
     ok(&EmailPage { ctx: Ctx::of(&a.session), m, subject, body })
+}
+
+// ------------------------------------------------------------------ security settings
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SecurityForm {
+    require_staff_two_factor: Option<String>,
+}
+
+fn security_form(on: bool) -> FormView {
+    FormView {
+        title: "Security".into(),
+        action: "/admin/security".into(),
+        button: "Save".into(),
+        intro: "With this on, admins and resellers without two-factor authentication are sent to set it up before they can \
+                use their pages (log-in then asks for a code or a recovery code). Reseller API keys are not affected."
+            .into(),
+        fields: vec![check("require_staff_two_factor", "Require two-factor authentication for admins and resellers", on)],
+        ..Default::default()
+    }
+}
+
+#[get("/admin/security")]
+async fn security(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
+    let on = crate::db::auth::staff_two_factor_required(&pool).await?;
+    let mut page = form_page(&a, security_form(on));
+    page.ctx = page.ctx.with_notice(q.done.as_deref());
+    ok(&page)
+}
+
+#[post("/admin/security")]
+async fn security_save(req: HttpRequest, a: CurrentAdmin, f: CsrfForm<SecurityForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    let on = f.0.require_staff_two_factor.as_deref().is_some_and(|v| !v.is_empty() && v != "off");
+    admin::set_staff_two_factor_required(&pool, by(&a, &req), on).await?;
+    Ok(see_other("/admin/security?done=saved"))
 }

@@ -222,3 +222,40 @@ async fn an_admin_reads_mail_and_unsticks_a_pending_sign_up() {
     let (s, _, _) = app.submit(&admin, &page, &format!("/admin/customers/{}/mark-verified", uuid::Uuid::new_v4()), &[]).await;
     assert_eq!(s, 404);
 }
+
+/// A host's join token stops working after its lifetime (`[orchestration]
+/// join_token_ttl_hours` for the admin's page); a fresh one works; an expired one changes nothing.
+#[tokio::test]
+async fn host_join_tokens_expire() {
+    let app = crate::helpers::spawn_web_app_with(|s| s.orchestration.join_token_ttl_hours = 2).await;
+    let admin = app.admin("root@example.com").await;
+    let (s, _, page) = app.submit(&admin, "/admin/hosts", "/admin/hosts/register", &[("name", "host-ttl-1"), ("api_url", "https://ttl1.example.net:7443")]).await;
+    assert_eq!(s, 200, "{page}");
+    assert!(page.contains("expires in 2 hours"), "{page}");
+    let left: f64 = sqlx::query_scalar("SELECT extract(epoch FROM join_token_expires_at - now())::float8 FROM hosts WHERE name = 'host-ttl-1'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!((7000.0..=7200.0).contains(&left), "the configured two hours: {left} s");
+
+    let join = |token: String, name: &str| vessel_core::wire::JoinRequest {
+        token,
+        name: name.into(),
+        api_url: "https://10.9.9.9:7443".into(),
+        capacity: vessel_core::admission::HostCapacity { cpus: 8, memory_mib: 16384, disk_gib: 200 },
+        supports_containers: true,
+        supports_kvm: false,
+        tls_cert_sha256: None,
+    };
+    let (_, short) = panel::hosts::register_for(&app.pool, None, "host-ttl-2", "https://ttl2.example.net:7443", chrono::Duration::seconds(1)).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let e = panel::hosts::join(&app.pool, &join(short, "host-ttl-2")).await.expect_err("an expired token is refused");
+    assert!(matches!(e, panel::hosts::JoinError::BadToken), "{e}");
+    let (secret, enabled): (Option<Vec<u8>>, bool) =
+        sqlx::query_as("SELECT api_secret, enabled FROM hosts WHERE name = 'host-ttl-2'").fetch_one(&app.pool).await.unwrap();
+    assert!(secret.is_none() && !enabled, "nothing changed");
+    let (_, fresh) = panel::hosts::register_for(&app.pool, None, "host-ttl-3", "https://ttl3.example.net:7443", chrono::Duration::hours(1)).await.unwrap();
+    let joined = panel::hosts::join(&app.pool, &join(fresh, "host-ttl-3")).await.expect("a live token joins");
+    assert!(!joined.secret.is_empty());
+    assert!(panel::hosts::register_for(&app.pool, None, "host-ttl-4", "https://ttl4.example.net:7443", chrono::Duration::zero()).await.is_err());
+}
