@@ -104,6 +104,7 @@ pub struct OrchestrationSettings {
     /// hosts that joined without sending their certificate's fingerprint (else it is pinned).
     #[serde(default)]
     pub host_ca_file: Option<std::path::PathBuf>,
+<<<<<<< HEAD
     /// How long a host's join token works after an admin makes it.
     #[serde(default = "default_join_token_ttl_hours")]
     pub join_token_ttl_hours: i64,
@@ -111,6 +112,11 @@ pub struct OrchestrationSettings {
 
 fn default_join_token_ttl_hours() -> i64 {
     24
+=======
+    /// A paid order still waiting for capacity this long after it first found no room is
+    /// refunded to credit (issue 14; `panel::capacity`).
+    pub capacity_refund_after_secs: i64,
+>>>>>>> main
 }
 
 impl OrchestrationSettings {
@@ -231,6 +237,7 @@ job_lease_secs = 120
 reconcile_interval_secs = 10
 host_timeout_secs = 30
 unreachable_after_secs = 45
+capacity_refund_after_secs = 172800
 
 [api]
 rate_limit_per_minute = 600
