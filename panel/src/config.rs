@@ -104,19 +104,16 @@ pub struct OrchestrationSettings {
     /// hosts that joined without sending their certificate's fingerprint (else it is pinned).
     #[serde(default)]
     pub host_ca_file: Option<std::path::PathBuf>,
-<<<<<<< HEAD
     /// How long a host's join token works after an admin makes it.
     #[serde(default = "default_join_token_ttl_hours")]
     pub join_token_ttl_hours: i64,
+    /// A paid order still waiting for capacity this long after it first found no room is
+    /// refunded to credit (issue 14; `panel::capacity`).
+    pub capacity_refund_after_secs: i64,
 }
 
 fn default_join_token_ttl_hours() -> i64 {
     24
-=======
-    /// A paid order still waiting for capacity this long after it first found no room is
-    /// refunded to credit (issue 14; `panel::capacity`).
-    pub capacity_refund_after_secs: i64,
->>>>>>> main
 }
 
 impl OrchestrationSettings {
