@@ -37,6 +37,8 @@ async fn vessel_up_serves_and_prints_a_working_admin_login() {
         .spawn()
         .expect("./vessel runs");
     let pgid = child.id() as i32;
+    // Should an assertion fail, Ctrl-C the whole group anyway, so nothing is left running.
+    let _stop_on_panic = StopGroup(pgid);
 
     // Read what it prints on a thread; pick out the URL, login and password.
     let (tx, rx) = mpsc::channel();
@@ -268,6 +270,19 @@ fn nothing_left_behind(state: &Path, hosts: &[(String, String, String)]) {
         if let Ok(cmd) = std::fs::read(p.path().join("cmdline")) {
             let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
             assert!(!cmd.contains(&state_s), "process {:?} is left: {cmd}", p.file_name());
+        }
+    }
+}
+
+/// Sends SIGINT to `./vessel up`'s process group when dropped (by a failing assertion), and
+/// gives its clean-up a moment; after a clean stop the group is gone and this does nothing.
+struct StopGroup(i32);
+
+impl Drop for StopGroup {
+    fn drop(&mut self) {
+        // SAFETY: killpg on the process group this test created; no memory is involved.
+        if unsafe { libc::killpg(self.0, libc::SIGINT) } == 0 {
+            std::thread::sleep(Duration::from_secs(20));
         }
     }
 }
