@@ -205,6 +205,7 @@ fn main() {
         stop_timeout: Duration::from_secs(2),
         host_memory_mib: cap.memory_mib,
         userns: Some(provisioner::container::IdPool::DEFAULT),
+        route: false,
     };
     let host = ContainerHost::new(ContainerRuntime::new(cfg), cap).unwrap();
     // Warm the template cache (a create never re-extracts; the first one would).
@@ -374,6 +375,7 @@ fn main() {
                     address: std::net::Ipv4Addr::new(10, 199, 0, 2 + i as u8),
                     prefix_len: 24,
                     gateway: std::net::Ipv4Addr::new(10, 199, 0, 1),
+                    nat: false,
                 }),
                 ipv6: None,
             },
