@@ -214,7 +214,7 @@ async fn console_tokens_are_single_use_short_lived_and_bound_to_their_customer()
     let (http, cookie) = logged_in(&w, "owner@example.com").await;
 
     // Another customer: the server's console page is a 404, like its server page.
-    let other = w.customer("other@example.com", 0).await;
+    let other = w.customer("other@example.com", 1).await;
     let hash = panel::accounts::hash_password(&panel::accounts::Password::parse(LOGIN_PASSWORD).unwrap());
     sqlx::query("UPDATE accounts SET password_hash = $2 WHERE id = $1").bind(other).bind(hash).execute(&w.pool).await.unwrap();
     let (other_http, other_cookie) = logged_in(&w, "other@example.com").await;
