@@ -20,6 +20,7 @@ mod schemathesis;
 mod web_admin;
 mod web_auth;
 mod web_customer;
+mod web_lifecycle;
 mod web_reseller;
 mod vps_locks;
 mod webhooks;
