@@ -79,12 +79,20 @@ pub async fn set_password(tx: &mut Tx<'_>, account: Uuid, hash: &str) -> Result<
     Ok(())
 }
 
-pub async fn set_profile(pool: &PgPool, account: Uuid, name: &str, country: Option<&str>, time_zone: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE accounts SET display_name = $2, country = $3, time_zone = $4 WHERE id = $1")
+/// The profile; a VAT ID is stored with the time its format was checked (now), or cleared.
+pub async fn set_profile(pool: &PgPool, account: Uuid, name: &str, country: Option<&str>, time_zone: &str, address: &str, vat_id: Option<&str>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE accounts SET display_name = $2, country = $3, time_zone = $4, address = $5,
+                vat_id_checked_at = CASE WHEN $6::text IS NULL THEN NULL WHEN vat_id IS NOT DISTINCT FROM $6 THEN vat_id_checked_at ELSE now() END,
+                vat_id = $6
+          WHERE id = $1",
+    )
         .bind(account)
         .bind(name)
         .bind(country)
         .bind(time_zone)
+        .bind(address)
+        .bind(vat_id)
         .execute(pool)
         .await?;
     Ok(())
