@@ -185,3 +185,56 @@ async fn reinstall_with_another_os_and_states_in_plain_words() {
         assert!(!html.contains("waiting_for_capacity") && !html.contains("host-fra-7"), "{path}: {html}");
     }
 }
+
+#[tokio::test]
+async fn a_customer_changes_password_and_email_with_reverification() {
+    let app = spawn_web_app().await;
+    let c = app.customer("old@example.com").await;
+    let other_session = crate::helpers::client();
+    let (s, _, _) = app.submit(&other_session, "/login", "/login", &[("email", "old@example.com"), ("password", "correct horse battery")]).await;
+    assert_eq!(s, 303);
+
+    // The wrong current password: refused, nothing changed.
+    let (s, _, body) = app.submit(&c, "/account", "/account/password", &[("current_password", "not my password"), ("new_password", "a brand new password")]).await;
+    assert_eq!(s, 422, "{body}");
+    let (s, loc, body) = app.submit(&c, "/account", "/account/password", &[("current_password", "correct horse battery"), ("new_password", "a brand new password")]).await;
+    assert_eq!((s, loc.as_str()), (303, "/account?done=password_changed"), "{body}");
+    let (s, _) = app.get(&c, "/account").await;
+    assert_eq!(s, 200, "the one who changed it stays logged in");
+    let (s, _) = app.get(&other_session, "/account").await;
+    assert_eq!(s, 303, "every other session is signed out");
+    let fresh = crate::helpers::client();
+    let (s, _, _) = app.submit(&fresh, "/login", "/login", &[("email", "old@example.com"), ("password", "correct horse battery")]).await;
+    assert_eq!(s, 422, "the old password no longer works");
+    let (s, loc, _) = app.submit(&fresh, "/login", "/login", &[("email", "old@example.com"), ("password", "a brand new password")]).await;
+    assert_eq!((s, loc.as_str()), (303, "/servers"));
+
+    // A new address is confirmed by a link mailed to it; until then the old one stays.
+    let (s, loc, body) = app.submit(&c, "/account", "/account/email", &[("current_password", "a brand new password"), ("new_email", "new@example.com")]).await;
+    assert_eq!((s, loc.as_str()), (303, "/account?done=email_sent"), "{body}");
+    let email: String = sqlx::query_scalar("SELECT email FROM accounts WHERE email IN ('old@example.com', 'new@example.com')").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(email, "old@example.com", "not changed before the link is followed");
+    let mail = app.smtp.wait_for("new@example.com", "Confirm your new email address").await;
+    let path = mail.link("/account/email/").unwrap().strip_prefix(&app.address).unwrap().to_string();
+    let anon = crate::helpers::client();
+    let (s, _) = app.get(&anon, &path).await;
+    assert_eq!(s, 200, "opening the link does not use it");
+    let (s, _, body) = app.submit(&anon, &path, &path, &[]).await;
+    assert_eq!(s, 200, "{body}");
+    let (s, _) = app.get(&anon, &path).await;
+    assert_eq!(s, 422, "the link works once");
+    let (s, loc, _) = app.submit(&crate::helpers::client(), "/login", "/login", &[("email", "new@example.com"), ("password", "a brand new password")]).await;
+    assert_eq!((s, loc.as_str()), (303, "/servers"), "the new address logs in");
+
+    // An address another account has: refused when the link is followed, nothing changed.
+    let _taken = app.customer("taken@example.com").await;
+    let (s, _, _) = app.submit(&c, "/account", "/account/email", &[("current_password", "a brand new password"), ("new_email", "taken@example.com")]).await;
+    assert_eq!(s, 303);
+    let mail = app.smtp.wait_for("taken@example.com", "Confirm your new email address").await;
+    let path = mail.link("/account/email/").unwrap().strip_prefix(&app.address).unwrap().to_string();
+    let (s, _, body) = app.submit(&anon, &path, &path, &[]).await;
+    assert_eq!(s, 422, "{body}");
+    assert!(body.contains("already in use"), "{body}");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts WHERE email = 'new@example.com'").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(n, 1);
+}
