@@ -26,6 +26,11 @@ pub struct SubscriptionCharge {
 /// the first invoice of an order; 1: the renewal). Coupons: any on period 0, only recurring
 /// ones after. Rows whose period is already invoiced are left out.
 pub async fn subscription_charges(tx: &mut Tx<'_>, ids: &[Uuid], offset: i32) -> Result<Vec<SubscriptionCharge>, sqlx::Error> {
+    let payers: Vec<Uuid> = sqlx::query_scalar("SELECT DISTINCT account_id FROM subscriptions WHERE id = ANY($1) ORDER BY account_id")
+        .bind(ids)
+        .fetch_all(&mut **tx)
+        .await?;
+    hold_tax_facts(tx, &payers).await?;
     sqlx::query_as(
         "WITH b AS (
             SELECT s.id AS subscription_id, s.account_id, s.currency, p.name AS plan_name, s.cycle::text AS cycle,
@@ -330,9 +335,23 @@ pub async fn first_line_rate(tx: &mut Tx<'_>, id: Uuid) -> Result<i32, sqlx::Err
         .unwrap_or(0))
 }
 
+/// Holds the accounts' tax facts (country, VAT ID) unchanged until the transaction ends, so an
+/// invoice's rate (computed first) and its treatment and buyer facts (recorded by the insert
+/// trigger) agree: a shared transaction lock per account, which a profile change waits for
+/// (found by the money fuzz test: a profile change between the two made a reverse-charged
+/// invoice with 19 % VAT).
+pub async fn hold_tax_facts(tx: &mut Tx<'_>, accounts: &[Uuid]) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended('vessel-tax:' || a::text, 0)) FROM unnest($1::uuid[]) a")
+        .bind(accounts)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// The current tax rate for a customer on a date (`tax_rate_for`: the one decision, see
-/// [`crate::tax`]).
+/// [`crate::tax`]), with the customer's tax facts held until the transaction ends.
 pub async fn tax_rate(tx: &mut Tx<'_>, account: Uuid, on: NaiveDate) -> Result<i32, sqlx::Error> {
+    hold_tax_facts(tx, &[account]).await?;
     Ok(sqlx::query_scalar(
         "SELECT tax_rate_for($1, $2)",
     )
