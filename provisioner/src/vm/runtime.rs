@@ -651,6 +651,19 @@ impl Runtime for KvmRuntime {
         })
     }
 
+    /// The serial console: the log followed from its last few KiB, input through the
+    /// control socket. Only a running (or paused) VMM has one.
+    fn console(&self, record: &InstanceRecord) -> Result<crate::runtime::Console, VmError> {
+        let id = record.spec.id;
+        let facts = VmFacts::of(record);
+        if !vmm_alive(&facts) {
+            return Err(VmError::NotRunning { id });
+        }
+        let log = self.serial_log(&id);
+        let (output, input) = super::console::SerialFollower::open(log.clone(), facts, self.socket(&id)).map_err(io(&log))?;
+        Ok(crate::runtime::Console { output: Box::new(output), input: Box::new(input) })
+    }
+
     fn usage(&self, record: &InstanceRecord) -> Result<Usage, VmError> {
         Self::check_kind(record)?;
         let (cpu_time_ns, memory_bytes, memory_peak_bytes) =
