@@ -37,6 +37,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(invoice_pdf_download)
         .service(invoice_pay)
         .service(invoice_card)
+        .service(funds_form)
+        .service(funds_card)
         .service(servers_list)
         .service(server_show)
         .service(server_action)
@@ -335,6 +337,8 @@ struct InvoicePage {
     inv: InvoiceView,
     credit: String,
     card: bool,
+    /// Bank transfer details and this invoice's reference, when the provider takes transfers.
+    bank: Option<(crate::config::BankTransferSettings, String)>,
     error: Option<String>,
 }
 
@@ -344,7 +348,9 @@ async fn invoice_page(c: &CurrentCustomer, pool: &PgPool, settings: &Settings, i
         return Err(WebError::NotFound);
     }
     let credit = billing::payments::credit_balance(pool, c.account.id, currency_of(&c.account)).await?;
-    Ok(InvoicePage { ctx: Ctx::of(&c.session), inv: InvoiceView::new(row, lines).with_parties(pool).await?, credit: credit.to_string(), card: settings.stripe.is_some(), error: None })
+    let inv = InvoiceView::new(row, lines).with_parties(pool).await?;
+    let bank = settings.billing.bank_transfer.clone().map(|b| (b, crate::config::BankTransferSettings::invoice_reference(&inv.number)));
+    Ok(InvoicePage { ctx: Ctx::of(&c.session), inv, credit: credit.to_string(), card: settings.stripe.is_some(), bank, error: None })
 }
 
 #[get("/invoices/{id}")]
@@ -485,6 +491,73 @@ async fn invoice_card(
     .await
     .map_err(|e| WebError::Conflict(format!("The card payment could not be started ({e}); try again or pay with credit.")))?;
     Ok(see_other(&url))
+}
+
+// ------------------------------------------------------------------ adding funds
+
+#[derive(Template)]
+#[template(path = "funds.html")]
+struct FundsPage {
+    ctx: Ctx,
+    credit: String,
+    currency: String,
+    card: bool,
+    bank: Option<(crate::config::BankTransferSettings, String)>,
+    amount: String,
+    error: Option<String>,
+}
+
+fn funds_page(c: &CurrentCustomer, settings: &Settings, credit: String, amount: String, error: Option<String>) -> FundsPage {
+    FundsPage {
+        ctx: Ctx::of(&c.session),
+        credit,
+        currency: currency_of(&c.account).as_str().to_string(),
+        card: settings.stripe.is_some(),
+        bank: settings.billing.bank_transfer.clone().map(|b| (b, crate::config::BankTransferSettings::account_reference(c.account.id))),
+        amount,
+        error,
+    }
+}
+
+/// "Add funds": which ways to pay the provider has configured (card through Stripe, bank
+/// transfer with the account's reference), so paying never needs an admin.
+#[get("/account/funds")]
+async fn funds_form(InvoiceHolder(c): InvoiceHolder, pool: web::Data<PgPool>, settings: web::Data<Settings>) -> Result<HttpResponse, WebError> {
+    let credit = billing::payments::credit_balance(&pool, c.account.id, currency_of(&c.account)).await?;
+    ok(&funds_page(&c, &settings, credit.to_string(), String::new(), None))
+}
+
+#[derive(Deserialize)]
+struct FundsForm {
+    amount: String,
+}
+
+/// Card top-up: a Stripe Checkout session for the amount, credited by the webhook.
+#[post("/account/funds/card")]
+async fn funds_card(
+    InvoiceHolder(c): InvoiceHolder,
+    f: CsrfForm<FundsForm>,
+    pool: web::Data<PgPool>,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, WebError> {
+    let cur = currency_of(&c.account);
+    let credit = billing::payments::credit_balance(&pool, c.account.id, cur).await?.to_string();
+    let Some(stripe) = &settings.stripe else {
+        return invalid(&funds_page(&c, &settings, credit, f.0.amount.clone(), Some("Card payments are not enabled here; use a bank transfer.".into())));
+    };
+    let amount = match crate::admin::parse_amount(&f.0.amount, cur) {
+        Ok(m) if m.minor >= 100 && m.minor <= 1_000_000 => m,
+        Ok(_) => return invalid(&funds_page(&c, &settings, credit, f.0.amount.clone(), Some(format!("Add between 1.00 and 10000.00 {cur}.")))),
+        Err(e) => return invalid(&funds_page(&c, &settings, credit, f.0.amount.clone(), Some(format!("Amount: {e}")))),
+    };
+    let base = settings.http.base_url.trim_end_matches('/');
+    match billing::stripe::create_checkout_session(stripe, &reqwest::Client::new(), c.account.id, amount, None, &format!("{base}/account/funds?done=paid"), &format!("{base}/account/funds")).await {
+        Ok(url) => Ok(see_other(&url)),
+        Err(e) => super::pages::html(
+            actix_web::http::StatusCode::BAD_GATEWAY,
+            &funds_page(&c, &settings, credit, f.0.amount.clone(), Some(format!("The card payment could not be started ({e}); nothing was charged. Try again later or use a bank transfer."))),
+        ),
+    }
 }
 
 // ------------------------------------------------------------------ servers

@@ -65,6 +65,7 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "password_changed" => "Your password is changed; every other session is signed out.",
         "email_sent" => "We mailed a link to the new address. Your address changes when it is followed (within 48 hours).",
         "email_changed" => "Your email address is changed.",
+        "paid_card" => "Thank you: the credit is added as soon as the card payment is confirmed.",
         "plan_changed" => "The plan is changed; the server is resized shortly.",
         "cancel_at_period_end" => "Cancelled: the server runs until the end of its paid period and is not renewed.",
         "kept" => "The cancellation is taken back: the server renews as before.",

@@ -235,6 +235,7 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
         ("/account/totp/confirm", "/account/totp/confirm".into(), &ana, vec![("code", "123456".into())]),
         ("/account/totp/disable", "/account/totp/disable".into(), &ana, vec![("code", "123456".into())]),
         ("/account/totp/recovery-codes", "/account/totp/recovery-codes".into(), &ana, vec![]),
+        ("/account/funds/card", "/account/funds/card".into(), &ana, vec![("amount", "10".into())]),
         ("/account/password", "/account/password".into(), &ana, vec![("current_password", "correct horse battery".into()), ("new_password", "a brand new password".into())]),
         ("/account/email", "/account/email".into(), &ana, vec![("current_password", "correct horse battery".into()), ("new_email", "ana2@example.com".into())]),
         ("/account/email/{token}", "/account/email/sometoken".into(), &anon, vec![]),

@@ -238,3 +238,61 @@ async fn a_customer_changes_password_and_email_with_reverification() {
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts WHERE email = 'new@example.com'").fetch_one(&app.pool).await.unwrap();
     assert_eq!(n, 1);
 }
+
+/// Paying without an admin: the pages say which ways to pay the provider configured; bank
+/// transfer shows the account and a reference per invoice (its number) or for credit (the
+/// account's); a card top-up validates the amount and, when Stripe cannot be reached, says so
+/// and records nothing.
+#[tokio::test]
+async fn the_pages_say_how_to_pay_without_an_admin() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let app = crate::helpers::spawn_web_app_with(|s| {
+        s.billing.bank_transfer = Some(panel::config::BankTransferSettings {
+            account_holder: "Vessel Hosting GmbH".into(),
+            iban: "DE89370400440532013000".into(),
+            bic: "COBADEFFXXX".into(),
+            bank_name: "".into(),
+        });
+        s.stripe = Some(panel::billing::stripe::StripeSettings {
+            secret_key: "sk_test_x".to_string().into(),
+            webhook_secret: "whsec_x".to_string().into(),
+            api_base: format!("http://127.0.0.1:{closed}"),
+        });
+    })
+    .await;
+    let c = app.customer("payer@example.com").await;
+    let (s, page) = app.get(&c, "/account/funds").await;
+    assert_eq!(s, 200, "{page}");
+    assert!(page.contains("card (Stripe), bank transfer"), "the configured methods: {page}");
+    assert!(page.contains("DE89370400440532013000") && page.contains("VSL CREDIT "), "{page}");
+
+    // An order's invoice: its own reference is its number.
+    let (s, loc, body) = app
+        .submit(&c, "/order/burst-s", "/order/burst-s", &[("cycle", "monthly"), ("os_template", "debian-12"), ("hostname", "pay.example.com"), ("coupon", ""), ("root_password", "a root password 1")])
+        .await;
+    assert_eq!(s, 303, "{body}");
+    let (_, order) = app.get(&c, &loc).await;
+    let invoice: Uuid = order.split("/invoices/").nth(1).unwrap()[..36].parse().unwrap();
+    let (_, inv) = app.get(&c, &format!("/invoices/{invoice}")).await;
+    let (y, n): (i32, i32) = sqlx::query_as("SELECT number_year, number_seq FROM invoices WHERE id = $1").bind(invoice).fetch_one(&app.pool).await.unwrap();
+    let reference = inv.split("id=\"bank-reference\">").nth(1).expect("a transfer reference").split('<').next().unwrap().to_string();
+    assert!(reference.starts_with("VSL ") && reference.contains(&y.to_string()) && reference.contains(&format!("{n}")), "{reference} names invoice {y}/{n}");
+    assert!(inv.contains("id=\"pay-card\""), "{inv}");
+
+    // Card top-up: bad amounts are shown on the form; Stripe down is said plainly; nothing booked.
+    for (amount, status) in [("abc", 422), ("0.50", 422), ("25.00", 502)] {
+        let (s, _, body) = app.submit(&c, "/account/funds", "/account/funds/card", &[("amount", amount)]).await;
+        assert_eq!(s, status, "{amount}: {body}");
+        assert!(body.contains("id=\"funds-error\""), "{body}");
+    }
+    let payments: i64 = sqlx::query_scalar("SELECT count(*) FROM payments").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(payments, 0);
+
+    // Without Stripe configured, the page offers no card.
+    let plain = spawn_web_app().await;
+    let c = plain.customer("plain@example.com").await;
+    let (_, page) = plain.get(&c, "/account/funds").await;
+    assert!(!page.contains("id=\"pay-card\"") && page.contains("none online yet"), "{page}");
+    let (s, _, body) = plain.submit(&c, "/account/funds", "/account/funds/card", &[("amount", "10")]).await;
+    assert_eq!(s, 422, "{body}");
+}
