@@ -56,6 +56,10 @@ impl Data<'_> {
             Some(v) => v.to_string(),
         }
     }
+    /// A whole number (0 when absent or not a number), for a template to choose its wording.
+    pub fn n(&self, key: &str) -> i64 {
+        self.0.get(key).and_then(Value::as_i64).unwrap_or(0)
+    }
     /// Every (key, value) of the data, for the "details" footer.
     /// "Hello Ana," or "Hello," when the name is unknown.
     pub fn greeting(&self) -> String {
@@ -108,6 +112,27 @@ email_templates! {
     "server_ready", "email/server_ready.txt" => ServerReady,
 }
 
+/// Templates whose `link` is a single-use secret (a password reset or an email verification, which
+/// is also how a new reseller is invited): whoever reads the link can take over the account.
+pub const SECRET_LINK_TEMPLATES: &[&str] = &["verify_email", "password_reset"];
+
+/// What stands in for a secret link where staff read a mail (the admin's mail page).
+pub const SECRET_LINK_HIDDEN: &str = "(a single-use link was sent; it is not shown here)";
+
+/// The mail's data as staff may see it: a single-use secret link replaced by a note that one
+/// was sent. The mail itself (the worker's render) keeps the link.
+pub fn without_secrets(template: &str, data: &Value) -> Value {
+    let mut d = data.clone();
+    if SECRET_LINK_TEMPLATES.contains(&template) {
+        if let Value::Object(m) = &mut d {
+            if m.contains_key("link") {
+                m.insert("link".into(), Value::String(SECRET_LINK_HIDDEN.into()));
+            }
+        }
+    }
+    d
+}
+
 /// Adds what templates show but producers store raw: invoice numbers, amounts with their
 /// currency, dates, links into the panel, and the server's hostname for a subscription.
 pub async fn enrich(pool: &PgPool, base_url: &str, data: &Value) -> Result<Value, EmailError> {
@@ -130,6 +155,11 @@ pub async fn enrich(pool: &PgPool, base_url: &str, data: &Value) -> Result<Value
     }
     if let Some(a) = money(d.get("amount_minor").and_then(Value::as_i64), cur.as_deref()) {
         d.entry("amount").or_insert(Value::String(a));
+    }
+    for (minor, text) in [("cancelled_minor", "cancelled"), ("credited_minor", "credited")] {
+        if let Some(a) = money(d.get(minor).and_then(Value::as_i64), cur.as_deref()) {
+            d.entry(text).or_insert(Value::String(a));
+        }
     }
     if let Some(due) = d.get("due_at").and_then(Value::as_str).and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()) {
         d.insert("due_at".into(), Value::String(due.format("%Y-%m-%d").to_string()));
