@@ -73,7 +73,7 @@ pub trait Runtime {
     }
 
     /// Sets root's password in the running guest to `hash`. The default answers
-    /// [`NotSupported`]: containers override it; **KVM does not implement it yet**.
+    /// [`NotSupported`]: containers change it in place, KVM machines offline (a restart).
     fn reset_password(&self, record: &mut InstanceRecord, _hash: &PasswordHash) -> Result<(), Self::Error> {
         Err(NotSupported { op: "reset_password", kind: record.spec.kind() }.into())
     }

@@ -258,6 +258,7 @@ impl KvmRuntime {
             ipv6: record.spec.network.ipv6.as_ref().map(|a| a.address),
             from_guest_mbit: rate,
             to_guest_mbit: rate,
+            masquerade_outside: record.spec.network.ipv4.as_ref().and_then(|a| a.masquerade_outside()),
         };
         hostnet::protect(&port).map_err(|e| VmError::Start { id, reason: e.to_string() })?;
         Ok(NetConfig { tap, mac: mac.0 })
@@ -649,6 +650,30 @@ impl Runtime for KvmRuntime {
             "poweroff" | "reset" => InstanceState::Stopped,
             _ => InstanceState::Crashed,
         })
+    }
+
+    /// Root's password on a KVM machine is set **offline**: the machine is stopped (graceful,
+    /// then forced), the hash written into `/etc/shadow` of its disk's first partition from
+    /// the host with debugfs (see [`disk::set_root_password`]: never mounted on the host),
+    /// and the machine started again. So a KVM reset restarts the machine. A machine without
+    /// a disk has nothing to write to.
+    fn reset_password(&self, record: &mut InstanceRecord, hash: &vessel_core::PasswordHash) -> Result<(), VmError> {
+        Self::check_kind(record)?;
+        let id = record.spec.id;
+        let image = self.disk(&id);
+        if !image.exists() {
+            return Err(crate::runtime::NotSupported { op: "reset_password (the machine has no disk)", kind: vessel_core::InstanceKind::Kvm }.into());
+        }
+        let was_running = vmm_alive(&VmFacts::of(record));
+        if was_running {
+            self.stop(record)?;
+        }
+        let written = disk::set_root_password(&image, disk::PARTITION_OFFSET, hash.as_str(), crate::container::access::shadow_with).map_err(|e| VmError::Disk(e.to_string()));
+        // Running again whatever the write did: a failed reset must not leave it down.
+        if was_running || record.should_run {
+            self.start(record)?;
+        }
+        written
     }
 
     /// The serial console: the log followed from its last few KiB, input through the
