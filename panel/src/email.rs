@@ -114,8 +114,9 @@ email_templates! {
 }
 
 /// Templates whose `link` is a single-use secret (a password reset or an email verification, which
-/// is also how a new reseller is invited): whoever reads the link can take over the account.
-pub const SECRET_LINK_TEMPLATES: &[&str] = &["verify_email", "password_reset"];
+/// is also how a new reseller is invited, or a change of address): whoever reads the link can
+/// take over the account. A test holds every template that says its link "works once" to this.
+pub const SECRET_LINK_TEMPLATES: &[&str] = &["verify_email", "password_reset", "change_email"];
 
 /// What stands in for a secret link where staff read a mail (the admin's mail page).
 pub const SECRET_LINK_HIDDEN: &str = "(a single-use link was sent; it is not shown here)";
@@ -303,5 +304,19 @@ mod tests {
         assert_eq!(backoff(1), Duration::from_secs(30));
         assert_eq!(backoff(2), Duration::from_secs(60));
         assert_eq!(backoff(30), Duration::from_secs(6 * 3600));
+    }
+
+    /// A new mail with a single-use link must be listed as secret, or the admin's mail page
+    /// would show it.
+    #[test]
+    fn every_single_use_link_template_is_hidden_from_staff() {
+        for t in TEMPLATES {
+            let data = serde_json::json!({ "link": "https://x/secret-token", "minutes": 30 });
+            let body = render(t, &data).unwrap().body;
+            if body.contains("works once") {
+                assert!(SECRET_LINK_TEMPLATES.contains(t), "{t} carries a single-use link: add it to SECRET_LINK_TEMPLATES");
+                assert!(!render(t, &without_secrets(t, &data)).unwrap().body.contains("secret-token"), "{t}");
+            }
+        }
     }
 }
