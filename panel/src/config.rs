@@ -104,9 +104,23 @@ pub struct OrchestrationSettings {
     /// hosts that joined without sending their certificate's fingerprint (else it is pinned).
     #[serde(default)]
     pub host_ca_file: Option<std::path::PathBuf>,
+    /// How long a host's join token works after an admin makes it.
+    #[serde(default = "default_join_token_ttl_hours")]
+    pub join_token_ttl_hours: i64,
+    /// A paid order still waiting for capacity this long after it first found no room is
+    /// refunded to credit (issue 14; `panel::capacity`).
+    pub capacity_refund_after_secs: i64,
+}
+
+fn default_join_token_ttl_hours() -> i64 {
+    24
 }
 
 impl OrchestrationSettings {
+    pub fn join_token_ttl(&self) -> chrono::Duration {
+        chrono::Duration::hours(self.join_token_ttl_hours)
+    }
+
     pub fn host_ca(&self) -> Option<reqwest::Certificate> {
         let pem = std::fs::read(self.host_ca_file.as_ref()?).ok()?;
         reqwest::Certificate::from_pem(&pem).ok()
@@ -129,8 +143,28 @@ impl OrchestrationSettings {
 pub struct BillingSettings {
     /// Net N days: an invoice is due this many days after it is issued.
     pub payment_terms_days: i32,
+    /// Who sells: printed on every invoice; its country decides EU VAT ([`crate::tax`]).
+    pub seller: SellerSettings,
+    /// The headless Chromium that renders invoice PDFs (Debian's `chromium`).
+    pub pdf_chromium: String,
+    /// How often `panel serve` archives the PDFs of newly issued invoices; 0: never (each is
+    /// then archived on its first download).
+    pub pdf_archive_interval_secs: u64,
     pub renewal: crate::billing::renewal::RenewalPolicy,
     pub dunning: crate::billing::dunning::DunningPolicy,
+}
+
+/// The provider as the seller on invoices (`[billing.seller]`). `country` is an ISO 3166-1
+/// code; empty leaves VAT to the buyer's country alone (set it: an EU seller's consumers in
+/// other member states, businesses with a VAT ID and buyers outside the EU are taxed by it).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SellerSettings {
+    pub legal_name: String,
+    /// Postal address, lines separated by newlines.
+    pub address: String,
+    pub country: String,
+    pub vat_id: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -220,6 +254,7 @@ job_lease_secs = 120
 reconcile_interval_secs = 10
 host_timeout_secs = 30
 unreachable_after_secs = 45
+capacity_refund_after_secs = 172800
 
 [api]
 rate_limit_per_minute = 600
@@ -227,6 +262,14 @@ rate_limit_burst = 200
 
 [billing]
 payment_terms_days = 14
+pdf_chromium = "/usr/bin/chromium"
+pdf_archive_interval_secs = 30
+
+[billing.seller]
+legal_name = ""
+address = ""
+country = ""
+vat_id = ""
 
 [billing.renewal]
 lead_days = 7

@@ -171,13 +171,15 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Hosts { cmd: HostsCmd::Add { name, api_url } } => {
             let pool = db::pool(settings.database_url(), 2)?;
-            let (id, token) = panel::hosts::register(&pool, None, &name, &api_url).await?;
-            println!("host {name} ({id}) is expected; on it run:");
+            let ttl = settings.orchestration.join_token_ttl();
+            let (id, token) = panel::hosts::register_for(&pool, None, &name, &api_url, ttl).await?;
+            println!("host {name} ({id}) is expected; within {} hours, on it run:", ttl.num_hours());
             println!("  provisioner join --panel-url {} --token {token} --name {name} --api-url {api_url}", settings.http.base_url);
         }
         Cmd::Billing { cmd } => {
             let pool = db::pool(settings.database_url(), 4)?;
             db::invoices::set_payment_terms_days(&pool, settings.billing.payment_terms_days).await?;
+            db::invoices::set_seller(&pool, &settings.billing.seller).await?;
             let clock: Box<dyn Clock> = match &cmd {
                 BillingCmd::Run { as_of: Some(t) } | BillingCmd::Dunning { as_of: Some(t) } => Box::new(FixedClock::at(*t)),
                 _ => Box::new(SystemClock),
@@ -186,6 +188,9 @@ async fn main() -> anyhow::Result<()> {
                 BillingCmd::Run { .. } => {
                     let r = billing::renewal::run(&pool, clock.as_ref(), settings.billing.renewal).await?;
                     println!("issued {} invoices, advanced {} periods", r.invoices_issued, r.periods_advanced);
+                    let limit = chrono::Duration::seconds(settings.orchestration.capacity_refund_after_secs);
+                    let refunded = panel::capacity::refund_overdue(&pool, clock.now(), limit).await?;
+                    println!("refunded {} orders that waited too long for capacity", refunded.len());
                 }
                 BillingCmd::Dunning { .. } => {
                     let r = billing::dunning::run(&pool, clock.as_ref(), settings.billing.dunning).await?;

@@ -61,6 +61,11 @@ pub struct CgroupLayout {
     pub mount_root: PathBuf,
     /// Relative parent of every instance group, e.g. `vessel`.
     pub parent: PathBuf,
+    /// On a v1 host, the host's cgroup2 hierarchy (`<mount_root>/unified`, systemd's hybrid
+    /// layout) if it has one: each instance also gets a group there, with no controllers (the
+    /// limits stay v1's), which is the tree a container's own systemd manages (see
+    /// [`InstanceCgroup::tree_dir`]). `None` on v2, where the instance group is that tree.
+    pub unified: Option<PathBuf>,
 }
 
 impl CgroupLayout {
@@ -75,10 +80,14 @@ impl CgroupLayout {
         } else {
             CgroupVersion::V1
         };
+        let unified = (version == CgroupVersion::V1)
+            .then(|| mount_root.join("unified"))
+            .filter(|u| u.join("cgroup.procs").exists());
         Self {
             version,
             mount_root: mount_root.to_path_buf(),
             parent: parent.into(),
+            unified,
         }
     }
 
@@ -104,8 +113,10 @@ impl CgroupLayout {
             CgroupVersion::V2 => &[""],
         };
         let mut names: Vec<String> = Vec::new();
-        for c in controllers {
-            if let Ok(rd) = fs::read_dir(self.dir(c, &self.parent)) {
+        let unified = self.unified.as_ref().map(|u| u.join(&self.parent));
+        let dirs = controllers.iter().map(|c| self.dir(c, &self.parent)).chain(unified);
+        for d in dirs {
+            if let Ok(rd) = fs::read_dir(d) {
                 for e in rd.flatten() {
                     if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                         names.push(e.file_name().to_string_lossy().into_owned());
@@ -126,6 +137,9 @@ impl CgroupLayout {
         };
         for c in controllers {
             let _ = fs::remove_dir(self.dir(c, &self.parent));
+        }
+        if let Some(u) = &self.unified {
+            let _ = fs::remove_dir(u.join(&self.parent));
         }
     }
 
@@ -266,17 +280,46 @@ impl InstanceCgroup {
     }
 
     pub fn exists(&self) -> bool {
-        self.dirs().iter().any(|d| d.exists())
+        self.dirs().iter().chain(self.unified_dir().as_ref()).any(|d| d.exists())
+    }
+
+    /// The instance's group in the host's cgroup2 hierarchy on a v1 host (see
+    /// [`CgroupLayout::unified`]).
+    fn unified_dir(&self) -> Option<PathBuf> {
+        self.layout.unified.as_ref().map(|u| u.join(&self.rel))
+    }
+
+    /// The cgroup2 group a container's systemd manages as its whole tree (mounted at its
+    /// /sys/fs/cgroup, rooted there by its cgroup namespace): the instance group on v2; on a
+    /// v1 host its group in the host's cgroup2 hierarchy, if there is one.
+    pub fn tree_dir(&self) -> Option<PathBuf> {
+        match self.layout.version {
+            CgroupVersion::V2 => Some(self.dir("")),
+            CgroupVersion::V1 => self.unified_dir(),
+        }
     }
 
     /// Creates the group (idempotent).
     pub fn create(&self) -> Result<(), CgroupError> {
         self.layout.prepare_parent()?;
-        for d in self.dirs() {
+        for d in self.dirs().into_iter().chain(self.unified_dir()) {
             fs::create_dir_all(&d).map_err(|source| CgroupError::Io {
                 path: d.clone(),
                 source,
             })?;
+        }
+        Ok(())
+    }
+
+    /// Hands the [`tree_dir`](Self::tree_dir) to the container's root (host ids `uid`/`gid`),
+    /// as cgroup v2 delegation asks: the directory (so it can make groups below) and the files
+    /// that move processes and enable controllers for its children. Its own limits' files stay
+    /// the host's, so nothing it does there loosens them.
+    pub fn delegate(&self, uid: u32, gid: u32) -> Result<(), CgroupError> {
+        let Some(dir) = self.tree_dir() else { return Ok(()) };
+        let (u, g) = (Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)));
+        for p in [dir.clone(), dir.join("cgroup.procs"), dir.join("cgroup.threads"), dir.join("cgroup.subtree_control")] {
+            nix::unistd::chown(&p, u, g).map_err(|e| CgroupError::Io { path: p.clone(), source: e.into() })?;
         }
         Ok(())
     }
@@ -411,18 +454,17 @@ impl InstanceCgroup {
     /// per controller; on v2 `cgroup.procs`.
     pub fn join_files(&self) -> Vec<PathBuf> {
         let f = if self.v2() { "cgroup.procs" } else { "tasks" };
-        self.dirs().into_iter().map(|d| d.join(f)).collect()
+        let mut files: Vec<PathBuf> = self.dirs().into_iter().map(|d| d.join(f)).collect();
+        files.extend(self.unified_dir().map(|d| d.join("cgroup.procs")));
+        files
     }
 
     /// Processes in the group (from the memory controller on v1; every process of a
     /// container is there).
     pub fn procs(&self) -> Vec<u32> {
-        let f = self.dir("memory").join("cgroup.procs");
-        fs::read_to_string(f)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
+        let mut out = Vec::new();
+        collect_procs(&self.dir("memory"), self.v2(), &mut out);
+        out
     }
 
     pub fn freeze(&self) -> Result<(), CgroupError> {
@@ -484,6 +526,16 @@ impl InstanceCgroup {
     /// Removes the group (idempotent). Kills what is left inside first.
     pub fn delete(&self) -> Result<(), CgroupError> {
         self.kill_all(Duration::from_secs(10))?;
+        // Groups a container's systemd made below its tree go first (empty now: every
+        // process of the container was in the group killed above).
+        if let Some(t) = self.tree_dir() {
+            remove_children(&t)?;
+        }
+        if let Some(u) = self.unified_dir() {
+            if u.exists() {
+                fs::remove_dir(&u).map_err(|source| CgroupError::Io { path: u.clone(), source })?;
+            }
+        }
         for d in self.dirs() {
             let c = MemController::new(d.clone(), PathBuf::new(), self.v2());
             if d.exists() {
@@ -569,6 +621,42 @@ impl InstanceCgroup {
 pub fn join_self(files: &[PathBuf]) -> Result<(), CgroupError> {
     for f in files {
         write(f, "0")?;
+    }
+    Ok(())
+}
+
+/// The processes of the group at `dir`; on v2 also of the groups below it (a container's
+/// systemd moves its processes into groups of its own; v1's memory controller never has any).
+fn collect_procs(dir: &Path, recursive: bool, out: &mut Vec<u32>) {
+    out.extend(
+        fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse::<u32>().ok()),
+    );
+    if recursive {
+        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                collect_procs(&e.path(), true, out);
+            }
+        }
+    }
+}
+
+/// Removes every group below `dir`, deepest first (a cgroup directory holds only its interface
+/// files besides its child groups, and rmdir takes those with it).
+fn remove_children(dir: &Path) -> Result<(), CgroupError> {
+    let Ok(rd) = fs::read_dir(dir) else { return Ok(()) };
+    for e in rd.flatten() {
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            let p = e.path();
+            remove_children(&p)?;
+            match fs::remove_dir(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(source) => return Err(CgroupError::Io { path: p, source }),
+            }
+        }
     }
     Ok(())
 }

@@ -3,19 +3,23 @@
 mod helpers;
 mod smtp;
 
+
 mod access;
 mod billing;
 mod browser;
 mod billing_crash;
 mod billing_world;
+mod capacity;
 mod health;
 mod migrations;
 mod money;
 mod money_fuzz;
 mod orchestration;
+mod pdf;
 mod plans_sync;
 mod reseller_api;
 mod schemathesis;
+mod tax;
 mod web_admin;
 mod web_auth;
 mod web_customer;
