@@ -35,7 +35,7 @@ struct NetNs(String);
 impl NetNs {
     fn new(prefix: &str) -> NetNs {
         let name = format!("{prefix}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let _ = Command::new("ip").args(["netns", "del", &name]).stderr(std::process::Stdio::null()).status();
         assert!(Command::new("ip").args(["netns", "add", &name]).status().unwrap().success(), "ip netns add {name}");
         let ns = NetNs(name);
         ns.cmd(&["ip", "link", "set", "lo", "up"]);

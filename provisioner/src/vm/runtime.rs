@@ -244,7 +244,9 @@ impl KvmRuntime {
             }
             Ok(())
         };
-        if !Path::new("/sys/class/net").join(&tap).exists() {
+        // Looked up in this thread's network namespace (not /sys/class/net, which shows the one
+        // /sys was mounted in: a daemon in a namespace found no TAP, re-added it and failed).
+        if !crate::container::net::link_exists(&tap) {
             ip(&["tuntap", "add", "dev", &tap, "mode", "tap"])?;
         }
         ip(&["link", "set", &tap, "master", bridge])?;
@@ -285,7 +287,7 @@ impl KvmRuntime {
     fn remove_tap(&self, id: &InstanceId) {
         let tap = Self::tap_name(id);
         let _ = hostnet::unprotect(&tap);
-        if Path::new("/sys/class/net").join(&tap).exists() {
+        if crate::container::net::link_exists(&tap) {
             let _ = Command::new("ip").args(["link", "del", &tap]).status();
         }
     }

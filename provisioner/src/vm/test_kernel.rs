@@ -10,7 +10,7 @@ use super::runtime::{DiskSource, ImageSpec};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The template's name: what it is, not what it pretends to be.
+/// The template's name: what it is, not what it pretends to be (in `vessel_core::templates`).
 pub const TEMPLATE: &str = "linux-test-kernel";
 /// How the panel shows it.
 pub const DISPLAY_NAME: &str = "Linux test kernel (no user space: mounts its disk, answers ping)";
@@ -66,6 +66,13 @@ pub fn build(script: &Path) -> std::io::Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_template_is_one_vessel_knows_for_kvm() {
+        let known = vessel_core::templates::known(TEMPLATE).expect("in vessel_core::templates::KNOWN");
+        assert!(known.for_kvm && !known.for_containers);
+        assert_eq!(known.display_name, DISPLAY_NAME);
+    }
 
     #[test]
     fn the_template_boots_its_kernel_on_a_blank_ext4_disk_with_kernel_ip() {
