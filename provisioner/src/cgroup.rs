@@ -48,9 +48,10 @@ pub enum CgroupVersion {
     V2,
 }
 
-/// The v1 controllers an instance group spans (cpuacct for CPU time; cpuset is left alone).
-const V1_CONTROLLERS: [&str; 7] = [
-    "memory", "cpu", "cpuacct", "pids", "blkio", "freezer", "devices",
+/// The v1 controllers an instance group spans (cpuacct for CPU time; cpuset for the CPUs its
+/// vCPUs are spread over, which is what `nproc` and LXCFS's /proc/cpuinfo show inside).
+const V1_CONTROLLERS: [&str; 8] = [
+    "memory", "cpu", "cpuacct", "pids", "blkio", "freezer", "devices", "cpuset",
 ];
 
 /// Where instance groups live: the cgroup mount root, the version, and our parent group.
@@ -166,7 +167,7 @@ impl CgroupLayout {
                     })?;
                     let f = dir.join("cgroup.subtree_control");
                     // Best effort per controller: a host may lack one (reported on apply).
-                    for c in ["+memory", "+cpu", "+pids", "+io"] {
+                    for c in ["+memory", "+cpu", "+pids", "+io", "+cpuset"] {
                         let _ = fs::write(&f, c);
                     }
                 }
@@ -195,6 +196,10 @@ pub struct Limits {
     pub pids_max: u64,
     /// 10..=1000.
     pub io_weight: u64,
+    /// The plan's vCPUs: how many host CPUs the group's cpuset spans (all when the host has
+    /// no more), chosen where the fewest sibling groups are. The quota above is the limit;
+    /// this makes `nproc` (the affinity) and /proc/cpuinfo (LXCFS reads the cpuset) say it.
+    pub vcpus: u32,
     /// Restrict devices to the usual harmless character devices (v1 devices controller).
     pub restrict_devices: bool,
 }
@@ -219,6 +224,7 @@ impl Limits {
             pids_max: u64::from(r.pids_max()),
             io_weight: u64::from(r.io_weight()).clamp(10, 1000),
             restrict_devices: true,
+            vcpus: r.vcpus(),
         }
     }
 }
@@ -308,7 +314,62 @@ impl InstanceCgroup {
                 source,
             })?;
         }
+        if !self.v2() {
+            // A new v1 cpuset group starts with no CPUs and no memory nodes, and nothing can
+            // join it until it has both: take the parent's, down the chain from the root.
+            let root = self.layout.mount_root.join("cpuset");
+            let mut d = root.clone();
+            for comp in self.rel.components() {
+                let parent = d.clone();
+                d.push(comp);
+                for f in ["cpuset.mems", "cpuset.cpus"] {
+                    if read_trim(&d.join(f)).is_empty() {
+                        write(&d.join(f), &read_trim(&parent.join(f)))?;
+                    }
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Spreads the group over `vcpus` of the CPUs its parent allows (all of them when there
+    /// are no more): those the fewest sibling groups use, lowest first on ties. Written at
+    /// every start and resize, so a container's CPUs follow the host's as they change.
+    fn set_cpus(&self, vcpus: u32, missing: &mut Vec<String>) -> Result<(), CgroupError> {
+        let dir = self.dir("cpuset");
+        let Some(parent) = dir.parent().map(Path::to_path_buf) else { return Ok(()) };
+        let file = dir.join("cpuset.cpus");
+        let allowed_file = parent.join(if self.v2() { "cpuset.cpus.effective" } else { "cpuset.cpus" });
+        if !file.exists() || !allowed_file.exists() {
+            missing.push("cpuset (nproc and /proc/cpuinfo show the host's CPUs)".into());
+            return Ok(());
+        }
+        // Never a core a dedicated machine holds (the host-wide registry of pinned cores): the
+        // shield takes those from every cgroup when it pins, but a group made later copies its
+        // CPUs from parents the shield may never have narrowed.
+        let pinned = crate::vm::shield::Shield::host_default().pinned().unwrap_or_default();
+        let parent_cpus = crate::vm::shield::parse_list(&read_trim(&allowed_file));
+        let mut allowed: Vec<usize> = parent_cpus.difference(&pinned).copied().collect();
+        if allowed.is_empty() {
+            allowed = parent_cpus.into_iter().collect();
+        }
+        let mut uses = std::collections::BTreeMap::<usize, usize>::new();
+        for e in fs::read_dir(&parent).into_iter().flatten().flatten() {
+            if e.path() != dir && e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                for c in crate::vm::shield::parse_list(&read_trim(&e.path().join("cpuset.cpus"))) {
+                    *uses.entry(c).or_default() += 1;
+                }
+            }
+        }
+        let mut chosen = allowed.clone();
+        chosen.sort_by_key(|c| (uses.get(c).copied().unwrap_or(0), *c));
+        chosen.truncate((vcpus as usize).max(1));
+        chosen.sort();
+        if chosen.is_empty() {
+            return Ok(());
+        }
+        let list = chosen.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
+        write(&file, &list)
     }
 
     /// Hands the [`tree_dir`](Self::tree_dir) to the container's root (host ids `uid`/`gid`),
@@ -415,6 +476,8 @@ impl InstanceCgroup {
                 missing.push("block I/O weight (no io.weight / blkio.bfq.weight: needs BFQ)".into())
             }
         }
+
+        self.set_cpus(l.vcpus, &mut missing)?;
 
         if l.restrict_devices {
             if self.v2() {
@@ -661,6 +724,10 @@ fn remove_children(dir: &Path) -> Result<(), CgroupError> {
     Ok(())
 }
 
+fn read_trim(path: &Path) -> String {
+    fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
 fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
     fs::write(path, value).map_err(|source| CgroupError::Io {
         path: path.to_path_buf(),
@@ -720,6 +787,7 @@ mod tests {
             pids_max: 100,
             io_weight: 300,
             restrict_devices: true,
+            vcpus: 2,
         };
         let missing = g.apply(&l).unwrap();
         let read = |f: &str| fs::read_to_string(dir.join(f)).unwrap().trim().to_string();

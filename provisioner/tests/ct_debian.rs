@@ -189,7 +189,8 @@ fn tiny_deb(dir: &std::path::Path) -> std::path::PathBuf {
 /// Issue 11's customer: from another network namespace playing the Internet, through the
 /// host, SSH into a `debian-12` container with the key it was ordered with; `systemctl start`
 /// a unit, `sudo -u nobody id`, `apt-get install` a local .deb, and `free -m` shows the plan's
-/// memory (its burst ceiling, from LXCFS). The root password chosen at order works too.
+/// memory (its burst ceiling, from LXCFS), `nproc` its vCPUs. The root password chosen at
+/// order works too.
 #[test]
 fn a_customer_logs_in_over_ssh_and_uses_debian() {
     ct_support::debian_template();
@@ -259,6 +260,8 @@ fn a_customer_logs_in_over_ssh_and_uses_debian() {
     let free = sh("free -m");
     let total: u64 = free.lines().find(|l| l.starts_with("Mem:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0);
     assert_eq!(total, 512, "free -m inside a 512 MiB plan:\n{free}");
+    // The plan's one vCPU (coreutils' nproc: the affinity; /proc/cpuinfo: LXCFS, the cpuset).
+    assert_eq!(sh("nproc; grep -c ^processor /proc/cpuinfo"), "1\n1\n");
 
     // The root password chosen at order (sshd allows root passwords: vessel.conf).
     let askpass = keys.path().join("askpass");

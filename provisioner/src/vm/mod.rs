@@ -25,6 +25,7 @@ pub mod acpi;
 pub mod boot;
 pub mod cgroup;
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod devices;
 pub mod disk;
