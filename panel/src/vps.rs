@@ -67,6 +67,37 @@ pub fn settled(desired: DesiredState, observed: &str) -> bool {
     desired.as_str() == observed || (desired == DesiredState::Terminated && observed == "destroyed")
 }
 
+/// A server's state as its customer reads it: plain words, never the internal names (no
+/// `waiting_for_capacity`, no host). The badge class beside it: ok, warn or bad.
+pub fn customer_state(desired: DesiredState, observed: &str) -> (&'static str, &'static str) {
+    match (desired, observed) {
+        (DesiredState::Terminated, _) => ("Cancelled", "bad"),
+        (_, "suspended") | (DesiredState::Suspended, _) => ("Suspended", "bad"),
+        (_, "pending") | (_, "creating") => ("Being set up", "warn"),
+        (_, "waiting_for_capacity") => ("Waiting for a free slot", "warn"),
+        (DesiredState::Running, "running") => ("Running", "ok"),
+        (DesiredState::Stopped, "running") => ("Stopping", "warn"),
+        (DesiredState::Running, "stopped") => ("Starting", "warn"),
+        (_, "stopped") => ("Stopped", ""),
+        (_, "crashed") => ("Stopped unexpectedly", "bad"),
+        (_, "destroying") | (_, "destroyed") => ("Being removed", ""),
+        (_, "unknown") => ("Not reachable right now", "warn"),
+        _ => ("Needs our attention", "bad"),
+    }
+}
+
+/// What the customer is told beside a state that needs explaining: never the raw error,
+/// which can name internal hosts and resources.
+pub fn customer_note(observed: &str) -> Option<&'static str> {
+    Some(match observed {
+        "waiting_for_capacity" => "Your server is paid for and waits for room on one of our hosts; it is set up as soon as there is, with nothing to do on your side. If it waits too long, the payment comes back as credit.",
+        "pending" | "creating" => "Your server is being set up; this page updates by itself.",
+        "unknown" => "We cannot reach the machine your server runs on at the moment; it keeps running if it was, and this page updates when we can.",
+        "crashed" | "error" => "Something went wrong with your server on our side, and our team has been told. You can try starting it again; if it stays like this, contact support.",
+        _ => return None,
+    })
+}
+
 /// Everything a transition decides on, as locked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VpsState {
