@@ -159,6 +159,11 @@ pub struct ContainerConfig {
     /// (only for measurements and old hosts): root in a container is host root with reduced
     /// capabilities.
     pub userns: Option<IdPool>,
+    /// Route between the outside and the containers: IPv4 and IPv6 forwarding on in the
+    /// host's network namespace whenever the bridge is set up (each pool's gateway is on the
+    /// bridge; a private pool's addresses are also masqueraded, see `hostnet::Port`). Off
+    /// only for tests sharing the machine's own network namespace.
+    pub route: bool,
 }
 
 /// Host uids/gids handed to containers, [`IDS_PER_CONTAINER`] each: slot `k` is
@@ -216,6 +221,31 @@ impl Facts {
     }
     fn store(&self, record: &mut InstanceRecord) {
         record.runtime = serde_json::to_value(self).expect("facts serialise");
+    }
+}
+
+/// This thread's filesystem uid and gid set to `id` until dropped (then root's again).
+/// setfsuid(2) is per thread, so the daemon's other threads are not affected.
+struct FsIds;
+
+impl FsIds {
+    fn become_(id: u32) -> FsIds {
+        // SAFETY: setfsgid/setfsuid take plain integers and only change this thread's ids.
+        unsafe {
+            libc::setfsgid(id);
+            libc::setfsuid(id);
+        }
+        FsIds
+    }
+}
+
+impl Drop for FsIds {
+    fn drop(&mut self) {
+        // SAFETY: as above, back to root.
+        unsafe {
+            libc::setfsuid(0);
+            libc::setfsgid(0);
+        }
     }
 }
 
@@ -411,6 +441,7 @@ impl ContainerRuntime {
             ipv6: record.spec.network.ipv6.as_ref().map(|a| a.address),
             from_guest_mbit: rate,
             to_guest_mbit: rate,
+            masquerade_outside: record.spec.network.ipv4.as_ref().and_then(|a| a.masquerade_outside()),
         }
     }
 
@@ -577,6 +608,9 @@ impl ContainerRuntime {
         // `start` after a host reboot finds no bridge and so puts them back too).
         if net::ensure_bridge(&self.cfg.bridge)? || op != "start" {
             net::ensure_gateways(&self.cfg.bridge, &record.spec.network)?;
+        }
+        if self.cfg.route {
+            net::enable_forwarding()?;
         }
         tracing::debug!(
             op,
@@ -940,15 +974,22 @@ impl ContainerRuntime {
             state: InstanceState::Stopped,
         })?;
         let ptmx = format!("/proc/{pid}/root/dev/pts/ptmx");
-        let master = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
-            .open(&ptmx)
-            .map_err(|source| ContainerError::Io {
-                what: ptmx.clone(),
-                source,
-            })?;
+        // Opened as the container's root (this thread's filesystem ids only): devpts gives
+        // the new pty to the opener, and a pty owned by an id the container cannot see is
+        // one Debian's `login` cannot take over ("Unable to change owner or mode of tty").
+        let opener = self.ids(&record.spec.id).map(|r| r.base);
+        let master = {
+            let _as = opener.map(FsIds::become_);
+            fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+                .open(&ptmx)
+        }
+        .map_err(|source| ContainerError::Io {
+            what: ptmx.clone(),
+            source,
+        })?;
         let unlock: libc::c_int = 0;
         // SAFETY: ioctls on the master we just opened: TIOCSPTLCK reads an int we own;
         // TIOCGPTPEER returns a new descriptor for the peer, which we then own.
