@@ -104,7 +104,7 @@ fn the_test_kernel_mounts_its_disk_and_answers_ping_through_the_bridge() {
     let guest_ip = Ipv4Addr::new(10, 77, 0, 2);
     let mut r = record(plan(DISK_GIB));
     r.spec.template = test_kernel::TEMPLATE.into();
-    r.spec.network.ipv4 = Some(Ipv4Assignment { address: guest_ip, prefix_len: 24, gateway: Ipv4Addr::new(10, 77, 0, 1) });
+    r.spec.network.ipv4 = Some(Ipv4Assignment { address: guest_ip, prefix_len: 24, gateway: Ipv4Addr::new(10, 77, 0, 1), nat: false });
     let id = r.spec.id;
     host.store.put(&r).unwrap();
     runtime.create(&mut r).unwrap();
