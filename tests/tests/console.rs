@@ -46,6 +46,9 @@ async fn running_container(w: &World, email: &str, hostname: &str) -> (Uuid, Uui
     (customer, inst)
 }
 
+/// An audit row as the tests read it: action, actor id, actor kind, address, details.
+type AuditRow = (String, Option<Uuid>, String, Option<String>, serde_json::Value);
+
 async fn console_text(b: &Browser, what: &str, secs: u64, ok: impl Fn(&str) -> bool) -> String {
     let v = b.wait_script(what, "return window.vesselConsole ? window.vesselConsole.text() : ''", secs, |v| v.as_str().is_some_and(&ok)).await;
     v.as_str().unwrap_or_default().to_string()
@@ -104,8 +107,8 @@ async fn a_customer_logs_in_on_the_console_of_a_running_container_in_chromium() 
     result.expect("the console scenario finishes within 120 s");
 
     // Audited: who, which server, from where, and how it ended.
-    let rows: Vec<(String, Option<Uuid>, String, Option<String>, serde_json::Value)> = wait_for("the audit rows", 10, async || {
-        let rows: Vec<(String, Option<Uuid>, String, Option<String>, serde_json::Value)> = sqlx::query_as(
+    let rows: Vec<AuditRow> = wait_for("the audit rows", 10, async || {
+        let rows: Vec<AuditRow> = sqlx::query_as(
             "SELECT action, actor_id, actor_kind, host(remote_addr), details FROM audit_log WHERE action LIKE 'console.%' AND target_id = $1 ORDER BY id",
         )
         .bind(inst.to_string())
