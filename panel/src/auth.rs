@@ -3,7 +3,7 @@
 //! single-use expiring tokens, and optional TOTP two-factor. Free of HTTP: the web layer
 //! turns the outcomes into cookies and pages.
 
-use crate::accounts::{hash_password, verify_password, AccountError, Email, Password};
+use crate::accounts::{hash_password, verify_password, AccountError, AccountStatus, Email, Password};
 use crate::db::auth::{self as sql, AccountAuth};
 use base64::Engine;
 use chrono::{Duration, Utc};
@@ -13,6 +13,14 @@ use sqlx::PgPool;
 use std::net::IpAddr;
 use totp_rs::{Algorithm, Secret, TOTP};
 use uuid::Uuid;
+
+pg_enum! {
+    /// What a mailed one-time token is for (`account_token_purpose` in the schema).
+    pub enum TokenPurpose in "account_token_purpose" {
+        VerifyEmail = "verify_email",
+        PasswordReset = "password_reset",
+    }
+}
 
 /// Failed log-ins tolerated per account *from one address* within [`WINDOW_SECS`] before that
 /// address is refused for the account for the rest of the window. Low enough to stop guessing,
@@ -171,7 +179,7 @@ pub async fn sign_up(pool: &PgPool, base_url: &str, s: SignUp<'_>) -> Result<Opt
         return Ok(None);
     };
     let token = new_token();
-    sql::insert_token(&mut tx, &token_hash(&token), id, "verify_email", Utc::now() + Duration::hours(VERIFY_TTL_HOURS)).await?;
+    sql::insert_token(&mut tx, &token_hash(&token), id, TokenPurpose::VerifyEmail, Utc::now() + Duration::hours(VERIFY_TTL_HOURS)).await?;
     let link = format!("{}/verify/{token}", base_url.trim_end_matches('/'));
     crate::outbox::enqueue(&mut tx, &email, "verify_email", serde_json::json!({ "link": link, "name": name }), None)
         .await
@@ -186,13 +194,13 @@ pub async fn sign_up(pool: &PgPool, base_url: &str, s: SignUp<'_>) -> Result<Opt
 pub async fn resend_verification(pool: &PgPool, base_url: &str, email: &str) -> Result<(), AuthError> {
     let Ok(email) = Email::parse(email) else { return Ok(()) };
     let Some(a) = sql::account_by_email(pool, email.as_str()).await? else { return Ok(()) };
-    if a.status != "pending_verification" {
+    if a.status != AccountStatus::PendingVerification {
         return Ok(());
     }
     let token = new_token();
     let mut tx = pool.begin().await?;
-    sql::retire_tokens(&mut tx, a.id, "verify_email").await?;
-    sql::insert_token(&mut tx, &token_hash(&token), a.id, "verify_email", Utc::now() + Duration::hours(VERIFY_TTL_HOURS)).await?;
+    sql::retire_tokens(&mut tx, a.id, TokenPurpose::VerifyEmail).await?;
+    sql::insert_token(&mut tx, &token_hash(&token), a.id, TokenPurpose::VerifyEmail, Utc::now() + Duration::hours(VERIFY_TTL_HOURS)).await?;
     let link = format!("{}/verify/{token}", base_url.trim_end_matches('/'));
     crate::outbox::enqueue(&mut tx, &email, "verify_email", serde_json::json!({ "link": link, "name": a.display_name }), None)
         .await
@@ -204,13 +212,13 @@ pub async fn resend_verification(pool: &PgPool, base_url: &str, email: &str) -> 
 /// Confirms the address behind a verification link (once).
 pub async fn verify_email(pool: &PgPool, token: &str) -> Result<Uuid, AuthError> {
     let mut tx = pool.begin().await?;
-    let id = sql::consume_token(&mut tx, &token_hash(token), "verify_email").await?.ok_or(AuthError::BadToken)?;
+    let id = sql::consume_token(&mut tx, &token_hash(token), TokenPurpose::VerifyEmail).await?.ok_or(AuthError::BadToken)?;
     sql::mark_verified(&mut tx, id).await?;
     tx.commit().await?;
     Ok(id)
 }
 
-pub async fn token_is_live(pool: &PgPool, token: &str, purpose: &str) -> Result<bool, AuthError> {
+pub async fn token_is_live(pool: &PgPool, token: &str, purpose: TokenPurpose) -> Result<bool, AuthError> {
     Ok(sql::token_is_live(pool, &token_hash(token), purpose).await?)
 }
 
@@ -277,10 +285,10 @@ pub async fn log_in(pool: &PgPool, email: &str, password: &str, addr: Option<IpA
         return Err(AuthError::BadCredentials);
     };
     sql::release_attempt(pool, &reserved).await?;
-    match account.status.as_str() {
-        "pending_verification" => return Err(AuthError::NotVerified),
-        "suspended" | "closed" => return Err(AuthError::Suspended),
-        _ => {}
+    match account.status {
+        AccountStatus::PendingVerification => return Err(AuthError::NotVerified),
+        AccountStatus::Suspended | AccountStatus::Closed => return Err(AuthError::Suspended),
+        AccountStatus::Active => {}
     }
     let needs_totp = account.totp_enabled_at.is_some();
     if !needs_totp {
@@ -384,13 +392,13 @@ pub fn totp_code_at(secret_b32: &str, email: &str, unix: u64) -> Option<String> 
 pub async fn request_password_reset(pool: &PgPool, base_url: &str, email: &str) -> Result<(), AuthError> {
     let Ok(email) = Email::parse(email) else { return Ok(()) };
     let Some(a) = sql::account_by_email(pool, email.as_str()).await? else { return Ok(()) };
-    if matches!(a.status.as_str(), "suspended" | "closed") || a.password_hash.is_none() {
+    if matches!(a.status, AccountStatus::Suspended | AccountStatus::Closed) || a.password_hash.is_none() {
         return Ok(());
     }
     let token = new_token();
     let mut tx = pool.begin().await?;
-    sql::retire_tokens(&mut tx, a.id, "password_reset").await?;
-    sql::insert_token(&mut tx, &token_hash(&token), a.id, "password_reset", Utc::now() + Duration::minutes(RESET_TTL_MINUTES)).await?;
+    sql::retire_tokens(&mut tx, a.id, TokenPurpose::PasswordReset).await?;
+    sql::insert_token(&mut tx, &token_hash(&token), a.id, TokenPurpose::PasswordReset, Utc::now() + Duration::minutes(RESET_TTL_MINUTES)).await?;
     let link = format!("{}/reset/{token}", base_url.trim_end_matches('/'));
     crate::outbox::enqueue(
         &mut tx,
@@ -410,7 +418,7 @@ pub async fn reset_password(pool: &PgPool, token: &str, new_password: &str) -> R
     let password = Password::parse(new_password)?;
     let hash = hash_password(&password);
     let mut tx = pool.begin().await?;
-    let id = sql::consume_token(&mut tx, &token_hash(token), "password_reset").await?.ok_or(AuthError::BadToken)?;
+    let id = sql::consume_token(&mut tx, &token_hash(token), TokenPurpose::PasswordReset).await?.ok_or(AuthError::BadToken)?;
     sql::set_password(&mut tx, id, &hash).await?;
     // Receiving the mail proves the address, too.
     sql::mark_verified(&mut tx, id).await?;

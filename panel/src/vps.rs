@@ -20,29 +20,17 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use vessel_core::{Action, InstanceState};
 
-/// What the panel wants a VPS to be (`desired_state` in the schema).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, sqlx::Type, serde::Serialize, serde::Deserialize)]
-#[sqlx(type_name = "desired_state", rename_all = "lowercase")]
-#[serde(rename_all = "lowercase")]
-pub enum DesiredState {
-    Running,
-    Stopped,
-    Suspended,
-    Terminated,
+pg_enum! {
+    /// What the panel wants a VPS to be (`desired_state` in the schema).
+    pub enum DesiredState in "desired_state" {
+        Running = "running",
+        Stopped = "stopped",
+        Suspended = "suspended",
+        Terminated = "terminated",
+    }
 }
 
 impl DesiredState {
-    pub const ALL: [DesiredState; 4] = [DesiredState::Running, DesiredState::Stopped, DesiredState::Suspended, DesiredState::Terminated];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DesiredState::Running => "running",
-            DesiredState::Stopped => "stopped",
-            DesiredState::Suspended => "suspended",
-            DesiredState::Terminated => "terminated",
-        }
-    }
-
     /// Has a host that reports `observed` caught up with this? (A terminated VPS has caught
     /// up when it is gone, which hosts do not report: see [`settled`].)
     pub fn converged(self, observed: InstanceState) -> bool {
@@ -55,16 +43,47 @@ impl DesiredState {
     }
 }
 
-impl std::fmt::Display for DesiredState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+
+pg_enum! {
+    /// The panel's record of what the host has (`observed_state` in the schema): what a host
+    /// reports ([`InstanceState`]), and what only the panel knows (not placed yet, gone, a host
+    /// gone silent, a create that failed).
+    pub enum ObservedState in "observed_state" {
+        /// Not placed on a host yet.
+        Pending = "pending",
+        /// No host has room; the scheduler retries.
+        WaitingForCapacity = "waiting_for_capacity",
+        Creating = "creating",
+        Stopped = "stopped",
+        Running = "running",
+        Suspended = "suspended",
+        Crashed = "crashed",
+        Destroying = "destroying",
+        /// Its host no longer has it.
+        Destroyed = "destroyed",
+        /// Its host stopped answering.
+        Unknown = "unknown",
+        Error = "error",
     }
 }
 
-/// Has the panel's record of what the host has (`observed_state` as stored, e.g. `destroyed`)
-/// caught up with `desired`? The server pages reload themselves until it has.
-pub fn settled(desired: DesiredState, observed: &str) -> bool {
-    desired.as_str() == observed || (desired == DesiredState::Terminated && observed == "destroyed")
+impl From<InstanceState> for ObservedState {
+    fn from(s: InstanceState) -> Self {
+        match s {
+            InstanceState::Creating => ObservedState::Creating,
+            InstanceState::Stopped => ObservedState::Stopped,
+            InstanceState::Running => ObservedState::Running,
+            InstanceState::Suspended => ObservedState::Suspended,
+            InstanceState::Crashed => ObservedState::Crashed,
+            InstanceState::Destroying => ObservedState::Destroying,
+        }
+    }
+}
+
+/// Has the panel's record of what the host has caught up with `desired`? The server pages
+/// reload themselves until it has.
+pub fn settled(desired: DesiredState, observed: ObservedState) -> bool {
+    desired.as_str() == observed.as_str() || (desired == DesiredState::Terminated && observed == ObservedState::Destroyed)
 }
 
 /// Everything a transition decides on, as locked.
@@ -518,11 +537,10 @@ mod tests {
     fn converged_and_settled_agree() {
         for d in D::ALL {
             for o in [InstanceState::Creating, InstanceState::Stopped, InstanceState::Running, InstanceState::Suspended, InstanceState::Crashed, InstanceState::Destroying] {
-                let name = crate::orchestrator::observed_name(o);
-                assert_eq!(d.converged(o), settled(d, name) && d != D::Terminated, "{d:?} {o:?}");
+                assert_eq!(d.converged(o), settled(d, o.into()) && d != D::Terminated, "{d:?} {o:?}");
             }
-            assert_eq!(settled(d, "destroyed"), d == D::Terminated);
-            assert!(!settled(d, "unknown"));
+            assert_eq!(settled(d, ObservedState::Destroyed), d == D::Terminated);
+            assert!(!settled(d, ObservedState::Unknown));
         }
     }
 }

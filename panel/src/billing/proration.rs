@@ -6,7 +6,7 @@
 //! difference is settled too. Prices are list prices (coupons do not carry over to the
 //! difference).
 
-use super::invoices::{issue_charge, issue_credit_note, CreditTo};
+use super::invoices::{issue_charge, issue_credit_note, CreditTo, InvoiceStatus};
 use super::BillingError;
 use crate::clock::Clock;
 use crate::db::{instances as inst_sql, invoices as inv_sql, subscriptions as sql, Tx};
@@ -58,7 +58,7 @@ pub async fn change_plan_in(
     let (_, currency) = sql::payer_of(&mut *tx, subscription, Some(customer)).await?.ok_or(BillingError::SubscriptionNotFound)?;
     super::ledger::lock_credit(&mut *tx, customer, &currency).await?;
     let sub = sql::lock(&mut *tx, subscription, Some(customer)).await?.ok_or(BillingError::SubscriptionNotFound)?;
-    if sub.status != "active" {
+    if sub.status != crate::subscriptions::SubscriptionStatus::Active {
         return Err(BillingError::Invalid(format!("a {} subscription cannot change plans", sub.status)));
     }
     let (new_plan, new_kind, new_price) = sql::orderable_plan(&mut *tx, new_plan_code, sub.cycle, &sub.currency)
@@ -153,7 +153,7 @@ pub async fn refund_unused(tx: &mut Tx<'_>, subscription: Uuid, now: DateTime<Ut
 pub async fn give_back(tx: &mut Tx<'_>, sub: Uuid, amount: i64, description: &str, now: DateTime<Utc>) -> Result<Option<(Uuid, i64)>, BillingError> {
     let mut left = amount;
     let mut first = None;
-    for inv in inv_sql::lock_of_subscription(&mut *tx, sub, "issued").await? {
+    for inv in inv_sql::lock_of_subscription(&mut *tx, sub, InvoiceStatus::Issued).await? {
         if left <= 0 {
             break;
         }
@@ -164,7 +164,7 @@ pub async fn give_back(tx: &mut Tx<'_>, sub: Uuid, amount: i64, description: &st
         }
         let take = left.min(remaining);
         let cn = issue_credit_note(&mut *tx, &inv, description, remaining, (inv.tax_minor - credited_tax).max(0), CreditTo::Receivable, now).await?;
-        inv_sql::set_status(&mut *tx, inv.id, "void", now).await?;
+        inv_sql::set_status(&mut *tx, inv.id, InvoiceStatus::Void, now).await?;
         if take < remaining {
             let rate = inv_sql::first_line_rate(&mut *tx, inv.id).await?;
             let text = format!("Balance of invoice {} after a plan change", super::invoices::display_number(&inv));
@@ -188,7 +188,7 @@ pub async fn give_back(tx: &mut Tx<'_>, sub: Uuid, amount: i64, description: &st
         left -= take;
         first.get_or_insert(cn);
     }
-    for inv in inv_sql::lock_of_subscription(&mut *tx, sub, "paid").await? {
+    for inv in inv_sql::lock_of_subscription(&mut *tx, sub, InvoiceStatus::Paid).await? {
         if left <= 0 {
             break;
         }

@@ -6,6 +6,7 @@ use super::error::WebError;
 use super::pages::{invalid as invalid_page, ok, see_other, Ctx};
 use super::session::{CsrfForm, CurrentAdmin};
 use crate::admin::{self, AdminError, By, HostForm, OsTemplateForm, PlanForm, PoolForm, ResellerForm, ResellerTermsForm};
+use crate::accounts::Role;
 use crate::catalogue::mib;
 use crate::config::Settings;
 use crate::db::{admin as sql_admin, catalogue as sql_cat, hosts as sql_hosts, ip_pools as sql_pools};
@@ -247,7 +248,7 @@ async fn plans(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<Done>) ->
         .map(|p| {
             let monthly: Vec<String> = prices
                 .iter()
-                .filter(|(id, c, _, _)| *id == p.id && c == "monthly")
+                .filter(|(id, c, _, _)| *id == p.id && *c == crate::plans::BillingCycle::Monthly)
                 .filter_map(|(_, _, cur, amt)| crate::money::Currency::parse(cur).ok().map(|c| crate::money::Money::new(*amt, c).to_string()))
                 .collect();
             vec![
@@ -659,7 +660,7 @@ async fn os_template_toggle(
 
 #[get("/admin/customers")]
 async fn customers(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
-    let rows = sql_admin::accounts_by_role(&pool, "customer")
+    let rows = sql_admin::accounts_by_role(&pool, Role::Customer)
         .await?
         .iter()
         .map(|c| {
@@ -692,7 +693,7 @@ struct CustomerPage {
 }
 
 async fn customer_page(a: &CurrentAdmin, pool: &PgPool, id: Uuid, error: Option<String>) -> Result<CustomerPage, WebError> {
-    let c = sql_admin::account(pool, id, "customer").await?.ok_or(WebError::NotFound)?;
+    let c = sql_admin::account(pool, id, Role::Customer).await?.ok_or(WebError::NotFound)?;
     let extra = super::customer::admin_customer_extra(pool, &c).await?;
     Ok(CustomerPage { ctx: Ctx::of(&a.session), c, extra, error })
 }
@@ -720,7 +721,7 @@ async fn customer_credit(
     pool: web::Data<PgPool>,
     clock: web::Data<std::sync::Arc<dyn crate::clock::Clock>>,
 ) -> Result<HttpResponse, WebError> {
-    let c = sql_admin::account(&pool, *id, "customer").await?.ok_or(WebError::NotFound)?;
+    let c = sql_admin::account(&pool, *id, Role::Customer).await?.ok_or(WebError::NotFound)?;
     let cur = crate::money::Currency::parse(&c.currency).map_err(WebError::internal)?;
     let amount = match admin::parse_amount(&f.0.amount, cur) {
         Ok(m) => m,
@@ -751,7 +752,7 @@ async fn customer_invoice(
     pool: web::Data<PgPool>,
     clock: web::Data<std::sync::Arc<dyn crate::clock::Clock>>,
 ) -> Result<HttpResponse, WebError> {
-    let c = sql_admin::account(&pool, *id, "customer").await?.ok_or(WebError::NotFound)?;
+    let c = sql_admin::account(&pool, *id, Role::Customer).await?.ok_or(WebError::NotFound)?;
     let cur = crate::money::Currency::parse(&c.currency).map_err(WebError::internal)?;
     let amount = match admin::parse_amount(&f.0.amount, cur) {
         Ok(m) => m,
@@ -773,7 +774,7 @@ async fn invoices(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<Done>)
     let all = crate::billing::invoices::list_all(&pool, 500).await?;
     let rows = all
         .into_iter()
-        .filter(|r| r.status != "draft")
+        .filter(|r| r.status != crate::billing::invoices::InvoiceStatus::Draft)
         .map(super::customer::InvoiceView::from_row)
         .map(|i| {
             vec![
@@ -889,7 +890,7 @@ async fn customer_suspend(
 
 async fn resellers_view(pool: &PgPool, f: &ResellerForm) -> Result<ListView, WebError> {
     let mut rows = Vec::new();
-    for r in sql_admin::accounts_by_role(pool, "reseller").await? {
+    for r in sql_admin::accounts_by_role(pool, Role::Reseller).await? {
         let n = sql_admin::customers_of(pool, r.id).await?;
         rows.push(vec![link(&r.email, format!("/admin/resellers/{}", r.id)), cell(&r.display_name), cell(&r.status), num(n), cell(r.created_at.format("%Y-%m-%d"))]);
     }
@@ -959,7 +960,7 @@ fn reseller_terms_view(r: &sql_admin::AccountRow, f: &ResellerTermsForm, saved: 
 
 #[get("/admin/resellers/{id}")]
 async fn reseller_terms(a: CurrentAdmin, id: web::Path<Uuid>, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
-    let r = sql_admin::account(&pool, *id, "reseller").await?.ok_or(WebError::NotFound)?;
+    let r = sql_admin::account(&pool, *id, Role::Reseller).await?.ok_or(WebError::NotFound)?;
     let (t, saved) = match crate::db::resellers::saved_terms(&pool, r.id).await? {
         Some(t) => (t, true),
         None => (crate::db::resellers::default_terms(&pool, r.id).await?, false),
@@ -988,7 +989,7 @@ async fn reseller_terms_save(
         Ok(()) => Ok(see_other(&format!("/admin/resellers/{id}?done=saved"))),
         Err(e) => {
             admin_err_ref(&e)?;
-            let r = sql_admin::account(&pool, *id, "reseller").await?.ok_or(WebError::NotFound)?;
+            let r = sql_admin::account(&pool, *id, Role::Reseller).await?.ok_or(WebError::NotFound)?;
             let saved = crate::db::resellers::saved_terms(&pool, r.id).await?.is_some();
             invalid_page(&form_page(&a, reseller_terms_view(&r, &f.0, saved).with_error(&e)))
         }

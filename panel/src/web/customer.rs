@@ -6,7 +6,7 @@
 use super::error::WebError;
 use super::pages::{invalid, ok, see_other, Ctx};
 use super::session::{CsrfForm, CurrentCustomer, InvoiceHolder};
-use crate::billing::invoices::display_number;
+use crate::billing::invoices::{display_number, InvoiceKind, InvoiceStatus};
 use crate::billing;
 use crate::catalogue::{self, PlanCard};
 use crate::clock::Clock;
@@ -287,14 +287,14 @@ impl InvoiceView {
         Self::new(row, Vec::new())
     }
     pub fn payable(&self) -> bool {
-        self.row.kind == "invoice" && self.row.status == "issued"
+        self.row.kind == InvoiceKind::Invoice && self.row.status == InvoiceStatus::Issued
     }
     pub fn badge(&self) -> &'static str {
-        match self.row.status.as_str() {
-            "paid" => "ok",
-            "issued" => "warn",
-            "void" => "bad",
-            _ => "",
+        match self.row.status {
+            InvoiceStatus::Paid => "ok",
+            InvoiceStatus::Issued => "warn",
+            InvoiceStatus::Void => "bad",
+            InvoiceStatus::Draft => "",
         }
     }
 }
@@ -310,7 +310,7 @@ struct InvoicesPage {
 #[get("/invoices")]
 async fn invoices_list(InvoiceHolder(c): InvoiceHolder, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
     let rows = billing::invoices::list_for(&pool, c.account.id).await?;
-    let invoices = rows.into_iter().filter(|r| r.status != "draft").map(|r| InvoiceView::new(r, Vec::new())).collect();
+    let invoices = rows.into_iter().filter(|r| r.status != InvoiceStatus::Draft).map(|r| InvoiceView::new(r, Vec::new())).collect();
     let credit = credit_lines(&pool, &c.account).await?;
     ok(&InvoicesPage { ctx: Ctx::of(&c.session), invoices, credit })
 }
@@ -327,7 +327,7 @@ struct InvoicePage {
 
 async fn invoice_page(c: &CurrentCustomer, pool: &PgPool, settings: &Settings, id: Uuid) -> Result<InvoicePage, WebError> {
     let (row, lines) = billing::invoices::get_for(pool, c.account.id, id).await?.ok_or(WebError::NotFound)?;
-    if row.status == "draft" {
+    if row.status == InvoiceStatus::Draft {
         return Err(WebError::NotFound);
     }
     let credit = billing::payments::credit_balance(pool, c.account.id, currency_of(&c.account)).await?;
@@ -359,7 +359,7 @@ struct InvoicePrint {
 #[get("/invoices/{id}/print")]
 async fn invoice_print(InvoiceHolder(c): InvoiceHolder, id: web::Path<Uuid>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
     let (row, lines) = billing::invoices::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
-    if row.status == "draft" {
+    if row.status == InvoiceStatus::Draft {
         return Err(WebError::NotFound);
     }
     ok(&InvoicePrint { inv: InvoiceView::new(row, lines), customer: c.account.display_name.clone(), email: c.account.email.clone() })
@@ -397,7 +397,7 @@ async fn invoice_card(
 ) -> Result<HttpResponse, WebError> {
     let (row, _) = billing::invoices::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
     let Some(stripe) = &settings.stripe else { return Err(WebError::Conflict("Card payments are not enabled.".into())) };
-    if !(row.kind == "invoice" && row.status == "issued") {
+    if !(row.kind == InvoiceKind::Invoice && row.status == InvoiceStatus::Issued) {
         return Err(WebError::Conflict("This invoice is not open for payment.".into()));
     }
     let cur = Currency::parse(&row.currency).map_err(WebError::internal)?;
@@ -540,7 +540,7 @@ pub async fn admin_customer_extra(pool: &PgPool, c: &crate::db::admin::AccountRo
         .await
         .map_err(WebError::internal)?
         .into_iter()
-        .filter(|r| r.status != "draft")
+        .filter(|r| r.status != InvoiceStatus::Draft)
         .map(|r| InvoiceView::new(r, Vec::new()))
         .collect();
     let servers = instances::list_for(pool, c.id).await?;

@@ -3,6 +3,7 @@
 
 use super::error::WebError;
 use super::session::{CsrfForm, CurrentCustomer, Session};
+use crate::accounts::Role;
 use crate::auth::{self, AuthError};
 use crate::catalogue::{self, PlanCard};
 use crate::config::Settings;
@@ -92,11 +93,11 @@ pub fn see_other(location: &str) -> HttpResponse {
 }
 
 /// Where an account lands after logging in.
-fn home_of(role: &str) -> &'static str {
+fn home_of(role: Role) -> &'static str {
     match role {
-        "admin" => "/admin",
-        "reseller" => "/reseller",
-        _ => "/servers",
+        Role::Admin => "/admin",
+        Role::Reseller => "/reseller",
+        Role::Customer => "/servers",
     }
 }
 
@@ -271,7 +272,7 @@ struct ConfirmTokenPage {
 /// follow links do not use the token up.
 #[get("/verify/{token}")]
 async fn verify_form(session: Session, token: web::Path<String>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
-    if !auth::token_is_live(&pool, &token, "verify_email").await.map_err(WebError::internal)? {
+    if !auth::token_is_live(&pool, &token, auth::TokenPurpose::VerifyEmail).await.map_err(WebError::internal)? {
         return invalid(&MessagePage { ctx: Ctx::of(&session), heading: "Link expired".into(), message: AuthError::BadToken.to_string() });
     }
     ok(&ConfirmTokenPage {
@@ -359,7 +360,7 @@ async fn login(req: HttpRequest, session: Session, form: CsrfForm<LoginForm>, po
                 let q = serde_urlencoded::to_string([("next", next.unwrap_or_default())]).unwrap_or_default();
                 return Ok(see_other(&format!("/login/totp?{q}")));
             }
-            let home = home_of(&li.account.role);
+            let home = home_of(li.account.role);
             Ok(see_other(&next.unwrap_or_else(|| home.to_string())))
         }
         Err(e) if e.is_user_error() => {
@@ -406,7 +407,7 @@ async fn totp(req: HttpRequest, session: Session, form: CsrfForm<CodeForm>, pool
         Ok(()) => {
             Session::begin_login(&req, account, false).await?;
             let a = crate::db::auth::account_by_id(&pool, account).await?.ok_or(WebError::NotFound)?;
-            let home = home_of(&a.role);
+            let home = home_of(a.role);
             Ok(see_other(&safe_next(Some(&f.next)).unwrap_or_else(|| home.to_string())))
         }
         Err(e) if e.is_user_error() => invalid(&TotpPage { ctx: Ctx::of(&session), next: f.next, error: Some(e.to_string()) }),
@@ -455,7 +456,7 @@ async fn reset_request(
 
 #[get("/reset/{token}")]
 async fn reset_form(session: Session, token: web::Path<String>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
-    if !auth::token_is_live(&pool, &token, "password_reset").await.map_err(WebError::internal)? {
+    if !auth::token_is_live(&pool, &token, auth::TokenPurpose::PasswordReset).await.map_err(WebError::internal)? {
         return invalid(&MessagePage { ctx: Ctx::of(&session), heading: "Link expired".into(), message: AuthError::BadToken.to_string() });
     }
     ok(&ConfirmTokenPage {
