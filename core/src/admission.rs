@@ -285,6 +285,13 @@ pub fn admit(cap: &HostCapacity, load: &HostLoad, new: &Allocation) -> Result<()
     Ok(())
 }
 
+/// Could a host with `cap` ever take `new`, were it empty? The same rule as [`admit`], over no
+/// load: a plan that no active host passes cannot be delivered, whatever is freed later, and the
+/// panel's catalogue does not sell it.
+pub fn could_ever_admit(cap: &HostCapacity, new: &Allocation) -> Result<(), Refusal> {
+    admit(cap, &HostLoad::empty(), new)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,6 +337,19 @@ mod tests {
     }
 
     const HOST: HostCapacity = HostCapacity { cpus: 16, memory_mib: 65536, disk_gib: 2000 };
+
+    /// Plan B (4 pinned cores) can never run on a 2-core host, however empty; on a 4-core one
+    /// it can, though not beside a second B.
+    #[test]
+    fn could_ever_admit_is_admission_over_an_empty_host() {
+        let b = Allocation::from(&plan_b());
+        let small = HostCapacity { cpus: 2, memory_mib: 65536, disk_gib: 2000 };
+        let r = could_ever_admit(&small, &b).unwrap_err();
+        assert_eq!((r.resource, decimal(&r.needed)), (Resource::Cpu, "4".to_string()));
+        let four = HostCapacity { cpus: 4, memory_mib: 65536, disk_gib: 2000 };
+        could_ever_admit(&four, &b).unwrap();
+        assert!(admit(&four, &HostLoad::of([b].iter()), &b).is_err());
+    }
 
     /// The worked example of resource-model.md, number for number.
     #[test]

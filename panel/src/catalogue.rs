@@ -12,6 +12,8 @@ pub struct PlanCard {
     pub plan: PlanSummary,
     /// (cycle, price) in the shown currency, monthly first.
     pub prices: Vec<(BillingCycle, Money)>,
+    /// Why it cannot be ordered: no active host could ever run it ([`crate::capacity`]).
+    pub unavailable: Option<String>,
 }
 
 impl PlanCard {
@@ -61,6 +63,7 @@ pub fn mib(v: i64) -> String {
 /// The catalogue in one currency: (containers, kvm).
 pub async fn orderable(pool: &PgPool, currency: Currency) -> Result<(Vec<PlanCard>, Vec<PlanCard>), sqlx::Error> {
     let plans = sql::orderable_plans(pool).await?;
+    let unavailable = crate::capacity::unavailable_plans(&mut *pool.acquire().await?).await?;
     let ids: Vec<i64> = plans.iter().map(|p| p.id).collect();
     let prices = sql::prices_of(pool, &ids).await?;
     let mut containers = Vec::new();
@@ -74,7 +77,8 @@ pub async fn orderable(pool: &PgPool, currency: Currency) -> Result<(Vec<PlanCar
         if prices.is_empty() {
             continue; // not sold in this currency
         }
-        let card = PlanCard { plan, prices };
+        let unavailable = unavailable.get(&plan.id).cloned();
+        let card = PlanCard { plan, prices, unavailable };
         if card.plan.kind == vessel_core::InstanceKind::Kvm {
             kvm.push(card)
         } else {

@@ -104,6 +104,9 @@ pub struct OrchestrationSettings {
     /// hosts that joined without sending their certificate's fingerprint (else it is pinned).
     #[serde(default)]
     pub host_ca_file: Option<std::path::PathBuf>,
+    /// A paid order still waiting for capacity this long after it first found no room is
+    /// refunded to credit (issue 14; `panel::capacity`).
+    pub capacity_refund_after_secs: i64,
 }
 
 impl OrchestrationSettings {
@@ -220,6 +223,7 @@ job_lease_secs = 120
 reconcile_interval_secs = 10
 host_timeout_secs = 30
 unreachable_after_secs = 45
+capacity_refund_after_secs = 172800
 
 [api]
 rate_limit_per_minute = 600

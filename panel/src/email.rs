@@ -103,6 +103,8 @@ email_templates! {
     "service_terminated", "email/service_terminated.txt" => ServiceTerminated,
     "credit_note_issued", "email/credit_note_issued.txt" => CreditNoteIssued,
     "capacity_needed", "email/capacity_needed.txt" => CapacityNeeded,
+    "capacity_refunded", "email/capacity_refunded.txt" => CapacityRefunded,
+    "order_refunded", "email/order_refunded.txt" => OrderRefunded,
     "server_ready", "email/server_ready.txt" => ServerReady,
 }
 

@@ -23,6 +23,8 @@ pub enum InstanceError {
     NotRunning,
     #[error("{0:?} is not an action customers can ask for")]
     NotAllowed(Action),
+    #[error(transparent)]
+    Billing(#[from] crate::billing::BillingError),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
 }
@@ -49,6 +51,26 @@ pub async fn request_action(pool: &PgPool, clock: &dyn Clock, customer: Uuid, id
     vps::request(&mut tx, id, Scope::customer(customer), request, clock.now()).await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// A customer ends one of their VPS now: the VPS and its subscription are terminated and the
+/// unused part of the period comes back as a credit note, by the one rule
+/// ([`crate::subscriptions::end_by_owner`]; the reseller API's `terminate` does the same).
+/// Locks in the one order: the customer's balance row, the subscription, the instance.
+/// Returns the amount given back (before tax).
+pub async fn terminate_now(pool: &PgPool, clock: &dyn Clock, customer: Uuid, id: Uuid) -> Result<i64, InstanceError> {
+    let now = clock.now();
+    let scope = Scope::customer(customer);
+    let mut tx = pool.begin().await?;
+    if let Some(sub) = vps::subscription_of(&mut tx, id, scope).await? {
+        if let Some((payer, currency)) = crate::db::subscriptions::payer_of(&mut tx, sub, None).await? {
+            crate::billing::ledger::lock_credit(&mut tx, payer, &currency).await?;
+        }
+    }
+    let server = vps::request(&mut tx, id, scope, Request::Terminate, now).await?;
+    let refund = crate::subscriptions::end_by_owner(&mut tx, &server, now).await?;
+    tx.commit().await?;
+    Ok(refund.map(|(_, a)| a).unwrap_or(0))
 }
 
 /// How a customer is told (every suspension reads as billing's to them, as before).

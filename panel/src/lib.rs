@@ -63,6 +63,7 @@ pub mod admin;
 pub mod api;
 pub mod api_keys;
 pub mod auth;
+pub mod capacity;
 pub mod catalogue;
 pub mod audit;
 pub mod billing;

@@ -186,6 +186,9 @@ async fn main() -> anyhow::Result<()> {
                 BillingCmd::Run { .. } => {
                     let r = billing::renewal::run(&pool, clock.as_ref(), settings.billing.renewal).await?;
                     println!("issued {} invoices, advanced {} periods", r.invoices_issued, r.periods_advanced);
+                    let limit = chrono::Duration::seconds(settings.orchestration.capacity_refund_after_secs);
+                    let refunded = panel::capacity::refund_overdue(&pool, clock.now(), limit).await?;
+                    println!("refunded {} orders that waited too long for capacity", refunded.len());
                 }
                 BillingCmd::Dunning { .. } => {
                     let r = billing::dunning::run(&pool, clock.as_ref(), settings.billing.dunning).await?;

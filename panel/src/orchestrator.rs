@@ -102,6 +102,13 @@ async fn placed(ctx: &Ctx, id: Uuid) -> Step<(sql::Placeable, host_sql::HostRow,
         }
         match scheduler::place(&ctx.pool, ctx.clock.as_ref(), id).await {
             Ok(Placement::WaitingForCapacity { reasons }) => {
+                // Waited too long: the order is refunded (the VPS terminated, so this job ends).
+                let limit = chrono::Duration::seconds(ctx.settings.capacity_refund_after_secs);
+                match crate::capacity::refund_if_overdue(&ctx.pool, ctx.clock.now(), id, limit).await {
+                    Ok(Some(_)) => return Err(Outcome::Done),
+                    Ok(None) => {}
+                    Err(e) => return Err(Outcome::Retry(format!("refunding an undelivered order: {e}"))),
+                }
                 return Err(Outcome::Wait { secs: 60, reason: format!("waiting for capacity: {}", reasons.join("; ")) })
             }
             Ok(_) => {}

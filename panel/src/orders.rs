@@ -48,6 +48,9 @@ pub struct PlacedOrder {
 pub enum OrderError {
     #[error("that plan is not available")]
     UnknownPlan,
+    /// No active host could ever run it ([`crate::capacity`]).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("that plan has no {0} price in your currency")]
     NoPrice(&'static str),
     #[error("that operating system is not available for this plan")]
@@ -68,7 +71,7 @@ impl OrderError {
     /// The form field at fault, for the page (and the API's problem+json).
     pub fn field(&self) -> Option<&'static str> {
         match self {
-            OrderError::UnknownPlan => Some("plan"),
+            OrderError::UnknownPlan | OrderError::Unavailable(_) => Some("plan"),
             OrderError::NoPrice(_) => Some("cycle"),
             OrderError::UnknownTemplate => Some("os_template"),
             OrderError::BadHostname(_) => Some("hostname"),
@@ -112,6 +115,9 @@ pub async fn place_order_with_access(
     let (plan_id, kind, price) =
         sql::orderable_plan(&mut tx, req.plan_code.trim(), req.cycle, &who.currency).await?.ok_or(OrderError::UnknownPlan)?;
     let price = price.ok_or(OrderError::NoPrice(req.cycle.as_str()))?;
+    if let Some(why) = crate::capacity::unavailable(&mut tx, plan_id).await? {
+        return Err(OrderError::Unavailable(why));
+    }
     let kind: InstanceKind = kind;
     let (template, for_ct, for_kvm) = sql::template(&mut tx, req.os_template.trim()).await?.ok_or(OrderError::UnknownTemplate)?;
     if (kind == InstanceKind::Container && !for_ct) || (kind == InstanceKind::Kvm && !for_kvm) {

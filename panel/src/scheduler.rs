@@ -10,7 +10,6 @@
 use crate::clock::Clock;
 use crate::db::{hosts as sql, instances as inst_sql, plans as plan_sql};
 use crate::orders::OrderStatus;
-use crate::vps::ObservedState;
 use chrono::{DateTime, Utc};
 use sqlx::{Acquire, PgPool};
 use std::collections::HashMap;
@@ -37,10 +36,15 @@ pub enum SchedulerError {
 }
 
 pub fn capacity_of(h: &sql::HostRow) -> HostCapacity {
+    capacity(h.cpus, h.reserved_cpus, h.memory_mib, h.reserved_memory_mib, h.disk_gib, h.reserved_disk_gib)
+}
+
+/// What a host can give to instances: its capacity less what the admin reserves.
+pub fn capacity(cpus: i32, reserved_cpus: i32, memory_mib: i64, reserved_memory_mib: i64, disk_gib: i64, reserved_disk_gib: i64) -> HostCapacity {
     HostCapacity {
-        cpus: (h.cpus - h.reserved_cpus).max(0) as u32,
-        memory_mib: (h.memory_mib - h.reserved_memory_mib).max(0) as u64,
-        disk_gib: (h.disk_gib - h.reserved_disk_gib).max(0) as u64,
+        cpus: (cpus - reserved_cpus).max(0) as u32,
+        memory_mib: (memory_mib - reserved_memory_mib).max(0) as u64,
+        disk_gib: (disk_gib - reserved_disk_gib).max(0) as u64,
     }
 }
 
@@ -84,7 +88,7 @@ pub async fn place(pool: &PgPool, clock: &dyn Clock, instance: Uuid) -> Result<P
     if reasons.is_empty() {
         reasons.push(format!("no enabled, reachable host runs {}", inst.kind));
     }
-    inst_sql::set_observed(&mut *tx, instance, ObservedState::WaitingForCapacity, Some(&reasons.join("; ")), now).await?;
+    inst_sql::set_waiting(&mut tx, instance, &reasons.join("; "), now).await?;
     inst_sql::set_order_status_of(&mut tx, instance, OrderStatus::WaitingForCapacity).await?;
     crate::db::outbox::insert_for_admins(&mut tx, "capacity_needed", serde_json::json!({ "instance_id": instance, "reasons": reasons }), &format!("capacity:{instance}")).await?;
     tx.commit().await?;

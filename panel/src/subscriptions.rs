@@ -67,6 +67,21 @@ pub async fn unsuspend(tx: &mut Tx<'_>, sub: Uuid, account: Uuid, now: DateTime<
     mail(tx, account, "service_unsuspended", sub, format!("service_unsuspended:{sub}:{}", now.timestamp())).await
 }
 
+/// Its owner (a customer, a reseller, an admin through the API) ended a VPS, whose lock the
+/// caller holds after the payer's balance row: the subscription ends with it, and if it was
+/// live the unused part of its period comes back by the one rule
+/// ([`crate::billing::proration::refund_unused`]). Returns the credit note and its amount.
+pub async fn end_by_owner(tx: &mut Tx<'_>, server: &vps::Locked, now: DateTime<Utc>) -> Result<Option<(Uuid, i64)>, crate::billing::BillingError> {
+    let Some(sub) = server.subscription_id else { return Ok(None) };
+    let refund = if matches!(server.billing, Some(SubscriptionStatus::Active | SubscriptionStatus::Suspended)) {
+        crate::billing::proration::refund_unused(tx, sub, now).await?
+    } else {
+        None
+    };
+    sql::set_status(tx, sub, SubscriptionStatus::Terminated, now).await?;
+    Ok(refund)
+}
+
 pub async fn terminate(tx: &mut Tx<'_>, sub: Uuid, account: Uuid, invoice: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
     sql::set_status(tx, sub, SubscriptionStatus::Terminated, now).await?;
     vps::request_all(tx, Target::Subscription(sub), Request::BillingTerminate, now).await?;

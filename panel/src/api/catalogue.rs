@@ -13,6 +13,7 @@ async fn plans_for(pool: &PgPool, who: &Reader, only: Option<&str>) -> Result<Ve
     let rows: Vec<_> = sql::orderable_plans(pool).await?.into_iter().filter(|p| only.is_none_or(|c| p.code == c)).collect();
     let ids: Vec<i64> = rows.iter().map(|p| p.id).collect();
     let prices = sql::prices_of(pool, &ids).await?;
+    let unavailable = crate::capacity::unavailable_plans(&mut *pool.acquire().await?).await?;
     Ok(rows
         .into_iter()
         .map(|p| Plan {
@@ -26,6 +27,8 @@ async fn plans_for(pool: &PgPool, who: &Reader, only: Option<&str>) -> Result<Ve
                     wholesale_minor: wholesale_price(*amount, discount),
                 })
                 .collect(),
+            available: !unavailable.contains_key(&p.id),
+            unavailable_reason: unavailable.get(&p.id).cloned(),
             code: p.code,
             name: p.name,
             description: p.description,

@@ -55,6 +55,12 @@ pub struct Plan {
     /// Monthly transfer included, GiB; absent: unmetered.
     pub bandwidth_gib: Option<i64>,
     pub prices: Vec<Price>,
+    /// False when no host of the provider could ever run this plan: creating a server with it
+    /// (or resizing to it) is refused with a validation error naming `plan`.
+    pub available: bool,
+    /// Why it is unavailable; absent when it is available.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unavailable_reason: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, ToSchema)]

@@ -73,6 +73,9 @@ pub async fn change_plan_in(
     if new_plan == sub.plan_id {
         return Err(BillingError::Invalid("that is already the plan".into()));
     }
+    if let Some(why) = crate::capacity::unavailable(&mut **tx, new_plan).await? {
+        return Err(BillingError::Invalid(why));
+    }
     let total = (sub.current_period_end - sub.current_period_start).num_days();
     let unused = (sub.current_period_end - today).num_days();
     let mut diff = prorated_difference(sub.price_minor, new_price, unused, total);
@@ -122,12 +125,14 @@ pub async fn change_plan_in(
 /// never provisioned): the unused days of the current period, prorated by days as a plan
 /// change is (rounded down), and the whole of a next period already invoiced, are given back
 /// by [`give_back`]: first off what the subscription still owes, then as credit up to what was
-/// paid. The caller holds the payer's balance row and the subscription, which is live.
+/// paid. A server never placed on a host used none of its period: all of it is unused. The
+/// caller holds the payer's balance row and the subscription, which is live.
 pub async fn refund_unused(tx: &mut Tx<'_>, subscription: Uuid, now: DateTime<Utc>) -> Result<Option<(Uuid, i64)>, BillingError> {
     let today = now.date_naive();
     let sub = sql::lock(&mut *tx, subscription, None).await?.ok_or(BillingError::SubscriptionNotFound)?;
     let total = (sub.current_period_end - sub.current_period_start).num_days();
-    let unused = (sub.current_period_end - today).num_days().clamp(0, total.max(0));
+    let delivered = inst_sql::placed_of_subscription(&mut *tx, sub.id).await?.unwrap_or(false);
+    let unused = if delivered { (sub.current_period_end - today).num_days().clamp(0, total.max(0)) } else { total.max(0) };
     let mut amount = -prorated_difference(sub.price_minor, 0, unused, total);
     if inv_sql::period_invoice(&mut *tx, sub.id, sub.current_period_end).await?.is_some() {
         amount += sub.price_minor;
@@ -135,7 +140,11 @@ pub async fn refund_unused(tx: &mut Tx<'_>, subscription: Uuid, now: DateTime<Ut
     if amount <= 0 {
         return Ok(None);
     }
-    let text = format!("Unused service: ended on {today}, {unused} of {total} days left in the period");
+    let text = if delivered {
+        format!("Unused service: ended on {today}, {unused} of {total} days left in the period")
+    } else {
+        format!("Service never delivered: ended on {today}, all {total} days of the period unused")
+    };
     give_back(&mut *tx, sub.id, amount, &text, now).await
 }
 

@@ -254,3 +254,26 @@ pub async fn save(tx: &mut Tx<'_>, id: Option<Uuid>, h: &HostInput) -> Result<Op
         .fetch_optional(&mut **tx)
         .await
 }
+
+/// A host that takes new instances (joined, enabled, not unreachable): what it could ever give.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ActiveHost {
+    pub cpus: i32,
+    pub memory_mib: i64,
+    pub disk_gib: i64,
+    pub reserved_cpus: i32,
+    pub reserved_memory_mib: i64,
+    pub reserved_disk_gib: i64,
+    pub supports_containers: bool,
+    pub supports_kvm: bool,
+}
+
+/// Every host the scheduler would consider, of any kind.
+pub async fn active(conn: &mut sqlx::PgConnection) -> Result<Vec<ActiveHost>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT cpus, memory_mib, disk_gib, reserved_cpus, reserved_memory_mib, reserved_disk_gib, supports_containers, supports_kvm
+           FROM hosts WHERE enabled AND api_secret IS NOT NULL AND reachability <> 'unreachable'",
+    )
+    .fetch_all(conn)
+    .await
+}

@@ -185,7 +185,7 @@ pub async fn on_host<'e, E: sqlx::PgExecutor<'e>>(e: E, host: Uuid) -> Result<Ve
 }
 
 pub async fn set_host(tx: &mut Tx<'_>, id: Uuid, host: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE instances SET host_id = $2, observed_state = 'creating', last_error = NULL WHERE id = $1")
+    sqlx::query("UPDATE instances SET host_id = $2, observed_state = 'creating', last_error = NULL, waiting_since = NULL WHERE id = $1")
         .bind(id)
         .bind(host)
         .execute(&mut **tx)
@@ -269,4 +269,46 @@ pub async fn set_owner_suspended_from(tx: &mut Tx<'_>, id: Uuid, from: Option<De
 pub async fn set_suspended_with_account(tx: &mut Tx<'_>, id: Uuid, on: bool) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE instances SET suspended_with_account = $2 WHERE id = $1").bind(id).bind(on).execute(&mut **tx).await?;
     Ok(())
+}
+
+/// Marks an instance waiting for capacity, remembering when it first did.
+pub async fn set_waiting(tx: &mut Tx<'_>, id: Uuid, reasons: &str, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE instances SET observed_state = 'waiting_for_capacity', observed_at = $3, last_error = $2,
+                waiting_since = COALESCE(waiting_since, $3)
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(reasons)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Live, never placed instances that have waited for capacity since before `before`.
+pub async fn waiting_since_before<'e, E: sqlx::PgExecutor<'e>>(e: E, before: DateTime<Utc>) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM instances WHERE host_id IS NULL AND desired_state <> 'terminated' AND waiting_since <= $1 ORDER BY waiting_since, id",
+    )
+    .bind(before)
+    .fetch_all(e)
+    .await
+}
+
+/// (host, waiting since, subscription) of an instance: what the refund of an undelivered order
+/// checks (under the instance's lock, taken by `vps::lock`, when it decides).
+pub async fn delivery(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<(Option<Uuid>, Option<DateTime<Utc>>, Option<Uuid>)>, sqlx::Error> {
+    sqlx::query_as("SELECT host_id, waiting_since, subscription_id FROM instances WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
+/// Was the live instance of a subscription ever placed on a host? `None`: it has none.
+pub async fn placed_of_subscription(tx: &mut Tx<'_>, subscription: Uuid) -> Result<Option<bool>, sqlx::Error> {
+    sqlx::query_scalar("SELECT host_id IS NOT NULL FROM instances WHERE subscription_id = $1 ORDER BY created_at DESC LIMIT 1")
+        .bind(subscription)
+        .fetch_optional(&mut **tx)
+        .await
 }

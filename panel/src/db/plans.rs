@@ -213,3 +213,9 @@ pub async fn resources<'e, E: sqlx::PgExecutor<'e>>(e: E, id: i64) -> Result<Opt
     let row: Option<PlanRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM plans WHERE id = $1")).bind(id).fetch_optional(e).await?;
     Ok(row.and_then(|r| r.definition(Vec::new())).map(|d| d.resources))
 }
+
+/// The resources of every orderable plan, by plan id (rows that no longer validate are left out).
+pub async fn orderable_resources(conn: &mut sqlx::PgConnection) -> Result<Vec<(i64, vessel_core::PlanResources)>, sqlx::Error> {
+    let rows: Vec<PlanRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM plans WHERE orderable")).fetch_all(conn).await?;
+    Ok(rows.into_iter().filter_map(|r| Some((r.id, r.definition(Vec::new())?.resources))).collect())
+}

@@ -6,13 +6,13 @@
 
 use super::{check_quota, invalid, Footprint, ResellerError};
 use crate::accounts::AccountStatus;
+use crate::subscriptions::SubscriptionStatus;
 use crate::api_keys::{Principal, Tenant};
 use crate::audit;
 use crate::billing::invoices::{issue_for_subscriptions, PeriodChoice};
 use crate::billing::{period, proration};
 use crate::db::{resellers as sql, subscriptions as sub_sql, Tx};
 use crate::jobs::{self, Job};
-use crate::subscriptions::SubscriptionStatus;
 use crate::vps::{self, Refusal, Request, Scope, Target, VpsError};
 use crate::plans::BillingCycle;
 use chrono::{DateTime, Utc};
@@ -110,6 +110,9 @@ pub async fn create(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, s: New
         .await?
         .ok_or_else(|| invalid("plan", "no such plan (see GET /api/v1/plans)"))?;
     let retail = retail.ok_or_else(|| invalid("cycle", format!("this plan has no {} price in {currency}", s.cycle.as_str())))?;
+    if let Some(why) = crate::capacity::unavailable(&mut **tx, plan_id).await? {
+        return Err(invalid("plan", why));
+    }
     let kind: InstanceKind = kind;
     let template = template_for(tx, &s.os_template, kind).await?;
     if let (Some(terms), Some(reseller)) = (terms, customer.reseller_id) {
@@ -188,12 +191,7 @@ pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid,
             sql::set_template(tx, id, template).await?;
         }
         ServerAction::Terminate => {
-            if let Some(sub) = server.subscription_id {
-                if matches!(server.billing, Some(SubscriptionStatus::Active | SubscriptionStatus::Suspended)) {
-                    crate::billing::proration::refund_unused(tx, sub, now).await?;
-                }
-                sub_sql::set_status(tx, sub, SubscriptionStatus::Terminated, now).await?;
-            }
+            crate::subscriptions::end_by_owner(tx, &server, now).await?;
         }
         ServerAction::Resize { plan } => resize(tx, now, &server, plan).await?,
         _ => {}

@@ -61,6 +61,7 @@ impl From<crate::instances::InstanceError> for WebError {
         match e {
             E::NotFound => WebError::NotFound,
             E::Db(e) => e.into(),
+            E::Billing(e) => e.into(),
             e => WebError::Conflict(e.to_string()),
         }
     }

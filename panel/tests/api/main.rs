@@ -8,6 +8,7 @@ mod billing;
 mod browser;
 mod billing_crash;
 mod billing_world;
+mod capacity;
 mod enums;
 mod health;
 mod migrations;
