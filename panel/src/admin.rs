@@ -533,6 +533,43 @@ pub async fn set_customer_suspended(pool: &PgPool, by: By, id: Uuid, suspend: bo
     Ok(())
 }
 
+/// The provider's rule that admins and resellers must use two-factor (audited). Accounts
+/// without it are sent to set it up before they reach their areas.
+pub async fn set_staff_two_factor_required(pool: &PgPool, by: By, on: bool) -> Result<(), AdminError> {
+    let mut tx = pool.begin().await?;
+    sql_auth::set_staff_two_factor_required(&mut tx, on).await?;
+    audit::record(&mut *tx, by.actor(), "security.staff_two_factor", None, by.addr, json!({ "required": on })).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Marks a stuck sign-up's address as verified (the admin vouches for it), so the customer can
+/// log in; its mailed links stop working. Only an account still awaiting verification.
+pub async fn mark_customer_verified(pool: &PgPool, by: By, id: Uuid) -> Result<(), AdminError> {
+    let mut tx = pool.begin().await?;
+    let (email, _) = sql_admin::pending_signup_for_update(&mut tx, id)
+        .await?
+        .ok_or_else(|| invalid("status", "only a customer awaiting verification can be marked verified"))?;
+    sql_auth::mark_verified(&mut tx, id).await?;
+    sql_auth::retire_tokens(&mut tx, id, crate::auth::TokenPurpose::VerifyEmail).await?;
+    audit::record(&mut *tx, by.actor(), "customer.mark_verified", Some(("account", id.to_string())), by.addr, json!({ "email": email })).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Mails a stuck sign-up a fresh verification link (older ones stop working).
+pub async fn resend_customer_verification(pool: &PgPool, by: By, base_url: &str, id: Uuid) -> Result<(), AdminError> {
+    let mut tx = pool.begin().await?;
+    let (email, name) = sql_admin::pending_signup_for_update(&mut tx, id)
+        .await?
+        .ok_or_else(|| invalid("status", "only a customer awaiting verification gets a verification link"))?;
+    let email = Email::parse(&email).map_err(|e| invalid("email", e.to_string()))?;
+    crate::auth::queue_verification(&mut tx, base_url, id, &email, &name).await?;
+    audit::record(&mut *tx, by.actor(), "customer.resend_verification", Some(("account", id.to_string())), by.addr, json!({ "email": email.as_str() })).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 pub struct ResellerForm {

@@ -35,6 +35,12 @@ pub const MAX_CONCURRENT_HASHES: usize = 4;
 /// Per remote address: higher, since offices and NATs share one address.
 pub const MAX_FAILURES_PER_ADDRESS: i64 = 30;
 pub const WINDOW_SECS: i64 = 15 * 60;
+/// Mail-sending requests (sign-up, password reset, new verification link) per remote address
+/// within [`WINDOW_SECS`], all three together.
+pub const MAX_MAILS_PER_ADDRESS: i64 = 10;
+/// The same request for one target address within [`WINDOW_SECS`], from anywhere: nobody can
+/// bury someone's inbox, and counting whether or not the address has an account tells nothing.
+pub const MAX_MAILS_PER_TARGET: i64 = 3;
 const VERIFY_TTL_HOURS: i64 = 48;
 const RESET_TTL_MINUTES: i64 = 60;
 const ISSUER: &str = "Vessel";
@@ -51,6 +57,8 @@ pub enum AuthError {
     Suspended,
     #[error("too many failed attempts; try again in {minutes} minute(s)")]
     RateLimited { minutes: i64 },
+    #[error("too many requests for mail from here or to that address; try again in {minutes} minute(s)")]
+    TooManyMails { minutes: i64 },
     #[error("that code is not right; use the current 6-digit code from your authenticator app")]
     BadTotpCode,
     #[error("this link has expired or was already used; ask for a new one")]
@@ -65,6 +73,8 @@ pub enum AuthError {
     Db(#[from] sqlx::Error),
     #[error("outbox: {0}")]
     Outbox(String),
+    #[error("password hashing failed")]
+    Hashing,
 }
 
 impl AuthError {
@@ -82,7 +92,7 @@ impl AuthError {
     }
     /// A mistake the person can fix (shown on the form), as opposed to a failure of ours.
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, AuthError::Db(_) | AuthError::Outbox(_))
+        !matches!(self, AuthError::Db(_) | AuthError::Outbox(_) | AuthError::Hashing)
     }
 }
 
@@ -171,19 +181,14 @@ pub async fn sign_up(pool: &PgPool, base_url: &str, s: SignUp<'_>) -> Result<Opt
         return Err(AuthError::NameTooLong);
     }
     let country = parse_country(s.country)?;
-    let hash = hash_password(&password);
+    let hash = hash_password_bounded(password).await?;
     let mut tx = pool.begin().await?;
     let Some(id) = sql::insert_customer(&mut tx, email.as_str(), &hash, name, "EUR", country.as_deref()).await? else {
         tx.rollback().await?;
         tracing::info!(%email, "sign-up for an address already registered: nothing created");
         return Ok(None);
     };
-    let token = new_token();
-    sql::insert_token(&mut tx, &token_hash(&token), id, TokenPurpose::VerifyEmail, Utc::now() + Duration::hours(VERIFY_TTL_HOURS)).await?;
-    let link = format!("{}/verify/{token}", base_url.trim_end_matches('/'));
-    crate::outbox::enqueue(&mut tx, &email, "verify_email", serde_json::json!({ "link": link, "name": name }), None)
-        .await
-        .map_err(|e| AuthError::Outbox(e.to_string()))?;
+    queue_verification(&mut tx, base_url, id, &email, name).await.map_err(|e| AuthError::Outbox(e.to_string()))?;
     tx.commit().await?;
     tracing::info!(account = %id, "customer signed up; verification mail queued");
     Ok(Some(id))
@@ -197,15 +202,20 @@ pub async fn resend_verification(pool: &PgPool, base_url: &str, email: &str) -> 
     if a.status != AccountStatus::PendingVerification {
         return Ok(());
     }
-    let token = new_token();
     let mut tx = pool.begin().await?;
-    sql::retire_tokens(&mut tx, a.id, TokenPurpose::VerifyEmail).await?;
-    sql::insert_token(&mut tx, &token_hash(&token), a.id, TokenPurpose::VerifyEmail, Utc::now() + Duration::hours(VERIFY_TTL_HOURS)).await?;
-    let link = format!("{}/verify/{token}", base_url.trim_end_matches('/'));
-    crate::outbox::enqueue(&mut tx, &email, "verify_email", serde_json::json!({ "link": link, "name": a.display_name }), None)
-        .await
-        .map_err(|e| AuthError::Outbox(e.to_string()))?;
+    queue_verification(&mut tx, base_url, a.id, &email, &a.display_name).await.map_err(|e| AuthError::Outbox(e.to_string()))?;
     tx.commit().await?;
+    Ok(())
+}
+
+/// Mails a fresh verification link (48 h) in the caller's transaction; earlier links of the
+/// account stop working. Sign-up, the customer's "send again" and the admin's resend use it.
+pub async fn queue_verification(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, base_url: &str, account: Uuid, email: &Email, name: &str) -> Result<(), sqlx::Error> {
+    let token = new_token();
+    sql::retire_tokens(tx, account, TokenPurpose::VerifyEmail).await?;
+    sql::insert_token(tx, &token_hash(&token), account, TokenPurpose::VerifyEmail, Utc::now() + Duration::hours(VERIFY_TTL_HOURS)).await?;
+    let link = format!("{}/verify/{token}", base_url.trim_end_matches('/'));
+    crate::outbox::enqueue(tx, email, "verify_email", serde_json::json!({ "link": link, "name": name }), None).await?;
     Ok(())
 }
 
@@ -251,13 +261,63 @@ async fn reserve_attempt(pool: &PgPool, email: &str, addr: Option<IpAddr>) -> Re
     }
 }
 
+/// A request that mails someone a link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MailRequest {
+    SignUp,
+    PasswordReset,
+    Verification,
+}
+
+impl MailRequest {
+    fn as_str(self) -> &'static str {
+        match self {
+            MailRequest::SignUp => "signup",
+            MailRequest::PasswordReset => "reset",
+            MailRequest::Verification => "verify",
+        }
+    }
+}
+
+/// Counts a request that mails a link, before anything is done, under the same advisory
+/// locks as log-in attempts: [`MAX_MAILS_PER_ADDRESS`] per client address and
+/// [`MAX_MAILS_PER_TARGET`] per request kind and target address, per [`WINDOW_SECS`]. Every
+/// request counts (there is nothing to give back), so a parallel burst sends at most the limit.
+/// A malformed address is not counted per target (the service refuses it anyway).
+pub async fn limit_mail_request(pool: &PgPool, what: MailRequest, email: &str, addr: Option<IpAddr>) -> Result<(), AuthError> {
+    let addr = addr.map(|a| a.to_string()).unwrap_or_else(|| "unknown".into());
+    let target = Email::parse(email).map(|e| format!("{}|{}", what.as_str(), e.as_str())).ok();
+    let mut limits = vec![sql::AttemptLimit { scope: "mail_address", key: &addr, max: MAX_MAILS_PER_ADDRESS }];
+    if let Some(t) = &target {
+        limits.push(sql::AttemptLimit { scope: "mail_target", key: t, max: MAX_MAILS_PER_TARGET });
+    }
+    match sql::reserve_attempt(pool, &limits, WINDOW_SECS).await? {
+        Ok(_) => Ok(()),
+        Err((scope, oldest)) => {
+            let until = oldest.unwrap_or_else(Utc::now) + Duration::seconds(WINDOW_SECS);
+            let minutes = ((until - Utc::now()).num_seconds().max(0) + 59) / 60;
+            tracing::warn!(scope, what = what.as_str(), "mail request refused: rate limited");
+            Err(AuthError::TooManyMails { minutes: minutes.max(1) })
+        }
+    }
+}
+
+/// Hashes a new password on the blocking pool under the same bound as checking one.
+pub async fn hash_password_bounded(password: Password) -> Result<String, AuthError> {
+    let _permit = hash_permits().acquire().await.map_err(|_| AuthError::Hashing)?;
+    tokio::task::spawn_blocking(move || hash_password(&password)).await.map_err(|_| AuthError::Hashing)
+}
+
+fn hash_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| tokio::sync::Semaphore::new(MAX_CONCURRENT_HASHES))
+}
+
 /// Checks a password against its PHC hash on the blocking pool, at most
 /// [`MAX_CONCURRENT_HASHES`] at a time, so a burst of log-ins neither stalls the async workers
 /// nor exhausts the machine.
 async fn verify_password_bounded(password: &str, phc: &str) -> bool {
-    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    let permits = PERMITS.get_or_init(|| tokio::sync::Semaphore::new(MAX_CONCURRENT_HASHES));
-    let Ok(_permit) = permits.acquire().await else { return false };
+    let Ok(_permit) = hash_permits().acquire().await else { return false };
     let (password, phc) = (password.to_string(), phc.to_string());
     tokio::task::spawn_blocking(move || verify_password(&password, &phc)).await.unwrap_or(false)
 }
@@ -321,13 +381,17 @@ fn constant_time_eq_str(a: &str, b: &str) -> bool {
 pub async fn check_totp(pool: &PgPool, account: Uuid, code: &str, addr: Option<IpAddr>) -> Result<(), AuthError> {
     let a = sql::account_by_id(pool, account).await?.ok_or(AuthError::BadCredentials)?;
     let reserved = reserve_attempt(pool, &a.email, addr).await?;
-    let step = match (&a.totp_enabled_at, a.totp_secret.as_deref().and_then(|s| totp_for(s, &a.email))) {
-        (Some(_), Some(t)) => matching_step(&t, code.trim()),
-        _ => None,
-    };
-    let ok = match step {
-        Some(step) => sql::use_totp_step(pool, a.id, step).await?,
-        None => false,
+    let ok = if a.totp_enabled_at.is_none() {
+        false
+    } else if let Some(recovery) = normalize_recovery_code(code) {
+        // A recovery code instead of the app's code: each works once.
+        sql::use_recovery_code(pool, a.id, &recovery_code_hash(&recovery)).await?
+    } else {
+        let step = a.totp_secret.as_deref().and_then(|s| totp_for(s, &a.email)).and_then(|t| matching_step(&t, code.trim()));
+        match step {
+            Some(step) => sql::use_totp_step(pool, a.id, step).await?,
+            None => false,
+        }
     };
     if !ok {
         return Err(AuthError::BadTotpCode);
@@ -351,8 +415,69 @@ pub fn totp_url(secret: &str, email: &str) -> String {
     totp_for(secret, email).map(|t| t.get_url()).unwrap_or_default()
 }
 
-/// Enables two-factor once the customer proves their app has the secret.
-pub async fn confirm_totp(pool: &PgPool, account: Uuid, code: &str) -> Result<(), AuthError> {
+/// Recovery codes made when two-factor is turned on (and on request): each logs in once in
+/// place of the app's code, for when the phone is lost.
+pub const RECOVERY_CODES: usize = 10;
+
+/// A recovery code as typed ("3f2a9-…", any case, spaces or dashes) in its stored form (20
+/// lowercase hex digits, 80 random bits), or `None` if it is not shaped like one.
+fn normalize_recovery_code(code: &str) -> Option<String> {
+    let c: String = code.chars().filter(|c| !c.is_whitespace() && *c != '-').collect::<String>().to_ascii_lowercase();
+    (c.len() == 20 && c.bytes().all(|b| b.is_ascii_hexdigit())).then_some(c)
+}
+
+/// Stored as sha256: 80 random bits cannot be guessed from the hash, so a slow hash is not needed.
+fn recovery_code_hash(normalized: &str) -> String {
+    hex::encode(Sha256::digest(format!("vessel-recovery:{normalized}").as_bytes()))
+}
+
+/// Makes [`RECOVERY_CODES`] fresh recovery codes for an account with two-factor on, replacing
+/// any earlier ones, and returns them to show once (only their hashes are kept).
+pub async fn new_recovery_codes(pool: &PgPool, account: Uuid) -> Result<Vec<String>, AuthError> {
+    let mut codes = Vec::with_capacity(RECOVERY_CODES);
+    let mut hashes = Vec::with_capacity(RECOVERY_CODES);
+    for _ in 0..RECOVERY_CODES {
+        let mut raw = [0u8; 10];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        let h = hex::encode(raw);
+        hashes.push(recovery_code_hash(&h));
+        codes.push(format!("{}-{}-{}-{}", &h[0..5], &h[5..10], &h[10..15], &h[15..20]));
+    }
+    if !sql::replace_recovery_codes(pool, account, &hashes).await? {
+        return Err(AuthError::BadTotpCode);
+    }
+    Ok(codes)
+}
+
+/// How many unused recovery codes an account has left.
+pub async fn recovery_codes_left(pool: &PgPool, account: Uuid) -> Result<i64, AuthError> {
+    Ok(sql::recovery_codes_left(pool, account).await?)
+}
+
+/// An inline SVG QR code of an otpauth:// URL, for the authenticator app's camera.
+pub fn totp_qr_svg(url: &str) -> String {
+    use qrcode::render::svg;
+    match qrcode::QrCode::new(url.as_bytes()) {
+        // Inline in HTML: without the XML declaration the renderer puts first.
+        Ok(code) => {
+            let svg = code.render::<svg::Color>().min_dimensions(200, 200).quiet_zone(true).build();
+            match svg.find("<svg") {
+                Some(at) => svg[at..].to_string(),
+                None => svg,
+            }
+        }
+        Err(_) => String::new(),
+    }
+}
+
+/// Whether the provider requires admins and resellers to use two-factor.
+pub async fn staff_two_factor_required(pool: &PgPool) -> Result<bool, AuthError> {
+    Ok(sql::staff_two_factor_required(pool).await?)
+}
+
+/// Enables two-factor once the account proves its app has the secret, and returns its
+/// recovery codes (shown once).
+pub async fn confirm_totp(pool: &PgPool, account: Uuid, code: &str) -> Result<Vec<String>, AuthError> {
     let a = sql::account_by_id(pool, account).await?.ok_or(AuthError::BadCredentials)?;
     let step = a.totp_secret.as_deref().and_then(|s| totp_for(s, &a.email)).and_then(|t| matching_step(&t, code.trim()));
     // The code that turns it on is spent too.
@@ -364,7 +489,7 @@ pub async fn confirm_totp(pool: &PgPool, account: Uuid, code: &str) -> Result<()
         return Err(AuthError::BadTotpCode);
     }
     sql::enable_totp(pool, account).await?;
-    Ok(())
+    new_recovery_codes(pool, account).await
 }
 
 /// Turning two-factor off needs a current code too, so a stolen session cannot do it.
@@ -416,7 +541,7 @@ pub async fn request_password_reset(pool: &PgPool, base_url: &str, email: &str) 
 /// Sets a new password with a reset token (once), and signs the account out everywhere.
 pub async fn reset_password(pool: &PgPool, token: &str, new_password: &str) -> Result<Uuid, AuthError> {
     let password = Password::parse(new_password)?;
-    let hash = hash_password(&password);
+    let hash = hash_password_bounded(password).await?;
     let mut tx = pool.begin().await?;
     let id = sql::consume_token(&mut tx, &token_hash(token), TokenPurpose::PasswordReset).await?.ok_or(AuthError::BadToken)?;
     sql::set_password(&mut tx, id, &hash).await?;

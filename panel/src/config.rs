@@ -104,12 +104,23 @@ pub struct OrchestrationSettings {
     /// hosts that joined without sending their certificate's fingerprint (else it is pinned).
     #[serde(default)]
     pub host_ca_file: Option<std::path::PathBuf>,
+    /// How long a host's join token works after an admin makes it.
+    #[serde(default = "default_join_token_ttl_hours")]
+    pub join_token_ttl_hours: i64,
     /// A paid order still waiting for capacity this long after it first found no room is
     /// refunded to credit (issue 14; `panel::capacity`).
     pub capacity_refund_after_secs: i64,
 }
 
+fn default_join_token_ttl_hours() -> i64 {
+    24
+}
+
 impl OrchestrationSettings {
+    pub fn join_token_ttl(&self) -> chrono::Duration {
+        chrono::Duration::hours(self.join_token_ttl_hours)
+    }
+
     pub fn host_ca(&self) -> Option<reqwest::Certificate> {
         let pem = std::fs::read(self.host_ca_file.as_ref()?).ok()?;
         reqwest::Certificate::from_pem(&pem).ok()

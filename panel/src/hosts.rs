@@ -29,7 +29,7 @@ pg_enum! {
 
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
-    #[error("this join token is unknown or was used already: ask an admin for a new one")]
+    #[error("this join token is unknown, expired or was used already: ask an admin for a new one")]
     BadToken,
     #[error("{0}")]
     Invalid(String),
@@ -41,9 +41,22 @@ fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.trim().as_bytes()))
 }
 
-/// An admin expects a host: returns (host id, the join token to hand to it). Only the
-/// token's hash is stored.
+/// How long a join token works unless the caller says otherwise (`[orchestration]
+/// join_token_ttl_hours` for the admin page and `panel hosts add`).
+pub const DEFAULT_JOIN_TOKEN_TTL: chrono::Duration = chrono::Duration::hours(24);
+
+/// An admin expects a host: returns (host id, the join token to hand to it), valid for
+/// [`DEFAULT_JOIN_TOKEN_TTL`]. Only the token's hash is stored.
 pub async fn register(pool: &PgPool, admin: Option<Uuid>, name: &str, api_url: &str) -> Result<(Uuid, String), JoinError> {
+    register_for(pool, admin, name, api_url, DEFAULT_JOIN_TOKEN_TTL).await
+}
+
+/// As [`register`], with a token that stops working after `ttl` (a leaked token left lying
+/// in a ticket or a shell history cannot make a host join later).
+pub async fn register_for(pool: &PgPool, admin: Option<Uuid>, name: &str, api_url: &str, ttl: chrono::Duration) -> Result<(Uuid, String), JoinError> {
+    if ttl <= chrono::Duration::zero() {
+        return Err(JoinError::Invalid("a join token's lifetime must be positive".into()));
+    }
     let name = name.trim();
     if name.is_empty() || name.len() > 63 {
         return Err(JoinError::Invalid("a host name is 1 to 63 characters".into()));
@@ -52,9 +65,10 @@ pub async fn register(pool: &PgPool, admin: Option<Uuid>, name: &str, api_url: &
     rand::rngs::OsRng.fill_bytes(&mut raw);
     let token = format!("vjt_{}", hex::encode(raw));
     let mut tx = pool.begin().await?;
-    let id = sql::insert_pending(&mut tx, name, api_url, &token_hash(&token)).await?;
+    let expires = chrono::Utc::now() + ttl;
+    let id = sql::insert_pending(&mut tx, name, api_url, &token_hash(&token), expires).await?;
     let actor = admin.map(Actor::admin).unwrap_or(Actor::SYSTEM);
-    audit::record(&mut *tx, actor, "host.register", Some(("host", id.to_string())), None, serde_json::json!({ "name": name })).await?;
+    audit::record(&mut *tx, actor, "host.register", Some(("host", id.to_string())), None, serde_json::json!({ "name": name, "token_expires_at": expires })).await?;
     tx.commit().await?;
     Ok((id, token))
 }

@@ -171,8 +171,9 @@ async fn main() -> anyhow::Result<()> {
         }
         Cmd::Hosts { cmd: HostsCmd::Add { name, api_url } } => {
             let pool = db::pool(settings.database_url(), 2)?;
-            let (id, token) = panel::hosts::register(&pool, None, &name, &api_url).await?;
-            println!("host {name} ({id}) is expected; on it run:");
+            let ttl = settings.orchestration.join_token_ttl();
+            let (id, token) = panel::hosts::register_for(&pool, None, &name, &api_url, ttl).await?;
+            println!("host {name} ({id}) is expected; within {} hours, on it run:", ttl.num_hours());
             println!("  provisioner join --panel-url {} --token {token} --name {name} --api-url {api_url}", settings.http.base_url);
         }
         Cmd::Billing { cmd } => {

@@ -1,7 +1,9 @@
 //! The README's quick start, for real: `./vessel up` builds, migrates, syncs the plans, makes
 //! the admin whose login it prints, serves /healthz, starts two provisioner hosts in network
 //! namespaces that join the panel (as root), so a customer's order runs, and Ctrl-C stops it
-//! all, leaving no namespace, link, process, cgroup, mount or loop device behind.
+//! all, leaving no namespace, link, process, cgroup, mount or loop device behind. The mail
+//! catcher it starts (MailDev) shows the verification mail of a sign-up, and a second
+//! `./vessel up` on the same state refuses at once, leaving the first one serving.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -35,6 +37,8 @@ async fn vessel_up_serves_and_prints_a_working_admin_login() {
         .spawn()
         .expect("./vessel runs");
     let pgid = child.id() as i32;
+    // Should an assertion fail, Ctrl-C the whole group anyway, so nothing is left running.
+    let _stop_on_panic = StopGroup(pgid);
 
     // Read what it prints on a thread; pick out the URL, login and password.
     let (tx, rx) = mpsc::channel();
@@ -44,7 +48,7 @@ async fn vessel_up_serves_and_prints_a_working_admin_login() {
             let _ = tx.send(line);
         }
     });
-    let (mut url, mut login, mut password) = (None, None, None);
+    let (mut url, mut login, mut password, mut mail) = (None, None, None, None);
     // (name, address, namespace) of each demo host in the banner.
     let mut hosts: Vec<(String, String, String)> = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
@@ -62,9 +66,12 @@ async fn vessel_up_serves_and_prints_a_working_admin_login() {
             login = Some(v.trim().to_string());
         } else if let Some(v) = line.strip_prefix("password:") {
             password = Some(v.trim().to_string());
+        } else if let Some(v) = line.strip_prefix("mail:") {
+            mail = v.split_whitespace().next().map(str::to_string);
         }
     }
     let (url, login, password) = (url.unwrap(), login.unwrap(), password.unwrap());
+    let mail = mail.expect("the banner names the mail catcher's page (the mail line comes before the login)");
     // The host lines come after the password line.
     while let Ok(line) = rx.recv_timeout(Duration::from_secs(2)) {
         let line = line.trim().to_string();
@@ -81,6 +88,9 @@ async fn vessel_up_serves_and_prints_a_working_admin_login() {
 
     let health: serde_json::Value = reqwest::get(format!("{url}/healthz")).await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "ok");
+
+    a_second_up_refuses_and_touches_nothing(&root, &db_url, state.path(), &url).await;
+    a_sign_up_mail_reaches_the_catcher(&url, &mail).await;
 
     // The printed credentials are the admin's, hashed with argon2id.
     let pool = sqlx::PgPool::connect(&db_url).await.unwrap();
@@ -105,6 +115,62 @@ async fn vessel_up_serves_and_prints_a_working_admin_login() {
     assert!(status.success(), "exit status {status}");
     assert!(reqwest::get(format!("{url}/healthz")).await.is_err(), "nothing listens any more");
     nothing_left_behind(state.path(), &hosts);
+}
+
+/// While one `./vessel up` runs, another on the same state directory exits at once with an
+/// error naming the first, and the first still serves (its database untouched).
+async fn a_second_up_refuses_and_touches_nothing(root: &Path, db_url: &str, state: &Path, url: &str) {
+    let started = std::time::Instant::now();
+    let out = Command::new(root.join("vessel"))
+        .arg("up")
+        .env("DATABASE_URL", db_url)
+        .env("VESSEL__HTTP__PORT", "0")
+        .env("VESSEL_STATE_DIR", state)
+        .stdin(Stdio::null())
+        .output()
+        .expect("./vessel runs");
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a second ./vessel up must refuse: {err}");
+    assert!(err.contains("already running"), "it says why: {err}");
+    assert!(took < Duration::from_secs(10), "it refuses at once, before building: {took:?}");
+    let first_pid = std::fs::read_to_string(state.join("up.pid")).expect("the first up's pid file stays");
+    assert!(err.contains(first_pid.trim()), "it names the running one: {err}");
+    // The first one is untouched: health (which checks the database) still answers ok.
+    let health: serde_json::Value = reqwest::get(format!("{url}/healthz")).await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "ok", "the first panel and its database still serve");
+}
+
+/// A sign-up on the panel mails its verification link to the mail catcher, whose web page
+/// (MailDev's JSON API behind it) shows it.
+async fn a_sign_up_mail_reaches_the_catcher(url: &str, mail: &str) {
+    let c = reqwest::Client::builder().cookie_store(true).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let page = c.get(format!("{url}/signup")).send().await.unwrap().text().await.unwrap();
+    let at = page.find("name=\"csrf\" value=\"").expect("the sign-up form") + "name=\"csrf\" value=\"".len();
+    let csrf = &page[at..at + page[at..].find('"').unwrap()];
+    let r = c
+        .post(format!("{url}/signup"))
+        .form(&[("email", "newcomer@example.com"), ("password", "correct horse battery"), ("name", "New"), ("csrf", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let home = reqwest::get(mail).await.expect("the mail catcher's page answers");
+    assert!(home.status().is_success());
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mails: serde_json::Value = reqwest::get(format!("{}/email", mail.trim_end_matches('/'))).await.unwrap().json().await.unwrap();
+        let found = mails.as_array().into_iter().flatten().find(|m| {
+            m["to"].as_array().into_iter().flatten().any(|t| t["address"] == "newcomer@example.com")
+        });
+        if let Some(m) = found {
+            let text = m["text"].as_str().unwrap_or_default();
+            assert!(text.contains(&format!("{url}/verify/")), "the verification link: {text}");
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "no verification mail in the catcher: {mails}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Both hosts joined (secret stored) and answer the reconciler; a customer's container and
@@ -204,6 +270,19 @@ fn nothing_left_behind(state: &Path, hosts: &[(String, String, String)]) {
         if let Ok(cmd) = std::fs::read(p.path().join("cmdline")) {
             let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
             assert!(!cmd.contains(&state_s), "process {:?} is left: {cmd}", p.file_name());
+        }
+    }
+}
+
+/// Sends SIGINT to `./vessel up`'s process group when dropped (by a failing assertion), and
+/// gives its clean-up a moment; after a clean stop the group is gone and this does nothing.
+struct StopGroup(i32);
+
+impl Drop for StopGroup {
+    fn drop(&mut self) {
+        // SAFETY: killpg on the process group this test created; no memory is involved.
+        if unsafe { libc::killpg(self.0, libc::SIGINT) } == 0 {
+            std::thread::sleep(Duration::from_secs(20));
         }
     }
 }

@@ -42,6 +42,16 @@ pub async fn account(pool: &PgPool, id: Uuid, role: Role) -> Result<Option<Accou
     .await
 }
 
+/// A customer still awaiting verification, locked: (email, display name).
+pub async fn pending_signup_for_update(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<(String, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT email, display_name FROM accounts WHERE id = $1 AND role = 'customer' AND status = 'pending_verification' FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
 /// Moves a customer between active and suspended; false if it is not in `from`.
 pub async fn set_status(tx: &mut Tx<'_>, id: Uuid, from: AccountStatus, to: AccountStatus) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(

@@ -128,10 +128,59 @@ pub async fn enable_totp(pool: &PgPool, account: Uuid) -> Result<(), sqlx::Error
 }
 
 pub async fn disable_totp(pool: &PgPool, account: Uuid) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
     sqlx::query("UPDATE accounts SET totp_secret = NULL, totp_enabled_at = NULL WHERE id = $1")
         .bind(account)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM totp_recovery_codes WHERE account_id = $1").bind(account).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Replaces an account's recovery codes (only while two-factor is on: false otherwise).
+pub async fn replace_recovery_codes(pool: &PgPool, account: Uuid, hashes: &[String]) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let on: Option<Uuid> = sqlx::query_scalar("SELECT id FROM accounts WHERE id = $1 AND totp_enabled_at IS NOT NULL FOR UPDATE")
+        .bind(account)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if on.is_none() {
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM totp_recovery_codes WHERE account_id = $1").bind(account).execute(&mut *tx).await?;
+    sqlx::query("INSERT INTO totp_recovery_codes (account_id, code_sha256) SELECT $1, unnest($2)")
+        .bind(account)
+        .bind(hashes)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Uses a recovery code up: true only for the one request that marks it used.
+pub async fn use_recovery_code(pool: &PgPool, account: Uuid, hash: &str) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("UPDATE totp_recovery_codes SET used_at = now() WHERE account_id = $1 AND code_sha256 = $2 AND used_at IS NULL")
+        .bind(account)
+        .bind(hash)
         .execute(pool)
         .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+pub async fn recovery_codes_left(pool: &PgPool, account: Uuid) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM totp_recovery_codes WHERE account_id = $1 AND used_at IS NULL")
+        .bind(account)
+        .fetch_one(pool)
+        .await
+}
+
+pub async fn staff_two_factor_required(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query_scalar("SELECT require_staff_two_factor FROM security_settings").fetch_optional(pool).await?.unwrap_or(false))
+}
+
+pub async fn set_staff_two_factor_required(tx: &mut Tx<'_>, on: bool) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE security_settings SET require_staff_two_factor = $1, updated_at = now()").bind(on).execute(&mut **tx).await?;
     Ok(())
 }
 

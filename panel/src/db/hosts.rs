@@ -7,20 +7,21 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 /// Registers a host an admin expects; it joins later with the token whose hash is kept.
-pub async fn insert_pending(tx: &mut Tx<'_>, name: &str, api_url: &str, token_sha256: &str) -> Result<Uuid, sqlx::Error> {
+pub async fn insert_pending(tx: &mut Tx<'_>, name: &str, api_url: &str, token_sha256: &str, expires: DateTime<Utc>) -> Result<Uuid, sqlx::Error> {
     sqlx::query_scalar(
-        "INSERT INTO hosts (name, api_url, cpus, memory_mib, disk_gib, enabled, join_token_sha256)
-         VALUES ($1, $2, 1, 1, 1, false, $3) RETURNING id",
+        "INSERT INTO hosts (name, api_url, cpus, memory_mib, disk_gib, enabled, join_token_sha256, join_token_expires_at)
+         VALUES ($1, $2, 1, 1, 1, false, $3, $4) RETURNING id",
     )
     .bind(name)
     .bind(api_url)
     .bind(token_sha256)
+    .bind(expires)
     .fetch_one(&mut **tx)
     .await
 }
 
 /// Completes a join: the token is used up, the secret set, the capacity reported. Returns
-/// the host id, or `None` if no host waits for this token.
+/// the host id, or `None` if no host waits for this token or it has expired.
 #[allow(clippy::too_many_arguments)]
 pub async fn complete_join(
     tx: &mut Tx<'_>,
@@ -35,10 +36,10 @@ pub async fn complete_join(
     tls_cert_sha256: Option<&str>,
 ) -> Result<Option<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
-        "UPDATE hosts SET join_token_sha256 = NULL, api_secret = $3, api_url = $2, cpus = $4, memory_mib = $5,
+        "UPDATE hosts SET join_token_sha256 = NULL, join_token_expires_at = NULL, api_secret = $3, api_url = $2, cpus = $4, memory_mib = $5,
                 disk_gib = $6, supports_containers = $7, supports_kvm = $8, enabled = true, reachability = 'reachable',
                 last_seen_at = now(), tls_cert_sha256 = $9
-          WHERE join_token_sha256 = $1 RETURNING id",
+          WHERE join_token_sha256 = $1 AND join_token_expires_at > now() RETURNING id",
     )
     .bind(token_sha256)
     .bind(api_url)

@@ -79,3 +79,16 @@ pub async fn recent(pool: &sqlx::PgPool, limit: i64) -> Result<Vec<OutboxView>, 
     .fetch_all(pool)
     .await
 }
+
+/// One mail and its template data.
+pub async fn one(pool: &sqlx::PgPool, id: i64) -> Result<Option<(OutboxView, Value)>, sqlx::Error> {
+    let row: Option<(Value,)> = sqlx::query_as("SELECT data FROM email_outbox WHERE id = $1").bind(id).fetch_optional(pool).await?;
+    let Some((data,)) = row else { return Ok(None) };
+    let view: Option<OutboxView> = sqlx::query_as(
+        "SELECT id, to_address, template, created_at, run_after, sent_at, attempts, last_error FROM email_outbox WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(view.map(|v| (v, data)))
+}

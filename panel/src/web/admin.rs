@@ -38,6 +38,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(customers)
         .service(customer_show)
         .service(customer_suspend)
+        .service(customer_mark_verified)
+        .service(customer_resend_verification)
         .service(customer_credit)
         .service(customer_invoice)
         .service(invoices)
@@ -49,7 +51,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(reseller_terms)
         .service(reseller_terms_save)
         .service(audit_log)
-        .service(emails);
+        .service(emails)
+        .service(email_show)
+        .service(security)
+        .service(security_save);
 }
 
 fn by(a: &CurrentAdmin, req: &HttpRequest) -> By {
@@ -410,7 +415,13 @@ fn register_form(f: &RegisterForm) -> FormView {
 }
 
 #[post("/admin/hosts/register")]
-async fn host_register(req: HttpRequest, a: CurrentAdmin, f: CsrfForm<RegisterForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+async fn host_register(
+    req: HttpRequest,
+    a: CurrentAdmin,
+    f: CsrfForm<RegisterForm>,
+    pool: web::Data<PgPool>,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, WebError> {
     let api_url = f.0.api_url.trim().trim_end_matches('/').to_string();
     if !(api_url.starts_with("http://") || api_url.starts_with("https://")) {
         let mut v = register_form(&f.0);
@@ -418,14 +429,16 @@ async fn host_register(req: HttpRequest, a: CurrentAdmin, f: CsrfForm<RegisterFo
         v.error = Some("Please correct the marked field (api_url).".into());
         return invalid_page(&form_page(&a, v));
     }
-    match crate::hosts::register(&pool, Some(a.account.id), &f.0.name, &api_url).await {
+    let ttl = settings.orchestration.join_token_ttl();
+    match crate::hosts::register_for(&pool, Some(a.account.id), &f.0.name, &api_url, ttl).await {
         Ok((id, token)) => {
             tracing::info!(host = %id, from = ?super::remote_addr(&req), "host registered");
             ok(&super::pages::MessagePage {
                 ctx: Ctx::of(&a.session),
                 heading: format!("Join token for {}", f.0.name.trim()),
                 message: format!(
-                    "Give this one-time token to the host's provisioner (it is shown only now and works once): {token}"
+                    "Give this one-time token to the host's provisioner (it is shown only now, expires in {} hours and works once): {token}",
+                    ttl.num_hours()
                 ),
             })
         }
@@ -886,6 +899,36 @@ async fn customer_suspend(
     }
 }
 
+/// Any form with nothing but its CSRF token.
+type Empty = CsrfForm<serde_json::Map<String, serde_json::Value>>;
+
+/// A stuck sign-up (the mail never arrived): the admin vouches for the address.
+#[post("/admin/customers/{id}/mark-verified")]
+async fn customer_mark_verified(req: HttpRequest, a: CurrentAdmin, id: web::Path<Uuid>, _f: Empty, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    sql_admin::account(&pool, *id, Role::Customer).await?.ok_or(WebError::NotFound)?;
+    match admin::mark_customer_verified(&pool, by(&a, &req), *id).await {
+        Ok(()) => Ok(see_other(&format!("/admin/customers/{id}?done=saved"))),
+        Err(e) => invalid_page(&customer_page(&a, &pool, *id, Some(WebError::mistake(e)?)).await?),
+    }
+}
+
+/// A stuck sign-up: a fresh verification link by mail.
+#[post("/admin/customers/{id}/resend-verification")]
+async fn customer_resend_verification(
+    req: HttpRequest,
+    a: CurrentAdmin,
+    id: web::Path<Uuid>,
+    _f: Empty,
+    pool: web::Data<PgPool>,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, WebError> {
+    sql_admin::account(&pool, *id, Role::Customer).await?.ok_or(WebError::NotFound)?;
+    match admin::resend_customer_verification(&pool, by(&a, &req), &settings.http.base_url, *id).await {
+        Ok(()) => Ok(see_other(&format!("/admin/customers/{id}?done=resent"))),
+        Err(e) => invalid_page(&customer_page(&a, &pool, *id, Some(WebError::mistake(e)?)).await?),
+    }
+}
+
 // ------------------------------------------------------------------ resellers
 
 async fn resellers_view(pool: &PgPool, f: &ResellerForm) -> Result<ListView, WebError> {
@@ -1049,9 +1092,9 @@ async fn emails(a: CurrentAdmin, pool: web::Data<PgPool>) -> Result<HttpResponse
                 (None, _) => format!("retry at {}", m.run_after.format("%H:%M:%S UTC")),
             };
             vec![
-                cell(m.created_at.format("%Y-%m-%d %H:%M UTC")),
+                link(m.created_at.format("%Y-%m-%d %H:%M UTC").to_string(), format!("/admin/emails/{}", m.id)),
                 cell(&m.to_address),
-                cell(&m.template),
+                link(&m.template, format!("/admin/emails/{}", m.id)),
                 num(m.attempts),
                 cell(state),
                 Cell { text: m.last_error.clone().unwrap_or_default(), class: "mono", ..Default::default() },
@@ -1060,10 +1103,68 @@ async fn emails(a: CurrentAdmin, pool: web::Data<PgPool>) -> Result<HttpResponse
         .collect();
     let list = ListView {
         title: "Outgoing mail".into(),
-        intro: format!("Unsent mail first. Failed sends are retried with backoff, up to {} attempts.", crate::email::MAX_ATTEMPTS),
+        intro: format!("Unsent mail first. Open one to read it as sent. Failed sends are retried with backoff, up to {} attempts.", crate::email::MAX_ATTEMPTS),
         headers: vec!["Queued", "To", "Template", "Attempts", "State", "Last error"],
         rows,
         ..Default::default()
     };
     ok(&list_page(&a, list, None))
+}
+
+#[derive(Template)]
+#[template(path = "admin/email.html")]
+struct EmailPage {
+    ctx: Ctx,
+    m: crate::db::outbox_delivery::OutboxView,
+    subject: String,
+    body: String,
+}
+
+/// One mail as it is (or was) sent: subject and text, rendered from its outbox row by the
+/// worker's own code, so a stuck sign-up's link can be read here.
+#[get("/admin/emails/{id}")]
+async fn email_show(a: CurrentAdmin, id: web::Path<i64>, pool: web::Data<PgPool>, settings: web::Data<Settings>) -> Result<HttpResponse, WebError> {
+    let (m, data) = crate::db::outbox_delivery::one(&pool, *id).await?.ok_or(WebError::NotFound)?;
+    let data = crate::email::enrich(&pool, &settings.http.base_url, &data).await.map_err(WebError::internal)?;
+    let (subject, body) = match crate::email::render(&m.template, &data) {
+        Ok(r) => (r.subject, r.body),
+        Err(e) => ("(cannot be rendered)".to_string(), e.to_string()),
+    };
+    ok(&EmailPage { ctx: Ctx::of(&a.session), m, subject, body })
+}
+
+// ------------------------------------------------------------------ security settings
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct SecurityForm {
+    require_staff_two_factor: Option<String>,
+}
+
+fn security_form(on: bool) -> FormView {
+    FormView {
+        title: "Security".into(),
+        action: "/admin/security".into(),
+        button: "Save".into(),
+        intro: "With this on, admins and resellers without two-factor authentication are sent to set it up before they can \
+                use their pages (log-in then asks for a code or a recovery code). Reseller API keys are not affected."
+            .into(),
+        fields: vec![check("require_staff_two_factor", "Require two-factor authentication for admins and resellers", on)],
+        ..Default::default()
+    }
+}
+
+#[get("/admin/security")]
+async fn security(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
+    let on = crate::db::auth::staff_two_factor_required(&pool).await?;
+    let mut page = form_page(&a, security_form(on));
+    page.ctx = page.ctx.with_notice(q.done.as_deref());
+    ok(&page)
+}
+
+#[post("/admin/security")]
+async fn security_save(req: HttpRequest, a: CurrentAdmin, f: CsrfForm<SecurityForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    let on = f.0.require_staff_two_factor.as_deref().is_some_and(|v| !v.is_empty() && v != "off");
+    admin::set_staff_two_factor_required(&pool, by(&a, &req), on).await?;
+    Ok(see_other("/admin/security?done=saved"))
 }

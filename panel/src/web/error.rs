@@ -16,6 +16,10 @@ pub enum WebError {
     BadForm(String),
     #[error("log in to see {0}")]
     LoginRequired(String),
+    /// The provider requires two-factor for this role and the account has none yet: it is
+    /// sent to set it up before anything else.
+    #[error("turn on two-factor authentication first")]
+    TwoFactorRequired,
     #[error("{0}")]
     Conflict(String),
     #[error("internal error: {0}")]
@@ -121,7 +125,7 @@ impl ResponseError for WebError {
             WebError::NotFound => StatusCode::NOT_FOUND,
             WebError::Csrf => StatusCode::FORBIDDEN,
             WebError::BadForm(_) => StatusCode::BAD_REQUEST,
-            WebError::LoginRequired(_) => StatusCode::SEE_OTHER,
+            WebError::LoginRequired(_) | WebError::TwoFactorRequired => StatusCode::SEE_OTHER,
             WebError::Conflict(_) => StatusCode::CONFLICT,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -131,6 +135,9 @@ impl ResponseError for WebError {
         if let WebError::LoginRequired(path) = self {
             let next = serde_urlencoded::to_string([("next", path)]).unwrap_or_default();
             return HttpResponse::SeeOther().insert_header((header::LOCATION, format!("/login?{next}"))).finish();
+        }
+        if let WebError::TwoFactorRequired = self {
+            return HttpResponse::SeeOther().insert_header((header::LOCATION, "/account/security?done=need_2fa")).finish();
         }
         let (heading, message): (&str, String) = match self {
             WebError::NotFound => ("Not found", "There is nothing here. Check the address, or go back to your list.".into()),
@@ -146,7 +153,7 @@ impl ResponseError for WebError {
                 tracing::error!(error = %e, "request failed");
                 ("Something went wrong", "Something went wrong on our side; nothing you did. Please try again in a minute.".into())
             }
-            WebError::LoginRequired(_) => unreachable!("handled above"),
+            WebError::LoginRequired(_) | WebError::TwoFactorRequired => unreachable!("handled above"),
         };
         let page = ErrorPage { ctx: super::pages::Ctx::anonymous(), heading, message: &message, back: "/" };
         let body = page.render().unwrap_or_else(|_| message.clone());

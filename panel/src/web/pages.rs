@@ -2,7 +2,7 @@
 //! password reset, and the customer's account page (two-factor settings).
 
 use super::error::WebError;
-use super::session::{CsrfForm, CurrentCustomer, Session};
+use super::session::{AnyAccount, CsrfForm, CurrentCustomer, Session};
 use crate::accounts::Role;
 use crate::auth::{self, AuthError};
 use crate::catalogue::{self, PlanCard};
@@ -60,7 +60,9 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "logged_out" => "You are logged out.",
         "totp_on" => "Two-factor authentication is on. You will be asked for a code when you log in.",
         "totp_off" => "Two-factor authentication is off.",
+        "need_2fa" => "Your provider requires two-factor authentication for this account: set it up to continue.",
         "saved" => "Saved.",
+        "resent" => "A fresh verification link is on its way (see Mail).",
         "paid" => "Paid. Thank you!",
         "ordered" => "Order placed.",
         "requested" => "Request queued; the server will act on it shortly.",
@@ -167,6 +169,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(totp_begin)
         .service(totp_confirm)
         .service(totp_disable)
+        .service(totp_recovery_codes)
+        .service(security_show)
         .service(profile);
 }
 
@@ -231,14 +235,28 @@ struct SignupForm {
     country: String,
 }
 
+/// A request for mail refused by its limit: the page says when to try again (429).
+fn too_many_mails(session: &Session, e: &AuthError) -> Result<HttpResponse, WebError> {
+    html(
+        actix_web::http::StatusCode::TOO_MANY_REQUESTS,
+        &MessagePage { ctx: Ctx::of(session), heading: "Too many requests".into(), message: e.to_string() },
+    )
+}
+
 #[post("/signup")]
 async fn signup(
+    req: HttpRequest,
     session: Session,
     form: CsrfForm<SignupForm>,
     pool: web::Data<PgPool>,
     settings: web::Data<Settings>,
 ) -> Result<HttpResponse, WebError> {
     let f = form.0;
+    match auth::limit_mail_request(&pool, auth::MailRequest::SignUp, &f.email, super::remote_addr(&req)).await {
+        Ok(()) => {}
+        Err(e @ AuthError::TooManyMails { .. }) => return too_many_mails(&session, &e),
+        Err(e) => return Err(WebError::internal(e)),
+    }
     let r = auth::sign_up(&pool, &settings.http.base_url, auth::SignUp { email: &f.email, password: &f.password, name: &f.name, country: &f.country }).await;
     match r {
         Ok(_) => ok(&MessagePage {
@@ -287,11 +305,17 @@ async fn verify_form(session: Session, token: web::Path<String>, pool: web::Data
 
 #[post("/verify/resend")]
 async fn verify_resend(
+    req: HttpRequest,
     session: Session,
     form: CsrfForm<EmailForm>,
     pool: web::Data<PgPool>,
     settings: web::Data<Settings>,
 ) -> Result<HttpResponse, WebError> {
+    match auth::limit_mail_request(&pool, auth::MailRequest::Verification, &form.0.email, super::remote_addr(&req)).await {
+        Ok(()) => {}
+        Err(e @ AuthError::TooManyMails { .. }) => return too_many_mails(&session, &e),
+        Err(e) => return Err(WebError::internal(e)),
+    }
     auth::resend_verification(&pool, &settings.http.base_url, &form.0.email).await.map_err(WebError::internal)?;
     ok(&MessagePage {
         ctx: Ctx::of(&session),
@@ -441,11 +465,17 @@ struct EmailForm {
 
 #[post("/reset")]
 async fn reset_request(
+    req: HttpRequest,
     session: Session,
     form: CsrfForm<EmailForm>,
     pool: web::Data<PgPool>,
     settings: web::Data<Settings>,
 ) -> Result<HttpResponse, WebError> {
+    match auth::limit_mail_request(&pool, auth::MailRequest::PasswordReset, &form.0.email, super::remote_addr(&req)).await {
+        Ok(()) => {}
+        Err(e @ AuthError::TooManyMails { .. }) => return too_many_mails(&session, &e),
+        Err(e) => return Err(WebError::internal(e)),
+    }
     auth::request_password_reset(&pool, &settings.http.base_url, &form.0.email).await.map_err(WebError::internal)?;
     ok(&MessagePage {
         ctx: Ctx::of(&session),
@@ -495,6 +525,26 @@ async fn reset(session: Session, token: web::Path<String>, form: CsrfForm<Passwo
 
 // ------------------------------------------------------------------ account & two-factor
 
+/// What the two-factor card shows (the customer's account page and everyone's security page).
+pub struct TotpView {
+    pub enabled: bool,
+    /// An enrolment in progress: (secret, otpauth URL).
+    pub enrolling: Option<(String, String)>,
+    /// The otpauth URL as an inline SVG QR code (drawn by the panel from its own URL).
+    pub qr_svg: String,
+    pub recovery_left: i64,
+}
+
+async fn totp_view(pool: &PgPool, a: &crate::db::auth::AccountAuth) -> Result<TotpView, WebError> {
+    let enrolling = match (&a.totp_secret, a.totp_enabled_at) {
+        (Some(s), None) => Some((s.clone(), auth::totp_url(s, &a.email))),
+        _ => None,
+    };
+    let qr_svg = enrolling.as_ref().map(|(_, url)| auth::totp_qr_svg(url)).unwrap_or_default();
+    let recovery_left = if a.totp_enabled_at.is_some() { auth::recovery_codes_left(pool, a.id).await.map_err(WebError::internal)? } else { 0 };
+    Ok(TotpView { enabled: a.totp_enabled_at.is_some(), enrolling, qr_svg, recovery_left })
+}
+
 #[derive(Template)]
 #[template(path = "account.html")]
 struct AccountPage {
@@ -503,9 +553,7 @@ struct AccountPage {
     email: String,
     country: String,
     time_zone: String,
-    totp_enabled: bool,
-    /// An enrolment in progress: (secret, otpauth URL).
-    enrolling: Option<(String, String)>,
+    totp: TotpView,
     credit: Vec<String>,
     error: Option<String>,
 }
@@ -517,10 +565,6 @@ async fn account_page(
     error: Option<String>,
 ) -> Result<AccountPage, WebError> {
     let a = crate::db::auth::account_by_id(pool, c.account.id).await?.ok_or(WebError::NotFound)?;
-    let enrolling = match (&a.totp_secret, a.totp_enabled_at) {
-        (Some(s), None) => Some((s.clone(), auth::totp_url(s, &a.email))),
-        _ => None,
-    };
     let credit = super::customer::credit_lines(pool, &a).await?;
     Ok(AccountPage {
         ctx: Ctx::of(&c.session).with_notice(done),
@@ -528,8 +572,7 @@ async fn account_page(
         email: a.email.clone(),
         country: crate::db::auth::country_of(pool, a.id).await?.unwrap_or_default(),
         time_zone: a.time_zone.clone(),
-        totp_enabled: a.totp_enabled_at.is_some(),
-        enrolling,
+        totp: totp_view(pool, &a).await?,
         credit,
         error,
     })
@@ -540,33 +583,100 @@ async fn account_show(c: CurrentCustomer, pool: web::Data<PgPool>, q: web::Query
     ok(&account_page(&c, &pool, q.done.as_deref(), None).await?)
 }
 
+#[derive(Template)]
+#[template(path = "security.html")]
+struct SecurityPage {
+    ctx: Ctx,
+    email: String,
+    required: bool,
+    totp: TotpView,
+    error: Option<String>,
+}
+
+async fn security_page(who: &AnyAccount, pool: &PgPool, done: Option<&str>, error: Option<String>) -> Result<SecurityPage, WebError> {
+    let a = crate::db::auth::account_by_id(pool, who.account.id).await?.ok_or(WebError::NotFound)?;
+    let staff = matches!(a.role, Role::Admin | Role::Reseller);
+    let required = staff && a.totp_enabled_at.is_none() && auth::staff_two_factor_required(pool).await.map_err(WebError::internal)?;
+    Ok(SecurityPage { ctx: Ctx::of(&who.session).with_notice(done), email: a.email.clone(), required, totp: totp_view(pool, &a).await?, error })
+}
+
+/// Everyone's own two-factor settings (admins and resellers have no account page; a provider
+/// that requires two-factor for them sends them here until it is on).
+#[get("/account/security")]
+async fn security_show(who: AnyAccount, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
+    ok(&security_page(&who, &pool, q.done.as_deref(), None).await?)
+}
+
+/// Where an account's two-factor settings live: a customer's account page, else the security page.
+fn totp_home(who: &AnyAccount) -> &'static str {
+    if who.account.role == Role::Customer { "/account" } else { "/account/security" }
+}
+
+/// The two-factor card's page again, with a mistake shown on it.
+async fn totp_mistake(who: &AnyAccount, pool: &PgPool, e: String) -> Result<HttpResponse, WebError> {
+    if who.account.role == Role::Customer {
+        let c = CurrentCustomer { account: who.account.clone(), session: who.session.clone() };
+        invalid(&account_page(&c, pool, None, Some(e)).await?)
+    } else {
+        invalid(&security_page(who, pool, None, Some(e)).await?)
+    }
+}
+
 #[post("/account/totp/begin")]
 async fn totp_begin(
-    c: CurrentCustomer,
+    who: AnyAccount,
     _f: CsrfForm<serde_json::Map<String, serde_json::Value>>,
     pool: web::Data<PgPool>,
 ) -> Result<HttpResponse, WebError> {
-    if c.account.totp_enabled_at.is_some() {
+    if who.account.totp_enabled_at.is_some() {
         return Err(WebError::Conflict("Two-factor authentication is already on; turn it off first to enrol a new device.".into()));
     }
-    auth::begin_totp(&pool, &c.account).await.map_err(WebError::internal)?;
-    Ok(see_other("/account"))
+    auth::begin_totp(&pool, &who.account).await.map_err(WebError::internal)?;
+    Ok(see_other(totp_home(&who)))
+}
+
+#[derive(Template)]
+#[template(path = "recovery_codes.html")]
+struct RecoveryCodesPage {
+    ctx: Ctx,
+    heading: String,
+    codes: Vec<String>,
+    back: String,
+}
+
+/// Shown once, never cached.
+fn recovery_codes_page(who: &AnyAccount, heading: &str, codes: Vec<String>, back: &str) -> Result<HttpResponse, WebError> {
+    let page = RecoveryCodesPage { ctx: Ctx::of(&who.session), heading: heading.into(), codes, back: back.into() };
+    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").insert_header((header::CACHE_CONTROL, "no-store")).body(page.render()?))
 }
 
 #[post("/account/totp/confirm")]
-async fn totp_confirm(c: CurrentCustomer, f: CsrfForm<CodeForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
-    match auth::confirm_totp(&pool, c.account.id, &f.0.code).await {
-        Ok(()) => Ok(see_other("/account?done=totp_on")),
-        Err(e) if e.is_user_error() => invalid(&account_page(&c, &pool, None, Some(e.to_string())).await?),
+async fn totp_confirm(who: AnyAccount, f: CsrfForm<CodeForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    match auth::confirm_totp(&pool, who.account.id, &f.0.code).await {
+        Ok(codes) => {
+            let back = format!("{}?done=totp_on", totp_home(&who));
+            recovery_codes_page(&who, "Two-factor authentication is on", codes, &back)
+        }
+        Err(e) if e.is_user_error() => totp_mistake(&who, &pool, e.to_string()).await,
+        Err(e) => Err(WebError::internal(e)),
+    }
+}
+
+/// Fresh recovery codes (the old ones stop working), for an account with two-factor on.
+#[post("/account/totp/recovery-codes")]
+async fn totp_recovery_codes(who: AnyAccount, _f: CsrfForm<serde_json::Map<String, serde_json::Value>>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    match auth::new_recovery_codes(&pool, who.account.id).await {
+        Ok(codes) => recovery_codes_page(&who, "New recovery codes", codes, totp_home(&who)),
+        Err(AuthError::BadTotpCode) => Err(WebError::Conflict("Turn on two-factor authentication first.".into())),
         Err(e) => Err(WebError::internal(e)),
     }
 }
 
 #[post("/account/totp/disable")]
-async fn totp_disable(c: CurrentCustomer, f: CsrfForm<CodeForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
-    match auth::disable_totp(&pool, c.account.id, &f.0.code).await {
-        Ok(()) => Ok(see_other("/account?done=totp_off")),
-        Err(e) if e.is_user_error() => invalid(&account_page(&c, &pool, None, Some(e.to_string())).await?),
+async fn totp_disable(who: AnyAccount, f: CsrfForm<CodeForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    match auth::disable_totp(&pool, who.account.id, &f.0.code).await {
+        Ok(()) => Ok(see_other(&format!("{}?done=totp_off", totp_home(&who)))),
+        Err(e) if e.is_user_error() => totp_mistake(&who, &pool, e.to_string()).await,
         Err(e) => Err(WebError::internal(e)),
     }
 }

@@ -181,8 +181,38 @@ async fn logged_in_as(req: HttpRequest, role: Role) -> Result<(AccountAuth, Sess
     let session = Session::load(&req).await?;
     match &session.account {
         None => Err(WebError::LoginRequired(req.uri().path().to_string())),
-        Some(a) if a.role == role => Ok((a.clone(), session)),
+        Some(a) if a.role == role => {
+            // Staff accounts reach their areas only with two-factor on when the provider says so.
+            if matches!(role, Role::Admin | Role::Reseller) && a.totp_enabled_at.is_none() {
+                let pool = req.app_data::<web::Data<PgPool>>().ok_or_else(|| WebError::internal("no pool"))?;
+                if sql::staff_two_factor_required(pool).await? {
+                    return Err(WebError::TwoFactorRequired);
+                }
+            }
+            Ok((a.clone(), session))
+        }
         Some(_) => Err(WebError::NotFound),
+    }
+}
+
+/// Any logged-in account, whatever its role: its own security settings (two-factor).
+pub struct AnyAccount {
+    pub account: AccountAuth,
+    pub session: Session,
+}
+
+impl FromRequest for AnyAccount {
+    type Error = WebError;
+    type Future = LocalBoxFuture<'static, Result<Self, WebError>>;
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let session = Session::load(&req).await?;
+            match session.account.clone() {
+                None => Err(WebError::LoginRequired(req.uri().path().to_string())),
+                Some(account) => Ok(AnyAccount { account, session }),
+            }
+        })
     }
 }
 

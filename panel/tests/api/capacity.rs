@@ -152,6 +152,7 @@ fn settings(refund_after_secs: i64) -> panel::config::OrchestrationSettings {
         host_timeout_secs: 1,
         unreachable_after_secs: 10,
         host_ca_file: None,
+        join_token_ttl_hours: 24,
         capacity_refund_after_secs: refund_after_secs,
     }
 }

@@ -275,6 +275,7 @@ async fn an_instance_terminated_before_placement_ends_destroyed() {
         host_timeout_secs: 1,
         unreachable_after_secs: 10,
         host_ca_file: None,
+        join_token_ttl_hours: 24,
         capacity_refund_after_secs: 3600,
     };
     let ctx = panel::orchestrator::Ctx::new(w.pool.clone(), Arc::new(w.clock.clone()), settings);

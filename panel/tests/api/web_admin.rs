@@ -160,3 +160,102 @@ async fn suspending_a_customer_signs_them_out() {
     let (s, _, _) = app.submit(&client(), "/login", "/login", &[("email", "sus@example.com"), ("password", "correct horse battery")]).await;
     assert_eq!(s, 303);
 }
+
+/// A sign-up whose mail went astray: the admin reads the mail's text on the mail page (the
+/// link in it), sends a fresh link (the old one stops working) or vouches for the address;
+/// only a pending sign-up gets either, and both are audited.
+#[tokio::test]
+async fn an_admin_reads_mail_and_unsticks_a_pending_sign_up() {
+    let app = spawn_web_app().await;
+    let admin = app.admin("root@example.com").await;
+    let c = client();
+    let (s, _, body) = app.submit(&c, "/signup", "/signup", &[("email", "stuck@example.com"), ("password", "correct horse battery"), ("name", "Stu")]).await;
+    assert_eq!(s, 200, "{body}");
+    let sent = app.smtp.wait_for("stuck@example.com", "Confirm your email").await;
+    let first_link = sent.link("/verify/").unwrap();
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM accounts WHERE email = 'stuck@example.com'").fetch_one(&app.pool).await.unwrap();
+
+    // The mail list links each message; its page shows the text, the link included.
+    let (s, list) = app.get(&admin, "/admin/emails").await;
+    assert_eq!(s, 200);
+    let mail_id: i64 = sqlx::query_scalar("SELECT id FROM email_outbox WHERE to_address = 'stuck@example.com'").fetch_one(&app.pool).await.unwrap();
+    assert!(list.contains(&format!("/admin/emails/{mail_id}")), "{list}");
+    let (s, page) = app.get(&admin, &format!("/admin/emails/{mail_id}")).await;
+    assert_eq!(s, 200, "{page}");
+    assert!(page.contains("Confirm your email"), "the subject: {page}");
+    assert!(page.contains(&first_link), "the mail's text with its link: {page}");
+    let (s, _) = app.get(&admin, "/admin/emails/999999").await;
+    assert_eq!(s, 404);
+    let (s, _) = app.get(&c, &format!("/admin/emails/{mail_id}")).await;
+    assert_eq!(s, 303, "not for anyone but an admin");
+
+    // Resend: a new mail, the first link dead.
+    let page = format!("/admin/customers/{id}");
+    let (_, html) = app.get(&admin, &page).await;
+    assert!(html.contains("id=\"mark-verified\"") && html.contains("id=\"resend-verification\""), "{html}");
+    let (s, loc, body) = app.submit(&admin, &page, &format!("{page}/resend-verification"), &[]).await;
+    assert_eq!((s, loc.as_str()), (303, format!("{page}?done=resent").as_str()), "{body}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while app.smtp.mails().iter().filter(|m| m.to.iter().any(|t| t == "stuck@example.com")).count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "no second verification mail");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (s, _) = app.get(&c, first_link.strip_prefix(&app.address).unwrap()).await;
+    assert_eq!(s, 422, "the first link no longer works");
+
+    // Mark verified: the customer logs in; a second mark or resend is refused, changing nothing.
+    let (s, loc, body) = app.submit(&admin, &page, &format!("{page}/mark-verified"), &[]).await;
+    assert_eq!((s, loc.as_str()), (303, format!("{page}?done=saved").as_str()), "{body}");
+    let (s, loc, body) = app.submit(&c, "/login", "/login", &[("email", "stuck@example.com"), ("password", "correct horse battery")]).await;
+    assert_eq!((s, loc.as_str()), (303, "/servers"), "{body}");
+    let (s, _, body) = app.submit(&admin, &page, &format!("{page}/mark-verified"), &[]).await;
+    assert_eq!(s, 422, "{body}");
+    assert!(body.contains("awaiting verification"), "{body}");
+    let mails: i64 = sqlx::query_scalar("SELECT count(*) FROM email_outbox WHERE to_address = 'stuck@example.com'").fetch_one(&app.pool).await.unwrap();
+    let (s, _, _) = app.submit(&admin, &page, &format!("{page}/resend-verification"), &[]).await;
+    assert_eq!(s, 422);
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM email_outbox WHERE to_address = 'stuck@example.com'").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(after, mails, "no mail for a verified account");
+    let audit: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_log WHERE target_id = $1 ORDER BY id").bind(id.to_string()).fetch_all(&app.pool).await.unwrap();
+    assert_eq!(audit, vec!["customer.resend_verification", "customer.mark_verified"]);
+    // Another customer's id that is not a customer: 404.
+    let (s, _, _) = app.submit(&admin, &page, &format!("/admin/customers/{}/mark-verified", uuid::Uuid::new_v4()), &[]).await;
+    assert_eq!(s, 404);
+}
+
+/// A host's join token stops working after its lifetime (`[orchestration]
+/// join_token_ttl_hours` for the admin's page); a fresh one works; an expired one changes nothing.
+#[tokio::test]
+async fn host_join_tokens_expire() {
+    let app = crate::helpers::spawn_web_app_with(|s| s.orchestration.join_token_ttl_hours = 2).await;
+    let admin = app.admin("root@example.com").await;
+    let (s, _, page) = app.submit(&admin, "/admin/hosts", "/admin/hosts/register", &[("name", "host-ttl-1"), ("api_url", "https://ttl1.example.net:7443")]).await;
+    assert_eq!(s, 200, "{page}");
+    assert!(page.contains("expires in 2 hours"), "{page}");
+    let left: f64 = sqlx::query_scalar("SELECT extract(epoch FROM join_token_expires_at - now())::float8 FROM hosts WHERE name = 'host-ttl-1'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!((7000.0..=7200.0).contains(&left), "the configured two hours: {left} s");
+
+    let join = |token: String, name: &str| vessel_core::wire::JoinRequest {
+        token,
+        name: name.into(),
+        api_url: "https://10.9.9.9:7443".into(),
+        capacity: vessel_core::admission::HostCapacity { cpus: 8, memory_mib: 16384, disk_gib: 200 },
+        supports_containers: true,
+        supports_kvm: false,
+        tls_cert_sha256: None,
+    };
+    let (_, short) = panel::hosts::register_for(&app.pool, None, "host-ttl-2", "https://ttl2.example.net:7443", chrono::Duration::seconds(1)).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let e = panel::hosts::join(&app.pool, &join(short, "host-ttl-2")).await.expect_err("an expired token is refused");
+    assert!(matches!(e, panel::hosts::JoinError::BadToken), "{e}");
+    let (secret, enabled): (Option<Vec<u8>>, bool) =
+        sqlx::query_as("SELECT api_secret, enabled FROM hosts WHERE name = 'host-ttl-2'").fetch_one(&app.pool).await.unwrap();
+    assert!(secret.is_none() && !enabled, "nothing changed");
+    let (_, fresh) = panel::hosts::register_for(&app.pool, None, "host-ttl-3", "https://ttl3.example.net:7443", chrono::Duration::hours(1)).await.unwrap();
+    let joined = panel::hosts::join(&app.pool, &join(fresh, "host-ttl-3")).await.expect("a live token joins");
+    assert!(!joined.secret.is_empty());
+    assert!(panel::hosts::register_for(&app.pool, None, "host-ttl-4", "https://ttl4.example.net:7443", chrono::Duration::zero()).await.is_err());
+}

@@ -186,8 +186,13 @@ async fn totp_enrolment_and_log_in_with_a_code() {
     let (s, _, _) = app.submit(&c, "/account", "/account/totp/confirm", &[("code", "000000")]).await;
     assert_eq!(s, 422);
     let code = panel::auth::current_totp_code(&secret, "totp@example.com").unwrap();
-    let (s, loc, _) = app.submit(&c, "/account", "/account/totp/confirm", &[("code", &code)]).await;
-    assert_eq!((s, loc.as_str()), (303, "/account?done=totp_on"));
+    let (_, html) = app.get(&c, "/account").await;
+    assert!(html.contains("id=\"totp-qr\"><svg") && html.contains("</svg>"), "a QR code to scan: {html}");
+    let (s, _, codes_page) = app.submit(&c, "/account", "/account/totp/confirm", &[("code", &code)]).await;
+    assert_eq!(s, 200, "{codes_page}");
+    assert!(codes_page.contains("/account?done=totp_on"), "{codes_page}");
+    let recovery = recovery_codes_of(&codes_page);
+    assert_eq!(recovery.len(), panel::auth::RECOVERY_CODES, "{codes_page}");
 
     // Logging in now asks for a code, and the half-logged-in session grants nothing.
     let c2 = client();
@@ -211,6 +216,124 @@ async fn totp_enrolment_and_log_in_with_a_code() {
     assert!(s == 303 && loc.starts_with("/login/totp"));
     let (s, _, body) = app.submit(&c3, "/login/totp", "/login/totp", &[("code", &code)]).await;
     assert_eq!(s, 422, "a replayed code is refused: {body}");
+
+    // A recovery code logs in once in place of the app's code (typed in capitals, even); only
+    // its hash is stored; the same code is refused the second time.
+    let (s, loc, _) = app.submit(&c3, "/login/totp", "/login/totp", &[("code", &recovery[0].to_uppercase())]).await;
+    assert_eq!((s, loc.as_str()), (303, "/servers"), "a recovery code logs in");
+    let stored: Vec<String> = sqlx::query_scalar("SELECT code_sha256 FROM totp_recovery_codes").fetch_all(&app.pool).await.unwrap();
+    assert_eq!(stored.len(), panel::auth::RECOVERY_CODES);
+    for r in &recovery {
+        let bare = r.replace('-', "");
+        assert!(!stored.iter().any(|h| h.contains(&bare) || h.contains(r.as_str())), "stored hashed");
+    }
+    let c4 = client();
+    let (s, loc, _) = app.submit(&c4, "/login", "/login", &[("email", "totp@example.com"), ("password", "correct horse battery")]).await;
+    assert!(s == 303 && loc.starts_with("/login/totp"));
+    let (s, _, _) = app.submit(&c4, "/login/totp", "/login/totp", &[("code", &recovery[0])]).await;
+    assert_eq!(s, 422, "a recovery code works once");
+    let (_, html) = app.get(&c, "/account").await;
+    assert!(html.contains(&format!("id=\"recovery-left\">{}<", panel::auth::RECOVERY_CODES - 1)), "{html}");
+    // New codes replace the old ones.
+    let (s, _, page) = app.submit(&c, "/account", "/account/totp/recovery-codes", &[]).await;
+    assert_eq!(s, 200);
+    let fresh = recovery_codes_of(&page);
+    let (s, loc, _) = app.submit(&c4, "/login/totp", "/login/totp", &[("code", &recovery[1])]).await;
+    assert_eq!(s, 422, "an old code stopped working: {loc}");
+    let (s, loc, _) = app.submit(&c4, "/login/totp", "/login/totp", &[("code", &fresh[0])]).await;
+    assert_eq!((s, loc.as_str()), (303, "/servers"));
+}
+
+/// The codes on a recovery-codes page.
+fn recovery_codes_of(html: &str) -> Vec<String> {
+    let list = html.split("id=\"recovery-codes\">").nth(1).expect("a list of recovery codes").split("</ul>").next().unwrap();
+    list.split("<code>").skip(1).map(|c| c.split('<').next().unwrap().to_string()).collect()
+}
+
+/// Sign-up, password reset and "send the link again" are limited per client address and per
+/// target address, counted before anything is done: a parallel burst of 20 reset requests for
+/// one address mails it 3 times (before: 20 mails), and one client address gets 10 mail
+/// requests per window in all.
+#[tokio::test]
+async fn mail_requests_are_rate_limited_atomically() {
+    let app = spawn_web_app().await;
+    // Signing up is the first mail request from this client address.
+    let _victim = app.customer("victim@example.com").await;
+    let c = client();
+    let (_, html) = app.get(&c, "/reset").await;
+    let csrf = csrf_of(&html);
+    let burst = (0..20).map(|_| {
+        let (c, url, csrf) = (c.clone(), app.url("/reset"), csrf.clone());
+        tokio::spawn(async move { c.post(url).form(&[("email", "victim@example.com"), ("csrf", csrf.as_str())]).send().await.unwrap().status().as_u16() })
+    });
+    let mut statuses = Vec::new();
+    for t in burst.collect::<Vec<_>>() {
+        statuses.push(t.await.unwrap());
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), panel::auth::MAX_MAILS_PER_TARGET as usize, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 200 || *s == 429), "{statuses:?}");
+    let mails: i64 = sqlx::query_scalar("SELECT count(*) FROM email_outbox WHERE to_address = 'victim@example.com' AND template = 'password_reset'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(mails, panel::auth::MAX_MAILS_PER_TARGET, "three reset mails, not twenty");
+    let (s, _, body) = app.submit(&c, "/reset", "/reset", &[("email", "VICTIM@example.com")]).await;
+    assert_eq!(s, 429, "the same address in other letters: {body}");
+    assert!(body.contains("try again in"), "{body}");
+
+    // The client address: 4 used (the sign-up and 3 resets); 6 more mail requests of any kind, then refused.
+    for i in 0..(panel::auth::MAX_MAILS_PER_ADDRESS - panel::auth::MAX_MAILS_PER_TARGET - 1) {
+        let email = format!("new{i}@example.com");
+        let (s, _, body) = if i % 2 == 0 {
+            app.submit(&c, "/signup", "/signup", &[("email", &email), ("password", "correct horse battery"), ("name", "N")]).await
+        } else {
+            app.submit(&c, "/login", "/verify/resend", &[("email", &email)]).await
+        };
+        assert_eq!(s, 200, "request {i}: {body}");
+    }
+    let (s, _, body) = app.submit(&c, "/signup", "/signup", &[("email", "one-more@example.com"), ("password", "correct horse battery"), ("name", "N")]).await;
+    assert_eq!(s, 429, "{body}");
+    let made: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts WHERE email = 'one-more@example.com'").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(made, 0, "a refused sign-up creates nothing");
+}
+
+/// The provider requires two-factor for admins and resellers: an admin without it is sent to
+/// the security page (QR code there), every admin page redirects until it is on; customers are
+/// not affected; turning it on with the app's code opens the admin area again.
+#[tokio::test]
+async fn admins_can_be_required_to_use_two_factor() {
+    let app = spawn_web_app().await;
+    let admin = app.admin("root@example.com").await;
+    let customer = app.customer("plain@example.com").await;
+    let (s, _) = app.get(&admin, "/admin/security").await;
+    assert_eq!(s, 200);
+    let (s, loc, body) = app.submit(&admin, "/admin/security", "/admin/security", &[("require_staff_two_factor", "on")]).await;
+    assert_eq!((s, loc.as_str()), (303, "/admin/security?done=saved"), "{body}");
+    let audit: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'security.staff_two_factor'").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(audit, 1);
+
+    for path in ["/admin", "/admin/customers", "/admin/security"] {
+        let r = admin.get(app.url(path)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 303, "{path}");
+        assert_eq!(r.headers()["location"], "/account/security?done=need_2fa", "{path}");
+    }
+    let (s, _) = app.get(&customer, "/servers").await;
+    assert_eq!(s, 200, "customers are not affected");
+
+    let (s, html) = app.get(&admin, "/account/security").await;
+    assert_eq!(s, 200);
+    assert!(html.contains("id=\"two-factor-required\""), "{html}");
+    let (s, loc, _) = app.submit(&admin, "/account/security", "/account/totp/begin", &[]).await;
+    assert_eq!((s, loc.as_str()), (303, "/account/security"));
+    let (_, html) = app.get(&admin, "/account/security").await;
+    assert!(html.contains("id=\"totp-qr\"><svg"), "{html}");
+    let secret = html.split("id=\"totp-secret\">").nth(1).unwrap().split('<').next().unwrap().to_string();
+    let code = panel::auth::current_totp_code(&secret, "root@example.com").unwrap();
+    let (s, _, page) = app.submit(&admin, "/account/security", "/account/totp/confirm", &[("code", &code)]).await;
+    assert_eq!(s, 200, "{page}");
+    assert_eq!(recovery_codes_of(&page).len(), panel::auth::RECOVERY_CODES);
+    let (s, _) = app.get(&admin, "/admin").await;
+    assert_eq!(s, 200, "with two-factor on, the admin area opens");
 }
 
 #[tokio::test]
