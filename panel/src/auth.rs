@@ -65,8 +65,11 @@ pub enum AuthError {
     BadToken,
     #[error("a display name is at most 100 characters")]
     NameTooLong,
-    #[error("a country is a two-letter ISO code such as DE or FR (or empty)")]
-    BadCountry,
+    /// A country not of ISO 3166-1, or a VAT ID of the wrong format ([`crate::tax`]).
+    #[error(transparent)]
+    Tax(#[from] crate::tax::TaxError),
+    #[error("an address is at most 500 characters")]
+    AddressTooLong,
     #[error("{0:?} is not a time zone; use a name such as Europe/Berlin or UTC")]
     BadTimeZone(String),
     #[error("database: {0}")]
@@ -85,7 +88,9 @@ impl AuthError {
             AuthError::Account(AccountError::PasswordTooShort) => Some("password"),
             AuthError::BadTotpCode => Some("code"),
             AuthError::NameTooLong => Some("name"),
-            AuthError::BadCountry => Some("country"),
+            AuthError::Tax(crate::tax::TaxError::BadCountry(_)) => Some("country"),
+            AuthError::Tax(_) => Some("vat_id"),
+            AuthError::AddressTooLong => Some("address"),
             AuthError::BadTimeZone(_) => Some("time_zone"),
             _ => None,
         }
@@ -142,31 +147,41 @@ pub struct SignUp<'a> {
     pub country: &'a str,
 }
 
-/// "de" → Some("DE"); "" → None.
-pub fn parse_country(s: &str) -> Result<Option<String>, AuthError> {
-    let c = s.trim().to_uppercase();
-    if c.is_empty() {
-        return Ok(None);
-    }
-    if c.len() == 2 && c.bytes().all(|b| b.is_ascii_uppercase()) {
-        Ok(Some(c))
-    } else {
-        Err(AuthError::BadCountry)
-    }
+/// What the profile form changes. The country and VAT ID decide the tax ([`crate::tax`]).
+#[derive(Clone, Debug, Default)]
+pub struct Profile<'a> {
+    pub name: &'a str,
+    /// An ISO 3166-1 code from the form's list; empty: not given.
+    pub country: &'a str,
+    pub time_zone: &'a str,
+    /// The postal address printed on invoices.
+    pub address: &'a str,
+    /// A business's VAT ID (EU); empty: a consumer.
+    pub vat_id: &'a str,
 }
 
-/// Name, country and time zone (display only: everything is stored in UTC).
-pub async fn update_profile(pool: &PgPool, account: Uuid, name: &str, country: &str, time_zone: &str) -> Result<(), AuthError> {
-    let name = name.trim();
+/// Name, country, address, VAT ID and time zone (display only: everything is stored in UTC).
+/// Every field is checked before anything is written.
+pub async fn update_profile(pool: &PgPool, account: Uuid, p: Profile<'_>) -> Result<(), AuthError> {
+    let name = p.name.trim();
     if name.chars().count() > 100 {
         return Err(AuthError::NameTooLong);
     }
-    let country = parse_country(country)?;
-    let tz = time_zone.trim();
+    let country = crate::tax::check_country(pool, p.country).await??;
+    let address = p.address.trim().replace("\r\n", "\n");
+    if address.chars().count() > 500 {
+        return Err(AuthError::AddressTooLong);
+    }
+    let vat_id = match (p.vat_id.trim(), country.as_deref()) {
+        ("", _) => None,
+        (_, None) => return Err(crate::tax::TaxError::VatNeedsEuCountry.into()),
+        (v, Some(c)) => Some(crate::tax::VatId::parse(c, v)?),
+    };
+    let tz = p.time_zone.trim();
     if tz.parse::<chrono_tz::Tz>().is_err() {
         return Err(AuthError::BadTimeZone(tz.to_string()));
     }
-    sql::set_profile(pool, account, name, country.as_deref(), tz).await?;
+    sql::set_profile(pool, account, name, country.as_deref(), tz, &address, vat_id.as_ref().map(|v| v.as_str())).await?;
     Ok(())
 }
 
@@ -180,7 +195,7 @@ pub async fn sign_up(pool: &PgPool, base_url: &str, s: SignUp<'_>) -> Result<Opt
     if name.chars().count() > 100 {
         return Err(AuthError::NameTooLong);
     }
-    let country = parse_country(s.country)?;
+    let country = crate::tax::check_country(pool, s.country).await??;
     let hash = hash_password_bounded(password).await?;
     let mut tx = pool.begin().await?;
     let Some(id) = sql::insert_customer(&mut tx, email.as_str(), &hash, name, "EUR", country.as_deref()).await? else {

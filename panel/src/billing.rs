@@ -17,6 +17,7 @@ pub mod dunning;
 pub mod invoices;
 pub mod ledger;
 pub mod payments;
+pub mod pdf;
 pub mod period;
 pub mod proration;
 pub mod renewal;

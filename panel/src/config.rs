@@ -143,8 +143,28 @@ impl OrchestrationSettings {
 pub struct BillingSettings {
     /// Net N days: an invoice is due this many days after it is issued.
     pub payment_terms_days: i32,
+    /// Who sells: printed on every invoice; its country decides EU VAT ([`crate::tax`]).
+    pub seller: SellerSettings,
+    /// The headless Chromium that renders invoice PDFs (Debian's `chromium`).
+    pub pdf_chromium: String,
+    /// How often `panel serve` archives the PDFs of newly issued invoices; 0: never (each is
+    /// then archived on its first download).
+    pub pdf_archive_interval_secs: u64,
     pub renewal: crate::billing::renewal::RenewalPolicy,
     pub dunning: crate::billing::dunning::DunningPolicy,
+}
+
+/// The provider as the seller on invoices (`[billing.seller]`). `country` is an ISO 3166-1
+/// code; empty leaves VAT to the buyer's country alone (set it: an EU seller's consumers in
+/// other member states, businesses with a VAT ID and buyers outside the EU are taxed by it).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SellerSettings {
+    pub legal_name: String,
+    /// Postal address, lines separated by newlines.
+    pub address: String,
+    pub country: String,
+    pub vat_id: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -242,6 +262,14 @@ rate_limit_burst = 200
 
 [billing]
 payment_terms_days = 14
+pdf_chromium = "/usr/bin/chromium"
+pdf_archive_interval_secs = 30
+
+[billing.seller]
+legal_name = ""
+address = ""
+country = ""
+vat_id = ""
 
 [billing.renewal]
 lead_days = 7

@@ -84,6 +84,7 @@ pub mod routes;
 pub mod scheduler;
 pub mod startup;
 pub mod subscriptions;
+pub mod tax;
 pub mod telemetry;
 pub mod web;
 pub mod usage;

@@ -179,6 +179,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Billing { cmd } => {
             let pool = db::pool(settings.database_url(), 4)?;
             db::invoices::set_payment_terms_days(&pool, settings.billing.payment_terms_days).await?;
+            db::invoices::set_seller(&pool, &settings.billing.seller).await?;
             let clock: Box<dyn Clock> = match &cmd {
                 BillingCmd::Run { as_of: Some(t) } | BillingCmd::Dunning { as_of: Some(t) } => Box::new(FixedClock::at(*t)),
                 _ => Box::new(SystemClock),

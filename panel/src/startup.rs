@@ -48,6 +48,12 @@ impl Application {
         if let Err(e) = crate::db::invoices::set_payment_terms_days(&pool, settings.billing.payment_terms_days).await {
             tracing::warn!(error = %e, "could not record the payment terms in the database");
         }
+        if let Err(e) = crate::db::invoices::set_seller(&pool, &settings.billing.seller).await {
+            tracing::warn!(error = %e, "could not record the seller ([billing.seller]) in the database: is its country an ISO 3166-1 code?");
+        }
+        if settings.billing.seller.country.trim().is_empty() {
+            tracing::warn!("[billing.seller] country is not set: VAT follows the buyer's country alone");
+        }
         let addr = format!("{}:{}", settings.http.host, settings.http.port);
         let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Listen { addr: addr.clone(), source })?;
         let port = listener.local_addr().map_err(|source| StartupError::Listen { addr: addr.clone(), source })?.port();
@@ -64,6 +70,19 @@ impl Application {
             crate::webhooks::spawn_worker(pool.clone(), settings.webhooks.clone());
         }
         crate::auth::spawn_housekeeping(pool.clone(), Duration::from_secs(15 * 60));
+        if settings.billing.pdf_archive_interval_secs > 0 {
+            let (pool, chromium, every) = (pool.clone(), settings.billing.pdf_chromium.clone(), Duration::from_secs(settings.billing.pdf_archive_interval_secs));
+            tokio::spawn(async move {
+                loop {
+                    match crate::web::customer::archive_pending_pdfs(&pool, &chromium, 50).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(archived = n, "invoice PDFs archived"),
+                        Err(e) => tracing::warn!(error = %e, "archiving invoice PDFs failed"),
+                    }
+                    tokio::time::sleep(every).await;
+                }
+            });
+        }
         let keys = web::Data::new(SessionKeys::new(
             settings.session.secret.expose_secret(),
             settings.session.cookie_secure,

@@ -11,6 +11,7 @@ pub mod problem;
 
 mod catalogue;
 mod customers;
+mod invoices;
 mod quota;
 mod reference;
 mod servers;
@@ -61,6 +62,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(servers::reset_password)
             .service(servers::resize)
             .service(quota::get)
+            .service(invoices::pdf)
             .service(webhooks::list)
             .service(webhooks::create)
             .service(webhooks::get)
@@ -150,7 +152,7 @@ fn nul_in(v: &Value, at: String) -> Option<String> {
         servers::list, servers::create, servers::get, servers::usage,
         servers::start, servers::stop, servers::restart, servers::suspend, servers::unsuspend, servers::terminate,
         servers::reinstall, servers::reset_password, servers::resize,
-        quota::get,
+        quota::get, invoices::pdf,
         webhooks::list, webhooks::create, webhooks::get, webhooks::delete, webhooks::deliveries,
     ),
     components(schemas(Problem)),
@@ -158,7 +160,7 @@ fn nul_in(v: &Value, at: String) -> Option<String> {
         (name = "catalogue", description = "Plans (with your wholesale prices) and OS templates"),
         (name = "customers", description = "Your customers: sub-accounts that own servers"),
         (name = "servers", description = "VPS: create, list, act on, watch"),
-        (name = "account", description = "Your quotas"),
+        (name = "account", description = "Your quotas and your invoices' PDFs"),
         (name = "webhooks", description = "Signed event deliveries to your URLs: server.created, server.updated, invoice.issued, invoice.paid, invoice.void"),
     )
 )]

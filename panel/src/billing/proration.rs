@@ -175,7 +175,8 @@ pub async fn give_back(tx: &mut Tx<'_>, sub: Uuid, amount: i64, description: &st
         let cn = issue_credit_note(&mut *tx, &inv, description, remaining, (inv.tax_minor - credited_tax).max(0), CreditTo::Receivable, now).await?;
         inv_sql::set_status(&mut *tx, inv.id, InvoiceStatus::Void, now).await?;
         if take < remaining {
-            let rate = inv_sql::first_line_rate(&mut *tx, inv.id).await?;
+            // A new invoice, taxed by the facts of today (as its treatment, recorded on insert, is).
+            let rate = inv_sql::tax_rate(&mut *tx, inv.account_id, now.date_naive()).await?;
             let text = format!("Balance of invoice {} after a plan change", super::invoices::display_number(&inv));
             super::invoices::issue_charge_due(
                 &mut *tx,

@@ -4,6 +4,21 @@ use super::Tx;
 use crate::accounts::{AccountStatus, Role};
 use uuid::Uuid;
 
+/// The name of an ISO 3166-1 country code, if it is one.
+pub async fn country_name<'e, E: sqlx::PgExecutor<'e>>(e: E, code: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT name FROM iso_countries WHERE code = $1").bind(code).fetch_optional(e).await
+}
+
+/// Every ISO 3166-1 country, (code, name) by name: what the forms offer.
+pub async fn countries<'e, E: sqlx::PgExecutor<'e>>(e: E) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT code, name FROM iso_countries ORDER BY name").fetch_all(e).await
+}
+
+/// (address, VAT ID) of an account.
+pub async fn tax_facts<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid) -> Result<(String, Option<String>), sqlx::Error> {
+    sqlx::query_as("SELECT address, vat_id FROM accounts WHERE id = $1").bind(id).fetch_one(e).await
+}
+
 pub async fn find_by_email(tx: &mut Tx<'_>, email: &str) -> Result<Option<(Uuid, Role)>, sqlx::Error> {
     sqlx::query_as("SELECT id, role FROM accounts WHERE email = $1 AND reseller_id IS NULL FOR UPDATE")
         .bind(email)

@@ -81,15 +81,30 @@ pub async fn set_password(tx: &mut Tx<'_>, account: Uuid, hash: &str) -> Result<
     Ok(())
 }
 
-pub async fn set_profile(pool: &PgPool, account: Uuid, name: &str, country: Option<&str>, time_zone: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE accounts SET display_name = $2, country = $3, time_zone = $4 WHERE id = $1")
+/// The profile; a VAT ID is stored with the time its format was checked (now), or cleared.
+///
+/// Its tax facts change only while no invoice of the account is being written: after the
+/// update it waits for the account's tax lock (see [`super::invoices::hold_tax_facts`]), so an
+/// invoice computes its rate and records its treatment from the same facts. Taken after the
+/// row lock, and held by nothing else it waits for, it cannot deadlock.
+pub async fn set_profile(pool: &PgPool, account: Uuid, name: &str, country: Option<&str>, time_zone: &str, address: &str, vat_id: Option<&str>) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query(
+        "UPDATE accounts SET display_name = $2, country = $3, time_zone = $4, address = $5,
+                vat_id_checked_at = CASE WHEN $6 IS NULL THEN NULL WHEN vat_id IS NOT DISTINCT FROM $6 THEN vat_id_checked_at ELSE now() END,
+                vat_id = $6
+          WHERE id = $1",
+    )
         .bind(account)
         .bind(name)
         .bind(country)
         .bind(time_zone)
-        .execute(pool)
+        .bind(address)
+        .bind(vat_id)
+        .execute(&mut *tx)
         .await?;
-    Ok(())
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('vessel-tax:' || $1, 0))").bind(account).execute(&mut *tx).await?;
+    tx.commit().await
 }
 
 pub async fn country_of(pool: &PgPool, account: Uuid) -> Result<Option<String>, sqlx::Error> {

@@ -27,6 +27,11 @@ pub struct SubscriptionCharge {
 /// the first invoice of an order; 1: the renewal). Coupons: any on period 0, only recurring
 /// ones after. Rows whose period is already invoiced are left out.
 pub async fn subscription_charges(tx: &mut Tx<'_>, ids: &[Uuid], offset: i32) -> Result<Vec<SubscriptionCharge>, sqlx::Error> {
+    let payers: Vec<Uuid> = sqlx::query_scalar("SELECT DISTINCT account_id FROM subscriptions WHERE id = ANY($1) ORDER BY account_id")
+        .bind(ids)
+        .fetch_all(&mut **tx)
+        .await?;
+    hold_tax_facts(tx, &payers).await?;
     sqlx::query_as(
         "WITH b AS (
             SELECT s.id AS subscription_id, s.account_id, s.currency, p.name AS plan_name, s.cycle,
@@ -45,9 +50,7 @@ pub async fn subscription_charges(tx: &mut Tx<'_>, ids: &[Uuid], offset: i32) ->
                         ELSE LEAST(price_minor, amount_off_minor) END AS discount_minor
               FROM b
          ), r AS (
-            SELECT d.*, COALESCE((SELECT t.rate_bp FROM tax_rates t
-                                   WHERE t.country = d.country AND t.valid_from <= d.period_start
-                                   ORDER BY t.valid_from DESC LIMIT 1), 0) AS rate_bp
+            SELECT d.*, tax_rate_for(d.account_id, d.period_start) AS rate_bp
               FROM d
              WHERE NOT EXISTS (SELECT 1 FROM invoices i WHERE i.subscription_id = d.subscription_id
                                   AND i.kind = 'invoice' AND i.period_start = d.period_start)
@@ -333,11 +336,25 @@ pub async fn first_line_rate(tx: &mut Tx<'_>, id: Uuid) -> Result<i32, sqlx::Err
         .unwrap_or(0))
 }
 
-/// The current tax rate for a customer on a date.
+/// Holds the accounts' tax facts (country, VAT ID) unchanged until the transaction ends, so an
+/// invoice's rate (computed first) and its treatment and buyer facts (recorded by the insert
+/// trigger) agree: a shared transaction lock per account, which a profile change waits for
+/// (found by the money fuzz test: a profile change between the two made a reverse-charged
+/// invoice with 19 % VAT).
+pub async fn hold_tax_facts(tx: &mut Tx<'_>, accounts: &[Uuid]) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended('vessel-tax:' || a, 0)) FROM unnest($1::uuid[]) a")
+        .bind(accounts)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The current tax rate for a customer on a date (`tax_rate_for`: the one decision, see
+/// [`crate::tax`]), with the customer's tax facts held until the transaction ends.
 pub async fn tax_rate(tx: &mut Tx<'_>, account: Uuid, on: NaiveDate) -> Result<i32, sqlx::Error> {
+    hold_tax_facts(tx, &[account]).await?;
     Ok(sqlx::query_scalar(
-        "SELECT t.rate_bp FROM accounts a JOIN tax_rates t ON t.country = a.country
-          WHERE a.id = $1 AND t.valid_from <= $2 ORDER BY t.valid_from DESC LIMIT 1",
+        "SELECT tax_rate_for($1, $2)",
     )
     .bind(account)
     .bind(on)
@@ -402,6 +419,78 @@ pub async fn set_payment_terms_days(pool: &sqlx::PgPool, days: i32) -> Result<()
     .execute(pool)
     .await?;
     Ok(())
+}
+
+/// The archived PDF of an invoice, if it has one.
+pub async fn pdf<'e, E: sqlx::PgExecutor<'e>>(e: E, invoice: Uuid) -> Result<Option<Vec<u8>>, sqlx::Error> {
+    sqlx::query_scalar("SELECT pdf FROM invoice_pdfs WHERE invoice_id = $1").bind(invoice).fetch_optional(e).await
+}
+
+/// Archives a PDF unless one already is (the first one stays): returns whether this one was kept.
+pub async fn store_pdf<'e, E: sqlx::PgExecutor<'e>>(e: E, invoice: Uuid, pdf: &[u8]) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "INSERT INTO invoice_pdfs (invoice_id, pdf, sha256) SELECT $1, $2, encode(sha256($2), 'hex')
+           FROM invoices WHERE id = $1 AND status <> 'draft' ON CONFLICT (invoice_id) DO NOTHING",
+    )
+    .bind(invoice)
+    .bind(pdf)
+    .execute(e)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Issued invoices and credit notes without an archived PDF, oldest first.
+pub async fn without_pdf<'e, E: sqlx::PgExecutor<'e>>(e: E, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT i.id FROM invoices i WHERE i.status <> 'draft' AND NOT EXISTS (SELECT 1 FROM invoice_pdfs p WHERE p.invoice_id = i.id)
+          ORDER BY i.issued_at, i.id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(e)
+    .await
+}
+
+/// Records the seller of the configuration (beside the payment terms), for every invoice.
+pub async fn set_seller(pool: &sqlx::PgPool, seller: &crate::config::SellerSettings) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE billing_settings SET seller_legal_name = $1, seller_address = $2, seller_country = NULLIF(upper(btrim($3)), ''),
+                seller_vat_id = $4",
+    )
+    .bind(seller.legal_name.trim())
+    .bind(seller.address.trim())
+    .bind(&seller.country)
+    .bind(seller.vat_id.trim())
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// What an invoice says about who sold to whom, and its tax treatment (kept as it was when the
+/// invoice was written).
+#[derive(Clone, Debug, Default, sqlx::FromRow)]
+pub struct Parties {
+    pub seller_legal_name: Option<String>,
+    pub seller_address: Option<String>,
+    pub seller_vat_id: Option<String>,
+    pub buyer_name: Option<String>,
+    pub buyer_email: Option<String>,
+    pub buyer_address: Option<String>,
+    pub buyer_country: Option<String>,
+    pub buyer_vat_id: Option<String>,
+    pub buyer_vat_id_check: Option<String>,
+    pub tax_treatment: Option<String>,
+    pub tax_note: Option<String>,
+}
+
+pub async fn parties<'e, E: sqlx::PgExecutor<'e>>(e: E, invoice: Uuid) -> Result<Parties, sqlx::Error> {
+    Ok(sqlx::query_as(
+        "SELECT seller_legal_name, seller_address, seller_vat_id, buyer_name, buyer_email, buyer_address, buyer_country,
+                buyer_vat_id, buyer_vat_id_check, tax_treatment, tax_note FROM invoices WHERE id = $1",
+    )
+    .bind(invoice)
+    .fetch_optional(e)
+    .await?
+    .unwrap_or_default())
 }
 
 /// A payer's debts: issued invoices past their due date, oldest first. An unpaid first

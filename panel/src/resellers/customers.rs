@@ -39,10 +39,10 @@ fn name(s: &str) -> Result<String, ResellerError> {
     Ok(n.to_string())
 }
 
-fn country(s: Option<&str>) -> Result<Option<String>, ResellerError> {
+async fn country(tx: &mut Tx<'_>, s: Option<&str>) -> Result<Option<String>, ResellerError> {
     match s {
         None => Ok(None),
-        Some(c) => crate::auth::parse_country(c).map_err(|e| invalid("country", e.to_string())),
+        Some(c) => crate::tax::check_country(&mut **tx, c).await?.map_err(|e| invalid("country", e.to_string())),
     }
 }
 
@@ -50,7 +50,7 @@ fn country(s: Option<&str>) -> Result<Option<String>, ResellerError> {
 pub async fn create(tx: &mut Tx<'_>, who: &Principal, c: NewCustomer) -> Result<CustomerRow, ResellerError> {
     let email = Email::parse(&c.email).map_err(|e| invalid("email", e.to_string()))?;
     let name = name(&c.name)?;
-    let country = country(c.country.as_deref())?;
+    let country = country(tx, c.country.as_deref()).await?;
     let reseller = match (who.tenant, c.reseller_id) {
         (Tenant::Reseller(r), None) => Some(r),
         (Tenant::Reseller(r), Some(asked)) if asked == r => Some(r),
@@ -98,7 +98,7 @@ pub async fn update(pool: &PgPool, who: &Principal, now: DateTime<Utc>, id: Uuid
         None => cur.display_name.clone(),
     };
     let country = match &c.country {
-        Some(c) => country(c.as_deref())?,
+        Some(c) => country(&mut tx, c.as_deref()).await?,
         None => cur.country.clone(),
     };
     let status = match c.status.as_deref().map(str::parse) {

@@ -34,6 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(invoices_list)
         .service(invoice_show)
         .service(invoice_print)
+        .service(invoice_pdf_download)
         .service(invoice_pay)
         .service(invoice_card)
         .service(servers_list)
@@ -240,6 +241,8 @@ pub struct InvoiceView {
     pub due: String,
     pub paid: String,
     pub period: String,
+    /// Seller, buyer and tax treatment as the invoice keeps them (filled for one invoice's page).
+    pub parties: crate::db::invoices::Parties,
 }
 
 pub struct LineView {
@@ -280,8 +283,14 @@ impl InvoiceView {
                 (Some(s), Some(e)) => format!("{s} to {}", crate::billing::period::last_day(e)),
                 _ => String::new(),
             },
+            parties: Default::default(),
             row,
         }
+    }
+    /// With its seller, buyer and tax facts read.
+    pub async fn with_parties(mut self, pool: &PgPool) -> Result<Self, sqlx::Error> {
+        self.parties = crate::db::invoices::parties(pool, self.row.id).await?;
+        Ok(self)
     }
     pub fn from_row(row: InvoiceRow) -> Self {
         Self::new(row, Vec::new())
@@ -331,7 +340,7 @@ async fn invoice_page(c: &CurrentCustomer, pool: &PgPool, settings: &Settings, i
         return Err(WebError::NotFound);
     }
     let credit = billing::payments::credit_balance(pool, c.account.id, currency_of(&c.account)).await?;
-    Ok(InvoicePage { ctx: Ctx::of(&c.session), inv: InvoiceView::new(row, lines), credit: credit.to_string(), card: settings.stripe.is_some(), error: None })
+    Ok(InvoicePage { ctx: Ctx::of(&c.session), inv: InvoiceView::new(row, lines).with_parties(pool).await?, credit: credit.to_string(), card: settings.stripe.is_some(), error: None })
 }
 
 #[get("/invoices/{id}")]
@@ -351,8 +360,6 @@ async fn invoice_show(
 #[template(path = "invoice_print.html")]
 struct InvoicePrint {
     inv: InvoiceView,
-    customer: String,
-    email: String,
 }
 
 /// A standalone page for printing or "save as PDF" from the browser.
@@ -362,7 +369,67 @@ async fn invoice_print(InvoiceHolder(c): InvoiceHolder, id: web::Path<Uuid>, poo
     if row.status == InvoiceStatus::Draft {
         return Err(WebError::NotFound);
     }
-    ok(&InvoicePrint { inv: InvoiceView::new(row, lines), customer: c.account.display_name.clone(), email: c.account.email.clone() })
+    let mut inv = InvoiceView::new(row, lines).with_parties(&pool).await?;
+    if inv.parties.buyer_email.is_none() {
+        // Written before invoices kept their buyer: the account, as the page always showed.
+        inv.parties.buyer_name = Some(c.account.display_name.clone());
+        inv.parties.buyer_email = Some(c.account.email.clone());
+    }
+    ok(&InvoicePrint { inv })
+}
+
+#[derive(Template)]
+#[template(path = "invoice_pdf.html")]
+struct InvoicePdf<'a> {
+    inv: InvoiceView,
+    css: &'a str,
+}
+
+/// The archived PDF of an issued invoice (rendered and archived first if it has none): what
+/// the page's download link and the API serve, byte for byte the same every time.
+pub async fn invoice_pdf(pool: &PgPool, chromium: &str, row: InvoiceRow, lines: Vec<LineRow>) -> Result<Vec<u8>, WebError> {
+    if row.status == InvoiceStatus::Draft {
+        return Err(WebError::NotFound);
+    }
+    if let Some(pdf) = crate::db::invoices::pdf(pool, row.id).await? {
+        return Ok(pdf);
+    }
+    let id = row.id;
+    let page = InvoicePdf { inv: InvoiceView::new(row, lines).with_parties(pool).await?, css: include_str!("../../../static/vessel.css") };
+    billing::pdf::archived(pool, chromium, id, &page.render()?).await.map_err(|e| match e {
+        billing::pdf::PdfError::NotIssued => WebError::NotFound,
+        e => WebError::internal(e),
+    })
+}
+
+/// Archives the PDF of up to `limit` issued invoices that have none (the archiver of
+/// `panel serve`); returns how many it archived.
+pub async fn archive_pending_pdfs(pool: &PgPool, chromium: &str, limit: i64) -> Result<usize, WebError> {
+    let mut n = 0;
+    for id in crate::db::invoices::without_pdf(pool, limit).await? {
+        if let Some((row, lines)) = billing::invoices::get(pool, id).await? {
+            invoice_pdf(pool, chromium, row, lines).await?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// `INV-2026-000001.pdf`, as an attachment.
+pub fn pdf_response(number: &str, pdf: Vec<u8>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/pdf")
+        .insert_header(("Content-Disposition", format!("attachment; filename=\"{number}.pdf\"")))
+        .insert_header(("Cache-Control", "private, no-store"))
+        .body(pdf)
+}
+
+#[get("/invoices/{id}/pdf")]
+async fn invoice_pdf_download(InvoiceHolder(c): InvoiceHolder, id: web::Path<Uuid>, pool: web::Data<PgPool>, settings: web::Data<Settings>) -> Result<HttpResponse, WebError> {
+    let (row, lines) = billing::invoices::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
+    let number = display_number(&row);
+    let pdf = invoice_pdf(&pool, &settings.billing.pdf_chromium, row, lines).await?;
+    Ok(pdf_response(&number, pdf))
 }
 
 #[post("/invoices/{id}/pay")]

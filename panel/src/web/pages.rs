@@ -209,6 +209,8 @@ struct SignupPage {
     email: String,
     name: String,
     country: String,
+    /// ISO 3166-1 (code, name): the country select.
+    countries: Vec<(String, String)>,
     error: Option<String>,
 }
 
@@ -221,8 +223,9 @@ pub struct MessagePage {
 }
 
 #[get("/signup")]
-async fn signup_form(session: Session) -> Result<HttpResponse, WebError> {
-    ok(&SignupPage { ctx: Ctx::of(&session), email: String::new(), name: String::new(), country: String::new(), error: None })
+async fn signup_form(session: Session, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    let countries = crate::db::accounts::countries(pool.get_ref()).await?;
+    ok(&SignupPage { ctx: Ctx::of(&session), email: String::new(), name: String::new(), country: String::new(), countries, error: None })
 }
 
 #[derive(Deserialize)]
@@ -269,7 +272,8 @@ async fn signup(
             ),
         }),
         Err(e) if e.is_user_error() => {
-            invalid(&SignupPage { ctx: Ctx::of(&session), email: f.email, name: f.name, country: f.country, error: Some(e.to_string()) })
+            let countries = crate::db::accounts::countries(pool.get_ref()).await?;
+            invalid(&SignupPage { ctx: Ctx::of(&session), email: f.email, name: f.name, country: f.country, countries, error: Some(e.to_string()) })
         }
         Err(e) => Err(WebError::internal(e)),
     }
@@ -552,6 +556,9 @@ struct AccountPage {
     name: String,
     email: String,
     country: String,
+    countries: Vec<(String, String)>,
+    address: String,
+    vat_id: String,
     time_zone: String,
     totp: TotpView,
     credit: Vec<String>,
@@ -566,7 +573,11 @@ async fn account_page(
 ) -> Result<AccountPage, WebError> {
     let a = crate::db::auth::account_by_id(pool, c.account.id).await?.ok_or(WebError::NotFound)?;
     let credit = super::customer::credit_lines(pool, &a).await?;
+    let (address, vat_id) = crate::db::accounts::tax_facts(pool, a.id).await?;
     Ok(AccountPage {
+        countries: crate::db::accounts::countries(pool).await?,
+        address,
+        vat_id: vat_id.unwrap_or_default(),
         ctx: Ctx::of(&c.session).with_notice(done),
         name: a.display_name.clone(),
         email: a.email.clone(),
@@ -689,11 +700,17 @@ struct ProfileForm {
     country: String,
     #[serde(default)]
     time_zone: String,
+    #[serde(default)]
+    address: String,
+    #[serde(default)]
+    vat_id: String,
 }
 
 #[post("/account/details")]
 async fn profile(c: CurrentCustomer, f: CsrfForm<ProfileForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
-    match auth::update_profile(&pool, c.account.id, &f.0.name, &f.0.country, &f.0.time_zone).await {
+    let f = f.0;
+    let p = auth::Profile { name: &f.name, country: &f.country, time_zone: &f.time_zone, address: &f.address, vat_id: &f.vat_id };
+    match auth::update_profile(&pool, c.account.id, p).await {
         Ok(()) => Ok(see_other("/account?done=saved")),
         Err(e) if e.is_user_error() => invalid(&account_page(&c, &pool, None, Some(e.to_string())).await?),
         Err(e) => Err(WebError::internal(e)),

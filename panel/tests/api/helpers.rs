@@ -21,6 +21,7 @@ pub async fn spawn_app() -> TestApp {
     settings.http.port = 0;
     settings.database.url = url.clone().into();
     settings.smtp.worker = false;
+    settings.billing.pdf_archive_interval_secs = 0;
     let app = Application::build(settings).await.expect("the panel starts");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
@@ -55,6 +56,8 @@ pub async fn spawn_web_app_with(adjust: impl FnOnce(&mut Settings)) -> WebApp {
     // The pages are under test here, not the orchestration: with it off, what a page shows
     // (a server pending, the rows a form wrote) is the page's doing alone.
     settings.orchestration.enabled = false;
+    // Chromium renders PDFs only where a test asks for them.
+    settings.billing.pdf_archive_interval_secs = 0;
     adjust(&mut settings);
     let app = Application::build(settings.clone()).await.expect("the panel starts");
     let address = format!("http://127.0.0.1:{}", app.port());

@@ -3,6 +3,7 @@
 mod helpers;
 mod smtp;
 
+
 mod access;
 mod billing;
 mod browser;
@@ -15,9 +16,11 @@ mod migrations;
 mod money;
 mod money_fuzz;
 mod orchestration;
+mod pdf;
 mod plans_sync;
 mod reseller_api;
 mod schemathesis;
+mod tax;
 mod web_admin;
 mod web_auth;
 mod web_customer;

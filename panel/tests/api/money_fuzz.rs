@@ -1,7 +1,8 @@
 //! The money fuzz test: concurrent actors (customers ordering, paying, resizing, redeeming
-//! coupons; admins recording payments, reusing references and voiding; the renewal and dunning
-//! runs) for a fixed number of rounds on a moving clock, then invariants from the database
-//! alone. Seeded: `VESSEL_MONEY_SEED=<n>` replays a run; the seed is printed on failure.
+//! coupons, ending servers, changing their country and VAT ID; admins recording payments,
+//! reusing references and voiding; the renewal and dunning runs; the scheduler finding no room
+//! and the refund of orders that waited too long) for a fixed number of rounds on a moving
+//! clock, then invariants from the database alone. Seeded: `VESSEL_MONEY_SEED=<n>` replays a run; the seed is printed on failure.
 
 use crate::billing_world::{check_invariants, eur, World};
 use panel::billing::{dunning, payments, proration, renewal, BillingError};
@@ -25,7 +26,7 @@ async fn act(pool: sqlx::PgPool, clock: panel::clock::FixedClock, admin: Uuid, w
     let mut rng = StdRng::seed_from_u64(seed);
     let plans = ["burst-s", "burst-m", "burst-l"];
     let pick = |rng: &mut StdRng, rows: Vec<Uuid>| if rows.is_empty() { None } else { Some(rows[rng.gen_range(0..rows.len())]) };
-    match rng.gen_range(0..10) {
+    match rng.gen_range(0..13) {
         0 | 1 => {
             let coupon = match rng.gen_range(0..4) { 0 => Some("ONCE".to_string()), 1 => Some("FREE2".to_string()), _ => None };
             let req = OrderRequest {
@@ -74,6 +75,34 @@ async fn act(pool: sqlx::PgPool, clock: panel::clock::FixedClock, admin: Uuid, w
                 }
             }
         }
+        10 => {
+            // The customer ends one of its servers now: the unused part comes back (once).
+            let live: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM instances WHERE account_id = $1 AND desired_state <> 'terminated'")
+                .bind(who).fetch_all(&pool).await.map_err(|e| e.to_string())?;
+            if let Some(id) = pick(&mut rng, live) {
+                match panel::instances::terminate_now(&pool, &clock, who, id).await {
+                    Err(e @ panel::instances::InstanceError::Db(_)) | Err(e @ panel::instances::InstanceError::Billing(BillingError::Db(_))) => {
+                        return Err(format!("terminate: {e}"))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        11 => {
+            // The scheduler finds no host (there is none), then the refund of what waited 48 h.
+            let unplaced: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM instances WHERE account_id = $1 AND host_id IS NULL AND desired_state <> 'terminated'")
+                .bind(who).fetch_all(&pool).await.map_err(|e| e.to_string())?;
+            if let Some(id) = pick(&mut rng, unplaced) {
+                panel::scheduler::place(&pool, &clock, id).await.map_err(|e| format!("place: {e}"))?;
+            }
+            panel::capacity::refund_overdue(&pool, clock.now(), chrono::Duration::hours(48)).await.map_err(|e| format!("refund: {e}"))?;
+        }
+        12 => {
+            // The customer moves or registers a business: renewals and orders follow the facts.
+            let (country, vat) = [("DE", ""), ("FR", "FR40303265045"), ("FR", ""), ("US", ""), ("", "")][rng.gen_range(0..5)];
+            let p = panel::auth::Profile { name: "Fuzz", country, time_zone: "UTC", address: "1 Main St", vat_id: vat };
+            panel::auth::update_profile(&pool, who, p).await.map_err(|e| format!("profile: {e}"))?;
+        }
         _ => {
             let r = if rng.gen_bool(0.5) {
                 renewal::run(&pool, &clock, renewal::RenewalPolicy::default()).await.map(|_| ())
@@ -93,6 +122,7 @@ async fn money_fuzz_keeps_every_invariant() {
     let seed: u64 = std::env::var("VESSEL_MONEY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(rand::random);
     eprintln!("money fuzz seed: {seed} (replay with VESSEL_MONEY_SEED={seed})");
     let w = World::new("2026-03-01T08:00:00Z").await;
+    panel::db::invoices::set_seller(&w.pool, &crate::tax::seller()).await.unwrap();
     sqlx::query("INSERT INTO coupons (code, percent_off, max_redemptions) VALUES ('ONCE', 100, 1), ('FREE2', 100, 2)")
         .execute(&w.pool)
         .await
@@ -122,6 +152,7 @@ async fn money_fuzz_keeps_every_invariant() {
     // The runs catch up, so every debt has met dunning at the final time.
     renewal::run(&w.pool, &w.clock, renewal::RenewalPolicy::default()).await.unwrap();
     dunning::run(&w.pool, &w.clock, dunning::DunningPolicy::default()).await.unwrap();
+    panel::capacity::refund_overdue(&w.pool, w.clock.now(), chrono::Duration::hours(48)).await.unwrap();
     eprintln!("{ROUNDS} rounds of {} actors in {:?}", 2 * CUSTOMERS, started.elapsed());
 
     let q = |sql: &'static str| {
@@ -161,6 +192,39 @@ async fn money_fuzz_keeps_every_invariant() {
         "{}",
         seeded("an invoice paid twice")
     );
+    // Nothing is given back twice: an invoice's credit notes never exceed it.
+    assert_eq!(
+        q("SELECT count(*) FROM invoices i WHERE i.kind = 'invoice' AND
+             (i.subtotal_minor, i.tax_minor) < (SELECT COALESCE(sum(c.subtotal_minor), 0), 0 FROM invoices c WHERE c.corrects_invoice_id = i.id)
+              OR i.tax_minor < (SELECT COALESCE(sum(c.tax_minor), 0) FROM invoices c WHERE c.corrects_invoice_id = i.id)").await,
+        0,
+        "{}",
+        seeded("credit notes gave back more than an invoice charged")
+    );
+    // No order waits past the refund time: each was refunded (its subscription cancelled).
+    let overdue_waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE host_id IS NULL AND desired_state <> 'terminated' AND waiting_since <= $1")
+        .bind(w.clock.now() - chrono::Duration::hours(48))
+        .fetch_one(&w.pool)
+        .await
+        .unwrap();
+    assert_eq!(overdue_waiting, 0, "{}", seeded("an order waits for capacity past the refund time"));
+    assert_eq!(
+        q("SELECT count(*) FROM subscriptions s WHERE s.status = 'cancelled' AND EXISTS (SELECT 1 FROM instances n WHERE n.subscription_id = s.id)
+             AND EXISTS (SELECT 1 FROM invoices i WHERE i.subscription_id = s.id AND i.status = 'paid' AND i.kind = 'invoice' AND i.subtotal_minor > 0)
+             AND NOT EXISTS (SELECT 1 FROM invoices c JOIN invoices i ON i.id = c.corrects_invoice_id WHERE i.subscription_id = s.id)").await,
+        0,
+        "{}",
+        seeded("a refunded order got no credit note")
+    );
+    // Tax follows the facts: no reverse charge without a VAT ID on the invoice, no 0 % for an EU consumer.
+    assert_eq!(
+        q("SELECT count(*) FROM invoices WHERE kind = 'invoice' AND status <> 'draft' AND
+             ((tax_treatment = 'reverse_charge' AND (buyer_vat_id IS NULL OR tax_minor <> 0))
+              OR (tax_treatment IN ('domestic', 'eu_consumer', 'unknown') AND subtotal_minor >= 100 AND tax_minor = 0))").await,
+        0,
+        "{}",
+        seeded("an invoice's tax disagrees with its treatment")
+    );
     assert_eq!(q("SELECT count(*) FROM coupons WHERE max_redemptions IS NOT NULL AND redemptions > max_redemptions").await, 0, "{}", seeded("a coupon over its limit"));
     assert_eq!(
         q("SELECT count(*) FROM coupons c WHERE redemptions <> (SELECT count(*) FROM orders o WHERE o.coupon_id = c.id)").await,
@@ -199,7 +263,14 @@ async fn money_fuzz_keeps_every_invariant() {
     .fetch_one(&w.pool)
     .await
     .unwrap();
-    eprintln!("orders {orders}, paid invoices {paid}, credit notes {notes}, plan-change charges {charges}");
+    let (ended, refunded): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM subscriptions WHERE status = 'terminated'), (SELECT count(*) FROM subscriptions WHERE status = 'cancelled')",
+    )
+    .fetch_one(&w.pool)
+    .await
+    .unwrap();
+    eprintln!("orders {orders}, paid invoices {paid}, credit notes {notes}, plan-change charges {charges}, ended {ended}, refunded for capacity {refunded}");
     assert!(orders > 0 && paid > 0 && notes > 0, "{}", seeded("the actors did nothing worth checking"));
+    assert!(ended + refunded > 0, "{}", seeded("no server ended early: the new paths went unexercised"));
     assert!(started.elapsed() < std::time::Duration::from_secs(60), "{}", seeded("the fuzz run is meant to take seconds"));
 }

@@ -113,7 +113,7 @@ fn kind(v: &Value) -> &str {
 }
 
 /// Every operation of the API: (method, path, body).
-fn every_endpoint(server: Uuid, customer: Uuid, hook: Uuid) -> Vec<(Method, String, Option<Value>, Scope)> {
+fn every_endpoint(server: Uuid, customer: Uuid, hook: Uuid, invoice: Uuid) -> Vec<(Method, String, Option<Value>, Scope)> {
     let s = |p: &str| format!("/api/v1/servers/{server}{p}");
     vec![
         (Method::GET, "/api/v1/plans".into(), None, Scope::Read),
@@ -138,6 +138,7 @@ fn every_endpoint(server: Uuid, customer: Uuid, hook: Uuid) -> Vec<(Method, Stri
         (Method::POST, s("/reset-password"), Some(json!({})), Scope::Write),
         (Method::POST, s("/resize"), Some(json!({"plan": "burst-m"})), Scope::Write),
         (Method::GET, "/api/v1/quota".into(), None, Scope::Read),
+        (Method::GET, format!("/api/v1/invoices/{invoice}/pdf"), None, Scope::Read),
         (Method::GET, "/api/v1/webhooks".into(), None, Scope::Read),
         (Method::POST, "/api/v1/webhooks".into(), Some(json!({"url": "https://hooks.example.com/b"})), Scope::Write),
         (Method::GET, format!("/api/v1/webhooks/{hook}"), None, Scope::Read),
@@ -164,7 +165,8 @@ async fn every_endpoint_refuses_bad_keys_and_missing_scopes_and_hides_other_tena
     assert_eq!(s, StatusCode::CREATED, "{hook}");
     assert!(hook["secret"].as_str().unwrap().starts_with("whsec_"));
     let hook: Uuid = hook["id"].as_str().unwrap().parse().unwrap();
-    let endpoints = every_endpoint(server, customer, hook);
+    let invoice: Uuid = sqlx::query_scalar("SELECT id FROM invoices").fetch_one(pool).await.unwrap();
+    let endpoints = every_endpoint(server, customer, hook, invoice);
     assert_eq!(endpoints.len(), api.app_paths_count().await, "the walk covers every documented operation");
     for (method, path, body, scope) in &endpoints {
         for (token, why) in [(None, "no key"), (Some("garbage"), "garbage"), (Some(forged.as_str()), "forged secret"), (Some(revoked.as_str()), "revoked")] {
@@ -178,7 +180,7 @@ async fn every_endpoint_refuses_bad_keys_and_missing_scopes_and_hides_other_tena
         assert_eq!((s, kind(&v)), (StatusCode::FORBIDDEN, "insufficient-scope"), "{method} {path}: {v}");
         // Another reseller: whatever names A's customer or server is not found. (Its own
         // collections answer normally.)
-        if path.contains(&server.to_string()) || path.contains(&customer.to_string()) || path.contains(&hook.to_string()) {
+        if [server, customer, hook, invoice].iter().any(|id| path.contains(&id.to_string())) {
             let (s, _, v) = api.call(Some(&b.token), method.clone(), path, body.clone(), None).await;
             assert_eq!((s, kind(&v)), (StatusCode::NOT_FOUND, "not-found"), "{method} {path} as another reseller: {v}");
         }
