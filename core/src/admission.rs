@@ -288,6 +288,7 @@ pub fn admit(cap: &HostCapacity, load: &HostLoad, new: &Allocation) -> Result<()
 /// Could a host with `cap` ever take `new`, were it empty? The same rule as [`admit`], over no
 /// load: a plan that no active host passes cannot be delivered, whatever is freed later, and the
 /// panel's catalogue does not sell it.
+#[allow(clippy::result_large_err)] // the very Refusal `admit` returns
 pub fn could_ever_admit(cap: &HostCapacity, new: &Allocation) -> Result<(), Refusal> {
     admit(cap, &HostLoad::empty(), new)
 }

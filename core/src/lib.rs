@@ -14,6 +14,7 @@ pub mod lifecycle;
 pub mod ratio;
 pub mod resources;
 pub mod signing;
+pub mod templates;
 pub mod usage;
 pub mod wire;
 

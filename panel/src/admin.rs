@@ -491,6 +491,14 @@ pub async fn create_os_template(pool: &PgPool, by: By, f: &OsTemplateForm) -> Re
     if !c && !k {
         return Err(invalid("for_containers", "a template is for containers, KVM machines, or both"));
     }
+    // Only what hosts can build is sold (vessel_core::templates, the one list).
+    let Some(known) = vessel_core::templates::known(&name) else {
+        return Err(invalid("name", format!("no host builds a template of that name; the known ones are {}", vessel_core::templates::known_names())));
+    };
+    if (c && !known.for_containers) || (k && !known.for_kvm) {
+        let what = match (known.for_containers, known.for_kvm) { (true, false) => "containers only", (false, true) => "KVM machines only", _ => "both kinds" };
+        return Err(invalid(if c && !known.for_containers { "for_containers" } else { "for_kvm" }, format!("{name} is for {what}")));
+    }
     let mut tx = pool.begin().await?;
     let id = sql_os::insert(&mut tx, &name, display, f.version.trim(), c, k, (!sha.is_empty()).then_some(sha.as_str()))
         .await?

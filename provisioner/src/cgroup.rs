@@ -48,9 +48,10 @@ pub enum CgroupVersion {
     V2,
 }
 
-/// The v1 controllers an instance group spans (cpuacct for CPU time; cpuset is left alone).
-const V1_CONTROLLERS: [&str; 7] = [
-    "memory", "cpu", "cpuacct", "pids", "blkio", "freezer", "devices",
+/// The v1 controllers an instance group spans (cpuacct for CPU time; cpuset for the CPUs its
+/// vCPUs are spread over, which is what `nproc` and LXCFS's /proc/cpuinfo show inside).
+const V1_CONTROLLERS: [&str; 8] = [
+    "memory", "cpu", "cpuacct", "pids", "blkio", "freezer", "devices", "cpuset",
 ];
 
 /// Where instance groups live: the cgroup mount root, the version, and our parent group.
@@ -61,6 +62,11 @@ pub struct CgroupLayout {
     pub mount_root: PathBuf,
     /// Relative parent of every instance group, e.g. `vessel`.
     pub parent: PathBuf,
+    /// On a v1 host, the host's cgroup2 hierarchy (`<mount_root>/unified`, systemd's hybrid
+    /// layout) if it has one: each instance also gets a group there, with no controllers (the
+    /// limits stay v1's), which is the tree a container's own systemd manages (see
+    /// [`InstanceCgroup::tree_dir`]). `None` on v2, where the instance group is that tree.
+    pub unified: Option<PathBuf>,
 }
 
 impl CgroupLayout {
@@ -75,10 +81,14 @@ impl CgroupLayout {
         } else {
             CgroupVersion::V1
         };
+        let unified = (version == CgroupVersion::V1)
+            .then(|| mount_root.join("unified"))
+            .filter(|u| u.join("cgroup.procs").exists());
         Self {
             version,
             mount_root: mount_root.to_path_buf(),
             parent: parent.into(),
+            unified,
         }
     }
 
@@ -104,8 +114,10 @@ impl CgroupLayout {
             CgroupVersion::V2 => &[""],
         };
         let mut names: Vec<String> = Vec::new();
-        for c in controllers {
-            if let Ok(rd) = fs::read_dir(self.dir(c, &self.parent)) {
+        let unified = self.unified.as_ref().map(|u| u.join(&self.parent));
+        let dirs = controllers.iter().map(|c| self.dir(c, &self.parent)).chain(unified);
+        for d in dirs {
+            if let Ok(rd) = fs::read_dir(d) {
                 for e in rd.flatten() {
                     if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                         names.push(e.file_name().to_string_lossy().into_owned());
@@ -126,6 +138,9 @@ impl CgroupLayout {
         };
         for c in controllers {
             let _ = fs::remove_dir(self.dir(c, &self.parent));
+        }
+        if let Some(u) = &self.unified {
+            let _ = fs::remove_dir(u.join(&self.parent));
         }
     }
 
@@ -152,7 +167,7 @@ impl CgroupLayout {
                     })?;
                     let f = dir.join("cgroup.subtree_control");
                     // Best effort per controller: a host may lack one (reported on apply).
-                    for c in ["+memory", "+cpu", "+pids", "+io"] {
+                    for c in ["+memory", "+cpu", "+pids", "+io", "+cpuset"] {
                         let _ = fs::write(&f, c);
                     }
                 }
@@ -181,6 +196,10 @@ pub struct Limits {
     pub pids_max: u64,
     /// 10..=1000.
     pub io_weight: u64,
+    /// The plan's vCPUs: how many host CPUs the group's cpuset spans (all when the host has
+    /// no more), chosen where the fewest sibling groups are. The quota above is the limit;
+    /// this makes `nproc` (the affinity) and /proc/cpuinfo (LXCFS reads the cpuset) say it.
+    pub vcpus: u32,
     /// Restrict devices to the usual harmless character devices (v1 devices controller).
     pub restrict_devices: bool,
 }
@@ -205,6 +224,7 @@ impl Limits {
             pids_max: u64::from(r.pids_max()),
             io_weight: u64::from(r.io_weight()).clamp(10, 1000),
             restrict_devices: true,
+            vcpus: r.vcpus(),
         }
     }
 }
@@ -266,17 +286,101 @@ impl InstanceCgroup {
     }
 
     pub fn exists(&self) -> bool {
-        self.dirs().iter().any(|d| d.exists())
+        self.dirs().iter().chain(self.unified_dir().as_ref()).any(|d| d.exists())
+    }
+
+    /// The instance's group in the host's cgroup2 hierarchy on a v1 host (see
+    /// [`CgroupLayout::unified`]).
+    fn unified_dir(&self) -> Option<PathBuf> {
+        self.layout.unified.as_ref().map(|u| u.join(&self.rel))
+    }
+
+    /// The cgroup2 group a container's systemd manages as its whole tree (mounted at its
+    /// /sys/fs/cgroup, rooted there by its cgroup namespace): the instance group on v2; on a
+    /// v1 host its group in the host's cgroup2 hierarchy, if there is one.
+    pub fn tree_dir(&self) -> Option<PathBuf> {
+        match self.layout.version {
+            CgroupVersion::V2 => Some(self.dir("")),
+            CgroupVersion::V1 => self.unified_dir(),
+        }
     }
 
     /// Creates the group (idempotent).
     pub fn create(&self) -> Result<(), CgroupError> {
         self.layout.prepare_parent()?;
-        for d in self.dirs() {
+        for d in self.dirs().into_iter().chain(self.unified_dir()) {
             fs::create_dir_all(&d).map_err(|source| CgroupError::Io {
                 path: d.clone(),
                 source,
             })?;
+        }
+        if !self.v2() {
+            // A new v1 cpuset group starts with no CPUs and no memory nodes, and nothing can
+            // join it until it has both: take the parent's, down the chain from the root.
+            let root = self.layout.mount_root.join("cpuset");
+            let mut d = root.clone();
+            for comp in self.rel.components() {
+                let parent = d.clone();
+                d.push(comp);
+                for f in ["cpuset.mems", "cpuset.cpus"] {
+                    if read_trim(&d.join(f)).is_empty() {
+                        write(&d.join(f), &read_trim(&parent.join(f)))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Spreads the group over `vcpus` of the CPUs its parent allows (all of them when there
+    /// are no more): those the fewest sibling groups use, lowest first on ties. Written at
+    /// every start and resize, so a container's CPUs follow the host's as they change.
+    fn set_cpus(&self, vcpus: u32, missing: &mut Vec<String>) -> Result<(), CgroupError> {
+        let dir = self.dir("cpuset");
+        let Some(parent) = dir.parent().map(Path::to_path_buf) else { return Ok(()) };
+        let file = dir.join("cpuset.cpus");
+        let allowed_file = parent.join(if self.v2() { "cpuset.cpus.effective" } else { "cpuset.cpus" });
+        if !file.exists() || !allowed_file.exists() {
+            missing.push("cpuset (nproc and /proc/cpuinfo show the host's CPUs)".into());
+            return Ok(());
+        }
+        // Never a core a dedicated machine holds (the host-wide registry of pinned cores): the
+        // shield takes those from every cgroup when it pins, but a group made later copies its
+        // CPUs from parents the shield may never have narrowed.
+        let pinned = crate::vm::shield::Shield::host_default().pinned().unwrap_or_default();
+        let parent_cpus = crate::vm::shield::parse_list(&read_trim(&allowed_file));
+        let mut allowed: Vec<usize> = parent_cpus.difference(&pinned).copied().collect();
+        if allowed.is_empty() {
+            allowed = parent_cpus.into_iter().collect();
+        }
+        let mut uses = std::collections::BTreeMap::<usize, usize>::new();
+        for e in fs::read_dir(&parent).into_iter().flatten().flatten() {
+            if e.path() != dir && e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                for c in crate::vm::shield::parse_list(&read_trim(&e.path().join("cpuset.cpus"))) {
+                    *uses.entry(c).or_default() += 1;
+                }
+            }
+        }
+        let mut chosen = allowed.clone();
+        chosen.sort_by_key(|c| (uses.get(c).copied().unwrap_or(0), *c));
+        chosen.truncate((vcpus as usize).max(1));
+        chosen.sort();
+        if chosen.is_empty() {
+            return Ok(());
+        }
+        let list = chosen.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
+        write(&file, &list)
+    }
+
+    /// Hands the [`tree_dir`](Self::tree_dir) to the container's root (host ids `uid`/`gid`),
+    /// as cgroup v2 delegation asks: the directory (so it can make groups below) and the files
+    /// that move processes and enable controllers for its children. Its own limits' files stay
+    /// the host's, so nothing it does there loosens them.
+    pub fn delegate(&self, uid: u32, gid: u32) -> Result<(), CgroupError> {
+        let Some(dir) = self.tree_dir() else { return Ok(()) };
+        let (u, g) = (Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)));
+        for p in [dir.clone(), dir.join("cgroup.procs"), dir.join("cgroup.threads"), dir.join("cgroup.subtree_control")] {
+            nix::unistd::chown(&p, u, g).map_err(|e| CgroupError::Io { path: p.clone(), source: e.into() })?;
         }
         Ok(())
     }
@@ -373,6 +477,8 @@ impl InstanceCgroup {
             }
         }
 
+        self.set_cpus(l.vcpus, &mut missing)?;
+
         if l.restrict_devices {
             if self.v2() {
                 missing.push("devices (v2 needs an eBPF program; /dev holds only safe nodes and CAP_MKNOD is dropped)".into());
@@ -411,18 +517,17 @@ impl InstanceCgroup {
     /// per controller; on v2 `cgroup.procs`.
     pub fn join_files(&self) -> Vec<PathBuf> {
         let f = if self.v2() { "cgroup.procs" } else { "tasks" };
-        self.dirs().into_iter().map(|d| d.join(f)).collect()
+        let mut files: Vec<PathBuf> = self.dirs().into_iter().map(|d| d.join(f)).collect();
+        files.extend(self.unified_dir().map(|d| d.join("cgroup.procs")));
+        files
     }
 
     /// Processes in the group (from the memory controller on v1; every process of a
     /// container is there).
     pub fn procs(&self) -> Vec<u32> {
-        let f = self.dir("memory").join("cgroup.procs");
-        fs::read_to_string(f)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
+        let mut out = Vec::new();
+        collect_procs(&self.dir("memory"), self.v2(), &mut out);
+        out
     }
 
     pub fn freeze(&self) -> Result<(), CgroupError> {
@@ -484,6 +589,16 @@ impl InstanceCgroup {
     /// Removes the group (idempotent). Kills what is left inside first.
     pub fn delete(&self) -> Result<(), CgroupError> {
         self.kill_all(Duration::from_secs(10))?;
+        // Groups a container's systemd made below its tree go first (empty now: every
+        // process of the container was in the group killed above).
+        if let Some(t) = self.tree_dir() {
+            remove_children(&t)?;
+        }
+        if let Some(u) = self.unified_dir() {
+            if u.exists() {
+                fs::remove_dir(&u).map_err(|source| CgroupError::Io { path: u.clone(), source })?;
+            }
+        }
         for d in self.dirs() {
             let c = MemController::new(d.clone(), PathBuf::new(), self.v2());
             if d.exists() {
@@ -573,6 +688,46 @@ pub fn join_self(files: &[PathBuf]) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// The processes of the group at `dir`; on v2 also of the groups below it (a container's
+/// systemd moves its processes into groups of its own; v1's memory controller never has any).
+fn collect_procs(dir: &Path, recursive: bool, out: &mut Vec<u32>) {
+    out.extend(
+        fs::read_to_string(dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse::<u32>().ok()),
+    );
+    if recursive {
+        for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                collect_procs(&e.path(), true, out);
+            }
+        }
+    }
+}
+
+/// Removes every group below `dir`, deepest first (a cgroup directory holds only its interface
+/// files besides its child groups, and rmdir takes those with it).
+fn remove_children(dir: &Path) -> Result<(), CgroupError> {
+    let Ok(rd) = fs::read_dir(dir) else { return Ok(()) };
+    for e in rd.flatten() {
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            let p = e.path();
+            remove_children(&p)?;
+            match fs::remove_dir(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(source) => return Err(CgroupError::Io { path: p, source }),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_trim(path: &Path) -> String {
+    fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
 fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
     fs::write(path, value).map_err(|source| CgroupError::Io {
         path: path.to_path_buf(),
@@ -632,6 +787,7 @@ mod tests {
             pids_max: 100,
             io_weight: 300,
             restrict_devices: true,
+            vcpus: 2,
         };
         let missing = g.apply(&l).unwrap();
         let read = |f: &str| fs::read_to_string(dir.join(f)).unwrap().trim().to_string();

@@ -260,9 +260,10 @@ fn tbf(mbit: u32) -> String {
     format!("tbf rate {}bit burst {burst} latency 50ms", bps * 8)
 }
 
+/// In the calling thread's network namespace (see `container::net`'s `interfaces`).
 fn link_exists(name: &str) -> bool {
-    std::path::Path::new("/proc/self/net/dev").exists()
-        && std::fs::read_to_string("/proc/self/net/dev")
+    std::path::Path::new("/proc/thread-self/net/dev").exists()
+        && std::fs::read_to_string("/proc/thread-self/net/dev")
             .unwrap_or_default()
             .lines()
             .any(|l| l.split(':').next().map(str::trim) == Some(name))

@@ -53,10 +53,43 @@ pub struct Manifest {
     pub version: String,
     /// The init started when the instance starts, with its arguments.
     pub init: Vec<String>,
+    /// What kind of init that is: what the container's start prepares for it and how it is
+    /// asked to stop (absent in older manifests: a plain init).
+    #[serde(default, skip_serializing_if = "Boot::is_plain")]
+    pub boot: Boot,
     /// Hex sha256 of the tarball.
     pub sha256: String,
     /// File name of the tarball, relative to the manifest.
     pub tarball: String,
+}
+
+/// The kind of init a template boots.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Boot {
+    /// A small init of our own (busybox's shell loop): stops on SIGTERM/SIGPWR.
+    #[default]
+    Plain,
+    /// systemd as pid 1: gets a cgroup2 tree of its own at /sys/fs/cgroup, tmpfs on /run,
+    /// /run/lock and /tmp, `container=vessel`; stops cleanly on SIGRTMIN+3 (halt.target,
+    /// which in a container ends pid 1), never SIGTERM (systemd re-executes itself on it).
+    Systemd,
+}
+
+impl Boot {
+    pub fn is_plain(&self) -> bool {
+        *self == Boot::Plain
+    }
+
+    /// The signals a graceful stop sends to the init.
+    pub fn stop_signals(&self) -> Vec<libc::c_int> {
+        match self {
+            Boot::Plain => vec![libc::SIGTERM, libc::SIGPWR],
+            // SIGRTMIN as the C library reports it (glibc keeps the first two for itself),
+            // which is what systemd counts from.
+            Boot::Systemd => vec![libc::SIGRTMIN() + 3],
+        }
+    }
 }
 
 /// A verified template, unpacked in the cache.
@@ -209,11 +242,32 @@ mod tests {
             name: "t".into(),
             version: "1".into(),
             init: vec!["/bin/hello".into()],
+            boot: Boot::Plain,
             sha256: sha256_file(&tarball).unwrap(),
             tarball: "t.tar".into(),
         };
         fs::write(dir.join("t.json"), serde_json::to_vec(&m).unwrap()).unwrap();
         m
+    }
+
+    #[test]
+    fn every_known_container_template_has_a_build_script_making_that_name() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for t in vessel_core::templates::KNOWN.iter().filter(|t| t.for_containers) {
+            let script = fs::read_to_string(repo.join(t.build)).unwrap_or_else(|e| panic!("{}: {e}", t.build));
+            assert!(script.lines().any(|l| l.trim() == format!("NAME={}", t.name)), "{} does not build {}", t.build, t.name);
+        }
+    }
+
+    #[test]
+    fn manifests_without_boot_are_plain_and_systemd_stops_on_sigrtmin_3() {
+        let m: Manifest = serde_json::from_str(r#"{"name":"b","version":"1","init":["/sbin/vessel-init"],"sha256":"00","tarball":"b.tar"}"#).unwrap();
+        assert_eq!(m.boot, Boot::Plain);
+        assert_eq!(m.boot.stop_signals(), vec![libc::SIGTERM, libc::SIGPWR]);
+        let m: Manifest = serde_json::from_str(r#"{"name":"d","version":"1","init":["/lib/systemd/systemd"],"boot":"systemd","sha256":"00","tarball":"d.tar"}"#).unwrap();
+        assert_eq!(m.boot, Boot::Systemd);
+        // systemd(1): SIGRTMIN+3 starts halt.target; glibc's SIGRTMIN is 34.
+        assert_eq!(m.boot.stop_signals(), vec![37]);
     }
 
     #[test]

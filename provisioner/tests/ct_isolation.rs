@@ -315,9 +315,36 @@ fn free_cpuinfo_and_uptime_show_the_plan() {
     // LXCFS can change, so the file is checked here.)
     let mem = t.sh_ok(&a.id, "grep ^MemTotal: /proc/meminfo");
     assert_eq!(mem.split_whitespace().nth(1), Some("131072"), "{mem}");
-    // Not checked: /proc/cpuinfo still lists the host's CPUs here (LXCFS 5.0.3's --enable-cfs
-    // did not narrow it on this host's split cpu/cpuacct v1 hierarchies; see the README).
+    // The plan's one vCPU: /proc/cpuinfo (LXCFS, from the container's cpuset) and nproc (its
+    // CPU affinity).
+    let cpus = t.sh_ok(&a.id, "grep -c ^processor /proc/cpuinfo; nproc");
+    assert_eq!(cpus, "1\n1\n", "cpuinfo processors, nproc of a 1-vCPU plan");
     let up: f64 = t.sh_ok(&a.id, "cut -d' ' -f1 /proc/uptime").trim().parse().unwrap();
     let host_up: f64 = std::fs::read_to_string("/proc/uptime").unwrap().split(' ').next().unwrap().parse().unwrap();
     assert!(up < 60.0 && host_up > up + 60.0, "container uptime {up}s, host {host_up}s");
+}
+
+/// `nproc` and /proc/cpuinfo say the plan's vCPUs, and containers are spread over the host's
+/// CPUs rather than piled on the first: two 1-vCPU containers get different CPUs (on a host
+/// with two or more), a plan with as many vCPUs as the host has sees them all.
+#[test]
+fn vcpus_are_what_nproc_and_cpuinfo_show_spread_over_the_host() {
+    ct_support::ensure_lxcfs();
+    let host_cpus = provisioner::vm::shield::online_cpus();
+    assert!(host_cpus >= 2, "this test needs a host with two CPUs or more");
+    let t = TestHost::new(161, 7, TestHost::big());
+    let one = |_: ()| t.spec(|r| r.vcpus = 1);
+    let (a, b) = (one(()), one(()));
+    let c = t.spec(|r| r.vcpus = 2);
+    for s in [&a, &b, &c] {
+        t.host.create(s.clone(), true).unwrap();
+    }
+    let view = |id: &vessel_core::InstanceId| t.sh_ok(id, "grep -c ^processor /proc/cpuinfo; nproc; grep Cpus_allowed_list /proc/self/status | cut -f2");
+    let (va, vb, vc) = (view(&a.id), view(&b.id), view(&c.id));
+    let lines = |v: &str| v.lines().map(str::to_string).collect::<Vec<_>>();
+    let (la, lb, lc) = (lines(&va), lines(&vb), lines(&vc));
+    assert_eq!(&la[..2], ["1", "1"], "1 vCPU: {va}");
+    assert_eq!(&lb[..2], ["1", "1"], "1 vCPU: {vb}");
+    assert_ne!(la[2], lb[2], "two 1-vCPU containers on the same CPU: {va} / {vb}");
+    assert_eq!(&lc[..2], ["2", "2"], "2 vCPUs: {vc}");
 }

@@ -73,7 +73,7 @@ pub async fn change_plan_in(
     if new_plan == sub.plan_id {
         return Err(BillingError::Invalid("that is already the plan".into()));
     }
-    if let Some(why) = crate::capacity::unavailable(&mut **tx, new_plan).await? {
+    if let Some(why) = crate::capacity::unavailable(tx, new_plan).await? {
         return Err(BillingError::Invalid(why));
     }
     let total = (sub.current_period_end - sub.current_period_start).num_days();

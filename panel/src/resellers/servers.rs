@@ -110,7 +110,7 @@ pub async fn create(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, s: New
         .await?
         .ok_or_else(|| invalid("plan", "no such plan (see GET /api/v1/plans)"))?;
     let retail = retail.ok_or_else(|| invalid("cycle", format!("this plan has no {} price in {currency}", s.cycle.as_str())))?;
-    if let Some(why) = crate::capacity::unavailable(&mut **tx, plan_id).await? {
+    if let Some(why) = crate::capacity::unavailable(tx, plan_id).await? {
         return Err(invalid("plan", why));
     }
     let kind: InstanceKind = kind;

@@ -615,7 +615,7 @@ async fn templates_view(pool: &PgPool, f: &OsTemplateForm) -> Result<ListView, W
             action: "/admin/os-templates".into(),
             button: "Add template".into(),
             fields: vec![
-                help(text("name", "Name", &f.name), "The image name hosts know, e.g. debian-12"),
+                help(text("name", "Name", &f.name), &format!("One the hosts build: {}", vessel_core::templates::known_names())),
                 text("display_name", "Shown to customers as", &f.display_name),
                 text("version", "Version", &f.version),
                 check("for_containers", "For containers", f.for_containers.is_some()),

@@ -2,7 +2,7 @@
 //! password reset, and the customer's account page (two-factor settings).
 
 use super::error::WebError;
-use super::session::{AnyAccount, CsrfForm, CurrentCustomer, Session};
+use super::session::{AnyAccount, CsrfForm, CurrentCustomer, InvoiceHolder, Session};
 use crate::accounts::Role;
 use crate::auth::{self, AuthError};
 use crate::catalogue::{self, PlanCard};
@@ -590,7 +590,8 @@ async fn account_page(
 }
 
 #[get("/account")]
-async fn account_show(c: CurrentCustomer, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
+/// A customer's or a reseller's account: both pay invoices, so both keep their tax facts here.
+async fn account_show(InvoiceHolder(c): InvoiceHolder, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
     ok(&account_page(&c, &pool, q.done.as_deref(), None).await?)
 }
 
@@ -707,7 +708,7 @@ struct ProfileForm {
 }
 
 #[post("/account/details")]
-async fn profile(c: CurrentCustomer, f: CsrfForm<ProfileForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+async fn profile(InvoiceHolder(c): InvoiceHolder, f: CsrfForm<ProfileForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
     let f = f.0;
     let p = auth::Profile { name: &f.name, country: &f.country, time_zone: &f.time_zone, address: &f.address, vat_id: &f.vat_id };
     match auth::update_profile(&pool, c.account.id, p).await {

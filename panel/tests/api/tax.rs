@@ -208,3 +208,42 @@ async fn free_text_countries_are_migrated_without_losing_what_was_entered() {
         vec![("de@x.example", Some("DE"), None), ("none@x.example", None, None), ("uk@x.example", Some("GB"), Some("UK")), ("xx@x.example", None, Some("XX"))]
     );
 }
+
+/// A reseller pays for its servers, so it keeps its own tax facts on its account page: a Dutch
+/// reseller with a VAT ID is reverse-charged by a German seller, on the API's invoices.
+#[tokio::test]
+async fn a_reseller_sets_its_vat_id_and_its_wholesale_invoices_are_reverse_charged() {
+    let app = crate::helpers::spawn_web_app().await;
+    panel::db::invoices::set_seller(&app.pool, &seller()).await.unwrap();
+    let (c, reseller) = crate::web_reseller::reseller(&app, "shop@resell.example").await;
+    let (s, html) = app.get(&c, "/account").await;
+    assert_eq!(s, 200, "a reseller has an account page: {html}");
+    assert!(html.contains("href=\"/account\""), "and a link to it");
+    let form = [("name", "Shop BV"), ("country", "NL"), ("time_zone", "Europe/Amsterdam"), ("address", "Damrak 1\n1012 LG Amsterdam"), ("vat_id", "NL 123456789 B01")];
+    let (s, loc, body) = app.submit(&c, "/account", "/account/details", &form).await;
+    assert_eq!((s, loc.as_str()), (303, "/account?done=saved"), "{body}");
+    let token = panel::api_keys::create(&app.pool, reseller, "t", &[panel::api_keys::Scope::Read, panel::api_keys::Scope::Write], None).await.unwrap().token;
+    let http = reqwest::Client::new();
+    let customer: serde_json::Value = http
+        .post(app.url("/api/v1/customers"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"email": "c@example.com", "name": "C", "country": "DE"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = http
+        .post(app.url("/api/v1/servers"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"customer_id": customer["id"], "plan": "burst-s", "os_template": "debian-12", "hostname": "nl.example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let invoice: Uuid = sqlx::query_scalar("SELECT id FROM invoices").fetch_one(&app.pool).await.unwrap();
+    let t = taxed(&app.pool, invoice).await;
+    assert_eq!((t.tax_minor, t.tax_treatment.as_deref(), t.buyer_vat_id.as_deref()), (0, Some("reverse_charge"), Some("NL123456789B01")), "{t:?}");
+    assert_eq!(t.buyer_address.as_deref(), Some("Damrak 1\n1012 LG Amsterdam"));
+}

@@ -118,8 +118,18 @@ async fn hosts_pools_templates_and_resellers_are_kept_and_audited() {
         .submit(&admin, "/admin/os-templates", "/admin/os-templates", &[("name", "Alpine 3.20!"), ("display_name", "Alpine"), ("for_containers", "on")])
         .await;
     assert_eq!(s, 422, "{body}");
-    let (s, _, _) = app
+    // Only a template the hosts know (vessel_core::templates) can be sold.
+    let (s, _, body) = app
         .submit(&admin, "/admin/os-templates", "/admin/os-templates", &[("name", "alpine-3.20"), ("display_name", "Alpine 3.20"), ("version", "3.20"), ("for_containers", "on")])
+        .await;
+    assert_eq!(s, 422, "{body}");
+    assert!(body.contains("no host builds a template of that name") && body.contains("debian-12"), "{body}");
+    let (s, _, body) = app
+        .submit(&admin, "/admin/os-templates", "/admin/os-templates", &[("name", "busybox"), ("display_name", "Busybox"), ("for_kvm", "on")])
+        .await;
+    assert_eq!(s, 422, "{body}");
+    let (s, _, _) = app
+        .submit(&admin, "/admin/os-templates", "/admin/os-templates", &[("name", "busybox"), ("display_name", "Busybox"), ("version", "1.35"), ("for_containers", "on")])
         .await;
     assert_eq!(s, 303);
 

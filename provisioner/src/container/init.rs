@@ -16,6 +16,7 @@
 //!   init, and runs `argv` inside; exits with its status.
 
 use super::{net, ContainerError};
+use crate::template::Boot;
 use caps::{CapSet, Capability, CapsHashSet};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, CloneFlags};
@@ -45,6 +46,13 @@ pub struct InitConfig {
     /// namespace (see `ContainerConfig::userns`).
     #[serde(default)]
     pub userns: Option<(u32, u32)>,
+    /// What the init is (see `template::Boot`): systemd gets the mounts it expects.
+    #[serde(default)]
+    pub boot: Boot,
+    /// The plan's memory ceiling, which sizes the tmpfs mounts (their pages are charged to
+    /// the container's memory group whatever their size).
+    #[serde(default)]
+    pub memory_mib: u64,
 }
 
 /// Capabilities a container keeps (Docker's default set minus CAP_MKNOD and CAP_NET_RAW is
@@ -342,8 +350,15 @@ fn become_init(
         ("stdin", "/proc/self/fd/0"),
         ("stdout", "/proc/self/fd/1"),
         ("stderr", "/proc/self/fd/2"),
+        // syslog(3)'s socket: journald's, where the container runs it (sshd logs there);
+        // made here because /dev is the host's tmpfs, which the container cannot write.
+        ("log", "/run/systemd/journal/dev-log"),
     ] {
         let _ = std::os::unix::fs::symlink(target, dev.join(link));
+    }
+
+    if cfg.boot == Boot::Systemd {
+        systemd_mounts(root, cfg.userns.map(|u| u.0).unwrap_or(0), cfg.memory_mib)?;
     }
 
     chdir(root).map_err(sys("chdir root"))?;
@@ -369,6 +384,35 @@ fn become_init(
         .collect();
     let env = container_env();
     execve(&argv[0], &argv, &env).map_err(sys(format!("exec init {:?}", cfg.init)))
+}
+
+/// What systemd as pid 1 expects to find mounted, since it cannot mount anything itself here
+/// (no CAP_SYS_ADMIN over the mount namespace, which stays the host user namespace's), as
+/// podman and LXC provide it:
+/// * `/run` and `/run/lock` (and `/tmp`) as tmpfs owned by the container's root;
+/// * `/sys/fs/cgroup`: a cgroup2 hierarchy whose root, through the cgroup namespace taken at
+///   the start of `become_init`, is the container's own delegated group
+///   (`InstanceCgroup::tree_dir`, chowned to its root by `start`): systemd runs in its unified
+///   mode and makes init.scope, system.slice, ... there; nothing above is visible. On a v1
+///   host that group carries no controllers: the plan's limits stay on the v1 groups, which
+///   systemd neither sees nor can change.
+fn systemd_mounts(root: &Path, root_uid: u32, memory_mib: u64) -> Result<(), ContainerError> {
+    let mib = memory_mib.max(64);
+    let tmpfs = |dir: &str, flags: MsFlags, opts: String| -> Result<(), ContainerError> {
+        let p = root.join(dir);
+        fs::create_dir_all(&p).map_err(|source| ContainerError::Io { what: format!("mkdir {}", p.display()), source })?;
+        mount(Some("tmpfs"), &p, Some("tmpfs"), flags, Some(opts.as_str())).map_err(sys(format!("mount /{dir}")))
+    };
+    let ns = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    let owner = format!("uid={root_uid},gid={root_uid}");
+    // systemd's own defaults: /run 20% of memory, /tmp half of it.
+    tmpfs("run", ns, format!("mode=755,size={}k,{owner}", mib * 1024 / 5))?;
+    tmpfs("run/lock", ns | MsFlags::MS_NOEXEC, format!("mode=1777,size=5120k,{owner}"))?;
+    tmpfs("tmp", ns, format!("mode=1777,size={}k,{owner}", mib * 1024 / 2))?;
+    let cg = root.join("sys/fs/cgroup");
+    mount(Some("cgroup2"), &cg, Some("cgroup2"), ns | MsFlags::MS_NOEXEC, None::<&str>)
+        .map_err(sys("mount /sys/fs/cgroup (cgroup2)"))?;
+    Ok(())
 }
 
 fn container_env() -> Vec<CString> {

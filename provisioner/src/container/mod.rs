@@ -542,26 +542,37 @@ impl ContainerRuntime {
         Ok(())
     }
 
-    fn init_argv(&self, record: &InstanceRecord) -> Vec<String> {
+    /// The init the root filesystem was made for (its template's manifest, kept in
+    /// `rootfs.done`) and what kind it is.
+    fn init_of(&self, record: &InstanceRecord) -> (Vec<String>, crate::template::Boot) {
         let done = self.dir(&record.spec.id).join("rootfs.done");
         fs::read(done)
             .ok()
             .and_then(|b| serde_json::from_slice::<crate::template::Manifest>(&b).ok())
-            .map(|m| m.init)
-            .unwrap_or_else(|| vec!["/sbin/init".into()])
+            .map(|m| (m.init, m.boot))
+            .unwrap_or_else(|| (vec!["/sbin/init".into()], Default::default()))
     }
 
     fn spawn_init(&self, record: &mut InstanceRecord) -> Result<(), ContainerError> {
         let id = record.spec.id;
         let has_net = record.spec.network.ipv4.is_some() || record.spec.network.ipv6.is_some();
+        let (init, boot) = self.init_of(record);
+        let ids = self.ids(&id);
+        if boot == crate::template::Boot::Systemd {
+            // Its systemd manages its own cgroup tree (see `InstanceCgroup::delegate`).
+            let root = ids.map(|r| r.base).unwrap_or(0);
+            self.cgroup(&id).delegate(root, root)?;
+        }
         let cfg = init::InitConfig {
             root: self.root(&id),
             hostname: record.spec.hostname.as_str().to_string(),
-            init: self.init_argv(record),
+            init,
+            boot,
+            memory_mib: record.spec.resources.memory_burst_mib(),
             veth_peer: has_net.then(|| self.veth_peer(&id)),
             network: record.spec.network.clone(),
             cgroup_join: self.cgroup(&id).join_files(),
-            userns: self.ids(&id).map(|r| (r.base, r.count)),
+            userns: ids.map(|r| (r.base, r.count)),
         };
         let cfg_path = self.dir(&id).join("init.json");
         fs::write(
@@ -694,13 +705,14 @@ impl ContainerRuntime {
         Ok(())
     }
 
-    /// Stops the init: SIGTERM and SIGPWR, then SIGKILL to everything after the timeout.
+    /// Stops the init: the signals its kind asks for (SIGTERM and SIGPWR; systemd's
+    /// SIGRTMIN+3), then SIGKILL to everything after the timeout.
     fn stop_init(&self, record: &mut InstanceRecord, graceful: bool) -> Result<(), ContainerError> {
         let cg = self.cgroup(&record.spec.id);
         if let Some(pid) = self.live_pid(record) {
             let _ = cg.thaw();
             if graceful {
-                for sig in [libc::SIGTERM, libc::SIGPWR] {
+                for sig in self.init_of(record).1.stop_signals() {
                     // SAFETY: kill(2) on the init pid verified against its start time.
                     unsafe { libc::kill(pid as libc::pid_t, sig) };
                 }

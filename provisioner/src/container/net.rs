@@ -56,11 +56,12 @@ fn batch(cmds: &str) -> Result<(), ContainerError> {
 }
 
 /// The interfaces of the network namespace we run in, with (rx, tx) bytes. Read from
-/// `/proc/self/net/dev`, which follows the caller's namespace; `/sys/class/net` shows the
+/// `/proc/thread-self/net/dev`, which follows the calling thread's namespace (`/proc/self`
+/// is the main thread's, and a test may move only its own thread); `/sys/class/net` shows the
 /// namespace sysfs was mounted in, which is not ours when the daemon was only moved into a
 /// network namespace (`nsenter --net`).
 fn interfaces() -> Vec<(String, u64, u64)> {
-    let text = fs::read_to_string("/proc/self/net/dev").unwrap_or_default();
+    let text = fs::read_to_string("/proc/thread-self/net/dev").unwrap_or_default();
     text.lines()
         .skip(2)
         .filter_map(|l| {

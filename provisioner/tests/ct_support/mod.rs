@@ -45,6 +45,17 @@ pub fn templates() -> PathBuf {
     dir
 }
 
+/// The `debian-12` template (systemd, OpenSSH), built by the project's own script into its
+/// cache outside the repository (keyed by the script's hash: a few minutes the first time on
+/// a machine, nothing after) and linked into the same directory as the busybox template.
+pub fn debian_template() -> PathBuf {
+    let dir = templates();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-template-debian-12.sh");
+    let out = Command::new("bash").arg(script).arg(&dir).output().expect("run the debian-12 template script");
+    assert!(out.status.success(), "debian-12 template build failed: {}", String::from_utf8_lossy(&out.stderr));
+    dir
+}
+
 pub fn rand_suffix() -> String {
     InstanceId::new_random().short()[..6].to_string()
 }
@@ -63,6 +74,11 @@ impl TestHost {
     /// A scratch host. `net_a` separates the suites' subnets (suites run one after another,
     /// tests inside one in parallel), `net_b` the tests inside a suite.
     pub fn new(net_a: u8, net_b: u8, capacity: HostCapacity) -> Self {
+        Self::with_stop_timeout(net_a, net_b, capacity, Duration::from_secs(3))
+    }
+
+    /// A scratch host whose graceful stops wait `stop_timeout` before killing.
+    pub fn with_stop_timeout(net_a: u8, net_b: u8, capacity: HostCapacity, stop_timeout: Duration) -> Self {
         require_root();
         let templates = templates();
         let state = tempfile::Builder::new()
@@ -80,7 +96,7 @@ impl TestHost {
             bridge: bridge.clone(),
             veth_prefix: "vz".into(),
             helper_exe: EXE.into(),
-            stop_timeout: Duration::from_secs(3),
+            stop_timeout,
             host_memory_mib: capacity.memory_mib,
             // A pool of its own per scratch host (hosts of parallel tests share the machine).
             userns: Some(IdPool {
@@ -213,7 +229,7 @@ impl TestHost {
     pub fn leftovers(&self, id: &InstanceId) -> Vec<String> {
         let mut left = Vec::new();
         let rt = &self.host.rt;
-        for d in rt.cgroup(id).dirs() {
+        for d in rt.cgroup(id).dirs().into_iter().chain(rt.cgroup(id).tree_dir()) {
             if d.exists() {
                 left.push(format!("cgroup {}", d.display()));
             }
