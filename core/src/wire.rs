@@ -336,3 +336,20 @@ mod tests {
         assert!(!format!("{r:?}").contains("c2VjcmV0"));
     }
 }
+
+/// The console of one instance on the host API: `GET` (signed like every request, empty
+/// body) upgraded to a WebSocket. Binary frames carry the terminal's bytes both ways; text
+/// frames carry [`ConsoleControl`] as JSON, toward the host. The host closes it when the
+/// instance stops; the panel relays it to the browser and is the only one that knows where
+/// the host is.
+pub fn console_path(id: InstanceId) -> String {
+    format!("/v1/instances/{id}/console")
+}
+
+/// A control message on a console WebSocket (a text frame). Unknown messages are ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsoleControl {
+    /// The terminal's size changed (a container's pty follows it; a serial line has none).
+    Resize { cols: u16, rows: u16 },
+}

@@ -21,6 +21,17 @@ pub struct Settings {
     pub session: SessionSettings,
     pub api: ApiSettings,
     pub webhooks: WebhookSettings,
+    pub console: ConsoleSettings,
+}
+
+/// Browser consoles (`panel::console`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// How long a console token may wait for its one connection.
+    pub token_ttl_secs: u64,
+    /// A console without a keystroke for this long is closed.
+    pub idle_timeout_secs: u64,
 }
 
 /// The reseller API (`/api/v1`).
@@ -255,6 +266,10 @@ reconcile_interval_secs = 10
 host_timeout_secs = 30
 unreachable_after_secs = 45
 capacity_refund_after_secs = 172800
+
+[console]
+token_ttl_secs = 60
+idle_timeout_secs = 900
 
 [api]
 rate_limit_per_minute = 600

@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod admin;
 pub mod auth;
 pub mod catalogue;
+pub mod console;
 pub mod ip_pools;
 pub mod os_templates;
 pub mod outbox_delivery;

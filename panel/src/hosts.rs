@@ -12,7 +12,7 @@ use uuid::Uuid;
 use vessel_core::signing::HostSecret;
 use vessel_core::wire::{JoinRequest, JoinResponse};
 
-pub use client::{http_client, pinned_http_client, HostClient, HostError, HostHttp};
+pub use client::{http_client, pinned_http_client, ConsoleSocket, HostClient, HostError, HostHttp};
 
 pg_enum! {
     /// Whether the reconciler hears from a host (`host_reachability` in the schema).

@@ -69,6 +69,7 @@ pub mod audit;
 pub mod billing;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod email;
 pub mod hosts;

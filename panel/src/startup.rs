@@ -97,6 +97,8 @@ impl Application {
         let clock = web::Data::new(clock);
         let limiter = web::Data::new(crate::api::ApiLimiter::new(settings.api.rate_limit_per_minute, settings.api.rate_limit_burst));
         let shared_settings = web::Data::new(settings.clone());
+        // Consoles reach hosts through the same pinned clients as orchestration.
+        let host_http = web::Data::new(settings.orchestration.host_http());
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(from_fn(crate::web::session_cookies))
@@ -106,6 +108,7 @@ impl Application {
                 .app_data(clock.clone())
                 .app_data(shared_settings.clone())
                 .app_data(limiter.clone())
+                .app_data(host_http.clone())
                 .app_data(web::FormConfig::default().limit(64 * 1024))
                 // A malformed id in a path is "not found"; a malformed query is a bad form:
                 // pages, never actix's bare error bodies.

@@ -7,11 +7,12 @@
 use crate::service::{Created, Service, ServiceError};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 use thiserror::Error;
 use vessel_core::signing::{Presented, Verifier, VerifyError, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP};
-use vessel_core::wire::{CreateInstance, HostAction, Problem, ProblemType};
+use vessel_core::wire::{ConsoleControl, CreateInstance, HostAction, Problem, ProblemType};
 use vessel_core::InstanceId;
 
 /// What every handler shares.
@@ -128,6 +129,84 @@ async fn get_usage(state: State, req: HttpRequest, path: web::Path<String>, body
     Ok(HttpResponse::Ok().json(state.service.usage(id).await?))
 }
 
+/// The instance's console as a WebSocket (see [`vessel_core::wire::console_path`]): signed
+/// like every request (empty body), then binary frames both ways, text frames for
+/// [`ConsoleControl`]. Closed by the host when the instance stops or the console ends.
+async fn console(state: State, req: HttpRequest, path: web::Path<String>, body: web::Payload) -> Result<HttpResponse, ApiError> {
+    authenticate(&state, &req, &[])?;
+    let id = instance_id(&path)?;
+    let (response, session, stream) = actix_ws::handle(&req, body).map_err(|e| invalid(format!("not a WebSocket request: {e}")))?;
+    let console = state.service.console(id).await?;
+    tracing::info!(%id, "console attached");
+    actix_web::rt::spawn(relay_console(state.service.clone(), id, console, session, stream));
+    Ok(response)
+}
+
+enum ConsoleIn {
+    Bytes(Vec<u8>),
+    Resize(u16, u16),
+}
+
+/// Pumps one console: its output (a thread of its own: reads block) to the socket, the
+/// socket's frames to its input (another thread: writes to a full UART wait), and ends it when
+/// the instance stops, the console ends or the other side goes away.
+async fn relay_console(service: Arc<Service>, id: InstanceId, console: crate::runtime::Console, mut session: actix_ws::Session, mut stream: actix_ws::MessageStream) {
+    use actix_ws::{CloseCode, CloseReason, Message};
+    let crate::runtime::Console { mut output, mut input } = console;
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            match output.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if out_tx.blocking_send(buf[..n].to_vec()).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let (in_tx, in_rx) = std::sync::mpsc::channel::<ConsoleIn>();
+    std::thread::spawn(move || {
+        while let Ok(m) = in_rx.recv() {
+            let r = match m {
+                ConsoleIn::Bytes(b) => input.write(&b),
+                ConsoleIn::Resize(c, r) => input.resize(c, r),
+            };
+            if let Err(e) = r {
+                tracing::debug!(%id, error = %e, "console input failed");
+                break;
+            }
+        }
+        // `input` dropped here: the console is detached.
+    });
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let reason = loop {
+        tokio::select! {
+            out = out_rx.recv() => match out {
+                Some(bytes) => if session.binary(bytes).await.is_err() { break None },
+                None => break Some("the console ended"),
+            },
+            msg = stream.recv() => match msg {
+                Some(Ok(Message::Binary(b))) => { let _ = in_tx.send(ConsoleIn::Bytes(b.to_vec())); }
+                Some(Ok(Message::Text(t))) => {
+                    if let Ok(ConsoleControl::Resize { cols, rows }) = serde_json::from_str::<ConsoleControl>(&t) {
+                        let _ = in_tx.send(ConsoleIn::Resize(cols.clamp(1, 1000), rows.clamp(1, 1000)));
+                    }
+                }
+                Some(Ok(Message::Ping(p))) => { let _ = session.pong(&p).await; }
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break None,
+                Some(Ok(_)) => {}
+            },
+            _ = tick.tick() => if !service.is_running(id).await { break Some("the server stopped") },
+        }
+    };
+    drop(in_tx);
+    tracing::info!(%id, reason = reason.unwrap_or("closed by the viewer"), "console detached");
+    let _ = session.close(reason.map(|r| CloseReason { code: CloseCode::Normal, description: Some(r.to_string()) })).await;
+}
+
 async fn not_found(state: State, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     authenticate(&state, &req, &body)?;
     Err(ApiError(Problem { status: 404, ..Problem::new(ProblemType::InvalidRequest, format!("no route {} {}", req.method(), req.path())) }))
@@ -143,7 +222,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/instances/{id}", web::put().to(put_instance))
             .route("/instances/{id}", web::delete().to(delete_instance))
             .route("/instances/{id}/actions", web::post().to(post_action))
-            .route("/instances/{id}/usage", web::get().to(get_usage)),
+            .route("/instances/{id}/usage", web::get().to(get_usage))
+            .route("/instances/{id}/console", web::get().to(console)),
     )
     .default_service(web::to(not_found));
 }

@@ -73,9 +73,33 @@ pub trait Runtime {
     }
 
     /// Sets root's password in the running guest to `hash`. The default answers
-    /// [`NotSupported`]: containers override it; **KVM does not implement it yet**.
+    /// [`NotSupported`]: containers change it in place, KVM machines offline (a restart).
     fn reset_password(&self, record: &mut InstanceRecord, _hash: &PasswordHash) -> Result<(), Self::Error> {
         Err(NotSupported { op: "reset_password", kind: record.spec.kind() }.into())
+    }
+
+    /// Attaches a console to the running instance (a container: a login on a fresh pty of its
+    /// own; a KVM machine: its serial port). Dropping the [`Console`] detaches it and leaves
+    /// nothing running behind.
+    fn console(&self, record: &InstanceRecord) -> Result<Console, Self::Error> {
+        Err(NotSupported { op: "console", kind: record.spec.kind() }.into())
+    }
+}
+
+/// An attached console. `output` blocks until the guest prints (`Ok(0)`: the console ended,
+/// e.g. the login exited or the machine stopped); `input` types into it. Read and written from
+/// two threads; dropping both ends the session.
+pub struct Console {
+    pub output: Box<dyn std::io::Read + Send>,
+    pub input: Box<dyn ConsoleInput>,
+}
+
+/// The typing side of a [`Console`].
+pub trait ConsoleInput: Send {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+    /// The viewer's terminal size; a serial line has none, so by default nothing happens.
+    fn resize(&mut self, _cols: u16, _rows: u16) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -38,6 +38,9 @@ pub enum ServiceError {
     Refused(Box<Refusal>),
     #[error("this host does not run {0:?} instances")]
     KindUnsupported(InstanceKind),
+    /// A console needs a running instance.
+    #[error("instance {id} is {state:?}: a console needs it running")]
+    NoConsole { id: InstanceId, state: InstanceState },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{op} of {id} failed: {source}")]
@@ -57,6 +60,7 @@ impl ServiceError {
             ServiceError::NotAllowed { action, state } => Problem::action_not_allowed(*action, *state),
             ServiceError::Refused(r) => Problem::admission(r),
             ServiceError::KindUnsupported(_) => Problem::new(ProblemType::KindUnsupported, self.to_string()),
+            ServiceError::NoConsole { .. } => Problem::new(ProblemType::ActionNotAllowed, self.to_string()),
             ServiceError::Store(_) | ServiceError::Runtime { .. } | ServiceError::Internal(_) => {
                 Problem::new(ProblemType::RuntimeFailed, self.to_string())
             }
@@ -87,6 +91,7 @@ trait AnyRuntime: Send + Sync {
     fn destroy(&self, r: &mut InstanceRecord) -> Result<(), BoxError>;
     fn observe(&self, r: &InstanceRecord) -> Result<InstanceState, BoxError>;
     fn usage(&self, r: &InstanceRecord) -> Result<Usage, BoxError>;
+    fn console(&self, r: &InstanceRecord) -> Result<crate::runtime::Console, BoxError>;
 }
 
 impl<T: Runtime + Send + Sync> AnyRuntime for T {
@@ -131,6 +136,9 @@ impl<T: Runtime + Send + Sync> AnyRuntime for T {
     }
     fn usage(&self, r: &InstanceRecord) -> Result<Usage, BoxError> {
         Runtime::usage(self, r).map_err(Into::into)
+    }
+    fn console(&self, r: &InstanceRecord) -> Result<crate::runtime::Console, BoxError> {
+        Runtime::console(self, r).map_err(Into::into)
     }
 }
 
@@ -239,6 +247,31 @@ impl Service {
             s.runtime(r.spec.kind())?.usage(&r).map_err(rt_err(id, "usage"))
         })
         .await
+    }
+
+    /// Attaches a console to a running instance (see [`Runtime::console`]).
+    pub async fn console(self: &Arc<Self>, id: InstanceId) -> Result<crate::runtime::Console, ServiceError> {
+        self.serialized(id, move |s| {
+            let r = s.store.get(&id)?.ok_or(ServiceError::NotFound(id))?;
+            let rt = s.runtime(r.spec.kind())?;
+            let state = rt.observe(&r).map_err(rt_err(id, "observe"))?;
+            if state != InstanceState::Running {
+                return Err(ServiceError::NoConsole { id, state });
+            }
+            rt.console(&r).map_err(rt_err(id, "console"))
+        })
+        .await
+    }
+
+    /// Whether the instance runs now (a console's relay asks each second).
+    pub async fn is_running(self: &Arc<Self>, id: InstanceId) -> bool {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let Ok(Some(r)) = this.store.get(&id) else { return false };
+            this.runtime(r.spec.kind()).ok().and_then(|rt| rt.observe(&r).ok()) == Some(InstanceState::Running)
+        })
+        .await
+        .unwrap_or(false)
     }
 
     /// Every instance, observed now. Not serialized with per-instance operations: a

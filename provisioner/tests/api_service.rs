@@ -58,8 +58,8 @@ async fn resize_and_reinstall_apply_to_a_running_machine() {
     assert_eq!(st.state, InstanceState::Running);
     assert_ne!(d.pid_of(&a.id).unwrap(), pid, "a new VMM");
 
-    // A password reset is on the runtime trait; KVM does not implement it yet and says so,
-    // changing nothing (issue 12 implements it).
+    // A password reset on a KVM machine writes its disk offline (vm_access.rs); this test
+    // guest has no disk, so it is refused as not supported, changing nothing.
     let hash = vessel_core::PasswordHash::parse("$6$saltsalt$0123456789abcdefghijklmnopqrstuvwxyzABCDEF").unwrap();
     let e = s.act(a.id, HostAction::ResetPassword { root_password_hash: hash.clone() }).await.unwrap_err();
     assert!(matches!(e, ServiceError::Runtime { .. }) && e.to_string().contains("not supported by the Kvm runtime yet"), "{e}");

@@ -215,51 +215,89 @@ fn in_a_user_namespace_root_inside_is_nobody_outside() {
     assert_eq!(t.leftovers(&a.id), Vec::<String>::new());
 }
 
-/// The panel's console: a login shell inside on a fresh pty, driven through the master.
+/// The panel's console: `login` inside on a fresh pty of the container's own devpts, driven
+/// through the runtime's [`Console`]: root's password (its hash written at create) lets the
+/// customer in, the pty follows the viewer's size, and a viewer who leaves leaves nothing
+/// running inside.
 #[test]
-fn a_console_session_is_a_shell_inside_on_a_pty() {
-    use std::io::{Read, Write};
+fn a_console_session_is_a_login_inside_on_its_own_pty() {
+    use provisioner::runtime::Console;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
     let t = TestHost::new(161, 4, TestHost::big());
-    let a = t.spec(|_| {});
+    // The SHA-512 crypt of "console-pass-1" (openssl passwd -6 -salt vesselconsole).
+    let hash = vessel_core::PasswordHash::parse("$6$vesselconsole$kmqWUYLt/EfnV4pR//rsp0nh7cJPv6J63/oA.LyOVm40x8vVPTQWLxD1FAyWAomabJG/sWTHrHsQyddaX9aYb/").unwrap();
+    let mut a = t.spec(|_| {});
+    a.access = vessel_core::Access::new(vec![], Some(hash)).unwrap();
     t.host.create(a.clone(), true).unwrap();
     let rec = t.host.store.get(&a.id).unwrap().unwrap();
-    let mut s = t.host.rt.console_session(&rec).unwrap();
-    let mut reader = s.master.try_clone().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut all = Vec::new();
-        let mut buf = [0u8; 4096];
-        // EIO once the shell and its helper have closed the slave side.
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 {
-                break;
+
+    // Output is read on a thread of its own (reads block), as the host API does.
+    let attach = || {
+        let Console { mut output, input } = t.host.rt.console_session(&rec).unwrap();
+        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = output.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
             }
-            all.extend_from_slice(&buf[..n]);
+        });
+        (input, rx, reader)
+    };
+    let wait_for = |rx: &mpsc::Receiver<Vec<u8>>, seen: &mut String, needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !seen.contains(needle) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(b) => seen.push_str(&String::from_utf8_lossy(&b)),
+                Err(_) => panic!("no {needle:?} on the console; saw {seen:?}"),
+            }
         }
-        String::from_utf8_lossy(&all).into_owned()
-    });
-    // Type once the shell is up (input typed earlier may be discarded as it starts).
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    s.master
-        .write_all(b"tty; echo host=$(hostname); exit\n")
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while s.child.try_wait().unwrap().is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "console shell did not exit"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    use std::io::Read;
+
+    let (mut input, rx, reader) = attach();
+    let mut seen = String::new();
+    wait_for(&rx, &mut seen, "login:");
+    input.resize(120, 40).unwrap();
+    input.write(b"root\n").unwrap();
+    wait_for(&rx, &mut seen, "Password:");
+    input.write(b"console-pass-1\n").unwrap();
+    wait_for(&rx, &mut seen, "#");
+    input.write(b"tty; echo host=$(hostname); stty size; exit\n").unwrap();
+    wait_for(&rx, &mut seen, "40 120");
+    // The shell's exit ends the console: the output side sees the end by itself.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !reader.is_finished() {
+        assert!(Instant::now() < deadline, "the console did not end when the login shell exited");
+        while let Ok(b) = rx.try_recv() {
+            seen.push_str(&String::from_utf8_lossy(&b));
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
-    drop(s);
-    let out = out.join().unwrap();
-    assert!(
-        out.contains(&format!("host={}", a.hostname.as_str())),
-        "{out}"
-    );
-    assert!(
-        !out.contains("not a tty") && out.contains("/dev/pts/"),
-        "not the container's own pty: {out}"
-    );
+    while let Ok(b) = rx.try_recv() {
+        seen.push_str(&String::from_utf8_lossy(&b));
+    }
+    drop(input);
+    assert!(seen.contains(&format!("host={}", a.hostname.as_str())), "{seen}");
+    assert!(!seen.contains("not a tty") && seen.contains("/dev/pts/"), "not the container's own pty: {seen}");
+    assert!(!seen.contains("console-pass-1"), "the password is not echoed: {seen}");
+
+    // A viewer who leaves at the prompt: the login inside ends with the hang-up.
+    let (input, rx, reader) = attach();
+    let mut seen = String::new();
+    wait_for(&rx, &mut seen, "login:");
+    assert!(t.sh_ok(&a.id, "ps").contains("login"), "a login waits on the console");
+    drop(input);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !reader.is_finished() || t.sh_ok(&a.id, "ps").contains("login") {
+        assert!(Instant::now() < deadline, "a login outlived its viewer: {}", t.sh_ok(&a.id, "ps"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    t.host.destroy(&a.id).unwrap();
+    assert_eq!(t.leftovers(&a.id), Vec::<String>::new());
 }
 
 /// The customer's way in: keys and root password hash written before the first boot, owned

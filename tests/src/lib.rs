@@ -3,6 +3,8 @@
 //!
 //! * [`netns`]: several hosts on one machine, each in its own network namespace.
 //! * [`e2e`]: a panel and hosts joined to it, to drive from order to running VPS.
+//! * [`browser`]: headless Chromium for the tests a browser must drive.
 
+pub mod browser;
 pub mod e2e;
 pub mod netns;

@@ -60,6 +60,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(servers::terminate)
             .service(servers::reinstall)
             .service(servers::reset_password)
+            .service(servers::console)
             .service(servers::resize)
             .service(quota::get)
             .service(invoices::pdf)
@@ -151,7 +152,7 @@ fn nul_in(v: &Value, at: String) -> Option<String> {
         customers::list, customers::create, customers::get, customers::update, customers::delete,
         servers::list, servers::create, servers::get, servers::usage,
         servers::start, servers::stop, servers::restart, servers::suspend, servers::unsuspend, servers::terminate,
-        servers::reinstall, servers::reset_password, servers::resize,
+        servers::reinstall, servers::reset_password, servers::console, servers::resize,
         quota::get, invoices::pdf,
         webhooks::list, webhooks::create, webhooks::get, webhooks::delete, webhooks::deliveries,
     ),

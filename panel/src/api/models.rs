@@ -230,6 +230,19 @@ pub struct NewServer {
     pub root_password: Option<String>,
 }
 
+/// A one-time console token: open `websocket_path` (on the panel, as a WebSocket) or send the
+/// customer's browser to `page_path`, once, before `expires_at`. Shown only in this answer.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ConsoleToken {
+    #[schema(example = "Zm9vYmFyYmF6cXV4Zm9vYmFyYmF6cXV4Zm9vYmFyYmE")]
+    pub token: String,
+    #[schema(example = "/console/ws?token=Zm9vYmFyYmF6cXV4Zm9vYmFyYmF6cXV4Zm9vYmFyYmE")]
+    pub websocket_path: String,
+    #[schema(example = "/console?token=Zm9vYmFyYmF6cXV4Zm9vYmFyYmF6cXV4Zm9vYmFyYmE")]
+    pub page_path: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// Sets a new root password on a running server (absent: one is generated and returned once).
 #[derive(Clone, Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

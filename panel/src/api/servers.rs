@@ -2,7 +2,7 @@
 
 use super::auth::{Reader, Writer};
 use super::idempotency::{self, Reply};
-use super::models::{Cycle, NewServer, Reinstall, ResetPassword, Resize, Server, ServerList, Usage, UsagePoint};
+use super::models::{ConsoleToken, Cycle, NewServer, Reinstall, ResetPassword, Resize, Server, ServerList, Usage, UsagePoint};
 use crate::access;
 use crate::resellers::ResellerError;
 use super::pagination;
@@ -120,6 +120,40 @@ pub async fn reset_password(
             let new = access::new_root_password(r.root_password).await.map_err(ResellerError::from)?;
             svc::reset_password(tx, &who, id, new.hash).await?;
             with_generated_password(StatusCode::ACCEPTED, svc::get(&mut **tx, tenant, id).await?, new.generated)
+        })
+    })
+    .await
+}
+
+/// A one-time token for the server's console in a browser (the panel relays it to the host;
+/// the host's address is never given out). Valid for one connection, for a short time
+/// (`expires_at`); the server must be running. A retry with the same Idempotency-Key does
+/// not show the token again: ask for a new one.
+#[utoipa::path(post, path = "/api/v1/servers/{id}/console", tag = "servers", params(("id" = Uuid, Path)),
+    responses((status = 201, body = ConsoleToken)))]
+#[post("/servers/{id}/console")]
+pub async fn console(
+    who: Writer,
+    pool: web::Data<PgPool>,
+    settings: web::Data<crate::config::Settings>,
+    req: HttpRequest,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let who: Principal = who.0;
+    let tenant = who.tenant;
+    let id = *id;
+    let ttl = std::time::Duration::from_secs(settings.console.token_ttl_secs);
+    let (account, key) = (who.account_id, who.key_id);
+    // No body: the key's fingerprint is the method and path.
+    idempotency::run(&pool, &who.clone(), &req, &[], move |tx| {
+        Box::pin(async move {
+            let row = svc::get(&mut **tx, tenant, id).await?; // another tenant's server: 404
+            if row.observed_state != "running" {
+                return Err(ApiError::Conflict(format!("the server is {}: a console needs it running", row.observed_state)));
+            }
+            let issued = crate::console::issue(&mut **tx, id, account, crate::console::Via::Api { key }, ttl).await?;
+            let answer = ConsoleToken { websocket_path: issued.websocket_path(), page_path: issued.page_path(), expires_at: issued.expires_at, token: issued.token };
+            Ok(Reply::new(StatusCode::CREATED, answer)?.not_storing(&["token", "websocket_path", "page_path"]))
         })
     })
     .await

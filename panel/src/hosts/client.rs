@@ -231,4 +231,40 @@ impl HostClient {
     pub async fn destroy(&self, id: InstanceId) -> Result<(), HostError> {
         self.call::<serde_json::Value>(Method::DELETE, &format!("/v1/instances/{id}"), None).await.map(|_| ())
     }
+
+    /// Opens the instance's console on the host: a signed `GET` upgraded to a WebSocket over
+    /// this client's connection (so the pinned certificate holds for it too). A host that
+    /// refuses (not running, unknown instance) answers a problem instead of switching.
+    pub async fn console(&self, id: InstanceId) -> Result<ConsoleSocket, HostError> {
+        use base64::Engine;
+        use rand::RngCore;
+        let path = vessel_core::wire::console_path(id);
+        let sig = sign_now(&self.secret, "GET", &path, &[]);
+        let mut key = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut key);
+        let mut req = self
+            .http
+            .get(format!("{}{}", self.base, path))
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", base64::engine::general_purpose::STANDARD.encode(key));
+        for (k, v) in sig.pairs() {
+            req = req.header(k, v);
+        }
+        let resp = req.send().await.map_err(|e| HostError::Unreachable(with_causes(&e)))?;
+        let status = resp.status();
+        if status != StatusCode::SWITCHING_PROTOCOLS {
+            let bytes = resp.bytes().await.map_err(|e| HostError::Unreachable(e.to_string()))?;
+            return Err(match serde_json::from_slice::<Problem>(&bytes) {
+                Ok(p) => HostError::Refused(p),
+                Err(_) => HostError::Protocol(format!("{status}: {}", String::from_utf8_lossy(&bytes))),
+            });
+        }
+        let upgraded = resp.upgrade().await.map_err(|e| HostError::Protocol(format!("console upgrade: {}", with_causes(&e))))?;
+        Ok(tokio_tungstenite::WebSocketStream::from_raw_socket(upgraded, tokio_tungstenite::tungstenite::protocol::Role::Client, None).await)
+    }
 }
+
+/// A console's WebSocket to its host (see [`HostClient::console`]).
+pub type ConsoleSocket = tokio_tungstenite::WebSocketStream<reqwest::Upgraded>;

@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod console;
 pub mod customer;
 pub mod error;
 pub mod pages;
@@ -24,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(stylesheet);
     pages::configure(cfg);
     access::configure(cfg);
+    console::configure(cfg);
     customer::configure(cfg);
     admin::configure(cfg);
     reseller::configure(cfg);

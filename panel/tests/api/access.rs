@@ -242,3 +242,95 @@ async fn a_customer_keeps_keys_orders_with_one_and_gets_a_ready_mail_with_its_fi
     assert_eq!(audit, 1, "the reset is audited");
     assert!(!pg_dump(&app).contains(shown), "the new password is not stored");
 }
+
+/// `POST /api/v1/servers/{id}/console`: a one-time token for a running server of the caller's,
+/// shown once (an idempotent replay leaves it out), stored only as a hash; the WebSocket it
+/// opens needs no session, is audited as the API key's, works once and not after it expires.
+/// Here the server has no host: the socket opens and ends at once, saying why.
+#[tokio::test]
+async fn an_api_console_token_is_shown_once_works_once_and_is_scoped_to_the_reseller() {
+    use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+    let app = spawn_web_app().await;
+    let token = reseller_token(&app).await;
+    let (_, _, c) = api(&app, &token, "/api/v1/customers", json!({"email": "c@example.com", "name": "C"}), None).await;
+    let (s, _, v) = api(
+        &app,
+        &token,
+        "/api/v1/servers",
+        json!({"customer_id": c["id"], "plan": "burst-s", "os_template": "debian-12", "hostname": "con.example.com", "ssh_keys": [KEY]}),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let server: Uuid = v["id"].as_str().unwrap().parse().unwrap();
+    let path = format!("/api/v1/servers/{server}/console");
+
+    // Not running yet: refused with the reason.
+    let (s, _, v) = api(&app, &token, &path, json!(null), None).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    sqlx::query("UPDATE instances SET observed_state = 'running' WHERE id = $1").bind(server).execute(&app.pool).await.unwrap();
+    // Another reseller, an unknown id: 404.
+    let other: Uuid = sqlx::query_scalar("INSERT INTO accounts (role, email, display_name, status, email_verified_at) VALUES ('reseller', 'o@resell.example', 'O', 'active', now()) RETURNING id")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let other_token = api_keys::create(&app.pool, other, "o", &[Scope::Read, Scope::Write], None).await.unwrap().token;
+    assert_eq!(api(&app, &other_token, &path, json!(null), None).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(api(&app, &token, &format!("/api/v1/servers/{}/console", Uuid::new_v4()), json!(null), None).await.0, StatusCode::NOT_FOUND);
+
+    let (s, replayed, v) = api(&app, &token, &path, json!(null), Some("console-1")).await;
+    assert_eq!((s, replayed), (StatusCode::CREATED, false), "{v}");
+    let t = v["token"].as_str().unwrap().to_string();
+    assert_eq!(v["websocket_path"], format!("/console/ws?token={t}"));
+    assert_eq!(v["page_path"], format!("/console?token={t}"));
+    let (s, replayed, again) = api(&app, &token, &path, json!(null), Some("console-1")).await;
+    assert_eq!((s, replayed), (StatusCode::CREATED, true));
+    assert!(again.get("token").is_none() && again.get("websocket_path").is_none(), "a replay never shows the token: {again}");
+    assert!(!pg_dump(&app).contains(&t), "only the token's hash is stored");
+    // The page for the token (a reseller's customer has no login here) names the socket.
+    let page = reqwest::get(app.url(v["page_path"].as_str().unwrap())).await.unwrap();
+    assert_eq!(page.headers().get("cache-control").unwrap(), "no-store");
+    assert!(page.text().await.unwrap().contains("/console/ws?token="));
+
+    let ws_url = |p: &str| app.url(p).replace("http://", "ws://");
+    // Used once, without any session: it opens and ends at once, cleanly, saying why.
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(v["websocket_path"].as_str().unwrap())).await.expect("the token opens the socket");
+    let reason = loop {
+        match futures_util::StreamExt::next(&mut ws).await {
+            Some(Ok(Message::Close(f))) => break f.map(|f| f.reason.to_string()).unwrap_or_default(),
+            Some(Ok(_)) => continue,
+            other => panic!("no clean close: {other:?}"),
+        }
+    };
+    assert_eq!(reason, "the server is not placed on a host yet");
+    // Twice: refused before upgrading.
+    match tokio_tungstenite::connect_async(ws_url(v["websocket_path"].as_str().unwrap())).await {
+        Err(WsError::Http(r)) => assert_eq!(r.status(), 403),
+        other => panic!("a used token must be refused: {:?}", other.map(|_| ())),
+    }
+    // Expired: refused too.
+    let (_, _, v2) = api(&app, &token, &path, json!(null), None).await;
+    sqlx::query("UPDATE console_tokens SET created_at = now() - interval '10 minutes', expires_at = now() - interval '1 second' WHERE used_at IS NULL").execute(&app.pool).await.unwrap();
+    match tokio_tungstenite::connect_async(ws_url(v2["websocket_path"].as_str().unwrap())).await {
+        Err(WsError::Http(r)) => assert_eq!(r.status(), 403),
+        other => panic!("an expired token must be refused: {:?}", other.map(|_| ())),
+    }
+    // A plain GET (not a WebSocket) does not use a token up.
+    let (_, _, v3) = api(&app, &token, &path, json!(null), None).await;
+    let plain = reqwest::get(app.url(v3["websocket_path"].as_str().unwrap())).await.unwrap();
+    assert_eq!(plain.status(), 400);
+    let unused: bool = sqlx::query_scalar("SELECT used_at IS NULL FROM console_tokens ORDER BY created_at DESC LIMIT 1").fetch_one(&app.pool).await.unwrap();
+    assert!(unused);
+
+    // Audited as the API key's account, with the key, from where, and why it ended.
+    let rows: Vec<(String, String, Option<String>, Value)> = sqlx::query_as(
+        "SELECT action, actor_kind, host(remote_addr), details FROM audit_log WHERE action LIKE 'console.%' AND target_id = $1 ORDER BY id",
+    )
+    .bind(server.to_string())
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["console.open", "console.close"]);
+    assert!(rows.iter().all(|r| r.1 == "api_key" && r.2.as_deref() == Some("127.0.0.1") && r.3["via"] == "api" && r.3["api_key_id"].is_string()), "{rows:?}");
+    assert_eq!(rows[1].3["reason"], "the server is not placed on a host yet");
+}

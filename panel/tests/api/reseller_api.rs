@@ -136,6 +136,7 @@ fn every_endpoint(server: Uuid, customer: Uuid, hook: Uuid, invoice: Uuid) -> Ve
         (Method::POST, s("/terminate"), None, Scope::Write),
         (Method::POST, s("/reinstall"), Some(json!({})), Scope::Write),
         (Method::POST, s("/reset-password"), Some(json!({})), Scope::Write),
+        (Method::POST, s("/console"), None, Scope::Write),
         (Method::POST, s("/resize"), Some(json!({"plan": "burst-m"})), Scope::Write),
         (Method::GET, "/api/v1/quota".into(), None, Scope::Read),
         (Method::GET, format!("/api/v1/invoices/{invoice}/pdf"), None, Scope::Read),

@@ -219,10 +219,84 @@ impl Facts {
     }
 }
 
-/// An attached console: the pty master and the shell's helper process.
-pub struct ConsoleSession {
-    pub master: fs::File,
-    pub child: std::process::Child,
+/// The output side of a container's console: the pty master, read with a short poll so that
+/// dropping the input side (which sets `stop`) lets this side close its copy of the master
+/// too; only then does the login get its hang-up.
+struct PtyOutput {
+    master: fs::File,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl std::io::Read for PtyOutput {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::sync::atomic::Ordering;
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(0);
+            }
+            let mut fds = [libc::pollfd { fd: self.master.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+            // SAFETY: poll(2) on one pollfd we own, for 200 ms.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, 200) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                continue;
+            }
+            return match std::io::Read::read(&mut self.master, buf) {
+                // EIO: every slave descriptor is closed (the login ended, the container stopped).
+                Err(e) if e.raw_os_error() == Some(libc::EIO) => Ok(0),
+                other => other,
+            };
+        }
+    }
+}
+
+/// The typing side of a container's console, and the owner of its helper process.
+struct PtyInput {
+    master: fs::File,
+    child: Option<std::process::Child>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl crate::runtime::ConsoleInput for PtyInput {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        std::io::Write::write_all(&mut self.master, bytes)
+    }
+    fn resize(&mut self, cols: u16, rows: u16) -> std::io::Result<()> {
+        let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        // SAFETY: TIOCSWINSZ reads a winsize we own; the kernel signals the pty's foreground group.
+        if unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PtyInput {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        // The master closes with us and the output side (within its poll interval): the
+        // login gets its hang-up and exits, then ct-exec does. Reaped off this thread; one
+        // that does not go within 10 s is killed.
+        if let Some(mut child) = self.child.take() {
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < deadline {
+                    if matches!(child.try_wait(), Ok(Some(_)) | Err(_)) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+            });
+        }
+    }
 }
 
 /// Notes that the root filesystem was just made from the template, so the customer's access
@@ -850,16 +924,17 @@ impl ContainerRuntime {
         Ok(cmd)
     }
 
-    /// An interactive console for the panel (or `ct console`): a login shell inside the
-    /// container on a fresh pseudo-terminal. The caller owns the master side (read the output,
-    /// write the keystrokes); the session ends when the shell exits or the master is closed.
-    /// No process stays behind when nobody is attached, unlike a console held for the init.
+    /// An interactive console for the panel: `login` inside the container on a fresh
+    /// pseudo-terminal (the template's own: busybox's or Debian's), so the customer signs in
+    /// with root's password as on a real console. Nothing stays behind when the viewer leaves:
+    /// dropping the [`Console`] closes the master, and the hang-up ends the login.
     pub fn console_session(
         &self,
         record: &InstanceRecord,
-    ) -> Result<ConsoleSession, ContainerError> {
+    ) -> Result<crate::runtime::Console, ContainerError> {
         // The pty comes from the container's own devpts instance (through its init's root),
         // so inside it is /dev/pts/N: `tty`, job control and login work as on a real console.
+        // Root inside cannot replace that mount (the mount namespace is the host's user's).
         let pid = self.live_pid(record).ok_or(ContainerError::NotAllowed {
             action: "attach a console to",
             state: InstanceState::Stopped,
@@ -868,7 +943,7 @@ impl ContainerRuntime {
         let master = fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .custom_flags(libc::O_NOCTTY)
+            .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
             .open(&ptmx)
             .map_err(|source| ContainerError::Io {
                 what: ptmx.clone(),
@@ -898,10 +973,10 @@ impl ContainerRuntime {
         }
         // SAFETY: `slave_fd` is a fresh descriptor returned to us above, owned only here.
         let slave = unsafe { <fs::File as std::os::fd::FromRawFd>::from_raw_fd(slave_fd) };
-        let mut cmd = self.exec_command(record, &["/bin/sh".to_string(), "-l".to_string()])?;
+        let mut cmd = self.exec_command(record, &["login".to_string()])?;
         let clone = |f: &fs::File| {
             f.try_clone().map_err(|source| ContainerError::Io {
-                what: "pty slave".into(),
+                what: "pty".into(),
                 source,
             })
         };
@@ -909,7 +984,8 @@ impl ContainerRuntime {
             .stdout(clone(&slave)?)
             .stderr(slave);
         // SAFETY: only async-signal-safe calls between fork and exec: setsid, then making the
-        // pty (already on fd 0) the controlling terminal of the new session.
+        // pty (already on fd 0) the controlling terminal of the new session. ct-exec's child
+        // inherits both (it forks, it does not start a new session).
         unsafe {
             cmd.pre_exec(|| {
                 libc::setsid();
@@ -924,7 +1000,12 @@ impl ContainerRuntime {
             source,
         })?;
         drop(cmd);
-        Ok(ConsoleSession { master, child })
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader = PtyOutput { master: clone(&master)?, stop: stop.clone() };
+        Ok(crate::runtime::Console {
+            output: Box::new(reader),
+            input: Box::new(PtyInput { master, child: Some(child), stop }),
+        })
     }
 
     /// Removes whatever exists of instance `id` (also used for orphans with no record).
@@ -989,6 +1070,10 @@ impl Runtime for ContainerRuntime {
 
     fn reset_password(&self, record: &mut InstanceRecord, hash: &vessel_core::PasswordHash) -> Result<(), ContainerError> {
         ContainerRuntime::reset_password(self, record, hash)
+    }
+
+    fn console(&self, record: &InstanceRecord) -> Result<crate::runtime::Console, ContainerError> {
+        self.console_session(record)
     }
 
     fn create(&self, record: &mut InstanceRecord) -> Result<(), ContainerError> {

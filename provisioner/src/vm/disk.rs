@@ -105,6 +105,93 @@ pub fn ext4_mounts(path: &Path, offset: u64) -> Result<Ext4Mounts, DiskError> {
     })
 }
 
+/// Files the root password reset reads from a guest's filesystem are small; a bigger
+/// `/etc/shadow` (a tenant's doing) is not read: root's line is then the only one written.
+const SHADOW_MAX: u64 = 1 << 20;
+
+/// debugfs on the ext4 filesystem at `offset` in `image`, with `args`; its stdout.
+fn debugfs(image: &Path, offset: u64, args: &[&str]) -> Result<String, DiskError> {
+    let target = format!("{}?offset={offset}", image.display());
+    let out = Command::new("debugfs")
+        .args(args)
+        .arg(&target)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| DiskError::Spawn { tool: "debugfs", package: "e2fsprogs", source })?;
+    if !out.status.success() {
+        return Err(DiskError::Tool { tool: "debugfs", path: image.into(), stderr: String::from_utf8_lossy(&out.stderr).trim().into() });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Sets root's password hash in `/etc/shadow` of the ext4 filesystem at `offset` in a
+/// **stopped** machine's disk image (`shadow_with(current, hash)` makes the new file).
+///
+/// Done in user space with e2fsprogs' `debugfs`, inside the image only: the host never mounts
+/// a filesystem its tenant wrote (a crafted one could attack the host's kernel), and no path
+/// the tenant made (a symlink at `/etc/shadow` or `/etc`) can lead outside the image. The old
+/// entry is removed (whatever it was) and a fresh regular file written, root-owned, 0640,
+/// group kept from a regular old file; the result is read back and compared. A journal left
+/// by a machine that was killed is replayed first (`e2fsck -E journal_only`).
+pub fn set_root_password(image: &Path, offset: u64, hash: &str, shadow_with: impl Fn(&str, &str) -> String) -> Result<(), DiskError> {
+    use std::os::unix::fs::FileExt;
+    let bad = |why: &str| DiskError::Io { path: image.into(), source: std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string()) };
+    let f = std::fs::File::open(image).map_err(io(image))?;
+    let mut sb = [0u8; 1024];
+    f.read_exact_at(&mut sb, offset + 1024).map_err(io(image))?;
+    if u16::from_le_bytes([sb[56], sb[57]]) != 0xef53 {
+        return Err(bad("no ext4 filesystem on the disk's first partition"));
+    }
+    // s_feature_incompat & RECOVER: the journal has not been replayed.
+    if u32::from_le_bytes(sb[96..100].try_into().expect("4 bytes")) & 0x4 != 0 {
+        let target = format!("{}?offset={offset}", image.display());
+        let out = Command::new("e2fsck")
+            .args(["-y", "-E", "journal_only", &target])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| DiskError::Spawn { tool: "e2fsck", package: "e2fsprogs", source })?;
+        // 0: clean, 1: corrected (the journal replayed).
+        if !matches!(out.status.code(), Some(0) | Some(1)) {
+            return Err(DiskError::Tool { tool: "e2fsck", path: image.into(), stderr: String::from_utf8_lossy(&out.stderr).trim().into() });
+        }
+    }
+    // What is there now: a regular file small enough to keep its other lines, or not.
+    let stat = debugfs(image, offset, &["-R", "stat /etc/shadow"]).unwrap_or_default();
+    let field = |name: &str| stat.split(name).nth(1).and_then(|r| r.split_whitespace().next()).map(str::to_string);
+    let regular = field("Type:").as_deref() == Some("regular");
+    let size: u64 = field("Size:").and_then(|s| s.parse().ok()).unwrap_or(u64::MAX);
+    let gid: u32 = if regular { field("Group:").and_then(|g| g.parse().ok()).unwrap_or(0) } else { 0 };
+    let current = if regular && size <= SHADOW_MAX { debugfs(image, offset, &["-R", "cat /etc/shadow"])? } else { String::new() };
+    let new = shadow_with(&current, hash);
+
+    let tmp = tempfile_in_dir(image)?;
+    std::fs::write(&tmp, new.as_bytes()).map_err(io(&tmp))?;
+    let cmds = format!(
+        "mkdir /etc\nrm /etc/shadow\nwrite {} /etc/shadow\nsif /etc/shadow mode 0100640\nsif /etc/shadow uid 0\nsif /etc/shadow gid {gid}\n",
+        tmp.display()
+    );
+    let cmd_file = tmp.with_extension("cmds");
+    std::fs::write(&cmd_file, cmds).map_err(io(&cmd_file))?;
+    let written = debugfs(image, offset, &["-w", "-f", &cmd_file.to_string_lossy()]);
+    let _ = std::fs::remove_file(&tmp);
+    let _ = std::fs::remove_file(&cmd_file);
+    written?;
+    // debugfs goes on after a failed command: the file read back is the proof.
+    let back = debugfs(image, offset, &["-R", "cat /etc/shadow"])?;
+    if back != new {
+        return Err(bad("/etc/shadow did not take the new root password (read back differs)"));
+    }
+    Ok(())
+}
+
+/// A private scratch file beside the image (the machine's 0700 directory).
+fn tempfile_in_dir(image: &Path) -> Result<PathBuf, DiskError> {
+    let dir = image.parent().unwrap_or(Path::new("/tmp"));
+    let p = dir.join(format!(".shadow-{}.new", std::process::id()));
+    let _ = std::fs::remove_file(&p);
+    Ok(p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,7 @@
 pub mod boot;
 pub mod cgroup;
 pub mod config;
+pub mod console;
 pub mod control;
 pub mod devices;
 pub mod disk;

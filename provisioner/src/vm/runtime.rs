@@ -651,6 +651,43 @@ impl Runtime for KvmRuntime {
         })
     }
 
+    /// Root's password on a KVM machine is set **offline**: the machine is stopped (graceful,
+    /// then forced), the hash written into `/etc/shadow` of its disk's first partition from
+    /// the host with debugfs (see [`disk::set_root_password`]: never mounted on the host),
+    /// and the machine started again. So a KVM reset restarts the machine. A machine without
+    /// a disk has nothing to write to.
+    fn reset_password(&self, record: &mut InstanceRecord, hash: &vessel_core::PasswordHash) -> Result<(), VmError> {
+        Self::check_kind(record)?;
+        let id = record.spec.id;
+        let image = self.disk(&id);
+        if !image.exists() {
+            return Err(crate::runtime::NotSupported { op: "reset_password (the machine has no disk)", kind: vessel_core::InstanceKind::Kvm }.into());
+        }
+        let was_running = vmm_alive(&VmFacts::of(record));
+        if was_running {
+            self.stop(record)?;
+        }
+        let written = disk::set_root_password(&image, disk::PARTITION_OFFSET, hash.as_str(), crate::container::access::shadow_with).map_err(|e| VmError::Disk(e.to_string()));
+        // Running again whatever the write did: a failed reset must not leave it down.
+        if was_running || record.should_run {
+            self.start(record)?;
+        }
+        written
+    }
+
+    /// The serial console: the log followed from its last few KiB, input through the
+    /// control socket. Only a running (or paused) VMM has one.
+    fn console(&self, record: &InstanceRecord) -> Result<crate::runtime::Console, VmError> {
+        let id = record.spec.id;
+        let facts = VmFacts::of(record);
+        if !vmm_alive(&facts) {
+            return Err(VmError::NotRunning { id });
+        }
+        let log = self.serial_log(&id);
+        let (output, input) = super::console::SerialFollower::open(log.clone(), facts, self.socket(&id)).map_err(io(&log))?;
+        Ok(crate::runtime::Console { output: Box::new(output), input: Box::new(input) })
+    }
+
     fn usage(&self, record: &InstanceRecord) -> Result<Usage, VmError> {
         Self::check_kind(record)?;
         let (cpu_time_ns, memory_bytes, memory_peak_bytes) =
