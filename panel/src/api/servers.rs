@@ -148,7 +148,7 @@ pub async fn console(
     idempotency::run(&pool, &who.clone(), &req, &[], move |tx| {
         Box::pin(async move {
             let row = svc::get(&mut **tx, tenant, id).await?; // another tenant's server: 404
-            if row.observed_state != "running" {
+            if row.observed_state != crate::vps::ObservedState::Running {
                 return Err(ApiError::Conflict(format!("the server is {}: a console needs it running", row.observed_state)));
             }
             let issued = crate::console::issue(&mut **tx, id, account, crate::console::Via::Api { key }, ttl).await?;
