@@ -204,6 +204,25 @@ pub struct Ipv4Assignment {
     pub address: Ipv4Addr,
     pub prefix_len: u8,
     pub gateway: Ipv4Addr,
+    /// What the pool says about reaching the outside: `false` (a block routed to the host),
+    /// the host forwards the address as it is; `true` (a private pool), the host masquerades
+    /// its traffic leaving the pool's network behind the host's own address.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nat: bool,
+}
+
+impl Ipv4Assignment {
+    /// The pool's network as `a.b.c.d/len` (the address with its host bits cleared).
+    pub fn network(&self) -> String {
+        let len = u32::from(self.prefix_len.min(32));
+        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+        format!("{}/{len}", Ipv4Addr::from(u32::from(self.address) & mask))
+    }
+
+    /// What the host masquerades this address's traffic outside of, if the pool is private.
+    pub fn masquerade_outside(&self) -> Option<String> {
+        self.nat.then(|| self.network())
+    }
 }
 
 /// An IPv6 address assigned by the panel from an admin's pool.

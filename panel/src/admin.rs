@@ -409,6 +409,8 @@ pub struct PoolForm {
     pub network: String,
     pub gateway: String,
     pub host_id: String,
+    /// A private pool: its hosts masquerade its addresses' traffic to the outside.
+    pub nat: Option<String>,
 }
 
 pub async fn create_pool(pool: &PgPool, by: By, f: &PoolForm) -> Result<Uuid, AdminError> {
@@ -427,7 +429,11 @@ pub async fn create_pool(pool: &PgPool, by: By, f: &PoolForm) -> Result<Uuid, Ad
         Some(Uuid::parse_str(f.host_id.trim()).map_err(|_| invalid("host_id", "pick a host from the list"))?)
     };
     let mut tx = pool.begin().await?;
-    let id = match sql_pools::insert(&mut tx, name, &net.to_string(), &gw.to_string(), host).await {
+    let nat = checked(&f.nat);
+    if nat && !matches!(gw, IpAddr::V4(_)) {
+        return Err(invalid("nat", "only IPv4 pools are masqueraded"));
+    }
+    let id = match sql_pools::insert(&mut tx, name, &net.to_string(), &gw.to_string(), host, nat).await {
         Ok(id) => id,
         Err(e) if unique_violation(&e) => return Err(invalid("name", "another pool has this name")),
         Err(e) if e.as_database_error().is_some_and(|d| d.code().as_deref() == Some("23503")) => {
@@ -436,7 +442,7 @@ pub async fn create_pool(pool: &PgPool, by: By, f: &PoolForm) -> Result<Uuid, Ad
         Err(e) => return Err(e.into()),
     };
     audit::record(&mut *tx, by.actor(), "ip_pool.create", Some(("ip_pool", id.to_string())), by.addr,
-        json!({ "name": name, "network": net.to_string(), "gateway": gw.to_string(), "host_id": host })).await?;
+        json!({ "name": name, "network": net.to_string(), "gateway": gw.to_string(), "host_id": host, "nat": nat })).await?;
     tx.commit().await?;
     Ok(id)
 }

@@ -19,6 +19,8 @@ pg_enum! {
     pub enum TokenPurpose in "account_token_purpose" {
         VerifyEmail = "verify_email",
         PasswordReset = "password_reset",
+        /// A new address waiting for its link to be followed.
+        ChangeEmail = "change_email",
     }
 }
 
@@ -63,6 +65,10 @@ pub enum AuthError {
     BadTotpCode,
     #[error("this link has expired or was already used; ask for a new one")]
     BadToken,
+    #[error("that address is already in use by another account")]
+    EmailTaken,
+    #[error("the new password must differ from the current one")]
+    SamePassword,
     #[error("a display name is at most 100 characters")]
     NameTooLong,
     /// A country not of ISO 3166-1, or a VAT ID of the wrong format ([`crate::tax`]).
@@ -282,6 +288,7 @@ pub enum MailRequest {
     SignUp,
     PasswordReset,
     Verification,
+    EmailChange,
 }
 
 impl MailRequest {
@@ -290,6 +297,7 @@ impl MailRequest {
             MailRequest::SignUp => "signup",
             MailRequest::PasswordReset => "reset",
             MailRequest::Verification => "verify",
+            MailRequest::EmailChange => "change_email",
         }
     }
 }
@@ -594,4 +602,72 @@ mod tests {
         assert!(t.check_current(&code).unwrap());
         assert!(totp_url(&secret, "ana@example.com").starts_with("otpauth://totp/Vessel:ana%40example.com?"));
     }
+}
+
+// ------------------------------------------------------------------ changing one's own password and address
+
+/// Checks the current password of a logged-in account under the log-in limits (a stolen
+/// session cannot guess it faster than the log-in form allows).
+async fn check_current_password(pool: &PgPool, account: Uuid, password: &str, addr: Option<IpAddr>) -> Result<AccountAuth, AuthError> {
+    let a = sql::account_by_id(pool, account).await?.ok_or(AuthError::BadCredentials)?;
+    let reserved = reserve_attempt(pool, &a.email, addr).await?;
+    let ok = match a.password_hash.as_deref() {
+        Some(h) => verify_password_bounded(password, h).await,
+        None => false,
+    };
+    if !ok {
+        return Err(AuthError::BadCredentials);
+    }
+    sql::release_attempt(pool, &reserved).await?;
+    Ok(a)
+}
+
+/// A new password, given the current one; every session of the account ends (the caller
+/// starts a fresh one for the person who changed it).
+pub async fn change_password(pool: &PgPool, account: Uuid, current: &str, new: &str, addr: Option<IpAddr>) -> Result<(), AuthError> {
+    let password = Password::parse(new)?;
+    if current == new {
+        return Err(AuthError::SamePassword);
+    }
+    check_current_password(pool, account, current, addr).await?;
+    let hash = hash_password_bounded(password).await?;
+    let mut tx = pool.begin().await?;
+    sql::set_password(&mut tx, account, &hash).await?;
+    sql::delete_sessions_of(&mut tx, account).await?;
+    tx.commit().await?;
+    tracing::info!(%account, "password changed; sessions ended");
+    Ok(())
+}
+
+/// Asks to move an account to a new address, given the current password: the address is
+/// kept aside and a link mailed to it (48 h, once); the account keeps its old address until
+/// the link is followed, so a typo cannot lock anyone out.
+pub async fn request_email_change(pool: &PgPool, base_url: &str, account: Uuid, current: &str, new_email: &str, addr: Option<IpAddr>) -> Result<(), AuthError> {
+    let email = Email::parse(new_email)?;
+    check_current_password(pool, account, current, addr).await?;
+    let token = new_token();
+    let mut tx = pool.begin().await?;
+    sql::set_pending_email(&mut tx, account, email.as_str()).await?;
+    sql::retire_tokens(&mut tx, account, TokenPurpose::ChangeEmail).await?;
+    sql::insert_token(&mut tx, &token_hash(&token), account, TokenPurpose::ChangeEmail, Utc::now() + Duration::hours(VERIFY_TTL_HOURS)).await?;
+    let link = format!("{}/account/email/{token}", base_url.trim_end_matches('/'));
+    crate::outbox::enqueue(&mut tx, &email, "change_email", serde_json::json!({ "link": link }), None)
+        .await
+        .map_err(|e| AuthError::Outbox(e.to_string()))?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Follows the link mailed to a new address: the account's address becomes it (verified).
+pub async fn confirm_email_change(pool: &PgPool, token: &str) -> Result<Uuid, AuthError> {
+    let mut tx = pool.begin().await?;
+    let id = sql::consume_token(&mut tx, &token_hash(token), TokenPurpose::ChangeEmail).await?.ok_or(AuthError::BadToken)?;
+    match sql::apply_pending_email(&mut tx, id).await {
+        Ok(true) => {}
+        Ok(false) => return Err(AuthError::BadToken),
+        Err(e) if e.as_database_error().is_some_and(|d| d.code().as_deref() == Some("23505")) => return Err(AuthError::EmailTaken),
+        Err(e) => return Err(e.into()),
+    }
+    tx.commit().await?;
+    Ok(id)
 }

@@ -163,6 +163,33 @@ pub struct BillingSettings {
     pub pdf_archive_interval_secs: u64,
     pub renewal: crate::billing::renewal::RenewalPolicy,
     pub dunning: crate::billing::dunning::DunningPolicy,
+    /// The provider's bank account for transfers; absent: bank transfer is not offered.
+    #[serde(default)]
+    pub bank_transfer: Option<BankTransferSettings>,
+}
+
+/// Where customers send bank transfers (shown on invoices and the "add funds" page, with a
+/// reference that names the invoice or the account, so an admin books it to the right place).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BankTransferSettings {
+    pub account_holder: String,
+    pub iban: String,
+    #[serde(default)]
+    pub bic: String,
+    #[serde(default)]
+    pub bank_name: String,
+}
+
+impl BankTransferSettings {
+    /// The reference for paying one invoice: its number, recognisable in a bank statement.
+    pub fn invoice_reference(number: &str) -> String {
+        format!("VSL {number}")
+    }
+    /// The reference for adding credit to an account (no invoice): the account's short id.
+    pub fn account_reference(account: uuid::Uuid) -> String {
+        format!("VSL CREDIT {}", &account.simple().to_string()[..12].to_uppercase())
+    }
 }
 
 /// The provider as the seller on invoices (`[billing.seller]`). `country` is an ISO 3166-1

@@ -93,6 +93,7 @@ macro_rules! email_templates {
 
 email_templates! {
     "verify_email", "email/verify_email.txt" => VerifyEmail,
+    "change_email", "email/change_email.txt" => ChangeEmail,
     "password_reset", "email/password_reset.txt" => PasswordReset,
     "invoice_issued", "email/invoice_issued.txt" => InvoiceIssued,
     "payment_received", "email/payment_received.txt" => PaymentReceived,

@@ -23,6 +23,12 @@ pub enum InstanceError {
     NotRunning,
     #[error("{0:?} is not an action customers can ask for")]
     NotAllowed(Action),
+    /// A mistake in what was asked, in words the customer can act on.
+    #[error("{0}")]
+    Invalid(String),
+    /// The price changed between the quote shown and the confirmation: nothing was done.
+    #[error("the amount changed since it was shown to you ({shown} then, {now} now): nothing was changed; look at the new amount and confirm again")]
+    QuoteChanged { shown: String, now: String },
     #[error(transparent)]
     Billing(#[from] crate::billing::BillingError),
     #[error("database: {0}")]
@@ -84,4 +90,154 @@ impl From<VpsError> for InstanceError {
             VpsError::Refused(_) => InstanceError::Suspended,
         }
     }
+}
+
+// ------------------------------------------------------------------ the customer's lifecycle pages
+
+/// What a plan change (or an early end) costs or gives back, exactly as the invoice or credit
+/// note it makes: computed by making them in a transaction that is rolled back, so the quote
+/// and the document cannot differ.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quote {
+    pub kind: QuoteKind,
+    pub subtotal_minor: i64,
+    pub tax_minor: i64,
+    pub total_minor: i64,
+    pub currency: String,
+    /// The invoice or credit note made (rolled back for a quote).
+    pub document_id: Option<Uuid>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuoteKind {
+    /// An invoice for the difference, due now.
+    Charge,
+    /// A credit note: off what is still owed, then back as account credit.
+    Credit,
+    /// Nothing to pay or get back.
+    Even,
+}
+
+impl Quote {
+    fn show(&self, minor: i64) -> String {
+        match crate::money::Currency::parse(&self.currency) {
+            Ok(c) => crate::money::Money::new(minor, c).to_string(),
+            Err(_) => format!("{} {}", minor, self.currency),
+        }
+    }
+    pub fn total(&self) -> String {
+        self.show(self.total_minor)
+    }
+    pub fn subtotal(&self) -> String {
+        self.show(self.subtotal_minor)
+    }
+    pub fn tax(&self) -> String {
+        self.show(self.tax_minor)
+    }
+}
+
+async fn quote_of(tx: &mut crate::db::Tx<'_>, customer: Uuid, kind: QuoteKind, document: Option<Uuid>, currency: &str) -> Result<Quote, InstanceError> {
+    let Some(id) = document else {
+        return Ok(Quote { kind: QuoteKind::Even, subtotal_minor: 0, tax_minor: 0, total_minor: 0, currency: currency.to_string(), document_id: None });
+    };
+    let inv = crate::db::invoices::lock(tx, id, Some(customer)).await?.ok_or(InstanceError::NotFound)?;
+    Ok(Quote { kind, subtotal_minor: inv.subtotal_minor, tax_minor: inv.tax_minor, total_minor: inv.total_minor, currency: inv.currency.clone(), document_id: Some(id) })
+}
+
+/// Changes a customer's VPS to another plan of its kind in the caller's transaction: the
+/// payer's balance row, then [`vps`]'s rules (a suspended or terminated VPS cannot), then
+/// prorated billing (`billing::proration`, which queues the resize). Returns the quote.
+async fn change_plan_in(tx: &mut crate::db::Tx<'_>, now: chrono::DateTime<chrono::Utc>, customer: Uuid, id: Uuid, plan: &str) -> Result<Quote, InstanceError> {
+    use crate::billing::proration::{self, PlanChange};
+    let scope = Scope::customer(customer);
+    let sub = vps::subscription_of(tx, id, scope).await?.ok_or(InstanceError::NotFound)?;
+    let (payer, currency) = crate::db::subscriptions::payer_of(tx, sub, None).await?.ok_or(InstanceError::NotFound)?;
+    crate::billing::ledger::lock_credit(tx, payer, &currency).await?;
+    vps::request(tx, id, scope, Request::Resize, now).await?;
+    let change = proration::change_plan_in(tx, now, payer, sub, plan.trim(), 0).await?;
+    match change {
+        PlanChange::Charged { invoice_id, .. } => quote_of(tx, payer, QuoteKind::Charge, Some(invoice_id), &currency).await,
+        PlanChange::Credited { credit_note_id, .. } => quote_of(tx, payer, QuoteKind::Credit, Some(credit_note_id), &currency).await,
+        PlanChange::Even => quote_of(tx, payer, QuoteKind::Even, None, &currency).await,
+    }
+}
+
+/// What moving to `plan` would cost or give back now, without changing anything.
+pub async fn quote_plan_change(pool: &PgPool, clock: &dyn Clock, customer: Uuid, id: Uuid, plan: &str) -> Result<Quote, InstanceError> {
+    let mut tx = pool.begin().await?;
+    let q = change_plan_in(&mut tx, clock.now(), customer, id, plan).await;
+    tx.rollback().await?;
+    q
+}
+
+/// Moves a customer's VPS to `plan`, if what it costs is still the total the customer was
+/// shown (`shown_total_minor`); otherwise nothing changes and the new amount is named.
+pub async fn change_plan(pool: &PgPool, clock: &dyn Clock, customer: Uuid, id: Uuid, plan: &str, shown_total_minor: i64) -> Result<Quote, InstanceError> {
+    let mut tx = pool.begin().await?;
+    let q = change_plan_in(&mut tx, clock.now(), customer, id, plan).await?;
+    let signed = match q.kind {
+        QuoteKind::Credit => -q.total_minor,
+        _ => q.total_minor,
+    };
+    if signed != shown_total_minor {
+        tx.rollback().await?;
+        let cur = crate::money::Currency::parse(&q.currency).map_err(|e| InstanceError::Invalid(e.to_string()))?;
+        return Err(InstanceError::QuoteChanged {
+            shown: crate::money::Money::new(shown_total_minor, cur).to_string(),
+            now: crate::money::Money::new(signed, cur).to_string(),
+        });
+    }
+    tx.commit().await?;
+    Ok(q)
+}
+
+/// What ending a VPS now would give back (the credit note of [`terminate_now`]), without ending it.
+pub async fn quote_terminate(pool: &PgPool, clock: &dyn Clock, customer: Uuid, id: Uuid) -> Result<Quote, InstanceError> {
+    let now = clock.now();
+    let scope = Scope::customer(customer);
+    let mut tx = pool.begin().await?;
+    let sub = vps::subscription_of(&mut tx, id, scope).await?.ok_or(InstanceError::NotFound)?;
+    let (payer, currency) = crate::db::subscriptions::payer_of(&mut tx, sub, None).await?.ok_or(InstanceError::NotFound)?;
+    crate::billing::ledger::lock_credit(&mut tx, payer, &currency).await?;
+    let server = vps::request(&mut tx, id, scope, Request::Terminate, now).await?;
+    let refund = crate::subscriptions::end_by_owner(&mut tx, &server, now).await?;
+    let q = match refund {
+        Some((note, _)) => quote_of(&mut tx, payer, QuoteKind::Credit, Some(note), &currency).await,
+        None => quote_of(&mut tx, payer, QuoteKind::Even, None, &currency).await,
+    };
+    tx.rollback().await?;
+    q
+}
+
+/// Ends a VPS at the end of its paid period (`on`), or takes that back: the period is not
+/// renewed, and the renewal run ends the VPS when the period is over.
+pub async fn cancel_at_period_end(pool: &PgPool, customer: Uuid, id: Uuid, on: bool) -> Result<(), InstanceError> {
+    let mut tx = pool.begin().await?;
+    let sub = vps::subscription_of(&mut tx, id, Scope::customer(customer)).await?.ok_or(InstanceError::NotFound)?;
+    if !crate::db::subscriptions::set_cancel_at_period_end(&mut tx, sub, customer, on).await? {
+        return Err(InstanceError::Invalid("only a server that is live can be cancelled at the end of its period".into()));
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Reinstalls a VPS with `template` (an enabled OS template for its kind), or with its own
+/// when `None`: the template is recorded in the same transaction as the job, which reads it.
+pub async fn reinstall(pool: &PgPool, clock: &dyn Clock, customer: Uuid, id: Uuid, template: Option<&str>) -> Result<(), InstanceError> {
+    let mut tx = pool.begin().await?;
+    let server = vps::request(&mut tx, id, Scope::customer(customer), Request::Reinstall, clock.now()).await?;
+    if let Some(name) = template.map(str::trim).filter(|n| !n.is_empty()) {
+        let kind = crate::db::plans::kind_of(&mut tx, server.plan_id).await?;
+        let (tpl, for_ct, for_kvm) = crate::db::subscriptions::template(&mut tx, name).await?.ok_or_else(|| InstanceError::Invalid("that operating system is not offered".into()))?;
+        let fits = match kind {
+            vessel_core::InstanceKind::Container => for_ct,
+            vessel_core::InstanceKind::Kvm => for_kvm,
+        };
+        if !fits {
+            return Err(InstanceError::Invalid("that operating system is not offered for this kind of server".into()));
+        }
+        crate::db::resellers::set_template(&mut tx, id, tpl).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }

@@ -129,9 +129,9 @@ async fn spec(ctx: &Ctx, inst: &sql::Placeable) -> Step<InstanceSpec> {
     let addresses = host_sql::addresses_of(&mut tx, inst.id).await.map_err(db)?;
     tx.commit().await.map_err(db)?;
     let mut network = NetworkSpec::default();
-    for (addr, prefix, gw) in addresses {
+    for (addr, prefix, gw, nat) in addresses {
         match (addr.parse::<IpAddr>(), gw.parse::<IpAddr>()) {
-            (Ok(IpAddr::V4(a)), Ok(IpAddr::V4(g))) => network.ipv4 = Some(Ipv4Assignment { address: a, prefix_len: prefix as u8, gateway: g }),
+            (Ok(IpAddr::V4(a)), Ok(IpAddr::V4(g))) => network.ipv4 = Some(Ipv4Assignment { address: a, prefix_len: prefix as u8, gateway: g, nat }),
             (Ok(IpAddr::V6(a)), Ok(IpAddr::V6(g))) => network.ipv6 = Some(Ipv6Assignment { address: a, prefix_len: prefix as u8, gateway: g }),
             _ => return Err(Outcome::Retry(format!("unreadable address {addr} / {gw}"))),
         }

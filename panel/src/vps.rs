@@ -86,6 +86,39 @@ pub fn settled(desired: DesiredState, observed: ObservedState) -> bool {
     desired.as_str() == observed.as_str() || (desired == DesiredState::Terminated && observed == ObservedState::Destroyed)
 }
 
+/// A server's state as its customer reads it: plain words, never the internal names (no
+/// `waiting_for_capacity`, no host). The badge class beside it: ok, warn or bad.
+pub fn customer_state(desired: DesiredState, observed: ObservedState) -> (&'static str, &'static str) {
+    use ObservedState as O;
+    match (desired, observed) {
+        (DesiredState::Terminated, _) => ("Cancelled", "bad"),
+        (_, O::Suspended) | (DesiredState::Suspended, _) => ("Suspended", "bad"),
+        (_, O::Pending) | (_, O::Creating) => ("Being set up", "warn"),
+        (_, O::WaitingForCapacity) => ("Waiting for a free slot", "warn"),
+        (DesiredState::Running, O::Running) => ("Running", "ok"),
+        (DesiredState::Stopped, O::Running) => ("Stopping", "warn"),
+        (DesiredState::Running, O::Stopped) => ("Starting", "warn"),
+        (_, O::Stopped) => ("Stopped", ""),
+        (_, O::Crashed) => ("Stopped unexpectedly", "bad"),
+        (_, O::Destroying) | (_, O::Destroyed) => ("Being removed", ""),
+        (_, O::Unknown) => ("Not reachable right now", "warn"),
+        (_, O::Error) => ("Needs our attention", "bad"),
+    }
+}
+
+/// What the customer is told beside a state that needs explaining: never the raw error,
+/// which can name internal hosts and resources.
+pub fn customer_note(observed: ObservedState) -> Option<&'static str> {
+    use ObservedState as O;
+    Some(match observed {
+        O::WaitingForCapacity => "Your server is paid for and waits for room on one of our hosts; it is set up as soon as there is, with nothing to do on your side. If it waits too long, the payment comes back as credit.",
+        O::Pending | O::Creating => "Your server is being set up; this page updates by itself.",
+        O::Unknown => "We cannot reach the machine your server runs on at the moment; it keeps running if it was, and this page updates when we can.",
+        O::Crashed | O::Error => "Something went wrong with your server on our side, and our team has been told. You can try starting it again; if it stays like this, contact support.",
+        _ => return None,
+    })
+}
+
 /// Everything a transition decides on, as locked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VpsState {

@@ -2,14 +2,17 @@
 //! Vessel vs crun vs LXC on the same root filesystem, in the same run.
 //!
 //! `cargo bench -p provisioner --bench ct_start` (as root; installs crun and lxc with apt-get
-//! if missing). `CT_BENCH_N` sets N (default 20).
+//! if missing). `CT_BENCH_N` sets N (default 20); `CT_BENCH_DEBIAN_N` the debian-12 rows'
+//! count (default 3); `CT_BENCH_ONLY=debian` runs only those.
 //!
 //! Rows:
 //! * vessel create→running: sparse ext4 image + mkfs + rootfs copy + cgroup + namespaces +
 //!   pivot_root + init, i.e. everything from nothing;
 //! * vessel start: an already created container (cgroup, namespaces, init);
 //! * crun run -d: a prepared bundle over the unpacked rootfs, with the same cgroup limits;
-//! * lxc-start -d + lxc-wait RUNNING: the same rootfs, the same limits.
+//! * lxc-start -d + lxc-wait RUNNING: the same rootfs, the same limits;
+//! * debian-12: create → `systemctl is-system-running` (running/degraded) → sshd's banner on
+//!   port 22, Vessel vs LXC booting the same template tree with systemd (see `debian_rows`).
 //!
 //! "Outside" memory: the proportional set size of the processes each runtime leaves on the
 //! host, outside the containers' pid namespaces (per-container monitors and the like).
@@ -175,6 +178,14 @@ fn main() {
         .unwrap_or(20);
     ensure_tool("crun", "crun");
     ensure_tool("lxc-start", "lxc");
+    let debian_n: usize = std::env::var("CT_BENCH_DEBIAN_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    if std::env::var("CT_BENCH_ONLY").as_deref() == Ok("debian") {
+        debian_rows(debian_n);
+        return;
+    }
     let sfx = InstanceId::new_random().short()[..6].to_string();
     let scratch = PathBuf::from(format!("/var/tmp/vessel-bench-{sfx}"));
     fs::create_dir_all(&scratch).unwrap();
@@ -205,6 +216,7 @@ fn main() {
         stop_timeout: Duration::from_secs(2),
         host_memory_mib: cap.memory_mib,
         userns: Some(provisioner::container::IdPool::DEFAULT),
+        route: false,
     };
     let host = ContainerHost::new(ContainerRuntime::new(cfg), cap).unwrap();
     // Warm the template cache (a create never re-extracts; the first one would).
@@ -374,6 +386,7 @@ fn main() {
                     address: std::net::Ipv4Addr::new(10, 199, 0, 2 + i as u8),
                     prefix_len: 24,
                     gateway: std::net::Ipv4Addr::new(10, 199, 0, 1),
+                    nat: false,
                 }),
                 ipv6: None,
             },
@@ -438,4 +451,174 @@ fn main() {
         &log,
     );
     let _ = fs::remove_dir_all(&scratch);
+    println!();
+    debian_rows(debian_n);
+}
+
+/// Polls `probe` every 50 ms until it says yes (or 120 s pass: then the run fails loudly).
+fn until(what: &str, mut probe: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !probe() {
+        assert!(Instant::now() < deadline, "{what}: not within 120 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Is an SSH server answering on `addr`:22 (its version banner)?
+fn ssh_banner(addr: std::net::Ipv4Addr) -> bool {
+    use std::io::Read;
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&(addr, 22).into(), Duration::from_millis(300)) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut b = [0u8; 8];
+    s.read_exact(&mut b).is_ok() && &b == b"SSH-2.0-"
+}
+
+fn system_is_up(out: std::process::Output) -> bool {
+    let s = String::from_utf8_lossy(&out.stdout);
+    matches!(s.trim(), "running" | "degraded")
+}
+
+/// The `debian-12` rows: create → `systemctl is-system-running` says running (or degraded) →
+/// sshd answers on port 22, for Vessel and for LXC booting the same root filesystem (the
+/// template's unpacked tree, under an overlay so every LXC container writes its own upper
+/// layer) with systemd and the same limits, alternating, `n` each.
+fn debian_rows(n: usize) {
+    let sfx = InstanceId::new_random().short()[..6].to_string();
+    let scratch = PathBuf::from(format!("/var/tmp/vessel-bench-deb-{sfx}"));
+    fs::create_dir_all(&scratch).unwrap();
+    let tpl = scratch.join("templates");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-template-debian-12.sh");
+    let t0 = Instant::now();
+    assert!(Command::new("bash").arg(script).arg(&tpl).status().unwrap().success());
+    println!("debian-12 template ready in {:.1} s (cached after the first build)", t0.elapsed().as_secs_f64());
+    let cap = HostCapacity { cpus: 256, memory_mib: 1 << 20, disk_gib: 100_000 };
+    let layout = CgroupLayout::detect(Path::new("/sys/fs/cgroup"), format!("vessel-bench-{sfx}"));
+    let bridge = format!("vzd{sfx}");
+    let cfg = ContainerConfig {
+        state_dir: scratch.join("vessel"),
+        cgroups: layout.clone(),
+        templates: TemplateStore::new(&tpl, scratch.join("vessel/template-cache")),
+        bridge: bridge.clone(),
+        veth_prefix: "vz".into(),
+        helper_exe: EXE.into(),
+        stop_timeout: Duration::from_secs(20),
+        host_memory_mib: cap.memory_mib,
+        userns: Some(provisioner::container::IdPool::DEFAULT),
+        route: false,
+    };
+    let host = ContainerHost::new(ContainerRuntime::new(cfg), cap).unwrap();
+    let rootfs = host.rt.cfg.templates.load("debian-12").unwrap().rootfs;
+    let resources = || {
+        PlanResources::try_from({
+            let mut r = ResourceSpec::from(plan());
+            r.memory_burst_mib = 512;
+            r.memory_guaranteed_mib = Some(256);
+            r.pids_max = Some(512);
+            r.disk_gib = 2;
+            r
+        })
+        .unwrap()
+    };
+    let spec_for = |i: usize| InstanceSpec {
+        id: InstanceId::new_random(),
+        hostname: Hostname::parse(&format!("d{i}.bench.example")).unwrap(),
+        template: "debian-12".into(),
+        resources: resources(),
+        access: Default::default(),
+        network: vessel_core::NetworkSpec {
+            ipv4: Some(vessel_core::lifecycle::Ipv4Assignment {
+                address: std::net::Ipv4Addr::new(10, 198, 0, 2 + i as u8),
+                prefix_len: 24,
+                gateway: std::net::Ipv4Addr::new(10, 198, 0, 1),
+                nat: false,
+            }),
+            ipv6: None,
+        },
+    };
+    // One create first, untimed: the golden disk image of this size is made once per host.
+    let warm = spec_for(99);
+    host.create(warm.clone(), true).unwrap();
+    host.destroy(&warm.id).unwrap();
+
+    let log = scratch.join("lxc.log");
+    let lxcpath = scratch.join("lxc");
+    fs::create_dir_all(&lxcpath).unwrap();
+    let (mut v_sys, mut v_ssh, mut l_sys, mut l_ssh) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut vb_sys, mut vb_ssh) = (Vec::new(), Vec::new());
+    let mut lxc_helpers = 0;
+    for i in 0..n {
+        // Vessel.
+        let spec = spec_for(i);
+        let addr = spec.network.ipv4.as_ref().unwrap().address;
+        let t0 = Instant::now();
+        host.create(spec.clone(), true).unwrap();
+        until("vessel: is-system-running", || {
+            system_is_up(host.exec_command(&spec.id, &["systemctl".into(), "is-system-running".into()]).unwrap().output().unwrap())
+        });
+        v_sys.push(t0.elapsed());
+        until("vessel: ssh", || ssh_banner(addr));
+        v_ssh.push(t0.elapsed());
+        // The boot alone: stop (a systemd halt), start again.
+        host.stop(&spec.id).unwrap();
+        let t0 = Instant::now();
+        host.start(&spec.id).unwrap();
+        until("vessel: is-system-running after start", || {
+            system_is_up(host.exec_command(&spec.id, &["systemctl".into(), "is-system-running".into()]).unwrap().output().unwrap())
+        });
+        vb_sys.push(t0.elapsed());
+        until("vessel: ssh after start", || ssh_banner(addr));
+        vb_ssh.push(t0.elapsed());
+        host.destroy(&spec.id).unwrap();
+
+        // LXC, the same tree, systemd as init, the same limits, a veth on the same bridge.
+        let name = format!("vd{sfx}l{i}");
+        let upper = scratch.join(format!("lxc-upper-{i}"));
+        fs::create_dir_all(&upper).unwrap();
+        let laddr = std::net::Ipv4Addr::new(10, 198, 0, 100 + i as u8);
+        let conf = scratch.join(format!("lxc-{i}.conf"));
+        fs::write(
+            &conf,
+            format!(
+                "lxc.uts.name = d{i}\nlxc.rootfs.path = overlay:{}:{}\nlxc.init.cmd = /lib/systemd/systemd\n\
+                 lxc.net.0.type = veth\nlxc.net.0.link = {bridge}\nlxc.net.0.flags = up\nlxc.net.0.ipv4.address = {laddr}/24\nlxc.net.0.ipv4.gateway = 10.198.0.1\n\
+                 lxc.apparmor.profile = unconfined\nlxc.mount.auto = proc:mixed sys:mixed cgroup:mixed\nlxc.autodev = 1\n\
+                 lxc.cgroup.memory.limit_in_bytes = {}\nlxc.cgroup.memory.soft_limit_in_bytes = {}\nlxc.cgroup.cpu.cfs_quota_us = 100000\nlxc.cgroup.pids.max = 512\n",
+                rootfs.display(),
+                upper.display(),
+                512u64 << 20,
+                256u64 << 20
+            ),
+        )
+        .unwrap();
+        let p = lxcpath.display();
+        let t0 = Instant::now();
+        assert!(
+            run_logged(&format!("lxc-start -P {p} -n {name} -f {} -d", conf.display()), &log),
+            "lxc-start failed: {}",
+            fs::read_to_string(&log).unwrap_or_default()
+        );
+        until("lxc: is-system-running", || system_is_up(sh(&format!("lxc-attach -P {p} -n {name} -- systemctl is-system-running"))));
+        l_sys.push(t0.elapsed());
+        until("lxc: ssh", || ssh_banner(laddr));
+        l_ssh.push(t0.elapsed());
+        lxc_helpers = String::from_utf8_lossy(&sh(&format!("pgrep -f 'lxc monitor.*{name}' | wc -l")).stdout).trim().parse().unwrap_or(0);
+        run_logged(&format!("lxc-stop -P {p} -n {name} -k"), &log);
+    }
+    let _ = sh(&format!("ip link del {bridge}"));
+    layout.remove_parent();
+    run_logged("for c in /sys/fs/cgroup/*/lxc.pivot; do rmdir $c; done", &log);
+    let _ = fs::remove_dir_all(&scratch);
+
+    println!("debian-12 (systemd as pid 1, sshd), {n} each, alternating:");
+    let (vs, _) = stats("vessel create→is-system-running", &mut v_sys);
+    let (vh, _) = stats("vessel create→SSH answering", &mut v_ssh);
+    let (bs, _) = stats("vessel start (created)→is-system-running", &mut vb_sys);
+    let (bh, _) = stats("vessel start (created)→SSH answering", &mut vb_ssh);
+    let (ls, _) = stats("lxc-start→is-system-running", &mut l_sys);
+    let (lh, _) = stats("lxc-start→SSH answering", &mut l_ssh);
+    println!("ratios (>1 = vessel faster): lxc/vessel create→is-system-running {:.2}, →SSH {:.2}", ls / vs, lh / vh);
+    println!("                             lxc/vessel start→is-system-running {:.2}, →SSH {:.2}", ls / bs, lh / bh);
+    println!("(vessel's create makes the disk from the golden image, shifts the root filesystem's ids into the");
+    println!(" container's range and writes its access before booting; lxc here is privileged over an overlay)");
+    println!("per-container helper processes left on the host: vessel 0, lxc {lxc_helpers} (its monitor)");
 }

@@ -93,6 +93,10 @@ pub struct DaemonConfig {
     pub cpu_shield_dir: PathBuf,
     /// Take pinned cores away from every other task and cgroup on the machine (default).
     pub cpu_shield_host_wide: bool,
+    /// Route the containers' traffic through this host (IPv4/IPv6 forwarding on; private
+    /// pools masqueraded). Default true; off only for test daemons in the machine's own
+    /// network namespace.
+    pub route: bool,
 }
 
 impl Default for DaemonConfig {
@@ -119,6 +123,7 @@ impl Default for DaemonConfig {
             workers: 2,
             cpu_shield_dir: "/run/vessel/cpu-shield".into(),
             cpu_shield_host_wide: true,
+            route: true,
         }
     }
 }

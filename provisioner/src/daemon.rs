@@ -73,6 +73,7 @@ pub fn build_service_with(cfg: &DaemonConfig, vmm: std::path::PathBuf) -> Result
                 first: cfg.userns_base.unwrap_or(IdPool::DEFAULT.first),
                 slots: cfg.userns_slots.unwrap_or(IdPool::DEFAULT.slots),
             }),
+            route: cfg.route,
         };
         Some(ContainerHost::new(ContainerRuntime::new(cc), capacity).map_err(|e| DaemonError::Containers(e.to_string()))?)
     } else {

@@ -40,6 +40,8 @@ pub enum HostNetError {
         what: String,
         source: std::io::Error,
     },
+    #[error("bad network {0:?}")]
+    BadNetwork(String),
     #[error("bad interface name {0:?}")]
     BadName(String),
 }
@@ -104,6 +106,10 @@ pub struct Port {
     pub from_guest_mbit: Option<u32>,
     /// Host/outside → guest ceiling (tbf on the host's egress of the port).
     pub to_guest_mbit: Option<u32>,
+    /// The pool's network (e.g. `10.8.0.0/24`) when the pool is private: traffic from the
+    /// guest's IPv4 address to anywhere outside it leaves masqueraded behind the host's
+    /// address (an `ip` table of the port's, next to its bridge table).
+    pub masquerade_outside: Option<String>,
 }
 
 /// The IFB device shaping what `ifname` receives from the guest: `ifb` + the last 12
@@ -221,6 +227,7 @@ fn run(cmd: &mut Command, input: Option<&str>) -> Result<String, HostNetError> {
 pub fn protect(port: &Port) -> Result<(), HostNetError> {
     check_name(&port.ifname)?;
     run(Command::new("nft").args(["-f", "-"]), Some(&ruleset(port)))?;
+    run(Command::new("nft").args(["-f", "-"]), Some(&nat_ruleset(port)?))?;
     let dev = &port.ifname;
     let mut tc = String::new();
     match port.to_guest_mbit {
@@ -284,9 +291,27 @@ pub fn unprotect(ifname: &str) -> Result<(), HostNetError> {
     let t = table_name(ifname);
     run(
         Command::new("nft").args(["-f", "-"]),
-        Some(&format!("table bridge {t}\ndelete table bridge {t}\n")),
+        Some(&format!("table bridge {t}\ndelete table bridge {t}\ntable ip {t}\ndelete table ip {t}\n")),
     )?;
     Ok(())
+}
+
+/// The port's `ip` table: empty, or (a private pool) masquerading the guest's IPv4 traffic
+/// to anywhere outside its pool's network. Replaced whole, like the bridge table.
+pub fn nat_ruleset(port: &Port) -> Result<String, HostNetError> {
+    let t = table_name(&port.ifname);
+    let mut r = format!("table ip {t}\ndelete table ip {t}\n");
+    if let (Some(net), Some(addr)) = (&port.masquerade_outside, port.ipv4) {
+        // Only an address/prefix reaches nft (the value is ours, but checked all the same).
+        let ok = net.split_once('/').is_some_and(|(a, p)| a.parse::<Ipv4Addr>().is_ok() && p.parse::<u8>().is_ok_and(|p| p <= 32));
+        if !ok {
+            return Err(HostNetError::BadNetwork(net.clone()));
+        }
+        r += &format!(
+            "table ip {t} {{\n  chain post {{\n    type nat hook postrouting priority srcnat; policy accept;\n    ip saddr {addr} ip daddr != {net} masquerade\n  }}\n}}\n"
+        );
+    }
+    Ok(r)
 }
 
 /// Interfaces with a table of ours whose name starts with `prefix` (for orphan sweeps).
@@ -319,6 +344,7 @@ mod tests {
             ipv6: Some("fd00::2".parse().unwrap()),
             from_guest_mbit: Some(10),
             to_guest_mbit: Some(10),
+            masquerade_outside: None,
         };
         let r = ruleset(&p);
         assert!(r.contains("iifname != \"vzabc\" accept"), "{r}");

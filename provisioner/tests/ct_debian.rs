@@ -4,7 +4,7 @@
 
 mod ct_support;
 
-use ct_support::TestHost;
+use ct_support::{Internet, TestHost};
 use std::time::{Duration, Instant};
 use vessel_core::InstanceId;
 
@@ -104,64 +104,6 @@ fn debian_12_boots_systemd_runs_sshd_and_halts_cleanly() {
     assert!(left.is_empty(), "left behind: {left:#?}");
 }
 
-/// An "Internet" beside the host: a network namespace with one veth to the host, routed
-/// through it. The test's host is a network namespace of its own (this test thread's), so its
-/// forwarding, bridge and guards touch nothing of the machine's.
-struct Internet {
-    ns: String,
-}
-
-impl Internet {
-    /// Moves this thread into a fresh network namespace (the host), then makes the Internet
-    /// namespace and its link: host `10.170.250.1/24`, Internet `10.170.250.2/24`, whose
-    /// default route is the host.
-    fn beside_a_private_host(sfx: &str) -> Internet {
-        // SAFETY: unshare(2) for the calling thread only; the commands and helpers the test
-        // spawns from this thread inherit its network namespace.
-        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare net: {}", std::io::Error::last_os_error());
-        let ns = format!("vinet-{sfx}");
-        let (up, down) = (format!("vu{sfx}"), format!("vd{sfx}"));
-        for cmd in [
-            "ip link set lo up".to_string(),
-            format!("ip netns add {ns}"),
-            format!("ip link add {up} type veth peer name {down} netns {ns}"),
-            format!("ip addr add 10.170.250.1/24 dev {up}"),
-            format!("ip link set {up} up"),
-            format!("ip -n {ns} link set lo up"),
-            format!("ip -n {ns} addr add 10.170.250.2/24 dev {down}"),
-            format!("ip -n {ns} link set {down} up"),
-            format!("ip -n {ns} route add default via 10.170.250.1"),
-        ] {
-            let o = std::process::Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
-            assert!(o.status.success(), "{cmd}: {}", String::from_utf8_lossy(&o.stderr));
-        }
-        Internet { ns }
-    }
-
-    /// `ssh` from the Internet namespace as the project's own usage has it, bounded in time.
-    fn ssh(&self, args: &[&str], addr: &str, cmd: &str, stdin: Option<&std::path::Path>, env: &[(&str, &str)]) -> std::process::Output {
-        let mut c = std::process::Command::new("ip");
-        c.args(["netns", "exec", &self.ns, "timeout", "90", "ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10"])
-            .args(args)
-            .arg(format!("root@{addr}"))
-            .arg(cmd);
-        c.stdin(match stdin {
-            Some(p) => std::process::Stdio::from(std::fs::File::open(p).unwrap()),
-            None => std::process::Stdio::null(),
-        });
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        c.output().unwrap()
-    }
-}
-
-impl Drop for Internet {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip").args(["netns", "del", &self.ns]).output();
-    }
-}
-
 fn run_ok(cmd: &mut std::process::Command) -> String {
     let o = cmd.output().unwrap();
     assert!(o.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&o.stderr));
@@ -197,9 +139,8 @@ fn a_customer_logs_in_over_ssh_and_uses_debian() {
     ct_support::ensure_lxcfs();
     let sfx = ct_support::rand_suffix();
     let inet = Internet::beside_a_private_host(&sfx);
-    // The host routes between its uplink and the containers' bridge.
-    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").unwrap();
-    let t = TestHost::with_stop_timeout(170, 2, TestHost::big(), Duration::from_secs(20));
+    // The host routes between its uplink and the containers' bridge (it turns forwarding on).
+    let t = TestHost::with_options(170, 2, TestHost::big(), Duration::from_secs(20), true);
 
     let keys = tempfile::tempdir().unwrap();
     let key = keys.path().join("id_ed25519");

@@ -262,3 +262,40 @@ fn qdisc_bypass_does_not_pass_the_plan_rate() {
     assert!(got <= allowed, "{got} B passed a 10 Mbit/s limit in {took:?} (allowed {allowed})");
     assert!(got >= rate / 3, "the limit lets almost nothing through: {got} B");
 }
+
+/// Routing and NAT as the pool says, seen from a network namespace playing the Internet:
+/// a routed pool's container is reached at its own address and reaches out with it; a private
+/// (`nat`) pool's container reaches out behind the host's address. The host turns forwarding
+/// on itself (in the test's own network namespace, not the machine's).
+#[test]
+fn containers_reach_the_internet_routed_or_masqueraded_as_the_pool_says() {
+    let sfx = ct_support::rand_suffix();
+    let inet = ct_support::Internet::beside_a_private_host(&sfx);
+    let t = TestHost::with_options(164, 3, TestHost::big(), std::time::Duration::from_secs(3), true);
+    let routed = t.spec(|_| {});
+    let mut private = t.spec(|_| {});
+    private.network.ipv4.as_mut().unwrap().nat = true;
+    private.network.ipv6 = None;
+    t.host.create(routed.clone(), true).unwrap();
+    t.host.create(private.clone(), true).unwrap();
+    let addr = |s: &vessel_core::InstanceSpec| s.network.ipv4.as_ref().unwrap().address.to_string();
+
+    // In: the Internet reaches the routed container at its own address, through the host.
+    let ping = inet.sh(&format!("ping -c 1 -W 3 {}", addr(&routed)));
+    assert!(ping.status.success(), "ping from the Internet: {}", String::from_utf8_lossy(&ping.stdout));
+    // Out: the routed container's connection comes from its own address...
+    let seen = inet.peer_of(7001, || {
+        t.sh_ok(&routed.id, "echo hi | nc -w 3 10.170.250.2 7001 || true");
+    });
+    assert_eq!(seen, addr(&routed), "the routed container as the Internet sees it");
+    // ...the private one's from the host's (masqueraded).
+    let seen = inet.peer_of(7002, || {
+        t.sh_ok(&private.id, "echo hi | nc -w 3 10.170.250.2 7002 || true");
+    });
+    assert_eq!(seen, "10.170.250.1", "the private container as the Internet sees it");
+    // The host-side NAT table goes with the port.
+    let veth = t.host.rt.veth_host(&private.id);
+    t.host.destroy(&private.id).unwrap();
+    let tables = std::process::Command::new("nft").args(["list", "tables", "ip"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&tables.stdout).contains(&format!("vessel_{veth}")), "NAT table left behind");
+}

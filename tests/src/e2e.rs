@@ -95,7 +95,7 @@ impl World {
             .await
             .unwrap();
         let by = || panel::admin::By { admin, addr: None };
-        let form = panel::admin::PoolForm { name: "test-v4".into(), network: "192.0.2.0/26".into(), gateway: "192.0.2.1".into(), host_id: String::new() };
+        let form = panel::admin::PoolForm { name: "test-v4".into(), network: "192.0.2.0/26".into(), gateway: "192.0.2.1".into(), host_id: String::new(), nat: None };
         let pool_id = panel::admin::create_pool(&pool, by(), &form).await.unwrap();
         panel::admin::generate_addresses(&pool, by(), pool_id, 100).await.unwrap();
         World { net, pool, db_url, panel_url, admin, guest_elf: guest.elf, scratch }

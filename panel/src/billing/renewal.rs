@@ -33,6 +33,8 @@ pub struct RenewalReport {
     pub invoices_issued: usize,
     pub periods_advanced: u64,
     pub batches: usize,
+    /// Subscriptions cancelled at the end of their period that ended (their VPS terminated).
+    pub cancelled: usize,
 }
 
 pub async fn run(pool: &PgPool, clock: &dyn Clock, policy: RenewalPolicy) -> Result<RenewalReport, BillingError> {
@@ -40,6 +42,7 @@ pub async fn run(pool: &PgPool, clock: &dyn Clock, policy: RenewalPolicy) -> Res
     let today = now.date_naive();
     let until = today + Duration::days(policy.lead_days.max(0));
     let mut report = RenewalReport::default();
+    report.cancelled = end_cancelled(pool, now, policy.batch_size.max(1)).await?;
     // A runner that was down for a while catches up period by period.
     for _round in 0..10_000 {
         let mut issued_this_round = 0;
@@ -68,4 +71,26 @@ pub async fn run(pool: &PgPool, clock: &dyn Clock, policy: RenewalPolicy) -> Res
     }
     tracing::info!(?report, "renewal run finished");
     Ok(report)
+}
+
+/// Ends the subscriptions their owners cancelled at the end of a period that is over: they
+/// were not renewed (`lock_due_for_renewal` skips them), and now their VPS are terminated and
+/// the subscription is `cancelled`. Nothing is given back: the period was used.
+async fn end_cancelled(pool: &PgPool, now: chrono::DateTime<chrono::Utc>, batch: i64) -> Result<usize, BillingError> {
+    use crate::vps::{self, Request, Target};
+    let mut n = 0;
+    loop {
+        let mut tx = pool.begin().await?;
+        let due = sql::lock_cancellations_due(&mut tx, now.date_naive(), batch).await?;
+        if due.is_empty() {
+            break;
+        }
+        for (sub, _account) in &due {
+            vps::request_all(&mut tx, Target::Subscription(*sub), Request::Terminate, now).await?;
+            sql::set_status(&mut tx, *sub, crate::subscriptions::SubscriptionStatus::Cancelled, now).await?;
+        }
+        tx.commit().await?;
+        n += due.len();
+    }
+    Ok(n)
 }

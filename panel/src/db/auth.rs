@@ -376,3 +376,20 @@ pub async fn release_attempt(pool: &PgPool, ids: &[i64]) -> Result<(), sqlx::Err
     sqlx::query("DELETE FROM login_failures WHERE id = ANY($1)").bind(ids).execute(pool).await?;
     Ok(())
 }
+
+/// Keeps a new address aside until the link mailed to it is followed.
+pub async fn set_pending_email(tx: &mut Tx<'_>, account: Uuid, email: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE accounts SET pending_email = $2 WHERE id = $1").bind(account).bind(email).execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// The kept-aside address becomes the account's (verified); false if there is none.
+pub async fn apply_pending_email(tx: &mut Tx<'_>, account: Uuid) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE accounts SET email = pending_email, pending_email = NULL, email_verified_at = now() WHERE id = $1 AND pending_email IS NOT NULL",
+    )
+    .bind(account)
+    .execute(&mut **tx)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}

@@ -162,9 +162,11 @@ pub async fn has_pool(tx: &mut Tx<'_>, host: Uuid, family: i32) -> Result<bool, 
 }
 
 /// An instance's addresses with their pool's prefix and gateway.
-pub async fn addresses_of(tx: &mut Tx<'_>, instance: Uuid) -> Result<Vec<(String, i32, String)>, sqlx::Error> {
+/// An instance's addresses: (address, prefix length, gateway, whether its pool is private and
+/// masqueraded by the host).
+pub async fn addresses_of(tx: &mut Tx<'_>, instance: Uuid) -> Result<Vec<(String, i32, String, bool)>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT host(a.address), masklen(p.network), host(p.gateway) FROM ip_addresses a JOIN ip_pools p ON p.id = a.pool_id
+        "SELECT host(a.address), masklen(p.network), host(p.gateway), p.nat FROM ip_addresses a JOIN ip_pools p ON p.id = a.pool_id
           WHERE a.instance_id = $1 ORDER BY family(a.address)",
     )
     .bind(instance)

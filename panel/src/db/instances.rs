@@ -30,6 +30,17 @@ impl InstanceRow {
     pub fn settled(&self) -> bool {
         crate::vps::settled(self.desired_state, self.observed_state)
     }
+    /// The state in the customer's words (see [`crate::vps::customer_state`]).
+    pub fn state_label(&self) -> &'static str {
+        crate::vps::customer_state(self.desired_state, self.observed_state).0
+    }
+    pub fn state_badge(&self) -> &'static str {
+        crate::vps::customer_state(self.desired_state, self.observed_state).1
+    }
+    /// What the customer is told about a state that needs explaining (never `last_error`).
+    pub fn state_note(&self) -> Option<&'static str> {
+        crate::vps::customer_note(self.observed_state)
+    }
 }
 
 const SELECT: &str = "SELECT i.id, i.account_id, i.subscription_id, i.plan_id, p.name AS plan_name, i.kind,

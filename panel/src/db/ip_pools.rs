@@ -28,12 +28,13 @@ pub async fn list(pool: &PgPool) -> Result<Vec<PoolRow>, sqlx::Error> {
     .await
 }
 
-pub async fn insert(tx: &mut Tx<'_>, name: &str, network: &str, gateway: &str, host: Option<Uuid>) -> Result<Uuid, sqlx::Error> {
-    sqlx::query_scalar("INSERT INTO ip_pools (name, network, gateway, host_id) VALUES ($1, $2::cidr, $3::inet, $4) RETURNING id")
+pub async fn insert(tx: &mut Tx<'_>, name: &str, network: &str, gateway: &str, host: Option<Uuid>, nat: bool) -> Result<Uuid, sqlx::Error> {
+    sqlx::query_scalar("INSERT INTO ip_pools (name, network, gateway, host_id, nat) VALUES ($1, $2::cidr, $3::inet, $4, $5) RETURNING id")
         .bind(name)
         .bind(network)
         .bind(gateway)
         .bind(host)
+        .bind(nat)
         .fetch_one(&mut **tx)
         .await
 }

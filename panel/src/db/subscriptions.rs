@@ -99,7 +99,7 @@ pub async fn lock_due_for_renewal(tx: &mut Tx<'_>, until: NaiveDate, after: Opti
     sqlx::query_scalar(
         "SELECT s.id FROM subscriptions s
           WHERE ($3::uuid IS NULL OR s.id > $3)
-            AND s.status IN ('active', 'suspended') AND s.current_period_end <= $1
+            AND s.status IN ('active', 'suspended') AND NOT s.cancel_at_period_end AND s.current_period_end <= $1
             AND NOT EXISTS (SELECT 1 FROM invoices i WHERE i.subscription_id = s.id AND i.kind = 'invoice'
                                AND i.period_start = s.current_period_end)
           ORDER BY s.id LIMIT $2 FOR UPDATE SKIP LOCKED",
@@ -283,4 +283,67 @@ pub async fn insert_order(tx: &mut Tx<'_>, o: &NewOrder<'_>) -> Result<(Uuid, Uu
     .fetch_one(&mut **tx)
     .await?;
     Ok((order, sub))
+}
+
+/// Marks a live subscription of `owner` to end at the end of its period (or not). False if
+/// it is not live.
+pub async fn set_cancel_at_period_end(tx: &mut Tx<'_>, id: Uuid, owner: Uuid, on: bool) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query("UPDATE subscriptions SET cancel_at_period_end = $3 WHERE id = $1 AND account_id = $2 AND status IN ('active', 'suspended')")
+        .bind(id)
+        .bind(owner)
+        .bind(on)
+        .execute(&mut **tx)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// What the server page says about billing: when the period ends and what the next costs.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct RenewalView {
+    pub current_period_end: NaiveDate,
+    pub price_minor: i64,
+    pub currency: String,
+    pub cycle: BillingCycle,
+    pub status: SubscriptionStatus,
+    pub cancel_at_period_end: bool,
+    pub plan_kind: vessel_core::InstanceKind,
+}
+
+pub async fn renewal_view<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid, owner: Uuid) -> Result<Option<RenewalView>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT s.current_period_end, s.price_minor, s.currency, s.cycle, s.status, s.cancel_at_period_end,
+                p.kind AS plan_kind
+           FROM subscriptions s JOIN plans p ON p.id = s.plan_id WHERE s.id = $1 AND s.account_id = $2",
+    )
+    .bind(id)
+    .bind(owner)
+    .fetch_optional(e)
+    .await
+}
+
+/// The plans a subscription could move to: orderable, same kind, priced in its cycle and
+/// currency: (code, name, price).
+pub async fn plan_choices<'e, E: sqlx::PgExecutor<'e>>(e: E, sub: Uuid) -> Result<Vec<(String, String, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT p.code, p.name, pp.amount_minor
+           FROM subscriptions s JOIN plans cur ON cur.id = s.plan_id
+           JOIN plans p ON p.kind = cur.kind AND p.orderable AND p.id <> s.plan_id
+           JOIN plan_prices pp ON pp.plan_id = p.id AND pp.cycle = s.cycle AND pp.currency = s.currency
+          WHERE s.id = $1 ORDER BY pp.amount_minor, p.code",
+    )
+    .bind(sub)
+    .fetch_all(e)
+    .await
+}
+
+/// Live subscriptions cancelled at the end of a period that has ended, locked.
+pub async fn lock_cancellations_due(tx: &mut Tx<'_>, today: NaiveDate, limit: i64) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, account_id FROM subscriptions WHERE cancel_at_period_end AND status IN ('active', 'suspended') AND current_period_end <= $1
+          ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+    )
+    .bind(today)
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await
 }

@@ -533,6 +533,7 @@ async fn pools_view(pool: &PgPool, form: &PoolForm) -> Result<ListView, WebError
                 help(text("network", "Network (CIDR)", &form.network), "e.g. 203.0.113.0/24 or 2001:db8:1::/64"),
                 text("gateway", "Gateway", &form.gateway),
                 Field { kind: "select", options, ..text("host_id", "Routed to host", &form.host_id) },
+                help(check("nat", "Private (NAT)", form.nat.is_some()), "Hosts masquerade these addresses to the outside; otherwise the block must be routed to the host"),
             ],
             ..Default::default()
         }),

@@ -37,9 +37,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(invoice_pdf_download)
         .service(invoice_pay)
         .service(invoice_card)
+        .service(funds_form)
+        .service(funds_card)
         .service(servers_list)
         .service(server_show)
-        .service(server_action);
+        .service(server_action)
+        .service(plan_form)
+        .service(plan_change)
+        .service(cancel_form)
+        .service(cancel);
 }
 
 fn currency_of(a: &AccountAuth) -> Currency {
@@ -331,6 +337,8 @@ struct InvoicePage {
     inv: InvoiceView,
     credit: String,
     card: bool,
+    /// Bank transfer details and this invoice's reference, when the provider takes transfers.
+    bank: Option<(crate::config::BankTransferSettings, String)>,
     error: Option<String>,
 }
 
@@ -340,7 +348,9 @@ async fn invoice_page(c: &CurrentCustomer, pool: &PgPool, settings: &Settings, i
         return Err(WebError::NotFound);
     }
     let credit = billing::payments::credit_balance(pool, c.account.id, currency_of(&c.account)).await?;
-    Ok(InvoicePage { ctx: Ctx::of(&c.session), inv: InvoiceView::new(row, lines).with_parties(pool).await?, credit: credit.to_string(), card: settings.stripe.is_some(), error: None })
+    let inv = InvoiceView::new(row, lines).with_parties(pool).await?;
+    let bank = settings.billing.bank_transfer.clone().map(|b| (b, crate::config::BankTransferSettings::invoice_reference(&inv.number)));
+    Ok(InvoicePage { ctx: Ctx::of(&c.session), inv, credit: credit.to_string(), card: settings.stripe.is_some(), bank, error: None })
 }
 
 #[get("/invoices/{id}")]
@@ -483,6 +493,73 @@ async fn invoice_card(
     Ok(see_other(&url))
 }
 
+// ------------------------------------------------------------------ adding funds
+
+#[derive(Template)]
+#[template(path = "funds.html")]
+struct FundsPage {
+    ctx: Ctx,
+    credit: String,
+    currency: String,
+    card: bool,
+    bank: Option<(crate::config::BankTransferSettings, String)>,
+    amount: String,
+    error: Option<String>,
+}
+
+fn funds_page(c: &CurrentCustomer, settings: &Settings, credit: String, amount: String, error: Option<String>) -> FundsPage {
+    FundsPage {
+        ctx: Ctx::of(&c.session),
+        credit,
+        currency: currency_of(&c.account).as_str().to_string(),
+        card: settings.stripe.is_some(),
+        bank: settings.billing.bank_transfer.clone().map(|b| (b, crate::config::BankTransferSettings::account_reference(c.account.id))),
+        amount,
+        error,
+    }
+}
+
+/// "Add funds": which ways to pay the provider has configured (card through Stripe, bank
+/// transfer with the account's reference), so paying never needs an admin.
+#[get("/account/funds")]
+async fn funds_form(InvoiceHolder(c): InvoiceHolder, pool: web::Data<PgPool>, settings: web::Data<Settings>) -> Result<HttpResponse, WebError> {
+    let credit = billing::payments::credit_balance(&pool, c.account.id, currency_of(&c.account)).await?;
+    ok(&funds_page(&c, &settings, credit.to_string(), String::new(), None))
+}
+
+#[derive(Deserialize)]
+struct FundsForm {
+    amount: String,
+}
+
+/// Card top-up: a Stripe Checkout session for the amount, credited by the webhook.
+#[post("/account/funds/card")]
+async fn funds_card(
+    InvoiceHolder(c): InvoiceHolder,
+    f: CsrfForm<FundsForm>,
+    pool: web::Data<PgPool>,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, WebError> {
+    let cur = currency_of(&c.account);
+    let credit = billing::payments::credit_balance(&pool, c.account.id, cur).await?.to_string();
+    let Some(stripe) = &settings.stripe else {
+        return invalid(&funds_page(&c, &settings, credit, f.0.amount.clone(), Some("Card payments are not enabled here; use a bank transfer.".into())));
+    };
+    let amount = match crate::admin::parse_amount(&f.0.amount, cur) {
+        Ok(m) if m.minor >= 100 && m.minor <= 1_000_000 => m,
+        Ok(_) => return invalid(&funds_page(&c, &settings, credit, f.0.amount.clone(), Some(format!("Add between 1.00 and 10000.00 {cur}.")))),
+        Err(e) => return invalid(&funds_page(&c, &settings, credit, f.0.amount.clone(), Some(format!("Amount: {e}")))),
+    };
+    let base = settings.http.base_url.trim_end_matches('/');
+    match billing::stripe::create_checkout_session(stripe, &reqwest::Client::new(), c.account.id, amount, None, &format!("{base}/account/funds?done=paid"), &format!("{base}/account/funds")).await {
+        Ok(url) => Ok(see_other(&url)),
+        Err(e) => super::pages::html(
+            actix_web::http::StatusCode::BAD_GATEWAY,
+            &funds_page(&c, &settings, credit, f.0.amount.clone(), Some(format!("The card payment could not be started ({e}); nothing was charged. Try again later or use a bank transfer."))),
+        ),
+    }
+}
+
 // ------------------------------------------------------------------ servers
 
 #[derive(Template)]
@@ -498,11 +575,34 @@ async fn servers_list(c: CurrentCustomer, pool: web::Data<PgPool>, q: web::Query
     ok(&ServersPage { ctx: Ctx::of(&c.session).with_notice(q.done.as_deref()), servers })
 }
 
+/// The billing line of a server page: when the period ends, and what happens then.
+pub struct RenewalLine {
+    pub text: String,
+    pub cancelling: bool,
+    /// A live subscription: the plan can change and the server can be cancelled.
+    pub live: bool,
+}
+
+async fn renewal_line(pool: &PgPool, customer: Uuid, s: &InstanceRow) -> Result<Option<RenewalLine>, WebError> {
+    let Some(sub) = s.subscription_id else { return Ok(None) };
+    let Some(r) = crate::db::subscriptions::renewal_view(pool, sub, customer).await? else { return Ok(None) };
+    let live = matches!(r.status, crate::subscriptions::SubscriptionStatus::Active | crate::subscriptions::SubscriptionStatus::Suspended);
+    let last_day = crate::billing::period::last_day(r.current_period_end);
+    let text = match (live, r.cancel_at_period_end) {
+        (true, false) => format!("Paid until {last_day}; renews on {} for {} ({}).", r.current_period_end, money(r.price_minor, &r.currency), r.cycle),
+        (true, true) => format!("Paid until {last_day}; cancelled: it ends then and is not renewed."),
+        (false, _) if r.status == crate::subscriptions::SubscriptionStatus::Pending => "Starts when its first invoice is paid.".to_string(),
+        (false, _) => format!("Ended ({}).", r.status),
+    };
+    Ok(Some(RenewalLine { text, cancelling: r.cancel_at_period_end, live }))
+}
+
 #[derive(Template)]
 #[template(path = "server.html")]
 struct ServerPage {
     ctx: Ctx,
     s: InstanceRow,
+    renewal: Option<RenewalLine>,
     error: Option<String>,
     /// (title, inline SVG drawn by the panel from numbers only) for the last day.
     charts: Vec<(&'static str, String)>,
@@ -541,7 +641,8 @@ async fn server_show(
     let s = instances::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
     let charts = charts(&pool, clock.as_ref().as_ref(), c.account.id, &s).await?;
     let way_in = crate::db::access::instance_access(pool.get_ref(), s.id).await.map_err(WebError::internal)?.unwrap_or_default();
-    ok(&ServerPage { ctx: Ctx::of(&c.session).with_notice(q.done.as_deref()), s, error: None, charts, way_in })
+    let renewal = renewal_line(&pool, c.account.id, &s).await?;
+    ok(&ServerPage { ctx: Ctx::of(&c.session).with_notice(q.done.as_deref()), s, renewal, error: None, charts, way_in })
 }
 
 #[derive(Deserialize)]
@@ -550,6 +651,9 @@ struct ActionForm {
     /// Reinstall erases the disk: it needs a second, explicit step.
     #[serde(default)]
     confirm: String,
+    /// Reinstall: the operating system to install (empty: the current one).
+    #[serde(default)]
+    os_template: String,
 }
 
 #[derive(Template)]
@@ -557,6 +661,8 @@ struct ActionForm {
 struct ConfirmReinstall {
     ctx: Ctx,
     s: InstanceRow,
+    /// The operating systems offered for this kind of server.
+    templates: Vec<OsTemplate>,
 }
 
 #[post("/servers/{id}/action")]
@@ -577,16 +683,176 @@ async fn server_action(
     if action == Action::Reinstall && f.0.confirm != "yes" {
         // Only the owner gets as far as the question.
         let s = instances::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
-        return ok(&ConfirmReinstall { ctx: Ctx::of(&c.session), s });
+        let kvm = s.kind == vessel_core::InstanceKind::Kvm;
+        let templates = crate::db::catalogue::os_templates(&pool, true).await?.into_iter().filter(|t| if kvm { t.for_kvm } else { t.for_containers }).collect();
+        return ok(&ConfirmReinstall { ctx: Ctx::of(&c.session), s, templates });
     }
-    match instances::request_action(&pool, clock.as_ref().as_ref(), c.account.id, *id, action).await {
+    let r = if action == Action::Reinstall {
+        instances::reinstall(&pool, clock.as_ref().as_ref(), c.account.id, *id, Some(f.0.os_template.as_str())).await
+    } else {
+        instances::request_action(&pool, clock.as_ref().as_ref(), c.account.id, *id, action).await
+    };
+    match r {
         Ok(()) => Ok(see_other(&format!("/servers/{id}?done=requested"))),
         Err(e) => {
             let message = WebError::mistake(e)?;
             let s = instances::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
             let charts = charts(&pool, clock.as_ref().as_ref(), c.account.id, &s).await?;
-            super::pages::html(actix_web::http::StatusCode::CONFLICT, &ServerPage { ctx: Ctx::of(&c.session), s, error: Some(message), charts, way_in: Default::default() })
+            let renewal = renewal_line(&pool, c.account.id, &s).await?;
+            super::pages::html(actix_web::http::StatusCode::CONFLICT, &ServerPage { ctx: Ctx::of(&c.session), s, renewal, error: Some(message), charts, way_in: Default::default() })
         }
+    }
+}
+
+// ------------------------------------------------------------------ plan changes and cancelling
+
+/// One plan the server could move to, with what moving costs or gives back today.
+pub struct PlanChoice {
+    pub code: String,
+    pub name: String,
+    pub price: String,
+    pub quote: Option<instances::Quote>,
+    /// Why it cannot be chosen now (a debt, a refusal), if so.
+    pub refused: Option<String>,
+}
+
+impl PlanChoice {
+    /// The signed total the confirmation carries back (a credit is negative).
+    pub fn signed_total(&self) -> i64 {
+        match &self.quote {
+            Some(q) if q.kind == instances::QuoteKind::Credit => -q.total_minor,
+            Some(q) => q.total_minor,
+            None => 0,
+        }
+    }
+    pub fn says(&self) -> String {
+        match &self.quote {
+            None => String::new(),
+            Some(q) => match q.kind {
+                instances::QuoteKind::Charge => format!("You pay {} now (an invoice for the rest of this period, tax included).", q.total()),
+                instances::QuoteKind::Credit => format!("You get {} back (a credit note for the rest of this period, tax included).", q.total()),
+                instances::QuoteKind::Even => "Nothing to pay or get back.".to_string(),
+            },
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "change_plan.html")]
+struct PlanPage {
+    ctx: Ctx,
+    s: InstanceRow,
+    choices: Vec<PlanChoice>,
+    error: Option<String>,
+}
+
+async fn plan_page(c: &CurrentCustomer, pool: &PgPool, clock: &dyn Clock, id: Uuid, error: Option<String>) -> Result<PlanPage, WebError> {
+    let s = instances::get_for(pool, c.account.id, id).await?.ok_or(WebError::NotFound)?;
+    let sub = s.subscription_id.ok_or(WebError::NotFound)?;
+    let mut choices = Vec::new();
+    for (code, name, price) in crate::db::subscriptions::plan_choices(pool, sub).await? {
+        let cur = crate::db::subscriptions::renewal_view(pool, sub, c.account.id).await?.map(|r| r.currency).unwrap_or_default();
+        let (quote, refused) = match instances::quote_plan_change(pool, clock, c.account.id, id, &code).await {
+            Ok(q) => (Some(q), None),
+            Err(instances::InstanceError::NotFound) => return Err(WebError::NotFound),
+            Err(instances::InstanceError::Db(e)) => return Err(e.into()),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        choices.push(PlanChoice { code, name, price: money(price, &cur), quote, refused });
+    }
+    Ok(PlanPage { ctx: Ctx::of(&c.session), s, choices, error })
+}
+
+/// Every plan of the server's kind, with the prorated amount of moving to it today: the same
+/// invoice or credit note the change makes (computed by making it and rolling back).
+#[get("/servers/{id}/plan")]
+async fn plan_form(c: CurrentCustomer, id: web::Path<Uuid>, pool: web::Data<PgPool>, clock: web::Data<Arc<dyn Clock>>) -> Result<HttpResponse, WebError> {
+    ok(&plan_page(&c, &pool, clock.as_ref().as_ref(), *id, None).await?)
+}
+
+#[derive(Deserialize)]
+struct PlanForm {
+    plan: String,
+    /// The signed total shown (minor units): the change goes ahead only at that amount.
+    shown_total: i64,
+}
+
+#[post("/servers/{id}/plan")]
+async fn plan_change(
+    c: CurrentCustomer,
+    id: web::Path<Uuid>,
+    f: CsrfForm<PlanForm>,
+    pool: web::Data<PgPool>,
+    clock: web::Data<Arc<dyn Clock>>,
+) -> Result<HttpResponse, WebError> {
+    let clock = clock.as_ref().as_ref();
+    match instances::change_plan(&pool, clock, c.account.id, *id, &f.0.plan, f.0.shown_total).await {
+        Ok(q) => match (q.kind, q.document_id) {
+            (instances::QuoteKind::Charge, Some(inv)) => Ok(see_other(&format!("/invoices/{inv}?done=plan_changed"))),
+            _ => Ok(see_other(&format!("/servers/{id}?done=plan_changed"))),
+        },
+        Err(instances::InstanceError::NotFound) => Err(WebError::NotFound),
+        Err(instances::InstanceError::Db(e)) => Err(e.into()),
+        Err(e) => invalid(&plan_page(&c, &pool, clock, *id, Some(e.to_string())).await?),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "cancel.html")]
+struct CancelPage {
+    ctx: Ctx,
+    s: InstanceRow,
+    renewal: Option<RenewalLine>,
+    /// What ending it now gives back.
+    now: Option<instances::Quote>,
+    error: Option<String>,
+}
+
+async fn cancel_page(c: &CurrentCustomer, pool: &PgPool, clock: &dyn Clock, id: Uuid, error: Option<String>) -> Result<CancelPage, WebError> {
+    let s = instances::get_for(pool, c.account.id, id).await?.ok_or(WebError::NotFound)?;
+    let renewal = renewal_line(pool, c.account.id, &s).await?;
+    let now = match instances::quote_terminate(pool, clock, c.account.id, id).await {
+        Ok(q) => Some(q),
+        Err(instances::InstanceError::NotFound) => return Err(WebError::NotFound),
+        Err(instances::InstanceError::Db(e)) => return Err(e.into()),
+        Err(_) => None,
+    };
+    Ok(CancelPage { ctx: Ctx::of(&c.session), s, renewal, now, error })
+}
+
+/// Cancelling: at the end of the paid period (nothing more is charged), or now with the unused
+/// part of the period back as a credit note (the one rule of `billing::proration::refund_unused`).
+#[get("/servers/{id}/cancel")]
+async fn cancel_form(c: CurrentCustomer, id: web::Path<Uuid>, pool: web::Data<PgPool>, clock: web::Data<Arc<dyn Clock>>) -> Result<HttpResponse, WebError> {
+    ok(&cancel_page(&c, &pool, clock.as_ref().as_ref(), *id, None).await?)
+}
+
+#[derive(Deserialize)]
+struct CancelForm {
+    /// `period_end`, `now`, or `keep` (take back a cancellation at the period's end).
+    when: String,
+}
+
+#[post("/servers/{id}/cancel")]
+async fn cancel(
+    c: CurrentCustomer,
+    id: web::Path<Uuid>,
+    f: CsrfForm<CancelForm>,
+    pool: web::Data<PgPool>,
+    clock: web::Data<Arc<dyn Clock>>,
+) -> Result<HttpResponse, WebError> {
+    let clock = clock.as_ref().as_ref();
+    let r = match f.0.when.as_str() {
+        "period_end" => instances::cancel_at_period_end(&pool, c.account.id, *id, true).await.map(|_| "cancel_at_period_end"),
+        "keep" => instances::cancel_at_period_end(&pool, c.account.id, *id, false).await.map(|_| "kept"),
+        "now" => instances::terminate_now(&pool, clock, c.account.id, *id).await.map(|_| "terminated"),
+        other => return Err(WebError::BadForm(format!("{other:?}: choose period_end, now or keep"))),
+    };
+    match r {
+        Ok(done) => Ok(see_other(&format!("/servers/{id}?done={done}"))),
+        Err(instances::InstanceError::NotFound) => Err(WebError::NotFound),
+        Err(instances::InstanceError::Db(e)) => Err(e.into()),
+        Err(e) => invalid(&cancel_page(&c, &pool, clock, *id, Some(e.to_string())).await?),
     }
 }
 

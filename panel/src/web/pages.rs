@@ -63,6 +63,14 @@ fn notice_text(code: &str) -> Option<&'static str> {
         "need_2fa" => "Your provider requires two-factor authentication for this account: set it up to continue.",
         "saved" => "Saved.",
         "resent" => "A fresh verification link is on its way (see Mail).",
+        "password_changed" => "Your password is changed; every other session is signed out.",
+        "email_sent" => "We mailed a link to the new address. Your address changes when it is followed (within 48 hours).",
+        "email_changed" => "Your email address is changed.",
+        "paid_card" => "Thank you: the credit is added as soon as the card payment is confirmed.",
+        "plan_changed" => "The plan is changed; the server is resized shortly.",
+        "cancel_at_period_end" => "Cancelled: the server runs until the end of its paid period and is not renewed.",
+        "kept" => "The cancellation is taken back: the server renews as before.",
+        "terminated" => "The server is cancelled and being removed; the unused part of its period is back as credit.",
         "paid" => "Paid. Thank you!",
         "ordered" => "Order placed.",
         "requested" => "Request queued; the server will act on it shortly.",
@@ -170,6 +178,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(totp_confirm)
         .service(totp_disable)
         .service(totp_recovery_codes)
+        .service(password_change)
+        .service(email_change)
+        .service(email_change_form)
+        .service(email_change_confirm)
         .service(security_show)
         .service(profile);
 }
@@ -631,6 +643,84 @@ async fn totp_mistake(who: &AnyAccount, pool: &PgPool, e: String) -> Result<Http
         invalid(&account_page(&c, pool, None, Some(e)).await?)
     } else {
         invalid(&security_page(who, pool, None, Some(e)).await?)
+    }
+}
+
+#[derive(Deserialize)]
+struct PasswordChangeForm {
+    current_password: String,
+    new_password: String,
+}
+
+/// A new password, given the current one (counted like log-in attempts); every other session
+/// ends, this one starts afresh.
+#[post("/account/password")]
+async fn password_change(req: HttpRequest, who: AnyAccount, f: CsrfForm<PasswordChangeForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    match auth::change_password(&pool, who.account.id, &f.0.current_password, &f.0.new_password, super::remote_addr(&req)).await {
+        Ok(()) => {
+            Session::begin_login(&req, who.account.id, false).await?;
+            Ok(see_other(&format!("{}?done=password_changed", totp_home(&who))))
+        }
+        Err(e) if e.is_user_error() => totp_mistake(&who, &pool, e.to_string()).await,
+        Err(e) => Err(WebError::internal(e)),
+    }
+}
+
+#[derive(Deserialize)]
+struct EmailChangeForm {
+    current_password: String,
+    new_email: String,
+}
+
+/// A new address, given the current password: confirmed by a link mailed to it.
+#[post("/account/email")]
+async fn email_change(
+    req: HttpRequest,
+    who: AnyAccount,
+    f: CsrfForm<EmailChangeForm>,
+    pool: web::Data<PgPool>,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, WebError> {
+    let addr = super::remote_addr(&req);
+    match auth::limit_mail_request(&pool, auth::MailRequest::EmailChange, &f.0.new_email, addr).await {
+        Ok(()) => {}
+        Err(e @ AuthError::TooManyMails { .. }) => return too_many_mails(&who.session, &e),
+        Err(e) => return Err(WebError::internal(e)),
+    }
+    match auth::request_email_change(&pool, &settings.http.base_url, who.account.id, &f.0.current_password, &f.0.new_email, addr).await {
+        Ok(()) => Ok(see_other(&format!("{}?done=email_sent", totp_home(&who)))),
+        Err(e) if e.is_user_error() => totp_mistake(&who, &pool, e.to_string()).await,
+        Err(e) => Err(WebError::internal(e)),
+    }
+}
+
+/// The link mailed to a new address shows a button (mail scanners do not use it up).
+#[get("/account/email/{token}")]
+async fn email_change_form(session: Session, token: web::Path<String>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    if !auth::token_is_live(&pool, &token, auth::TokenPurpose::ChangeEmail).await.map_err(WebError::internal)? {
+        return invalid(&MessagePage { ctx: Ctx::of(&session), heading: "Link expired".into(), message: AuthError::BadToken.to_string() });
+    }
+    ok(&ConfirmTokenPage {
+        ctx: Ctx::of(&session),
+        heading: "Confirm your new email address".into(),
+        action: format!("/account/email/{token}"),
+        button: "Use this address".into(),
+        with_password: false,
+        error: None,
+    })
+}
+
+#[post("/account/email/{token}")]
+async fn email_change_confirm(
+    session: Session,
+    token: web::Path<String>,
+    _f: CsrfForm<serde_json::Map<String, serde_json::Value>>,
+    pool: web::Data<PgPool>,
+) -> Result<HttpResponse, WebError> {
+    match auth::confirm_email_change(&pool, &token).await {
+        Ok(_) => ok(&MessagePage { ctx: Ctx::of(&session), heading: "Email address changed".into(), message: "Your account now uses this address; log in with it from now on.".into() }),
+        Err(e) if e.is_user_error() => invalid(&MessagePage { ctx: Ctx::of(&session), heading: "Not changed".into(), message: e.to_string() }),
+        Err(e) => Err(WebError::internal(e)),
     }
 }
 

@@ -85,6 +85,10 @@ async fn start_driver() -> Driver {
 }
 
 async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
+    browser_sized(driver, profile, 1280, 1000).await
+}
+
+async fn browser_sized(driver: &Driver, profile: &std::path::Path, width: u32, height: u32) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
@@ -92,10 +96,15 @@ async fn browser(driver: &Driver, profile: &std::path::Path) -> Client {
             "binary": CHROMIUM,
             "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--disable-dev-shm-usage", "--window-size=1280,1000", "--disable-crash-reporter", "--disable-breakpad",
+                     "--disable-dev-shm-usage", format!("--window-size={width},{height}"), "--disable-crash-reporter", "--disable-breakpad",
                      format!("--user-data-dir={}", profile.display())],
         }),
     );
+    if width < 500 {
+        // Chromium's windows are at least 500 px wide: a phone's viewport is emulated.
+        caps["goog:chromeOptions"]["mobileEmulation"] =
+            serde_json::json!({ "deviceMetrics": { "width": width, "height": height, "pixelRatio": 3.0, "mobile": true } });
+    }
     // chromedriver is on loopback: plain HTTP, no TLS stack needed.
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
@@ -255,11 +264,11 @@ async fn scenario(app: &crate::helpers::WebApp, c: &Client) {
     // The server is there, pending.
     c.goto(&app.url("/servers")).await.unwrap();
     let servers = body(c).await;
-    assert!(servers.contains("web1.example.com") && servers.contains("pending"), "{servers}");
+    assert!(servers.contains("web1.example.com") && servers.contains("Being set up"), "{servers}");
     shot(c, "09-servers").await;
     click(c, "main table a").await;
     page_with(c, "Reinstall erases").await;
-    assert_eq!(c.find(Locator::Id("server-state")).await.unwrap().text().await.unwrap(), "pending");
+    assert_eq!(c.find(Locator::Id("server-state")).await.unwrap().text().await.unwrap(), "Being set up");
     shot(c, "10-server").await;
     c.goto(&app.url("/account")).await.unwrap();
     shot(c, "11-account").await;
@@ -291,4 +300,51 @@ async fn scenario(app: &crate::helpers::WebApp, c: &Client) {
     shot(c, "15-admin-audit").await;
     c.goto(&app.url("/")).await.unwrap();
     page_with(c, "Burst XL").await;
+}
+
+/// On a 390 px wide phone, no customer page scrolls sideways: wide tables and the usage
+/// charts scroll inside their own box (document.documentElement.scrollWidth <= 390).
+#[tokio::test]
+async fn customer_pages_fit_a_390_px_phone() {
+    let app = spawn_web_app().await;
+    let admin = app.admin("root@example.com").await;
+    let ana = app.customer("phone@example.com").await;
+    crate::web_customer::add_credit(&app, &admin, "phone@example.com", "100", "bank-phone").await;
+    let b = crate::web_customer::order_and_pay(&app, &ana, "a-rather-long-hostname-for-a-phone.example.com").await;
+    let driver = start_driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let c = browser_sized(&driver, profile.path(), 390, 844).await;
+    let result = tokio::time::timeout(Duration::from_secs(120), async {
+        c.goto(&app.url("/login")).await.unwrap();
+        fill(&c, "email", "phone@example.com").await;
+        fill(&c, "password", "correct horse battery").await;
+        click(&c, "main form button[type=submit]").await;
+        at(&c, "/servers").await;
+        let width = c.execute("return window.innerWidth", vec![]).await.unwrap();
+        assert_eq!(width.as_i64(), Some(390), "the viewport is a phone's");
+        let pages = [
+            "/".to_string(),
+            "/servers".to_string(),
+            format!("/servers/{}", b.server),
+            format!("/servers/{}/plan", b.server),
+            format!("/servers/{}/cancel", b.server),
+            "/orders".to_string(),
+            format!("/orders/{}", b.order),
+            "/invoices".to_string(),
+            format!("/invoices/{}", b.invoice),
+            "/account".to_string(),
+            "/account/ssh-keys".to_string(),
+        ];
+        for (i, path) in pages.iter().enumerate() {
+            c.goto(&app.url(path)).await.unwrap();
+            body(&c).await;
+            let w = c.execute("return document.documentElement.scrollWidth", vec![]).await.unwrap();
+            shot(&c, &format!("phone-{i:02}")).await;
+            assert!(w.as_i64().is_some_and(|w| w <= 390), "{path} is {w} px wide on a 390 px phone");
+        }
+    })
+    .await;
+    shut_down(c, driver, profile.path()).await;
+    assert!(chromium_pids(profile.path()).is_empty(), "Chromium is gone");
+    result.expect("the phone pages load within 120 s");
 }

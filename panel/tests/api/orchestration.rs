@@ -16,6 +16,7 @@ pub async fn address_pool(pool: &PgPool, admin: Uuid, name: &str, network: &str,
         network: network.into(),
         gateway: gateway.into(),
         host_id: host.map(|h| h.to_string()).unwrap_or_default(),
+        nat: None,
     };
     let id = panel::admin::create_pool(pool, by, &form).await.unwrap();
     panel::admin::generate_addresses(pool, panel::admin::By { admin, addr: None }, id, count).await.unwrap()

@@ -113,6 +113,17 @@ async fn hosts_pools_templates_and_resellers_are_kept_and_audited() {
     }
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM ip_addresses WHERE pool_id = $1").bind(pool_id).fetch_one(&app.pool).await.unwrap();
     assert_eq!(n, 13, "16 addresses minus network, broadcast and gateway, added once");
+    // A private pool: its hosts masquerade it (IPv4 only).
+    let (s, _, body) = app
+        .submit(&admin, "/admin/ip-pools", "/admin/ip-pools", &[("name", "priv-v6"), ("network", "fd00:9::/64"), ("gateway", "fd00:9::1"), ("host_id", ""), ("nat", "on")])
+        .await;
+    assert_eq!(s, 422, "{body}");
+    let (s, _, _) = app
+        .submit(&admin, "/admin/ip-pools", "/admin/ip-pools", &[("name", "priv-v4"), ("network", "10.9.0.0/24"), ("gateway", "10.9.0.1"), ("host_id", ""), ("nat", "on")])
+        .await;
+    assert_eq!(s, 303);
+    let nat: Vec<(String, bool)> = sqlx::query_as("SELECT name, nat FROM ip_pools WHERE name IN ('fra-v4', 'priv-v4', 'priv-v6') ORDER BY name").fetch_all(&app.pool).await.unwrap();
+    assert_eq!(nat, vec![("fra-v4".to_string(), false), ("priv-v4".to_string(), true)]);
 
     let (s, _, body) = app
         .submit(&admin, "/admin/os-templates", "/admin/os-templates", &[("name", "Alpine 3.20!"), ("display_name", "Alpine"), ("for_containers", "on")])
@@ -147,7 +158,7 @@ async fn hosts_pools_templates_and_resellers_are_kept_and_audited() {
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    assert_eq!(rows, 6, "one row per change (two generate clicks), each with the admin's address");
+    assert_eq!(rows, 7, "one row per change (two generate clicks), each with the admin's address");
     // (host.register is the billing half's service, which records no address.)
 }
 

@@ -7,20 +7,20 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 /// Ids of one customer's order, invoice and server after order + pay.
-struct Bought {
-    order: Uuid,
-    invoice: Uuid,
-    server: Uuid,
+pub(crate) struct Bought {
+    pub(crate) order: Uuid,
+    pub(crate) invoice: Uuid,
+    pub(crate) server: Uuid,
 }
 
-async fn add_credit(app: &WebApp, admin: &reqwest::Client, email: &str, amount: &str, reference: &str) {
+pub(crate) async fn add_credit(app: &WebApp, admin: &reqwest::Client, email: &str, amount: &str, reference: &str) {
     let id: Uuid = sqlx::query_scalar("SELECT id FROM accounts WHERE email = $1").bind(email).fetch_one(&app.pool).await.unwrap();
     let page = format!("/admin/customers/{id}");
     let (s, _, body) = app.submit(admin, &page, &format!("{page}/credit"), &[("amount", amount), ("reference", reference)]).await;
     assert_eq!(s, 303, "{body}");
 }
 
-async fn order_and_pay(app: &WebApp, c: &reqwest::Client, hostname: &str) -> Bought {
+pub(crate) async fn order_and_pay(app: &WebApp, c: &reqwest::Client, hostname: &str) -> Bought {
     let (s, loc, body) = app
         .submit(c, "/order/burst-s", "/order/burst-s", &[("cycle", "monthly"), ("os_template", "debian-12"), ("hostname", hostname), ("coupon", ""), ("root_password", "a root password 1")])
         .await;
@@ -79,7 +79,8 @@ async fn order_pay_with_credit_and_see_the_server_pending() {
     let (_, inv_page) = app.get(&c, &format!("/invoices/{invoice}")).await;
     assert!(inv_page.contains("id=\"invoice-status\">paid"), "{inv_page}");
     let (_, servers) = app.get(&c, "/servers").await;
-    assert!(servers.contains("web1.example.com") && servers.contains("pending"), "{servers}");
+    // In the customer's words, not the internal state name.
+    assert!(servers.contains("web1.example.com") && servers.contains("Being set up"), "{servers}");
     let id: Uuid = sqlx::query_scalar("SELECT id FROM instances WHERE hostname = 'web1.example.com'").fetch_one(&app.pool).await.unwrap();
     let (s, detail) = app.get(&c, &format!("/servers/{id}")).await;
     assert_eq!(s, 200);
@@ -234,11 +235,17 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
         ("/account/totp/confirm", "/account/totp/confirm".into(), &ana, vec![("code", "123456".into())]),
         ("/account/totp/disable", "/account/totp/disable".into(), &ana, vec![("code", "123456".into())]),
         ("/account/totp/recovery-codes", "/account/totp/recovery-codes".into(), &ana, vec![]),
+        ("/account/funds/card", "/account/funds/card".into(), &ana, vec![("amount", "10".into())]),
+        ("/account/password", "/account/password".into(), &ana, vec![("current_password", "correct horse battery".into()), ("new_password", "a brand new password".into())]),
+        ("/account/email", "/account/email".into(), &ana, vec![("current_password", "correct horse battery".into()), ("new_email", "ana2@example.com".into())]),
+        ("/account/email/{token}", "/account/email/sometoken".into(), &anon, vec![]),
         ("/order/{code}", "/order/burst-s".into(), &ana, vec![("cycle", "monthly".into()), ("os_template", "debian-12".into()), ("hostname", "z.example.com".into()), ("root_password", "a root password 1".into())]),
         ("/invoices/{id}/pay", format!("/invoices/{}/pay", b.invoice), &ana, vec![]),
         ("/invoices/{id}/card", format!("/invoices/{}/card", b.invoice), &ana, vec![]),
         ("/servers/{id}/action", format!("/servers/{}/action", b.server), &ana, vec![("action", "stop".into())]),
         ("/servers/{id}/password", format!("/servers/{}/password", b.server), &ana, vec![("root_password", "a new root password".into())]),
+        ("/servers/{id}/plan", format!("/servers/{}/plan", b.server), &ana, vec![("plan", "burst-m".into()), ("shown_total", "0".into())]),
+        ("/servers/{id}/cancel", format!("/servers/{}/cancel", b.server), &ana, vec![("when", "now".into())]),
         ("/account/ssh-keys", "/account/ssh-keys".into(), &ana, vec![("name", "k".into()), ("public_key", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOEuJDWj+k9qzUVzDM/aPy8cOscb4XVsl36ZU6j3ryV+ x".into())]),
         ("/account/ssh-keys/{id}/delete", format!("/account/ssh-keys/{}/delete", uuid::Uuid::new_v4()), &ana, vec![]),
         ("/admin/plans", "/admin/plans".into(), &admin, vec![("code", "x".into())]),

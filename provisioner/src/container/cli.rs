@@ -37,6 +37,10 @@ pub struct CtArgs {
     /// No user namespaces: root inside is host root with fewer capabilities (measurements only).
     #[arg(long)]
     pub no_userns: bool,
+    /// Do not route: leave this network namespace's forwarding as it is (tests on a shared
+    /// machine).
+    #[arg(long)]
+    pub no_route: bool,
     /// Seconds a graceful stop waits before SIGKILL.
     #[arg(long, default_value_t = 10)]
     pub stop_timeout: u64,
@@ -138,6 +142,9 @@ pub struct CreateArgs {
     pub ipv4: Option<String>,
     #[arg(long)]
     pub gateway4: Option<std::net::Ipv4Addr>,
+    /// The address is private: masquerade its traffic to the outside behind the host's.
+    #[arg(long)]
+    pub nat: bool,
     #[arg(long)]
     pub no_start: bool,
 }
@@ -170,6 +177,7 @@ impl CtArgs {
                 first: self.userns_base,
                 slots: super::IdPool::DEFAULT.slots,
             }),
+            route: !self.no_route,
         };
         let detected = detect_capacity(&self.state_dir);
         let capacity = HostCapacity {
@@ -238,6 +246,7 @@ fn spec_from(a: &CreateArgs) -> Result<InstanceSpec, CliError> {
             address: addr.parse().map_err(|_| usage("--ipv4: bad address"))?,
             prefix_len: len.parse().map_err(|_| usage("--ipv4: bad prefix"))?,
             gateway: a.gateway4.ok_or_else(|| usage("--ipv4 needs --gateway4"))?,
+            nat: a.nat,
         });
     }
     Ok(InstanceSpec {

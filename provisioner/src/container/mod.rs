@@ -159,6 +159,11 @@ pub struct ContainerConfig {
     /// (only for measurements and old hosts): root in a container is host root with reduced
     /// capabilities.
     pub userns: Option<IdPool>,
+    /// Route between the outside and the containers: IPv4 and IPv6 forwarding on in the
+    /// host's network namespace whenever the bridge is set up (each pool's gateway is on the
+    /// bridge; a private pool's addresses are also masqueraded, see `hostnet::Port`). Off
+    /// only for tests sharing the machine's own network namespace.
+    pub route: bool,
 }
 
 /// Host uids/gids handed to containers, [`IDS_PER_CONTAINER`] each: slot `k` is
@@ -411,6 +416,7 @@ impl ContainerRuntime {
             ipv6: record.spec.network.ipv6.as_ref().map(|a| a.address),
             from_guest_mbit: rate,
             to_guest_mbit: rate,
+            masquerade_outside: record.spec.network.ipv4.as_ref().and_then(|a| a.masquerade_outside()),
         }
     }
 
@@ -577,6 +583,9 @@ impl ContainerRuntime {
         // `start` after a host reboot finds no bridge and so puts them back too).
         if net::ensure_bridge(&self.cfg.bridge)? || op != "start" {
             net::ensure_gateways(&self.cfg.bridge, &record.spec.network)?;
+        }
+        if self.cfg.route {
+            net::enable_forwarding()?;
         }
         tracing::debug!(
             op,

@@ -163,6 +163,20 @@ pub fn ensure_gateways(bridge: &str, net: &NetworkSpec) -> Result<(), ContainerE
     Ok(())
 }
 
+/// IPv4 and IPv6 forwarding on, in the calling thread's network namespace (the host's):
+/// the containers' traffic is routed through the host. (With IPv6 forwarding on, the host
+/// itself no longer takes router advertisements unless its uplink has `accept_ra=2`: a
+/// container host's own addresses are configured statically.)
+pub fn enable_forwarding() -> Result<(), ContainerError> {
+    for f in ["/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"] {
+        if fs::read_to_string(f).map(|s| s.trim() == "1").unwrap_or(false) {
+            continue;
+        }
+        fs::write(f, "1").map_err(|source| ContainerError::Io { what: format!("write {f}"), source })?;
+    }
+    Ok(())
+}
+
 /// Creates the pair with the peer already inside the namespace of `pid` with the MAC the
 /// host will accept from it, host side on the bridge.
 pub fn create_veth(host: &str, peer: &str, pid: u32, bridge: &str, mac: crate::hostnet::MacAddr) -> Result<(), ContainerError> {

@@ -258,6 +258,7 @@ impl KvmRuntime {
             ipv6: record.spec.network.ipv6.as_ref().map(|a| a.address),
             from_guest_mbit: rate,
             to_guest_mbit: rate,
+            masquerade_outside: record.spec.network.ipv4.as_ref().and_then(|a| a.masquerade_outside()),
         };
         hostnet::protect(&port).map_err(|e| VmError::Start { id, reason: e.to_string() })?;
         Ok(NetConfig { tap, mac: mac.0 })

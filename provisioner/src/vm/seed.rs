@@ -119,7 +119,7 @@ mod tests {
     fn spec() -> InstanceSpec {
         let mut s = crate::store::tests::spec(vessel_core::InstanceKind::Kvm);
         s.access = Access::new(vec![SshPublicKey::parse(KEY).unwrap()], Some(PasswordHash::parse("$6$saltsalt$3kZ1Xb0jYtqnB3yqQ1o8yFQ8yCw5xqGkz8zO0xkq6bqE2q0V2H1k3bLq2S0Qv8m9j1yQq1y0q9Zq3z1x0y1z2.").unwrap())).unwrap();
-        s.network = NetworkSpec { ipv4: Some(Ipv4Assignment { address: "203.0.113.7".parse().unwrap(), prefix_len: 24, gateway: "203.0.113.1".parse().unwrap() }), ipv6: None };
+        s.network = NetworkSpec { ipv4: Some(Ipv4Assignment { address: "203.0.113.7".parse().unwrap(), prefix_len: 24, gateway: "203.0.113.1".parse().unwrap(), nat: false }), ipv6: None };
         s
     }
 

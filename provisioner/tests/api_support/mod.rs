@@ -91,7 +91,7 @@ impl Daemon {
         let bridge = format!("vza{}", &sfx[..8]);
         let c = opts.capacity;
         let mut toml = format!(
-            "listen = \"127.0.0.1:0\"\nstate_dir = {:?}\nimages_dir = {:?}\ntemplates_dir = {:?}\ncgroup_parent = {:?}\nbridge = {:?}\nstop_timeout_secs = 5\nworkers = 2\n",
+            "listen = \"127.0.0.1:0\"\nstate_dir = {:?}\nimages_dir = {:?}\ntemplates_dir = {:?}\ncgroup_parent = {:?}\nbridge = {:?}\nstop_timeout_secs = 5\nworkers = 2\nroute = false\n",
             state_dir,
             images,
             templates(),
@@ -269,6 +269,7 @@ impl Daemon {
             stop_timeout: Duration::from_secs(3),
             host_memory_mib: self.capacity.memory_mib,
             userns: Some(provisioner::container::IdPool::DEFAULT),
+            route: false,
         };
         provisioner::container::manager::ContainerHost::new(provisioner::container::ContainerRuntime::new(cfg), self.capacity).unwrap()
     }

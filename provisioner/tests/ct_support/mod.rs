@@ -79,6 +79,12 @@ impl TestHost {
 
     /// A scratch host whose graceful stops wait `stop_timeout` before killing.
     pub fn with_stop_timeout(net_a: u8, net_b: u8, capacity: HostCapacity, stop_timeout: Duration) -> Self {
+        Self::with_options(net_a, net_b, capacity, stop_timeout, false)
+    }
+
+    /// `route`: the host routes (forwarding on in the calling thread's network namespace:
+    /// only for a test that moved its thread into a namespace of its own).
+    pub fn with_options(net_a: u8, net_b: u8, capacity: HostCapacity, stop_timeout: Duration, route: bool) -> Self {
         require_root();
         let templates = templates();
         let state = tempfile::Builder::new()
@@ -103,6 +109,7 @@ impl TestHost {
                 first: (1 << 30) + (u32::from_str_radix(&sfx[..4], 16).unwrap() % 256) * 64 * 65536,
                 slots: 64,
             }),
+            route,
         };
         let host = ContainerHost::new(ContainerRuntime::new(cfg), capacity).expect("host");
         TestHost {
@@ -137,6 +144,7 @@ impl TestHost {
             .arg(&self.bridge)
             .arg("--stop-timeout")
             .arg("3")
+            .arg("--no-route")
             .args([
                 "--cpus",
                 "64",
@@ -182,6 +190,7 @@ impl TestHost {
                     address: std::net::Ipv4Addr::new(10, self.net.0, self.net.1, host_part),
                     prefix_len: 24,
                     gateway: self.gateway(),
+                    nat: false,
                 }),
                 ipv6: Some(Ipv6Assignment {
                     address: self
@@ -358,3 +367,92 @@ pub fn ensure_lxcfs() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// An "Internet" beside the host: a network namespace with one veth to the host, routed
+/// through it. The test's host is a network namespace of its own (this test thread's), so its
+/// forwarding, bridge and guards touch nothing of the machine's: build the `TestHost` after,
+/// on the same thread, with `route` on.
+pub struct Internet {
+    pub ns: String,
+}
+
+impl Internet {
+    /// Moves this thread into a fresh network namespace (the host), then makes the Internet
+    /// namespace and its link: host `10.170.250.1/24`, Internet `10.170.250.2/24`, whose
+    /// default route is the host.
+    pub fn beside_a_private_host(sfx: &str) -> Internet {
+        // SAFETY: unshare(2) for the calling thread only; the commands and helpers the test
+        // spawns from this thread inherit its network namespace.
+        assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare net: {}", std::io::Error::last_os_error());
+        let ns = format!("vinet-{sfx}");
+        let (up, down) = (format!("vu{sfx}"), format!("vd{sfx}"));
+        for cmd in [
+            "ip link set lo up".to_string(),
+            format!("ip netns add {ns}"),
+            format!("ip link add {up} type veth peer name {down} netns {ns}"),
+            format!("ip addr add 10.170.250.1/24 dev {up}"),
+            format!("ip link set {up} up"),
+            format!("ip -n {ns} link set lo up"),
+            format!("ip -n {ns} addr add 10.170.250.2/24 dev {down}"),
+            format!("ip -n {ns} link set {down} up"),
+            format!("ip -n {ns} route add default via 10.170.250.1"),
+        ] {
+            let o = std::process::Command::new("sh").arg("-c").arg(&cmd).output().unwrap();
+            assert!(o.status.success(), "{cmd}: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        Internet { ns }
+    }
+
+    /// `ssh` from the Internet namespace as the project's own usage has it, bounded in time.
+    pub fn ssh(&self, args: &[&str], addr: &str, cmd: &str, stdin: Option<&std::path::Path>, env: &[(&str, &str)]) -> std::process::Output {
+        let mut c = std::process::Command::new("ip");
+        c.args(["netns", "exec", &self.ns, "timeout", "90", "ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10"])
+            .args(args)
+            .arg(format!("root@{addr}"))
+            .arg(cmd);
+        c.stdin(match stdin {
+            Some(p) => std::process::Stdio::from(std::fs::File::open(p).unwrap()),
+            None => std::process::Stdio::null(),
+        });
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    }
+}
+
+impl Drop for Internet {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("ip").args(["netns", "del", &self.ns]).output();
+    }
+}
+
+impl Internet {
+    /// Runs `cmd` (a shell command) in the Internet namespace and returns its output.
+    pub fn sh(&self, cmd: &str) -> Output {
+        Command::new("ip").args(["netns", "exec", &self.ns, "sh", "-c", cmd]).output().unwrap()
+    }
+
+    /// Accepts one TCP connection on 10.170.250.2:`port` (bounded: 30 s) and returns the
+    /// peer's address as the Internet sees it; `connect` makes the connection meanwhile.
+    pub fn peer_of(&self, port: u16, connect: impl FnOnce()) -> String {
+        let script = format!(
+            "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('10.170.250.2',{port}))\ns.listen(1)\nprint('ready',flush=True)\ns.settimeout(30)\nc,a=s.accept()\nprint(a[0],flush=True)\n"
+        );
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "python3", "-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        assert_eq!(line.trim(), "ready");
+        connect();
+        line.clear();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        let _ = child.wait();
+        line.trim().to_string()
+    }
+}
+

@@ -83,7 +83,7 @@ async fn seed(pool: &PgPool, admin: Uuid) -> anyhow::Result<()> {
     let pools: i64 = sqlx::query_scalar("SELECT count(*) FROM ip_pools").fetch_one(pool).await?;
     if pools == 0 {
         // TEST-NET-3: documentation addresses, routed nowhere, as a demo's should be.
-        let form = panel::admin::PoolForm { name: "demo-v4".into(), network: "203.0.113.0/24".into(), gateway: "203.0.113.1".into(), host_id: String::new() };
+        let form = panel::admin::PoolForm { name: "demo-v4".into(), network: "203.0.113.0/24".into(), gateway: "203.0.113.1".into(), host_id: String::new(), nat: None };
         let id = panel::admin::create_pool(pool, by(), &form).await.context("address pool")?;
         panel::admin::generate_addresses(pool, by(), id, 200).await.context("addresses")?;
     }
