@@ -529,7 +529,15 @@ pub async fn set_os_template_enabled(pool: &PgPool, by: By, id: Uuid, enabled: b
 // ------------------------------------------------------------------ customers and resellers
 
 /// Suspends a customer's account (they are signed out everywhere) or lifts the suspension.
-pub async fn set_customer_suspended(pool: &PgPool, by: By, id: Uuid, suspend: bool) -> Result<(), AdminError> {
+/// Suspends a customer (with a reason, mailed to them and audited) or reactivates one. A
+/// suspension signs them out and suspends every live server of theirs through [`crate::vps`]
+/// (each remembers the state it had); reactivation returns each server to that state. All in
+/// one transaction.
+pub async fn set_customer_suspended(pool: &PgPool, by: By, id: Uuid, suspend: bool, reason: &str, now: chrono::DateTime<chrono::Utc>) -> Result<usize, AdminError> {
+    let reason = reason.trim();
+    if suspend && (reason.is_empty() || reason.chars().count() > 500) {
+        return Err(invalid("reason", "say why, in 1 to 500 characters: the customer is mailed this"));
+    }
     let mut tx = pool.begin().await?;
     let (from, to) = if suspend { (AccountStatus::Active, AccountStatus::Suspended) } else { (AccountStatus::Suspended, AccountStatus::Active) };
     if !sql_admin::set_status(&mut tx, id, from, to).await? {
@@ -538,13 +546,27 @@ pub async fn set_customer_suspended(pool: &PgPool, by: By, id: Uuid, suspend: bo
             message: format!("only an {from} customer can be {}", if suspend { "suspended" } else { "unsuspended" }),
         });
     }
-    if suspend {
+    use crate::vps::{Request, Target};
+    let servers = if suspend {
         sql_auth::delete_sessions_of(&mut tx, id).await?;
+        crate::vps::request_all(&mut tx, Target::Account(id), Request::AccountSuspend, now).await?
+    } else {
+        crate::vps::request_all(&mut tx, Target::Account(id), Request::AccountResume, now).await?
+    };
+    if let Some(a) = sql_auth::account_by_id_tx(&mut tx, id).await? {
+        if let Ok(email) = Email::parse(&a.0) {
+            let (template, data) = if suspend {
+                ("account_suspended", json!({ "name": a.1, "reason": reason }))
+            } else {
+                ("account_reactivated", json!({ "name": a.1 }))
+            };
+            crate::outbox::enqueue(&mut tx, &email, template, data, None).await?;
+        }
     }
     audit::record(&mut *tx, by.actor(), if suspend { "customer.suspend" } else { "customer.unsuspend" },
-        Some(("account", id.to_string())), by.addr, json!({})).await?;
+        Some(("account", id.to_string())), by.addr, json!({ "reason": reason, "servers": servers })).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(servers)
 }
 
 /// The provider's rule that admins and resellers must use two-factor (audited). Accounts

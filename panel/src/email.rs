@@ -94,6 +94,8 @@ macro_rules! email_templates {
 email_templates! {
     "verify_email", "email/verify_email.txt" => VerifyEmail,
     "change_email", "email/change_email.txt" => ChangeEmail,
+    "account_suspended", "email/account_suspended.txt" => AccountSuspended,
+    "account_reactivated", "email/account_reactivated.txt" => AccountReactivated,
     "password_reset", "email/password_reset.txt" => PasswordReset,
     "invoice_issued", "email/invoice_issued.txt" => InvoiceIssued,
     "payment_received", "email/payment_received.txt" => PaymentReceived,

@@ -34,6 +34,10 @@ pub enum CgroupError {
     },
     #[error("cgroup {path} still has processes after {secs}s")]
     Busy { path: PathBuf, secs: u64 },
+    #[error("registry of pinned cores: {0}")]
+    Shield(#[from] crate::vm::shield::ShieldError),
+    #[error("every CPU this group may use ({allowed:?}) is held by a dedicated machine: no shared core for the container")]
+    AllPinned { allowed: Vec<usize> },
 }
 
 fn kernel(what: impl Into<String>) -> impl FnOnce(cgroups_rs::fs::error::Error) -> CgroupError {
@@ -332,10 +336,21 @@ impl InstanceCgroup {
         Ok(())
     }
 
-    /// Spreads the group over `vcpus` of the CPUs its parent allows (all of them when there
-    /// are no more): those the fewest sibling groups use, lowest first on ties. Written at
-    /// every start and resize, so a container's CPUs follow the host's as they change.
+    /// Spreads the group over `vcpus` of the CPUs its parent allows and no dedicated machine
+    /// holds (all of those when there are fewer): those the fewest sibling groups use, lowest
+    /// first on ties. Written at every start and resize, so a container's CPUs follow the
+    /// host's as they change.
     fn set_cpus(&self, vcpus: u32, missing: &mut Vec<String>) -> Result<(), CgroupError> {
+        self.set_cpus_shielded(&crate::vm::shield::Shield::host_default(), vcpus, missing)
+    }
+
+    /// [`set_cpus`](Self::set_cpus) against the registry of pinned cores `shield`. Never a core
+    /// a dedicated machine holds: the shield takes those from every cgroup when it pins, but a
+    /// group made later copies its CPUs from parents the shield may never have narrowed. The
+    /// choice and the write happen under the registry's lock (no claim slips in between); an
+    /// unreadable registry or a parent whose CPUs are all pinned is an error, never a
+    /// fallback onto pinned cores.
+    fn set_cpus_shielded(&self, shield: &crate::vm::shield::Shield, vcpus: u32, missing: &mut Vec<String>) -> Result<(), CgroupError> {
         let dir = self.dir("cpuset");
         let Some(parent) = dir.parent().map(Path::to_path_buf) else { return Ok(()) };
         let file = dir.join("cpuset.cpus");
@@ -344,32 +359,27 @@ impl InstanceCgroup {
             missing.push("cpuset (nproc and /proc/cpuinfo show the host's CPUs)".into());
             return Ok(());
         }
-        // Never a core a dedicated machine holds (the host-wide registry of pinned cores): the
-        // shield takes those from every cgroup when it pins, but a group made later copies its
-        // CPUs from parents the shield may never have narrowed.
-        let pinned = crate::vm::shield::Shield::host_default().pinned().unwrap_or_default();
-        let parent_cpus = crate::vm::shield::parse_list(&read_trim(&allowed_file));
-        let mut allowed: Vec<usize> = parent_cpus.difference(&pinned).copied().collect();
-        if allowed.is_empty() {
-            allowed = parent_cpus.into_iter().collect();
-        }
-        let mut uses = std::collections::BTreeMap::<usize, usize>::new();
-        for e in fs::read_dir(&parent).into_iter().flatten().flatten() {
-            if e.path() != dir && e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                for c in crate::vm::shield::parse_list(&read_trim(&e.path().join("cpuset.cpus"))) {
-                    *uses.entry(c).or_default() += 1;
+        shield.with_pinned(|pinned| {
+            let parent_cpus = crate::vm::shield::parse_list(&read_trim(&allowed_file));
+            let allowed: Vec<usize> = parent_cpus.difference(pinned).copied().collect();
+            if allowed.is_empty() {
+                return Err(CgroupError::AllPinned { allowed: parent_cpus.into_iter().collect() });
+            }
+            let mut uses = std::collections::BTreeMap::<usize, usize>::new();
+            for e in fs::read_dir(&parent).into_iter().flatten().flatten() {
+                if e.path() != dir && e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    for c in crate::vm::shield::parse_list(&read_trim(&e.path().join("cpuset.cpus"))) {
+                        *uses.entry(c).or_default() += 1;
+                    }
                 }
             }
-        }
-        let mut chosen = allowed.clone();
-        chosen.sort_by_key(|c| (uses.get(c).copied().unwrap_or(0), *c));
-        chosen.truncate((vcpus as usize).max(1));
-        chosen.sort();
-        if chosen.is_empty() {
-            return Ok(());
-        }
-        let list = chosen.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
-        write(&file, &list)
+            let mut chosen = allowed;
+            chosen.sort_by_key(|c| (uses.get(c).copied().unwrap_or(0), *c));
+            chosen.truncate((vcpus as usize).max(1));
+            chosen.sort();
+            let list = chosen.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",");
+            write(&file, &list)
+        })?
     }
 
     /// Hands the [`tree_dir`](Self::tree_dir) to the container's root (host ids `uid`/`gid`),
@@ -808,6 +818,43 @@ mod tests {
             "{missing:?}"
         );
         assert_eq!(layout.children(), vec!["ct-x".to_string()]);
+    }
+
+    /// A container's cpuset never falls back onto cores a dedicated machine holds (it used
+    /// to take all of its parent's CPUs, pinned ones included, when every one was pinned),
+    /// and an unreadable registry of pinned cores is an error, not "nothing pinned".
+    #[test]
+    fn ct_cpuset_never_falls_back_onto_pinned_cores() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("cgroup.controllers"), "cpuset cpu io memory pids\n").unwrap();
+        let layout = CgroupLayout::detect(d.path(), "vessel");
+        let g = layout.group("ct-p");
+        g.create().unwrap();
+        fs::write(d.path().join("vessel/cpuset.cpus.effective"), "0-1\n").unwrap();
+        let cpus = d.path().join("vessel/ct-p/cpuset.cpus");
+        fs::write(&cpus, "").unwrap();
+        let reg = tempfile::tempdir().unwrap();
+        let shield = crate::vm::shield::Shield { dir: reg.path().join("shield"), cpuset_root: d.path().into(), host_wide: false };
+        let mut missing = Vec::new();
+
+        // One of two cores pinned: the container gets the other, even asking for two.
+        fs::create_dir_all(&shield.dir).unwrap();
+        fs::write(shield.dir.join("core-1"), "machines/vm-a").unwrap();
+        g.set_cpus_shielded(&shield, 2, &mut missing).unwrap();
+        assert_eq!(fs::read_to_string(&cpus).unwrap(), "0");
+
+        // Both pinned: a clear error, and the cpuset keeps no pinned core.
+        fs::write(shield.dir.join("core-0"), "machines/vm-b").unwrap();
+        let e = g.set_cpus_shielded(&shield, 1, &mut missing).unwrap_err();
+        assert!(matches!(e, CgroupError::AllPinned { .. }), "{e}");
+        assert_eq!(fs::read_to_string(&cpus).unwrap(), "0", "unchanged, not widened to 0-1");
+
+        // A registry that cannot be read is an error too.
+        let broken = crate::vm::shield::Shield { dir: reg.path().join("not-a-dir"), ..shield.clone() };
+        fs::write(&broken.dir, "").unwrap();
+        let e = g.set_cpus_shielded(&broken, 1, &mut missing).unwrap_err();
+        assert!(matches!(e, CgroupError::Shield(_)), "{e}");
+        assert!(missing.is_empty(), "{missing:?}");
     }
 
     #[test]

@@ -264,6 +264,8 @@ fn a_console_session_is_a_login_inside_on_its_own_pty() {
     input.resize(120, 40).unwrap();
     input.write(b"root\n").unwrap();
     wait_for(&rx, &mut seen, "Password:");
+    // `login` turns the echo off just after its prompt; a person types later than that.
+    std::thread::sleep(Duration::from_millis(500));
     input.write(b"console-pass-1\n").unwrap();
     wait_for(&rx, &mut seen, "#");
     input.write(b"tty; echo host=$(hostname); stty size; exit\n").unwrap();

@@ -46,9 +46,18 @@ async fn running_container(w: &World, email: &str, hostname: &str) -> (Uuid, Uui
     (customer, inst)
 }
 
+/// An audit row as the tests read it: action, actor id, actor kind, address, details.
+type AuditRow = (String, Option<Uuid>, String, Option<String>, serde_json::Value);
+
 async fn console_text(b: &Browser, what: &str, secs: u64, ok: impl Fn(&str) -> bool) -> String {
     let v = b.wait_script(what, "return window.vesselConsole ? window.vesselConsole.text() : ''", secs, |v| v.as_str().is_some_and(&ok)).await;
     v.as_str().unwrap_or_default().to_string()
+}
+
+/// `login` turns the echo off just after printing its prompt: a person types later than that,
+/// and so do the tests (a password typed sooner would be echoed by the pty).
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
 async fn type_in(b: &Browser, text: &str) {
@@ -82,6 +91,7 @@ async fn a_customer_logs_in_on_the_console_of_a_running_container_in_chromium() 
         console_text(&b, "the login prompt", 20, |t| t.contains("login:")).await;
         type_in(&b, "root\n").await;
         console_text(&b, "the password prompt", 20, |t| t.contains("Password:")).await;
+        settle().await;
         type_in(&b, &format!("{ROOT_PASSWORD}\n")).await;
         // Logged in: a shell prompt after the password.
         console_text(&b, "a shell prompt", 20, |t| t.lines().any(|l| l.trim_end().ends_with('#'))).await;
@@ -97,8 +107,8 @@ async fn a_customer_logs_in_on_the_console_of_a_running_container_in_chromium() 
     result.expect("the console scenario finishes within 120 s");
 
     // Audited: who, which server, from where, and how it ended.
-    let rows: Vec<(String, Option<Uuid>, String, Option<String>, serde_json::Value)> = wait_for("the audit rows", 10, async || {
-        let rows: Vec<(String, Option<Uuid>, String, Option<String>, serde_json::Value)> = sqlx::query_as(
+    let rows: Vec<AuditRow> = wait_for("the audit rows", 10, async || {
+        let rows: Vec<AuditRow> = sqlx::query_as(
             "SELECT action, actor_id, actor_kind, host(remote_addr), details FROM audit_log WHERE action LIKE 'console.%' AND target_id = $1 ORDER BY id",
         )
         .bind(inst.to_string())
@@ -237,6 +247,7 @@ async fn console_tokens_are_single_use_short_lived_and_bound_to_their_customer()
     assert_eq!(open(&w, "/console/ws?token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", Some(&cookie)).await.err(), Some(403));
     ws.send(Message::Binary(b"root\n".to_vec().into())).await.unwrap();
     read_until(&mut ws, "Password:").await;
+    settle().await;
     ws.send(Message::Binary(format!("{ROOT_PASSWORD}\n").into_bytes().into())).await.unwrap();
     read_until(&mut ws, "#").await;
     // The pty follows the viewer's size.
@@ -275,4 +286,116 @@ async fn console_tokens_are_single_use_short_lived_and_bound_to_their_customer()
     .await;
     assert_eq!(opens, 2);
     assert_eq!(closes[1], "the server is not running");
+}
+
+/// The reseller's way (issue 13) on a real Debian (`debian-12`: systemd, OpenSSH): a server
+/// created through the API with an SSH key lets that key in over SSH from another network
+/// namespace (the host's, through its bridge); a password reset through the API then lets
+/// root in with the new password on the console (an API console token, no panel login).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resellers_key_logs_in_over_ssh_and_a_reset_password_logs_in_on_the_console() {
+    let mut w = World::new(true).await;
+    let mut host = w.add_host_with("h1", 2, 3072, true).await;
+    // The debian-12 template beside busybox, built (or found cached) by the project's script.
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../provisioner/scripts/build-template-debian-12.sh");
+    let built = std::process::Command::new("bash").arg(&script).arg(host.dir.join("templates")).output().unwrap();
+    assert!(built.status.success(), "debian-12 template: {}", String::from_utf8_lossy(&built.stderr));
+    w.serve(&mut host);
+    sqlx::query("INSERT INTO os_templates (name, display_name, for_containers, for_kvm) VALUES ('debian-12', 'Debian 12', true, false) ON CONFLICT DO NOTHING")
+        .execute(&w.pool)
+        .await
+        .unwrap();
+    let reseller: Uuid = sqlx::query_scalar(
+        "INSERT INTO accounts (role, email, display_name, status, email_verified_at) VALUES ('reseller', 'r@resell.example', 'R', 'active', now()) RETURNING id",
+    )
+    .fetch_one(&w.pool)
+    .await
+    .unwrap();
+    let token = panel::api_keys::create(&w.pool, reseller, "t", &[panel::api_keys::Scope::Read, panel::api_keys::Scope::Write], None).await.unwrap().token;
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: serde_json::Value| {
+        let r = http.post(format!("{}{path}", w.panel_url)).bearer_auth(&token).json(&body);
+        async move {
+            let r = r.send().await.unwrap();
+            (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap_or_default())
+        }
+    };
+
+    // A key pair of the reseller's customer.
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("id");
+    let made = std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "customer@example", "-f"]).arg(&key).output().unwrap();
+    assert!(made.status.success(), "ssh-keygen (openssh-client): {made:?}");
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+
+    let (s, c) = post("/api/v1/customers", serde_json::json!({"email": "end@example.com", "name": "End Customer"})).await;
+    assert_eq!(s, 201, "{c}");
+    let hostname = "ssh-ct.example.com";
+    let (s, v) = post(
+        "/api/v1/servers",
+        serde_json::json!({"customer_id": c["id"], "plan": "burst-s", "os_template": "debian-12", "hostname": hostname, "ssh_keys": [public.trim()]}),
+    )
+    .await;
+    assert_eq!(s, 201, "{v}");
+    assert!(v.get("root_password").is_none(), "a key was given: nothing generated");
+    let inst: Uuid = v["id"].as_str().unwrap().parse().unwrap();
+    wait_for("the Debian container to run", 180, async || (w.observed(inst).await == "running").then_some(())).await;
+    let addr: String = sqlx::query_scalar("SELECT host(address) FROM ip_addresses WHERE instance_id = $1").bind(inst).fetch_one(&w.pool).await.unwrap();
+
+    // SSH from the host's namespace to the container's address: the key gets in.
+    let ssh = |extra: &[&str], cmd: &str| {
+        let mut c = host.ns.command("ssh");
+        c.args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"]);
+        c.args(extra).arg(format!("root@{addr}")).arg(cmd);
+        c.output().unwrap()
+    };
+    let key_arg = key.to_string_lossy().to_string();
+    let got = wait_for("sshd to let the key in", 120, async || {
+        let o = ssh(&["-i", &key_arg, "-o", "IdentitiesOnly=yes"], "hostname");
+        o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    })
+    .await;
+    assert_eq!(got, hostname);
+    // Without the key: refused.
+    let other = keys.path().join("other");
+    std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&other).output().unwrap();
+    assert!(!ssh(&["-i", &other.to_string_lossy(), "-o", "IdentitiesOnly=yes"], "true").status.success(), "another key is refused");
+
+    // The reseller resets the password; the host applies it.
+    let password = "reset-by-the-reseller-77";
+    let (s, v) = post(&format!("/api/v1/servers/{inst}/reset-password"), serde_json::json!({"root_password": password})).await;
+    assert_eq!(s, 202, "{v}");
+    wait_for("the reset to reach the host", 60, async || {
+        let st: Option<String> = sqlx::query_scalar("SELECT status::text FROM jobs WHERE kind = 'instance.reset_password' AND instance_id = $1 ORDER BY created_at DESC LIMIT 1")
+            .bind(inst)
+            .fetch_optional(&w.pool)
+            .await
+            .unwrap();
+        (st.as_deref() == Some("succeeded")).then_some(())
+    })
+    .await;
+
+    // The console, through an API token (no panel login): root with the new password.
+    let (s, t) = post(&format!("/api/v1/servers/{inst}/console"), serde_json::json!(null)).await;
+    assert_eq!(s, 201, "{t}");
+    let mut ws = open(&w, t["websocket_path"].as_str().unwrap(), None).await.expect("the API token opens the console");
+    read_until(&mut ws, "login:").await;
+    ws.send(Message::Binary(b"root\n".to_vec().into())).await.unwrap();
+    read_until(&mut ws, "Password:").await;
+    settle().await;
+    ws.send(Message::Binary(format!("{password}\n").into_bytes().into())).await.unwrap();
+    read_until(&mut ws, "# ").await;
+    ws.send(Message::Binary(b"hostname\n".to_vec().into())).await.unwrap();
+    let seen = read_until(&mut ws, &format!("{hostname}\r\n")).await;
+    assert!(!seen.contains(password), "the password is not echoed");
+    ws.close(None).await.ok();
+    let (kind, via): (String, String) = wait_for("the console's audit", 10, async || {
+        sqlx::query_as("SELECT actor_kind, details->>'via' FROM audit_log WHERE action = 'console.close' AND target_id = $1")
+            .bind(inst.to_string())
+            .fetch_optional(&w.pool)
+            .await
+            .unwrap()
+    })
+    .await;
+    assert_eq!((kind.as_str(), via.as_str()), ("api_key", "api"));
 }

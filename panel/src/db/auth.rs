@@ -393,3 +393,8 @@ pub async fn apply_pending_email(tx: &mut Tx<'_>, account: Uuid) -> Result<bool,
     .await?;
     Ok(r.rows_affected() == 1)
 }
+
+/// (email, display name) of an account, in the caller's transaction.
+pub async fn account_by_id_tx(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<(String, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT email, display_name FROM accounts WHERE id = $1").bind(id).fetch_optional(&mut **tx).await
+}

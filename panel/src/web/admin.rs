@@ -651,6 +651,9 @@ async fn os_template_create(req: HttpRequest, a: CurrentAdmin, f: CsrfForm<OsTem
 #[derive(Deserialize)]
 struct ToForm {
     to: String,
+    /// A customer's suspension: why (mailed to them).
+    #[serde(default)]
+    reason: String,
 }
 
 #[post("/admin/os-templates/{id}/toggle")]
@@ -888,15 +891,17 @@ async fn customer_suspend(
     id: web::Path<Uuid>,
     f: CsrfForm<ToForm>,
     pool: web::Data<PgPool>,
+    clock: web::Data<std::sync::Arc<dyn crate::clock::Clock>>,
 ) -> Result<HttpResponse, WebError> {
     let suspend = match f.0.to.as_str() {
         "suspend" => true,
         "unsuspend" => false,
         _ => return Err(WebError::BadForm("to must be suspend or unsuspend".into())),
     };
-    match admin::set_customer_suspended(&pool, by(&a, &req), *id, suspend).await {
-        Ok(()) => Ok(see_other(&format!("/admin/customers/{id}?done=saved"))),
-        Err(e) => Err(e.into()),
+    sql_admin::account(&pool, *id, Role::Customer).await?.ok_or(WebError::NotFound)?;
+    match admin::set_customer_suspended(&pool, by(&a, &req), *id, suspend, &f.0.reason, clock.now()).await {
+        Ok(_) => Ok(see_other(&format!("/admin/customers/{id}?done=saved"))),
+        Err(e) => invalid_page(&customer_page(&a, &pool, *id, Some(WebError::mistake(e)?)).await?),
     }
 }
 

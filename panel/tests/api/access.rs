@@ -223,6 +223,7 @@ async fn a_customer_keeps_keys_orders_with_one_and_gets_a_ready_mail_with_its_fi
     let mail = app.smtp.wait_for("ana@example.com", "is ready").await;
     assert!(mail.text().contains(KEY_FP), "{}", mail.text());
     assert!(mail.text().contains("ssh root@"), "{}", mail.text());
+    assert!(mail.text().contains(&format!("/servers/{id}/console")), "the mail links the browser console: {}", mail.text());
     let ready: i64 = sqlx::query_scalar("SELECT count(*) FROM email_outbox WHERE template = 'server_ready'").fetch_one(&app.pool).await.unwrap();
     assert_eq!(ready, 1, "the ready mail goes once");
 

@@ -169,7 +169,11 @@ async fn suspending_a_customer_signs_them_out() {
     let admin = app.admin("root@example.com").await;
     let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM accounts WHERE email = 'sus@example.com'").fetch_one(&app.pool).await.unwrap();
     let page = format!("/admin/customers/{id}");
-    let (s, _, _) = app.submit(&admin, &page, &format!("{page}/status"), &[("to", "suspend")]).await;
+    let (s, _, body) = app.submit(&admin, &page, &format!("{page}/status"), &[("to", "suspend")]).await;
+    assert_eq!(s, 422, "a suspension needs a reason: {body}");
+    let (s, _) = app.get(&cust, "/account").await;
+    assert_eq!(s, 200, "nothing changed");
+    let (s, _, _) = app.submit(&admin, &page, &format!("{page}/status"), &[("to", "suspend"), ("reason", "Abuse report #42")]).await;
     assert_eq!(s, 303);
     let (s, _) = app.get(&cust, "/account").await;
     assert_eq!(s, 303, "signed out");

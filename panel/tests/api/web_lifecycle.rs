@@ -296,3 +296,38 @@ async fn the_pages_say_how_to_pay_without_an_admin() {
     let (s, _, body) = plain.submit(&c, "/account/funds", "/account/funds/card", &[("amount", "10")]).await;
     assert_eq!(s, 422, "{body}");
 }
+
+/// The admin suspends a customer with a reason: the customer is mailed it, and every server
+/// of theirs is suspended; reactivating returns each to the state it had (one running, one
+/// stopped). Audited with the reason.
+#[tokio::test]
+async fn suspending_a_customer_suspends_their_servers_and_reactivation_restores_them() {
+    let app = spawn_web_app().await;
+    let (c, running) = customer_with_server(&app, "sus@example.com", "run.example.com").await;
+    let stopped = order_and_pay(&app, &c, "stop.example.com").await.server;
+    sqlx::query("UPDATE instances SET desired_state = 'stopped' WHERE id = $1").bind(stopped).execute(&app.pool).await.unwrap();
+    let admin = app.admin("root@example.com").await;
+    let id: Uuid = sqlx::query_scalar("SELECT id FROM accounts WHERE email = 'sus@example.com'").fetch_one(&app.pool).await.unwrap();
+    let page = format!("/admin/customers/{id}");
+    let (s, _, body) = app.submit(&admin, &page, &format!("{page}/status"), &[("to", "suspend"), ("reason", "Outgoing spam from run.example.com")]).await;
+    assert_eq!(s, 303, "{body}");
+    let states = || async {
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT desired_state::text FROM instances WHERE id = ANY($1) ORDER BY hostname")
+            .bind(vec![running, stopped])
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+        rows.into_iter().map(|r| r.0).collect::<Vec<_>>()
+    };
+    assert_eq!(states().await, vec!["suspended", "suspended"], "both servers suspended");
+    let mail = app.smtp.wait_for("sus@example.com", "account is suspended").await;
+    assert!(mail.text().contains("Outgoing spam from run.example.com"), "the reason is mailed: {}", mail.text());
+    let reason: String = sqlx::query_scalar("SELECT details->>'reason' FROM audit_log WHERE action = 'customer.suspend'").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(reason, "Outgoing spam from run.example.com");
+
+    let (s, _, body) = app.submit(&admin, &page, &format!("{page}/status"), &[("to", "unsuspend")]).await;
+    assert_eq!(s, 303, "{body}");
+    // Ordered by hostname: run.example.com, stop.example.com.
+    assert_eq!(states().await, vec!["running", "stopped"], "each back to the state it had");
+    app.smtp.wait_for("sus@example.com", "active again").await;
+}

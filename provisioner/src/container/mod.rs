@@ -224,6 +224,31 @@ impl Facts {
     }
 }
 
+/// This thread's filesystem uid and gid set to `id` until dropped (then root's again).
+/// setfsuid(2) is per thread, so the daemon's other threads are not affected.
+struct FsIds;
+
+impl FsIds {
+    fn become_(id: u32) -> FsIds {
+        // SAFETY: setfsgid/setfsuid take plain integers and only change this thread's ids.
+        unsafe {
+            libc::setfsgid(id);
+            libc::setfsuid(id);
+        }
+        FsIds
+    }
+}
+
+impl Drop for FsIds {
+    fn drop(&mut self) {
+        // SAFETY: as above, back to root.
+        unsafe {
+            libc::setfsuid(0);
+            libc::setfsgid(0);
+        }
+    }
+}
+
 /// The output side of a container's console: the pty master, read with a short poll so that
 /// dropping the input side (which sets `stop`) lets this side close its copy of the master
 /// too; only then does the login get its hang-up.
@@ -949,15 +974,22 @@ impl ContainerRuntime {
             state: InstanceState::Stopped,
         })?;
         let ptmx = format!("/proc/{pid}/root/dev/pts/ptmx");
-        let master = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
-            .open(&ptmx)
-            .map_err(|source| ContainerError::Io {
-                what: ptmx.clone(),
-                source,
-            })?;
+        // Opened as the container's root (this thread's filesystem ids only): devpts gives
+        // the new pty to the opener, and a pty owned by an id the container cannot see is
+        // one Debian's `login` cannot take over ("Unable to change owner or mode of tty").
+        let opener = self.ids(&record.spec.id).map(|r| r.base);
+        let master = {
+            let _as = opener.map(FsIds::become_);
+            fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+                .open(&ptmx)
+        }
+        .map_err(|source| ContainerError::Io {
+            what: ptmx.clone(),
+            source,
+        })?;
         let unlock: libc::c_int = 0;
         // SAFETY: ioctls on the master we just opened: TIOCSPTLCK reads an int we own;
         // TIOCGPTPEER returns a new descriptor for the peer, which we then own.

@@ -69,10 +69,12 @@ impl Shield {
     }
 
     /// Live entries: core -> cpuset cgroup (relative to the hierarchy root) holding it.
-    fn entries(&self, _l: &Locked) -> Vec<(usize, String)> {
+    /// An unreadable registry is an error, never "nothing pinned".
+    fn entries(&self, _l: &Locked) -> Result<Vec<(usize, String)>, ShieldError> {
         let mut out = Vec::new();
-        let Ok(rd) = fs::read_dir(&self.dir) else { return out };
-        for e in rd.flatten() {
+        let rd = fs::read_dir(&self.dir).map_err(io_err(&self.dir))?;
+        for e in rd {
+            let e = e.map_err(io_err(&self.dir))?;
             let name = e.file_name().to_string_lossy().to_string();
             let Some(core) = name.strip_prefix("core-").and_then(|c| c.parse().ok()) else { continue };
             let holder = fs::read_to_string(e.path()).unwrap_or_default().trim().to_string();
@@ -85,13 +87,21 @@ impl Shield {
             }
         }
         out.sort();
-        out
+        Ok(out)
     }
 
     /// Cores pinned anywhere on the host right now.
     pub fn pinned(&self) -> Result<BTreeSet<usize>, ShieldError> {
+        self.with_pinned(|p| p.clone())
+    }
+
+    /// Runs `f` with the cores pinned host-wide while holding the registry lock, so no machine
+    /// claims a core between reading the set and acting on it (a container's cpuset is
+    /// chosen and written inside `f`). `f` must not call back into the shield.
+    pub fn with_pinned<T>(&self, f: impl FnOnce(&BTreeSet<usize>) -> T) -> Result<T, ShieldError> {
         let l = self.lock()?;
-        Ok(self.entries(&l).into_iter().map(|(c, _)| c).collect())
+        let pinned: BTreeSet<usize> = self.entries(&l)?.into_iter().map(|(c, _)| c).collect();
+        Ok(f(&pinned))
     }
 
     /// Takes `needed` of `candidates` no one on the host holds for the cgroup `holder`
@@ -113,7 +123,7 @@ impl Shield {
     fn try_claim(&self, holder: &str, candidates: &[usize], needed: usize) -> Result<Vec<usize>, ShieldError> {
         let online = fs::read_to_string(self.cpuset_root.join("cpuset.cpus")).map(|s| parse_list(&s).len()).unwrap_or(usize::MAX);
         let l = self.lock()?;
-        let entries = self.entries(&l);
+        let entries = self.entries(&l)?;
         let mine: Vec<usize> = entries.iter().filter(|(_, h)| h == holder).map(|(c, _)| *c).collect();
         let taken: BTreeSet<usize> = entries.iter().filter(|(_, h)| h != holder).map(|(c, _)| *c).collect();
         let mut free: Vec<usize> = candidates.iter().copied().filter(|c| !taken.contains(c)).collect();
@@ -148,7 +158,7 @@ impl Shield {
     /// Gives back every core `holder` held.
     pub fn release(&self, holder: &str) -> Result<(), ShieldError> {
         let l = self.lock()?;
-        for (c, h) in self.entries(&l) {
+        for (c, h) in self.entries(&l)? {
             if h == holder {
                 let _ = fs::remove_file(self.dir.join(format!("core-{c}")));
             }
@@ -163,7 +173,7 @@ impl Shield {
             return Ok(());
         }
         let l = self.lock()?;
-        let entries = self.entries(&l);
+        let entries = self.entries(&l)?;
         if !self.cpuset_root.join("cpuset.cpus").is_file() {
             return Err(ShieldError::NoCpuset(self.cpuset_root.clone()));
         }
