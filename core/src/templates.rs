@@ -40,6 +40,13 @@ pub const KNOWN: &[KnownTemplate] = &[
         for_kvm: true,
         build: "provisioner/src/vm/guest.rs (assembled by the KVM tests and the demo hosts)",
     },
+    KnownTemplate {
+        name: "linux-test-kernel",
+        display_name: "Linux test kernel (no user space: mounts its disk, answers ping)",
+        for_containers: false,
+        for_kvm: true,
+        build: "scripts/build-test-kernel (the image spec: provisioner/src/vm/test_kernel.rs)",
+    },
 ];
 
 /// The template of that name, if Vessel knows it.

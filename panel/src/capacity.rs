@@ -105,16 +105,21 @@ async fn refund_in(tx: &mut Tx<'_>, now: DateTime<Utc>, instance: Uuid, limit: D
     }
     let effect = vps::transition(&v.state(), Request::Terminate).map_err(|e| BillingError::Invalid(e.to_string()))?;
     vps::apply(tx, &v, &effect, now).await?;
-    let credit_note = proration::refund_unused(tx, sub, now).await?;
+    let given = proration::refund_unused(tx, sub, now).await?;
     let row = sub_sql::lock(tx, sub, None).await?.ok_or(BillingError::SubscriptionNotFound)?;
     sub_sql::set_status(tx, sub, crate::subscriptions::SubscriptionStatus::Cancelled, now).await?;
     sub_sql::set_order_status(tx, row.order_id, crate::orders::OrderStatus::Cancelled).await?;
-    let amount = credit_note.map(|(_, a)| a).unwrap_or(0);
+    let amount = given.map(|g| g.total_minor()).unwrap_or(0);
+    // What was owed and is cancelled, and what was paid and is credited, apart: the mails say
+    // truthfully which (a reseller's unpaid first invoice is cancelled; nothing is credited).
+    let (cancelled, credited) = given.map(|g| (g.cancelled_minor, g.credited_minor)).unwrap_or((0, 0));
     let data = json!({
         "subscription_id": sub,
         "instance_id": instance,
         "currency": currency,
         "amount_minor": amount,
+        "cancelled_minor": cancelled,
+        "credited_minor": credited,
         "waited_hours": (now - since.unwrap_or(now)).num_hours(),
     });
     if let Some(email) = crate::db::payments::account_email(tx, payer).await? {
@@ -124,7 +129,7 @@ async fn refund_in(tx: &mut Tx<'_>, now: DateTime<Utc>, instance: Uuid, limit: D
     }
     crate::db::outbox::insert_for_admins(tx, "capacity_refunded", data, &format!("capacity_refunded:{instance}")).await?;
     tracing::info!(%instance, %payer, amount, "an order that waited too long for capacity was refunded");
-    Ok(Some(Refunded { instance_id: instance, payer, credit_note }))
+    Ok(Some(Refunded { instance_id: instance, payer, credit_note: given.map(|g| (g.credit_note, g.total_minor())) }))
 }
 
 /// Refunds every order that has waited `limit` or longer (`panel billing run`, tests); each in

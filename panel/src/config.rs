@@ -192,9 +192,9 @@ impl BankTransferSettings {
     }
 }
 
-/// The provider as the seller on invoices (`[billing.seller]`). `country` is an ISO 3166-1
-/// code; empty leaves VAT to the buyer's country alone (set it: an EU seller's consumers in
-/// other member states, businesses with a VAT ID and buyers outside the EU are taxed by it).
+/// The provider as the seller on invoices (`[billing.seller]`): legal name, address, an ISO
+/// 3166-1 `country` (VAT depends on it) and, for a seller in the EU, its VAT ID. Checked when
+/// the configuration loads ([`SellerSettings::check`]); `panel serve` needs one.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SellerSettings {
@@ -328,6 +328,57 @@ terminate_after_days = 30
 pub enum ConfigError {
     #[error("configuration: {0}")]
     Invalid(#[from] config::ConfigError),
+    #[error("configuration [billing.seller]: {0}")]
+    Seller(String),
+}
+
+impl SellerSettings {
+    /// Is any seller configured? (None is a development set-up: see [`SellerSettings::check`].)
+    pub fn is_set(&self) -> bool {
+        ![&self.legal_name, &self.address, &self.country, &self.vat_id].iter().all(|f| f.trim().is_empty())
+    }
+
+    /// A configured seller must be one an invoice can name: a legal name, an address, an
+    /// ISO 3166-1 code (checked against the list when written to the database), and for a
+    /// seller in the EU a VAT ID of that member state's format. Nothing configured is allowed
+    /// here (tests, `./vessel up` sets an example); `panel serve` refuses it
+    /// ([`SellerSettings::required`]).
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if !self.is_set() {
+            return Ok(());
+        }
+        let bad = |m: String| Err(ConfigError::Seller(m));
+        let country = self.country.trim();
+        if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
+            return bad(format!("country must be an ISO 3166-1 alpha-2 code in capitals (such as DE), not {country:?}"));
+        }
+        if self.legal_name.trim().is_empty() {
+            return bad("legal_name is empty: invoices must name the seller".into());
+        }
+        if self.address.trim().is_empty() {
+            return bad("address is empty: invoices must give the seller's address".into());
+        }
+        if crate::tax::is_eu(country) {
+            if let Err(e) = crate::tax::VatId::parse(country, &self.vat_id) {
+                return bad(format!("vat_id: a seller in {country} needs its VAT ID on every invoice: {e}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `panel serve` issues invoices: it needs a seller (an invoice without one is not a legal
+    /// invoice), not a silent 0 % or an empty header.
+    pub fn required(&self) -> Result<(), ConfigError> {
+        self.check()?;
+        if !self.is_set() {
+            return Err(ConfigError::Seller(
+                "no seller is configured: set legal_name, address, country (ISO 3166-1) and vat_id under [billing.seller] \
+                 (or VESSEL__BILLING__SELLER__*); invoices name the seller and VAT depends on its country"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Settings {
@@ -347,7 +398,9 @@ impl Settings {
                 b = b.set_override("database.url", url)?;
             }
         }
-        Ok(b.build()?.try_deserialize()?)
+        let s: Settings = b.build()?.try_deserialize()?;
+        s.billing.seller.check()?;
+        Ok(s)
     }
 
     pub fn database_url(&self) -> &str {
@@ -369,6 +422,34 @@ mod tests {
         assert_eq!(s.http.host, "127.0.0.1");
         // Secrets do not leak through Debug.
         assert!(!format!("{s:?}").contains("postgres://"));
+    }
+
+    #[test]
+    fn a_bad_seller_is_refused_at_load_and_none_by_serve() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("vessel.toml");
+        let load = |seller: &str| {
+            std::fs::write(&f, format!("[billing.seller]\n{seller}\n")).unwrap();
+            Settings::load(Some(&f)).map(|s| s.billing.seller)
+        };
+        let good = "legal_name = \"V GmbH\"\naddress = \"Str. 1\\nBerlin\"\ncountry = \"DE\"\nvat_id = \"DE811907980\"";
+        load(good).unwrap().required().unwrap();
+        for (seller, says) in [
+            ("legal_name = \"V GmbH\"\naddress = \"Str. 1\"\ncountry = \"Germany\"\nvat_id = \"DE811907980\"", "ISO 3166-1"),
+            ("legal_name = \"V GmbH\"\naddress = \"Str. 1\"\ncountry = \"DE\"\nvat_id = \"\"", "vat_id"),
+            ("legal_name = \"V GmbH\"\naddress = \"Str. 1\"\ncountry = \"DE\"\nvat_id = \"DE12\"", "vat_id"),
+            ("legal_name = \"\"\naddress = \"Str. 1\"\ncountry = \"DE\"\nvat_id = \"DE811907980\"", "legal_name"),
+            ("legal_name = \"V\"\naddress = \"\"\ncountry = \"US\"\nvat_id = \"\"", "address"),
+            ("legal_name = \"V GmbH\"", "country"),
+        ] {
+            let e = load(seller).unwrap_err().to_string();
+            assert!(e.contains("[billing.seller]") && e.contains(says), "{seller}: {e}");
+        }
+        // Outside the EU no VAT ID is needed.
+        load("legal_name = \"V Inc\"\naddress = \"1 Main St\"\ncountry = \"US\"\nvat_id = \"\"").unwrap().required().unwrap();
+        // Nothing configured loads (tests, tools), but `panel serve` refuses it.
+        let none = load("").unwrap();
+        assert!(none.required().unwrap_err().to_string().contains("no seller is configured"));
     }
 
     #[test]

@@ -56,6 +56,10 @@ impl Data<'_> {
             Some(v) => v.to_string(),
         }
     }
+    /// A whole number (0 when absent or not a number), for a template to choose its wording.
+    pub fn n(&self, key: &str) -> i64 {
+        self.0.get(key).and_then(Value::as_i64).unwrap_or(0)
+    }
     /// Every (key, value) of the data, for the "details" footer.
     /// "Hello Ana," or "Hello," when the name is unknown.
     pub fn greeting(&self) -> String {
@@ -111,6 +115,28 @@ email_templates! {
     "server_ready", "email/server_ready.txt" => ServerReady,
 }
 
+/// Templates whose `link` is a single-use secret (a password reset or an email verification, which
+/// is also how a new reseller is invited, or a change of address): whoever reads the link can
+/// take over the account. A test holds every template that says its link "works once" to this.
+pub const SECRET_LINK_TEMPLATES: &[&str] = &["verify_email", "password_reset", "change_email"];
+
+/// What stands in for a secret link where staff read a mail (the admin's mail page).
+pub const SECRET_LINK_HIDDEN: &str = "(a single-use link was sent; it is not shown here)";
+
+/// The mail's data as staff may see it: a single-use secret link replaced by a note that one
+/// was sent. The mail itself (the worker's render) keeps the link.
+pub fn without_secrets(template: &str, data: &Value) -> Value {
+    let mut d = data.clone();
+    if SECRET_LINK_TEMPLATES.contains(&template) {
+        if let Value::Object(m) = &mut d {
+            if m.contains_key("link") {
+                m.insert("link".into(), Value::String(SECRET_LINK_HIDDEN.into()));
+            }
+        }
+    }
+    d
+}
+
 /// Adds what templates show but producers store raw: invoice numbers, amounts with their
 /// currency, dates, links into the panel, and the server's hostname for a subscription.
 pub async fn enrich(pool: &PgPool, base_url: &str, data: &Value) -> Result<Value, EmailError> {
@@ -133,6 +159,11 @@ pub async fn enrich(pool: &PgPool, base_url: &str, data: &Value) -> Result<Value
     }
     if let Some(a) = money(d.get("amount_minor").and_then(Value::as_i64), cur.as_deref()) {
         d.entry("amount").or_insert(Value::String(a));
+    }
+    for (minor, text) in [("cancelled_minor", "cancelled"), ("credited_minor", "credited")] {
+        if let Some(a) = money(d.get(minor).and_then(Value::as_i64), cur.as_deref()) {
+            d.entry(text).or_insert(Value::String(a));
+        }
     }
     if let Some(due) = d.get("due_at").and_then(Value::as_str).and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok()) {
         d.insert("due_at".into(), Value::String(due.format("%Y-%m-%d").to_string()));
@@ -275,5 +306,19 @@ mod tests {
         assert_eq!(backoff(1), Duration::from_secs(30));
         assert_eq!(backoff(2), Duration::from_secs(60));
         assert_eq!(backoff(30), Duration::from_secs(6 * 3600));
+    }
+
+    /// A new mail with a single-use link must be listed as secret, or the admin's mail page
+    /// would show it.
+    #[test]
+    fn every_single_use_link_template_is_hidden_from_staff() {
+        for t in TEMPLATES {
+            let data = serde_json::json!({ "link": "https://x/secret-token", "minutes": 30 });
+            let body = render(t, &data).unwrap().body;
+            if body.contains("works once") {
+                assert!(SECRET_LINK_TEMPLATES.contains(t), "{t} carries a single-use link: add it to SECRET_LINK_TEMPLATES");
+                assert!(!render(t, &without_secrets(t, &data)).unwrap().body.contains("secret-token"), "{t}");
+            }
+        }
     }
 }

@@ -128,6 +128,8 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(settings.log.format, &settings.log.filter);
     match cli.cmd {
         Cmd::Serve => {
+            // The panel issues invoices: without a seller they would be no invoices at all.
+            settings.billing.seller.required()?;
             let app = Application::build(settings.clone()).await?;
             let url = format!("http://{}:{}", settings.http.host, app.port());
             tracing::info!(%url, "panel listening");

@@ -23,6 +23,8 @@ pub enum StartupError {
     Listen { addr: String, source: std::io::Error },
     #[error("mail settings: {0}")]
     Mail(#[from] crate::email::EmailError),
+    #[error("configuration [billing.seller]: {0}")]
+    Seller(String),
 }
 
 pub struct Application {
@@ -48,11 +50,16 @@ impl Application {
         if let Err(e) = crate::db::invoices::set_payment_terms_days(&pool, settings.billing.payment_terms_days).await {
             tracing::warn!(error = %e, "could not record the payment terms in the database");
         }
+        // The seller was checked when the configuration loaded; a country code that is not on
+        // the ISO list is refused here (the database has the list), and the panel does not start.
         if let Err(e) = crate::db::invoices::set_seller(&pool, &settings.billing.seller).await {
-            tracing::warn!(error = %e, "could not record the seller ([billing.seller]) in the database: is its country an ISO 3166-1 code?");
+            if e.as_database_error().is_some_and(|d| d.is_foreign_key_violation()) {
+                return Err(StartupError::Seller(format!("country {:?} is not an ISO 3166-1 code", settings.billing.seller.country)));
+            }
+            tracing::warn!(error = %e, "could not record the seller ([billing.seller]) in the database");
         }
-        if settings.billing.seller.country.trim().is_empty() {
-            tracing::warn!("[billing.seller] country is not set: VAT follows the buyer's country alone");
+        if !settings.billing.seller.is_set() {
+            tracing::warn!("[billing.seller] is not configured: invoices name no seller (panel serve refuses this)");
         }
         let addr = format!("{}:{}", settings.http.host, settings.http.port);
         let listener = TcpListener::bind(&addr).map_err(|source| StartupError::Listen { addr: addr.clone(), source })?;
@@ -73,8 +80,10 @@ impl Application {
         if settings.billing.pdf_archive_interval_secs > 0 {
             let (pool, chromium, every) = (pool.clone(), settings.billing.pdf_chromium.clone(), Duration::from_secs(settings.billing.pdf_archive_interval_secs));
             tokio::spawn(async move {
+                // Invoices whose render failed: logged, and not tried again until a restart.
+                let mut failed = Vec::new();
                 loop {
-                    match crate::web::customer::archive_pending_pdfs(&pool, &chromium, 50).await {
+                    match crate::web::customer::archive_pending_pdfs(&pool, &chromium, 50, &mut failed).await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(archived = n, "invoice PDFs archived"),
                         Err(e) => tracing::warn!(error = %e, "archiving invoice PDFs failed"),

@@ -74,7 +74,7 @@ pub async fn unsuspend(tx: &mut Tx<'_>, sub: Uuid, account: Uuid, now: DateTime<
 pub async fn end_by_owner(tx: &mut Tx<'_>, server: &vps::Locked, now: DateTime<Utc>) -> Result<Option<(Uuid, i64)>, crate::billing::BillingError> {
     let Some(sub) = server.subscription_id else { return Ok(None) };
     let refund = if matches!(server.billing, Some(SubscriptionStatus::Active | SubscriptionStatus::Suspended)) {
-        crate::billing::proration::refund_unused(tx, sub, now).await?
+        crate::billing::proration::refund_unused(tx, sub, now).await?.map(|g| (g.credit_note, g.total_minor()))
     } else {
         None
     };

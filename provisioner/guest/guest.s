@@ -21,8 +21,12 @@
  * them all back into a wrapping sum, and prints on COM1 (0x3f8):
  *   VESSEL-GUEST top_mib=<highest RAM end in MiB> ram_kib=<sum of RAM entries in KiB>
  *                pages=<pages written> vcpus=<vCPUs that checked in> checksum=<hex sum>
- * Then it powers off by writing 0 to I/O port 0xf4 (the Vessel VMM's power-off port; the same
- * port as QEMU's isa-debug-exit, so the benchmark can run this guest under QEMU too).
+ *                boot=<n> acpi_cpus=<enabled local APICs in the ACPI MADT>
+ * (acpi_cpus: the RSDP from the start info, its checksums, the XSDT's, the MADT's; 0 if
+ * any is missing or wrong.) Then it powers off by writing 0 to I/O port 0xf4 (the Vessel
+ * VMM's power-off port; the same port as QEMU's isa-debug-exit, so the benchmark can run this
+ * guest under QEMU too), or, if the command line contains "acpi-poweroff", the way ACPI says:
+ * `\_S5_`'s sleep type with SLP_EN to the FADT's sleep control register.
  *
  * Boots are counted in low memory (0x8000, below anything it writes; RAM survives a reset)
  * and reported as boot=<n>. If the command line contains "reset", the first boot ends with a
@@ -179,6 +183,10 @@ bsp_main:
     mov $BOOT_COUNTER, %rax
     mov 8(%rax), %rax
     call put_dec
+    lea msg_acpi_cpus(%rip), %rsi
+    call puts
+    call acpi_cpus
+    call put_dec
     mov $'\n', %al
     call putc
 
@@ -198,6 +206,10 @@ bsp_main:
     call cmdline_has
     test %rax, %rax
     jnz heartbeat
+    lea word_acpi_poweroff(%rip), %rdi
+    call cmdline_has
+    test %rax, %rax
+    jnz acpi_poweroff
     jmp poweroff
 
 bad_start_info:
@@ -421,6 +433,138 @@ heartbeat:
     call puts
     jmp poweroff
 
+/* %rax = a checksummed ACPI table at %rsi with signature %edi (4 bytes), else 0. */
+acpi_table:
+    xor %eax, %eax
+    test %rsi, %rsi
+    jz 9f
+    cmp (%rsi), %edi
+    jne 9f
+    mov 4(%rsi), %ecx           /* length */
+    cmp $36, %ecx
+    jb 9f
+    xor %edx, %edx
+1:  add -1(%rsi,%rcx), %dl
+    dec %ecx
+    jnz 1b
+    test %dl, %dl
+    jnz 9f
+    mov %rsi, %rax
+9:  ret
+
+/* %rax = the XSDT entry with signature %edi (checksummed), else 0. */
+acpi_find:
+    push %rbx
+    push %r8
+    xor %eax, %eax
+    mov start_info(%rip), %rbx
+    mov 32(%rbx), %rsi          /* rsdp_paddr */
+    test %rsi, %rsi
+    jz 9f
+    movabs $0x2052545020445352, %rdx /* "RSD PTR " */
+    cmp (%rsi), %rdx
+    jne 9f
+    xor %edx, %edx              /* RSDP checksum: first 20 bytes */
+    mov $20, %ecx
+1:  add -1(%rsi,%rcx), %dl
+    dec %ecx
+    jnz 1b
+    test %dl, %dl
+    jnz 9f
+    mov %edi, %r8d
+    mov 24(%rsi), %rsi          /* XsdtAddress */
+    mov $0x54445358, %edi       /* "XSDT" */
+    call acpi_table
+    test %rax, %rax
+    jz 9f
+    mov %rax, %rbx
+    mov 4(%rbx), %ecx
+    sub $36, %ecx
+    shr $3, %ecx                /* entries */
+    lea 36(%rbx), %rbx
+2:  test %ecx, %ecx
+    jz 8f
+    push %rcx
+    mov (%rbx), %rsi
+    mov %r8d, %edi
+    call acpi_table
+    pop %rcx
+    test %rax, %rax
+    jnz 9f
+    add $8, %rbx
+    dec %ecx
+    jmp 2b
+8:  xor %eax, %eax
+9:  pop %r8
+    pop %rbx
+    ret
+
+/* %rax = enabled processor local APICs in the MADT (0: no valid ACPI tables). */
+acpi_cpus:
+    push %rbx
+    mov $0x43495041, %edi       /* "APIC" */
+    call acpi_find
+    test %rax, %rax
+    jz 9f
+    mov 4(%rax), %ecx
+    lea (%rax,%rcx), %rdx       /* end */
+    lea 44(%rax), %rbx          /* first entry */
+    xor %eax, %eax
+1:  lea 2(%rbx), %rcx
+    cmp %rdx, %rcx
+    ja 9f
+    movzbl 1(%rbx), %ecx        /* entry length */
+    test %ecx, %ecx
+    jz 9f
+    cmpb $0, (%rbx)             /* processor local APIC */
+    jne 2f
+    testb $1, 4(%rbx)           /* enabled */
+    jz 2f
+    inc %rax
+2:  add %rcx, %rbx
+    jmp 1b
+9:  pop %rbx
+    ret
+
+/* Powers off as ACPI says: SLP_TYP (from \_S5_ in the DSDT) << 2 | SLP_EN to the FADT's
+ * sleep control register (an I/O port); falls back to the power-off port. */
+acpi_poweroff:
+    mov $0x50434146, %edi       /* "FACP" */
+    call acpi_find
+    test %rax, %rax
+    jz poweroff
+    mov %rax, %r8
+    cmpb $1, 244(%r8)           /* SLEEP_CONTROL_REG in system I/O space */
+    jne poweroff
+    mov 40(%r8), %esi           /* DSDT */
+    mov $0x54445344, %edi       /* "DSDT" */
+    call acpi_table
+    test %rax, %rax
+    jz poweroff
+    mov 4(%rax), %ecx
+    lea -8(%rax,%rcx), %rdx     /* last place a "_S5_" package can start */
+    lea 36(%rax), %rsi
+1:  cmp %rdx, %rsi
+    ja poweroff
+    cmpl $0x5f35535f, (%rsi)    /* "_S5_" */
+    je 2f
+    inc %rsi
+    jmp 1b
+2:  cmpb $0x12, 4(%rsi)         /* Package */
+    jne poweroff
+    cmpb $0x0a, 7(%rsi)         /* its first element: a BytePrefix constant */
+    jne poweroff
+    movzbl 8(%rsi), %eax
+    shl $2, %eax
+    or $0x20, %eax              /* SLP_EN */
+    mov 248(%r8), %edx          /* the port */
+    lea msg_acpi_off(%rip), %rsi
+    call puts
+    out %al, %dx
+    lea msg_acpi_failed(%rip), %rsi /* still here: the register did nothing */
+    call puts
+    jmp poweroff
+
 poweroff:
     mov $POWEROFF_PORT, %dx
     xor %eax, %eax
@@ -510,6 +654,10 @@ msg_tick:     .asciz "VESSEL-TICK "
 msg_shutdown: .asciz "VESSEL-GUEST shutdown requested\n"
 msg_boot:     .asciz " boot="
 msg_reset:    .asciz "VESSEL-GUEST reset\n"
+msg_acpi_cpus: .asciz " acpi_cpus="
+msg_acpi_off: .asciz "VESSEL-GUEST acpi poweroff\n"
+msg_acpi_failed: .asciz "VESSEL-GUEST acpi poweroff failed\n"
+word_acpi_poweroff: .asciz "acpi-poweroff"
 word_heartbeat: .asciz "heartbeat"
 word_flood:     .asciz "flood"
 word_reset:   .asciz "reset"

@@ -61,7 +61,7 @@ pub struct DaemonConfig {
     pub cgroup_root: PathBuf,
     /// cgroup under which every instance gets its own group.
     pub cgroup_parent: String,
-    /// The bridge containers' network interfaces join (made when missing).
+    /// The bridge containers' network interfaces and KVM machines' TAPs join (made when missing).
     pub bridge: String,
     /// Prefix of the containers' host-side veth names (at most 2 bytes).
     pub veth_prefix: String,

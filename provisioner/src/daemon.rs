@@ -52,8 +52,8 @@ pub fn build_service_with(cfg: &DaemonConfig, vmm: std::path::PathBuf) -> Result
         // The host keeps its reserved cores (the first ones): never pinned to a machine.
         let keep = (cfg.reserved.cpus as usize).max(1);
         kc.pinnable_cpus.retain(|c| *c >= keep);
-        // TAPs on the bridge: not wired in the daemon yet (see the README: the end-to-end KVM order with a network card is not done).
-        kc.bridge = None;
+        // Machines with an address get a TAP on the same bridge as containers, under the same guards.
+        kc.bridge = Some(cfg.bridge.clone());
         Some(KvmRuntime::new(kc, store.clone()))
     } else {
         tracing::warn!("/dev/kvm is not usable: this host will refuse KVM instances");

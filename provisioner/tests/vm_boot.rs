@@ -227,6 +227,28 @@ fn a_guest_reset_reboots_in_place() {
     assert_eq!(reports, vec![first.clone(), Report { boot: 2, ..first }], "{serial}");
 }
 
+/// ACPI: the guest finds the RSDP the PVH start info points at, checks every table's
+/// checksum and counts two enabled processors in the MADT (in its report, against
+/// `Report::expected`), then powers off the way ACPI says (`\_S5_` from the DSDT to the
+/// FADT's sleep control register), which the VMM takes as a clean power-off.
+#[test]
+fn two_vcpus_found_in_acpi_and_powered_off_through_it() {
+    require_kvm();
+    let tmp = scratch("acpi");
+    let dir = tmp.path();
+    let cfg = config(dir, 2, 64, "acpi-poweroff", true);
+    let mut vmm = spawn(dir, &cfg);
+    let status = wait(&mut vmm, Duration::from_secs(60));
+    let serial = std::fs::read_to_string(dir.join("serial.log")).unwrap_or_default();
+    assert!(status.success(), "{status:?} serial: {serial}");
+    let report = Report::parse(&serial).unwrap_or_else(|| panic!("no report: {serial}"));
+    assert_eq!(report, Report::expected(test_guest(), 2, 64), "{serial}");
+    assert_eq!(report.acpi_cpus, 2);
+    assert!(serial.contains("VESSEL-GUEST acpi poweroff\n"), "{serial}");
+    assert!(!serial.contains("acpi poweroff failed"), "the sleep control register did nothing: {serial}");
+    assert_eq!(std::fs::read_to_string(dir.join("exit")).unwrap().trim(), "poweroff");
+}
+
 /// The bzImage path: a synthetic bzImage (real setup header, tiny protected-mode payload) is
 /// loaded through linux-loader and entered by Linux's 32-bit boot protocol; the payload
 /// reports what it found in the zero page.

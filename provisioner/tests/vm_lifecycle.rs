@@ -224,3 +224,55 @@ fn a_pinned_machines_core_carries_no_other_task() {
     assert!(provisioner::vm::shield::parse_list(mine).contains(&core), "core {core} not given back: {mine}");
     host.runtime.stop(&mut b).unwrap();
 }
+
+/// A reinstall gives the machine a fresh disk from its template (what was on the old one is
+/// gone, the filesystem new), the same identity, running again; a resize grows the disk, its
+/// partition and its filesystem to the new plan's size, and a smaller disk is refused before
+/// anything changes.
+#[test]
+fn reinstall_rebuilds_the_disk_and_resize_grows_it_never_shrinking() {
+    require_kvm();
+    use provisioner::store::PendingOp;
+    use provisioner::vm::disk;
+    use std::os::unix::fs::FileExt;
+    let host = Host::new(HostCapacity { cpus: 2, memory_mib: 1024, disk_gib: 100 });
+    // The test guest with a blank ext4 disk of the plan's size (it ignores the disk).
+    let image = host.config.images_dir.join("guest-with-disk");
+    std::fs::create_dir_all(&image).unwrap();
+    std::fs::write(image.join("image.json"), serde_json::json!({"kernel": test_guest().elf, "cmdline": "heartbeat", "disk": "blank-ext4"}).to_string()).unwrap();
+    let mut r = record(kvm_plan(1, 64, 2.0));
+    r.spec.template = "guest-with-disk".into();
+    host.store.put(&r).unwrap();
+    host.runtime.create(&mut r).unwrap();
+    host.runtime.start(&mut r).unwrap();
+    host.store.put(&r).unwrap();
+    host.wait_ticking(&r);
+    let path = host.runtime.disk(&r.spec.id);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 1 << 30);
+
+    // Something the customer wrote (here: by the host, into the filesystem's area).
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().write_all_at(b"CUSTOMER-DATA", 512 << 20).unwrap();
+    r.pending = Some(PendingOp::Reinstall { template: r.spec.template.clone() });
+    host.runtime.reinstall(&mut r, "guest-with-disk").unwrap();
+    host.store.put(&r).unwrap();
+    let mut buf = [0u8; 13];
+    std::fs::File::open(&path).unwrap().read_exact_at(&mut buf, 512 << 20).unwrap();
+    assert_ne!(&buf, b"CUSTOMER-DATA", "the old disk's content is gone");
+    assert_eq!(disk::ext4_size(&path, disk::PARTITION_OFFSET).unwrap(), (1 << 30) - disk::PARTITION_OFFSET, "a fresh filesystem of the plan's size");
+    assert_eq!(host.runtime.observe(&r).unwrap(), InstanceState::Running);
+
+    // Resize to a 3 GiB disk: the file, the partition and the filesystem grow.
+    let mut bigger = vessel_core::resources::ResourceSpec::from(r.spec.resources.clone());
+    bigger.disk_gib = 3;
+    let bigger = vessel_core::PlanResources::try_from(bigger).unwrap();
+    host.runtime.check_resize(&r.spec.resources, &bigger).unwrap();
+    let previous = std::mem::replace(&mut r.spec.resources, bigger.clone());
+    host.runtime.resize(&mut r, &previous).unwrap();
+    host.store.put(&r).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 3 << 30);
+    assert_eq!(disk::ext4_size(&path, disk::PARTITION_OFFSET).unwrap(), (3 << 30) - disk::PARTITION_OFFSET);
+    assert_eq!(host.runtime.observe(&r).unwrap(), InstanceState::Running);
+    // Back to 1 GiB: refused, nothing changed.
+    assert!(host.runtime.check_resize(&bigger, &previous).is_err(), "a disk is never shrunk");
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 3 << 30);
+}

@@ -11,10 +11,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// Test plans beside the shipped catalogue: a pinned and a shared tiny KVM machine.
-pub const TEST_PLANS: [(&str, &str); 2] = [
+/// Test plans beside the shipped catalogue: a pinned and a shared tiny KVM machine, and a
+/// shared one with RAM enough for the Linux test kernel and a disk size no other has.
+pub const TEST_PLANS: [(&str, &str); 3] = [
     ("kvm-tiny", "code = \"kvm-tiny\"\nname = \"KVM Tiny (test)\"\n[resources]\nkind = \"kvm\"\nvcpus = 1\nmemory_burst_mib = 128\ndisk_gib = 1\ncpu_ratio = 1.0\ndisk_ratio = 1.0\n[prices.EUR]\nmonthly = 100\n"),
     ("kvm-tiny-shared", "code = \"kvm-tiny-shared\"\nname = \"KVM Tiny shared (test)\"\n[resources]\nkind = \"kvm\"\nvcpus = 1\nmemory_burst_mib = 64\ndisk_gib = 1\ncpu_ratio = 4.0\ndisk_ratio = 1.0\n[prices.EUR]\nmonthly = 50\n"),
+    ("kvm-linux-shared", "code = \"kvm-linux-shared\"\nname = \"KVM Linux shared (test)\"\n[resources]\nkind = \"kvm\"\nvcpus = 1\nmemory_burst_mib = 128\ndisk_gib = 3\ncpu_ratio = 4.0\ndisk_ratio = 1.0\nnet_rate_mbit = 100\n[prices.EUR]\nmonthly = 80\n"),
 ];
 
 pub struct World {
@@ -24,6 +26,9 @@ pub struct World {
     pub panel_url: String,
     pub admin: Uuid,
     pub guest_elf: PathBuf,
+    /// The Linux test kernel's `vmlinux`, once [`World::use_test_kernel`] built it: hosts
+    /// added after that offer the `linux-test-kernel` template.
+    pub test_kernel: Option<PathBuf>,
     pub scratch: tempfile::TempDir,
 }
 
@@ -98,7 +103,21 @@ impl World {
         let form = panel::admin::PoolForm { name: "test-v4".into(), network: "192.0.2.0/26".into(), gateway: "192.0.2.1".into(), host_id: String::new(), nat: None };
         let pool_id = panel::admin::create_pool(&pool, by(), &form).await.unwrap();
         panel::admin::generate_addresses(&pool, by(), pool_id, 100).await.unwrap();
-        World { net, pool, db_url, panel_url, admin, guest_elf: guest.elf, scratch }
+        World { net, pool, db_url, panel_url, admin, guest_elf: guest.elf, test_kernel: None, scratch }
+    }
+
+    /// Builds (or finds cached) the Linux test kernel and offers it as the `linux-test-kernel`
+    /// KVM template on hosts added from now on.
+    pub async fn use_test_kernel(&mut self) {
+        let script = Path::new(provisioner::vm::test_kernel::SCRIPT);
+        let kernel = tokio::task::block_in_place(|| provisioner::vm::test_kernel::build(script)).expect("scripts/build-test-kernel");
+        sqlx::query("INSERT INTO os_templates (name, display_name, for_containers, for_kvm) VALUES ($1, $2, false, true)")
+            .bind(provisioner::vm::test_kernel::TEMPLATE)
+            .bind(provisioner::vm::test_kernel::DISPLAY_NAME)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+        self.test_kernel = Some(kernel);
     }
 
     /// The settings the tests' panels and workers run with: fast reconciling, short timeouts.
@@ -132,7 +151,7 @@ impl World {
         };
         // The default reservation (1 GiB) comes on top of what the test asks for.
         let capacity = format!("{tls_toml}[capacity]\ncpus = {cpus}\nmemory_mib = {}\ndisk_gib = 110\n", memory_mib + 1024);
-        let config = ns.lay_out_host(&dir, 7443, &self.guest_elf, &capacity).unwrap_or_else(|e| panic!("{e}"));
+        let config = ns.lay_out_host(&dir, 7443, &self.guest_elf, self.test_kernel.as_deref(), &capacity).unwrap_or_else(|e| panic!("{e}"));
         let tls = tls_cert.map(|c| {
             let pin = provisioner::join::cert_sha256(&c).unwrap();
             (c, pin)
@@ -192,11 +211,17 @@ impl World {
     /// Orders `plan` and pays it from credit; returns the instance the payment requested.
     /// KVM plans boot the test guest, container plans the busybox template.
     pub async fn order_paid(&self, customer: Uuid, plan: &str, hostname: &str) -> Uuid {
+        let template = if plan.starts_with("kvm") { "vessel-test-guest" } else { "busybox" };
+        self.order_paid_with(customer, plan, template, hostname).await
+    }
+
+    /// [`World::order_paid`] with the OS template named.
+    pub async fn order_paid_with(&self, customer: Uuid, plan: &str, os_template: &str, hostname: &str) -> Uuid {
         let clock = panel::clock::SystemClock;
         let req = panel::orders::OrderRequest {
             plan_code: plan.into(),
             cycle: panel::plans::BillingCycle::Monthly,
-            os_template: if plan.starts_with("kvm") { "vessel-test-guest" } else { "busybox" }.into(),
+            os_template: os_template.into(),
             hostname: hostname.into(),
             coupon: None,
         };

@@ -183,15 +183,19 @@ impl HostNs {
         Ok(self.children.last_mut().expect("just pushed"))
     }
 
-    /// Lays out a joined-style host's directory: the KVM test guest's image (`images/`), the
+    /// Lays out a joined-style host's directory: the KVM test guest's image (`images/`) and,
+    /// given its `vmlinux`, the Linux test kernel's (`linux-test-kernel`), the
     /// busybox container template built by the project's script (`templates/`), and
     /// `provisioner.toml` listening on `<addr>:<port>` with its state in `dir/state`, this
     /// namespace's cgroup parent, and `extra_toml` appended (TLS, `[capacity]`). Returns the
     /// config's path. The end-to-end world and the demo both lay hosts out here.
-    pub fn lay_out_host(&self, dir: &std::path::Path, port: u16, guest_elf: &std::path::Path, extra_toml: &str) -> io::Result<std::path::PathBuf> {
+    pub fn lay_out_host(&self, dir: &std::path::Path, port: u16, guest_elf: &std::path::Path, test_kernel: Option<&std::path::Path>, extra_toml: &str) -> io::Result<std::path::PathBuf> {
         let image = dir.join("images").join("vessel-test-guest");
         std::fs::create_dir_all(&image)?;
         std::fs::write(image.join("image.json"), serde_json::json!({ "kernel": guest_elf, "cmdline": "heartbeat" }).to_string())?;
+        if let Some(vmlinux) = test_kernel {
+            provisioner::vm::test_kernel::install(&dir.join("images"), vmlinux)?;
+        }
         let templates = dir.join("templates");
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../provisioner/scripts/build-template-busybox.sh");
         let built = Command::new("sh").arg(&script).arg(&templates).output()?;

@@ -81,6 +81,11 @@ impl Web {
                 .env("VESSEL__SMTP__WORKER", "false")
                 .env("VESSEL__SESSION__SECRET", SESSION_SECRET)
                 .env("VESSEL__DATABASE__MIGRATE_ON_START", "false")
+                // `panel serve` needs a seller for its invoices.
+                .env("VESSEL__BILLING__SELLER__LEGAL_NAME", "Test Seller GmbH")
+                .env("VESSEL__BILLING__SELLER__ADDRESS", "Teststrasse 1, Berlin")
+                .env("VESSEL__BILLING__SELLER__COUNTRY", "DE")
+                .env("VESSEL__BILLING__SELLER__VAT_ID", "DE811907980")
                 .env("RUST_LOG", "warn")
                 .stdout(Stdio::null())
                 .process_group(0)

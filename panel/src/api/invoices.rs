@@ -26,6 +26,8 @@ pub async fn pdf(who: Reader, pool: web::Data<PgPool>, settings: web::Data<Setti
     let number = billing::invoices::display_number(&row);
     let pdf = crate::web::customer::invoice_pdf(&pool, &settings.billing.pdf_chromium, row, lines).await.map_err(|e| match e {
         crate::web::error::WebError::NotFound => ApiError::NotFound("invoice"),
+        crate::web::error::WebError::Unavailable(why) => ApiError::Unavailable(why),
+        crate::web::error::WebError::Conflict(why) => ApiError::Conflict(why),
         e => ApiError::Internal(e.to_string()),
     })?;
     Ok(crate::web::customer::pdf_response(&number, pdf))

@@ -111,6 +111,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("too many requests for this API key: retry in {0} s")]
     RateLimited(u64),
+    /// Something we need is down (the PDF renderer); worth retrying later.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -136,6 +139,7 @@ impl ApiError {
             ApiError::RateLimited(_) => "rate-limited",
             ApiError::TooLarge => "payload-too-large",
             ApiError::MethodNotAllowed => "method-not-allowed",
+            ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -176,6 +180,7 @@ impl ResponseError for ApiError {
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

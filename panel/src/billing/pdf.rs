@@ -18,6 +18,10 @@ pub enum PdfError {
     Render(String),
     #[error("an invoice is archived only once issued")]
     NotIssued,
+    /// The renderer is not installed (or cannot be run): no invoice's fault, so the archiver
+    /// stops its batch and the download answers 503.
+    #[error("the PDF renderer {0} cannot be run: {1}")]
+    Unavailable(String, String),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
 }
@@ -71,7 +75,10 @@ pub async fn render(chromium: &str, html: &str) -> Result<Vec<u8>, PdfError> {
     let output = tokio::time::timeout(Duration::from_secs(60), run)
         .await
         .map_err(|_| PdfError::Render("chromium took longer than 60 s".into()))?
-        .map_err(|e| fail(&format!("running {chromium}"), e))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => PdfError::Unavailable(chromium.to_string(), e.to_string()),
+            _ => fail(&format!("running {chromium}"), e),
+        })?;
     let pdf = std::fs::read(&out).map_err(|e| {
         PdfError::Render(format!("{chromium} wrote no PDF ({e}; exit {}): {}", output.status, String::from_utf8_lossy(&output.stderr).chars().take(500).collect::<String>()))
     })?;

@@ -107,7 +107,7 @@ pub async fn change_plan_in(
         PlanChange::Charged { invoice_id: id, amount_minor: diff }
     } else if diff < 0 {
         match give_back(&mut *tx, sub.id, -diff, &description("Downgrade"), now).await? {
-            Some((credit_note_id, amount_minor)) => PlanChange::Credited { credit_note_id, amount_minor },
+            Some(g) => PlanChange::Credited { credit_note_id: g.credit_note, amount_minor: g.total_minor() },
             None => PlanChange::Even,
         }
     } else {
@@ -127,7 +127,7 @@ pub async fn change_plan_in(
 /// by [`give_back`]: first off what the subscription still owes, then as credit up to what was
 /// paid. A server never placed on a host used none of its period: all of it is unused. The
 /// caller holds the payer's balance row and the subscription, which is live.
-pub async fn refund_unused(tx: &mut Tx<'_>, subscription: Uuid, now: DateTime<Utc>) -> Result<Option<(Uuid, i64)>, BillingError> {
+pub async fn refund_unused(tx: &mut Tx<'_>, subscription: Uuid, now: DateTime<Utc>) -> Result<Option<GivenBack>, BillingError> {
     let today = now.date_naive();
     let sub = sql::lock(&mut *tx, subscription, None).await?.ok_or(BillingError::SubscriptionNotFound)?;
     let total = (sub.current_period_end - sub.current_period_start).num_days();
@@ -148,6 +148,26 @@ pub async fn refund_unused(tx: &mut Tx<'_>, subscription: Uuid, now: DateTime<Ut
     give_back(&mut *tx, sub.id, amount, &text, now).await
 }
 
+/// What [`give_back`] did, before tax: how much of what the subscription still owed was
+/// cancelled, and how much of what it had paid came back as account credit. They are told
+/// apart because only the second is money the payer gets (mails say which).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GivenBack {
+    /// The first credit note issued.
+    pub credit_note: Uuid,
+    /// Unpaid invoices reduced by this much: owed no more, nothing credited for it.
+    pub cancelled_minor: i64,
+    /// Paid invoices given back by this much, as account credit (their tax comes back too).
+    pub credited_minor: i64,
+}
+
+impl GivenBack {
+    /// All that was given back, cancelled or credited.
+    pub fn total_minor(&self) -> i64 {
+        self.cancelled_minor + self.credited_minor
+    }
+}
+
 /// Gives `amount` (before tax) back on a subscription, in this order:
 ///
 /// 1. What it still owes (its unpaid invoices, newest first) is reduced: each is voided by a
@@ -157,11 +177,12 @@ pub async fn refund_unused(tx: &mut Tx<'_>, subscription: Uuid, now: DateTime<Ut
 ///    most what it paid and earlier credit notes did not already give back. Whatever is left
 ///    after that was never paid, and is not credited.
 ///
-/// Returns the first credit note and the amount given back, or `None` if there was nothing to
-/// give back. The caller holds the payer's balance row and the subscription.
-pub async fn give_back(tx: &mut Tx<'_>, sub: Uuid, amount: i64, description: &str, now: DateTime<Utc>) -> Result<Option<(Uuid, i64)>, BillingError> {
+/// Returns what was cancelled and what credited, or `None` if there was nothing to give back.
+/// The caller holds the payer's balance row and the subscription.
+pub async fn give_back(tx: &mut Tx<'_>, sub: Uuid, amount: i64, description: &str, now: DateTime<Utc>) -> Result<Option<GivenBack>, BillingError> {
     let mut left = amount;
     let mut first = None;
+    let mut cancelled = 0;
     for inv in inv_sql::lock_of_subscription(&mut *tx, sub, InvoiceStatus::Issued).await? {
         if left <= 0 {
             break;
@@ -196,6 +217,7 @@ pub async fn give_back(tx: &mut Tx<'_>, sub: Uuid, amount: i64, description: &st
             .await?;
         }
         left -= take;
+        cancelled += take;
         first.get_or_insert(cn);
     }
     for inv in inv_sql::lock_of_subscription(&mut *tx, sub, InvoiceStatus::Paid).await? {
@@ -219,7 +241,7 @@ pub async fn give_back(tx: &mut Tx<'_>, sub: Uuid, amount: i64, description: &st
         left -= take;
         first.get_or_insert(cn);
     }
-    Ok(first.map(|cn| (cn, amount - left)))
+    Ok(first.map(|credit_note| GivenBack { credit_note, cancelled_minor: cancelled, credited_minor: amount - left - cancelled }))
 }
 
 #[cfg(test)]

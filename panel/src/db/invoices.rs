@@ -430,7 +430,7 @@ pub async fn pdf<'e, E: sqlx::PgExecutor<'e>>(e: E, invoice: Uuid) -> Result<Opt
 pub async fn store_pdf<'e, E: sqlx::PgExecutor<'e>>(e: E, invoice: Uuid, pdf: &[u8]) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
         "INSERT INTO invoice_pdfs (invoice_id, pdf, sha256) SELECT $1, $2, encode(sha256($2), 'hex')
-           FROM invoices WHERE id = $1 AND status <> 'draft' ON CONFLICT (invoice_id) DO NOTHING",
+           FROM invoices WHERE id = $1 AND status <> 'draft' AND tax_treatment IS NOT NULL ON CONFLICT (invoice_id) DO NOTHING",
     )
     .bind(invoice)
     .bind(pdf)
@@ -439,15 +439,25 @@ pub async fn store_pdf<'e, E: sqlx::PgExecutor<'e>>(e: E, invoice: Uuid, pdf: &[
     Ok(r.rows_affected() == 1)
 }
 
-/// Issued invoices and credit notes without an archived PDF, oldest first.
-pub async fn without_pdf<'e, E: sqlx::PgExecutor<'e>>(e: E, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
+/// Issued invoices and credit notes without an archived PDF, oldest first, but for those in
+/// `skip` (whose render failed). Only those written with their seller and buyer facts (tax
+/// migration on): one from before has none to print, and an archived PDF is forever.
+pub async fn without_pdf<'e, E: sqlx::PgExecutor<'e>>(e: E, limit: i64, skip: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT i.id FROM invoices i WHERE i.status <> 'draft' AND NOT EXISTS (SELECT 1 FROM invoice_pdfs p WHERE p.invoice_id = i.id)
+        "SELECT i.id FROM invoices i WHERE i.status <> 'draft' AND i.tax_treatment IS NOT NULL AND i.id <> ALL($2)
+            AND NOT EXISTS (SELECT 1 FROM invoice_pdfs p WHERE p.invoice_id = i.id)
           ORDER BY i.issued_at, i.id LIMIT $1",
     )
     .bind(limit)
+    .bind(skip)
     .fetch_all(e)
     .await
+}
+
+/// Was the invoice written with its seller and buyer facts (its tax treatment recorded)?
+/// `false` for one from before the tax migration: it gets no PDF.
+pub async fn has_tax_facts<'e, E: sqlx::PgExecutor<'e>>(e: E, invoice: Uuid) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query_scalar::<_, bool>("SELECT tax_treatment IS NOT NULL FROM invoices WHERE id = $1").bind(invoice).fetch_optional(e).await?.unwrap_or(false))
 }
 
 /// Records the seller of the configuration (beside the payment terms), for every invoice.

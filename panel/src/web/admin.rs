@@ -1127,16 +1127,21 @@ struct EmailPage {
 }
 
 /// One mail as it is (or was) sent: subject and text, rendered from its outbox row by the
-/// worker's own code, so a stuck sign-up's link can be read here.
+/// worker's own code, except that a single-use secret link (password reset, verification,
+/// reseller invitation) is replaced by a note that one was sent: reading it here would let an
+/// admin take over the account. A stuck sign-up is helped by "Mark verified" or "Resend" instead.
 #[get("/admin/emails/{id}")]
 async fn email_show(a: CurrentAdmin, id: web::Path<i64>, pool: web::Data<PgPool>, settings: web::Data<Settings>) -> Result<HttpResponse, WebError> {
     let (m, data) = crate::db::outbox_delivery::one(&pool, *id).await?.ok_or(WebError::NotFound)?;
+    let data = crate::email::without_secrets(&m.template, &data);
     let data = crate::email::enrich(&pool, &settings.http.base_url, &data).await.map_err(WebError::internal)?;
     let (subject, body) = match crate::email::render(&m.template, &data) {
         Ok(r) => (r.subject, r.body),
         Err(e) => ("(cannot be rendered)".to_string(), e.to_string()),
     };
-    ok(&EmailPage { ctx: Ctx::of(&a.session), m, subject, body })
+    let mut res = ok(&EmailPage { ctx: Ctx::of(&a.session), m, subject, body })?;
+    res.headers_mut().insert(actix_web::http::header::CACHE_CONTROL, actix_web::http::header::HeaderValue::from_static("no-store"));
+    Ok(res)
 }
 
 // ------------------------------------------------------------------ security settings

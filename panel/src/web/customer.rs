@@ -404,22 +404,42 @@ pub async fn invoice_pdf(pool: &PgPool, chromium: &str, row: InvoiceRow, lines: 
     if let Some(pdf) = crate::db::invoices::pdf(pool, row.id).await? {
         return Ok(pdf);
     }
+    if !crate::db::invoices::has_tax_facts(pool, row.id).await? {
+        return Err(WebError::Conflict(format!(
+            "Invoice {} was issued before invoices recorded the seller's and buyer's details, so it has no PDF: \
+             its page (/invoices/{}) is its record. Ask us if you need a corrected copy.",
+            display_number(&row),
+            row.id
+        )));
+    }
     let id = row.id;
     let page = InvoicePdf { inv: InvoiceView::new(row, lines).with_parties(pool).await?, css: include_str!("../../../static/vessel.css") };
     billing::pdf::archived(pool, chromium, id, &page.render()?).await.map_err(|e| match e {
         billing::pdf::PdfError::NotIssued => WebError::NotFound,
+        billing::pdf::PdfError::Unavailable(..) => {
+            tracing::error!(error = %e, "invoice PDFs cannot be rendered: install chromium (billing.pdf_chromium)");
+            WebError::Unavailable("PDF invoices cannot be made right now. The invoice's page shows everything it says; please try the PDF again later.".into())
+        }
         e => WebError::internal(e),
     })
 }
 
-/// Archives the PDF of up to `limit` issued invoices that have none (the archiver of
-/// `panel serve`); returns how many it archived.
-pub async fn archive_pending_pdfs(pool: &PgPool, chromium: &str, limit: i64) -> Result<usize, WebError> {
+/// Archives the PDF of up to `limit` issued invoices that have none and are not in `failed`
+/// (the archiver of `panel serve`, which keeps `failed` between runs); returns how many it
+/// archived. One invoice that fails to render is logged and added to `failed`, and the rest
+/// go on: a bad one never holds up the others. A missing renderer stops the batch (an error):
+/// that is no invoice's fault.
+pub async fn archive_pending_pdfs(pool: &PgPool, chromium: &str, limit: i64, failed: &mut Vec<Uuid>) -> Result<usize, WebError> {
     let mut n = 0;
-    for id in crate::db::invoices::without_pdf(pool, limit).await? {
-        if let Some((row, lines)) = billing::invoices::get(pool, id).await? {
-            invoice_pdf(pool, chromium, row, lines).await?;
-            n += 1;
+    for id in crate::db::invoices::without_pdf(pool, limit, failed).await? {
+        let Some((row, lines)) = billing::invoices::get(pool, id).await? else { continue };
+        match invoice_pdf(pool, chromium, row, lines).await {
+            Ok(_) => n += 1,
+            Err(e @ WebError::Unavailable(_)) => return Err(e),
+            Err(e) => {
+                tracing::error!(invoice = %id, error = %e, "archiving an invoice PDF failed: skipped until the panel restarts");
+                failed.push(id);
+            }
         }
     }
     Ok(n)

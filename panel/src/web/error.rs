@@ -22,6 +22,9 @@ pub enum WebError {
     TwoFactorRequired,
     #[error("{0}")]
     Conflict(String),
+    /// Something we need is down (the PDF renderer): a 503 that says what still works.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -127,6 +130,7 @@ impl ResponseError for WebError {
             WebError::BadForm(_) => StatusCode::BAD_REQUEST,
             WebError::LoginRequired(_) | WebError::TwoFactorRequired => StatusCode::SEE_OTHER,
             WebError::Conflict(_) => StatusCode::CONFLICT,
+            WebError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             WebError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -149,6 +153,7 @@ impl ResponseError for WebError {
             ),
             WebError::BadForm(why) => ("Form not understood", format!("The form could not be read ({why}). Reload the page and try again.")),
             WebError::Conflict(why) => ("Not possible", why.clone()),
+            WebError::Unavailable(why) => ("Not available right now", why.clone()),
             WebError::Internal(e) => {
                 tracing::error!(error = %e, "request failed");
                 ("Something went wrong", "Something went wrong on our side; nothing you did. Please try again in a minute.".into())

@@ -221,7 +221,8 @@ async fn an_order_waiting_too_long_for_capacity_is_refunded_once_and_both_sides_
         .await
         .unwrap();
     let text = panel::email::render("order_refunded", &mail).unwrap();
-    assert!(text.body.contains("12.00"), "the mail names the amount: {}", text.body);
+    assert!(text.body.contains("What you had paid, 12.00 EUR") && text.body.contains("is back on your account as credit"), "the mail names the credit: {}", text.body);
+    assert!(!text.body.contains("unpaid invoice"), "nothing was owed: {}", text.body);
 
     // Again, and by four sweeps at once: nothing more.
     let outcome = panel::orchestrator::handle(&ctx, create(b)).await;
@@ -283,5 +284,100 @@ async fn a_customer_ending_a_server_gets_a_credit_note_for_the_unused_part() {
     assert_eq!(back, 300 * 21 / 31);
     assert_eq!(w.scalar::<i64>("SELECT count(*) FROM invoices WHERE kind = 'credit_note'").await, 2);
     assert_eq!(w.scalar::<i64>("SELECT count(*) FROM subscriptions WHERE status = 'terminated'").await, 2);
+    w.invariants().await;
+}
+
+/// A reseller's API server waits for capacity with its first invoice unpaid: the refund cancels
+/// that invoice and credits nothing, and the mails say so (not "back on your account as
+/// credit"; 2.40 is burst-s at the reseller's default discount). A customer who paid for burst-s and then owes an upgrade to burst-l is told both:
+/// the upgrade invoice cancelled, the 3.00 paid back as credit.
+#[tokio::test]
+async fn the_refund_mail_tells_cancelled_debt_from_credit() {
+    let w = World::new("2026-05-04T10:00:00Z").await;
+    // Room for one burst-l, which bo takes: the rest wait.
+    host(&w.pool, "h1", 2, 3000).await;
+    let bo = w.customer("bo@example.com", Some("DE")).await;
+    w.credit(bo, 1428).await;
+    let filler = w.order(bo, "burst-l", Monthly, None).await;
+    w.pay(bo, filler.invoice_id).await;
+    let filler: Uuid = sqlx::query_scalar("SELECT id FROM instances WHERE subscription_id = $1").bind(filler.subscription_id).fetch_one(&w.pool).await.unwrap();
+    assert!(matches!(panel::scheduler::place(&w.pool, &w.clock, filler).await.unwrap(), panel::scheduler::Placement::Placed { .. }));
+    let reseller: Uuid = sqlx::query_scalar(
+        "INSERT INTO accounts (role, email, display_name, status, email_verified_at, country, currency) VALUES ('reseller', 'r@resell.example', 'R', 'active', now(), 'DE', 'EUR') RETURNING id",
+    )
+    .fetch_one(&w.pool)
+    .await
+    .unwrap();
+    let rc: Uuid = sqlx::query_scalar(
+        "INSERT INTO accounts (role, email, display_name, status, email_verified_at, country, currency, reseller_id) VALUES ('customer', 'rc@example.com', 'RC', 'active', now(), 'DE', 'EUR', $1) RETURNING id",
+    )
+    .bind(reseller)
+    .fetch_one(&w.pool)
+    .await
+    .unwrap();
+    let who = panel::api_keys::Principal {
+        key_id: Uuid::new_v4(),
+        account_id: reseller,
+        tenant: panel::api_keys::Tenant::Reseller(reseller),
+        scopes: vec![panel::api_keys::Scope::Read, panel::api_keys::Scope::Write],
+    };
+    let mut tx = w.pool.begin().await.unwrap();
+    let server = panel::resellers::servers::create(
+        &mut tx,
+        &who,
+        w.clock.now(),
+        panel::resellers::servers::NewServer {
+            customer_id: rc,
+            plan: "burst-s".into(),
+            os_template: "debian-12".into(),
+            hostname: "r.example.com".into(),
+            cycle: Monthly,
+            access: Default::default(),
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    // A direct customer: burst-s paid, then an upgrade to burst-l owed, never delivered.
+    let ana = w.customer("ana@example.com", Some("DE")).await;
+    w.credit(ana, 357).await;
+    let o = w.order(ana, "burst-s", Monthly, None).await;
+    w.pay(ana, o.invoice_id).await;
+    let ana_server: Uuid = sqlx::query_scalar("SELECT id FROM instances WHERE subscription_id = $1").bind(o.subscription_id).fetch_one(&w.pool).await.unwrap();
+    panel::billing::proration::change_plan(&w.pool, &w.clock, ana, o.subscription_id, "burst-l").await.unwrap();
+    for id in [server, ana_server] {
+        let p = panel::scheduler::place(&w.pool, &w.clock, id).await.unwrap();
+        assert!(matches!(p, panel::scheduler::Placement::WaitingForCapacity { .. }), "{p:?}");
+    }
+    let owed_before = w.scalar::<i64>(&format!("SELECT count(*) FROM invoices WHERE account_id = '{reseller}' AND kind <> 'credit_note' AND status = 'issued'")).await;
+    assert_eq!(owed_before, 1, "the reseller owes the first invoice");
+
+    w.set("2026-05-07T10:00:00Z");
+    let done = panel::capacity::refund_overdue(&w.pool, w.clock.now(), chrono::Duration::hours(48)).await.unwrap();
+    assert_eq!(done.len(), 2, "{done:?}");
+    assert_eq!(credit_of(&w.pool, reseller).await, 0, "nothing was paid, nothing is credited");
+    assert_eq!(w.scalar::<i64>(&format!("SELECT count(*) FROM invoices WHERE account_id = '{reseller}' AND kind <> 'credit_note' AND status = 'issued'")).await, 0, "and nothing is owed");
+    assert_eq!(credit_of(&w.pool, ana).await, 357, "ana's payment is back, tax included");
+
+    let mail_to = |to: &'static str| {
+        let pool = w.pool.clone();
+        async move {
+            let data: Value = sqlx::query_scalar("SELECT data FROM email_outbox WHERE template = 'order_refunded' AND to_address = $1").bind(to).fetch_one(&pool).await.unwrap();
+            let data = panel::email::enrich(&pool, "https://panel.example", &data).await.unwrap();
+            panel::email::render("order_refunded", &data).unwrap().body
+        }
+    };
+    let r = mail_to("r@resell.example").await;
+    assert!(!r.contains("as credit"), "no credit was given: {r}");
+    assert!(r.contains("unpaid invoice is cancelled") && r.contains("no longer owe its\n2.40 EUR"), "{r}");
+    let a = mail_to("ana@example.com").await;
+    assert!(a.contains("unpaid invoice is cancelled") && a.contains("What you had paid, 3.00 EUR") && a.contains("back on your account as credit"), "{a}");
+    let admin: Value = sqlx::query_scalar("SELECT data FROM email_outbox WHERE template = 'capacity_refunded' AND data->>'instance_id' = $1")
+        .bind(server.to_string())
+        .fetch_one(&w.pool)
+        .await
+        .unwrap();
+    let admin = panel::email::render("capacity_refunded", &panel::email::enrich(&w.pool, "https://panel.example", &admin).await.unwrap()).unwrap().body;
+    assert!(admin.contains("still owed on it was cancelled") && !admin.contains("payer's credit"), "{admin}");
     w.invariants().await;
 }

@@ -101,14 +101,14 @@ async fn an_invoice_pdf_is_archived_once_identical_on_every_download_and_only_it
         .await
         .unwrap();
     assert!(pending >= 1, "the credit note waits for its PDF");
-    let n = panel::web::customer::archive_pending_pdfs(pool, CHROMIUM, 10).await.unwrap();
+    let n = panel::web::customer::archive_pending_pdfs(pool, CHROMIUM, 10, &mut Vec::new()).await.unwrap();
     assert_eq!(n as i64, pending);
     let cn: Vec<u8> = sqlx::query_scalar("SELECT p.pdf FROM invoice_pdfs p JOIN invoices i ON i.id = p.invoice_id WHERE i.kind = 'credit_note'")
         .fetch_one(pool)
         .await
         .unwrap();
     assert!(pdf_text(&cn).contains("Credit note CN-"), "the credit note's own PDF");
-    assert_eq!(panel::web::customer::archive_pending_pdfs(pool, CHROMIUM, 10).await.unwrap(), 0, "archived once");
+    assert_eq!(panel::web::customer::archive_pending_pdfs(pool, CHROMIUM, 10, &mut Vec::new()).await.unwrap(), 0, "archived once");
     let (s, _, third) = download(&ana, &app.url(&path), None).await;
     assert!(s == 200 && third == first, "still the first archive");
 }
@@ -148,4 +148,75 @@ async fn the_api_serves_a_resellers_invoice_pdf_and_hides_it_from_other_reseller
     assert_eq!((s, ct.as_str()), (404, "application/problem+json"), "{}", String::from_utf8_lossy(&body));
     let (s, _, _) = download(&http, &app.url(&format!("/api/v1/invoices/{}/pdf", Uuid::new_v4())), Some(&tokens[0])).await;
     assert_eq!(s, 404);
+}
+
+async fn order_for(pool: &sqlx::PgPool, customer: Uuid, host: &str) -> Uuid {
+    let req = panel::orders::OrderRequest { plan_code: "burst-s".into(), cycle: Monthly, os_template: "debian-12".into(), hostname: host.into(), coupon: None };
+    panel::orders::place_order(pool, &SystemClock, customer, req).await.unwrap().invoice_id
+}
+
+/// One invoice that fails to render (a Chromium wrapper that fails on its number) is logged
+/// and skipped: the archiver archives the ones after it, and leaves it out of its next runs. An
+/// invoice from before the tax facts (no treatment, no seller) is never archived and its
+/// download says why (409); without Chromium a download is a clear 503, page and API.
+#[tokio::test]
+async fn one_bad_invoice_does_not_block_the_archive_and_old_or_unrenderable_ones_say_why() {
+    assert!(std::path::Path::new(CHROMIUM).exists(), "the PDF test needs Debian's chromium: run scripts/ensure-test-deps");
+    let app = crate::helpers::spawn_web_app_with(|s| s.billing.pdf_chromium = "/nonexistent/chromium".into()).await;
+    let pool = &app.pool;
+    panel::db::invoices::set_seller(pool, &crate::tax::seller()).await.unwrap();
+    let ana = app.customer("ana@example.com").await;
+    let ana_id: Uuid = sqlx::query_scalar("SELECT id FROM accounts WHERE email = 'ana@example.com'").fetch_one(pool).await.unwrap();
+    sqlx::query("UPDATE accounts SET country = 'FR' WHERE id = $1").bind(ana_id).execute(pool).await.unwrap();
+    let bad = order_for(pool, ana_id, "bad.example.com").await;
+    let good = order_for(pool, ana_id, "good.example.com").await;
+    let old = order_for(pool, ana_id, "old.example.com").await;
+    // An invoice as the tax migration found it: no treatment, no parties (triggers off to write it).
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL session_replication_role = replica").execute(&mut *tx).await.unwrap();
+    sqlx::query("UPDATE invoices SET tax_treatment = NULL, seller_legal_name = NULL, seller_address = NULL, seller_vat_id = NULL, buyer_name = NULL, buyer_address = NULL, buyer_country = NULL WHERE id = $1")
+        .bind(old)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let number: String = sqlx::query_scalar("SELECT 'INV-' || number_year || '-' || lpad(number_seq::text, 6, '0') FROM invoices WHERE id = $1")
+        .bind(bad)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let wrapper = dir.path().join("chromium");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nfor a in \"$@\"; do last=\"$a\"; done\nif grep -q '{number}' \"${{last#file://}}\"; then echo injected failure >&2; exit 1; fi\nexec {CHROMIUM} \"$@\"\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let wrapper = wrapper.to_str().unwrap().to_string();
+
+    let mut failed = Vec::new();
+    let n = panel::web::customer::archive_pending_pdfs(pool, &wrapper, 10, &mut failed).await.unwrap();
+    assert_eq!(n, 1, "the good invoice is archived though the bad one, older, failed");
+    assert_eq!(failed, vec![bad]);
+    let archived: Vec<Uuid> = sqlx::query_scalar("SELECT invoice_id FROM invoice_pdfs").fetch_all(pool).await.unwrap();
+    assert_eq!(archived, vec![good], "the old one (no facts) is not archived either");
+    assert_eq!(panel::web::customer::archive_pending_pdfs(pool, &wrapper, 10, &mut failed).await.unwrap(), 0, "the failed one is not retried in a loop");
+    // Not even by a direct write: the database refuses to archive an invoice without its facts.
+    assert!(!panel::db::invoices::store_pdf(pool, old, b"%PDF-1.4 x").await.unwrap());
+
+    // The old invoice's download: a page that says why, not a PDF and not a 500.
+    let (s, body) = app.get(&ana, &format!("/invoices/{old}/pdf")).await;
+    assert_eq!(s, 409, "{body}");
+    assert!(body.contains("before invoices recorded the seller"), "{body}");
+    // Without Chromium (this app's setting): 503 and a page that says what still works.
+    let (s, body) = app.get(&ana, &format!("/invoices/{bad}/pdf")).await;
+    assert_eq!(s, 503, "{body}");
+    assert!(body.contains("PDF invoices cannot be made right now"), "{body}");
+    let (s, _) = app.get(&ana, &format!("/invoices/{good}/pdf")).await;
+    assert_eq!(s, 200, "an archived PDF needs no Chromium");
+    // And the archiver stops its batch on a missing renderer, blaming no invoice.
+    let mut none = Vec::new();
+    assert!(panel::web::customer::archive_pending_pdfs(pool, "/nonexistent/chromium", 10, &mut none).await.is_err());
+    assert!(none.is_empty());
 }

@@ -208,7 +208,9 @@ async fn an_admin_reads_mail_and_unsticks_a_pending_sign_up() {
     let (s, page) = app.get(&admin, &format!("/admin/emails/{mail_id}")).await;
     assert_eq!(s, 200, "{page}");
     assert!(page.contains("Confirm your email"), "the subject: {page}");
-    assert!(page.contains(&first_link), "the mail's text with its link: {page}");
+    let token = first_link.rsplit('/').next().unwrap();
+    assert!(!page.contains(token), "a verification link is a secret, even from admins: {page}");
+    assert!(page.contains("a single-use link was sent"), "the page says one was sent: {page}");
     let (s, _) = app.get(&admin, "/admin/emails/999999").await;
     assert_eq!(s, 404);
     let (s, _) = app.get(&c, &format!("/admin/emails/{mail_id}")).await;
@@ -283,4 +285,36 @@ async fn host_join_tokens_expire() {
     let joined = panel::hosts::join(&app.pool, &join(fresh, "host-ttl-3")).await.expect("a live token joins");
     assert!(!joined.secret.is_empty());
     assert!(panel::hosts::register_for(&app.pool, None, "host-ttl-4", "https://ttl4.example.net:7443", chrono::Duration::zero()).await.is_err());
+}
+
+/// A password-reset link read on the admin's mail page would let any admin take over the
+/// account (an admin's too): the page says a link was sent, never the link, and is not cached.
+#[tokio::test]
+async fn the_admin_mail_page_never_shows_a_reset_link() {
+    let app = spawn_web_app().await;
+    let admin = app.admin("root@example.com").await;
+    app.customer("victim@example.com").await;
+    let c = client();
+    let (s, _, _) = app.submit(&c, "/reset", "/reset", &[("email", "victim@example.com")]).await;
+    assert_eq!(s, 200);
+    let mail = app.smtp.wait_for("victim@example.com", "Choose a new password").await;
+    let link = mail.link("/reset/").unwrap();
+    let token = link.rsplit('/').next().unwrap().to_string();
+    assert!(token.len() >= 16, "{link}");
+    let mail_id: i64 = sqlx::query_scalar("SELECT id FROM email_outbox WHERE to_address = 'victim@example.com' AND template = 'password_reset'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let res = admin.get(app.url(&format!("/admin/emails/{mail_id}"))).send().await.unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    assert_eq!(res.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
+    let page = res.text().await.unwrap();
+    assert!(page.contains("Choose a new password"), "{page}");
+    assert!(!page.contains(&token), "the reset token must not be shown: {page}");
+    assert!(!page.contains("/reset/"), "nor any reset link: {page}");
+    assert!(page.contains("a single-use link was sent"), "{page}");
+    // The mail that went out still carries the link, and it still works.
+    let path = link.strip_prefix(&app.address).unwrap().to_string();
+    let (s, loc, _) = app.submit(&c, &path, &path, &[("password", "a brand new password")]).await;
+    assert_eq!((s, loc.as_str()), (303, "/login?done=reset"));
 }

@@ -125,6 +125,7 @@ pub fn load_pvh(
         cmdline_paddr: CMDLINE_ADDR,
         memmap_paddr: MEMMAP_ADDR,
         memmap_entries: map.len() as u32,
+        rsdp_paddr: super::acpi::RSDP_ADDR,
         ..Default::default()
     };
     if let Some(data) = initrd {

@@ -4,11 +4,14 @@
 //! | ports | device |
 //! | --- | --- |
 //! | `0x3f8..=0x3ff` | COM1, a 16550 (vm-superio), IRQ 4, output kept in the serial log (capped and rotated: [`RotatingLog`]) |
+//! | `0x70`, `0x71` | the CMOS real-time clock ([`super::rtc`]): the host's time, settable by the guest |
 //! | `0x60`, `0x64` | a minimal i8042: `0xFE` written to `0x64` resets the machine (reboot); the VMM queues a Ctrl-Alt-Del on it to ask the guest to shut down |
+//! | `0x600`..=`0x602` | ACPI's hardware-reduced sleep control/status and reset registers ([`super::acpi`]): power-off (`\_S5_`) and reset |
 //! | `0xf4` | power-off: any write ends the machine cleanly (QEMU's isa-debug-exit port) |
 //!
 //! Any other port reads as all ones and ignores writes, like an empty ISA bus.
 
+use super::acpi;
 use std::fs::File;
 use std::io::Write;
 use vm_superio::serial::NoEvents;
@@ -172,6 +175,7 @@ impl I8042 {
 pub struct Devices {
     pub serial: Serial<IrqTrigger, NoEvents, SerialOut>,
     pub i8042: I8042,
+    pub rtc: super::rtc::Rtc,
     /// virtio-mmio devices, device `i` at `virtio::MMIO_BASE + i * virtio::MMIO_SIZE`.
     pub virtio: Vec<super::virtio::Mmio>,
 }
@@ -181,6 +185,7 @@ impl Devices {
         Devices {
             serial: Serial::new(IrqTrigger(serial_irq), out),
             i8042: I8042 { queue: Default::default(), irq: IrqTrigger(kbd_irq) },
+            rtc: Default::default(),
             virtio: Vec::new(),
         }
     }
@@ -202,6 +207,8 @@ impl Devices {
         match port {
             COM1..=0x3ff if data.len() == 1 => data[0] = self.serial.read((port - COM1) as u8),
             I8042_DATA | I8042_COMMAND if data.len() == 1 => data[0] = self.i8042.read(port),
+            super::rtc::INDEX_PORT | super::rtc::DATA_PORT if data.len() == 1 => data[0] = self.rtc.read(port),
+            acpi::SLEEP_STATUS_PORT => data.fill(0),
             _ => data.fill(0xff),
         }
     }
@@ -215,7 +222,16 @@ impl Devices {
                 None
             }
             I8042_COMMAND if data.first() == Some(&I8042_RESET_CMD) => Some(GuestRequest::Reset),
+            super::rtc::INDEX_PORT | super::rtc::DATA_PORT if data.len() == 1 => {
+                self.rtc.write(port, data[0]);
+                None
+            }
             POWEROFF_PORT => Some(GuestRequest::PowerOff),
+            acpi::SLEEP_CONTROL_PORT | acpi::RESET_PORT if data.len() == 1 => match acpi::power_write(port, data[0]) {
+                Some(acpi::PowerRequest::PowerOff) => Some(GuestRequest::PowerOff),
+                Some(acpi::PowerRequest::Reset) => Some(GuestRequest::Reset),
+                None => None,
+            },
             _ => None,
         }
     }
@@ -230,12 +246,16 @@ impl Devices {
     /// MMIO: the virtio devices; anything else reads as all ones.
     pub fn mmio_read(&mut self, addr: u64, data: &mut [u8]) {
         match self.virtio_at(addr) {
-            Some((d, off)) => d.read(off, data),
+            Some((d, off)) => {
+                d.read(off, data);
+                tracing::trace!(addr = format_args!("{addr:#x}"), ?data, "virtio read");
+            }
             None => data.fill(0xff),
         }
     }
 
     pub fn mmio_write(&mut self, addr: u64, data: &[u8]) {
+        tracing::trace!(addr = format_args!("{addr:#x}"), ?data, "mmio write");
         if let Some((d, off)) = self.virtio_at(addr) {
             d.write(off, data);
         }

@@ -76,6 +76,42 @@ pub fn grow(path: &Path, bytes: u64) -> Result<(), DiskError> {
     f.set_len(bytes).map_err(io(path))
 }
 
+/// Grows a disk [`make_ext4`] made to `bytes`, and its partition and filesystem with it, while
+/// no machine uses it: the partition is extended to the new end (`sfdisk -N 1`), the
+/// filesystem checked (`e2fsck -fy`) and grown (`resize2fs`), both at the partition's offset
+/// in the file (e2fsprogs' `?offset=`; no loop device). Never shrinks.
+pub fn grow_ext4(path: &Path, bytes: u64) -> Result<(), DiskError> {
+    grow(path, bytes)?;
+    let p = path.to_string_lossy();
+    run("sfdisk", "fdisk", &["--quiet", "--no-reread", "--no-tell-kernel", "-N", "1", &p], Some(", +\n"), path)?;
+    let fs = format!("{p}?offset={PARTITION_OFFSET}");
+    // 0: clean, 1: errors corrected; anything else is a failure.
+    let out = Command::new("e2fsck").args(["-fy", &fs]).stdin(Stdio::null()).output().map_err(|source| DiskError::Spawn { tool: "e2fsck", package: "e2fsprogs", source })?;
+    if !matches!(out.status.code(), Some(0 | 1)) {
+        return Err(DiskError::Tool { tool: "e2fsck", path: path.into(), stderr: String::from_utf8_lossy(&out.stdout).trim().into() });
+    }
+    let kib = (bytes - PARTITION_OFFSET) / 1024;
+    run("resize2fs", "e2fsprogs", &[&fs, &format!("{kib}K")], None, path)?;
+    // resize2fs sizes a regular file to the filesystem's end without the offset, cutting the
+    // (new, empty) last MiB the partition table still counts: the disk gets it back.
+    let f = std::fs::OpenOptions::new().write(true).open(path).map_err(io(path))?;
+    f.set_len(bytes).map_err(io(path))
+}
+
+/// Blocks of the ext4 filesystem at `offset` in `path` (its size is this times its block size).
+pub fn ext4_size(path: &Path, offset: u64) -> Result<u64, DiskError> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path).map_err(io(path))?;
+    let mut sb = [0u8; 1024];
+    f.read_exact_at(&mut sb, offset + 1024).map_err(io(path))?;
+    if u16::from_le_bytes([sb[56], sb[57]]) != 0xef53 {
+        return Err(DiskError::Io { path: path.into(), source: std::io::Error::new(std::io::ErrorKind::InvalidData, "no ext4 superblock") });
+    }
+    let blocks = u32::from_le_bytes(sb[4..8].try_into().expect("4 bytes")) as u64 | (u32::from_le_bytes(sb[0x150..0x154].try_into().expect("4 bytes")) as u64) << 32;
+    let block_size = 1024u64 << u32::from_le_bytes(sb[24..28].try_into().expect("4 bytes"));
+    Ok(blocks * block_size)
+}
+
 /// What an ext4 superblock says about its mounts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ext4Mounts {
@@ -217,5 +253,22 @@ mod tests {
         grow(&p, 2 << 30).unwrap();
         assert_eq!(std::fs::metadata(&p).unwrap().len(), 2 << 30);
         assert!(matches!(grow(&p, 1 << 30), Err(DiskError::Shrink { .. })));
+    }
+
+    #[test]
+    fn growing_a_disk_grows_its_partition_and_filesystem_and_never_shrinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("disk.raw");
+        make_ext4(&p, 1 << 30, "vessel").unwrap();
+        assert_eq!(ext4_size(&p, PARTITION_OFFSET).unwrap(), (1 << 30) - PARTITION_OFFSET);
+        grow_ext4(&p, 3 << 30).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 3 << 30);
+        let mbr = std::fs::read(&p).map(|b| b[..512].to_vec()).unwrap();
+        let e = &mbr[446..462];
+        assert_eq!(u32::from_le_bytes(e[8..12].try_into().unwrap()), 2048, "the partition still starts at 1 MiB");
+        assert_eq!(u32::from_le_bytes(e[12..16].try_into().unwrap()) as u64, (3u64 << 30) / 512 - 2048, "and ends at the new end");
+        assert_eq!(ext4_size(&p, PARTITION_OFFSET).unwrap(), (3 << 30) - PARTITION_OFFSET, "the filesystem fills it");
+        assert!(matches!(grow_ext4(&p, 2 << 30), Err(DiskError::Shrink { .. })));
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 3 << 30, "a refused shrink changes nothing");
     }
 }

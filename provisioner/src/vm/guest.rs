@@ -99,6 +99,9 @@ pub struct Report {
     pub checksum: u64,
     /// Boots since the machine was created (resets included).
     pub boot: u64,
+    /// Enabled processors in the ACPI MADT, found through the RSDP the start info gives
+    /// (0: tables missing or checksums wrong).
+    pub acpi_cpus: u64,
 }
 
 impl Report {
@@ -123,6 +126,7 @@ impl Report {
             vcpus: field("vcpus")?.parse().ok()?,
             checksum: u64::from_str_radix(field("checksum")?, 16).ok()?,
             boot: field("boot")?.parse().ok()?,
+            acpi_cpus: field("acpi_cpus")?.parse().ok()?,
         })
     }
 
@@ -149,6 +153,7 @@ impl Report {
             vcpus,
             checksum,
             boot: 1,
+            acpi_cpus: vcpus,
         }
     }
 }

@@ -4,9 +4,11 @@
 //! * [`config`]: what a VMM process is told to build.
 //! * [`memory`]: guest RAM, pre-faulted and locked.
 //! * [`boot`]: PVH loading and the start info / memory map handed to the guest.
+//! * [`acpi`]: minimal ACPI tables (vCPUs, power-off, reset) and the power registers.
 //! * [`mptable`]: the MP table (processors, I/O APIC, ISA interrupts) for guests without ACPI.
 //! * [`vcpu`]: CPUID and entry state of each vCPU, and its run loop.
 //! * [`devices`]: serial console, i8042, power-off port; the MMIO bus.
+//! * [`rtc`]: the CMOS real-time clock.
 //! * [`virtio`]: virtio-mmio block, network and entropy devices.
 //! * [`seed`]: the NoCloud `cidata` seed (hostname, SSH keys, root password hash, address).
 //! * [`disk`]: the machine's raw disk image (partitioned ext4 when blank; grown, never shrunk).
@@ -17,7 +19,9 @@
 //! * [`vmm`]: puts the above together and runs a machine to its end.
 //! * [`runtime`]: the provisioner's side: the `Runtime` lifecycle over VMM processes.
 //! * [`guest`]: builds the project's test guest and checks its report.
+//! * [`test_kernel`]: the project's Linux test kernel as an OS template.
 
+pub mod acpi;
 pub mod boot;
 pub mod cgroup;
 pub mod config;
@@ -28,10 +32,12 @@ pub mod disk;
 pub mod guest;
 pub mod memory;
 pub mod mptable;
+pub mod rtc;
 pub mod runtime;
 pub mod seccomp;
 pub mod seed;
 pub mod shield;
+pub mod test_kernel;
 pub mod vcpu;
 pub mod virtio;
 pub mod vmm;

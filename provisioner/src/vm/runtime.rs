@@ -244,7 +244,9 @@ impl KvmRuntime {
             }
             Ok(())
         };
-        if !Path::new("/sys/class/net").join(&tap).exists() {
+        // Looked up in this thread's network namespace (not /sys/class/net, which shows the one
+        // /sys was mounted in: a daemon in a namespace found no TAP, re-added it and failed).
+        if !crate::container::net::link_exists(&tap) {
             ip(&["tuntap", "add", "dev", &tap, "mode", "tap"])?;
         }
         ip(&["link", "set", &tap, "master", bridge])?;
@@ -264,11 +266,29 @@ impl KvmRuntime {
         Ok(NetConfig { tap, mac: mac.0 })
     }
 
+    /// Makes the machine's disk from its image (replacing any there): made under a temporary
+    /// name and renamed into place, so a crash midway leaves the old disk or the new one,
+    /// never half of either.
+    fn make_disk(&self, record: &InstanceRecord, image: &ImageSpec) -> Result<(), VmError> {
+        let disk = self.disk(&record.spec.id);
+        match image.disk {
+            DiskSource::None => {
+                let _ = fs::remove_file(&disk);
+            }
+            DiskSource::BlankExt4 => {
+                let tmp = disk.with_extension("raw.new");
+                disk::make_ext4(&tmp, record.spec.resources.disk_gib() << 30, "vessel-root").map_err(|e| VmError::Disk(e.to_string()))?;
+                fs::rename(&tmp, &disk).map_err(io(&disk))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Removes the machine's TAP and its guards (absent is fine).
     fn remove_tap(&self, id: &InstanceId) {
         let tap = Self::tap_name(id);
         let _ = hostnet::unprotect(&tap);
-        if Path::new("/sys/class/net").join(&tap).exists() {
+        if crate::container::net::link_exists(&tap) {
             let _ = Command::new("ip").args(["link", "del", &tap]).status();
         }
     }
@@ -448,15 +468,72 @@ impl Runtime for KvmRuntime {
             .map_err(|r| VmError::Refused(Box::new(r)))?;
         let image = self.image(&record.spec.template)?;
         self.make_dir(&record.spec.id)?;
-        let disk = self.disk(&record.spec.id);
-        if image.disk == DiskSource::BlankExt4 && !disk.exists() {
-            // Made under a temporary name, so a crash midway leaves no half disk behind.
-            let tmp = disk.with_extension("raw.new");
-            disk::make_ext4(&tmp, record.spec.resources.disk_gib() << 30, "vessel-root").map_err(|e| VmError::Disk(e.to_string()))?;
-            fs::rename(&tmp, &disk).map_err(io(&disk))?;
+        if !self.disk(&record.spec.id).exists() {
+            self.make_disk(record, &image)?;
         }
         if !matches!(record.state, InstanceState::Running | InstanceState::Suspended) {
             record.state = InstanceState::Stopped;
+        }
+        Ok(())
+    }
+
+    fn check_template(&self, template: &str) -> Result<(), VmError> {
+        self.image(template).map(|_| ())
+    }
+
+    fn check_resize(&self, current: &vessel_core::PlanResources, new: &vessel_core::PlanResources) -> Result<(), VmError> {
+        let (from, to) = (current.disk_gib(), new.disk_gib());
+        if to < from {
+            return Err(VmError::Disk(format!("a disk is never shrunk ({from} GiB to {to} GiB)")));
+        }
+        Ok(())
+    }
+
+    /// A fresh disk from the (new) template, replacing the old one in one rename; the same
+    /// identity, address and TAP. If the new disk cannot be made, the machine is back on its
+    /// previous template and disk (running again if it should run); a failure after that
+    /// leaves `pending` set for the next request or a restart to finish (making the disk again
+    /// is harmless).
+    fn reinstall(&self, record: &mut InstanceRecord, previous_template: &str) -> Result<(), VmError> {
+        Self::check_kind(record)?;
+        let image = self.image(&record.spec.template)?;
+        self.stop(record)?;
+        if let Err(e) = self.make_disk(record, &image) {
+            tracing::warn!(id = %record.spec.id, error = %e, "reinstall failed: keeping the previous template and disk");
+            record.spec.template = previous_template.to_string();
+            record.pending = None;
+            if record.should_run {
+                self.start(record)?;
+            }
+            return Err(e);
+        }
+        self.create(record)?;
+        if record.should_run {
+            self.start(record)?;
+        }
+        Ok(())
+    }
+
+    /// Stopped, re-admitted with the new resources, the disk grown to the plan's size (its
+    /// partition and filesystem too when the template's disk is our blank ext4; an image
+    /// whose system grows its own root at boot gets the larger disk only), started again if
+    /// it should run. Never shrinks: [`Runtime::check_resize`] refused that before.
+    fn resize(&self, record: &mut InstanceRecord, _previous: &vessel_core::PlanResources) -> Result<(), VmError> {
+        Self::check_kind(record)?;
+        self.stop(record)?;
+        self.create(record)?;
+        let disk_path = self.disk(&record.spec.id);
+        let want = record.spec.resources.disk_gib() << 30;
+        let have = fs::metadata(&disk_path).map(|m| m.len()).unwrap_or(0);
+        if disk_path.exists() && have < want {
+            let grown = match self.image(&record.spec.template)?.disk {
+                DiskSource::BlankExt4 => disk::grow_ext4(&disk_path, want),
+                DiskSource::None => disk::grow(&disk_path, want),
+            };
+            grown.map_err(|e| VmError::Disk(e.to_string()))?;
+        }
+        if record.should_run {
+            self.start(record)?;
         }
         Ok(())
     }

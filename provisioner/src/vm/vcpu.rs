@@ -20,8 +20,8 @@ pub enum VcpuError {
     Kvm { index: u8, what: &'static str, source: kvm_ioctls::Error },
     #[error("vCPU {index}: KVM could not enter the guest (reason {reason:#x})")]
     FailEntry { index: u8, reason: u64 },
-    #[error("vCPU {index}: KVM internal error")]
-    Internal { index: u8 },
+    #[error("vCPU {index}: KVM internal error (suberror {suberror}, data {data:x?}) at rip {rip:#x}")]
+    Internal { index: u8, suberror: u32, data: Vec<u64>, rip: u64 },
     #[error("vCPU thread set-up: {0}")]
     Setup(String),
 }
@@ -258,6 +258,35 @@ fn reset(vcpu: &VcpuFd, boot: &VcpuBoot, lapic: Option<&kvm_bindings::kvm_lapic_
     }
 }
 
+/// `fwait` (`9b`) is an instruction the nested PVM hosts' emulation of guest kernel mode
+/// does not know (Linux runs it in `fpu__drop` whenever a task exits; see
+/// ../shared/design/kvm-on-pvm.md). With no unmasked x87 exception pending (the status word's
+/// error-summary bit clear) it does nothing, so the VMM completes it by stepping over it; with
+/// one pending it would raise #MF, which is left to fail as before. True when it did.
+fn completes_fwait(vcpu: &mut VcpuFd) -> bool {
+    const KVM_INTERNAL_ERROR_EMULATION: u32 = 1;
+    const KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES: u64 = 1;
+    const FWAIT: u8 = 0x9b;
+    const FSW_ERROR_SUMMARY: u16 = 1 << 7;
+    // SAFETY: after KVM_EXIT_INTERNAL_ERROR the union holds `emulation_failure` (whose
+    // leading fields are `internal`'s); the instruction bytes are only read when KVM says so.
+    let failure = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.emulation_failure };
+    if failure.suberror != KVM_INTERNAL_ERROR_EMULATION || failure.flags & KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES == 0 {
+        return false;
+    }
+    // SAFETY: the flag above says the instruction bytes are valid.
+    let insn = unsafe { failure.__bindgen_anon_1.__bindgen_anon_1 };
+    if insn.insn_size == 0 || insn.insn_bytes[0] != FWAIT {
+        return false;
+    }
+    let (Ok(fpu), Ok(mut regs)) = (vcpu.get_fpu(), vcpu.get_regs()) else { return false };
+    if fpu.fsw & FSW_ERROR_SUMMARY != 0 {
+        return false;
+    }
+    regs.rip += 1;
+    vcpu.set_regs(&regs).is_ok()
+}
+
 /// Runs one vCPU until the machine ends; resets go to the main thread through `events` and
 /// this loop carries on after them. Returns why the machine ends.
 pub fn run(mut vcpu: VcpuFd, boot: VcpuBoot, devices: &Mutex<Devices>, gate: &PauseGate, events: &Sender<Stop>) -> Stop {
@@ -279,6 +308,7 @@ pub fn run(mut vcpu: VcpuFd, boot: VcpuBoot, devices: &Mutex<Devices>, gate: &Pa
             Err(source) => return Stop::Error(VcpuError::Kvm { index, what: "KVM_RUN", source }),
         };
         let lock = || devices.lock().unwrap_or_else(|p| p.into_inner());
+        let mut internal_error = false;
         match exit {
             VcpuExit::IoIn(port, data) => lock().pio_read(port, data),
             VcpuExit::IoOut(port, data) => match lock().pio_write(port, data) {
@@ -298,8 +328,16 @@ pub fn run(mut vcpu: VcpuFd, boot: VcpuBoot, devices: &Mutex<Devices>, gate: &Pa
                 }
             }
             VcpuExit::FailEntry(reason, _) => return Stop::Error(VcpuError::FailEntry { index, reason }),
-            VcpuExit::InternalError => return Stop::Error(VcpuError::Internal { index }),
+            VcpuExit::InternalError => internal_error = true,
             other => tracing::debug!(index, exit = ?other, "unhandled vCPU exit"),
+        }
+        if internal_error && !completes_fwait(&mut vcpu) {
+            // What KVM says failed (e.g. suberror 1: an instruction it could not emulate).
+            // SAFETY: after KVM_EXIT_INTERNAL_ERROR the union holds `internal`.
+            let internal = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal };
+            let n = (internal.ndata as usize).min(internal.data.len());
+            let rip = vcpu.get_regs().map(|r| r.rip).unwrap_or(0);
+            return Stop::Error(VcpuError::Internal { index, suberror: internal.suberror, data: internal.data[..n].to_vec(), rip });
         }
     }
 }

@@ -548,6 +548,9 @@ impl Device for Net {
 /// virtio-rng: bytes from the host's /dev/urandom.
 pub struct Rng {
     pub source: File,
+    /// Bytes handed to the guest so far (the first request is logged: proof the guest's
+    /// driver uses the device).
+    pub served: u64,
 }
 
 impl Device for Rng {
@@ -575,6 +578,10 @@ impl Device for Rng {
                 }
                 n += buf.len() as u32;
             }
+            if self.served == 0 && n > 0 {
+                tracing::info!(bytes = n, "virtio-rng: the guest's first entropy request served");
+            }
+            self.served += n as u64;
             add_used(q, mem, head, n);
             used = true;
         }

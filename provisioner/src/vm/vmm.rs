@@ -152,7 +152,7 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
         virtio.push(Box::new(virtio::Net { tap, mac: n.mac }));
     }
     if cfg.rng {
-        virtio.push(Box::new(virtio::Rng { source: file(std::path::Path::new("/dev/urandom"), false)? }));
+        virtio.push(Box::new(virtio::Rng { source: file(std::path::Path::new("/dev/urandom"), false)?, served: 0 }));
     }
     let mut cmdline = cfg.cmdline.clone();
     let mut mmio = Vec::new();
@@ -167,6 +167,7 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
     let (image, initrd) = boot::read_images(&cfg.kernel, cfg.initrd.as_deref())?;
     let load = || {
         super::mptable::write(&mem, cfg.vcpus).map_err(boot::BootError::Memory)?;
+        super::acpi::write(&mem, cfg.vcpus).map_err(boot::BootError::Memory)?;
         boot::load_kernel(&mem, cfg.memory_mib, &cfg.kernel, &image, &cmdline, initrd.as_deref())
     };
     let entry = load()?;

@@ -7,8 +7,9 @@
 //! ```
 //!
 //! With `DATABASE_URL` set to the panel's database it:
-//! 1. makes sure the demo can sell something: the `busybox` (containers) and
-//!    `vessel-test-guest` (KVM) OS templates and an address pool `demo-v4`, when missing;
+//! 1. makes sure the demo can sell something: the `busybox` (containers), `vessel-test-guest`
+//!    and `linux-test-kernel` (KVM; the kernel from `scripts/build-test-kernel`, cached) OS
+//!    templates and an address pool `demo-v4`, when missing;
 //! 2. makes a bridge and one namespace per host (`10.251.X.0/24`, X derived from the state
 //!    dir so addresses stay the same from run to run), and relays the panel's port onto the
 //!    bridge so the hosts can reach a panel that listens on loopback;
@@ -67,7 +68,12 @@ fn provisioner_bin() -> anyhow::Result<PathBuf> {
 /// OS templates and addresses, so an order can be placed and run. Adds only what is missing.
 async fn seed(pool: &PgPool, admin: Uuid) -> anyhow::Result<()> {
     let by = || panel::admin::By { admin, addr: None };
-    for (name, display, ct, kvm) in [("busybox", "Busybox (demo)", true, false), ("vessel-test-guest", "Vessel test guest (demo)", false, true)] {
+    let templates = [
+        ("busybox", "Busybox (demo)", true, false),
+        ("vessel-test-guest", "Vessel test guest (demo)", false, true),
+        (provisioner::vm::test_kernel::TEMPLATE, provisioner::vm::test_kernel::DISPLAY_NAME, false, true),
+    ];
+    for (name, display, ct, kvm) in templates {
         let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM os_templates WHERE name = $1)").bind(name).fetch_one(pool).await?;
         if !exists {
             let form = panel::admin::OsTemplateForm {
@@ -114,9 +120,9 @@ struct DemoHost {
     api_url: String,
 }
 
-/// Lays out a host's directory: config, the KVM test guest image, the busybox template.
-fn prepare(dir: &Path, ns: &HostNs, guest_elf: &Path) -> anyhow::Result<PathBuf> {
-    Ok(ns.lay_out_host(dir, API_PORT, guest_elf, "")?)
+/// Lays out a host's directory: config, the KVM test guest and test kernel images, the busybox template.
+fn prepare(dir: &Path, ns: &HostNs, guest_elf: &Path, test_kernel: &Path) -> anyhow::Result<PathBuf> {
+    Ok(ns.lay_out_host(dir, API_PORT, guest_elf, Some(test_kernel), "")?)
 }
 
 /// Joins `name` with a fresh token, unless this state dir already holds the secret of a host
@@ -187,6 +193,9 @@ async fn main() -> anyhow::Result<()> {
     seed(&pool, admin).await?;
     let bin = provisioner_bin()?;
     let guest = provisioner::vm::guest::build(&args.state.join("guest")).context("building the KVM test guest (as, ld)")?;
+    // Cached after the first time; the first build takes minutes (Debian's linux-source).
+    tracing::info!("building the Linux test kernel (scripts/build-test-kernel; minutes the first time, cached after)");
+    let test_kernel = provisioner::vm::test_kernel::build(Path::new(provisioner::vm::test_kernel::SCRIPT)).context("building the Linux test kernel")?;
 
     let panel_addr: SocketAddr = args
         .panel_url
@@ -209,7 +218,7 @@ async fn main() -> anyhow::Result<()> {
             let h = hosts.last_mut().expect("just pushed");
             // Whatever a killed earlier run left mounted or attached.
             release_storage(&h.dir);
-            let config = tokio::task::block_in_place(|| prepare(&h.dir, &h.ns, &guest.elf))?;
+            let config = tokio::task::block_in_place(|| prepare(&h.dir, &h.ns, &guest.elf, &test_kernel))?;
             join_or_reuse(&pool, admin, &bin, h, &config, &relay_url).await?;
             tokio::task::block_in_place(|| h.ns.serve(&bin, &config, &h.dir.join("daemon.log")))?;
             println!("host {} {} {} {}", h.name, h.ns.addr, h.api_url, h.ns.name);
