@@ -52,6 +52,8 @@ pub enum ContainerError {
     Conflict(InstanceId),
     #[error("instance {0} is not a container")]
     WrongKind(InstanceId),
+    #[error("container {0}: a systemd template needs this host's user namespaces (without one its root is host root with a writable cgroup tree); enable them or use a plain-init template")]
+    SystemdNeedsUserns(InstanceId),
     #[error("cannot {action} a container that is {state:?}")]
     NotAllowed {
         action: &'static str,
@@ -666,9 +668,9 @@ impl ContainerRuntime {
         let has_net = record.spec.network.ipv4.is_some() || record.spec.network.ipv6.is_some();
         let (init, boot) = self.init_of(record);
         let ids = self.ids(&id);
-        if boot == crate::template::Boot::Systemd {
+        let root = systemd_tree_owner(id, boot, ids.map(|r| r.base))?;
+        if let Some(root) = root {
             // Its systemd manages its own cgroup tree (see `InstanceCgroup::delegate`).
-            let root = ids.map(|r| r.base).unwrap_or(0);
             self.cgroup(&id).delegate(root, root)?;
         }
         let cfg = init::InitConfig {
@@ -1196,5 +1198,32 @@ impl Runtime for ContainerRuntime {
             net_rx_bytes: rx,
             net_tx_bytes: tx,
         })
+    }
+}
+
+/// The host uid that owns the delegated cgroup tree of a systemd container (its root's host
+/// id), or None for a plain init (no tree handed over). A systemd container without a user
+/// namespace is refused: its root would be host uid 0 with a writable cgroup2 tree, free to
+/// lift its own limits wherever the host lacks `nsdelegate`.
+fn systemd_tree_owner(id: InstanceId, boot: crate::template::Boot, userns_base: Option<u32>) -> Result<Option<u32>, ContainerError> {
+    match (boot, userns_base) {
+        (crate::template::Boot::Systemd, None) => Err(ContainerError::SystemdNeedsUserns(id)),
+        (crate::template::Boot::Systemd, Some(base)) => Ok(Some(base)),
+        _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ct_systemd_without_a_user_namespace_is_refused() {
+        let id: InstanceId = "00000000-0000-4000-8000-000000000001".parse().unwrap();
+        let e = systemd_tree_owner(id, crate::template::Boot::Systemd, None).unwrap_err();
+        assert!(matches!(e, ContainerError::SystemdNeedsUserns(_)), "{e}");
+        assert!(e.to_string().contains("user namespace"), "{e}");
+        assert_eq!(systemd_tree_owner(id, crate::template::Boot::Systemd, Some(200_000)).unwrap(), Some(200_000));
+        assert_eq!(systemd_tree_owner(id, crate::template::Boot::default(), None).unwrap(), None);
     }
 }
