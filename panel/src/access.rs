@@ -174,8 +174,8 @@ pub async fn new_root_password(given: Option<String>) -> Result<NewPassword, Acc
 /// Records a new root password hash for a running server and queues the job that sets it on
 /// the host (which reads the newest hash from the row, so a retried job sends the latest). The
 /// caller has locked the instance and checked who may act on it.
-pub async fn record_password_reset(tx: &mut Tx<'_>, instance: Uuid, desired_state: &str, hash: PasswordHash) -> Result<(), AccessError> {
-    if desired_state != "running" {
+pub async fn record_password_reset(tx: &mut Tx<'_>, instance: Uuid, desired_state: crate::vps::DesiredState, hash: PasswordHash) -> Result<(), AccessError> {
+    if desired_state != crate::vps::DesiredState::Running {
         return Err(AccessError::NotRunning);
     }
     let mut access = sql::instance_access(&mut **tx, instance).await?.ok_or(AccessError::NoServer)?;
@@ -191,7 +191,7 @@ pub async fn reset_customer_password(pool: &PgPool, customer: Uuid, instance: Uu
     let new = new_root_password(given).await?;
     let mut tx = pool.begin().await?;
     let desired = sql::lock_customer_instance(&mut tx, customer, instance).await?.ok_or(AccessError::NoServer)?;
-    record_password_reset(&mut tx, instance, &desired, new.hash).await?;
+    record_password_reset(&mut tx, instance, desired, new.hash).await?;
     crate::audit::record(&mut *tx, crate::audit::Actor { id: Some(customer), kind: crate::audit::ActorKind::Customer }, "server.reset_password", Some(("instance", instance.to_string())), None, serde_json::json!({})).await?;
     tx.commit().await?;
     Ok(new.generated)

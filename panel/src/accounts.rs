@@ -1,10 +1,33 @@
 //! Accounts: email addresses, passwords (argon2id), and the admin account `vessel up` makes.
 
-use crate::db::{self, accounts as sql};
+use crate::admin::AdminError;
+use crate::db::accounts as sql;
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use rand::distributions::{Alphanumeric, DistString};
 use std::fmt;
+
+pg_enum! {
+    /// Who an account is (`account_role` in the schema); it decides which pages and API scopes
+    /// it may use.
+    pub enum Role in "account_role" {
+        Customer = "customer",
+        Reseller = "reseller",
+        Admin = "admin",
+    }
+}
+
+pg_enum! {
+    /// Whether an account may sign in and order (`account_status` in the schema).
+    pub enum AccountStatus in "account_status" {
+        /// Signed up, the verification mail not followed yet.
+        PendingVerification = "pending_verification",
+        Active = "active",
+        /// By an admin, or by its reseller (then `suspended_by_reseller`).
+        Suspended = "suspended",
+        Closed = "closed",
+    }
+}
 
 /// An email address, trimmed and lowercased. Deliverability is proven by the verification
 /// mail, not by a regex; this only refuses what cannot be an address.
@@ -84,31 +107,17 @@ pub fn verify_password(candidate: &str, phc: &str) -> bool {
     PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(candidate.as_bytes(), &h).is_ok())
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum AdminError {
-    #[error(transparent)]
-    Account(#[from] AccountError),
-    #[error(transparent)]
-    Db(#[from] db::DbError),
-}
-
-impl From<sqlx::Error> for AdminError {
-    fn from(e: sqlx::Error) -> Self {
-        AdminError::Db(e.into())
-    }
-}
-
 /// Creates the admin account, or sets its password if it exists. Refuses to turn a customer
 /// or reseller into an admin.
 pub async fn upsert_admin(pool: &sqlx::PgPool, email: &Email, password: &Password) -> Result<uuid::Uuid, AdminError> {
     let hash = hash_password(password);
     let mut tx = pool.begin().await?;
     let id = match sql::find_by_email(&mut tx, email.as_str()).await? {
-        Some((id, role)) if role == "admin" => {
+        Some((id, Role::Admin)) => {
             sql::set_password(&mut tx, id, &hash).await?;
             id
         }
-        Some(_) => return Err(AccountError::NotAnAdmin(email.to_string()).into()),
+        Some(_) => return Err(AdminError::Invalid { field: "email".into(), message: AccountError::NotAnAdmin(email.to_string()).to_string() }),
         None => sql::insert_admin(&mut tx, email.as_str(), &hash).await?,
     };
     tx.commit().await?;

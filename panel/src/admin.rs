@@ -3,11 +3,11 @@
 //! change is written to the audit log in the transaction that makes it: who, what, and from
 //! which address.
 
-use crate::accounts::{hash_password, Email, Password};
+use crate::accounts::{hash_password, AccountStatus, Email, Password};
 use crate::audit::{self, Actor};
 use crate::db::{admin as sql_admin, auth as sql_auth, hosts as sql_hosts, ip_pools as sql_pools, os_templates as sql_os};
 use crate::plans::sync::{self, Change};
-use crate::plans::{parse_plan, PlanDefinition};
+use crate::plans::{parse_plan, BillingCycle, PlanDefinition};
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgPool;
@@ -156,10 +156,10 @@ impl PlanForm {
         Ok((text, def))
     }
 
-    pub fn from_stored(p: &crate::db::catalogue::PlanSummary, prices: &[(i64, String, String, i64)]) -> Self {
+    pub fn from_stored(p: &crate::db::catalogue::PlanSummary, prices: &[(i64, BillingCycle, String, i64)]) -> Self {
         let ratio = |m: i32| format!("{}", m as f64 / 1000.0);
-        let price = |cur: &str, cycle: &str| {
-            prices.iter().find(|(id, c, cu, _)| *id == p.id && c == cycle && cu == cur).map(|x| x.3.to_string()).unwrap_or_default()
+        let price = |cur: &str, cycle: BillingCycle| {
+            prices.iter().find(|(id, c, cu, _)| *id == p.id && *c == cycle && cu == cur).map(|x| x.3.to_string()).unwrap_or_default()
         };
         PlanForm {
             code: p.code.clone(),
@@ -178,12 +178,12 @@ impl PlanForm {
             pids_max: p.pids_max.to_string(),
             net_rate_mbit: p.net_rate_mbit.map(|v| v.to_string()).unwrap_or_default(),
             io_weight: p.io_weight.to_string(),
-            eur_monthly: price("EUR", "monthly"),
-            eur_quarterly: price("EUR", "quarterly"),
-            eur_annual: price("EUR", "annual"),
-            usd_monthly: price("USD", "monthly"),
-            usd_quarterly: price("USD", "quarterly"),
-            usd_annual: price("USD", "annual"),
+            eur_monthly: price("EUR", BillingCycle::Monthly),
+            eur_quarterly: price("EUR", BillingCycle::Quarterly),
+            eur_annual: price("EUR", BillingCycle::Annual),
+            usd_monthly: price("USD", BillingCycle::Monthly),
+            usd_quarterly: price("USD", BillingCycle::Quarterly),
+            usd_annual: price("USD", BillingCycle::Annual),
         }
     }
 }
@@ -539,7 +539,7 @@ pub async fn set_customer_suspended(pool: &PgPool, by: By, id: Uuid, suspend: bo
         return Err(invalid("reason", "say why, in 1 to 500 characters: the customer is mailed this"));
     }
     let mut tx = pool.begin().await?;
-    let (from, to) = if suspend { ("active", "suspended") } else { ("suspended", "active") };
+    let (from, to) = if suspend { (AccountStatus::Active, AccountStatus::Suspended) } else { (AccountStatus::Suspended, AccountStatus::Active) };
     if !sql_admin::set_status(&mut tx, id, from, to).await? {
         return Err(AdminError::Invalid {
             field: "status".into(),
@@ -587,7 +587,7 @@ pub async fn mark_customer_verified(pool: &PgPool, by: By, id: Uuid) -> Result<(
         .await?
         .ok_or_else(|| invalid("status", "only a customer awaiting verification can be marked verified"))?;
     sql_auth::mark_verified(&mut tx, id).await?;
-    sql_auth::retire_tokens(&mut tx, id, "verify_email").await?;
+    sql_auth::retire_tokens(&mut tx, id, crate::auth::TokenPurpose::VerifyEmail).await?;
     audit::record(&mut *tx, by.actor(), "customer.mark_verified", Some(("account", id.to_string())), by.addr, json!({ "email": email })).await?;
     tx.commit().await?;
     Ok(())

@@ -2,6 +2,7 @@
 //! SHA-256, sent as `Authorization: Bearer vsl_xxxxxxxx_<secret>`. A key acts for its account
 //! with its scopes; revoking it takes effect on the next request.
 
+use crate::accounts::{AccountStatus, Role};
 use crate::audit::{self, Actor, ActorKind};
 use crate::db::api_keys as sql;
 use rand::distributions::{Alphanumeric, DistString};
@@ -92,24 +93,26 @@ pub enum ApiKeyError {
     NotAllowed,
     #[error("no such key")]
     NotFound,
-    #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
-}
-
-/// Why a bearer token was refused. The API answers all of them with one 401 (plus this
-/// reason as detail), so a caller cannot probe which prefixes exist.
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
+    // Why a bearer token was refused ([`ApiKeyError::refuses_token`]). The API answers all of
+    // them with one 401 (plus this reason as detail), so a caller cannot probe which prefixes
+    // exist.
     #[error("send an API key as `Authorization: Bearer <key>`")]
     Missing,
     #[error("this is not a valid API key")]
-    Invalid,
+    InvalidKey,
     #[error("this API key has been revoked")]
     Revoked,
     #[error("this API key's account is not active")]
     AccountInactive,
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+}
+
+impl ApiKeyError {
+    /// A bearer token refused (401), as opposed to a mistake in managing keys.
+    pub fn refuses_token(&self) -> bool {
+        matches!(self, ApiKeyError::Missing | ApiKeyError::InvalidKey | ApiKeyError::Revoked | ApiKeyError::AccountInactive)
+    }
 }
 
 /// A key as made: the row, and the secret to show once.
@@ -148,10 +151,10 @@ pub async fn create(pool: &PgPool, account: Uuid, name: &str, scopes: &[Scope], 
     }
     let mut tx = pool.begin().await?;
     let role = crate::db::accounts::account_facts(&mut *tx, account).await?.ok_or(ApiKeyError::NotFound)?.0;
-    let kind = match role.as_str() {
-        "reseller" => ActorKind::Reseller,
-        "admin" => ActorKind::Admin,
-        _ => return Err(ApiKeyError::NotAllowed),
+    let kind = match role {
+        Role::Reseller => ActorKind::Reseller,
+        Role::Admin => ActorKind::Admin,
+        Role::Customer => return Err(ApiKeyError::NotAllowed),
     };
     let (prefix, token) = generate();
     let row = sql::insert(&mut *tx, account, name, &prefix, &digest(&token), &names).await?;
@@ -176,7 +179,7 @@ pub async fn list_for(pool: &PgPool, account: Uuid) -> Result<Vec<KeyRow>, ApiKe
 pub async fn revoke(pool: &PgPool, account: Uuid, id: Uuid, addr: Option<IpAddr>) -> Result<(), ApiKeyError> {
     let mut tx = pool.begin().await?;
     let role = crate::db::accounts::account_facts(&mut *tx, account).await?.ok_or(ApiKeyError::NotFound)?.0;
-    let kind = if role == "admin" { ActorKind::Admin } else { ActorKind::Reseller };
+    let kind = if role == Role::Admin { ActorKind::Admin } else { ActorKind::Reseller };
     if !sql::revoke(&mut *tx, account, id).await? {
         return Err(ApiKeyError::NotFound);
     }
@@ -186,23 +189,23 @@ pub async fn revoke(pool: &PgPool, account: Uuid, id: Uuid, addr: Option<IpAddr>
 }
 
 /// Checks a bearer token. Unknown prefix, wrong secret and malformed token look the same.
-pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Principal, AuthError> {
+pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Principal, ApiKeyError> {
     let token = token.trim();
-    let prefix = token.get(..12).filter(|p| p.starts_with("vsl_") && token.as_bytes().get(12) == Some(&b'_')).ok_or(AuthError::Invalid)?;
-    let key = sql::find_by_prefix(pool, prefix).await?.ok_or(AuthError::Invalid)?;
+    let prefix = token.get(..12).filter(|p| p.starts_with("vsl_") && token.as_bytes().get(12) == Some(&b'_')).ok_or(ApiKeyError::InvalidKey)?;
+    let key = sql::find_by_prefix(pool, prefix).await?.ok_or(ApiKeyError::InvalidKey)?;
     if !bool::from(digest(token).ct_eq(key.secret_sha256.as_slice())) {
-        return Err(AuthError::Invalid);
+        return Err(ApiKeyError::InvalidKey);
     }
     if key.revoked_at.is_some() {
-        return Err(AuthError::Revoked);
+        return Err(ApiKeyError::Revoked);
     }
-    if key.account_status != "active" {
-        return Err(AuthError::AccountInactive);
+    if key.account_status != AccountStatus::Active {
+        return Err(ApiKeyError::AccountInactive);
     }
-    let tenant = match key.role.as_str() {
-        "admin" => Tenant::All,
-        "reseller" => Tenant::Reseller(key.account_id),
-        _ => return Err(AuthError::Invalid),
+    let tenant = match key.role {
+        Role::Admin => Tenant::All,
+        Role::Reseller => Tenant::Reseller(key.account_id),
+        Role::Customer => return Err(ApiKeyError::InvalidKey),
     };
     if let Err(e) = sql::touch(pool, key.id).await {
         // Last use is a convenience for the key's owner; it never fails a request.

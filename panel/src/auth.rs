@@ -3,7 +3,7 @@
 //! single-use expiring tokens, and optional TOTP two-factor. Free of HTTP: the web layer
 //! turns the outcomes into cookies and pages.
 
-use crate::accounts::{hash_password, verify_password, AccountError, Email, Password};
+use crate::accounts::{hash_password, verify_password, AccountError, AccountStatus, Email, Password};
 use crate::db::auth::{self as sql, AccountAuth};
 use base64::Engine;
 use chrono::{Duration, Utc};
@@ -13,6 +13,16 @@ use sqlx::PgPool;
 use std::net::IpAddr;
 use totp_rs::{Algorithm, Secret, TOTP};
 use uuid::Uuid;
+
+pg_enum! {
+    /// What a mailed one-time token is for (`account_token_purpose` in the schema).
+    pub enum TokenPurpose in "account_token_purpose" {
+        VerifyEmail = "verify_email",
+        PasswordReset = "password_reset",
+        /// A new address waiting for its link to be followed.
+        ChangeEmail = "change_email",
+    }
+}
 
 /// Failed log-ins tolerated per account *from one address* within [`WINDOW_SECS`] before that
 /// address is refused for the account for the rest of the window. Low enough to stop guessing,
@@ -210,7 +220,7 @@ pub async fn sign_up(pool: &PgPool, base_url: &str, s: SignUp<'_>) -> Result<Opt
 pub async fn resend_verification(pool: &PgPool, base_url: &str, email: &str) -> Result<(), AuthError> {
     let Ok(email) = Email::parse(email) else { return Ok(()) };
     let Some(a) = sql::account_by_email(pool, email.as_str()).await? else { return Ok(()) };
-    if a.status != "pending_verification" {
+    if a.status != AccountStatus::PendingVerification {
         return Ok(());
     }
     let mut tx = pool.begin().await?;
@@ -223,8 +233,8 @@ pub async fn resend_verification(pool: &PgPool, base_url: &str, email: &str) -> 
 /// account stop working. Sign-up, the customer's "send again" and the admin's resend use it.
 pub async fn queue_verification(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, base_url: &str, account: Uuid, email: &Email, name: &str) -> Result<(), sqlx::Error> {
     let token = new_token();
-    sql::retire_tokens(tx, account, "verify_email").await?;
-    sql::insert_token(tx, &token_hash(&token), account, "verify_email", Utc::now() + Duration::hours(VERIFY_TTL_HOURS)).await?;
+    sql::retire_tokens(tx, account, TokenPurpose::VerifyEmail).await?;
+    sql::insert_token(tx, &token_hash(&token), account, TokenPurpose::VerifyEmail, Utc::now() + Duration::hours(VERIFY_TTL_HOURS)).await?;
     let link = format!("{}/verify/{token}", base_url.trim_end_matches('/'));
     crate::outbox::enqueue(tx, email, "verify_email", serde_json::json!({ "link": link, "name": name }), None).await?;
     Ok(())
@@ -233,13 +243,13 @@ pub async fn queue_verification(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, 
 /// Confirms the address behind a verification link (once).
 pub async fn verify_email(pool: &PgPool, token: &str) -> Result<Uuid, AuthError> {
     let mut tx = pool.begin().await?;
-    let id = sql::consume_token(&mut tx, &token_hash(token), "verify_email").await?.ok_or(AuthError::BadToken)?;
+    let id = sql::consume_token(&mut tx, &token_hash(token), TokenPurpose::VerifyEmail).await?.ok_or(AuthError::BadToken)?;
     sql::mark_verified(&mut tx, id).await?;
     tx.commit().await?;
     Ok(id)
 }
 
-pub async fn token_is_live(pool: &PgPool, token: &str, purpose: &str) -> Result<bool, AuthError> {
+pub async fn token_is_live(pool: &PgPool, token: &str, purpose: TokenPurpose) -> Result<bool, AuthError> {
     Ok(sql::token_is_live(pool, &token_hash(token), purpose).await?)
 }
 
@@ -358,10 +368,10 @@ pub async fn log_in(pool: &PgPool, email: &str, password: &str, addr: Option<IpA
         return Err(AuthError::BadCredentials);
     };
     sql::release_attempt(pool, &reserved).await?;
-    match account.status.as_str() {
-        "pending_verification" => return Err(AuthError::NotVerified),
-        "suspended" | "closed" => return Err(AuthError::Suspended),
-        _ => {}
+    match account.status {
+        AccountStatus::PendingVerification => return Err(AuthError::NotVerified),
+        AccountStatus::Suspended | AccountStatus::Closed => return Err(AuthError::Suspended),
+        AccountStatus::Active => {}
     }
     let needs_totp = account.totp_enabled_at.is_some();
     if !needs_totp {
@@ -530,13 +540,13 @@ pub fn totp_code_at(secret_b32: &str, email: &str, unix: u64) -> Option<String> 
 pub async fn request_password_reset(pool: &PgPool, base_url: &str, email: &str) -> Result<(), AuthError> {
     let Ok(email) = Email::parse(email) else { return Ok(()) };
     let Some(a) = sql::account_by_email(pool, email.as_str()).await? else { return Ok(()) };
-    if matches!(a.status.as_str(), "suspended" | "closed") || a.password_hash.is_none() {
+    if matches!(a.status, AccountStatus::Suspended | AccountStatus::Closed) || a.password_hash.is_none() {
         return Ok(());
     }
     let token = new_token();
     let mut tx = pool.begin().await?;
-    sql::retire_tokens(&mut tx, a.id, "password_reset").await?;
-    sql::insert_token(&mut tx, &token_hash(&token), a.id, "password_reset", Utc::now() + Duration::minutes(RESET_TTL_MINUTES)).await?;
+    sql::retire_tokens(&mut tx, a.id, TokenPurpose::PasswordReset).await?;
+    sql::insert_token(&mut tx, &token_hash(&token), a.id, TokenPurpose::PasswordReset, Utc::now() + Duration::minutes(RESET_TTL_MINUTES)).await?;
     let link = format!("{}/reset/{token}", base_url.trim_end_matches('/'));
     crate::outbox::enqueue(
         &mut tx,
@@ -556,7 +566,7 @@ pub async fn reset_password(pool: &PgPool, token: &str, new_password: &str) -> R
     let password = Password::parse(new_password)?;
     let hash = hash_password_bounded(password).await?;
     let mut tx = pool.begin().await?;
-    let id = sql::consume_token(&mut tx, &token_hash(token), "password_reset").await?.ok_or(AuthError::BadToken)?;
+    let id = sql::consume_token(&mut tx, &token_hash(token), TokenPurpose::PasswordReset).await?.ok_or(AuthError::BadToken)?;
     sql::set_password(&mut tx, id, &hash).await?;
     // Receiving the mail proves the address, too.
     sql::mark_verified(&mut tx, id).await?;
@@ -638,8 +648,8 @@ pub async fn request_email_change(pool: &PgPool, base_url: &str, account: Uuid, 
     let token = new_token();
     let mut tx = pool.begin().await?;
     sql::set_pending_email(&mut tx, account, email.as_str()).await?;
-    sql::retire_tokens(&mut tx, account, "change_email").await?;
-    sql::insert_token(&mut tx, &token_hash(&token), account, "change_email", Utc::now() + Duration::hours(VERIFY_TTL_HOURS)).await?;
+    sql::retire_tokens(&mut tx, account, TokenPurpose::ChangeEmail).await?;
+    sql::insert_token(&mut tx, &token_hash(&token), account, TokenPurpose::ChangeEmail, Utc::now() + Duration::hours(VERIFY_TTL_HOURS)).await?;
     let link = format!("{}/account/email/{token}", base_url.trim_end_matches('/'));
     crate::outbox::enqueue(&mut tx, &email, "change_email", serde_json::json!({ "link": link }), None)
         .await
@@ -651,7 +661,7 @@ pub async fn request_email_change(pool: &PgPool, base_url: &str, account: Uuid, 
 /// Follows the link mailed to a new address: the account's address becomes it (verified).
 pub async fn confirm_email_change(pool: &PgPool, token: &str) -> Result<Uuid, AuthError> {
     let mut tx = pool.begin().await?;
-    let id = sql::consume_token(&mut tx, &token_hash(token), "change_email").await?.ok_or(AuthError::BadToken)?;
+    let id = sql::consume_token(&mut tx, &token_hash(token), TokenPurpose::ChangeEmail).await?.ok_or(AuthError::BadToken)?;
     match sql::apply_pending_email(&mut tx, id).await {
         Ok(true) => {}
         Ok(false) => return Err(AuthError::BadToken),

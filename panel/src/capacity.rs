@@ -107,8 +107,8 @@ async fn refund_in(tx: &mut Tx<'_>, now: DateTime<Utc>, instance: Uuid, limit: D
     vps::apply(tx, &v, &effect, now).await?;
     let given = proration::refund_unused(tx, sub, now).await?;
     let row = sub_sql::lock(tx, sub, None).await?.ok_or(BillingError::SubscriptionNotFound)?;
-    sub_sql::set_status(tx, sub, "cancelled", now).await?;
-    sub_sql::set_order_status(tx, row.order_id, "cancelled").await?;
+    sub_sql::set_status(tx, sub, crate::subscriptions::SubscriptionStatus::Cancelled, now).await?;
+    sub_sql::set_order_status(tx, row.order_id, crate::orders::OrderStatus::Cancelled).await?;
     let amount = given.map(|g| g.total_minor()).unwrap_or(0);
     // What was owed and is cancelled, and what was paid and is credited, apart: the mails say
     // truthfully which (a reseller's unpaid first invoice is cancelled; nothing is credited).

@@ -3,6 +3,7 @@
 
 use crate::db::catalogue::{self as sql, PlanSummary};
 use crate::money::{Currency, Money};
+use crate::plans::BillingCycle;
 use sqlx::PgPool;
 
 /// A plan ready to show.
@@ -10,7 +11,7 @@ use sqlx::PgPool;
 pub struct PlanCard {
     pub plan: PlanSummary,
     /// (cycle, price) in the shown currency, monthly first.
-    pub prices: Vec<(String, Money)>,
+    pub prices: Vec<(BillingCycle, Money)>,
     /// Why it cannot be ordered: no active host could ever run it ([`crate::capacity`]).
     pub unavailable: Option<String>,
 }
@@ -45,7 +46,7 @@ impl PlanCard {
         }
     }
     pub fn monthly(&self) -> String {
-        self.prices.iter().find(|(c, _)| c == "monthly").map(|(_, m)| m.to_string()).unwrap_or_else(|| "—".into())
+        self.prices.iter().find(|(c, _)| *c == BillingCycle::Monthly).map(|(_, m)| m.to_string()).unwrap_or_else(|| "—".into())
     }
 }
 
@@ -68,10 +69,10 @@ pub async fn orderable(pool: &PgPool, currency: Currency) -> Result<(Vec<PlanCar
     let mut containers = Vec::new();
     let mut kvm = Vec::new();
     for plan in plans {
-        let prices: Vec<(String, Money)> = prices
+        let prices: Vec<(BillingCycle, Money)> = prices
             .iter()
             .filter(|(id, _, cur, _)| *id == plan.id && cur == currency.as_str())
-            .map(|(_, cycle, _, amount)| (cycle.clone(), Money::new(*amount, currency)))
+            .map(|(_, cycle, _, amount)| (*cycle, Money::new(*amount, currency)))
             .collect();
         if prices.is_empty() {
             continue; // not sold in this currency

@@ -14,26 +14,16 @@ use vessel_core::wire::{JoinRequest, JoinResponse};
 
 pub use client::{http_client, pinned_http_client, ConsoleSocket, HostClient, HostError, HostHttp};
 
-/// Whether the reconciler hears from a host (`host_reachability` in the schema).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, sqlx::Type, serde::Serialize)]
-#[sqlx(type_name = "host_reachability", rename_all = "lowercase")]
-#[serde(rename_all = "lowercase")]
-pub enum Reachability {
-    /// Joined, not listed yet.
-    #[default]
-    Unknown,
-    Reachable,
-    /// Silent past the threshold: its instances are `unknown`, never re-created elsewhere.
-    Unreachable,
-}
-
-impl Reachability {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reachability::Unknown => "unknown",
-            Reachability::Reachable => "reachable",
-            Reachability::Unreachable => "unreachable",
-        }
+pg_enum! {
+    /// Whether the reconciler hears from a host (`host_reachability` in the schema).
+    #[derive(Default)]
+    pub enum Reachability in "host_reachability" {
+        /// Joined, not listed yet.
+        #[default]
+        Unknown = "unknown",
+        Reachable = "reachable",
+        /// Silent past the threshold: its instances are `unknown`, never re-created elsewhere.
+        Unreachable = "unreachable",
     }
 }
 

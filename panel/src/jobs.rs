@@ -16,6 +16,18 @@ use vessel_core::Action;
 
 pub use sql::JobRow;
 
+pg_enum! {
+    /// Where a job is in the queue (`job_status` in the schema).
+    pub enum JobStatus in "job_status" {
+        Queued = "queued",
+        /// Claimed by a runner under a lease.
+        Running = "running",
+        Succeeded = "succeeded",
+        /// Failed `max_attempts` times; kept with its reason.
+        Dead = "dead",
+    }
+}
+
 /// Every kind of job the panel queues, with exactly its payload. Stored as the `kind` column
 /// (the serde tag) and the `payload` column (the other fields), so rows written before this
 /// type existed parse to the same job; a misspelt kind cannot be built, and the handler

@@ -9,7 +9,8 @@ use crate::db::{hosts as host_sql, instances as sql, jobs as job_sql, plans as p
 use crate::hosts::{client_for, HostClient, HostError};
 use crate::jobs::{Job, Outcome};
 use crate::scheduler::{self, Placement};
-use crate::vps::DesiredState;
+use crate::orders::OrderStatus;
+use crate::vps::{DesiredState, ObservedState};
 use sqlx::PgPool;
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -34,18 +35,6 @@ impl Ctx {
     pub fn new(pool: PgPool, clock: Arc<dyn Clock>, settings: OrchestrationSettings) -> Self {
         let http = settings.host_http();
         Ctx { pool, clock, settings, http }
-    }
-}
-
-/// The observed-state name of what a host reports.
-pub fn observed_name(s: InstanceState) -> &'static str {
-    match s {
-        InstanceState::Creating => "creating",
-        InstanceState::Stopped => "stopped",
-        InstanceState::Running => "running",
-        InstanceState::Suspended => "suspended",
-        InstanceState::Crashed => "crashed",
-        InstanceState::Destroying => "destroying",
     }
 }
 
@@ -107,7 +96,7 @@ async fn placed(ctx: &Ctx, id: Uuid) -> Step<(sql::Placeable, host_sql::HostRow,
             // stay `pending` with no job left to move it).
             let mut tx = ctx.pool.begin().await.map_err(db)?;
             host_sql::release_addresses(&mut tx, id).await.map_err(db)?;
-            sql::set_observed(&mut *tx, id, "destroyed", None, ctx.clock.now()).await.map_err(db)?;
+            sql::set_observed(&mut *tx, id, ObservedState::Destroyed, None, ctx.clock.now()).await.map_err(db)?;
             tx.commit().await.map_err(db)?;
             return Err(Outcome::Done);
         }
@@ -167,9 +156,9 @@ async fn record(ctx: &Ctx, id: Uuid, status: &InstanceStatus) -> Step<()> {
 /// provisioning. Both the jobs and the reconciler record through here.
 async fn record_observed(pool: &PgPool, id: Uuid, state: InstanceState, now: chrono::DateTime<chrono::Utc>) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sql::set_observed(&mut *tx, id, observed_name(state), None, now).await?;
+    sql::set_observed(&mut *tx, id, state.into(), None, now).await?;
     if state == InstanceState::Running {
-        sql::set_order_status_of(&mut tx, id, "active").await?;
+        sql::set_order_status_of(&mut tx, id, OrderStatus::Active).await?;
     }
     tx.commit().await
 }
@@ -183,7 +172,7 @@ async fn converge(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
         client.destroy(iid).await.map_err(host_failed)?;
         let mut tx = ctx.pool.begin().await.map_err(db)?;
         host_sql::release_addresses(&mut tx, id).await.map_err(db)?;
-        sql::set_observed(&mut *tx, id, "destroyed", None, ctx.clock.now()).await.map_err(db)?;
+        sql::set_observed(&mut *tx, id, ObservedState::Destroyed, None, ctx.clock.now()).await.map_err(db)?;
         // Room was freed: orders waiting for capacity try again now.
         job_sql::wake_waiting(&mut *tx).await.map_err(db)?;
         tx.commit().await.map_err(db)?;
@@ -305,7 +294,7 @@ pub async fn reconcile_once(ctx: &Ctx) -> Result<(), sqlx::Error> {
                     // Gone from the host and not wanted: finish the bookkeeping.
                     let mut tx = ctx.pool.begin().await?;
                     host_sql::release_addresses(&mut tx, inst.id).await?;
-                    sql::set_observed(&mut *tx, inst.id, "destroyed", None, now).await?;
+                    sql::set_observed(&mut *tx, inst.id, ObservedState::Destroyed, None, now).await?;
                     tx.commit().await?;
                     false
                 }

@@ -13,6 +13,20 @@ use vessel_core::{Hostname, InstanceKind};
 
 pub use sql::OrderRow;
 
+pg_enum! {
+    /// Where an order is (`order_status` in the schema): paid, then placed on a host, then
+    /// its VPS is up.
+    pub enum OrderStatus in "order_status" {
+        PendingPayment = "pending_payment",
+        Paid = "paid",
+        WaitingForCapacity = "waiting_for_capacity",
+        Provisioning = "provisioning",
+        Active = "active",
+        Cancelled = "cancelled",
+        Failed = "failed",
+    }
+}
+
 /// What a customer fills in on the order form.
 #[derive(Clone, Debug)]
 pub struct OrderRequest {
@@ -89,10 +103,10 @@ pub async fn place_order_with_access(
     let hostname = Hostname::parse(&req.hostname)?;
     let mut tx = pool.begin().await?;
     let who = sql::orderer(&mut tx, customer).await?.ok_or(OrderError::Account("no such account"))?;
-    if who.role != "customer" {
+    if who.role != crate::accounts::Role::Customer {
         return Err(OrderError::Account("only customer accounts can order"));
     }
-    if who.status != "active" {
+    if who.status != crate::accounts::AccountStatus::Active {
         return Err(OrderError::Account("your account is not active"));
     }
     if !who.email_verified {

@@ -12,31 +12,22 @@ use std::path::{Path, PathBuf};
 use vessel_core::resources::ResourceSpec;
 use vessel_core::PlanResources;
 
-/// How often a subscription is billed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, sqlx::Type, serde::Serialize, Deserialize)]
-#[sqlx(type_name = "billing_cycle", rename_all = "lowercase")]
-#[serde(rename_all = "lowercase")]
-pub enum BillingCycle {
-    Monthly,
-    Quarterly,
-    Annual,
+pg_enum! {
+    /// How often a subscription is billed.
+    #[derive(PartialOrd, Ord)]
+    pub enum BillingCycle in "billing_cycle" {
+        Monthly = "monthly",
+        Quarterly = "quarterly",
+        Annual = "annual",
+    }
 }
 
 impl BillingCycle {
-    pub const ALL: [BillingCycle; 3] = [BillingCycle::Monthly, BillingCycle::Quarterly, BillingCycle::Annual];
-
     pub fn months(self) -> u32 {
         match self {
             BillingCycle::Monthly => 1,
             BillingCycle::Quarterly => 3,
             BillingCycle::Annual => 12,
-        }
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BillingCycle::Monthly => "monthly",
-            BillingCycle::Quarterly => "quarterly",
-            BillingCycle::Annual => "annual",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! HTTP handlers: thin, they parse the request, call a service, and render the answer.
 
 use crate::billing::{self, BillingError};
+use crate::api::problem::Problem;
 use crate::clock::Clock;
 use crate::config::Settings;
 use actix_web::http::StatusCode;
@@ -12,11 +13,6 @@ use std::time::Duration;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(healthz).service(stripe_webhook).service(host_join);
-}
-
-/// An RFC 9457 problem document: the API's one [`crate::api::problem::Problem`] shape.
-pub fn problem(status: StatusCode, kind: &str, detail: impl std::fmt::Display) -> HttpResponse {
-    crate::api::problem::Problem::new(status, kind, detail).response()
 }
 
 /// Liveness and readiness in one: 200 when the database answers within two seconds, else 503.
@@ -43,19 +39,19 @@ async fn stripe_webhook(
 ) -> HttpResponse {
     use secrecy::ExposeSecret;
     let Some(stripe) = &settings.stripe else {
-        return problem(StatusCode::NOT_FOUND, "not-found", "card payments are not configured");
+        return Problem::new(StatusCode::NOT_FOUND, "not-found", "card payments are not configured").response();
     };
     let Some(sig) = req.headers().get("Stripe-Signature").and_then(|v| v.to_str().ok()) else {
-        return problem(StatusCode::BAD_REQUEST, "bad-signature", "the Stripe-Signature header is missing");
+        return Problem::new(StatusCode::BAD_REQUEST, "bad-signature", "the Stripe-Signature header is missing").response();
     };
     match billing::stripe::handle_webhook(&pool, clock.as_ref().as_ref(), stripe.webhook_secret.expose_secret(), &body, sig).await {
         Ok(outcome) => HttpResponse::Ok().json(json!({ "received": true, "outcome": format!("{outcome:?}") })),
-        Err(e @ BillingError::BadSignature(_)) => problem(StatusCode::BAD_REQUEST, "bad-signature", e),
-        Err(e @ BillingError::Invalid(_)) => problem(StatusCode::BAD_REQUEST, "bad-event", e),
+        Err(e @ BillingError::BadSignature(_)) => Problem::new(StatusCode::BAD_REQUEST, "bad-signature", e).response(),
+        Err(e @ BillingError::Invalid(_)) => Problem::new(StatusCode::BAD_REQUEST, "bad-event", e).response(),
         Err(e) => {
             tracing::error!(error = %e, "stripe webhook failed");
             // 5xx makes Stripe retry later; the event id was not recorded, so the retry counts.
-            problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "could not process the event")
+            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "could not process the event").response()
         }
     }
 }
@@ -66,11 +62,11 @@ async fn host_join(pool: web::Data<PgPool>, body: web::Json<vessel_core::wire::J
     use crate::hosts::JoinError;
     match crate::hosts::join(&pool, &body).await {
         Ok(resp) => HttpResponse::Ok().json(resp),
-        Err(e @ JoinError::BadToken) => problem(StatusCode::FORBIDDEN, "bad-join-token", e),
-        Err(e @ JoinError::Invalid(_)) => problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid-join", e),
+        Err(e @ JoinError::BadToken) => Problem::new(StatusCode::FORBIDDEN, "bad-join-token", e).response(),
+        Err(e @ JoinError::Invalid(_)) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-join", e).response(),
         Err(e) => {
             tracing::error!(error = %e, "host join failed");
-            problem(StatusCode::INTERNAL_SERVER_ERROR, "internal", "could not complete the join")
+            Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "could not complete the join").response()
         }
     }
 }

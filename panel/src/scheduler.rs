@@ -9,6 +9,7 @@
 
 use crate::clock::Clock;
 use crate::db::{hosts as sql, instances as inst_sql, plans as plan_sql};
+use crate::orders::OrderStatus;
 use chrono::{DateTime, Utc};
 use sqlx::{Acquire, PgPool};
 use std::collections::HashMap;
@@ -74,7 +75,7 @@ pub async fn place(pool: &PgPool, clock: &dyn Clock, instance: Uuid) -> Result<P
             Ok(()) => {
                 inst_sql::set_host(&mut sp, instance, host_id).await?;
                 sp.commit().await?;
-                inst_sql::set_order_status_of(&mut tx, instance, "provisioning").await?;
+                inst_sql::set_order_status_of(&mut tx, instance, OrderStatus::Provisioning).await?;
                 tx.commit().await?;
                 return Ok(Placement::Placed { host: host_id });
             }
@@ -88,7 +89,7 @@ pub async fn place(pool: &PgPool, clock: &dyn Clock, instance: Uuid) -> Result<P
         reasons.push(format!("no enabled, reachable host runs {}", inst.kind));
     }
     inst_sql::set_waiting(&mut tx, instance, &reasons.join("; "), now).await?;
-    inst_sql::set_order_status_of(&mut tx, instance, "waiting_for_capacity").await?;
+    inst_sql::set_order_status_of(&mut tx, instance, OrderStatus::WaitingForCapacity).await?;
     crate::db::outbox::insert_for_admins(&mut tx, "capacity_needed", serde_json::json!({ "instance_id": instance, "reasons": reasons }), &format!("capacity:{instance}")).await?;
     tx.commit().await?;
     Ok(Placement::WaitingForCapacity { reasons })

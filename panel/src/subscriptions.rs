@@ -10,35 +10,16 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-/// A subscription's billing state (`subscription_status` in the schema).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, sqlx::Type, serde::Serialize, serde::Deserialize)]
-#[sqlx(type_name = "subscription_status", rename_all = "lowercase")]
-#[serde(rename_all = "lowercase")]
-pub enum SubscriptionStatus {
-    /// Ordered, first invoice not paid yet.
-    Pending,
-    Active,
-    /// An invoice is overdue past the grace: its VPS is suspended.
-    Suspended,
-    Terminated,
-    Cancelled,
-}
-
-impl SubscriptionStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SubscriptionStatus::Pending => "pending",
-            SubscriptionStatus::Active => "active",
-            SubscriptionStatus::Suspended => "suspended",
-            SubscriptionStatus::Terminated => "terminated",
-            SubscriptionStatus::Cancelled => "cancelled",
-        }
-    }
-}
-
-impl std::fmt::Display for SubscriptionStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+pg_enum! {
+    /// A subscription's billing state (`subscription_status` in the schema).
+    pub enum SubscriptionStatus in "subscription_status" {
+        /// Ordered, first invoice not paid yet.
+        Pending = "pending",
+        Active = "active",
+        /// An invoice is overdue past the grace: its VPS is suspended.
+        Suspended = "suspended",
+        Terminated = "terminated",
+        Cancelled = "cancelled",
     }
 }
 
@@ -46,17 +27,17 @@ impl std::fmt::Display for SubscriptionStatus {
 pub async fn on_invoice_paid(tx: &mut Tx<'_>, invoice: &InvoiceRow, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
     let Some(sub_id) = invoice.subscription_id else { return Ok(()) };
     let Some(sub) = sql::lock(tx, sub_id, None).await? else { return Ok(()) };
-    match sub.status.as_str() {
-        "pending" => activate(tx, sub.id, sub.order_id, now).await,
-        "suspended" if !sql::has_overdue(tx, sub.id, now, invoice.id).await? => unsuspend(tx, sub.id, sub.account_id, now).await,
+    match sub.status {
+        SubscriptionStatus::Pending => activate(tx, sub.id, sub.order_id, now).await,
+        SubscriptionStatus::Suspended if !sql::has_overdue(tx, sub.id, now, invoice.id).await? => unsuspend(tx, sub.id, sub.account_id, now).await,
         _ => Ok(()),
     }
 }
 
 /// First payment: the subscription starts, the order is paid, and the VPS is requested.
 async fn activate(tx: &mut Tx<'_>, sub: Uuid, order: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
-    sql::set_status(tx, sub, "active", now).await?;
-    sql::set_order_status(tx, order, "paid").await?;
+    sql::set_status(tx, sub, SubscriptionStatus::Active, now).await?;
+    sql::set_order_status(tx, order, crate::orders::OrderStatus::Paid).await?;
     // The instance id is chosen here, once: every retry of the create uses it.
     let instance = Uuid::new_v4();
     inst_sql::insert_for_subscription(tx, instance, sub).await?;
@@ -74,13 +55,13 @@ async fn mail(tx: &mut Tx<'_>, account: Uuid, template: &str, sub: Uuid, key: St
 }
 
 pub async fn suspend(tx: &mut Tx<'_>, sub: Uuid, account: Uuid, invoice: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
-    sql::set_status(tx, sub, "suspended", now).await?;
+    sql::set_status(tx, sub, SubscriptionStatus::Suspended, now).await?;
     vps::request_all(tx, Target::Subscription(sub), Request::BillingSuspend, now).await?;
     mail(tx, account, "service_suspended", sub, format!("service_suspended:{invoice}")).await
 }
 
 pub async fn unsuspend(tx: &mut Tx<'_>, sub: Uuid, account: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
-    sql::set_status(tx, sub, "active", now).await?;
+    sql::set_status(tx, sub, SubscriptionStatus::Active, now).await?;
     // What its owner suspended stays suspended: the payment lifts billing's suspension only.
     vps::request_all(tx, Target::Subscription(sub), Request::BillingUnsuspend, now).await?;
     mail(tx, account, "service_unsuspended", sub, format!("service_unsuspended:{sub}:{}", now.timestamp())).await
@@ -97,12 +78,12 @@ pub async fn end_by_owner(tx: &mut Tx<'_>, server: &vps::Locked, now: DateTime<U
     } else {
         None
     };
-    sql::set_status(tx, sub, "terminated", now).await?;
+    sql::set_status(tx, sub, SubscriptionStatus::Terminated, now).await?;
     Ok(refund)
 }
 
 pub async fn terminate(tx: &mut Tx<'_>, sub: Uuid, account: Uuid, invoice: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
-    sql::set_status(tx, sub, "terminated", now).await?;
+    sql::set_status(tx, sub, SubscriptionStatus::Terminated, now).await?;
     vps::request_all(tx, Target::Subscription(sub), Request::BillingTerminate, now).await?;
     mail(tx, account, "service_terminated", sub, format!("service_terminated:{invoice}")).await
 }

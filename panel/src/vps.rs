@@ -20,29 +20,17 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 use vessel_core::{Action, InstanceState};
 
-/// What the panel wants a VPS to be (`desired_state` in the schema).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, sqlx::Type, serde::Serialize, serde::Deserialize)]
-#[sqlx(type_name = "desired_state", rename_all = "lowercase")]
-#[serde(rename_all = "lowercase")]
-pub enum DesiredState {
-    Running,
-    Stopped,
-    Suspended,
-    Terminated,
+pg_enum! {
+    /// What the panel wants a VPS to be (`desired_state` in the schema).
+    pub enum DesiredState in "desired_state" {
+        Running = "running",
+        Stopped = "stopped",
+        Suspended = "suspended",
+        Terminated = "terminated",
+    }
 }
 
 impl DesiredState {
-    pub const ALL: [DesiredState; 4] = [DesiredState::Running, DesiredState::Stopped, DesiredState::Suspended, DesiredState::Terminated];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DesiredState::Running => "running",
-            DesiredState::Stopped => "stopped",
-            DesiredState::Suspended => "suspended",
-            DesiredState::Terminated => "terminated",
-        }
-    }
-
     /// Has a host that reports `observed` caught up with this? (A terminated VPS has caught
     /// up when it is gone, which hosts do not report: see [`settled`].)
     pub fn converged(self, observed: InstanceState) -> bool {
@@ -55,45 +43,78 @@ impl DesiredState {
     }
 }
 
-impl std::fmt::Display for DesiredState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+
+pg_enum! {
+    /// The panel's record of what the host has (`observed_state` in the schema): what a host
+    /// reports ([`InstanceState`]), and what only the panel knows (not placed yet, gone, a host
+    /// gone silent, a create that failed).
+    pub enum ObservedState in "observed_state" {
+        /// Not placed on a host yet.
+        Pending = "pending",
+        /// No host has room; the scheduler retries.
+        WaitingForCapacity = "waiting_for_capacity",
+        Creating = "creating",
+        Stopped = "stopped",
+        Running = "running",
+        Suspended = "suspended",
+        Crashed = "crashed",
+        Destroying = "destroying",
+        /// Its host no longer has it.
+        Destroyed = "destroyed",
+        /// Its host stopped answering.
+        Unknown = "unknown",
+        Error = "error",
     }
 }
 
-/// Has the panel's record of what the host has (`observed_state` as stored, e.g. `destroyed`)
-/// caught up with `desired`? The server pages reload themselves until it has.
-pub fn settled(desired: DesiredState, observed: &str) -> bool {
-    desired.as_str() == observed || (desired == DesiredState::Terminated && observed == "destroyed")
+impl From<InstanceState> for ObservedState {
+    fn from(s: InstanceState) -> Self {
+        match s {
+            InstanceState::Creating => ObservedState::Creating,
+            InstanceState::Stopped => ObservedState::Stopped,
+            InstanceState::Running => ObservedState::Running,
+            InstanceState::Suspended => ObservedState::Suspended,
+            InstanceState::Crashed => ObservedState::Crashed,
+            InstanceState::Destroying => ObservedState::Destroying,
+        }
+    }
+}
+
+/// Has the panel's record of what the host has caught up with `desired`? The server pages
+/// reload themselves until it has.
+pub fn settled(desired: DesiredState, observed: ObservedState) -> bool {
+    desired.as_str() == observed.as_str() || (desired == DesiredState::Terminated && observed == ObservedState::Destroyed)
 }
 
 /// A server's state as its customer reads it: plain words, never the internal names (no
 /// `waiting_for_capacity`, no host). The badge class beside it: ok, warn or bad.
-pub fn customer_state(desired: DesiredState, observed: &str) -> (&'static str, &'static str) {
+pub fn customer_state(desired: DesiredState, observed: ObservedState) -> (&'static str, &'static str) {
+    use ObservedState as O;
     match (desired, observed) {
         (DesiredState::Terminated, _) => ("Cancelled", "bad"),
-        (_, "suspended") | (DesiredState::Suspended, _) => ("Suspended", "bad"),
-        (_, "pending") | (_, "creating") => ("Being set up", "warn"),
-        (_, "waiting_for_capacity") => ("Waiting for a free slot", "warn"),
-        (DesiredState::Running, "running") => ("Running", "ok"),
-        (DesiredState::Stopped, "running") => ("Stopping", "warn"),
-        (DesiredState::Running, "stopped") => ("Starting", "warn"),
-        (_, "stopped") => ("Stopped", ""),
-        (_, "crashed") => ("Stopped unexpectedly", "bad"),
-        (_, "destroying") | (_, "destroyed") => ("Being removed", ""),
-        (_, "unknown") => ("Not reachable right now", "warn"),
-        _ => ("Needs our attention", "bad"),
+        (_, O::Suspended) | (DesiredState::Suspended, _) => ("Suspended", "bad"),
+        (_, O::Pending) | (_, O::Creating) => ("Being set up", "warn"),
+        (_, O::WaitingForCapacity) => ("Waiting for a free slot", "warn"),
+        (DesiredState::Running, O::Running) => ("Running", "ok"),
+        (DesiredState::Stopped, O::Running) => ("Stopping", "warn"),
+        (DesiredState::Running, O::Stopped) => ("Starting", "warn"),
+        (_, O::Stopped) => ("Stopped", ""),
+        (_, O::Crashed) => ("Stopped unexpectedly", "bad"),
+        (_, O::Destroying) | (_, O::Destroyed) => ("Being removed", ""),
+        (_, O::Unknown) => ("Not reachable right now", "warn"),
+        (_, O::Error) => ("Needs our attention", "bad"),
     }
 }
 
 /// What the customer is told beside a state that needs explaining: never the raw error,
 /// which can name internal hosts and resources.
-pub fn customer_note(observed: &str) -> Option<&'static str> {
+pub fn customer_note(observed: ObservedState) -> Option<&'static str> {
+    use ObservedState as O;
     Some(match observed {
-        "waiting_for_capacity" => "Your server is paid for and waits for room on one of our hosts; it is set up as soon as there is, with nothing to do on your side. If it waits too long, the payment comes back as credit.",
-        "pending" | "creating" => "Your server is being set up; this page updates by itself.",
-        "unknown" => "We cannot reach the machine your server runs on at the moment; it keeps running if it was, and this page updates when we can.",
-        "crashed" | "error" => "Something went wrong with your server on our side, and our team has been told. You can try starting it again; if it stays like this, contact support.",
+        O::WaitingForCapacity => "Your server is paid for and waits for room on one of our hosts; it is set up as soon as there is, with nothing to do on your side. If it waits too long, the payment comes back as credit.",
+        O::Pending | O::Creating => "Your server is being set up; this page updates by itself.",
+        O::Unknown => "We cannot reach the machine your server runs on at the moment; it keeps running if it was, and this page updates when we can.",
+        O::Crashed | O::Error => "Something went wrong with your server on our side, and our team has been told. You can try starting it again; if it stays like this, contact support.",
         _ => return None,
     })
 }
@@ -549,11 +570,10 @@ mod tests {
     fn converged_and_settled_agree() {
         for d in D::ALL {
             for o in [InstanceState::Creating, InstanceState::Stopped, InstanceState::Running, InstanceState::Suspended, InstanceState::Crashed, InstanceState::Destroying] {
-                let name = crate::orchestrator::observed_name(o);
-                assert_eq!(d.converged(o), settled(d, name) && d != D::Terminated, "{d:?} {o:?}");
+                assert_eq!(d.converged(o), settled(d, o.into()) && d != D::Terminated, "{d:?} {o:?}");
             }
-            assert_eq!(settled(d, "destroyed"), d == D::Terminated);
-            assert!(!settled(d, "unknown"));
+            assert_eq!(settled(d, ObservedState::Destroyed), d == D::Terminated);
+            assert!(!settled(d, ObservedState::Unknown));
         }
     }
 }

@@ -130,7 +130,7 @@ pub async fn create_endpoint_in(
     api_key: Option<&crate::api_keys::Principal>,
 ) -> Result<EndpointRow, WebhookError> {
     let url = validate_url(url)?;
-    if crate::db::accounts::account_facts(&mut **tx, account).await?.map(|(role, ..)| role).as_deref() != Some("reseller") {
+    if crate::db::accounts::account_facts(&mut **tx, account).await?.map(|(role, ..)| role) != Some(crate::accounts::Role::Reseller) {
         return Err(WebhookError::NotAllowed);
     }
     let row = sql::insert_endpoint(tx, account, &url, &new_secret()).await?;

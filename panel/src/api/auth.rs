@@ -49,7 +49,7 @@ async fn authenticate(req: HttpRequest, scope: Scope) -> Result<Principal, ApiEr
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .ok_or(ApiError::Unauthorized(api_keys::AuthError::Missing.to_string()))?;
+        .ok_or(ApiError::Unauthorized(api_keys::ApiKeyError::Missing.to_string()))?;
     let who = api_keys::authenticate(pool, token).await?;
     if let Some(limiter) = req.app_data::<web::Data<ApiLimiter>>() {
         limiter.check(who.key_id).map_err(ApiError::RateLimited)?;

@@ -21,7 +21,7 @@ async fn plans_for(pool: &PgPool, who: &Reader, only: Option<&str>) -> Result<Ve
                 .iter()
                 .filter(|(id, ..)| *id == p.id)
                 .map(|(_, cycle, currency, amount)| Price {
-                    cycle: cycle.clone(),
+                    cycle: cycle.to_string(),
                     currency: currency.clone(),
                     retail_minor: *amount,
                     wholesale_minor: wholesale_price(*amount, discount),

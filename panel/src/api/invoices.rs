@@ -22,7 +22,7 @@ pub async fn pdf(who: Reader, pool: web::Data<PgPool>, settings: web::Data<Setti
         Tenant::All => billing::invoices::get(&pool, *id).await,
     }
     .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let (row, lines) = found.filter(|(row, _)| row.status != "draft").ok_or(ApiError::NotFound("invoice"))?;
+    let (row, lines) = found.filter(|(row, _)| row.status != crate::billing::invoices::InvoiceStatus::Draft).ok_or(ApiError::NotFound("invoice"))?;
     let number = billing::invoices::display_number(&row);
     let pdf = crate::web::customer::invoice_pdf(&pool, &settings.billing.pdf_chromium, row, lines).await.map_err(|e| match e {
         crate::web::error::WebError::NotFound => ApiError::NotFound("invoice"),

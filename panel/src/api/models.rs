@@ -99,7 +99,7 @@ pub struct Customer {
 
 impl From<CustomerRow> for Customer {
     fn from(r: CustomerRow) -> Self {
-        Customer { id: r.id, email: r.email, name: r.display_name, country: r.country, status: r.status, reseller_id: r.reseller_id, created_at: r.created_at }
+        Customer { id: r.id, email: r.email, name: r.display_name, country: r.country, status: r.status.to_string(), reseller_id: r.reseller_id, created_at: r.created_at }
     }
 }
 
@@ -185,7 +185,7 @@ impl From<ServerRow> for Server {
             os_template: r.os_template,
             hostname: r.hostname,
             desired_state: r.desired_state.as_str().to_string(),
-            observed_state: r.observed_state,
+            observed_state: r.observed_state.to_string(),
             observed_at: r.observed_at,
             last_error: r.last_error,
             billing_status: r.billing_status.map(|s| s.as_str().to_string()),

@@ -2,7 +2,7 @@
 //! error (clients switch on it; the `detail` is for people), the field at fault for validation
 //! errors, and the numbers for a quota refusal.
 
-use crate::api_keys::{ApiKeyError, AuthError};
+use crate::api_keys::ApiKeyError;
 use crate::resellers::ResellerError;
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
@@ -57,6 +57,8 @@ impl Problem {
         }
     }
 
+    /// The one place a problem+json answer is built (the API's errors and the machine-facing
+    /// endpoints in [`crate::routes`]).
     pub fn response(&self) -> HttpResponse {
         let status = actix_web::http::StatusCode::from_u16(self.status).unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
         HttpResponse::build(status).content_type("application/problem+json").json(self)
@@ -187,18 +189,17 @@ impl ResponseError for ApiError {
         if let ApiError::Internal(cause) = self {
             tracing::error!(cause = %cause, "API request failed");
         }
-        let mut r = HttpResponse::build(self.status_code());
-        r.content_type("application/problem+json");
+        let mut r = self.problem().response();
         match self {
             ApiError::Unauthorized(_) => {
-                r.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"vessel\""));
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer realm=\"vessel\""));
             }
             ApiError::RateLimited(secs) => {
-                r.insert_header((header::RETRY_AFTER, secs.to_string()));
+                r.headers_mut().insert(header::RETRY_AFTER, secs.to_string().parse().expect("digits are a valid header value"));
             }
             _ => {}
         }
-        r.json(self.problem())
+        r
     }
 }
 
@@ -227,20 +228,12 @@ impl From<ResellerError> for ApiError {
     }
 }
 
-impl From<AuthError> for ApiError {
-    fn from(e: AuthError) -> Self {
-        match e {
-            AuthError::Db(e) => e.into(),
-            other => ApiError::Unauthorized(other.to_string()),
-        }
-    }
-}
-
 impl From<ApiKeyError> for ApiError {
     fn from(e: ApiKeyError) -> Self {
         match e {
             ApiKeyError::Db(e) => e.into(),
             ApiKeyError::NotFound => ApiError::NotFound("API key"),
+            other if other.refuses_token() => ApiError::Unauthorized(other.to_string()),
             other => ApiError::validation("api_key", other.to_string()),
         }
     }

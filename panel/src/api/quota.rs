@@ -26,7 +26,7 @@ pub async fn get(who: Reader, pool: web::Data<PgPool>, q: web::Query<QuotaQuery>
         Tenant::All => {
             let r = q.reseller_id.ok_or_else(|| ApiError::validation("reseller_id", "an admin key names the reseller"))?;
             match crate::db::accounts::account_facts(pool.get_ref(), r).await? {
-                Some((role, ..)) if role == "reseller" => r,
+                Some((crate::accounts::Role::Reseller, ..)) => r,
                 _ => return Err(ApiError::NotFound("reseller")),
             }
         }

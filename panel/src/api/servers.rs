@@ -18,9 +18,6 @@ use std::sync::Arc;
 use utoipa::IntoParams;
 use uuid::Uuid;
 
-const DESIRED: [&str; 4] = ["running", "stopped", "suspended", "terminated"];
-const OBSERVED: [&str; 11] =
-    ["pending", "waiting_for_capacity", "creating", "stopped", "running", "suspended", "crashed", "destroying", "destroyed", "unknown", "error"];
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -48,16 +45,12 @@ pub struct ServerQuery {
 pub async fn list(who: Reader, pool: web::Data<PgPool>, q: web::Query<ServerQuery>) -> Result<HttpResponse, ApiError> {
     let limit = pagination::limit(q.limit)?;
     let after = q.cursor.as_deref().map(pagination::decode).transpose()?;
-    if let Some(s) = q.state.as_deref().filter(|s| !DESIRED.contains(s)) {
-        return Err(ApiError::validation("state", format!("{s:?} is not one of {}", DESIRED.join(", "))));
-    }
-    if let Some(s) = q.observed_state.as_deref().filter(|s| !OBSERVED.contains(s)) {
-        return Err(ApiError::validation("observed_state", format!("{s:?} is not one of {}", OBSERVED.join(", "))));
-    }
+    let desired_state = q.state.as_deref().map(str::parse::<crate::vps::DesiredState>).transpose().map_err(|e| ApiError::validation("state", e.to_string()))?;
+    let observed_state = q.observed_state.as_deref().map(str::parse::<crate::vps::ObservedState>).transpose().map_err(|e| ApiError::validation("observed_state", e.to_string()))?;
     let filter = ServerFilter {
         customer: q.customer_id,
-        desired_state: q.state.as_deref(),
-        observed_state: q.observed_state.as_deref(),
+        desired_state,
+        observed_state,
         plan: q.plan.as_deref(),
         hostname: q.hostname.as_deref().map(str::trim),
     };
@@ -155,7 +148,7 @@ pub async fn console(
     idempotency::run(&pool, &who.clone(), &req, &[], move |tx| {
         Box::pin(async move {
             let row = svc::get(&mut **tx, tenant, id).await?; // another tenant's server: 404
-            if row.observed_state != "running" {
+            if row.observed_state != crate::vps::ObservedState::Running {
                 return Err(ApiError::Conflict(format!("the server is {}: a console needs it running", row.observed_state)));
             }
             let issued = crate::console::issue(&mut **tx, id, account, crate::console::Via::Api { key }, ttl).await?;

@@ -7,7 +7,7 @@
 use super::BillingError;
 use crate::clock::Clock;
 use crate::db::{dunning as sql, outbox};
-use crate::subscriptions;
+use crate::subscriptions::{self, SubscriptionStatus};
 use chrono::Duration;
 use sqlx::PgPool;
 
@@ -47,11 +47,11 @@ pub async fn run(pool: &PgPool, clock: &dyn Clock, policy: DunningPolicy) -> Res
     outbox::insert_for_invoices(&mut tx, "payment_reminder_after", &after).await?;
     report.reminded_after = after.len();
 
-    for r in sql::due_for(&mut tx, "suspended", "active", now, now - Duration::days(policy.suspend_after_days)).await? {
+    for r in sql::due_for(&mut tx, "suspended", SubscriptionStatus::Active, now, now - Duration::days(policy.suspend_after_days)).await? {
         subscriptions::suspend(&mut tx, r.subscription_id, r.account_id, r.invoice_id, now).await?;
         report.suspended += 1;
     }
-    for r in sql::due_for(&mut tx, "terminated", "suspended", now, now - Duration::days(policy.terminate_after_days)).await? {
+    for r in sql::due_for(&mut tx, "terminated", SubscriptionStatus::Suspended, now, now - Duration::days(policy.terminate_after_days)).await? {
         subscriptions::terminate(&mut tx, r.subscription_id, r.account_id, r.invoice_id, now).await?;
         report.terminated += 1;
     }

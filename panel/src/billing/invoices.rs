@@ -12,6 +12,26 @@ use uuid::Uuid;
 
 pub use sql::{InvoiceRow, LineRow};
 
+pg_enum! {
+    /// An invoice, or a credit note correcting one (`invoice_kind`); each kind has its own
+    /// gapless number sequence.
+    pub enum InvoiceKind in "invoice_kind" {
+        Invoice = "invoice",
+        CreditNote = "credit_note",
+    }
+}
+
+pg_enum! {
+    /// Where an invoice is in its life (`invoice_status`). Drafts are internal; an issued one
+    /// is immutable except for being paid or voided.
+    pub enum InvoiceStatus in "invoice_status" {
+        Draft = "draft",
+        Issued = "issued",
+        Paid = "paid",
+        Void = "void",
+    }
+}
+
 /// Which period of a subscription to invoice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PeriodChoice {
@@ -38,7 +58,7 @@ pub async fn issue_for_subscriptions(
     }
     let ids: Vec<Uuid> = rows.iter().map(|_| Uuid::new_v4()).collect();
     sql::insert_subscription_drafts(tx, &ids, &rows).await?;
-    let first = sql::reserve_numbers(tx, "invoice", now.year(), ids.len() as i32).await?;
+    let first = sql::reserve_numbers(tx, InvoiceKind::Invoice, now.year(), ids.len() as i32).await?;
     // The first invoice is due after the payment terms; a renewal on the first day of its
     // period (it is issued ahead of it).
     let terms = chrono::Duration::days(sql::payment_terms_days(tx).await?);
@@ -58,7 +78,7 @@ pub async fn issue_for_subscriptions(
     if which == PeriodChoice::Next {
         for (r, id) in rows.iter().zip(&ids) {
             if r.subtotal_minor + r.tax_minor == 0 {
-                sql::set_status(tx, *id, "paid", now).await?;
+                sql::set_status(tx, *id, InvoiceStatus::Paid, now).await?;
             }
         }
     }
@@ -86,7 +106,7 @@ pub async fn issue_charge(tx: &mut Tx<'_>, doc: &sql::NewDocument<'_>, now: Date
 pub async fn issue_charge_due(tx: &mut Tx<'_>, doc: &sql::NewDocument<'_>, now: DateTime<Utc>, due: DateTime<Utc>) -> Result<Uuid, BillingError> {
     debug_assert!(doc.credit_note_for.is_none());
     let id = sql::insert_document(tx, doc).await?;
-    let seq = sql::reserve_numbers(tx, "invoice", now.year(), 1).await?;
+    let seq = sql::reserve_numbers(tx, InvoiceKind::Invoice, now.year(), 1).await?;
     sql::mark_issued(tx, &[id], now.year(), seq, now, &[due]).await?;
     crate::db::ledger::post_issued_invoices(tx, &[id], now).await?;
     outbox::insert_for_invoices(tx, "invoice_issued", &[id]).await?;
@@ -127,7 +147,7 @@ pub async fn issue_credit_note(
         },
     )
     .await?;
-    let seq = sql::reserve_numbers(tx, "credit_note", now.year(), 1).await?;
+    let seq = sql::reserve_numbers(tx, InvoiceKind::CreditNote, now.year(), 1).await?;
     sql::mark_issued(tx, &[id], now.year(), seq, now, &[now]).await?;
     let customer = invoice.account_id;
     let target = match to {
@@ -166,15 +186,15 @@ pub async fn void_with_credit_note(
     let (owner, currency) = sql::owner_of(&mut tx, invoice_id).await?.ok_or(BillingError::InvoiceNotFound)?;
     ledger::lock_credit(&mut tx, owner, &currency).await?;
     let inv = sql::lock(&mut tx, invoice_id, None).await?.ok_or(BillingError::InvoiceNotFound)?;
-    if inv.kind != "invoice" {
+    if inv.kind != InvoiceKind::Invoice {
         return Err(BillingError::NotAnInvoice);
     }
     let number = display_number(&inv);
-    let to = match inv.status.as_str() {
-        "issued" => CreditTo::Receivable,
-        "paid" => CreditTo::AccountCredit,
-        "void" => return Err(BillingError::InvoiceVoid(number)),
-        _ => return Err(BillingError::InvoiceNotFound),
+    let to = match inv.status {
+        InvoiceStatus::Issued => CreditTo::Receivable,
+        InvoiceStatus::Paid => CreditTo::AccountCredit,
+        InvoiceStatus::Void => return Err(BillingError::InvoiceVoid(number)),
+        InvoiceStatus::Draft => return Err(BillingError::InvoiceNotFound),
     };
     // Earlier credit notes (a downgrade's proration) already gave part of it back.
     let (credited, credited_tax) = sql::credited(&mut tx, invoice_id).await?;
@@ -184,7 +204,7 @@ pub async fn void_with_credit_note(
     }
     let cn = issue_credit_note(&mut tx, &inv, &format!("Credit note for invoice {number}"), amount.max(0), tax.max(0), to, now).await?;
     if to == CreditTo::Receivable {
-        sql::set_status(&mut tx, invoice_id, "void", now).await?;
+        sql::set_status(&mut tx, invoice_id, InvoiceStatus::Void, now).await?;
     }
     audit::record(
         &mut *tx,
@@ -202,7 +222,7 @@ pub async fn void_with_credit_note(
 /// `INV-2026-000042`, or `draft` before issue.
 pub fn display_number(inv: &InvoiceRow) -> String {
     match (inv.number_year, inv.number_seq) {
-        (Some(y), Some(s)) => super::invoice_number(inv.kind == "credit_note", y, s),
+        (Some(y), Some(s)) => super::invoice_number(inv.kind == InvoiceKind::CreditNote, y, s),
         _ => "draft".into(),
     }
 }

@@ -6,9 +6,20 @@
 //! (liability: what we hold for them), `revenue`, `tax_payable`, and `cash:<method>` for money
 //! that came in through a payment method.
 
+use super::payments::{Method, PaymentMethod};
 use crate::db::{ledger as sql, Tx};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
+
+pg_enum! {
+    /// The accounting type of a ledger account (`ledger_account_type` in the schema).
+    pub enum LedgerAccountType in "ledger_account_type" {
+        Asset = "asset",
+        Liability = "liability",
+        Revenue = "revenue",
+        Expense = "expense",
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LedgerAccount {
@@ -16,17 +27,17 @@ pub enum LedgerAccount {
     Credit(Uuid),
     Revenue,
     TaxPayable,
-    Cash(&'static str),
+    Cash(Method),
 }
 
 impl LedgerAccount {
-    fn parts(self) -> (String, &'static str, Option<Uuid>) {
+    fn parts(self) -> (String, LedgerAccountType, Option<Uuid>) {
         match self {
-            LedgerAccount::Receivable(c) => ("receivable".into(), "asset", Some(c)),
-            LedgerAccount::Credit(c) => ("credit".into(), "liability", Some(c)),
-            LedgerAccount::Revenue => ("revenue".into(), "revenue", None),
-            LedgerAccount::TaxPayable => ("tax_payable".into(), "liability", None),
-            LedgerAccount::Cash(method) => (format!("cash:{method}"), "asset", None),
+            LedgerAccount::Receivable(c) => ("receivable".into(), LedgerAccountType::Asset, Some(c)),
+            LedgerAccount::Credit(c) => ("credit".into(), LedgerAccountType::Liability, Some(c)),
+            LedgerAccount::Revenue => ("revenue".into(), LedgerAccountType::Revenue, None),
+            LedgerAccount::TaxPayable => ("tax_payable".into(), LedgerAccountType::Liability, None),
+            LedgerAccount::Cash(method) => (format!("cash:{}", PaymentMethod::from(method)), LedgerAccountType::Asset, None),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! for every way of paying, so the ledger and the invoice states cannot disagree.
 
 use super::ledger::{self, LedgerAccount, Refs};
-use super::{invoices::display_number, BillingError};
+use super::{invoices::{display_number, InvoiceKind, InvoiceStatus}, BillingError};
 use crate::audit::{self, Actor};
 use crate::clock::Clock;
 use crate::db::{invoices as inv_sql, payments as sql, Tx};
@@ -15,18 +15,28 @@ use sqlx::PgPool;
 use std::net::IpAddr;
 use uuid::Uuid;
 
-/// How money reached us.
+pg_enum! {
+    /// How a payment was made (`payment_method` in the schema).
+    pub enum PaymentMethod in "payment_method" {
+        /// An invoice paid from the customer's balance.
+        AccountCredit = "account_credit",
+        Manual = "manual",
+        Stripe = "stripe",
+    }
+}
+
+/// How money reached us from outside (a top-up): never account credit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
     Manual,
     Stripe,
 }
 
-impl Method {
-    fn as_str(self) -> &'static str {
-        match self {
-            Method::Manual => "manual",
-            Method::Stripe => "stripe",
+impl From<Method> for PaymentMethod {
+    fn from(m: Method) -> Self {
+        match m {
+            Method::Manual => PaymentMethod::Manual,
+            Method::Stripe => PaymentMethod::Stripe,
         }
     }
 }
@@ -52,7 +62,7 @@ pub async fn top_up(
         &sql::NewPayment {
             account_id: customer,
             invoice_id: None,
-            method: method.as_str(),
+            method: method.into(),
             currency,
             amount_minor: amount.minor,
             external_ref: Some(external_ref),
@@ -68,7 +78,7 @@ pub async fn top_up(
         "payment received",
         Refs { invoice: None, payment: Some(payment) },
         &[
-            ledger::debit(LedgerAccount::Cash(method.as_str()), amount.minor),
+            ledger::debit(LedgerAccount::Cash(method), amount.minor),
             ledger::credit(LedgerAccount::Credit(customer), amount.minor),
         ],
         now,
@@ -115,7 +125,11 @@ pub async fn settle(
         apply_credit(tx, customer, inv.id, now).await?;
         paid.push(inv.id);
     }
-    let numbers = inv_sql::numbers(tx, &paid).await?;
+    let numbers: Vec<String> = inv_sql::numbers(tx, &paid)
+        .await?
+        .into_iter()
+        .filter_map(|(kind, year, seq)| Some(super::invoice_number(kind == InvoiceKind::CreditNote, year?, seq?)))
+        .collect();
     let left = Money::new(ledger::lock_credit(tx, customer, currency).await?, amount.currency);
     if let Some(email) = sql::account_email(tx, customer).await? {
         let email = crate::accounts::Email::parse(&email).map_err(|e| BillingError::Invalid(e.to_string()))?;
@@ -148,14 +162,14 @@ pub async fn apply_credit(tx: &mut Tx<'_>, customer: Uuid, invoice_id: Uuid, now
         crate::db::subscriptions::lock(tx, sub, None).await?;
     }
     let inv = inv_sql::lock(tx, invoice_id, Some(customer)).await?.ok_or(BillingError::InvoiceNotFound)?;
-    if inv.kind != "invoice" {
+    if inv.kind != InvoiceKind::Invoice {
         return Err(BillingError::NotAnInvoice);
     }
-    match inv.status.as_str() {
-        "issued" => {}
-        "paid" => return Err(BillingError::AlreadyPaid(display_number(&inv))),
-        "void" => return Err(BillingError::InvoiceVoid(display_number(&inv))),
-        _ => return Err(BillingError::InvoiceNotFound),
+    match inv.status {
+        InvoiceStatus::Issued => {}
+        InvoiceStatus::Paid => return Err(BillingError::AlreadyPaid(display_number(&inv))),
+        InvoiceStatus::Void => return Err(BillingError::InvoiceVoid(display_number(&inv))),
+        InvoiceStatus::Draft => return Err(BillingError::InvoiceNotFound),
     }
     let currency = Currency::parse(&inv.currency).map_err(|e| BillingError::Invalid(e.to_string()))?;
     if available < inv.total_minor {
@@ -171,7 +185,7 @@ pub async fn apply_credit(tx: &mut Tx<'_>, customer: Uuid, invoice_id: Uuid, now
             &sql::NewPayment {
                 account_id: customer,
                 invoice_id: Some(invoice_id),
-                method: "account_credit",
+                method: PaymentMethod::AccountCredit,
                 currency: &inv.currency,
                 amount_minor: inv.total_minor,
                 external_ref: Some(&invoice_id.to_string()),
@@ -194,7 +208,7 @@ pub async fn apply_credit(tx: &mut Tx<'_>, customer: Uuid, invoice_id: Uuid, now
         )
         .await?;
     }
-    inv_sql::set_status(tx, invoice_id, "paid", now).await?;
+    inv_sql::set_status(tx, invoice_id, InvoiceStatus::Paid, now).await?;
     crate::subscriptions::on_invoice_paid(tx, &inv, now).await?;
     Ok(())
 }

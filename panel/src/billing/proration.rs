@@ -6,7 +6,7 @@
 //! difference is settled too. Prices are list prices (coupons do not carry over to the
 //! difference).
 
-use super::invoices::{issue_charge, issue_credit_note, CreditTo};
+use super::invoices::{issue_charge, issue_credit_note, CreditTo, InvoiceStatus};
 use super::BillingError;
 use crate::clock::Clock;
 use crate::db::{instances as inst_sql, invoices as inv_sql, subscriptions as sql, Tx};
@@ -58,7 +58,7 @@ pub async fn change_plan_in(
     let (_, currency) = sql::payer_of(&mut *tx, subscription, Some(customer)).await?.ok_or(BillingError::SubscriptionNotFound)?;
     super::ledger::lock_credit(&mut *tx, customer, &currency).await?;
     let sub = sql::lock(&mut *tx, subscription, Some(customer)).await?.ok_or(BillingError::SubscriptionNotFound)?;
-    if sub.status != "active" {
+    if sub.status != crate::subscriptions::SubscriptionStatus::Active {
         return Err(BillingError::Invalid(format!("a {} subscription cannot change plans", sub.status)));
     }
     let (new_plan, new_kind, new_price) = sql::orderable_plan(&mut *tx, new_plan_code, sub.cycle, &sub.currency)
@@ -183,7 +183,7 @@ pub async fn give_back(tx: &mut Tx<'_>, sub: Uuid, amount: i64, description: &st
     let mut left = amount;
     let mut first = None;
     let mut cancelled = 0;
-    for inv in inv_sql::lock_of_subscription(&mut *tx, sub, "issued").await? {
+    for inv in inv_sql::lock_of_subscription(&mut *tx, sub, InvoiceStatus::Issued).await? {
         if left <= 0 {
             break;
         }
@@ -194,7 +194,7 @@ pub async fn give_back(tx: &mut Tx<'_>, sub: Uuid, amount: i64, description: &st
         }
         let take = left.min(remaining);
         let cn = issue_credit_note(&mut *tx, &inv, description, remaining, (inv.tax_minor - credited_tax).max(0), CreditTo::Receivable, now).await?;
-        inv_sql::set_status(&mut *tx, inv.id, "void", now).await?;
+        inv_sql::set_status(&mut *tx, inv.id, InvoiceStatus::Void, now).await?;
         if take < remaining {
             // A new invoice, taxed by the facts of today (as its treatment, recorded on insert, is).
             let rate = inv_sql::tax_rate(&mut *tx, inv.account_id, now.date_naive()).await?;
@@ -220,7 +220,7 @@ pub async fn give_back(tx: &mut Tx<'_>, sub: Uuid, amount: i64, description: &st
         cancelled += take;
         first.get_or_insert(cn);
     }
-    for inv in inv_sql::lock_of_subscription(&mut *tx, sub, "paid").await? {
+    for inv in inv_sql::lock_of_subscription(&mut *tx, sub, InvoiceStatus::Paid).await? {
         if left <= 0 {
             break;
         }

@@ -87,7 +87,7 @@ async fn end_cancelled(pool: &PgPool, now: chrono::DateTime<chrono::Utc>, batch:
         }
         for (sub, _account) in &due {
             vps::request_all(&mut tx, Target::Subscription(*sub), Request::Terminate, now).await?;
-            sql::set_status(&mut tx, *sub, "cancelled", now).await?;
+            sql::set_status(&mut tx, *sub, crate::subscriptions::SubscriptionStatus::Cancelled, now).await?;
         }
         tx.commit().await?;
         n += due.len();

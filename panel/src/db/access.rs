@@ -88,9 +88,9 @@ pub async fn claim_ready_mail(tx: &mut Tx<'_>, instance: Uuid, at: DateTime<Utc>
 
 /// Locks one of the customer's own live instances; its desired state, or `None` (not theirs,
 /// or terminated).
-pub async fn lock_customer_instance(tx: &mut Tx<'_>, customer: Uuid, instance: Uuid) -> Result<Option<String>, sqlx::Error> {
+pub async fn lock_customer_instance(tx: &mut Tx<'_>, customer: Uuid, instance: Uuid) -> Result<Option<crate::vps::DesiredState>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT desired_state::text FROM instances WHERE id = $1 AND account_id = $2 AND desired_state <> 'terminated' FOR UPDATE",
+        "SELECT desired_state FROM instances WHERE id = $1 AND account_id = $2 AND desired_state <> 'terminated' FOR UPDATE",
     )
     .bind(instance)
     .bind(customer)

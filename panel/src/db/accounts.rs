@@ -1,6 +1,7 @@
 //! SQL for `accounts`.
 
 use super::Tx;
+use crate::accounts::{AccountStatus, Role};
 use uuid::Uuid;
 
 /// The name of an ISO 3166-1 country code, if it is one.
@@ -18,8 +19,8 @@ pub async fn tax_facts<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid) -> Result<(S
     sqlx::query_as("SELECT address, vat_id FROM accounts WHERE id = $1").bind(id).fetch_one(e).await
 }
 
-pub async fn find_by_email(tx: &mut Tx<'_>, email: &str) -> Result<Option<(Uuid, String)>, sqlx::Error> {
-    sqlx::query_as("SELECT id, role::text FROM accounts WHERE email = $1 AND reseller_id IS NULL FOR UPDATE")
+pub async fn find_by_email(tx: &mut Tx<'_>, email: &str) -> Result<Option<(Uuid, Role)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, role FROM accounts WHERE email = $1 AND reseller_id IS NULL FOR UPDATE")
         .bind(email)
         .fetch_optional(&mut **tx)
         .await
@@ -46,6 +47,6 @@ pub async fn set_password(tx: &mut Tx<'_>, id: Uuid, password_hash: &str) -> Res
 }
 
 /// (role, status, currency) of an account.
-pub async fn account_facts<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid) -> Result<Option<(String, String, String)>, sqlx::Error> {
-    sqlx::query_as("SELECT role::text, status::text, currency FROM accounts WHERE id = $1").bind(id).fetch_optional(e).await
+pub async fn account_facts<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid) -> Result<Option<(Role, AccountStatus, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT role, status, currency FROM accounts WHERE id = $1").bind(id).fetch_optional(e).await
 }

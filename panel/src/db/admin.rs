@@ -1,6 +1,7 @@
 //! SQL for the admin's views of accounts (customers, resellers) and the audit log.
 
 use super::Tx;
+use crate::accounts::{AccountStatus, Role};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -8,32 +9,32 @@ use uuid::Uuid;
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct AccountRow {
     pub id: Uuid,
-    pub role: String,
+    pub role: Role,
     pub email: String,
     pub display_name: String,
-    pub status: String,
+    pub status: AccountStatus,
     pub country: Option<String>,
     pub currency: String,
     pub created_at: DateTime<Utc>,
     pub reseller_email: Option<String>,
 }
 
-const COLUMNS: &str = "a.id, a.role::text AS role, a.email, a.display_name, a.status::text AS status, a.country, a.currency, \
+const COLUMNS: &str = "a.id, a.role, a.email, a.display_name, a.status, a.country, a.currency, \
     a.created_at, r.email AS reseller_email";
 
-pub async fn accounts_by_role(pool: &PgPool, role: &str) -> Result<Vec<AccountRow>, sqlx::Error> {
+pub async fn accounts_by_role(pool: &PgPool, role: Role) -> Result<Vec<AccountRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM accounts a LEFT JOIN accounts r ON r.id = a.reseller_id \
-         WHERE a.role = $1::account_role ORDER BY a.created_at DESC LIMIT 500"
+         WHERE a.role = $1 ORDER BY a.created_at DESC LIMIT 500"
     ))
     .bind(role)
     .fetch_all(pool)
     .await
 }
 
-pub async fn account(pool: &PgPool, id: Uuid, role: &str) -> Result<Option<AccountRow>, sqlx::Error> {
+pub async fn account(pool: &PgPool, id: Uuid, role: Role) -> Result<Option<AccountRow>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM accounts a LEFT JOIN accounts r ON r.id = a.reseller_id WHERE a.id = $1 AND a.role = $2::account_role"
+        "SELECT {COLUMNS} FROM accounts a LEFT JOIN accounts r ON r.id = a.reseller_id WHERE a.id = $1 AND a.role = $2"
     ))
     .bind(id)
     .bind(role)
@@ -52,10 +53,10 @@ pub async fn pending_signup_for_update(tx: &mut Tx<'_>, id: Uuid) -> Result<Opti
 }
 
 /// Moves a customer between active and suspended; false if it is not in `from`.
-pub async fn set_status(tx: &mut Tx<'_>, id: Uuid, from: &str, to: &str) -> Result<bool, sqlx::Error> {
+pub async fn set_status(tx: &mut Tx<'_>, id: Uuid, from: AccountStatus, to: AccountStatus) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
-        "UPDATE accounts SET status = $3::account_status, suspended_by_reseller = false
-          WHERE id = $1 AND role = 'customer' AND status = $2::account_status",
+        "UPDATE accounts SET status = $3, suspended_by_reseller = false
+          WHERE id = $1 AND role = 'customer' AND status = $2",
     )
     .bind(id)
     .bind(from)

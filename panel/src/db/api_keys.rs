@@ -24,8 +24,8 @@ pub struct KeyLookup {
     pub secret_sha256: Vec<u8>,
     pub scopes: Vec<String>,
     pub revoked_at: Option<DateTime<Utc>>,
-    pub role: String,
-    pub account_status: String,
+    pub role: crate::accounts::Role,
+    pub account_status: crate::accounts::AccountStatus,
 }
 
 pub async fn insert<'e, E: sqlx::PgExecutor<'e>>(
@@ -51,7 +51,7 @@ pub async fn insert<'e, E: sqlx::PgExecutor<'e>>(
 
 pub async fn find_by_prefix(pool: &PgPool, prefix: &str) -> Result<Option<KeyLookup>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT k.id, k.account_id, k.secret_sha256, k.scopes, k.revoked_at, a.role::text AS role, a.status::text AS account_status
+        "SELECT k.id, k.account_id, k.secret_sha256, k.scopes, k.revoked_at, a.role, a.status AS account_status
            FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.prefix = $1",
     )
     .bind(prefix)

@@ -2,6 +2,8 @@
 //! columns the web layer reads (status, role, password hash, TOTP).
 
 use super::Tx;
+use crate::accounts::{AccountStatus, Role};
+use crate::auth::TokenPurpose;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -10,9 +12,9 @@ use uuid::Uuid;
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct AccountAuth {
     pub id: Uuid,
-    pub role: String,
+    pub role: Role,
     pub email: String,
-    pub status: String,
+    pub status: AccountStatus,
     pub password_hash: Option<String>,
     pub email_verified_at: Option<DateTime<Utc>>,
     pub totp_secret: Option<String>,
@@ -22,7 +24,7 @@ pub struct AccountAuth {
     pub time_zone: String,
 }
 
-const ACCOUNT_COLUMNS: &str = "id, role::text AS role, email, status::text AS status, password_hash, \
+const ACCOUNT_COLUMNS: &str = "id, role, email, status, password_hash, \
     email_verified_at, totp_secret, totp_enabled_at, display_name, currency, time_zone";
 
 pub async fn account_by_email(pool: &PgPool, email: &str) -> Result<Option<AccountAuth>, sqlx::Error> {
@@ -89,7 +91,7 @@ pub async fn set_profile(pool: &PgPool, account: Uuid, name: &str, country: Opti
     let mut tx = pool.begin().await?;
     sqlx::query(
         "UPDATE accounts SET display_name = $2, country = $3, time_zone = $4, address = $5,
-                vat_id_checked_at = CASE WHEN $6::text IS NULL THEN NULL WHEN vat_id IS NOT DISTINCT FROM $6 THEN vat_id_checked_at ELSE now() END,
+                vat_id_checked_at = CASE WHEN $6 IS NULL THEN NULL WHEN vat_id IS NOT DISTINCT FROM $6 THEN vat_id_checked_at ELSE now() END,
                 vat_id = $6
           WHERE id = $1",
     )
@@ -101,7 +103,7 @@ pub async fn set_profile(pool: &PgPool, account: Uuid, name: &str, country: Opti
         .bind(vat_id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('vessel-tax:' || $1::text, 0))").bind(account).execute(&mut *tx).await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('vessel-tax:' || $1, 0))").bind(account).execute(&mut *tx).await?;
     tx.commit().await
 }
 
@@ -162,7 +164,7 @@ pub async fn replace_recovery_codes(pool: &PgPool, account: Uuid, hashes: &[Stri
         return Ok(false);
     }
     sqlx::query("DELETE FROM totp_recovery_codes WHERE account_id = $1").bind(account).execute(&mut *tx).await?;
-    sqlx::query("INSERT INTO totp_recovery_codes (account_id, code_sha256) SELECT $1, unnest($2::text[])")
+    sqlx::query("INSERT INTO totp_recovery_codes (account_id, code_sha256) SELECT $1, unnest($2)")
         .bind(account)
         .bind(hashes)
         .execute(&mut *tx)
@@ -257,12 +259,12 @@ pub async fn insert_token(
     tx: &mut Tx<'_>,
     token_sha256: &str,
     account: Uuid,
-    purpose: &str,
+    purpose: TokenPurpose,
     expires_at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO account_tokens (token_sha256, account_id, purpose, expires_at) \
-         VALUES ($1, $2, $3::account_token_purpose, $4)",
+         VALUES ($1, $2, $3, $4)",
     )
     .bind(token_sha256)
     .bind(account)
@@ -274,10 +276,10 @@ pub async fn insert_token(
 }
 
 /// Uses a token once: only the first caller of an unexpired, unused token gets the account.
-pub async fn consume_token(tx: &mut Tx<'_>, token_sha256: &str, purpose: &str) -> Result<Option<Uuid>, sqlx::Error> {
+pub async fn consume_token(tx: &mut Tx<'_>, token_sha256: &str, purpose: TokenPurpose) -> Result<Option<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
         "UPDATE account_tokens SET used_at = now() \
-         WHERE token_sha256 = $1 AND purpose = $2::account_token_purpose AND used_at IS NULL AND expires_at > now() \
+         WHERE token_sha256 = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > now() \
          RETURNING account_id",
     )
     .bind(token_sha256)
@@ -287,10 +289,10 @@ pub async fn consume_token(tx: &mut Tx<'_>, token_sha256: &str, purpose: &str) -
 }
 
 /// Is the token there, unused and unexpired? (For showing the form before it is used.)
-pub async fn token_is_live(pool: &PgPool, token_sha256: &str, purpose: &str) -> Result<bool, sqlx::Error> {
+pub async fn token_is_live(pool: &PgPool, token_sha256: &str, purpose: TokenPurpose) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM account_tokens WHERE token_sha256 = $1 \
-         AND purpose = $2::account_token_purpose AND used_at IS NULL AND expires_at > now())",
+         AND purpose = $2 AND used_at IS NULL AND expires_at > now())",
     )
     .bind(token_sha256)
     .bind(purpose)
@@ -299,10 +301,10 @@ pub async fn token_is_live(pool: &PgPool, token_sha256: &str, purpose: &str) -> 
 }
 
 /// Older tokens of the same purpose stop working when a new one is mailed.
-pub async fn retire_tokens(tx: &mut Tx<'_>, account: Uuid, purpose: &str) -> Result<(), sqlx::Error> {
+pub async fn retire_tokens(tx: &mut Tx<'_>, account: Uuid, purpose: TokenPurpose) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE account_tokens SET used_at = now() \
-         WHERE account_id = $1 AND purpose = $2::account_token_purpose AND used_at IS NULL",
+         WHERE account_id = $1 AND purpose = $2 AND used_at IS NULL",
     )
     .bind(account)
     .bind(purpose)

@@ -55,11 +55,12 @@ pub async fn plan_by_id(pool: &PgPool, id: i64) -> Result<Option<PlanSummary>, s
     sqlx::query_as(&format!("SELECT {COLUMNS} FROM plans WHERE id = $1")).bind(id).fetch_optional(pool).await
 }
 
-/// (plan id, cycle, currency, amount) for the given plans.
-pub async fn prices_of(pool: &PgPool, plan_ids: &[i64]) -> Result<Vec<(i64, String, String, i64)>, sqlx::Error> {
+/// (plan id, cycle, currency, amount) for the given plans, shortest cycle first (the
+/// enum's order in the schema).
+pub async fn prices_of(pool: &PgPool, plan_ids: &[i64]) -> Result<Vec<(i64, crate::plans::BillingCycle, String, i64)>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT plan_id, cycle::text, currency, amount_minor FROM plan_prices WHERE plan_id = ANY($1) \
-         ORDER BY plan_id, currency, array_position(ARRAY['monthly','quarterly','annual'], cycle::text)",
+        "SELECT plan_id, cycle, currency, amount_minor FROM plan_prices WHERE plan_id = ANY($1) \
+         ORDER BY plan_id, currency, cycle",
     )
     .bind(plan_ids)
     .fetch_all(pool)

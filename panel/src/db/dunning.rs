@@ -38,11 +38,11 @@ pub async fn mark_step(tx: &mut Tx<'_>, step: &str, now: DateTime<Utc>, threshol
 
 /// Records `step` for unpaid invoices due before `threshold` whose subscription is in
 /// `status`, locking those subscriptions; returns the newly recorded.
-pub async fn due_for(tx: &mut Tx<'_>, step: &str, status: &str, now: DateTime<Utc>, threshold: DateTime<Utc>) -> Result<Vec<Step>, sqlx::Error> {
+pub async fn due_for(tx: &mut Tx<'_>, step: &str, status: crate::subscriptions::SubscriptionStatus, now: DateTime<Utc>, threshold: DateTime<Utc>) -> Result<Vec<Step>, sqlx::Error> {
     sqlx::query_as(
         "WITH due AS (
             SELECT i.id, i.subscription_id, i.account_id FROM invoices i JOIN subscriptions s ON s.id = i.subscription_id
-             WHERE i.kind = 'invoice' AND i.status = 'issued' AND i.total_minor > 0 AND s.status = $2::subscription_status AND i.due_at <= $3
+             WHERE i.kind = 'invoice' AND i.status = 'issued' AND i.total_minor > 0 AND s.status = $2 AND i.due_at <= $3
              FOR UPDATE OF s)
          , ins AS (
             INSERT INTO dunning_events (invoice_id, step, at) SELECT id, $1, $4 FROM due

@@ -1,7 +1,8 @@
 //! SQL for `instances` (the VPS) and their addresses.
 
 use super::Tx;
-use crate::vps::DesiredState;
+use crate::orders::OrderStatus;
+use crate::vps::{DesiredState, ObservedState};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -17,7 +18,7 @@ pub struct InstanceRow {
     pub hostname: String,
     pub host_name: Option<String>,
     pub desired_state: DesiredState,
-    pub observed_state: String,
+    pub observed_state: ObservedState,
     pub observed_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -27,24 +28,24 @@ pub struct InstanceRow {
 impl InstanceRow {
     /// Has the host caught up with what was asked? (The server page reloads itself until so.)
     pub fn settled(&self) -> bool {
-        crate::vps::settled(self.desired_state, &self.observed_state)
+        crate::vps::settled(self.desired_state, self.observed_state)
     }
     /// The state in the customer's words (see [`crate::vps::customer_state`]).
     pub fn state_label(&self) -> &'static str {
-        crate::vps::customer_state(self.desired_state, &self.observed_state).0
+        crate::vps::customer_state(self.desired_state, self.observed_state).0
     }
     pub fn state_badge(&self) -> &'static str {
-        crate::vps::customer_state(self.desired_state, &self.observed_state).1
+        crate::vps::customer_state(self.desired_state, self.observed_state).1
     }
     /// What the customer is told about a state that needs explaining (never `last_error`).
     pub fn state_note(&self) -> Option<&'static str> {
-        crate::vps::customer_note(&self.observed_state)
+        crate::vps::customer_note(self.observed_state)
     }
 }
 
 const SELECT: &str = "SELECT i.id, i.account_id, i.subscription_id, i.plan_id, p.name AS plan_name, i.kind,
         t.name AS os_template, i.hostname, h.name AS host_name, i.desired_state,
-        i.observed_state::text AS observed_state, i.observed_at, i.last_error, i.created_at,
+        i.observed_state, i.observed_at, i.last_error, i.created_at,
         ARRAY(SELECT host(a.address) FROM ip_addresses a WHERE a.instance_id = i.id ORDER BY family(a.address), a.address) AS addresses
    FROM instances i JOIN plans p ON p.id = i.plan_id JOIN os_templates t ON t.id = i.os_template_id
    LEFT JOIN hosts h ON h.id = i.host_id";
@@ -174,11 +175,11 @@ pub struct Placeable {
     pub os_template: String,
     pub host_id: Option<Uuid>,
     pub desired_state: DesiredState,
-    pub observed_state: String,
+    pub observed_state: ObservedState,
 }
 
 const PLACEABLE: &str = "SELECT i.id, i.account_id, i.subscription_id, i.plan_id, i.kind, i.hostname,
-        t.name AS os_template, i.host_id, i.desired_state, i.observed_state::text AS observed_state
+        t.name AS os_template, i.host_id, i.desired_state, i.observed_state
    FROM instances i JOIN os_templates t ON t.id = i.os_template_id";
 
 pub async fn placeable<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid) -> Result<Option<Placeable>, sqlx::Error> {
@@ -203,9 +204,9 @@ pub async fn set_host(tx: &mut Tx<'_>, id: Uuid, host: Uuid) -> Result<(), sqlx:
     Ok(())
 }
 
-pub async fn set_observed<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid, state: &str, error: Option<&str>, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+pub async fn set_observed<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid, state: ObservedState, error: Option<&str>, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE instances SET observed_state = $2::observed_state, observed_at = $4,
+        "UPDATE instances SET observed_state = $2, observed_at = $4,
                 last_error = COALESCE($3, CASE WHEN $2 IN ('running', 'stopped', 'suspended') THEN NULL ELSE last_error END)
           WHERE id = $1",
     )
@@ -257,11 +258,11 @@ pub async fn insert_usage<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid, at: DateT
 }
 
 /// An order's status, by its instance (waiting for capacity, active).
-pub async fn set_order_status_of(tx: &mut Tx<'_>, instance: Uuid, status: &str) -> Result<(), sqlx::Error> {
+pub async fn set_order_status_of(tx: &mut Tx<'_>, instance: Uuid, status: OrderStatus) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE orders o SET status = $2::order_status, updated_at = now()
+        "UPDATE orders o SET status = $2, updated_at = now()
            FROM subscriptions s JOIN instances i ON i.subscription_id = s.id
-          WHERE i.id = $1 AND o.id = s.order_id AND o.status <> $2::order_status",
+          WHERE i.id = $1 AND o.id = s.order_id AND o.status <> $2",
     )
     .bind(instance)
     .bind(status)

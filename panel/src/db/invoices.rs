@@ -1,6 +1,7 @@
 //! SQL for `invoices`, `invoice_lines` and `invoice_number_sequences`.
 
 use super::Tx;
+use crate::billing::invoices::{InvoiceKind, InvoiceStatus};
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
@@ -12,7 +13,7 @@ pub struct SubscriptionCharge {
     pub account_id: Uuid,
     pub currency: String,
     pub plan_name: String,
-    pub cycle: String,
+    pub cycle: crate::plans::BillingCycle,
     pub period_start: NaiveDate,
     pub period_end: NaiveDate,
     pub price_minor: i64,
@@ -33,7 +34,7 @@ pub async fn subscription_charges(tx: &mut Tx<'_>, ids: &[Uuid], offset: i32) ->
     hold_tax_facts(tx, &payers).await?;
     sqlx::query_as(
         "WITH b AS (
-            SELECT s.id AS subscription_id, s.account_id, s.currency, p.name AS plan_name, s.cycle::text AS cycle,
+            SELECT s.id AS subscription_id, s.account_id, s.currency, p.name AS plan_name, s.cycle,
                    s.current_period_index + $2 AS k, s.anchor_date, s.cycle AS c, s.price_minor, a.country,
                    cp.percent_off, cp.amount_off_minor, cp.recurring
               FROM subscriptions s
@@ -81,7 +82,7 @@ pub async fn insert_subscription_drafts(tx: &mut Tx<'_>, ids: &[Uuid], rows: &[S
     sqlx::query(
         "INSERT INTO invoices (id, account_id, subscription_id, period_start, period_end, currency, subtotal_minor, tax_minor, total_minor)
          SELECT id, acc, sub, ps, pe, cur, st, tx, st + tx
-           FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::date[], $5::date[], $6::text[], $7::bigint[], $8::bigint[])
+           FROM UNNEST($1, $2, $3, $4, $5, $6, $7, $8)
              AS x(id, acc, sub, ps, pe, cur, st, tx)",
     )
     .bind(ids)
@@ -97,7 +98,7 @@ pub async fn insert_subscription_drafts(tx: &mut Tx<'_>, ids: &[Uuid], rows: &[S
     sqlx::query(
         "INSERT INTO invoice_lines (invoice_id, position, description, quantity, unit_price_minor, discount_minor, amount_minor, tax_rate_bp, tax_minor)
          SELECT id, 1, d, 1, p, disc, p - disc, rate, tx
-           FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::int[], $6::bigint[]) AS x(id, d, p, disc, rate, tx)",
+           FROM UNNEST($1, $2, $3, $4, $5, $6) AS x(id, d, p, disc, rate, tx)",
     )
     .bind(ids)
     .bind(&descriptions)
@@ -112,9 +113,9 @@ pub async fn insert_subscription_drafts(tx: &mut Tx<'_>, ids: &[Uuid], rows: &[S
 
 /// Reserves `n` consecutive numbers for `kind` in `year`; returns the first. The sequence row
 /// stays locked until commit, and a rollback returns the numbers: no gaps.
-pub async fn reserve_numbers(tx: &mut Tx<'_>, kind: &str, year: i32, n: i32) -> Result<i32, sqlx::Error> {
+pub async fn reserve_numbers(tx: &mut Tx<'_>, kind: InvoiceKind, year: i32, n: i32) -> Result<i32, sqlx::Error> {
     sqlx::query(
-        "INSERT INTO invoice_number_sequences (kind, year) VALUES ($1::invoice_kind, $2) ON CONFLICT DO NOTHING",
+        "INSERT INTO invoice_number_sequences (kind, year) VALUES ($1, $2) ON CONFLICT DO NOTHING",
     )
     .bind(kind)
     .bind(year)
@@ -122,7 +123,7 @@ pub async fn reserve_numbers(tx: &mut Tx<'_>, kind: &str, year: i32, n: i32) -> 
     .await?;
     sqlx::query_scalar(
         "UPDATE invoice_number_sequences SET next_seq = next_seq + $3
-          WHERE kind = $1::invoice_kind AND year = $2 RETURNING next_seq - $3",
+          WHERE kind = $1 AND year = $2 RETURNING next_seq - $3",
     )
     .bind(kind)
     .bind(year)
@@ -176,10 +177,10 @@ pub async fn insert_document(tx: &mut Tx<'_>, d: &NewDocument<'_>) -> Result<Uui
         Some(t) => t,
         None => tax_for(tx, d.amount_minor, d.rate_bp).await?,
     };
-    let kind = if d.credit_note_for.is_some() { "credit_note" } else { "invoice" };
+    let kind = if d.credit_note_for.is_some() { InvoiceKind::CreditNote } else { InvoiceKind::Invoice };
     let id: Uuid = sqlx::query_scalar(
         "INSERT INTO invoices (account_id, kind, corrects_invoice_id, subscription_id, currency, subtotal_minor, tax_minor, total_minor)
-         VALUES ($1, $2::invoice_kind, $3, $4, $5, $6, $7, $6 + $7) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $6 + $7) RETURNING id",
     )
     .bind(d.account_id)
     .bind(kind)
@@ -209,8 +210,8 @@ pub async fn insert_document(tx: &mut Tx<'_>, d: &NewDocument<'_>) -> Result<Uui
 pub struct InvoiceRow {
     pub id: Uuid,
     pub account_id: Uuid,
-    pub kind: String,
-    pub status: String,
+    pub kind: InvoiceKind,
+    pub status: InvoiceStatus,
     pub number_year: Option<i32>,
     pub number_seq: Option<i32>,
     pub subscription_id: Option<Uuid>,
@@ -227,7 +228,7 @@ pub struct InvoiceRow {
     pub voided_at: Option<DateTime<Utc>>,
 }
 
-const INVOICE_COLUMNS: &str = "id, account_id, kind::text AS kind, status::text AS status, number_year, number_seq, \
+const INVOICE_COLUMNS: &str = "id, account_id, kind, status, number_year, number_seq, \
     subscription_id, period_start, period_end, corrects_invoice_id, currency, subtotal_minor, tax_minor, total_minor, \
     issued_at, due_at, paid_at, voided_at";
 
@@ -271,9 +272,9 @@ pub async fn owner_of(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<(Uuid, String)
     sqlx::query_as("SELECT account_id, currency FROM invoices WHERE id = $1").bind(id).fetch_optional(&mut **tx).await
 }
 
-pub async fn set_status(tx: &mut Tx<'_>, id: Uuid, status: &str, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+pub async fn set_status(tx: &mut Tx<'_>, id: Uuid, status: InvoiceStatus, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE invoices SET status = $2::invoice_status,
+        "UPDATE invoices SET status = $2,
                 paid_at = CASE WHEN $2 = 'paid' THEN $3 ELSE paid_at END,
                 voided_at = CASE WHEN $2 = 'void' THEN $3 ELSE voided_at END
           WHERE id = $1",
@@ -341,7 +342,7 @@ pub async fn first_line_rate(tx: &mut Tx<'_>, id: Uuid) -> Result<i32, sqlx::Err
 /// (found by the money fuzz test: a profile change between the two made a reverse-charged
 /// invoice with 19 % VAT).
 pub async fn hold_tax_facts(tx: &mut Tx<'_>, accounts: &[Uuid]) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended('vessel-tax:' || a::text, 0)) FROM unnest($1::uuid[]) a")
+    sqlx::query("SELECT pg_advisory_xact_lock_shared(hashtextextended('vessel-tax:' || a, 0)) FROM unnest($1::uuid[]) a")
         .bind(accounts)
         .execute(&mut **tx)
         .await?;
@@ -391,10 +392,10 @@ pub async fn tax_for(tx: &mut Tx<'_>, amount_minor: i64, rate_bp: i32) -> Result
 }
 
 /// A subscription's invoices (not credit notes) in `status`, newest first, locked.
-pub async fn lock_of_subscription(tx: &mut Tx<'_>, sub: Uuid, status: &str) -> Result<Vec<InvoiceRow>, sqlx::Error> {
+pub async fn lock_of_subscription(tx: &mut Tx<'_>, sub: Uuid, status: InvoiceStatus) -> Result<Vec<InvoiceRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {INVOICE_COLUMNS} FROM invoices
-          WHERE subscription_id = $1 AND kind = 'invoice' AND status = $2::invoice_status
+          WHERE subscription_id = $1 AND kind = 'invoice' AND status = $2
           ORDER BY issued_at DESC, number_seq DESC FOR NO KEY UPDATE"
     ))
     .bind(sub)
@@ -531,10 +532,10 @@ pub async fn open_for(tx: &mut Tx<'_>, owner: Uuid, currency: &str) -> Result<Ve
     .await
 }
 
-/// The display numbers of invoices, in the order given.
-pub async fn numbers(tx: &mut Tx<'_>, ids: &[Uuid]) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT CASE i.kind WHEN 'credit_note' THEN 'CN-' ELSE 'INV-' END || i.number_year || '-' || lpad(i.number_seq::text, 6, '0')
+/// The (kind, year, sequence) of invoices' numbers, in the order given.
+pub async fn numbers(tx: &mut Tx<'_>, ids: &[Uuid]) -> Result<Vec<(InvoiceKind, Option<i32>, Option<i32>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT i.kind, i.number_year, i.number_seq
            FROM UNNEST($1::uuid[]) WITH ORDINALITY AS x(id, n) JOIN invoices i ON i.id = x.id ORDER BY x.n",
     )
     .bind(ids)

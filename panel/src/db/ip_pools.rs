@@ -15,6 +15,8 @@ pub struct PoolRow {
     pub free: i64,
 }
 
+// `cidr`/`inet` travel as their canonical text (a cast to text, `host()`, a cast to inet): the panel's sqlx
+// has no network-type feature, and the pool code parses the text once (`admin`'s CIDR parser).
 pub async fn list(pool: &PgPool) -> Result<Vec<PoolRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT p.id, p.name, p.network::text AS network, host(p.gateway) AS gateway, h.name AS host_name, \

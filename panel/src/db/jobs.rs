@@ -1,6 +1,7 @@
 //! SQL for `jobs`: the durable queue of provisioning work (claimed by the job runner).
 
 use super::Tx;
+use crate::jobs::JobStatus;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -73,7 +74,7 @@ pub async fn retry<'e, E: sqlx::PgExecutor<'e>>(
     sqlx::query(
         "UPDATE jobs SET
                 attempts = CASE WHEN $5 THEN attempts ELSE attempts - 1 END,
-                status = CASE WHEN $5 AND attempts >= max_attempts THEN 'dead' ELSE 'queued' END::job_status,
+                status = CASE WHEN $5 AND attempts >= max_attempts THEN $6 ELSE $7 END,
                 run_after = now() + make_interval(secs => $3), locked_by = NULL, locked_until = NULL,
                 last_error = CASE WHEN $5 THEN $4 ELSE last_error END,
                 waiting_reason = CASE WHEN $5 THEN NULL ELSE $4 END, updated_at = now()
@@ -84,6 +85,8 @@ pub async fn retry<'e, E: sqlx::PgExecutor<'e>>(
     .bind(delay_secs as f64)
     .bind(reason)
     .bind(count_attempt)
+    .bind(JobStatus::Dead)
+    .bind(JobStatus::Queued)
     .execute(e)
     .await?;
     Ok(())

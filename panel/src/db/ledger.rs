@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// The id of a ledger account, created on first use.
-pub async fn account(tx: &mut Tx<'_>, code: &str, typ: &str, owner: Option<Uuid>, currency: &str) -> Result<i64, sqlx::Error> {
+pub async fn account(tx: &mut Tx<'_>, code: &str, typ: crate::billing::ledger::LedgerAccountType, owner: Option<Uuid>, currency: &str) -> Result<i64, sqlx::Error> {
     sqlx::query(
-        "INSERT INTO ledger_accounts (code, type, account_id, currency) VALUES ($1, $2::ledger_account_type, $3, $4)
+        "INSERT INTO ledger_accounts (code, type, account_id, currency) VALUES ($1, $2, $3, $4)
          ON CONFLICT DO NOTHING",
     )
     .bind(code)

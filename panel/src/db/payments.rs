@@ -7,7 +7,7 @@ use uuid::Uuid;
 pub struct NewPayment<'a> {
     pub account_id: Uuid,
     pub invoice_id: Option<Uuid>,
-    pub method: &'a str,
+    pub method: crate::billing::payments::PaymentMethod,
     pub currency: &'a str,
     pub amount_minor: i64,
     pub external_ref: Option<&'a str>,
@@ -20,7 +20,7 @@ pub struct NewPayment<'a> {
 pub async fn insert(tx: &mut Tx<'_>, p: &NewPayment<'_>) -> Result<Option<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
         "INSERT INTO payments (account_id, invoice_id, method, currency, amount_minor, external_ref, recorded_by, received_at)
-         VALUES ($1, $2, $3::payment_method, $4, $5, $6, $7, $8)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (method, external_ref) DO NOTHING RETURNING id",
     )
     .bind(p.account_id)

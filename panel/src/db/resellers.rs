@@ -70,7 +70,7 @@ pub struct CustomerRow {
     pub email: String,
     pub display_name: String,
     pub country: Option<String>,
-    pub status: String,
+    pub status: crate::accounts::AccountStatus,
     pub reseller_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     /// The reseller (not the provider) suspended this account.
@@ -78,7 +78,7 @@ pub struct CustomerRow {
 }
 
 const CUSTOMER: &str =
-    "SELECT id, email, display_name, country, status::text AS status, reseller_id, created_at, suspended_by_reseller FROM accounts";
+    "SELECT id, email, display_name, country, status, reseller_id, created_at, suspended_by_reseller FROM accounts";
 
 /// A live customer the tenant may see.
 pub async fn customer<'e, E: sqlx::PgExecutor<'e>>(e: E, reseller: Option<Uuid>, id: Uuid) -> Result<Option<CustomerRow>, sqlx::Error> {
@@ -112,7 +112,7 @@ pub async fn customers<'e, E: sqlx::PgExecutor<'e>>(
 ) -> Result<Vec<CustomerRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "{CUSTOMER} WHERE role = 'customer' AND status <> 'closed' AND ($1::uuid IS NULL OR reseller_id = $1)
-            AND ($2::text IS NULL OR email = $2)
+            AND ($2 IS NULL OR email = $2)
             AND ($3::timestamptz IS NULL OR (created_at, id) < ($3, $4))
           ORDER BY created_at DESC, id DESC LIMIT $5"
     ))
@@ -143,7 +143,7 @@ pub async fn insert_customer(tx: &mut Tx<'_>, c: &NewCustomer<'_>) -> Result<Opt
     sqlx::query_as(&format!(
         "INSERT INTO accounts (role, email, display_name, country, currency, reseller_id, status)
          VALUES ('customer', $1, $2, $3, $4, $5, 'active') {conflict}
-         RETURNING id, email, display_name, country, status::text AS status, reseller_id, created_at, suspended_by_reseller"
+         RETURNING id, email, display_name, country, status, reseller_id, created_at, suspended_by_reseller"
     ))
     .bind(c.email)
     .bind(c.name)
@@ -159,12 +159,12 @@ pub async fn update_customer(
     id: Uuid,
     name: &str,
     country: Option<&str>,
-    status: &str,
+    status: crate::accounts::AccountStatus,
     suspended_by_reseller: bool,
 ) -> Result<CustomerRow, sqlx::Error> {
     sqlx::query_as(
-        "UPDATE accounts SET display_name = $2, country = $3, status = $4::account_status, suspended_by_reseller = $5 WHERE id = $1
-         RETURNING id, email, display_name, country, status::text AS status, reseller_id, created_at, suspended_by_reseller",
+        "UPDATE accounts SET display_name = $2, country = $3, status = $4, suspended_by_reseller = $5 WHERE id = $1
+         RETURNING id, email, display_name, country, status, reseller_id, created_at, suspended_by_reseller",
     )
     .bind(id)
     .bind(name)
@@ -198,7 +198,7 @@ pub struct ServerRow {
     pub os_template: String,
     pub hostname: String,
     pub desired_state: crate::vps::DesiredState,
-    pub observed_state: String,
+    pub observed_state: crate::vps::ObservedState,
     pub observed_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub billing_status: Option<crate::subscriptions::SubscriptionStatus>,
@@ -209,7 +209,7 @@ pub struct ServerRow {
 
 const SERVER: &str = "SELECT i.id, i.account_id AS customer_id, i.subscription_id, p.code AS plan, i.kind,
         p.vcpus, p.memory_guaranteed_mib, p.memory_burst_mib, p.disk_gib, t.name AS os_template, i.hostname,
-        i.desired_state, i.observed_state::text AS observed_state, i.observed_at, i.last_error,
+        i.desired_state, i.observed_state, i.observed_at, i.last_error,
         s.status AS billing_status, i.created_at, i.terminated_at,
         ARRAY(SELECT host(x.address) FROM ip_addresses x WHERE x.instance_id = i.id ORDER BY family(x.address), x.address) AS addresses
    FROM instances i JOIN accounts a ON a.id = i.account_id JOIN plans p ON p.id = i.plan_id
@@ -226,8 +226,8 @@ pub async fn server<'e, E: sqlx::PgExecutor<'e>>(e: E, reseller: Option<Uuid>, i
 #[derive(Clone, Debug, Default)]
 pub struct ServerFilter<'a> {
     pub customer: Option<Uuid>,
-    pub desired_state: Option<&'a str>,
-    pub observed_state: Option<&'a str>,
+    pub desired_state: Option<crate::vps::DesiredState>,
+    pub observed_state: Option<crate::vps::ObservedState>,
     pub plan: Option<&'a str>,
     pub hostname: Option<&'a str>,
 }
@@ -243,10 +243,10 @@ pub async fn servers<'e, E: sqlx::PgExecutor<'e>>(
     sqlx::query_as(&format!(
         "{SERVER} WHERE ($1::uuid IS NULL OR a.reseller_id = $1)
             AND ($2::uuid IS NULL OR i.account_id = $2)
-            AND ($3::text IS NULL OR i.desired_state::text = $3)
-            AND ($4::text IS NULL OR i.observed_state::text = $4)
-            AND ($5::text IS NULL OR p.code = $5)
-            AND ($6::text IS NULL OR i.hostname = $6)
+            AND ($3 IS NULL OR i.desired_state = $3)
+            AND ($4 IS NULL OR i.observed_state = $4)
+            AND ($5 IS NULL OR p.code = $5)
+            AND ($6 IS NULL OR i.hostname = $6)
             AND ($7::timestamptz IS NULL OR (i.created_at, i.id) < ($7, $8))
           ORDER BY i.created_at DESC, i.id DESC LIMIT $9"
     ))

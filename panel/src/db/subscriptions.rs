@@ -1,7 +1,9 @@
 //! SQL for `subscriptions` and `orders`.
 
 use super::Tx;
+use crate::orders::OrderStatus;
 use crate::plans::BillingCycle;
+use crate::subscriptions::SubscriptionStatus;
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
@@ -18,13 +20,13 @@ pub struct SubscriptionRow {
     pub current_period_index: i32,
     pub current_period_start: NaiveDate,
     pub current_period_end: NaiveDate,
-    pub status: String,
+    pub status: SubscriptionStatus,
 }
 
 pub async fn lock(tx: &mut Tx<'_>, id: Uuid, owner: Option<Uuid>) -> Result<Option<SubscriptionRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, account_id, order_id, plan_id, cycle, currency, price_minor, anchor_date, current_period_index,
-                current_period_start, current_period_end, status::text AS status
+                current_period_start, current_period_end, status
            FROM subscriptions WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2) FOR UPDATE",
     )
     .bind(id)
@@ -43,9 +45,9 @@ pub async fn payer_of(tx: &mut Tx<'_>, id: Uuid, owner: Option<Uuid>) -> Result<
         .await
 }
 
-pub async fn set_status(tx: &mut Tx<'_>, id: Uuid, status: &str, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+pub async fn set_status(tx: &mut Tx<'_>, id: Uuid, status: SubscriptionStatus, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE subscriptions SET status = $2::subscription_status,
+        "UPDATE subscriptions SET status = $2,
                 suspended_at = CASE WHEN $2 = 'suspended' THEN $3 WHEN $2 = 'active' THEN NULL ELSE suspended_at END,
                 terminated_at = CASE WHEN $2 = 'terminated' THEN $3 ELSE terminated_at END
           WHERE id = $1",
@@ -58,8 +60,8 @@ pub async fn set_status(tx: &mut Tx<'_>, id: Uuid, status: &str, at: DateTime<Ut
     Ok(())
 }
 
-pub async fn set_order_status(tx: &mut Tx<'_>, order: Uuid, status: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE orders SET status = $2::order_status, updated_at = now() WHERE id = $1")
+pub async fn set_order_status(tx: &mut Tx<'_>, order: Uuid, status: OrderStatus) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE orders SET status = $2, updated_at = now() WHERE id = $1")
         .bind(order)
         .bind(status)
         .execute(&mut **tx)
@@ -132,17 +134,17 @@ pub struct OrderRow {
     pub id: Uuid,
     pub account_id: Uuid,
     pub plan_name: String,
-    pub cycle: String,
+    pub cycle: BillingCycle,
     pub hostname: String,
     pub os_template: String,
-    pub status: String,
+    pub status: OrderStatus,
     pub created_at: DateTime<Utc>,
     pub invoice_id: Option<Uuid>,
     pub instance_id: Option<Uuid>,
 }
 
-const ORDER_SELECT: &str = "SELECT o.id, o.account_id, p.name AS plan_name, o.cycle::text AS cycle, o.hostname,
-        t.name AS os_template, o.status::text AS status, o.created_at,
+const ORDER_SELECT: &str = "SELECT o.id, o.account_id, p.name AS plan_name, o.cycle, o.hostname,
+        t.name AS os_template, o.status, o.created_at,
         (SELECT i.id FROM invoices i WHERE i.subscription_id = s.id AND i.kind = 'invoice' ORDER BY i.period_start LIMIT 1) AS invoice_id,
         (SELECT n.id FROM instances n WHERE n.subscription_id = s.id ORDER BY n.created_at DESC LIMIT 1) AS instance_id
    FROM orders o JOIN plans p ON p.id = o.plan_id JOIN os_templates t ON t.id = o.os_template_id
@@ -163,15 +165,15 @@ pub async fn order<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid, owner: Option<Uu
 /// What an order needs to know about the customer placing it.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Orderer {
-    pub role: String,
-    pub status: String,
+    pub role: crate::accounts::Role,
+    pub status: crate::accounts::AccountStatus,
     pub currency: String,
     pub email_verified: bool,
 }
 
 pub async fn orderer(tx: &mut Tx<'_>, account: Uuid) -> Result<Option<Orderer>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT role::text, status::text, currency, email_verified_at IS NOT NULL AS email_verified
+        "SELECT role, status, currency, email_verified_at IS NOT NULL AS email_verified
            FROM accounts WHERE id = $1 FOR SHARE",
     )
     .bind(account)
@@ -301,15 +303,15 @@ pub struct RenewalView {
     pub current_period_end: NaiveDate,
     pub price_minor: i64,
     pub currency: String,
-    pub cycle: String,
-    pub status: String,
+    pub cycle: BillingCycle,
+    pub status: SubscriptionStatus,
     pub cancel_at_period_end: bool,
     pub plan_kind: vessel_core::InstanceKind,
 }
 
 pub async fn renewal_view<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid, owner: Uuid) -> Result<Option<RenewalView>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT s.current_period_end, s.price_minor, s.currency, s.cycle::text AS cycle, s.status::text AS status, s.cancel_at_period_end,
+        "SELECT s.current_period_end, s.price_minor, s.currency, s.cycle, s.status, s.cancel_at_period_end,
                 p.kind AS plan_kind
            FROM subscriptions s JOIN plans p ON p.id = s.plan_id WHERE s.id = $1 AND s.account_id = $2",
     )

@@ -2,7 +2,7 @@
 //! suspends and deletes them through the API; their servers are billed to the reseller.
 
 use super::{invalid, ResellerError};
-use crate::accounts::Email;
+use crate::accounts::{AccountStatus, Email, Role};
 use crate::api_keys::{Principal, Tenant};
 use crate::audit;
 use crate::db::{resellers as sql, Tx};
@@ -59,7 +59,7 @@ pub async fn create(tx: &mut Tx<'_>, who: &Principal, c: NewCustomer) -> Result<
     };
     let currency = match reseller {
         Some(r) => match crate::db::accounts::account_facts(&mut **tx, r).await? {
-            Some((role, _, currency)) if role == "reseller" => currency,
+            Some((Role::Reseller, _, currency)) => currency,
             _ => return Err(invalid("reseller_id", "no such reseller")),
         },
         None => "EUR".to_string(),
@@ -101,28 +101,28 @@ pub async fn update(pool: &PgPool, who: &Principal, now: DateTime<Utc>, id: Uuid
         Some(c) => country(&mut tx, c.as_deref()).await?,
         None => cur.country.clone(),
     };
-    let status = match c.status.as_deref() {
-        None => cur.status.clone(),
-        Some(s @ ("active" | "suspended")) => s.to_string(),
+    let status = match c.status.as_deref().map(str::parse) {
+        None => cur.status,
+        Some(Ok(s @ (AccountStatus::Active | AccountStatus::Suspended))) => s,
         Some(_) => return Err(invalid("status", "a customer is active or suspended (delete it to close it)")),
     };
     // Who holds a suspension: a reseller lifts its own, never the provider's.
-    let by_reseller = match (cur.status.as_str(), status.as_str(), who.tenant) {
-        ("suspended", "active", Tenant::Reseller(_)) if !cur.suspended_by_reseller => {
+    let by_reseller = match (cur.status, status, who.tenant) {
+        (AccountStatus::Suspended, AccountStatus::Active, Tenant::Reseller(_)) if !cur.suspended_by_reseller => {
             return Err(ResellerError::Conflict("this customer was suspended by the provider: contact its support".into()))
         }
-        (_, "active", _) => false,
-        ("suspended", "suspended", _) => cur.suspended_by_reseller,
+        (_, AccountStatus::Active, _) => false,
+        (AccountStatus::Suspended, AccountStatus::Suspended, _) => cur.suspended_by_reseller,
         (_, _, Tenant::Reseller(_)) => true,
         (_, _, Tenant::All) => false,
     };
-    let row = sql::update_customer(&mut tx, id, &name, country.as_deref(), &status, by_reseller).await?;
+    let row = sql::update_customer(&mut tx, id, &name, country.as_deref(), status, by_reseller).await?;
     // A suspended customer's servers are suspended with it, and come back with it.
-    match (cur.status.as_str(), status.as_str()) {
-        ("active", "suspended") => {
+    match (cur.status, status) {
+        (AccountStatus::Active, AccountStatus::Suspended) => {
             super::servers::suspend_with_account(&mut tx, now, id).await?;
         }
-        ("suspended", "active") => {
+        (AccountStatus::Suspended, AccountStatus::Active) => {
             super::servers::resume_with_account(&mut tx, now, id).await?;
         }
         _ => {}
@@ -141,7 +141,7 @@ pub async fn delete(pool: &PgPool, who: &Principal, id: Uuid) -> Result<(), Rese
     if live > 0 {
         return Err(ResellerError::Conflict(format!("this customer still has {live} server(s): terminate them first")));
     }
-    sql::update_customer(&mut tx, id, &cur.display_name, cur.country.as_deref(), "closed", false).await?;
+    sql::update_customer(&mut tx, id, &cur.display_name, cur.country.as_deref(), AccountStatus::Closed, false).await?;
     audit::record(&mut *tx, who.actor(), "customer.delete", Some(("account", id.to_string())), None, who.details(json!({}))).await?;
     tx.commit().await?;
     Ok(())

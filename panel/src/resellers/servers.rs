@@ -5,6 +5,8 @@
 //! customer at the retail price. Both run at once: the paying account owes the first invoice.
 
 use super::{check_quota, invalid, Footprint, ResellerError};
+use crate::accounts::AccountStatus;
+use crate::subscriptions::SubscriptionStatus;
 use crate::api_keys::{Principal, Tenant};
 use crate::audit;
 use crate::billing::invoices::{issue_for_subscriptions, PeriodChoice};
@@ -96,7 +98,7 @@ pub async fn create(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, s: New
     let customer = sql::lock_customer(tx, who.tenant.reseller(), s.customer_id)
         .await?
         .ok_or_else(|| invalid("customer_id", "no such customer"))?;
-    if customer.status != "active" {
+    if customer.status != AccountStatus::Active {
         return Err(invalid("customer_id", format!("this customer is {}: servers are made for active customers", customer.status)));
     }
     let (payer, discount_bp, terms) = payer(tx, &customer).await?;
@@ -138,8 +140,8 @@ pub async fn create(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, s: New
     crate::db::access::set_order_access(tx, order, &s.access).await?;
     // Made by the API, the server runs at once; the payer owes the first period's invoice, and
     // dunning suspends the server if it stays unpaid, as for any subscription.
-    sub_sql::set_status(tx, subscription, "active", now).await?;
-    sub_sql::set_order_status(tx, order, "paid").await?;
+    sub_sql::set_status(tx, subscription, SubscriptionStatus::Active, now).await?;
+    sub_sql::set_order_status(tx, order, crate::orders::OrderStatus::Paid).await?;
     issue_for_subscriptions(tx, &[subscription], PeriodChoice::Current, now).await?;
     let id = Uuid::new_v4();
     sql::insert_server(tx, id, customer.id, subscription).await?;
@@ -274,7 +276,7 @@ pub async fn resume_with_account(tx: &mut Tx<'_>, now: DateTime<Utc>, customer: 
 /// on the host. Locked through [`vps::lock`], in the one lock order.
 pub async fn reset_password(tx: &mut Tx<'_>, who: &Principal, id: Uuid, hash: vessel_core::PasswordHash) -> Result<(), ResellerError> {
     let locked = lock_one(tx, who, id).await?;
-    crate::access::record_password_reset(tx, id, locked.desired.as_str(), hash).await.map_err(|e| match e {
+    crate::access::record_password_reset(tx, id, locked.desired, hash).await.map_err(|e| match e {
         crate::access::AccessError::NotRunning => ResellerError::Conflict(e.to_string()),
         e => e.into(),
     })?;

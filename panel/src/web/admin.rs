@@ -6,6 +6,7 @@ use super::error::WebError;
 use super::pages::{invalid as invalid_page, ok, see_other, Ctx};
 use super::session::{CsrfForm, CurrentAdmin};
 use crate::admin::{self, AdminError, By, HostForm, OsTemplateForm, PlanForm, PoolForm, ResellerForm, ResellerTermsForm};
+use crate::accounts::Role;
 use crate::catalogue::mib;
 use crate::config::Settings;
 use crate::db::{admin as sql_admin, catalogue as sql_cat, hosts as sql_hosts, ip_pools as sql_pools};
@@ -252,7 +253,7 @@ async fn plans(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<Done>) ->
         .map(|p| {
             let monthly: Vec<String> = prices
                 .iter()
-                .filter(|(id, c, _, _)| *id == p.id && c == "monthly")
+                .filter(|(id, c, _, _)| *id == p.id && *c == crate::plans::BillingCycle::Monthly)
                 .filter_map(|(_, _, cur, amt)| crate::money::Currency::parse(cur).ok().map(|c| crate::money::Money::new(*amt, c).to_string()))
                 .collect();
             vec![
@@ -676,7 +677,7 @@ async fn os_template_toggle(
 
 #[get("/admin/customers")]
 async fn customers(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
-    let rows = sql_admin::accounts_by_role(&pool, "customer")
+    let rows = sql_admin::accounts_by_role(&pool, Role::Customer)
         .await?
         .iter()
         .map(|c| {
@@ -709,7 +710,7 @@ struct CustomerPage {
 }
 
 async fn customer_page(a: &CurrentAdmin, pool: &PgPool, id: Uuid, error: Option<String>) -> Result<CustomerPage, WebError> {
-    let c = sql_admin::account(pool, id, "customer").await?.ok_or(WebError::NotFound)?;
+    let c = sql_admin::account(pool, id, Role::Customer).await?.ok_or(WebError::NotFound)?;
     let extra = super::customer::admin_customer_extra(pool, &c).await?;
     Ok(CustomerPage { ctx: Ctx::of(&a.session), c, extra, error })
 }
@@ -737,7 +738,7 @@ async fn customer_credit(
     pool: web::Data<PgPool>,
     clock: web::Data<std::sync::Arc<dyn crate::clock::Clock>>,
 ) -> Result<HttpResponse, WebError> {
-    let c = sql_admin::account(&pool, *id, "customer").await?.ok_or(WebError::NotFound)?;
+    let c = sql_admin::account(&pool, *id, Role::Customer).await?.ok_or(WebError::NotFound)?;
     let cur = crate::money::Currency::parse(&c.currency).map_err(WebError::internal)?;
     let amount = match admin::parse_amount(&f.0.amount, cur) {
         Ok(m) => m,
@@ -768,7 +769,7 @@ async fn customer_invoice(
     pool: web::Data<PgPool>,
     clock: web::Data<std::sync::Arc<dyn crate::clock::Clock>>,
 ) -> Result<HttpResponse, WebError> {
-    let c = sql_admin::account(&pool, *id, "customer").await?.ok_or(WebError::NotFound)?;
+    let c = sql_admin::account(&pool, *id, Role::Customer).await?.ok_or(WebError::NotFound)?;
     let cur = crate::money::Currency::parse(&c.currency).map_err(WebError::internal)?;
     let amount = match admin::parse_amount(&f.0.amount, cur) {
         Ok(m) => m,
@@ -790,7 +791,7 @@ async fn invoices(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<Done>)
     let all = crate::billing::invoices::list_all(&pool, 500).await?;
     let rows = all
         .into_iter()
-        .filter(|r| r.status != "draft")
+        .filter(|r| r.status != crate::billing::invoices::InvoiceStatus::Draft)
         .map(super::customer::InvoiceView::from_row)
         .map(|i| {
             vec![
@@ -897,7 +898,7 @@ async fn customer_suspend(
         "unsuspend" => false,
         _ => return Err(WebError::BadForm("to must be suspend or unsuspend".into())),
     };
-    sql_admin::account(&pool, *id, "customer").await?.ok_or(WebError::NotFound)?;
+    sql_admin::account(&pool, *id, Role::Customer).await?.ok_or(WebError::NotFound)?;
     match admin::set_customer_suspended(&pool, by(&a, &req), *id, suspend, &f.0.reason, clock.now()).await {
         Ok(_) => Ok(see_other(&format!("/admin/customers/{id}?done=saved"))),
         Err(e) => invalid_page(&customer_page(&a, &pool, *id, Some(WebError::mistake(e)?)).await?),
@@ -910,7 +911,7 @@ type Empty = CsrfForm<serde_json::Map<String, serde_json::Value>>;
 /// A stuck sign-up (the mail never arrived): the admin vouches for the address.
 #[post("/admin/customers/{id}/mark-verified")]
 async fn customer_mark_verified(req: HttpRequest, a: CurrentAdmin, id: web::Path<Uuid>, _f: Empty, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
-    sql_admin::account(&pool, *id, "customer").await?.ok_or(WebError::NotFound)?;
+    sql_admin::account(&pool, *id, Role::Customer).await?.ok_or(WebError::NotFound)?;
     match admin::mark_customer_verified(&pool, by(&a, &req), *id).await {
         Ok(()) => Ok(see_other(&format!("/admin/customers/{id}?done=saved"))),
         Err(e) => invalid_page(&customer_page(&a, &pool, *id, Some(WebError::mistake(e)?)).await?),
@@ -927,7 +928,7 @@ async fn customer_resend_verification(
     pool: web::Data<PgPool>,
     settings: web::Data<Settings>,
 ) -> Result<HttpResponse, WebError> {
-    sql_admin::account(&pool, *id, "customer").await?.ok_or(WebError::NotFound)?;
+    sql_admin::account(&pool, *id, Role::Customer).await?.ok_or(WebError::NotFound)?;
     match admin::resend_customer_verification(&pool, by(&a, &req), &settings.http.base_url, *id).await {
         Ok(()) => Ok(see_other(&format!("/admin/customers/{id}?done=resent"))),
         Err(e) => invalid_page(&customer_page(&a, &pool, *id, Some(WebError::mistake(e)?)).await?),
@@ -938,7 +939,7 @@ async fn customer_resend_verification(
 
 async fn resellers_view(pool: &PgPool, f: &ResellerForm) -> Result<ListView, WebError> {
     let mut rows = Vec::new();
-    for r in sql_admin::accounts_by_role(pool, "reseller").await? {
+    for r in sql_admin::accounts_by_role(pool, Role::Reseller).await? {
         let n = sql_admin::customers_of(pool, r.id).await?;
         rows.push(vec![link(&r.email, format!("/admin/resellers/{}", r.id)), cell(&r.display_name), cell(&r.status), num(n), cell(r.created_at.format("%Y-%m-%d"))]);
     }
@@ -1008,7 +1009,7 @@ fn reseller_terms_view(r: &sql_admin::AccountRow, f: &ResellerTermsForm, saved: 
 
 #[get("/admin/resellers/{id}")]
 async fn reseller_terms(a: CurrentAdmin, id: web::Path<Uuid>, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
-    let r = sql_admin::account(&pool, *id, "reseller").await?.ok_or(WebError::NotFound)?;
+    let r = sql_admin::account(&pool, *id, Role::Reseller).await?.ok_or(WebError::NotFound)?;
     let (t, saved) = match crate::db::resellers::saved_terms(&pool, r.id).await? {
         Some(t) => (t, true),
         None => (crate::db::resellers::default_terms(&pool, r.id).await?, false),
@@ -1037,7 +1038,7 @@ async fn reseller_terms_save(
         Ok(()) => Ok(see_other(&format!("/admin/resellers/{id}?done=saved"))),
         Err(e) => {
             admin_err_ref(&e)?;
-            let r = sql_admin::account(&pool, *id, "reseller").await?.ok_or(WebError::NotFound)?;
+            let r = sql_admin::account(&pool, *id, Role::Reseller).await?.ok_or(WebError::NotFound)?;
             let saved = crate::db::resellers::saved_terms(&pool, r.id).await?.is_some();
             invalid_page(&form_page(&a, reseller_terms_view(&r, &f.0, saved).with_error(&e)))
         }

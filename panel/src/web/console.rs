@@ -46,7 +46,7 @@ async fn server_console(c: CurrentCustomer, id: web::Path<Uuid>, pool: web::Data
         ctx: Ctx::of(&c.session),
         title: s.hostname.clone(),
         back: Some(format!("/servers/{}", s.id)),
-        running: s.observed_state == "running",
+        running: s.observed_state == crate::vps::ObservedState::Running,
         websocket_path: issued.websocket_path(),
     })
 }

@@ -6,7 +6,7 @@
 use super::error::WebError;
 use super::pages::{invalid, ok, see_other, Ctx};
 use super::session::{CsrfForm, CurrentCustomer, InvoiceHolder};
-use crate::billing::invoices::display_number;
+use crate::billing::invoices::{display_number, InvoiceKind, InvoiceStatus};
 use crate::billing;
 use crate::catalogue::{self, PlanCard};
 use crate::clock::Clock;
@@ -302,14 +302,14 @@ impl InvoiceView {
         Self::new(row, Vec::new())
     }
     pub fn payable(&self) -> bool {
-        self.row.kind == "invoice" && self.row.status == "issued"
+        self.row.kind == InvoiceKind::Invoice && self.row.status == InvoiceStatus::Issued
     }
     pub fn badge(&self) -> &'static str {
-        match self.row.status.as_str() {
-            "paid" => "ok",
-            "issued" => "warn",
-            "void" => "bad",
-            _ => "",
+        match self.row.status {
+            InvoiceStatus::Paid => "ok",
+            InvoiceStatus::Issued => "warn",
+            InvoiceStatus::Void => "bad",
+            InvoiceStatus::Draft => "",
         }
     }
 }
@@ -325,7 +325,7 @@ struct InvoicesPage {
 #[get("/invoices")]
 async fn invoices_list(InvoiceHolder(c): InvoiceHolder, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
     let rows = billing::invoices::list_for(&pool, c.account.id).await?;
-    let invoices = rows.into_iter().filter(|r| r.status != "draft").map(|r| InvoiceView::new(r, Vec::new())).collect();
+    let invoices = rows.into_iter().filter(|r| r.status != InvoiceStatus::Draft).map(|r| InvoiceView::new(r, Vec::new())).collect();
     let credit = credit_lines(&pool, &c.account).await?;
     ok(&InvoicesPage { ctx: Ctx::of(&c.session), invoices, credit })
 }
@@ -344,7 +344,7 @@ struct InvoicePage {
 
 async fn invoice_page(c: &CurrentCustomer, pool: &PgPool, settings: &Settings, id: Uuid) -> Result<InvoicePage, WebError> {
     let (row, lines) = billing::invoices::get_for(pool, c.account.id, id).await?.ok_or(WebError::NotFound)?;
-    if row.status == "draft" {
+    if row.status == InvoiceStatus::Draft {
         return Err(WebError::NotFound);
     }
     let credit = billing::payments::credit_balance(pool, c.account.id, currency_of(&c.account)).await?;
@@ -376,7 +376,7 @@ struct InvoicePrint {
 #[get("/invoices/{id}/print")]
 async fn invoice_print(InvoiceHolder(c): InvoiceHolder, id: web::Path<Uuid>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
     let (row, lines) = billing::invoices::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
-    if row.status == "draft" {
+    if row.status == InvoiceStatus::Draft {
         return Err(WebError::NotFound);
     }
     let mut inv = InvoiceView::new(row, lines).with_parties(&pool).await?;
@@ -398,7 +398,7 @@ struct InvoicePdf<'a> {
 /// The archived PDF of an issued invoice (rendered and archived first if it has none): what
 /// the page's download link and the API serve, byte for byte the same every time.
 pub async fn invoice_pdf(pool: &PgPool, chromium: &str, row: InvoiceRow, lines: Vec<LineRow>) -> Result<Vec<u8>, WebError> {
-    if row.status == "draft" {
+    if row.status == InvoiceStatus::Draft {
         return Err(WebError::NotFound);
     }
     if let Some(pdf) = crate::db::invoices::pdf(pool, row.id).await? {
@@ -494,7 +494,7 @@ async fn invoice_card(
 ) -> Result<HttpResponse, WebError> {
     let (row, _) = billing::invoices::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
     let Some(stripe) = &settings.stripe else { return Err(WebError::Conflict("Card payments are not enabled.".into())) };
-    if !(row.kind == "invoice" && row.status == "issued") {
+    if !(row.kind == InvoiceKind::Invoice && row.status == InvoiceStatus::Issued) {
         return Err(WebError::Conflict("This invoice is not open for payment.".into()));
     }
     let cur = Currency::parse(&row.currency).map_err(WebError::internal)?;
@@ -606,12 +606,12 @@ pub struct RenewalLine {
 async fn renewal_line(pool: &PgPool, customer: Uuid, s: &InstanceRow) -> Result<Option<RenewalLine>, WebError> {
     let Some(sub) = s.subscription_id else { return Ok(None) };
     let Some(r) = crate::db::subscriptions::renewal_view(pool, sub, customer).await? else { return Ok(None) };
-    let live = matches!(r.status.as_str(), "active" | "suspended");
+    let live = matches!(r.status, crate::subscriptions::SubscriptionStatus::Active | crate::subscriptions::SubscriptionStatus::Suspended);
     let last_day = crate::billing::period::last_day(r.current_period_end);
     let text = match (live, r.cancel_at_period_end) {
         (true, false) => format!("Paid until {last_day}; renews on {} for {} ({}).", r.current_period_end, money(r.price_minor, &r.currency), r.cycle),
         (true, true) => format!("Paid until {last_day}; cancelled: it ends then and is not renewed."),
-        (false, _) if r.status == "pending" => "Starts when its first invoice is paid.".to_string(),
+        (false, _) if r.status == crate::subscriptions::SubscriptionStatus::Pending => "Starts when its first invoice is paid.".to_string(),
         (false, _) => format!("Ended ({}).", r.status),
     };
     Ok(Some(RenewalLine { text, cancelling: r.cancel_at_period_end, live }))
@@ -893,7 +893,7 @@ pub async fn admin_customer_extra(pool: &PgPool, c: &crate::db::admin::AccountRo
         .await
         .map_err(WebError::internal)?
         .into_iter()
-        .filter(|r| r.status != "draft")
+        .filter(|r| r.status != InvoiceStatus::Draft)
         .map(|r| InvoiceView::new(r, Vec::new()))
         .collect();
     let servers = instances::list_for(pool, c.id).await?;

@@ -3,6 +3,7 @@
 
 use super::error::WebError;
 use super::session::{AnyAccount, CsrfForm, CurrentCustomer, InvoiceHolder, Session};
+use crate::accounts::Role;
 use crate::auth::{self, AuthError};
 use crate::catalogue::{self, PlanCard};
 use crate::config::Settings;
@@ -102,11 +103,11 @@ pub fn see_other(location: &str) -> HttpResponse {
 }
 
 /// Where an account lands after logging in.
-fn home_of(role: &str) -> &'static str {
+fn home_of(role: Role) -> &'static str {
     match role {
-        "admin" => "/admin",
-        "reseller" => "/reseller",
-        _ => "/servers",
+        Role::Admin => "/admin",
+        Role::Reseller => "/reseller",
+        Role::Customer => "/servers",
     }
 }
 
@@ -305,7 +306,7 @@ struct ConfirmTokenPage {
 /// follow links do not use the token up.
 #[get("/verify/{token}")]
 async fn verify_form(session: Session, token: web::Path<String>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
-    if !auth::token_is_live(&pool, &token, "verify_email").await.map_err(WebError::internal)? {
+    if !auth::token_is_live(&pool, &token, auth::TokenPurpose::VerifyEmail).await.map_err(WebError::internal)? {
         return invalid(&MessagePage { ctx: Ctx::of(&session), heading: "Link expired".into(), message: AuthError::BadToken.to_string() });
     }
     ok(&ConfirmTokenPage {
@@ -399,7 +400,7 @@ async fn login(req: HttpRequest, session: Session, form: CsrfForm<LoginForm>, po
                 let q = serde_urlencoded::to_string([("next", next.unwrap_or_default())]).unwrap_or_default();
                 return Ok(see_other(&format!("/login/totp?{q}")));
             }
-            let home = home_of(&li.account.role);
+            let home = home_of(li.account.role);
             Ok(see_other(&next.unwrap_or_else(|| home.to_string())))
         }
         Err(e) if e.is_user_error() => {
@@ -446,7 +447,7 @@ async fn totp(req: HttpRequest, session: Session, form: CsrfForm<CodeForm>, pool
         Ok(()) => {
             Session::begin_login(&req, account, false).await?;
             let a = crate::db::auth::account_by_id(&pool, account).await?.ok_or(WebError::NotFound)?;
-            let home = home_of(&a.role);
+            let home = home_of(a.role);
             Ok(see_other(&safe_next(Some(&f.next)).unwrap_or_else(|| home.to_string())))
         }
         Err(e) if e.is_user_error() => invalid(&TotpPage { ctx: Ctx::of(&session), next: f.next, error: Some(e.to_string()) }),
@@ -501,7 +502,7 @@ async fn reset_request(
 
 #[get("/reset/{token}")]
 async fn reset_form(session: Session, token: web::Path<String>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
-    if !auth::token_is_live(&pool, &token, "password_reset").await.map_err(WebError::internal)? {
+    if !auth::token_is_live(&pool, &token, auth::TokenPurpose::PasswordReset).await.map_err(WebError::internal)? {
         return invalid(&MessagePage { ctx: Ctx::of(&session), heading: "Link expired".into(), message: AuthError::BadToken.to_string() });
     }
     ok(&ConfirmTokenPage {
@@ -618,7 +619,7 @@ struct SecurityPage {
 
 async fn security_page(who: &AnyAccount, pool: &PgPool, done: Option<&str>, error: Option<String>) -> Result<SecurityPage, WebError> {
     let a = crate::db::auth::account_by_id(pool, who.account.id).await?.ok_or(WebError::NotFound)?;
-    let staff = a.role == "admin" || a.role == "reseller";
+    let staff = matches!(a.role, Role::Admin | Role::Reseller);
     let required = staff && a.totp_enabled_at.is_none() && auth::staff_two_factor_required(pool).await.map_err(WebError::internal)?;
     Ok(SecurityPage { ctx: Ctx::of(&who.session).with_notice(done), email: a.email.clone(), required, totp: totp_view(pool, &a).await?, error })
 }
@@ -632,12 +633,12 @@ async fn security_show(who: AnyAccount, pool: web::Data<PgPool>, q: web::Query<D
 
 /// Where an account's two-factor settings live: a customer's account page, else the security page.
 fn totp_home(who: &AnyAccount) -> &'static str {
-    if who.account.role == "customer" { "/account" } else { "/account/security" }
+    if who.account.role == Role::Customer { "/account" } else { "/account/security" }
 }
 
 /// The two-factor card's page again, with a mistake shown on it.
 async fn totp_mistake(who: &AnyAccount, pool: &PgPool, e: String) -> Result<HttpResponse, WebError> {
-    if who.account.role == "customer" {
+    if who.account.role == Role::Customer {
         let c = CurrentCustomer { account: who.account.clone(), session: who.session.clone() };
         invalid(&account_page(&c, pool, None, Some(e)).await?)
     } else {
@@ -696,7 +697,7 @@ async fn email_change(
 /// The link mailed to a new address shows a button (mail scanners do not use it up).
 #[get("/account/email/{token}")]
 async fn email_change_form(session: Session, token: web::Path<String>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
-    if !auth::token_is_live(&pool, &token, "change_email").await.map_err(WebError::internal)? {
+    if !auth::token_is_live(&pool, &token, auth::TokenPurpose::ChangeEmail).await.map_err(WebError::internal)? {
         return invalid(&MessagePage { ctx: Ctx::of(&session), heading: "Link expired".into(), message: AuthError::BadToken.to_string() });
     }
     ok(&ConfirmTokenPage {

@@ -10,6 +10,7 @@
 //! anonymous forms (log in, sign up) are protected too, with no row per visitor.
 
 use super::error::WebError;
+use crate::accounts::{AccountStatus, Role};
 use crate::auth::{new_token, token_hash};
 use crate::db::auth::{self as sql, AccountAuth};
 use actix_web::cookie::{Cookie, SameSite};
@@ -96,13 +97,13 @@ pub struct Session {
 
 impl Session {
     pub fn is_admin(&self) -> bool {
-        self.account.as_ref().is_some_and(|a| a.role == "admin")
+        self.account.as_ref().is_some_and(|a| a.role == Role::Admin)
     }
     pub fn is_customer(&self) -> bool {
-        self.account.as_ref().is_some_and(|a| a.role == "customer")
+        self.account.as_ref().is_some_and(|a| a.role == Role::Customer)
     }
     pub fn is_reseller(&self) -> bool {
-        self.account.as_ref().is_some_and(|a| a.role == "reseller")
+        self.account.as_ref().is_some_and(|a| a.role == Role::Reseller)
     }
 
     async fn load(req: &HttpRequest) -> Result<Session, WebError> {
@@ -123,7 +124,7 @@ impl Session {
             if awaiting {
                 s.awaiting_totp = Some(account);
             } else if let Some(a) = sql::account_by_id(pool, account).await? {
-                if a.status == "active" {
+                if a.status == AccountStatus::Active {
                     s.account = Some(a);
                 }
             }
@@ -176,13 +177,13 @@ pub struct CurrentCustomer {
 
 /// The session of a logged-in account with `role`: nobody logged in goes to the log-in
 /// page, any other role gets 404 (an area does not advertise itself to the wrong role).
-async fn logged_in_as(req: HttpRequest, role: &str) -> Result<(AccountAuth, Session), WebError> {
+async fn logged_in_as(req: HttpRequest, role: Role) -> Result<(AccountAuth, Session), WebError> {
     let session = Session::load(&req).await?;
     match &session.account {
         None => Err(WebError::LoginRequired(req.uri().path().to_string())),
         Some(a) if a.role == role => {
             // Staff accounts reach their areas only with two-factor on when the provider says so.
-            if (role == "admin" || role == "reseller") && a.totp_enabled_at.is_none() {
+            if matches!(role, Role::Admin | Role::Reseller) && a.totp_enabled_at.is_none() {
                 let pool = req.app_data::<web::Data<PgPool>>().ok_or_else(|| WebError::internal("no pool"))?;
                 if sql::staff_two_factor_required(pool).await? {
                     return Err(WebError::TwoFactorRequired);
@@ -220,7 +221,7 @@ impl FromRequest for CurrentCustomer {
     type Future = LocalBoxFuture<'static, Result<Self, WebError>>;
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
-        Box::pin(async move { logged_in_as(req, "customer").await.map(|(account, session)| CurrentCustomer { account, session }) })
+        Box::pin(async move { logged_in_as(req, Role::Customer).await.map(|(account, session)| CurrentCustomer { account, session }) })
     }
 }
 
@@ -235,7 +236,7 @@ impl FromRequest for CurrentAdmin {
     type Future = LocalBoxFuture<'static, Result<Self, WebError>>;
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
-        Box::pin(async move { logged_in_as(req, "admin").await.map(|(account, session)| CurrentAdmin { account, session }) })
+        Box::pin(async move { logged_in_as(req, Role::Admin).await.map(|(account, session)| CurrentAdmin { account, session }) })
     }
 }
 
@@ -250,7 +251,7 @@ impl FromRequest for CurrentReseller {
     type Future = LocalBoxFuture<'static, Result<Self, WebError>>;
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
-        Box::pin(async move { logged_in_as(req, "reseller").await.map(|(account, session)| CurrentReseller { account, session }) })
+        Box::pin(async move { logged_in_as(req, Role::Reseller).await.map(|(account, session)| CurrentReseller { account, session }) })
     }
 }
 
@@ -264,8 +265,8 @@ impl FromRequest for InvoiceHolder {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let r = match logged_in_as(req.clone(), "customer").await {
-                Err(WebError::NotFound) => logged_in_as(req, "reseller").await,
+            let r = match logged_in_as(req.clone(), Role::Customer).await {
+                Err(WebError::NotFound) => logged_in_as(req, Role::Reseller).await,
                 r => r,
             };
             r.map(|(account, session)| InvoiceHolder(CurrentCustomer { account, session }))

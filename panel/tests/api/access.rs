@@ -218,7 +218,7 @@ async fn a_customer_keeps_keys_orders_with_one_and_gets_a_ready_mail_with_its_fi
     let id: Uuid = sqlx::query_scalar("SELECT id FROM instances WHERE account_id = $1").bind(ana).fetch_one(&app.pool).await.unwrap();
     assert_eq!(instance_access(&app, &id.to_string()).await, json!({"ssh_keys": [KEY]}));
     for _ in 0..2 {
-        panel::db::instances::set_observed(&app.pool, id, "running", None, chrono::Utc::now()).await.unwrap();
+        panel::db::instances::set_observed(&app.pool, id, panel::vps::ObservedState::Running, None, chrono::Utc::now()).await.unwrap();
     }
     let mail = app.smtp.wait_for("ana@example.com", "is ready").await;
     assert!(mail.text().contains(KEY_FP), "{}", mail.text());

@@ -10,6 +10,7 @@ mod browser;
 mod billing_crash;
 mod billing_world;
 mod capacity;
+mod enums;
 mod health;
 mod migrations;
 mod money;

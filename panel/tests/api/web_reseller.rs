@@ -87,7 +87,7 @@ async fn a_reseller_sees_its_home_and_makes_a_key_shown_once_then_revokes_it() {
     assert!(panel::api_keys::authenticate(&app.pool, &token).await.is_ok(), "a refused form changes nothing");
     let (s, loc, _) = app.submit(&shop, "/reseller/keys", &format!("/reseller/keys/{key}/revoke"), &[]).await;
     assert_eq!((s, loc.as_str()), (303, "/reseller/keys?done=revoked"));
-    assert!(matches!(panel::api_keys::authenticate(&app.pool, &token).await, Err(panel::api_keys::AuthError::Revoked)));
+    assert!(matches!(panel::api_keys::authenticate(&app.pool, &token).await, Err(panel::api_keys::ApiKeyError::Revoked)));
     let (_, list) = app.get(&shop, "/reseller/keys").await;
     assert!(list.contains("revoked"), "{list}");
     let audit: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_log WHERE actor_id = $1 ORDER BY id").bind(id).fetch_all(&app.pool).await.unwrap();
