@@ -46,9 +46,11 @@ async fn resize_and_reinstall_apply_to_a_running_machine() {
     assert!(matches!(s.act(a.id, huge).await, Err(ServiceError::Refused(_))));
     assert_eq!(limit_mib(&d, &a.id), 256 + 64);
 
-    // Reinstall with a template that does not exist: refused, the machine runs on the old one.
+    // Reinstall with a template that does not exist: refused before any side effect (the
+    // kind's `check_template`), the machine runs on the old one.
     let bad = HostAction::Reinstall { template: Some("no-such-template".into()), access: Default::default() };
-    assert!(matches!(s.act(a.id, bad).await, Err(ServiceError::Runtime { .. })));
+    let e = s.act(a.id, bad).await.unwrap_err();
+    assert!(matches!(e, ServiceError::Invalid(_)), "{e}");
     let st = s.status(a.id).await.unwrap();
     assert_eq!((st.state, st.template.as_str()), (InstanceState::Running, "vessel-test-guest"));
     assert!(st.pending.is_none());
