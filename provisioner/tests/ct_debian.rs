@@ -14,7 +14,8 @@ fn system_state(t: &TestHost, id: &InstanceId, within: Duration) -> String {
     loop {
         let o = t.sh(id, "systemctl is-system-running");
         let state = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        if !matches!(state.as_str(), "initializing" | "starting" | "") || Instant::now() > deadline {
+        // "offline": systemctl could not reach systemd's bus yet (early boot); still coming up.
+        if !matches!(state.as_str(), "initializing" | "starting" | "offline" | "") || Instant::now() > deadline {
             return state;
         }
         std::thread::sleep(Duration::from_millis(200));
