@@ -23,7 +23,8 @@ fn main() {
     for f in ["package.json", "package-lock.json"] {
         fs::copy(src.join(f), out.join(f)).expect("copy the console's package files");
     }
-    let status = Command::new("npm").args(["ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]).current_dir(&out).status();
+    let status =
+        Command::new("npm").args(["ci", "--ignore-scripts", "--no-audit", "--no-fund", "--loglevel=error"]).current_dir(&out).status();
     match status {
         Ok(s) if s.success() => {}
         Ok(s) => panic!("`npm ci` for the console's assets failed ({s}); it needs the npm registry (see panel/README.md)"),

@@ -166,13 +166,7 @@ impl SshPublicKey {
         if !buf.is_empty() {
             return Err(malformed());
         }
-        let comment: String = parts
-            .collect::<Vec<_>>()
-            .join(" ")
-            .chars()
-            .filter(|c| c.is_ascii_graphic() || *c == ' ')
-            .take(200)
-            .collect();
+        let comment: String = parts.collect::<Vec<_>>().join(" ").chars().filter(|c| c.is_ascii_graphic() || *c == ' ').take(200).collect();
         Ok(Self { key_type, blob, comment, bits })
     }
 
@@ -313,8 +307,7 @@ mod tests {
     use super::*;
 
     // Real keys made with ssh-keygen (public halves only).
-    const ED25519: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOEuJDWj+k9qzUVzDM/aPy8cOscb4XVsl36ZU6j3ryV+ alice@laptop";
+    const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOEuJDWj+k9qzUVzDM/aPy8cOscb4XVsl36ZU6j3ryV+ alice@laptop";
     const ED25519_FP: &str = "SHA256:j8B0kXG9gtQ6mWr/tQXpz0ekc7wHFvxNNKHcdOsmqz0";
 
     fn rsa_line(bits: usize) -> String {

@@ -225,9 +225,7 @@ pub fn decimal(r: &BigRational) -> String {
     let int: BigInt = &thousandths / BigInt::from(1000);
     let frac = (&thousandths % BigInt::from(1000)).to_u32().unwrap_or(0);
     let frac = format!("{frac:03}");
-    format!("{sign}{int}.{}", frac.trim_end_matches('0'))
-        .trim_end_matches('.')
-        .to_string()
+    format!("{sign}{int}.{}", frac.trim_end_matches('0')).trim_end_matches('.').to_string()
 }
 
 fn free(cap: impl Into<BigRational>, used: BigRational) -> BigRational {
@@ -260,11 +258,7 @@ pub fn admit(cap: &HostCapacity, load: &HostLoad, new: &Allocation) -> Result<()
     // Rule 2.
     let needed = new.committed_memory();
     if load.committed_memory.clone() + &needed > m {
-        return Err(Refusal {
-            resource: Resource::CommittedMemory,
-            needed,
-            free: free(m, load.committed_memory.clone()),
-        });
+        return Err(Refusal { resource: Resource::CommittedMemory, needed, free: free(m, load.committed_memory.clone()) });
     }
 
     // Rule 3.
@@ -457,15 +451,8 @@ mod tests {
     // ---- property tests against a reference written straight from the four formulas ----
 
     fn arb_ratio() -> impl Strategy<Value = Ratio> {
-        prop_oneof![
-            Just(1000u32),
-            Just(1500),
-            Just(2000),
-            Just(3000),
-            Just(4000),
-            1000u32..8000,
-        ]
-        .prop_map(|m| Ratio::from_milli(m).unwrap())
+        prop_oneof![Just(1000u32), Just(1500), Just(2000), Just(3000), Just(4000), 1000u32..8000,]
+            .prop_map(|m| Ratio::from_milli(m).unwrap())
     }
 
     prop_compose! {
@@ -493,8 +480,7 @@ mod tests {
         let c = whole(cap.cpus as u64);
         let sum_all: BigRational = set.iter().map(|a| q(a.vcpus as u64, a.cpu_ratio)).sum();
         let pinned: u64 = set.iter().filter(|a| a.pinned).map(|a| a.vcpus as u64).sum();
-        let shared: BigRational =
-            set.iter().filter(|a| !a.pinned).map(|a| q(a.vcpus as u64, a.cpu_ratio)).sum();
+        let shared: BigRational = set.iter().filter(|a| !a.pinned).map(|a| q(a.vcpus as u64, a.cpu_ratio)).sum();
         let committed: BigRational = set.iter().map(|a| q(a.memory_burst_mib, a.memory_ratio)).sum();
         let guaranteed: u64 = set.iter().map(|a| a.memory_guaranteed_mib).sum();
         let disk: BigRational = set.iter().map(|a| q(a.disk_gib, a.disk_ratio)).sum();

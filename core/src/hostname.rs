@@ -35,10 +35,7 @@ impl Hostname {
             if label.is_empty() || label.len() > 63 {
                 return Err(HostnameError::BadLabelLength);
             }
-            if label.starts_with('-')
-                || label.ends_with('-')
-                || !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            {
+            if label.starts_with('-') || label.ends_with('-') || !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
                 return Err(HostnameError::BadCharacter);
             }
         }

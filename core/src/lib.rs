@@ -20,9 +20,9 @@ pub mod wire;
 
 pub use access::{Access, PasswordHash, SshPublicKey};
 pub use admission::{admit, Allocation, HostCapacity, HostLoad, Refusal, Resource};
+pub use hostname::Hostname;
 pub use ids::InstanceId;
+pub use lifecycle::{Action, HostAction, InstanceSpec, InstanceState, NetworkSpec};
 pub use ratio::Ratio;
 pub use resources::{InstanceKind, IoLimits, PlanResources, ResourceError};
-pub use hostname::Hostname;
-pub use lifecycle::{Action, HostAction, InstanceSpec, InstanceState, NetworkSpec};
 pub use usage::Usage;

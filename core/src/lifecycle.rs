@@ -120,9 +120,13 @@ pub enum HostAction {
         access: Access,
     },
     /// New resources of the same kind; admitted like a create (the old size excluded).
-    Resize { resources: PlanResources },
+    Resize {
+        resources: PlanResources,
+    },
     /// Root's new password (as `/etc/shadow` stores it) on a running instance.
-    ResetPassword { root_password_hash: PasswordHash },
+    ResetPassword {
+        root_password_hash: PasswordHash,
+    },
     Destroy,
 }
 
@@ -279,7 +283,8 @@ mod tests {
 
     fn one_of_each() -> Vec<HostAction> {
         let resources = PlanResources::try_from(crate::resources::tests::container(1024, 2048)).unwrap();
-        let hash = PasswordHash::parse("$6$salt$abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ./abcdefghijklmnopqrstu").unwrap();
+        let hash =
+            PasswordHash::parse("$6$salt$abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ./abcdefghijklmnopqrstu").unwrap();
         vec![
             HostAction::Start,
             HostAction::Stop,

@@ -115,10 +115,9 @@ impl IoLimits {
     }
 
     fn validate(&self) -> Result<(), ResourceError> {
-        for (field, v) in [
-            ("io_limits.read_bytes_per_sec", self.read_bytes_per_sec),
-            ("io_limits.write_bytes_per_sec", self.write_bytes_per_sec),
-        ] {
+        for (field, v) in
+            [("io_limits.read_bytes_per_sec", self.read_bytes_per_sec), ("io_limits.write_bytes_per_sec", self.write_bytes_per_sec)]
+        {
             if matches!(v, Some(b) if b < Self::MIN_BYTES_PER_SEC) {
                 return Err(err(field, "must be at least 1048576 bytes/s (1 MiB/s); omit it for no limit"));
             }
@@ -235,9 +234,7 @@ impl TryFrom<ResourceSpec> for PlanResources {
         s.io_limits.validate()?;
         match s.kind {
             InstanceKind::Container => {
-                let g = s
-                    .memory_guaranteed_mib
-                    .ok_or_else(|| err("memory_guaranteed_mib", "is required for a container plan"))?;
+                let g = s.memory_guaranteed_mib.ok_or_else(|| err("memory_guaranteed_mib", "is required for a container plan"))?;
                 if g < Self::MIN_MEMORY_MIB {
                     return Err(err("memory_guaranteed_mib", format!("must be at least {} MiB", Self::MIN_MEMORY_MIB)));
                 }
@@ -268,11 +265,17 @@ impl TryFrom<ResourceSpec> for PlanResources {
             }
             InstanceKind::Kvm => {
                 if !memory_ratio.is_one() {
-                    return Err(err("memory_ratio", format!("must be 1.0 for a dedicated KVM plan (got {memory_ratio}): its memory is never overcommitted")));
+                    return Err(err(
+                        "memory_ratio",
+                        format!("must be 1.0 for a dedicated KVM plan (got {memory_ratio}): its memory is never overcommitted"),
+                    ));
                 }
                 if let Some(g) = s.memory_guaranteed_mib {
                     if g != s.memory_burst_mib {
-                        return Err(err("memory_guaranteed_mib", "must equal memory_burst_mib for a KVM plan (its memory is dedicated); omit it"));
+                        return Err(err(
+                            "memory_guaranteed_mib",
+                            "must equal memory_burst_mib for a KVM plan (its memory is dedicated); omit it",
+                        ));
                     }
                 }
                 if s.swap_mib != 0 {

@@ -52,9 +52,7 @@ impl HostSecret {
     }
     /// Standard base64, surrounding whitespace ignored (a secret file may end in a newline).
     pub fn from_base64(s: &str) -> Result<Self, SecretError> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(s.trim())
-            .map_err(|_| SecretError::NotBase64)?;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(s.trim()).map_err(|_| SecretError::NotBase64)?;
         Self::from_bytes(bytes)
     }
     pub fn to_base64(&self) -> String {
@@ -82,11 +80,7 @@ pub struct SignatureHeaders {
 impl SignatureHeaders {
     /// `(name, value)` pairs, ready to add to a request.
     pub fn pairs(&self) -> [(&'static str, &str); 3] {
-        [
-            (HEADER_TIMESTAMP, self.timestamp.as_str()),
-            (HEADER_NONCE, self.nonce.as_str()),
-            (HEADER_SIGNATURE, self.signature.as_str()),
-        ]
+        [(HEADER_TIMESTAMP, self.timestamp.as_str()), (HEADER_NONCE, self.nonce.as_str()), (HEADER_SIGNATURE, self.signature.as_str())]
     }
 }
 
@@ -105,14 +99,7 @@ fn mac(secret: &HostSecret, canonical: &str) -> HmacSha256 {
 }
 
 /// Signs a request with an explicit time and nonce (tests; a client uses [`sign_now`]).
-pub fn sign(
-    secret: &HostSecret,
-    method: &str,
-    path_and_query: &str,
-    body: &[u8],
-    timestamp: i64,
-    nonce: &str,
-) -> SignatureHeaders {
+pub fn sign(secret: &HostSecret, method: &str, path_and_query: &str, body: &[u8], timestamp: i64, nonce: &str) -> SignatureHeaders {
     let c = canonical(method, path_and_query, timestamp, nonce, body);
     SignatureHeaders {
         timestamp: timestamp.to_string(),
@@ -196,14 +183,7 @@ impl Verifier {
 
     /// Checks a request as if the host's clock said `now`. The MAC is checked before the
     /// nonce is remembered, so unsigned traffic cannot fill the cache.
-    pub fn verify_at(
-        &self,
-        method: &str,
-        path_and_query: &str,
-        h: Presented<'_>,
-        body: &[u8],
-        now: i64,
-    ) -> Result<(), VerifyError> {
+    pub fn verify_at(&self, method: &str, path_and_query: &str, h: Presented<'_>, body: &[u8], now: i64) -> Result<(), VerifyError> {
         let ts_s = h.timestamp.ok_or(VerifyError::Missing(HEADER_TIMESTAMP))?;
         let nonce = h.nonce.ok_or(VerifyError::Missing(HEADER_NONCE))?;
         let sig_s = h.signature.ok_or(VerifyError::Missing(HEADER_SIGNATURE))?;
@@ -286,10 +266,7 @@ mod tests {
     #[test]
     fn canonical_string_is_the_documented_one() {
         let c = canonical("put", "/v1/instances/x?a=1", 1700000000, "n1", b"");
-        assert_eq!(
-            c,
-            "PUT\n/v1/instances/x?a=1\n1700000000\nn1\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(c, "PUT\n/v1/instances/x?a=1\n1700000000\nn1\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 
     #[test]
@@ -297,10 +274,7 @@ mod tests {
         let v = Verifier::new(secret(7));
         let h = sign(&secret(7), "POST", "/v1/instances/a/actions", b"{}", 1000, "nonce-1");
         assert_eq!(v.verify_at("POST", "/v1/instances/a/actions", presented(&h), b"{}", 1010), Ok(()));
-        assert_eq!(
-            v.verify_at("POST", "/v1/instances/a/actions", presented(&h), b"{}", 1011),
-            Err(VerifyError::Replayed)
-        );
+        assert_eq!(v.verify_at("POST", "/v1/instances/a/actions", presented(&h), b"{}", 1011), Err(VerifyError::Replayed));
     }
 
     #[test]

@@ -32,8 +32,8 @@
 use crate::admission::{HostCapacity, HostLoad, Refusal, Resource};
 use crate::hostname::Hostname;
 use crate::ids::InstanceId;
-use crate::lifecycle::{Action, InstanceSpec, InstanceState, NetworkSpec};
 pub use crate::lifecycle::HostAction;
+use crate::lifecycle::{Action, InstanceSpec, InstanceState, NetworkSpec};
 use crate::resources::{InstanceKind, PlanResources};
 use crate::usage::Usage;
 use num_traits::ToPrimitive;
@@ -42,7 +42,6 @@ use std::net::IpAddr;
 
 /// Body of `PUT /v1/instances/{id}`: the whole spec; the path's id must equal `spec.id`.
 pub type CreateInstance = InstanceSpec;
-
 
 /// One instance as the host sees it now.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -322,7 +321,10 @@ mod tests {
         let reinstall = HostAction::Reinstall { template: Some("debian-12".into()), access: Default::default() };
         assert_eq!(serde_json::to_value(&reinstall).unwrap(), json!({"action": "reinstall", "template": "debian-12"}));
         // What the panel sent before this enum existed still parses to the same request.
-        assert_eq!(serde_json::from_value::<HostAction>(json!({"action": "reinstall"})).unwrap(), HostAction::Reinstall { template: None, access: Default::default() });
+        assert_eq!(
+            serde_json::from_value::<HostAction>(json!({"action": "reinstall"})).unwrap(),
+            HostAction::Reinstall { template: None, access: Default::default() }
+        );
         assert!(serde_json::from_value::<HostAction>(json!({"action": "start", "x": 1})).is_err());
         assert!(serde_json::from_value::<HostAction>(json!({"action": "start", "resources": {}})).is_err(), "a start carries nothing");
         assert!(serde_json::from_value::<HostAction>(json!({"action": "resize"})).is_err(), "a resize needs resources");

@@ -150,11 +150,7 @@ impl Cluster {
     fn prepare_dir(&self) -> Result<(), DevDbError> {
         fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
         if is_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&self.dir)
-                .status()
-                .map_err(io(&self.dir))?;
+            let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&self.dir).status().map_err(io(&self.dir))?;
             if !status.success() {
                 return Err(DevDbError::Command { what: "chown".into(), detail: self.dir.display().to_string() });
             }
@@ -206,7 +202,18 @@ impl Cluster {
             let data_s = data.to_string_lossy().into_owned();
             self.run(
                 "initdb",
-                &["-D", &data_s, "-U", "postgres", "--auth-local=trust", "--auth-host=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-instructions"],
+                &[
+                    "-D",
+                    &data_s,
+                    "-U",
+                    "postgres",
+                    "--auth-local=trust",
+                    "--auth-host=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-instructions",
+                ],
             )?;
         }
         let mut last = None;
@@ -285,15 +292,9 @@ pub async fn fresh_database(migrator: &Migrator) -> Result<String, DevDbError> {
     let template = format!("vessel_tpl_{}", fingerprint(migrator));
     // One builder at a time; the others wait and then find the template made.
     admin.execute("SELECT pg_advisory_lock(7273)").await?;
-    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
-        .bind(&template)
-        .fetch_optional(&mut admin)
-        .await?;
-    let built = if exists.is_none() {
-        build_template(&mut admin, &server, migrator, &template).await
-    } else {
-        Ok(())
-    };
+    let exists: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1").bind(&template).fetch_optional(&mut admin).await?;
+    let built = if exists.is_none() { build_template(&mut admin, &server, migrator, &template).await } else { Ok(()) };
     admin.execute("SELECT pg_advisory_unlock(7273)").await?;
     built?;
     let name = format!("test_{}", uuid::Uuid::new_v4().simple());
@@ -327,11 +328,10 @@ async fn build_template(admin: &mut PgConnection, server: &str, migrator: &Migra
 /// Drops the databases tests left behind (`test_*`) and stale templates.
 pub async fn prune(server: &str) -> Result<usize, DevDbError> {
     let mut admin = PgConnection::connect(server).await?;
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT datname FROM pg_database WHERE datname LIKE 'test\\_%' OR datname LIKE 'vessel\\_tpl\\_%'",
-    )
-    .fetch_all(&mut admin)
-    .await?;
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'test\\_%' OR datname LIKE 'vessel\\_tpl\\_%'")
+            .fetch_all(&mut admin)
+            .await?;
     for n in &names {
         admin.execute(format!("DROP DATABASE IF EXISTS {n} WITH (FORCE)").as_str()).await?;
     }

@@ -59,10 +59,8 @@ async fn main() -> anyhow::Result<()> {
             let url = cluster.running_url().ok_or_else(|| anyhow::anyhow!("the cluster is not running"))?;
             use sqlx::{Connection, Executor};
             let mut c = sqlx::PgConnection::connect(&url).await?;
-            let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
-                .bind(&name)
-                .fetch_optional(&mut c)
-                .await?;
+            let exists: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1").bind(&name).fetch_optional(&mut c).await?;
             if exists.is_none() {
                 c.execute(format!("CREATE DATABASE {name}").as_str()).await?;
             }

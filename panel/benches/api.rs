@@ -38,10 +38,11 @@ async fn main() {
     let plans = panel::plans::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../plans")).unwrap();
     panel::plans::sync::sync(&pool, &plans).await.unwrap();
     sqlx::query("INSERT INTO os_templates (name, display_name) VALUES ('debian-12', 'Debian 12')").execute(&pool).await.unwrap();
-    let reseller: Uuid = sqlx::query_scalar("INSERT INTO accounts (role, email, status) VALUES ('reseller', 'bench@resell.example', 'active') RETURNING id")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let reseller: Uuid =
+        sqlx::query_scalar("INSERT INTO accounts (role, email, status) VALUES ('reseller', 'bench@resell.example', 'active') RETURNING id")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     sqlx::query("INSERT INTO reseller_terms (reseller_id, max_servers, max_vcpus, max_memory_mib, max_disk_gib) VALUES ($1, 10000000, 10000000, 1000000000, 1000000000)")
         .bind(reseller)
         .execute(&pool)
@@ -143,7 +144,11 @@ async fn main() {
     api_times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("a page of 25 of {total} servers, {pages} requests:");
-    println!("  the page's SQL          median {:6.2} ms   p99 {:6.2} ms", ms(percentile(&sql_times, 0.5)), ms(percentile(&sql_times, 0.99)));
+    println!(
+        "  the page's SQL          median {:6.2} ms   p99 {:6.2} ms",
+        ms(percentile(&sql_times, 0.5)),
+        ms(percentile(&sql_times, 0.99))
+    );
     println!(
         "  GET /api/v1/servers     median {:6.2} ms   p99 {:6.2} ms   (ratio {:.2} of the SQL at the median)",
         ms(percentile(&api_times, 0.5)),

@@ -129,7 +129,11 @@ async fn main() {
 
     let rate = |d: Duration| subs as f64 / d.as_secs_f64();
     println!("renewal run, {subs} subscriptions:");
-    println!("  vessel renewal::run     {:>10.0} invoices/s ({:.2} s; with lines, numbers, ledger, outbox)", rate(ours), ours.as_secs_f64());
+    println!(
+        "  vessel renewal::run     {:>10.0} invoices/s ({:.2} s; with lines, numbers, ledger, outbox)",
+        rate(ours),
+        ours.as_secs_f64()
+    );
     println!("  one INSERT … SELECT     {:>10.0} invoices/s ({:.2} s; invoice rows only)", rate(yard), yard.as_secs_f64());
     println!("  ratio                   {:>10.3} (vessel / yardstick)", ours.as_secs_f64().recip() / yard.as_secs_f64().recip());
 }

@@ -111,7 +111,10 @@ pub struct Chosen {
 
 impl std::fmt::Debug for Chosen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Chosen").field("access", &self.access).field("generated_password", &self.generated_password.as_ref().map(|_| "…")).finish()
+        f.debug_struct("Chosen")
+            .field("access", &self.access)
+            .field("generated_password", &self.generated_password.as_ref().map(|_| "…"))
+            .finish()
     }
 }
 
@@ -174,7 +177,12 @@ pub async fn new_root_password(given: Option<String>) -> Result<NewPassword, Acc
 /// Records a new root password hash for a running server and queues the job that sets it on
 /// the host (which reads the newest hash from the row, so a retried job sends the latest). The
 /// caller has locked the instance and checked who may act on it.
-pub async fn record_password_reset(tx: &mut Tx<'_>, instance: Uuid, desired_state: crate::vps::DesiredState, hash: PasswordHash) -> Result<(), AccessError> {
+pub async fn record_password_reset(
+    tx: &mut Tx<'_>,
+    instance: Uuid,
+    desired_state: crate::vps::DesiredState,
+    hash: PasswordHash,
+) -> Result<(), AccessError> {
     if desired_state != crate::vps::DesiredState::Running {
         return Err(AccessError::NotRunning);
     }
@@ -187,12 +195,25 @@ pub async fn record_password_reset(tx: &mut Tx<'_>, instance: Uuid, desired_stat
 
 /// A customer's own server, locked; `NoServer` for anyone else's (a 404, never a 403).
 /// Returns the generated password, if one was made, to show once.
-pub async fn reset_customer_password(pool: &PgPool, customer: Uuid, instance: Uuid, given: Option<String>) -> Result<Option<String>, AccessError> {
+pub async fn reset_customer_password(
+    pool: &PgPool,
+    customer: Uuid,
+    instance: Uuid,
+    given: Option<String>,
+) -> Result<Option<String>, AccessError> {
     let new = new_root_password(given).await?;
     let mut tx = pool.begin().await?;
     let desired = sql::lock_customer_instance(&mut tx, customer, instance).await?.ok_or(AccessError::NoServer)?;
     record_password_reset(&mut tx, instance, desired, new.hash).await?;
-    crate::audit::record(&mut *tx, crate::audit::Actor { id: Some(customer), kind: crate::audit::ActorKind::Customer }, "server.reset_password", Some(("instance", instance.to_string())), None, serde_json::json!({})).await?;
+    crate::audit::record(
+        &mut *tx,
+        crate::audit::Actor { id: Some(customer), kind: crate::audit::ActorKind::Customer },
+        "server.reset_password",
+        Some(("instance", instance.to_string())),
+        None,
+        serde_json::json!({}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(new.generated)
 }

@@ -51,8 +51,12 @@ impl Email {
             && !e.chars().any(|c| c.is_whitespace() || c.is_control())
             && match e.split_once('@') {
                 Some((local, domain)) => {
-                    !local.is_empty() && !domain.is_empty() && !domain.contains('@') && domain.contains('.')
-                        && !domain.starts_with('.') && !domain.ends_with('.')
+                    !local.is_empty()
+                        && !domain.is_empty()
+                        && !domain.contains('@')
+                        && domain.contains('.')
+                        && !domain.starts_with('.')
+                        && !domain.ends_with('.')
                 }
                 None => false,
             };
@@ -97,10 +101,7 @@ impl Password {
 /// as a PHC string that carries its own parameters and salt.
 pub fn hash_password(p: &Password) -> String {
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(p.0.as_bytes(), &salt)
-        .expect("argon2 with default parameters cannot fail")
-        .to_string()
+    Argon2::default().hash_password(p.0.as_bytes(), &salt).expect("argon2 with default parameters cannot fail").to_string()
 }
 
 pub fn verify_password(candidate: &str, phc: &str) -> bool {
@@ -117,7 +118,9 @@ pub async fn upsert_admin(pool: &sqlx::PgPool, email: &Email, password: &Passwor
             sql::set_password(&mut tx, id, &hash).await?;
             id
         }
-        Some(_) => return Err(AdminError::Invalid { field: "email".into(), message: AccountError::NotAnAdmin(email.to_string()).to_string() }),
+        Some(_) => {
+            return Err(AdminError::Invalid { field: "email".into(), message: AccountError::NotAnAdmin(email.to_string()).to_string() })
+        }
         None => sql::insert_admin(&mut tx, email.as_str(), &hash).await?,
     };
     tx.commit().await?;

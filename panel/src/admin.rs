@@ -361,14 +361,22 @@ impl Cidr {
         }
     }
     fn width(&self) -> u32 {
-        if self.addr.is_ipv4() { 32 } else { 128 }
+        if self.addr.is_ipv4() {
+            32
+        } else {
+            128
+        }
     }
     fn host_bits(&self) -> u32 {
         self.width() - self.prefix as u32
     }
     fn network_u128(&self) -> u128 {
         let hb = self.host_bits();
-        if hb >= 128 { 0 } else { (Self::bits(self.addr) >> hb) << hb }
+        if hb >= 128 {
+            0
+        } else {
+            (Self::bits(self.addr) >> hb) << hb
+        }
     }
     pub fn contains(&self, a: IpAddr) -> bool {
         a.is_ipv4() == self.addr.is_ipv4() && {
@@ -382,7 +390,13 @@ impl Cidr {
         let hb = self.host_bits();
         let size: u128 = if hb >= 128 { u128::MAX } else { 1u128 << hb };
         let base = self.network_u128();
-        let (first, last) = if self.addr.is_ipv4() && hb >= 2 { (1, size - 2) } else if hb == 0 { (0, 0) } else { (1, size - 1) };
+        let (first, last) = if self.addr.is_ipv4() && hb >= 2 {
+            (1, size - 2)
+        } else if hb == 0 {
+            (0, 0)
+        } else {
+            (1, size - 1)
+        };
         let mut out = Vec::new();
         let mut i = first;
         while i <= last && out.len() < limit {
@@ -441,8 +455,15 @@ pub async fn create_pool(pool: &PgPool, by: By, f: &PoolForm) -> Result<Uuid, Ad
         }
         Err(e) => return Err(e.into()),
     };
-    audit::record(&mut *tx, by.actor(), "ip_pool.create", Some(("ip_pool", id.to_string())), by.addr,
-        json!({ "name": name, "network": net.to_string(), "gateway": gw.to_string(), "host_id": host, "nat": nat })).await?;
+    audit::record(
+        &mut *tx,
+        by.actor(),
+        "ip_pool.create",
+        Some(("ip_pool", id.to_string())),
+        by.addr,
+        json!({ "name": name, "network": net.to_string(), "gateway": gw.to_string(), "host_id": host, "nat": nat }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(id)
 }
@@ -459,8 +480,15 @@ pub async fn generate_addresses(pool: &PgPool, by: By, pool_id: Uuid, count: usi
     let gw: IpAddr = gateway.parse().map_err(|_| invalid("gateway", "stored gateway is not an address"))?;
     let addrs: Vec<String> = net.hosts(gw, count.clamp(1, MAX_GENERATE)).into_iter().map(|a| a.to_string()).collect();
     let added = sql_pools::add_addresses(&mut tx, pool_id, &addrs).await?;
-    audit::record(&mut *tx, by.actor(), "ip_pool.generate", Some(("ip_pool", pool_id.to_string())), by.addr,
-        json!({ "requested": count, "added": added })).await?;
+    audit::record(
+        &mut *tx,
+        by.actor(),
+        "ip_pool.generate",
+        Some(("ip_pool", pool_id.to_string())),
+        by.addr,
+        json!({ "requested": count, "added": added }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(added)
 }
@@ -480,7 +508,9 @@ pub struct OsTemplateForm {
 
 pub async fn create_os_template(pool: &PgPool, by: By, f: &OsTemplateForm) -> Result<Uuid, AdminError> {
     let name = f.name.trim().to_lowercase();
-    let ok = !name.is_empty() && name.len() <= 63 && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
     if !ok {
         return Err(invalid("name", "use lowercase letters, digits, dots and hyphens, e.g. debian-12"));
@@ -499,18 +529,32 @@ pub async fn create_os_template(pool: &PgPool, by: By, f: &OsTemplateForm) -> Re
     }
     // Only what hosts can build is sold (vessel_core::templates, the one list).
     let Some(known) = vessel_core::templates::known(&name) else {
-        return Err(invalid("name", format!("no host builds a template of that name; the known ones are {}", vessel_core::templates::known_names())));
+        return Err(invalid(
+            "name",
+            format!("no host builds a template of that name; the known ones are {}", vessel_core::templates::known_names()),
+        ));
     };
     if (c && !known.for_containers) || (k && !known.for_kvm) {
-        let what = match (known.for_containers, known.for_kvm) { (true, false) => "containers only", (false, true) => "KVM machines only", _ => "both kinds" };
+        let what = match (known.for_containers, known.for_kvm) {
+            (true, false) => "containers only",
+            (false, true) => "KVM machines only",
+            _ => "both kinds",
+        };
         return Err(invalid(if c && !known.for_containers { "for_containers" } else { "for_kvm" }, format!("{name} is for {what}")));
     }
     let mut tx = pool.begin().await?;
     let id = sql_os::insert(&mut tx, &name, display, f.version.trim(), c, k, (!sha.is_empty()).then_some(sha.as_str()))
         .await?
         .ok_or_else(|| invalid("name", "another template has this name"))?;
-    audit::record(&mut *tx, by.actor(), "os_template.create", Some(("os_template", id.to_string())), by.addr,
-        json!({ "name": name, "display_name": display })).await?;
+    audit::record(
+        &mut *tx,
+        by.actor(),
+        "os_template.create",
+        Some(("os_template", id.to_string())),
+        by.addr,
+        json!({ "name": name, "display_name": display }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(id)
 }
@@ -520,8 +564,15 @@ pub async fn set_os_template_enabled(pool: &PgPool, by: By, id: Uuid, enabled: b
     if !sql_os::set_enabled(&mut tx, id, enabled).await? {
         return Err(AdminError::NotFound);
     }
-    audit::record(&mut *tx, by.actor(), if enabled { "os_template.enable" } else { "os_template.disable" },
-        Some(("os_template", id.to_string())), by.addr, json!({})).await?;
+    audit::record(
+        &mut *tx,
+        by.actor(),
+        if enabled { "os_template.enable" } else { "os_template.disable" },
+        Some(("os_template", id.to_string())),
+        by.addr,
+        json!({}),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -533,13 +584,21 @@ pub async fn set_os_template_enabled(pool: &PgPool, by: By, id: Uuid, enabled: b
 /// suspension signs them out and suspends every live server of theirs through [`crate::vps`]
 /// (each remembers the state it had); reactivation returns each server to that state. All in
 /// one transaction.
-pub async fn set_customer_suspended(pool: &PgPool, by: By, id: Uuid, suspend: bool, reason: &str, now: chrono::DateTime<chrono::Utc>) -> Result<usize, AdminError> {
+pub async fn set_customer_suspended(
+    pool: &PgPool,
+    by: By,
+    id: Uuid,
+    suspend: bool,
+    reason: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, AdminError> {
     let reason = reason.trim();
     if suspend && (reason.is_empty() || reason.chars().count() > 500) {
         return Err(invalid("reason", "say why, in 1 to 500 characters: the customer is mailed this"));
     }
     let mut tx = pool.begin().await?;
-    let (from, to) = if suspend { (AccountStatus::Active, AccountStatus::Suspended) } else { (AccountStatus::Suspended, AccountStatus::Active) };
+    let (from, to) =
+        if suspend { (AccountStatus::Active, AccountStatus::Suspended) } else { (AccountStatus::Suspended, AccountStatus::Active) };
     if !sql_admin::set_status(&mut tx, id, from, to).await? {
         return Err(AdminError::Invalid {
             field: "status".into(),
@@ -563,8 +622,15 @@ pub async fn set_customer_suspended(pool: &PgPool, by: By, id: Uuid, suspend: bo
             crate::outbox::enqueue(&mut tx, &email, template, data, None).await?;
         }
     }
-    audit::record(&mut *tx, by.actor(), if suspend { "customer.suspend" } else { "customer.unsuspend" },
-        Some(("account", id.to_string())), by.addr, json!({ "reason": reason, "servers": servers })).await?;
+    audit::record(
+        &mut *tx,
+        by.actor(),
+        if suspend { "customer.suspend" } else { "customer.unsuspend" },
+        Some(("account", id.to_string())),
+        by.addr,
+        json!({ "reason": reason, "servers": servers }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(servers)
 }
@@ -588,7 +654,8 @@ pub async fn mark_customer_verified(pool: &PgPool, by: By, id: Uuid) -> Result<(
         .ok_or_else(|| invalid("status", "only a customer awaiting verification can be marked verified"))?;
     sql_auth::mark_verified(&mut tx, id).await?;
     sql_auth::retire_tokens(&mut tx, id, crate::auth::TokenPurpose::VerifyEmail).await?;
-    audit::record(&mut *tx, by.actor(), "customer.mark_verified", Some(("account", id.to_string())), by.addr, json!({ "email": email })).await?;
+    audit::record(&mut *tx, by.actor(), "customer.mark_verified", Some(("account", id.to_string())), by.addr, json!({ "email": email }))
+        .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -601,7 +668,15 @@ pub async fn resend_customer_verification(pool: &PgPool, by: By, base_url: &str,
         .ok_or_else(|| invalid("status", "only a customer awaiting verification gets a verification link"))?;
     let email = Email::parse(&email).map_err(|e| invalid("email", e.to_string()))?;
     crate::auth::queue_verification(&mut tx, base_url, id, &email, &name).await?;
-    audit::record(&mut *tx, by.actor(), "customer.resend_verification", Some(("account", id.to_string())), by.addr, json!({ "email": email.as_str() })).await?;
+    audit::record(
+        &mut *tx,
+        by.actor(),
+        "customer.resend_verification",
+        Some(("account", id.to_string())),
+        by.addr,
+        json!({ "email": email.as_str() }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -626,8 +701,15 @@ pub async fn create_reseller(pool: &PgPool, by: By, base_url: &str, f: &Reseller
     let id = sql_admin::insert_reseller(&mut tx, email.as_str(), name, &hash)
         .await?
         .ok_or_else(|| invalid("email", "an account with this address exists"))?;
-    audit::record(&mut *tx, by.actor(), "reseller.create", Some(("account", id.to_string())), by.addr,
-        json!({ "email": email.as_str(), "name": name })).await?;
+    audit::record(
+        &mut *tx,
+        by.actor(),
+        "reseller.create",
+        Some(("account", id.to_string())),
+        by.addr,
+        json!({ "email": email.as_str(), "name": name }),
+    )
+    .await?;
     tx.commit().await?;
     crate::auth::request_password_reset(pool, base_url, email.as_str()).await.map_err(|e| match e {
         crate::auth::AuthError::Db(e) => AdminError::Db(e),
@@ -653,7 +735,12 @@ pub fn parse_percent_bp(field: &str, v: &str) -> Result<i32, AdminError> {
     let bad = || invalid(field, format!("must be a percentage from 0 to 100 with at most two decimals (got {:?})", v.trim()));
     let t = v.trim().trim_end_matches('%').trim();
     let (whole, frac) = t.split_once('.').unwrap_or((t, ""));
-    if whole.is_empty() || whole.len() > 3 || frac.len() > 2 || !whole.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
+    if whole.is_empty()
+        || whole.len() > 3
+        || frac.len() > 2
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+    {
         return Err(bad());
     }
     let whole: i32 = whole.parse().map_err(|_| bad())?;
@@ -694,8 +781,15 @@ pub async fn save_reseller_terms(pool: &PgPool, by: By, reseller: Uuid, f: &Rese
         json!({ "discount_bp": t.discount_bp, "max_servers": t.max_servers, "max_vcpus": t.max_vcpus,
                 "max_memory_mib": t.max_memory_mib, "max_disk_gib": t.max_disk_gib })
     };
-    audit::record(&mut *tx, by.actor(), "reseller.terms", Some(("account", reseller.to_string())), by.addr,
-        json!({ "before": before.as_ref().map(shape), "after": shape(&terms) })).await?;
+    audit::record(
+        &mut *tx,
+        by.actor(),
+        "reseller.terms",
+        Some(("account", reseller.to_string())),
+        by.addr,
+        json!({ "before": before.as_ref().map(shape), "after": shape(&terms) }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -733,9 +827,17 @@ mod tests {
     #[test]
     fn plan_form_is_validated_like_a_plan_file() {
         let mut f = PlanForm {
-            code: "web-s".into(), name: "Web S".into(), kind: "container".into(), vcpus: "1".into(),
-            memory_guaranteed_mib: "512".into(), memory_burst_mib: "1024".into(), disk_gib: "10".into(),
-            cpu_ratio: "2".into(), memory_ratio: "1.5".into(), disk_ratio: "1".into(), eur_monthly: "300".into(),
+            code: "web-s".into(),
+            name: "Web S".into(),
+            kind: "container".into(),
+            vcpus: "1".into(),
+            memory_guaranteed_mib: "512".into(),
+            memory_burst_mib: "1024".into(),
+            disk_gib: "10".into(),
+            cpu_ratio: "2".into(),
+            memory_ratio: "1.5".into(),
+            disk_ratio: "1".into(),
+            eur_monthly: "300".into(),
             ..Default::default()
         };
         let (_, def) = f.definition().unwrap();
@@ -754,8 +856,16 @@ mod tests {
 
     #[test]
     fn host_form_rules() {
-        let mut f = HostForm { name: "host-1".into(), api_url: "https://h1.example.net".into(), supports_containers: Some("on".into()),
-            cpus: "16".into(), memory_mib: "65536".into(), disk_gib: "2000".into(), reserved_cpus: "16".into(), ..Default::default() };
+        let mut f = HostForm {
+            name: "host-1".into(),
+            api_url: "https://h1.example.net".into(),
+            supports_containers: Some("on".into()),
+            cpus: "16".into(),
+            memory_mib: "65536".into(),
+            disk_gib: "2000".into(),
+            reserved_cpus: "16".into(),
+            ..Default::default()
+        };
         assert!(matches!(f.validate(), Err(AdminError::Invalid { field, .. }) if field == "reserved_cpus"));
         f.reserved_cpus = "2".into();
         assert!(f.validate().is_ok());
@@ -814,8 +924,15 @@ pub async fn issue_invoice(
         crate::billing::BillingError::Db(e) => AdminError::Db(e),
         other => invalid("amount", other.to_string()),
     })?;
-    audit::record(&mut *tx, by.actor(), "invoice.issue", Some(("invoice", id.to_string())), by.addr,
-        json!({ "account": customer, "description": description, "amount_minor": amount.minor, "currency": amount.currency.as_str() })).await?;
+    audit::record(
+        &mut *tx,
+        by.actor(),
+        "invoice.issue",
+        Some(("invoice", id.to_string())),
+        by.addr,
+        json!({ "account": customer, "description": description, "amount_minor": amount.minor, "currency": amount.currency.as_str() }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(id)
 }

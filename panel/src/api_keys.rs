@@ -158,7 +158,15 @@ pub async fn create(pool: &PgPool, account: Uuid, name: &str, scopes: &[Scope], 
     };
     let (prefix, token) = generate();
     let row = sql::insert(&mut *tx, account, name, &prefix, &digest(&token), &names).await?;
-    audit::record(&mut *tx, Actor { id: Some(account), kind }, "api_key.create", Some(("api_key", row.id.to_string())), addr, json!({ "prefix": prefix, "scopes": names })).await?;
+    audit::record(
+        &mut *tx,
+        Actor { id: Some(account), kind },
+        "api_key.create",
+        Some(("api_key", row.id.to_string())),
+        addr,
+        json!({ "prefix": prefix, "scopes": names }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(NewKey { row, token })
 }
@@ -183,7 +191,8 @@ pub async fn revoke(pool: &PgPool, account: Uuid, id: Uuid, addr: Option<IpAddr>
     if !sql::revoke(&mut *tx, account, id).await? {
         return Err(ApiKeyError::NotFound);
     }
-    audit::record(&mut *tx, Actor { id: Some(account), kind }, "api_key.revoke", Some(("api_key", id.to_string())), addr, json!({})).await?;
+    audit::record(&mut *tx, Actor { id: Some(account), kind }, "api_key.revoke", Some(("api_key", id.to_string())), addr, json!({}))
+        .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -191,7 +200,8 @@ pub async fn revoke(pool: &PgPool, account: Uuid, id: Uuid, addr: Option<IpAddr>
 /// Checks a bearer token. Unknown prefix, wrong secret and malformed token look the same.
 pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Principal, ApiKeyError> {
     let token = token.trim();
-    let prefix = token.get(..12).filter(|p| p.starts_with("vsl_") && token.as_bytes().get(12) == Some(&b'_')).ok_or(ApiKeyError::InvalidKey)?;
+    let prefix =
+        token.get(..12).filter(|p| p.starts_with("vsl_") && token.as_bytes().get(12) == Some(&b'_')).ok_or(ApiKeyError::InvalidKey)?;
     let key = sql::find_by_prefix(pool, prefix).await?.ok_or(ApiKeyError::InvalidKey)?;
     if !bool::from(digest(token).ct_eq(key.secret_sha256.as_slice())) {
         return Err(ApiKeyError::InvalidKey);
@@ -211,7 +221,12 @@ pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Principal, ApiKe
         // Last use is a convenience for the key's owner; it never fails a request.
         tracing::warn!(error = %e, "could not record an API key's last use");
     }
-    Ok(Principal { key_id: key.id, account_id: key.account_id, tenant, scopes: key.scopes.iter().filter_map(|s| Scope::parse(s)).collect() })
+    Ok(Principal {
+        key_id: key.id,
+        account_id: key.account_id,
+        tenant,
+        scopes: key.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
+    })
 }
 
 #[cfg(test)]

@@ -231,7 +231,13 @@ pub async fn resend_verification(pool: &PgPool, base_url: &str, email: &str) -> 
 
 /// Mails a fresh verification link (48 h) in the caller's transaction; earlier links of the
 /// account stop working. Sign-up, the customer's "send again" and the admin's resend use it.
-pub async fn queue_verification(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, base_url: &str, account: Uuid, email: &Email, name: &str) -> Result<(), sqlx::Error> {
+pub async fn queue_verification(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    base_url: &str,
+    account: Uuid,
+    email: &Email,
+    name: &str,
+) -> Result<(), sqlx::Error> {
     let token = new_token();
     sql::retire_tokens(tx, account, TokenPurpose::VerifyEmail).await?;
     sql::insert_token(tx, &token_hash(&token), account, TokenPurpose::VerifyEmail, Utc::now() + Duration::hours(VERIFY_TTL_HOURS)).await?;
@@ -375,7 +381,12 @@ pub async fn log_in(pool: &PgPool, email: &str, password: &str, addr: Option<IpA
     }
     let needs_totp = account.totp_enabled_at.is_some();
     if !needs_totp {
-        sql::clear_failures(pool, "account_address", &format!("{}|{}", email.as_str(), addr.map(|a| a.to_string()).unwrap_or_else(|| "unknown".into()))).await?;
+        sql::clear_failures(
+            pool,
+            "account_address",
+            &format!("{}|{}", email.as_str(), addr.map(|a| a.to_string()).unwrap_or_else(|| "unknown".into())),
+        )
+        .await?;
     }
     Ok(LoggedIn { account, needs_totp })
 }
@@ -389,10 +400,7 @@ fn totp_for(secret_b32: &str, email: &str) -> Option<TOTP> {
 fn matching_step(t: &TOTP, code: &str) -> Option<i64> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs();
     let step = now / t.step;
-    [step, step.saturating_sub(1), step + 1]
-        .into_iter()
-        .find(|s| constant_time_eq_str(&t.generate(s * t.step), code))
-        .map(|s| s as i64)
+    [step, step.saturating_sub(1), step + 1].into_iter().find(|s| constant_time_eq_str(&t.generate(s * t.step), code)).map(|s| s as i64)
 }
 
 fn constant_time_eq_str(a: &str, b: &str) -> bool {
@@ -420,7 +428,12 @@ pub async fn check_totp(pool: &PgPool, account: Uuid, code: &str, addr: Option<I
         return Err(AuthError::BadTotpCode);
     }
     sql::release_attempt(pool, &reserved).await?;
-    sql::clear_failures(pool, "account_address", &format!("{}|{}", a.email, addr.map(|a| a.to_string()).unwrap_or_else(|| "unknown".into()))).await?;
+    sql::clear_failures(
+        pool,
+        "account_address",
+        &format!("{}|{}", a.email, addr.map(|a| a.to_string()).unwrap_or_else(|| "unknown".into())),
+    )
+    .await?;
     Ok(())
 }
 
@@ -546,7 +559,8 @@ pub async fn request_password_reset(pool: &PgPool, base_url: &str, email: &str) 
     let token = new_token();
     let mut tx = pool.begin().await?;
     sql::retire_tokens(&mut tx, a.id, TokenPurpose::PasswordReset).await?;
-    sql::insert_token(&mut tx, &token_hash(&token), a.id, TokenPurpose::PasswordReset, Utc::now() + Duration::minutes(RESET_TTL_MINUTES)).await?;
+    sql::insert_token(&mut tx, &token_hash(&token), a.id, TokenPurpose::PasswordReset, Utc::now() + Duration::minutes(RESET_TTL_MINUTES))
+        .await?;
     let link = format!("{}/reset/{token}", base_url.trim_end_matches('/'));
     crate::outbox::enqueue(
         &mut tx,
@@ -642,14 +656,22 @@ pub async fn change_password(pool: &PgPool, account: Uuid, current: &str, new: &
 /// Asks to move an account to a new address, given the current password: the address is
 /// kept aside and a link mailed to it (48 h, once); the account keeps its old address until
 /// the link is followed, so a typo cannot lock anyone out.
-pub async fn request_email_change(pool: &PgPool, base_url: &str, account: Uuid, current: &str, new_email: &str, addr: Option<IpAddr>) -> Result<(), AuthError> {
+pub async fn request_email_change(
+    pool: &PgPool,
+    base_url: &str,
+    account: Uuid,
+    current: &str,
+    new_email: &str,
+    addr: Option<IpAddr>,
+) -> Result<(), AuthError> {
     let email = Email::parse(new_email)?;
     check_current_password(pool, account, current, addr).await?;
     let token = new_token();
     let mut tx = pool.begin().await?;
     sql::set_pending_email(&mut tx, account, email.as_str()).await?;
     sql::retire_tokens(&mut tx, account, TokenPurpose::ChangeEmail).await?;
-    sql::insert_token(&mut tx, &token_hash(&token), account, TokenPurpose::ChangeEmail, Utc::now() + Duration::hours(VERIFY_TTL_HOURS)).await?;
+    sql::insert_token(&mut tx, &token_hash(&token), account, TokenPurpose::ChangeEmail, Utc::now() + Duration::hours(VERIFY_TTL_HOURS))
+        .await?;
     let link = format!("{}/account/email/{token}", base_url.trim_end_matches('/'));
     crate::outbox::enqueue(&mut tx, &email, "change_email", serde_json::json!({ "link": link }), None)
         .await

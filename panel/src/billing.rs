@@ -79,7 +79,10 @@ pub async fn ensure_no_overdue(tx: &mut crate::db::Tx<'_>, payer: Uuid, now: chr
     let Some(first) = owed.first() else { return Ok(()) };
     let currency = crate::money::Currency::parse(&first.currency).map_err(|e| BillingError::Invalid(e.to_string()))?;
     let total = owed.iter().filter(|i| i.currency == first.currency).map(|i| i.total_minor).sum();
-    Err(BillingError::Overdue(Overdue { invoices: owed.iter().map(invoices::display_number).collect(), total: Money::new(total, currency) }))
+    Err(BillingError::Overdue(Overdue {
+        invoices: owed.iter().map(invoices::display_number).collect(),
+        total: Money::new(total, currency),
+    }))
 }
 
 /// Identifies an issued invoice for the people reading it.

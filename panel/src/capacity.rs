@@ -85,7 +85,12 @@ pub struct Refunded {
 
 /// Refunds the order behind `instance` if it has waited for capacity `limit` or longer and is
 /// still unplaced and live; otherwise does nothing (`None`). Idempotent.
-pub async fn refund_if_overdue(pool: &PgPool, now: DateTime<Utc>, instance: Uuid, limit: Duration) -> Result<Option<Refunded>, BillingError> {
+pub async fn refund_if_overdue(
+    pool: &PgPool,
+    now: DateTime<Utc>,
+    instance: Uuid,
+    limit: Duration,
+) -> Result<Option<Refunded>, BillingError> {
     let mut tx = pool.begin().await?;
     let out = refund_in(&mut tx, now, instance, limit).await?;
     tx.commit().await?;

@@ -384,15 +384,12 @@ impl SellerSettings {
 impl Settings {
     /// Loads the layers in order; a missing file named explicitly is an error.
     pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut b = config::Config::builder()
-            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        let mut b = config::Config::builder().add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
         let from_env = std::env::var("VESSEL_CONFIG").ok();
         if let Some(path) = file.map(|p| p.to_string_lossy().into_owned()).or(from_env) {
             b = b.add_source(config::File::new(&path, config::FileFormat::Toml).required(true));
         }
-        b = b.add_source(
-            config::Environment::with_prefix("VESSEL").prefix_separator("__").separator("__").try_parsing(true),
-        );
+        b = b.add_source(config::Environment::with_prefix("VESSEL").prefix_separator("__").separator("__").try_parsing(true));
         if let Ok(url) = std::env::var("DATABASE_URL") {
             if !url.is_empty() {
                 b = b.set_override("database.url", url)?;

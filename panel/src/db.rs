@@ -3,26 +3,26 @@
 
 pub mod access;
 pub mod accounts;
-pub mod api_keys;
 pub mod admin;
+pub mod api_keys;
+pub mod audit;
 pub mod auth;
 pub mod catalogue;
 pub mod console;
-pub mod ip_pools;
-pub mod os_templates;
-pub mod outbox_delivery;
-pub mod audit;
 pub mod dunning;
 pub mod hosts;
+pub mod idempotency;
 pub mod instances;
 pub mod invoices;
+pub mod ip_pools;
 pub mod jobs;
 pub mod ledger;
+pub mod os_templates;
 pub mod outbox;
+pub mod outbox_delivery;
 pub mod payments;
 pub mod plans;
 pub mod resellers;
-pub mod idempotency;
 /// Bulk seeding for benchmarks and crash tests: only with the `test-hooks` feature, so release
 /// builds leave it out (the panel's own tests and benches turn it on, see `Cargo.toml`).
 #[cfg(feature = "test-hooks")]
@@ -53,10 +53,7 @@ pub type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
 /// even when the database is briefly away.
 pub fn pool(url: &str, max_connections: u32) -> Result<PgPool, DbError> {
     let opts = PgConnectOptions::from_str(url)?.application_name("vessel-panel");
-    Ok(PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_lazy_with(opts))
+    Ok(PgPoolOptions::new().max_connections(max_connections).acquire_timeout(Duration::from_secs(5)).connect_lazy_with(opts))
 }
 
 pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {

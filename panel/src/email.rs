@@ -64,7 +64,11 @@ impl Data<'_> {
     /// "Hello Ana," or "Hello," when the name is unknown.
     pub fn greeting(&self) -> String {
         let n = self.s("name");
-        if n.trim().is_empty() { "Hello,".into() } else { format!("Hello {},", n.trim()) }
+        if n.trim().is_empty() {
+            "Hello,".into()
+        } else {
+            format!("Hello {},", n.trim())
+        }
     }
     pub fn all(&self) -> Vec<(String, String)> {
         match self.0 {
@@ -146,9 +150,8 @@ pub async fn enrich(pool: &PgPool, base_url: &str, data: &Value) -> Result<Value
         _ => return Ok(data.clone()),
     };
     let base = base_url.trim_end_matches('/');
-    let money = |minor: Option<i64>, cur: Option<&str>| -> Option<String> {
-        Some(Money::new(minor?, Currency::parse(cur?).ok()?).to_string())
-    };
+    let money =
+        |minor: Option<i64>, cur: Option<&str>| -> Option<String> { Some(Money::new(minor?, Currency::parse(cur?).ok()?).to_string()) };
     let cur = d.get("currency").and_then(Value::as_str).map(str::to_string);
     if let (Some(y), Some(n)) = (d.get("number_year").and_then(Value::as_i64), d.get("number_seq").and_then(Value::as_i64)) {
         let cn = d.get("kind").and_then(Value::as_str) == Some("credit_note");

@@ -53,7 +53,13 @@ pub async fn register(pool: &PgPool, admin: Option<Uuid>, name: &str, api_url: &
 
 /// As [`register`], with a token that stops working after `ttl` (a leaked token left lying
 /// in a ticket or a shell history cannot make a host join later).
-pub async fn register_for(pool: &PgPool, admin: Option<Uuid>, name: &str, api_url: &str, ttl: chrono::Duration) -> Result<(Uuid, String), JoinError> {
+pub async fn register_for(
+    pool: &PgPool,
+    admin: Option<Uuid>,
+    name: &str,
+    api_url: &str,
+    ttl: chrono::Duration,
+) -> Result<(Uuid, String), JoinError> {
     if ttl <= chrono::Duration::zero() {
         return Err(JoinError::Invalid("a join token's lifetime must be positive".into()));
     }
@@ -68,7 +74,15 @@ pub async fn register_for(pool: &PgPool, admin: Option<Uuid>, name: &str, api_ur
     let expires = chrono::Utc::now() + ttl;
     let id = sql::insert_pending(&mut tx, name, api_url, &token_hash(&token), expires).await?;
     let actor = admin.map(Actor::admin).unwrap_or(Actor::SYSTEM);
-    audit::record(&mut *tx, actor, "host.register", Some(("host", id.to_string())), None, serde_json::json!({ "name": name, "token_expires_at": expires })).await?;
+    audit::record(
+        &mut *tx,
+        actor,
+        "host.register",
+        Some(("host", id.to_string())),
+        None,
+        serde_json::json!({ "name": name, "token_expires_at": expires }),
+    )
+    .await?;
     tx.commit().await?;
     Ok((id, token))
 }
@@ -108,7 +122,15 @@ pub async fn join(pool: &PgPool, req: &JoinRequest) -> Result<JoinResponse, Join
     )
     .await?
     .ok_or(JoinError::BadToken)?;
-    audit::record(&mut *tx, Actor::SYSTEM, "host.join", Some(("host", id.to_string())), None, serde_json::json!({ "api_url": req.api_url })).await?;
+    audit::record(
+        &mut *tx,
+        Actor::SYSTEM,
+        "host.join",
+        Some(("host", id.to_string())),
+        None,
+        serde_json::json!({ "api_url": req.api_url }),
+    )
+    .await?;
     crate::db::jobs::wake_waiting(&mut *tx).await?;
     tx.commit().await?;
     let secret = HostSecret::from_bytes(secret).map_err(|e| JoinError::Invalid(e.to_string()))?;

@@ -136,18 +136,44 @@ impl Quote {
     }
 }
 
-async fn quote_of(tx: &mut crate::db::Tx<'_>, customer: Uuid, kind: QuoteKind, document: Option<Uuid>, currency: &str) -> Result<Quote, InstanceError> {
+async fn quote_of(
+    tx: &mut crate::db::Tx<'_>,
+    customer: Uuid,
+    kind: QuoteKind,
+    document: Option<Uuid>,
+    currency: &str,
+) -> Result<Quote, InstanceError> {
     let Some(id) = document else {
-        return Ok(Quote { kind: QuoteKind::Even, subtotal_minor: 0, tax_minor: 0, total_minor: 0, currency: currency.to_string(), document_id: None });
+        return Ok(Quote {
+            kind: QuoteKind::Even,
+            subtotal_minor: 0,
+            tax_minor: 0,
+            total_minor: 0,
+            currency: currency.to_string(),
+            document_id: None,
+        });
     };
     let inv = crate::db::invoices::lock(tx, id, Some(customer)).await?.ok_or(InstanceError::NotFound)?;
-    Ok(Quote { kind, subtotal_minor: inv.subtotal_minor, tax_minor: inv.tax_minor, total_minor: inv.total_minor, currency: inv.currency.clone(), document_id: Some(id) })
+    Ok(Quote {
+        kind,
+        subtotal_minor: inv.subtotal_minor,
+        tax_minor: inv.tax_minor,
+        total_minor: inv.total_minor,
+        currency: inv.currency.clone(),
+        document_id: Some(id),
+    })
 }
 
 /// Changes a customer's VPS to another plan of its kind in the caller's transaction: the
 /// payer's balance row, then [`vps`]'s rules (a suspended or terminated VPS cannot), then
 /// prorated billing (`billing::proration`, which queues the resize). Returns the quote.
-async fn change_plan_in(tx: &mut crate::db::Tx<'_>, now: chrono::DateTime<chrono::Utc>, customer: Uuid, id: Uuid, plan: &str) -> Result<Quote, InstanceError> {
+async fn change_plan_in(
+    tx: &mut crate::db::Tx<'_>,
+    now: chrono::DateTime<chrono::Utc>,
+    customer: Uuid,
+    id: Uuid,
+    plan: &str,
+) -> Result<Quote, InstanceError> {
     use crate::billing::proration::{self, PlanChange};
     let scope = Scope::customer(customer);
     let sub = vps::subscription_of(tx, id, scope).await?.ok_or(InstanceError::NotFound)?;
@@ -172,7 +198,14 @@ pub async fn quote_plan_change(pool: &PgPool, clock: &dyn Clock, customer: Uuid,
 
 /// Moves a customer's VPS to `plan`, if what it costs is still the total the customer was
 /// shown (`shown_total_minor`); otherwise nothing changes and the new amount is named.
-pub async fn change_plan(pool: &PgPool, clock: &dyn Clock, customer: Uuid, id: Uuid, plan: &str, shown_total_minor: i64) -> Result<Quote, InstanceError> {
+pub async fn change_plan(
+    pool: &PgPool,
+    clock: &dyn Clock,
+    customer: Uuid,
+    id: Uuid,
+    plan: &str,
+    shown_total_minor: i64,
+) -> Result<Quote, InstanceError> {
     let mut tx = pool.begin().await?;
     let q = change_plan_in(&mut tx, clock.now(), customer, id, plan).await?;
     let signed = match q.kind {
@@ -228,7 +261,9 @@ pub async fn reinstall(pool: &PgPool, clock: &dyn Clock, customer: Uuid, id: Uui
     let server = vps::request(&mut tx, id, Scope::customer(customer), Request::Reinstall, clock.now()).await?;
     if let Some(name) = template.map(str::trim).filter(|n| !n.is_empty()) {
         let kind = crate::db::plans::kind_of(&mut tx, server.plan_id).await?;
-        let (tpl, for_ct, for_kvm) = crate::db::subscriptions::template(&mut tx, name).await?.ok_or_else(|| InstanceError::Invalid("that operating system is not offered".into()))?;
+        let (tpl, for_ct, for_kvm) = crate::db::subscriptions::template(&mut tx, name)
+            .await?
+            .ok_or_else(|| InstanceError::Invalid("that operating system is not offered".into()))?;
         let fits = match kind {
             vessel_core::InstanceKind::Container => for_ct,
             vessel_core::InstanceKind::Kvm => for_kvm,

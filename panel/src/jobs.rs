@@ -125,7 +125,10 @@ pub enum Outcome {
     /// Failed in a way that may pass: try again after a backoff; counts as an attempt.
     Retry(String),
     /// Waits for something outside its control (capacity): does not use up an attempt.
-    Wait { secs: i64, reason: String },
+    Wait {
+        secs: i64,
+        reason: String,
+    },
 }
 
 /// Backoff after the n-th failed attempt: 5 s, 10 s, 20 s … capped at 10 minutes.
@@ -191,8 +194,16 @@ mod tests {
                 json!({ "instance_id": id, "desired": "suspended", "reason": "overdue" }),
                 Job::Converge { instance_id: id, desired: Some(DesiredState::Suspended), reason: Some("overdue".into()) },
             ),
-            ("instance.action", json!({ "instance_id": id, "action": "restart" }), Job::Action { instance_id: id, action: Action::Restart }),
-            ("instance.action", json!({ "instance_id": id, "action": "reinstall" }), Job::Action { instance_id: id, action: Action::Reinstall }),
+            (
+                "instance.action",
+                json!({ "instance_id": id, "action": "restart" }),
+                Job::Action { instance_id: id, action: Action::Restart },
+            ),
+            (
+                "instance.action",
+                json!({ "instance_id": id, "action": "reinstall" }),
+                Job::Action { instance_id: id, action: Action::Reinstall },
+            ),
             ("instance.resize", json!({ "instance_id": id, "plan_id": 7 }), Job::Resize { instance_id: id, plan_id: 7 }),
             ("instance.reset_password", json!({ "instance_id": id }), Job::ResetPassword { instance_id: id }),
         ];

@@ -3,8 +3,8 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use panel::accounts::{self, Email, Password};
-use panel::config::Settings;
 use panel::clock::{Clock, FixedClock, SystemClock};
+use panel::config::Settings;
 use panel::{billing, db, plans, startup::Application, telemetry};
 use std::io::Read;
 use std::path::PathBuf;

@@ -8,8 +8,8 @@ use crate::config::OrchestrationSettings;
 use crate::db::{hosts as host_sql, instances as sql, jobs as job_sql, plans as plan_sql};
 use crate::hosts::{client_for, HostClient, HostError};
 use crate::jobs::{Job, Outcome};
-use crate::scheduler::{self, Placement};
 use crate::orders::OrderStatus;
+use crate::scheduler::{self, Placement};
 use crate::vps::{DesiredState, ObservedState};
 use sqlx::PgPool;
 use std::collections::HashSet;
@@ -109,7 +109,7 @@ async fn placed(ctx: &Ctx, id: Uuid) -> Step<(sql::Placeable, host_sql::HostRow,
                     Ok(None) => {}
                     Err(e) => return Err(Outcome::Retry(format!("refunding an undelivered order: {e}"))),
                 }
-                return Err(Outcome::Wait { secs: 60, reason: format!("waiting for capacity: {}", reasons.join("; ")) })
+                return Err(Outcome::Wait { secs: 60, reason: format!("waiting for capacity: {}", reasons.join("; ")) });
             }
             Ok(_) => {}
             Err(e) => return Err(Outcome::Retry(e.to_string())),
@@ -131,8 +131,12 @@ async fn spec(ctx: &Ctx, inst: &sql::Placeable) -> Step<InstanceSpec> {
     let mut network = NetworkSpec::default();
     for (addr, prefix, gw, nat) in addresses {
         match (addr.parse::<IpAddr>(), gw.parse::<IpAddr>()) {
-            (Ok(IpAddr::V4(a)), Ok(IpAddr::V4(g))) => network.ipv4 = Some(Ipv4Assignment { address: a, prefix_len: prefix as u8, gateway: g, nat }),
-            (Ok(IpAddr::V6(a)), Ok(IpAddr::V6(g))) => network.ipv6 = Some(Ipv6Assignment { address: a, prefix_len: prefix as u8, gateway: g }),
+            (Ok(IpAddr::V4(a)), Ok(IpAddr::V4(g))) => {
+                network.ipv4 = Some(Ipv4Assignment { address: a, prefix_len: prefix as u8, gateway: g, nat })
+            }
+            (Ok(IpAddr::V6(a)), Ok(IpAddr::V6(g))) => {
+                network.ipv6 = Some(Ipv6Assignment { address: a, prefix_len: prefix as u8, gateway: g })
+            }
             _ => return Err(Outcome::Retry(format!("unreadable address {addr} / {gw}"))),
         }
     }
@@ -302,7 +306,11 @@ pub async fn reconcile_once(ctx: &Ctx) -> Result<(), sqlx::Error> {
             };
             if needs_work && !job_sql::pending_for(&ctx.pool, inst.id).await? {
                 let mut tx = ctx.pool.begin().await?;
-                crate::jobs::enqueue(&mut tx, Job::Converge { instance_id: inst.id, desired: Some(inst.desired_state), reason: Some("reconciler: drift".into()) }).await?;
+                crate::jobs::enqueue(
+                    &mut tx,
+                    Job::Converge { instance_id: inst.id, desired: Some(inst.desired_state), reason: Some("reconciler: drift".into()) },
+                )
+                .await?;
                 tx.commit().await?;
             }
         }
@@ -349,4 +357,3 @@ pub async fn run(ctx: Ctx, stop: tokio::sync::watch::Receiver<bool>) {
 fn hostname_or_pid() -> String {
     std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "panel".into())
 }
-

@@ -127,8 +127,8 @@ pub fn parse_plan(file: &Path, text: &str) -> Result<PlanDefinition, PlanFileErr
     if name.is_empty() {
         return Err(PlanFileError::new(file, "name", "must not be empty"));
     }
-    let resources = PlanResources::try_from(raw.resources)
-        .map_err(|e| PlanFileError::new(file, format!("resources.{}", e.field), e.rule))?;
+    let resources =
+        PlanResources::try_from(raw.resources).map_err(|e| PlanFileError::new(file, format!("resources.{}", e.field), e.rule))?;
     if raw.prices.is_empty() {
         return Err(PlanFileError::new(file, "prices", "at least one currency is needed, e.g. [prices.EUR] monthly = 500"));
     }
@@ -138,28 +138,18 @@ pub fn parse_plan(file: &Path, text: &str) -> Result<PlanDefinition, PlanFileErr
         if p.monthly.is_none() {
             return Err(PlanFileError::new(file, format!("prices.{cur}.monthly"), "every currency needs a monthly price"));
         }
-        for (cycle, amount) in [
-            (BillingCycle::Monthly, p.monthly),
-            (BillingCycle::Quarterly, p.quarterly),
-            (BillingCycle::Annual, p.annual),
-        ] {
+        for (cycle, amount) in
+            [(BillingCycle::Monthly, p.monthly), (BillingCycle::Quarterly, p.quarterly), (BillingCycle::Annual, p.annual)]
+        {
             if let Some(a) = amount {
-                let minor = i64::try_from(a).map_err(|_| {
-                    PlanFileError::new(file, format!("prices.{cur}.{}", cycle.as_str()), "is too large")
-                })?;
+                let minor =
+                    i64::try_from(a).map_err(|_| PlanFileError::new(file, format!("prices.{cur}.{}", cycle.as_str()), "is too large"))?;
                 prices.push((cycle, Money::new(minor, currency)));
             }
         }
     }
     prices.sort_by_key(|(c, m)| (m.currency, *c));
-    Ok(PlanDefinition {
-        code,
-        name,
-        description: raw.description.trim().to_string(),
-        bandwidth_gib: raw.bandwidth_gib,
-        resources,
-        prices,
-    })
+    Ok(PlanDefinition { code, name, description: raw.description.trim().to_string(), bandwidth_gib: raw.bandwidth_gib, resources, prices })
 }
 
 /// Reads every `*.toml` in `dir`; returns all problems at once so an admin fixes them in one go.
@@ -168,10 +158,8 @@ pub fn load_dir(dir: &Path) -> Result<Vec<(PathBuf, PlanDefinition)>, Vec<PlanFi
         Ok(e) => e,
         Err(e) => return Err(vec![PlanFileError::new(dir, "folder", format!("cannot be read: {e}"))]),
     };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
+    let mut files: Vec<PathBuf> =
+        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
     files.sort();
     let mut errors = Vec::new();
     let mut plans = Vec::new();
@@ -183,11 +171,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<(PathBuf, PlanDefinition)>, Vec<PlanFi
         match parsed {
             Ok(def) => {
                 if let Some(first) = seen.get(&def.code) {
-                    errors.push(PlanFileError::new(
-                        &f,
-                        "code",
-                        format!("{} is already defined in {}", def.code, first.display()),
-                    ));
+                    errors.push(PlanFileError::new(&f, "code", format!("{} is already defined in {}", def.code, first.display())));
                 } else {
                     seen.insert(def.code.clone(), f.clone());
                     plans.push((f, def));

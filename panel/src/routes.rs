@@ -1,7 +1,7 @@
 //! HTTP handlers: thin, they parse the request, call a service, and render the answer.
 
-use crate::billing::{self, BillingError};
 use crate::api::problem::Problem;
+use crate::billing::{self, BillingError};
 use crate::clock::Clock;
 use crate::config::Settings;
 use actix_web::http::StatusCode;

@@ -19,10 +19,16 @@ use vessel_core::PlanResources;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Placement {
-    Placed { host: Uuid },
-    AlreadyPlaced { host: Uuid },
+    Placed {
+        host: Uuid,
+    },
+    AlreadyPlaced {
+        host: Uuid,
+    },
     /// No host can take it now; each refusal says why (resource, needed, free).
-    WaitingForCapacity { reasons: Vec<String> },
+    WaitingForCapacity {
+        reasons: Vec<String>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,7 +46,14 @@ pub fn capacity_of(h: &sql::HostRow) -> HostCapacity {
 }
 
 /// What a host can give to instances: its capacity less what the admin reserves.
-pub fn capacity(cpus: i32, reserved_cpus: i32, memory_mib: i64, reserved_memory_mib: i64, disk_gib: i64, reserved_disk_gib: i64) -> HostCapacity {
+pub fn capacity(
+    cpus: i32,
+    reserved_cpus: i32,
+    memory_mib: i64,
+    reserved_memory_mib: i64,
+    disk_gib: i64,
+    reserved_disk_gib: i64,
+) -> HostCapacity {
     HostCapacity {
         cpus: (cpus - reserved_cpus).max(0) as u32,
         memory_mib: (memory_mib - reserved_memory_mib).max(0) as u64,
@@ -90,12 +103,22 @@ pub async fn place(pool: &PgPool, clock: &dyn Clock, instance: Uuid) -> Result<P
     }
     inst_sql::set_waiting(&mut tx, instance, &reasons.join("; "), now).await?;
     inst_sql::set_order_status_of(&mut tx, instance, OrderStatus::WaitingForCapacity).await?;
-    crate::db::outbox::insert_for_admins(&mut tx, "capacity_needed", serde_json::json!({ "instance_id": instance, "reasons": reasons }), &format!("capacity:{instance}")).await?;
+    crate::db::outbox::insert_for_admins(
+        &mut tx,
+        "capacity_needed",
+        serde_json::json!({ "instance_id": instance, "reasons": reasons }),
+        &format!("capacity:{instance}"),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Placement::WaitingForCapacity { reasons })
 }
 
-async fn resources(tx: &mut crate::db::Tx<'_>, cache: &mut HashMap<i64, PlanResources>, plan: i64) -> Result<PlanResources, SchedulerError> {
+async fn resources(
+    tx: &mut crate::db::Tx<'_>,
+    cache: &mut HashMap<i64, PlanResources>,
+    plan: i64,
+) -> Result<PlanResources, SchedulerError> {
     if let Some(r) = cache.get(&plan) {
         return Ok(r.clone());
     }
@@ -106,7 +129,12 @@ async fn resources(tx: &mut crate::db::Tx<'_>, cache: &mut HashMap<i64, PlanReso
 
 /// An IPv4 and an IPv6 address where the host's pools have that family at all; a pool
 /// family with nothing free makes the host unsuitable.
-async fn take_addresses(tx: &mut crate::db::Tx<'_>, host: Uuid, instance: Uuid, now: DateTime<Utc>) -> Result<Result<(), String>, sqlx::Error> {
+async fn take_addresses(
+    tx: &mut crate::db::Tx<'_>,
+    host: Uuid,
+    instance: Uuid,
+    now: DateTime<Utc>,
+) -> Result<Result<(), String>, sqlx::Error> {
     for family in [4, 6] {
         if sql::has_pool(tx, host, family).await? && sql::assign_address(tx, host, instance, family, now).await?.is_none() {
             return Ok(Err(format!("no free IPv{family} address")));

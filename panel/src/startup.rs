@@ -1,18 +1,18 @@
 //! Wires the HTTP server from settings: `Application::build(settings)` then
 //! `run_until_stopped()`. SIGINT and SIGTERM stop it gracefully (in-flight requests finish).
 
-use crate::config::Settings;
 use crate::clock::{Clock, SystemClock};
+use crate::config::Settings;
 use crate::db;
 use crate::email::Mailer;
 use crate::web::session::SessionKeys;
+use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
 use secrecy::ExposeSecret;
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
-use actix_web::dev::Server;
-use actix_web::{web, App, HttpServer};
-use std::net::TcpListener;
 use tracing_actix_web::TracingLogger;
 
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +78,8 @@ impl Application {
         }
         crate::auth::spawn_housekeeping(pool.clone(), Duration::from_secs(15 * 60));
         if settings.billing.pdf_archive_interval_secs > 0 {
-            let (pool, chromium, every) = (pool.clone(), settings.billing.pdf_chromium.clone(), Duration::from_secs(settings.billing.pdf_archive_interval_secs));
+            let (pool, chromium, every) =
+                (pool.clone(), settings.billing.pdf_chromium.clone(), Duration::from_secs(settings.billing.pdf_archive_interval_secs));
             tokio::spawn(async move {
                 // Invoices whose render failed: logged, and not tried again until a restart.
                 let mut failed = Vec::new();

@@ -29,7 +29,9 @@ pub async fn on_invoice_paid(tx: &mut Tx<'_>, invoice: &InvoiceRow, now: DateTim
     let Some(sub) = sql::lock(tx, sub_id, None).await? else { return Ok(()) };
     match sub.status {
         SubscriptionStatus::Pending => activate(tx, sub.id, sub.order_id, now).await,
-        SubscriptionStatus::Suspended if !sql::has_overdue(tx, sub.id, now, invoice.id).await? => unsuspend(tx, sub.id, sub.account_id, now).await,
+        SubscriptionStatus::Suspended if !sql::has_overdue(tx, sub.id, now, invoice.id).await? => {
+            unsuspend(tx, sub.id, sub.account_id, now).await
+        }
         _ => Ok(()),
     }
 }
@@ -71,7 +73,11 @@ pub async fn unsuspend(tx: &mut Tx<'_>, sub: Uuid, account: Uuid, now: DateTime<
 /// caller holds after the payer's balance row: the subscription ends with it, and if it was
 /// live the unused part of its period comes back by the one rule
 /// ([`crate::billing::proration::refund_unused`]). Returns the credit note and its amount.
-pub async fn end_by_owner(tx: &mut Tx<'_>, server: &vps::Locked, now: DateTime<Utc>) -> Result<Option<(Uuid, i64)>, crate::billing::BillingError> {
+pub async fn end_by_owner(
+    tx: &mut Tx<'_>,
+    server: &vps::Locked,
+    now: DateTime<Utc>,
+) -> Result<Option<(Uuid, i64)>, crate::billing::BillingError> {
     let Some(sub) = server.subscription_id else { return Ok(None) };
     let refund = if matches!(server.billing, Some(SubscriptionStatus::Active | SubscriptionStatus::Suspended)) {
         crate::billing::proration::refund_unused(tx, sub, now).await?.map(|g| (g.credit_note, g.total_minor()))

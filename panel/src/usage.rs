@@ -55,10 +55,7 @@ pub fn points(samples: &[SampleRow]) -> Vec<Point> {
 
 /// Bytes transferred (in + out) between consecutive samples, summed.
 pub fn transferred_bytes(samples: &[SampleRow]) -> i64 {
-    samples
-        .windows(2)
-        .map(|w| delta(w[0].net_rx_bytes, w[1].net_rx_bytes) + delta(w[0].net_tx_bytes, w[1].net_tx_bytes))
-        .sum()
+    samples.windows(2).map(|w| delta(w[0].net_rx_bytes, w[1].net_rx_bytes) + delta(w[0].net_tx_bytes, w[1].net_tx_bytes)).sum()
 }
 
 /// The last day of one of a customer's VPS (another customer's: empty).
@@ -74,10 +71,17 @@ pub async fn metered_bytes(pool: &PgPool, instance: Uuid, start: DateTime<Utc>, 
 /// Which series a chart shows.
 #[derive(Clone, Copy, Debug)]
 pub enum Chart {
-    Cpu { vcpus: u32 },
+    Cpu {
+        vcpus: u32,
+    },
     /// Memory with the plan's guarantee and burst ceiling drawn as lines.
-    Memory { guarantee_mib: u64, burst_mib: u64 },
-    Disk { size_gib: u64 },
+    Memory {
+        guarantee_mib: u64,
+        burst_mib: u64,
+    },
+    Disk {
+        size_gib: u64,
+    },
     Network,
 }
 
@@ -102,19 +106,32 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>, chart: Chart
         }
     };
     let (title, series, lines, top): (&str, Vec<(&str, Vec<(DateTime<Utc>, f64)>)>, Vec<(&str, f64)>, f64) = match chart {
-        Chart::Cpu { vcpus } => ("CPU (cores)", vec![("cpu", points.iter().map(|p| (p.at, p.cpu_cores)).collect())], vec![("ceiling", vcpus as f64)], vcpus as f64 * 1.1),
+        Chart::Cpu { vcpus } => (
+            "CPU (cores)",
+            vec![("cpu", points.iter().map(|p| (p.at, p.cpu_cores)).collect())],
+            vec![("ceiling", vcpus as f64)],
+            vcpus as f64 * 1.1,
+        ),
         Chart::Memory { guarantee_mib, burst_mib } => (
             "Memory (MiB)",
             vec![("used", points.iter().map(|p| (p.at, p.memory_mib)).collect())],
             vec![("guarantee", guarantee_mib as f64), ("burst", burst_mib as f64)],
             burst_mib as f64 * 1.1,
         ),
-        Chart::Disk { size_gib } => ("Disk (GiB)", vec![("used", points.iter().map(|p| (p.at, p.disk_gib)).collect())], vec![("size", size_gib as f64)], size_gib as f64 * 1.1),
+        Chart::Disk { size_gib } => (
+            "Disk (GiB)",
+            vec![("used", points.iter().map(|p| (p.at, p.disk_gib)).collect())],
+            vec![("size", size_gib as f64)],
+            size_gib as f64 * 1.1,
+        ),
         Chart::Network => {
             let top = points.iter().map(|p| p.rx_mbit.max(p.tx_mbit)).fold(1.0, f64::max) * 1.1;
             (
                 "Network (Mbit/s)",
-                vec![("in", points.iter().map(|p| (p.at, p.rx_mbit)).collect()), ("out", points.iter().map(|p| (p.at, p.tx_mbit)).collect())],
+                vec![
+                    ("in", points.iter().map(|p| (p.at, p.rx_mbit)).collect()),
+                    ("out", points.iter().map(|p| (p.at, p.tx_mbit)).collect()),
+                ],
                 vec![],
                 top,
             )
@@ -125,16 +142,21 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>, chart: Chart
         .margin(6)
         .x_label_area_size(22)
         .y_label_area_size(44)
-        .build_cartesian_2d(start..end, 0f64..top.max(0.001)).map_err(err)?;
+        .build_cartesian_2d(start..end, 0f64..top.max(0.001))
+        .map_err(err)?;
     c.configure_mesh().x_labels(6).y_labels(4).x_label_formatter(&|t| t.format("%H:%M").to_string()).draw().map_err(err)?;
     let colours = [RGBColor(37, 99, 235), RGBColor(22, 163, 74)];
     for (i, (name, data)) in series.into_iter().enumerate() {
         let colour = colours[i % colours.len()];
-        c.draw_series(LineSeries::new(data, colour.stroke_width(2))).map_err(err)?.label(name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], colour));
+        c.draw_series(LineSeries::new(data, colour.stroke_width(2)))
+            .map_err(err)?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], colour));
     }
     for (name, y) in lines {
         let colour = if name == "guarantee" { RGBColor(22, 163, 74) } else { RGBColor(220, 38, 38) };
-        c.draw_series(LineSeries::new(vec![(start, y), (end, y)], colour.stroke_width(1))).map_err(err)?
+        c.draw_series(LineSeries::new(vec![(start, y), (end, y)], colour.stroke_width(1)))
+            .map_err(err)?
             .label(name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 12, y)], colour));
     }

@@ -43,7 +43,6 @@ impl DesiredState {
     }
 }
 
-
 pg_enum! {
     /// The panel's record of what the host has (`observed_state` in the schema): what a host
     /// reports ([`InstanceState`]), and what only the panel knows (not placed yet, gone, a host
@@ -364,7 +363,12 @@ pub struct Locked {
 
 impl Locked {
     pub fn state(&self) -> VpsState {
-        VpsState { desired: self.desired, owner_suspended_from: self.owner_suspended_from, with_account: self.with_account, billing: self.billing }
+        VpsState {
+            desired: self.desired,
+            owner_suspended_from: self.owner_suspended_from,
+            with_account: self.with_account,
+            billing: self.billing,
+        }
     }
 }
 
@@ -488,7 +492,9 @@ mod tests {
         match r {
             R::Start => gate.map(|_| act(Some(D::Running), Action::Start)),
             R::Stop => gate.map(|_| act(Some(D::Stopped), Action::Stop)),
-            R::Restart => gate.and_then(|_| if s.desired == D::Running { Ok(act(None, Action::Restart)) } else { Err(Refusal::NotRunning) }),
+            R::Restart => {
+                gate.and_then(|_| if s.desired == D::Running { Ok(act(None, Action::Restart)) } else { Err(Refusal::NotRunning) })
+            }
             R::Reinstall => gate.map(|_| act(None, Action::Reinstall)),
             R::Resize => gate.and_then(|_| match s.billing {
                 None => Err(Refusal::NoSubscription),
@@ -514,10 +520,16 @@ mod tests {
                 none
             } else {
                 match (s.desired, billing_suspended) {
-                    (D::Stopped, _) => Effect { owner_suspended_from: Some(Some(D::Stopped)), with_account: Some(true), ..conv(D::Suspended, "customer suspended") },
-                    (D::Running, _) | (D::Suspended, true) => {
-                        Effect { owner_suspended_from: Some(Some(D::Running)), with_account: Some(true), ..conv(D::Suspended, "customer suspended") }
-                    }
+                    (D::Stopped, _) => Effect {
+                        owner_suspended_from: Some(Some(D::Stopped)),
+                        with_account: Some(true),
+                        ..conv(D::Suspended, "customer suspended")
+                    },
+                    (D::Running, _) | (D::Suspended, true) => Effect {
+                        owner_suspended_from: Some(Some(D::Running)),
+                        with_account: Some(true),
+                        ..conv(D::Suspended, "customer suspended")
+                    },
                     _ => none,
                 }
             }),
@@ -569,7 +581,14 @@ mod tests {
     #[test]
     fn converged_and_settled_agree() {
         for d in D::ALL {
-            for o in [InstanceState::Creating, InstanceState::Stopped, InstanceState::Running, InstanceState::Suspended, InstanceState::Crashed, InstanceState::Destroying] {
+            for o in [
+                InstanceState::Creating,
+                InstanceState::Stopped,
+                InstanceState::Running,
+                InstanceState::Suspended,
+                InstanceState::Crashed,
+                InstanceState::Destroying,
+            ] {
                 assert_eq!(d.converged(o), settled(d, o.into()) && d != D::Terminated, "{d:?} {o:?}");
             }
             assert_eq!(settled(d, ObservedState::Destroyed), d == D::Terminated);

@@ -168,7 +168,8 @@ pub async fn rotate_secret(pool: &PgPool, account: Uuid, id: Uuid, addr: Option<
     if !sql::set_secret(&mut tx, account, id, &secret).await? {
         return Err(WebhookError::NotFound);
     }
-    audit::record(&mut *tx, actor(account), "webhook_endpoint.rotate_secret", Some(("webhook_endpoint", id.to_string())), addr, json!({})).await?;
+    audit::record(&mut *tx, actor(account), "webhook_endpoint.rotate_secret", Some(("webhook_endpoint", id.to_string())), addr, json!({}))
+        .await?;
     tx.commit().await?;
     Ok(secret)
 }
@@ -201,10 +202,21 @@ pub async fn send_again(pool: &PgPool, account: Uuid, endpoint: Uuid, delivery: 
     let mut tx = pool.begin().await?;
     if sql::requeue_failed(&mut tx, account, endpoint, delivery).await?.is_none() {
         drop(tx);
-        return Err(if sql::delivery_exists(pool, account, endpoint, delivery).await? { WebhookError::NotFailed } else { WebhookError::NotFound });
+        return Err(if sql::delivery_exists(pool, account, endpoint, delivery).await? {
+            WebhookError::NotFailed
+        } else {
+            WebhookError::NotFound
+        });
     }
-    audit::record(&mut *tx, actor(account), "webhook_delivery.send_again", Some(("webhook_delivery", delivery.to_string())), addr, json!({ "endpoint": endpoint }))
-        .await?;
+    audit::record(
+        &mut *tx,
+        actor(account),
+        "webhook_delivery.send_again",
+        Some(("webhook_delivery", delivery.to_string())),
+        addr,
+        json!({ "endpoint": endpoint }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -266,7 +278,9 @@ pub fn is_public(ip: IpAddr) -> bool {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("{host} is not a public address ({addrs}); deliveries go to public addresses only unless [webhooks] allow_private_addresses is set")]
+#[error(
+    "{host} is not a public address ({addrs}); deliveries go to public addresses only unless [webhooks] allow_private_addresses is set"
+)]
 struct NotPublic {
     host: String,
     addrs: String,
@@ -371,11 +385,17 @@ impl Deliverer {
                         }
                     }
                     let text: String = String::from_utf8_lossy(&head).chars().take(200).collect();
-                    if text.trim().is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: {}", text.trim()) }
+                    if text.trim().is_empty() {
+                        format!("HTTP {status}")
+                    } else {
+                        format!("HTTP {status}: {}", text.trim())
+                    }
                 };
                 Outcome::Failed { status: Some(status.as_u16()), error }
             }
-            Err(e) if e.is_timeout() => Outcome::Failed { status: None, error: format!("no answer within {} s", self.settings.timeout_secs) },
+            Err(e) if e.is_timeout() => {
+                Outcome::Failed { status: None, error: format!("no answer within {} s", self.settings.timeout_secs) }
+            }
             Err(e) => Outcome::Failed { status: None, error: error_chain(&e) },
         }
     }
@@ -413,7 +433,9 @@ impl Deliverer {
                 let attempts = d.attempts + 1;
                 let retry = (attempts < self.settings.max_attempts).then(|| backoff(&self.settings, attempts));
                 match retry {
-                    Some(wait) => tracing::warn!(delivery = d.id, attempts, retry_in_ms = wait.as_millis() as u64, %error, "webhook not delivered; will retry"),
+                    Some(wait) => {
+                        tracing::warn!(delivery = d.id, attempts, retry_in_ms = wait.as_millis() as u64, %error, "webhook not delivered; will retry")
+                    }
                     None => tracing::warn!(delivery = d.id, attempts, %error, "webhook not delivered; giving up"),
                 }
                 sql::mark_attempt_failed(pool, d.id, status.map(i32::from), &error, retry.map(|w| w.as_secs_f64())).await?;
@@ -474,7 +496,15 @@ mod tests {
     fn urls_are_http_with_a_host_and_no_credentials() {
         assert_eq!(validate_url(" https://hooks.example.com/vessel ").unwrap(), "https://hooks.example.com/vessel");
         assert_eq!(validate_url("http://10.0.0.5:8080/x?y=1").unwrap(), "http://10.0.0.5:8080/x?y=1");
-        for bad in ["", "hooks.example.com/x", "ftp://example.com/", "https://user:pw@example.com/", "https://user@example.com/", "javascript:alert(1)", "https://"] {
+        for bad in [
+            "",
+            "hooks.example.com/x",
+            "ftp://example.com/",
+            "https://user:pw@example.com/",
+            "https://user@example.com/",
+            "javascript:alert(1)",
+            "https://",
+        ] {
             assert!(matches!(validate_url(bad), Err(WebhookError::BadUrl(_))), "{bad:?}");
         }
         assert!(validate_url(&format!("https://example.com/{}", "a".repeat(2000))).is_err());
@@ -490,14 +520,43 @@ mod tests {
     #[test]
     fn signature_matches_a_known_vector() {
         // HMAC-SHA256("whsec_test", "1700000000.{}"), computed independently (Python's hmac).
-        assert_eq!(signature("whsec_test", 1_700_000_000, b"{}"), "t=1700000000,v1=35495024f4ef3f94e5a93e22221544c4b75e9a42300cd965ab81cb85cd994e91");
+        assert_eq!(
+            signature("whsec_test", 1_700_000_000, b"{}"),
+            "t=1700000000,v1=35495024f4ef3f94e5a93e22221544c4b75e9a42300cd965ab81cb85cd994e91"
+        );
     }
 
     #[test]
     fn only_public_addresses_are_public() {
-        for ip in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "255.255.255.255",
-                   "224.0.0.1", "192.0.2.1", "198.18.0.1", "240.0.0.1", "::1", "::", "fd00::1", "fe80::1", "2001:db8::1", "::ffff:127.0.0.1", "ff02::1",
-                   "64:ff9b::a00:5", "64:ff9b::a9fe:a9fe", "64:ff9b:1::1", "::127.0.0.1", "2002:a00:5::1", "2001::1", "fec0::1", "100::1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "192.0.2.1",
+            "198.18.0.1",
+            "240.0.0.1",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "2001:db8::1",
+            "::ffff:127.0.0.1",
+            "ff02::1",
+            "64:ff9b::a00:5",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::1",
+            "::127.0.0.1",
+            "2002:a00:5::1",
+            "2001::1",
+            "fec0::1",
+            "100::1",
+        ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["1.1.1.1", "8.8.8.8", "100.128.0.1", "172.32.0.1", "2606:4700::1111", "::ffff:1.1.1.1"] {

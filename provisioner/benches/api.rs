@@ -117,7 +117,12 @@ fn main() {
         let (api, svc) = (median(api_times), median(svc_times));
         println!("KVM test guest (1 vCPU, 64 MiB), {M} each, medians:");
         println!("  create + start in-process (yardstick): {:.1} ms", ms(svc));
-        println!("  create + start through the API:        {:.1} ms  (ratio {:.3}, +{:.1} ms)", ms(api), ms(api) / ms(svc), ms(api) - ms(svc));
+        println!(
+            "  create + start through the API:        {:.1} ms  (ratio {:.3}, +{:.1} ms)",
+            ms(api),
+            ms(api) / ms(svc),
+            ms(api) - ms(svc)
+        );
         println!("  stop + destroy in-process / API:       {:.1} / {:.1} ms", ms(median(svc_teardown)), ms(median(api_teardown)));
 
         // The same for a busybox container.
@@ -159,6 +164,11 @@ fn main() {
         let (api, svc) = (median(api_times), median(svc_times));
         println!("busybox container (1 vCPU, 64/128 MiB, 1 GiB disk), {M} each, medians:");
         println!("  create + start in-process (yardstick): {:.1} ms", ms(svc));
-        println!("  create + start through the API:        {:.1} ms  (ratio {:.3}, +{:.1} ms)", ms(api), ms(api) / ms(svc), ms(api) - ms(svc));
+        println!(
+            "  create + start through the API:        {:.1} ms  (ratio {:.3}, +{:.1} ms)",
+            ms(api),
+            ms(api) / ms(svc),
+            ms(api) - ms(svc)
+        );
     });
 }

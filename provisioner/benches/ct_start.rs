@@ -32,22 +32,13 @@ use vessel_core::{HostCapacity, Hostname, InstanceId, InstanceKind, InstanceSpec
 const EXE: &str = env!("CARGO_BIN_EXE_provisioner");
 
 fn sh(cmd: &str) -> std::process::Output {
-    Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stdin(Stdio::null())
-        .output()
-        .expect("sh")
+    Command::new("sh").arg("-c").arg(cmd).stdin(Stdio::null()).output().expect("sh")
 }
 
 /// Runs `cmd` with every output in `log`: a detached container must not inherit a pipe we
 /// wait on.
 fn run_logged(cmd: &str, log: &Path) -> bool {
-    let f = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
+    let f = fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
     Command::new("sh")
         .arg("-c")
         .arg(cmd)
@@ -72,26 +63,16 @@ fn stats(name: &str, v: &mut [Duration]) -> (f64, f64) {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let med = ms(v[v.len() / 2]);
     let p99 = ms(v[((v.len() as f64 * 0.99).ceil() as usize).min(v.len()) - 1]);
-    println!(
-        "{name:<34} median {med:>8.2} ms   p99 {p99:>8.2} ms   (n={})",
-        v.len()
-    );
+    println!("{name:<34} median {med:>8.2} ms   p99 {p99:>8.2} ms   (n={})", v.len());
     (med, p99)
 }
 
 fn host_pidns() -> String {
-    fs::read_link("/proc/self/ns/pid")
-        .unwrap()
-        .to_string_lossy()
-        .into_owned()
+    fs::read_link("/proc/self/ns/pid").unwrap().to_string_lossy().into_owned()
 }
 
 fn pids() -> HashSet<u32> {
-    fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect()
+    fs::read_dir("/proc").unwrap().flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect()
 }
 
 /// What a runtime left on the host since `before`, outside the containers' pid namespaces:
@@ -113,27 +94,16 @@ fn outside(before: &HashSet<u32>) -> (u64, Vec<(u64, String)>, usize) {
             continue;
         }
         let stat = fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-        if stat
-            .rsplit(')')
-            .next()
-            .map(|s| s.trim_start().starts_with('Z'))
-            .unwrap_or(true)
-        {
+        if stat.rsplit(')').next().map(|s| s.trim_start().starts_with('Z')).unwrap_or(true) {
             continue;
         }
         let Ok(exe) = fs::read_link(format!("/proc/{p}/exe")) else {
             kthreads += 1;
             continue;
         };
-        let cmd = fs::read_to_string(format!("/proc/{p}/cmdline"))
-            .unwrap_or_default()
-            .replace('\0', " ");
+        let cmd = fs::read_to_string(format!("/proc/{p}/cmdline")).unwrap_or_default().replace('\0', " ");
         let exe = exe.to_string_lossy().into_owned();
-        let ours = exe == EXE
-            || exe.contains("crun")
-            || exe.contains("lxc")
-            || cmd.contains("lxc")
-            || cmd.contains("crun");
+        let ours = exe == EXE || exe.contains("crun") || exe.contains("lxc") || cmd.contains("lxc") || cmd.contains("crun");
         if !ours {
             continue;
         }
@@ -172,16 +142,10 @@ fn main() {
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
     assert_eq!(uid, 0, "the container bench needs root");
-    let n: usize = std::env::var("CT_BENCH_N")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+    let n: usize = std::env::var("CT_BENCH_N").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
     ensure_tool("crun", "crun");
     ensure_tool("lxc-start", "lxc");
-    let debian_n: usize = std::env::var("CT_BENCH_DEBIAN_N")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let debian_n: usize = std::env::var("CT_BENCH_DEBIAN_N").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
     if std::env::var("CT_BENCH_ONLY").as_deref() == Ok("debian") {
         debian_rows(debian_n);
         return;
@@ -191,20 +155,11 @@ fn main() {
     fs::create_dir_all(&scratch).unwrap();
     let tpl = scratch.join("templates");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-template-busybox.sh");
-    assert!(Command::new("sh")
-        .arg(script)
-        .arg(&tpl)
-        .status()
-        .unwrap()
-        .success());
+    assert!(Command::new("sh").arg(script).arg(&tpl).status().unwrap().success());
     println!("ct_start bench: {n} busybox containers per runtime\n");
 
     // ---- Vessel ----
-    let cap = HostCapacity {
-        cpus: 256,
-        memory_mib: 1 << 20,
-        disk_gib: 100_000,
-    };
+    let cap = HostCapacity { cpus: 256, memory_mib: 1 << 20, disk_gib: 100_000 };
     let layout = CgroupLayout::detect(Path::new("/sys/fs/cgroup"), format!("vessel-bench-{sfx}"));
     let cfg = ContainerConfig {
         state_dir: scratch.join("vessel"),
@@ -227,14 +182,8 @@ fn main() {
     let log = scratch.join("yardsticks.log");
     let base = scratch.join("crun-spec");
     fs::create_dir_all(&base).unwrap();
-    assert!(Command::new("crun")
-        .arg("spec")
-        .current_dir(&base)
-        .status()
-        .unwrap()
-        .success());
-    let mut crun_spec: serde_json::Value =
-        serde_json::from_slice(&fs::read(base.join("config.json")).unwrap()).unwrap();
+    assert!(Command::new("crun").arg("spec").current_dir(&base).status().unwrap().success());
+    let mut crun_spec: serde_json::Value = serde_json::from_slice(&fs::read(base.join("config.json")).unwrap()).unwrap();
     crun_spec["process"]["terminal"] = false.into();
     crun_spec["process"]["args"] = serde_json::json!(["/sbin/vessel-init"]);
     crun_spec["root"] = serde_json::json!({"path": rootfs, "readonly": true});
@@ -282,23 +231,12 @@ fn main() {
         fs::create_dir_all(&b).unwrap();
         crun_spec["hostname"] = format!("c{i}").into();
         crun_spec["linux"]["cgroupsPath"] = format!("/vessel-bench-crun-{sfx}/c{i}").into();
-        fs::write(
-            b.join("config.json"),
-            serde_json::to_vec(&crun_spec).unwrap(),
-        )
-        .unwrap();
+        fs::write(b.join("config.json"), serde_json::to_vec(&crun_spec).unwrap()).unwrap();
         let name = format!("vb{sfx}c{i}");
         let t0 = Instant::now();
-        let ok = run_logged(
-            &format!("{wrapper} crun run -d --bundle {} {name}", b.display()),
-            &log,
-        );
+        let ok = run_logged(&format!("{wrapper} crun run -d --bundle {} {name}", b.display()), &log);
         crun_lat.push(t0.elapsed());
-        assert!(
-            ok,
-            "crun failed: {}",
-            fs::read_to_string(&log).unwrap_or_default()
-        );
+        assert!(ok, "crun failed: {}", fs::read_to_string(&log).unwrap_or_default());
 
         let conf = scratch.join(format!("lxc-{i}.conf"));
         fs::write(
@@ -317,30 +255,17 @@ fn main() {
         let name = format!("vb{sfx}l{i}");
         let p = lxcpath.display();
         let t0 = Instant::now();
-        let ok = run_logged(
-            &format!(
-                "lxc-start -P {p} -n {name} -f {} -d && lxc-wait -P {p} -n {name} -s RUNNING -t 10",
-                conf.display()
-            ),
-            &log,
-        );
+        let ok =
+            run_logged(&format!("lxc-start -P {p} -n {name} -f {} -d && lxc-wait -P {p} -n {name} -s RUNNING -t 10", conf.display()), &log);
         lxc_lat.push(t0.elapsed());
-        assert!(
-            ok,
-            "lxc-start failed: {}",
-            fs::read_to_string(&log).unwrap_or_default()
-        );
+        assert!(ok, "lxc-start failed: {}", fs::read_to_string(&log).unwrap_or_default());
     }
     // All 3N running: what each runtime left on the host besides its containers.
     let (all_pss, all_procs, kthreads) = outside(&before);
     let _ = all_pss;
     let pss_of = |pred: &dyn Fn(&str) -> bool| -> (u64, usize, Option<String>) {
         let hits: Vec<&(u64, String)> = all_procs.iter().filter(|(_, c)| pred(c)).collect();
-        (
-            hits.iter().map(|(k, _)| *k).sum(),
-            hits.len(),
-            hits.first().map(|(_, c)| c.clone()),
-        )
+        (hits.iter().map(|(k, _)| *k).sum(), hits.len(), hits.first().map(|(_, c)| c.clone()))
     };
     let vessel_out = pss_of(&|c: &str| c.contains("provisioner"));
     let crun_out = pss_of(&|c: &str| c.contains("crun"));
@@ -349,19 +274,10 @@ fn main() {
     assert!(run_logged(&format!("{wrapper} true"), &log));
     let wrapper_cost = t0.elapsed();
     for i in 0..n {
-        run_logged(
-            &format!("crun kill vb{sfx}c{i} KILL; sleep 0.05; crun delete -f vb{sfx}c{i}"),
-            &log,
-        );
-        run_logged(
-            &format!("lxc-stop -P {} -n vb{sfx}l{i} -k", lxcpath.display()),
-            &log,
-        );
+        run_logged(&format!("crun kill vb{sfx}c{i} KILL; sleep 0.05; crun delete -f vb{sfx}c{i}"), &log);
+        run_logged(&format!("lxc-stop -P {} -n vb{sfx}l{i} -k", lxcpath.display()), &log);
     }
-    run_logged(
-        &format!("for c in /sys/fs/cgroup/*/vessel-bench-crun-{sfx}; do rmdir $c/* $c; done"),
-        &log,
-    );
+    run_logged(&format!("for c in /sys/fs/cgroup/*/vessel-bench-crun-{sfx}; do rmdir $c/* $c; done"), &log);
     for id in &ids {
         host.destroy(id).unwrap();
     }
@@ -406,50 +322,21 @@ fn main() {
     stats("vessel create→running, veth+IPv4+tbf", &mut net_lat);
     let (cm, cp) = stats("crun run -d", &mut crun_lat);
     let (lm, lp) = stats("lxc-start -d + lxc-wait RUNNING", &mut lxc_lat);
-    println!(
-        "  (crun's rows include the unshare wrapper, measured alone at {:.2} ms)",
-        wrapper_cost.as_secs_f64() * 1000.0
-    );
+    println!("  (crun's rows include the unshare wrapper, measured alone at {:.2} ms)", wrapper_cost.as_secs_f64() * 1000.0);
     println!();
     let per = |kib: u64| kib as f64 / n as f64;
-    println!(
-        "host memory outside the containers (PSS of the runtime's processes left on the host):"
-    );
-    for (name, (kib, count, example)) in
-        [("vessel", vessel_out), ("crun", crun_out), ("lxc", lxc_out)]
-    {
-        println!(
-            "  {name:<7}{:>8.1} KiB/container  {count} processes  {example:?}",
-            per(kib)
-        );
+    println!("host memory outside the containers (PSS of the runtime's processes left on the host):");
+    for (name, (kib, count, example)) in [("vessel", vessel_out), ("crun", crun_out), ("lxc", lxc_out)] {
+        println!("  {name:<7}{:>8.1} KiB/container  {count} processes  {example:?}", per(kib));
     }
     println!("new kernel threads with all {} running: {kthreads} (Vessel's loop device + ext4 journal per disk image)", 3 * n);
     println!();
     println!("ratios (>1 = vessel faster):");
-    println!(
-        "  crun median / vessel start median   {:>6.2}   p99 {:>6.2}",
-        cm / vs,
-        cp / vsp
-    );
-    println!(
-        "  lxc  median / vessel start median   {:>6.2}   p99 {:>6.2}",
-        lm / vs,
-        lp / vsp
-    );
-    println!(
-        "  crun median / vessel create median  {:>6.2}   p99 {:>6.2}",
-        cm / vc,
-        cp / vcp
-    );
-    println!(
-        "  lxc  median / vessel create median  {:>6.2}   p99 {:>6.2}",
-        lm / vc,
-        lp / vcp
-    );
-    run_logged(
-        "for c in /sys/fs/cgroup/*/lxc.pivot; do rmdir $c; done",
-        &log,
-    );
+    println!("  crun median / vessel start median   {:>6.2}   p99 {:>6.2}", cm / vs, cp / vsp);
+    println!("  lxc  median / vessel start median   {:>6.2}   p99 {:>6.2}", lm / vs, lp / vsp);
+    println!("  crun median / vessel create median  {:>6.2}   p99 {:>6.2}", cm / vc, cp / vcp);
+    println!("  lxc  median / vessel create median  {:>6.2}   p99 {:>6.2}", lm / vc, lp / vcp);
+    run_logged("for c in /sys/fs/cgroup/*/lxc.pivot; do rmdir $c; done", &log);
     let _ = fs::remove_dir_all(&scratch);
     println!();
     debian_rows(debian_n);

@@ -63,12 +63,7 @@ fn measure(mut cmd: Command) -> Boot {
     let (Some(first), Some(report)) = (first, report) else {
         panic!("the guest printed no report: {text:?}");
     };
-    Boot {
-        first_byte: first - start,
-        report: report - start,
-        exit,
-        overhead_kib: usage.ru_maxrss - (MEMORY_MIB as i64 * 1024),
-    }
+    Boot { first_byte: first - start, report: report - start, exit, overhead_kib: usage.ru_maxrss - (MEMORY_MIB as i64 * 1024) }
 }
 
 fn ours(vmm: &str, dir: &Path, elf: &Path) -> Command {

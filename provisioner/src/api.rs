@@ -150,7 +150,13 @@ enum ConsoleIn {
 /// Pumps one console: its output (a thread of its own: reads block) to the socket, the
 /// socket's frames to its input (another thread: writes to a full UART wait), and ends it when
 /// the instance stops, the console ends or the other side goes away.
-async fn relay_console(service: Arc<Service>, id: InstanceId, console: crate::runtime::Console, mut session: actix_ws::Session, mut stream: actix_ws::MessageStream) {
+async fn relay_console(
+    service: Arc<Service>,
+    id: InstanceId,
+    console: crate::runtime::Console,
+    mut session: actix_ws::Session,
+    mut stream: actix_ws::MessageStream,
+) {
     use actix_ws::{CloseCode, CloseReason, Message};
     let crate::runtime::Console { mut output, mut input } = console;
     let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(64);
@@ -232,9 +238,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 pub fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, String> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect::<Result<_, _>>())
-        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(cert).and_then(|it| it.collect::<Result<_, _>>()).map_err(|e| format!("{}: {e}", cert.display()))?;
     if certs.is_empty() {
         return Err(format!("{}: no certificate", cert.display()));
     }
@@ -258,10 +263,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let data = web::Data::new(state);
     let server = actix_web::HttpServer::new(move || {
-        actix_web::App::new()
-            .app_data(data.clone())
-            .app_data(web::PayloadConfig::new(1 << 20))
-            .configure(routes)
+        actix_web::App::new().app_data(data.clone()).app_data(web::PayloadConfig::new(1 << 20)).configure(routes)
     })
     .workers(workers.max(1));
     let tls_on = tls.is_some();

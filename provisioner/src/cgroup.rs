@@ -23,15 +23,9 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum CgroupError {
     #[error("cgroup {what}: {source}")]
-    Kernel {
-        what: String,
-        source: cgroups_rs::fs::error::Error,
-    },
+    Kernel { what: String, source: cgroups_rs::fs::error::Error },
     #[error("cgroup file {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("cgroup {path} still has processes after {secs}s")]
     Busy { path: PathBuf, secs: u64 },
     #[error("registry of pinned cores: {0}")]
@@ -54,9 +48,7 @@ pub enum CgroupVersion {
 
 /// The v1 controllers an instance group spans (cpuacct for CPU time; cpuset for the CPUs its
 /// vCPUs are spread over, which is what `nproc` and LXCFS's /proc/cpuinfo show inside).
-const V1_CONTROLLERS: [&str; 8] = [
-    "memory", "cpu", "cpuacct", "pids", "blkio", "freezer", "devices", "cpuset",
-];
+const V1_CONTROLLERS: [&str; 8] = ["memory", "cpu", "cpuacct", "pids", "blkio", "freezer", "devices", "cpuset"];
 
 /// Where instance groups live: the cgroup mount root, the version, and our parent group.
 #[derive(Clone, Debug)]
@@ -77,30 +69,15 @@ impl CgroupLayout {
     /// v2 when `mount_root` is a unified hierarchy (it has `cgroup.controllers` with a memory
     /// controller), v1 otherwise. Decided once, at start-up.
     pub fn detect(mount_root: &Path, parent: impl Into<PathBuf>) -> Self {
-        let v2 = fs::read_to_string(mount_root.join("cgroup.controllers"))
-            .map(|s| s.split_whitespace().any(|c| c == "memory"))
-            .unwrap_or(false);
-        let version = if v2 {
-            CgroupVersion::V2
-        } else {
-            CgroupVersion::V1
-        };
-        let unified = (version == CgroupVersion::V1)
-            .then(|| mount_root.join("unified"))
-            .filter(|u| u.join("cgroup.procs").exists());
-        Self {
-            version,
-            mount_root: mount_root.to_path_buf(),
-            parent: parent.into(),
-            unified,
-        }
+        let v2 =
+            fs::read_to_string(mount_root.join("cgroup.controllers")).map(|s| s.split_whitespace().any(|c| c == "memory")).unwrap_or(false);
+        let version = if v2 { CgroupVersion::V2 } else { CgroupVersion::V1 };
+        let unified = (version == CgroupVersion::V1).then(|| mount_root.join("unified")).filter(|u| u.join("cgroup.procs").exists());
+        Self { version, mount_root: mount_root.to_path_buf(), parent: parent.into(), unified }
     }
 
     pub fn group(&self, name: &str) -> InstanceCgroup {
-        InstanceCgroup {
-            layout: self.clone(),
-            rel: self.parent.join(name),
-        }
+        InstanceCgroup { layout: self.clone(), rel: self.parent.join(name) }
     }
 
     /// Directory of `controller` for the relative group `rel` (v2 ignores the controller).
@@ -165,10 +142,7 @@ impl CgroupLayout {
             }
             CgroupVersion::V2 => {
                 for dir in chain {
-                    fs::create_dir_all(&dir).map_err(|source| CgroupError::Io {
-                        path: dir.clone(),
-                        source,
-                    })?;
+                    fs::create_dir_all(&dir).map_err(|source| CgroupError::Io { path: dir.clone(), source })?;
                     let f = dir.join("cgroup.subtree_control");
                     // Best effort per controller: a host may lack one (reported on apply).
                     for c in ["+memory", "+cpu", "+pids", "+io", "+cpuset"] {
@@ -214,8 +188,7 @@ impl Limits {
         const MIB: u64 = 1024 * 1024;
         let period = 100_000u64;
         // shares = 1024 × v / ρc (ρc in thousandths), so a 2-vCPU plan at 4.0 weighs 512.
-        let shares = (1024 * u64::from(r.vcpus()) * 1000 / u64::from(r.cpu_ratio().milli()))
-            .clamp(2, 262_144);
+        let shares = (1024 * u64::from(r.vcpus()) * 1000 / u64::from(r.cpu_ratio().milli())).clamp(2, 262_144);
         let quota = period * u64::from(r.vcpus());
         Limits {
             memory_max: r.memory_burst_mib() * MIB,
@@ -246,16 +219,7 @@ pub struct InstanceCgroup {
 
 /// Character devices a container may use: null, zero, full, random, urandom, tty, console,
 /// ptmx, and its own pseudo-terminals.
-const ALLOWED_DEVICES: [(i64, i64); 8] = [
-    (1, 3),
-    (1, 5),
-    (1, 7),
-    (1, 8),
-    (1, 9),
-    (5, 0),
-    (5, 1),
-    (5, 2),
-];
+const ALLOWED_DEVICES: [(i64, i64); 8] = [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2)];
 const PTS_MAJOR: i64 = 136;
 
 impl InstanceCgroup {
@@ -313,10 +277,7 @@ impl InstanceCgroup {
     pub fn create(&self) -> Result<(), CgroupError> {
         self.layout.prepare_parent()?;
         for d in self.dirs().into_iter().chain(self.unified_dir()) {
-            fs::create_dir_all(&d).map_err(|source| CgroupError::Io {
-                path: d.clone(),
-                source,
-            })?;
+            fs::create_dir_all(&d).map_err(|source| CgroupError::Io { path: d.clone(), source })?;
         }
         if !self.v2() {
             // A new v1 cpuset group starts with no CPUs and no memory nodes, and nothing can
@@ -403,8 +364,7 @@ impl InstanceCgroup {
         if self.v2() {
             mem.set_limit(max).map_err(kernel("memory.max"))?;
             if self.dir("memory").join("memory.swap.max").exists() {
-                mem.set_memswap_limit(l.swap as i64)
-                    .map_err(kernel("memory.swap.max"))?;
+                mem.set_memswap_limit(l.swap as i64).map_err(kernel("memory.swap.max"))?;
             } else {
                 missing.push("memory.swap.max (no swap accounting: swap is not limited)".into());
             }
@@ -419,72 +379,47 @@ impl InstanceCgroup {
             let total = (l.memory_max + l.swap) as i64;
             if memsw.exists() {
                 if max > cur {
-                    mem.set_memswap_limit(total)
-                        .map_err(kernel("memory.memsw.limit_in_bytes"))?;
-                    mem.set_limit(max)
-                        .map_err(kernel("memory.limit_in_bytes"))?;
+                    mem.set_memswap_limit(total).map_err(kernel("memory.memsw.limit_in_bytes"))?;
+                    mem.set_limit(max).map_err(kernel("memory.limit_in_bytes"))?;
                 } else {
-                    mem.set_limit(max)
-                        .map_err(kernel("memory.limit_in_bytes"))?;
-                    mem.set_memswap_limit(total)
-                        .map_err(kernel("memory.memsw.limit_in_bytes"))?;
+                    mem.set_limit(max).map_err(kernel("memory.limit_in_bytes"))?;
+                    mem.set_memswap_limit(total).map_err(kernel("memory.memsw.limit_in_bytes"))?;
                 }
             } else {
-                mem.set_limit(max)
-                    .map_err(kernel("memory.limit_in_bytes"))?;
+                mem.set_limit(max).map_err(kernel("memory.limit_in_bytes"))?;
                 missing.push(
-                    "memory.memsw.limit_in_bytes (kernel lacks swap accounting: swap is NOT limited; boot with swapaccount=1)"
-                        .into(),
+                    "memory.memsw.limit_in_bytes (kernel lacks swap accounting: swap is NOT limited; boot with swapaccount=1)".into(),
                 );
             }
         }
-        mem.set_soft_limit(l.memory_low as i64)
-            .map_err(kernel("memory guarantee"))?;
+        mem.set_soft_limit(l.memory_low as i64).map_err(kernel("memory guarantee"))?;
 
         let cpu = self.cpu();
         if self.v2() {
             // v1 shares → v2 weight, the usual linear map of 2..262144 onto 1..10000.
             let weight = 1 + ((l.cpu_shares.max(2) - 2) * 9999) / 262_142;
             cpu.set_shares(weight).map_err(kernel("cpu.weight"))?;
-            cpu.set_cfs_quota_and_period(Some(l.cpu_quota_us as i64), Some(l.cpu_period_us))
-                .map_err(kernel("cpu.max"))?;
+            cpu.set_cfs_quota_and_period(Some(l.cpu_quota_us as i64), Some(l.cpu_period_us)).map_err(kernel("cpu.max"))?;
         } else {
             cpu.set_shares(l.cpu_shares).map_err(kernel("cpu.shares"))?;
-            cpu.set_cfs_period(l.cpu_period_us)
-                .map_err(kernel("cpu.cfs_period_us"))?;
-            cpu.set_cfs_quota(l.cpu_quota_us as i64)
-                .map_err(kernel("cpu.cfs_quota_us"))?;
+            cpu.set_cfs_period(l.cpu_period_us).map_err(kernel("cpu.cfs_period_us"))?;
+            cpu.set_cfs_quota(l.cpu_quota_us as i64).map_err(kernel("cpu.cfs_quota_us"))?;
         }
-        let burst = self.dir("cpu").join(if self.v2() {
-            "cpu.max.burst"
-        } else {
-            "cpu.cfs_burst_us"
-        });
+        let burst = self.dir("cpu").join(if self.v2() { "cpu.max.burst" } else { "cpu.cfs_burst_us" });
         if burst.exists() {
             write(&burst, &l.cpu_burst_us.to_string())?;
         } else {
             missing.push(format!("{} (no CPU burst on this kernel)", burst.display()));
         }
 
-        self.pids()
-            .set_pid_max(MaxValue::Value(l.pids_max as i64))
-            .map_err(kernel("pids.max"))?;
+        self.pids().set_pid_max(MaxValue::Value(l.pids_max as i64)).map_err(kernel("pids.max"))?;
 
         let io_dir = self.dir("blkio");
-        let io_file = [
-            "io.weight",
-            "io.bfq.weight",
-            "blkio.bfq.weight",
-            "blkio.weight",
-        ]
-        .iter()
-        .map(|f| io_dir.join(f))
-        .find(|p| p.exists());
+        let io_file =
+            ["io.weight", "io.bfq.weight", "blkio.bfq.weight", "blkio.weight"].iter().map(|f| io_dir.join(f)).find(|p| p.exists());
         match io_file {
             Some(p) => write(&p, &l.io_weight.to_string())?,
-            None => {
-                missing.push("block I/O weight (no io.weight / blkio.bfq.weight: needs BFQ)".into())
-            }
+            None => missing.push("block I/O weight (no io.weight / blkio.bfq.weight: needs BFQ)".into()),
         }
 
         self.set_cpus(l.vcpus, &mut missing)?;
@@ -502,14 +437,11 @@ impl InstanceCgroup {
     fn restrict_devices(&self) -> Result<(), CgroupError> {
         let dev = self.devices();
         let rwm = DevicePermissions::all();
-        dev.deny_device(DeviceType::All, -1, -1, &rwm)
-            .map_err(kernel("devices.deny"))?;
+        dev.deny_device(DeviceType::All, -1, -1, &rwm).map_err(kernel("devices.deny"))?;
         for (maj, min) in ALLOWED_DEVICES {
-            dev.allow_device(DeviceType::Char, maj, min, &rwm)
-                .map_err(kernel("devices.allow"))?;
+            dev.allow_device(DeviceType::Char, maj, min, &rwm).map_err(kernel("devices.allow"))?;
         }
-        dev.allow_device(DeviceType::Char, PTS_MAJOR, -1, &rwm)
-            .map_err(kernel("devices.allow"))?;
+        dev.allow_device(DeviceType::Char, PTS_MAJOR, -1, &rwm).map_err(kernel("devices.allow"))?;
         Ok(())
     }
 
@@ -587,10 +519,7 @@ impl InstanceCgroup {
                 unsafe { libc::kill(p as libc::pid_t, libc::SIGKILL) };
             }
             if Instant::now() > deadline {
-                return Err(CgroupError::Busy {
-                    path: self.dir("memory"),
-                    secs: timeout.as_secs(),
-                });
+                return Err(CgroupError::Busy { path: self.dir("memory"), secs: timeout.as_secs() });
             }
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -612,8 +541,7 @@ impl InstanceCgroup {
         for d in self.dirs() {
             let c = MemController::new(d.clone(), PathBuf::new(), self.v2());
             if d.exists() {
-                c.delete()
-                    .map_err(kernel(format!("rmdir {}", d.display())))?;
+                c.delete().map_err(kernel(format!("rmdir {}", d.display())))?;
             }
         }
         Ok(())
@@ -622,9 +550,7 @@ impl InstanceCgroup {
     /// CPU time used, in nanoseconds.
     pub fn cpu_time_ns(&self) -> u64 {
         if self.v2() {
-            read_keyed(&self.dir("cpu").join("cpu.stat"), "usage_usec")
-                .map(|us| us * 1000)
-                .unwrap_or(0)
+            read_keyed(&self.dir("cpu").join("cpu.stat"), "usage_usec").map(|us| us * 1000).unwrap_or(0)
         } else {
             read_u64(&self.dir("cpuacct").join("cpuacct.usage")).unwrap_or(0)
         }
@@ -634,15 +560,9 @@ impl InstanceCgroup {
     pub fn memory(&self) -> (u64, u64) {
         let d = self.dir("memory");
         if self.v2() {
-            (
-                read_u64(&d.join("memory.current")).unwrap_or(0),
-                read_u64(&d.join("memory.peak")).unwrap_or(0),
-            )
+            (read_u64(&d.join("memory.current")).unwrap_or(0), read_u64(&d.join("memory.peak")).unwrap_or(0))
         } else {
-            (
-                read_u64(&d.join("memory.usage_in_bytes")).unwrap_or(0),
-                read_u64(&d.join("memory.max_usage_in_bytes")).unwrap_or(0),
-            )
+            (read_u64(&d.join("memory.usage_in_bytes")).unwrap_or(0), read_u64(&d.join("memory.max_usage_in_bytes")).unwrap_or(0))
         }
     }
 
@@ -701,12 +621,7 @@ pub fn join_self(files: &[PathBuf]) -> Result<(), CgroupError> {
 /// The processes of the group at `dir`; on v2 also of the groups below it (a container's
 /// systemd moves its processes into groups of its own; v1's memory controller never has any).
 fn collect_procs(dir: &Path, recursive: bool, out: &mut Vec<u32>) {
-    out.extend(
-        fs::read_to_string(dir.join("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse::<u32>().ok()),
-    );
+    out.extend(fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default().lines().filter_map(|l| l.trim().parse::<u32>().ok()));
     if recursive {
         for e in fs::read_dir(dir).into_iter().flatten().flatten() {
             if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
@@ -739,10 +654,7 @@ fn read_trim(path: &Path) -> String {
 }
 
 fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
-    fs::write(path, value).map_err(|source| CgroupError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    fs::write(path, value).map_err(|source| CgroupError::Io { path: path.to_path_buf(), source })
 }
 
 fn read_u64(path: &Path) -> Option<u64> {
@@ -757,9 +669,7 @@ fn read_keyed(path: &Path, key: &str) -> Option<u64> {
     };
     s.lines().find_map(|l| {
         let mut it = l.split_whitespace();
-        (it.next()? == key)
-            .then(|| it.next()?.parse().ok())
-            .flatten()
+        (it.next()? == key).then(|| it.next()?.parse().ok()).flatten()
     })
 }
 
@@ -772,11 +682,7 @@ mod tests {
     #[test]
     fn v2_writes_the_unified_files_on_a_scratch_tree() {
         let d = tempfile::tempdir().unwrap();
-        fs::write(
-            d.path().join("cgroup.controllers"),
-            "cpuset cpu io memory pids\n",
-        )
-        .unwrap();
+        fs::write(d.path().join("cgroup.controllers"), "cpuset cpu io memory pids\n").unwrap();
         let layout = CgroupLayout::detect(d.path(), "vessel");
         assert_eq!(layout.version, CgroupVersion::V2);
         let g = layout.group("ct-x");
@@ -802,21 +708,14 @@ mod tests {
         let missing = g.apply(&l).unwrap();
         let read = |f: &str| fs::read_to_string(dir.join(f)).unwrap().trim().to_string();
         assert_eq!(read("memory.max"), (256u64 << 20).to_string());
-        assert_eq!(
-            read("memory.swap.max"),
-            (64u64 << 20).to_string(),
-            "v2 swap is s, not b+s"
-        );
+        assert_eq!(read("memory.swap.max"), (64u64 << 20).to_string(), "v2 swap is s, not b+s");
         assert_eq!(read("memory.low"), (128u64 << 20).to_string());
         assert_eq!(read("cpu.weight"), (1 + (510 * 9999) / 262_142).to_string());
         assert_eq!(read("cpu.max"), "200000 100000");
         assert_eq!(read("cpu.max.burst"), "200000");
         assert_eq!(read("pids.max"), "100");
         assert_eq!(read("io.weight"), "300");
-        assert!(
-            missing.0.iter().any(|m| m.starts_with("devices")),
-            "{missing:?}"
-        );
+        assert!(missing.0.iter().any(|m| m.starts_with("devices")), "{missing:?}");
         assert_eq!(layout.children(), vec!["ct-x".to_string()]);
     }
 
@@ -877,10 +776,7 @@ mod tests {
         })
         .unwrap();
         let l = Limits::for_plan(&r);
-        assert_eq!(
-            (l.memory_max, l.swap, l.memory_low),
-            (2048 << 20, 512 << 20, 1024 << 20)
-        );
+        assert_eq!((l.memory_max, l.swap, l.memory_low), (2048 << 20, 512 << 20, 1024 << 20));
         assert_eq!(l.cpu_shares, 512, "1024 × v / ρc = 1024 × 2 / 4");
         assert_eq!((l.cpu_quota_us, l.cpu_period_us), (200_000, 100_000));
         assert_eq!(l.pids_max, 4096);

@@ -135,9 +135,7 @@ impl DaemonConfig {
         if let Some(p) = path {
             b = b.add_source(config::File::from(p).format(config::FileFormat::Toml).required(true));
         }
-        let c = b
-            .add_source(config::Environment::with_prefix("PROVISIONER").separator("__").try_parsing(true))
-            .build()?;
+        let c = b.add_source(config::Environment::with_prefix("PROVISIONER").separator("__").try_parsing(true)).build()?;
         Ok(c.try_deserialize()?)
     }
 
@@ -211,8 +209,7 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), ConfigError> {
 pub fn measure_capacity(state_dir: &Path) -> Result<HostCapacity, ConfigError> {
     // Online CPUs, not this process's affinity (which the pinned-core shield narrows).
     let cpus = crate::vm::shield::online_cpus() as u32;
-    let meminfo = std::fs::read_to_string("/proc/meminfo")
-        .map_err(|source| ConfigError::Io { path: "/proc/meminfo".into(), source })?;
+    let meminfo = std::fs::read_to_string("/proc/meminfo").map_err(|source| ConfigError::Io { path: "/proc/meminfo".into(), source })?;
     let memory_kib: u64 = meminfo
         .lines()
         .find_map(|l| l.strip_prefix("MemTotal:"))

@@ -6,9 +6,9 @@ use crate::cgroup::CgroupLayout;
 use crate::config::{ConfigError, DaemonConfig};
 use crate::container::manager::ContainerHost;
 use crate::container::{ContainerConfig, ContainerRuntime, IdPool};
-use crate::template::TemplateStore;
 use crate::service::{Service, ServiceError};
 use crate::store::{InstanceStore, StoreError};
+use crate::template::TemplateStore;
 use crate::vm::runtime::{KvmRuntime, KvmRuntimeConfig};
 use std::io::Write;
 use std::time::Duration;
@@ -96,9 +96,7 @@ pub async fn serve(cfg: DaemonConfig) -> Result<(), DaemonError> {
     };
     let service = build_service(&cfg)?;
     let adopt = service.clone();
-    let adopted = tokio::task::spawn_blocking(move || adopt.adopt())
-        .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))??;
+    let adopted = tokio::task::spawn_blocking(move || adopt.adopt()).await.map_err(|e| ServiceError::Internal(e.to_string()))??;
     tracing::info!(instances = adopted.len(), state_dir = %cfg.state_dir.display(), "adopted the host's instances");
     // Nothing signed before this start can be replayed against it (the replay cache is new).
     let state = ApiState { service, verifier: Verifier::new(secret).not_before(started) };

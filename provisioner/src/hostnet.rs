@@ -30,16 +30,9 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum HostNetError {
     #[error("{cmd} failed ({status}): {stderr}")]
-    Command {
-        cmd: String,
-        status: String,
-        stderr: String,
-    },
+    Command { cmd: String, status: String, stderr: String },
     #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    Io { what: String, source: std::io::Error },
     #[error("bad network {0:?}")]
     BadNetwork(String),
     #[error("bad interface name {0:?}")]
@@ -61,35 +54,14 @@ impl MacAddr {
     /// The EUI-64 link-local IPv6 address the guest's kernel derives from this MAC.
     pub fn link_local(&self) -> Ipv6Addr {
         let m = self.0;
-        Ipv6Addr::from([
-            0xfe,
-            0x80,
-            0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            m[0] ^ 0x02,
-            m[1],
-            m[2],
-            0xff,
-            0xfe,
-            m[3],
-            m[4],
-            m[5],
-        ])
+        Ipv6Addr::from([0xfe, 0x80, 0, 0, 0, 0, 0, 0, m[0] ^ 0x02, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]])
     }
 }
 
 impl fmt::Display for MacAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
+        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
     }
 }
 
@@ -125,11 +97,7 @@ pub fn table_name(ifname: &str) -> String {
 }
 
 fn check_name(ifname: &str) -> Result<(), HostNetError> {
-    let ok = !ifname.is_empty()
-        && ifname.len() <= 15
-        && ifname
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let ok = !ifname.is_empty() && ifname.len() <= 15 && ifname.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if ok {
         Ok(())
     } else {
@@ -169,14 +137,8 @@ pub fn ruleset(port: &Port) -> String {
     let set = |f: &dyn Fn(Ipv6Addr) -> String| own6.iter().map(|a| f(*a)).collect::<Vec<_>>().join(", ");
     r += "    icmpv6 type { nd-router-advert, nd-redirect } drop\n";
     // The target address of a neighbour advertisement: bytes 8..24 of the ICMPv6 header.
-    r += &format!(
-        "    icmpv6 type nd-neighbor-advert @th,64,128 != {{ {} }} drop\n",
-        set(&hex128)
-    );
-    r += &format!(
-        "    ip6 saddr {{ {} }} accept\n",
-        set(&|a: Ipv6Addr| a.to_string())
-    );
+    r += &format!("    icmpv6 type nd-neighbor-advert @th,64,128 != {{ {} }} drop\n", set(&hex128));
+    r += &format!("    ip6 saddr {{ {} }} accept\n", set(&|a: Ipv6Addr| a.to_string()));
     r += "    ip6 saddr :: icmpv6 type { nd-neighbor-solicit, mld2-listener-report } accept\n";
     r += "    drop\n  }\n}\n";
     r
@@ -186,33 +148,15 @@ fn run(cmd: &mut Command, input: Option<&str>) -> Result<String, HostNetError> {
     use std::io::Write;
     let desc = format!("{cmd:?}").replace('"', "");
     let mut child = cmd
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| HostNetError::Io {
-            what: desc.clone(),
-            source,
-        })?;
+        .map_err(|source| HostNetError::Io { what: desc.clone(), source })?;
     if let Some(text) = input {
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(text.as_bytes())
-            .map_err(|source| HostNetError::Io {
-                what: desc.clone(),
-                source,
-            })?;
+        child.stdin.take().expect("piped").write_all(text.as_bytes()).map_err(|source| HostNetError::Io { what: desc.clone(), source })?;
     }
-    let out = child.wait_with_output().map_err(|source| HostNetError::Io {
-        what: desc.clone(),
-        source,
-    })?;
+    let out = child.wait_with_output().map_err(|source| HostNetError::Io { what: desc.clone(), source })?;
     if !out.status.success() {
         return Err(HostNetError::Command {
             cmd: desc,
@@ -247,7 +191,9 @@ pub fn protect(port: &Port) -> Result<(), HostNetError> {
             // The ingress qdisc and its redirect are replaced together with the port's qdisc.
             let _ = run(Command::new("tc").args(["qdisc", "del", "dev", dev, "ingress"]), None);
             tc += &format!("qdisc add dev {dev} handle ffff: ingress\n");
-            tc += &format!("filter add dev {dev} parent ffff: protocol all prio 1 u32 match u32 0 0 action mirred egress redirect dev {ifb}\n");
+            tc += &format!(
+                "filter add dev {dev} parent ffff: protocol all prio 1 u32 match u32 0 0 action mirred egress redirect dev {ifb}\n"
+            );
             tc += &format!("qdisc replace dev {ifb} root {}\n", tbf(mbit));
         }
         None => {

@@ -68,8 +68,8 @@ pub async fn join(cfg: &DaemonConfig, args: JoinArgs) -> Result<uuid::Uuid, Join
         supports_kvm: args.supports_kvm,
         tls_cert_sha256,
     };
-    let http = crate::client::http_client(args.panel_ca.as_deref(), Duration::from_secs(30))
-        .map_err(|e| JoinError::BadAnswer(e.to_string()))?;
+    let http =
+        crate::client::http_client(args.panel_ca.as_deref(), Duration::from_secs(30)).map_err(|e| JoinError::BadAnswer(e.to_string()))?;
     let url = format!("{}/hosts/join", args.panel_url.trim_end_matches('/'));
     tracing::info!(%url, name = %request.name, api_url = %request.api_url, "joining the panel");
     let resp = http.post(&url).json(&request).send().await?;

@@ -162,20 +162,8 @@ fn rt_err(id: InstanceId, op: &'static str) -> impl FnOnce(BoxError) -> ServiceE
 impl Service {
     /// `kvm` is `None` on a host without a usable `/dev/kvm`; `containers` on a host that
     /// does not run containers. Both work on `store`'s state dir.
-    pub fn new(
-        store: InstanceStore,
-        capacity: HostCapacity,
-        kvm: Option<KvmRuntime>,
-        containers: Option<ContainerHost>,
-    ) -> Arc<Self> {
-        Arc::new(Service {
-            store,
-            capacity,
-            kvm,
-            containers,
-            locks: Mutex::new(HashMap::new()),
-            admission: Mutex::new(()),
-        })
+    pub fn new(store: InstanceStore, capacity: HostCapacity, kvm: Option<KvmRuntime>, containers: Option<ContainerHost>) -> Arc<Self> {
+        Arc::new(Service { store, capacity, kvm, containers, locks: Mutex::new(HashMap::new()), admission: Mutex::new(()) })
     }
 
     pub fn kinds(&self) -> Vec<InstanceKind> {
@@ -333,9 +321,7 @@ impl Service {
 
     fn status_of(&self, r: &InstanceRecord) -> InstanceStatus {
         let (state, usage) = match self.runtime(r.spec.kind()) {
-            Ok(rt) if r.pending.is_none() => {
-                (rt.observe(r).unwrap_or(r.state), rt.usage(r).unwrap_or_default())
-            }
+            Ok(rt) if r.pending.is_none() => (rt.observe(r).unwrap_or(r.state), rt.usage(r).unwrap_or_default()),
             Ok(rt) => (r.state, rt.usage(r).unwrap_or_default()),
             Err(_) => (r.state, Usage::default()),
         };
@@ -369,8 +355,7 @@ impl Service {
         let mut record = {
             let _admission = self.admission.lock().unwrap_or_else(|p| p.into_inner());
             let records = self.store.list()?;
-            host::check(&self.capacity, &records, &spec.resources, Some(id))
-                .map_err(|r| ServiceError::Refused(Box::new(r)))?;
+            host::check(&self.capacity, &records, &spec.resources, Some(id)).map_err(|r| ServiceError::Refused(Box::new(r)))?;
             let record = InstanceRecord {
                 spec,
                 state: InstanceState::Creating,
@@ -498,12 +483,7 @@ impl Service {
     }
 
     /// The last step of every action: the operation is done, the observed state recorded.
-    fn finish_action(
-        &self,
-        rt: &dyn AnyRuntime,
-        mut r: InstanceRecord,
-        action: Action,
-    ) -> Result<Option<InstanceStatus>, ServiceError> {
+    fn finish_action(&self, rt: &dyn AnyRuntime, mut r: InstanceRecord, action: Action) -> Result<Option<InstanceStatus>, ServiceError> {
         let id = r.spec.id;
         r.pending = None;
         r.state = rt.observe(&r).unwrap_or(r.state);

@@ -79,12 +79,8 @@ impl InstanceStore {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > STALE_TEMPORARY);
+            let old =
+                entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age > STALE_TEMPORARY);
             if name.starts_with('.') && name.ends_with(".tmp") && old {
                 let _ = fs::remove_file(entry.path());
             }
@@ -98,9 +94,7 @@ impl InstanceStore {
     pub fn get(&self, id: &InstanceId) -> Result<Option<InstanceRecord>, StoreError> {
         let path = self.path(id);
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| StoreError::Corrupt { path, source }),
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|source| StoreError::Corrupt { path, source }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::Io { path, source: e }),
         }

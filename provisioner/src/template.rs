@@ -19,30 +19,17 @@ pub enum TemplateError {
     #[error("template {name:?} not found in {dir}")]
     NotFound { name: String, dir: PathBuf },
     #[error("template manifest {path} is invalid: {source}")]
-    Manifest {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    Manifest { path: PathBuf, source: serde_json::Error },
     #[error("template {name:?}: bad name (letters, digits, '.', '-', '_' only)")]
     BadName { name: String },
     #[error("template {name}: checksum mismatch (manifest {expected}, tarball {actual})")]
-    Checksum {
-        name: String,
-        expected: String,
-        actual: String,
-    },
+    Checksum { name: String, expected: String, actual: String },
     #[error("template {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TemplateError + '_ {
-    move |source| TemplateError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| TemplateError::Io { path: path.to_path_buf(), source }
 }
 
 /// The manifest written next to a tarball by the build scripts.
@@ -108,18 +95,12 @@ pub struct TemplateStore {
 }
 
 fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && !s.starts_with('.')
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    !s.is_empty() && !s.starts_with('.') && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 impl TemplateStore {
     pub fn new(dir: impl Into<PathBuf>, cache: impl Into<PathBuf>) -> Self {
-        Self {
-            dir: dir.into(),
-            cache: cache.into(),
-        }
+        Self { dir: dir.into(), cache: cache.into() }
     }
 
     pub fn manifest(&self, name: &str) -> Result<Manifest, TemplateError> {
@@ -130,22 +111,13 @@ impl TemplateStore {
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(TemplateError::NotFound {
-                    name: name.into(),
-                    dir: self.dir.clone(),
-                })
+                return Err(TemplateError::NotFound { name: name.into(), dir: self.dir.clone() })
             }
             Err(e) => return Err(TemplateError::Io { path, source: e }),
         };
-        let m: Manifest =
-            serde_json::from_slice(&bytes).map_err(|source| TemplateError::Manifest {
-                path: path.clone(),
-                source,
-            })?;
+        let m: Manifest = serde_json::from_slice(&bytes).map_err(|source| TemplateError::Manifest { path: path.clone(), source })?;
         if !valid_name(&m.version) || !valid_name(&m.tarball) || m.init.is_empty() {
-            return Err(TemplateError::BadName {
-                name: format!("{}/{}/{}", m.name, m.version, m.tarball),
-            });
+            return Err(TemplateError::BadName { name: format!("{}/{}/{}", m.name, m.version, m.tarball) });
         }
         Ok(m)
     }
@@ -155,38 +127,21 @@ impl TemplateStore {
         let m = self.manifest(name)?;
         let tarball = self.dir.join(&m.tarball);
         let meta = fs::metadata(&tarball).map_err(io(&tarball))?;
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
         let stamp = format!("{} {} {}", meta.len(), mtime, m.sha256);
         let sha_short: String = m.sha256.chars().take(16).collect();
-        let entry = self
-            .cache
-            .join(format!("{}-{}-{}", m.name, m.version, sha_short));
-        let stamp_file = self
-            .cache
-            .join(format!("{}-{}-{}.verified", m.name, m.version, sha_short));
-        let verified = fs::read_to_string(&stamp_file)
-            .map(|s| s == stamp)
-            .unwrap_or(false);
+        let entry = self.cache.join(format!("{}-{}-{}", m.name, m.version, sha_short));
+        let stamp_file = self.cache.join(format!("{}-{}-{}.verified", m.name, m.version, sha_short));
+        let verified = fs::read_to_string(&stamp_file).map(|s| s == stamp).unwrap_or(false);
         if !verified {
             let actual = sha256_file(&tarball)?;
             if !actual.eq_ignore_ascii_case(&m.sha256) {
-                return Err(TemplateError::Checksum {
-                    name: m.name.clone(),
-                    expected: m.sha256.clone(),
-                    actual,
-                });
+                return Err(TemplateError::Checksum { name: m.name.clone(), expected: m.sha256.clone(), actual });
             }
         }
         if !entry.join(".vessel-template").exists() {
             fs::create_dir_all(&self.cache).map_err(io(&self.cache))?;
-            let tmp = self
-                .cache
-                .join(format!(".{}-{}.{}", m.name, sha_short, std::process::id()));
+            let tmp = self.cache.join(format!(".{}-{}.{}", m.name, sha_short, std::process::id()));
             let _ = fs::remove_dir_all(&tmp);
             fs::create_dir_all(&tmp).map_err(io(&tmp))?;
             let f = fs::File::open(&tarball).map_err(io(&tarball))?;
@@ -204,10 +159,7 @@ impl TemplateStore {
         if !verified {
             fs::write(&stamp_file, &stamp).map_err(io(&stamp_file))?;
         }
-        Ok(Template {
-            manifest: m,
-            rootfs: entry,
-        })
+        Ok(Template { manifest: m, rootfs: entry })
     }
 }
 
@@ -261,10 +213,14 @@ mod tests {
 
     #[test]
     fn manifests_without_boot_are_plain_and_systemd_stops_on_sigrtmin_3() {
-        let m: Manifest = serde_json::from_str(r#"{"name":"b","version":"1","init":["/sbin/vessel-init"],"sha256":"00","tarball":"b.tar"}"#).unwrap();
+        let m: Manifest =
+            serde_json::from_str(r#"{"name":"b","version":"1","init":["/sbin/vessel-init"],"sha256":"00","tarball":"b.tar"}"#).unwrap();
         assert_eq!(m.boot, Boot::Plain);
         assert_eq!(m.boot.stop_signals(), vec![libc::SIGTERM, libc::SIGPWR]);
-        let m: Manifest = serde_json::from_str(r#"{"name":"d","version":"1","init":["/lib/systemd/systemd"],"boot":"systemd","sha256":"00","tarball":"d.tar"}"#).unwrap();
+        let m: Manifest = serde_json::from_str(
+            r#"{"name":"d","version":"1","init":["/lib/systemd/systemd"],"boot":"systemd","sha256":"00","tarball":"d.tar"}"#,
+        )
+        .unwrap();
         assert_eq!(m.boot, Boot::Systemd);
         // systemd(1): SIGRTMIN+3 starts halt.target; glibc's SIGRTMIN is 34.
         assert_eq!(m.boot.stop_signals(), vec![37]);
@@ -283,17 +239,8 @@ mod tests {
         // A manifest whose checksum does not match is refused.
         m.sha256 = "00".repeat(32);
         fs::write(d.path().join("t.json"), serde_json::to_vec(&m).unwrap()).unwrap();
-        assert!(matches!(
-            store.load("t"),
-            Err(TemplateError::Checksum { .. })
-        ));
-        assert!(matches!(
-            store.load("../x"),
-            Err(TemplateError::BadName { .. })
-        ));
-        assert!(matches!(
-            store.load("nope"),
-            Err(TemplateError::NotFound { .. })
-        ));
+        assert!(matches!(store.load("t"), Err(TemplateError::Checksum { .. })));
+        assert!(matches!(store.load("../x"), Err(TemplateError::BadName { .. })));
+        assert!(matches!(store.load("nope"), Err(TemplateError::NotFound { .. })));
     }
 }

@@ -142,22 +142,24 @@ async fn create_is_idempotent_conflicts_are_409_and_admission_refusals_422() {
     assert_eq!(p["free"], 1.0);
 
     // A container under the same rules (its own template).
-    let mut container = spec(vessel_core::PlanResources::try_from(vessel_core::resources::ResourceSpec {
-        kind: vessel_core::InstanceKind::Container,
-        vcpus: 1,
-        memory_guaranteed_mib: Some(64),
-        memory_burst_mib: 128,
-        swap_mib: 0,
-        disk_gib: 1,
-        cpu_ratio: 4.0,
-        memory_ratio: 1.5,
-        disk_ratio: 1.0,
-        pids_max: None,
-        net_rate_mbit: None,
-        io_weight: None,
-        io_limits: Default::default(),
-    })
-    .unwrap());
+    let mut container = spec(
+        vessel_core::PlanResources::try_from(vessel_core::resources::ResourceSpec {
+            kind: vessel_core::InstanceKind::Container,
+            vcpus: 1,
+            memory_guaranteed_mib: Some(64),
+            memory_burst_mib: 128,
+            swap_mib: 0,
+            disk_gib: 1,
+            cpu_ratio: 4.0,
+            memory_ratio: 1.5,
+            disk_ratio: 1.0,
+            pids_max: None,
+            net_rate_mbit: None,
+            io_weight: None,
+            io_limits: Default::default(),
+        })
+        .unwrap(),
+    );
     container.template = "busybox".into();
     let (status, p) = d.call("PUT", &format!("/v1/instances/{}", container.id), Some(serde_json::to_value(&container).unwrap())).await;
     if d.kinds().contains(&"container".to_string()) {

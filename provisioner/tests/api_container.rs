@@ -91,7 +91,8 @@ async fn a_container_through_its_whole_lifecycle() {
     let (status, p) = act(json!({"action": "start", "resources": serde_json::to_value(ct_plan(256)).unwrap()})).await;
     assert_eq!((status, p["type"].as_str()), (400, Some("invalid-request")), "{p}");
     // The password reset reaches the container runtime through the Runtime trait.
-    let (status, s) = act(json!({"action": "reset_password", "root_password_hash": "$6$saltsalt$0123456789abcdefghijklmnopqrstuvwxyzABCDEF"})).await;
+    let (status, s) =
+        act(json!({"action": "reset_password", "root_password_hash": "$6$saltsalt$0123456789abcdefghijklmnopqrstuvwxyzABCDEF"})).await;
     assert_eq!((status, s["state"].as_str()), (200, Some("running")), "{s}");
 
     let (status, u) = d.call("GET", &format!("{path}/usage"), None).await;

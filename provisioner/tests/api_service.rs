@@ -121,7 +121,10 @@ async fn start_up_finishes_interrupted_create_destroy_and_resize() {
     assert_eq!((ra.state, ra.pending), (InstanceState::Stopped, None), "the create was finished");
     assert!(d.kvm().dir(&a.id).exists());
     assert!(store.get(&b.id).unwrap().is_none(), "the destroy was finished");
-    assert!(std::fs::metadata(format!("/proc/{b_pid}")).is_err() || std::fs::read_to_string(format!("/proc/{b_pid}/stat")).unwrap().contains(") Z "));
+    assert!(
+        std::fs::metadata(format!("/proc/{b_pid}")).is_err()
+            || std::fs::read_to_string(format!("/proc/{b_pid}/stat")).unwrap().contains(") Z ")
+    );
     let rc = store.get(&c.id).unwrap().unwrap();
     assert_eq!((rc.state, rc.pending), (InstanceState::Running, None), "the resize was applied");
     assert_eq!(limit_mib(&d, &c.id), 128 + 64);

@@ -184,7 +184,13 @@ fn a_customer_logs_in_over_ssh_and_uses_debian() {
 
     let sh = |cmd: &str| {
         let o = inet.ssh(&with_key, &addr, cmd, None, &[]);
-        assert!(o.status.success(), "{cmd}: {:?}\n{}\n{}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{cmd}: {:?}\n{}\n{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
     let unit = sh("printf '[Service]\\nType=oneshot\\nRemainAfterExit=yes\\nExecStart=/bin/sh -c \"echo started by systemd > /run/vessel-hello\"\\n' > /etc/systemd/system/vessel-hello.service \
@@ -209,7 +215,14 @@ fn a_customer_logs_in_over_ssh_and_uses_debian() {
     let askpass = keys.path().join("askpass");
     std::fs::write(&askpass, format!("#!/bin/sh\necho '{password}'\n")).unwrap();
     std::fs::set_permissions(&askpass, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let by_password = ["-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password,keyboard-interactive", "-o", "NumberOfPasswordPrompts=1"];
+    let by_password = [
+        "-o",
+        "PubkeyAuthentication=no",
+        "-o",
+        "PreferredAuthentications=password,keyboard-interactive",
+        "-o",
+        "NumberOfPasswordPrompts=1",
+    ];
     let env = [("SSH_ASKPASS", askpass.to_str().unwrap()), ("SSH_ASKPASS_REQUIRE", "force"), ("DISPLAY", ":0")];
     let o = inet.ssh(&by_password, &addr, "id -un", None, &env);
     assert_eq!(String::from_utf8_lossy(&o.stdout), "root\n", "password login: {}", String::from_utf8_lossy(&o.stderr));

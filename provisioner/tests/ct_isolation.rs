@@ -12,78 +12,41 @@ fn a_container_sees_only_itself_and_cannot_escalate() {
     let b = t.spec(|_| {});
     t.host.create(a.clone(), true).unwrap();
     t.host.create(b.clone(), true).unwrap();
-    t.sh_ok(
-        &b.id,
-        "echo secret > /root/b-only; sleep 300 >/dev/null 2>&1 &",
-    );
+    t.sh_ok(&b.id, "echo secret > /root/b-only; sleep 300 >/dev/null 2>&1 &");
 
     // Own hostname and address.
     assert_eq!(t.sh_ok(&a.id, "hostname").trim(), a.hostname.as_str());
     let addr = t.sh_ok(&a.id, "ip -4 -o addr show eth0");
-    assert!(
-        addr.contains(&format!("{}/24", a.network.ipv4.as_ref().unwrap().address)),
-        "{addr}"
-    );
+    assert!(addr.contains(&format!("{}/24", a.network.ipv4.as_ref().unwrap().address)), "{addr}");
     assert!(!addr.contains(&b.network.ipv4.as_ref().unwrap().address.to_string()));
     // Only its own processes: pid 1 is its init, B's sleep is invisible, and so is the host.
     let ps = t.sh_ok(&a.id, "ps -o pid,args");
     let first = ps.lines().nth(1).unwrap();
-    assert!(
-        first.trim_start().starts_with("1 ") && first.contains("vessel-init"),
-        "{ps}"
-    );
+    assert!(first.trim_start().starts_with("1 ") && first.contains("vessel-init"), "{ps}");
     assert!(!ps.contains("sleep 300"), "B's process visible in A:\n{ps}");
     assert!(ps.lines().count() < 8, "host processes visible:\n{ps}");
     // Not B's files either.
-    assert!(t
-        .sh_ok(&a.id, "find / -xdev -name b-only 2>/dev/null")
-        .trim()
-        .is_empty());
+    assert!(t.sh_ok(&a.id, "find / -xdev -name b-only 2>/dev/null").trim().is_empty());
 
     // Cannot mount, load modules, make device nodes or open /dev/kvm.
     let m = t.sh(&a.id, "mkdir -p /mnt/x && mount -t tmpfs none /mnt/x");
     assert!(!m.status.success(), "mount succeeded inside a container");
     let caps = t.sh_ok(&a.id, "grep CapEff /proc/self/status");
     let eff = u64::from_str_radix(caps.split_whitespace().nth(1).unwrap(), 16).unwrap();
-    for (bit, name) in [
-        (21, "SYS_ADMIN"),
-        (16, "SYS_MODULE"),
-        (17, "SYS_RAWIO"),
-        (25, "SYS_TIME"),
-        (27, "MKNOD"),
-        (12, "NET_ADMIN"),
-    ] {
+    for (bit, name) in [(21, "SYS_ADMIN"), (16, "SYS_MODULE"), (17, "SYS_RAWIO"), (25, "SYS_TIME"), (27, "MKNOD"), (12, "NET_ADMIN")] {
         assert_eq!(eff & (1 << bit), 0, "CAP_{name} kept");
     }
-    assert!(!t
-        .sh(&a.id, "insmod /nonexistent.ko || modprobe dummy")
-        .status
-        .success());
+    assert!(!t.sh(&a.id, "insmod /nonexistent.ko || modprobe dummy").status.success());
     assert!(!t.sh(&a.id, "cat /dev/kvm").status.success());
-    assert!(
-        !t.sh(&a.id, "mknod /dev/kvm c 10 232").status.success(),
-        "mknod allowed"
-    );
+    assert!(!t.sh(&a.id, "mknod /dev/kvm c 10 232").status.success(), "mknod allowed");
     // The host's kernel knobs are read-only from inside.
-    assert!(!t
-        .sh(&a.id, "echo 1 > /proc/sys/vm/drop_caches")
-        .status
-        .success());
-    assert!(!t
-        .sh(&a.id, "echo x > /sys/kernel/profiling")
-        .status
-        .success());
+    assert!(!t.sh(&a.id, "echo 1 > /proc/sys/vm/drop_caches").status.success());
+    assert!(!t.sh(&a.id, "echo x > /sys/kernel/profiling").status.success());
     // A block device cannot be opened even by number (devices cgroup + no nodes).
-    assert!(!t
-        .sh(&a.id, "ls /dev | grep -E 'loop|vd|sd'")
-        .status
-        .success());
+    assert!(!t.sh(&a.id, "ls /dev | grep -E 'loop|vd|sd'").status.success());
 
     let addr6 = t.sh_ok(&a.id, "ip -6 -o addr show eth0 scope global");
-    assert!(
-        addr6.contains(&format!("{}/64", a.network.ipv6.as_ref().unwrap().address)),
-        "{addr6}"
-    );
+    assert!(addr6.contains(&format!("{}/64", a.network.ipv6.as_ref().unwrap().address)), "{addr6}");
     t.sh_ok(&a.id, &format!("ping -6 -c 1 -W 2 {}", t.gateway6()));
 
     // The bridge reaches the gateway; the egress rate limit is in place and the counters move.
@@ -94,10 +57,7 @@ fn a_container_sees_only_itself_and_cannot_escalate() {
     let q = String::from_utf8_lossy(&q.stdout);
     assert!(q.contains("tbf") && q.contains("100Mbit"), "rate limit missing: {q}");
     let u = t.host.usage(&a.id).unwrap();
-    assert!(
-        u.net_tx_bytes >= 3 * 84 && u.net_rx_bytes >= 3 * 84,
-        "{u:?}"
-    );
+    assert!(u.net_tx_bytes >= 3 * 84 && u.net_rx_bytes >= 3 * 84, "{u:?}");
 
     for id in [a.id, b.id] {
         t.host.destroy(&id).unwrap();
@@ -117,14 +77,7 @@ fn egress_is_rate_limited_and_metered() {
     // The listener's stdin stays open (busybox nc quits on stdin EOF); it counts what arrives.
     let mut listener = t
         .host
-        .exec_command(
-            &b.id,
-            &[
-                "/bin/sh".into(),
-                "-c".into(),
-                "sleep 30 | nc -l -p 5000 | wc -c > /tmp/got".into(),
-            ],
-        )
+        .exec_command(&b.id, &["/bin/sh".into(), "-c".into(), "sleep 30 | nc -l -p 5000 | wc -c > /tmp/got".into()])
         .unwrap()
         .spawn()
         .unwrap();
@@ -132,16 +85,9 @@ fn egress_is_rate_limited_and_metered() {
     let before = t.host.usage(&a.id).unwrap();
     let t0 = std::time::Instant::now();
     let b_addr = b.network.ipv4.as_ref().unwrap().address;
-    let send = t.sh(
-        &a.id,
-        &format!("dd if=/dev/zero bs=64k count=40 2>/dev/null | nc {b_addr} 5000"),
-    );
+    let send = t.sh(&a.id, &format!("dd if=/dev/zero bs=64k count=40 2>/dev/null | nc {b_addr} 5000"));
     let took = t0.elapsed();
-    assert!(
-        send.status.success(),
-        "{}",
-        String::from_utf8_lossy(&send.stderr)
-    );
+    assert!(send.status.success(), "{}", String::from_utf8_lossy(&send.stderr));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let got = loop {
         let got = t.sh_ok(&b.id, "cat /tmp/got 2>/dev/null || true");
@@ -153,15 +99,9 @@ fn egress_is_rate_limited_and_metered() {
     let _ = listener.kill();
     let _ = listener.wait();
     assert_eq!(got.trim(), "2621440", "receiver got {got:?}");
-    assert!(
-        took.as_secs_f64() > 1.8 && took.as_secs_f64() < 15.0,
-        "2.5 MB at 8 Mbit/s took {took:?}"
-    );
+    assert!(took.as_secs_f64() > 1.8 && took.as_secs_f64() < 15.0, "2.5 MB at 8 Mbit/s took {took:?}");
     let after = t.host.usage(&a.id).unwrap();
-    assert!(
-        after.net_tx_bytes - before.net_tx_bytes >= 2_621_440,
-        "{before:?} → {after:?}"
-    );
+    assert!(after.net_tx_bytes - before.net_tx_bytes >= 2_621_440, "{before:?} → {after:?}");
 }
 
 /// With a user namespace, root inside is an unprivileged id outside, still owns its files,
@@ -172,34 +112,17 @@ fn in_a_user_namespace_root_inside_is_nobody_outside() {
     let a = t.spec(|_| {});
     t.host.create(a.clone(), true).unwrap();
     let base = t.host.rt.ids(&a.id).expect("a range of its own").base;
-    let pid = t
-        .host
-        .rt
-        .live_pid(&t.host.store.get(&a.id).unwrap().unwrap())
-        .unwrap();
+    let pid = t.host.rt.live_pid(&t.host.store.get(&a.id).unwrap().unwrap()).unwrap();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
-    assert!(
-        uid_line
-            .split_whitespace()
-            .skip(1)
-            .all(|u| u == base.to_string()),
-        "{uid_line}"
-    );
+    assert!(uid_line.split_whitespace().skip(1).all(|u| u == base.to_string()), "{uid_line}");
     // Inside: uid 0, owns / and can write its files; hostname and address as usual.
-    assert_eq!(
-        t.sh_ok(&a.id, "id -u; id -g")
-            .split_whitespace()
-            .collect::<Vec<_>>(),
-        ["0", "0"]
-    );
+    assert_eq!(t.sh_ok(&a.id, "id -u; id -g").split_whitespace().collect::<Vec<_>>(), ["0", "0"]);
     t.sh_ok(&a.id, "echo ok > /root/file && ls -ln /root/file");
     assert_eq!(t.sh_ok(&a.id, "hostname").trim(), a.hostname.as_str());
     // Its network namespace belongs to the host's user namespace: configured by the host;
     // ping and ports below 1024 are granted to root inside by the namespace's sysctls.
-    assert!(t
-        .sh_ok(&a.id, "ip -4 -o addr show eth0")
-        .contains(&a.network.ipv4.as_ref().unwrap().address.to_string()));
+    assert!(t.sh_ok(&a.id, "ip -4 -o addr show eth0").contains(&a.network.ipv4.as_ref().unwrap().address.to_string()));
     // On the host the file belongs to the mapped id, not to root.
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(t.host.rt.root(&a.id).join("root/file")).unwrap();
@@ -207,10 +130,7 @@ fn in_a_user_namespace_root_inside_is_nobody_outside() {
     // Still no mount, no hostname change, no module loading.
     assert!(!t.sh(&a.id, "mount -t tmpfs none /mnt").status.success());
     assert!(!t.sh(&a.id, "hostname other").status.success());
-    assert!(!t
-        .sh(&a.id, "echo 1 > /proc/sys/kernel/sysrq")
-        .status
-        .success());
+    assert!(!t.sh(&a.id, "echo 1 > /proc/sys/kernel/sysrq").status.success());
     t.host.destroy(&a.id).unwrap();
     assert_eq!(t.leftovers(&a.id), Vec::<String>::new());
 }
@@ -226,7 +146,10 @@ fn a_console_session_is_a_login_inside_on_its_own_pty() {
     use std::time::{Duration, Instant};
     let t = TestHost::new(161, 4, TestHost::big());
     // The SHA-512 crypt of "console-pass-1" (openssl passwd -6 -salt vesselconsole).
-    let hash = vessel_core::PasswordHash::parse("$6$vesselconsole$kmqWUYLt/EfnV4pR//rsp0nh7cJPv6J63/oA.LyOVm40x8vVPTQWLxD1FAyWAomabJG/sWTHrHsQyddaX9aYb/").unwrap();
+    let hash = vessel_core::PasswordHash::parse(
+        "$6$vesselconsole$kmqWUYLt/EfnV4pR//rsp0nh7cJPv6J63/oA.LyOVm40x8vVPTQWLxD1FAyWAomabJG/sWTHrHsQyddaX9aYb/",
+    )
+    .unwrap();
     let mut a = t.spec(|_| {});
     a.access = vessel_core::Access::new(vec![], Some(hash)).unwrap();
     t.host.create(a.clone(), true).unwrap();
@@ -308,7 +231,9 @@ fn a_console_session_is_a_login_inside_on_its_own_pty() {
 #[test]
 fn access_is_written_before_first_boot_and_reset_while_running() {
     let t = TestHost::new(161, 5, TestHost::big());
-    let key = vessel_core::SshPublicKey::parse("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOEuJDWj+k9qzUVzDM/aPy8cOscb4XVsl36ZU6j3ryV+ alice@laptop").unwrap();
+    let key =
+        vessel_core::SshPublicKey::parse("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOEuJDWj+k9qzUVzDM/aPy8cOscb4XVsl36ZU6j3ryV+ alice@laptop")
+            .unwrap();
     let first = vessel_core::PasswordHash::parse(&format!("$6$vesseltest${}", "a".repeat(86))).unwrap();
     let mut a = t.spec(|_| {});
     a.access = vessel_core::Access::new(vec![key.clone()], Some(first.clone())).unwrap();
@@ -316,10 +241,13 @@ fn access_is_written_before_first_boot_and_reset_while_running() {
     let keys = t.sh_ok(&a.id, "cat /root/.ssh/authorized_keys");
     assert_eq!(keys.trim(), key.to_line());
     let ls = t.sh_ok(&a.id, "ls -lnd /root/.ssh /root/.ssh/authorized_keys");
-    let modes: Vec<(&str, &str)> = ls.lines().map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f[0], f[2])
-    }).collect();
+    let modes: Vec<(&str, &str)> = ls
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0], f[2])
+        })
+        .collect();
     assert_eq!(modes, [("drwx------", "0"), ("-rw-------", "0")], "{ls}");
     let shadow = t.sh_ok(&a.id, "grep '^root:' /etc/shadow");
     assert!(shadow.starts_with(&format!("root:{}:", first.as_str())), "{shadow}");
@@ -379,7 +307,9 @@ fn vcpus_are_what_nproc_and_cpuinfo_show_spread_over_the_host() {
     for s in [&a, &b, &c] {
         t.host.create(s.clone(), true).unwrap();
     }
-    let view = |id: &vessel_core::InstanceId| t.sh_ok(id, "grep -c ^processor /proc/cpuinfo; nproc; grep Cpus_allowed_list /proc/self/status | cut -f2");
+    let view = |id: &vessel_core::InstanceId| {
+        t.sh_ok(id, "grep -c ^processor /proc/cpuinfo; nproc; grep Cpus_allowed_list /proc/self/status | cut -f2")
+    };
     let (va, vb, vc) = (view(&a.id), view(&b.id), view(&c.id));
     let lines = |v: &str| v.lines().map(str::to_string).collect::<Vec<_>>();
     let (la, lb, lc) = (lines(&va), lines(&vb), lines(&vc));

@@ -18,25 +18,13 @@ fn allocating_past_the_burst_ceiling_is_oom_killed_inside() {
     let b = t.spec(|_| {});
     t.host.create(a.clone(), true).unwrap();
     t.host.create(b.clone(), true).unwrap();
-    let a_init = t
-        .host
-        .rt
-        .live_pid(&t.host.store.get(&a.id).unwrap().unwrap())
-        .unwrap();
+    let a_init = t.host.rt.live_pid(&t.host.store.get(&a.id).unwrap().unwrap()).unwrap();
     // dd's buffer is one 160 MiB allocation, touched by the read from /dev/zero.
     let o = t.sh(&a.id, "dd if=/dev/zero of=/dev/null bs=160M count=1");
     assert!(!o.status.success(), "allocation past the ceiling succeeded");
-    assert!(
-        t.host.rt.cgroup(&a.id).oom_kills() >= 1,
-        "no OOM kill recorded in A's group"
-    );
+    assert!(t.host.rt.cgroup(&a.id).oom_kills() >= 1, "no OOM kill recorded in A's group");
     // The container lives on; its neighbour and the host (this test process) are untouched.
-    assert_eq!(
-        t.host
-            .rt
-            .live_pid(&t.host.store.get(&a.id).unwrap().unwrap()),
-        Some(a_init)
-    );
+    assert_eq!(t.host.rt.live_pid(&t.host.store.get(&a.id).unwrap().unwrap()), Some(a_init));
     assert_eq!(t.host.rt.cgroup(&b.id).oom_kills(), 0);
     assert_eq!(t.sh_ok(&b.id, "echo alive").trim(), "alive");
     assert!(t.host.usage(&a.id).unwrap().memory_peak_bytes <= 96 << 20);
@@ -52,36 +40,19 @@ fn a_fork_bomb_stops_at_pids_max() {
         .host
         .exec_command(
             &a.id,
-            &[
-                "/bin/sh".into(),
-                "-c".into(),
-                "i=0; while [ $i -lt 60 ]; do sleep 30 & i=$((i+1)); done 2>/dev/null; sleep 3"
-                    .into(),
-            ],
+            &["/bin/sh".into(), "-c".into(), "i=0; while [ $i -lt 60 ]; do sleep 30 & i=$((i+1)); done 2>/dev/null; sleep 3".into()],
         )
         .unwrap()
         .spawn()
         .unwrap();
     let pids = t.host.rt.cgroup(&a.id).controller_dir("pids");
     let deadline = Instant::now() + Duration::from_secs(20);
-    let failures = || -> u64 {
-        fs::read_to_string(pids.join("pids.events"))
-            .unwrap()
-            .split_whitespace()
-            .nth(1)
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
+    let failures = || -> u64 { fs::read_to_string(pids.join("pids.events")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap() };
     while failures() == 0 {
         assert!(Instant::now() < deadline, "no fork was refused");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let current: u32 = fs::read_to_string(pids.join("pids.current"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let current: u32 = fs::read_to_string(pids.join("pids.current")).unwrap().trim().parse().unwrap();
     assert!(current <= 24, "{current} tasks, limit 24");
     assert!(t.host.rt.cgroup(&a.id).procs().len() <= 24);
     let _ = bomb.wait();
@@ -94,10 +65,7 @@ fn a_full_disk_stays_inside() {
     let t = TestHost::new(162, 3, TestHost::big());
     let a = t.spec(|r| r.disk_gib = 1);
     t.host.create(a.clone(), true).unwrap();
-    let o = t.sh(
-        &a.id,
-        "dd if=/dev/zero of=/root/fill bs=1M count=1500 2>&1; sync",
-    );
+    let o = t.sh(&a.id, "dd if=/dev/zero of=/root/fill bs=1M count=1500 2>&1; sync");
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("No space left on device"), "{out}");
     // The image holds at most its size on the host (sparse: allocated blocks ≤ 1 GiB + fs slack).
@@ -105,10 +73,7 @@ fn a_full_disk_stays_inside() {
     let meta = fs::metadata(&img).unwrap();
     use std::os::unix::fs::MetadataExt;
     assert_eq!(meta.len(), 1 << 30);
-    assert!(
-        meta.blocks() * 512 <= (1 << 30) + (16 << 20),
-        "image grew past its size"
-    );
+    assert!(meta.blocks() * 512 <= (1 << 30) + (16 << 20), "image grew past its size");
     // And the container still works after freeing space.
     t.sh_ok(&a.id, "rm /root/fill && echo ok > /root/after");
 }
@@ -134,11 +99,7 @@ fn a_full_disk_stays_inside() {
 #[test]
 fn under_host_pressure_the_container_above_its_guarantee_pays() {
     const MIB: u64 = 1 << 20;
-    let cap = HostCapacity {
-        cpus: 8,
-        memory_mib: 320,
-        disk_gib: 100,
-    };
+    let cap = HostCapacity { cpus: 8, memory_mib: 320, disk_gib: 100 };
     let t = TestHost::new(162, 4, cap);
     let a = t.spec(|r| {
         r.memory_guaranteed_mib = Some(64);
@@ -154,58 +115,30 @@ fn under_host_pressure_the_container_above_its_guarantee_pays() {
     t.host.create(b.clone(), true).unwrap();
     // The host's memory: the parent of both groups.
     let parent = t.layout.mount_root.join("memory").join(&t.layout.parent);
-    fs::write(
-        parent.join("memory.limit_in_bytes"),
-        (320 * MIB).to_string(),
-    )
-    .unwrap();
+    fs::write(parent.join("memory.limit_in_bytes"), (320 * MIB).to_string()).unwrap();
 
     // B's holder: dd reads 140 MiB into its buffer, then blocks writing to a pipe nobody reads.
     let mut holder = t
         .host
-        .exec_command(
-            &b.id,
-            &[
-                "/bin/sh".into(),
-                "-c".into(),
-                "dd if=/dev/zero bs=170M count=1 2>/dev/null | sleep 600".into(),
-            ],
-        )
+        .exec_command(&b.id, &["/bin/sh".into(), "-c".into(), "dd if=/dev/zero bs=170M count=1 2>/dev/null | sleep 600".into()])
         .unwrap()
         .spawn()
         .unwrap();
     let b_cg = t.host.rt.cgroup(&b.id);
     let deadline = Instant::now() + Duration::from_secs(20);
     while b_cg.memory().0 < 165 * MIB {
-        assert!(
-            Instant::now() < deadline,
-            "holder never reached 170 MiB: {:?}",
-            b_cg.memory()
-        );
+        assert!(Instant::now() < deadline, "holder never reached 170 MiB: {:?}", b_cg.memory());
         std::thread::sleep(Duration::from_millis(50));
     }
     // A bursts until the host is out of memory.
     let o = t.sh(&a.id, "dd if=/dev/zero of=/dev/null bs=400M count=1");
-    assert!(
-        !o.status.success(),
-        "A's allocation past the host's memory succeeded"
-    );
+    assert!(!o.status.success(), "A's allocation past the host's memory succeeded");
     let a_peak = t.host.rt.cgroup(&a.id).memory().1;
     let (b_now, _) = b_cg.memory();
-    assert!(
-        b_now >= 165 * MIB,
-        "B lost memory within its guarantee: {} MiB",
-        b_now / MIB
-    );
+    assert!(b_now >= 165 * MIB, "B lost memory within its guarantee: {} MiB", b_now / MIB);
     assert_eq!(b_cg.oom_kills(), 0);
-    assert!(
-        holder.try_wait().unwrap().is_none(),
-        "B's holder was killed"
-    );
-    assert!(
-        b_now > a_peak,
-        "B ({b_now}) should be the bigger one so the policy, not size, decided (A peak {a_peak})"
-    );
+    assert!(holder.try_wait().unwrap().is_none(), "B's holder was killed");
+    assert!(b_now > a_peak, "B ({b_now}) should be the bigger one so the policy, not size, decided (A peak {a_peak})");
     let _ = holder.kill();
     let _ = holder.wait();
 }

@@ -62,7 +62,13 @@ impl Raw {
             assert!(ifindex > 0, "no {ifname}");
             if bypass {
                 let one: libc::c_int = 1;
-                let r = libc::setsockopt(fd.as_raw_fd(), libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, &one as *const _ as *const libc::c_void, 4);
+                let r = libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::SOL_PACKET,
+                    libc::PACKET_QDISC_BYPASS,
+                    &one as *const _ as *const libc::c_void,
+                    4,
+                );
                 assert_eq!(r, 0, "PACKET_QDISC_BYPASS: {}", std::io::Error::last_os_error());
             }
             Raw { fd, ifindex }
@@ -77,7 +83,14 @@ impl Raw {
             sa.sll_ifindex = self.ifindex;
             sa.sll_halen = 6;
             sa.sll_addr[..6].copy_from_slice(&frame[..6]);
-            libc::sendto(self.fd.as_raw_fd(), frame.as_ptr() as *const libc::c_void, frame.len(), libc::MSG_DONTWAIT, &sa as *const _ as *const libc::sockaddr, std::mem::size_of::<libc::sockaddr_ll>() as u32) == frame.len() as isize
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr() as *const libc::c_void,
+                frame.len(),
+                libc::MSG_DONTWAIT,
+                &sa as *const _ as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as u32,
+            ) == frame.len() as isize
         }
     }
 }

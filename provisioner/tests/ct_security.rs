@@ -29,10 +29,7 @@ fn a_setuid_file_made_inside_runs_as_the_host_user() {
         }
     }
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let line = mountinfo
-        .lines()
-        .find(|l| l.split(' ').nth(4) == Some(root.to_str().unwrap()))
-        .expect("root mounted");
+    let line = mountinfo.lines().find(|l| l.split(' ').nth(4) == Some(root.to_str().unwrap())).expect("root mounted");
     let opts = line.split(' ').nth(5).unwrap();
     if !opts.split(',').any(|o| o == "nosuid") || !opts.split(',').any(|o| o == "nodev") {
         broken.push(format!("disk mounted with {opts}"));
@@ -41,12 +38,7 @@ fn a_setuid_file_made_inside_runs_as_the_host_user() {
     let f = std::fs::File::open(root.join("idsuid")).unwrap();
     // SAFETY: dup(2) of a descriptor we own; the copy is inherited by the child (no CLOEXEC).
     let fd = unsafe { libc::dup(std::os::fd::AsRawFd::as_raw_fd(&f)) };
-    let out = std::process::Command::new(format!("/proc/self/fd/{fd}"))
-        .arg("-u")
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(format!("/proc/self/fd/{fd}")).arg("-u").uid(65534).gid(65534).output().unwrap();
     // SAFETY: closing the duplicate made above.
     unsafe { libc::close(fd) };
     let euid = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -109,7 +101,14 @@ fn container_root_cannot_reach_host_root_powers() {
     let cdesc = std::ffi::CString::new(desc.clone()).unwrap();
     // SAFETY: add_key(2) with valid NUL-terminated strings and a payload buffer we own.
     let key = unsafe {
-        libc::syscall(libc::SYS_add_key, c"user".as_ptr(), cdesc.as_ptr(), b"host-secret".as_ptr(), 11usize, -4i32 /* KEY_SPEC_USER_KEYRING */)
+        libc::syscall(
+            libc::SYS_add_key,
+            c"user".as_ptr(),
+            cdesc.as_ptr(),
+            b"host-secret".as_ptr(),
+            11usize,
+            -4i32, /* KEY_SPEC_USER_KEYRING */
+        )
     };
     assert!(key > 0, "add_key: {}", std::io::Error::last_os_error());
 

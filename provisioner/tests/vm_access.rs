@@ -106,7 +106,10 @@ fn a_kvm_password_reset_writes_the_disk_offline_and_restarts_the_machine() {
     let before = boots();
 
     // No shadow file yet (a blank disk): one with root's line is made.
-    let first = vessel_core::PasswordHash::parse("$6$vesselconsole$kmqWUYLt/EfnV4pR//rsp0nh7cJPv6J63/oA.LyOVm40x8vVPTQWLxD1FAyWAomabJG/sWTHrHsQyddaX9aYb/").unwrap();
+    let first = vessel_core::PasswordHash::parse(
+        "$6$vesselconsole$kmqWUYLt/EfnV4pR//rsp0nh7cJPv6J63/oA.LyOVm40x8vVPTQWLxD1FAyWAomabJG/sWTHrHsQyddaX9aYb/",
+    )
+    .unwrap();
     host.runtime.reset_password(&mut a, &first).unwrap();
     host.store.put(&a).unwrap();
     assert_eq!(host.runtime.observe(&a).unwrap(), InstanceState::Running, "running again after the reset");
@@ -144,11 +147,8 @@ fn a_kvm_password_reset_writes_the_disk_offline_and_restarts_the_machine() {
 
     // A machine without a disk: a typed refusal, and it keeps running.
     let mut b = host.launch(kvm_plan(1, 64, 2.0));
-    std::fs::write(
-        image_dir.join("image.json"),
-        serde_json::json!({"kernel": test_guest().elf, "cmdline": "heartbeat"}).to_string(),
-    )
-    .unwrap();
+    std::fs::write(image_dir.join("image.json"), serde_json::json!({"kernel": test_guest().elf, "cmdline": "heartbeat"}).to_string())
+        .unwrap();
     let _ = std::fs::remove_file(host.runtime.disk(&b.spec.id));
     let e = host.runtime.reset_password(&mut b, &second).unwrap_err();
     assert!(e.to_string().contains("no disk"), "{e}");

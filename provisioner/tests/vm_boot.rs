@@ -152,7 +152,7 @@ fn a_forbidden_system_call_kills_the_vmm_only() {
             let status = wait(&mut child, Duration::from_secs(30));
             assert!(status.success(), "{status:?}");
         }
-        }
+    }
 }
 
 /// Issue 21: the control socket answers nobody before the seccomp filter is on. A test hook
@@ -335,7 +335,11 @@ fn console_input_reaches_the_guests_serial_port() {
     assert!(reply.starts_with("err input is not hex"), "{reply}");
     let deadline = Instant::now() + Duration::from_secs(20);
     while !std::fs::read_to_string(dir.join("serial.log")).unwrap_or_default().contains("typed-on-the-console") {
-        assert!(Instant::now() < deadline, "the guest never echoed the input: {}", std::fs::read_to_string(dir.join("serial.log")).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "the guest never echoed the input: {}",
+            std::fs::read_to_string(dir.join("serial.log")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     provisioner::vm::control::request(&sock, "shutdown", Duration::from_secs(5)).unwrap();

@@ -210,7 +210,12 @@ fn a_pinned_machines_core_carries_no_other_task() {
     let facts = serde_json::from_value::<provisioner::vm::runtime::VmFacts>(a.runtime.clone()).unwrap();
     let core = facts.pinned_cpus[0];
     let others = tasks_on(core, pid_of(&a));
-    assert!(others.is_empty(), "tasks other than the pinned VMM ({}; floating: {}) allowed on core {core}: {others:#?}", pid_of(&a), pid_of(&b));
+    assert!(
+        others.is_empty(),
+        "tasks other than the pinned VMM ({}; floating: {}) allowed on core {core}: {others:#?}",
+        pid_of(&a),
+        pid_of(&b)
+    );
     // The pinned VMM itself is there, and still running its guest.
     let ticks = host.ticks(&a);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -239,7 +244,11 @@ fn reinstall_rebuilds_the_disk_and_resize_grows_it_never_shrinking() {
     // The test guest with a blank ext4 disk of the plan's size (it ignores the disk).
     let image = host.config.images_dir.join("guest-with-disk");
     std::fs::create_dir_all(&image).unwrap();
-    std::fs::write(image.join("image.json"), serde_json::json!({"kernel": test_guest().elf, "cmdline": "heartbeat", "disk": "blank-ext4"}).to_string()).unwrap();
+    std::fs::write(
+        image.join("image.json"),
+        serde_json::json!({"kernel": test_guest().elf, "cmdline": "heartbeat", "disk": "blank-ext4"}).to_string(),
+    )
+    .unwrap();
     let mut r = record(kvm_plan(1, 64, 2.0));
     r.spec.template = "guest-with-disk".into();
     host.store.put(&r).unwrap();
@@ -258,7 +267,11 @@ fn reinstall_rebuilds_the_disk_and_resize_grows_it_never_shrinking() {
     let mut buf = [0u8; 13];
     std::fs::File::open(&path).unwrap().read_exact_at(&mut buf, 512 << 20).unwrap();
     assert_ne!(&buf, b"CUSTOMER-DATA", "the old disk's content is gone");
-    assert_eq!(disk::ext4_size(&path, disk::PARTITION_OFFSET).unwrap(), (1 << 30) - disk::PARTITION_OFFSET, "a fresh filesystem of the plan's size");
+    assert_eq!(
+        disk::ext4_size(&path, disk::PARTITION_OFFSET).unwrap(),
+        (1 << 30) - disk::PARTITION_OFFSET,
+        "a fresh filesystem of the plan's size"
+    );
     assert_eq!(host.runtime.observe(&r).unwrap(), InstanceState::Running);
 
     // Resize to a 3 GiB disk: the file, the partition and the filesystem grow.

@@ -24,8 +24,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use vessel_core::admission::HostCapacity;
-use vessel_core::resources::ResourceSpec;
 use vessel_core::lifecycle::Ipv4Assignment;
+use vessel_core::resources::ResourceSpec;
 use vessel_core::{InstanceKind, PlanResources};
 use vm_support::*;
 

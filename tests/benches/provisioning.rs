@@ -29,7 +29,11 @@ async fn main() {
         let mut t_placed = None;
         loop {
             let (host_id, observed): (Option<uuid::Uuid>, String) =
-                sqlx::query_as("SELECT host_id, observed_state::text FROM instances WHERE id = $1").bind(inst).fetch_one(&w.pool).await.unwrap();
+                sqlx::query_as("SELECT host_id, observed_state::text FROM instances WHERE id = $1")
+                    .bind(inst)
+                    .fetch_one(&w.pool)
+                    .await
+                    .unwrap();
             if host_id.is_some() && t_placed.is_none() {
                 t_placed = Some(Instant::now());
             }

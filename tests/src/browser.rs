@@ -41,7 +41,12 @@ impl Browser {
             "FAILED LOUDLY: the browser tests need Debian's chromium and chromium-driver: run scripts/ensure-test-deps (as root)"
         );
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let driver = Command::new(CHROMEDRIVER).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("chromedriver starts");
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
         let profile = tempfile::tempdir().unwrap();
         let mut up = false;
         for _ in 0..100 {

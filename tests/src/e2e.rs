@@ -100,7 +100,13 @@ impl World {
             .await
             .unwrap();
         let by = || panel::admin::By { admin, addr: None };
-        let form = panel::admin::PoolForm { name: "test-v4".into(), network: "192.0.2.0/26".into(), gateway: "192.0.2.1".into(), host_id: String::new(), nat: None };
+        let form = panel::admin::PoolForm {
+            name: "test-v4".into(),
+            network: "192.0.2.0/26".into(),
+            gateway: "192.0.2.1".into(),
+            host_id: String::new(),
+            nat: None,
+        };
         let pool_id = panel::admin::create_pool(&pool, by(), &form).await.unwrap();
         panel::admin::generate_addresses(&pool, by(), pool_id, 100).await.unwrap();
         World { net, pool, db_url, panel_url, admin, guest_elf: guest.elf, test_kernel: None, scratch }
@@ -227,7 +233,11 @@ impl World {
         };
         let placed = panel::orders::place_order(&self.pool, &clock, customer, req).await.unwrap();
         panel::billing::payments::pay_invoice_with_credit(&self.pool, &clock, customer, placed.invoice_id).await.unwrap();
-        sqlx::query_scalar("SELECT id FROM instances WHERE subscription_id = $1").bind(placed.subscription_id).fetch_one(&self.pool).await.unwrap()
+        sqlx::query_scalar("SELECT id FROM instances WHERE subscription_id = $1")
+            .bind(placed.subscription_id)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
     }
 
     /// Asks for `desired` the way the panel's users do, through the domain functions (so
@@ -249,11 +259,12 @@ impl World {
                 panel::instances::request_action(&self.pool, &clock, customer, instance, action).await.unwrap();
             }
             "suspended" | "terminated" => {
-                let invoice: Uuid = sqlx::query_scalar("SELECT id FROM invoices WHERE subscription_id = $1 ORDER BY issued_at DESC NULLS LAST LIMIT 1")
-                    .bind(sub)
-                    .fetch_one(&self.pool)
-                    .await
-                    .unwrap();
+                let invoice: Uuid =
+                    sqlx::query_scalar("SELECT id FROM invoices WHERE subscription_id = $1 ORDER BY issued_at DESC NULLS LAST LIMIT 1")
+                        .bind(sub)
+                        .fetch_one(&self.pool)
+                        .await
+                        .unwrap();
                 let mut tx = self.pool.begin().await.unwrap();
                 let now = panel::clock::Clock::now(&clock);
                 if desired == "suspended" {

@@ -189,7 +189,14 @@ impl HostNs {
     /// `provisioner.toml` listening on `<addr>:<port>` with its state in `dir/state`, this
     /// namespace's cgroup parent, and `extra_toml` appended (TLS, `[capacity]`). Returns the
     /// config's path. The end-to-end world and the demo both lay hosts out here.
-    pub fn lay_out_host(&self, dir: &std::path::Path, port: u16, guest_elf: &std::path::Path, test_kernel: Option<&std::path::Path>, extra_toml: &str) -> io::Result<std::path::PathBuf> {
+    pub fn lay_out_host(
+        &self,
+        dir: &std::path::Path,
+        port: u16,
+        guest_elf: &std::path::Path,
+        test_kernel: Option<&std::path::Path>,
+        extra_toml: &str,
+    ) -> io::Result<std::path::PathBuf> {
         let image = dir.join("images").join("vessel-test-guest");
         std::fs::create_dir_all(&image)?;
         std::fs::write(image.join("image.json"), serde_json::json!({ "kernel": guest_elf, "cmdline": "heartbeat" }).to_string())?;
@@ -395,11 +402,8 @@ pub fn workspace_binary(name: &str) -> io::Result<PathBuf> {
             cmd.env_remove(&k);
         }
     }
-    let out = cmd
-        .current_dir(&root)
-        .args(["build", "-p", name, "--bin", name, "--message-format=json"])
-        .stderr(Stdio::inherit())
-        .output()?;
+    let out =
+        cmd.current_dir(&root).args(["build", "-p", name, "--bin", name, "--message-format=json"]).stderr(Stdio::inherit()).output()?;
     if !out.status.success() {
         return Err(io::Error::other(format!("cargo build -p {name} failed")));
     }

@@ -41,7 +41,11 @@ async fn running_container(w: &World, email: &str, hostname: &str) -> (Uuid, Uui
     };
     let placed = panel::orders::place_order_with_access(&w.pool, &clock, customer, req, &access).await.unwrap();
     panel::billing::payments::pay_invoice_with_credit(&w.pool, &clock, customer, placed.invoice_id).await.unwrap();
-    let inst: Uuid = sqlx::query_scalar("SELECT id FROM instances WHERE subscription_id = $1").bind(placed.subscription_id).fetch_one(&w.pool).await.unwrap();
+    let inst: Uuid = sqlx::query_scalar("SELECT id FROM instances WHERE subscription_id = $1")
+        .bind(placed.subscription_id)
+        .fetch_one(&w.pool)
+        .await
+        .unwrap();
     wait_for("the container to run", 120, async || (w.observed(inst).await == "running").then_some(())).await;
     (customer, inst)
 }
@@ -50,7 +54,8 @@ async fn running_container(w: &World, email: &str, hostname: &str) -> (Uuid, Uui
 type AuditRow = (String, Option<Uuid>, String, Option<String>, serde_json::Value);
 
 async fn console_text(b: &Browser, what: &str, secs: u64, ok: impl Fn(&str) -> bool) -> String {
-    let v = b.wait_script(what, "return window.vesselConsole ? window.vesselConsole.text() : ''", secs, |v| v.as_str().is_some_and(&ok)).await;
+    let v =
+        b.wait_script(what, "return window.vesselConsole ? window.vesselConsole.text() : ''", secs, |v| v.as_str().is_some_and(&ok)).await;
     v.as_str().unwrap_or_default().to_string()
 }
 
@@ -84,7 +89,10 @@ async fn a_customer_logs_in_on_the_console_of_a_running_container_in_chromium() 
         b.wait_script("the log-in", "return location.pathname", 10, |v| v.as_str() != Some("/login")).await;
         b.c.goto(&format!("{}/servers/{inst}", w.panel_url)).await.unwrap();
         b.click("#open-console").await;
-        b.wait_script("the console to connect", "var t = document.getElementById('terminal'); return t ? t.dataset.state : ''", 20, |v| v == "open").await;
+        b.wait_script("the console to connect", "var t = document.getElementById('terminal'); return t ? t.dataset.state : ''", 20, |v| {
+            v == "open"
+        })
+        .await;
         // The page never names the host.
         let html = b.c.source().await.unwrap();
         assert!(!html.contains(&host.ns.addr.to_string()) && !html.contains(":7443"), "the host's address is not given to the browser");
@@ -128,7 +136,12 @@ async fn a_customer_logs_in_on_the_console_of_a_running_container_in_chromium() 
     assert_eq!(rows[1].4["reason"], "closed by the viewer", "{}", rows[1].4);
     assert!(rows[1].4["bytes_in"].as_u64().unwrap() > 0 && rows[1].4["bytes_out"].as_u64().unwrap() > 0, "{}", rows[1].4);
     // Only the hash of the token is stored, and it is used up.
-    let (hash, used): (String, bool) = sqlx::query_as("SELECT token_sha256, used_at IS NOT NULL FROM console_tokens WHERE instance_id = $1").bind(inst).fetch_one(&w.pool).await.unwrap();
+    let (hash, used): (String, bool) =
+        sqlx::query_as("SELECT token_sha256, used_at IS NOT NULL FROM console_tokens WHERE instance_id = $1")
+            .bind(inst)
+            .fetch_one(&w.pool)
+            .await
+            .unwrap();
     assert_eq!(hash.len(), 64);
     assert!(used);
 }
@@ -157,7 +170,12 @@ async fn page_socket(http: &reqwest::Client, w: &World, inst: Uuid) -> String {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers().get("cache-control").unwrap(), "no-store");
     let page = r.text().await.unwrap();
-    page.split("data-ws=\"").nth(1).and_then(|r| r.split('"').next()).expect("the page names its WebSocket").replace("&#x3d;", "=").replace("&#61;", "=")
+    page.split("data-ws=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("the page names its WebSocket")
+        .replace("&#x3d;", "=")
+        .replace("&#61;", "=")
 }
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -274,13 +292,18 @@ async fn console_tokens_are_single_use_short_lived_and_bound_to_their_customer()
     assert_eq!(closed_with(&mut ws, 10).await, "the server is not running");
 
     // Every session is audited, refused ones included (3 opened after the token checks).
-    let opens: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'console.open' AND target_id = $1").bind(inst.to_string()).fetch_one(&w.pool).await.unwrap();
+    let opens: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'console.open' AND target_id = $1")
+        .bind(inst.to_string())
+        .fetch_one(&w.pool)
+        .await
+        .unwrap();
     let closes: Vec<String> = wait_for("the close rows", 10, async || {
-        let c: Vec<String> = sqlx::query_scalar("SELECT details->>'reason' FROM audit_log WHERE action = 'console.close' AND target_id = $1 ORDER BY id")
-            .bind(inst.to_string())
-            .fetch_all(&w.pool)
-            .await
-            .unwrap();
+        let c: Vec<String> =
+            sqlx::query_scalar("SELECT details->>'reason' FROM audit_log WHERE action = 'console.close' AND target_id = $1 ORDER BY id")
+                .bind(inst.to_string())
+                .fetch_all(&w.pool)
+                .await
+                .unwrap();
         (c.len() == 2).then_some(c)
     })
     .await;
@@ -311,7 +334,10 @@ async fn a_resellers_key_logs_in_over_ssh_and_a_reset_password_logs_in_on_the_co
     .fetch_one(&w.pool)
     .await
     .unwrap();
-    let token = panel::api_keys::create(&w.pool, reseller, "t", &[panel::api_keys::Scope::Read, panel::api_keys::Scope::Write], None).await.unwrap().token;
+    let token = panel::api_keys::create(&w.pool, reseller, "t", &[panel::api_keys::Scope::Read, panel::api_keys::Scope::Write], None)
+        .await
+        .unwrap()
+        .token;
     let http = reqwest::Client::new();
     let post = |path: &str, body: serde_json::Value| {
         let r = http.post(format!("{}{path}", w.panel_url)).bearer_auth(&token).json(&body);
@@ -324,7 +350,11 @@ async fn a_resellers_key_logs_in_over_ssh_and_a_reset_password_logs_in_on_the_co
     // A key pair of the reseller's customer.
     let keys = tempfile::tempdir().unwrap();
     let key = keys.path().join("id");
-    let made = std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "customer@example", "-f"]).arg(&key).output().unwrap();
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "customer@example", "-f"])
+        .arg(&key)
+        .output()
+        .unwrap();
     assert!(made.status.success(), "ssh-keygen (openssh-client): {made:?}");
     let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
 
@@ -340,12 +370,24 @@ async fn a_resellers_key_logs_in_over_ssh_and_a_reset_password_logs_in_on_the_co
     assert!(v.get("root_password").is_none(), "a key was given: nothing generated");
     let inst: Uuid = v["id"].as_str().unwrap().parse().unwrap();
     wait_for("the Debian container to run", 180, async || (w.observed(inst).await == "running").then_some(())).await;
-    let addr: String = sqlx::query_scalar("SELECT host(address) FROM ip_addresses WHERE instance_id = $1").bind(inst).fetch_one(&w.pool).await.unwrap();
+    let addr: String =
+        sqlx::query_scalar("SELECT host(address) FROM ip_addresses WHERE instance_id = $1").bind(inst).fetch_one(&w.pool).await.unwrap();
 
     // SSH from the host's namespace to the container's address: the key gets in.
     let ssh = |extra: &[&str], cmd: &str| {
         let mut c = host.ns.command("ssh");
-        c.args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"]);
+        c.args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=5",
+            "-o",
+            "LogLevel=ERROR",
+        ]);
         c.args(extra).arg(format!("root@{addr}")).arg(cmd);
         c.output().unwrap()
     };
@@ -366,11 +408,13 @@ async fn a_resellers_key_logs_in_over_ssh_and_a_reset_password_logs_in_on_the_co
     let (s, v) = post(&format!("/api/v1/servers/{inst}/reset-password"), serde_json::json!({"root_password": password})).await;
     assert_eq!(s, 202, "{v}");
     wait_for("the reset to reach the host", 60, async || {
-        let st: Option<String> = sqlx::query_scalar("SELECT status::text FROM jobs WHERE kind = 'instance.reset_password' AND instance_id = $1 ORDER BY created_at DESC LIMIT 1")
-            .bind(inst)
-            .fetch_optional(&w.pool)
-            .await
-            .unwrap();
+        let st: Option<String> = sqlx::query_scalar(
+            "SELECT status::text FROM jobs WHERE kind = 'instance.reset_password' AND instance_id = $1 ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(inst)
+        .fetch_optional(&w.pool)
+        .await
+        .unwrap();
         (st.as_deref() == Some("succeeded")).then_some(())
     })
     .await;

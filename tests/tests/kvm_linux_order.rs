@@ -19,7 +19,8 @@ async fn a_kvm_order_of_the_test_kernel_runs_with_its_disk_and_answers_ping() {
     let customer = w.customer("linux@example.com", 1000).await;
     let inst = w.order_paid_with(customer, "kvm-linux-shared", provisioner::vm::test_kernel::TEMPLATE, "linux.example.com").await;
     wait_for("the VPS to run", 120, async || (w.observed(inst).await == "running").then_some(())).await;
-    let address: String = sqlx::query_scalar("SELECT host(address) FROM ip_addresses WHERE instance_id = $1").bind(inst).fetch_one(&w.pool).await.unwrap();
+    let address: String =
+        sqlx::query_scalar("SELECT host(address) FROM ip_addresses WHERE instance_id = $1").bind(inst).fetch_one(&w.pool).await.unwrap();
 
     // The disk is the plan's size (kvm-linux-shared: 3 GiB).
     const DISK_GIB: u64 = 3;

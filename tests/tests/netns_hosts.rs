@@ -21,7 +21,13 @@ impl Drop for Machines {
         use provisioner::runtime::Runtime;
         let store = provisioner::store::InstanceStore::open(&self.state).unwrap();
         let cap = vessel_core::admission::HostCapacity { cpus: 2, memory_mib: 1024, disk_gib: 10 };
-        let cfg = provisioner::vm::runtime::KvmRuntimeConfig::new(self.state.clone(), self.parent.clone(), self.bin.clone(), "/nonexistent".into(), cap);
+        let cfg = provisioner::vm::runtime::KvmRuntimeConfig::new(
+            self.state.clone(),
+            self.parent.clone(),
+            self.bin.clone(),
+            "/nonexistent".into(),
+            cap,
+        );
         let kvm = provisioner::vm::runtime::KvmRuntime::new(cfg, store.clone());
         for mut r in store.list().unwrap_or_default() {
             let _ = kvm.destroy(&mut r);
@@ -110,7 +116,8 @@ async fn two_hosts_in_namespaces_and_one_cut_off() {
     let slow = HostClient::new(&url_a, sa.clone(), http_client(None, Duration::from_secs(60)).unwrap());
     let (status, st) = slow.json(reqwest::Method::PUT, &vm_path, Some(&vm)).await.unwrap();
     assert_eq!(status, 201, "{st}");
-    let (status, st) = slow.json(reqwest::Method::POST, &format!("{vm_path}/actions"), Some(&serde_json::json!({"action": "start"}))).await.unwrap();
+    let (status, st) =
+        slow.json(reqwest::Method::POST, &format!("{vm_path}/actions"), Some(&serde_json::json!({"action": "start"}))).await.unwrap();
     assert_eq!((status, st["state"].as_str()), (200, Some("running")), "{st}");
     assert_eq!(provisioner::vm::cgroup::procs(&a.cgroup_parent(), &vm.id.to_string()).len(), 1);
 

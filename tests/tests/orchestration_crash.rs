@@ -29,19 +29,21 @@ impl Drop for Worker {
 }
 
 fn worker(w: &World) -> Worker {
-    Worker(Command::new(workspace_binary("panel").unwrap())
-        .arg("worker")
-        .env("DATABASE_URL", &w.db_url)
-        .env("VESSEL__ORCHESTRATION__RECONCILE_INTERVAL_SECS", "1")
-        .env("VESSEL__ORCHESTRATION__UNREACHABLE_AFTER_SECS", "3")
-        .env("VESSEL__ORCHESTRATION__HOST_TIMEOUT_SECS", "5")
-        // A killed runner's jobs come back when their lease runs out.
-        .env("VESSEL__ORCHESTRATION__JOB_LEASE_SECS", "3")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .expect("panel worker runs"))
+    Worker(
+        Command::new(workspace_binary("panel").unwrap())
+            .arg("worker")
+            .env("DATABASE_URL", &w.db_url)
+            .env("VESSEL__ORCHESTRATION__RECONCILE_INTERVAL_SECS", "1")
+            .env("VESSEL__ORCHESTRATION__UNREACHABLE_AFTER_SECS", "3")
+            .env("VESSEL__ORCHESTRATION__HOST_TIMEOUT_SECS", "5")
+            // A killed runner's jobs come back when their lease runs out.
+            .env("VESSEL__ORCHESTRATION__JOB_LEASE_SECS", "3")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("panel worker runs"),
+    )
 }
 
 /// The session secret of every `panel serve` this test starts: a customer's session cookie
@@ -131,7 +133,12 @@ impl Customer {
     /// Logs in through the login form.
     async fn login(web: &Web, email: &str) -> Customer {
         // No pooled connections: a request that fails after a kill failed in flight, not on a stale socket.
-        let http = reqwest::Client::builder().cookie_store(true).pool_max_idle_per_host(0).redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .pool_max_idle_per_host(0)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
         let page = http.get(web.url("/login")).send().await.unwrap().text().await.unwrap();
         let csrf = csrf_of(&page);
         let r = http.post(web.url("/login")).form(&[("email", email), ("password", PASSWORD), ("csrf", &csrf)]).send().await.unwrap();
@@ -168,8 +175,18 @@ impl Customer {
 
     /// Orders a VPS on the order page and pays every open invoice from credit.
     async fn order_and_pay(&self, pool: &sqlx::PgPool, account: uuid::Uuid, hostname: &str) {
-        let (status, loc) =
-            self.post("/order/kvm-tiny-shared", &[("cycle", "monthly"), ("os_template", "vessel-test-guest"), ("hostname", hostname), ("coupon", ""), ("root_password", "a root password 1")]).await;
+        let (status, loc) = self
+            .post(
+                "/order/kvm-tiny-shared",
+                &[
+                    ("cycle", "monthly"),
+                    ("os_template", "vessel-test-guest"),
+                    ("hostname", hostname),
+                    ("coupon", ""),
+                    ("root_password", "a root password 1"),
+                ],
+            )
+            .await;
         assert!(status == 303 && loc.starts_with("/orders/"), "order: {status} {loc}");
         // Open invoices, also of an order whose answer a kill cut off.
         let open: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM invoices WHERE account_id = $1 AND status = 'issued'")
@@ -223,7 +240,10 @@ async fn killing_the_web_process_runners_and_hosts_mid_operation_converges_witho
         seed % max
     };
     let live = async || -> Vec<uuid::Uuid> {
-        sqlx::query_scalar("SELECT id FROM instances WHERE desired_state <> 'terminated' ORDER BY created_at").fetch_all(&w.pool).await.unwrap()
+        sqlx::query_scalar("SELECT id FROM instances WHERE desired_state <> 'terminated' ORDER BY created_at")
+            .fetch_all(&w.pool)
+            .await
+            .unwrap()
     };
     let (mut killed_runner, mut killed_host, mut killed_web) = (0, 0, 0);
     for i in 0..30 {
@@ -307,11 +327,18 @@ async fn killing_the_web_process_runners_and_hosts_mid_operation_converges_witho
     let mut want = known.clone();
     want.sort();
     assert_eq!(host_ids, want, "the host runs exactly the live instances the panel knows, each once");
-    let doubled: i64 = sqlx::query_scalar("SELECT count(*) FROM (SELECT address FROM ip_addresses GROUP BY address HAVING count(*) > 1) x").fetch_one(&w.pool).await.unwrap();
+    let doubled: i64 = sqlx::query_scalar("SELECT count(*) FROM (SELECT address FROM ip_addresses GROUP BY address HAVING count(*) > 1) x")
+        .fetch_one(&w.pool)
+        .await
+        .unwrap();
     assert_eq!(doubled, 0);
-    let holders: i64 = sqlx::query_scalar("SELECT count(DISTINCT instance_id) FROM ip_addresses WHERE instance_id IS NOT NULL").fetch_one(&w.pool).await.unwrap();
+    let holders: i64 = sqlx::query_scalar("SELECT count(DISTINCT instance_id) FROM ip_addresses WHERE instance_id IS NOT NULL")
+        .fetch_one(&w.pool)
+        .await
+        .unwrap();
     assert_eq!(holders, known.len() as i64, "each live instance holds its address, the destroyed ones none");
-    let dead: Vec<(String, Option<String>)> = sqlx::query_as("SELECT kind, last_error FROM jobs WHERE status = 'dead'").fetch_all(&w.pool).await.unwrap();
+    let dead: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT kind, last_error FROM jobs WHERE status = 'dead'").fetch_all(&w.pool).await.unwrap();
     assert!(dead.is_empty(), "dead-lettered jobs: {dead:?}");
     // Whatever the kills cut off: every paid order's subscription has exactly one VPS, and
     // no unpaid one has any.

@@ -29,7 +29,10 @@ async fn a_paid_order_runs_on_a_host_across_the_network() {
     let inst = w.order_paid(customer, "kvm-tiny", "guest1.example.com").await;
     wait_for("the VPS to run", 90, async || (w.observed(inst).await == "running").then_some(())).await;
     let (on_host, address): (uuid::Uuid, String) =
-        sqlx::query_as("SELECT i.host_id, host(a.address) FROM instances i JOIN ip_addresses a ON a.instance_id = i.id").fetch_one(&w.pool).await.unwrap();
+        sqlx::query_as("SELECT i.host_id, host(a.address) FROM instances i JOIN ip_addresses a ON a.instance_id = i.id")
+            .fetch_one(&w.pool)
+            .await
+            .unwrap();
     assert_eq!(on_host, host.id);
     assert_eq!(sqlx::query_scalar::<_, String>("SELECT status::text FROM orders").fetch_one(&w.pool).await.unwrap(), "active");
 
@@ -41,7 +44,11 @@ async fn a_paid_order_runs_on_a_host_across_the_network() {
     assert_eq!(listed[0].state, vessel_core::InstanceState::Running);
     assert_eq!(listed[0].addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(), vec![address]);
     // A wrong secret is refused by the host.
-    let wrong = panel::hosts::HostClient::new(&host.api_url, vessel_core::signing::HostSecret::from_bytes(vec![7; 32]).unwrap(), panel::hosts::http_client(Duration::from_secs(5), None));
+    let wrong = panel::hosts::HostClient::new(
+        &host.api_url,
+        vessel_core::signing::HostSecret::from_bytes(vec![7; 32]).unwrap(),
+        panel::hosts::http_client(Duration::from_secs(5), None),
+    );
     assert!(matches!(wrong.list().await, Err(panel::hosts::HostError::Refused(p)) if p.status == 401));
 
     // The customer stops it: the host follows.
@@ -68,7 +75,8 @@ async fn a_paid_order_runs_on_a_host_across_the_network() {
     let listed = hc.list().await.unwrap();
     let status = listed.iter().find(|s| s.id.0 == ct).expect("the host runs the container");
     assert_eq!(status.kind, vessel_core::InstanceKind::Container);
-    let ct_addr: String = sqlx::query_scalar("SELECT host(address) FROM ip_addresses WHERE instance_id = $1").bind(ct).fetch_one(&w.pool).await.unwrap();
+    let ct_addr: String =
+        sqlx::query_scalar("SELECT host(address) FROM ip_addresses WHERE instance_id = $1").bind(ct).fetch_one(&w.pool).await.unwrap();
     assert_eq!(status.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(), vec![ct_addr]);
     w.want(ct, "terminated").await;
     wait_for("the container to be destroyed", 60, async || (w.observed(ct).await == "destroyed").then_some(())).await;
@@ -77,6 +85,9 @@ async fn a_paid_order_runs_on_a_host_across_the_network() {
     w.want(inst, "terminated").await;
     wait_for("the VPS to be destroyed", 60, async || (w.observed(inst).await == "destroyed").then_some(())).await;
     assert!(hc.list().await.unwrap().is_empty());
-    assert_eq!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM ip_addresses WHERE instance_id IS NOT NULL").fetch_one(&w.pool).await.unwrap(), 0);
+    assert_eq!(
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM ip_addresses WHERE instance_id IS NOT NULL").fetch_one(&w.pool).await.unwrap(),
+        0
+    );
     assert!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM usage_samples").fetch_one(&w.pool).await.unwrap() > 0, "usage flowed back");
 }

@@ -95,11 +95,7 @@ async fn vessel_up_serves_and_prints_a_working_admin_login() {
     // The printed credentials are the admin's, hashed with argon2id.
     let pool = sqlx::PgPool::connect(&db_url).await.unwrap();
     let (role, hash): (String, String) =
-        sqlx::query_as("SELECT role::text, password_hash FROM accounts WHERE email = $1")
-            .bind(&login)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        sqlx::query_as("SELECT role::text, password_hash FROM accounts WHERE email = $1").bind(&login).fetch_one(&pool).await.unwrap();
     assert_eq!(role, "admin");
     assert!(panel::accounts::verify_password(&password, &hash));
     // The catalogue was synced.
@@ -160,9 +156,11 @@ async fn a_sign_up_mail_reaches_the_catcher(url: &str, mail: &str) {
     let end = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let mails: serde_json::Value = reqwest::get(format!("{}/email", mail.trim_end_matches('/'))).await.unwrap().json().await.unwrap();
-        let found = mails.as_array().into_iter().flatten().find(|m| {
-            m["to"].as_array().into_iter().flatten().any(|t| t["address"] == "newcomer@example.com")
-        });
+        let found = mails
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["to"].as_array().into_iter().flatten().any(|t| t["address"] == "newcomer@example.com"));
         if let Some(m) = found {
             let text = m["text"].as_str().unwrap_or_default();
             assert!(text.contains(&format!("{url}/verify/")), "the verification link: {text}");
@@ -201,15 +199,25 @@ async fn demo_hosts_run_a_customers_order(pool: &sqlx::PgPool, hosts: &[(String,
     // A customer orders and pays a container and a KVM machine; both run on the demo hosts.
     let clock = panel::clock::SystemClock;
     let admin: uuid::Uuid = sqlx::query_scalar("SELECT id FROM accounts WHERE role = 'admin' LIMIT 1").fetch_one(pool).await.unwrap();
-    let customer: uuid::Uuid =
-        sqlx::query_scalar("INSERT INTO accounts (role, email, email_verified_at) VALUES ('customer', 'demo@example.com', now()) RETURNING id")
-            .fetch_one(pool)
-            .await
-            .unwrap();
+    let customer: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO accounts (role, email, email_verified_at) VALUES ('customer', 'demo@example.com', now()) RETURNING id",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
     let eur = panel::money::Currency::parse("EUR").unwrap();
-    panel::billing::payments::record_manual_payment(pool, &clock, admin, customer, panel::money::Money::new(100_000, eur), "demo-credit", None, None)
-        .await
-        .unwrap();
+    panel::billing::payments::record_manual_payment(
+        pool,
+        &clock,
+        admin,
+        customer,
+        panel::money::Money::new(100_000, eur),
+        "demo-credit",
+        None,
+        None,
+    )
+    .await
+    .unwrap();
     let mut ids = Vec::new();
     for (plan, template, hostname) in [("burst-s", "busybox", "ct.example.com"), ("kvm-s2", "vessel-test-guest", "vm.example.com")] {
         let req = panel::orders::OrderRequest {
@@ -221,8 +229,11 @@ async fn demo_hosts_run_a_customers_order(pool: &sqlx::PgPool, hosts: &[(String,
         };
         let placed = panel::orders::place_order(pool, &clock, customer, req).await.unwrap();
         panel::billing::payments::pay_invoice_with_credit(pool, &clock, customer, placed.invoice_id).await.unwrap();
-        let id: uuid::Uuid =
-            sqlx::query_scalar("SELECT id FROM instances WHERE subscription_id = $1").bind(placed.subscription_id).fetch_one(pool).await.unwrap();
+        let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM instances WHERE subscription_id = $1")
+            .bind(placed.subscription_id)
+            .fetch_one(pool)
+            .await
+            .unwrap();
         ids.push(id);
     }
     let end = std::time::Instant::now() + Duration::from_secs(120);

@@ -36,9 +36,12 @@ async fn a_reseller_runs_a_vps_from_create_to_terminate_through_the_api() {
     let http = reqwest::Client::new();
     let api = |p: &str| format!("{}/api/v1{p}", w.panel_url);
 
-    let (s, customer) = call(&http, api("/customers"), &token, Some(json!({"email": "end@customer.example", "name": "End Customer"})), Some("cust-1")).await;
+    let (s, customer) =
+        call(&http, api("/customers"), &token, Some(json!({"email": "end@customer.example", "name": "End Customer"})), Some("cust-1"))
+            .await;
     assert_eq!(s, 201, "{customer}");
-    let order = json!({"customer_id": customer["id"], "plan": "kvm-tiny", "os_template": "vessel-test-guest", "hostname": "api.example.com"});
+    let order =
+        json!({"customer_id": customer["id"], "plan": "kvm-tiny", "os_template": "vessel-test-guest", "hostname": "api.example.com"});
     let (s, server) = call(&http, api("/servers"), &token, Some(order.clone()), Some("srv-1")).await;
     assert_eq!(s, 201, "{server}");
     // The reseller's retry (say its first request timed out) is the same server.
@@ -59,7 +62,9 @@ async fn a_reseller_runs_a_vps_from_create_to_terminate_through_the_api() {
     assert_eq!(on_host.len(), 1, "the host runs it");
     assert_eq!(on_host[0].id.0.to_string(), id);
 
-    for (action, body, want) in [("stop", None, "stopped"), ("start", None, "running"), ("reinstall", Some(json!({"os_template": "vessel-test-guest"})), "running")] {
+    for (action, body, want) in
+        [("stop", None, "stopped"), ("start", None, "running"), ("reinstall", Some(json!({"os_template": "vessel-test-guest"})), "running")]
+    {
         let r = http.post(api(&format!("/servers/{id}/{action}"))).bearer_auth(&token);
         let r = match body {
             Some(b) => r.json(&b),

@@ -67,7 +67,13 @@ pub async fn os_templates(_who: Reader, pool: web::Data<PgPool>) -> Result<HttpR
     let data = sql::os_templates(&pool, true)
         .await?
         .into_iter()
-        .map(|t| OsTemplate { name: t.name, display_name: t.display_name, version: t.version, for_containers: t.for_containers, for_kvm: t.for_kvm })
+        .map(|t| OsTemplate {
+            name: t.name,
+            display_name: t.display_name,
+            version: t.version,
+            for_containers: t.for_containers,
+            for_kvm: t.for_kvm,
+        })
         .collect();
     Ok(HttpResponse::Ok().json(OsTemplateList { data }))
 }

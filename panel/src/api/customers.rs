@@ -45,7 +45,12 @@ pub async fn create(who: Writer, pool: web::Data<PgPool>, req: HttpRequest, body
     let who = who.0;
     idempotency::run(&pool, &who.clone(), &req, &body, move |tx| {
         Box::pin(async move {
-            let row = svc::create(tx, &who, svc::NewCustomer { email: input.email, name: input.name, country: input.country, reseller_id: input.reseller_id }).await?;
+            let row = svc::create(
+                tx,
+                &who,
+                svc::NewCustomer { email: input.email, name: input.name, country: input.country, reseller_id: input.reseller_id },
+            )
+            .await?;
             Reply::new(StatusCode::CREATED, Customer::from(row))
         })
     })

@@ -76,11 +76,14 @@ where
     if let Some(key) = &key {
         let fp = fingerprint(req, body);
         if !sql::claim(&mut tx, who.account_id, key, &fp).await? {
-            let (stored_fp, status, stored) = sql::stored(&mut tx, who.account_id, key).await?.ok_or_else(|| ApiError::Internal("idempotency key vanished".into()))?;
+            let (stored_fp, status, stored) =
+                sql::stored(&mut tx, who.account_id, key).await?.ok_or_else(|| ApiError::Internal("idempotency key vanished".into()))?;
             if stored_fp != fp {
                 return Err(ApiError::IdempotencyKeyReused);
             }
-            let status = status.and_then(|s| StatusCode::from_u16(s as u16).ok()).ok_or_else(|| ApiError::Internal("idempotency key without response".into()))?;
+            let status = status
+                .and_then(|s| StatusCode::from_u16(s as u16).ok())
+                .ok_or_else(|| ApiError::Internal("idempotency key without response".into()))?;
             return Ok(Reply { status, body: stored.unwrap_or(Value::Null), unstored: &[] }.respond(true));
         }
     }

@@ -16,13 +16,19 @@ use uuid::Uuid;
     params(("id" = Uuid, Path, description = "The invoice's id (as in the `invoice.*` webhook events)")),
     responses((status = 200, description = "The invoice as a PDF", content_type = "application/pdf")))]
 #[get("/invoices/{id}/pdf")]
-pub async fn pdf(who: Reader, pool: web::Data<PgPool>, settings: web::Data<Settings>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn pdf(
+    who: Reader,
+    pool: web::Data<PgPool>,
+    settings: web::Data<Settings>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
     let found = match who.0.tenant {
         Tenant::Reseller(r) => billing::invoices::get_for(&pool, r, *id).await,
         Tenant::All => billing::invoices::get(&pool, *id).await,
     }
     .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let (row, lines) = found.filter(|(row, _)| row.status != crate::billing::invoices::InvoiceStatus::Draft).ok_or(ApiError::NotFound("invoice"))?;
+    let (row, lines) =
+        found.filter(|(row, _)| row.status != crate::billing::invoices::InvoiceStatus::Draft).ok_or(ApiError::NotFound("invoice"))?;
     let number = billing::invoices::display_number(&row);
     let pdf = crate::web::customer::invoice_pdf(&pool, &settings.billing.pdf_chromium, row, lines).await.map_err(|e| match e {
         crate::web::error::WebError::NotFound => ApiError::NotFound("invoice"),

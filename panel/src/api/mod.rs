@@ -87,7 +87,8 @@ async fn problems_only(
     }
     let res = next.call(req).await?.map_into_boxed_body();
     let status = res.status();
-    let is_problem = res.headers().get(actix_web::http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    let is_problem =
+        res.headers().get(actix_web::http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
     if !(status.is_client_error() || status.is_server_error()) || is_problem {
         return Ok(res);
     }
@@ -116,7 +117,10 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         let message = e.into_inner().to_string();
         // serde names a missing field in the message, at its parent's path (an unknown field's
         // path is already the field).
-        let named = message.split('`').nth(1).filter(|_| message.starts_with("missing field") || (message.starts_with("unknown field") && path == "."));
+        let named = message
+            .split('`')
+            .nth(1)
+            .filter(|_| message.starts_with("missing field") || (message.starts_with("unknown field") && path == "."));
         let field = match (path.as_str(), named) {
             (".", Some(n)) => n.to_string(),
             (".", None) => "body".to_string(),
@@ -184,7 +188,8 @@ pub fn document() -> &'static Value {
     static DOC: OnceLock<Value> = OnceLock::new();
     DOC.get_or_init(|| {
         let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
-        doc["components"]["securitySchemes"] = json!({ "bearer": { "type": "http", "scheme": "bearer", "description": "An API key made in the panel" } });
+        doc["components"]["securitySchemes"] =
+            json!({ "bearer": { "type": "http", "scheme": "bearer", "description": "An API key made in the panel" } });
         doc["security"] = json!([{ "bearer": [] }]);
         let problem = json!({ "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } });
         if let Some(paths) = doc["paths"].as_object_mut() {

@@ -99,7 +99,15 @@ pub struct Customer {
 
 impl From<CustomerRow> for Customer {
     fn from(r: CustomerRow) -> Self {
-        Customer { id: r.id, email: r.email, name: r.display_name, country: r.country, status: r.status.to_string(), reseller_id: r.reseller_id, created_at: r.created_at }
+        Customer {
+            id: r.id,
+            email: r.email,
+            name: r.display_name,
+            country: r.country,
+            status: r.status.to_string(),
+            reseller_id: r.reseller_id,
+            created_at: r.created_at,
+        }
     }
 }
 

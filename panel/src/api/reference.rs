@@ -1,8 +1,8 @@
 //! `/api/v1/docs`: the API reference as a plain page rendered from the OpenAPI document, so it
 //! works without JavaScript or any CDN (operators' networks often have no internet).
 
-use askama::Template;
 use actix_web::{get, HttpResponse};
+use askama::Template;
 use serde_json::Value;
 
 struct Param {
@@ -110,12 +110,7 @@ fn type_of(s: &Value) -> String {
 }
 
 fn schema_name(content: Option<&Value>) -> String {
-    content
-        .and_then(|c| c.as_object())
-        .and_then(|c| c.values().next())
-        .and_then(|m| m.get("schema"))
-        .map(type_of)
-        .unwrap_or_default()
+    content.and_then(|c| c.as_object()).and_then(|c| c.values().next()).and_then(|m| m.get("schema")).map(type_of).unwrap_or_default()
 }
 
 fn build() -> Reference {
@@ -148,11 +143,17 @@ fn build() -> Reference {
                     .map(|rs| {
                         rs.iter()
                             .filter(|(status, r)| !super::COMMON_ERRORS.iter().any(|(c, d)| c == status && r["description"] == *d))
-                            .map(|(status, r)| Resp { status: status.clone(), schema: schema_name(r.get("content")), description: rich(&text(&r["description"])) })
+                            .map(|(status, r)| Resp {
+                                status: status.clone(),
+                                schema: schema_name(r.get("content")),
+                                description: rich(&text(&r["description"])),
+                            })
                             .collect()
                     })
                     .unwrap_or_default();
-                let summary = rich(&[text(&op["summary"]), text(&op["description"])].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" "));
+                let summary = rich(
+                    &[text(&op["summary"]), text(&op["description"])].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" "),
+                );
                 let o = Op {
                     anchor: format!("{method}-{}", path.replace(['/', '{', '}'], "-")),
                     method: method.to_string(),
@@ -175,7 +176,8 @@ fn build() -> Reference {
         .map(|ss| {
             ss.iter()
                 .map(|(name, s)| {
-                    let required: Vec<&str> = s["required"].as_array().map(|r| r.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+                    let required: Vec<&str> =
+                        s["required"].as_array().map(|r| r.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
                     Schema {
                         name: name.clone(),
                         description: rich(&text(&s["description"])),
@@ -183,7 +185,12 @@ fn build() -> Reference {
                             .as_object()
                             .map(|ps| {
                                 ps.iter()
-                                    .map(|(f, p)| Field { name: f.clone(), ty: type_of(p), required: required.contains(&f.as_str()), description: rich(&text(&p["description"])) })
+                                    .map(|(f, p)| Field {
+                                        name: f.clone(),
+                                        ty: type_of(p),
+                                        required: required.contains(&f.as_str()),
+                                        description: rich(&text(&p["description"])),
+                                    })
                                     .collect()
                             })
                             .unwrap_or_default(),

@@ -3,13 +3,13 @@
 use super::auth::{Reader, Writer};
 use super::idempotency::{self, Reply};
 use super::models::{ConsoleToken, Cycle, NewServer, Reinstall, ResetPassword, Resize, Server, ServerList, Usage, UsagePoint};
-use crate::access;
-use crate::resellers::ResellerError;
 use super::pagination;
 use super::problem::ApiError;
+use crate::access;
 use crate::api_keys::Principal;
 use crate::clock::Clock;
 use crate::resellers::servers::{self as svc, ServerAction, ServerFilter};
+use crate::resellers::ResellerError;
 use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -17,7 +17,6 @@ use sqlx::PgPool;
 use std::sync::Arc;
 use utoipa::IntoParams;
 use uuid::Uuid;
-
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -45,8 +44,18 @@ pub struct ServerQuery {
 pub async fn list(who: Reader, pool: web::Data<PgPool>, q: web::Query<ServerQuery>) -> Result<HttpResponse, ApiError> {
     let limit = pagination::limit(q.limit)?;
     let after = q.cursor.as_deref().map(pagination::decode).transpose()?;
-    let desired_state = q.state.as_deref().map(str::parse::<crate::vps::DesiredState>).transpose().map_err(|e| ApiError::validation("state", e.to_string()))?;
-    let observed_state = q.observed_state.as_deref().map(str::parse::<crate::vps::ObservedState>).transpose().map_err(|e| ApiError::validation("observed_state", e.to_string()))?;
+    let desired_state = q
+        .state
+        .as_deref()
+        .map(str::parse::<crate::vps::DesiredState>)
+        .transpose()
+        .map_err(|e| ApiError::validation("state", e.to_string()))?;
+    let observed_state = q
+        .observed_state
+        .as_deref()
+        .map(str::parse::<crate::vps::ObservedState>)
+        .transpose()
+        .map_err(|e| ApiError::validation("observed_state", e.to_string()))?;
     let filter = ServerFilter {
         customer: q.customer_id,
         desired_state,
@@ -152,7 +161,12 @@ pub async fn console(
                 return Err(ApiError::Conflict(format!("the server is {}: a console needs it running", row.observed_state)));
             }
             let issued = crate::console::issue(&mut **tx, id, account, crate::console::Via::Api { key }, ttl).await?;
-            let answer = ConsoleToken { websocket_path: issued.websocket_path(), page_path: issued.page_path(), expires_at: issued.expires_at, token: issued.token };
+            let answer = ConsoleToken {
+                websocket_path: issued.websocket_path(),
+                page_path: issued.page_path(),
+                expires_at: issued.expires_at,
+                token: issued.token,
+            };
             Ok(Reply::new(StatusCode::CREATED, answer)?.not_storing(&["token", "websocket_path", "page_path"]))
         })
     })
@@ -169,17 +183,38 @@ pub async fn get(who: Reader, pool: web::Data<PgPool>, id: web::Path<Uuid>) -> R
 /// The last day of a server's usage: CPU, memory against guarantee and burst, disk, network.
 #[utoipa::path(get, path = "/api/v1/servers/{id}/usage", tag = "servers", params(("id" = Uuid, Path)), responses((status = 200, body = Usage)))]
 #[get("/servers/{id}/usage")]
-pub async fn usage(who: Reader, pool: web::Data<PgPool>, clock: web::Data<Arc<dyn Clock>>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+pub async fn usage(
+    who: Reader,
+    pool: web::Data<PgPool>,
+    clock: web::Data<Arc<dyn Clock>>,
+    id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
     let points = svc::usage(&pool, who.0.tenant, *id, clock.now()).await?;
     let points = points
         .into_iter()
-        .map(|p| UsagePoint { at: p.at, cpu_cores: p.cpu_cores, memory_mib: p.memory_mib, burst_mib: p.burst_mib, disk_gib: p.disk_gib, rx_mbit: p.rx_mbit, tx_mbit: p.tx_mbit })
+        .map(|p| UsagePoint {
+            at: p.at,
+            cpu_cores: p.cpu_cores,
+            memory_mib: p.memory_mib,
+            burst_mib: p.burst_mib,
+            disk_gib: p.disk_gib,
+            rx_mbit: p.rx_mbit,
+            tx_mbit: p.tx_mbit,
+        })
         .collect();
     Ok(HttpResponse::Ok().json(Usage { server_id: *id, points }))
 }
 
 /// Records an action and answers 202 with the server (its desired state already changed).
-async fn act(who: Writer, pool: &PgPool, clock: &Arc<dyn Clock>, req: &HttpRequest, body: &[u8], id: Uuid, action: ServerAction) -> Result<HttpResponse, ApiError> {
+async fn act(
+    who: Writer,
+    pool: &PgPool,
+    clock: &Arc<dyn Clock>,
+    req: &HttpRequest,
+    body: &[u8],
+    id: Uuid,
+    action: ServerAction,
+) -> Result<HttpResponse, ApiError> {
     let now = clock.now();
     let who: Principal = who.0;
     let tenant = who.tenant;
@@ -211,10 +246,28 @@ macro_rules! plain_action {
 }
 
 plain_action!(start, "/servers/{id}/start", "/api/v1/servers/{id}/start", ServerAction::Start, "Starts a stopped server.");
-plain_action!(stop, "/servers/{id}/stop", "/api/v1/servers/{id}/stop", ServerAction::Stop, "Stops a server (it keeps its disk and address).");
+plain_action!(
+    stop,
+    "/servers/{id}/stop",
+    "/api/v1/servers/{id}/stop",
+    ServerAction::Stop,
+    "Stops a server (it keeps its disk and address)."
+);
 plain_action!(restart, "/servers/{id}/restart", "/api/v1/servers/{id}/restart", ServerAction::Restart, "Restarts a running server.");
-plain_action!(suspend, "/servers/{id}/suspend", "/api/v1/servers/{id}/suspend", ServerAction::Suspend, "Suspends a server (billing continues).");
-plain_action!(unsuspend, "/servers/{id}/unsuspend", "/api/v1/servers/{id}/unsuspend", ServerAction::Unsuspend, "Lifts the caller's suspension.");
+plain_action!(
+    suspend,
+    "/servers/{id}/suspend",
+    "/api/v1/servers/{id}/suspend",
+    ServerAction::Suspend,
+    "Suspends a server (billing continues)."
+);
+plain_action!(
+    unsuspend,
+    "/servers/{id}/unsuspend",
+    "/api/v1/servers/{id}/unsuspend",
+    ServerAction::Unsuspend,
+    "Lifts the caller's suspension."
+);
 plain_action!(
     terminate,
     "/servers/{id}/terminate",
@@ -247,7 +300,8 @@ pub async fn reinstall(
     idempotency::run(&pool, &who.clone(), &req, &body, move |tx| {
         Box::pin(async move {
             let customer = svc::get(&mut **tx, tenant, id).await?.customer_id;
-            let req = access::AccessRequest { saved_keys: vec![], key_lines: r.ssh_keys.unwrap_or_default(), root_password: r.root_password };
+            let req =
+                access::AccessRequest { saved_keys: vec![], key_lines: r.ssh_keys.unwrap_or_default(), root_password: r.root_password };
             let chosen = access::choose(&mut **tx, customer, req).await.map_err(ResellerError::from)?;
             svc::set_access(tx, &who, id, &chosen.access).await?;
             svc::act(tx, &who, now, id, ServerAction::Reinstall { os_template: r.os_template }).await?;

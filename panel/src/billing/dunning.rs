@@ -51,7 +51,9 @@ pub async fn run(pool: &PgPool, clock: &dyn Clock, policy: DunningPolicy) -> Res
         subscriptions::suspend(&mut tx, r.subscription_id, r.account_id, r.invoice_id, now).await?;
         report.suspended += 1;
     }
-    for r in sql::due_for(&mut tx, "terminated", SubscriptionStatus::Suspended, now, now - Duration::days(policy.terminate_after_days)).await? {
+    for r in
+        sql::due_for(&mut tx, "terminated", SubscriptionStatus::Suspended, now, now - Duration::days(policy.terminate_after_days)).await?
+    {
         subscriptions::terminate(&mut tx, r.subscription_id, r.account_id, r.invoice_id, now).await?;
         report.terminated += 1;
     }

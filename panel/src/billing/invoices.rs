@@ -103,7 +103,12 @@ pub async fn issue_charge(tx: &mut Tx<'_>, doc: &sql::NewDocument<'_>, now: Date
 
 /// As [`issue_charge`], due at `due` (a balance carried over from a voided invoice keeps the
 /// voided one's due date, so dunning is not reset by a plan change).
-pub async fn issue_charge_due(tx: &mut Tx<'_>, doc: &sql::NewDocument<'_>, now: DateTime<Utc>, due: DateTime<Utc>) -> Result<Uuid, BillingError> {
+pub async fn issue_charge_due(
+    tx: &mut Tx<'_>,
+    doc: &sql::NewDocument<'_>,
+    now: DateTime<Utc>,
+    due: DateTime<Utc>,
+) -> Result<Uuid, BillingError> {
     debug_assert!(doc.credit_note_for.is_none());
     let id = sql::insert_document(tx, doc).await?;
     let seq = sql::reserve_numbers(tx, InvoiceKind::Invoice, now.year(), 1).await?;

@@ -5,7 +5,10 @@
 //! for every way of paying, so the ledger and the invoice states cannot disagree.
 
 use super::ledger::{self, LedgerAccount, Refs};
-use super::{invoices::{display_number, InvoiceKind, InvoiceStatus}, BillingError};
+use super::{
+    invoices::{display_number, InvoiceKind, InvoiceStatus},
+    BillingError,
+};
 use crate::audit::{self, Actor};
 use crate::clock::Clock;
 use crate::db::{invoices as inv_sql, payments as sql, Tx};
@@ -77,10 +80,7 @@ pub async fn top_up(
         currency,
         "payment received",
         Refs { invoice: None, payment: Some(payment) },
-        &[
-            ledger::debit(LedgerAccount::Cash(method), amount.minor),
-            ledger::credit(LedgerAccount::Credit(customer), amount.minor),
-        ],
+        &[ledger::debit(LedgerAccount::Cash(method), amount.minor), ledger::credit(LedgerAccount::Credit(customer), amount.minor)],
         now,
     )
     .await?;
@@ -251,7 +251,8 @@ pub async fn record_manual_payment(
     if payment.is_none() {
         // The same submission again (same customer, same amount) changes nothing, harmlessly;
         // the reference on another payment is a mistake to fix, not a "saved".
-        let same = sql::manual_payment_with_reference(&mut tx, reference).await?
+        let same = sql::manual_payment_with_reference(&mut tx, reference)
+            .await?
             .is_some_and(|(acc, minor, cur)| acc == customer && minor == amount.minor && cur == amount.currency.as_str());
         if !same {
             tx.rollback().await?;

@@ -76,11 +76,17 @@ pub async fn render(chromium: &str, html: &str) -> Result<Vec<u8>, PdfError> {
         .await
         .map_err(|_| PdfError::Render("chromium took longer than 60 s".into()))?
         .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => PdfError::Unavailable(chromium.to_string(), e.to_string()),
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                PdfError::Unavailable(chromium.to_string(), e.to_string())
+            }
             _ => fail(&format!("running {chromium}"), e),
         })?;
     let pdf = std::fs::read(&out).map_err(|e| {
-        PdfError::Render(format!("{chromium} wrote no PDF ({e}; exit {}): {}", output.status, String::from_utf8_lossy(&output.stderr).chars().take(500).collect::<String>()))
+        PdfError::Render(format!(
+            "{chromium} wrote no PDF ({e}; exit {}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).chars().take(500).collect::<String>()
+        ))
     })?;
     if !pdf.starts_with(b"%PDF-") {
         return Err(PdfError::Render("the output is not a PDF".into()));

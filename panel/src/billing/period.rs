@@ -23,9 +23,7 @@ pub fn last_day(end: NaiveDate) -> NaiveDate {
 }
 
 pub fn period_start(anchor: NaiveDate, cycle: BillingCycle, k: u32) -> NaiveDate {
-    anchor
-        .checked_add_months(Months::new(k * cycle.months()))
-        .expect("billing dates stay far inside chrono's range")
+    anchor.checked_add_months(Months::new(k * cycle.months())).expect("billing dates stay far inside chrono's range")
 }
 
 pub fn period(anchor: NaiveDate, cycle: BillingCycle, k: u32) -> Period {

@@ -35,7 +35,13 @@ pub fn prorated_difference(old_price: i64, new_price: i64, unused_days: i64, tot
     new_price * unused / total_days - old_price * unused / total_days
 }
 
-pub async fn change_plan(pool: &PgPool, clock: &dyn Clock, customer: Uuid, subscription: Uuid, new_plan_code: &str) -> Result<PlanChange, BillingError> {
+pub async fn change_plan(
+    pool: &PgPool,
+    clock: &dyn Clock,
+    customer: Uuid,
+    subscription: Uuid,
+    new_plan_code: &str,
+) -> Result<PlanChange, BillingError> {
     let mut tx = pool.begin().await?;
     let outcome = change_plan_in(&mut tx, clock.now(), customer, subscription, new_plan_code, 0).await?;
     tx.commit().await?;
@@ -82,9 +88,7 @@ pub async fn change_plan_in(
     if inv_sql::period_invoice(&mut *tx, sub.id, sub.current_period_end).await?.is_some() {
         diff += new_price - sub.price_minor;
     }
-    let description = |what: &str| {
-        format!("{what}: plan change on {today}, {} of {total} days left in the period", unused.clamp(0, total))
-    };
+    let description = |what: &str| format!("{what}: plan change on {today}, {} of {total} days left in the period", unused.clamp(0, total));
     let outcome = if diff > 0 {
         // Growing is buying more: not while the payer owes past due.
         super::ensure_no_overdue(&mut *tx, customer, now).await?;
@@ -179,7 +183,13 @@ impl GivenBack {
 ///
 /// Returns what was cancelled and what credited, or `None` if there was nothing to give back.
 /// The caller holds the payer's balance row and the subscription.
-pub async fn give_back(tx: &mut Tx<'_>, sub: Uuid, amount: i64, description: &str, now: DateTime<Utc>) -> Result<Option<GivenBack>, BillingError> {
+pub async fn give_back(
+    tx: &mut Tx<'_>,
+    sub: Uuid,
+    amount: i64,
+    description: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<GivenBack>, BillingError> {
     let mut left = amount;
     let mut first = None;
     let mut cancelled = 0;
@@ -193,7 +203,9 @@ pub async fn give_back(tx: &mut Tx<'_>, sub: Uuid, amount: i64, description: &st
             continue;
         }
         let take = left.min(remaining);
-        let cn = issue_credit_note(&mut *tx, &inv, description, remaining, (inv.tax_minor - credited_tax).max(0), CreditTo::Receivable, now).await?;
+        let cn =
+            issue_credit_note(&mut *tx, &inv, description, remaining, (inv.tax_minor - credited_tax).max(0), CreditTo::Receivable, now)
+                .await?;
         inv_sql::set_status(&mut *tx, inv.id, InvoiceStatus::Void, now).await?;
         if take < remaining {
             // A new invoice, taxed by the facts of today (as its treatment, recorded on insert, is).

@@ -96,7 +96,13 @@ pub enum WebhookOutcome {
 }
 
 /// Verifies and processes one webhook delivery.
-pub async fn handle_webhook(pool: &PgPool, clock: &dyn Clock, secret: &str, payload: &[u8], signature: &str) -> Result<WebhookOutcome, BillingError> {
+pub async fn handle_webhook(
+    pool: &PgPool,
+    clock: &dyn Clock,
+    secret: &str,
+    payload: &[u8],
+    signature: &str,
+) -> Result<WebhookOutcome, BillingError> {
     let now = clock.now();
     verify_signature(payload, signature, secret, now.timestamp())?;
     let event: Event = serde_json::from_slice(payload).map_err(|e| BillingError::Invalid(format!("not a Stripe event: {e}")))?;
@@ -105,8 +111,8 @@ pub async fn handle_webhook(pool: &PgPool, clock: &dyn Clock, secret: &str, payl
         return Ok(WebhookOutcome::AlreadyProcessed);
     }
     let outcome = if event.kind == "checkout.session.completed" {
-        let s: CheckoutSession = serde_json::from_value(event.data.object)
-            .map_err(|e| BillingError::Invalid(format!("not a checkout session: {e}")))?;
+        let s: CheckoutSession =
+            serde_json::from_value(event.data.object).map_err(|e| BillingError::Invalid(format!("not a checkout session: {e}")))?;
         if s.payment_status != "paid" {
             WebhookOutcome::Ignored
         } else {
@@ -121,8 +127,11 @@ pub async fn handle_webhook(pool: &PgPool, clock: &dyn Clock, secret: &str, payl
                 Some(payment_id) => {
                     let invoice = s.metadata.get("invoice_id").and_then(|i| i.parse::<Uuid>().ok());
                     // The invoice it was for, then whatever else is open, oldest first, and the mail.
-                    let paid = settle(&mut tx, customer, Money::new(s.amount_total, currency), payment_id, invoice.map(|i| (i, false)), now).await?;
-                    let invoice_paid = invoice.is_some() && !paid.is_empty() && crate::db::invoices::is_paid(&mut tx, invoice.unwrap_or_default()).await?;
+                    let paid =
+                        settle(&mut tx, customer, Money::new(s.amount_total, currency), payment_id, invoice.map(|i| (i, false)), now)
+                            .await?;
+                    let invoice_paid =
+                        invoice.is_some() && !paid.is_empty() && crate::db::invoices::is_paid(&mut tx, invoice.unwrap_or_default()).await?;
                     WebhookOutcome::Credited { payment_id, invoice_paid }
                 }
             }

@@ -45,11 +45,13 @@ pub async fn keys_of<'e, E: sqlx::PgExecutor<'e>>(e: E, account: Uuid) -> Result
 
 /// The account's keys among `ids` (another account's ids are simply not found).
 pub async fn keys_by_id<'e, E: sqlx::PgExecutor<'e>>(e: E, account: Uuid, ids: &[Uuid]) -> Result<Vec<SshKeyRow>, sqlx::Error> {
-    sqlx::query_as("SELECT id, name, public_key, fingerprint, created_at FROM ssh_keys WHERE account_id = $1 AND id = ANY($2) ORDER BY name")
-        .bind(account)
-        .bind(ids)
-        .fetch_all(e)
-        .await
+    sqlx::query_as(
+        "SELECT id, name, public_key, fingerprint, created_at FROM ssh_keys WHERE account_id = $1 AND id = ANY($2) ORDER BY name",
+    )
+    .bind(account)
+    .bind(ids)
+    .fetch_all(e)
+    .await
 }
 
 /// Deletes one of the account's keys; `false` if it has no such key.
@@ -88,12 +90,14 @@ pub async fn claim_ready_mail(tx: &mut Tx<'_>, instance: Uuid, at: DateTime<Utc>
 
 /// Locks one of the customer's own live instances; its desired state, or `None` (not theirs,
 /// or terminated).
-pub async fn lock_customer_instance(tx: &mut Tx<'_>, customer: Uuid, instance: Uuid) -> Result<Option<crate::vps::DesiredState>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT desired_state FROM instances WHERE id = $1 AND account_id = $2 AND desired_state <> 'terminated' FOR UPDATE",
-    )
-    .bind(instance)
-    .bind(customer)
-    .fetch_optional(&mut **tx)
-    .await
+pub async fn lock_customer_instance(
+    tx: &mut Tx<'_>,
+    customer: Uuid,
+    instance: Uuid,
+) -> Result<Option<crate::vps::DesiredState>, sqlx::Error> {
+    sqlx::query_scalar("SELECT desired_state FROM instances WHERE id = $1 AND account_id = $2 AND desired_state <> 'terminated' FOR UPDATE")
+        .bind(instance)
+        .bind(customer)
+        .fetch_optional(&mut **tx)
+        .await
 }

@@ -38,11 +38,7 @@ pub async fn insert_admin(tx: &mut Tx<'_>, email: &str, password_hash: &str) -> 
 }
 
 pub async fn set_password(tx: &mut Tx<'_>, id: Uuid, password_hash: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE accounts SET password_hash = $2 WHERE id = $1")
-        .bind(id)
-        .bind(password_hash)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query("UPDATE accounts SET password_hash = $2 WHERE id = $1").bind(id).bind(password_hash).execute(&mut **tx).await?;
     Ok(())
 }
 

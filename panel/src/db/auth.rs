@@ -35,10 +35,7 @@ pub async fn account_by_email(pool: &PgPool, email: &str) -> Result<Option<Accou
 }
 
 pub async fn account_by_id(pool: &PgPool, id: Uuid) -> Result<Option<AccountAuth>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(pool)
-        .await
+    sqlx::query_as(&format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1")).bind(id).fetch_optional(pool).await
 }
 
 /// A new customer awaiting email verification. `None` if the address is taken.
@@ -87,7 +84,15 @@ pub async fn set_password(tx: &mut Tx<'_>, account: Uuid, hash: &str) -> Result<
 /// update it waits for the account's tax lock (see [`super::invoices::hold_tax_facts`]), so an
 /// invoice computes its rate and records its treatment from the same facts. Taken after the
 /// row lock, and held by nothing else it waits for, it cannot deadlock.
-pub async fn set_profile(pool: &PgPool, account: Uuid, name: &str, country: Option<&str>, time_zone: &str, address: &str, vat_id: Option<&str>) -> Result<(), sqlx::Error> {
+pub async fn set_profile(
+    pool: &PgPool,
+    account: Uuid,
+    name: &str,
+    country: Option<&str>,
+    time_zone: &str,
+    address: &str,
+    vat_id: Option<&str>,
+) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     sqlx::query(
         "UPDATE accounts SET display_name = $2, country = $3, time_zone = $4, address = $5,
@@ -124,13 +129,11 @@ pub async fn set_totp_secret(pool: &PgPool, account: Uuid, secret: &str) -> Resu
 /// Records that the code of `step` was used; false if that step (or a later one) already was,
 /// so a code cannot be replayed, even by two concurrent log-ins.
 pub async fn use_totp_step(pool: &PgPool, account: Uuid, step: i64) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query(
-        "UPDATE accounts SET totp_last_step = $2 WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)",
-    )
-    .bind(account)
-    .bind(step)
-    .execute(pool)
-    .await?;
+    let r = sqlx::query("UPDATE accounts SET totp_last_step = $2 WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)")
+        .bind(account)
+        .bind(step)
+        .execute(pool)
+        .await?;
     Ok(r.rows_affected() == 1)
 }
 
@@ -144,10 +147,7 @@ pub async fn enable_totp(pool: &PgPool, account: Uuid) -> Result<(), sqlx::Error
 
 pub async fn disable_totp(pool: &PgPool, account: Uuid) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    sqlx::query("UPDATE accounts SET totp_secret = NULL, totp_enabled_at = NULL WHERE id = $1")
-        .bind(account)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query("UPDATE accounts SET totp_secret = NULL, totp_enabled_at = NULL WHERE id = $1").bind(account).execute(&mut *tx).await?;
     sqlx::query("DELETE FROM totp_recovery_codes WHERE account_id = $1").bind(account).execute(&mut *tx).await?;
     tx.commit().await?;
     Ok(())

@@ -32,11 +32,9 @@ const COLUMNS: &str = "id, code, version, name, description, kind, vcpus, memory
 
 /// Orderable plans, smallest first within each kind.
 pub async fn orderable_plans(pool: &PgPool) -> Result<Vec<PlanSummary>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM plans WHERE orderable ORDER BY kind, memory_guaranteed_mib, vcpus, code"
-    ))
-    .fetch_all(pool)
-    .await
+    sqlx::query_as(&format!("SELECT {COLUMNS} FROM plans WHERE orderable ORDER BY kind, memory_guaranteed_mib, vcpus, code"))
+        .fetch_all(pool)
+        .await
 }
 
 /// Every version of every plan, for the admin list.

@@ -53,5 +53,9 @@ pub async fn redeem<'e, E: sqlx::PgExecutor<'e>>(e: E, token_sha256: &str) -> Re
 
 /// The host an instance is placed on, if any.
 pub async fn host_of<'e, E: sqlx::PgExecutor<'e>>(e: E, instance: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
-    Ok(sqlx::query_scalar::<_, Option<Uuid>>("SELECT host_id FROM instances WHERE id = $1").bind(instance).fetch_optional(e).await?.flatten())
+    Ok(sqlx::query_scalar::<_, Option<Uuid>>("SELECT host_id FROM instances WHERE id = $1")
+        .bind(instance)
+        .fetch_optional(e)
+        .await?
+        .flatten())
 }

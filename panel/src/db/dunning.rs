@@ -16,7 +16,13 @@ pub struct Step {
 /// whoever pays it (customer or reseller) and whatever became of the server: a terminated
 /// server's invoice and a one-off charge too. Only the first invoice of an order never
 /// delivered (its subscription pending or cancelled) is not a debt.
-pub async fn mark_step(tx: &mut Tx<'_>, step: &str, now: DateTime<Utc>, threshold: DateTime<Utc>, before_due: bool) -> Result<Vec<Uuid>, sqlx::Error> {
+pub async fn mark_step(
+    tx: &mut Tx<'_>,
+    step: &str,
+    now: DateTime<Utc>,
+    threshold: DateTime<Utc>,
+    before_due: bool,
+) -> Result<Vec<Uuid>, sqlx::Error> {
     sqlx::query_scalar(
         "WITH due AS (
             SELECT i.id FROM invoices i
@@ -38,7 +44,13 @@ pub async fn mark_step(tx: &mut Tx<'_>, step: &str, now: DateTime<Utc>, threshol
 
 /// Records `step` for unpaid invoices due before `threshold` whose subscription is in
 /// `status`, locking those subscriptions; returns the newly recorded.
-pub async fn due_for(tx: &mut Tx<'_>, step: &str, status: crate::subscriptions::SubscriptionStatus, now: DateTime<Utc>, threshold: DateTime<Utc>) -> Result<Vec<Step>, sqlx::Error> {
+pub async fn due_for(
+    tx: &mut Tx<'_>,
+    step: &str,
+    status: crate::subscriptions::SubscriptionStatus,
+    now: DateTime<Utc>,
+    threshold: DateTime<Utc>,
+) -> Result<Vec<Step>, sqlx::Error> {
     sqlx::query_as(
         "WITH due AS (
             SELECT i.id, i.subscription_id, i.account_id FROM invoices i JOIN subscriptions s ON s.id = i.subscription_id

@@ -7,7 +7,13 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 /// Registers a host an admin expects; it joins later with the token whose hash is kept.
-pub async fn insert_pending(tx: &mut Tx<'_>, name: &str, api_url: &str, token_sha256: &str, expires: DateTime<Utc>) -> Result<Uuid, sqlx::Error> {
+pub async fn insert_pending(
+    tx: &mut Tx<'_>,
+    name: &str,
+    api_url: &str,
+    token_sha256: &str,
+    expires: DateTime<Utc>,
+) -> Result<Uuid, sqlx::Error> {
     sqlx::query_scalar(
         "INSERT INTO hosts (name, api_url, cpus, memory_mib, disk_gib, enabled, join_token_sha256, join_token_expires_at)
          VALUES ($1, $2, 1, 1, 1, false, $3, $4) RETURNING id",
@@ -132,7 +138,13 @@ pub async fn set_reachability(tx: &mut Tx<'_>, id: Uuid, reachable: bool, at: Da
 
 /// Takes a free address of `family` (4 or 6) from a pool of this host (first) or a shared
 /// pool, for `instance`. Skips addresses another placement is taking.
-pub async fn assign_address(tx: &mut Tx<'_>, host: Uuid, instance: Uuid, family: i32, at: DateTime<Utc>) -> Result<Option<(String, i32, String)>, sqlx::Error> {
+pub async fn assign_address(
+    tx: &mut Tx<'_>,
+    host: Uuid,
+    instance: Uuid,
+    family: i32,
+    at: DateTime<Utc>,
+) -> Result<Option<(String, i32, String)>, sqlx::Error> {
     sqlx::query_as(
         "WITH pick AS (
             SELECT a.id FROM ip_addresses a JOIN ip_pools p ON p.id = a.pool_id
@@ -152,13 +164,11 @@ pub async fn assign_address(tx: &mut Tx<'_>, host: Uuid, instance: Uuid, family:
 
 /// Does any pool usable on this host hold addresses of `family` at all?
 pub async fn has_pool(tx: &mut Tx<'_>, host: Uuid, family: i32) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM ip_pools WHERE family(network) = $2 AND (host_id = $1 OR host_id IS NULL))",
-    )
-    .bind(host)
-    .bind(family)
-    .fetch_one(&mut **tx)
-    .await
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM ip_pools WHERE family(network) = $2 AND (host_id = $1 OR host_id IS NULL))")
+        .bind(host)
+        .bind(family)
+        .fetch_one(&mut **tx)
+        .await
 }
 
 /// An instance's addresses with their pool's prefix and gateway.
@@ -234,12 +244,16 @@ pub struct HostInput {
 /// Inserts (id None) or updates; `None` if an update found no such host.
 pub async fn save(tx: &mut Tx<'_>, id: Option<Uuid>, h: &HostInput) -> Result<Option<Uuid>, sqlx::Error> {
     let sql = match id {
-        None => "INSERT INTO hosts (name, api_url, supports_containers, supports_kvm, cpus, memory_mib, disk_gib, \
+        None => {
+            "INSERT INTO hosts (name, api_url, supports_containers, supports_kvm, cpus, memory_mib, disk_gib, \
                  reserved_cpus, reserved_memory_mib, reserved_disk_gib, enabled) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
-        Some(_) => "UPDATE hosts SET name = $1, api_url = $2, supports_containers = $3, supports_kvm = $4, cpus = $5, \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id"
+        }
+        Some(_) => {
+            "UPDATE hosts SET name = $1, api_url = $2, supports_containers = $3, supports_kvm = $4, cpus = $5, \
                     memory_mib = $6, disk_gib = $7, reserved_cpus = $8, reserved_memory_mib = $9, reserved_disk_gib = $10, \
-                    enabled = $11 WHERE id = $12 RETURNING id",
+                    enabled = $11 WHERE id = $12 RETURNING id"
+        }
     };
     sqlx::query_scalar(sql)
         .bind(&h.name)

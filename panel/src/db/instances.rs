@@ -110,15 +110,17 @@ pub async fn lock_vps(tx: &mut Tx<'_>, f: &VpsFilter) -> Result<Vec<crate::vps::
 
 /// The subscription of the one instance `f` names, unlocked.
 pub async fn subscription_of_vps(tx: &mut Tx<'_>, f: &VpsFilter) -> Result<Option<Uuid>, sqlx::Error> {
-    Ok(sqlx::query_scalar::<_, Option<Uuid>>(&format!("SELECT i.subscription_id FROM instances i JOIN accounts a ON a.id = i.account_id WHERE {VPS_WHERE}"))
-        .bind(f.id)
-        .bind(f.owner)
-        .bind(f.reseller)
-        .bind(f.subscription)
-        .bind(f.live_only)
-        .fetch_optional(&mut **tx)
-        .await?
-        .flatten())
+    Ok(sqlx::query_scalar::<_, Option<Uuid>>(&format!(
+        "SELECT i.subscription_id FROM instances i JOIN accounts a ON a.id = i.account_id WHERE {VPS_WHERE}"
+    ))
+    .bind(f.id)
+    .bind(f.owner)
+    .bind(f.reseller)
+    .bind(f.subscription)
+    .bind(f.live_only)
+    .fetch_optional(&mut **tx)
+    .await?
+    .flatten())
 }
 
 pub async fn set_desired(tx: &mut Tx<'_>, id: Uuid, desired: DesiredState, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
@@ -204,7 +206,13 @@ pub async fn set_host(tx: &mut Tx<'_>, id: Uuid, host: Uuid) -> Result<(), sqlx:
     Ok(())
 }
 
-pub async fn set_observed<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid, state: ObservedState, error: Option<&str>, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+pub async fn set_observed<'e, E: sqlx::PgExecutor<'e>>(
+    e: E,
+    id: Uuid,
+    state: ObservedState,
+    error: Option<&str>,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE instances SET observed_state = $2, observed_at = $4,
                 last_error = COALESCE($3, CASE WHEN $2 IN ('running', 'stopped', 'suspended') THEN NULL ELSE last_error END)
@@ -236,7 +244,12 @@ pub async fn known(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<DesiredState>, sq
     sqlx::query_scalar("SELECT desired_state FROM instances WHERE id = $1").bind(id).fetch_optional(&mut **tx).await
 }
 
-pub async fn insert_usage<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid, at: DateTime<Utc>, u: &vessel_core::usage::Usage) -> Result<(), sqlx::Error> {
+pub async fn insert_usage<'e, E: sqlx::PgExecutor<'e>>(
+    e: E,
+    id: Uuid,
+    at: DateTime<Utc>,
+    u: &vessel_core::usage::Usage,
+) -> Result<(), sqlx::Error> {
     let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     sqlx::query(
         "INSERT INTO usage_samples (instance_id, at, cpu_time_ns, memory_bytes, memory_peak_bytes, memory_burst_bytes,
@@ -310,10 +323,7 @@ pub async fn waiting_since_before<'e, E: sqlx::PgExecutor<'e>>(e: E, before: Dat
 /// (host, waiting since, subscription) of an instance: what the refund of an undelivered order
 /// checks (under the instance's lock, taken by `vps::lock`, when it decides).
 pub async fn delivery(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<(Option<Uuid>, Option<DateTime<Utc>>, Option<Uuid>)>, sqlx::Error> {
-    sqlx::query_as("SELECT host_id, waiting_since, subscription_id FROM instances WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await
+    sqlx::query_as("SELECT host_id, waiting_since, subscription_id FROM instances WHERE id = $1").bind(id).fetch_optional(&mut **tx).await
 }
 
 /// Was the live instance of a subscription ever placed on a host? `None`: it has none.

@@ -114,13 +114,11 @@ pub async fn insert_subscription_drafts(tx: &mut Tx<'_>, ids: &[Uuid], rows: &[S
 /// Reserves `n` consecutive numbers for `kind` in `year`; returns the first. The sequence row
 /// stays locked until commit, and a rollback returns the numbers: no gaps.
 pub async fn reserve_numbers(tx: &mut Tx<'_>, kind: InvoiceKind, year: i32, n: i32) -> Result<i32, sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO invoice_number_sequences (kind, year) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-    )
-    .bind(kind)
-    .bind(year)
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query("INSERT INTO invoice_number_sequences (kind, year) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+        .bind(kind)
+        .bind(year)
+        .execute(&mut **tx)
+        .await?;
     sqlx::query_scalar(
         "UPDATE invoice_number_sequences SET next_seq = next_seq + $3
           WHERE kind = $1 AND year = $2 RETURNING next_seq - $3",
@@ -353,14 +351,7 @@ pub async fn hold_tax_facts(tx: &mut Tx<'_>, accounts: &[Uuid]) -> Result<(), sq
 /// [`crate::tax`]), with the customer's tax facts held until the transaction ends.
 pub async fn tax_rate(tx: &mut Tx<'_>, account: Uuid, on: NaiveDate) -> Result<i32, sqlx::Error> {
     hold_tax_facts(tx, &[account]).await?;
-    Ok(sqlx::query_scalar(
-        "SELECT tax_rate_for($1, $2)",
-    )
-    .bind(account)
-    .bind(on)
-    .fetch_optional(&mut **tx)
-    .await?
-    .unwrap_or(0))
+    Ok(sqlx::query_scalar("SELECT tax_rate_for($1, $2)").bind(account).bind(on).fetch_optional(&mut **tx).await?.unwrap_or(0))
 }
 
 /// What credit notes have already given back on an invoice: (Σ subtotal, Σ tax).
@@ -457,7 +448,11 @@ pub async fn without_pdf<'e, E: sqlx::PgExecutor<'e>>(e: E, limit: i64, skip: &[
 /// Was the invoice written with its seller and buyer facts (its tax treatment recorded)?
 /// `false` for one from before the tax migration: it gets no PDF.
 pub async fn has_tax_facts<'e, E: sqlx::PgExecutor<'e>>(e: E, invoice: Uuid) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query_scalar::<_, bool>("SELECT tax_treatment IS NOT NULL FROM invoices WHERE id = $1").bind(invoice).fetch_optional(e).await?.unwrap_or(false))
+    Ok(sqlx::query_scalar::<_, bool>("SELECT tax_treatment IS NOT NULL FROM invoices WHERE id = $1")
+        .bind(invoice)
+        .fetch_optional(e)
+        .await?
+        .unwrap_or(false))
 }
 
 /// Records the seller of the configuration (beside the payment terms), for every invoice.
@@ -544,5 +539,9 @@ pub async fn numbers(tx: &mut Tx<'_>, ids: &[Uuid]) -> Result<Vec<(InvoiceKind, 
 }
 
 pub async fn is_paid(tx: &mut Tx<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query_scalar::<_, bool>("SELECT status = 'paid' FROM invoices WHERE id = $1").bind(id).fetch_optional(&mut **tx).await?.unwrap_or(false))
+    Ok(sqlx::query_scalar::<_, bool>("SELECT status = 'paid' FROM invoices WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .unwrap_or(false))
 }

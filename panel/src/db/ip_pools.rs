@@ -41,10 +41,7 @@ pub async fn insert(tx: &mut Tx<'_>, name: &str, network: &str, gateway: &str, h
 
 /// (network, gateway) of a pool, locked against a concurrent generation.
 pub async fn lock(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<(String, String)>, sqlx::Error> {
-    sqlx::query_as("SELECT network::text, host(gateway) FROM ip_pools WHERE id = $1 FOR UPDATE")
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await
+    sqlx::query_as("SELECT network::text, host(gateway) FROM ip_pools WHERE id = $1 FOR UPDATE").bind(id).fetch_optional(&mut **tx).await
 }
 
 /// Adds the addresses not there yet; returns how many were added.

@@ -5,7 +5,13 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// The id of a ledger account, created on first use.
-pub async fn account(tx: &mut Tx<'_>, code: &str, typ: crate::billing::ledger::LedgerAccountType, owner: Option<Uuid>, currency: &str) -> Result<i64, sqlx::Error> {
+pub async fn account(
+    tx: &mut Tx<'_>,
+    code: &str,
+    typ: crate::billing::ledger::LedgerAccountType,
+    owner: Option<Uuid>,
+    currency: &str,
+) -> Result<i64, sqlx::Error> {
     sqlx::query(
         "INSERT INTO ledger_accounts (code, type, account_id, currency) VALUES ($1, $2, $3, $4)
          ON CONFLICT DO NOTHING",
@@ -16,12 +22,7 @@ pub async fn account(tx: &mut Tx<'_>, code: &str, typ: crate::billing::ledger::L
     .bind(currency)
     .execute(&mut **tx)
     .await?;
-    sqlx::query_scalar(OWNED_OR_SHARED[owner.is_some() as usize])
-        .bind(code)
-        .bind(currency)
-        .bind(owner)
-        .fetch_one(&mut **tx)
-        .await
+    sqlx::query_scalar(OWNED_OR_SHARED[owner.is_some() as usize]).bind(code).bind(currency).bind(owner).fetch_one(&mut **tx).await
 }
 
 /// Finds a ledger account by (code, currency, owner) through the partial index that fits:

@@ -34,15 +34,13 @@ pub async fn mark_sent(tx: &mut Tx<'_>, id: i64) -> Result<(), sqlx::Error> {
 }
 
 pub async fn mark_failed(tx: &mut Tx<'_>, id: i64, attempts: i32, error: &str, retry_in_secs: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE email_outbox SET attempts = $2, last_error = $3, run_after = now() + make_interval(secs => $4) WHERE id = $1",
-    )
-    .bind(id)
-    .bind(attempts)
-    .bind(error)
-    .bind(retry_in_secs as f64)
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query("UPDATE email_outbox SET attempts = $2, last_error = $3, run_after = now() + make_interval(secs => $4) WHERE id = $1")
+        .bind(id)
+        .bind(attempts)
+        .bind(error)
+        .bind(retry_in_secs as f64)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

@@ -45,14 +45,12 @@ pub async fn manual_payment_with_reference(tx: &mut Tx<'_>, reference: &str) -> 
 
 /// Records a gateway event; false if it was seen before.
 pub async fn record_webhook_event(tx: &mut Tx<'_>, provider: &str, event_id: &str, event_type: &str) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query(
-        "INSERT INTO webhook_events (provider, event_id, event_type) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-    )
-    .bind(provider)
-    .bind(event_id)
-    .bind(event_type)
-    .execute(&mut **tx)
-    .await?;
+    let r = sqlx::query("INSERT INTO webhook_events (provider, event_id, event_type) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+        .bind(provider)
+        .bind(event_id)
+        .bind(event_type)
+        .execute(&mut **tx)
+        .await?;
     Ok(r.rows_affected() == 1)
 }
 

@@ -1,9 +1,9 @@
 //! SQL for `plans` and `plan_prices`.
 
 use super::Tx;
-use sqlx::Row;
 use crate::money::{Currency, Money};
 use crate::plans::{BillingCycle, PlanCode, PlanDefinition};
+use sqlx::Row;
 use vessel_core::resources::{IoLimits, ResourceSpec};
 use vessel_core::{InstanceKind, PlanResources, Ratio};
 
@@ -87,26 +87,22 @@ const COLUMNS: &str = "id, code, version, name, description, kind, vcpus, memory
     net_rate_mbit, io_weight, io_read_bps, io_write_bps, io_read_iops, io_write_iops, bandwidth_gib, orderable";
 
 pub async fn latest(tx: &mut Tx<'_>, code: &str) -> Result<Option<StoredPlan>, sqlx::Error> {
-    let row: Option<PlanRow> =
-        sqlx::query_as(&format!("SELECT {COLUMNS} FROM plans WHERE code = $1 ORDER BY version DESC LIMIT 1"))
-            .bind(code)
-            .fetch_optional(&mut **tx)
-            .await?;
+    let row: Option<PlanRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM plans WHERE code = $1 ORDER BY version DESC LIMIT 1"))
+        .bind(code)
+        .fetch_optional(&mut **tx)
+        .await?;
     let Some(row) = row else { return Ok(None) };
     let prices = prices(tx, row.id).await?;
     Ok(Some(StoredPlan { id: row.id, version: row.version, orderable: row.orderable, definition: row.definition(prices) }))
 }
 
 async fn prices(tx: &mut Tx<'_>, plan_id: i64) -> Result<Vec<(BillingCycle, Money)>, sqlx::Error> {
-    let rows: Vec<(BillingCycle, String, i64)> =
-        sqlx::query_as("SELECT cycle, currency, amount_minor FROM plan_prices WHERE plan_id = $1")
-            .bind(plan_id)
-            .fetch_all(&mut **tx)
-            .await?;
-    let mut out: Vec<(BillingCycle, Money)> = rows
-        .into_iter()
-        .filter_map(|(c, cur, a)| Currency::parse(&cur).ok().map(|cur| (c, Money::new(a, cur))))
-        .collect();
+    let rows: Vec<(BillingCycle, String, i64)> = sqlx::query_as("SELECT cycle, currency, amount_minor FROM plan_prices WHERE plan_id = $1")
+        .bind(plan_id)
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut out: Vec<(BillingCycle, Money)> =
+        rows.into_iter().filter_map(|(c, cur, a)| Currency::parse(&cur).ok().map(|cur| (c, Money::new(a, cur)))).collect();
     out.sort_by_key(|(c, m)| (m.currency, *c));
     Ok(out)
 }

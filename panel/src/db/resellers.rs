@@ -22,10 +22,7 @@ const TERMS: &str = "discount_bp, max_servers, max_vcpus, max_memory_mib, max_di
 /// Locks a reseller's terms (made with the defaults on first use): creating or resizing servers
 /// for one reseller is serialised here, so two requests cannot both take the last quota.
 pub async fn lock_terms(tx: &mut Tx<'_>, reseller: Uuid) -> Result<TermsRow, sqlx::Error> {
-    sqlx::query("INSERT INTO reseller_terms (reseller_id) VALUES ($1) ON CONFLICT DO NOTHING")
-        .bind(reseller)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query("INSERT INTO reseller_terms (reseller_id) VALUES ($1) ON CONFLICT DO NOTHING").bind(reseller).execute(&mut **tx).await?;
     sqlx::query_as(&format!("SELECT {TERMS} FROM reseller_terms WHERE reseller_id = $1 FOR UPDATE"))
         .bind(reseller)
         .fetch_one(&mut **tx)
@@ -38,7 +35,13 @@ pub async fn terms(pool: &PgPool, reseller: Uuid) -> Result<TermsRow, sqlx::Erro
         Some(t) => t,
         None => default_terms(pool, reseller).await?,
     };
-    Ok(TermsRow { discount_bp: t.discount_bp, max_servers: t.max_servers, max_vcpus: t.max_vcpus, max_memory_mib: t.max_memory_mib, max_disk_gib: t.max_disk_gib })
+    Ok(TermsRow {
+        discount_bp: t.discount_bp,
+        max_servers: t.max_servers,
+        max_vcpus: t.max_vcpus,
+        max_memory_mib: t.max_memory_mib,
+        max_disk_gib: t.max_disk_gib,
+    })
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
@@ -77,8 +80,7 @@ pub struct CustomerRow {
     pub suspended_by_reseller: bool,
 }
 
-const CUSTOMER: &str =
-    "SELECT id, email, display_name, country, status, reseller_id, created_at, suspended_by_reseller FROM accounts";
+const CUSTOMER: &str = "SELECT id, email, display_name, country, status, reseller_id, created_at, suspended_by_reseller FROM accounts";
 
 /// A live customer the tenant may see.
 pub async fn customer<'e, E: sqlx::PgExecutor<'e>>(e: E, reseller: Option<Uuid>, id: Uuid) -> Result<Option<CustomerRow>, sqlx::Error> {

@@ -61,11 +61,7 @@ pub async fn set_status(tx: &mut Tx<'_>, id: Uuid, status: SubscriptionStatus, a
 }
 
 pub async fn set_order_status(tx: &mut Tx<'_>, order: Uuid, status: OrderStatus) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE orders SET status = $2, updated_at = now() WHERE id = $1")
-        .bind(order)
-        .bind(status)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query("UPDATE orders SET status = $2, updated_at = now() WHERE id = $1").bind(order).bind(status).execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -182,7 +178,12 @@ pub async fn orderer(tx: &mut Tx<'_>, account: Uuid) -> Result<Option<Orderer>, 
 }
 
 /// The orderable plan with this code: (id, kind, price in the currency and cycle).
-pub async fn orderable_plan(tx: &mut Tx<'_>, code: &str, cycle: BillingCycle, currency: &str) -> Result<Option<(i64, vessel_core::InstanceKind, Option<i64>)>, sqlx::Error> {
+pub async fn orderable_plan(
+    tx: &mut Tx<'_>,
+    code: &str,
+    cycle: BillingCycle,
+    currency: &str,
+) -> Result<Option<(i64, vessel_core::InstanceKind, Option<i64>)>, sqlx::Error> {
     sqlx::query_as(
         "SELECT p.id, p.kind,
                 (SELECT amount_minor FROM plan_prices pp WHERE pp.plan_id = p.id AND pp.cycle = $2 AND pp.currency = $3)
@@ -288,12 +289,14 @@ pub async fn insert_order(tx: &mut Tx<'_>, o: &NewOrder<'_>) -> Result<(Uuid, Uu
 /// Marks a live subscription of `owner` to end at the end of its period (or not). False if
 /// it is not live.
 pub async fn set_cancel_at_period_end(tx: &mut Tx<'_>, id: Uuid, owner: Uuid, on: bool) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query("UPDATE subscriptions SET cancel_at_period_end = $3 WHERE id = $1 AND account_id = $2 AND status IN ('active', 'suspended')")
-        .bind(id)
-        .bind(owner)
-        .bind(on)
-        .execute(&mut **tx)
-        .await?;
+    let r = sqlx::query(
+        "UPDATE subscriptions SET cancel_at_period_end = $3 WHERE id = $1 AND account_id = $2 AND status IN ('active', 'suspended')",
+    )
+    .bind(id)
+    .bind(owner)
+    .bind(on)
+    .execute(&mut **tx)
+    .await?;
     Ok(r.rows_affected() == 1)
 }
 

@@ -15,7 +15,13 @@ pub struct SampleRow {
 }
 
 /// One of `owner`'s instance's samples since `since`, oldest first (another customer's: none).
-pub async fn samples<'e, E: sqlx::PgExecutor<'e>>(e: E, instance: Uuid, owner: Option<Uuid>, since: DateTime<Utc>, until: DateTime<Utc>) -> Result<Vec<SampleRow>, sqlx::Error> {
+pub async fn samples<'e, E: sqlx::PgExecutor<'e>>(
+    e: E,
+    instance: Uuid,
+    owner: Option<Uuid>,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<SampleRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT u.at, u.cpu_time_ns, u.memory_bytes, u.memory_burst_bytes, u.disk_used_bytes, u.net_rx_bytes, u.net_tx_bytes
            FROM usage_samples u JOIN instances i ON i.id = u.instance_id

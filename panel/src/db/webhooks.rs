@@ -67,11 +67,8 @@ pub async fn set_secret(tx: &mut Tx<'_>, account: Uuid, id: Uuid, secret: &str) 
 
 /// Deletes the endpoint and (by the foreign key's cascade) its deliveries.
 pub async fn delete_endpoint(tx: &mut Tx<'_>, account: Uuid, id: Uuid) -> Result<bool, sqlx::Error> {
-    let r = sqlx::query("DELETE FROM webhook_endpoints WHERE account_id = $1 AND id = $2")
-        .bind(account)
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
+    let r =
+        sqlx::query("DELETE FROM webhook_endpoints WHERE account_id = $1 AND id = $2").bind(account).bind(id).execute(&mut **tx).await?;
     Ok(r.rows_affected() == 1)
 }
 

@@ -36,7 +36,8 @@ impl HostError {
 /// issued by, trusted beside the system's roots. Build it once and share it.
 pub fn http_client(timeout: Duration, ca: Option<&reqwest::Certificate>) -> reqwest::Client {
     // Hosts answer directly; a redirect would be someone else talking.
-    let mut b = reqwest::Client::builder().timeout(timeout).connect_timeout(Duration::from_secs(3)).redirect(reqwest::redirect::Policy::none());
+    let mut b =
+        reqwest::Client::builder().timeout(timeout).connect_timeout(Duration::from_secs(3)).redirect(reqwest::redirect::Policy::none());
     if let Some(ca) = ca {
         b = b.add_root_certificate(ca.clone());
     }
@@ -262,7 +263,8 @@ impl HostClient {
             });
         }
         let upgraded = resp.upgrade().await.map_err(|e| HostError::Protocol(format!("console upgrade: {}", with_causes(&e))))?;
-        Ok(tokio_tungstenite::WebSocketStream::from_raw_socket(upgraded, tokio_tungstenite::tungstenite::protocol::Role::Client, None).await)
+        Ok(tokio_tungstenite::WebSocketStream::from_raw_socket(upgraded, tokio_tungstenite::tungstenite::protocol::Role::Client, None)
+            .await)
     }
 }
 

@@ -32,10 +32,9 @@ impl fmt::Display for SyncReport {
                 Change::Created { version } => writeln!(f, "created   {code} v{version}")?,
                 Change::Unchanged { version } => writeln!(f, "unchanged {code} v{version}")?,
                 Change::UpdatedInPlace { version } => writeln!(f, "updated   {code} v{version} (not in use: changed in place)")?,
-                Change::NewVersion { from, to, users } => writeln!(
-                    f,
-                    "versioned {code} v{from} -> v{to} (v{from} kept unchanged for {users} orders/subscriptions/instances)"
-                )?,
+                Change::NewVersion { from, to, users } => {
+                    writeln!(f, "versioned {code} v{from} -> v{to} (v{from} kept unchanged for {users} orders/subscriptions/instances)")?
+                }
                 Change::Retired { version } => writeln!(f, "retired   {code} v{version} (no file defines it: no longer orderable)")?,
             }
         }

@@ -70,7 +70,15 @@ pub async fn create(tx: &mut Tx<'_>, who: &Principal, c: NewCustomer) -> Result<
     )
     .await?
     .ok_or_else(|| invalid("email", "a customer with this email already exists"))?;
-    audit::record(&mut **tx, who.actor(), "customer.create", Some(("account", row.id.to_string())), None, who.details(json!({ "email": row.email, "reseller_id": reseller }))).await?;
+    audit::record(
+        &mut **tx,
+        who.actor(),
+        "customer.create",
+        Some(("account", row.id.to_string())),
+        None,
+        who.details(json!({ "email": row.email, "reseller_id": reseller })),
+    )
+    .await?;
     Ok(row)
 }
 
@@ -127,7 +135,15 @@ pub async fn update(pool: &PgPool, who: &Principal, now: DateTime<Utc>, id: Uuid
         }
         _ => {}
     }
-    audit::record(&mut *tx, who.actor(), "customer.update", Some(("account", id.to_string())), None, who.details(json!({ "name": name, "country": country, "status": status }))).await?;
+    audit::record(
+        &mut *tx,
+        who.actor(),
+        "customer.update",
+        Some(("account", id.to_string())),
+        None,
+        who.details(json!({ "name": name, "country": country, "status": status })),
+    )
+    .await?;
     tx.commit().await?;
     Ok(row)
 }

@@ -6,15 +6,15 @@
 
 use super::{check_quota, invalid, Footprint, ResellerError};
 use crate::accounts::AccountStatus;
-use crate::subscriptions::SubscriptionStatus;
 use crate::api_keys::{Principal, Tenant};
 use crate::audit;
 use crate::billing::invoices::{issue_for_subscriptions, PeriodChoice};
 use crate::billing::{period, proration};
 use crate::db::{resellers as sql, subscriptions as sub_sql, Tx};
 use crate::jobs::{self, Job};
-use crate::vps::{self, Refusal, Request, Scope, Target, VpsError};
 use crate::plans::BillingCycle;
+use crate::subscriptions::SubscriptionStatus;
+use crate::vps::{self, Refusal, Request, Scope, Target, VpsError};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::PgPool;
@@ -41,14 +41,18 @@ pub enum ServerAction {
     Stop,
     Restart,
     /// Wipes the disk and installs the template (a new one, or the current one again).
-    Reinstall { os_template: Option<String> },
+    Reinstall {
+        os_template: Option<String>,
+    },
     /// The reseller's own suspension (e.g. its customer did not pay it); billing goes on.
     Suspend,
     Unsuspend,
     /// Destroys the server and ends its billing at the end of the current period.
     Terminate,
     /// Moves to another plan of the same kind; billing is prorated.
-    Resize { plan: String },
+    Resize {
+        plan: String,
+    },
 }
 
 impl ServerAction {
@@ -95,9 +99,8 @@ fn kind_name(kind: InstanceKind) -> &'static str {
 /// Creates a server inside the caller's transaction; returns its id.
 pub async fn create(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, s: NewServer) -> Result<Uuid, ResellerError> {
     let hostname = Hostname::parse(&s.hostname).map_err(|e| invalid("hostname", e.to_string()))?;
-    let customer = sql::lock_customer(tx, who.tenant.reseller(), s.customer_id)
-        .await?
-        .ok_or_else(|| invalid("customer_id", "no such customer"))?;
+    let customer =
+        sql::lock_customer(tx, who.tenant.reseller(), s.customer_id).await?.ok_or_else(|| invalid("customer_id", "no such customer"))?;
     if customer.status != AccountStatus::Active {
         return Err(invalid("customer_id", format!("this customer is {}: servers are made for active customers", customer.status)));
     }
@@ -196,7 +199,15 @@ pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid,
         ServerAction::Resize { plan } => resize(tx, now, &server, plan).await?,
         _ => {}
     }
-    audit::record(&mut **tx, who.actor(), &format!("server.{}", action.name()), Some(("instance", id.to_string())), None, who.details(json!({}))).await?;
+    audit::record(
+        &mut **tx,
+        who.actor(),
+        &format!("server.{}", action.name()),
+        Some(("instance", id.to_string())),
+        None,
+        who.details(json!({})),
+    )
+    .await?;
     Ok(())
 }
 
@@ -213,7 +224,11 @@ async fn resize(tx: &mut Tx<'_>, now: DateTime<Utc>, server: &vps::Locked, plan:
         discount = terms.discount_bp;
         let (nv, nm, nd) = sql::plan_size(tx, new_plan).await?;
         let (ov, om, od) = sql::plan_size(tx, server.plan_id).await?;
-        check_quota(&terms, &sql::quota_use(&mut **tx, r).await?, Footprint { servers: 0, vcpus: nv - ov, memory_mib: nm - om, disk_gib: nd - od })?;
+        check_quota(
+            &terms,
+            &sql::quota_use(&mut **tx, r).await?,
+            Footprint { servers: 0, vcpus: nv - ov, memory_mib: nm - om, disk_gib: nd - od },
+        )?;
     }
     proration::change_plan_in(tx, now, payer, sub, plan.trim(), discount).await?;
     Ok(())
@@ -280,7 +295,8 @@ pub async fn reset_password(tx: &mut Tx<'_>, who: &Principal, id: Uuid, hash: ve
         crate::access::AccessError::NotRunning => ResellerError::Conflict(e.to_string()),
         e => e.into(),
     })?;
-    audit::record(&mut **tx, who.actor(), "server.reset_password", Some(("instance", id.to_string())), None, who.details(json!({}))).await?;
+    audit::record(&mut **tx, who.actor(), "server.reset_password", Some(("instance", id.to_string())), None, who.details(json!({})))
+        .await?;
     Ok(())
 }
 

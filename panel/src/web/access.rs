@@ -64,7 +64,12 @@ async fn key_add(c: CurrentCustomer, f: CsrfForm<KeyForm>, pool: web::Data<PgPoo
 }
 
 #[post("/account/ssh-keys/{id}/delete")]
-async fn key_delete(c: CurrentCustomer, id: web::Path<Uuid>, _f: CsrfForm<Empty>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+async fn key_delete(
+    c: CurrentCustomer,
+    id: web::Path<Uuid>,
+    _f: CsrfForm<Empty>,
+    pool: web::Data<PgPool>,
+) -> Result<HttpResponse, WebError> {
     match access::delete_key(&pool, c.account.id, *id).await {
         Ok(()) => Ok(see_other("/account/ssh-keys")),
         Err(AccessError::UnknownKey) => Err(WebError::NotFound),
@@ -89,10 +94,7 @@ pub struct PasswordShown {
 /// Answers with the page that shows the password; never cached, never stored.
 pub fn show_password(page: &PasswordShown) -> Result<HttpResponse, WebError> {
     let html = page.render().map_err(WebError::internal)?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/html; charset=utf-8")
-        .insert_header(("Cache-Control", "no-store"))
-        .body(html))
+    Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").insert_header(("Cache-Control", "no-store")).body(html))
 }
 
 #[derive(Deserialize)]

@@ -5,8 +5,8 @@
 use super::error::WebError;
 use super::pages::{invalid as invalid_page, ok, see_other, Ctx};
 use super::session::{CsrfForm, CurrentAdmin};
-use crate::admin::{self, AdminError, By, HostForm, OsTemplateForm, PlanForm, PoolForm, ResellerForm, ResellerTermsForm};
 use crate::accounts::Role;
+use crate::admin::{self, AdminError, By, HostForm, OsTemplateForm, PlanForm, PoolForm, ResellerForm, ResellerTermsForm};
 use crate::catalogue::mib;
 use crate::config::Settings;
 use crate::db::{admin as sql_admin, catalogue as sql_cat, hosts as sql_hosts, ip_pools as sql_pools};
@@ -79,7 +79,13 @@ fn text(name: &str, label: &str, value: &str) -> Field {
     Field { name: name.into(), label: label.into(), value: value.into(), kind: "text", ..Default::default() }
 }
 fn check(name: &str, label: &str, on: bool) -> Field {
-    Field { name: name.into(), label: label.into(), value: if on { "on".into() } else { String::new() }, kind: "checkbox", ..Default::default() }
+    Field {
+        name: name.into(),
+        label: label.into(),
+        value: if on { "on".into() } else { String::new() },
+        kind: "checkbox",
+        ..Default::default()
+    }
 }
 fn help(mut f: Field, h: &str) -> Field {
     f.help = h.into();
@@ -175,7 +181,6 @@ fn list_page(a: &CurrentAdmin, list: ListView, done: Option<&str>) -> ListPage {
     ListPage { ctx: Ctx::of(&a.session).with_notice(done), list }
 }
 
-
 #[derive(Deserialize)]
 struct Done {
     done: Option<String>,
@@ -254,7 +259,9 @@ async fn plans(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<Done>) ->
             let monthly: Vec<String> = prices
                 .iter()
                 .filter(|(id, c, _, _)| *id == p.id && *c == crate::plans::BillingCycle::Monthly)
-                .filter_map(|(_, _, cur, amt)| crate::money::Currency::parse(cur).ok().map(|c| crate::money::Money::new(*amt, c).to_string()))
+                .filter_map(|(_, _, cur, amt)| {
+                    crate::money::Currency::parse(cur).ok().map(|c| crate::money::Money::new(*amt, c).to_string())
+                })
                 .collect();
             vec![
                 if p.orderable { link(&p.code, format!("/admin/plans/{}/edit", p.code)) } else { cell(&p.code) },
@@ -262,7 +269,12 @@ async fn plans(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<Done>) ->
                 cell(&p.name),
                 cell(if p.kind == vessel_core::InstanceKind::Kvm { "KVM" } else { "container" }),
                 cell(format!("{} vCPU, {} / {} RAM, {} GiB", p.vcpus, mib(p.memory_guaranteed_mib), mib(p.memory_burst_mib), p.disk_gib)),
-                cell(format!("cpu {} · mem {} · disk {}", p.cpu_ratio_milli as f64 / 1000.0, p.memory_ratio_milli as f64 / 1000.0, p.disk_ratio_milli as f64 / 1000.0)),
+                cell(format!(
+                    "cpu {} · mem {} · disk {}",
+                    p.cpu_ratio_milli as f64 / 1000.0,
+                    p.memory_ratio_milli as f64 / 1000.0,
+                    p.disk_ratio_milli as f64 / 1000.0
+                )),
                 cell(monthly.join(", ")),
                 cell(if p.orderable { "on sale" } else { "retired" }),
             ]
@@ -281,7 +293,13 @@ async fn plans(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<Done>) ->
 
 #[get("/admin/plans/new")]
 async fn plan_new(a: CurrentAdmin) -> Result<HttpResponse, WebError> {
-    let f = PlanForm { kind: "container".into(), cpu_ratio: "1.0".into(), memory_ratio: "1.0".into(), disk_ratio: "1.0".into(), ..Default::default() };
+    let f = PlanForm {
+        kind: "container".into(),
+        cpu_ratio: "1.0".into(),
+        memory_ratio: "1.0".into(),
+        disk_ratio: "1.0".into(),
+        ..Default::default()
+    };
     let mut v = plan_form_view(&f, None);
     v.aside.clear();
     ok(&form_page(&a, v))
@@ -409,7 +427,10 @@ fn register_form(f: &RegisterForm) -> FormView {
         title: "Register a host".into(),
         action: "/admin/hosts/register".into(),
         button: "Register and show the join token".into(),
-        fields: vec![text("name", "Name", &f.name), help(text("api_url", "Provisioner API URL", &f.api_url), "e.g. https://host-fra-1.example.net:7443")],
+        fields: vec![
+            text("name", "Name", &f.name),
+            help(text("api_url", "Provisioner API URL", &f.api_url), "e.g. https://host-fra-1.example.net:7443"),
+        ],
         ..Default::default()
     }
 }
@@ -458,7 +479,12 @@ async fn host_register(
 
 #[get("/admin/hosts/new")]
 async fn host_new(a: CurrentAdmin) -> Result<HttpResponse, WebError> {
-    let f = HostForm { supports_containers: Some("on".into()), supports_kvm: Some("on".into()), enabled: Some("on".into()), ..Default::default() };
+    let f = HostForm {
+        supports_containers: Some("on".into()),
+        supports_kvm: Some("on".into()),
+        enabled: Some("on".into()),
+        ..Default::default()
+    };
     ok(&form_page(&a, host_form_view(&f, None)))
 }
 
@@ -636,7 +662,12 @@ async fn os_templates(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<Do
 }
 
 #[post("/admin/os-templates")]
-async fn os_template_create(req: HttpRequest, a: CurrentAdmin, f: CsrfForm<OsTemplateForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+async fn os_template_create(
+    req: HttpRequest,
+    a: CurrentAdmin,
+    f: CsrfForm<OsTemplateForm>,
+    pool: web::Data<PgPool>,
+) -> Result<HttpResponse, WebError> {
     match admin::create_os_template(&pool, by(&a, &req), &f.0).await {
         Ok(_) => Ok(see_other("/admin/os-templates?done=saved")),
         Err(e) => {
@@ -716,7 +747,12 @@ async fn customer_page(a: &CurrentAdmin, pool: &PgPool, id: Uuid, error: Option<
 }
 
 #[get("/admin/customers/{id}")]
-async fn customer_show(a: CurrentAdmin, id: web::Path<Uuid>, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
+async fn customer_show(
+    a: CurrentAdmin,
+    id: web::Path<Uuid>,
+    pool: web::Data<PgPool>,
+    q: web::Query<Done>,
+) -> Result<HttpResponse, WebError> {
     let mut page = customer_page(&a, &pool, *id, None).await?;
     page.ctx = page.ctx.with_notice(q.done.as_deref());
     ok(&page)
@@ -745,7 +781,14 @@ async fn customer_credit(
         Err(e) => return invalid_page(&customer_page(&a, &pool, *id, Some(format!("Amount: {e}"))).await?),
     };
     let r = crate::billing::payments::record_manual_payment(
-        &pool, clock.as_ref().as_ref(), a.account.id, c.id, amount, &f.0.reference, None, super::remote_addr(&req),
+        &pool,
+        clock.as_ref().as_ref(),
+        a.account.id,
+        c.id,
+        amount,
+        &f.0.reference,
+        None,
+        super::remote_addr(&req),
     )
     .await;
     match r {
@@ -837,7 +880,12 @@ async fn admin_invoice_page(a: &CurrentAdmin, pool: &PgPool, id: Uuid, error: Op
 }
 
 #[get("/admin/invoices/{id}")]
-async fn invoice_show(a: CurrentAdmin, id: web::Path<Uuid>, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
+async fn invoice_show(
+    a: CurrentAdmin,
+    id: web::Path<Uuid>,
+    pool: web::Data<PgPool>,
+    q: web::Query<Done>,
+) -> Result<HttpResponse, WebError> {
     let mut page = admin_invoice_page(&a, &pool, *id, None).await?;
     page.ctx = page.ctx.with_notice(q.done.as_deref());
     ok(&page)
@@ -852,7 +900,8 @@ async fn invoice_void(
     pool: web::Data<PgPool>,
     clock: web::Data<std::sync::Arc<dyn crate::clock::Clock>>,
 ) -> Result<HttpResponse, WebError> {
-    let r = crate::billing::invoices::void_with_credit_note(&pool, clock.as_ref().as_ref(), a.account.id, *id, super::remote_addr(&req)).await;
+    let r =
+        crate::billing::invoices::void_with_credit_note(&pool, clock.as_ref().as_ref(), a.account.id, *id, super::remote_addr(&req)).await;
     match r {
         Ok(cn) => Ok(see_other(&format!("/admin/invoices/{cn}?done=saved"))),
         Err(e) => invalid_page(&admin_invoice_page(&a, &pool, *id, Some(WebError::mistake(e)?)).await?),
@@ -875,7 +924,14 @@ async fn invoice_payment(
         Err(e) => return invalid_page(&admin_invoice_page(&a, &pool, *id, Some(format!("Amount: {e}"))).await?),
     };
     let r = crate::billing::payments::record_manual_payment(
-        &pool, clock.as_ref().as_ref(), a.account.id, row.account_id, amount, &f.0.reference, Some(row.id), super::remote_addr(&req),
+        &pool,
+        clock.as_ref().as_ref(),
+        a.account.id,
+        row.account_id,
+        amount,
+        &f.0.reference,
+        Some(row.id),
+        super::remote_addr(&req),
     )
     .await;
     match r {
@@ -910,7 +966,13 @@ type Empty = CsrfForm<serde_json::Map<String, serde_json::Value>>;
 
 /// A stuck sign-up (the mail never arrived): the admin vouches for the address.
 #[post("/admin/customers/{id}/mark-verified")]
-async fn customer_mark_verified(req: HttpRequest, a: CurrentAdmin, id: web::Path<Uuid>, _f: Empty, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+async fn customer_mark_verified(
+    req: HttpRequest,
+    a: CurrentAdmin,
+    id: web::Path<Uuid>,
+    _f: Empty,
+    pool: web::Data<PgPool>,
+) -> Result<HttpResponse, WebError> {
     sql_admin::account(&pool, *id, Role::Customer).await?.ok_or(WebError::NotFound)?;
     match admin::mark_customer_verified(&pool, by(&a, &req), *id).await {
         Ok(()) => Ok(see_other(&format!("/admin/customers/{id}?done=saved"))),
@@ -941,7 +1003,13 @@ async fn resellers_view(pool: &PgPool, f: &ResellerForm) -> Result<ListView, Web
     let mut rows = Vec::new();
     for r in sql_admin::accounts_by_role(pool, Role::Reseller).await? {
         let n = sql_admin::customers_of(pool, r.id).await?;
-        rows.push(vec![link(&r.email, format!("/admin/resellers/{}", r.id)), cell(&r.display_name), cell(&r.status), num(n), cell(r.created_at.format("%Y-%m-%d"))]);
+        rows.push(vec![
+            link(&r.email, format!("/admin/resellers/{}", r.id)),
+            cell(&r.display_name),
+            cell(&r.status),
+            num(n),
+            cell(r.created_at.format("%Y-%m-%d")),
+        ]);
     }
     Ok(ListView {
         title: "Resellers".into(),
@@ -1008,7 +1076,12 @@ fn reseller_terms_view(r: &sql_admin::AccountRow, f: &ResellerTermsForm, saved: 
 }
 
 #[get("/admin/resellers/{id}")]
-async fn reseller_terms(a: CurrentAdmin, id: web::Path<Uuid>, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
+async fn reseller_terms(
+    a: CurrentAdmin,
+    id: web::Path<Uuid>,
+    pool: web::Data<PgPool>,
+    q: web::Query<Done>,
+) -> Result<HttpResponse, WebError> {
     let r = sql_admin::account(&pool, *id, Role::Reseller).await?.ok_or(WebError::NotFound)?;
     let (t, saved) = match crate::db::resellers::saved_terms(&pool, r.id).await? {
         Some(t) => (t, true),
@@ -1057,7 +1130,11 @@ async fn audit_log(a: CurrentAdmin, pool: web::Data<PgPool>) -> Result<HttpRespo
                 serde_json::Value::Object(m) if m.is_empty() => String::new(),
                 d => {
                     let s = d.to_string();
-                    if s.len() > 200 { format!("{}…", &s[..s.char_indices().nth(200).map(|x| x.0).unwrap_or(s.len())]) } else { s }
+                    if s.len() > 200 {
+                        format!("{}…", &s[..s.char_indices().nth(200).map(|x| x.0).unwrap_or(s.len())])
+                    } else {
+                        s
+                    }
                 }
             };
             vec![
@@ -1109,7 +1186,10 @@ async fn emails(a: CurrentAdmin, pool: web::Data<PgPool>) -> Result<HttpResponse
         .collect();
     let list = ListView {
         title: "Outgoing mail".into(),
-        intro: format!("Unsent mail first. Open one to read it as sent. Failed sends are retried with backoff, up to {} attempts.", crate::email::MAX_ATTEMPTS),
+        intro: format!(
+            "Unsent mail first. Open one to read it as sent. Failed sends are retried with backoff, up to {} attempts.",
+            crate::email::MAX_ATTEMPTS
+        ),
         headers: vec!["Queued", "To", "Template", "Attempts", "State", "Last error"],
         rows,
         ..Default::default()
@@ -1131,7 +1211,12 @@ struct EmailPage {
 /// reseller invitation) is replaced by a note that one was sent: reading it here would let an
 /// admin take over the account. A stuck sign-up is helped by "Mark verified" or "Resend" instead.
 #[get("/admin/emails/{id}")]
-async fn email_show(a: CurrentAdmin, id: web::Path<i64>, pool: web::Data<PgPool>, settings: web::Data<Settings>) -> Result<HttpResponse, WebError> {
+async fn email_show(
+    a: CurrentAdmin,
+    id: web::Path<i64>,
+    pool: web::Data<PgPool>,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, WebError> {
     let (m, data) = crate::db::outbox_delivery::one(&pool, *id).await?.ok_or(WebError::NotFound)?;
     let data = crate::email::without_secrets(&m.template, &data);
     let data = crate::email::enrich(&pool, &settings.http.base_url, &data).await.map_err(WebError::internal)?;
@@ -1174,7 +1259,12 @@ async fn security(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<Done>)
 }
 
 #[post("/admin/security")]
-async fn security_save(req: HttpRequest, a: CurrentAdmin, f: CsrfForm<SecurityForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+async fn security_save(
+    req: HttpRequest,
+    a: CurrentAdmin,
+    f: CsrfForm<SecurityForm>,
+    pool: web::Data<PgPool>,
+) -> Result<HttpResponse, WebError> {
     let on = f.0.require_staff_two_factor.as_deref().is_some_and(|v| !v.is_empty() && v != "off");
     admin::set_staff_two_factor_required(&pool, by(&a, &req), on).await?;
     Ok(see_other("/admin/security?done=saved"))

@@ -38,10 +38,17 @@ fn no_store(page: &ConsolePage) -> Result<HttpResponse, WebError> {
 
 /// The customer's console for one of their servers: mints a token bound to this login.
 #[get("/servers/{id}/console")]
-async fn server_console(c: CurrentCustomer, id: web::Path<Uuid>, pool: web::Data<PgPool>, settings: web::Data<Settings>) -> Result<HttpResponse, WebError> {
+async fn server_console(
+    c: CurrentCustomer,
+    id: web::Path<Uuid>,
+    pool: web::Data<PgPool>,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, WebError> {
     let s = crate::instances::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
     let mut conn = pool.acquire().await.map_err(WebError::internal)?;
-    let issued = console::issue(&mut conn, s.id, c.account.id, Via::Web, Duration::from_secs(settings.console.token_ttl_secs)).await.map_err(WebError::internal)?;
+    let issued = console::issue(&mut conn, s.id, c.account.id, Via::Web, Duration::from_secs(settings.console.token_ttl_secs))
+        .await
+        .map_err(WebError::internal)?;
     no_store(&ConsolePage {
         ctx: Ctx::of(&c.session),
         title: s.hostname.clone(),

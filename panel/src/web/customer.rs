@@ -6,8 +6,8 @@
 use super::error::WebError;
 use super::pages::{invalid, ok, see_other, Ctx};
 use super::session::{CsrfForm, CurrentCustomer, InvoiceHolder};
-use crate::billing::invoices::{display_number, InvoiceKind, InvoiceStatus};
 use crate::billing;
+use crate::billing::invoices::{display_number, InvoiceKind, InvoiceStatus};
 use crate::catalogue::{self, PlanCard};
 use crate::clock::Clock;
 use crate::config::Settings;
@@ -141,7 +141,14 @@ impl OrderForm {
 
 /// The order form again, as the customer filled it in (the password excepted), with the
 /// mistake next to its field.
-async fn order_again(c: &CurrentCustomer, pool: &PgPool, code: &str, f: OrderForm, field: &str, error: &str) -> Result<HttpResponse, WebError> {
+async fn order_again(
+    c: &CurrentCustomer,
+    pool: &PgPool,
+    code: &str,
+    f: OrderForm,
+    field: &str,
+    error: &str,
+) -> Result<HttpResponse, WebError> {
     let ticked = f.key_ids();
     let mut page = order_page(c, pool, code).await?;
     page.cycle = f.cycle;
@@ -191,7 +198,9 @@ async fn order_place(
         Ok(placed) if chosen.generated_password.is_some() => super::access::show_password(&super::access::PasswordShown {
             ctx: super::pages::Ctx::of(&c.session),
             heading: "Order placed".into(),
-            message: "Your server is created as soon as its first invoice is paid. Log in as root with this password (or the keys you picked).".into(),
+            message:
+                "Your server is created as soon as its first invoice is paid. Log in as root with this password (or the keys you picked)."
+                    .into(),
             password: chosen.generated_password,
             next: format!("/orders/{}?done=ordered", placed.order_id),
         }),
@@ -224,7 +233,12 @@ struct OrderStatePage {
 }
 
 #[get("/orders/{id}")]
-async fn order_show(c: CurrentCustomer, id: web::Path<Uuid>, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
+async fn order_show(
+    c: CurrentCustomer,
+    id: web::Path<Uuid>,
+    pool: web::Data<PgPool>,
+    q: web::Query<Done>,
+) -> Result<HttpResponse, WebError> {
     let o = orders::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
     let invoice = match o.invoice_id {
         Some(i) => billing::invoices::get_for(&pool, c.account.id, i).await?.map(|(r, l)| InvoiceView::new(r, l)),
@@ -418,7 +432,10 @@ pub async fn invoice_pdf(pool: &PgPool, chromium: &str, row: InvoiceRow, lines: 
         billing::pdf::PdfError::NotIssued => WebError::NotFound,
         billing::pdf::PdfError::Unavailable(..) => {
             tracing::error!(error = %e, "invoice PDFs cannot be rendered: install chromium (billing.pdf_chromium)");
-            WebError::Unavailable("PDF invoices cannot be made right now. The invoice's page shows everything it says; please try the PDF again later.".into())
+            WebError::Unavailable(
+                "PDF invoices cannot be made right now. The invoice's page shows everything it says; please try the PDF again later."
+                    .into(),
+            )
         }
         e => WebError::internal(e),
     })
@@ -455,7 +472,12 @@ pub fn pdf_response(number: &str, pdf: Vec<u8>) -> HttpResponse {
 }
 
 #[get("/invoices/{id}/pdf")]
-async fn invoice_pdf_download(InvoiceHolder(c): InvoiceHolder, id: web::Path<Uuid>, pool: web::Data<PgPool>, settings: web::Data<Settings>) -> Result<HttpResponse, WebError> {
+async fn invoice_pdf_download(
+    InvoiceHolder(c): InvoiceHolder,
+    id: web::Path<Uuid>,
+    pool: web::Data<PgPool>,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, WebError> {
     let (row, lines) = billing::invoices::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
     let number = display_number(&row);
     let pdf = invoice_pdf(&pool, &settings.billing.pdf_chromium, row, lines).await?;
@@ -542,7 +564,11 @@ fn funds_page(c: &CurrentCustomer, settings: &Settings, credit: String, amount: 
 /// "Add funds": which ways to pay the provider has configured (card through Stripe, bank
 /// transfer with the account's reference), so paying never needs an admin.
 #[get("/account/funds")]
-async fn funds_form(InvoiceHolder(c): InvoiceHolder, pool: web::Data<PgPool>, settings: web::Data<Settings>) -> Result<HttpResponse, WebError> {
+async fn funds_form(
+    InvoiceHolder(c): InvoiceHolder,
+    pool: web::Data<PgPool>,
+    settings: web::Data<Settings>,
+) -> Result<HttpResponse, WebError> {
     let credit = billing::payments::credit_balance(&pool, c.account.id, currency_of(&c.account)).await?;
     ok(&funds_page(&c, &settings, credit.to_string(), String::new(), None))
 }
@@ -563,19 +589,43 @@ async fn funds_card(
     let cur = currency_of(&c.account);
     let credit = billing::payments::credit_balance(&pool, c.account.id, cur).await?.to_string();
     let Some(stripe) = &settings.stripe else {
-        return invalid(&funds_page(&c, &settings, credit, f.0.amount.clone(), Some("Card payments are not enabled here; use a bank transfer.".into())));
+        return invalid(&funds_page(
+            &c,
+            &settings,
+            credit,
+            f.0.amount.clone(),
+            Some("Card payments are not enabled here; use a bank transfer.".into()),
+        ));
     };
     let amount = match crate::admin::parse_amount(&f.0.amount, cur) {
         Ok(m) if m.minor >= 100 && m.minor <= 1_000_000 => m,
-        Ok(_) => return invalid(&funds_page(&c, &settings, credit, f.0.amount.clone(), Some(format!("Add between 1.00 and 10000.00 {cur}.")))),
+        Ok(_) => {
+            return invalid(&funds_page(&c, &settings, credit, f.0.amount.clone(), Some(format!("Add between 1.00 and 10000.00 {cur}."))))
+        }
         Err(e) => return invalid(&funds_page(&c, &settings, credit, f.0.amount.clone(), Some(format!("Amount: {e}")))),
     };
     let base = settings.http.base_url.trim_end_matches('/');
-    match billing::stripe::create_checkout_session(stripe, &reqwest::Client::new(), c.account.id, amount, None, &format!("{base}/account/funds?done=paid"), &format!("{base}/account/funds")).await {
+    match billing::stripe::create_checkout_session(
+        stripe,
+        &reqwest::Client::new(),
+        c.account.id,
+        amount,
+        None,
+        &format!("{base}/account/funds?done=paid"),
+        &format!("{base}/account/funds"),
+    )
+    .await
+    {
         Ok(url) => Ok(see_other(&url)),
         Err(e) => super::pages::html(
             actix_web::http::StatusCode::BAD_GATEWAY,
-            &funds_page(&c, &settings, credit, f.0.amount.clone(), Some(format!("The card payment could not be started ({e}); nothing was charged. Try again later or use a bank transfer."))),
+            &funds_page(
+                &c,
+                &settings,
+                credit,
+                f.0.amount.clone(),
+                Some(format!("The card payment could not be started ({e}); nothing was charged. Try again later or use a bank transfer.")),
+            ),
         ),
     }
 }
@@ -609,7 +659,9 @@ async fn renewal_line(pool: &PgPool, customer: Uuid, s: &InstanceRow) -> Result<
     let live = matches!(r.status, crate::subscriptions::SubscriptionStatus::Active | crate::subscriptions::SubscriptionStatus::Suspended);
     let last_day = crate::billing::period::last_day(r.current_period_end);
     let text = match (live, r.cancel_at_period_end) {
-        (true, false) => format!("Paid until {last_day}; renews on {} for {} ({}).", r.current_period_end, money(r.price_minor, &r.currency), r.cycle),
+        (true, false) => {
+            format!("Paid until {last_day}; renews on {} for {} ({}).", r.current_period_end, money(r.price_minor, &r.currency), r.cycle)
+        }
         (true, true) => format!("Paid until {last_day}; cancelled: it ends then and is not renewed."),
         (false, _) if r.status == crate::subscriptions::SubscriptionStatus::Pending => "Starts when its first invoice is paid.".to_string(),
         (false, _) => format!("Ended ({}).", r.status),
@@ -644,7 +696,10 @@ async fn charts(pool: &PgPool, clock: &dyn Clock, customer: Uuid, s: &InstanceRo
     let Some(p) = crate::db::catalogue::plan_by_id(pool, s.plan_id).await? else { return Ok(Vec::new()) };
     Ok(vec![
         ("CPU (cores)", svg(Chart::Cpu { vcpus: p.vcpus as u32 }, &points)),
-        ("Memory (MiB): guarantee and burst ceiling", svg(Chart::Memory { guarantee_mib: p.memory_guaranteed_mib as u64, burst_mib: p.memory_burst_mib as u64 }, &points)),
+        (
+            "Memory (MiB): guarantee and burst ceiling",
+            svg(Chart::Memory { guarantee_mib: p.memory_guaranteed_mib as u64, burst_mib: p.memory_burst_mib as u64 }, &points),
+        ),
         ("Disk (GiB)", svg(Chart::Disk { size_gib: p.disk_gib as u64 }, &points)),
         ("Network (Mbit/s)", svg(Chart::Network, &points)),
     ])
@@ -704,7 +759,11 @@ async fn server_action(
         // Only the owner gets as far as the question.
         let s = instances::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
         let kvm = s.kind == vessel_core::InstanceKind::Kvm;
-        let templates = crate::db::catalogue::os_templates(&pool, true).await?.into_iter().filter(|t| if kvm { t.for_kvm } else { t.for_containers }).collect();
+        let templates = crate::db::catalogue::os_templates(&pool, true)
+            .await?
+            .into_iter()
+            .filter(|t| if kvm { t.for_kvm } else { t.for_containers })
+            .collect();
         return ok(&ConfirmReinstall { ctx: Ctx::of(&c.session), s, templates });
     }
     let r = if action == Action::Reinstall {
@@ -719,7 +778,10 @@ async fn server_action(
             let s = instances::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
             let charts = charts(&pool, clock.as_ref().as_ref(), c.account.id, &s).await?;
             let renewal = renewal_line(&pool, c.account.id, &s).await?;
-            super::pages::html(actix_web::http::StatusCode::CONFLICT, &ServerPage { ctx: Ctx::of(&c.session), s, renewal, error: Some(message), charts, way_in: Default::default() })
+            super::pages::html(
+                actix_web::http::StatusCode::CONFLICT,
+                &ServerPage { ctx: Ctx::of(&c.session), s, renewal, error: Some(message), charts, way_in: Default::default() },
+            )
         }
     }
 }
@@ -749,8 +811,12 @@ impl PlanChoice {
         match &self.quote {
             None => String::new(),
             Some(q) => match q.kind {
-                instances::QuoteKind::Charge => format!("You pay {} now (an invoice for the rest of this period, tax included).", q.total()),
-                instances::QuoteKind::Credit => format!("You get {} back (a credit note for the rest of this period, tax included).", q.total()),
+                instances::QuoteKind::Charge => {
+                    format!("You pay {} now (an invoice for the rest of this period, tax included).", q.total())
+                }
+                instances::QuoteKind::Credit => {
+                    format!("You get {} back (a credit note for the rest of this period, tax included).", q.total())
+                }
                 instances::QuoteKind::Even => "Nothing to pay or get back.".to_string(),
             },
         }
@@ -786,7 +852,12 @@ async fn plan_page(c: &CurrentCustomer, pool: &PgPool, clock: &dyn Clock, id: Uu
 /// Every plan of the server's kind, with the prorated amount of moving to it today: the same
 /// invoice or credit note the change makes (computed by making it and rolling back).
 #[get("/servers/{id}/plan")]
-async fn plan_form(c: CurrentCustomer, id: web::Path<Uuid>, pool: web::Data<PgPool>, clock: web::Data<Arc<dyn Clock>>) -> Result<HttpResponse, WebError> {
+async fn plan_form(
+    c: CurrentCustomer,
+    id: web::Path<Uuid>,
+    pool: web::Data<PgPool>,
+    clock: web::Data<Arc<dyn Clock>>,
+) -> Result<HttpResponse, WebError> {
     ok(&plan_page(&c, &pool, clock.as_ref().as_ref(), *id, None).await?)
 }
 
@@ -828,7 +899,13 @@ struct CancelPage {
     error: Option<String>,
 }
 
-async fn cancel_page(c: &CurrentCustomer, pool: &PgPool, clock: &dyn Clock, id: Uuid, error: Option<String>) -> Result<CancelPage, WebError> {
+async fn cancel_page(
+    c: &CurrentCustomer,
+    pool: &PgPool,
+    clock: &dyn Clock,
+    id: Uuid,
+    error: Option<String>,
+) -> Result<CancelPage, WebError> {
     let s = instances::get_for(pool, c.account.id, id).await?.ok_or(WebError::NotFound)?;
     let renewal = renewal_line(pool, c.account.id, &s).await?;
     let now = match instances::quote_terminate(pool, clock, c.account.id, id).await {
@@ -843,7 +920,12 @@ async fn cancel_page(c: &CurrentCustomer, pool: &PgPool, clock: &dyn Clock, id: 
 /// Cancelling: at the end of the paid period (nothing more is charged), or now with the unused
 /// part of the period back as a credit note (the one rule of `billing::proration::refund_unused`).
 #[get("/servers/{id}/cancel")]
-async fn cancel_form(c: CurrentCustomer, id: web::Path<Uuid>, pool: web::Data<PgPool>, clock: web::Data<Arc<dyn Clock>>) -> Result<HttpResponse, WebError> {
+async fn cancel_form(
+    c: CurrentCustomer,
+    id: web::Path<Uuid>,
+    pool: web::Data<PgPool>,
+    clock: web::Data<Arc<dyn Clock>>,
+) -> Result<HttpResponse, WebError> {
     ok(&cancel_page(&c, &pool, clock.as_ref().as_ref(), *id, None).await?)
 }
 

@@ -151,7 +151,9 @@ impl ResponseError for WebError {
                  Reload the page and submit the form again."
                     .into(),
             ),
-            WebError::BadForm(why) => ("Form not understood", format!("The form could not be read ({why}). Reload the page and try again.")),
+            WebError::BadForm(why) => {
+                ("Form not understood", format!("The form could not be read ({why}). Reload the page and try again."))
+            }
             WebError::Conflict(why) => ("Not possible", why.clone()),
             WebError::Unavailable(why) => ("Not available right now", why.clone()),
             WebError::Internal(e) => {

@@ -35,10 +35,7 @@ const CSS: &str = include_str!("../../../static/vessel.css");
 
 #[get("/static/vessel.css")]
 async fn stylesheet() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/css; charset=utf-8")
-        .insert_header(("Cache-Control", "public, max-age=3600"))
-        .body(CSS)
+    HttpResponse::Ok().content_type("text/css; charset=utf-8").insert_header(("Cache-Control", "public, max-age=3600")).body(CSS)
 }
 
 /// Where a request comes from, for rate limits and the audit log: the TCP peer, or behind a
@@ -67,7 +64,10 @@ pub async fn not_found() -> Result<HttpResponse, error::WebError> {
 
 /// Sets the session cookie when a request minted a token (a new visitor, a log-in, a
 /// log-out), and the headers every page should carry.
-pub async fn session_cookies(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+pub async fn session_cookies(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let keys = req.app_data::<web::Data<session::SessionKeys>>().cloned();
     let mut res = next.call(req).await?;
     let token = res.request().extensions().get::<session::SetToken>().map(|t| t.0.clone());
@@ -77,9 +77,6 @@ pub async fn session_cookies(req: ServiceRequest, next: Next<impl MessageBody>) 
     let h = res.headers_mut();
     h.insert(actix_web::http::header::X_FRAME_OPTIONS, actix_web::http::header::HeaderValue::from_static("DENY"));
     h.insert(actix_web::http::header::X_CONTENT_TYPE_OPTIONS, actix_web::http::header::HeaderValue::from_static("nosniff"));
-    h.insert(
-        actix_web::http::header::REFERRER_POLICY,
-        actix_web::http::header::HeaderValue::from_static("same-origin"),
-    );
+    h.insert(actix_web::http::header::REFERRER_POLICY, actix_web::http::header::HeaderValue::from_static("same-origin"));
     Ok(res)
 }

@@ -146,7 +146,16 @@ mod next_tests {
     #[test]
     fn only_same_origin_paths_survive_and_come_back_normalised() {
         assert_eq!(safe_next(Some("/servers/1?x=2")).as_deref(), Some("/servers/1?x=2"));
-        for evil in ["//evil.example", "/\\evil.example", "/\t/evil.example", "/\n/evil.example", "https://evil.example/", "evil", "/\\\\evil", "/ /evil.example"] {
+        for evil in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "https://evil.example/",
+            "evil",
+            "/\\\\evil",
+            "/ /evil.example",
+        ] {
             let got = safe_next(Some(evil));
             assert!(got.as_deref().is_none_or(|g| g.starts_with('/') && !g.starts_with("//")), "{evil:?} -> {got:?}");
         }
@@ -272,7 +281,12 @@ async fn signup(
         Err(e @ AuthError::TooManyMails { .. }) => return too_many_mails(&session, &e),
         Err(e) => return Err(WebError::internal(e)),
     }
-    let r = auth::sign_up(&pool, &settings.http.base_url, auth::SignUp { email: &f.email, password: &f.password, name: &f.name, country: &f.country }).await;
+    let r = auth::sign_up(
+        &pool,
+        &settings.http.base_url,
+        auth::SignUp { email: &f.email, password: &f.password, name: &f.name, country: &f.country },
+    )
+    .await;
     match r {
         Ok(_) => ok(&MessagePage {
             ctx: Ctx::of(&session),
@@ -285,7 +299,14 @@ async fn signup(
         }),
         Err(e) if e.is_user_error() => {
             let countries = crate::db::accounts::countries(pool.get_ref()).await?;
-            invalid(&SignupPage { ctx: Ctx::of(&session), email: f.email, name: f.name, country: f.country, countries, error: Some(e.to_string()) })
+            invalid(&SignupPage {
+                ctx: Ctx::of(&session),
+                email: f.email,
+                name: f.name,
+                country: f.country,
+                countries,
+                error: Some(e.to_string()),
+            })
         }
         Err(e) => Err(WebError::internal(e)),
     }
@@ -521,7 +542,12 @@ struct PasswordForm {
 }
 
 #[post("/reset/{token}")]
-async fn reset(session: Session, token: web::Path<String>, form: CsrfForm<PasswordForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+async fn reset(
+    session: Session,
+    token: web::Path<String>,
+    form: CsrfForm<PasswordForm>,
+    pool: web::Data<PgPool>,
+) -> Result<HttpResponse, WebError> {
     match auth::reset_password(&pool, &token, &form.0.password).await {
         Ok(_) => Ok(see_other("/login?done=reset")),
         Err(e @ AuthError::BadToken) => {
@@ -557,7 +583,8 @@ async fn totp_view(pool: &PgPool, a: &crate::db::auth::AccountAuth) -> Result<To
         _ => None,
     };
     let qr_svg = enrolling.as_ref().map(|(_, url)| auth::totp_qr_svg(url)).unwrap_or_default();
-    let recovery_left = if a.totp_enabled_at.is_some() { auth::recovery_codes_left(pool, a.id).await.map_err(WebError::internal)? } else { 0 };
+    let recovery_left =
+        if a.totp_enabled_at.is_some() { auth::recovery_codes_left(pool, a.id).await.map_err(WebError::internal)? } else { 0 };
     Ok(TotpView { enabled: a.totp_enabled_at.is_some(), enrolling, qr_svg, recovery_left })
 }
 
@@ -577,12 +604,7 @@ struct AccountPage {
     error: Option<String>,
 }
 
-async fn account_page(
-    c: &CurrentCustomer,
-    pool: &PgPool,
-    done: Option<&str>,
-    error: Option<String>,
-) -> Result<AccountPage, WebError> {
+async fn account_page(c: &CurrentCustomer, pool: &PgPool, done: Option<&str>, error: Option<String>) -> Result<AccountPage, WebError> {
     let a = crate::db::auth::account_by_id(pool, c.account.id).await?.ok_or(WebError::NotFound)?;
     let credit = super::customer::credit_lines(pool, &a).await?;
     let (address, vat_id) = crate::db::accounts::tax_facts(pool, a.id).await?;
@@ -621,7 +643,13 @@ async fn security_page(who: &AnyAccount, pool: &PgPool, done: Option<&str>, erro
     let a = crate::db::auth::account_by_id(pool, who.account.id).await?.ok_or(WebError::NotFound)?;
     let staff = matches!(a.role, Role::Admin | Role::Reseller);
     let required = staff && a.totp_enabled_at.is_none() && auth::staff_two_factor_required(pool).await.map_err(WebError::internal)?;
-    Ok(SecurityPage { ctx: Ctx::of(&who.session).with_notice(done), email: a.email.clone(), required, totp: totp_view(pool, &a).await?, error })
+    Ok(SecurityPage {
+        ctx: Ctx::of(&who.session).with_notice(done),
+        email: a.email.clone(),
+        required,
+        totp: totp_view(pool, &a).await?,
+        error,
+    })
 }
 
 /// Everyone's own two-factor settings (admins and resellers have no account page; a provider
@@ -633,7 +661,11 @@ async fn security_show(who: AnyAccount, pool: web::Data<PgPool>, q: web::Query<D
 
 /// Where an account's two-factor settings live: a customer's account page, else the security page.
 fn totp_home(who: &AnyAccount) -> &'static str {
-    if who.account.role == Role::Customer { "/account" } else { "/account/security" }
+    if who.account.role == Role::Customer {
+        "/account"
+    } else {
+        "/account/security"
+    }
 }
 
 /// The two-factor card's page again, with a mistake shown on it.
@@ -655,7 +687,12 @@ struct PasswordChangeForm {
 /// A new password, given the current one (counted like log-in attempts); every other session
 /// ends, this one starts afresh.
 #[post("/account/password")]
-async fn password_change(req: HttpRequest, who: AnyAccount, f: CsrfForm<PasswordChangeForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+async fn password_change(
+    req: HttpRequest,
+    who: AnyAccount,
+    f: CsrfForm<PasswordChangeForm>,
+    pool: web::Data<PgPool>,
+) -> Result<HttpResponse, WebError> {
     match auth::change_password(&pool, who.account.id, &f.0.current_password, &f.0.new_password, super::remote_addr(&req)).await {
         Ok(()) => {
             Session::begin_login(&req, who.account.id, false).await?;
@@ -718,8 +755,14 @@ async fn email_change_confirm(
     pool: web::Data<PgPool>,
 ) -> Result<HttpResponse, WebError> {
     match auth::confirm_email_change(&pool, &token).await {
-        Ok(_) => ok(&MessagePage { ctx: Ctx::of(&session), heading: "Email address changed".into(), message: "Your account now uses this address; log in with it from now on.".into() }),
-        Err(e) if e.is_user_error() => invalid(&MessagePage { ctx: Ctx::of(&session), heading: "Not changed".into(), message: e.to_string() }),
+        Ok(_) => ok(&MessagePage {
+            ctx: Ctx::of(&session),
+            heading: "Email address changed".into(),
+            message: "Your account now uses this address; log in with it from now on.".into(),
+        }),
+        Err(e) if e.is_user_error() => {
+            invalid(&MessagePage { ctx: Ctx::of(&session), heading: "Not changed".into(), message: e.to_string() })
+        }
         Err(e) => Err(WebError::internal(e)),
     }
 }
@@ -766,7 +809,11 @@ async fn totp_confirm(who: AnyAccount, f: CsrfForm<CodeForm>, pool: web::Data<Pg
 
 /// Fresh recovery codes (the old ones stop working), for an account with two-factor on.
 #[post("/account/totp/recovery-codes")]
-async fn totp_recovery_codes(who: AnyAccount, _f: CsrfForm<serde_json::Map<String, serde_json::Value>>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+async fn totp_recovery_codes(
+    who: AnyAccount,
+    _f: CsrfForm<serde_json::Map<String, serde_json::Value>>,
+    pool: web::Data<PgPool>,
+) -> Result<HttpResponse, WebError> {
     match auth::new_recovery_codes(&pool, who.account.id).await {
         Ok(codes) => recovery_codes_page(&who, "New recovery codes", codes, totp_home(&who)),
         Err(AuthError::BadTotpCode) => Err(WebError::Conflict("Turn on two-factor authentication first.".into())),

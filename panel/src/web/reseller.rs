@@ -186,7 +186,8 @@ async fn key_create(req: HttpRequest, r: CurrentReseller, f: CsrfForm<KeyForm>, 
             let ctx = Ctx::of(&r.session);
             let page = KeyCreatedPage { key: KeyView::of(&ctx, &new.row), ctx, token: new.token };
             let mut resp = ok(&page)?;
-            resp.headers_mut().insert(actix_web::http::header::CACHE_CONTROL, actix_web::http::header::HeaderValue::from_static("no-store"));
+            resp.headers_mut()
+                .insert(actix_web::http::header::CACHE_CONTROL, actix_web::http::header::HeaderValue::from_static("no-store"));
             Ok(resp)
         }
         Err(e @ (ApiKeyError::BadName | ApiKeyError::NoScopes)) => {
@@ -203,7 +204,13 @@ async fn key_create(req: HttpRequest, r: CurrentReseller, f: CsrfForm<KeyForm>, 
 }
 
 #[post("/reseller/keys/{id}/revoke")]
-async fn key_revoke(req: HttpRequest, r: CurrentReseller, id: web::Path<Uuid>, _f: Empty, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+async fn key_revoke(
+    req: HttpRequest,
+    r: CurrentReseller,
+    id: web::Path<Uuid>,
+    _f: Empty,
+    pool: web::Data<PgPool>,
+) -> Result<HttpResponse, WebError> {
     match api_keys::revoke(&pool, r.account.id, *id, super::remote_addr(&req)).await {
         Ok(()) => Ok(see_other("/reseller/keys?done=revoked")),
         Err(ApiKeyError::NotFound) => Err(WebError::NotFound),
@@ -241,7 +248,12 @@ struct EndpointForm {
 }
 
 #[post("/reseller/webhooks")]
-async fn endpoint_create(req: HttpRequest, r: CurrentReseller, f: CsrfForm<EndpointForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+async fn endpoint_create(
+    req: HttpRequest,
+    r: CurrentReseller,
+    f: CsrfForm<EndpointForm>,
+    pool: web::Data<PgPool>,
+) -> Result<HttpResponse, WebError> {
     match webhooks::create_endpoint(&pool, r.account.id, &f.0.url, super::remote_addr(&req)).await {
         Ok(ep) => Ok(see_other(&format!("/reseller/webhooks/{}?done=endpoint_added", ep.id))),
         Err(WebhookError::BadUrl(why)) => {
@@ -301,10 +313,16 @@ struct EndpointPage {
 }
 
 #[get("/reseller/webhooks/{id}")]
-async fn endpoint_show(r: CurrentReseller, id: web::Path<Uuid>, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
+async fn endpoint_show(
+    r: CurrentReseller,
+    id: web::Path<Uuid>,
+    pool: web::Data<PgPool>,
+    q: web::Query<Done>,
+) -> Result<HttpResponse, WebError> {
     let ep = webhooks::endpoint(&pool, r.account.id, *id).await.map_err(webhook_err)?;
     let ctx = Ctx::of(&r.session).with_notice(q.done.as_deref());
-    let deliveries = webhooks::deliveries(&pool, r.account.id, ep.id).await.map_err(webhook_err)?.iter().map(|d| DeliveryView::of(&ctx, d)).collect();
+    let deliveries =
+        webhooks::deliveries(&pool, r.account.id, ep.id).await.map_err(webhook_err)?.iter().map(|d| DeliveryView::of(&ctx, d)).collect();
     ok(&EndpointPage { ctx, ep, deliveries, limit: webhooks::LOG_LIMIT })
 }
 
@@ -314,7 +332,13 @@ struct StateForm {
 }
 
 #[post("/reseller/webhooks/{id}/state")]
-async fn endpoint_state(req: HttpRequest, r: CurrentReseller, id: web::Path<Uuid>, f: CsrfForm<StateForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+async fn endpoint_state(
+    req: HttpRequest,
+    r: CurrentReseller,
+    id: web::Path<Uuid>,
+    f: CsrfForm<StateForm>,
+    pool: web::Data<PgPool>,
+) -> Result<HttpResponse, WebError> {
     let enabled = match f.0.to.as_str() {
         "enable" => true,
         "disable" => false,
@@ -325,13 +349,25 @@ async fn endpoint_state(req: HttpRequest, r: CurrentReseller, id: web::Path<Uuid
 }
 
 #[post("/reseller/webhooks/{id}/rotate")]
-async fn endpoint_rotate(req: HttpRequest, r: CurrentReseller, id: web::Path<Uuid>, _f: Empty, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+async fn endpoint_rotate(
+    req: HttpRequest,
+    r: CurrentReseller,
+    id: web::Path<Uuid>,
+    _f: Empty,
+    pool: web::Data<PgPool>,
+) -> Result<HttpResponse, WebError> {
     webhooks::rotate_secret(&pool, r.account.id, *id, super::remote_addr(&req)).await.map_err(webhook_err)?;
     Ok(see_other(&format!("/reseller/webhooks/{id}?done=rotated")))
 }
 
 #[post("/reseller/webhooks/{id}/delete")]
-async fn endpoint_delete(req: HttpRequest, r: CurrentReseller, id: web::Path<Uuid>, _f: Empty, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+async fn endpoint_delete(
+    req: HttpRequest,
+    r: CurrentReseller,
+    id: web::Path<Uuid>,
+    _f: Empty,
+    pool: web::Data<PgPool>,
+) -> Result<HttpResponse, WebError> {
     webhooks::delete_endpoint(&pool, r.account.id, *id, super::remote_addr(&req), None).await.map_err(webhook_err)?;
     Ok(see_other("/reseller/webhooks?done=deleted"))
 }

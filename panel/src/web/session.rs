@@ -35,8 +35,10 @@ pub struct SessionKeys {
 impl SessionKeys {
     pub fn new(secret: &str, secure: bool, lifetime_hours: i64) -> Self {
         let key = if secret.is_empty() {
-            tracing::warn!("session.secret is empty: using a random key (sessions end when this process does, \
-                            and other panel processes will not accept its cookies)");
+            tracing::warn!(
+                "session.secret is empty: using a random key (sessions end when this process does, \
+                            and other panel processes will not accept its cookies)"
+            );
             new_token().into_bytes()
         } else {
             secret.as_bytes().to_vec()
@@ -67,12 +69,7 @@ impl SessionKeys {
     }
 
     pub fn cookie(&self, token: &str) -> Cookie<'static> {
-        Cookie::build(COOKIE, self.cookie_value(token))
-            .path("/")
-            .http_only(true)
-            .same_site(SameSite::Lax)
-            .secure(self.secure)
-            .finish()
+        Cookie::build(COOKIE, self.cookie_value(token)).path("/").http_only(true).same_site(SameSite::Lax).secure(self.secure).finish()
     }
 }
 

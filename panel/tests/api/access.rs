@@ -53,7 +53,11 @@ fn access_of(v: &Value) -> Value {
 fn rsa_line(bits: usize) -> String {
     use base64::Engine;
     let mut blob = Vec::new();
-    for part in [b"ssh-rsa".to_vec(), vec![1, 0, 1], { let mut n = vec![0u8; bits / 8 + 1]; n[1] = 0xc1; n }] {
+    for part in [b"ssh-rsa".to_vec(), vec![1, 0, 1], {
+        let mut n = vec![0u8; bits / 8 + 1];
+        n[1] = 0xc1;
+        n
+    }] {
         blob.extend_from_slice(&(part.len() as u32).to_be_bytes());
         blob.extend_from_slice(&part);
     }
@@ -138,7 +142,9 @@ async fn the_api_takes_keys_and_passwords_and_a_generated_password_is_shown_once
     // Stopped: refused with a reason; another reseller's server: 404.
     let (s, _, v) = api(&app, &token, &format!("/api/v1/servers/{server}/stop"), json!(null), None).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-    let (s, _, v) = api(&app, &token, &format!("/api/v1/servers/{server}/reset-password"), json!({"root_password": "another long password"}), None).await;
+    let (s, _, v) =
+        api(&app, &token, &format!("/api/v1/servers/{server}/reset-password"), json!({"root_password": "another long password"}), None)
+            .await;
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     let (s, _, _) = api(&app, &token, &format!("/api/v1/servers/{}/reset-password", Uuid::new_v4()), json!({}), None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
@@ -177,7 +183,18 @@ async fn a_customer_keeps_keys_orders_with_one_and_gets_a_ready_mail_with_its_fi
     assert!(form.contains(&format!("name=\"{field}\" checked")), "{form}");
     let csrf = csrf_of(&form);
     let (s, loc, body) = app
-        .post(&c, "/order/burst-s", &[("csrf", &csrf), ("cycle", "monthly"), ("os_template", "debian-12"), ("hostname", "web1.example.com"), (&field, "on"), ("root_password", "")])
+        .post(
+            &c,
+            "/order/burst-s",
+            &[
+                ("csrf", &csrf),
+                ("cycle", "monthly"),
+                ("os_template", "debian-12"),
+                ("hostname", "web1.example.com"),
+                (&field, "on"),
+                ("root_password", ""),
+            ],
+        )
         .await;
     assert_eq!(s, 303, "{body}");
     assert!(loc.starts_with("/orders/"), "{loc}");
@@ -189,13 +206,21 @@ async fn a_customer_keeps_keys_orders_with_one_and_gets_a_ready_mail_with_its_fi
     let (_, form) = app.get(&bob, "/order/burst-s").await;
     let csrf = csrf_of(&form);
     let (s, _, body) = app
-        .post(&bob, "/order/burst-s", &[("csrf", &csrf), ("cycle", "monthly"), ("os_template", "debian-12"), ("hostname", "web2.example.com"), (&field, "on")])
+        .post(
+            &bob,
+            "/order/burst-s",
+            &[("csrf", &csrf), ("cycle", "monthly"), ("os_template", "debian-12"), ("hostname", "web2.example.com"), (&field, "on")],
+        )
         .await;
     assert_eq!(s, 422, "{body}");
     assert!(body.contains("no such SSH key"), "{body}");
     // Bob with nothing: a generated password, on a page that is not cached.
     let (s, _, body) = app
-        .post(&bob, "/order/burst-s", &[("csrf", &csrf), ("cycle", "monthly"), ("os_template", "debian-12"), ("hostname", "web3.example.com")])
+        .post(
+            &bob,
+            "/order/burst-s",
+            &[("csrf", &csrf), ("cycle", "monthly"), ("os_template", "debian-12"), ("hostname", "web3.example.com")],
+        )
         .await;
     assert_eq!(s, 200, "{body}");
     let at = body.find("id=\"root-password\">").expect("the password is shown once") + "id=\"root-password\">".len();
@@ -204,17 +229,30 @@ async fn a_customer_keeps_keys_orders_with_one_and_gets_a_ready_mail_with_its_fi
     assert!(!dump.contains(&shown), "the shown password is not stored");
 
     // Paid and running: the instance got the order's key, and a ready mail names its fingerprint.
-    let invoice: Uuid = sqlx::query_scalar("SELECT i.id FROM invoices i JOIN accounts a ON a.id = i.account_id WHERE a.email = 'ana@example.com'")
+    let invoice: Uuid =
+        sqlx::query_scalar("SELECT i.id FROM invoices i JOIN accounts a ON a.id = i.account_id WHERE a.email = 'ana@example.com'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    let ana: Uuid = sqlx::query_scalar("SELECT id FROM accounts WHERE email = 'ana@example.com'").fetch_one(&app.pool).await.unwrap();
+    let admin: Uuid = sqlx::query_scalar("INSERT INTO accounts (role, email) VALUES ('admin', 'root@example.com') RETURNING id")
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    let ana: Uuid = sqlx::query_scalar("SELECT id FROM accounts WHERE email = 'ana@example.com'").fetch_one(&app.pool).await.unwrap();
-    let admin: Uuid = sqlx::query_scalar("INSERT INTO accounts (role, email) VALUES ('admin', 'root@example.com') RETURNING id").fetch_one(&app.pool).await.unwrap();
     let total: i64 = sqlx::query_scalar("SELECT total_minor FROM invoices WHERE id = $1").bind(invoice).fetch_one(&app.pool).await.unwrap();
     let eur = panel::money::Currency::parse("EUR").unwrap();
-    panel::billing::payments::record_manual_payment(&app.pool, &panel::clock::SystemClock, admin, ana, panel::money::Money::new(total, eur), "bank ref 1", Some(invoice), None)
-        .await
-        .unwrap();
+    panel::billing::payments::record_manual_payment(
+        &app.pool,
+        &panel::clock::SystemClock,
+        admin,
+        ana,
+        panel::money::Money::new(total, eur),
+        "bank ref 1",
+        Some(invoice),
+        None,
+    )
+    .await
+    .unwrap();
     let id: Uuid = sqlx::query_scalar("SELECT id FROM instances WHERE account_id = $1").bind(ana).fetch_one(&app.pool).await.unwrap();
     assert_eq!(instance_access(&app, &id.to_string()).await, json!({"ssh_keys": [KEY]}));
     for _ in 0..2 {
@@ -224,7 +262,8 @@ async fn a_customer_keeps_keys_orders_with_one_and_gets_a_ready_mail_with_its_fi
     assert!(mail.text().contains(KEY_FP), "{}", mail.text());
     assert!(mail.text().contains("ssh root@"), "{}", mail.text());
     assert!(mail.text().contains(&format!("/servers/{id}/console")), "the mail links the browser console: {}", mail.text());
-    let ready: i64 = sqlx::query_scalar("SELECT count(*) FROM email_outbox WHERE template = 'server_ready'").fetch_one(&app.pool).await.unwrap();
+    let ready: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM email_outbox WHERE template = 'server_ready'").fetch_one(&app.pool).await.unwrap();
     assert_eq!(ready, 1, "the ready mail goes once");
 
     // The server page says how to log in, and resets the password (generated, shown once).
@@ -237,9 +276,11 @@ async fn a_customer_keeps_keys_orders_with_one_and_gets_a_ready_mail_with_its_fi
     let shown = &body[at..at + 20];
     assert!(verifies(&instance_access(&app, &id.to_string()).await["root_password_hash"], shown));
     // Bob cannot touch Ana's server.
-    let (s, _, _) = app.submit(&bob, "/account/ssh-keys", &format!("/servers/{id}/password"), &[("root_password", "bob's long password")]).await;
+    let (s, _, _) =
+        app.submit(&bob, "/account/ssh-keys", &format!("/servers/{id}/password"), &[("root_password", "bob's long password")]).await;
     assert_eq!(s, 404);
-    let audit: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'server.reset_password'").fetch_one(&app.pool).await.unwrap();
+    let audit: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'server.reset_password'").fetch_one(&app.pool).await.unwrap();
     assert_eq!(audit, 1, "the reset is audited");
     assert!(!pg_dump(&app).contains(shown), "the new password is not stored");
 }
@@ -295,7 +336,8 @@ async fn an_api_console_token_is_shown_once_works_once_and_is_scoped_to_the_rese
 
     let ws_url = |p: &str| app.url(p).replace("http://", "ws://");
     // Used once, without any session: it opens and ends at once, cleanly, saying why.
-    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(v["websocket_path"].as_str().unwrap())).await.expect("the token opens the socket");
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(ws_url(v["websocket_path"].as_str().unwrap())).await.expect("the token opens the socket");
     let reason = loop {
         match futures_util::StreamExt::next(&mut ws).await {
             Some(Ok(Message::Close(f))) => break f.map(|f| f.reason.to_string()).unwrap_or_default(),
@@ -320,7 +362,10 @@ async fn an_api_console_token_is_shown_once_works_once_and_is_scoped_to_the_rese
     let (_, _, v3) = api(&app, &token, &path, json!(null), None).await;
     let plain = reqwest::get(app.url(v3["websocket_path"].as_str().unwrap())).await.unwrap();
     assert_eq!(plain.status(), 400);
-    let unused: bool = sqlx::query_scalar("SELECT used_at IS NULL FROM console_tokens ORDER BY created_at DESC LIMIT 1").fetch_one(&app.pool).await.unwrap();
+    let unused: bool = sqlx::query_scalar("SELECT used_at IS NULL FROM console_tokens ORDER BY created_at DESC LIMIT 1")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert!(unused);
 
     // Audited as the API key's account, with the key, from where, and why it ended.
@@ -332,6 +377,10 @@ async fn an_api_console_token_is_shown_once_works_once_and_is_scoped_to_the_rese
     .await
     .unwrap();
     assert_eq!(rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["console.open", "console.close"]);
-    assert!(rows.iter().all(|r| r.1 == "api_key" && r.2.as_deref() == Some("127.0.0.1") && r.3["via"] == "api" && r.3["api_key_id"].is_string()), "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|r| r.1 == "api_key" && r.2.as_deref() == Some("127.0.0.1") && r.3["via"] == "api" && r.3["api_key_id"].is_string()),
+        "{rows:?}"
+    );
     assert_eq!(rows[1].3["reason"], "the server is not placed on a host yet");
 }

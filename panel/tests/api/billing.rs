@@ -66,7 +66,10 @@ async fn renewals_follow_the_anchor_across_month_ends_and_leap_years() {
         w.invoiced_periods(placed.subscription_id).await,
         vec!["2028-01-31", "2028-02-29", "2028-03-31", "2028-04-30", "2028-05-31"]
     );
-    assert_eq!(w.scalar::<String>("SELECT current_period_start::text || ' ' || current_period_end::text FROM subscriptions").await, "2028-05-31 2028-06-30");
+    assert_eq!(
+        w.scalar::<String>("SELECT current_period_start::text || ' ' || current_period_end::text FROM subscriptions").await,
+        "2028-05-31 2028-06-30"
+    );
     w.invariants().await;
 }
 
@@ -303,7 +306,10 @@ async fn voiding_issues_a_credit_note() {
     let unpaid = w.order(de, "burst-s", Monthly, None).await;
     let cn = invoices::void_with_credit_note(&w.pool, &w.clock, w.admin, unpaid.invoice_id, None).await.unwrap();
     let (number, total): (i32, i64) =
-        sqlx::query_as(&format!("SELECT number_seq, total_minor FROM invoices WHERE id = '{cn}' AND kind = 'credit_note'")).fetch_one(&w.pool).await.unwrap();
+        sqlx::query_as(&format!("SELECT number_seq, total_minor FROM invoices WHERE id = '{cn}' AND kind = 'credit_note'"))
+            .fetch_one(&w.pool)
+            .await
+            .unwrap();
     assert_eq!((number, total), (1, 357));
     assert_eq!(w.scalar::<String>(&format!("SELECT status::text FROM invoices WHERE id = '{}'", unpaid.invoice_id)).await, "void");
     assert!(matches!(
@@ -388,15 +394,14 @@ async fn rust_and_postgres_agree_on_every_period() {
     }
     for cycle in panel::plans::BillingCycle::ALL {
         let ks: Vec<i32> = (0..50).collect();
-        let rows: Vec<(chrono::NaiveDate, i32, chrono::NaiveDate)> = sqlx::query_as(
-            "SELECT a, k, period_start(a, $3, k) FROM UNNEST($1::date[]) a, UNNEST($2::int[]) k",
-        )
-        .bind(&anchors)
-        .bind(&ks)
-        .bind(cycle)
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+        let rows: Vec<(chrono::NaiveDate, i32, chrono::NaiveDate)> =
+            sqlx::query_as("SELECT a, k, period_start(a, $3, k) FROM UNNEST($1::date[]) a, UNNEST($2::int[]) k")
+                .bind(&anchors)
+                .bind(&ks)
+                .bind(cycle)
+                .fetch_all(&pool)
+                .await
+                .unwrap();
         assert_eq!(rows.len(), anchors.len() * 50);
         for (a, k, pg) in rows {
             assert_eq!(period_start(a, cycle, k as u32), pg, "{a} {cycle:?} k={k}");

@@ -72,11 +72,12 @@ async fn killing_the_renewal_run_never_doubles_or_loses_an_invoice() {
     assert!(status.success());
     check_invariants(&w.pool).await;
     let until = last + chrono::Duration::days(7);
-    let anchors: Vec<(chrono::NaiveDate, i64)> =
-        sqlx::query_as("SELECT anchor_date, count(i.id) FROM subscriptions s LEFT JOIN invoices i ON i.subscription_id = s.id GROUP BY s.id")
-            .fetch_all(&w.pool)
-            .await
-            .unwrap();
+    let anchors: Vec<(chrono::NaiveDate, i64)> = sqlx::query_as(
+        "SELECT anchor_date, count(i.id) FROM subscriptions s LEFT JOIN invoices i ON i.subscription_id = s.id GROUP BY s.id",
+    )
+    .fetch_all(&w.pool)
+    .await
+    .unwrap();
     for (anchor, got) in anchors {
         // Periods 1.. are renewals; period k is invoiced once its start is within the lead time.
         let expected = (1..).take_while(|k| period_start(anchor, BillingCycle::Monthly, *k) <= until).count() as i64;

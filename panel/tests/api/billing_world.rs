@@ -75,10 +75,19 @@ impl World {
     /// An admin records a bank transfer of `minor` cents as credit.
     pub async fn credit(&self, customer: Uuid, minor: i64) {
         let n = self.refs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        panel::billing::payments::record_manual_payment(&self.pool, &self.clock, self.admin, customer, eur(minor), &format!("bank-{n}"), None, None)
-            .await
-            .unwrap()
-            .expect("a new payment");
+        panel::billing::payments::record_manual_payment(
+            &self.pool,
+            &self.clock,
+            self.admin,
+            customer,
+            eur(minor),
+            &format!("bank-{n}"),
+            None,
+            None,
+        )
+        .await
+        .unwrap()
+        .expect("a new payment");
     }
 
     /// Pays an invoice with credit, unless the credit already paid it when it came in
@@ -123,10 +132,13 @@ impl World {
 
 /// What must hold after anything billing does.
 pub async fn check_invariants(pool: &PgPool) {
-    let q = |sql: &'static str| async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await.unwrap_or_else(|e| panic!("{sql}: {e}")) };
+    let q =
+        |sql: &'static str| async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await.unwrap_or_else(|e| panic!("{sql}: {e}")) };
     // 1. Every ledger transaction balances in each currency.
-    let unbalanced = q("SELECT count(*) FROM (SELECT e.transaction_id FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.ledger_account_id
-                          GROUP BY e.transaction_id, a.currency HAVING sum(e.debit_minor) <> sum(e.credit_minor)) x").await;
+    let unbalanced =
+        q("SELECT count(*) FROM (SELECT e.transaction_id FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.ledger_account_id
+                          GROUP BY e.transaction_id, a.currency HAVING sum(e.debit_minor) <> sum(e.credit_minor)) x")
+        .await;
     assert_eq!(unbalanced, 0, "unbalanced ledger transactions");
     // 2. Each customer's balance (credit − receivable) = payments − invoices + credit notes.
     let mismatched = q("WITH l AS (
@@ -142,15 +154,18 @@ pub async fn check_invariants(pool: &PgPool) {
                 UNION ALL SELECT account_id, currency, total_minor FROM invoices WHERE kind = 'credit_note' AND status <> 'draft') x
              GROUP BY 1, 2)
         SELECT count(*) FROM d FULL JOIN l USING (account_id, currency)
-         WHERE COALESCE(d.expected, 0) <> COALESCE(l.balance, 0)").await;
+         WHERE COALESCE(d.expected, 0) <> COALESCE(l.balance, 0)")
+    .await;
     assert_eq!(mismatched, 0, "a customer's ledger balance differs from their invoices and payments");
     // 3. One invoice per subscription period.
     let doubled = q("SELECT count(*) FROM (SELECT 1 FROM invoices WHERE kind = 'invoice' AND period_start IS NOT NULL
-                       GROUP BY subscription_id, period_start HAVING count(*) > 1) x").await;
+                       GROUP BY subscription_id, period_start HAVING count(*) > 1) x")
+    .await;
     assert_eq!(doubled, 0, "a period was invoiced twice");
     // 4. Numbers without gaps: per kind and year, 1..n.
     let gaps = q("SELECT count(*) FROM (SELECT kind, number_year FROM invoices WHERE number_seq IS NOT NULL GROUP BY 1, 2
-                   HAVING min(number_seq) <> 1 OR max(number_seq) <> count(*) OR count(DISTINCT number_seq) <> count(*)) x").await;
+                   HAVING min(number_seq) <> 1 OR max(number_seq) <> count(*) OR count(DISTINCT number_seq) <> count(*)) x")
+    .await;
     assert_eq!(gaps, 0, "invoice numbers have gaps");
     // 5. A paid invoice was paid in full, exactly once.
     let badly_paid = q("SELECT count(*) FROM invoices i WHERE i.kind = 'invoice' AND i.total_minor > 0 AND

@@ -231,7 +231,14 @@ async fn scenario(app: &crate::helpers::WebApp, c: &Client) {
     .unwrap();
     let eur = panel::money::Currency::parse("EUR").unwrap();
     panel::billing::payments::record_manual_payment(
-        &app.pool, &panel::clock::SystemClock, admin, ana, panel::money::Money::new(5000, eur), "bank-transfer-1", None, None,
+        &app.pool,
+        &panel::clock::SystemClock,
+        admin,
+        ana,
+        panel::money::Money::new(5000, eur),
+        "bank-transfer-1",
+        None,
+        None,
     )
     .await
     .unwrap();
@@ -284,9 +291,19 @@ async fn scenario(app: &crate::helpers::WebApp, c: &Client) {
     shot(c, "12-admin").await;
     c.goto(&app.url("/admin/plans/new")).await.unwrap();
     for (id, v) in [
-        ("code", "burst-xl"), ("name", "Burst XL"), ("vcpus", "6"), ("memory_guaranteed_mib", "4096"), ("memory_burst_mib", "8192"),
-        ("swap_mib", "2048"), ("disk_gib", "160"), ("cpu_ratio", "3"), ("memory_ratio", "1.5"), ("disk_ratio", "2"),
-        ("bandwidth_gib", "8000"), ("eur_monthly", "2400"), ("eur_annual", "25920"),
+        ("code", "burst-xl"),
+        ("name", "Burst XL"),
+        ("vcpus", "6"),
+        ("memory_guaranteed_mib", "4096"),
+        ("memory_burst_mib", "8192"),
+        ("swap_mib", "2048"),
+        ("disk_gib", "160"),
+        ("cpu_ratio", "3"),
+        ("memory_ratio", "1.5"),
+        ("disk_ratio", "2"),
+        ("bandwidth_gib", "8000"),
+        ("eur_monthly", "2400"),
+        ("eur_annual", "25920"),
     ] {
         fill(c, id, v).await;
     }

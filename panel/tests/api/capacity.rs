@@ -66,7 +66,17 @@ async fn kvm_dedicated_4_on_two_core_hosts_is_not_sold_through_the_web_or_the_ap
     assert_eq!(s, 200);
     assert!(form.contains("id=\"plan-unavailable\""), "{form}");
     let (s, _, body) = app
-        .submit(&ana, "/order/kvm-d4", "/order/kvm-d4", &[("cycle", "monthly"), ("os_template", "debian-12"), ("hostname", "db.example.com"), ("root_password", "a long root password 1")])
+        .submit(
+            &ana,
+            "/order/kvm-d4",
+            "/order/kvm-d4",
+            &[
+                ("cycle", "monthly"),
+                ("os_template", "debian-12"),
+                ("hostname", "db.example.com"),
+                ("root_password", "a long root password 1"),
+            ],
+        )
         .await;
     assert_eq!(s, 422, "{body}");
     assert!(body.contains("this plan is unavailable"), "{body}");
@@ -80,7 +90,10 @@ async fn kvm_dedicated_4_on_two_core_hosts_is_not_sold_through_the_web_or_the_ap
     .fetch_one(pool)
     .await
     .unwrap();
-    let token = panel::api_keys::create(pool, reseller, "t", &[panel::api_keys::Scope::Read, panel::api_keys::Scope::Write], None).await.unwrap().token;
+    let token = panel::api_keys::create(pool, reseller, "t", &[panel::api_keys::Scope::Read, panel::api_keys::Scope::Write], None)
+        .await
+        .unwrap()
+        .token;
     let http = reqwest::Client::new();
     let get = |path: &str| http.get(app.url(path)).bearer_auth(&token).send();
     let v: Value = get("/api/v1/plans/kvm-d4").await.unwrap().json().await.unwrap();
@@ -88,7 +101,13 @@ async fn kvm_dedicated_4_on_two_core_hosts_is_not_sold_through_the_web_or_the_ap
     assert!(v["unavailable_reason"].as_str().unwrap().contains("cpu"), "{v}");
     let v: Value = get("/api/v1/plans/burst-s").await.unwrap().json().await.unwrap();
     assert_eq!((v["available"].clone(), v.get("unavailable_reason")), (json!(true), None), "{v}");
-    let r = http.post(app.url("/api/v1/customers")).bearer_auth(&token).json(&json!({"email": "c@example.com", "name": "C", "country": "DE"})).send().await.unwrap();
+    let r = http
+        .post(app.url("/api/v1/customers"))
+        .bearer_auth(&token)
+        .json(&json!({"email": "c@example.com", "name": "C", "country": "DE"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let customer: Value = r.json().await.unwrap();
     let body = json!({"customer_id": customer["id"], "plan": "kvm-d4", "os_template": "debian-12", "hostname": "db.example.com"});
@@ -181,7 +200,9 @@ async fn an_order_waiting_too_long_for_capacity_is_refunded_once_and_both_sides_
     assert_eq!(credit_of(&w.pool, bo).await, 0);
     let inst = |sub: Uuid| {
         let pool = w.pool.clone();
-        async move { sqlx::query_scalar::<_, Uuid>("SELECT id FROM instances WHERE subscription_id = $1").bind(sub).fetch_one(&pool).await.unwrap() }
+        async move {
+            sqlx::query_scalar::<_, Uuid>("SELECT id FROM instances WHERE subscription_id = $1").bind(sub).fetch_one(&pool).await.unwrap()
+        }
     };
     let (a, b) = (inst(first.subscription_id).await, inst(second.subscription_id).await);
     assert!(matches!(panel::scheduler::place(&w.pool, &w.clock, a).await.unwrap(), panel::scheduler::Placement::Placed { .. }));
@@ -205,23 +226,40 @@ async fn an_order_waiting_too_long_for_capacity_is_refunded_once_and_both_sides_
     w.set("2026-05-06T10:01:00Z");
     let outcome = panel::orchestrator::handle(&ctx, create(b)).await;
     assert!(matches!(outcome, panel::jobs::Outcome::Done), "refunded, the job ends: {outcome:?}");
-    let (total, subtotal): (i64, i64) = sqlx::query_as("SELECT total_minor, subtotal_minor FROM invoices WHERE kind = 'credit_note'").fetch_one(&w.pool).await.unwrap();
+    let (total, subtotal): (i64, i64) =
+        sqlx::query_as("SELECT total_minor, subtotal_minor FROM invoices WHERE kind = 'credit_note'").fetch_one(&w.pool).await.unwrap();
     assert_eq!((subtotal, total), (1200, 1428), "the whole period, its tax too");
     assert_eq!(credit_of(&w.pool, bo).await, 1428, "all of it is back as credit");
-    let (sub, order): (String, String) = sqlx::query_as("SELECT s.status::text, o.status::text FROM subscriptions s JOIN orders o ON o.id = s.order_id WHERE s.id = $1")
-        .bind(second.subscription_id)
-        .fetch_one(&w.pool)
-        .await
-        .unwrap();
+    let (sub, order): (String, String) =
+        sqlx::query_as("SELECT s.status::text, o.status::text FROM subscriptions s JOIN orders o ON o.id = s.order_id WHERE s.id = $1")
+            .bind(second.subscription_id)
+            .fetch_one(&w.pool)
+            .await
+            .unwrap();
     assert_eq!((sub.as_str(), order.as_str()), ("cancelled", "cancelled"));
     assert_eq!(w.scalar::<String>(&format!("SELECT desired_state::text FROM instances WHERE id = '{b}'")).await, "terminated");
-    assert_eq!(w.scalar::<i64>("SELECT count(*) FROM email_outbox WHERE template = 'order_refunded' AND to_address = 'bo@example.com'").await, 1);
-    assert_eq!(w.scalar::<i64>("SELECT count(*) FROM email_outbox WHERE template = 'capacity_refunded' AND to_address = 'admin@example.com'").await, 1);
-    let mail = panel::email::enrich(&w.pool, "https://panel.example", &w.scalar::<Value>("SELECT data FROM email_outbox WHERE template = 'order_refunded'").await)
-        .await
-        .unwrap();
+    assert_eq!(
+        w.scalar::<i64>("SELECT count(*) FROM email_outbox WHERE template = 'order_refunded' AND to_address = 'bo@example.com'").await,
+        1
+    );
+    assert_eq!(
+        w.scalar::<i64>("SELECT count(*) FROM email_outbox WHERE template = 'capacity_refunded' AND to_address = 'admin@example.com'")
+            .await,
+        1
+    );
+    let mail = panel::email::enrich(
+        &w.pool,
+        "https://panel.example",
+        &w.scalar::<Value>("SELECT data FROM email_outbox WHERE template = 'order_refunded'").await,
+    )
+    .await
+    .unwrap();
     let text = panel::email::render("order_refunded", &mail).unwrap();
-    assert!(text.body.contains("What you had paid, 12.00 EUR") && text.body.contains("is back on your account as credit"), "the mail names the credit: {}", text.body);
+    assert!(
+        text.body.contains("What you had paid, 12.00 EUR") && text.body.contains("is back on your account as credit"),
+        "the mail names the credit: {}",
+        text.body
+    );
     assert!(!text.body.contains("unpaid invoice"), "nothing was owed: {}", text.body);
 
     // Again, and by four sweeps at once: nothing more.
@@ -260,7 +298,9 @@ async fn a_customer_ending_a_server_gets_a_credit_note_for_the_unused_part() {
     assert_eq!(credit_of(&w.pool, ana).await, 0);
     let id_of = |sub: Uuid| {
         let pool = w.pool.clone();
-        async move { sqlx::query_scalar::<_, Uuid>("SELECT id FROM instances WHERE subscription_id = $1").bind(sub).fetch_one(&pool).await.unwrap() }
+        async move {
+            sqlx::query_scalar::<_, Uuid>("SELECT id FROM instances WHERE subscription_id = $1").bind(sub).fetch_one(&pool).await.unwrap()
+        }
     };
     let (never_id, used_id) = (id_of(never.subscription_id).await, id_of(used.subscription_id).await);
     let h = host(&w.pool, "h1", 8, 16384).await;
@@ -300,7 +340,11 @@ async fn the_refund_mail_tells_cancelled_debt_from_credit() {
     w.credit(bo, 1428).await;
     let filler = w.order(bo, "burst-l", Monthly, None).await;
     w.pay(bo, filler.invoice_id).await;
-    let filler: Uuid = sqlx::query_scalar("SELECT id FROM instances WHERE subscription_id = $1").bind(filler.subscription_id).fetch_one(&w.pool).await.unwrap();
+    let filler: Uuid = sqlx::query_scalar("SELECT id FROM instances WHERE subscription_id = $1")
+        .bind(filler.subscription_id)
+        .fetch_one(&w.pool)
+        .await
+        .unwrap();
     assert!(matches!(panel::scheduler::place(&w.pool, &w.clock, filler).await.unwrap(), panel::scheduler::Placement::Placed { .. }));
     let reseller: Uuid = sqlx::query_scalar(
         "INSERT INTO accounts (role, email, display_name, status, email_verified_at, country, currency) VALUES ('reseller', 'r@resell.example', 'R', 'active', now(), 'DE', 'EUR') RETURNING id",
@@ -343,26 +387,42 @@ async fn the_refund_mail_tells_cancelled_debt_from_credit() {
     w.credit(ana, 357).await;
     let o = w.order(ana, "burst-s", Monthly, None).await;
     w.pay(ana, o.invoice_id).await;
-    let ana_server: Uuid = sqlx::query_scalar("SELECT id FROM instances WHERE subscription_id = $1").bind(o.subscription_id).fetch_one(&w.pool).await.unwrap();
+    let ana_server: Uuid =
+        sqlx::query_scalar("SELECT id FROM instances WHERE subscription_id = $1").bind(o.subscription_id).fetch_one(&w.pool).await.unwrap();
     panel::billing::proration::change_plan(&w.pool, &w.clock, ana, o.subscription_id, "burst-l").await.unwrap();
     for id in [server, ana_server] {
         let p = panel::scheduler::place(&w.pool, &w.clock, id).await.unwrap();
         assert!(matches!(p, panel::scheduler::Placement::WaitingForCapacity { .. }), "{p:?}");
     }
-    let owed_before = w.scalar::<i64>(&format!("SELECT count(*) FROM invoices WHERE account_id = '{reseller}' AND kind <> 'credit_note' AND status = 'issued'")).await;
+    let owed_before = w
+        .scalar::<i64>(&format!(
+            "SELECT count(*) FROM invoices WHERE account_id = '{reseller}' AND kind <> 'credit_note' AND status = 'issued'"
+        ))
+        .await;
     assert_eq!(owed_before, 1, "the reseller owes the first invoice");
 
     w.set("2026-05-07T10:00:00Z");
     let done = panel::capacity::refund_overdue(&w.pool, w.clock.now(), chrono::Duration::hours(48)).await.unwrap();
     assert_eq!(done.len(), 2, "{done:?}");
     assert_eq!(credit_of(&w.pool, reseller).await, 0, "nothing was paid, nothing is credited");
-    assert_eq!(w.scalar::<i64>(&format!("SELECT count(*) FROM invoices WHERE account_id = '{reseller}' AND kind <> 'credit_note' AND status = 'issued'")).await, 0, "and nothing is owed");
+    assert_eq!(
+        w.scalar::<i64>(&format!(
+            "SELECT count(*) FROM invoices WHERE account_id = '{reseller}' AND kind <> 'credit_note' AND status = 'issued'"
+        ))
+        .await,
+        0,
+        "and nothing is owed"
+    );
     assert_eq!(credit_of(&w.pool, ana).await, 357, "ana's payment is back, tax included");
 
     let mail_to = |to: &'static str| {
         let pool = w.pool.clone();
         async move {
-            let data: Value = sqlx::query_scalar("SELECT data FROM email_outbox WHERE template = 'order_refunded' AND to_address = $1").bind(to).fetch_one(&pool).await.unwrap();
+            let data: Value = sqlx::query_scalar("SELECT data FROM email_outbox WHERE template = 'order_refunded' AND to_address = $1")
+                .bind(to)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
             let data = panel::email::enrich(&pool, "https://panel.example", &data).await.unwrap();
             panel::email::render("order_refunded", &data).unwrap().body
         }
@@ -371,13 +431,21 @@ async fn the_refund_mail_tells_cancelled_debt_from_credit() {
     assert!(!r.contains("as credit"), "no credit was given: {r}");
     assert!(r.contains("unpaid invoice is cancelled") && r.contains("no longer owe its\n2.40 EUR"), "{r}");
     let a = mail_to("ana@example.com").await;
-    assert!(a.contains("unpaid invoice is cancelled") && a.contains("What you had paid, 3.00 EUR") && a.contains("back on your account as credit"), "{a}");
-    let admin: Value = sqlx::query_scalar("SELECT data FROM email_outbox WHERE template = 'capacity_refunded' AND data->>'instance_id' = $1")
-        .bind(server.to_string())
-        .fetch_one(&w.pool)
-        .await
-        .unwrap();
-    let admin = panel::email::render("capacity_refunded", &panel::email::enrich(&w.pool, "https://panel.example", &admin).await.unwrap()).unwrap().body;
+    assert!(
+        a.contains("unpaid invoice is cancelled")
+            && a.contains("What you had paid, 3.00 EUR")
+            && a.contains("back on your account as credit"),
+        "{a}"
+    );
+    let admin: Value =
+        sqlx::query_scalar("SELECT data FROM email_outbox WHERE template = 'capacity_refunded' AND data->>'instance_id' = $1")
+            .bind(server.to_string())
+            .fetch_one(&w.pool)
+            .await
+            .unwrap();
+    let admin = panel::email::render("capacity_refunded", &panel::email::enrich(&w.pool, "https://panel.example", &admin).await.unwrap())
+        .unwrap()
+        .body;
     assert!(admin.contains("still owed on it was cancelled") && !admin.contains("payer's credit"), "{admin}");
     w.invariants().await;
 }

@@ -27,7 +27,10 @@ async fn every_schema_enum_has_its_rust_type_with_the_same_labels() {
         ("billing_cycle", names(&BillingCycle::ALL, BillingCycle::as_str)),
         ("desired_state", names(&DesiredState::ALL, DesiredState::as_str)),
         ("host_reachability", names(&Reachability::ALL, Reachability::as_str)),
-        ("instance_kind", names(&[vessel_core::InstanceKind::Container, vessel_core::InstanceKind::Kvm], vessel_core::InstanceKind::as_str)),
+        (
+            "instance_kind",
+            names(&[vessel_core::InstanceKind::Container, vessel_core::InstanceKind::Kvm], vessel_core::InstanceKind::as_str),
+        ),
         ("invoice_kind", names(&InvoiceKind::ALL, InvoiceKind::as_str)),
         ("invoice_status", names(&InvoiceStatus::ALL, InvoiceStatus::as_str)),
         ("job_status", names(&JobStatus::ALL, JobStatus::as_str)),

@@ -121,8 +121,7 @@ impl WebApp {
         let path = link.strip_prefix(&self.address).expect("the link points at the panel").to_string();
         let (s, loc, body) = self.submit(&c, &path, &path, &[]).await;
         assert_eq!((s, loc.as_str()), (303, "/login?done=verified"), "{body}");
-        let (s, loc, body) =
-            self.submit(&c, "/login", "/login", &[("email", email), ("password", "correct horse battery")]).await;
+        let (s, loc, body) = self.submit(&c, "/login", "/login", &[("email", email), ("password", "correct horse battery")]).await;
         assert_eq!((s, loc.as_str()), (303, "/servers"), "{body}");
         c
     }

@@ -3,12 +3,11 @@
 mod helpers;
 mod smtp;
 
-
 mod access;
 mod billing;
-mod browser;
 mod billing_crash;
 mod billing_world;
+mod browser;
 mod capacity;
 mod enums;
 mod health;
@@ -21,10 +20,10 @@ mod plans_sync;
 mod reseller_api;
 mod schemathesis;
 mod tax;
+mod vps_locks;
 mod web_admin;
 mod web_auth;
 mod web_customer;
 mod web_lifecycle;
 mod web_reseller;
-mod vps_locks;
 mod webhooks;

@@ -109,12 +109,10 @@ async fn migrations_apply_constraints_hold_and_revert() {
 
     // And every migration has a working down: the database ends empty, and up works again.
     panel::db::MIGRATOR.undo(&mut c, 0).await.expect("down migrations apply");
-    let left: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename <> '_sqlx_migrations'",
-    )
-    .fetch_one(&mut c)
-    .await
-    .unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename <> '_sqlx_migrations'")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
     assert_eq!(left, 0, "down migrations leave nothing behind");
     panel::db::MIGRATOR.run(&mut c).await.expect("migrations apply again after a full undo");
 }

@@ -147,7 +147,10 @@ async fn a_resize_loop_makes_no_credit_from_nothing() {
         change_plan(&w.pool, &w.clock, ana, placed.subscription_id, "burst-s").await.unwrap();
     }
     assert_eq!(credit_of(&w, ana).await, 9_700, "resizing made credit");
-    assert_eq!(w.scalar::<i64>("SELECT COALESCE(sum(total_minor), 0)::bigint FROM invoices WHERE kind = 'invoice' AND status = 'issued'").await, 0);
+    assert_eq!(
+        w.scalar::<i64>("SELECT COALESCE(sum(total_minor), 0)::bigint FROM invoices WHERE kind = 'invoice' AND status = 'issued'").await,
+        0
+    );
     // Down once more than up: the period paid 3.00 for burst-s; burst-s → burst-m → burst-s
     // after paying the upgrade gives back at most what was paid for it.
     let up = change_plan(&w.pool, &w.clock, ana, placed.subscription_id, "burst-m").await.unwrap();
@@ -176,7 +179,8 @@ async fn a_resize_loop_on_an_unpaid_server_reduces_what_it_owes() {
     // One more upgrade, left unpaid: owed is the first period and that upgrade, nothing else.
     change_plan(&w.pool, &w.clock, rex, placed.subscription_id, "burst-l").await.unwrap();
     assert_eq!(credit_of(&w, rex).await, 0, "resizing an unpaid server made credit");
-    let owed = w.scalar::<i64>("SELECT COALESCE(sum(total_minor), 0)::bigint FROM invoices WHERE kind = 'invoice' AND status = 'issued'").await;
+    let owed =
+        w.scalar::<i64>("SELECT COALESCE(sum(total_minor), 0)::bigint FROM invoices WHERE kind = 'invoice' AND status = 'issued'").await;
     assert_eq!(owed, 300 + (1200 - 300) * 31 / 31, "owed: the first period plus one prorated upgrade");
     w.invariants().await;
 }
@@ -219,7 +223,13 @@ async fn a_terminated_servers_debt_is_still_chased_and_blocks_new_orders() {
         &w.pool,
         &w.clock,
         rex,
-        OrderRequest { plan_code: "burst-s".into(), cycle: Monthly, os_template: "debian-12".into(), hostname: "b.example.com".into(), coupon: None },
+        OrderRequest {
+            plan_code: "burst-s".into(),
+            cycle: Monthly,
+            os_template: "debian-12".into(),
+            hostname: "b.example.com".into(),
+            coupon: None,
+        },
     )
     .await
     .unwrap_err();
@@ -312,7 +322,9 @@ async fn recorded_credit_pays_open_invoices_oldest_first_and_the_mail_says_so() 
     w.credit(ana, 1_000).await; // pays the first two, not the third
     let status = |id: uuid::Uuid| {
         let pool = w.pool.clone();
-        async move { sqlx::query_scalar::<_, String>("SELECT status::text FROM invoices WHERE id = $1").bind(id).fetch_one(&pool).await.unwrap() }
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT status::text FROM invoices WHERE id = $1").bind(id).fetch_one(&pool).await.unwrap()
+        }
     };
     assert_eq!(status(first.invoice_id).await, "paid");
     assert_eq!(status(second.invoice_id).await, "paid");
@@ -341,7 +353,9 @@ async fn zero_renewals_are_settled_and_mail_and_invoice_agree_on_the_period() {
     assert_eq!(w.scalar::<i64>("SELECT count(*) FROM invoices WHERE status = 'issued'").await, 0, "every 0.00 invoice is settled");
     assert_eq!(w.scalar::<String>("SELECT status::text FROM subscriptions").await, "active");
     let _ = placed;
-    let line: String = w.scalar("SELECT l.description FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id WHERE i.period_start = '2026-06-01'").await;
+    let line: String = w
+        .scalar("SELECT l.description FROM invoice_lines l JOIN invoices i ON i.id = l.invoice_id WHERE i.period_start = '2026-06-01'")
+        .await;
     assert!(line.ends_with("2026-06-01 to 2026-06-30"), "{line}");
     let data: serde_json::Value =
         w.scalar("SELECT o.data FROM email_outbox o JOIN invoices i ON o.dedupe_key = 'invoice_issued:' || i.id WHERE i.period_start = '2026-06-01'").await;

@@ -28,7 +28,11 @@ async fn act(pool: sqlx::PgPool, clock: panel::clock::FixedClock, admin: Uuid, w
     let pick = |rng: &mut StdRng, rows: Vec<Uuid>| if rows.is_empty() { None } else { Some(rows[rng.gen_range(0..rows.len())]) };
     match rng.gen_range(0..13) {
         0 | 1 => {
-            let coupon = match rng.gen_range(0..4) { 0 => Some("ONCE".to_string()), 1 => Some("FREE2".to_string()), _ => None };
+            let coupon = match rng.gen_range(0..4) {
+                0 => Some("ONCE".to_string()),
+                1 => Some("FREE2".to_string()),
+                _ => None,
+            };
             let req = OrderRequest {
                 plan_code: plans[rng.gen_range(0..3)].into(),
                 cycle: BillingCycle::Monthly,
@@ -42,56 +46,83 @@ async fn act(pool: sqlx::PgPool, clock: panel::clock::FixedClock, admin: Uuid, w
             }
         }
         2 | 3 => {
-            let open: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM invoices WHERE account_id = $1 AND kind = 'invoice' AND status = 'issued'")
-                .bind(who).fetch_all(&pool).await.map_err(|e| e.to_string())?;
+            let open: Vec<Uuid> =
+                sqlx::query_scalar("SELECT id FROM invoices WHERE account_id = $1 AND kind = 'invoice' AND status = 'issued'")
+                    .bind(who)
+                    .fetch_all(&pool)
+                    .await
+                    .map_err(|e| e.to_string())?;
             if let Some(inv) = pick(&mut rng, open) {
                 if let Err(e) = payments::pay_invoice_with_credit(&pool, &clock, who, inv).await {
-                    if !billing_ok(&e) { return Err(format!("pay: {e}")); }
+                    if !billing_ok(&e) {
+                        return Err(format!("pay: {e}"));
+                    }
                 }
             }
         }
         4 | 5 => {
             let subs: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM subscriptions WHERE account_id = $1 AND status = 'active'")
-                .bind(who).fetch_all(&pool).await.map_err(|e| e.to_string())?;
+                .bind(who)
+                .fetch_all(&pool)
+                .await
+                .map_err(|e| e.to_string())?;
             if let Some(sub) = pick(&mut rng, subs) {
                 if let Err(e) = proration::change_plan(&pool, &clock, who, sub, plans[rng.gen_range(0..3)]).await {
-                    if !billing_ok(&e) { return Err(format!("resize: {e}")); }
+                    if !billing_ok(&e) {
+                        return Err(format!("resize: {e}"));
+                    }
                 }
             }
         }
         6 | 7 => {
             // An admin records a transfer; sometimes with a reference already used.
             let reference = format!("bank-{}", rng.gen_range(0..30));
-            if let Err(e) = payments::record_manual_payment(&pool, &clock, admin, who, eur(rng.gen_range(100..2_000)), &reference, None, None).await {
-                if !billing_ok(&e) { return Err(format!("record payment: {e}")); }
+            if let Err(e) =
+                payments::record_manual_payment(&pool, &clock, admin, who, eur(rng.gen_range(100..2_000)), &reference, None, None).await
+            {
+                if !billing_ok(&e) {
+                    return Err(format!("record payment: {e}"));
+                }
             }
         }
         8 => {
-            let any: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM invoices WHERE account_id = $1 AND kind = 'invoice' AND status IN ('issued', 'paid')")
-                .bind(who).fetch_all(&pool).await.map_err(|e| e.to_string())?;
+            let any: Vec<Uuid> =
+                sqlx::query_scalar("SELECT id FROM invoices WHERE account_id = $1 AND kind = 'invoice' AND status IN ('issued', 'paid')")
+                    .bind(who)
+                    .fetch_all(&pool)
+                    .await
+                    .map_err(|e| e.to_string())?;
             if let Some(inv) = pick(&mut rng, any) {
                 if let Err(e) = panel::billing::invoices::void_with_credit_note(&pool, &clock, admin, inv, None).await {
-                    if !billing_ok(&e) { return Err(format!("void: {e}")); }
+                    if !billing_ok(&e) {
+                        return Err(format!("void: {e}"));
+                    }
                 }
             }
         }
         10 => {
             // The customer ends one of its servers now: the unused part comes back (once).
             let live: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM instances WHERE account_id = $1 AND desired_state <> 'terminated'")
-                .bind(who).fetch_all(&pool).await.map_err(|e| e.to_string())?;
+                .bind(who)
+                .fetch_all(&pool)
+                .await
+                .map_err(|e| e.to_string())?;
             if let Some(id) = pick(&mut rng, live) {
                 match panel::instances::terminate_now(&pool, &clock, who, id).await {
-                    Err(e @ panel::instances::InstanceError::Db(_)) | Err(e @ panel::instances::InstanceError::Billing(BillingError::Db(_))) => {
-                        return Err(format!("terminate: {e}"))
-                    }
+                    Err(e @ panel::instances::InstanceError::Db(_))
+                    | Err(e @ panel::instances::InstanceError::Billing(BillingError::Db(_))) => return Err(format!("terminate: {e}")),
                     _ => {}
                 }
             }
         }
         11 => {
             // The scheduler finds no host (there is none), then the refund of what waited 48 h.
-            let unplaced: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM instances WHERE account_id = $1 AND host_id IS NULL AND desired_state <> 'terminated'")
-                .bind(who).fetch_all(&pool).await.map_err(|e| e.to_string())?;
+            let unplaced: Vec<Uuid> =
+                sqlx::query_scalar("SELECT id FROM instances WHERE account_id = $1 AND host_id IS NULL AND desired_state <> 'terminated'")
+                    .bind(who)
+                    .fetch_all(&pool)
+                    .await
+                    .map_err(|e| e.to_string())?;
             if let Some(id) = pick(&mut rng, unplaced) {
                 panel::scheduler::place(&pool, &clock, id).await.map_err(|e| format!("place: {e}"))?;
             }
@@ -161,11 +192,17 @@ async fn money_fuzz_keeps_every_invariant() {
     };
     let seeded = |what: &str| format!("seed {seed}: {what}");
     check_invariants(&w.pool).await;
-    assert_eq!(q("SELECT count(*) FROM ledger_accounts WHERE code = 'credit' AND balance_minor > 0").await, 0, "{}", seeded("a credit balance below zero"));
+    assert_eq!(
+        q("SELECT count(*) FROM ledger_accounts WHERE code = 'credit' AND balance_minor > 0").await,
+        0,
+        "{}",
+        seeded("a credit balance below zero")
+    );
     // The kept balance is the ledger's sum.
     assert_eq!(
         q("SELECT count(*) FROM ledger_accounts a WHERE a.code = 'credit' AND a.balance_minor <>
-             (SELECT COALESCE(sum(e.debit_minor - e.credit_minor), 0) FROM ledger_entries e WHERE e.ledger_account_id = a.id)").await,
+             (SELECT COALESCE(sum(e.debit_minor - e.credit_minor), 0) FROM ledger_entries e WHERE e.ledger_account_id = a.id)")
+        .await,
         0,
         "{}",
         seeded("a kept credit balance differs from the ledger")
@@ -181,7 +218,8 @@ async fn money_fuzz_keeps_every_invariant() {
                        JOIN ledger_transactions t ON t.id = e.transaction_id
                       WHERE a.code = 'credit' AND t.description = 'credit note' GROUP BY 1)
            SELECT count(*) FROM c LEFT JOIN m USING (account_id) LEFT JOIN n USING (account_id)
-            WHERE c.credit <> COALESCE(m.net, 0) + COALESCE(n.notes, 0)").await,
+            WHERE c.credit <> COALESCE(m.net, 0) + COALESCE(n.notes, 0)")
+        .await,
         0,
         "{}",
         seeded("credit is not money in − credit applied + credit notes")
@@ -202,11 +240,13 @@ async fn money_fuzz_keeps_every_invariant() {
         seeded("credit notes gave back more than an invoice charged")
     );
     // No order waits past the refund time: each was refunded (its subscription cancelled).
-    let overdue_waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM instances WHERE host_id IS NULL AND desired_state <> 'terminated' AND waiting_since <= $1")
-        .bind(w.clock.now() - chrono::Duration::hours(48))
-        .fetch_one(&w.pool)
-        .await
-        .unwrap();
+    let overdue_waiting: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM instances WHERE host_id IS NULL AND desired_state <> 'terminated' AND waiting_since <= $1",
+    )
+    .bind(w.clock.now() - chrono::Duration::hours(48))
+    .fetch_one(&w.pool)
+    .await
+    .unwrap();
     assert_eq!(overdue_waiting, 0, "{}", seeded("an order waits for capacity past the refund time"));
     assert_eq!(
         q("SELECT count(*) FROM subscriptions s WHERE s.status = 'cancelled' AND EXISTS (SELECT 1 FROM instances n WHERE n.subscription_id = s.id)
@@ -220,12 +260,18 @@ async fn money_fuzz_keeps_every_invariant() {
     assert_eq!(
         q("SELECT count(*) FROM invoices WHERE kind = 'invoice' AND status <> 'draft' AND
              ((tax_treatment = 'reverse_charge' AND (buyer_vat_id IS NULL OR tax_minor <> 0))
-              OR (tax_treatment IN ('domestic', 'eu_consumer', 'unknown') AND subtotal_minor >= 100 AND tax_minor = 0))").await,
+              OR (tax_treatment IN ('domestic', 'eu_consumer', 'unknown') AND subtotal_minor >= 100 AND tax_minor = 0))")
+        .await,
         0,
         "{}",
         seeded("an invoice's tax disagrees with its treatment")
     );
-    assert_eq!(q("SELECT count(*) FROM coupons WHERE max_redemptions IS NOT NULL AND redemptions > max_redemptions").await, 0, "{}", seeded("a coupon over its limit"));
+    assert_eq!(
+        q("SELECT count(*) FROM coupons WHERE max_redemptions IS NOT NULL AND redemptions > max_redemptions").await,
+        0,
+        "{}",
+        seeded("a coupon over its limit")
+    );
     assert_eq!(
         q("SELECT count(*) FROM coupons c WHERE redemptions <> (SELECT count(*) FROM orders o WHERE o.coupon_id = c.id)").await,
         0,
@@ -249,7 +295,8 @@ async fn money_fuzz_keeps_every_invariant() {
     // Ledger balanced per account: Σ over every account of debit − credit is zero per currency.
     assert_eq!(
         q("SELECT count(*) FROM (SELECT a.currency FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.ledger_account_id
-             GROUP BY 1 HAVING sum(e.debit_minor) <> sum(e.credit_minor)) x").await,
+             GROUP BY 1 HAVING sum(e.debit_minor) <> sum(e.credit_minor)) x")
+        .await,
         0,
         "{}",
         seeded("the ledger does not balance")

@@ -246,11 +246,21 @@ async fn the_hosts_guaranteed_memory_follows_its_instances() {
     for id in &ids {
         place(&w.pool, &clock, *id).await.unwrap();
     }
-    let g = |pool: PgPool| async move { sqlx::query_scalar::<_, i64>("SELECT guaranteed_memory_mib FROM hosts").fetch_one(&pool).await.unwrap() };
+    let g = |pool: PgPool| async move {
+        sqlx::query_scalar::<_, i64>("SELECT guaranteed_memory_mib FROM hosts").fetch_one(&pool).await.unwrap()
+    };
     assert_eq!(g(w.pool.clone()).await, 3 * 1024);
-    sqlx::query("UPDATE instances SET desired_state = 'terminated', terminated_at = now() WHERE id = $1").bind(ids[0]).execute(&w.pool).await.unwrap();
+    sqlx::query("UPDATE instances SET desired_state = 'terminated', terminated_at = now() WHERE id = $1")
+        .bind(ids[0])
+        .execute(&w.pool)
+        .await
+        .unwrap();
     assert_eq!(g(w.pool.clone()).await, 2 * 1024);
-    sqlx::query("UPDATE instances SET plan_id = (SELECT id FROM plans WHERE code = 'burst-l') WHERE id = $1").bind(ids[1]).execute(&w.pool).await.unwrap();
+    sqlx::query("UPDATE instances SET plan_id = (SELECT id FROM plans WHERE code = 'burst-l') WHERE id = $1")
+        .bind(ids[1])
+        .execute(&w.pool)
+        .await
+        .unwrap();
     assert_eq!(g(w.pool.clone()).await, 1024 + 2048);
     let exact: i64 = w.scalar(&format!(
         "SELECT sum(p.memory_guaranteed_mib)::bigint FROM instances i JOIN plans p ON p.id = i.plan_id WHERE i.host_id = '{h}' AND i.desired_state <> 'terminated'"

@@ -54,11 +54,12 @@ async fn an_invoice_pdf_is_archived_once_identical_on_every_download_and_only_it
         coupon: None,
     };
     let placed = panel::orders::place_order(pool, &SystemClock, ana_id, req).await.unwrap();
-    let number: String = sqlx::query_scalar("SELECT 'INV-' || number_year || '-' || lpad(number_seq::text, 6, '0') FROM invoices WHERE id = $1")
-        .bind(placed.invoice_id)
-        .fetch_one(pool)
-        .await
-        .unwrap();
+    let number: String =
+        sqlx::query_scalar("SELECT 'INV-' || number_year || '-' || lpad(number_seq::text, 6, '0') FROM invoices WHERE id = $1")
+            .bind(placed.invoice_id)
+            .fetch_one(pool)
+            .await
+            .unwrap();
 
     // The invoice page links it; the download is a PDF that says what the invoice says.
     let path = format!("/invoices/{}/pdf", placed.invoice_id);
@@ -92,21 +93,27 @@ async fn an_invoice_pdf_is_archived_once_identical_on_every_download_and_only_it
 
     // The archiver archives what was issued since, without anyone downloading it.
     let credit = panel::money::Money::new(5000, panel::money::Currency::parse("EUR").unwrap());
-    let admin = sqlx::query_scalar::<_, Uuid>("INSERT INTO accounts (role, email) VALUES ('admin', 'root@example.com') RETURNING id").fetch_one(pool).await.unwrap();
+    let admin = sqlx::query_scalar::<_, Uuid>("INSERT INTO accounts (role, email) VALUES ('admin', 'root@example.com') RETURNING id")
+        .fetch_one(pool)
+        .await
+        .unwrap();
     panel::billing::payments::record_manual_payment(pool, &SystemClock, admin, ana_id, credit, "bank-1", None, None).await.unwrap();
     // The payment paid the invoice; voiding it issues a credit note: two new documents' worth.
     panel::billing::invoices::void_with_credit_note(pool, &SystemClock, admin, placed.invoice_id, None).await.unwrap();
-    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM invoices i WHERE status <> 'draft' AND NOT EXISTS (SELECT 1 FROM invoice_pdfs p WHERE p.invoice_id = i.id)")
-        .fetch_one(pool)
-        .await
-        .unwrap();
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM invoices i WHERE status <> 'draft' AND NOT EXISTS (SELECT 1 FROM invoice_pdfs p WHERE p.invoice_id = i.id)",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
     assert!(pending >= 1, "the credit note waits for its PDF");
     let n = panel::web::customer::archive_pending_pdfs(pool, CHROMIUM, 10, &mut Vec::new()).await.unwrap();
     assert_eq!(n as i64, pending);
-    let cn: Vec<u8> = sqlx::query_scalar("SELECT p.pdf FROM invoice_pdfs p JOIN invoices i ON i.id = p.invoice_id WHERE i.kind = 'credit_note'")
-        .fetch_one(pool)
-        .await
-        .unwrap();
+    let cn: Vec<u8> =
+        sqlx::query_scalar("SELECT p.pdf FROM invoice_pdfs p JOIN invoices i ON i.id = p.invoice_id WHERE i.kind = 'credit_note'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
     assert!(pdf_text(&cn).contains("Credit note CN-"), "the credit note's own PDF");
     assert_eq!(panel::web::customer::archive_pending_pdfs(pool, CHROMIUM, 10, &mut Vec::new()).await.unwrap(), 0, "archived once");
     let (s, _, third) = download(&ana, &app.url(&path), None).await;
@@ -128,14 +135,29 @@ async fn the_api_serves_a_resellers_invoice_pdf_and_hides_it_from_other_reseller
         .fetch_one(pool)
         .await
         .unwrap();
-        tokens.push(panel::api_keys::create(pool, id, "t", &[panel::api_keys::Scope::Read, panel::api_keys::Scope::Write], None).await.unwrap().token);
+        tokens.push(
+            panel::api_keys::create(pool, id, "t", &[panel::api_keys::Scope::Read, panel::api_keys::Scope::Write], None)
+                .await
+                .unwrap()
+                .token,
+        );
     }
     let http = reqwest::Client::new();
-    let post = |path: &str, token: &str, body: serde_json::Value| http.post(app.url(path)).bearer_auth(token.to_string()).json(&body).send();
-    let c: serde_json::Value = post("/api/v1/customers", &tokens[0], serde_json::json!({"email": "c@example.com", "name": "C"})).await.unwrap().json().await.unwrap();
-    let r = post("/api/v1/servers", &tokens[0], serde_json::json!({"customer_id": c["id"], "plan": "burst-s", "os_template": "debian-12", "hostname": "api.example.com"}))
+    let post =
+        |path: &str, token: &str, body: serde_json::Value| http.post(app.url(path)).bearer_auth(token.to_string()).json(&body).send();
+    let c: serde_json::Value = post("/api/v1/customers", &tokens[0], serde_json::json!({"email": "c@example.com", "name": "C"}))
+        .await
+        .unwrap()
+        .json()
         .await
         .unwrap();
+    let r = post(
+        "/api/v1/servers",
+        &tokens[0],
+        serde_json::json!({"customer_id": c["id"], "plan": "burst-s", "os_template": "debian-12", "hostname": "api.example.com"}),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status(), 201);
     let invoice: Uuid = sqlx::query_scalar("SELECT id FROM invoices").fetch_one(pool).await.unwrap();
     let url = app.url(&format!("/api/v1/invoices/{invoice}/pdf"));
@@ -151,7 +173,13 @@ async fn the_api_serves_a_resellers_invoice_pdf_and_hides_it_from_other_reseller
 }
 
 async fn order_for(pool: &sqlx::PgPool, customer: Uuid, host: &str) -> Uuid {
-    let req = panel::orders::OrderRequest { plan_code: "burst-s".into(), cycle: Monthly, os_template: "debian-12".into(), hostname: host.into(), coupon: None };
+    let req = panel::orders::OrderRequest {
+        plan_code: "burst-s".into(),
+        cycle: Monthly,
+        os_template: "debian-12".into(),
+        hostname: host.into(),
+        coupon: None,
+    };
     panel::orders::place_order(pool, &SystemClock, customer, req).await.unwrap().invoice_id
 }
 
@@ -180,11 +208,12 @@ async fn one_bad_invoice_does_not_block_the_archive_and_old_or_unrenderable_ones
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    let number: String = sqlx::query_scalar("SELECT 'INV-' || number_year || '-' || lpad(number_seq::text, 6, '0') FROM invoices WHERE id = $1")
-        .bind(bad)
-        .fetch_one(pool)
-        .await
-        .unwrap();
+    let number: String =
+        sqlx::query_scalar("SELECT 'INV-' || number_year || '-' || lpad(number_seq::text, 6, '0') FROM invoices WHERE id = $1")
+            .bind(bad)
+            .fetch_one(pool)
+            .await
+            .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let wrapper = dir.path().join("chromium");
     std::fs::write(
@@ -201,7 +230,11 @@ async fn one_bad_invoice_does_not_block_the_archive_and_old_or_unrenderable_ones
     assert_eq!(failed, vec![bad]);
     let archived: Vec<Uuid> = sqlx::query_scalar("SELECT invoice_id FROM invoice_pdfs").fetch_all(pool).await.unwrap();
     assert_eq!(archived, vec![good], "the old one (no facts) is not archived either");
-    assert_eq!(panel::web::customer::archive_pending_pdfs(pool, &wrapper, 10, &mut failed).await.unwrap(), 0, "the failed one is not retried in a loop");
+    assert_eq!(
+        panel::web::customer::archive_pending_pdfs(pool, &wrapper, 10, &mut failed).await.unwrap(),
+        0,
+        "the failed one is not retried in a loop"
+    );
     // Not even by a direct write: the database refuses to archive an invoice without its facts.
     assert!(!panel::db::invoices::store_pdf(pool, old, b"%PDF-1.4 x").await.unwrap());
 

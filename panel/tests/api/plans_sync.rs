@@ -27,7 +27,12 @@ async fn sync_creates_then_is_idempotent() {
     assert_eq!(count(&pool, "SELECT count(*) FROM plans").await, plans.len() as i64);
 }
 
-fn edited(plans: &[(PathBuf, panel::plans::PlanDefinition)], code: &str, from: &str, to: &str) -> Vec<(PathBuf, panel::plans::PlanDefinition)> {
+fn edited(
+    plans: &[(PathBuf, panel::plans::PlanDefinition)],
+    code: &str,
+    from: &str,
+    to: &str,
+) -> Vec<(PathBuf, panel::plans::PlanDefinition)> {
     plans
         .iter()
         .map(|(f, d)| {

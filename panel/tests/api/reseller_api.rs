@@ -51,7 +51,14 @@ impl Api {
         Api { app: spawn_web_app().await, http: Client::new() }
     }
 
-    async fn call(&self, token: Option<&str>, method: Method, path: &str, body: Option<Value>, idem: Option<&str>) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    async fn call(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        idem: Option<&str>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         let mut r = self.http.request(method, self.app.url(path));
         if let Some(t) = token {
             r = r.bearer_auth(t);
@@ -97,7 +104,11 @@ impl Api {
 
     async fn server(&self, token: &str, customer: Uuid, host: &str) -> Value {
         let (s, v) = self
-            .post(token, "/api/v1/servers", json!({ "customer_id": customer, "plan": "burst-s", "os_template": "debian-12", "hostname": host }))
+            .post(
+                token,
+                "/api/v1/servers",
+                json!({ "customer_id": customer, "plan": "burst-s", "os_template": "debian-12", "hostname": host }),
+            )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{v}");
         v
@@ -125,7 +136,12 @@ fn every_endpoint(server: Uuid, customer: Uuid, hook: Uuid, invoice: Uuid) -> Ve
         (Method::PATCH, format!("/api/v1/customers/{customer}"), Some(json!({"name": "Y"})), Scope::Write),
         (Method::DELETE, format!("/api/v1/customers/{customer}"), None, Scope::Write),
         (Method::GET, "/api/v1/servers".into(), None, Scope::Read),
-        (Method::POST, "/api/v1/servers".into(), Some(json!({"customer_id": customer, "plan": "burst-s", "os_template": "debian-12", "hostname": "a.example.com"})), Scope::Write),
+        (
+            Method::POST,
+            "/api/v1/servers".into(),
+            Some(json!({"customer_id": customer, "plan": "burst-s", "os_template": "debian-12", "hostname": "a.example.com"})),
+            Scope::Write,
+        ),
         (Method::GET, s(""), None, Scope::Read),
         (Method::GET, s("/usage"), None, Scope::Read),
         (Method::POST, s("/start"), None, Scope::Write),
@@ -159,7 +175,8 @@ async fn every_endpoint_refuses_bad_keys_and_missing_scopes_and_hides_other_tena
     let read_only = key(pool, a.account, &[Scope::Read]).await;
     let write_only = key(pool, a.account, &[Scope::Write]).await;
     let revoked = key(pool, a.account, RW).await;
-    let revoked_id: Uuid = sqlx::query_scalar("SELECT id FROM api_keys WHERE prefix = $1").bind(&revoked[..12]).fetch_one(pool).await.unwrap();
+    let revoked_id: Uuid =
+        sqlx::query_scalar("SELECT id FROM api_keys WHERE prefix = $1").bind(&revoked[..12]).fetch_one(pool).await.unwrap();
     api_keys::revoke(pool, a.account, revoked_id, None).await.unwrap();
     let forged = format!("{}_{}", &a.token[..12], "x".repeat(32));
     let (s, hook) = api.post(&a.token, "/api/v1/webhooks", json!({"url": "https://hooks.example.com/vessel"})).await;
@@ -170,7 +187,9 @@ async fn every_endpoint_refuses_bad_keys_and_missing_scopes_and_hides_other_tena
     let endpoints = every_endpoint(server, customer, hook, invoice);
     assert_eq!(endpoints.len(), api.app_paths_count().await, "the walk covers every documented operation");
     for (method, path, body, scope) in &endpoints {
-        for (token, why) in [(None, "no key"), (Some("garbage"), "garbage"), (Some(forged.as_str()), "forged secret"), (Some(revoked.as_str()), "revoked")] {
+        for (token, why) in
+            [(None, "no key"), (Some("garbage"), "garbage"), (Some(forged.as_str()), "forged secret"), (Some(revoked.as_str()), "revoked")]
+        {
             let (s, h, v) = api.call(token, method.clone(), path, body.clone(), None).await;
             assert_eq!(s, StatusCode::UNAUTHORIZED, "{method} {path} with {why}: {v}");
             assert_eq!(kind(&v), "unauthorized");
@@ -187,7 +206,13 @@ async fn every_endpoint_refuses_bad_keys_and_missing_scopes_and_hides_other_tena
         }
     }
     // B cannot order for A's customer, and sees none of A's things in its lists.
-    let (s, v) = api.post(&b.token, "/api/v1/servers", json!({"customer_id": customer, "plan": "burst-s", "os_template": "debian-12", "hostname": "x.example.com"})).await;
+    let (s, v) = api
+        .post(
+            &b.token,
+            "/api/v1/servers",
+            json!({"customer_id": customer, "plan": "burst-s", "os_template": "debian-12", "hostname": "x.example.com"}),
+        )
+        .await;
     assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("customer_id")), "{v}");
     assert_eq!(api.get(&b.token, "/api/v1/servers").await.1["data"], json!([]));
     assert_eq!(api.get(&b.token, "/api/v1/customers").await.1["data"], json!([]));
@@ -239,7 +264,12 @@ async fn lists_page_with_cursors_and_filters() {
     assert_eq!(seen, made, "newest first, each exactly once");
     let (_, v) = api.get(&a.token, "/api/v1/customers?email=C3@EXAMPLE.COM").await;
     assert_eq!(v["data"].as_array().unwrap().len(), 1, "{v}");
-    for (bad, field) in [("/api/v1/customers?cursor=zzz", "cursor"), ("/api/v1/customers?limit=0", "limit"), ("/api/v1/customers?limit=101", "limit"), ("/api/v1/servers?state=flying", "state")] {
+    for (bad, field) in [
+        ("/api/v1/customers?cursor=zzz", "cursor"),
+        ("/api/v1/customers?limit=0", "limit"),
+        ("/api/v1/customers?limit=101", "limit"),
+        ("/api/v1/servers?state=flying", "state"),
+    ] {
         let (s, v) = api.get(&a.token, bad).await;
         assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(field)), "{bad}: {v}");
     }
@@ -266,32 +296,64 @@ async fn quotas_refuse_with_the_quota_named_and_change_nothing() {
     let api = Api::new().await;
     let pool = &api.app.pool;
     let a = reseller(pool, "a@resell.example", RW).await;
-    sqlx::query("INSERT INTO reseller_terms (reseller_id, max_servers, max_vcpus, max_memory_mib, max_disk_gib) VALUES ($1, 2, 3, 100000, 1000)")
-        .bind(a.account)
-        .execute(pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO reseller_terms (reseller_id, max_servers, max_vcpus, max_memory_mib, max_disk_gib) VALUES ($1, 2, 3, 100000, 1000)",
+    )
+    .bind(a.account)
+    .execute(pool)
+    .await
+    .unwrap();
     let c = api.customer(&a.token, "c@example.com").await;
     api.server(&a.token, c, "one.example.com").await;
     // burst-m has 2 vCPUs: 1 + 2 = 3 fits; then the server count is the limit.
-    let (s, v) = api.post(&a.token, "/api/v1/servers", json!({"customer_id": c, "plan": "burst-m", "os_template": "debian-12", "hostname": "two.example.com"})).await;
+    let (s, v) = api
+        .post(
+            &a.token,
+            "/api/v1/servers",
+            json!({"customer_id": c, "plan": "burst-m", "os_template": "debian-12", "hostname": "two.example.com"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     let (_, q) = api.get(&a.token, "/api/v1/quota").await;
-    assert_eq!((q["servers"]["used"].as_i64(), q["vcpus"]["used"].as_i64(), q["servers"]["limit"].as_i64()), (Some(2), Some(3), Some(2)), "{q}");
+    assert_eq!(
+        (q["servers"]["used"].as_i64(), q["vcpus"]["used"].as_i64(), q["servers"]["limit"].as_i64()),
+        (Some(2), Some(3), Some(2)),
+        "{q}"
+    );
     let before = api.count("SELECT count(*) FROM instances").await;
-    let (s, v) = api.post(&a.token, "/api/v1/servers", json!({"customer_id": c, "plan": "burst-s", "os_template": "debian-12", "hostname": "three.example.com"})).await;
+    let (s, v) = api
+        .post(
+            &a.token,
+            "/api/v1/servers",
+            json!({"customer_id": c, "plan": "burst-s", "os_template": "debian-12", "hostname": "three.example.com"}),
+        )
+        .await;
     assert_eq!((s, kind(&v)), (StatusCode::UNPROCESSABLE_ENTITY, "quota-exceeded"), "{v}");
-    assert_eq!((v["quota"].as_str(), v["limit"].as_i64(), v["used"].as_i64(), v["requested"].as_i64()), (Some("servers"), Some(2), Some(2), Some(1)), "{v}");
+    assert_eq!(
+        (v["quota"].as_str(), v["limit"].as_i64(), v["used"].as_i64(), v["requested"].as_i64()),
+        (Some("servers"), Some(2), Some(2), Some(1)),
+        "{v}"
+    );
     assert!(v["detail"].as_str().unwrap().contains("servers"), "{v}");
     assert_eq!(api.count("SELECT count(*) FROM instances").await, before, "a refused request makes nothing");
     assert_eq!(api.count("SELECT count(*) FROM orders").await, before, "nor an order");
     // Resizing past the vCPU quota is refused the same way; terminating frees room.
     let first = api.get(&a.token, "/api/v1/servers?plan=burst-s").await.1["data"][0]["id"].as_str().unwrap().to_string();
     let (s, v) = api.post(&a.token, &format!("/api/v1/servers/{first}/resize"), json!({"plan": "burst-m"})).await;
-    assert_eq!((s, v["quota"].as_str(), v["limit"].as_i64(), v["used"].as_i64(), v["requested"].as_i64()), (StatusCode::UNPROCESSABLE_ENTITY, Some("vcpus"), Some(3), Some(3), Some(1)), "{v}");
+    assert_eq!(
+        (s, v["quota"].as_str(), v["limit"].as_i64(), v["used"].as_i64(), v["requested"].as_i64()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("vcpus"), Some(3), Some(3), Some(1)),
+        "{v}"
+    );
     let (s, _) = api.post(&a.token, &format!("/api/v1/servers/{first}/terminate"), json!(null)).await;
     assert_eq!(s, StatusCode::ACCEPTED);
-    let (s, v) = api.post(&a.token, "/api/v1/servers", json!({"customer_id": c, "plan": "burst-s", "os_template": "debian-12", "hostname": "three.example.com"})).await;
+    let (s, v) = api
+        .post(
+            &a.token,
+            "/api/v1/servers",
+            json!({"customer_id": c, "plan": "burst-s", "os_template": "debian-12", "hostname": "three.example.com"}),
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
 }
 
@@ -379,7 +441,11 @@ async fn bad_input_names_the_field_and_changes_nothing() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let v: Value = r.json().await.unwrap();
     assert_eq!(kind(&v), "malformed-request");
-    for (body, field) in [(json!({"email": "nope", "name": "X"}), "email"), (json!({"email": "x@example.com", "name": " "}), "name"), (json!({"email": "x@example.com", "name": "X", "country": "Germany"}), "country")] {
+    for (body, field) in [
+        (json!({"email": "nope", "name": "X"}), "email"),
+        (json!({"email": "x@example.com", "name": " "}), "name"),
+        (json!({"email": "x@example.com", "name": "X", "country": "Germany"}), "country"),
+    ] {
         let (s, v) = api.post(&a.token, "/api/v1/customers", body).await;
         assert_eq!((s, v["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some(field)), "{v}");
     }
@@ -428,7 +494,11 @@ async fn actions_follow_the_lifecycle_and_refuse_what_the_state_forbids() {
     let (s, _, v) = api.call(Some(&a.token), Method::DELETE, &format!("/api/v1/customers/{c}"), None, None).await;
     assert_eq!((s, kind(&v)), (StatusCode::CONFLICT, "conflict"), "{v}");
     let (s, v) = act("terminate", json!(null)).await;
-    assert_eq!((s, v["desired_state"].as_str(), v["billing_status"].as_str()), (StatusCode::ACCEPTED, Some("terminated"), Some("terminated")), "{v}");
+    assert_eq!(
+        (s, v["desired_state"].as_str(), v["billing_status"].as_str()),
+        (StatusCode::ACCEPTED, Some("terminated"), Some("terminated")),
+        "{v}"
+    );
     let (s, _) = act("start", json!(null)).await;
     assert_eq!(s, StatusCode::CONFLICT, "a terminated server stays terminated");
     let (s, _, _) = api.call(Some(&a.token), Method::DELETE, &format!("/api/v1/customers/{c}"), None, None).await;
@@ -455,12 +525,17 @@ async fn servers_are_billed_to_the_reseller_at_wholesale_prices_each_period() {
     let c = api.customer(&a.token, "c@example.com").await;
     let server = api.server(&a.token, c, "web.example.com").await;
     assert_eq!((server["billing_status"].as_str(), server["customer_id"].as_str()), (Some("active"), Some(c.to_string().as_str())));
-    let invoices: Vec<(Uuid, i64)> = sqlx::query_as("SELECT account_id, subtotal_minor FROM invoices WHERE kind = 'invoice'").fetch_all(pool).await.unwrap();
+    let invoices: Vec<(Uuid, i64)> =
+        sqlx::query_as("SELECT account_id, subtotal_minor FROM invoices WHERE kind = 'invoice'").fetch_all(pool).await.unwrap();
     assert_eq!(invoices, vec![(a.account, wholesale)], "the first period is invoiced to the reseller at its price");
     // The renewal run invoices the next period the same way.
     let clock = panel::clock::FixedClock::at(chrono::Utc::now() + chrono::Duration::days(40));
     panel::billing::renewal::run(pool, &clock, panel::billing::renewal::RenewalPolicy::default()).await.unwrap();
-    let invoices: Vec<(Uuid, i64)> = sqlx::query_as("SELECT account_id, subtotal_minor FROM invoices WHERE kind = 'invoice' ORDER BY created_at").fetch_all(pool).await.unwrap();
+    let invoices: Vec<(Uuid, i64)> =
+        sqlx::query_as("SELECT account_id, subtotal_minor FROM invoices WHERE kind = 'invoice' ORDER BY created_at")
+            .fetch_all(pool)
+            .await
+            .unwrap();
     assert!(invoices.len() >= 2, "{invoices:?}");
     assert!(invoices.iter().all(|&(acc, amount)| acc == a.account && amount == wholesale), "{invoices:?}");
     // The customer never gets an invoice.
@@ -502,7 +577,10 @@ async fn the_openapi_document_and_reference_page_are_served_locally() {
     let page = api.http.get(api.app.url("/api/v1/docs")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();
-    assert!(html.contains("/api/v1/servers/{id}/resize") && html.contains("quota-exceeded") && !html.contains("https://cdn"), "the page documents the API itself");
+    assert!(
+        html.contains("/api/v1/servers/{id}/resize") && html.contains("quota-exceeded") && !html.contains("https://cdn"),
+        "the page documents the API itself"
+    );
     assert!(!html.contains("<script src=\"http"), "no remote scripts");
 }
 
@@ -531,8 +609,12 @@ async fn admin_keys_act_for_any_reseller_and_keys_are_per_account() {
     let (s, _) = api.get(&root.token, "/api/v1/quota").await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     // One Idempotency-Key in two accounts is two requests.
-    let (s1, _, v1) = api.call(Some(&a.token), Method::POST, "/api/v1/customers", Some(json!({"email": "k@example.com", "name": "K"})), Some("same")).await;
-    let (s2, _, v2) = api.call(Some(&b.token), Method::POST, "/api/v1/customers", Some(json!({"email": "k@example.com", "name": "K"})), Some("same")).await;
+    let (s1, _, v1) = api
+        .call(Some(&a.token), Method::POST, "/api/v1/customers", Some(json!({"email": "k@example.com", "name": "K"})), Some("same"))
+        .await;
+    let (s2, _, v2) = api
+        .call(Some(&b.token), Method::POST, "/api/v1/customers", Some(json!({"email": "k@example.com", "name": "K"})), Some("same"))
+        .await;
     assert_eq!((s1, s2), (StatusCode::CREATED, StatusCode::CREATED));
     assert_ne!(v1["id"], v2["id"], "the same email is fine under two resellers, and the key did not replay across accounts");
 }
@@ -554,7 +636,8 @@ async fn paying_an_overdue_invoice_does_not_resume_what_the_reseller_suspended()
     let id = api.server(&a.token, c, "web.example.com").await["id"].as_str().unwrap().to_string();
     let (s, _) = api.post(&a.token, &format!("/api/v1/servers/{id}/suspend"), json!(null)).await;
     assert_eq!(s, StatusCode::ACCEPTED);
-    let (sub, invoice): (Uuid, Uuid) = sqlx::query_as("SELECT subscription_id, id FROM invoices WHERE kind = 'invoice'").fetch_one(pool).await.unwrap();
+    let (sub, invoice): (Uuid, Uuid) =
+        sqlx::query_as("SELECT subscription_id, id FROM invoices WHERE kind = 'invoice'").fetch_one(pool).await.unwrap();
     let now = chrono::Utc::now();
     // Billing suspends the (already suspended) server for the overdue invoice, then the payment lifts it.
     let mut tx = pool.begin().await.unwrap();
@@ -562,7 +645,11 @@ async fn paying_an_overdue_invoice_does_not_resume_what_the_reseller_suspended()
     panel::subscriptions::unsuspend(&mut tx, sub, a.account, now).await.unwrap();
     tx.commit().await.unwrap();
     let (_, v) = api.get(&a.token, &format!("/api/v1/servers/{id}")).await;
-    assert_eq!((v["desired_state"].as_str(), v["billing_status"].as_str()), (Some("suspended"), Some("active")), "the reseller's suspension holds: {v}");
+    assert_eq!(
+        (v["desired_state"].as_str(), v["billing_status"].as_str()),
+        (Some("suspended"), Some("active")),
+        "the reseller's suspension holds: {v}"
+    );
     let (s, v) = api.post(&a.token, &format!("/api/v1/servers/{id}/unsuspend"), json!(null)).await;
     assert_eq!((s, v["desired_state"].as_str()), (StatusCode::ACCEPTED, Some("running")), "{v}");
 }
@@ -604,7 +691,12 @@ async fn hostile_input_is_a_clear_4xx_never_a_500() {
     let cases = vec![
         (Method::POST, "/api/v1/customers".to_string(), json!({"email": "n@example.com", "name": "a\u{0}b"}), "name"),
         (Method::PATCH, format!("/api/v1/customers/{c}"), json!({"name": "x\u{0}"}), "name"),
-        (Method::POST, "/api/v1/servers".to_string(), json!({"customer_id": c, "plan": "burst\u{0}", "os_template": "debian-12", "hostname": "h.example.com"}), "plan"),
+        (
+            Method::POST,
+            "/api/v1/servers".to_string(),
+            json!({"customer_id": c, "plan": "burst\u{0}", "os_template": "debian-12", "hostname": "h.example.com"}),
+            "plan",
+        ),
         (Method::POST, format!("/api/v1/servers/{id}/reinstall"), json!({"os_template": "\u{0}"}), "os_template"),
         (Method::POST, format!("/api/v1/servers/{id}/resize"), json!({"plan": "\u{0}"}), "plan"),
     ];
@@ -643,7 +735,8 @@ async fn suspensions_return_servers_and_customers_to_where_they_were() {
     }
     // The provider suspends the customer: the reseller cannot lift that, only its own.
     sqlx::query("UPDATE accounts SET status = 'suspended' WHERE id = $1").bind(c).execute(pool).await.unwrap();
-    let (s, _, v) = api.call(Some(&a.token), Method::PATCH, &format!("/api/v1/customers/{c}"), Some(json!({"status": "active"})), None).await;
+    let (s, _, v) =
+        api.call(Some(&a.token), Method::PATCH, &format!("/api/v1/customers/{c}"), Some(json!({"status": "active"})), None).await;
     assert_eq!((s, kind(&v)), (StatusCode::CONFLICT, "conflict"), "{v}");
     sqlx::query("UPDATE accounts SET status = 'active' WHERE id = $1").bind(c).execute(pool).await.unwrap();
     for to in ["suspended", "active"] {
@@ -721,7 +814,10 @@ async fn a_reseller_with_overdue_invoices_cannot_create_or_grow_servers() {
     assert_eq!(s, StatusCode::PAYMENT_REQUIRED, "{v}");
     assert_eq!(h["content-type"], "application/problem+json");
     assert_eq!(v["type"], "https://vessel.dev/problems/payment-overdue", "{v}");
-    let number: String = sqlx::query_scalar("SELECT 'INV-' || number_year || '-' || lpad(number_seq::text, 6, '0') FROM invoices").fetch_one(pool).await.unwrap();
+    let number: String = sqlx::query_scalar("SELECT 'INV-' || number_year || '-' || lpad(number_seq::text, 6, '0') FROM invoices")
+        .fetch_one(pool)
+        .await
+        .unwrap();
     assert_eq!(v["invoices"], json!([number]), "{v}");
     assert!(v["detail"].as_str().unwrap().contains("overdue"), "{v}");
     let (s, v) = api.post(&a.token, &format!("/api/v1/servers/{first}/resize"), json!({ "plan": "burst-m" })).await;
@@ -733,9 +829,18 @@ async fn a_reseller_with_overdue_invoices_cannot_create_or_grow_servers() {
     let invoice: Uuid = sqlx::query_scalar("SELECT id FROM invoices").fetch_one(pool).await.unwrap();
     let total: i64 = sqlx::query_scalar("SELECT total_minor FROM invoices").fetch_one(pool).await.unwrap();
     let eur = panel::money::Money::new(total, panel::money::Currency::parse("EUR").unwrap());
-    panel::billing::payments::record_manual_payment(pool, &panel::clock::SystemClock, boss.account, a.account, eur, "bank-1", Some(invoice), None)
-        .await
-        .unwrap();
+    panel::billing::payments::record_manual_payment(
+        pool,
+        &panel::clock::SystemClock,
+        boss.account,
+        a.account,
+        eur,
+        "bank-1",
+        Some(invoice),
+        None,
+    )
+    .await
+    .unwrap();
     let (s, v) = api.post(&a.token, "/api/v1/servers", body).await;
     assert_eq!(s, StatusCode::CREATED, "paid: servers again: {v}");
 }
@@ -752,10 +857,11 @@ async fn terminating_a_server_before_its_period_is_used_credits_the_unused_part(
     let (s, v) = api.post(&a.token, &format!("/api/v1/servers/{id}/terminate"), json!(null)).await;
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     assert_eq!(api.count("SELECT count(*) FROM invoices WHERE kind = 'credit_note'").await, 1, "a credit note for the unused period");
-    let owed: i64 = sqlx::query_scalar("SELECT COALESCE(sum(total_minor), 0)::bigint FROM invoices WHERE kind = 'invoice' AND status = 'issued'")
-        .fetch_one(pool)
-        .await
-        .unwrap();
+    let owed: i64 =
+        sqlx::query_scalar("SELECT COALESCE(sum(total_minor), 0)::bigint FROM invoices WHERE kind = 'invoice' AND status = 'issued'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
     assert_eq!(owed, 0, "nothing is owed for a period not used");
     crate::billing_world::check_invariants(pool).await;
 }

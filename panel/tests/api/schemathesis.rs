@@ -89,7 +89,10 @@ async fn schemathesis_finds_no_server_error_and_no_response_off_the_schema() {
         .env("NO_COLOR", "1")
         .kill_on_drop(true)
         .output();
-    let out = tokio::time::timeout(Duration::from_secs(480), run).await.expect("Schemathesis finishes within 8 minutes").expect("Schemathesis runs");
+    let out = tokio::time::timeout(Duration::from_secs(480), run)
+        .await
+        .expect("Schemathesis finishes within 8 minutes")
+        .expect("Schemathesis runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("{stdout}\n{stderr}");

@@ -1,9 +1,9 @@
 //! A real SMTP server for tests: PyPI's aiosmtpd (installed with pip when missing), started
 //! by each test on a free port with a maildir of its own; the test reads what it received.
 
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use std::process::{Command, Stdio};
 
 #[derive(Clone, Debug)]
 pub struct Mail {
@@ -21,10 +21,7 @@ impl Mail {
     }
     /// The first URL in the body that contains `needle`.
     pub fn link(&self, needle: &str) -> Option<String> {
-        self.text()
-            .split_whitespace()
-            .find(|w| w.starts_with("http") && w.contains(needle))
-            .map(str::to_string)
+        self.text().split_whitespace().find(|w| w.starts_with("http") && w.contains(needle)).map(str::to_string)
     }
 }
 

@@ -77,7 +77,11 @@ async fn vat_follows_the_buyers_country_and_vat_id_on_orders_and_renewals() {
     for (who, tax, rate, treatment, vat) in cases {
         let placed = w.order(who, "burst-s", Monthly, None).await;
         let t = taxed(&w.pool, placed.invoice_id).await;
-        assert_eq!((t.tax_minor, t.rate_bp, t.tax_treatment.as_deref(), t.buyer_vat_id.as_deref()), (tax, rate, Some(treatment), vat), "{treatment}: {t:?}");
+        assert_eq!(
+            (t.tax_minor, t.rate_bp, t.tax_treatment.as_deref(), t.buyer_vat_id.as_deref()),
+            (tax, rate, Some(treatment), vat),
+            "{treatment}: {t:?}"
+        );
         assert_eq!((t.seller_legal_name.as_deref(), t.seller_vat_id.as_deref()), (Some("Vessel Hosting GmbH"), Some("DE811907980")));
         match treatment {
             "reverse_charge" => {
@@ -142,7 +146,9 @@ async fn the_forms_offer_a_country_list_and_the_server_refuses_anything_else() {
     let (s, html) = app.get(&anon, "/signup").await;
     assert_eq!(s, 200);
     assert!(html.contains("<select id=\"country\" name=\"country\"") && html.contains("<option value=\"DE\">Germany</option>"), "{html}");
-    let (s, _, body) = app.submit(&anon, "/signup", "/signup", &[("email", "x@example.com"), ("password", "correct horse battery"), ("country", "XX")]).await;
+    let (s, _, body) = app
+        .submit(&anon, "/signup", "/signup", &[("email", "x@example.com"), ("password", "correct horse battery"), ("country", "XX")])
+        .await;
     assert_eq!(s, 422, "{body}");
     assert!(body.contains("choose your country from the list"), "{body}");
     assert_eq!(sqlx::query_scalar::<_, i64>("SELECT count(*) FROM accounts").fetch_one(&app.pool).await.unwrap(), 0);
@@ -151,7 +157,9 @@ async fn the_forms_offer_a_country_list_and_the_server_refuses_anything_else() {
     let (s, html) = app.get(&ana, "/account").await;
     assert_eq!(s, 200);
     assert!(html.contains("<option value=\"FR\">France</option>") && html.contains("id=\"vat_id\""), "{html}");
-    let form = |country: &'static str, vat: &'static str| vec![("name", "Ana"), ("country", country), ("time_zone", "UTC"), ("address", "1 Main St"), ("vat_id", vat)];
+    let form = |country: &'static str, vat: &'static str| {
+        vec![("name", "Ana"), ("country", country), ("time_zone", "UTC"), ("address", "1 Main St"), ("vat_id", vat)]
+    };
     let (s, _, body) = app.submit(&ana, "/account", "/account/details", &form("ZZ", "")).await;
     assert_eq!(s, 422, "{body}");
     assert!(body.contains("choose your country from the list"), "{body}");
@@ -169,7 +177,10 @@ async fn the_forms_offer_a_country_list_and_the_server_refuses_anything_else() {
     .fetch_one(&app.pool)
     .await
     .unwrap();
-    let token = panel::api_keys::create(&app.pool, reseller, "t", &[panel::api_keys::Scope::Read, panel::api_keys::Scope::Write], None).await.unwrap().token;
+    let token = panel::api_keys::create(&app.pool, reseller, "t", &[panel::api_keys::Scope::Read, panel::api_keys::Scope::Write], None)
+        .await
+        .unwrap()
+        .token;
     let r = reqwest::Client::new()
         .post(app.url("/api/v1/customers"))
         .bearer_auth(&token)
@@ -205,7 +216,12 @@ async fn free_text_countries_are_migrated_without_losing_what_was_entered() {
     let rows: Vec<_> = rows.iter().map(|(e, c, a)| (e.as_str(), c.as_deref(), a.as_deref())).collect();
     assert_eq!(
         rows,
-        vec![("de@x.example", Some("DE"), None), ("none@x.example", None, None), ("uk@x.example", Some("GB"), Some("UK")), ("xx@x.example", None, Some("XX"))]
+        vec![
+            ("de@x.example", Some("DE"), None),
+            ("none@x.example", None, None),
+            ("uk@x.example", Some("GB"), Some("UK")),
+            ("xx@x.example", None, Some("XX"))
+        ]
     );
 }
 
@@ -219,10 +235,19 @@ async fn a_reseller_sets_its_vat_id_and_its_wholesale_invoices_are_reverse_charg
     let (s, html) = app.get(&c, "/account").await;
     assert_eq!(s, 200, "a reseller has an account page: {html}");
     assert!(html.contains("href=\"/account\""), "and a link to it");
-    let form = [("name", "Shop BV"), ("country", "NL"), ("time_zone", "Europe/Amsterdam"), ("address", "Damrak 1\n1012 LG Amsterdam"), ("vat_id", "NL 123456789 B01")];
+    let form = [
+        ("name", "Shop BV"),
+        ("country", "NL"),
+        ("time_zone", "Europe/Amsterdam"),
+        ("address", "Damrak 1\n1012 LG Amsterdam"),
+        ("vat_id", "NL 123456789 B01"),
+    ];
     let (s, loc, body) = app.submit(&c, "/account", "/account/details", &form).await;
     assert_eq!((s, loc.as_str()), (303, "/account?done=saved"), "{body}");
-    let token = panel::api_keys::create(&app.pool, reseller, "t", &[panel::api_keys::Scope::Read, panel::api_keys::Scope::Write], None).await.unwrap().token;
+    let token = panel::api_keys::create(&app.pool, reseller, "t", &[panel::api_keys::Scope::Read, panel::api_keys::Scope::Write], None)
+        .await
+        .unwrap()
+        .token;
     let http = reqwest::Client::new();
     let customer: serde_json::Value = http
         .post(app.url("/api/v1/customers"))
@@ -244,6 +269,10 @@ async fn a_reseller_sets_its_vat_id_and_its_wholesale_invoices_are_reverse_charg
     assert_eq!(r.status(), 201);
     let invoice: Uuid = sqlx::query_scalar("SELECT id FROM invoices").fetch_one(&app.pool).await.unwrap();
     let t = taxed(&app.pool, invoice).await;
-    assert_eq!((t.tax_minor, t.tax_treatment.as_deref(), t.buyer_vat_id.as_deref()), (0, Some("reverse_charge"), Some("NL123456789B01")), "{t:?}");
+    assert_eq!(
+        (t.tax_minor, t.tax_treatment.as_deref(), t.buyer_vat_id.as_deref()),
+        (0, Some("reverse_charge"), Some("NL123456789B01")),
+        "{t:?}"
+    );
     assert_eq!(t.buyer_address.as_deref(), Some("Damrak 1\n1012 LG Amsterdam"));
 }

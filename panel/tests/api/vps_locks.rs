@@ -13,10 +13,11 @@ use vessel_core::Action;
 /// Waits until some backend waits for a row lock (the customer's transaction is blocked).
 async fn until_someone_waits_for_a_lock(pool: &sqlx::PgPool) {
     for _ in 0..200 {
-        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
-            .fetch_one(pool)
-            .await
-            .unwrap();
+        let waiting: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
+                .fetch_one(pool)
+                .await
+                .unwrap();
         if waiting > 0 {
             return;
         }

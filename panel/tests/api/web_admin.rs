@@ -4,25 +4,64 @@
 use crate::helpers::{client, spawn_web_app};
 
 const PLAN: &[(&str, &str)] = &[
-    ("code", "web-xs"), ("name", "Web XS"), ("description", "Tiny"), ("kind", "container"), ("vcpus", "1"),
-    ("memory_guaranteed_mib", "256"), ("memory_burst_mib", "512"), ("swap_mib", "0"), ("disk_gib", "5"),
-    ("cpu_ratio", "4"), ("memory_ratio", "1.5"), ("disk_ratio", "2"), ("pids_max", ""), ("net_rate_mbit", ""),
-    ("io_weight", ""), ("bandwidth_gib", "500"), ("eur_monthly", "199"), ("eur_quarterly", ""), ("eur_annual", ""),
-    ("usd_monthly", ""), ("usd_quarterly", ""), ("usd_annual", ""),
+    ("code", "web-xs"),
+    ("name", "Web XS"),
+    ("description", "Tiny"),
+    ("kind", "container"),
+    ("vcpus", "1"),
+    ("memory_guaranteed_mib", "256"),
+    ("memory_burst_mib", "512"),
+    ("swap_mib", "0"),
+    ("disk_gib", "5"),
+    ("cpu_ratio", "4"),
+    ("memory_ratio", "1.5"),
+    ("disk_ratio", "2"),
+    ("pids_max", ""),
+    ("net_rate_mbit", ""),
+    ("io_weight", ""),
+    ("bandwidth_gib", "500"),
+    ("eur_monthly", "199"),
+    ("eur_quarterly", ""),
+    ("eur_annual", ""),
+    ("usd_monthly", ""),
+    ("usd_quarterly", ""),
+    ("usd_annual", ""),
 ];
 
 #[tokio::test]
 async fn only_admins_see_the_admin_area() {
     let app = spawn_web_app().await;
     let customer = app.customer("cust@example.com").await;
-    for path in ["/admin", "/admin/plans", "/admin/hosts", "/admin/ip-pools", "/admin/os-templates", "/admin/customers", "/admin/resellers", "/admin/audit"] {
+    for path in [
+        "/admin",
+        "/admin/plans",
+        "/admin/hosts",
+        "/admin/ip-pools",
+        "/admin/os-templates",
+        "/admin/customers",
+        "/admin/resellers",
+        "/admin/audit",
+    ] {
         let (s, _) = app.get(&customer, path).await;
         assert_eq!(s, 404, "{path} as a customer");
         let (s, _) = app.get(&client(), path).await;
         assert_eq!(s, 303, "{path} anonymously: log in first");
     }
     let admin = app.admin("root@example.com").await;
-    for path in ["/admin", "/admin/plans", "/admin/plans/new", "/admin/hosts", "/admin/hosts/new", "/admin/ip-pools", "/admin/os-templates", "/admin/customers", "/admin/resellers", "/admin/audit", "/admin/emails", "/admin/invoices"] {
+    for path in [
+        "/admin",
+        "/admin/plans",
+        "/admin/plans/new",
+        "/admin/hosts",
+        "/admin/hosts/new",
+        "/admin/ip-pools",
+        "/admin/os-templates",
+        "/admin/customers",
+        "/admin/resellers",
+        "/admin/audit",
+        "/admin/emails",
+        "/admin/invoices",
+    ] {
         let (s, body) = app.get(&admin, path).await;
         assert_eq!(s, 200, "{path}: {body}");
     }
@@ -60,13 +99,14 @@ async fn an_admin_creates_and_versions_a_plan_with_the_plan_file_rules() {
     edit.iter_mut().find(|(k, _)| *k == "eur_monthly").unwrap().1 = "249";
     let (s, _, body) = app.submit(&admin, "/admin/plans/web-xs/edit", "/admin/plans/web-xs", &edit).await;
     assert_eq!(s, 303, "{body}");
-    let versions: Vec<(i32, bool)> = sqlx::query_as("SELECT version, orderable FROM plans WHERE code = 'web-xs' ORDER BY version")
-        .fetch_all(&app.pool)
-        .await
-        .unwrap();
+    let versions: Vec<(i32, bool)> =
+        sqlx::query_as("SELECT version, orderable FROM plans WHERE code = 'web-xs' ORDER BY version").fetch_all(&app.pool).await.unwrap();
     assert_eq!(versions, vec![(1, false), (2, true)]);
     let audit: Vec<(String, Option<String>)> =
-        sqlx::query_as("SELECT action, host(remote_addr) FROM audit_log WHERE target_type = 'plan' ORDER BY id").fetch_all(&app.pool).await.unwrap();
+        sqlx::query_as("SELECT action, host(remote_addr) FROM audit_log WHERE target_type = 'plan' ORDER BY id")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(audit, vec![("plan.create".into(), Some("127.0.0.1".into())), ("plan.update".into(), Some("127.0.0.1".into()))]);
 }
 
@@ -75,9 +115,17 @@ async fn hosts_pools_templates_and_resellers_are_kept_and_audited() {
     let app = spawn_web_app().await;
     let admin = app.admin("root@example.com").await;
     let host = [
-        ("name", "host-fra-1"), ("api_url", "https://fra1.example.net:7443"), ("supports_containers", "on"), ("supports_kvm", "on"),
-        ("cpus", "32"), ("memory_mib", "131072"), ("disk_gib", "4000"), ("reserved_cpus", "32"), ("reserved_memory_mib", "4096"),
-        ("reserved_disk_gib", "100"), ("enabled", "on"),
+        ("name", "host-fra-1"),
+        ("api_url", "https://fra1.example.net:7443"),
+        ("supports_containers", "on"),
+        ("supports_kvm", "on"),
+        ("cpus", "32"),
+        ("memory_mib", "131072"),
+        ("disk_gib", "4000"),
+        ("reserved_cpus", "32"),
+        ("reserved_memory_mib", "4096"),
+        ("reserved_disk_gib", "100"),
+        ("enabled", "on"),
     ];
     let (s, _, body) = app.submit(&admin, "/admin/hosts/new", "/admin/hosts", &host).await;
     assert_eq!(s, 422);
@@ -87,23 +135,36 @@ async fn hosts_pools_templates_and_resellers_are_kept_and_audited() {
     let (s, _, body) = app.submit(&admin, "/admin/hosts/new", "/admin/hosts", &host).await;
     assert_eq!(s, 303, "{body}");
     // Registering a host shows its join token once; only its hash is kept.
-    let (s, _, page) = app.submit(&admin, "/admin/hosts", "/admin/hosts/register", &[("name", "host-ams-1"), ("api_url", "https://ams1.example.net:7443")]).await;
+    let (s, _, page) = app
+        .submit(&admin, "/admin/hosts", "/admin/hosts/register", &[("name", "host-ams-1"), ("api_url", "https://ams1.example.net:7443")])
+        .await;
     assert_eq!(s, 200, "{page}");
     let token = page.split("works once): ").nth(1).unwrap().split('<').next().unwrap().trim().to_string();
     assert!(token.starts_with("vjt_"), "{token}");
-    let stored: Option<String> = sqlx::query_scalar("SELECT join_token_sha256 FROM hosts WHERE name = 'host-ams-1'").fetch_one(&app.pool).await.unwrap();
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT join_token_sha256 FROM hosts WHERE name = 'host-ams-1'").fetch_one(&app.pool).await.unwrap();
     assert!(stored.is_some_and(|h| !h.contains(&token)));
     let (_, list) = app.get(&admin, "/admin/hosts").await;
     assert!(list.contains("host-fra-1") && list.contains("32 CPU, 128 GiB, 4000 GiB"), "{list}");
 
     // A pool: host bits set is explained; then created and filled idempotently.
     let (s, _, body) = app
-        .submit(&admin, "/admin/ip-pools", "/admin/ip-pools", &[("name", "fra-v4"), ("network", "203.0.113.9/28"), ("gateway", "203.0.113.1"), ("host_id", "")])
+        .submit(
+            &admin,
+            "/admin/ip-pools",
+            "/admin/ip-pools",
+            &[("name", "fra-v4"), ("network", "203.0.113.9/28"), ("gateway", "203.0.113.1"), ("host_id", "")],
+        )
         .await;
     assert_eq!(s, 422);
     assert!(body.contains("203.0.113.0/28"), "{body}");
     let (s, _, _) = app
-        .submit(&admin, "/admin/ip-pools", "/admin/ip-pools", &[("name", "fra-v4"), ("network", "203.0.113.0/28"), ("gateway", "203.0.113.1"), ("host_id", "")])
+        .submit(
+            &admin,
+            "/admin/ip-pools",
+            "/admin/ip-pools",
+            &[("name", "fra-v4"), ("network", "203.0.113.0/28"), ("gateway", "203.0.113.1"), ("host_id", "")],
+        )
         .await;
     assert_eq!(s, 303);
     let pool_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM ip_pools WHERE name = 'fra-v4'").fetch_one(&app.pool).await.unwrap();
@@ -111,40 +172,76 @@ async fn hosts_pools_templates_and_resellers_are_kept_and_audited() {
         let (s, _, _) = app.submit(&admin, "/admin/ip-pools", &format!("/admin/ip-pools/{pool_id}/generate"), &[("count", "1024")]).await;
         assert_eq!(s, 303);
     }
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM ip_addresses WHERE pool_id = $1").bind(pool_id).fetch_one(&app.pool).await.unwrap();
+    let n: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM ip_addresses WHERE pool_id = $1").bind(pool_id).fetch_one(&app.pool).await.unwrap();
     assert_eq!(n, 13, "16 addresses minus network, broadcast and gateway, added once");
     // A private pool: its hosts masquerade it (IPv4 only).
     let (s, _, body) = app
-        .submit(&admin, "/admin/ip-pools", "/admin/ip-pools", &[("name", "priv-v6"), ("network", "fd00:9::/64"), ("gateway", "fd00:9::1"), ("host_id", ""), ("nat", "on")])
+        .submit(
+            &admin,
+            "/admin/ip-pools",
+            "/admin/ip-pools",
+            &[("name", "priv-v6"), ("network", "fd00:9::/64"), ("gateway", "fd00:9::1"), ("host_id", ""), ("nat", "on")],
+        )
         .await;
     assert_eq!(s, 422, "{body}");
     let (s, _, _) = app
-        .submit(&admin, "/admin/ip-pools", "/admin/ip-pools", &[("name", "priv-v4"), ("network", "10.9.0.0/24"), ("gateway", "10.9.0.1"), ("host_id", ""), ("nat", "on")])
+        .submit(
+            &admin,
+            "/admin/ip-pools",
+            "/admin/ip-pools",
+            &[("name", "priv-v4"), ("network", "10.9.0.0/24"), ("gateway", "10.9.0.1"), ("host_id", ""), ("nat", "on")],
+        )
         .await;
     assert_eq!(s, 303);
-    let nat: Vec<(String, bool)> = sqlx::query_as("SELECT name, nat FROM ip_pools WHERE name IN ('fra-v4', 'priv-v4', 'priv-v6') ORDER BY name").fetch_all(&app.pool).await.unwrap();
+    let nat: Vec<(String, bool)> =
+        sqlx::query_as("SELECT name, nat FROM ip_pools WHERE name IN ('fra-v4', 'priv-v4', 'priv-v6') ORDER BY name")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(nat, vec![("fra-v4".to_string(), false), ("priv-v4".to_string(), true)]);
 
     let (s, _, body) = app
-        .submit(&admin, "/admin/os-templates", "/admin/os-templates", &[("name", "Alpine 3.20!"), ("display_name", "Alpine"), ("for_containers", "on")])
+        .submit(
+            &admin,
+            "/admin/os-templates",
+            "/admin/os-templates",
+            &[("name", "Alpine 3.20!"), ("display_name", "Alpine"), ("for_containers", "on")],
+        )
         .await;
     assert_eq!(s, 422, "{body}");
     // Only a template the hosts know (vessel_core::templates) can be sold.
     let (s, _, body) = app
-        .submit(&admin, "/admin/os-templates", "/admin/os-templates", &[("name", "alpine-3.20"), ("display_name", "Alpine 3.20"), ("version", "3.20"), ("for_containers", "on")])
+        .submit(
+            &admin,
+            "/admin/os-templates",
+            "/admin/os-templates",
+            &[("name", "alpine-3.20"), ("display_name", "Alpine 3.20"), ("version", "3.20"), ("for_containers", "on")],
+        )
         .await;
     assert_eq!(s, 422, "{body}");
     assert!(body.contains("no host builds a template of that name") && body.contains("debian-12"), "{body}");
     let (s, _, body) = app
-        .submit(&admin, "/admin/os-templates", "/admin/os-templates", &[("name", "busybox"), ("display_name", "Busybox"), ("for_kvm", "on")])
+        .submit(
+            &admin,
+            "/admin/os-templates",
+            "/admin/os-templates",
+            &[("name", "busybox"), ("display_name", "Busybox"), ("for_kvm", "on")],
+        )
         .await;
     assert_eq!(s, 422, "{body}");
     let (s, _, _) = app
-        .submit(&admin, "/admin/os-templates", "/admin/os-templates", &[("name", "busybox"), ("display_name", "Busybox"), ("version", "1.35"), ("for_containers", "on")])
+        .submit(
+            &admin,
+            "/admin/os-templates",
+            "/admin/os-templates",
+            &[("name", "busybox"), ("display_name", "Busybox"), ("version", "1.35"), ("for_containers", "on")],
+        )
         .await;
     assert_eq!(s, 303);
 
-    let (s, _, body) = app.submit(&admin, "/admin/resellers", "/admin/resellers", &[("email", "shop@example.com"), ("name", "Shop Ltd")]).await;
+    let (s, _, body) =
+        app.submit(&admin, "/admin/resellers", "/admin/resellers", &[("email", "shop@example.com"), ("name", "Shop Ltd")]).await;
     assert_eq!(s, 303, "{body}");
     app.smtp.wait_for("shop@example.com", "Choose a new password").await;
     let (_, mail) = app.get(&admin, "/admin/emails").await;
@@ -177,7 +274,8 @@ async fn suspending_a_customer_signs_them_out() {
     assert_eq!(s, 303);
     let (s, _) = app.get(&cust, "/account").await;
     assert_eq!(s, 303, "signed out");
-    let (s, _, body) = app.submit(&client(), "/login", "/login", &[("email", "sus@example.com"), ("password", "correct horse battery")]).await;
+    let (s, _, body) =
+        app.submit(&client(), "/login", "/login", &[("email", "sus@example.com"), ("password", "correct horse battery")]).await;
     assert_eq!(s, 422);
     assert!(body.contains("suspended"));
     let (s, _, _) = app.submit(&admin, &page, &format!("{page}/status"), &[("to", "unsuspend")]).await;
@@ -194,16 +292,20 @@ async fn an_admin_reads_mail_and_unsticks_a_pending_sign_up() {
     let app = spawn_web_app().await;
     let admin = app.admin("root@example.com").await;
     let c = client();
-    let (s, _, body) = app.submit(&c, "/signup", "/signup", &[("email", "stuck@example.com"), ("password", "correct horse battery"), ("name", "Stu")]).await;
+    let (s, _, body) = app
+        .submit(&c, "/signup", "/signup", &[("email", "stuck@example.com"), ("password", "correct horse battery"), ("name", "Stu")])
+        .await;
     assert_eq!(s, 200, "{body}");
     let sent = app.smtp.wait_for("stuck@example.com", "Confirm your email").await;
     let first_link = sent.link("/verify/").unwrap();
-    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM accounts WHERE email = 'stuck@example.com'").fetch_one(&app.pool).await.unwrap();
+    let id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM accounts WHERE email = 'stuck@example.com'").fetch_one(&app.pool).await.unwrap();
 
     // The mail list links each message; its page shows the text, the link included.
     let (s, list) = app.get(&admin, "/admin/emails").await;
     assert_eq!(s, 200);
-    let mail_id: i64 = sqlx::query_scalar("SELECT id FROM email_outbox WHERE to_address = 'stuck@example.com'").fetch_one(&app.pool).await.unwrap();
+    let mail_id: i64 =
+        sqlx::query_scalar("SELECT id FROM email_outbox WHERE to_address = 'stuck@example.com'").fetch_one(&app.pool).await.unwrap();
     assert!(list.contains(&format!("/admin/emails/{mail_id}")), "{list}");
     let (s, page) = app.get(&admin, &format!("/admin/emails/{mail_id}")).await;
     assert_eq!(s, 200, "{page}");
@@ -238,12 +340,18 @@ async fn an_admin_reads_mail_and_unsticks_a_pending_sign_up() {
     let (s, _, body) = app.submit(&admin, &page, &format!("{page}/mark-verified"), &[]).await;
     assert_eq!(s, 422, "{body}");
     assert!(body.contains("awaiting verification"), "{body}");
-    let mails: i64 = sqlx::query_scalar("SELECT count(*) FROM email_outbox WHERE to_address = 'stuck@example.com'").fetch_one(&app.pool).await.unwrap();
+    let mails: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM email_outbox WHERE to_address = 'stuck@example.com'").fetch_one(&app.pool).await.unwrap();
     let (s, _, _) = app.submit(&admin, &page, &format!("{page}/resend-verification"), &[]).await;
     assert_eq!(s, 422);
-    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM email_outbox WHERE to_address = 'stuck@example.com'").fetch_one(&app.pool).await.unwrap();
+    let after: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM email_outbox WHERE to_address = 'stuck@example.com'").fetch_one(&app.pool).await.unwrap();
     assert_eq!(after, mails, "no mail for a verified account");
-    let audit: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_log WHERE target_id = $1 ORDER BY id").bind(id.to_string()).fetch_all(&app.pool).await.unwrap();
+    let audit: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_log WHERE target_id = $1 ORDER BY id")
+        .bind(id.to_string())
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(audit, vec!["customer.resend_verification", "customer.mark_verified"]);
     // Another customer's id that is not a customer: 404.
     let (s, _, _) = app.submit(&admin, &page, &format!("/admin/customers/{}/mark-verified", uuid::Uuid::new_v4()), &[]).await;
@@ -256,13 +364,16 @@ async fn an_admin_reads_mail_and_unsticks_a_pending_sign_up() {
 async fn host_join_tokens_expire() {
     let app = crate::helpers::spawn_web_app_with(|s| s.orchestration.join_token_ttl_hours = 2).await;
     let admin = app.admin("root@example.com").await;
-    let (s, _, page) = app.submit(&admin, "/admin/hosts", "/admin/hosts/register", &[("name", "host-ttl-1"), ("api_url", "https://ttl1.example.net:7443")]).await;
+    let (s, _, page) = app
+        .submit(&admin, "/admin/hosts", "/admin/hosts/register", &[("name", "host-ttl-1"), ("api_url", "https://ttl1.example.net:7443")])
+        .await;
     assert_eq!(s, 200, "{page}");
     assert!(page.contains("expires in 2 hours"), "{page}");
-    let left: f64 = sqlx::query_scalar("SELECT extract(epoch FROM join_token_expires_at - now())::float8 FROM hosts WHERE name = 'host-ttl-1'")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let left: f64 =
+        sqlx::query_scalar("SELECT extract(epoch FROM join_token_expires_at - now())::float8 FROM hosts WHERE name = 'host-ttl-1'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert!((7000.0..=7200.0).contains(&left), "the configured two hours: {left} s");
 
     let join = |token: String, name: &str| vessel_core::wire::JoinRequest {
@@ -274,17 +385,24 @@ async fn host_join_tokens_expire() {
         supports_kvm: false,
         tls_cert_sha256: None,
     };
-    let (_, short) = panel::hosts::register_for(&app.pool, None, "host-ttl-2", "https://ttl2.example.net:7443", chrono::Duration::seconds(1)).await.unwrap();
+    let (_, short) =
+        panel::hosts::register_for(&app.pool, None, "host-ttl-2", "https://ttl2.example.net:7443", chrono::Duration::seconds(1))
+            .await
+            .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let e = panel::hosts::join(&app.pool, &join(short, "host-ttl-2")).await.expect_err("an expired token is refused");
     assert!(matches!(e, panel::hosts::JoinError::BadToken), "{e}");
     let (secret, enabled): (Option<Vec<u8>>, bool) =
         sqlx::query_as("SELECT api_secret, enabled FROM hosts WHERE name = 'host-ttl-2'").fetch_one(&app.pool).await.unwrap();
     assert!(secret.is_none() && !enabled, "nothing changed");
-    let (_, fresh) = panel::hosts::register_for(&app.pool, None, "host-ttl-3", "https://ttl3.example.net:7443", chrono::Duration::hours(1)).await.unwrap();
+    let (_, fresh) = panel::hosts::register_for(&app.pool, None, "host-ttl-3", "https://ttl3.example.net:7443", chrono::Duration::hours(1))
+        .await
+        .unwrap();
     let joined = panel::hosts::join(&app.pool, &join(fresh, "host-ttl-3")).await.expect("a live token joins");
     assert!(!joined.secret.is_empty());
-    assert!(panel::hosts::register_for(&app.pool, None, "host-ttl-4", "https://ttl4.example.net:7443", chrono::Duration::zero()).await.is_err());
+    assert!(panel::hosts::register_for(&app.pool, None, "host-ttl-4", "https://ttl4.example.net:7443", chrono::Duration::zero())
+        .await
+        .is_err());
 }
 
 /// A password-reset link read on the admin's mail page would let any admin take over the
@@ -301,10 +419,11 @@ async fn the_admin_mail_page_never_shows_a_reset_link() {
     let link = mail.link("/reset/").unwrap();
     let token = link.rsplit('/').next().unwrap().to_string();
     assert!(token.len() >= 16, "{link}");
-    let mail_id: i64 = sqlx::query_scalar("SELECT id FROM email_outbox WHERE to_address = 'victim@example.com' AND template = 'password_reset'")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let mail_id: i64 =
+        sqlx::query_scalar("SELECT id FROM email_outbox WHERE to_address = 'victim@example.com' AND template = 'password_reset'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     let res = admin.get(app.url(&format!("/admin/emails/{mail_id}"))).send().await.unwrap();
     assert_eq!(res.status().as_u16(), 200);
     assert_eq!(res.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));

@@ -8,9 +8,8 @@ async fn sign_up_verify_log_in_and_out() {
     let app = spawn_web_app().await;
     let c = client();
     // Before verifying, the password is right but the account cannot log in yet.
-    let (s, _, body) = app
-        .submit(&c, "/signup", "/signup", &[("email", "Ana@Example.com"), ("password", "correct horse battery"), ("name", "Ana")])
-        .await;
+    let (s, _, body) =
+        app.submit(&c, "/signup", "/signup", &[("email", "Ana@Example.com"), ("password", "correct horse battery"), ("name", "Ana")]).await;
     assert_eq!(s, 200, "{body}");
     assert!(body.contains("Check your email"));
     let (s, _, body) = app.submit(&c, "/login", "/login", &[("email", "ana@example.com"), ("password", "correct horse battery")]).await;
@@ -59,8 +58,9 @@ async fn sign_up_verify_log_in_and_out() {
     assert_eq!(s, 303, "logged out: the account page asks to log in again");
 
     // A second sign-up with the same address changes nothing and says the same.
-    let (s, _, body) =
-        app.submit(&client(), "/signup", "/signup", &[("email", "ana@example.com"), ("password", "another password!"), ("name", "X")]).await;
+    let (s, _, body) = app
+        .submit(&client(), "/signup", "/signup", &[("email", "ana@example.com"), ("password", "another password!"), ("name", "X")])
+        .await;
     assert_eq!(s, 200);
     assert!(body.contains("Check your email"));
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts WHERE email = 'ana@example.com'").fetch_one(&app.pool).await.unwrap();
@@ -105,7 +105,8 @@ async fn forms_refuse_a_missing_or_wrong_csrf_token_and_change_nothing() {
     }
     // Another visitor's token is not this visitor's.
     let (_, other) = app.get(&client(), "/signup").await;
-    let (s, _, _) = app.post(&c, "/signup", &[("email", "eve@example.com"), ("password", "correct horse battery"), ("csrf", &csrf_of(&other))]).await;
+    let (s, _, _) =
+        app.post(&c, "/signup", &[("email", "eve@example.com"), ("password", "correct horse battery"), ("csrf", &csrf_of(&other))]).await;
     assert_eq!(s, 403);
     let n: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts").fetch_one(&app.pool).await.unwrap();
     assert_eq!(n, 0, "no refused form created anything");
@@ -163,7 +164,8 @@ async fn password_reset_is_single_use_and_signs_out_everywhere() {
     assert_eq!(s, 422, "the link works once");
     // The token is stored only as a hash.
     let token = path.rsplit('/').next().unwrap();
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM account_tokens WHERE token_sha256 = $1").bind(token).fetch_one(&app.pool).await.unwrap();
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM account_tokens WHERE token_sha256 = $1").bind(token).fetch_one(&app.pool).await.unwrap();
     assert_eq!(stored, 0);
     // The session from before the reset is gone.
     let (s, _) = app.get(&old, "/account").await;
@@ -264,7 +266,9 @@ async fn mail_requests_are_rate_limited_atomically() {
     let csrf = csrf_of(&html);
     let burst = (0..20).map(|_| {
         let (c, url, csrf) = (c.clone(), app.url("/reset"), csrf.clone());
-        tokio::spawn(async move { c.post(url).form(&[("email", "victim@example.com"), ("csrf", csrf.as_str())]).send().await.unwrap().status().as_u16() })
+        tokio::spawn(async move {
+            c.post(url).form(&[("email", "victim@example.com"), ("csrf", csrf.as_str())]).send().await.unwrap().status().as_u16()
+        })
     });
     let mut statuses = Vec::new();
     for t in burst.collect::<Vec<_>>() {
@@ -272,10 +276,11 @@ async fn mail_requests_are_rate_limited_atomically() {
     }
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), panel::auth::MAX_MAILS_PER_TARGET as usize, "{statuses:?}");
     assert!(statuses.iter().all(|s| *s == 200 || *s == 429), "{statuses:?}");
-    let mails: i64 = sqlx::query_scalar("SELECT count(*) FROM email_outbox WHERE to_address = 'victim@example.com' AND template = 'password_reset'")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let mails: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM email_outbox WHERE to_address = 'victim@example.com' AND template = 'password_reset'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(mails, panel::auth::MAX_MAILS_PER_TARGET, "three reset mails, not twenty");
     let (s, _, body) = app.submit(&c, "/reset", "/reset", &[("email", "VICTIM@example.com")]).await;
     assert_eq!(s, 429, "the same address in other letters: {body}");
@@ -291,9 +296,12 @@ async fn mail_requests_are_rate_limited_atomically() {
         };
         assert_eq!(s, 200, "request {i}: {body}");
     }
-    let (s, _, body) = app.submit(&c, "/signup", "/signup", &[("email", "one-more@example.com"), ("password", "correct horse battery"), ("name", "N")]).await;
+    let (s, _, body) = app
+        .submit(&c, "/signup", "/signup", &[("email", "one-more@example.com"), ("password", "correct horse battery"), ("name", "N")])
+        .await;
     assert_eq!(s, 429, "{body}");
-    let made: i64 = sqlx::query_scalar("SELECT count(*) FROM accounts WHERE email = 'one-more@example.com'").fetch_one(&app.pool).await.unwrap();
+    let made: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM accounts WHERE email = 'one-more@example.com'").fetch_one(&app.pool).await.unwrap();
     assert_eq!(made, 0, "a refused sign-up creates nothing");
 }
 
@@ -309,7 +317,8 @@ async fn admins_can_be_required_to_use_two_factor() {
     assert_eq!(s, 200);
     let (s, loc, body) = app.submit(&admin, "/admin/security", "/admin/security", &[("require_staff_two_factor", "on")]).await;
     assert_eq!((s, loc.as_str()), (303, "/admin/security?done=saved"), "{body}");
-    let audit: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'security.staff_two_factor'").fetch_one(&app.pool).await.unwrap();
+    let audit: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'security.staff_two_factor'").fetch_one(&app.pool).await.unwrap();
     assert_eq!(audit, 1);
 
     for path in ["/admin", "/admin/customers", "/admin/security"] {
@@ -350,12 +359,11 @@ async fn the_outbox_worker_retries_with_backoff_when_smtp_is_down() {
     s.port = port;
     let mailer = panel::email::Mailer::new(&s).unwrap();
     assert_eq!(panel::email::deliver_due(&pool, &mailer, 10).await.unwrap(), 0);
-    let rows: Vec<(String, i32, Option<String>, bool)> = sqlx::query_as(
-        "SELECT template, attempts, last_error, run_after > now() + interval '20 seconds' FROM email_outbox ORDER BY id",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    let rows: Vec<(String, i32, Option<String>, bool)> =
+        sqlx::query_as("SELECT template, attempts, last_error, run_after > now() + interval '20 seconds' FROM email_outbox ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
     assert_eq!(rows[0].1, 1);
     assert!(rows[0].2.as_deref().unwrap_or("").contains("smtp"), "{rows:?}");
     assert!(rows[0].3, "retried later, not at once");
@@ -383,7 +391,11 @@ async fn housekeeping_forgets_expired_sign_in_state_only() {
     let hex = |c: char| c.to_string().repeat(64);
     for (t, expires) in [(hex('a'), "now() - interval '1 minute'"), (hex('b'), "now() + interval '1 hour'")] {
         sqlx::query(&format!("INSERT INTO sessions (token_sha256, account_id, expires_at) VALUES ($1, $2, {expires})"))
-            .bind(t).bind(id).execute(&pool).await.unwrap();
+            .bind(t)
+            .bind(id)
+            .execute(&pool)
+            .await
+            .unwrap();
     }
     for (t, created, expires, used) in [
         (hex('c'), "now() - interval '3 days'", "now() - interval '2 days'", "NULL"),
@@ -399,8 +411,12 @@ async fn housekeeping_forgets_expired_sign_in_state_only() {
         .execute(&pool).await.unwrap();
     assert_eq!(panel::auth::prune(&pool).await.unwrap(), 4);
     assert_eq!(panel::auth::prune(&pool).await.unwrap(), 0, "idempotent");
-    let left: (i64, i64, i64) = sqlx::query_as("SELECT (SELECT count(*) FROM sessions), (SELECT count(*) FROM account_tokens), (SELECT count(*) FROM login_failures)")
-        .fetch_one(&pool).await.unwrap();
+    let left: (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM sessions), (SELECT count(*) FROM account_tokens), (SELECT count(*) FROM login_failures)",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(left, (1, 1, 1));
 }
 
@@ -410,7 +426,9 @@ async fn two_outbox_workers_never_send_one_mail_twice() {
     let mut tx = pool.begin().await.unwrap();
     for i in 0..30 {
         let to = panel::accounts::Email::parse(&format!("m{i}@example.com")).unwrap();
-        panel::outbox::enqueue(&mut tx, &to, "payment_received", serde_json::json!({"amount_minor": 100, "currency": "EUR"}), None).await.unwrap();
+        panel::outbox::enqueue(&mut tx, &to, "payment_received", serde_json::json!({"amount_minor": 100, "currency": "EUR"}), None)
+            .await
+            .unwrap();
     }
     tx.commit().await.unwrap();
     let sink = crate::smtp::SmtpSink::start().await;
@@ -418,8 +436,20 @@ async fn two_outbox_workers_never_send_one_mail_twice() {
     s.port = sink.port;
     let mailer = panel::email::Mailer::new(&s).unwrap();
     let (a, b) = tokio::join!(
-        async { let mut n = 0; for _ in 0..10 { n += panel::email::deliver_due(&pool, &mailer, 4).await.unwrap(); } n },
-        async { let mut n = 0; for _ in 0..10 { n += panel::email::deliver_due(&pool, &mailer, 4).await.unwrap(); } n },
+        async {
+            let mut n = 0;
+            for _ in 0..10 {
+                n += panel::email::deliver_due(&pool, &mailer, 4).await.unwrap();
+            }
+            n
+        },
+        async {
+            let mut n = 0;
+            for _ in 0..10 {
+                n += panel::email::deliver_due(&pool, &mailer, 4).await.unwrap();
+            }
+            n
+        },
     );
     assert_eq!(a + b, 30);
     let mails = sink.mails();
@@ -496,7 +526,8 @@ async fn next_after_log_in_never_leaves_the_site() {
     for (next, expect_home) in [("/\t/evil.example", true), ("//evil.example", true), ("/a\nb", false), ("/invoices?x=1", false)] {
         let c = client();
         let (_, page) = app.get(&c, &format!("/login?next={}", next.replace('\t', "%09").replace('\n', "%0a"))).await;
-        let form = [("email", "next@example.com"), ("password", "correct horse battery"), ("csrf", csrf_of(&page).leak() as &str), ("next", next)];
+        let form =
+            [("email", "next@example.com"), ("password", "correct horse battery"), ("csrf", csrf_of(&page).leak() as &str), ("next", next)];
         let r = c.post(app.url("/login")).form(&form).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 303, "{next:?}");
         let loc = r.headers().get("location").unwrap().to_str().unwrap().to_string();

@@ -22,7 +22,18 @@ pub(crate) async fn add_credit(app: &WebApp, admin: &reqwest::Client, email: &st
 
 pub(crate) async fn order_and_pay(app: &WebApp, c: &reqwest::Client, hostname: &str) -> Bought {
     let (s, loc, body) = app
-        .submit(c, "/order/burst-s", "/order/burst-s", &[("cycle", "monthly"), ("os_template", "debian-12"), ("hostname", hostname), ("coupon", ""), ("root_password", "a root password 1")])
+        .submit(
+            c,
+            "/order/burst-s",
+            "/order/burst-s",
+            &[
+                ("cycle", "monthly"),
+                ("os_template", "debian-12"),
+                ("hostname", hostname),
+                ("coupon", ""),
+                ("root_password", "a root password 1"),
+            ],
+        )
         .await;
     assert_eq!(s, 303, "{body}");
     let order: Uuid = loc.trim_start_matches("/orders/").split('?').next().unwrap().parse().unwrap();
@@ -35,7 +46,8 @@ pub(crate) async fn order_and_pay(app: &WebApp, c: &reqwest::Client, hostname: &
     assert_eq!((s, loc.as_str()), (303, format!("{inv_path}?done=paid").as_str()), "{body}");
     let (_, page) = app.get(c, &inv_path).await;
     assert!(page.contains("id=\"invoice-status\">paid"), "{page}");
-    let server: Uuid = sqlx::query_scalar("SELECT id FROM instances WHERE hostname = $1").bind(hostname).fetch_one(&app.pool).await.unwrap();
+    let server: Uuid =
+        sqlx::query_scalar("SELECT id FROM instances WHERE hostname = $1").bind(hostname).fetch_one(&app.pool).await.unwrap();
     Bought { order, invoice, server }
 }
 
@@ -47,12 +59,22 @@ async fn order_pay_with_credit_and_see_the_server_pending() {
 
     // Bad input is explained on the form.
     let (s, _, body) = app
-        .submit(&c, "/order/burst-s", "/order/burst-s", &[("cycle", "monthly"), ("os_template", "debian-12"), ("hostname", "-bad-"), ("coupon", "")])
+        .submit(
+            &c,
+            "/order/burst-s",
+            "/order/burst-s",
+            &[("cycle", "monthly"), ("os_template", "debian-12"), ("hostname", "-bad-"), ("coupon", "")],
+        )
         .await;
     assert_eq!(s, 422);
     assert!(body.contains("id=\"error-hostname\""), "{body}");
     let (s, _, body) = app
-        .submit(&c, "/order/burst-s", "/order/burst-s", &[("cycle", "monthly"), ("os_template", "debian-12"), ("hostname", "a.example.com"), ("coupon", "NOPE")])
+        .submit(
+            &c,
+            "/order/burst-s",
+            "/order/burst-s",
+            &[("cycle", "monthly"), ("os_template", "debian-12"), ("hostname", "a.example.com"), ("coupon", "NOPE")],
+        )
         .await;
     assert_eq!(s, 422);
     assert!(body.contains("id=\"error-coupon\""), "{body}");
@@ -61,7 +83,18 @@ async fn order_pay_with_credit_and_see_the_server_pending() {
 
     // Without credit, paying is refused with the amounts, and nothing changes.
     let (_, loc, _) = app
-        .submit(&c, "/order/burst-s", "/order/burst-s", &[("cycle", "monthly"), ("os_template", "debian-12"), ("hostname", "web1.example.com"), ("coupon", ""), ("root_password", "a root password 1")])
+        .submit(
+            &c,
+            "/order/burst-s",
+            "/order/burst-s",
+            &[
+                ("cycle", "monthly"),
+                ("os_template", "debian-12"),
+                ("hostname", "web1.example.com"),
+                ("coupon", ""),
+                ("root_password", "a root password 1"),
+            ],
+        )
         .await;
     let (_, page) = app.get(&c, &loc).await;
     let invoice: Uuid = page.split("/invoices/").nth(1).unwrap()[..36].parse().unwrap();
@@ -94,7 +127,11 @@ async fn order_pay_with_credit_and_see_the_server_pending() {
     // An action is queued as a durable job for the orchestration.
     let (s, loc, body) = app.submit(&c, &format!("/servers/{id}"), &format!("/servers/{id}/action"), &[("action", "stop")]).await;
     assert_eq!((s, loc.as_str()), (303, format!("/servers/{id}?done=requested").as_str()), "{body}");
-    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE instance_id = $1 AND kind = 'instance.action'").bind(id).fetch_one(&app.pool).await.unwrap();
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE instance_id = $1 AND kind = 'instance.action'")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(jobs, 1);
     let (s, _, _) = app.submit(&c, &format!("/servers/{id}"), &format!("/servers/{id}/action"), &[("action", "explode")]).await;
     assert_eq!(s, 400);
@@ -102,9 +139,14 @@ async fn order_pay_with_credit_and_see_the_server_pending() {
     let (s, _, body) = app.submit(&c, &format!("/servers/{id}"), &format!("/servers/{id}/action"), &[("action", "reinstall")]).await;
     assert_eq!(s, 200);
     assert!(body.contains("erases everything"), "{body}");
-    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE instance_id = $1 AND kind = 'instance.action'").bind(id).fetch_one(&app.pool).await.unwrap();
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE instance_id = $1 AND kind = 'instance.action'")
+        .bind(id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(jobs, 1, "nothing queued by the question");
-    let (s, _, _) = app.submit(&c, &format!("/servers/{id}"), &format!("/servers/{id}/action"), &[("action", "reinstall"), ("confirm", "yes")]).await;
+    let (s, _, _) =
+        app.submit(&c, &format!("/servers/{id}"), &format!("/servers/{id}/action"), &[("action", "reinstall"), ("confirm", "yes")]).await;
     assert_eq!(s, 303);
 
     // The printable invoice and the lists.
@@ -129,7 +171,23 @@ async fn order_pay_with_credit_and_see_the_server_pending() {
 /// Rows whose count any accepted form would change.
 async fn fingerprint(pool: &PgPool) -> Vec<i64> {
     let mut out = Vec::new();
-    for t in ["accounts", "sessions", "orders", "invoices", "payments", "jobs", "audit_log", "email_outbox", "plans", "hosts", "ip_pools", "ip_addresses", "os_templates", "account_tokens", "login_failures"] {
+    for t in [
+        "accounts",
+        "sessions",
+        "orders",
+        "invoices",
+        "payments",
+        "jobs",
+        "audit_log",
+        "email_outbox",
+        "plans",
+        "hosts",
+        "ip_pools",
+        "ip_addresses",
+        "os_templates",
+        "account_tokens",
+        "login_failures",
+    ] {
         out.push(sqlx::query_scalar(&format!("SELECT count(*) FROM {t}")).fetch_one(pool).await.unwrap());
     }
     let states: i64 = sqlx::query_scalar(
@@ -204,14 +262,17 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
     add_credit(&app, &admin, "ana@example.com", "100", "bank-ana").await;
     let b = order_and_pay(&app, &ana, "ana.example.com").await;
     let ana_id: Uuid = sqlx::query_scalar("SELECT id FROM accounts WHERE email = 'ana@example.com'").fetch_one(&app.pool).await.unwrap();
-    let host: Uuid = sqlx::query_scalar("INSERT INTO hosts (name, api_url, cpus, memory_mib, disk_gib) VALUES ('h1', 'http://h1:1', 4, 4096, 100) RETURNING id")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
-    let pool_id: Uuid = sqlx::query_scalar("INSERT INTO ip_pools (name, network, gateway) VALUES ('p', '10.0.0.0/29', '10.0.0.1') RETURNING id")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let host: Uuid = sqlx::query_scalar(
+        "INSERT INTO hosts (name, api_url, cpus, memory_mib, disk_gib) VALUES ('h1', 'http://h1:1', 4, 4096, 100) RETURNING id",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let pool_id: Uuid =
+        sqlx::query_scalar("INSERT INTO ip_pools (name, network, gateway) VALUES ('p', '10.0.0.0/29', '10.0.0.1') RETURNING id")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     let tpl: Uuid = sqlx::query_scalar("SELECT id FROM os_templates LIMIT 1").fetch_one(&app.pool).await.unwrap();
     let (shop, shop_id) = crate::web_reseller::reseller(&app, "shop@example.com").await;
     let key = panel::api_keys::create(&app.pool, shop_id, "k", &[panel::api_keys::Scope::Read], None).await.unwrap().row.id;
@@ -230,50 +291,129 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
         ("/reset/{token}", "/reset/sometoken".into(), &anon, vec![("password", "a brand new password".into())]),
         ("/verify/{token}", "/verify/sometoken".into(), &anon, vec![]),
         ("/verify/resend", "/verify/resend".into(), &anon, vec![("email", "ana@example.com".into())]),
-        ("/account/details", "/account/details".into(), &ana, vec![("name", "Eve".into()), ("country", "DE".into()), ("time_zone", "UTC".into())]),
+        (
+            "/account/details",
+            "/account/details".into(),
+            &ana,
+            vec![("name", "Eve".into()), ("country", "DE".into()), ("time_zone", "UTC".into())],
+        ),
         ("/account/totp/begin", "/account/totp/begin".into(), &ana, vec![]),
         ("/account/totp/confirm", "/account/totp/confirm".into(), &ana, vec![("code", "123456".into())]),
         ("/account/totp/disable", "/account/totp/disable".into(), &ana, vec![("code", "123456".into())]),
         ("/account/totp/recovery-codes", "/account/totp/recovery-codes".into(), &ana, vec![]),
         ("/account/funds/card", "/account/funds/card".into(), &ana, vec![("amount", "10".into())]),
-        ("/account/password", "/account/password".into(), &ana, vec![("current_password", "correct horse battery".into()), ("new_password", "a brand new password".into())]),
-        ("/account/email", "/account/email".into(), &ana, vec![("current_password", "correct horse battery".into()), ("new_email", "ana2@example.com".into())]),
+        (
+            "/account/password",
+            "/account/password".into(),
+            &ana,
+            vec![("current_password", "correct horse battery".into()), ("new_password", "a brand new password".into())],
+        ),
+        (
+            "/account/email",
+            "/account/email".into(),
+            &ana,
+            vec![("current_password", "correct horse battery".into()), ("new_email", "ana2@example.com".into())],
+        ),
         ("/account/email/{token}", "/account/email/sometoken".into(), &anon, vec![]),
-        ("/order/{code}", "/order/burst-s".into(), &ana, vec![("cycle", "monthly".into()), ("os_template", "debian-12".into()), ("hostname", "z.example.com".into()), ("root_password", "a root password 1".into())]),
+        (
+            "/order/{code}",
+            "/order/burst-s".into(),
+            &ana,
+            vec![
+                ("cycle", "monthly".into()),
+                ("os_template", "debian-12".into()),
+                ("hostname", "z.example.com".into()),
+                ("root_password", "a root password 1".into()),
+            ],
+        ),
         ("/invoices/{id}/pay", format!("/invoices/{}/pay", b.invoice), &ana, vec![]),
         ("/invoices/{id}/card", format!("/invoices/{}/card", b.invoice), &ana, vec![]),
         ("/servers/{id}/action", format!("/servers/{}/action", b.server), &ana, vec![("action", "stop".into())]),
         ("/servers/{id}/password", format!("/servers/{}/password", b.server), &ana, vec![("root_password", "a new root password".into())]),
         ("/servers/{id}/plan", format!("/servers/{}/plan", b.server), &ana, vec![("plan", "burst-m".into()), ("shown_total", "0".into())]),
         ("/servers/{id}/cancel", format!("/servers/{}/cancel", b.server), &ana, vec![("when", "now".into())]),
-        ("/account/ssh-keys", "/account/ssh-keys".into(), &ana, vec![("name", "k".into()), ("public_key", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOEuJDWj+k9qzUVzDM/aPy8cOscb4XVsl36ZU6j3ryV+ x".into())]),
+        (
+            "/account/ssh-keys",
+            "/account/ssh-keys".into(),
+            &ana,
+            vec![
+                ("name", "k".into()),
+                ("public_key", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOEuJDWj+k9qzUVzDM/aPy8cOscb4XVsl36ZU6j3ryV+ x".into()),
+            ],
+        ),
         ("/account/ssh-keys/{id}/delete", format!("/account/ssh-keys/{}/delete", uuid::Uuid::new_v4()), &ana, vec![]),
         ("/admin/plans", "/admin/plans".into(), &admin, vec![("code", "x".into())]),
         ("/admin/plans/{code}", "/admin/plans/burst-s".into(), &admin, vec![("name", "x".into())]),
         ("/admin/hosts", "/admin/hosts".into(), &admin, vec![("name", "h2".into())]),
         ("/admin/hosts/{id}", format!("/admin/hosts/{host}"), &admin, vec![("name", "h3".into())]),
-        ("/admin/hosts/register", "/admin/hosts/register".into(), &admin, vec![("name", "h4".into()), ("api_url", "https://h4.example.net".into())]),
-        ("/admin/ip-pools", "/admin/ip-pools".into(), &admin, vec![("name", "q".into()), ("network", "10.1.0.0/29".into()), ("gateway", "10.1.0.1".into())]),
+        (
+            "/admin/hosts/register",
+            "/admin/hosts/register".into(),
+            &admin,
+            vec![("name", "h4".into()), ("api_url", "https://h4.example.net".into())],
+        ),
+        (
+            "/admin/ip-pools",
+            "/admin/ip-pools".into(),
+            &admin,
+            vec![("name", "q".into()), ("network", "10.1.0.0/29".into()), ("gateway", "10.1.0.1".into())],
+        ),
         ("/admin/ip-pools/{id}/generate", format!("/admin/ip-pools/{pool_id}/generate"), &admin, vec![("count", "5".into())]),
-        ("/admin/os-templates", "/admin/os-templates".into(), &admin, vec![("name", "alpine".into()), ("display_name", "Alpine".into()), ("for_containers", "on".into())]),
+        (
+            "/admin/os-templates",
+            "/admin/os-templates".into(),
+            &admin,
+            vec![("name", "alpine".into()), ("display_name", "Alpine".into()), ("for_containers", "on".into())],
+        ),
         ("/admin/os-templates/{id}/toggle", format!("/admin/os-templates/{tpl}/toggle"), &admin, vec![("to", "disable".into())]),
         ("/admin/customers/{id}/status", format!("/admin/customers/{ana_id}/status"), &admin, vec![("to", "suspend".into())]),
         ("/admin/customers/{id}/mark-verified", format!("/admin/customers/{ana_id}/mark-verified"), &admin, vec![]),
         ("/admin/customers/{id}/resend-verification", format!("/admin/customers/{ana_id}/resend-verification"), &admin, vec![]),
         ("/admin/security", "/admin/security".into(), &admin, vec![("require_staff_two_factor", "on".into())]),
-        ("/admin/customers/{id}/credit", format!("/admin/customers/{ana_id}/credit"), &admin, vec![("amount", "5".into()), ("reference", "r".into())]),
-        ("/admin/customers/{id}/invoice", format!("/admin/customers/{ana_id}/invoice"), &admin, vec![("description", "x".into()), ("amount", "5".into())]),
+        (
+            "/admin/customers/{id}/credit",
+            format!("/admin/customers/{ana_id}/credit"),
+            &admin,
+            vec![("amount", "5".into()), ("reference", "r".into())],
+        ),
+        (
+            "/admin/customers/{id}/invoice",
+            format!("/admin/customers/{ana_id}/invoice"),
+            &admin,
+            vec![("description", "x".into()), ("amount", "5".into())],
+        ),
         ("/admin/invoices/{id}/void", format!("/admin/invoices/{}/void", b.invoice), &admin, vec![]),
-        ("/admin/invoices/{id}/payment", format!("/admin/invoices/{}/payment", b.invoice), &admin, vec![("amount", "5".into()), ("reference", "r2".into())]),
+        (
+            "/admin/invoices/{id}/payment",
+            format!("/admin/invoices/{}/payment", b.invoice),
+            &admin,
+            vec![("amount", "5".into()), ("reference", "r2".into())],
+        ),
         ("/admin/resellers", "/admin/resellers".into(), &admin, vec![("email", "r@example.com".into()), ("name", "R".into())]),
-        ("/admin/resellers/{id}", format!("/admin/resellers/{shop_id}"), &admin, vec![("discount", "10".into()), ("max_servers", "1".into()), ("max_vcpus", "1".into()), ("max_memory_mib", "1".into()), ("max_disk_gib", "1".into())]),
+        (
+            "/admin/resellers/{id}",
+            format!("/admin/resellers/{shop_id}"),
+            &admin,
+            vec![
+                ("discount", "10".into()),
+                ("max_servers", "1".into()),
+                ("max_vcpus", "1".into()),
+                ("max_memory_mib", "1".into()),
+                ("max_disk_gib", "1".into()),
+            ],
+        ),
         ("/reseller/keys", "/reseller/keys".into(), &shop, vec![("name", "k2".into()), ("scope_read", "on".into())]),
         ("/reseller/keys/{id}/revoke", format!("/reseller/keys/{key}/revoke"), &shop, vec![]),
         ("/reseller/webhooks", "/reseller/webhooks".into(), &shop, vec![("url", "https://hooks.example.com/y".into())]),
         ("/reseller/webhooks/{id}/state", format!("/reseller/webhooks/{ep}/state"), &shop, vec![("to", "disable".into())]),
         ("/reseller/webhooks/{id}/rotate", format!("/reseller/webhooks/{ep}/rotate"), &shop, vec![]),
         ("/reseller/webhooks/{id}/delete", format!("/reseller/webhooks/{ep}/delete"), &shop, vec![]),
-        ("/reseller/webhooks/{id}/deliveries/{delivery}/resend", format!("/reseller/webhooks/{ep}/deliveries/{delivery}/resend"), &shop, vec![]),
+        (
+            "/reseller/webhooks/{id}/deliveries/{delivery}/resend",
+            format!("/reseller/webhooks/{ep}/deliveries/{delivery}/resend"),
+            &shop,
+            vec![],
+        ),
     ];
 
     // Every POST route in the panel's source is covered. Machine APIs are exempt: the Stripe
@@ -328,13 +468,16 @@ async fn country_sets_the_tax_and_the_time_zone_only_the_display() {
     let app = crate::helpers::spawn_web_app().await;
     let admin = app.admin("root@example.com").await;
     let c = app.customer("de@example.com").await;
-    let (s, _, body) = app.submit(&c, "/account", "/account/details", &[("name", "Dora"), ("country", "Germany"), ("time_zone", "UTC")]).await;
+    let (s, _, body) =
+        app.submit(&c, "/account", "/account/details", &[("name", "Dora"), ("country", "Germany"), ("time_zone", "UTC")]).await;
     assert_eq!(s, 422);
     assert!(body.contains("choose your country from the list"), "{body}");
-    let (s, _, body) = app.submit(&c, "/account", "/account/details", &[("name", "Dora"), ("country", "de"), ("time_zone", "Mars/Olympus")]).await;
+    let (s, _, body) =
+        app.submit(&c, "/account", "/account/details", &[("name", "Dora"), ("country", "de"), ("time_zone", "Mars/Olympus")]).await;
     assert_eq!(s, 422);
     assert!(body.contains("is not a time zone"), "{body}");
-    let (s, _, _) = app.submit(&c, "/account", "/account/details", &[("name", "Dora"), ("country", "de"), ("time_zone", "Asia/Tokyo")]).await;
+    let (s, _, _) =
+        app.submit(&c, "/account", "/account/details", &[("name", "Dora"), ("country", "de"), ("time_zone", "Asia/Tokyo")]).await;
     assert_eq!(s, 303);
     add_credit(&app, &admin, "de@example.com", "20", "bank-de").await;
     let b = order_and_pay(&app, &c, "tokyo.example.com").await;

@@ -50,13 +50,21 @@ async fn a_plan_change_costs_exactly_what_was_shown() {
     let (s, _, body) = app.submit(&c, &plan_page, &plan_page, &[("plan", "burst-m"), ("shown_total", &(shown - 1).to_string())]).await;
     assert_eq!(s, 422, "{body}");
     assert!(body.contains("amount changed"), "{body}");
-    let plan: String = sqlx::query_scalar("SELECT p.code FROM instances i JOIN plans p ON p.id = i.plan_id WHERE i.id = $1").bind(server).fetch_one(&app.pool).await.unwrap();
+    let plan: String = sqlx::query_scalar("SELECT p.code FROM instances i JOIN plans p ON p.id = i.plan_id WHERE i.id = $1")
+        .bind(server)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(plan, "burst-s");
 
     let (s, loc, body) = app.submit(&c, &plan_page, &plan_page, &[("plan", "burst-m"), ("shown_total", &shown.to_string())]).await;
     assert_eq!(s, 303, "{body}");
     let invoice: Uuid = loc.trim_start_matches("/invoices/").split('?').next().unwrap().parse().unwrap();
-    let (total, tax, kind): (i64, i64, String) = sqlx::query_as("SELECT total_minor, tax_minor, kind::text FROM invoices WHERE id = $1").bind(invoice).fetch_one(&app.pool).await.unwrap();
+    let (total, tax, kind): (i64, i64, String) = sqlx::query_as("SELECT total_minor, tax_minor, kind::text FROM invoices WHERE id = $1")
+        .bind(invoice)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!((total, kind.as_str()), (shown, "invoice"), "the invoice is the amount shown");
     assert!(tax > 0, "with German VAT");
     let (_, inv_page) = app.get(&c, &loc).await;
@@ -77,7 +85,10 @@ async fn a_plan_change_costs_exactly_what_was_shown() {
     assert!(shown < 0 && said.starts_with("You get"), "{said}");
     let (s, loc, body) = app.submit(&c, &plan_page, &plan_page, &[("plan", "burst-s"), ("shown_total", &shown.to_string())]).await;
     assert_eq!((s, loc.as_str()), (303, format!("/servers/{server}?done=plan_changed").as_str()), "{body}");
-    let note: i64 = sqlx::query_scalar("SELECT total_minor FROM invoices WHERE kind = 'credit_note' ORDER BY issued_at DESC LIMIT 1").fetch_one(&app.pool).await.unwrap();
+    let note: i64 = sqlx::query_scalar("SELECT total_minor FROM invoices WHERE kind = 'credit_note' ORDER BY issued_at DESC LIMIT 1")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(note, -shown, "the credit note is the amount shown");
 
     // Another customer's server: 404 on every page and form.
@@ -102,8 +113,10 @@ async fn cancel_at_the_period_end_or_now_with_the_unused_part_back() {
     assert_eq!((s, loc.as_str()), (303, format!("/servers/{server}?done=cancel_at_period_end").as_str()));
     let (_, page) = app.get(&c, &format!("/servers/{server}")).await;
     assert!(page.contains("not renewed"), "{page}");
-    let sub: Uuid = sqlx::query_scalar("SELECT subscription_id FROM instances WHERE id = $1").bind(server).fetch_one(&app.pool).await.unwrap();
-    let end: chrono::NaiveDate = sqlx::query_scalar("SELECT current_period_end FROM subscriptions WHERE id = $1").bind(sub).fetch_one(&app.pool).await.unwrap();
+    let sub: Uuid =
+        sqlx::query_scalar("SELECT subscription_id FROM instances WHERE id = $1").bind(server).fetch_one(&app.pool).await.unwrap();
+    let end: chrono::NaiveDate =
+        sqlx::query_scalar("SELECT current_period_end FROM subscriptions WHERE id = $1").bind(sub).fetch_one(&app.pool).await.unwrap();
     let before_end = panel::clock::FixedClock::at(end.pred_opt().unwrap().and_hms_opt(12, 0, 0).unwrap().and_utc());
     let policy = panel::billing::renewal::RenewalPolicy::default();
     let r = panel::billing::renewal::run(&app.pool, &before_end, policy).await.unwrap();
@@ -116,12 +129,13 @@ async fn cancel_at_the_period_end_or_now_with_the_unused_part_back() {
     let after_end = panel::clock::FixedClock::at(end.and_hms_opt(1, 0, 0).unwrap().and_utc());
     let r = panel::billing::renewal::run(&app.pool, &after_end, policy).await.unwrap();
     assert_eq!((r.invoices_issued, r.cancelled), (0, 1));
-    let (status, desired): (String, String) =
-        sqlx::query_as("SELECT s.status::text, i.desired_state::text FROM subscriptions s JOIN instances i ON i.subscription_id = s.id WHERE s.id = $1")
-            .bind(sub)
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let (status, desired): (String, String) = sqlx::query_as(
+        "SELECT s.status::text, i.desired_state::text FROM subscriptions s JOIN instances i ON i.subscription_id = s.id WHERE s.id = $1",
+    )
+    .bind(sub)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
     assert_eq!((status.as_str(), desired.as_str()), ("cancelled", "terminated"));
     let (_, page) = app.get(&c, &format!("/servers/{server}")).await;
     assert!(page.contains(">Cancelled<"), "in plain words: {page}");
@@ -149,19 +163,28 @@ async fn cancel_at_the_period_end_or_now_with_the_unused_part_back() {
 #[tokio::test]
 async fn reinstall_with_another_os_and_states_in_plain_words() {
     let app = spawn_web_app().await;
-    sqlx::query("INSERT INTO os_templates (name, display_name, version) VALUES ('alpine-3', 'Alpine 3', '3')").execute(&app.pool).await.unwrap();
+    sqlx::query("INSERT INTO os_templates (name, display_name, version) VALUES ('alpine-3', 'Alpine 3', '3')")
+        .execute(&app.pool)
+        .await
+        .unwrap();
     let (c, server) = customer_with_server(&app, "os@example.com", "os.example.com").await;
     let page = format!("/servers/{server}");
     let (s, _, confirm) = app.submit(&c, &page, &format!("{page}/action"), &[("action", "reinstall")]).await;
     assert_eq!(s, 200);
     assert!(confirm.contains("value=\"alpine-3\""), "the OS to choose: {confirm}");
     // An OS that is not offered: refused, nothing queued.
-    let (s, _, body) = app.submit(&c, &page, &format!("{page}/action"), &[("action", "reinstall"), ("confirm", "yes"), ("os_template", "windows-95")]).await;
+    let (s, _, body) = app
+        .submit(&c, &page, &format!("{page}/action"), &[("action", "reinstall"), ("confirm", "yes"), ("os_template", "windows-95")])
+        .await;
     assert_eq!(s, 409, "{body}");
     assert!(body.contains("not offered"), "{body}");
-    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'instance.action' AND payload->>'action' = 'reinstall'").fetch_one(&app.pool).await.unwrap();
+    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE kind = 'instance.action' AND payload->>'action' = 'reinstall'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(jobs, 0);
-    let (s, loc, body) = app.submit(&c, &page, &format!("{page}/action"), &[("action", "reinstall"), ("confirm", "yes"), ("os_template", "alpine-3")]).await;
+    let (s, loc, body) =
+        app.submit(&c, &page, &format!("{page}/action"), &[("action", "reinstall"), ("confirm", "yes"), ("os_template", "alpine-3")]).await;
     assert_eq!(s, 303, "{body}");
     assert!(loc.ends_with("done=requested"));
     let (tpl, jobs): (String, i64) = sqlx::query_as(
@@ -191,13 +214,23 @@ async fn a_customer_changes_password_and_email_with_reverification() {
     let app = spawn_web_app().await;
     let c = app.customer("old@example.com").await;
     let other_session = crate::helpers::client();
-    let (s, _, _) = app.submit(&other_session, "/login", "/login", &[("email", "old@example.com"), ("password", "correct horse battery")]).await;
+    let (s, _, _) =
+        app.submit(&other_session, "/login", "/login", &[("email", "old@example.com"), ("password", "correct horse battery")]).await;
     assert_eq!(s, 303);
 
     // The wrong current password: refused, nothing changed.
-    let (s, _, body) = app.submit(&c, "/account", "/account/password", &[("current_password", "not my password"), ("new_password", "a brand new password")]).await;
+    let (s, _, body) = app
+        .submit(&c, "/account", "/account/password", &[("current_password", "not my password"), ("new_password", "a brand new password")])
+        .await;
     assert_eq!(s, 422, "{body}");
-    let (s, loc, body) = app.submit(&c, "/account", "/account/password", &[("current_password", "correct horse battery"), ("new_password", "a brand new password")]).await;
+    let (s, loc, body) = app
+        .submit(
+            &c,
+            "/account",
+            "/account/password",
+            &[("current_password", "correct horse battery"), ("new_password", "a brand new password")],
+        )
+        .await;
     assert_eq!((s, loc.as_str()), (303, "/account?done=password_changed"), "{body}");
     let (s, _) = app.get(&c, "/account").await;
     assert_eq!(s, 200, "the one who changed it stays logged in");
@@ -210,9 +243,14 @@ async fn a_customer_changes_password_and_email_with_reverification() {
     assert_eq!((s, loc.as_str()), (303, "/servers"));
 
     // A new address is confirmed by a link mailed to it; until then the old one stays.
-    let (s, loc, body) = app.submit(&c, "/account", "/account/email", &[("current_password", "a brand new password"), ("new_email", "new@example.com")]).await;
+    let (s, loc, body) = app
+        .submit(&c, "/account", "/account/email", &[("current_password", "a brand new password"), ("new_email", "new@example.com")])
+        .await;
     assert_eq!((s, loc.as_str()), (303, "/account?done=email_sent"), "{body}");
-    let email: String = sqlx::query_scalar("SELECT email FROM accounts WHERE email IN ('old@example.com', 'new@example.com')").fetch_one(&app.pool).await.unwrap();
+    let email: String = sqlx::query_scalar("SELECT email FROM accounts WHERE email IN ('old@example.com', 'new@example.com')")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(email, "old@example.com", "not changed before the link is followed");
     let mail = app.smtp.wait_for("new@example.com", "Confirm your new email address").await;
     let path = mail.link("/account/email/").unwrap().strip_prefix(&app.address).unwrap().to_string();
@@ -223,12 +261,16 @@ async fn a_customer_changes_password_and_email_with_reverification() {
     assert_eq!(s, 200, "{body}");
     let (s, _) = app.get(&anon, &path).await;
     assert_eq!(s, 422, "the link works once");
-    let (s, loc, _) = app.submit(&crate::helpers::client(), "/login", "/login", &[("email", "new@example.com"), ("password", "a brand new password")]).await;
+    let (s, loc, _) = app
+        .submit(&crate::helpers::client(), "/login", "/login", &[("email", "new@example.com"), ("password", "a brand new password")])
+        .await;
     assert_eq!((s, loc.as_str()), (303, "/servers"), "the new address logs in");
 
     // An address another account has: refused when the link is followed, nothing changed.
     let _taken = app.customer("taken@example.com").await;
-    let (s, _, _) = app.submit(&c, "/account", "/account/email", &[("current_password", "a brand new password"), ("new_email", "taken@example.com")]).await;
+    let (s, _, _) = app
+        .submit(&c, "/account", "/account/email", &[("current_password", "a brand new password"), ("new_email", "taken@example.com")])
+        .await;
     assert_eq!(s, 303);
     let mail = app.smtp.wait_for("taken@example.com", "Confirm your new email address").await;
     let path = mail.link("/account/email/").unwrap().strip_prefix(&app.address).unwrap().to_string();
@@ -268,15 +310,30 @@ async fn the_pages_say_how_to_pay_without_an_admin() {
 
     // An order's invoice: its own reference is its number.
     let (s, loc, body) = app
-        .submit(&c, "/order/burst-s", "/order/burst-s", &[("cycle", "monthly"), ("os_template", "debian-12"), ("hostname", "pay.example.com"), ("coupon", ""), ("root_password", "a root password 1")])
+        .submit(
+            &c,
+            "/order/burst-s",
+            "/order/burst-s",
+            &[
+                ("cycle", "monthly"),
+                ("os_template", "debian-12"),
+                ("hostname", "pay.example.com"),
+                ("coupon", ""),
+                ("root_password", "a root password 1"),
+            ],
+        )
         .await;
     assert_eq!(s, 303, "{body}");
     let (_, order) = app.get(&c, &loc).await;
     let invoice: Uuid = order.split("/invoices/").nth(1).unwrap()[..36].parse().unwrap();
     let (_, inv) = app.get(&c, &format!("/invoices/{invoice}")).await;
-    let (y, n): (i32, i32) = sqlx::query_as("SELECT number_year, number_seq FROM invoices WHERE id = $1").bind(invoice).fetch_one(&app.pool).await.unwrap();
+    let (y, n): (i32, i32) =
+        sqlx::query_as("SELECT number_year, number_seq FROM invoices WHERE id = $1").bind(invoice).fetch_one(&app.pool).await.unwrap();
     let reference = inv.split("id=\"bank-reference\">").nth(1).expect("a transfer reference").split('<').next().unwrap().to_string();
-    assert!(reference.starts_with("VSL ") && reference.contains(&y.to_string()) && reference.contains(&format!("{n}")), "{reference} names invoice {y}/{n}");
+    assert!(
+        reference.starts_with("VSL ") && reference.contains(&y.to_string()) && reference.contains(&format!("{n}")),
+        "{reference} names invoice {y}/{n}"
+    );
     assert!(inv.contains("id=\"pay-card\""), "{inv}");
 
     // Card top-up: bad amounts are shown on the form; Stripe down is said plainly; nothing booked.
@@ -309,7 +366,8 @@ async fn suspending_a_customer_suspends_their_servers_and_reactivation_restores_
     let admin = app.admin("root@example.com").await;
     let id: Uuid = sqlx::query_scalar("SELECT id FROM accounts WHERE email = 'sus@example.com'").fetch_one(&app.pool).await.unwrap();
     let page = format!("/admin/customers/{id}");
-    let (s, _, body) = app.submit(&admin, &page, &format!("{page}/status"), &[("to", "suspend"), ("reason", "Outgoing spam from run.example.com")]).await;
+    let (s, _, body) =
+        app.submit(&admin, &page, &format!("{page}/status"), &[("to", "suspend"), ("reason", "Outgoing spam from run.example.com")]).await;
     assert_eq!(s, 303, "{body}");
     let states = || async {
         let rows: Vec<(String,)> = sqlx::query_as("SELECT desired_state::text FROM instances WHERE id = ANY($1) ORDER BY hostname")
@@ -322,7 +380,10 @@ async fn suspending_a_customer_suspends_their_servers_and_reactivation_restores_
     assert_eq!(states().await, vec!["suspended", "suspended"], "both servers suspended");
     let mail = app.smtp.wait_for("sus@example.com", "account is suspended").await;
     assert!(mail.text().contains("Outgoing spam from run.example.com"), "the reason is mailed: {}", mail.text());
-    let reason: String = sqlx::query_scalar("SELECT details->>'reason' FROM audit_log WHERE action = 'customer.suspend'").fetch_one(&app.pool).await.unwrap();
+    let reason: String = sqlx::query_scalar("SELECT details->>'reason' FROM audit_log WHERE action = 'customer.suspend'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(reason, "Outgoing spam from run.example.com");
 
     let (s, _, body) = app.submit(&admin, &page, &format!("{page}/status"), &[("to", "unsuspend")]).await;

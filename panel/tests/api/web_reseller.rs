@@ -90,7 +90,8 @@ async fn a_reseller_sees_its_home_and_makes_a_key_shown_once_then_revokes_it() {
     assert!(matches!(panel::api_keys::authenticate(&app.pool, &token).await, Err(panel::api_keys::ApiKeyError::Revoked)));
     let (_, list) = app.get(&shop, "/reseller/keys").await;
     assert!(list.contains("revoked"), "{list}");
-    let audit: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_log WHERE actor_id = $1 ORDER BY id").bind(id).fetch_all(&app.pool).await.unwrap();
+    let audit: Vec<String> =
+        sqlx::query_scalar("SELECT action FROM audit_log WHERE actor_id = $1 ORDER BY id").bind(id).fetch_all(&app.pool).await.unwrap();
     assert_eq!(audit, ["api_key.create", "api_key.revoke"]);
 
     // CSRF missing on the create form: refused, nothing made.
@@ -173,7 +174,8 @@ async fn webhook_endpoints_are_kept_per_reseller_and_another_resellers_are_404()
     let (s, _, _) = app.post(&b, &format!("/reseller/keys/{}/revoke", key.row.id), &[("csrf", &csrf)]).await;
     assert_eq!(s, 404, "another reseller's key");
     assert!(panel::api_keys::authenticate(&app.pool, &key.token).await.is_ok());
-    let (enabled, now_secret): (bool, String) = sqlx::query_as("SELECT enabled, secret FROM webhook_endpoints WHERE id = $1").bind(ep).fetch_one(&app.pool).await.unwrap();
+    let (enabled, now_secret): (bool, String) =
+        sqlx::query_as("SELECT enabled, secret FROM webhook_endpoints WHERE id = $1").bind(ep).fetch_one(&app.pool).await.unwrap();
     assert!(enabled && now_secret == secret);
     assert_eq!(count(&app, "SELECT count(*) FROM webhook_deliveries WHERE status = 'failed'").await, 1);
     assert_eq!(count(&app, "SELECT count(*) FROM audit_log").await, audit_before + 1, "only a's own key was made");
@@ -185,7 +187,8 @@ async fn webhook_endpoints_are_kept_per_reseller_and_another_resellers_are_404()
     assert!(body.contains("server.updated") && body.contains("HTTP 502 Bad Gateway") && body.contains("Send again"), "{body}");
     let (s, loc, _) = app.submit(&a, &page, &format!("{page}/deliveries/{delivery}/resend"), &[]).await;
     assert_eq!((s, loc), (303, format!("{page}?done=requeued")));
-    let (status, attempts): (String, i32) = sqlx::query_as("SELECT status, attempts FROM webhook_deliveries WHERE id = $1").bind(delivery).fetch_one(&app.pool).await.unwrap();
+    let (status, attempts): (String, i32) =
+        sqlx::query_as("SELECT status, attempts FROM webhook_deliveries WHERE id = $1").bind(delivery).fetch_one(&app.pool).await.unwrap();
     // The panel's worker may already have tried it once (example.com does not answer here).
     assert!(status == "pending" && attempts <= 1, "queued again with a fresh count: {status} {attempts}");
     let (s, _, _) = app.submit(&a, &page, &format!("{page}/state"), &[("to", "disable")]).await;
@@ -201,12 +204,22 @@ async fn webhook_endpoints_are_kept_per_reseller_and_another_resellers_are_404()
     assert_eq!((s, loc.as_str()), (303, "/reseller/webhooks?done=deleted"));
     assert_eq!(app.get(&a, &page).await.0, 404);
     assert_eq!(count(&app, "SELECT count(*) FROM webhook_deliveries").await, 0, "its deliveries went with it");
-    let actions: Vec<String> = sqlx::query_scalar("SELECT action FROM audit_log WHERE actor_id = $1 AND action LIKE 'webhook%' ORDER BY id")
-        .bind(a_id)
-        .fetch_all(&app.pool)
-        .await
-        .unwrap();
-    assert_eq!(actions, ["webhook_endpoint.create", "webhook_delivery.send_again", "webhook_endpoint.disable", "webhook_endpoint.rotate_secret", "webhook_endpoint.delete"]);
+    let actions: Vec<String> =
+        sqlx::query_scalar("SELECT action FROM audit_log WHERE actor_id = $1 AND action LIKE 'webhook%' ORDER BY id")
+            .bind(a_id)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        actions,
+        [
+            "webhook_endpoint.create",
+            "webhook_delivery.send_again",
+            "webhook_endpoint.disable",
+            "webhook_endpoint.rotate_secret",
+            "webhook_endpoint.delete"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -222,7 +235,8 @@ async fn an_admin_saves_a_resellers_terms_audited_and_the_reseller_sees_them() {
     assert!(body.contains("value=\"20.00\"") && body.contains("standard terms"), "{body}");
 
     let good = [("discount", "12.5"), ("max_servers", "10"), ("max_vcpus", "40"), ("max_memory_mib", "65536"), ("max_disk_gib", "800")];
-    for (field, bad) in [("discount", "100.01"), ("discount", "12.345"), ("max_servers", "-1"), ("max_vcpus", "many"), ("max_disk_gib", "")] {
+    for (field, bad) in [("discount", "100.01"), ("discount", "12.345"), ("max_servers", "-1"), ("max_vcpus", "many"), ("max_disk_gib", "")]
+    {
         let mut f = good.to_vec();
         f.iter_mut().find(|(k, _)| *k == field).unwrap().1 = bad;
         let (s, _, body) = app.submit(&admin, &page, &page, &f).await;
@@ -237,20 +251,26 @@ async fn an_admin_saves_a_resellers_terms_audited_and_the_reseller_sees_them() {
     // The first save makes the row, the next changes it; both audited with before and after.
     let (s, loc, body) = app.submit(&admin, &page, &page, &good).await;
     assert_eq!((s, loc.clone()), (303, format!("{page}?done=saved")), "{body}");
-    let t: (i32, i32, i32, i64, i64) = sqlx::query_as("SELECT discount_bp, max_servers, max_vcpus, max_memory_mib, max_disk_gib FROM reseller_terms WHERE reseller_id = $1")
-        .bind(id)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let t: (i32, i32, i32, i64, i64) = sqlx::query_as(
+        "SELECT discount_bp, max_servers, max_vcpus, max_memory_mib, max_disk_gib FROM reseller_terms WHERE reseller_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
     assert_eq!(t, (1250, 10, 40, 65536, 800));
     let mut second = good.to_vec();
     second[0].1 = "7.05";
     let (s, _, _) = app.submit(&admin, &page, &page, &second).await;
     assert_eq!(s, 303);
-    let bp: i32 = sqlx::query_scalar("SELECT discount_bp FROM reseller_terms WHERE reseller_id = $1").bind(id).fetch_one(&app.pool).await.unwrap();
+    let bp: i32 =
+        sqlx::query_scalar("SELECT discount_bp FROM reseller_terms WHERE reseller_id = $1").bind(id).fetch_one(&app.pool).await.unwrap();
     assert_eq!(bp, 705);
     let audit: Vec<(String, serde_json::Value, Option<String>)> =
-        sqlx::query_as("SELECT action, details, host(remote_addr) FROM audit_log WHERE action = 'reseller.terms' ORDER BY id").fetch_all(&app.pool).await.unwrap();
+        sqlx::query_as("SELECT action, details, host(remote_addr) FROM audit_log WHERE action = 'reseller.terms' ORDER BY id")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(audit.len(), 2);
     assert!(audit[0].1["before"].is_null() && audit[0].1["after"]["discount_bp"] == 1250, "{:?}", audit[0]);
     assert!(audit[1].1["before"]["discount_bp"] == 1250 && audit[1].1["after"]["discount_bp"] == 705, "{:?}", audit[1]);
@@ -261,7 +281,10 @@ async fn an_admin_saves_a_resellers_terms_audited_and_the_reseller_sees_them() {
     assert!(home.contains("7.05 %") && home.contains("65536 MiB"), "{home}");
 
     // Not a reseller's id, or not an admin: 404.
-    let cust: Uuid = sqlx::query_scalar("INSERT INTO accounts (role, email) VALUES ('customer', 'c@example.com') RETURNING id").fetch_one(&app.pool).await.unwrap();
+    let cust: Uuid = sqlx::query_scalar("INSERT INTO accounts (role, email) VALUES ('customer', 'c@example.com') RETURNING id")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(app.get(&admin, &format!("/admin/resellers/{cust}")).await.0, 404);
     let (s, _, _) = app.submit(&admin, &page, &format!("/admin/resellers/{cust}"), &good).await;
     assert_eq!(s, 404);

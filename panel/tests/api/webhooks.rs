@@ -114,15 +114,18 @@ impl World {
         let defs = panel::plans::load_dir(&dir).expect("the shipped plans are valid");
         panel::plans::sync::sync(&pool, &defs).await.expect("plans sync");
         sqlx::query("INSERT INTO os_templates (name, display_name) VALUES ('debian-12', 'Debian 12')").execute(&pool).await.unwrap();
-        let reseller: Uuid = sqlx::query_scalar("INSERT INTO accounts (role, email, display_name) VALUES ('reseller', 'shop@example.com', 'Shop') RETURNING id")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        let customer: Uuid = sqlx::query_scalar("INSERT INTO accounts (role, email, reseller_id) VALUES ('customer', 'end@example.com', $1) RETURNING id")
-            .bind(reseller)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let reseller: Uuid = sqlx::query_scalar(
+            "INSERT INTO accounts (role, email, display_name) VALUES ('reseller', 'shop@example.com', 'Shop') RETURNING id",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        let customer: Uuid =
+            sqlx::query_scalar("INSERT INTO accounts (role, email, reseller_id) VALUES ('customer', 'end@example.com', $1) RETURNING id")
+                .bind(reseller)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
         World { pool, db_url, reseller, customer }
     }
 
@@ -170,7 +173,15 @@ impl World {
 
 fn fast(max_attempts: i32) -> WebhookSettings {
     // The receivers listen on 127.0.0.1, which production refuses (see the test below).
-    WebhookSettings { worker: true, poll_ms: 50, timeout_secs: 3, max_attempts, backoff_base_ms: 300, backoff_max_secs: 2, allow_private_addresses: true }
+    WebhookSettings {
+        worker: true,
+        poll_ms: 50,
+        timeout_secs: 3,
+        max_attempts,
+        backoff_base_ms: 300,
+        backoff_max_secs: 2,
+        allow_private_addresses: true,
+    }
 }
 
 // ------------------------------------------------------------------ the reference verifier
@@ -263,7 +274,9 @@ async fn webhook_server_updated_is_signed_and_verified_by_a_python_reference() {
     assert!(!ok, "a header without v1 is refused");
 
     // Recorded as delivered, once.
-    let d = eventually("the delivery to be recorded", 10, async || w.delivery(ep.id, "server.updated").await.filter(|d| d.0 == "delivered")).await;
+    let d =
+        eventually("the delivery to be recorded", 10, async || w.delivery(ep.id, "server.updated").await.filter(|d| d.0 == "delivered"))
+            .await;
     assert_eq!((d.1, d.2, d.3), (1, Some(200), None));
     let created = w.delivery(ep.id, "server.created").await.unwrap();
     assert_eq!(created.0, "delivered", "server.created went out too");
@@ -279,10 +292,8 @@ async fn a_receiver_that_is_down_gets_the_event_later() {
     panel::webhooks::spawn_worker(w.pool.clone(), fast(12));
 
     // Nothing listens: the attempt is recorded with the connection's error, and retried.
-    let (status, attempts, last_status, error) = eventually("a failed first attempt", 15, async || {
-        w.delivery(ep.id, "server.updated").await.filter(|d| d.1 >= 1)
-    })
-    .await;
+    let (status, attempts, last_status, error) =
+        eventually("a failed first attempt", 15, async || w.delivery(ep.id, "server.updated").await.filter(|d| d.1 >= 1)).await;
     assert_eq!(status, "pending", "retried, not given up");
     assert_eq!(last_status, None);
     let error = error.expect("the error is kept");
@@ -298,23 +309,20 @@ async fn a_receiver_that_is_down_gets_the_event_later() {
 
     // It comes up answering 500: still not delivered, the status recorded.
     let rx = Receiver::start(port, 500);
-    let (status, attempts, _, error) = eventually("an attempt answered 500", 15, async || {
-        w.delivery(ep.id, "server.updated").await.filter(|d| d.2 == Some(500))
-    })
-    .await;
+    let (status, attempts, _, error) =
+        eventually("an attempt answered 500", 15, async || w.delivery(ep.id, "server.updated").await.filter(|d| d.2 == Some(500))).await;
     assert_eq!(status, "pending");
     assert!(attempts >= 2, "{attempts}");
     assert!(error.as_deref().is_some_and(|e| e.starts_with("HTTP 500") && e.contains("receiver says no")), "{error:?}");
 
     // Then it works: the event arrives, later.
     rx.answer(200);
-    let (status, attempts, last_status, error) = eventually("the late delivery", 15, async || {
-        w.delivery(ep.id, "server.updated").await.filter(|d| d.0 == "delivered")
-    })
-    .await;
+    let (status, attempts, last_status, error) =
+        eventually("the late delivery", 15, async || w.delivery(ep.id, "server.updated").await.filter(|d| d.0 == "delivered")).await;
     assert!(attempts >= 3, "{attempts}");
     assert_eq!((status.as_str(), last_status, error), ("delivered", Some(200), None));
-    let updated: Vec<Received> = rx.got().into_iter().filter(|r| r.headers.get("vessel-event-type").map(String::as_str) == Some("server.updated")).collect();
+    let updated: Vec<Received> =
+        rx.got().into_iter().filter(|r| r.headers.get("vessel-event-type").map(String::as_str) == Some("server.updated")).collect();
     assert!(updated.iter().any(|r| r.answered == 500) && updated.iter().filter(|r| r.answered == 200).count() == 1, "{updated:?}");
     let ids: std::collections::HashSet<&String> = updated.iter().map(|r| &r.headers["vessel-event-id"]).collect();
     assert_eq!(ids.len(), 1, "every attempt carries the same event id");
@@ -328,10 +336,8 @@ async fn a_delivery_gives_up_after_max_attempts_and_can_be_sent_again() {
     let ep = w.endpoint(&rx.url("/hook")).await;
     w.observe(server, "running").await;
     panel::webhooks::spawn_worker(w.pool.clone(), fast(3));
-    let (_, attempts, last_status, error) = eventually("the delivery to fail", 20, async || {
-        w.delivery(ep.id, "server.updated").await.filter(|d| d.0 == "failed")
-    })
-    .await;
+    let (_, attempts, last_status, error) =
+        eventually("the delivery to fail", 20, async || w.delivery(ep.id, "server.updated").await.filter(|d| d.0 == "failed")).await;
     assert_eq!((attempts, last_status), (3, Some(503)));
     assert!(error.unwrap().starts_with("HTTP 503"));
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -344,7 +350,10 @@ async fn a_delivery_gives_up_after_max_attempts_and_can_be_sent_again() {
         .await
         .unwrap();
     // Only the owner can send it again.
-    let other: Uuid = sqlx::query_scalar("INSERT INTO accounts (role, email) VALUES ('reseller', 'other@example.com') RETURNING id").fetch_one(&w.pool).await.unwrap();
+    let other: Uuid = sqlx::query_scalar("INSERT INTO accounts (role, email) VALUES ('reseller', 'other@example.com') RETURNING id")
+        .fetch_one(&w.pool)
+        .await
+        .unwrap();
     assert!(matches!(panel::webhooks::send_again(&w.pool, other, ep.id, id, None).await, Err(panel::webhooks::WebhookError::NotFound)));
     rx.answer(204);
     panel::webhooks::send_again(&w.pool, w.reseller, ep.id, id, None).await.unwrap();
@@ -381,7 +390,8 @@ async fn two_workers_deliver_each_event_once_per_endpoint() {
             sqlx::query("UPDATE instances SET desired_state = 'stopped' WHERE id = $1").bind(s).execute(&w.pool).await.unwrap();
         }
     }
-    let events: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM api_events WHERE account_id = $1").bind(w.reseller).fetch_all(&w.pool).await.unwrap();
+    let events: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM api_events WHERE account_id = $1").bind(w.reseller).fetch_all(&w.pool).await.unwrap();
     assert_eq!(events.len(), 6 + 6 * 4 + 3);
     eventually("every delivery", 30, async || {
         let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE status <> 'delivered' AND endpoint_id <> $1")
@@ -412,7 +422,8 @@ async fn two_workers_deliver_each_event_once_per_endpoint() {
         .await
         .unwrap();
     assert_eq!(attempts, vec![1]);
-    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1").bind(off.id).fetch_one(&w.pool).await.unwrap();
+    let queued: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1").bind(off.id).fetch_one(&w.pool).await.unwrap();
     assert_eq!(queued, 0, "events while an endpoint is disabled are not queued for it");
 }
 

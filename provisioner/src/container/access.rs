@@ -133,10 +133,7 @@ mod tests {
     #[test]
     fn resolv_conf_drops_loopback_servers() {
         let host = "# generated\nnameserver 127.0.0.53\nnameserver 10.0.0.2\nnameserver ::1\nsearch example.com\noptions edns0\n";
-        assert_eq!(
-            super::resolv_conf_for_container(host).unwrap(),
-            "nameserver 10.0.0.2\nsearch example.com\noptions edns0\n"
-        );
+        assert_eq!(super::resolv_conf_for_container(host).unwrap(), "nameserver 10.0.0.2\nsearch example.com\noptions edns0\n");
         assert_eq!(super::resolv_conf_for_container("nameserver 127.0.0.53\n"), None);
     }
 

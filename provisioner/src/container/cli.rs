@@ -17,11 +17,7 @@ pub struct CtArgs {
     #[arg(long, env = "VESSEL_STATE_DIR", default_value = "/var/lib/vessel")]
     pub state_dir: PathBuf,
     /// Directory of template tarballs and manifests.
-    #[arg(
-        long,
-        env = "VESSEL_TEMPLATES",
-        default_value = "/var/lib/vessel/templates"
-    )]
+    #[arg(long, env = "VESSEL_TEMPLATES", default_value = "/var/lib/vessel/templates")]
     pub templates: PathBuf,
     #[arg(long, default_value = "/sys/fs/cgroup")]
     pub cgroup_root: PathBuf,
@@ -169,14 +165,10 @@ impl CtArgs {
             templates: TemplateStore::new(&self.templates, self.state_dir.join("template-cache")),
             bridge: self.bridge.clone(),
             veth_prefix: self.veth_prefix.clone(),
-            helper_exe: std::env::current_exe()
-                .map_err(|e| usage(format!("own executable: {e}")))?,
+            helper_exe: std::env::current_exe().map_err(|e| usage(format!("own executable: {e}")))?,
             stop_timeout: Duration::from_secs(self.stop_timeout),
             host_memory_mib: 0,
-            userns: (!self.no_userns).then_some(super::IdPool {
-                first: self.userns_base,
-                slots: super::IdPool::DEFAULT.slots,
-            }),
+            userns: (!self.no_userns).then_some(super::IdPool { first: self.userns_base, slots: super::IdPool::DEFAULT.slots }),
             route: !self.no_route,
         };
         let detected = detect_capacity(&self.state_dir);
@@ -185,10 +177,7 @@ impl CtArgs {
             memory_mib: self.memory_mib.unwrap_or(detected.memory_mib),
             disk_gib: self.disk_gib.unwrap_or(detected.disk_gib),
         };
-        let cfg = ContainerConfig {
-            host_memory_mib: capacity.memory_mib,
-            ..cfg
-        };
+        let cfg = ContainerConfig { host_memory_mib: capacity.memory_mib, ..cfg };
         Ok(ContainerHost::new(ContainerRuntime::new(cfg), capacity)?)
     }
 }
@@ -198,22 +187,12 @@ pub fn detect_capacity(state_dir: &std::path::Path) -> HostCapacity {
     let cpus = crate::vm::shield::online_cpus() as u32;
     let memory_mib = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
+        .and_then(|s| s.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
         .map(|kib| kib / 1024)
         .unwrap_or(0);
     let _ = std::fs::create_dir_all(state_dir);
-    let disk_gib = nix::sys::statvfs::statvfs(state_dir)
-        .map(|s| s.blocks() * s.fragment_size() / (1 << 30))
-        .unwrap_or(0);
-    HostCapacity {
-        cpus,
-        memory_mib,
-        disk_gib,
-    }
+    let disk_gib = nix::sys::statvfs::statvfs(state_dir).map(|s| s.blocks() * s.fragment_size() / (1 << 30)).unwrap_or(0);
+    HostCapacity { cpus, memory_mib, disk_gib }
 }
 
 fn spec_from(a: &CreateArgs) -> Result<InstanceSpec, CliError> {
@@ -239,9 +218,7 @@ fn spec_from(a: &CreateArgs) -> Result<InstanceSpec, CliError> {
     .map_err(|e| usage(e.to_string()))?;
     let mut network = vessel_core::NetworkSpec::default();
     if let Some(v4) = &a.ipv4 {
-        let (addr, len) = v4
-            .split_once('/')
-            .ok_or_else(|| usage("--ipv4 wants ADDR/PREFIX"))?;
+        let (addr, len) = v4.split_once('/').ok_or_else(|| usage("--ipv4 wants ADDR/PREFIX"))?;
         network.ipv4 = Some(Ipv4Assignment {
             address: addr.parse().map_err(|_| usage("--ipv4: bad address"))?,
             prefix_len: len.parse().map_err(|_| usage("--ipv4: bad prefix"))?,
@@ -279,30 +256,19 @@ pub fn run(args: CtArgs) -> Result<i32, CliError> {
         CtCommand::Resume { id } => print_json(&host.resume(id)?),
         CtCommand::Reinstall { id, template } => print_json(&host.reinstall(id, template.clone())?),
         CtCommand::Resize { id, resources } => {
-            let bytes = std::fs::read(resources)
-                .map_err(|e| usage(format!("{}: {e}", resources.display())))?;
-            let res: PlanResources =
-                serde_json::from_slice(&bytes).map_err(|e| usage(e.to_string()))?;
+            let bytes = std::fs::read(resources).map_err(|e| usage(format!("{}: {e}", resources.display())))?;
+            let res: PlanResources = serde_json::from_slice(&bytes).map_err(|e| usage(e.to_string()))?;
             print_json(&host.resize(id, res)?);
         }
         CtCommand::Destroy { id } => host.destroy(id)?,
         CtCommand::List => {
             for (r, s) in host.list()? {
-                println!(
-                    "{}\t{:?}\t{}\t{}",
-                    r.spec.id,
-                    s,
-                    r.spec.hostname.as_str(),
-                    r.spec.template
-                );
+                println!("{}\t{:?}\t{}\t{}", r.spec.id, s, r.spec.hostname.as_str(), r.spec.template);
             }
         }
         CtCommand::Usage { id } => print_json(&host.usage(id)?),
         CtCommand::Exec { id, argv } => {
-            let status = host
-                .exec_command(id, argv)?
-                .status()
-                .map_err(|e| usage(format!("exec: {e}")))?;
+            let status = host.exec_command(id, argv)?.status().map_err(|e| usage(format!("exec: {e}")))?;
             return Ok(status.code().unwrap_or(128));
         }
         CtCommand::Console { id } => {
@@ -310,10 +276,8 @@ pub fn run(args: CtArgs) -> Result<i32, CliError> {
             if let Ok(s) = std::fs::read_to_string(&log) {
                 print!("{s}");
             }
-            let status = host
-                .exec_command(id, &["/bin/sh".to_string(), "-i".to_string()])?
-                .status()
-                .map_err(|e| usage(format!("console: {e}")))?;
+            let status =
+                host.exec_command(id, &["/bin/sh".to_string(), "-i".to_string()])?.status().map_err(|e| usage(format!("console: {e}")))?;
             return Ok(status.code().unwrap_or(128));
         }
         CtCommand::Reconcile => {

@@ -24,12 +24,7 @@ pub fn copy_sparse(src: &Path, dst: &Path) -> Result<(), ContainerError> {
     use std::os::fd::AsRawFd;
     let fin = fs::File::open(src).map_err(io("open", src))?;
     let len = fin.metadata().map_err(io("stat", src))?.len() as i64;
-    let fout = fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(dst)
-        .map_err(io("create", dst))?;
+    let fout = fs::OpenOptions::new().create(true).write(true).truncate(true).open(dst).map_err(io("create", dst))?;
     fout.set_len(len as u64).map_err(io("size", dst))?;
     let (fi, fo) = (fin.as_raw_fd(), fout.as_raw_fd());
     let mut pos: i64 = 0;
@@ -44,16 +39,7 @@ pub fn copy_sparse(src: &Path, dst: &Path) -> Result<(), ContainerError> {
         let (mut off_in, mut off_out) = (data, data);
         while off_in < hole {
             // SAFETY: both descriptors are open regular files we own; the offsets are ours.
-            let n = unsafe {
-                libc::copy_file_range(
-                    fi,
-                    &mut off_in,
-                    fo,
-                    &mut off_out,
-                    (hole - off_in) as usize,
-                    0,
-                )
-            };
+            let n = unsafe { libc::copy_file_range(fi, &mut off_in, fo, &mut off_out, (hole - off_in) as usize, 0) };
             if n <= 0 {
                 return Err(ContainerError::Io {
                     what: format!("copy {} → {}", src.display(), dst.display()),
@@ -71,30 +57,17 @@ pub fn copy_sparse(src: &Path, dst: &Path) -> Result<(), ContainerError> {
 /// built once under `cache` (mkfs, loop, mount, copy, unmount; through a temporary name and a
 /// lock), so a create is one sparse copy instead of mkfs + a file-by-file copy — the way
 /// OpenVZ keeps ploop template caches.
-pub fn golden_image(
-    cache: &Path,
-    key: &str,
-    gib: u64,
-    rootfs: &Path,
-) -> Result<PathBuf, ContainerError> {
+pub fn golden_image(cache: &Path, key: &str, gib: u64, rootfs: &Path) -> Result<PathBuf, ContainerError> {
     let dir = cache.join("images");
     let image = dir.join(format!("{key}-{gib}G.img"));
     if image.exists() {
         return Ok(image);
     }
     fs::create_dir_all(&dir).map_err(io("mkdir", &dir))?;
-    let lock = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join(".lock"))
-        .map_err(io("lock", &dir))?;
+    let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(".lock")).map_err(io("lock", &dir))?;
     // SAFETY: flock(2) on a descriptor we own; released when `lock` drops.
     if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
-        return Err(ContainerError::Io {
-            what: "lock image cache".into(),
-            source: std::io::Error::last_os_error(),
-        });
+        return Err(ContainerError::Io { what: "lock image cache".into(), source: std::io::Error::last_os_error() });
     }
     if image.exists() {
         return Ok(image);
@@ -108,16 +81,7 @@ pub fn golden_image(
     let f = fs::File::create(&tmp).map_err(io("create", &tmp))?;
     f.set_len(gib * GIB).map_err(io("size", &tmp))?;
     drop(f);
-    run(Command::new("mkfs.ext4")
-        .args([
-            "-q",
-            "-F",
-            "-m",
-            "0",
-            "-E",
-            "lazy_itable_init=1,lazy_journal_init=1,nodiscard",
-        ])
-        .arg(&tmp))?;
+    run(Command::new("mkfs.ext4").args(["-q", "-F", "-m", "0", "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard"]).arg(&tmp))?;
     let dev = attach(&tmp)?;
     fs::create_dir_all(&mnt).map_err(io("mkdir", &mnt))?;
     // Mounted only inside a private mount namespace of a short-lived `unshare`: a container
@@ -142,16 +106,9 @@ pub fn golden_image(
 
 /// The loop devices backed by `image` (normally one).
 pub fn loops_of(image: &Path) -> Vec<String> {
-    let out = Command::new("losetup")
-        .args(["-n", "-O", "NAME", "-j"])
-        .arg(image)
-        .output();
+    let out = Command::new("losetup").args(["-n", "-O", "NAME", "-j"]).arg(image).output();
     match out {
-        Ok(o) => String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .map(|l| l.trim().to_string())
-            .filter(|l| !l.is_empty())
-            .collect(),
+        Ok(o) => String::from_utf8_lossy(&o.stdout).lines().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect(),
         Err(_) => Vec::new(),
     }
 }
@@ -161,9 +118,7 @@ pub fn attach(image: &Path) -> Result<String, ContainerError> {
     if let Some(dev) = loops_of(image).into_iter().next() {
         return Ok(dev);
     }
-    let out = run(Command::new("losetup")
-        .args(["--find", "--show"])
-        .arg(image))?;
+    let out = run(Command::new("losetup").args(["--find", "--show"]).arg(image))?;
     Ok(out.trim().to_string())
 }
 
@@ -187,8 +142,7 @@ pub fn is_mounted(dir: &Path) -> bool {
         return false;
     };
     let want = dir.to_string_lossy();
-    info.lines()
-        .any(|l| l.split(' ').nth(4).map(unescape).as_deref() == Some(&*want))
+    info.lines().any(|l| l.split(' ').nth(4).map(unescape).as_deref() == Some(&*want))
 }
 
 /// Mount points at or under `prefix` (for the orphan sweep), deepest first.
@@ -196,21 +150,14 @@ pub fn mounts_under(prefix: &Path) -> Vec<PathBuf> {
     let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
         return Vec::new();
     };
-    let mut v: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4).map(unescape))
-        .map(PathBuf::from)
-        .filter(|p| p.starts_with(prefix))
-        .collect();
+    let mut v: Vec<PathBuf> =
+        info.lines().filter_map(|l| l.split(' ').nth(4).map(unescape)).map(PathBuf::from).filter(|p| p.starts_with(prefix)).collect();
     v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
     v
 }
 
 fn unescape(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
+    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 }
 
 pub fn mount(dev: &str, dir: &Path) -> Result<(), ContainerError> {
@@ -228,10 +175,7 @@ pub fn mount(dev: &str, dir: &Path) -> Result<(), ContainerError> {
         MsFlags::MS_NODEV | MsFlags::MS_NOSUID,
         None::<&str>,
     )
-    .map_err(|e| ContainerError::Sys {
-        what: format!("mount {dev} on {}", dir.display()),
-        errno: e,
-    })
+    .map_err(|e| ContainerError::Sys { what: format!("mount {dev} on {}", dir.display()), errno: e })
 }
 
 /// Unmounts `dir` and anything below it; lazily if a process still holds it.
@@ -239,10 +183,7 @@ pub fn unmount(dir: &Path) -> Result<(), ContainerError> {
     use nix::mount::{umount2, MntFlags};
     for m in mounts_under(dir) {
         if umount2(&m, MntFlags::empty()).is_err() {
-            umount2(&m, MntFlags::MNT_DETACH).map_err(|e| ContainerError::Sys {
-                what: format!("umount {}", m.display()),
-                errno: e,
-            })?;
+            umount2(&m, MntFlags::MNT_DETACH).map_err(|e| ContainerError::Sys { what: format!("umount {}", m.display()), errno: e })?;
         }
     }
     Ok(())
@@ -251,10 +192,7 @@ pub fn unmount(dir: &Path) -> Result<(), ContainerError> {
 /// Grows the image and its loop device to `gib` (never shrinks: shrinking a customer's disk
 /// is refused before we get here). The filesystem is grown by [`grow_fs`].
 pub fn grow(image: &Path, dev: &str, gib: u64) -> Result<(), ContainerError> {
-    let f = fs::OpenOptions::new()
-        .write(true)
-        .open(image)
-        .map_err(io("open", image))?;
+    let f = fs::OpenOptions::new().write(true).open(image).map_err(io("open", image))?;
     let cur = f.metadata().map_err(io("stat", image))?.len();
     if cur >= gib * GIB {
         return Ok(());
@@ -279,9 +217,7 @@ pub fn grow_fs(dev: &str, mounted: bool) -> Result<(), ContainerError> {
             .stdin(std::process::Stdio::null())
             .status();
         if !matches!(st.map(|s| s.code()), Ok(Some(0 | 1))) {
-            return Err(ContainerError::Init(format!(
-                "e2fsck {dev} failed before resize"
-            )));
+            return Err(ContainerError::Init(format!("e2fsck {dev} failed before resize")));
         }
     }
     run(Command::new("resize2fs").arg(dev))?;
@@ -294,9 +230,7 @@ pub fn grow_fs(dev: &str, mounted: bool) -> Result<(), ContainerError> {
 fn wait_unused(dev: &str) {
     use std::os::unix::fs::OpenOptionsExt;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while fs::OpenOptions::new().read(true).custom_flags(libc::O_EXCL).open(dev).is_err()
-        && std::time::Instant::now() < deadline
-    {
+    while fs::OpenOptions::new().read(true).custom_flags(libc::O_EXCL).open(dev).is_err() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
@@ -308,11 +242,7 @@ pub fn copy_rootfs(template_root: &Path, root: &Path) -> Result<(), ContainerErr
             continue;
         }
         let p = e.path();
-        let r = if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            fs::remove_dir_all(&p)
-        } else {
-            fs::remove_file(&p)
-        };
+        let r = if e.file_type().map(|t| t.is_dir()).unwrap_or(false) { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
         r.map_err(io("remove", &p))?;
     }
     let mut src = template_root.as_os_str().to_owned();
@@ -346,11 +276,9 @@ pub fn shift_ids(root: &Path, base: u32, count: u32) -> Result<(), ContainerErro
     let mut stack = vec![root.to_path_buf()];
     while let Some(p) = stack.pop() {
         let meta = fs::symlink_metadata(&p).map_err(io("stat", &p))?;
-        std::os::unix::fs::lchown(&p, Some(shift(meta.uid())), Some(shift(meta.gid())))
-            .map_err(io("chown", &p))?;
+        std::os::unix::fs::lchown(&p, Some(shift(meta.uid())), Some(shift(meta.gid()))).map_err(io("chown", &p))?;
         if !meta.file_type().is_symlink() && meta.mode() & 0o6000 != 0 {
-            fs::set_permissions(&p, fs::Permissions::from_mode(meta.mode() & 0o7777))
-                .map_err(io("chmod", &p))?;
+            fs::set_permissions(&p, fs::Permissions::from_mode(meta.mode() & 0o7777)).map_err(io("chmod", &p))?;
         }
         if meta.is_dir() {
             for e in fs::read_dir(&p).map_err(io("read", &p))? {

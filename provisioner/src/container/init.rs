@@ -88,12 +88,10 @@ fn sys(what: impl Into<String>) -> impl FnOnce(nix::Error) -> ContainerError {
 
 /// `provisioner ct-init <config>`. Returns only on failure before the fork.
 pub fn ct_init_main(config: &Path) -> Result<(), ContainerError> {
-    let cfg: InitConfig =
-        serde_json::from_slice(&fs::read(config).map_err(|source| ContainerError::Io {
-            what: format!("read {}", config.display()),
-            source,
-        })?)
-        .map_err(|e| ContainerError::Init(format!("bad init config: {e}")))?;
+    let cfg: InitConfig = serde_json::from_slice(
+        &fs::read(config).map_err(|source| ContainerError::Io { what: format!("read {}", config.display()), source })?,
+    )
+    .map_err(|e| ContainerError::Init(format!("bad init config: {e}")))?;
 
     // Into the container's cgroup first: everything forked from here on is accounted to it.
     crate::cgroup::join_self(&cfg.cgroup_join)?;
@@ -109,13 +107,7 @@ pub fn ct_init_main(config: &Path) -> Result<(), ContainerError> {
         None => None,
     };
     let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|source| ContainerError::Io {
-            what: "read go".into(),
-            source,
-        })?;
+    std::io::stdin().lock().read_line(&mut line).map_err(|source| ContainerError::Io { what: "read go".into(), source })?;
     if line.trim() != "go" {
         return Err(ContainerError::Init("parent went away before go".into()));
     }
@@ -180,8 +172,7 @@ fn user_and_net_namespaces(base: u32, count: u32) -> Result<OwnedFd, ContainerEr
                 }
                 for f in ["uid_map", "gid_map"] {
                     let p = format!("/proc/{child}/{f}");
-                    fs::write(&p, format!("0 {base} {count}\n"))
-                        .map_err(|source| ContainerError::Io { what: p, source })?;
+                    fs::write(&p, format!("0 {base} {count}\n")).map_err(|source| ContainerError::Io { what: p, source })?;
                 }
                 let open = |ns: &str| {
                     let p = format!("/proc/{child}/ns/{ns}");
@@ -200,10 +191,7 @@ fn user_and_net_namespaces(base: u32, count: u32) -> Result<OwnedFd, ContainerEr
 
 /// In pid 1 of the new pid namespace: build the container's view of the world and exec its
 /// init. Only returns an error.
-fn become_init(
-    cfg: &InitConfig,
-    userns: Option<&OwnedFd>,
-) -> Result<std::convert::Infallible, ContainerError> {
+fn become_init(cfg: &InitConfig, userns: Option<&OwnedFd>) -> Result<std::convert::Infallible, ContainerError> {
     // Its own cgroup is the root of its view (/proc/self/cgroup, cgroupfs mounts): the host's
     // tree stays out of reach. We joined the container's group before the fork.
     nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(sys("unshare cgroup"))?;
@@ -214,52 +202,22 @@ fn become_init(
         None => net::configure_inside("", &cfg.network)?,
     }
     // stdout goes to the console log like stderr; stdin is nothing.
-    let null = fs::File::open("/dev/null").map_err(|source| ContainerError::Io {
-        what: "/dev/null".into(),
-        source,
-    })?;
+    let null = fs::File::open("/dev/null").map_err(|source| ContainerError::Io { what: "/dev/null".into(), source })?;
     nix::unistd::dup2(null.as_raw_fd(), 0).map_err(sys("dup2 stdin"))?;
     nix::unistd::dup2(2, 1).map_err(sys("dup2 stdout"))?;
     nix::unistd::setsid().map_err(sys("setsid"))?;
 
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(sys("make / private"))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).map_err(sys("make / private"))?;
     let root = &cfg.root;
-    mount(
-        Some(root),
-        root,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(sys("bind root"))?;
+    mount(Some(root), root, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(sys("bind root"))?;
     // The disk is nosuid on the host; inside, setuid programs (sudo, su, passwd) work.
-    mount(
-        None::<&str>,
-        root,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NODEV,
-        None::<&str>,
-    )
-    .map_err(sys("allow setuid in the container's view of its root"))?;
+    mount(None::<&str>, root, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NODEV, None::<&str>)
+        .map_err(sys("allow setuid in the container's view of its root"))?;
     for d in ["proc", "sys", "dev"] {
         let _ = fs::create_dir_all(root.join(d));
     }
     let nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(
-        Some("proc"),
-        &root.join("proc"),
-        Some("proc"),
-        nodev,
-        None::<&str>,
-    )
-    .map_err(sys("mount /proc"))?;
+    mount(Some("proc"), &root.join("proc"), Some("proc"), nodev, None::<&str>).map_err(sys("mount /proc"))?;
     // The container's view of itself (free, top, uptime, /proc/cpuinfo: the plan's memory
     // ceiling, CPUs and its own uptime) from LXCFS, where the host runs it (Debian's lxcfs,
     // mounted on /var/lib/lxcfs; it answers by the reader's cgroup).
@@ -267,66 +225,30 @@ fn become_init(
         let src = Path::new(LXCFS).join("proc").join(f);
         let dst = root.join("proc").join(f);
         if src.exists() && dst.exists() {
-            mount(Some(&src), &dst, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .map_err(sys(format!("bind {}", src.display())))?;
+            mount(Some(&src), &dst, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(sys(format!("bind {}", src.display())))?;
         }
     }
     // The kernel's knobs stay the host's: /proc/sys and friends read-only.
     for p in ["proc/sys", "proc/sysrq-trigger", "proc/irq", "proc/bus"] {
         let p = root.join(p);
         if p.exists() {
-            mount(Some(&p), &p, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .map_err(sys(format!("bind {}", p.display())))?;
-            mount(
-                None::<&str>,
-                &p,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | nodev,
-                None::<&str>,
-            )
-            .map_err(sys(format!("ro {}", p.display())))?;
+            mount(Some(&p), &p, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(sys(format!("bind {}", p.display())))?;
+            mount(None::<&str>, &p, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | nodev, None::<&str>)
+                .map_err(sys(format!("ro {}", p.display())))?;
         }
     }
-    mount(
-        Some("sysfs"),
-        &root.join("sys"),
-        Some("sysfs"),
-        nodev | MsFlags::MS_RDONLY,
-        None::<&str>,
-    )
-    .map_err(sys("mount /sys"))?;
+    mount(Some("sysfs"), &root.join("sys"), Some("sysfs"), nodev | MsFlags::MS_RDONLY, None::<&str>).map_err(sys("mount /sys"))?;
     let dev = root.join("dev");
-    mount(
-        Some("tmpfs"),
-        &dev,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
-        Some("mode=755,size=1024k"),
-    )
-    .map_err(sys("mount /dev"))?;
+    mount(Some("tmpfs"), &dev, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME, Some("mode=755,size=1024k"))
+        .map_err(sys("mount /dev"))?;
     umask(Mode::empty());
-    for (name, maj, min) in [
-        ("null", 1, 3),
-        ("zero", 1, 5),
-        ("full", 1, 7),
-        ("random", 1, 8),
-        ("urandom", 1, 9),
-        ("tty", 5, 0),
-    ] {
-        mknod(
-            &dev.join(name),
-            SFlag::S_IFCHR,
-            Mode::from_bits_truncate(0o666),
-            makedev(maj, min),
-        )
-        .map_err(sys(format!("mknod /dev/{name}")))?;
+    for (name, maj, min) in [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
+        mknod(&dev.join(name), SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(maj, min))
+            .map_err(sys(format!("mknod /dev/{name}")))?;
     }
     umask(Mode::from_bits_truncate(0o022));
     for d in ["pts", "shm"] {
-        fs::create_dir_all(dev.join(d)).map_err(|source| ContainerError::Io {
-            what: format!("mkdir /dev/{d}"),
-            source,
-        })?;
+        fs::create_dir_all(dev.join(d)).map_err(|source| ContainerError::Io { what: format!("mkdir /dev/{d}"), source })?;
     }
     mount(
         Some("devpts"),
@@ -336,14 +258,8 @@ fn become_init(
         Some("newinstance,ptmxmode=0666,mode=0620"),
     )
     .map_err(sys("mount /dev/pts"))?;
-    mount(
-        Some("shm"),
-        &dev.join("shm"),
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=1777,size=65536k"),
-    )
-    .map_err(sys("mount /dev/shm"))?;
+    mount(Some("shm"), &dev.join("shm"), Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=1777,size=65536k"))
+        .map_err(sys("mount /dev/shm"))?;
     for (link, target) in [
         ("ptmx", "pts/ptmx"),
         ("fd", "/proc/self/fd"),
@@ -377,11 +293,7 @@ fn become_init(
         become_root_inside()?;
     }
     seal(cfg.userns.is_some())?;
-    let argv: Vec<CString> = cfg
-        .init
-        .iter()
-        .map(|a| CString::new(a.as_str()).unwrap_or_default())
-        .collect();
+    let argv: Vec<CString> = cfg.init.iter().map(|a| CString::new(a.as_str()).unwrap_or_default()).collect();
     let env = container_env();
     execve(&argv[0], &argv, &env).map_err(sys(format!("exec init {:?}", cfg.init)))
 }
@@ -410,21 +322,15 @@ fn systemd_mounts(root: &Path, root_uid: u32, memory_mib: u64) -> Result<(), Con
     tmpfs("run/lock", ns | MsFlags::MS_NOEXEC, format!("mode=1777,size=5120k,{owner}"))?;
     tmpfs("tmp", ns, format!("mode=1777,size={}k,{owner}", mib * 1024 / 2))?;
     let cg = root.join("sys/fs/cgroup");
-    mount(Some("cgroup2"), &cg, Some("cgroup2"), ns | MsFlags::MS_NOEXEC, None::<&str>)
-        .map_err(sys("mount /sys/fs/cgroup (cgroup2)"))?;
+    mount(Some("cgroup2"), &cg, Some("cgroup2"), ns | MsFlags::MS_NOEXEC, None::<&str>).map_err(sys("mount /sys/fs/cgroup (cgroup2)"))?;
     Ok(())
 }
 
 fn container_env() -> Vec<CString> {
-    [
-        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "HOME=/root",
-        "TERM=linux",
-        "container=vessel",
-    ]
-    .iter()
-    .map(|s| CString::new(*s).expect("no NUL"))
-    .collect()
+    ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root", "TERM=linux", "container=vessel"]
+        .iter()
+        .map(|s| CString::new(*s).expect("no NUL"))
+        .collect()
 }
 
 /// In a fresh user namespace with maps written: take uid/gid 0 of it.
@@ -444,10 +350,7 @@ fn become_root_inside() -> Result<(), ContainerError> {
 fn seal(in_userns: bool) -> Result<(), ContainerError> {
     // SAFETY: keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL): a new anonymous session keyring.
     if unsafe { libc::syscall(libc::SYS_keyctl, 1, std::ptr::null::<libc::c_char>()) } < 0 {
-        return Err(ContainerError::Sys {
-            what: "own session keyring".into(),
-            errno: nix::Error::last(),
-        });
+        return Err(ContainerError::Sys { what: "own session keyring".into(), errno: nix::Error::last() });
     }
     super::seccomp::install(&super::seccomp::programs()?)?;
     drop_privileges(!in_userns)
@@ -456,8 +359,7 @@ fn seal(in_userns: bool) -> Result<(), ContainerError> {
 /// Reduces every capability set to [`KEPT_CAPS`]; sets no_new_privs if asked.
 pub fn drop_privileges(no_new_privs: bool) -> Result<(), ContainerError> {
     let keep: CapsHashSet = KEPT_CAPS.iter().copied().collect();
-    let err =
-        |e: caps::errors::CapsError| ContainerError::Init(format!("dropping capabilities: {e}"));
+    let err = |e: caps::errors::CapsError| ContainerError::Init(format!("dropping capabilities: {e}"));
     for c in caps::all() {
         if !keep.contains(&c) {
             // Unknown-to-this-kernel capabilities fail with EINVAL; they are not held anyway.
@@ -470,29 +372,19 @@ pub fn drop_privileges(no_new_privs: bool) -> Result<(), ContainerError> {
     caps::set(None, CapSet::Permitted, &keep).map_err(err)?;
     // SAFETY: prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) takes no pointers.
     if no_new_privs && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(ContainerError::Sys {
-            what: "no_new_privs".into(),
-            errno: nix::Error::last(),
-        });
+        return Err(ContainerError::Sys { what: "no_new_privs".into(), errno: nix::Error::last() });
     }
     Ok(())
 }
 
 /// `provisioner ct-exec`: run `argv` inside the container whose init is `pid`.
-pub fn ct_exec_main(
-    pid: u32,
-    cgroup_join: &[PathBuf],
-    oom_score_adj: i32,
-    argv: &[String],
-) -> Result<i32, ContainerError> {
+pub fn ct_exec_main(pid: u32, cgroup_join: &[PathBuf], oom_score_adj: i32, argv: &[String]) -> Result<i32, ContainerError> {
     if argv.is_empty() {
         return Err(ContainerError::Init("nothing to run".into()));
     }
     let open = |ns: &str| -> Result<OwnedFd, ContainerError> {
         let p = format!("/proc/{pid}/ns/{ns}");
-        fs::File::open(&p)
-            .map(OwnedFd::from)
-            .map_err(|source| ContainerError::Io { what: p, source })
+        fs::File::open(&p).map(OwnedFd::from).map_err(|source| ContainerError::Io { what: p, source })
     };
     let nss = [
         (open("ipc")?, CloneFlags::CLONE_NEWIPC),
@@ -502,24 +394,16 @@ pub fn ct_exec_main(
         (open("cgroup")?, CloneFlags::CLONE_NEWCGROUP),
     ];
     let mnt = open("mnt")?;
-    let same_user = fs::read_link(format!("/proc/{pid}/ns/user")).ok()
-        == fs::read_link("/proc/self/ns/user").ok();
+    let same_user = fs::read_link(format!("/proc/{pid}/ns/user")).ok() == fs::read_link("/proc/self/ns/user").ok();
     let user = if same_user { None } else { Some(open("user")?) };
     crate::cgroup::join_self(cgroup_join)?;
     // The container's OOM policy (see `oom_score_adj`), set while we may still lower it.
-    fs::write("/proc/self/oom_score_adj", oom_score_adj.to_string()).map_err(|source| {
-        ContainerError::Io {
-            what: "oom_score_adj".into(),
-            source,
-        }
-    })?;
+    fs::write("/proc/self/oom_score_adj", oom_score_adj.to_string())
+        .map_err(|source| ContainerError::Io { what: "oom_score_adj".into(), source })?;
     for (fd, kind) in &nss {
         setns(fd, *kind).map_err(sys(format!("setns {kind:?}")))?;
     }
-    let args: Vec<CString> = argv
-        .iter()
-        .map(|a| CString::new(a.as_str()).unwrap_or_default())
-        .collect();
+    let args: Vec<CString> = argv.iter().map(|a| CString::new(a.as_str()).unwrap_or_default()).collect();
     let env = container_env();
     // SAFETY: single-threaded process (fresh exec), see the module docs.
     match unsafe { fork() }.map_err(sys("fork"))? {
@@ -558,14 +442,7 @@ pub fn ct_exec_main(
 
 fn resolve(prog: &str) -> CString {
     if !prog.contains('/') {
-        for dir in [
-            "/usr/local/sbin",
-            "/usr/local/bin",
-            "/usr/sbin",
-            "/usr/bin",
-            "/sbin",
-            "/bin",
-        ] {
+        for dir in ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
             let p = format!("{dir}/{prog}");
             if Path::new(&p).exists() {
                 return CString::new(p).unwrap_or_default();

@@ -15,9 +15,7 @@ use super::{crash_point, disk, net, ContainerError, ContainerRuntime};
 use crate::runtime::{Runtime, Usage};
 use crate::store::{InstanceRecord, InstanceStore, PendingOp};
 use std::collections::HashSet;
-use vessel_core::{
-    Action, HostCapacity, InstanceId, InstanceKind, InstanceSpec, InstanceState, PlanResources,
-};
+use vessel_core::{Action, HostCapacity, InstanceId, InstanceKind, InstanceSpec, InstanceState, PlanResources};
 
 pub struct ContainerHost {
     pub rt: ContainerRuntime,
@@ -37,11 +35,7 @@ pub struct ReconcileReport {
 impl ContainerHost {
     pub fn new(rt: ContainerRuntime, capacity: HostCapacity) -> Result<Self, ContainerError> {
         let store = InstanceStore::open(&rt.cfg.state_dir)?;
-        Ok(Self {
-            rt,
-            store,
-            capacity,
-        })
+        Ok(Self { rt, store, capacity })
     }
 
     /// Serialises operations on one instance across threads and processes (an exclusive
@@ -50,26 +44,17 @@ impl ContainerHost {
     fn lock(&self, id: &InstanceId) -> Result<std::fs::File, ContainerError> {
         use std::os::fd::AsRawFd;
         let dir = self.rt.cfg.state_dir.join("locks");
-        std::fs::create_dir_all(&dir).map_err(|source| ContainerError::Io {
-            what: format!("mkdir {}", dir.display()),
-            source,
-        })?;
+        std::fs::create_dir_all(&dir).map_err(|source| ContainerError::Io { what: format!("mkdir {}", dir.display()), source })?;
         let path = dir.join(id.to_string());
         let f = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|source| ContainerError::Io {
-                what: format!("open {}", path.display()),
-                source,
-            })?;
+            .map_err(|source| ContainerError::Io { what: format!("open {}", path.display()), source })?;
         // SAFETY: flock(2) on a descriptor we own for the duration of the call.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(ContainerError::Io {
-                what: format!("lock {}", path.display()),
-                source: std::io::Error::last_os_error(),
-            });
+            return Err(ContainerError::Io { what: format!("lock {}", path.display()), source: std::io::Error::last_os_error() });
         }
         Ok(f)
     }
@@ -82,18 +67,10 @@ impl ContainerHost {
         Ok(r)
     }
 
-    fn check(
-        &self,
-        r: &InstanceRecord,
-        action: Action,
-        name: &'static str,
-    ) -> Result<InstanceState, ContainerError> {
+    fn check(&self, r: &InstanceRecord, action: Action, name: &'static str) -> Result<InstanceState, ContainerError> {
         let state = self.rt.observe(r)?;
         if !action.allowed_in(state) {
-            return Err(ContainerError::NotAllowed {
-                action: name,
-                state,
-            });
+            return Err(ContainerError::NotAllowed { action: name, state });
         }
         Ok(state)
     }
@@ -106,11 +83,7 @@ impl ContainerHost {
 
     /// Creates (and by default starts) a container. Idempotent: the same spec again finishes
     /// or returns the existing one; a different spec under the same id is a conflict.
-    pub fn create(
-        &self,
-        spec: InstanceSpec,
-        start: bool,
-    ) -> Result<InstanceRecord, ContainerError> {
+    pub fn create(&self, spec: InstanceSpec, start: bool) -> Result<InstanceRecord, ContainerError> {
         if spec.kind() != InstanceKind::Container {
             return Err(ContainerError::WrongKind(spec.id));
         }
@@ -121,24 +94,11 @@ impl ContainerHost {
             None => {
                 // Refuse before any side effect: admission and a usable template (and leave
                 // no lock file behind for an id that never existed here).
-                let refused =
-                    crate::host::check(&self.capacity, &self.store.list()?, &spec.resources, None)
-                        .map_err(ContainerError::from)
-                        .and_then(|_| {
-                            self.rt
-                                .cfg
-                                .templates
-                                .load(&spec.template)
-                                .map_err(ContainerError::from)
-                        });
+                let refused = crate::host::check(&self.capacity, &self.store.list()?, &spec.resources, None)
+                    .map_err(ContainerError::from)
+                    .and_then(|_| self.rt.cfg.templates.load(&spec.template).map_err(ContainerError::from));
                 if let Err(e) = refused {
-                    let _ = std::fs::remove_file(
-                        self.rt
-                            .cfg
-                            .state_dir
-                            .join("locks")
-                            .join(spec.id.to_string()),
-                    );
+                    let _ = std::fs::remove_file(self.rt.cfg.state_dir.join("locks").join(spec.id.to_string()));
                     return Err(e);
                 }
                 let r = InstanceRecord {
@@ -225,11 +185,7 @@ impl ContainerHost {
     }
 
     /// New root filesystem (from `template`, or the current one), same identity and addresses.
-    pub fn reinstall(
-        &self,
-        id: &InstanceId,
-        template: Option<String>,
-    ) -> Result<InstanceRecord, ContainerError> {
+    pub fn reinstall(&self, id: &InstanceId, template: Option<String>) -> Result<InstanceRecord, ContainerError> {
         let _lock = self.lock(id)?;
         let mut r = self.get(id)?;
         self.check(&r, Action::Reinstall, "reinstall")?;
@@ -246,11 +202,7 @@ impl ContainerHost {
 
     /// A new root password hash on a running container (recorded in its spec, so a reinstall
     /// writes the new one).
-    pub fn reset_password(
-        &self,
-        id: &InstanceId,
-        hash: vessel_core::PasswordHash,
-    ) -> Result<InstanceRecord, ContainerError> {
+    pub fn reset_password(&self, id: &InstanceId, hash: vessel_core::PasswordHash) -> Result<InstanceRecord, ContainerError> {
         let _lock = self.lock(id)?;
         let mut r = self.get(id)?;
         self.rt.reset_password(&r, &hash)?;
@@ -260,11 +212,7 @@ impl ContainerHost {
     }
 
     /// New limits, same data; refused by admission like a create (the old size excluded).
-    pub fn resize(
-        &self,
-        id: &InstanceId,
-        resources: PlanResources,
-    ) -> Result<InstanceRecord, ContainerError> {
+    pub fn resize(&self, id: &InstanceId, resources: PlanResources) -> Result<InstanceRecord, ContainerError> {
         let _lock = self.lock(id)?;
         let mut r = self.get(id)?;
         self.check(&r, Action::Resize, "resize")?;
@@ -272,16 +220,11 @@ impl ContainerHost {
             return Err(ContainerError::WrongKind(*id));
         }
         if resources.disk_gib() < r.spec.resources.disk_gib() {
-            return Err(ContainerError::DiskShrink {
-                from: r.spec.resources.disk_gib(),
-                to: resources.disk_gib(),
-            });
+            return Err(ContainerError::DiskShrink { from: r.spec.resources.disk_gib(), to: resources.disk_gib() });
         }
         crate::host::check(&self.capacity, &self.store.list()?, &resources, Some(*id))?;
         let previous = std::mem::replace(&mut r.spec.resources, resources);
-        r.pending = Some(PendingOp::Resize {
-            previous: previous.clone(),
-        });
+        r.pending = Some(PendingOp::Resize { previous: previous.clone() });
         self.store.put(&r)?;
         self.rt.resize(&mut r, &previous)?;
         r.pending = None;
@@ -328,11 +271,7 @@ impl ContainerHost {
         self.rt.usage(&self.get(id)?)
     }
 
-    pub fn exec_command(
-        &self,
-        id: &InstanceId,
-        argv: &[String],
-    ) -> Result<std::process::Command, ContainerError> {
+    pub fn exec_command(&self, id: &InstanceId, argv: &[String]) -> Result<std::process::Command, ContainerError> {
         self.rt.exec_command(&self.get(id)?, argv)
     }
 
@@ -416,12 +355,7 @@ impl ContainerHost {
         }
         // Loop devices whose image lies under our instances dir and has no record.
         let dir = self.rt.instances_dir();
-        if let Ok(out) = super::run(std::process::Command::new("losetup").args([
-            "-l",
-            "-n",
-            "-O",
-            "NAME,BACK-FILE",
-        ])) {
+        if let Ok(out) = super::run(std::process::Command::new("losetup").args(["-l", "-n", "-O", "NAME,BACK-FILE"])) {
             for line in out.lines() {
                 let Some((dev, back)) = line.trim().split_once(' ') else {
                     continue;
@@ -430,10 +364,7 @@ impl ContainerHost {
                 let Ok(rel) = back.strip_prefix(&dir) else {
                     continue;
                 };
-                let id = rel
-                    .components()
-                    .next()
-                    .and_then(|c| c.as_os_str().to_str()?.parse::<InstanceId>().ok());
+                let id = rel.components().next().and_then(|c| c.as_os_str().to_str()?.parse::<InstanceId>().ok());
                 if id.map(|id| !known.contains(&id)).unwrap_or(true) {
                     let _ = super::run(std::process::Command::new("losetup").arg("-d").arg(dev));
                     removed.push(format!("loop {dev}"));

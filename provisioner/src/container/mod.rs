@@ -55,23 +55,13 @@ pub enum ContainerError {
     #[error("container {0}: a systemd template needs this host's user namespaces (without one its root is host root with a writable cgroup tree); enable them or use a plain-init template")]
     SystemdNeedsUserns(InstanceId),
     #[error("cannot {action} a container that is {state:?}")]
-    NotAllowed {
-        action: &'static str,
-        state: InstanceState,
-    },
+    NotAllowed { action: &'static str, state: InstanceState },
     #[error("cannot shrink the disk from {from} GiB to {to} GiB (data would be lost)")]
     DiskShrink { from: u64, to: u64 },
     #[error("{cmd} failed ({status}): {stderr}")]
-    Command {
-        cmd: String,
-        status: String,
-        stderr: String,
-    },
+    Command { cmd: String, status: String, stderr: String },
     #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
+    Io { what: String, source: std::io::Error },
     #[error("{what}: {errno}")]
     Sys { what: String, errno: nix::Error },
     #[error("container init: {0}")]
@@ -93,13 +83,7 @@ impl From<Refusal> for ContainerError {
 /// Runs a host command, returning its stdout or an error carrying its stderr.
 pub(crate) fn run(cmd: &mut Command) -> Result<String, ContainerError> {
     let desc = format!("{:?}", cmd).replace('"', "");
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| ContainerError::Io {
-            what: desc.clone(),
-            source,
-        })?;
+    let out = cmd.stdin(Stdio::null()).output().map_err(|source| ContainerError::Io { what: desc.clone(), source })?;
     if !out.status.success() {
         return Err(ContainerError::Command {
             cmd: desc,
@@ -131,12 +115,8 @@ pub fn crash_point(op: &str, step: &str) {
 pub const LOG_BYTES: u64 = 2 * 1024 * 1024;
 
 /// The steps of create and destroy, in order (the crash tests walk them).
-pub const CREATE_STEPS: [&str; 8] = [
-    "record", "image", "mkfs", "loop", "mount", "rootfs", "cgroup", "start",
-];
-pub const DESTROY_STEPS: [&str; 7] = [
-    "record", "stop", "cgroup", "umount", "loop", "files", "forget",
-];
+pub const CREATE_STEPS: [&str; 8] = ["record", "image", "mkfs", "loop", "mount", "rootfs", "cgroup", "start"];
+pub const DESTROY_STEPS: [&str; 7] = ["record", "stop", "cgroup", "umount", "loop", "files", "forget"];
 
 /// Host facts and names the container runtime works with; every path is a parameter.
 #[derive(Clone, Debug)]
@@ -177,10 +157,7 @@ pub struct IdPool {
 }
 
 impl IdPool {
-    pub const DEFAULT: IdPool = IdPool {
-        first: 1 << 30,
-        slots: 16_384,
-    };
+    pub const DEFAULT: IdPool = IdPool { first: 1 << 30, slots: 16_384 };
 }
 
 pub const IDS_PER_CONTAINER: u32 = 65_536;
@@ -335,10 +312,7 @@ impl Drop for PtyInput {
 /// is to be written into it (see `ensure_built`).
 fn mark_access_pending(dir: &std::path::Path) -> Result<(), ContainerError> {
     let p = dir.join("access.pending");
-    fs::write(&p, b"").map_err(|source| ContainerError::Io {
-        what: format!("write {}", p.display()),
-        source,
-    })
+    fs::write(&p, b"").map_err(|source| ContainerError::Io { what: format!("write {}", p.display()), source })
 }
 
 /// Creates `dir` if needed and makes it the provisioner's only (0700): nothing of a
@@ -347,10 +321,7 @@ fn private_dir(dir: &std::path::Path) -> Result<(), ContainerError> {
     use std::os::unix::fs::PermissionsExt;
     fs::create_dir_all(dir)
         .and_then(|_| fs::set_permissions(dir, fs::Permissions::from_mode(0o700)))
-        .map_err(|source| ContainerError::Io {
-            what: format!("mkdir 0700 {}", dir.display()),
-            source,
-        })
+        .map_err(|source| ContainerError::Io { what: format!("mkdir 0700 {}", dir.display()), source })
 }
 
 /// Start time of `pid` from /proc, if it is alive and not a zombie.
@@ -410,10 +381,7 @@ impl ContainerRuntime {
                 MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
                 Some(format!("size={LOG_BYTES},mode=0700").as_str()),
             )
-            .map_err(|errno| ContainerError::Sys {
-                what: format!("mount log tmpfs on {}", dir.display()),
-                errno,
-            })?;
+            .map_err(|errno| ContainerError::Sys { what: format!("mount log tmpfs on {}", dir.display()), errno })?;
         }
         let log = self.console_log(id);
         if fs::metadata(&log).map(|m| m.len() > 0).unwrap_or(false) {
@@ -467,12 +435,8 @@ impl ContainerRuntime {
         let io = |what: String| move |source| ContainerError::Io { what, source };
         let locks = self.cfg.state_dir.join("locks");
         fs::create_dir_all(&locks).map_err(io(format!("mkdir {}", locks.display())))?;
-        let lock = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(locks.join(".ids"))
-            .map_err(io("ids lock".into()))?;
+        let lock =
+            fs::OpenOptions::new().create(true).truncate(false).write(true).open(locks.join(".ids")).map_err(io("ids lock".into()))?;
         // SAFETY: flock(2) on a descriptor we own; released when `lock` drops.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(io("ids lock".into())(std::io::Error::last_os_error()));
@@ -493,10 +457,7 @@ impl ContainerRuntime {
             .map(|k| pool.first + k * IDS_PER_CONTAINER)
             .find(|b| !used.contains(b))
             .ok_or(ContainerError::IdsExhausted { slots: pool.slots })?;
-        let r = IdRange {
-            base,
-            count: IDS_PER_CONTAINER,
-        };
+        let r = IdRange { base, count: IDS_PER_CONTAINER };
         let path = self.dir(id).join("ids.json");
         let tmp = self.dir(id).join(".ids.json.tmp");
         let mut f = fs::File::create(&tmp).map_err(io(format!("create {}", tmp.display())))?;
@@ -529,28 +490,14 @@ impl ContainerRuntime {
             let t = self.cfg.templates.load(&record.spec.template)?;
             let sha16: String = t.manifest.sha256.chars().take(16).collect();
             let key = format!("{}-{}-{}", t.manifest.name, t.manifest.version, sha16);
-            let golden = disk::golden_image(
-                &self.cfg.templates.cache,
-                &key,
-                record.spec.resources.disk_gib(),
-                &t.rootfs,
-            )?;
+            let golden = disk::golden_image(&self.cfg.templates.cache, &key, record.spec.resources.disk_gib(), &t.rootfs)?;
             disk::copy_sparse(&golden, &self.image(&id))?;
             crash_point(op, "mkfs");
             mark_access_pending(&dir)?;
             let done = dir.join("rootfs.done");
-            fs::write(
-                &done,
-                serde_json::to_vec(&t.manifest).expect("manifest serialises"),
-            )
-            .map_err(|source| ContainerError::Io {
-                what: format!("write {}", done.display()),
-                source,
-            })?;
-            fs::write(&mkfs_done, b"").map_err(|source| ContainerError::Io {
-                what: format!("write {}", mkfs_done.display()),
-                source,
-            })?;
+            fs::write(&done, serde_json::to_vec(&t.manifest).expect("manifest serialises"))
+                .map_err(|source| ContainerError::Io { what: format!("write {}", done.display()), source })?;
+            fs::write(&mkfs_done, b"").map_err(|source| ContainerError::Io { what: format!("write {}", mkfs_done.display()), source })?;
         }
         // Mounted means attached: skip the loop lookup on the common path (every start).
         let mut loop_dev = None;
@@ -572,10 +519,7 @@ impl ContainerRuntime {
         if pending.exists() {
             access::write_before_boot(&self.root(&id), &record.spec.access, ids.map(|r| r.base))?;
             access::write_resolv_conf(&self.root(&id), std::path::Path::new("/etc/resolv.conf"), ids.map(|r| r.base))?;
-            fs::remove_file(&pending).map_err(|source| ContainerError::Io {
-                what: format!("remove {}", pending.display()),
-                source,
-            })?;
+            fs::remove_file(&pending).map_err(|source| ContainerError::Io { what: format!("remove {}", pending.display()), source })?;
         }
         if let Some(range) = ids {
             // Idempotent (ids already in range stay), so a crash mid-way is finished by
@@ -583,10 +527,7 @@ impl ContainerRuntime {
             let shifted = dir.join("ids.shifted");
             if !shifted.exists() {
                 disk::shift_ids(&self.root(&id), range.base, range.count)?;
-                fs::write(&shifted, b"").map_err(|source| ContainerError::Io {
-                    what: format!("write {}", shifted.display()),
-                    source,
-                })?;
+                fs::write(&shifted, b"").map_err(|source| ContainerError::Io { what: format!("write {}", shifted.display()), source })?;
             }
         }
         let t_rootfs = Instant::now();
@@ -598,10 +539,8 @@ impl ContainerRuntime {
             None => disk::loops_of(&self.image(&id)).into_iter().next(),
         };
         if let Some(dev) = dev {
-            let rdev = nix::sys::stat::stat(dev.as_str()).map_err(|errno| ContainerError::Sys {
-                what: format!("stat {dev}"),
-                errno,
-            })?.st_rdev;
+            let rdev =
+                nix::sys::stat::stat(dev.as_str()).map_err(|errno| ContainerError::Sys { what: format!("stat {dev}"), errno })?.st_rdev;
             let majmin = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
             self.cgroup(&id).set_io_limits(majmin, &record.spec.resources.io_limits())?;
         }
@@ -635,10 +574,7 @@ impl ContainerRuntime {
         disk::copy_rootfs(&t.rootfs, &self.root(&id))?;
         mark_access_pending(&self.dir(&id))?;
         let init = serde_json::to_vec(&t.manifest).expect("manifest serialises");
-        fs::write(&done, init).map_err(|source| ContainerError::Io {
-            what: format!("write {}", done.display()),
-            source,
-        })?;
+        fs::write(&done, init).map_err(|source| ContainerError::Io { what: format!("write {}", done.display()), source })?;
         Ok(())
     }
 
@@ -685,30 +621,17 @@ impl ContainerRuntime {
             userns: ids.map(|r| (r.base, r.count)),
         };
         let cfg_path = self.dir(&id).join("init.json");
-        fs::write(
-            &cfg_path,
-            serde_json::to_vec_pretty(&cfg).expect("serialises"),
-        )
-        .map_err(|source| ContainerError::Io {
-            what: format!("write {}", cfg_path.display()),
-            source,
-        })?;
+        fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg).expect("serialises"))
+            .map_err(|source| ContainerError::Io { what: format!("write {}", cfg_path.display()), source })?;
         self.prepare_console_log(&id)?;
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
             .mode(0o600)
             .open(self.console_log(&id))
-            .map_err(|source| ContainerError::Io {
-                what: "console log".into(),
-                source,
-            })?;
+            .map_err(|source| ContainerError::Io { what: "console log".into(), source })?;
         let mut cmd = Command::new(&self.cfg.helper_exe);
-        cmd.arg("ct-init")
-            .arg(&cfg_path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(log);
+        cmd.arg("ct-init").arg(&cfg_path).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(log);
         // SAFETY: between fork and exec only async-signal-safe syscalls (setsid, unshare),
         // no allocation and no locks.
         // With a user namespace, ct-init makes the network namespace itself (owned by it).
@@ -716,10 +639,7 @@ impl ContainerRuntime {
         unsafe {
             cmd.pre_exec(move || {
                 libc::setsid();
-                let flags = libc::CLONE_NEWNS
-                    | libc::CLONE_NEWUTS
-                    | libc::CLONE_NEWIPC
-                    | netns_flag;
+                let flags = libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | netns_flag;
                 if libc::unshare(flags) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -727,28 +647,17 @@ impl ContainerRuntime {
             });
         }
         let t0 = Instant::now();
-        let mut child = cmd.spawn().map_err(|source| ContainerError::Io {
-            what: format!("spawn {}", self.cfg.helper_exe.display()),
-            source,
-        })?;
+        let mut child =
+            cmd.spawn().map_err(|source| ContainerError::Io { what: format!("spawn {}", self.cfg.helper_exe.display()), source })?;
         let t_spawned = Instant::now();
         let result = (|| {
-            let adj = oom_score_adj(
-                record.spec.resources.memory_guaranteed_mib(),
-                self.cfg.host_memory_mib,
-            );
+            let adj = oom_score_adj(record.spec.resources.memory_guaranteed_mib(), self.cfg.host_memory_mib);
             let adj_path = format!("/proc/{}/oom_score_adj", child.id());
-            fs::write(&adj_path, adj.to_string()).map_err(|source| ContainerError::Io {
-                what: adj_path,
-                source,
-            })?;
+            fs::write(&adj_path, adj.to_string()).map_err(|source| ContainerError::Io { what: adj_path, source })?;
             let mut out = BufReader::new(child.stdout.take().expect("piped"));
             if cfg.userns.is_some() {
                 let mut ready = String::new();
-                out.read_line(&mut ready).map_err(|source| ContainerError::Io {
-                    what: "read ct-init".into(),
-                    source,
-                })?;
+                out.read_line(&mut ready).map_err(|source| ContainerError::Io { what: "read ct-init".into(), source })?;
                 if ready.trim() != "ready" {
                     let tail = fs::read_to_string(self.console_log(&id)).unwrap_or_default();
                     let tail: String = tail.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
@@ -766,20 +675,11 @@ impl ContainerRuntime {
                 crate::hostnet::protect(&self.port(record))?;
             }
             let mut stdin = child.stdin.take().expect("piped");
-            stdin
-                .write_all(b"go\n")
-                .map_err(|source| ContainerError::Io {
-                    what: "signal ct-init".into(),
-                    source,
-                })?;
+            stdin.write_all(b"go\n").map_err(|source| ContainerError::Io { what: "signal ct-init".into(), source })?;
             drop(stdin);
             let t_go = Instant::now();
             let mut line = String::new();
-            out.read_line(&mut line)
-                .map_err(|source| ContainerError::Io {
-                    what: "read ct-init".into(),
-                    source,
-                })?;
+            out.read_line(&mut line).map_err(|source| ContainerError::Io { what: "read ct-init".into(), source })?;
             line.trim()
                 .strip_prefix("pid ")
                 .and_then(|p| p.parse::<u32>().ok())
@@ -807,10 +707,7 @@ impl ContainerRuntime {
                 return Err(e);
             }
         };
-        let facts = Facts {
-            pid: Some(pid),
-            start_time: proc_start_time(pid),
-        };
+        let facts = Facts { pid: Some(pid), start_time: proc_start_time(pid) };
         facts.store(record);
         Ok(())
     }
@@ -856,11 +753,7 @@ impl ContainerRuntime {
 
     /// Applies `record.spec.resources` (already the new plan): limits at once, and a
     /// grown disk online. `previous` is the old plan.
-    pub fn resize(
-        &self,
-        record: &mut InstanceRecord,
-        previous: &vessel_core::PlanResources,
-    ) -> Result<(), ContainerError> {
+    pub fn resize(&self, record: &mut InstanceRecord, previous: &vessel_core::PlanResources) -> Result<(), ContainerError> {
         let id = record.spec.id;
         let (from, to) = (previous.disk_gib(), record.spec.resources.disk_gib());
         if to < from {
@@ -869,9 +762,7 @@ impl ContainerRuntime {
         self.ensure_built(record, "resize")?;
         let dev = disk::attach(&self.image(&id))?;
         disk::grow(&self.image(&id), &dev, to)?;
-        let fs_bytes = disk::usage(&self.root(&id))
-            .map(|(_, total)| total)
-            .unwrap_or(0);
+        let fs_bytes = disk::usage(&self.root(&id)).map(|(_, total)| total).unwrap_or(0);
         if fs_bytes < to * (1 << 30) * 9 / 10 {
             // Online first; some kernels refuse online ext4 resize (EPERM, as on this
             // project's test machines): then a short stop, an offline grow, and a start.
@@ -904,10 +795,7 @@ impl ContainerRuntime {
     /// their first boot (create, reinstall) or from inside.
     pub fn reset_password(&self, record: &InstanceRecord, hash: &vessel_core::PasswordHash) -> Result<(), ContainerError> {
         if self.live_pid(record).is_none() {
-            return Err(ContainerError::NotAllowed {
-                action: "reset the password of",
-                state: InstanceState::Stopped,
-            });
+            return Err(ContainerError::NotAllowed { action: "reset the password of", state: InstanceState::Stopped });
         }
         let mut cmd = self.exec_command(record, &["/bin/sh".into(), "-c".into(), access::RESET_SCRIPT.into()])?;
         cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped());
@@ -930,28 +818,15 @@ impl ContainerRuntime {
     }
 
     /// Runs `argv` inside the running container (its namespaces, cgroup and capability set).
-    pub fn exec_command(
-        &self,
-        record: &InstanceRecord,
-        argv: &[String],
-    ) -> Result<Command, ContainerError> {
-        let pid = self.live_pid(record).ok_or(ContainerError::NotAllowed {
-            action: "exec in",
-            state: InstanceState::Stopped,
-        })?;
+    pub fn exec_command(&self, record: &InstanceRecord, argv: &[String]) -> Result<Command, ContainerError> {
+        let pid = self.live_pid(record).ok_or(ContainerError::NotAllowed { action: "exec in", state: InstanceState::Stopped })?;
         // A process joining a frozen group freezes with it: refuse rather than hang.
         if self.cgroup(&record.spec.id).frozen() {
-            return Err(ContainerError::NotAllowed {
-                action: "exec in",
-                state: InstanceState::Suspended,
-            });
+            return Err(ContainerError::NotAllowed { action: "exec in", state: InstanceState::Suspended });
         }
         let mut cmd = Command::new(&self.cfg.helper_exe);
         cmd.arg("ct-exec").arg("--pid").arg(pid.to_string());
-        let adj = oom_score_adj(
-            record.spec.resources.memory_guaranteed_mib(),
-            self.cfg.host_memory_mib,
-        );
+        let adj = oom_score_adj(record.spec.resources.memory_guaranteed_mib(), self.cfg.host_memory_mib);
         cmd.arg(format!("--oom-score-adj={adj}"));
         for f in self.cgroup(&record.spec.id).join_files() {
             cmd.arg("--cgroup").arg(f);
@@ -964,17 +839,12 @@ impl ContainerRuntime {
     /// pseudo-terminal (the template's own: busybox's or Debian's), so the customer signs in
     /// with root's password as on a real console. Nothing stays behind when the viewer leaves:
     /// dropping the [`Console`] closes the master, and the hang-up ends the login.
-    pub fn console_session(
-        &self,
-        record: &InstanceRecord,
-    ) -> Result<crate::runtime::Console, ContainerError> {
+    pub fn console_session(&self, record: &InstanceRecord) -> Result<crate::runtime::Console, ContainerError> {
         // The pty comes from the container's own devpts instance (through its init's root),
         // so inside it is /dev/pts/N: `tty`, job control and login work as on a real console.
         // Root inside cannot replace that mount (the mount namespace is the host's user's).
-        let pid = self.live_pid(record).ok_or(ContainerError::NotAllowed {
-            action: "attach a console to",
-            state: InstanceState::Stopped,
-        })?;
+        let pid =
+            self.live_pid(record).ok_or(ContainerError::NotAllowed { action: "attach a console to", state: InstanceState::Stopped })?;
         let ptmx = format!("/proc/{pid}/root/dev/pts/ptmx");
         // Opened as the container's root (this thread's filesystem ids only): devpts gives
         // the new pty to the opener, and a pty owned by an id the container cannot see is
@@ -982,50 +852,26 @@ impl ContainerRuntime {
         let opener = self.ids(&record.spec.id).map(|r| r.base);
         let master = {
             let _as = opener.map(FsIds::become_);
-            fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
-                .open(&ptmx)
+            fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC).open(&ptmx)
         }
-        .map_err(|source| ContainerError::Io {
-            what: ptmx.clone(),
-            source,
-        })?;
+        .map_err(|source| ContainerError::Io { what: ptmx.clone(), source })?;
         let unlock: libc::c_int = 0;
         // SAFETY: ioctls on the master we just opened: TIOCSPTLCK reads an int we own;
         // TIOCGPTPEER returns a new descriptor for the peer, which we then own.
         let slave_fd = unsafe {
             if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) != 0 {
-                return Err(ContainerError::Io {
-                    what: "unlock pty".into(),
-                    source: std::io::Error::last_os_error(),
-                });
+                return Err(ContainerError::Io { what: "unlock pty".into(), source: std::io::Error::last_os_error() });
             }
-            libc::ioctl(
-                master.as_raw_fd(),
-                libc::TIOCGPTPEER,
-                libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-            )
+            libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC)
         };
         if slave_fd < 0 {
-            return Err(ContainerError::Io {
-                what: "pty peer".into(),
-                source: std::io::Error::last_os_error(),
-            });
+            return Err(ContainerError::Io { what: "pty peer".into(), source: std::io::Error::last_os_error() });
         }
         // SAFETY: `slave_fd` is a fresh descriptor returned to us above, owned only here.
         let slave = unsafe { <fs::File as std::os::fd::FromRawFd>::from_raw_fd(slave_fd) };
         let mut cmd = self.exec_command(record, &["login".to_string()])?;
-        let clone = |f: &fs::File| {
-            f.try_clone().map_err(|source| ContainerError::Io {
-                what: "pty".into(),
-                source,
-            })
-        };
-        cmd.stdin(clone(&slave)?)
-            .stdout(clone(&slave)?)
-            .stderr(slave);
+        let clone = |f: &fs::File| f.try_clone().map_err(|source| ContainerError::Io { what: "pty".into(), source });
+        cmd.stdin(clone(&slave)?).stdout(clone(&slave)?).stderr(slave);
         // SAFETY: only async-signal-safe calls between fork and exec: setsid, then making the
         // pty (already on fd 0) the controlling terminal of the new session. ct-exec's child
         // inherits both (it forks, it does not start a new session).
@@ -1038,25 +884,15 @@ impl ContainerRuntime {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|source| ContainerError::Io {
-            what: "console".into(),
-            source,
-        })?;
+        let child = cmd.spawn().map_err(|source| ContainerError::Io { what: "console".into(), source })?;
         drop(cmd);
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let reader = PtyOutput { master: clone(&master)?, stop: stop.clone() };
-        Ok(crate::runtime::Console {
-            output: Box::new(reader),
-            input: Box::new(PtyInput { master, child: Some(child), stop }),
-        })
+        Ok(crate::runtime::Console { output: Box::new(reader), input: Box::new(PtyInput { master, child: Some(child), stop }) })
     }
 
     /// Removes whatever exists of instance `id` (also used for orphans with no record).
-    pub fn destroy_parts(
-        &self,
-        id: &InstanceId,
-        record: Option<&mut InstanceRecord>,
-    ) -> Result<(), ContainerError> {
+    pub fn destroy_parts(&self, id: &InstanceId, record: Option<&mut InstanceRecord>) -> Result<(), ContainerError> {
         crash_point("destroy", "stop");
         match record {
             Some(r) => self.stop_init(r, false)?,
@@ -1076,10 +912,7 @@ impl ContainerRuntime {
         crash_point("destroy", "files");
         let dir = self.dir(id);
         if dir.exists() {
-            fs::remove_dir_all(&dir).map_err(|source| ContainerError::Io {
-                what: format!("remove {}", dir.display()),
-                source,
-            })?;
+            fs::remove_dir_all(&dir).map_err(|source| ContainerError::Io { what: format!("remove {}", dir.display()), source })?;
         }
         Ok(())
     }
@@ -1150,10 +983,7 @@ impl Runtime for ContainerRuntime {
 
     fn suspend(&self, record: &mut InstanceRecord) -> Result<(), ContainerError> {
         if self.live_pid(record).is_none() {
-            return Err(ContainerError::NotAllowed {
-                action: "suspend",
-                state: InstanceState::Stopped,
-            });
+            return Err(ContainerError::NotAllowed { action: "suspend", state: InstanceState::Stopped });
         }
         Ok(self.cgroup(&record.spec.id).freeze()?)
     }
@@ -1185,9 +1015,7 @@ impl Runtime for ContainerRuntime {
         let cg = self.cgroup(&id);
         let (mem, peak) = cg.memory();
         let guarantee = record.spec.resources.memory_guaranteed_mib() * 1024 * 1024;
-        let (disk_used, _) = disk::usage(&self.root(&id))
-            .filter(|_| disk::is_mounted(&self.root(&id)))
-            .unwrap_or((0, 0));
+        let (disk_used, _) = disk::usage(&self.root(&id)).filter(|_| disk::is_mounted(&self.root(&id))).unwrap_or((0, 0));
         let (rx, tx) = net::counters(&self.veth_host(&id));
         Ok(Usage {
             cpu_time_ns: cg.cpu_time_ns(),

@@ -26,25 +26,14 @@ fn batch(cmds: &str) -> Result<(), ContainerError> {
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .map_err(|source| ContainerError::Io {
-            what: "ip -batch".into(),
-            source,
-        })?;
+        .map_err(|source| ContainerError::Io { what: "ip -batch".into(), source })?;
     child
         .stdin
         .take()
         .expect("piped")
         .write_all(cmds.as_bytes())
-        .map_err(|source| ContainerError::Io {
-            what: "ip -batch".into(),
-            source,
-        })?;
-    let out = child
-        .wait_with_output()
-        .map_err(|source| ContainerError::Io {
-            what: "ip -batch".into(),
-            source,
-        })?;
+        .map_err(|source| ContainerError::Io { what: "ip -batch".into(), source })?;
+    let out = child.wait_with_output().map_err(|source| ContainerError::Io { what: "ip -batch".into(), source })?;
     if !out.status.success() {
         return Err(ContainerError::Command {
             cmd: format!("ip -batch: {}", cmds.trim().replace('\n', "; ")),
@@ -111,10 +100,7 @@ fn loopback_up() -> Result<(), ContainerError> {
     unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
         if fd < 0 {
-            return Err(ContainerError::Io {
-                what: "socket for lo".into(),
-                source: std::io::Error::last_os_error(),
-            });
+            return Err(ContainerError::Io { what: "socket for lo".into(), source: std::io::Error::last_os_error() });
         }
         let _guard = <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd);
         let mut req: libc::ifreq = std::mem::zeroed();
@@ -122,17 +108,11 @@ fn loopback_up() -> Result<(), ContainerError> {
             req.ifr_name[i] = *b as libc::c_char;
         }
         if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) < 0 {
-            return Err(ContainerError::Io {
-                what: "SIOCGIFFLAGS lo".into(),
-                source: std::io::Error::last_os_error(),
-            });
+            return Err(ContainerError::Io { what: "SIOCGIFFLAGS lo".into(), source: std::io::Error::last_os_error() });
         }
         req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
         if libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) < 0 {
-            return Err(ContainerError::Io {
-                what: "SIOCSIFFLAGS lo".into(),
-                source: std::io::Error::last_os_error(),
-            });
+            return Err(ContainerError::Io { what: "SIOCSIFFLAGS lo".into(), source: std::io::Error::last_os_error() });
         }
     }
     Ok(())
@@ -141,24 +121,10 @@ fn loopback_up() -> Result<(), ContainerError> {
 /// Puts the gateways of `net` on the bridge, so the host is the containers' router.
 pub fn ensure_gateways(bridge: &str, net: &NetworkSpec) -> Result<(), ContainerError> {
     if let Some(v4) = &net.ipv4 {
-        run(ip().args([
-            "addr",
-            "replace",
-            &format!("{}/{}", v4.gateway, v4.prefix_len),
-            "dev",
-            bridge,
-        ]))?;
+        run(ip().args(["addr", "replace", &format!("{}/{}", v4.gateway, v4.prefix_len), "dev", bridge]))?;
     }
     if let Some(v6) = &net.ipv6 {
-        run(ip().args([
-            "-6",
-            "addr",
-            "replace",
-            &format!("{}/{}", v6.gateway, v6.prefix_len),
-            "dev",
-            bridge,
-            "nodad",
-        ]))?;
+        run(ip().args(["-6", "addr", "replace", &format!("{}/{}", v6.gateway, v6.prefix_len), "dev", bridge, "nodad"]))?;
     }
     Ok(())
 }
@@ -232,16 +198,10 @@ pub fn configure_inside(peer: &str, net: &NetworkSpec) -> Result<(), ContainerEr
     }
     let mut cmds = format!("link set {peer} name eth0\nlink set eth0 up\n");
     if let Some(v4) = &net.ipv4 {
-        cmds += &format!(
-            "addr add {}/{} dev eth0\nroute add default via {}\n",
-            v4.address, v4.prefix_len, v4.gateway
-        );
+        cmds += &format!("addr add {}/{} dev eth0\nroute add default via {}\n", v4.address, v4.prefix_len, v4.gateway);
     }
     if let Some(v6) = &net.ipv6 {
-        cmds += &format!(
-            "addr add {}/{} dev eth0 nodad\nroute add default via {}\n",
-            v6.address, v6.prefix_len, v6.gateway
-        );
+        cmds += &format!("addr add {}/{} dev eth0 nodad\nroute add default via {}\n", v6.address, v6.prefix_len, v6.gateway);
     }
     batch(&cmds)
 }

@@ -12,10 +12,7 @@
 //! the process holds CAP_SYS_ADMIN in its own user namespace at that moment.
 
 use super::ContainerError;
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
-    SeccompRule, TargetArch,
-};
+use seccompiler::{BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch};
 use std::collections::BTreeMap;
 
 /// Denied outright, with the reason.
@@ -53,13 +50,8 @@ const CLONE_NEWUSER: u64 = libc::CLONE_NEWUSER as u64;
 
 fn build(rules: BTreeMap<i64, Vec<SeccompRule>>, errno: u32) -> Result<BpfProgram, ContainerError> {
     let err = |e: String| ContainerError::Init(format!("seccomp filter: {e}"));
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(errno),
-        TargetArch::x86_64,
-    )
-    .map_err(|e| err(e.to_string()))?;
+    let filter =
+        SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(errno), TargetArch::x86_64).map_err(|e| err(e.to_string()))?;
     filter.try_into().map_err(|e: seccompiler::BackendError| err(e.to_string()))
 }
 
@@ -67,50 +59,28 @@ fn build(rules: BTreeMap<i64, Vec<SeccompRule>>, errno: u32) -> Result<BpfProgra
 /// `clone3`.
 pub fn programs() -> Result<Vec<BpfProgram>, ContainerError> {
     let newuser = |arg: u8| {
-        SeccompRule::new(vec![SeccompCondition::new(
-            arg,
-            SeccompCmpArgLen::Qword,
-            SeccompCmpOp::MaskedEq(CLONE_NEWUSER),
-            CLONE_NEWUSER,
-        )
-        .map_err(|e| ContainerError::Init(format!("seccomp rule: {e}")))?])
+        SeccompRule::new(vec![SeccompCondition::new(arg, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(CLONE_NEWUSER), CLONE_NEWUSER)
+            .map_err(|e| ContainerError::Init(format!("seccomp rule: {e}")))?])
         .map_err(|e| ContainerError::Init(format!("seccomp rule: {e}")))
     };
-    let mut eperm: BTreeMap<i64, Vec<SeccompRule>> =
-        DENIED.iter().map(|(nr, _)| (*nr, vec![])).collect();
+    let mut eperm: BTreeMap<i64, Vec<SeccompRule>> = DENIED.iter().map(|(nr, _)| (*nr, vec![])).collect();
     eperm.insert(libc::SYS_unshare, vec![newuser(0)?]);
     eperm.insert(libc::SYS_clone, vec![newuser(0)?]);
     let mut enosys = BTreeMap::new();
     enosys.insert(libc::SYS_clone3, vec![]);
-    Ok(vec![
-        build(eperm, libc::EPERM as u32)?,
-        build(enosys, libc::ENOSYS as u32)?,
-    ])
+    Ok(vec![build(eperm, libc::EPERM as u32)?, build(enosys, libc::ENOSYS as u32)?])
 }
 
 /// Installs the filter on the calling thread (inherited by everything it execs and forks).
 /// Without `no_new_privs`: the caller must hold CAP_SYS_ADMIN in its user namespace.
 pub fn install(programs: &[BpfProgram]) -> Result<(), ContainerError> {
     for p in programs {
-        let prog = libc::sock_fprog {
-            len: p.len() as u16,
-            filter: p.as_ptr() as *mut libc::sock_filter,
-        };
+        let prog = libc::sock_fprog { len: p.len() as u16, filter: p.as_ptr() as *mut libc::sock_filter };
         // SAFETY: seccomp(SECCOMP_SET_MODE_FILTER) reads the program we own for the call;
         // `BpfProgram` is a Vec of `sock_filter`-layout instructions.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                0,
-                &prog as *const libc::sock_fprog,
-            )
-        };
+        let rc = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, &prog as *const libc::sock_fprog) };
         if rc != 0 {
-            return Err(ContainerError::Sys {
-                what: "install seccomp filter".into(),
-                errno: nix::Error::last(),
-            });
+            return Err(ContainerError::Sys { what: "install seccomp filter".into(), errno: nix::Error::last() });
         }
     }
     Ok(())

@@ -76,7 +76,7 @@ fn fadt(dsdt_addr: u64) -> Vec<u8> {
     let mut put = |offset: usize, bytes: &[u8]| b[offset - 36..offset - 36 + bytes.len()].copy_from_slice(bytes);
     put(40, &(dsdt_addr as u32).to_le_bytes()); // DSDT
     put(108, &[super::rtc::CENTURY_REGISTER]); // CENTURY
-    // IAPC_BOOT_ARCH: an 8042 is there, no VGA.
+                                               // IAPC_BOOT_ARCH: an 8042 is there, no VGA.
     put(109, &(0x0002u16 | 0x0004).to_le_bytes());
     // Flags: HW_REDUCED_ACPI, RESET_REG_SUP.
     put(112, &((1u32 << 20) | (1 << 10)).to_le_bytes());
@@ -160,7 +160,9 @@ pub enum PowerRequest {
 /// offered (no `\_S3_` in the DSDT) and are ignored.
 pub fn power_write(port: u16, value: u8) -> Option<PowerRequest> {
     match port {
-        SLEEP_CONTROL_PORT if value & SLP_EN != 0 && (value & SLP_TYP_MASK) >> SLP_TYP_SHIFT == S5_SLEEP_TYPE => Some(PowerRequest::PowerOff),
+        SLEEP_CONTROL_PORT if value & SLP_EN != 0 && (value & SLP_TYP_MASK) >> SLP_TYP_SHIFT == S5_SLEEP_TYPE => {
+            Some(PowerRequest::PowerOff)
+        }
         RESET_PORT if value == RESET_VALUE => Some(PowerRequest::Reset),
         _ => None,
     }

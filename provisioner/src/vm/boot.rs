@@ -17,10 +17,10 @@
 
 use super::memory::ranges;
 use linux_loader::cmdline::Cmdline;
-use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info};
-use linux_loader::loader::elf::{Elf, PvhBootCapability};
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params};
 use linux_loader::loader::bzimage::BzImage;
+use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info};
+use linux_loader::loader::elf::{Elf, PvhBootCapability};
 use linux_loader::loader::KernelLoader;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -107,8 +107,8 @@ pub fn load_pvh(
     initrd: Option<&[u8]>,
 ) -> Result<Entry, BootError> {
     let mut f = std::io::Cursor::new(image);
-    let loaded = Elf::load(mem, None, &mut f, Some(GuestAddress(HIMEM_START)))
-        .map_err(|source| BootError::Load { path: kernel.into(), source })?;
+    let loaded =
+        Elf::load(mem, None, &mut f, Some(GuestAddress(HIMEM_START))).map_err(|source| BootError::Load { path: kernel.into(), source })?;
     let PvhBootCapability::PvhEntryPresent(entry) = loaded.pvh_boot_cap else {
         return Err(BootError::NoPvhNote(kernel.into()));
     };
@@ -142,8 +142,7 @@ pub fn load_pvh(
 /// A flat GDT matching the entry state the vCPU registers describe, so a kernel that reloads
 /// segments before its own `lgdt` finds the same ones.
 fn write_gdt(mem: &GuestMemoryMmap) -> Result<(), BootError> {
-    let gdt: [u64; GDT_ENTRIES as usize] =
-        [0, 0, 0x00cf_9b00_0000_ffff, 0x00cf_9300_0000_ffff, 0x0000_8b00_0000_0067];
+    let gdt: [u64; GDT_ENTRIES as usize] = [0, 0, 0x00cf_9b00_0000_ffff, 0x00cf_9300_0000_ffff, 0x0000_8b00_0000_0067];
     for (i, d) in gdt.iter().enumerate() {
         mem.write_obj(*d, GuestAddress(GDT_ADDR + 8 * i as u64))?;
     }

@@ -46,11 +46,7 @@ pub fn path_of(parent: &str, name: &str) -> String {
 }
 
 fn load(path: &str) -> Cgroup {
-    Cgroup::load_with_specified_controllers(
-        hierarchies::auto(),
-        path,
-        CONTROLLERS.iter().map(|s| s.to_string()).collect(),
-    )
+    Cgroup::load_with_specified_controllers(hierarchies::auto(), path, CONTROLLERS.iter().map(|s| s.to_string()).collect())
 }
 
 fn op<'a>(path: &'a str, what: &'static str) -> impl FnOnce(cgroups_rs::fs::error::Error) -> CgroupError + 'a {
@@ -90,13 +86,7 @@ pub fn cpus(parent: &str, name: &str) -> Option<String> {
     let cg = load(&path);
     let cpuset: &CpuSetController = cg.controller_of()?;
     let set = cpuset.cpuset();
-    Some(
-        set.cpus
-            .iter()
-            .map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
-            .collect::<Vec<_>>()
-            .join(","),
-    )
+    Some(set.cpus.iter().map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") }).collect::<Vec<_>>().join(","))
 }
 
 /// Moves process `pid` (the VMM itself, before it allocates guest memory) into its cgroup.

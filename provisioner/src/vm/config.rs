@@ -143,10 +143,8 @@ impl VmConfig {
     }
 
     pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
-        let bytes = std::fs::read(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-        let cfg: Self = serde_json::from_slice(&bytes)
-            .map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let cfg: Self = serde_json::from_slice(&bytes).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })?;
         cfg.validate()?;
         Ok(cfg)
     }

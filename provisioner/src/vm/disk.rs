@@ -86,7 +86,11 @@ pub fn grow_ext4(path: &Path, bytes: u64) -> Result<(), DiskError> {
     run("sfdisk", "fdisk", &["--quiet", "--no-reread", "--no-tell-kernel", "-N", "1", &p], Some(", +\n"), path)?;
     let fs = format!("{p}?offset={PARTITION_OFFSET}");
     // 0: clean, 1: errors corrected; anything else is a failure.
-    let out = Command::new("e2fsck").args(["-fy", &fs]).stdin(Stdio::null()).output().map_err(|source| DiskError::Spawn { tool: "e2fsck", package: "e2fsprogs", source })?;
+    let out = Command::new("e2fsck").args(["-fy", &fs]).stdin(Stdio::null()).output().map_err(|source| DiskError::Spawn {
+        tool: "e2fsck",
+        package: "e2fsprogs",
+        source,
+    })?;
     if !matches!(out.status.code(), Some(0 | 1)) {
         return Err(DiskError::Tool { tool: "e2fsck", path: path.into(), stderr: String::from_utf8_lossy(&out.stdout).trim().into() });
     }
@@ -105,9 +109,13 @@ pub fn ext4_size(path: &Path, offset: u64) -> Result<u64, DiskError> {
     let mut sb = [0u8; 1024];
     f.read_exact_at(&mut sb, offset + 1024).map_err(io(path))?;
     if u16::from_le_bytes([sb[56], sb[57]]) != 0xef53 {
-        return Err(DiskError::Io { path: path.into(), source: std::io::Error::new(std::io::ErrorKind::InvalidData, "no ext4 superblock") });
+        return Err(DiskError::Io {
+            path: path.into(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "no ext4 superblock"),
+        });
     }
-    let blocks = u32::from_le_bytes(sb[4..8].try_into().expect("4 bytes")) as u64 | (u32::from_le_bytes(sb[0x150..0x154].try_into().expect("4 bytes")) as u64) << 32;
+    let blocks = u32::from_le_bytes(sb[4..8].try_into().expect("4 bytes")) as u64
+        | (u32::from_le_bytes(sb[0x150..0x154].try_into().expect("4 bytes")) as u64) << 32;
     let block_size = 1024u64 << u32::from_le_bytes(sb[24..28].try_into().expect("4 bytes"));
     Ok(blocks * block_size)
 }
@@ -130,7 +138,10 @@ pub fn ext4_mounts(path: &Path, offset: u64) -> Result<Ext4Mounts, DiskError> {
     let mut sb = [0u8; 1024];
     f.read_exact_at(&mut sb, offset + 1024).map_err(io(path))?;
     if u16::from_le_bytes([sb[56], sb[57]]) != 0xef53 {
-        return Err(DiskError::Io { path: path.into(), source: std::io::Error::new(std::io::ErrorKind::InvalidData, "no ext4 superblock") });
+        return Err(DiskError::Io {
+            path: path.into(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "no ext4 superblock"),
+        });
     }
     let name = &sb[136..200];
     let end = name.iter().position(|b| *b == 0).unwrap_or(name.len());
@@ -148,12 +159,11 @@ const SHADOW_MAX: u64 = 1 << 20;
 /// debugfs on the ext4 filesystem at `offset` in `image`, with `args`; its stdout.
 fn debugfs(image: &Path, offset: u64, args: &[&str]) -> Result<String, DiskError> {
     let target = format!("{}?offset={offset}", image.display());
-    let out = Command::new("debugfs")
-        .args(args)
-        .arg(&target)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|source| DiskError::Spawn { tool: "debugfs", package: "e2fsprogs", source })?;
+    let out = Command::new("debugfs").args(args).arg(&target).stdin(Stdio::null()).output().map_err(|source| DiskError::Spawn {
+        tool: "debugfs",
+        package: "e2fsprogs",
+        source,
+    })?;
     if !out.status.success() {
         return Err(DiskError::Tool { tool: "debugfs", path: image.into(), stderr: String::from_utf8_lossy(&out.stderr).trim().into() });
     }
@@ -171,7 +181,8 @@ fn debugfs(image: &Path, offset: u64, args: &[&str]) -> Result<String, DiskError
 /// by a machine that was killed is replayed first (`e2fsck -E journal_only`).
 pub fn set_root_password(image: &Path, offset: u64, hash: &str, shadow_with: impl Fn(&str, &str) -> String) -> Result<(), DiskError> {
     use std::os::unix::fs::FileExt;
-    let bad = |why: &str| DiskError::Io { path: image.into(), source: std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string()) };
+    let bad =
+        |why: &str| DiskError::Io { path: image.into(), source: std::io::Error::new(std::io::ErrorKind::InvalidData, why.to_string()) };
     let f = std::fs::File::open(image).map_err(io(image))?;
     let mut sb = [0u8; 1024];
     f.read_exact_at(&mut sb, offset + 1024).map_err(io(image))?;

@@ -116,9 +116,8 @@ impl Report {
     }
 
     fn parse_line(line: &str) -> Option<Report> {
-        let field = |k: &str| -> Option<&str> {
-            line.split_whitespace().find_map(|kv| kv.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
-        };
+        let field =
+            |k: &str| -> Option<&str> { line.split_whitespace().find_map(|kv| kv.strip_prefix(k).and_then(|r| r.strip_prefix('='))) };
         Some(Report {
             top_mib: field("top_mib")?.parse().ok()?,
             ram_kib: field("ram_kib")?.parse().ok()?,

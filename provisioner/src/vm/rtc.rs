@@ -60,11 +60,19 @@ impl Rtc {
     }
 
     fn encode(&self, v: u32) -> u8 {
-        if self.ram[STATUS_B as usize] & B_BINARY != 0 { v as u8 } else { (((v / 10) << 4) | (v % 10)) as u8 }
+        if self.ram[STATUS_B as usize] & B_BINARY != 0 {
+            v as u8
+        } else {
+            (((v / 10) << 4) | (v % 10)) as u8
+        }
     }
 
     fn decode(&self, b: u8) -> u32 {
-        if self.ram[STATUS_B as usize] & B_BINARY != 0 { b as u32 } else { ((b >> 4) as u32) * 10 + (b & 0x0f) as u32 }
+        if self.ram[STATUS_B as usize] & B_BINARY != 0 {
+            b as u32
+        } else {
+            ((b >> 4) as u32) * 10 + (b & 0x0f) as u32
+        }
     }
 
     fn hours(&self, h: u32) -> u8 {
@@ -160,7 +168,10 @@ mod tests {
     #[test]
     fn reads_the_host_time_in_bcd_then_binary() {
         let mut rtc = Rtc::with_clock(fixed);
-        assert_eq!([SECONDS, MINUTES, HOURS, DAY, MONTH, YEAR, CENTURY].map(|r| reg(&mut rtc, r)), [0x09, 0x07, 0x21, 0x01, 0x12, 0x26, 0x20]);
+        assert_eq!(
+            [SECONDS, MINUTES, HOURS, DAY, MONTH, YEAR, CENTURY].map(|r| reg(&mut rtc, r)),
+            [0x09, 0x07, 0x21, 0x01, 0x12, 0x26, 0x20]
+        );
         assert_eq!(reg(&mut rtc, WEEKDAY), 3, "a Tuesday (Sunday = 1)");
         assert_eq!(reg(&mut rtc, STATUS_D), D_VALID);
         assert_eq!(reg(&mut rtc, STATUS_A) & 0x80, 0, "never update-in-progress");

@@ -12,11 +12,11 @@
 
 use super::cgroup::{self, Limits};
 use super::config::{CgroupPlacement, DiskConfig, NetConfig, SmpBoot, VmConfig};
-use super::disk;
-use crate::hostnet::{self, MacAddr, Port};
 use super::control;
+use super::disk;
 use super::shield::{Shield, ShieldError};
 use crate::host;
+use crate::hostnet::{self, MacAddr, Port};
 use crate::runtime::{Runtime, Usage};
 use crate::store::{InstanceRecord, InstanceStore, StoreError};
 use serde::{Deserialize, Serialize};
@@ -240,7 +240,10 @@ impl KvmRuntime {
         let ip = |args: &[&str]| -> Result<(), VmError> {
             let out = Command::new("ip").args(args).output().map_err(io(Path::new("ip")))?;
             if !out.status.success() {
-                return Err(VmError::Start { id, reason: format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()) });
+                return Err(VmError::Start {
+                    id,
+                    reason: format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()),
+                });
             }
             Ok(())
         };
@@ -364,8 +367,11 @@ impl KvmRuntime {
         if !vmm_alive(&VmFacts::of(record)) {
             return Err(VmError::NotRunning { id });
         }
-        let reply = control::request(&self.socket(&id), command, Duration::from_secs(10))
-            .map_err(|e| VmError::Control { id, command, reply: e.to_string() })?;
+        let reply = control::request(&self.socket(&id), command, Duration::from_secs(10)).map_err(|e| VmError::Control {
+            id,
+            command,
+            reply: e.to_string(),
+        })?;
         if !reply.starts_with("ok") {
             return Err(VmError::Control { id, command, reply });
         }
@@ -739,13 +745,18 @@ impl Runtime for KvmRuntime {
         let id = record.spec.id;
         let image = self.disk(&id);
         if !image.exists() {
-            return Err(crate::runtime::NotSupported { op: "reset_password (the machine has no disk)", kind: vessel_core::InstanceKind::Kvm }.into());
+            return Err(crate::runtime::NotSupported {
+                op: "reset_password (the machine has no disk)",
+                kind: vessel_core::InstanceKind::Kvm,
+            }
+            .into());
         }
         let was_running = vmm_alive(&VmFacts::of(record));
         if was_running {
             self.stop(record)?;
         }
-        let written = disk::set_root_password(&image, disk::PARTITION_OFFSET, hash.as_str(), crate::container::access::shadow_with).map_err(|e| VmError::Disk(e.to_string()));
+        let written = disk::set_root_password(&image, disk::PARTITION_OFFSET, hash.as_str(), crate::container::access::shadow_with)
+            .map_err(|e| VmError::Disk(e.to_string()));
         // Running again whatever the write did: a failed reset must not leave it down.
         if was_running || record.should_run {
             self.start(record)?;

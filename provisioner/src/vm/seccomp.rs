@@ -5,9 +5,7 @@
 //! The list was taken from `strace -f` of `provisioner vm run` over a boot, a pause/resume
 //! and a shutdown; keep it that small.
 
-use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
-};
+use seccompiler::{BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch};
 use std::collections::BTreeMap;
 use thiserror::Error;
 
@@ -76,8 +74,8 @@ pub fn program() -> Result<BpfProgram, SeccompError> {
         .and_then(|c| SeccompRule::new(vec![c]))
         .map_err(SeccompError::Build)?;
     rules.insert(libc::SYS_prctl, vec![get_seccomp]);
-    let filter = SeccompFilter::new(rules, SeccompAction::KillProcess, SeccompAction::Allow, TargetArch::x86_64)
-        .map_err(SeccompError::Build)?;
+    let filter =
+        SeccompFilter::new(rules, SeccompAction::KillProcess, SeccompAction::Allow, TargetArch::x86_64).map_err(SeccompError::Build)?;
     filter.try_into().map_err(SeccompError::Build)
 }
 

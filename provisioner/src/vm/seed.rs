@@ -118,8 +118,23 @@ mod tests {
 
     fn spec() -> InstanceSpec {
         let mut s = crate::store::tests::spec(vessel_core::InstanceKind::Kvm);
-        s.access = Access::new(vec![SshPublicKey::parse(KEY).unwrap()], Some(PasswordHash::parse("$6$saltsalt$3kZ1Xb0jYtqnB3yqQ1o8yFQ8yCw5xqGkz8zO0xkq6bqE2q0V2H1k3bLq2S0Qv8m9j1yQq1y0q9Zq3z1x0y1z2.").unwrap())).unwrap();
-        s.network = NetworkSpec { ipv4: Some(Ipv4Assignment { address: "203.0.113.7".parse().unwrap(), prefix_len: 24, gateway: "203.0.113.1".parse().unwrap(), nat: false }), ipv6: None };
+        s.access = Access::new(
+            vec![SshPublicKey::parse(KEY).unwrap()],
+            Some(
+                PasswordHash::parse("$6$saltsalt$3kZ1Xb0jYtqnB3yqQ1o8yFQ8yCw5xqGkz8zO0xkq6bqE2q0V2H1k3bLq2S0Qv8m9j1yQq1y0q9Zq3z1x0y1z2.")
+                    .unwrap(),
+            ),
+        )
+        .unwrap();
+        s.network = NetworkSpec {
+            ipv4: Some(Ipv4Assignment {
+                address: "203.0.113.7".parse().unwrap(),
+                prefix_len: 24,
+                gateway: "203.0.113.1".parse().unwrap(),
+                nat: false,
+            }),
+            ipv6: None,
+        };
         s
     }
 
@@ -149,7 +164,8 @@ mod tests {
         // No password: root's password stays locked, password logins off.
         let mut keys_only = s.clone();
         keys_only.access.root_password_hash = None;
-        let user: serde_json::Value = serde_json::from_str(Seed::for_instance(&keys_only, mac).user_data.trim_start_matches("#cloud-config\n")).unwrap();
+        let user: serde_json::Value =
+            serde_json::from_str(Seed::for_instance(&keys_only, mac).user_data.trim_start_matches("#cloud-config\n")).unwrap();
         assert_eq!((user["users"][0]["lock_passwd"].as_bool(), user["ssh_pwauth"].as_bool()), (Some(true), Some(false)));
         assert!(user["users"][0].get("hashed_passwd").is_none());
     }

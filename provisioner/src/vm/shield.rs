@@ -235,7 +235,11 @@ impl Shield {
 pub fn online_cpus() -> usize {
     // SAFETY: sysconf takes an integer and returns one.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    if n > 0 { n as usize } else { 1 }
+    if n > 0 {
+        n as usize
+    } else {
+        1
+    }
 }
 
 impl Shield {
@@ -314,7 +318,13 @@ fn is_kernel_thread(pid: &str) -> bool {
     rest.split_whitespace().nth(6).and_then(|f| f.parse::<u64>().ok()).is_none_or(|f| f & PF_KTHREAD != 0)
 }
 
-fn shield_tasks(online: &BTreeSet<usize>, pinned: &BTreeSet<usize>, allowed: &BTreeSet<usize>, allowed_before: &BTreeSet<usize>, holders: &[String]) {
+fn shield_tasks(
+    online: &BTreeSet<usize>,
+    pinned: &BTreeSet<usize>,
+    allowed: &BTreeSet<usize>,
+    allowed_before: &BTreeSet<usize>,
+    holders: &[String],
+) {
     let Ok(procs) = fs::read_dir("/proc") else { return };
     for p in procs.flatten() {
         let pid = p.file_name().to_string_lossy().to_string();

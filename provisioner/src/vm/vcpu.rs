@@ -33,7 +33,9 @@ pub enum Stop {
     PowerOff,
     /// The guest asked for a reset (i8042, KVM system event) or triple-faulted (x86's way
     /// to reset): the machine reboots in place.
-    Reset { triple_fault: bool },
+    Reset {
+        triple_fault: bool,
+    },
     Error(VcpuError),
 }
 

@@ -18,8 +18,8 @@
 use super::devices::IrqTrigger;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
@@ -72,7 +72,18 @@ pub struct Mmio {
 impl Mmio {
     pub fn new(device: Box<dyn Device>, irq: IrqTrigger, mem: GuestMemoryMmap) -> Self {
         let queues = device.queue_sizes().iter().map(|s| Queue::new(*s).expect("queue sizes are powers of two")).collect();
-        Mmio { device, queues, queue_sel: 0, device_features_sel: 0, driver_features_sel: 0, driver_features: 0, status: 0, interrupt_status: 0, irq, mem }
+        Mmio {
+            device,
+            queues,
+            queue_sel: 0,
+            device_features_sel: 0,
+            driver_features_sel: 0,
+            driver_features: 0,
+            status: 0,
+            interrupt_status: 0,
+            irq,
+            mem,
+        }
     }
 
     fn reset(&mut self) {
@@ -334,7 +345,8 @@ impl Block {
         let sector: u64 = mem.read_obj(first.addr.unchecked_add(8)).map_err(|_| ())?;
         let total: u64 = data.iter().map(|d| d.len as u64).sum();
         let disk_bytes = self.sectors * 512;
-        let in_range = move |sector: u64, bytes: u64| sector.checked_mul(512).and_then(|s| s.checked_add(bytes)).is_some_and(|end| end <= disk_bytes);
+        let in_range =
+            move |sector: u64, bytes: u64| sector.checked_mul(512).and_then(|s| s.checked_add(bytes)).is_some_and(|end| end <= disk_bytes);
         let mut written = 0u32;
         let st = match kind {
             BLK_T_IN | BLK_T_OUT if !in_range(sector, total) => BLK_S_IOERR,
@@ -369,7 +381,11 @@ impl Block {
             }
             BLK_T_FLUSH => {
                 self.throttle(true, 0);
-                if self.file.sync_data().is_ok() { BLK_S_OK } else { BLK_S_IOERR }
+                if self.file.sync_data().is_ok() {
+                    BLK_S_OK
+                } else {
+                    BLK_S_IOERR
+                }
             }
             BLK_T_GET_ID => match data.iter().find(|d| d.write) {
                 Some(d) => {

@@ -10,10 +10,10 @@ use super::cgroup;
 use super::config::{SmpBoot, VmConfig};
 use super::control;
 use super::devices::{Devices, IrqTrigger, RotatingLog, SerialOut, COM1_IRQ, I8042_IRQ};
-use super::virtio;
 use super::memory;
 use super::seccomp;
 use super::vcpu::{self, PauseGate, Stop};
+use super::virtio;
 use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::Kvm;
 use std::fs::OpenOptions;
@@ -266,12 +266,7 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
     // The control thread serves only once told the filter is on (dropped: set-up failed).
     let (lockdown_tx, lockdown_rx) = mpsc::channel::<control::Lockdown>();
     if let Some(listener) = listener {
-        let ctl = control::Control {
-            gate: gate.clone(),
-            threads: threads.clone(),
-            devices: devices.clone(),
-            require_filter: cfg.seccomp,
-        };
+        let ctl = control::Control { gate: gate.clone(), threads: threads.clone(), devices: devices.clone(), require_filter: cfg.seccomp };
         let ready = ready.clone();
         std::thread::Builder::new()
             .name("control".into())

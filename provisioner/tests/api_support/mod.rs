@@ -80,11 +80,7 @@ impl Daemon {
         let images = dir.path().join("images");
         let image = images.join("vessel-test-guest");
         std::fs::create_dir_all(&image).unwrap();
-        std::fs::write(
-            image.join("image.json"),
-            serde_json::json!({"kernel": guest.elf, "cmdline": "heartbeat"}).to_string(),
-        )
-        .unwrap();
+        std::fs::write(image.join("image.json"), serde_json::json!({"kernel": guest.elf, "cmdline": "heartbeat"}).to_string()).unwrap();
         let state_dir = dir.path().join("state");
         let sfx = uuid::Uuid::new_v4().simple().to_string();
         let cgroup_parent = format!("vessel-api-{sfx}");

@@ -12,9 +12,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 use vessel_core::lifecycle::{Ipv4Assignment, Ipv6Assignment};
 use vessel_core::resources::ResourceSpec;
-use vessel_core::{
-    HostCapacity, Hostname, InstanceId, InstanceKind, InstanceSpec, NetworkSpec, PlanResources,
-};
+use vessel_core::{HostCapacity, Hostname, InstanceId, InstanceKind, InstanceSpec, NetworkSpec, PlanResources};
 
 pub const EXE: &str = env!("CARGO_BIN_EXE_provisioner");
 
@@ -22,26 +20,15 @@ pub const EXE: &str = env!("CARGO_BIN_EXE_provisioner");
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
     let uid = unsafe { libc::geteuid() };
-    assert_eq!(
-        uid, 0,
-        "container tests need root (real namespaces, cgroups, loop devices)"
-    );
+    assert_eq!(uid, 0, "container tests need root (real namespaces, cgroups, loop devices)");
 }
 
 /// The busybox template, built once per target dir by the project's own script.
 pub fn templates() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ct-templates");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-template-busybox.sh");
-    let out = Command::new("sh")
-        .arg(script)
-        .arg(&dir)
-        .output()
-        .expect("run template script");
-    assert!(
-        out.status.success(),
-        "template build failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("sh").arg(script).arg(&dir).output().expect("run template script");
+    assert!(out.status.success(), "template build failed: {}", String::from_utf8_lossy(&out.stderr));
     dir
 }
 
@@ -87,13 +74,9 @@ impl TestHost {
     pub fn with_options(net_a: u8, net_b: u8, capacity: HostCapacity, stop_timeout: Duration, route: bool) -> Self {
         require_root();
         let templates = templates();
-        let state = tempfile::Builder::new()
-            .prefix("vessel-ct-")
-            .tempdir_in("/var/tmp")
-            .expect("tempdir");
+        let state = tempfile::Builder::new().prefix("vessel-ct-").tempdir_in("/var/tmp").expect("tempdir");
         let sfx = rand_suffix();
-        let layout =
-            CgroupLayout::detect(Path::new("/sys/fs/cgroup"), format!("vessel-test-{sfx}"));
+        let layout = CgroupLayout::detect(Path::new("/sys/fs/cgroup"), format!("vessel-test-{sfx}"));
         let bridge = format!("vzt{sfx}");
         let cfg = ContainerConfig {
             state_dir: state.path().to_path_buf(),
@@ -105,29 +88,15 @@ impl TestHost {
             stop_timeout,
             host_memory_mib: capacity.memory_mib,
             // A pool of its own per scratch host (hosts of parallel tests share the machine).
-            userns: Some(IdPool {
-                first: (1 << 30) + (u32::from_str_radix(&sfx[..4], 16).unwrap() % 256) * 64 * 65536,
-                slots: 64,
-            }),
+            userns: Some(IdPool { first: (1 << 30) + (u32::from_str_radix(&sfx[..4], 16).unwrap() % 256) * 64 * 65536, slots: 64 }),
             route,
         };
         let host = ContainerHost::new(ContainerRuntime::new(cfg), capacity).expect("host");
-        TestHost {
-            host,
-            state,
-            layout,
-            bridge,
-            net: (net_a, net_b),
-            next_ip: AtomicU8::new(2),
-        }
+        TestHost { host, state, layout, bridge, net: (net_a, net_b), next_ip: AtomicU8::new(2) }
     }
 
     pub fn big() -> HostCapacity {
-        HostCapacity {
-            cpus: 64,
-            memory_mib: 64 * 1024,
-            disk_gib: 1000,
-        }
+        HostCapacity { cpus: 64, memory_mib: 64 * 1024, disk_gib: 1000 }
     }
 
     /// The CLI against this host's state, for tests that must kill the provisioner.
@@ -145,14 +114,7 @@ impl TestHost {
             .arg("--stop-timeout")
             .arg("3")
             .arg("--no-route")
-            .args([
-                "--cpus",
-                "64",
-                "--memory-mib",
-                "65536",
-                "--disk-gib",
-                "1000",
-            ]);
+            .args(["--cpus", "64", "--memory-mib", "65536", "--disk-gib", "1000"]);
         c
     }
 
@@ -193,12 +155,7 @@ impl TestHost {
                     nat: false,
                 }),
                 ipv6: Some(Ipv6Assignment {
-                    address: self
-                        .gateway6()
-                        .to_string()
-                        .replace("::1", &format!("::{host_part:x}"))
-                        .parse()
-                        .unwrap(),
+                    address: self.gateway6().to_string().replace("::1", &format!("::{host_part:x}")).parse().unwrap(),
                     prefix_len: 64,
                     gateway: self.gateway6(),
                 }),
@@ -207,18 +164,12 @@ impl TestHost {
     }
 
     pub fn gateway6(&self) -> std::net::Ipv6Addr {
-        format!("fd00:{:x}:{:x}::1", self.net.0, self.net.1)
-            .parse()
-            .unwrap()
+        format!("fd00:{:x}:{:x}::1", self.net.0, self.net.1).parse().unwrap()
     }
 
     /// `sh -c script` inside container `id`.
     pub fn sh(&self, id: &InstanceId, script: &str) -> Output {
-        self.host
-            .exec_command(id, &["/bin/sh".into(), "-c".into(), script.into()])
-            .expect("exec command")
-            .output()
-            .expect("run exec")
+        self.host.exec_command(id, &["/bin/sh".into(), "-c".into(), script.into()]).expect("exec command").output().expect("run exec")
     }
 
     pub fn sh_ok(&self, id: &InstanceId, script: &str) -> String {
@@ -250,10 +201,7 @@ impl TestHost {
                 left.push(format!("mount {l}"));
             }
         }
-        let loops = Command::new("losetup")
-            .args(["-l", "-n", "-O", "NAME,BACK-FILE"])
-            .output()
-            .unwrap();
+        let loops = Command::new("losetup").args(["-l", "-n", "-O", "NAME,BACK-FILE"]).output().unwrap();
         for l in String::from_utf8_lossy(&loops.stdout).lines() {
             if l.contains(dir.to_str().unwrap()) {
                 left.push(format!("loop {l}"));
@@ -286,9 +234,7 @@ impl Drop for TestHost {
         }
         let _ = self.host.reconcile();
         self.layout.remove_parent();
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.bridge])
-            .output();
+        let _ = Command::new("ip").args(["link", "del", &self.bridge]).output();
     }
 }
 
@@ -326,11 +272,7 @@ impl TestHost {
         }
         let o = self.sh(id, &format!("/probe {args}"));
         let out = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        assert!(
-            out.starts_with("ok") || out.starts_with("denied"),
-            "probe {args}: {out} {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        assert!(out.starts_with("ok") || out.starts_with("denied"), "probe {args}: {out} {}", String::from_utf8_lossy(&o.stderr));
         out
     }
 
@@ -406,10 +348,25 @@ impl Internet {
     /// `ssh` from the Internet namespace as the project's own usage has it, bounded in time.
     pub fn ssh(&self, args: &[&str], addr: &str, cmd: &str, stdin: Option<&std::path::Path>, env: &[(&str, &str)]) -> std::process::Output {
         let mut c = std::process::Command::new("ip");
-        c.args(["netns", "exec", &self.ns, "timeout", "90", "ssh", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10"])
-            .args(args)
-            .arg(format!("root@{addr}"))
-            .arg(cmd);
+        c.args([
+            "netns",
+            "exec",
+            &self.ns,
+            "timeout",
+            "90",
+            "ssh",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ConnectTimeout=10",
+        ])
+        .args(args)
+        .arg(format!("root@{addr}"))
+        .arg(cmd);
         c.stdin(match stdin {
             Some(p) => std::process::Stdio::from(std::fs::File::open(p).unwrap()),
             None => std::process::Stdio::null(),
@@ -455,4 +412,3 @@ impl Internet {
         line.trim().to_string()
     }
 }
-

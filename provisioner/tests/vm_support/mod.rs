@@ -2,10 +2,10 @@
 //! cgroup parent) and small helpers. Everything talks to the real /dev/kvm and cgroups.
 #![allow(dead_code)]
 
+use provisioner::runtime::Runtime;
 use provisioner::store::{InstanceRecord, InstanceStore};
 use provisioner::vm::guest::{self, TestGuest};
 use provisioner::vm::runtime::{KvmRuntime, KvmRuntimeConfig, VmFacts};
-use provisioner::runtime::Runtime;
 use std::path::Path;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -85,11 +85,7 @@ impl Host {
         let images = dir.path().join("images");
         let image = images.join("vessel-test-guest");
         std::fs::create_dir_all(&image).unwrap();
-        std::fs::write(
-            image.join("image.json"),
-            serde_json::json!({"kernel": guest.elf, "cmdline": "heartbeat"}).to_string(),
-        )
-        .unwrap();
+        std::fs::write(image.join("image.json"), serde_json::json!({"kernel": guest.elf, "cmdline": "heartbeat"}).to_string()).unwrap();
         let parent = format!("vessel-test-{}", uuid::Uuid::new_v4().simple());
         let mut config = KvmRuntimeConfig::new(dir.path().join("state"), parent, VMM.into(), images, capacity);
         config.stop_timeout = Duration::from_secs(5);
@@ -150,11 +146,7 @@ pub fn pid_of(r: &InstanceRecord) -> i32 {
 /// Resident set of a process in KiB.
 pub fn rss_kib(pid: i32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap()
 }
 
 /// A scratch directory, removed when dropped (also when the test panics).

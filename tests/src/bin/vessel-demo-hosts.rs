@@ -74,7 +74,8 @@ async fn seed(pool: &PgPool, admin: Uuid) -> anyhow::Result<()> {
         (provisioner::vm::test_kernel::TEMPLATE, provisioner::vm::test_kernel::DISPLAY_NAME, false, true),
     ];
     for (name, display, ct, kvm) in templates {
-        let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM os_templates WHERE name = $1)").bind(name).fetch_one(pool).await?;
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM os_templates WHERE name = $1)").bind(name).fetch_one(pool).await?;
         if !exists {
             let form = panel::admin::OsTemplateForm {
                 name: name.into(),
@@ -89,7 +90,13 @@ async fn seed(pool: &PgPool, admin: Uuid) -> anyhow::Result<()> {
     let pools: i64 = sqlx::query_scalar("SELECT count(*) FROM ip_pools").fetch_one(pool).await?;
     if pools == 0 {
         // TEST-NET-3: documentation addresses, routed nowhere, as a demo's should be.
-        let form = panel::admin::PoolForm { name: "demo-v4".into(), network: "203.0.113.0/24".into(), gateway: "203.0.113.1".into(), host_id: String::new(), nat: None };
+        let form = panel::admin::PoolForm {
+            name: "demo-v4".into(),
+            network: "203.0.113.0/24".into(),
+            gateway: "203.0.113.1".into(),
+            host_id: String::new(),
+            nat: None,
+        };
         let id = panel::admin::create_pool(pool, by(), &form).await.context("address pool")?;
         panel::admin::generate_addresses(pool, by(), id, 200).await.context("addresses")?;
     }
@@ -130,13 +137,13 @@ fn prepare(dir: &Path, ns: &HostNs, guest_elf: &Path, test_kernel: &Path) -> any
 async fn join_or_reuse(pool: &PgPool, admin: Uuid, bin: &Path, h: &mut DemoHost, config: &Path, panel_url: &str) -> anyhow::Result<()> {
     let state = h.dir.join("state");
     let known = match std::fs::read_to_string(state.join("host.id")).ok().and_then(|s| Uuid::parse_str(s.trim()).ok()) {
-        Some(id) if state.join("host.secret").exists() => sqlx::query_scalar::<_, String>(
-            "SELECT name FROM hosts WHERE id = $1 AND api_secret IS NOT NULL",
-        )
-        .bind(id)
-        .fetch_optional(pool)
-        .await?
-        .map(|name| (id, name)),
+        Some(id) if state.join("host.secret").exists() => {
+            sqlx::query_scalar::<_, String>("SELECT name FROM hosts WHERE id = $1 AND api_secret IS NOT NULL")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+                .map(|name| (id, name))
+        }
         _ => None,
     };
     if let Some((id, name)) = known {
@@ -178,7 +185,10 @@ fn tear_down(h: DemoHost) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
     let args = args()?;
     anyhow::ensure!(is_root(), "the demo hosts need root (network namespaces, cgroups, loop devices)");
     // Handlers first: a Ctrl-C while hosts come up must still tear down what was made.
@@ -195,7 +205,8 @@ async fn main() -> anyhow::Result<()> {
     let guest = provisioner::vm::guest::build(&args.state.join("guest")).context("building the KVM test guest (as, ld)")?;
     // Cached after the first time; the first build takes minutes (Debian's linux-source).
     tracing::info!("building the Linux test kernel (scripts/build-test-kernel; minutes the first time, cached after)");
-    let test_kernel = provisioner::vm::test_kernel::build(Path::new(provisioner::vm::test_kernel::SCRIPT)).context("building the Linux test kernel")?;
+    let test_kernel =
+        provisioner::vm::test_kernel::build(Path::new(provisioner::vm::test_kernel::SCRIPT)).context("building the Linux test kernel")?;
 
     let panel_addr: SocketAddr = args
         .panel_url
