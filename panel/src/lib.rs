@@ -74,6 +74,7 @@ pub mod db;
 pub mod email;
 pub mod hosts;
 pub mod instances;
+pub mod ip_pools;
 pub mod jobs;
 pub mod money;
 pub mod orchestrator;

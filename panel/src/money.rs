@@ -86,3 +86,39 @@ mod tests {
         assert!(Currency::parse("EURO").is_err());
     }
 }
+
+/// "25", "25.5" or "25.50" in a currency's major unit, to minor units; never floats.
+pub fn parse_amount(s: &str, currency: crate::money::Currency) -> Result<crate::money::Money, String> {
+    let s = s.trim().replace(',', ".");
+    let exp = currency.exponent() as usize;
+    let (whole, frac) = s.split_once('.').unwrap_or((&s, ""));
+    let ok = !whole.is_empty() && whole.bytes().all(|b| b.is_ascii_digit()) && frac.bytes().all(|b| b.is_ascii_digit());
+    if !ok || frac.len() > exp {
+        return Err(format!("write an amount such as 25 or 25.{} (at most {exp} decimals)", "0".repeat(exp.max(1))));
+    }
+    let whole: i64 = whole.parse().map_err(|_| "the amount is too large".to_string())?;
+    let frac_val: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<exp$}").parse().map_err(|_| "bad decimals".to_string())? };
+    let minor = whole.checked_mul(10i64.pow(exp as u32)).and_then(|w| w.checked_add(frac_val)).ok_or("the amount is too large")?;
+    if minor <= 0 {
+        return Err("the amount must be more than zero".into());
+    }
+    Ok(crate::money::Money::new(minor, currency))
+}
+
+#[cfg(test)]
+mod amount_tests {
+    use super::{parse_amount, Currency};
+
+    #[test]
+    fn amounts_in_major_units() {
+        let eur = Currency::parse("EUR").unwrap();
+        assert_eq!(parse_amount("25", eur).unwrap().minor, 2500);
+        assert_eq!(parse_amount("25.5", eur).unwrap().minor, 2550);
+        assert_eq!(parse_amount("0,07", eur).unwrap().minor, 7);
+        for bad in ["", "-1", "1.234", "abc", "0", "1e3", "99999999999999999999"] {
+            assert!(parse_amount(bad, eur).is_err(), "{bad}");
+        }
+        assert_eq!(parse_amount("500", Currency::parse("JPY").unwrap()).unwrap().minor, 500);
+        assert!(parse_amount("5.1", Currency::parse("JPY").unwrap()).is_err());
+    }
+}

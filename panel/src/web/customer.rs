@@ -597,7 +597,7 @@ async fn funds_card(
             Some("Card payments are not enabled here; use a bank transfer.".into()),
         ));
     };
-    let amount = match crate::admin::parse_amount(&f.0.amount, cur) {
+    let amount = match crate::money::parse_amount(&f.0.amount, cur) {
         Ok(m) if m.minor >= 100 && m.minor <= 1_000_000 => m,
         Ok(_) => {
             return invalid(&funds_page(&c, &settings, credit, f.0.amount.clone(), Some(format!("Add between 1.00 and 10000.00 {cur}."))))
