@@ -84,6 +84,7 @@ fn ours(vmm: &str, dir: &Path, elf: &Path) -> Command {
         exit_file: Some(dir.join("exit")),
         cgroup: None,
         disk: None,
+        seed: None,
         net: None,
         rng: false,
         seccomp: true,
