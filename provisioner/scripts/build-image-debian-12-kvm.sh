@@ -25,7 +25,12 @@
 #     (cloud-init's ssh module; systemd);
 #   * cloud-init looks only for NoCloud (then None): no waiting on metadata servers that a
 #     Vessel host does not run;
-#   * ifupdown: the network renderer cloud-init uses on bookworm for the seed's network-config;
+#   * ifupdown: the network renderer cloud-init uses on bookworm for the seed's network-config,
+#     and resolvconf, which puts the seed's name servers into /etc/resolv.conf (nothing of the
+#     build host's resolver configuration stays in the image);
+#   * /etc/fstab is written before the kernel is installed, so its initramfs carries e2fsck
+#     and checks the root filesystem before mounting it;
+#   * the locale is C.UTF-8 (built into glibc; cloud-init's default en_US.UTF-8 is not there);
 #   * `net.ifnames=0`: the card is eth0, as the seed's network-config names it.
 set -euo pipefail
 
@@ -82,7 +87,7 @@ t0=$(date +%s)
 
 nice -n 10 mmdebstrap \
     --mode=root --variant=minbase --format=directory \
-    --include=systemd,systemd-sysv,udev,dbus,initramfs-tools,linux-image-cloud-amd64,cloud-init,cloud-guest-utils,fdisk,e2fsprogs,openssh-server,ifupdown,iproute2,iputils-ping,netbase,sudo,procps,less,ca-certificates \
+    --include=systemd,systemd-sysv,udev,dbus,initramfs-tools,linux-image-cloud-amd64,cloud-init,cloud-guest-utils,fdisk,e2fsprogs,openssh-server,ifupdown,resolvconf,iproute2,iputils-ping,netbase,sudo,procps,less,ca-certificates \
     --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/locale/*' \
     --dpkgopt='path-include=/usr/share/locale/locale.alias' \
@@ -91,15 +96,19 @@ nice -n 10 mmdebstrap \
     --dpkgopt='path-exclude=/usr/share/info/*' \
     --customize-hook='rm -f "$1"/etc/ssh/ssh_host_*' \
     --customize-hook='rm -f "$1"/etc/hostname "$1"/var/lib/dbus/machine-id; : > "$1"/etc/machine-id' \
-    --customize-hook='printf "%s\n" "LABEL=root / ext4 defaults,errors=remount-ro 0 1" > "$1"/etc/fstab' \
+    --essential-hook='printf "%s\n" "LABEL=root / ext4 defaults,errors=remount-ro 0 1" > "$1"/etc/fstab' \
     --customize-hook='printf "%s\n" "auto lo" "iface lo inet loopback" "source /etc/network/interfaces.d/*" > "$1"/etc/network/interfaces' \
-    --customize-hook='printf "%s\n" "# Vessel: the seed is a NoCloud cidata disk; nothing else to look for" "datasource_list: [NoCloud, None]" > "$1"/etc/cloud/cloud.cfg.d/90-vessel.cfg' \
+    --customize-hook='printf "%s\n" "# Vessel: the seed is a NoCloud cidata disk; nothing else to look for" "datasource_list: [NoCloud, None]" "locale: C.UTF-8" > "$1"/etc/cloud/cloud.cfg.d/90-vessel.cfg' \
+    --customize-hook='printf "%s\n" "LANG=C.UTF-8" > "$1"/etc/default/locale' \
     --customize-hook='rm -rf "$1"/var/lib/cloud/*' \
     --customize-hook='cp -L "$1"/vmlinuz "$1"/../vmlinuz && cp -L "$1"/initrd.img "$1"/../initrd.img' \
     --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin "$1"/var/cache/apt/archives/*.deb "$1"/var/log/*.log "$1"/var/log/apt/*' \
     "$SUITE" "$WORK/root" "$MIRROR" >&2
 
 [[ -s "$WORK/vmlinuz" && -s "$WORK/initrd.img" ]] || { echo "error: no kernel or initramfs in the root filesystem" >&2; exit 1; }
+# Whatever mmdebstrap left of the build host's resolver: the machine's comes from its seed.
+rm -f "$WORK/root/etc/resolv.conf" "$WORK/root/etc/hostname"
+ln -s ../run/resolvconf/resolv.conf "$WORK/root/etc/resolv.conf"
 
 # The partitioned disk: the root filesystem copied in by mke2fs -d (no mount, no loop device).
 truncate -s "${DISK_MIB}M" "$WORK/disk.raw"

@@ -45,6 +45,8 @@ impl Seed {
             "hostname": host.split('.').next().unwrap_or(&host),
             "fqdn": host,
             "preserve_hostname": false,
+            // The name resolves on the machine itself (`hostname -f`, sudo).
+            "manage_etc_hosts": true,
             "disable_root": false,
             "ssh_pwauth": spec.access.root_password_hash.is_some(),
             "users": [root],
@@ -53,20 +55,22 @@ impl Seed {
             "growpart": { "mode": "auto", "devices": ["/"] },
             "resize_rootfs": true,
         });
+        // The default routes as `gateway4`/`gateway6`: every renderer of cloud-init turns them
+        // into its own gateway setting (ifupdown's `gateway`), where a `routes` entry becomes a
+        // `route add` command on bookworm's ifupdown, which needs net-tools.
         let mut eth = json!({
             "match": { "macaddress": mac.to_string() },
             "set-name": "eth0",
             "addresses": [],
-            "routes": [],
             "nameservers": { "addresses": NAMESERVERS },
         });
         if let Some(a) = &spec.network.ipv4 {
             eth["addresses"].as_array_mut().expect("an array").push(json!(format!("{}/{}", a.address, a.prefix_len)));
-            eth["routes"].as_array_mut().expect("an array").push(json!({ "to": "0.0.0.0/0", "via": a.gateway.to_string() }));
+            eth["gateway4"] = json!(a.gateway.to_string());
         }
         if let Some(a) = &spec.network.ipv6 {
             eth["addresses"].as_array_mut().expect("an array").push(json!(format!("{}/{}", a.address, a.prefix_len)));
-            eth["routes"].as_array_mut().expect("an array").push(json!({ "to": "::/0", "via": a.gateway.to_string() }));
+            eth["gateway6"] = json!(a.gateway.to_string());
         }
         let net = json!({ "version": 2, "ethernets": { "eth0": eth } });
         Seed {
@@ -131,7 +135,7 @@ const SEED_BYTES: u64 = 1 << 20;
 mod tests {
     use super::*;
     use vessel_core::access::{Access, PasswordHash, SshPublicKey};
-    use vessel_core::lifecycle::{Ipv4Assignment, NetworkSpec};
+    use vessel_core::lifecycle::{Ipv4Assignment, Ipv6Assignment, NetworkSpec};
 
     const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@laptop";
 
@@ -152,7 +156,7 @@ mod tests {
                 gateway: "203.0.113.1".parse().unwrap(),
                 nat: false,
             }),
-            ipv6: None,
+            ipv6: Some(Ipv6Assignment { address: "2001:db8::7".parse().unwrap(), prefix_len: 64, gateway: "2001:db8::1".parse().unwrap() }),
         };
         s
     }
@@ -178,7 +182,18 @@ mod tests {
         assert_eq!(net["version"], 2);
         assert_eq!(eth["match"]["macaddress"], "02:01:02:03:04:05");
         assert_eq!(eth["addresses"][0], "203.0.113.7/24");
-        assert_eq!(eth["routes"][0]["via"], "203.0.113.1");
+        assert_eq!(eth["gateway4"], "203.0.113.1");
+        assert_eq!((&eth["addresses"][1], &eth["gateway6"]), (&json!("2001:db8::7/64"), &json!("2001:db8::1")));
+        assert_eq!(eth["set-name"], "eth0");
+        assert_eq!(eth["nameservers"]["addresses"], json!(NAMESERVERS));
+        assert_eq!(
+            (user["hostname"].as_str(), user["manage_etc_hosts"].as_bool()),
+            (Some(s.hostname.to_string().split('.').next().unwrap()), Some(true))
+        );
+        assert_eq!((user["disable_root"].as_bool(), user["preserve_hostname"].as_bool()), (Some(false), Some(false)));
+        assert_eq!(user["growpart"]["devices"][0], "/");
+        // Only the hash: nothing else in the seed looks like a password.
+        assert!(!seed.user_data.contains("\"password\"") && !seed.user_data.contains("plain_text_passwd"), "{}", seed.user_data);
 
         // No password: root's password stays locked, password logins off.
         let mut keys_only = s.clone();
