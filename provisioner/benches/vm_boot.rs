@@ -84,6 +84,7 @@ fn ours(vmm: &str, dir: &Path, elf: &Path) -> Command {
         exit_file: Some(dir.join("exit")),
         cgroup: None,
         disk: None,
+        more_disks: Vec::new(),
         net: None,
         rng: false,
         seccomp: true,

@@ -134,6 +134,7 @@ mod tests {
                 nat: false,
             }),
             ipv6: None,
+            dns: Vec::new(),
         };
         s
     }
