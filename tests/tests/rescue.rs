@@ -149,7 +149,7 @@ async fn a_container_that_no_longer_boots_is_repaired_from_rescue_and_boots_agai
     let (s, v) = api.post(&format!("/api/v1/servers/{inst}/rescue"), serde_json::json!(null)).await;
     assert_eq!(s, 202, "{v}");
     assert_eq!(v["rescue"], true, "{v}");
-    assert_eq!(api.post(&format!("/api/v1/servers/{inst}/reinstall"), serde_json::json!(null)).await.0, 409, "no reinstall under a rescue");
+    assert_eq!(api.post(&format!("/api/v1/servers/{inst}/reinstall"), serde_json::json!({})).await.0, 409, "no reinstall under a rescue");
     action_done(&w, inst, "rescue", 90).await;
     assert_eq!(w.observed(inst).await, "running");
 
@@ -158,7 +158,7 @@ async fn a_container_that_no_longer_boots_is_repaired_from_rescue_and_boots_agai
     let mut ws = root_console(&api, inst).await;
     run(&mut ws, "test -e /root/marker || echo RESCUE-ROOT-$((40+2))", "RESCUE-ROOT-42").await;
     run(&mut ws, "cat /mnt/root/marker", "customer-data-17").await;
-    let ip = run(&mut ws, "ip -4 addr show eth0; echo IP-END", "IP-END\r\n").await;
+    let ip = run(&mut ws, "ip -4 addr show eth0; echo IP-$((1+1))-END", "IP-2-END").await;
     assert!(ip.contains(&format!("inet {addr}/")), "the same address in rescue: {ip}");
     run(
         &mut ws,
