@@ -183,6 +183,12 @@ async fn a_container_that_no_longer_boots_is_repaired_from_rescue_and_boots_agai
     let rescue_root = host.dir.join("state/containers").join(inst.to_string()).join("rescue");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&*rescue_root.to_string_lossy()), "rescue mounts left behind");
+    // Terminated: nothing of it stays on the host (disk, loop device, mounts).
+    let (s, v) = api.post(&format!("/api/v1/servers/{inst}/terminate"), serde_json::json!(null)).await;
+    assert_eq!(s, 202, "{v}");
+    wait_for("the server to be destroyed", 60, async || (w.observed(inst).await == "destroyed").then_some(())).await;
+    let dir = host.dir.join("state/containers").join(inst.to_string());
+    assert!(!std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains(&*dir.to_string_lossy()), "mounts left behind");
 }
 
 /// The serial log from `from` bytes on (what the machine printed since; all of it if the log
