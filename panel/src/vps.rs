@@ -536,7 +536,7 @@ mod tests {
                 true => Ok(Effect { rescue: Some(false), ..act(Some(D::Running), Action::LeaveRescue) }),
                 false => Err(Refusal::NotInRescue),
             }),
-            R::Resize => gate.and_then(|_| match s.billing {
+            R::Resize => gate.and(match s.billing {
                 None => Err(Refusal::NoSubscription),
                 Some(S::Active) => Ok(none),
                 Some(x) => Err(Refusal::NotActive(x)),
