@@ -535,7 +535,7 @@ async fn pools_view(pool: &PgPool, form: &PoolForm) -> Result<ListView, WebError
                 cell(&p.name),
                 cell(&p.network),
                 cell(&p.gateway),
-                cell(&p.dns.join(", ")),
+                cell(p.dns.join(", ")),
                 cell(p.host_name.as_deref().unwrap_or("any host")),
                 num(p.total),
                 num(p.free),
