@@ -81,9 +81,9 @@ impl World {
         Self::new_with(orchestrate, |_| {}).await
     }
 
-    /// [`World::new`] with the panel's settings changed by `tweak` first (e.g. a short console
-    /// idle timeout).
-    pub async fn new_with(orchestrate: bool, tweak: impl FnOnce(&mut Settings)) -> World {
+    /// [`World::new`], with the panel's settings changed by `tune` first (benches compare
+    /// settings this way).
+    pub async fn new_with(orchestrate: bool, tune: impl FnOnce(&mut Settings)) -> World {
         assert!(Path::new("/dev/kvm").exists(), "FAILED LOUDLY: /dev/kvm is missing; the end-to-end tests boot the KVM test guest");
         let scratch = tempfile::Builder::new().prefix("vessel-e2e-").tempdir_in("/tmp").unwrap();
         let guest = provisioner::vm::guest::build(&scratch.path().join("guest")).expect("the test guest builds with as/ld");
@@ -93,7 +93,7 @@ impl World {
         let mut settings = Self::settings(&db_url);
         settings.http.host = net.gateway().to_string();
         settings.orchestration.enabled = orchestrate;
-        tweak(&mut settings);
+        tune(&mut settings);
         let app = Application::build(settings).await.unwrap();
         let panel_url = format!("http://{}:{}", net.gateway(), app.port());
         tokio::spawn(app.run_until_stopped());

@@ -93,6 +93,9 @@ pub struct VmConfig {
     /// behind the rescue system's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub more_disks: Vec<DiskConfig>,
+    /// A read-only second disk after `disk`: the NoCloud `cidata` seed (see [`super::seed`]).
+    #[serde(default)]
+    pub seed: Option<PathBuf>,
     #[serde(default)]
     pub net: Option<NetConfig>,
     #[serde(default)]
