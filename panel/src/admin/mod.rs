@@ -16,7 +16,7 @@ pub use customers::{mark_customer_verified, resend_customer_verification, set_cu
 pub use hosts::{save_host, HostForm};
 pub use invoices::issue_invoice;
 pub use plans::{save_plan, PlanForm};
-pub use pools::{create_pool, generate_addresses, PoolForm, MAX_GENERATE};
+pub use pools::{create_pool, default_dns, generate_addresses, parse_dns, PoolForm, MAX_DNS, MAX_GENERATE};
 pub use resellers::{create_reseller, parse_percent_bp, save_reseller_terms, ResellerForm, ResellerTermsForm};
 pub use security::set_staff_two_factor_required;
 pub use templates::{create_os_template, set_os_template_enabled, OsTemplateForm};
