@@ -63,10 +63,25 @@ pub async fn wait_for<T>(what: &str, secs: u64, mut f: impl AsyncFnMut() -> Opti
     }
 }
 
+/// Hosts are dropped before the world (declared after it), which kills their provisioners; the
+/// disks of containers still alive at that point stay mounted on loop devices under the
+/// scratch directory, and `TempDir` cannot remove a mounted tree. Release them first.
+impl Drop for World {
+    fn drop(&mut self) {
+        crate::netns::release_storage(self.scratch.path());
+    }
+}
+
 impl World {
     /// `orchestrate`: run the job runners and reconciler inside this panel (else the test runs
     /// `panel worker` processes of its own).
     pub async fn new(orchestrate: bool) -> World {
+        Self::new_with(orchestrate, |_| {}).await
+    }
+
+    /// [`World::new`], with the panel's settings changed by `tune` first (benches compare
+    /// settings this way).
+    pub async fn new_with(orchestrate: bool, tune: impl FnOnce(&mut Settings)) -> World {
         assert!(Path::new("/dev/kvm").exists(), "FAILED LOUDLY: /dev/kvm is missing; the end-to-end tests boot the KVM test guest");
         let scratch = tempfile::Builder::new().prefix("vessel-e2e-").tempdir_in("/tmp").unwrap();
         let guest = provisioner::vm::guest::build(&scratch.path().join("guest")).expect("the test guest builds with as/ld");
@@ -76,6 +91,7 @@ impl World {
         let mut settings = Self::settings(&db_url);
         settings.http.host = net.gateway().to_string();
         settings.orchestration.enabled = orchestrate;
+        tune(&mut settings);
         let app = Application::build(settings).await.unwrap();
         let panel_url = format!("http://{}:{}", net.gateway(), app.port());
         let panel_metrics_url = format!("http://127.0.0.1:{}/metrics", app.metrics_port().expect("the test settings serve metrics"));
