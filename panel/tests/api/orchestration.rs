@@ -252,7 +252,7 @@ async fn a_committed_job_wakes_an_idle_runner_at_once() {
     };
     let enqueue = |pool: PgPool, key: &'static str, commit: bool| async move {
         let mut tx = pool.begin().await.unwrap();
-        panel::db::jobs::enqueue(&mut tx, "ok", serde_json::json!({}), None, Some(key)).await.unwrap();
+        panel::db::jobs::enqueue(&mut tx, "ok", serde_json::json!({}), None, Some(key), None).await.unwrap();
         if commit {
             tx.commit().await.unwrap();
         } else {
