@@ -140,6 +140,8 @@ async fn a_container_that_no_longer_boots_is_repaired_from_rescue_and_boots_agai
 
     // The customer's data, and a broken init: this system would not boot again.
     let mut ws = root_console(&api, inst).await;
+    // Its resolvers are its pool's (the world's pool names none: the defaults), not the host's.
+    run(&mut ws, "cat /etc/resolv.conf", "nameserver 1.1.1.1\r\nnameserver 9.9.9.9").await;
     run(&mut ws, "echo customer-data-17 > /root/marker && mv /sbin/vessel-init /sbin/vessel-init.broken && echo DONE-$((6*7))", "DONE-42")
         .await;
     ws.close(None).await.ok();
@@ -158,6 +160,7 @@ async fn a_container_that_no_longer_boots_is_repaired_from_rescue_and_boots_agai
     let mut ws = root_console(&api, inst).await;
     run(&mut ws, "test -e /root/marker || echo RESCUE-ROOT-$((40+2))", "RESCUE-ROOT-42").await;
     run(&mut ws, "cat /mnt/root/marker", "customer-data-17").await;
+    run(&mut ws, "cat /etc/resolv.conf", "nameserver 1.1.1.1\r\nnameserver 9.9.9.9").await;
     let ip = run(&mut ws, "ip -4 addr show eth0; echo IP-$((1+1))-END", "IP-2-END").await;
     assert!(ip.contains(&format!("inet {addr}/")), "the same address in rescue: {ip}");
     run(
