@@ -76,6 +76,7 @@ pub mod hosts;
 pub mod instances;
 pub mod ip_pools;
 pub mod jobs;
+pub mod metrics;
 pub mod money;
 pub mod orchestrator;
 pub mod orders;
