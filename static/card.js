@@ -10,6 +10,7 @@
   function show(message) {
     error.textContent = message;
     error.hidden = false;
+    form.dataset.state = 'refused';
     button.disabled = false;
   }
   if (typeof Stripe === 'undefined') {
@@ -20,11 +21,14 @@
   var stripe = Stripe(form.dataset.stripeKey);
   var card = stripe.elements().create('card');
   card.mount('#card-element');
+  // Where the form is, for the tests (and anyone debugging): ready, reading, sending.
+  form.dataset.state = 'ready';
   form.addEventListener('submit', async function (ev) {
     ev.preventDefault();
     if (button.disabled) return;
     button.disabled = true;
     error.hidden = true;
+    form.dataset.state = 'reading';
     var id = null, err = null;
     try {
       var r = stripe.createPaymentMethod ? await stripe.createPaymentMethod({ type: 'card', card: card }) : null;
@@ -43,6 +47,7 @@
       return;
     }
     form.elements['payment_method'].value = id;
+    form.dataset.state = 'sending';
     form.submit();
   });
 })();

@@ -24,6 +24,24 @@ async fn pay_by_card(b: &Browser, number: &str) {
         e.send_keys(value).await.unwrap();
     }
     b.click("#pay-card").await;
+    // Paid (back on the page with the notice), or the form says why not: either ends the wait.
+    let v = b
+        .wait_script(
+            "the card payment",
+            "var e = document.getElementById('card-error'); var p = document.getElementById('pay-error'); \
+             var f = document.getElementById('card-form'); \
+             return location.search + '|' + (e && !e.hidden ? e.textContent : '') + '|' + (p ? p.textContent : '') \
+               + '|' + (f ? f.dataset.state : 'no form') + '|' + typeof Stripe",
+            30,
+            |v| {
+                v.as_str().is_some_and(|s| {
+                    let f: Vec<&str> = s.split('|').collect();
+                    f[0] == "?done=paid_card" || !f[1].is_empty() || !f[2].is_empty()
+                })
+            },
+        )
+        .await;
+    assert!(v.as_str().is_some_and(|s| s.starts_with("?done=paid_card")), "the card payment: {v}");
 }
 
 async fn path(b: &Browser) -> String {
@@ -54,6 +72,9 @@ async fn a_newcomer_signs_up_pays_by_card_and_gets_a_running_server_in_chromium(
     let mut host = w.add_host("h1", 2, 2048).await;
     w.serve(&mut host);
     stripe.send_webhooks_to(&format!("{}/webhooks/stripe", w.panel_url)).await;
+    // The provider's set-up (an address pool, the host's registration) is audited as the admin's;
+    // nothing an admin does may follow.
+    let setup_done: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM audit_log").fetch_one(&w.pool).await.unwrap();
 
     let b = Browser::start().await;
     let shots = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots");
@@ -103,7 +124,6 @@ async fn a_newcomer_signs_up_pays_by_card_and_gets_a_running_server_in_chromium(
 
         // Pay by card: Stripe.js (localstripe's) reads the card; the panel charges it; the webhook books it.
         pay_by_card(&b, "4242424242424242").await;
-        b.wait_script("back on the invoice", "return location.search", 20, |v| v == "?done=paid_card").await;
         wait_for("the webhook to pay the invoice", 30, async || (invoice_status(&w, invoice).await == "paid").then_some(())).await;
         let inst: Uuid =
             sqlx::query_scalar("SELECT n.id FROM instances n JOIN invoices i ON i.subscription_id = n.subscription_id WHERE i.id = $1")
@@ -121,7 +141,11 @@ async fn a_newcomer_signs_up_pays_by_card_and_gets_a_running_server_in_chromium(
         )
         .await;
         let html = b.c.source().await.unwrap();
-        assert!(!html.contains(&host.name) && !html.contains(":7443"), "no internal host names on the customer's page");
+        // (The host is named "h1" here, which every page has as a tag: its address and API are what must not show.)
+        assert!(
+            !html.contains(&host.ns.addr.to_string()) && !html.contains(&host.api_url),
+            "no internal host names on the customer's page"
+        );
         b.screenshot(&shots.join("card-02-running.png")).await;
 
         // Upgrade: the confirm page's amount is the invoice's.
@@ -139,13 +163,12 @@ async fn a_newcomer_signs_up_pays_by_card_and_gets_a_running_server_in_chromium(
         b.click("#choose-burst-m").await;
         b.wait_script("the upgrade's invoice", "return location.search", 20, |v| v == "?done=plan_changed").await;
         let upgrade: Uuid = path(&b).await.split('?').next().unwrap().trim_start_matches("/invoices/").parse().unwrap();
-        let (total, number): (i64, String) =
-            sqlx::query_as("SELECT total_minor, number FROM invoices WHERE id = $1").bind(upgrade).fetch_one(&w.pool).await.unwrap();
+        let (total, kind): (i64, String) =
+            sqlx::query_as("SELECT total_minor, kind::text FROM invoices WHERE id = $1").bind(upgrade).fetch_one(&w.pool).await.unwrap();
         assert_eq!(total, shown, "the invoice is the proration shown before confirming");
         let page_total = text_of(&b, "#pay-card").await;
-        assert!(quote.contains(page_total.trim_start_matches("Pay ").trim_end_matches(" by card")), "{quote} vs {page_total} ({number})");
+        assert!(quote.contains(page_total.trim_start_matches("Pay ").trim_end_matches(" by card")), "{quote} vs {page_total} ({kind})");
         pay_by_card(&b, "4242424242424242").await;
-        b.wait_script("the upgrade paid", "return location.search", 20, |v| v == "?done=paid_card").await;
         wait_for("the webhook to pay the upgrade", 30, async || (invoice_status(&w, upgrade).await == "paid").then_some(())).await;
 
         // Cancel at the end of the period.
@@ -166,10 +189,14 @@ async fn a_newcomer_signs_up_pays_by_card_and_gets_a_running_server_in_chromium(
     let ids: Vec<&str> = intents.iter().filter(|p| p["status"] == "succeeded").filter_map(|p| p["id"].as_str()).collect();
     assert_eq!(ids.len(), 2, "{intents:?}");
     let refs: Vec<String> =
-        sqlx::query_scalar("SELECT external_ref FROM payments WHERE method = 'stripe' ORDER BY at").fetch_all(&w.pool).await.unwrap();
+        sqlx::query_scalar("SELECT external_ref FROM payments WHERE method = 'stripe'").fetch_all(&w.pool).await.unwrap();
     assert_eq!(refs.len(), 2);
     assert!(refs.iter().all(|r| ids.contains(&r.as_str())), "{refs:?} vs {ids:?}");
-    let admin_acts: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE actor_kind = 'admin'").fetch_one(&w.pool).await.unwrap();
+    let admin_acts: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE actor_kind = 'admin' AND id > $1")
+        .bind(setup_done)
+        .fetch_one(&w.pool)
+        .await
+        .unwrap();
     assert_eq!(admin_acts, 0, "no admin step");
     let cancelling: bool = sqlx::query_scalar(
         "SELECT s.cancel_at_period_end FROM subscriptions s JOIN instances i ON i.subscription_id = s.id WHERE i.id = $1",
