@@ -61,7 +61,9 @@ async fn a_newcomer_signs_up_pays_by_card_and_gets_a_running_server_in_chromium(
     let mail = MailCatcher::start().await;
     let stripe = LocalStripe::start().await;
     let smtp_port = mail.smtp_port;
-    let mut w = World::new_with(true, |s, gateway| {
+    let mut w = World::new_with(true, |s| {
+        // The panel listens on the test network's gateway (set before this runs): Stripe too.
+        let gateway: std::net::Ipv4Addr = s.http.host.parse().expect("the panel's address");
         s.smtp.host = "127.0.0.1".into();
         s.smtp.port = smtp_port;
         s.smtp.poll_ms = 100;

@@ -63,6 +63,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VmError + '_ {
     move |source| VmError::Io { path: path.to_path_buf(), source }
 }
 
+/// The size of a rescue system's own disk (its root; the machine's disk comes second).
+pub const RESCUE_DISK_BYTES: u64 = 64 << 20;
+
 /// How an OS template boots as a KVM machine: `<images_dir>/<template>/image.json`, paths
 /// relative to that directory.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -82,10 +85,15 @@ pub struct ImageSpec {
     /// (static address, gateway, netmask; the test kernel, which has no user space).
     #[serde(default)]
     pub kernel_ip: bool,
+    /// The image configures itself on first boot with cloud-init: the runtime writes each
+    /// machine a NoCloud seed (`seed.img`: hostname, SSH keys, root password hash, static
+    /// address; see [`super::seed`]) before every start and attaches it read-only after the disk.
+    #[serde(default)]
+    pub cloud_init: bool,
 }
 
 /// Where a machine's disk comes from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DiskSource {
     /// No disk (the test guest).
@@ -93,6 +101,10 @@ pub enum DiskSource {
     None,
     /// A blank disk: one partition, ext4 (`root=/dev/vda1`).
     BlankExt4,
+    /// A copy (sparse) of this disk image, grown to the plan's size: the file only; the
+    /// system in it grows its partition and filesystem at boot (cloud-init's growpart). In
+    /// `image.json`, `{"image": "disk.raw"}` (relative to the image's directory).
+    Image(PathBuf),
 }
 
 /// Host-side settings of the KVM runtime (paths are parameters so tests use scratch ones).
@@ -223,6 +235,11 @@ impl KvmRuntime {
     pub fn disk(&self, id: &InstanceId) -> PathBuf {
         self.dir(id).join("disk.raw")
     }
+    /// The rescue system's own small disk (blank ext4, made afresh on every rescue boot): the
+    /// rescue kernel's root, so the machine's disk comes second (`vdb`) and untouched.
+    pub fn rescue_disk(&self, id: &InstanceId) -> PathBuf {
+        self.dir(id).join("rescue.raw")
+    }
     /// The machine's TAP device: `vt` + 12 hex digits of its id (15 characters at most).
     pub fn tap_name(id: &InstanceId) -> String {
         format!("vt{}", &id.0.simple().to_string()[..12])
@@ -274,13 +291,24 @@ impl KvmRuntime {
     /// never half of either.
     fn make_disk(&self, record: &InstanceRecord, image: &ImageSpec) -> Result<(), VmError> {
         let disk = self.disk(&record.spec.id);
-        match image.disk {
+        match &image.disk {
             DiskSource::None => {
                 let _ = fs::remove_file(&disk);
             }
             DiskSource::BlankExt4 => {
                 let tmp = disk.with_extension("raw.new");
                 disk::make_ext4(&tmp, record.spec.resources.disk_gib() << 30, "vessel-root").map_err(|e| VmError::Disk(e.to_string()))?;
+                fs::rename(&tmp, &disk).map_err(io(&disk))?;
+            }
+            DiskSource::Image(source) => {
+                let want = record.spec.resources.disk_gib() << 30;
+                let have = fs::metadata(source).map_err(io(source))?.len();
+                if have > want {
+                    return Err(VmError::Disk(format!("the image's disk ({have} bytes) is larger than the plan's ({want} bytes)")));
+                }
+                let tmp = disk.with_extension("raw.new");
+                crate::container::disk::copy_sparse(source, &tmp).map_err(|e| VmError::Disk(e.to_string()))?;
+                disk::grow(&tmp, want).map_err(|e| VmError::Disk(e.to_string()))?;
                 fs::rename(&tmp, &disk).map_err(io(&disk))?;
             }
         }
@@ -294,6 +322,21 @@ impl KvmRuntime {
         if crate::container::net::link_exists(&tap) {
             let _ = Command::new("ip").args(["link", "del", &tap]).status();
         }
+    }
+
+    /// The machine's NoCloud seed (read-only second disk of a cloud-init image).
+    pub fn seed(&self, id: &InstanceId) -> PathBuf {
+        self.dir(id).join("seed.img")
+    }
+
+    /// (Re)writes the machine's seed from its spec as it is now (hostname, access, address;
+    /// the card's MAC is the one [`Self::make_tap`] gives it). Returns its path.
+    pub fn write_seed(&self, record: &InstanceRecord) -> Result<PathBuf, VmError> {
+        let path = self.seed(&record.spec.id);
+        super::seed::Seed::for_instance(&record.spec, MacAddr::for_instance(&record.spec.id))
+            .write_image(&path)
+            .map_err(|e| VmError::Disk(format!("seed: {e}")))?;
+        Ok(path)
     }
 
     fn socket(&self, id: &InstanceId) -> PathBuf {
@@ -314,6 +357,12 @@ impl KvmRuntime {
         let mut spec: ImageSpec = serde_json::from_slice(&bytes).map_err(|e| bad(format!("{}: {e}", path.display())))?;
         spec.kernel = dir.join(&spec.kernel);
         spec.initrd = spec.initrd.map(|i| dir.join(i));
+        if let DiskSource::Image(p) = &mut spec.disk {
+            *p = dir.join(&*p);
+            if !p.is_file() {
+                return Err(bad(format!("disk image {} is missing", p.display())));
+            }
+        }
         if !spec.kernel.is_file() {
             return Err(bad(format!("kernel {} is missing", spec.kernel.display())));
         }
@@ -514,6 +563,9 @@ impl Runtime for KvmRuntime {
             return Err(e);
         }
         self.create(record)?;
+        if image.cloud_init {
+            self.write_seed(record)?;
+        }
         if record.should_run {
             self.start(record)?;
         }
@@ -534,7 +586,7 @@ impl Runtime for KvmRuntime {
         if disk_path.exists() && have < want {
             let grown = match self.image(&record.spec.template)?.disk {
                 DiskSource::BlankExt4 => disk::grow_ext4(&disk_path, want),
-                DiskSource::None => disk::grow(&disk_path, want),
+                DiskSource::None | DiskSource::Image(_) => disk::grow(&disk_path, want),
             };
             grown.map_err(|e| VmError::Disk(e.to_string()))?;
         }
@@ -552,7 +604,12 @@ impl Runtime for KvmRuntime {
             return Ok(());
         }
         let res = &record.spec.resources;
-        let image = self.image(&record.spec.template)?;
+        // In rescue: the rescue image (see `vessel_core::templates::RESCUE_KVM`) on a fresh
+        // disk of its own, the machine's disk behind it.
+        let image = match record.rescue {
+            Some(_) => self.image(vessel_core::templates::RESCUE_KVM)?,
+            None => self.image(&record.spec.template)?,
+        };
         let dir = self.make_dir(&id)?;
         self.clean_dead(&id)?;
 
@@ -571,11 +628,23 @@ impl Runtime for KvmRuntime {
         cgroup::create(&self.cfg.cgroup_parent, &id.to_string(), &limits)?;
 
         let disk_path = self.disk(&id);
-        let disk = disk_path.exists().then(|| DiskConfig { path: disk_path, io: res.io_limits().into() });
+        let own_disk = disk_path.exists().then(|| DiskConfig { path: disk_path, io: res.io_limits().into() });
+        let (disk, more_disks) = match record.rescue {
+            Some(_) => {
+                let rescue = self.rescue_disk(&id);
+                disk::make_ext4(&rescue, RESCUE_DISK_BYTES, "vessel-rescue").map_err(|e| VmError::Disk(e.to_string()))?;
+                (Some(DiskConfig { path: rescue, io: res.io_limits().into() }), own_disk.into_iter().collect())
+            }
+            None => {
+                let _ = fs::remove_file(self.rescue_disk(&id));
+                (own_disk, Vec::new())
+            }
+        };
         let net = match (&self.cfg.bridge, &record.spec.network.ipv4) {
             (Some(bridge), Some(_)) => Some(self.make_tap(record, bridge)?),
             _ => None,
         };
+        let seed = if image.cloud_init { Some(self.write_seed(record)?) } else { None };
         let mut cmdline = image.cmdline;
         if let (true, Some(a)) = (image.kernel_ip, &record.spec.network.ipv4) {
             let mask = std::net::Ipv4Addr::from(u32::MAX.checked_shl(32 - a.prefix_len as u32).unwrap_or(0));
@@ -598,6 +667,8 @@ impl Runtime for KvmRuntime {
             exit_file: Some(self.exit_file(&id)),
             cgroup: Some(CgroupPlacement { parent: self.cfg.cgroup_parent.clone(), name: id.to_string() }),
             disk,
+            more_disks,
+            seed,
             net,
             rng: true,
             seccomp: true,
@@ -757,11 +828,21 @@ impl Runtime for KvmRuntime {
         }
         let written = disk::set_root_password(&image, disk::PARTITION_OFFSET, hash.as_str(), crate::container::access::shadow_with)
             .map_err(|e| VmError::Disk(e.to_string()));
+        // A cloud-init image's seed carries the new hash too (a reinstall's first boot reads it).
+        if written.is_ok() && self.image(&record.spec.template).is_ok_and(|i| i.cloud_init) {
+            record.spec.access.root_password_hash = Some(hash.clone());
+            self.write_seed(record)?;
+        }
         // Running again whatever the write did: a failed reset must not leave it down.
         if was_running || record.should_run {
             self.start(record)?;
         }
         written
+    }
+
+    /// Any machine can, where the host has the rescue image.
+    fn check_rescue(&self, _record: &InstanceRecord) -> Result<(), VmError> {
+        self.image(vessel_core::templates::RESCUE_KVM).map(|_| ())
     }
 
     /// The serial console: the log followed from its last few KiB, input through the
