@@ -2,6 +2,8 @@
 //! billing services. Every page needs a logged-in admin (anyone else: 404); every change is
 //! audited by the service with the admin's id and remote address.
 
+mod cockpit;
+
 use super::error::WebError;
 use super::pages::{invalid as invalid_page, ok, see_other, Ctx};
 use super::session::{CsrfForm, CurrentAdmin};
@@ -17,6 +19,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    cockpit::configure(cfg);
     cfg.service(dashboard)
         .service(plans)
         .service(plan_new)
@@ -193,12 +196,16 @@ struct Done {
 struct DashboardPage {
     ctx: Ctx,
     stats: Vec<(&'static str, i64, &'static str)>,
+    waiting: Vec<cockpit::WaitingLine>,
+    failed: Vec<cockpit::FailedJob>,
 }
 
 #[get("/admin")]
-async fn dashboard(a: CurrentAdmin, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+async fn dashboard(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
     let counts = crate::db::admin_stats(&pool).await?;
-    ok(&DashboardPage { ctx: Ctx::of(&a.session), stats: counts })
+    let ctx = Ctx::of(&a.session).with_notice(q.done.as_deref());
+    let (waiting, failed) = cockpit::dashboard_lists(&ctx, &pool).await?;
+    ok(&DashboardPage { ctx, stats: counts, waiting, failed })
 }
 
 // ------------------------------------------------------------------ plans
@@ -1041,7 +1048,7 @@ async fn reseller_create(
     pool: web::Data<PgPool>,
     settings: web::Data<Settings>,
 ) -> Result<HttpResponse, WebError> {
-    match admin::create_reseller(&pool, by(&a, &req), &settings.http.base_url, &f.0).await {
+    match admin::create_reseller(&pool, by(&a, &req), &settings.http.base_url, settings.resellers.invitation_ttl_days, &f.0).await {
         Ok(_) => Ok(see_other("/admin/resellers?done=saved")),
         Err(e) => {
             admin_err_ref(&e)?;
