@@ -622,35 +622,6 @@ async fn set_password_with_token(pool: &PgPool, token: &str, purpose: TokenPurpo
     Ok(id)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_are_random_and_hashed() {
-        let a = new_token();
-        assert_ne!(a, new_token());
-        assert_eq!(a.len(), 43);
-        assert_eq!(token_hash(&a).len(), 64);
-        assert_ne!(token_hash(&a), a);
-    }
-
-    #[test]
-    fn dummy_hash_parses_and_matches_nothing() {
-        assert!(argon2::PasswordHash::new(DUMMY_HASH).is_ok());
-        assert!(!verify_password("", DUMMY_HASH));
-    }
-
-    #[test]
-    fn totp_round_trip() {
-        let secret = Secret::generate_secret().to_encoded().to_string();
-        let t = totp_for(&secret, "ana@example.com").unwrap();
-        let code = current_totp_code(&secret, "ana@example.com").unwrap();
-        assert!(t.check_current(&code).unwrap());
-        assert!(totp_url(&secret, "ana@example.com").starts_with("otpauth://totp/Vessel:ana%40example.com?"));
-    }
-}
-
 // ------------------------------------------------------------------ changing one's own password and address
 
 /// Checks the current password of a logged-in account under the log-in limits (a stolen
@@ -725,4 +696,33 @@ pub async fn confirm_email_change(pool: &PgPool, token: &str) -> Result<Uuid, Au
     }
     tx.commit().await?;
     Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_hashed() {
+        let a = new_token();
+        assert_ne!(a, new_token());
+        assert_eq!(a.len(), 43);
+        assert_eq!(token_hash(&a).len(), 64);
+        assert_ne!(token_hash(&a), a);
+    }
+
+    #[test]
+    fn dummy_hash_parses_and_matches_nothing() {
+        assert!(argon2::PasswordHash::new(DUMMY_HASH).is_ok());
+        assert!(!verify_password("", DUMMY_HASH));
+    }
+
+    #[test]
+    fn totp_round_trip() {
+        let secret = Secret::generate_secret().to_encoded().to_string();
+        let t = totp_for(&secret, "ana@example.com").unwrap();
+        let code = current_totp_code(&secret, "ana@example.com").unwrap();
+        assert!(t.check_current(&code).unwrap());
+        assert!(totp_url(&secret, "ana@example.com").starts_with("otpauth://totp/Vessel:ana%40example.com?"));
+    }
 }

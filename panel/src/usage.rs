@@ -105,7 +105,7 @@ fn draw(root: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>, chart: Chart
             (now - Duration::days(1), now)
         }
     };
-    let (title, series, lines, top): (&str, Vec<(&str, Vec<(DateTime<Utc>, f64)>)>, Vec<(&str, f64)>, f64) = match chart {
+    let (title, series, lines, top): (&str, Vec<Series>, Vec<(&str, f64)>, f64) = match chart {
         Chart::Cpu { vcpus } => (
             "CPU (cores)",
             vec![("cpu", points.iter().map(|p| (p.at, p.cpu_cores)).collect())],
@@ -172,6 +172,9 @@ fn err(e: impl std::fmt::Display) -> String {
 pub async fn prune(pool: &PgPool, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
     sql::prune(pool, now - Duration::days(35)).await
 }
+
+/// One named line of a chart: its points over time.
+type Series<'a> = (&'a str, Vec<(DateTime<Utc>, f64)>);
 
 #[cfg(test)]
 mod tests {

@@ -496,7 +496,7 @@ mod tests {
                 gate.and_then(|_| if s.desired == D::Running { Ok(act(None, Action::Restart)) } else { Err(Refusal::NotRunning) })
             }
             R::Reinstall => gate.map(|_| act(None, Action::Reinstall)),
-            R::Resize => gate.and_then(|_| match s.billing {
+            R::Resize => gate.and(match s.billing {
                 None => Err(Refusal::NoSubscription),
                 Some(S::Active) => Ok(none),
                 Some(x) => Err(Refusal::NotActive(x)),

@@ -4,6 +4,7 @@
 //! * sign + verify of one request alone;
 //! * create + start of a KVM test guest and of a busybox container through the API, against the same two steps on the
 //!   service in-process (the yardstick), and the stop + destroy that follow.
+//!
 //! Run: `cargo bench -p provisioner --bench api`.
 
 #[path = "../tests/api_support/mod.rs"]

@@ -65,6 +65,15 @@ pub async fn wait_for<T>(what: &str, secs: u64, mut f: impl AsyncFnMut() -> Opti
     }
 }
 
+/// Hosts are dropped before the world (declared after it), which kills their provisioners; the
+/// disks of containers still alive at that point stay mounted on loop devices under the
+/// scratch directory, and `TempDir` cannot remove a mounted tree. Release them first.
+impl Drop for World {
+    fn drop(&mut self) {
+        crate::netns::release_storage(self.scratch.path());
+    }
+}
+
 impl World {
     /// `orchestrate`: run the job runners and reconciler inside this panel (else the test runs
     /// `panel worker` processes of its own).

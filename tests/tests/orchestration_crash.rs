@@ -232,7 +232,7 @@ async fn killing_the_web_process_runners_and_hosts_mid_operation_converges_witho
     let mut web = Web::start(&w.db_url);
     let browser = Customer::login(&web, "crash@example.com").await;
 
-    let mut seed: u64 = 0xc0ffee_1234;
+    let mut seed: u64 = 0x00c0_ffee_1234;
     let mut rand = move |max: u64| {
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -308,7 +308,7 @@ async fn killing_the_web_process_runners_and_hosts_mid_operation_converges_witho
             break;
         }
         if std::time::Instant::now() > end {
-            let jobs: Vec<(String, String, i32, Option<String>, Option<String>)> = sqlx::query_as(
+            let jobs: Vec<JobRow> = sqlx::query_as(
                 "SELECT kind, status::text, attempts, last_error, waiting_reason FROM jobs WHERE status IN ('queued', 'running', 'dead')",
             )
             .fetch_all(&pool)
@@ -368,3 +368,6 @@ async fn killing_the_web_process_runners_and_hosts_mid_operation_converges_witho
          ({cut} customer requests cut off)"
     );
 }
+
+/// A job as the failure report prints it: kind, status, attempts, last error, waiting reason.
+type JobRow = (String, String, i32, Option<String>, Option<String>);

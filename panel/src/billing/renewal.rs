@@ -41,8 +41,7 @@ pub async fn run(pool: &PgPool, clock: &dyn Clock, policy: RenewalPolicy) -> Res
     let now = clock.now();
     let today = now.date_naive();
     let until = today + Duration::days(policy.lead_days.max(0));
-    let mut report = RenewalReport::default();
-    report.cancelled = end_cancelled(pool, now, policy.batch_size.max(1)).await?;
+    let mut report = RenewalReport { cancelled: end_cancelled(pool, now, policy.batch_size.max(1)).await?, ..Default::default() };
     // A runner that was down for a while catches up period by period.
     for _round in 0..10_000 {
         let mut issued_this_round = 0;

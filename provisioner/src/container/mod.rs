@@ -632,10 +632,10 @@ impl ContainerRuntime {
             .map_err(|source| ContainerError::Io { what: "console log".into(), source })?;
         let mut cmd = Command::new(&self.cfg.helper_exe);
         cmd.arg("ct-init").arg(&cfg_path).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(log);
-        // SAFETY: between fork and exec only async-signal-safe syscalls (setsid, unshare),
-        // no allocation and no locks.
         // With a user namespace, ct-init makes the network namespace itself (owned by it).
         let netns_flag = if cfg.userns.is_some() { 0 } else { libc::CLONE_NEWNET };
+        // SAFETY: between fork and exec only async-signal-safe syscalls (setsid, unshare),
+        // no allocation and no locks.
         unsafe {
             cmd.pre_exec(move || {
                 libc::setsid();
