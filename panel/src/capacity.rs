@@ -375,12 +375,9 @@ mod host_use_tests {
     use vessel_core::admission::{Allocation, HostCapacity, HostLoad};
     use vessel_core::resources::ResourceSpec;
 
-    fn plan(kind: InstanceKind, vcpus: u32, g: u64, b: u64, d: u64, cpu: f64, mem: f64, disk: f64) -> PlanResources {
-        let toml = format!(
-            "kind = \"{}\"\nvcpus = {vcpus}\nmemory_guaranteed_mib = {g}\nmemory_burst_mib = {b}\nswap_mib = 0\ndisk_gib = {d}\ncpu_ratio = {cpu:.1}\nmemory_ratio = {mem:.1}\ndisk_ratio = {disk:.1}\n",
-            kind.as_str()
-        );
-        let spec: ResourceSpec = toml::from_str(&toml).unwrap();
+    /// A plan's resources from the `[resources]` table of a plan file.
+    fn plan(toml: &str) -> PlanResources {
+        let spec: ResourceSpec = toml::from_str(toml).unwrap();
         PlanResources::try_from(spec).unwrap()
     }
 
@@ -388,8 +385,11 @@ mod host_use_tests {
     /// containers (1 vCPU at 4:1, 512 MiB / 1 GiB at 1.5:1, 20 GiB at 2:1).
     #[test]
     fn the_cockpit_compares_the_schedulers_sums_exactly() {
-        let kvm = plan(InstanceKind::Kvm, 2, 2048, 2048, 50, 1.0, 1.0, 1.0);
-        let ct = plan(InstanceKind::Container, 1, 512, 1024, 20, 4.0, 1.5, 2.0);
+        let kvm = plan("kind = \"kvm\"\nvcpus = 2\nmemory_burst_mib = 2048\ndisk_gib = 50\ncpu_ratio = 1.0\ndisk_ratio = 1.0\n");
+        let ct = plan(
+            "kind = \"container\"\nvcpus = 1\nmemory_guaranteed_mib = 512\nmemory_burst_mib = 1024\ndisk_gib = 20\n\
+             cpu_ratio = 4.0\nmemory_ratio = 1.5\ndisk_ratio = 2.0\n",
+        );
         let load = HostLoad::of(&[Allocation::from(&kvm), Allocation::from(&ct), Allocation::from(&ct), Allocation::from(&ct)]);
         let c = Commitment {
             capacity: HostCapacity { cpus: 8, memory_mib: 16384, disk_gib: 200 },

@@ -16,6 +16,9 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use uuid::{uuid, Uuid};
 
+/// Parses a request body as the handler does; the error says why it was refused.
+type Parser = fn(&[u8]) -> Result<(), String>;
+
 /// One operation's examples.
 pub(crate) struct Example {
     pub method: &'static str,
@@ -24,7 +27,7 @@ pub(crate) struct Example {
     /// A query string for the curl line (without `?`), when the operation takes one.
     pub query: &'static str,
     /// The body sent, and the check that the handler's own parser takes it.
-    pub request: Option<(Value, fn(&[u8]) -> Result<(), String>)>,
+    pub request: Option<(Value, Parser)>,
     /// The success status and what it carries: JSON, a note for a non-JSON body, or nothing (204).
     pub status: u16,
     pub response: Response,
