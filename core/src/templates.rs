@@ -47,6 +47,13 @@ pub const KNOWN: &[KnownTemplate] = &[
         for_kvm: true,
         build: "scripts/build-test-kernel (the image spec: provisioner/src/vm/test_kernel.rs)",
     },
+    KnownTemplate {
+        name: "debian-12-kvm",
+        display_name: "Debian 12 (bookworm), cloud image with cloud-init and SSH",
+        for_containers: false,
+        for_kvm: true,
+        build: "provisioner/scripts/build-image-debian-12-kvm.sh",
+    },
 ];
 
 /// The template of that name, if Vessel knows it.

@@ -122,6 +122,13 @@ pub struct OrchestrationSettings {
     /// Concurrent jobs per process.
     pub workers: usize,
     pub job_lease_secs: i64,
+    /// Wake idle runners by `LISTEN vessel_jobs` the moment a job commits (else they only poll).
+    #[serde(default = "default_true")]
+    pub job_notify: bool,
+    /// How often an idle runner looks for due jobs anyway: jobs that become due later
+    /// (backoff) and notifications lost with a dropped connection.
+    #[serde(default = "default_job_poll_ms")]
+    pub job_poll_ms: u64,
     pub reconcile_interval_secs: u64,
     /// A request to a host fails after this long.
     pub host_timeout_secs: u64,
@@ -137,6 +144,14 @@ pub struct OrchestrationSettings {
     /// A paid order still waiting for capacity this long after it first found no room is
     /// refunded to credit (issue 14; `panel::capacity`).
     pub capacity_refund_after_secs: i64,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_job_poll_ms() -> u64 {
+    1000
 }
 
 fn default_join_token_ttl_hours() -> i64 {
@@ -305,6 +320,8 @@ lifetime_hours = 24
 enabled = true
 workers = 4
 job_lease_secs = 120
+job_notify = true
+job_poll_ms = 1000
 reconcile_interval_secs = 10
 host_timeout_secs = 30
 unreachable_after_secs = 45

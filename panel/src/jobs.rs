@@ -9,6 +9,7 @@ use crate::vps::DesiredState;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -136,13 +137,80 @@ pub fn backoff_secs(attempts: i32) -> i64 {
     (5i64 << attempts.clamp(0, 8).saturating_sub(1)).min(600)
 }
 
-/// Claims and runs jobs until `stop` turns true; `handle` does the work of one job.
-pub async fn run<F, Fut>(pool: PgPool, runner: String, lease_secs: i64, mut stop: watch::Receiver<bool>, handle: F)
-where
+/// The channel the `jobs_notify` trigger notifies at the commit of every statement that
+/// inserts jobs.
+pub const CHANNEL: &str = "vessel_jobs";
+
+/// Wakes a process's idle runners the moment a job commits: one `LISTEN` connection per
+/// process, fanned out to every runner. Without [`Wakeup::listen`] it never fires and the
+/// runners only poll.
+#[derive(Clone, Default)]
+pub struct Wakeup(Arc<tokio::sync::Notify>);
+
+impl Wakeup {
+    /// Listens on `pool`'s database until `stop` turns true. After a dropped connection it
+    /// wakes every runner (the notifications sent meanwhile are lost) and listens again.
+    pub fn listen(pool: &PgPool, mut stop: watch::Receiver<bool>) -> Wakeup {
+        let wake = Wakeup::default();
+        let (notify, pool) = (wake.0.clone(), pool.clone());
+        tokio::spawn(async move {
+            while !*stop.borrow() {
+                let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for new jobs; runners poll");
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
+                            _ = stop.changed() => return,
+                        }
+                    }
+                };
+                if let Err(e) = listener.listen(CHANNEL).await {
+                    tracing::warn!(error = %e, "LISTEN {CHANNEL} failed; runners poll");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    continue;
+                }
+                loop {
+                    tokio::select! {
+                        r = listener.try_recv() => match r {
+                            Ok(Some(_)) => notify.notify_waiters(),
+                            // The connection dropped; the next try_recv reconnects.
+                            Ok(None) => notify.notify_waiters(),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "job listener lost; reconnecting");
+                                notify.notify_waiters();
+                                break;
+                            }
+                        },
+                        _ = stop.changed() => return,
+                    }
+                }
+            }
+        });
+        wake
+    }
+}
+
+/// Claims and runs jobs until `stop` turns true; `handle` does the work of one job. An idle
+/// runner sleeps until `wake` fires or `poll` passes, whichever is first.
+pub async fn run<F, Fut>(
+    pool: PgPool,
+    runner: String,
+    lease_secs: i64,
+    wake: Wakeup,
+    poll: Duration,
+    mut stop: watch::Receiver<bool>,
+    handle: F,
+) where
     F: Fn(JobRow) -> Fut,
     Fut: Future<Output = Outcome>,
 {
     while !*stop.borrow() {
+        // Registered before the claim, so a job committed between an empty claim and the
+        // sleep still wakes this runner.
+        let notified = wake.0.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
         let job = match sql::claim(&pool, &runner, lease_secs).await {
             Ok(job) => job,
             Err(e) => {
@@ -152,7 +220,8 @@ where
         };
         let Some(job) = job else {
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(poll) => {}
                 _ = stop.changed() => {}
             }
             continue;

@@ -321,12 +321,14 @@ pub async fn reconcile_once(ctx: &Ctx) -> Result<(), sqlx::Error> {
 /// The job runners and the reconciler, until `stop` turns true.
 pub async fn run(ctx: Ctx, stop: tokio::sync::watch::Receiver<bool>) {
     let mut tasks = Vec::new();
+    let wake = if ctx.settings.job_notify { crate::jobs::Wakeup::listen(&ctx.pool, stop.clone()) } else { Default::default() };
+    let poll = std::time::Duration::from_millis(ctx.settings.job_poll_ms.max(10));
     for n in 0..ctx.settings.workers.max(1) {
-        let (c, stop) = (ctx.clone(), stop.clone());
+        let (c, stop, wake) = (ctx.clone(), stop.clone(), wake.clone());
         let runner = format!("{}-{}-{n}", hostname_or_pid(), std::process::id());
         tasks.push(tokio::spawn(async move {
             let c2 = c.clone();
-            crate::jobs::run(c.pool.clone(), runner, c.settings.job_lease_secs, stop, move |job| {
+            crate::jobs::run(c.pool.clone(), runner, c.settings.job_lease_secs, wake, poll, stop, move |job| {
                 let c = c2.clone();
                 async move { handle(&c, job).await }
             })

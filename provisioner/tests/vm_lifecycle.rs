@@ -289,3 +289,117 @@ fn reinstall_rebuilds_the_disk_and_resize_grows_it_never_shrinking() {
     assert!(host.runtime.check_resize(&bigger, &previous).is_err(), "a disk is never shrunk");
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 3 << 30);
 }
+
+/// The file descriptor flags (`O_ACCMODE` bits) with which process `pid` holds `path` open.
+fn open_mode(pid: i32, path: &std::path::Path) -> Option<i32> {
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+        if std::fs::read_link(fd.path()).ok().as_deref() == Some(path) {
+            let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_string_lossy())).ok()?;
+            let flags = info.lines().find_map(|l| l.strip_prefix("flags:"))?.trim();
+            return i32::from_str_radix(flags, 8).ok().map(|f| f & libc::O_ACCMODE);
+        }
+    }
+    None
+}
+
+/// A machine of a cloud-init image (here the test guest standing in for the Debian image's
+/// kernel, which cannot run on these hosts): its disk is a sparse copy of the image's disk
+/// grown to the plan's size; its NoCloud seed is written from its spec and held read-only by
+/// the VMM as its second disk; a reinstall copies the image again and rewrites the seed with
+/// the new access, a password reset rewrites the seed with the new hash, and a resize grows
+/// the disk file (the guest grows its partition), never shrinking it.
+#[test]
+fn a_cloud_image_machine_gets_a_grown_copy_of_the_image_and_its_own_read_only_seed() {
+    require_kvm();
+    use provisioner::hostnet::MacAddr;
+    use provisioner::store::PendingOp;
+    use provisioner::vm::{disk, seed::Seed};
+    use std::os::unix::fs::{FileExt, MetadataExt};
+    use vessel_core::access::{Access, PasswordHash, SshPublicKey};
+    const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@laptop";
+    const HASH: &str = "$6$saltsalt$3kZ1Xb0jYtqnB3yqQ1o8yFQ8yCw5xqGkz8zO0xkq6bqE2q0V2H1k3bLq2S0Qv8m9j1yQq1y0q9Zq3z1x0y1z2.";
+    const HASH2: &str = "$6$pepperpe$4kZ1Xb0jYtqnB3yqQ1o8yFQ8yCw5xqGkz8zO0xkq6bqE2q0V2H1k3bLq2S0Qv8m9j1yQq1y0q9Zq3z1x0y1z2.";
+
+    let host = Host::new(HostCapacity { cpus: 2, memory_mib: 1024, disk_gib: 100 });
+    let image = host.config.images_dir.join("cloud-guest");
+    std::fs::create_dir_all(&image).unwrap();
+    disk::make_ext4(&image.join("disk.raw"), 256 << 20, "root").unwrap();
+    std::fs::OpenOptions::new().write(true).open(image.join("disk.raw")).unwrap().write_all_at(b"FROM-THE-IMAGE", 100 << 20).unwrap();
+    std::fs::write(
+        image.join("image.json"),
+        serde_json::json!({"kernel": test_guest().elf, "cmdline": "heartbeat", "disk": {"image": "disk.raw"}, "cloud_init": true})
+            .to_string(),
+    )
+    .unwrap();
+    let mut r = record(kvm_plan(1, 64, 2.0));
+    r.spec.template = "cloud-guest".into();
+    r.spec.access = Access::new(vec![SshPublicKey::parse(KEY).unwrap()], Some(PasswordHash::parse(HASH).unwrap())).unwrap();
+    r.spec.network.ipv4 = Some(vessel_core::lifecycle::Ipv4Assignment {
+        address: "203.0.113.9".parse().unwrap(),
+        prefix_len: 24,
+        gateway: "203.0.113.1".parse().unwrap(),
+        nat: false,
+    });
+    let id = r.spec.id;
+    host.store.put(&r).unwrap();
+    host.runtime.create(&mut r).unwrap();
+    let path = host.runtime.disk(&id);
+    let at = |offset: u64| {
+        let mut buf = [0u8; 14];
+        std::fs::File::open(&path).unwrap().read_exact_at(&mut buf, offset).unwrap();
+        buf
+    };
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(meta.len(), 1 << 30, "the plan's size");
+    assert!(meta.blocks() * 512 < 64 << 20, "a sparse copy: {} bytes used", meta.blocks() * 512);
+    assert_eq!(&at(100 << 20), b"FROM-THE-IMAGE", "the image's content");
+    assert_eq!(
+        disk::ext4_size(&path, disk::PARTITION_OFFSET).unwrap(),
+        (256 << 20) - disk::PARTITION_OFFSET,
+        "the image's filesystem as built"
+    );
+
+    host.runtime.start(&mut r).unwrap();
+    host.store.put(&r).unwrap();
+    host.wait_ticking(&r);
+    let seed_path = host.runtime.seed(&id);
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(host.runtime.dir(&id).join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["seed"].as_str().map(std::path::Path::new), Some(seed_path.as_path()));
+    let pid = pid_of(&r);
+    assert_eq!(open_mode(pid, &seed_path), Some(libc::O_RDONLY), "the VMM holds the seed read-only");
+    assert_eq!(open_mode(pid, &path), Some(libc::O_RDWR), "and the disk read-write");
+    let seed_of = |r: &provisioner::store::InstanceRecord| Seed::for_instance(&r.spec, MacAddr::for_instance(&r.spec.id));
+    let (label, back) = Seed::read_image(&seed_path).unwrap();
+    assert_eq!((label.as_str(), &back), ("cidata", &seed_of(&r)));
+    assert!(back.user_data.contains(HASH) && back.user_data.contains("alice@laptop") && back.network_config.contains("203.0.113.9/24"));
+
+    // Reinstall with other access: a fresh copy of the image and a seed saying so.
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().write_all_at(b"CUSTOMER-DATA!", 100 << 20).unwrap();
+    r.spec.access = Access::new(vec![], Some(PasswordHash::parse(HASH2).unwrap())).unwrap();
+    r.pending = Some(PendingOp::Reinstall { template: r.spec.template.clone() });
+    host.runtime.reinstall(&mut r, "cloud-guest").unwrap();
+    host.store.put(&r).unwrap();
+    assert_eq!(&at(100 << 20), b"FROM-THE-IMAGE", "the customer's data is gone, the image is back");
+    let (_, back) = Seed::read_image(&seed_path).unwrap();
+    assert_eq!(back, seed_of(&r));
+    assert!(back.user_data.contains(HASH2) && !back.user_data.contains("alice@laptop"), "{}", back.user_data);
+    assert_eq!(host.runtime.observe(&r).unwrap(), InstanceState::Running);
+
+    // A password reset: the seed carries the new hash too.
+    host.runtime.reset_password(&mut r, &PasswordHash::parse(HASH).unwrap()).unwrap();
+    host.store.put(&r).unwrap();
+    let (_, back) = Seed::read_image(&seed_path).unwrap();
+    assert!(back.user_data.contains(HASH) && !back.user_data.contains(HASH2), "{}", back.user_data);
+
+    // Resize to 3 GiB: the file grows (its partition is the guest's to grow); never shrinks.
+    let mut bigger = vessel_core::resources::ResourceSpec::from(r.spec.resources.clone());
+    bigger.disk_gib = 3;
+    let bigger = vessel_core::PlanResources::try_from(bigger).unwrap();
+    let previous = std::mem::replace(&mut r.spec.resources, bigger.clone());
+    host.runtime.resize(&mut r, &previous).unwrap();
+    host.store.put(&r).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 3 << 30);
+    assert_eq!(&at(100 << 20), b"FROM-THE-IMAGE", "a resize keeps the disk's content");
+    assert!(host.runtime.check_resize(&bigger, &previous).is_err(), "a disk is never shrunk");
+    assert_eq!(host.runtime.observe(&r).unwrap(), InstanceState::Running);
+}

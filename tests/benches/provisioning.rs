@@ -1,10 +1,14 @@
-//! Time from payment to a running VPS (the KVM test guest), median and p99 over 50 orders,
-//! with the share spent in the panel (placing the order and paying), the queue (from the
-//! payment's commit until the job has placed the instance on a host) and the host (from
+//! Time from payment to a running VPS, median and p99 over `BENCH_ORDERS` orders (default 30)
+//! per row, with the share spent in the panel (placing the order and paying), the queue (from
+//! the payment's commit until the job has placed the instance on a host) and the host (from
 //! placement until the host reports it running). A real panel, its job runners, and a real
 //! provisioner in its own network namespace. Timestamps are polled every 5 ms.
 //!
-//! Run as root: `cargo bench -p vessel-tests --bench provisioning` (`BENCH_ORDERS`).
+//! Each kind (a busybox container on `burst-s`, the KVM test guest on `kvm-tiny-shared`) is
+//! measured twice in the same run: with runners that only poll every 300 ms (the yardstick:
+//! how the queue worked before) and with runners woken by `LISTEN vessel_jobs` at commit.
+//!
+//! Run as root: `cargo bench -p vessel-tests --bench provisioning`.
 
 use std::time::{Duration, Instant};
 use vessel_tests::e2e::World;
@@ -14,17 +18,28 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 4)]
-async fn main() {
-    let orders: usize = std::env::var("BENCH_ORDERS").ok().and_then(|v| v.parse().ok()).unwrap_or(50);
-    let mut w = World::new(true).await;
-    let mut host = w.add_host("bench", 2, 1024).await;
+/// Medians of total, panel, queue and host, and the total's p99, in ms.
+struct Row {
+    total: f64,
+    p99: f64,
+    panel: f64,
+    queue: f64,
+    host: f64,
+}
+
+async fn measure(notify: bool, plan: &str, orders: usize) -> Row {
+    let mut w = World::new_with(true, |s| {
+        s.orchestration.job_notify = notify;
+        s.orchestration.job_poll_ms = if notify { 1000 } else { 300 };
+    })
+    .await;
+    let mut host = w.add_host("bench", 2, 4096).await;
     w.serve(&mut host);
     let customer = w.customer("bench@example.com", 10_000_000).await;
     let (mut total, mut panel, mut queue, mut hostside) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..orders {
         let t0 = Instant::now();
-        let inst = w.order_paid(customer, "kvm-tiny-shared", &format!("b{i}.example.com")).await;
+        let inst = w.order_paid(customer, plan, &format!("b{i}.example.com")).await;
         let t_paid = Instant::now();
         let mut t_placed = None;
         loop {
@@ -61,12 +76,26 @@ async fn main() {
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let med = |v: &mut Vec<f64>| pct(v, 0.5);
-    let (m_total, p99) = (med(&mut total), pct(&mut total.clone(), 0.99));
-    let (mp, mq, mh) = (med(&mut panel), med(&mut queue), med(&mut hostside));
-    println!("payment to running, {orders} orders (KVM test guest, 1 vCPU, 64 MiB):");
-    println!("  total   median {m_total:8.1} ms   p99 {p99:8.1} ms");
-    println!("  panel   median {mp:8.1} ms   ({:.0} % of the median total)", 100.0 * mp / m_total);
-    println!("  queue   median {mq:8.1} ms   ({:.0} %)", 100.0 * mq / m_total);
-    println!("  host    median {mh:8.1} ms   ({:.0} %)", 100.0 * mh / m_total);
+    let p99 = pct(&mut total.clone(), 0.99);
+    Row { total: pct(&mut total, 0.5), p99, panel: pct(&mut panel, 0.5), queue: pct(&mut queue, 0.5), host: pct(&mut hostside, 0.5) }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 4)]
+async fn main() {
+    let orders: usize = std::env::var("BENCH_ORDERS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    println!("payment to running, {orders} orders per row (ms; medians unless p99):");
+    println!("{:<34} {:>8} {:>8} {:>8} {:>8} {:>8}", "", "p50", "p99", "panel", "queue", "host");
+    for (what, plan) in [("container (busybox, burst-s)", "burst-s"), ("KVM test guest (kvm-tiny-shared)", "kvm-tiny-shared")] {
+        let before = measure(false, plan, orders).await;
+        let after = measure(true, plan, orders).await;
+        for (how, r) in [("poll 300 ms", &before), ("LISTEN/NOTIFY", &after)] {
+            println!("{:<34} {:>8.1} {:>8.1} {:>8.1} {:>8.1} {:>8.1}", format!("{what}, {how}"), r.total, r.p99, r.panel, r.queue, r.host);
+        }
+        println!(
+            "{:<34} {:>8.2} {:>8.2}   (poll / notify: how many times faster)",
+            format!("{what}, ratio"),
+            before.total / after.total,
+            before.p99 / after.p99
+        );
+    }
 }

@@ -78,6 +78,12 @@ impl World {
     /// `orchestrate`: run the job runners and reconciler inside this panel (else the test runs
     /// `panel worker` processes of its own).
     pub async fn new(orchestrate: bool) -> World {
+        Self::new_with(orchestrate, |_| {}).await
+    }
+
+    /// [`World::new`], with the panel's settings changed by `tune` first (benches compare
+    /// settings this way).
+    pub async fn new_with(orchestrate: bool, tune: impl FnOnce(&mut Settings)) -> World {
         assert!(Path::new("/dev/kvm").exists(), "FAILED LOUDLY: /dev/kvm is missing; the end-to-end tests boot the KVM test guest");
         let scratch = tempfile::Builder::new().prefix("vessel-e2e-").tempdir_in("/tmp").unwrap();
         let guest = provisioner::vm::guest::build(&scratch.path().join("guest")).expect("the test guest builds with as/ld");
@@ -87,6 +93,7 @@ impl World {
         let mut settings = Self::settings(&db_url);
         settings.http.host = net.gateway().to_string();
         settings.orchestration.enabled = orchestrate;
+        tune(&mut settings);
         let app = Application::build(settings).await.unwrap();
         let panel_url = format!("http://{}:{}", net.gateway(), app.port());
         tokio::spawn(app.run_until_stopped());

@@ -167,6 +167,8 @@ fn settings(refund_after_secs: i64) -> panel::config::OrchestrationSettings {
         enabled: false,
         workers: 1,
         job_lease_secs: 30,
+        job_notify: true,
+        job_poll_ms: 300,
         reconcile_interval_secs: 1,
         host_timeout_secs: 1,
         unreachable_after_secs: 10,

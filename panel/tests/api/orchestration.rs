@@ -176,7 +176,8 @@ async fn jobs_run_once_across_runners_retry_and_dead_letter() {
     let mut runners = Vec::new();
     for r in 0..3 {
         let (pool, runs, rx) = (pool.clone(), runs.clone(), rx.clone());
-        runners.push(tokio::spawn(run(pool, format!("runner-{r}"), 60, rx, move |job| {
+        let poll = std::time::Duration::from_millis(100);
+        runners.push(tokio::spawn(run(pool, format!("runner-{r}"), 60, panel::jobs::Wakeup::default(), poll, rx, move |job| {
             let runs = runs.clone();
             async move {
                 match job.kind.as_str() {
@@ -237,6 +238,53 @@ async fn jobs_run_once_across_runners_retry_and_dead_letter() {
     assert!(panel::db::jobs::succeed(&pool, claimed.id, "other").await.unwrap());
 }
 
+/// An idle runner wakes the moment a job commits (`LISTEN vessel_jobs`), not at its next poll:
+/// with the poll a minute away, a job committed in a transaction runs within a second, and a
+/// rolled-back one never. The same runner without the listener leaves it waiting, so the
+/// notification is what ran it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_committed_job_wakes_an_idle_runner_at_once() {
+    use panel::jobs::{run, Outcome, Wakeup};
+    use std::time::{Duration, Instant};
+    let pool = crate::helpers::fresh_pool().await;
+    let state = |pool: PgPool, key: &'static str| async move {
+        sqlx::query_scalar::<_, String>("SELECT status::text FROM jobs WHERE dedupe_key = $1").bind(key).fetch_one(&pool).await.unwrap()
+    };
+    let enqueue = |pool: PgPool, key: &'static str, commit: bool| async move {
+        let mut tx = pool.begin().await.unwrap();
+        panel::db::jobs::enqueue(&mut tx, "ok", serde_json::json!({}), None, Some(key)).await.unwrap();
+        if commit {
+            tx.commit().await.unwrap();
+        } else {
+            tx.rollback().await.unwrap();
+        }
+    };
+    for listening in [true, false] {
+        let (stop, rx) = tokio::sync::watch::channel(false);
+        let wake = if listening { Wakeup::listen(&pool, rx.clone()) } else { Wakeup::default() };
+        let runner = tokio::spawn(run(pool.clone(), "idle".into(), 60, wake, Duration::from_secs(60), rx, |_| async { Outcome::Done }));
+        // Let the runner find the queue empty and go to sleep (and the listener connect).
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let (key, ghost) = if listening { ("woken", "ghost-1") } else { ("polled", "ghost-2") };
+        enqueue(pool.clone(), ghost, false).await;
+        let t0 = Instant::now();
+        enqueue(pool.clone(), key, true).await;
+        let mut ran = false;
+        while t0.elapsed() < Duration::from_secs(2) {
+            if state(pool.clone(), key).await == "succeeded" {
+                ran = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(ran, listening, "listening = {listening}: ran after {:?}", t0.elapsed());
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE dedupe_key = $1").bind(ghost).fetch_one(&pool).await.unwrap();
+        assert_eq!(n, 0, "a rolled-back job does not exist");
+        let _ = stop.send(true);
+        runner.await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn the_hosts_guaranteed_memory_follows_its_instances() {
     let w = World::new("2026-03-01T00:00:00Z").await;
@@ -282,6 +330,8 @@ async fn an_instance_terminated_before_placement_ends_destroyed() {
         enabled: false,
         workers: 1,
         job_lease_secs: 30,
+        job_notify: true,
+        job_poll_ms: 300,
         reconcile_interval_secs: 1,
         host_timeout_secs: 1,
         unreachable_after_secs: 10,

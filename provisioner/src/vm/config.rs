@@ -89,6 +89,9 @@ pub struct VmConfig {
     /// virtio devices, in this order on the MMIO bus (see [`super::virtio`]).
     #[serde(default)]
     pub disk: Option<DiskConfig>,
+    /// A read-only second disk after `disk`: the NoCloud `cidata` seed (see [`super::seed`]).
+    #[serde(default)]
+    pub seed: Option<PathBuf>,
     #[serde(default)]
     pub net: Option<NetConfig>,
     #[serde(default)]

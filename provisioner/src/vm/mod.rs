@@ -10,7 +10,8 @@
 //! * [`devices`]: serial console, i8042, power-off port; the MMIO bus.
 //! * [`rtc`]: the CMOS real-time clock.
 //! * [`virtio`]: virtio-mmio block, network and entropy devices.
-//! * [`seed`]: the NoCloud `cidata` seed (hostname, SSH keys, root password hash, address).
+//! * [`seed`]: the NoCloud `cidata` seed (hostname, SSH keys, root password hash, address),
+//!   a FAT volume attached read-only as a cloud-init image's second disk.
 //! * [`disk`]: the machine's raw disk image (partitioned ext4 when blank; grown, never shrunk).
 //! * [`control`]: the unix socket through which the provisioner pauses, resumes and shuts down.
 //! * [`seccomp`]: what the VMM may still do once set up.
@@ -20,6 +21,7 @@
 //! * [`runtime`]: the provisioner's side: the `Runtime` lifecycle over VMM processes.
 //! * [`guest`]: builds the project's test guest and checks its report.
 //! * [`test_kernel`]: the project's Linux test kernel as an OS template.
+//! * [`debian_image`]: the Debian 12 cloud image for customers (`debian-12-kvm`).
 
 pub mod acpi;
 pub mod boot;
@@ -27,6 +29,7 @@ pub mod cgroup;
 pub mod config;
 pub mod console;
 pub mod control;
+pub mod debian_image;
 pub mod devices;
 pub mod disk;
 pub mod guest;

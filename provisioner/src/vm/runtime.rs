@@ -82,10 +82,15 @@ pub struct ImageSpec {
     /// (static address, gateway, netmask; the test kernel, which has no user space).
     #[serde(default)]
     pub kernel_ip: bool,
+    /// The image configures itself on first boot with cloud-init: the runtime writes each
+    /// machine a NoCloud seed (`seed.img`: hostname, SSH keys, root password hash, static
+    /// address; see [`super::seed`]) before every start and attaches it read-only after the disk.
+    #[serde(default)]
+    pub cloud_init: bool,
 }
 
 /// Where a machine's disk comes from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DiskSource {
     /// No disk (the test guest).
@@ -93,6 +98,10 @@ pub enum DiskSource {
     None,
     /// A blank disk: one partition, ext4 (`root=/dev/vda1`).
     BlankExt4,
+    /// A copy (sparse) of this disk image, grown to the plan's size: the file only; the
+    /// system in it grows its partition and filesystem at boot (cloud-init's growpart). In
+    /// `image.json`, `{"image": "disk.raw"}` (relative to the image's directory).
+    Image(PathBuf),
 }
 
 /// Host-side settings of the KVM runtime (paths are parameters so tests use scratch ones).
@@ -274,13 +283,24 @@ impl KvmRuntime {
     /// never half of either.
     fn make_disk(&self, record: &InstanceRecord, image: &ImageSpec) -> Result<(), VmError> {
         let disk = self.disk(&record.spec.id);
-        match image.disk {
+        match &image.disk {
             DiskSource::None => {
                 let _ = fs::remove_file(&disk);
             }
             DiskSource::BlankExt4 => {
                 let tmp = disk.with_extension("raw.new");
                 disk::make_ext4(&tmp, record.spec.resources.disk_gib() << 30, "vessel-root").map_err(|e| VmError::Disk(e.to_string()))?;
+                fs::rename(&tmp, &disk).map_err(io(&disk))?;
+            }
+            DiskSource::Image(source) => {
+                let want = record.spec.resources.disk_gib() << 30;
+                let have = fs::metadata(source).map_err(io(source))?.len();
+                if have > want {
+                    return Err(VmError::Disk(format!("the image's disk ({have} bytes) is larger than the plan's ({want} bytes)")));
+                }
+                let tmp = disk.with_extension("raw.new");
+                crate::container::disk::copy_sparse(source, &tmp).map_err(|e| VmError::Disk(e.to_string()))?;
+                disk::grow(&tmp, want).map_err(|e| VmError::Disk(e.to_string()))?;
                 fs::rename(&tmp, &disk).map_err(io(&disk))?;
             }
         }
@@ -294,6 +314,21 @@ impl KvmRuntime {
         if crate::container::net::link_exists(&tap) {
             let _ = Command::new("ip").args(["link", "del", &tap]).status();
         }
+    }
+
+    /// The machine's NoCloud seed (read-only second disk of a cloud-init image).
+    pub fn seed(&self, id: &InstanceId) -> PathBuf {
+        self.dir(id).join("seed.img")
+    }
+
+    /// (Re)writes the machine's seed from its spec as it is now (hostname, access, address;
+    /// the card's MAC is the one [`Self::make_tap`] gives it). Returns its path.
+    pub fn write_seed(&self, record: &InstanceRecord) -> Result<PathBuf, VmError> {
+        let path = self.seed(&record.spec.id);
+        super::seed::Seed::for_instance(&record.spec, MacAddr::for_instance(&record.spec.id))
+            .write_image(&path)
+            .map_err(|e| VmError::Disk(format!("seed: {e}")))?;
+        Ok(path)
     }
 
     fn socket(&self, id: &InstanceId) -> PathBuf {
@@ -314,6 +349,12 @@ impl KvmRuntime {
         let mut spec: ImageSpec = serde_json::from_slice(&bytes).map_err(|e| bad(format!("{}: {e}", path.display())))?;
         spec.kernel = dir.join(&spec.kernel);
         spec.initrd = spec.initrd.map(|i| dir.join(i));
+        if let DiskSource::Image(p) = &mut spec.disk {
+            *p = dir.join(&*p);
+            if !p.is_file() {
+                return Err(bad(format!("disk image {} is missing", p.display())));
+            }
+        }
         if !spec.kernel.is_file() {
             return Err(bad(format!("kernel {} is missing", spec.kernel.display())));
         }
@@ -514,6 +555,9 @@ impl Runtime for KvmRuntime {
             return Err(e);
         }
         self.create(record)?;
+        if image.cloud_init {
+            self.write_seed(record)?;
+        }
         if record.should_run {
             self.start(record)?;
         }
@@ -534,7 +578,7 @@ impl Runtime for KvmRuntime {
         if disk_path.exists() && have < want {
             let grown = match self.image(&record.spec.template)?.disk {
                 DiskSource::BlankExt4 => disk::grow_ext4(&disk_path, want),
-                DiskSource::None => disk::grow(&disk_path, want),
+                DiskSource::None | DiskSource::Image(_) => disk::grow(&disk_path, want),
             };
             grown.map_err(|e| VmError::Disk(e.to_string()))?;
         }
@@ -576,6 +620,7 @@ impl Runtime for KvmRuntime {
             (Some(bridge), Some(_)) => Some(self.make_tap(record, bridge)?),
             _ => None,
         };
+        let seed = if image.cloud_init { Some(self.write_seed(record)?) } else { None };
         let mut cmdline = image.cmdline;
         if let (true, Some(a)) = (image.kernel_ip, &record.spec.network.ipv4) {
             let mask = std::net::Ipv4Addr::from(u32::MAX.checked_shl(32 - a.prefix_len as u32).unwrap_or(0));
@@ -598,6 +643,7 @@ impl Runtime for KvmRuntime {
             exit_file: Some(self.exit_file(&id)),
             cgroup: Some(CgroupPlacement { parent: self.cfg.cgroup_parent.clone(), name: id.to_string() }),
             disk,
+            seed,
             net,
             rng: true,
             seccomp: true,
@@ -757,6 +803,11 @@ impl Runtime for KvmRuntime {
         }
         let written = disk::set_root_password(&image, disk::PARTITION_OFFSET, hash.as_str(), crate::container::access::shadow_with)
             .map_err(|e| VmError::Disk(e.to_string()));
+        // A cloud-init image's seed carries the new hash too (a reinstall's first boot reads it).
+        if written.is_ok() && self.image(&record.spec.template).is_ok_and(|i| i.cloud_init) {
+            record.spec.access.root_password_hash = Some(hash.clone());
+            self.write_seed(record)?;
+        }
         // Running again whatever the write did: a failed reset must not leave it down.
         if was_running || record.should_run {
             self.start(record)?;

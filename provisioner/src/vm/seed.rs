@@ -10,8 +10,8 @@
 
 use crate::hostnet::MacAddr;
 use serde_json::json;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use thiserror::Error;
 use vessel_core::InstanceSpec;
 
@@ -19,8 +19,6 @@ use vessel_core::InstanceSpec;
 pub enum SeedError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("mke2fs failed on {path}: {stderr}")]
-    Mkfs { path: PathBuf, stderr: String },
 }
 
 /// The three files of a NoCloud seed.
@@ -47,6 +45,8 @@ impl Seed {
             "hostname": host.split('.').next().unwrap_or(&host),
             "fqdn": host,
             "preserve_hostname": false,
+            // The name resolves on the machine itself (`hostname -f`, sudo).
+            "manage_etc_hosts": true,
             "disable_root": false,
             "ssh_pwauth": spec.access.root_password_hash.is_some(),
             "users": [root],
@@ -55,20 +55,22 @@ impl Seed {
             "growpart": { "mode": "auto", "devices": ["/"] },
             "resize_rootfs": true,
         });
+        // The default routes as `gateway4`/`gateway6`: every renderer of cloud-init turns them
+        // into its own gateway setting (ifupdown's `gateway`), where a `routes` entry becomes a
+        // `route add` command on bookworm's ifupdown, which needs net-tools.
         let mut eth = json!({
             "match": { "macaddress": mac.to_string() },
             "set-name": "eth0",
             "addresses": [],
-            "routes": [],
             "nameservers": { "addresses": NAMESERVERS },
         });
         if let Some(a) = &spec.network.ipv4 {
             eth["addresses"].as_array_mut().expect("an array").push(json!(format!("{}/{}", a.address, a.prefix_len)));
-            eth["routes"].as_array_mut().expect("an array").push(json!({ "to": "0.0.0.0/0", "via": a.gateway.to_string() }));
+            eth["gateway4"] = json!(a.gateway.to_string());
         }
         if let Some(a) = &spec.network.ipv6 {
             eth["addresses"].as_array_mut().expect("an array").push(json!(format!("{}/{}", a.address, a.prefix_len)));
-            eth["routes"].as_array_mut().expect("an array").push(json!({ "to": "::/0", "via": a.gateway.to_string() }));
+            eth["gateway6"] = json!(a.gateway.to_string());
         }
         let net = json!({ "version": 2, "ethernets": { "eth0": eth } });
         Seed {
@@ -78,41 +80,62 @@ impl Seed {
         }
     }
 
-    /// Writes the seed as a small ext4 filesystem labelled `cidata` at `image` (made from a
-    /// directory by `mke2fs -d`: no mount needed).
+    /// Writes the seed as a small FAT filesystem labelled `cidata` at `image` (replacing what
+    /// is there: made under a temporary name and renamed into place). FAT (or iso9660) is what
+    /// cloud-init's NoCloud looks for: it takes a `cidata` label only on those two types.
     pub fn write_image(&self, image: &Path) -> Result<(), SeedError> {
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| SeedError::Io { path, source }
+        let err = |source: std::io::Error| SeedError::Io { path: image.to_path_buf(), source };
+        let tmp = image.with_extension("new");
+        let f = std::fs::OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&tmp).map_err(err)?;
+        f.set_len(SEED_BYTES).map_err(err)?;
+        let mut f = f;
+        fatfs::format_volume(&mut f, fatfs::FormatVolumeOptions::new().volume_label(*LABEL)).map_err(err)?;
+        f.seek(SeekFrom::Start(0)).map_err(err)?;
+        {
+            let fs = fatfs::FileSystem::new(&mut f, fatfs::FsOptions::new()).map_err(err)?;
+            for (name, text) in self.files() {
+                let mut file = fs.root_dir().create_file(name).map_err(err)?;
+                file.truncate().map_err(err)?;
+                file.write_all(text.as_bytes()).map_err(err)?;
+                file.flush().map_err(err)?;
+            }
+            fs.unmount().map_err(err)?;
+        }
+        f.sync_all().map_err(err)?;
+        drop(f);
+        std::fs::rename(&tmp, image).map_err(err)
+    }
+
+    /// The three files by their NoCloud names.
+    pub fn files(&self) -> [(&'static str, &str); 3] {
+        [("meta-data", &self.meta_data), ("user-data", &self.user_data), ("network-config", &self.network_config)]
+    }
+
+    /// Reads a seed back from an image [`Seed::write_image`] made (the tests; a host's checks).
+    pub fn read_image(image: &Path) -> Result<(String, Seed), SeedError> {
+        let err = |source: std::io::Error| SeedError::Io { path: image.to_path_buf(), source };
+        let f = std::fs::File::open(image).map_err(err)?;
+        let fs = fatfs::FileSystem::new(f, fatfs::FsOptions::new()).map_err(err)?;
+        let read = |name: &str| -> Result<String, SeedError> {
+            let mut s = String::new();
+            fs.root_dir().open_file(name).and_then(|mut f| f.read_to_string(&mut s)).map_err(err)?;
+            Ok(s)
         };
-        let dir = image.with_extension("d");
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        for (name, text) in [("meta-data", &self.meta_data), ("user-data", &self.user_data), ("network-config", &self.network_config)] {
-            let p = dir.join(name);
-            std::fs::write(&p, text).map_err(io(&p))?;
-        }
-        let _ = std::fs::remove_file(image);
-        let out = Command::new("mke2fs")
-            .args(["-q", "-F", "-t", "ext4", "-L", "cidata", "-d"])
-            .arg(&dir)
-            .arg(image)
-            .arg("4M")
-            .output()
-            .map_err(io(image))?;
-        let _ = std::fs::remove_dir_all(&dir);
-        if !out.status.success() {
-            return Err(SeedError::Mkfs { path: image.into(), stderr: String::from_utf8_lossy(&out.stderr).into() });
-        }
-        Ok(())
+        let seed = Seed { meta_data: read("meta-data")?, user_data: read("user-data")?, network_config: read("network-config")? };
+        Ok((fs.volume_label(), seed))
     }
 }
+
+/// The volume label NoCloud looks for (space padded, as FAT stores it).
+const LABEL: &[u8; 11] = b"cidata     ";
+/// 1 MiB: a FAT12 volume with room for a few hundred SSH keys.
+const SEED_BYTES: u64 = 1 << 20;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use vessel_core::access::{Access, PasswordHash, SshPublicKey};
-    use vessel_core::lifecycle::{Ipv4Assignment, NetworkSpec};
+    use vessel_core::lifecycle::{Ipv4Assignment, Ipv6Assignment, NetworkSpec};
 
     const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl alice@laptop";
 
@@ -133,7 +156,7 @@ mod tests {
                 gateway: "203.0.113.1".parse().unwrap(),
                 nat: false,
             }),
-            ipv6: None,
+            ipv6: Some(Ipv6Assignment { address: "2001:db8::7".parse().unwrap(), prefix_len: 64, gateway: "2001:db8::1".parse().unwrap() }),
         };
         s
     }
@@ -159,7 +182,18 @@ mod tests {
         assert_eq!(net["version"], 2);
         assert_eq!(eth["match"]["macaddress"], "02:01:02:03:04:05");
         assert_eq!(eth["addresses"][0], "203.0.113.7/24");
-        assert_eq!(eth["routes"][0]["via"], "203.0.113.1");
+        assert_eq!(eth["gateway4"], "203.0.113.1");
+        assert_eq!((&eth["addresses"][1], &eth["gateway6"]), (&json!("2001:db8::7/64"), &json!("2001:db8::1")));
+        assert_eq!(eth["set-name"], "eth0");
+        assert_eq!(eth["nameservers"]["addresses"], json!(NAMESERVERS));
+        assert_eq!(
+            (user["hostname"].as_str(), user["manage_etc_hosts"].as_bool()),
+            (Some(s.hostname.to_string().split('.').next().unwrap()), Some(true))
+        );
+        assert_eq!((user["disable_root"].as_bool(), user["preserve_hostname"].as_bool()), (Some(false), Some(false)));
+        assert_eq!(user["growpart"]["devices"][0], "/");
+        // Only the hash: nothing else in the seed looks like a password.
+        assert!(!seed.user_data.contains("\"password\"") && !seed.user_data.contains("plain_text_passwd"), "{}", seed.user_data);
 
         // No password: root's password stays locked, password logins off.
         let mut keys_only = s.clone();
@@ -171,24 +205,21 @@ mod tests {
     }
 
     #[test]
-    fn the_seed_image_is_an_ext4_labelled_cidata_holding_the_three_files() {
+    fn the_seed_image_is_a_fat_volume_labelled_cidata_holding_the_three_files() {
         let dir = tempfile::tempdir().unwrap();
         let img = dir.path().join("seed.img");
         let seed = Seed::for_instance(&spec(), MacAddr([2, 0, 0, 0, 0, 1]));
+        std::fs::write(&img, b"an older seed").unwrap();
         seed.write_image(&img).unwrap();
-        let bytes = std::fs::read(&img).unwrap();
-        let sb = &bytes[1024..2048];
-        assert_eq!(u16::from_le_bytes([sb[56], sb[57]]), 0xef53);
-        assert_eq!(&sb[120..126], b"cidata");
-        for name in ["meta-data", "user-data", "network-config"] {
-            let out = Command::new("debugfs").args(["-R", &format!("cat /{name}")]).arg(&img).output().unwrap();
-            let text = String::from_utf8_lossy(&out.stdout);
-            let want = match name {
-                "meta-data" => &seed.meta_data,
-                "user-data" => &seed.user_data,
-                _ => &seed.network_config,
-            };
-            assert_eq!(&*text, want.as_str(), "{name}");
-        }
+        let (label, back) = Seed::read_image(&img).unwrap();
+        assert_eq!(label, "cidata");
+        assert_eq!(back, seed);
+        // What cloud-init's NoCloud asks (blkid from util-linux, not our crate): a vfat
+        // filesystem labelled cidata.
+        let out = std::process::Command::new("blkid").args(["-p", "-o", "export"]).arg(&img).output().expect("blkid (util-linux)");
+        let info = String::from_utf8_lossy(&out.stdout);
+        assert!(info.lines().any(|l| l == "TYPE=vfat"), "{info}");
+        assert!(info.lines().any(|l| l == "LABEL=cidata"), "{info}");
+        assert!(!dir.path().join("seed.new").exists(), "no temporary file left");
     }
 }

@@ -38,6 +38,7 @@ pub fn image_spec(vmlinux: &Path) -> ImageSpec {
         smp_boot: Default::default(),
         disk: DiskSource::BlankExt4,
         kernel_ip: true,
+        cloud_init: false,
     }
 }
 

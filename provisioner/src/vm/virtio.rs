@@ -302,6 +302,7 @@ const BLK_S_OK: u8 = 0;
 const BLK_S_IOERR: u8 = 1;
 const BLK_S_UNSUPP: u8 = 2;
 const BLK_F_SEG_MAX: u64 = 1 << 2;
+const BLK_F_RO: u64 = 1 << 5;
 const BLK_F_FLUSH: u64 = 1 << 9;
 const BLK_F_DISCARD: u64 = 1 << 13;
 const SEG_MAX: u32 = 126;
@@ -315,13 +316,21 @@ pub struct Block {
     buckets: [TokenBucket; 4],
     /// Time spent waiting on the I/O limit (for tests and logs).
     pub throttled: Duration,
+    /// Offered to the guest as read-only (`VIRTIO_BLK_F_RO`); writes and discards fail.
+    read_only: bool,
 }
 
 impl Block {
     pub fn new(file: File, rates: IoRates) -> std::io::Result<Self> {
         let sectors = file.metadata()?.len() / 512;
         let buckets = [rates.read_bytes_per_sec, rates.read_iops, rates.write_bytes_per_sec, rates.write_iops].map(TokenBucket::new);
-        Ok(Block { file, sectors, buckets, throttled: Duration::ZERO })
+        Ok(Block { file, sectors, buckets, throttled: Duration::ZERO, read_only: false })
+    }
+
+    /// A read-only disk (the NoCloud seed): the file is opened read-only by the caller, the
+    /// guest is told, and a write or discard it sends anyway fails with an I/O error.
+    pub fn read_only(file: File) -> std::io::Result<Self> {
+        Ok(Block { read_only: true, ..Block::new(file, IoRates::default())? })
     }
 
     /// Waits until the plan's limits allow one operation of `bytes` (a read, or a write).
@@ -350,6 +359,7 @@ impl Block {
         let mut written = 0u32;
         let st = match kind {
             BLK_T_IN | BLK_T_OUT if !in_range(sector, total) => BLK_S_IOERR,
+            BLK_T_OUT | BLK_T_DISCARD if self.read_only => BLK_S_IOERR,
             BLK_T_IN => {
                 self.throttle(false, total);
                 let mut at = sector * 512;
@@ -440,7 +450,11 @@ impl Device for Block {
         2
     }
     fn features(&self) -> u64 {
-        BLK_F_SEG_MAX | BLK_F_FLUSH | BLK_F_DISCARD
+        if self.read_only {
+            BLK_F_SEG_MAX | BLK_F_RO
+        } else {
+            BLK_F_SEG_MAX | BLK_F_FLUSH | BLK_F_DISCARD
+        }
     }
     fn queue_sizes(&self) -> &'static [u16] {
         &[256]

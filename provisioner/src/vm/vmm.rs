@@ -146,6 +146,10 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
         let f = file(&d.path, true)?;
         virtio.push(Box::new(virtio::Block::new(f, d.io).map_err(|source| VmmError::File { path: d.path.clone(), source })?));
     }
+    if let Some(p) = &cfg.seed {
+        let f = file(p, false)?;
+        virtio.push(Box::new(virtio::Block::read_only(f).map_err(|source| VmmError::File { path: p.clone(), source })?));
+    }
     if let Some(n) = &cfg.net {
         let tap = virtio::open_tap(&n.tap).map_err(|source| VmmError::File { path: format!("tap {}", n.tap).into(), source })?;
         tap_rx = Some((virtio.len(), tap.try_clone().map_err(|source| VmmError::File { path: "tap".into(), source })?));
