@@ -21,6 +21,8 @@
 //! | `reinstall`      | `template?` (absent: the current one), `access?` ([`crate::Access`]) | stopped, running, crashed |
 //! | `resize`         | `resources` ([`crate::PlanResources`], same kind)             | stopped, running      |
 //! | `reset_password` | `root_password_hash` ([`crate::PasswordHash`])                | running               |
+//! | `rescue`         | `access?` ([`crate::Access`]: written into the rescue system) | stopped, running, crashed |
+//! | `leave_rescue`   |                                                               | stopped, running, crashed |
 //! | `destroy`        |                                                               | any                   |
 //!
 //! Unknown fields are refused. A runtime that cannot do an action yet (`reset_password` on KVM
@@ -64,6 +66,9 @@ pub struct InstanceStatus {
     pub template: String,
     /// The resources the host holds for it (after a resize: the new ones).
     pub resources: PlanResources,
+    /// It boots (or runs) its rescue system, not its own (see [`Action::Rescue`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rescue: bool,
 }
 
 impl InstanceStatus {

@@ -273,6 +273,12 @@ mod tests {
                 json!({ "instance_id": id, "action": "reinstall" }),
                 Job::Action { instance_id: id, action: Action::Reinstall },
             ),
+            ("instance.action", json!({ "instance_id": id, "action": "rescue" }), Job::Action { instance_id: id, action: Action::Rescue }),
+            (
+                "instance.action",
+                json!({ "instance_id": id, "action": "leave_rescue" }),
+                Job::Action { instance_id: id, action: Action::LeaveRescue },
+            ),
             ("instance.resize", json!({ "instance_id": id, "plan_id": 7 }), Job::Resize { instance_id: id, plan_id: 7 }),
             ("instance.reset_password", json!({ "instance_id": id }), Job::ResetPassword { instance_id: id }),
         ];

@@ -122,6 +122,7 @@ impl World {
             gateway: "192.0.2.1".into(),
             host_id: String::new(),
             nat: None,
+            dns: String::new(),
         };
         let pool_id = panel::admin::create_pool(&pool, by(), &form).await.unwrap();
         panel::admin::generate_addresses(&pool, by(), pool_id, 100).await.unwrap();

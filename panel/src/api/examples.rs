@@ -110,6 +110,7 @@ fn server(desired: &str, observed: &str) -> Server {
         addresses: vec!["203.0.113.10".into()],
         created_at: at(9, 1),
         terminated_at: None,
+        rescue: false,
         root_password: None,
     }
 }
@@ -244,6 +245,15 @@ pub(crate) fn all() -> Vec<Example> {
         action("post", "/api/v1/servers/{id}/suspend", "suspended", "running"),
         action("post", "/api/v1/servers/{id}/unsuspend", "running", "suspended"),
         action("post", "/api/v1/servers/{id}/terminate", "terminated", "running"),
+        Example {
+            method: "post",
+            path: "/api/v1/servers/{id}/rescue",
+            query: "",
+            request: None,
+            status: 202,
+            response: to(Server { rescue: true, ..server("running", "running") }),
+        },
+        action("post", "/api/v1/servers/{id}/leave-rescue", "running", "running"),
         Example {
             method: "post",
             path: "/api/v1/servers/{id}/reinstall",

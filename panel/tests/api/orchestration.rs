@@ -17,6 +17,7 @@ pub async fn address_pool(pool: &PgPool, admin: Uuid, name: &str, network: &str,
         gateway: gateway.into(),
         host_id: host.map(|h| h.to_string()).unwrap_or_default(),
         nat: None,
+        dns: String::new(),
     };
     let id = panel::admin::create_pool(pool, by, &form).await.unwrap();
     panel::admin::generate_addresses(pool, panel::admin::By { admin, addr: None }, id, count).await.unwrap()

@@ -96,6 +96,7 @@ async fn seed(pool: &PgPool, admin: Uuid) -> anyhow::Result<()> {
             gateway: "203.0.113.1".into(),
             host_id: String::new(),
             nat: None,
+            dns: String::new(),
         };
         let id = panel::admin::create_pool(pool, by(), &form).await.context("address pool")?;
         panel::admin::generate_addresses(pool, by(), id, 200).await.context("addresses")?;
