@@ -360,3 +360,25 @@ pub enum ConsoleControl {
     /// The terminal's size changed (a container's pty follows it; a serial line has none).
     Resize { cols: u16, rows: u16 },
 }
+
+/// The request id a panel sends with each call it makes for one user request (or one job that
+/// request queued), so a host's log lines can be found from the panel's. Not part of the
+/// signature: it identifies, it authorises nothing. The host echoes it in its answer.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// A request id anyone may send: 1 to 64 letters, digits, `-`, `_`, `.` or `:` (no spaces or
+/// quotes, so it cannot forge a log line or a field).
+pub fn valid_request_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+#[cfg(test)]
+mod request_id_tests {
+    #[test]
+    fn request_ids_are_short_and_plain() {
+        assert!(super::valid_request_id("3f2c9a-job:1.x_y"));
+        for bad in ["", "a b", "a\"b", "a\nb", &"x".repeat(65)] {
+            assert!(!super::valid_request_id(bad), "{bad:?}");
+        }
+    }
+}

@@ -140,6 +140,8 @@ async fn a_container_that_no_longer_boots_is_repaired_from_rescue_and_boots_agai
 
     // The customer's data, and a broken init: this system would not boot again.
     let mut ws = root_console(&api, inst).await;
+    // Its resolvers are its pool's (the world's pool names none: the defaults), not the host's.
+    run(&mut ws, "cat /etc/resolv.conf", "nameserver 1.1.1.1\r\nnameserver 9.9.9.9").await;
     run(&mut ws, "echo customer-data-17 > /root/marker && mv /sbin/vessel-init /sbin/vessel-init.broken && echo DONE-$((6*7))", "DONE-42")
         .await;
     ws.close(None).await.ok();
@@ -158,6 +160,7 @@ async fn a_container_that_no_longer_boots_is_repaired_from_rescue_and_boots_agai
     let mut ws = root_console(&api, inst).await;
     run(&mut ws, "test -e /root/marker || echo RESCUE-ROOT-$((40+2))", "RESCUE-ROOT-42").await;
     run(&mut ws, "cat /mnt/root/marker", "customer-data-17").await;
+    run(&mut ws, "cat /etc/resolv.conf", "nameserver 1.1.1.1\r\nnameserver 9.9.9.9").await;
     let ip = run(&mut ws, "ip -4 addr show eth0; echo IP-$((1+1))-END", "IP-2-END").await;
     assert!(ip.contains(&format!("inet {addr}/")), "the same address in rescue: {ip}");
     run(
@@ -189,6 +192,21 @@ async fn a_container_that_no_longer_boots_is_repaired_from_rescue_and_boots_agai
     wait_for("the server to be destroyed", 60, async || (w.observed(inst).await == "destroyed").then_some(())).await;
     let dir = host.dir.join("state/containers").join(inst.to_string());
     assert!(!std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains(&*dir.to_string_lossy()), "mounts left behind");
+
+    // The clear root password (given to the API, written into the rescue system as a hash,
+    // typed into four consoles) is in no log and nowhere in the database.
+    let log = std::fs::read_to_string(host.dir.join("daemon.log")).unwrap();
+    assert!(log.contains(&inst.to_string()), "the host's log is real");
+    assert!(!log.contains(ROOT_PASSWORD), "the clear password is in the host's log");
+    let o = w.pool.connect_options();
+    let dump = std::process::Command::new("/usr/lib/postgresql/15/bin/pg_dump")
+        .args(["-h", o.get_host(), "-p", &o.get_port().to_string(), "-U", o.get_username(), "--data-only", o.get_database().unwrap()])
+        .output()
+        .expect("pg_dump runs");
+    assert!(dump.status.success(), "pg_dump: {}", String::from_utf8_lossy(&dump.stderr));
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(dump.contains(hostname) && dump.contains("console.close"), "the dump is real");
+    assert!(!dump.contains(ROOT_PASSWORD), "the clear password is in the database");
 }
 
 /// The serial log from `from` bytes on (what the machine printed since; all of it if the log

@@ -318,6 +318,40 @@ async fn a_customer_keeps_keys_orders_with_one_and_gets_a_ready_mail_with_its_fi
         sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'server.reset_password'").fetch_one(&app.pool).await.unwrap();
     assert_eq!(audit, 1, "the reset is audited");
     assert!(!pg_dump(&app).contains(shown), "the new password is not stored");
+
+    // Rescue from the server page (item 4): the button sets it and queues the action; the page
+    // says so and offers the way back; a reinstall is refused meanwhile; Bob cannot.
+    let rescue_of = || async {
+        sqlx::query_scalar::<_, bool>("SELECT rescue FROM instances WHERE id = $1").bind(id).fetch_one(&app.pool).await.unwrap()
+    };
+    let (s, page) = app.get(&c, &format!("/servers/{id}")).await;
+    assert_eq!(s, 200);
+    assert!(page.contains("id=\"action-rescue\"") && !page.contains("id=\"action-leave-rescue\""), "{page}");
+    let (s, _, _) = app.submit(&bob, "/account/ssh-keys", &format!("/servers/{id}/action"), &[("action", "rescue")]).await;
+    assert_eq!(s, 404, "another customer's server");
+    assert!(!rescue_of().await);
+    let (s, loc, body) = app.submit(&c, &format!("/servers/{id}"), &format!("/servers/{id}/action"), &[("action", "rescue")]).await;
+    assert_eq!((s, loc.as_str()), (303, format!("/servers/{id}?done=requested").as_str()), "{body}");
+    assert!(rescue_of().await);
+    let queued: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM jobs WHERE instance_id = $1 AND kind = 'instance.action' AND payload->>'action' = 'rescue'",
+    )
+    .bind(id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(queued, 1, "the rescue is a durable job");
+    let (_, page) = app.get(&c, &format!("/servers/{id}")).await;
+    assert!(page.contains("id=\"rescue-state\"") && page.contains("id=\"action-leave-rescue\""), "{page}");
+    let (s, _, body) =
+        app.submit(&c, &format!("/servers/{id}"), &format!("/servers/{id}/action"), &[("action", "reinstall"), ("confirm", "yes")]).await;
+    assert_eq!(s, 409, "{body}");
+    assert!(body.contains("leave rescue first"), "{body}");
+    let (s, _, _) = app.submit(&c, &format!("/servers/{id}"), &format!("/servers/{id}/action"), &[("action", "leave-rescue")]).await;
+    assert_eq!(s, 303);
+    assert!(!rescue_of().await);
+    let (s, _, body) = app.submit(&c, &format!("/servers/{id}"), &format!("/servers/{id}/action"), &[("action", "leave-rescue")]).await;
+    assert_eq!(s, 409, "not in rescue: {body}");
 }
 
 /// `POST /api/v1/servers/{id}/console`: a one-time token for a running server of the caller's,
