@@ -301,8 +301,10 @@ fn ours_kernel(vmm: &str, dir: &Path, vmlinux: &Path, disk_path: &Path) -> Comma
 fn qemu_kernel(vmlinux: &Path, disk_path: &Path) -> Command {
     let mac = MAC.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
     let mut c = Command::new("qemu-system-x86_64");
-    // (No `-cpu host`: QEMU cannot set IA32_ARCH_CAPABILITIES on the PVM hosts and aborts.)
-    c.args(["-M", "microvm,isa-serial=on,rtc=on", "-enable-kvm", "-m", &MEMORY_MIB.to_string(), "-smp", "1"])
+    // (No `-cpu host`: QEMU cannot set IA32_ARCH_CAPABILITIES on the PVM hosts and aborts.
+    // `acpi=off`: only then does microvm put its virtio-mmio devices on the command line,
+    // which is where the test kernel, built without ACPI, looks for them.)
+    c.args(["-M", "microvm,isa-serial=on,rtc=on,acpi=off", "-enable-kvm", "-m", &MEMORY_MIB.to_string(), "-smp", "1"])
         .args(["-overcommit", "mem-lock=on", "-mem-prealloc"])
         .args(["-nodefaults", "-no-user-config", "-nographic", "-display", "none", "-serial", "stdio"])
         .arg("-drive")
