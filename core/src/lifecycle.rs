@@ -40,12 +40,18 @@ pub enum Action {
     Resize,
     /// Changes root's password on a running instance.
     ResetPassword,
+    /// Boots a rescue system with the instance's own disk attached (a container: a rescue
+    /// root with its filesystem at `/mnt`; a KVM machine: the rescue kernel with its disk as
+    /// the second disk), for a system that no longer boots.
+    Rescue,
+    /// Boots the instance's own system again.
+    LeaveRescue,
     Destroy,
 }
 
 impl Action {
     /// Every action, for exhaustive tests.
-    pub const ALL: [Action; 9] = [
+    pub const ALL: [Action; 11] = [
         Action::Start,
         Action::Stop,
         Action::Restart,
@@ -54,6 +60,8 @@ impl Action {
         Action::Reinstall,
         Action::Resize,
         Action::ResetPassword,
+        Action::Rescue,
+        Action::LeaveRescue,
         Action::Destroy,
     ];
 
@@ -68,6 +76,8 @@ impl Action {
             Action::Reinstall => "reinstall",
             Action::Resize => "resize",
             Action::ResetPassword => "reset_password",
+            Action::Rescue => "rescue",
+            Action::LeaveRescue => "leave_rescue",
             Action::Destroy => "destroy",
         }
     }
@@ -90,6 +100,8 @@ impl Action {
             (Resize, Stopped | Running) => true,
             // Written into a live guest; a stopped one gets its access at reinstall.
             (ResetPassword, Running) => true,
+            // Above all for what no longer boots (crashed), or will not once stopped.
+            (Rescue | LeaveRescue, Stopped | Running | Crashed) => true,
             _ => false,
         }
     }
@@ -127,6 +139,14 @@ pub enum HostAction {
     ResetPassword {
         root_password_hash: PasswordHash,
     },
+    /// Boots the rescue system (see [`Action::Rescue`]); `access` (the customer's keys and
+    /// root password hash as the panel has them now) is written into the rescue system, so
+    /// the customer gets in as into their own.
+    Rescue {
+        #[serde(default, skip_serializing_if = "Access::is_empty")]
+        access: Access,
+    },
+    LeaveRescue,
     Destroy,
 }
 
@@ -162,6 +182,8 @@ impl TryFrom<HostActionBody> for HostAction {
             Action::ResetPassword => HostAction::ResetPassword {
                 root_password_hash: root_password_hash.take().ok_or("reset_password needs `root_password_hash`")?,
             },
+            Action::Rescue => HostAction::Rescue { access: access.take().unwrap_or_default() },
+            Action::LeaveRescue => HostAction::LeaveRescue,
             Action::Destroy => HostAction::Destroy,
         };
         let stray: Vec<&str> = [
@@ -192,6 +214,8 @@ impl HostAction {
             HostAction::Reinstall { .. } => Action::Reinstall,
             HostAction::Resize { .. } => Action::Resize,
             HostAction::ResetPassword { .. } => Action::ResetPassword,
+            HostAction::Rescue { .. } => Action::Rescue,
+            HostAction::LeaveRescue => Action::LeaveRescue,
             HostAction::Destroy => Action::Destroy,
         }
     }
@@ -241,6 +265,10 @@ pub struct Ipv6Assignment {
 pub struct NetworkSpec {
     pub ipv4: Option<Ipv4Assignment>,
     pub ipv6: Option<Ipv6Assignment>,
+    /// The resolvers of the instance's address pools (the admin's, per pool), written into a
+    /// new container's `/etc/resolv.conf`. Empty: the host's own (non-loopback) resolvers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<std::net::IpAddr>,
 }
 
 /// Everything a host needs to create one instance. The id is the panel's, so a retried
@@ -294,6 +322,8 @@ mod tests {
             HostAction::Reinstall { template: None, access: Access::default() },
             HostAction::Resize { resources },
             HostAction::ResetPassword { root_password_hash: hash },
+            HostAction::Rescue { access: Access::default() },
+            HostAction::LeaveRescue,
             HostAction::Destroy,
         ]
     }
@@ -303,7 +333,7 @@ mod tests {
     /// destroying).
     #[test]
     fn allowed_in_every_pair() {
-        let table: [(Action, [bool; 6]); 9] = [
+        let table: [(Action, [bool; 6]); 11] = [
             (Action::Start, [false, true, true, false, true, false]),
             (Action::Stop, [false, true, true, false, true, false]),
             (Action::Restart, [false, true, true, false, true, false]),
@@ -312,6 +342,8 @@ mod tests {
             (Action::Reinstall, [false, true, true, false, true, false]),
             (Action::Resize, [false, true, true, false, false, false]),
             (Action::ResetPassword, [false, false, true, false, false, false]),
+            (Action::Rescue, [false, true, true, false, true, false]),
+            (Action::LeaveRescue, [false, true, true, false, true, false]),
             (Action::Destroy, [true, true, true, true, true, true]),
         ];
         let actions = one_of_each();

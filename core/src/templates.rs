@@ -56,6 +56,18 @@ pub const KNOWN: &[KnownTemplate] = &[
     },
 ];
 
+/// The container template a container in rescue boots (with its own root filesystem at
+/// `/mnt`): busybox, which every container host builds and which starts in a blink; its
+/// console `login` takes the customer's root password.
+pub const RESCUE_CONTAINER: &str = "busybox";
+
+/// The KVM image a machine in rescue boots, on a small disk of its own with the machine's
+/// disk as its second virtio disk (`vdb`): the project's test kernel, the one kernel that
+/// boots on the nested PVM test hosts (see the KVM-on-PVM design note). It has no user space,
+/// so it proves the rescue boot and the attached disk (its log), not a shell; a host with
+/// hardware virtualization would name a Linux with a rescue user space here.
+pub const RESCUE_KVM: &str = "linux-test-kernel";
+
 /// The template of that name, if Vessel knows it.
 pub fn known(name: &str) -> Option<&'static KnownTemplate> {
     KNOWN.iter().find(|t| t.name == name)
@@ -78,5 +90,7 @@ mod tests {
         }
         assert_eq!(known("debian-12").map(|t| t.for_containers), Some(true));
         assert!(known("debian-bookworm").is_none());
+        assert_eq!(known(RESCUE_CONTAINER).map(|t| t.for_containers), Some(true));
+        assert_eq!(known(RESCUE_KVM).map(|t| t.for_kvm), Some(true));
     }
 }

@@ -21,6 +21,8 @@
 //! | `reinstall`      | `template?` (absent: the current one), `access?` ([`crate::Access`]) | stopped, running, crashed |
 //! | `resize`         | `resources` ([`crate::PlanResources`], same kind)             | stopped, running      |
 //! | `reset_password` | `root_password_hash` ([`crate::PasswordHash`])                | running               |
+//! | `rescue`         | `access?` ([`crate::Access`]: written into the rescue system) | stopped, running, crashed |
+//! | `leave_rescue`   |                                                               | stopped, running, crashed |
 //! | `destroy`        |                                                               | any                   |
 //!
 //! Unknown fields are refused. A runtime that cannot do an action yet (`reset_password` on KVM
@@ -64,6 +66,9 @@ pub struct InstanceStatus {
     pub template: String,
     /// The resources the host holds for it (after a resize: the new ones).
     pub resources: PlanResources,
+    /// It boots (or runs) its rescue system, not its own (see [`Action::Rescue`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rescue: bool,
 }
 
 impl InstanceStatus {
@@ -354,4 +359,26 @@ pub fn console_path(id: InstanceId) -> String {
 pub enum ConsoleControl {
     /// The terminal's size changed (a container's pty follows it; a serial line has none).
     Resize { cols: u16, rows: u16 },
+}
+
+/// The request id a panel sends with each call it makes for one user request (or one job that
+/// request queued), so a host's log lines can be found from the panel's. Not part of the
+/// signature: it identifies, it authorises nothing. The host echoes it in its answer.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// A request id anyone may send: 1 to 64 letters, digits, `-`, `_`, `.` or `:` (no spaces or
+/// quotes, so it cannot forge a log line or a field).
+pub fn valid_request_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+#[cfg(test)]
+mod request_id_tests {
+    #[test]
+    fn request_ids_are_short_and_plain() {
+        assert!(super::valid_request_id("3f2c9a-job:1.x_y"));
+        for bad in ["", "a b", "a\"b", "a\nb", &"x".repeat(65)] {
+            assert!(!super::valid_request_id(bad), "{bad:?}");
+        }
+    }
 }

@@ -425,6 +425,39 @@ pub struct PoolForm {
     pub host_id: String,
     /// A private pool: its hosts masquerade its addresses' traffic to the outside.
     pub nat: Option<String>,
+    /// The resolvers its servers use, separated by commas or spaces (empty: [`default_dns`]).
+    pub dns: String,
+}
+
+/// The resolvers a pool gets when its admin names none: well-known public ones of its family.
+pub fn default_dns(v4: bool) -> Vec<IpAddr> {
+    let names: &[&str] = if v4 { &["1.1.1.1", "9.9.9.9"] } else { &["2606:4700:4700::1111", "2620:fe::fe"] };
+    names.iter().map(|n| n.parse().expect("valid literals")).collect()
+}
+
+/// The most resolvers a pool names (a resolv.conf uses three; the schema allows four).
+pub const MAX_DNS: usize = 3;
+
+/// The admin's resolver list: addresses of the pool's family, at most [`MAX_DNS`], no
+/// repeats; empty gives [`default_dns`].
+pub fn parse_dns(text: &str, v4: bool) -> Result<Vec<IpAddr>, String> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    for word in text.split(|c: char| c == ',' || c.is_whitespace()).filter(|w| !w.is_empty()) {
+        let ip: IpAddr = word.parse().map_err(|_| format!("{word:?} is not an IP address"))?;
+        if ip.is_ipv4() != v4 {
+            return Err(format!("{ip} is not an {} address like the pool", if v4 { "IPv4" } else { "IPv6" }));
+        }
+        if ip.is_unspecified() || ip.is_multicast() {
+            return Err(format!("{ip} cannot answer DNS queries"));
+        }
+        if !out.contains(&ip) {
+            out.push(ip);
+        }
+    }
+    if out.len() > MAX_DNS {
+        return Err(format!("name at most {MAX_DNS} resolvers"));
+    }
+    Ok(if out.is_empty() { default_dns(v4) } else { out })
 }
 
 pub async fn create_pool(pool: &PgPool, by: By, f: &PoolForm) -> Result<Uuid, AdminError> {
@@ -442,12 +475,14 @@ pub async fn create_pool(pool: &PgPool, by: By, f: &PoolForm) -> Result<Uuid, Ad
     } else {
         Some(Uuid::parse_str(f.host_id.trim()).map_err(|_| invalid("host_id", "pick a host from the list"))?)
     };
+    let dns = parse_dns(&f.dns, gw.is_ipv4()).map_err(|m| invalid("dns", m))?;
+    let dns_text: Vec<String> = dns.iter().map(|d| d.to_string()).collect();
     let mut tx = pool.begin().await?;
     let nat = checked(&f.nat);
     if nat && !matches!(gw, IpAddr::V4(_)) {
         return Err(invalid("nat", "only IPv4 pools are masqueraded"));
     }
-    let id = match sql_pools::insert(&mut tx, name, &net.to_string(), &gw.to_string(), host, nat).await {
+    let id = match sql_pools::insert(&mut tx, name, &net.to_string(), &gw.to_string(), host, nat, &dns_text).await {
         Ok(id) => id,
         Err(e) if unique_violation(&e) => return Err(invalid("name", "another pool has this name")),
         Err(e) if e.as_database_error().is_some_and(|d| d.code().as_deref() == Some("23503")) => {
@@ -461,7 +496,7 @@ pub async fn create_pool(pool: &PgPool, by: By, f: &PoolForm) -> Result<Uuid, Ad
         "ip_pool.create",
         Some(("ip_pool", id.to_string())),
         by.addr,
-        json!({ "name": name, "network": net.to_string(), "gateway": gw.to_string(), "host_id": host, "nat": nat }),
+        json!({ "name": name, "network": net.to_string(), "gateway": gw.to_string(), "host_id": host, "nat": nat, "dns": dns_text }),
     )
     .await?;
     tx.commit().await?;

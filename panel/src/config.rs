@@ -22,6 +22,16 @@ pub struct Settings {
     pub api: ApiSettings,
     pub webhooks: WebhookSettings,
     pub console: ConsoleSettings,
+    pub metrics: MetricsSettings,
+}
+
+/// The Prometheus endpoint (`panel::metrics`): its own listener, never the public port.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// `IP:PORT` to serve `GET /metrics` on; empty (the default) = no endpoint. Bind it to
+    /// loopback or a management network only: the endpoint has no authentication of its own.
+    pub listen: String,
 }
 
 /// Browser consoles (`panel::console`).
@@ -252,6 +262,10 @@ pub struct LogSettings {
     pub format: LogFormat,
     /// An env-filter directive, e.g. `info,panel=debug`; `RUST_LOG` overrides it.
     pub filter: String,
+    /// Take a request's id from its `X-Request-Id` header (only when a proxy in front sets or
+    /// strips it; otherwise anyone could plant ids in the logs). Default: a new id per request.
+    #[serde(default)]
+    pub trust_request_id: bool,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -310,6 +324,9 @@ reconcile_interval_secs = 10
 host_timeout_secs = 30
 unreachable_after_secs = 45
 capacity_refund_after_secs = 172800
+
+[metrics]
+listen = ""
 
 [console]
 token_ttl_secs = 60

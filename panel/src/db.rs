@@ -17,6 +17,7 @@ pub mod invoices;
 pub mod ip_pools;
 pub mod jobs;
 pub mod ledger;
+pub mod metrics;
 pub mod os_templates;
 pub mod outbox;
 pub mod outbox_delivery;

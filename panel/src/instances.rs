@@ -21,6 +21,10 @@ pub enum InstanceError {
     Terminated,
     #[error("this VPS is not running: start it instead")]
     NotRunning,
+    #[error("this VPS is in rescue: leave rescue first")]
+    InRescue,
+    #[error("this VPS is not in rescue")]
+    NotInRescue,
     #[error("{0:?} is not an action customers can ask for")]
     NotAllowed(Action),
     /// A mistake in what was asked, in words the customer can act on.
@@ -43,7 +47,43 @@ pub async fn get_for(pool: &PgPool, customer: Uuid, id: Uuid) -> Result<Option<I
     Ok(sql::get(pool, id, Some(customer)).await?)
 }
 
-/// A customer asks for start / stop / restart / reinstall of one of their VPS (the rules and
+/// One address of a server with its network, as the server's page shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkLine {
+    pub address: String,
+    pub prefix_len: i32,
+    pub gateway: String,
+    /// Dotted for IPv4 (`255.255.255.0`), the prefix for IPv6 (`/64`).
+    pub netmask: String,
+    /// The pool's resolvers.
+    pub dns: Vec<String>,
+}
+
+/// The netmask of an IPv4 prefix (`24` → `255.255.255.0`), or `/len` for IPv6.
+pub fn netmask(v4: bool, prefix_len: i32) -> String {
+    match v4 {
+        true => std::net::Ipv4Addr::from(u32::MAX.checked_shl(32 - prefix_len.clamp(0, 32) as u32).unwrap_or(0)).to_string(),
+        false => format!("/{prefix_len}"),
+    }
+}
+
+/// The addresses of a server its customer may see (the caller checked the ownership: the id
+/// comes from [`get_for`]), IPv4 first.
+pub async fn network_of(pool: &PgPool, id: Uuid) -> Result<Vec<NetworkLine>, InstanceError> {
+    Ok(crate::db::hosts::addresses_of(pool, id)
+        .await?
+        .into_iter()
+        .map(|a| NetworkLine {
+            netmask: netmask(!a.address.contains(':'), a.prefix_len),
+            address: a.address,
+            prefix_len: a.prefix_len,
+            gateway: a.gateway,
+            dns: a.dns,
+        })
+        .collect())
+}
+
+/// A customer asks for start / stop / restart / reinstall / rescue (and back) of one of their VPS (the rules and
 /// the lock order are [`crate::vps`]'s).
 pub async fn request_action(pool: &PgPool, clock: &dyn Clock, customer: Uuid, id: Uuid, action: Action) -> Result<(), InstanceError> {
     let request = match action {
@@ -51,6 +91,8 @@ pub async fn request_action(pool: &PgPool, clock: &dyn Clock, customer: Uuid, id
         Action::Stop => Request::Stop,
         Action::Restart => Request::Restart,
         Action::Reinstall => Request::Reinstall,
+        Action::Rescue => Request::Rescue,
+        Action::LeaveRescue => Request::LeaveRescue,
         other => return Err(InstanceError::NotAllowed(other)),
     };
     let mut tx = pool.begin().await?;
@@ -87,6 +129,8 @@ impl From<VpsError> for InstanceError {
             VpsError::Db(e) => InstanceError::Db(e),
             VpsError::Refused(Refusal::Terminated) => InstanceError::Terminated,
             VpsError::Refused(Refusal::NotRunning) => InstanceError::NotRunning,
+            VpsError::Refused(Refusal::InRescue) => InstanceError::InRescue,
+            VpsError::Refused(Refusal::NotInRescue) => InstanceError::NotInRescue,
             VpsError::Refused(_) => InstanceError::Suspended,
         }
     }
@@ -275,4 +319,16 @@ pub async fn reinstall(pool: &PgPool, clock: &dyn Clock, customer: Uuid, id: Uui
     }
     tx.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod netmask_tests {
+    #[test]
+    fn netmasks() {
+        assert_eq!(super::netmask(true, 24), "255.255.255.0");
+        assert_eq!(super::netmask(true, 26), "255.255.255.192");
+        assert_eq!(super::netmask(true, 32), "255.255.255.255");
+        assert_eq!(super::netmask(true, 0), "0.0.0.0");
+        assert_eq!(super::netmask(false, 64), "/64");
+    }
 }

@@ -62,6 +62,12 @@ pub enum Job {
     ResetPassword { instance_id: Uuid },
 }
 
+impl Job {
+    /// Every kind's stored name (the serde tags above), for metrics that list each kind.
+    pub const KINDS: [&'static str; 5] =
+        ["instance.create", "instance.converge", "instance.action", "instance.resize", "instance.reset_password"];
+}
+
 /// A job row whose kind or payload this version cannot read.
 #[derive(Debug, thiserror::Error)]
 #[error("unreadable job {kind:?}: {source}")]
@@ -116,7 +122,9 @@ impl Job {
 /// whether it was added.
 pub async fn enqueue(tx: &mut Tx<'_>, job: Job) -> Result<bool, sqlx::Error> {
     let (kind, payload) = job.to_row();
-    sql::enqueue(tx, &kind, payload, Some(job.instance_id()), job.dedupe_key().as_deref()).await
+    // The request that queued it (if any): its id follows the job to the host.
+    let request_id = crate::telemetry::current_request_id();
+    sql::enqueue(tx, &kind, payload, Some(job.instance_id()), job.dedupe_key().as_deref(), request_id.as_deref()).await
 }
 
 /// What a handler says about a job it ran.
@@ -227,8 +235,12 @@ pub async fn run<F, Fut>(
             continue;
         };
         let (id, kind, attempts) = (job.id, job.kind.clone(), job.attempts);
-        let span = tracing::info_span!("job", %id, %kind, attempts);
-        let outcome = tracing::Instrument::instrument(handle(job), span).await;
+        // A job queued by no request (the reconciler, billing) is its own request.
+        let request_id = job.request_id.clone().unwrap_or_else(|| format!("job-{}", id.simple()));
+        let span = tracing::info_span!("job", %id, %kind, attempts, %request_id);
+        let started = std::time::Instant::now();
+        let outcome = tracing::Instrument::instrument(crate::telemetry::with_request_id(request_id, handle(job)), span).await;
+        crate::metrics::job_finished(&kind, &outcome, started.elapsed());
         let result = match &outcome {
             Outcome::Done => sql::succeed(&pool, id, &runner).await.map(|_| ()),
             Outcome::Retry(reason) => {
@@ -273,6 +285,12 @@ mod tests {
                 json!({ "instance_id": id, "action": "reinstall" }),
                 Job::Action { instance_id: id, action: Action::Reinstall },
             ),
+            ("instance.action", json!({ "instance_id": id, "action": "rescue" }), Job::Action { instance_id: id, action: Action::Rescue }),
+            (
+                "instance.action",
+                json!({ "instance_id": id, "action": "leave_rescue" }),
+                Job::Action { instance_id: id, action: Action::LeaveRescue },
+            ),
             ("instance.resize", json!({ "instance_id": id, "plan_id": 7 }), Job::Resize { instance_id: id, plan_id: 7 }),
             ("instance.reset_password", json!({ "instance_id": id }), Job::ResetPassword { instance_id: id }),
         ];
@@ -280,6 +298,7 @@ mod tests {
             assert_eq!(Job::from_row(kind, &payload).unwrap(), job, "{kind} {payload}");
             assert_eq!(job.to_row(), (kind.to_string(), payload));
             assert_eq!(job.instance_id(), id);
+            assert!(Job::KINDS.contains(&kind), "{kind} is listed in Job::KINDS");
         }
     }
 

@@ -75,6 +75,7 @@ pub mod email;
 pub mod hosts;
 pub mod instances;
 pub mod jobs;
+pub mod metrics;
 pub mod money;
 pub mod orchestrator;
 pub mod orders;

@@ -186,22 +186,38 @@ async fn main() -> anyhow::Result<()> {
                 BillingCmd::Run { as_of: Some(t) } | BillingCmd::Dunning { as_of: Some(t) } => Box::new(FixedClock::at(*t)),
                 _ => Box::new(SystemClock),
             };
-            match cmd {
-                BillingCmd::Run { .. } => {
-                    let r = billing::renewal::run(&pool, clock.as_ref(), settings.billing.renewal).await?;
-                    println!("issued {} invoices, advanced {} periods", r.invoices_issued, r.periods_advanced);
-                    let limit = chrono::Duration::seconds(settings.orchestration.capacity_refund_after_secs);
-                    let refunded = panel::capacity::refund_overdue(&pool, clock.now(), limit).await?;
-                    println!("refunded {} orders that waited too long for capacity", refunded.len());
-                }
-                BillingCmd::Dunning { .. } => {
-                    let r = billing::dunning::run(&pool, clock.as_ref(), settings.billing.dunning).await?;
-                    println!(
-                        "reminded {} before and {} after the due date, suspended {}, terminated {}",
-                        r.reminded_before, r.reminded_after, r.suspended, r.terminated
-                    );
-                }
+            // Each run is recorded (kind, duration, success) for the panel's metrics endpoint.
+            let started = chrono::Utc::now();
+            let (kind, outcome): (&str, anyhow::Result<()>) = match cmd {
+                BillingCmd::Run { .. } => (
+                    "renewal",
+                    async {
+                        let r = billing::renewal::run(&pool, clock.as_ref(), settings.billing.renewal).await?;
+                        println!("issued {} invoices, advanced {} periods", r.invoices_issued, r.periods_advanced);
+                        let limit = chrono::Duration::seconds(settings.orchestration.capacity_refund_after_secs);
+                        let refunded = panel::capacity::refund_overdue(&pool, clock.now(), limit).await?;
+                        println!("refunded {} orders that waited too long for capacity", refunded.len());
+                        Ok(())
+                    }
+                    .await,
+                ),
+                BillingCmd::Dunning { .. } => (
+                    "dunning",
+                    async {
+                        let r = billing::dunning::run(&pool, clock.as_ref(), settings.billing.dunning).await?;
+                        println!(
+                            "reminded {} before and {} after the due date, suspended {}, terminated {}",
+                            r.reminded_before, r.reminded_after, r.suspended, r.terminated
+                        );
+                        Ok(())
+                    }
+                    .await,
+                ),
+            };
+            if let Err(e) = db::metrics::record_billing_run(&pool, kind, started, outcome.is_ok()).await {
+                tracing::warn!(error = %e, "could not record the billing run for the metrics");
             }
+            outcome?;
         }
         Cmd::Admin { cmd: AdminCmd::SetPassword { email, password_stdin } } => {
             let email = Email::parse(&email)?;

@@ -69,10 +69,17 @@ pub async fn handle(ctx: &Ctx, row: crate::jobs::JobRow) -> Outcome {
         Job::Action { instance_id, action } => match action {
             Action::Restart => act(ctx, instance_id, HostAction::Restart).await,
             Action::Reinstall => reinstall(ctx, instance_id).await,
-            // Start and stop changed the desired state; converging does them.
-            Action::Start | Action::Stop | Action::Suspend | Action::Resume | Action::Resize | Action::ResetPassword | Action::Destroy => {
-                converge(ctx, instance_id).await
-            }
+            // Start, stop, rescue and back changed the desired state (and rescue); converging
+            // does them.
+            Action::Start
+            | Action::Stop
+            | Action::Suspend
+            | Action::Resume
+            | Action::Resize
+            | Action::ResetPassword
+            | Action::Rescue
+            | Action::LeaveRescue
+            | Action::Destroy => converge(ctx, instance_id).await,
         },
         // The plan as it is now (a later change supersedes the one queued).
         Job::Resize { instance_id, plan_id: _ } => resize(ctx, instance_id).await,
@@ -125,11 +132,16 @@ async fn placed(ctx: &Ctx, id: Uuid) -> Step<(sql::Placeable, host_sql::HostRow,
 /// The spec the host builds the instance from.
 async fn spec(ctx: &Ctx, inst: &sql::Placeable) -> Step<InstanceSpec> {
     let resources = plan_sql::resources(&ctx.pool, inst.plan_id).await.map_err(db)?.ok_or(Outcome::Retry("bad plan".into()))?;
-    let mut tx = ctx.pool.begin().await.map_err(db)?;
-    let addresses = host_sql::addresses_of(&mut tx, inst.id).await.map_err(db)?;
-    tx.commit().await.map_err(db)?;
+    let addresses = host_sql::addresses_of(&ctx.pool, inst.id).await.map_err(db)?;
     let mut network = NetworkSpec::default();
-    for (addr, prefix, gw, nat) in addresses {
+    for host_sql::AssignedAddress { address: addr, prefix_len: prefix, gateway: gw, nat, dns } in addresses {
+        for d in dns {
+            match d.parse::<IpAddr>() {
+                Ok(ip) if !network.dns.contains(&ip) => network.dns.push(ip),
+                Ok(_) => {}
+                Err(_) => return Err(Outcome::Retry(format!("unreadable resolver {d}"))),
+            }
+        }
         match (addr.parse::<IpAddr>(), gw.parse::<IpAddr>()) {
             (Ok(IpAddr::V4(a)), Ok(IpAddr::V4(g))) => {
                 network.ipv4 = Some(Ipv4Assignment { address: a, prefix_len: prefix as u8, gateway: g, nat })
@@ -186,6 +198,16 @@ async fn converge(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
         Some(s) => s,
         None => client.create(&spec(ctx, &inst).await?).await.map_err(host_failed)?,
     };
+    // Into rescue or back first (a reboot into the other system; the host keeps it across
+    // stops and starts), then the state as usual.
+    if status.rescue != inst.rescue && status_may_rescue(inst.desired_state) {
+        let req = match inst.rescue {
+            // The way in as the panel has it now, written into the rescue system.
+            true => HostAction::Rescue { access: crate::db::access::instance_access(&ctx.pool, id).await.map_err(db)?.unwrap_or_default() },
+            false => HostAction::LeaveRescue,
+        };
+        status = client.action(iid, &req).await.map_err(host_failed)?;
+    }
     for _ in 0..4 {
         if inst.desired_state.converged(status.state) {
             break;
@@ -200,11 +222,16 @@ async fn converge(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
         status = client.action(iid, &next).await.map_err(host_failed)?;
     }
     record(ctx, id, &status).await?;
-    if inst.desired_state.converged(status.state) {
+    if inst.desired_state.converged(status.state) && (status.rescue == inst.rescue || !status_may_rescue(inst.desired_state)) {
         Ok(Outcome::Done)
     } else {
         Ok(Outcome::Retry(format!("{} is {:?}, wanted {}", inst.hostname, status.state, inst.desired_state)))
     }
+}
+
+/// Is rescue (or leaving it) something converge does in this desired state?
+fn status_may_rescue(d: DesiredState) -> bool {
+    matches!(d, DesiredState::Running | DesiredState::Stopped)
 }
 
 async fn act(ctx: &Ctx, id: Uuid, req: HostAction) -> Step<Outcome> {
@@ -291,9 +318,13 @@ pub async fn reconcile_once(ctx: &Ctx) -> Result<(), sqlx::Error> {
         }
         let reported_ids: HashSet<Uuid> = reported.iter().map(|s| s.id.0).collect();
         for inst in ours {
-            let state = reported.iter().find(|s| s.id.0 == inst.id).map(|s| s.state);
-            let needs_work = match state {
-                Some(s) => inst.desired_state == DesiredState::Terminated || !inst.desired_state.converged(s),
+            let status = reported.iter().find(|s| s.id.0 == inst.id);
+            let needs_work = match status.map(|s| (s.state, s.rescue)) {
+                Some((s, rescue)) => {
+                    inst.desired_state == DesiredState::Terminated
+                        || !inst.desired_state.converged(s)
+                        || (rescue != inst.rescue && status_may_rescue(inst.desired_state))
+                }
                 None if inst.desired_state == DesiredState::Terminated => {
                     // Gone from the host and not wanted: finish the bookkeeping.
                     let mut tx = ctx.pool.begin().await?;

@@ -25,11 +25,15 @@ pub enum StartupError {
     Mail(#[from] crate::email::EmailError),
     #[error("configuration [billing.seller]: {0}")]
     Seller(String),
+    #[error("configuration [metrics] listen = {0:?}: not an IP:PORT")]
+    MetricsListen(String),
 }
 
 pub struct Application {
     port: u16,
     server: Server,
+    /// The metrics listener, when `[metrics] listen` is set.
+    metrics: Option<(u16, Server)>,
     /// The job runners and reconciler, stopped after the HTTP server.
     orchestration: Option<(tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
 }
@@ -93,6 +97,10 @@ impl Application {
                 }
             });
         }
+        let metrics = match settings.metrics.listen.trim() {
+            "" => None,
+            listen => Some(metrics_server(listen, pool.clone())?),
+        };
         let keys = web::Data::new(SessionKeys::new(
             settings.session.secret.expose_secret(),
             settings.session.cookie_secure,
@@ -113,6 +121,9 @@ impl Application {
             App::new()
                 .wrap(from_fn(crate::web::session_cookies))
                 .wrap(TracingLogger::default())
+                .wrap(from_fn(crate::metrics::record_http))
+                // Outermost: the request's id is set before anything logs.
+                .wrap(from_fn(crate::telemetry::request_id))
                 .app_data(pool.clone())
                 .app_data(keys.clone())
                 .app_data(clock.clone())
@@ -133,20 +144,64 @@ impl Application {
         .map_err(|source| StartupError::Listen { addr, source })?
         .shutdown_timeout(10)
         .run();
-        Ok(Self { port, server, orchestration })
+        Ok(Self { port, server, metrics, orchestration })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// The metrics listener's port, when `[metrics] listen` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(p, _)| *p)
+    }
+
     /// Serves until SIGINT/SIGTERM, then drains in-flight requests and returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let metrics = self.metrics.map(|(_, server)| {
+            let handle = server.handle();
+            (handle, tokio::spawn(server))
+        });
         let served = self.server.await;
+        if let Some((handle, task)) = metrics {
+            handle.stop(true).await;
+            let _ = task.await;
+        }
         if let Some((stop, task)) = self.orchestration {
             let _ = stop.send(true);
             let _ = task.await;
         }
         served
     }
+}
+
+/// `GET /metrics` on its own listener (one worker: a scrape every few seconds).
+fn metrics_server(listen: &str, pool: sqlx::PgPool) -> Result<(u16, Server), StartupError> {
+    let addr: std::net::SocketAddr = listen.parse().map_err(|_| StartupError::MetricsListen(listen.to_string()))?;
+    let listener = TcpListener::bind(addr).map_err(|source| StartupError::Listen { addr: listen.to_string(), source })?;
+    let port = listener.local_addr().map_err(|source| StartupError::Listen { addr: listen.to_string(), source })?.port();
+    crate::metrics::handle();
+    crate::metrics::register_job_kinds();
+    let pool = web::Data::new(pool);
+    let server = HttpServer::new(move || {
+        App::new().app_data(pool.clone()).route(
+            "/metrics",
+            web::get().to(|pool: web::Data<sqlx::PgPool>| async move {
+                match crate::metrics::render(&pool).await {
+                    Ok(text) => actix_web::HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "metrics: the database did not answer");
+                        actix_web::HttpResponse::ServiceUnavailable().body("the database did not answer")
+                    }
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .listen(listener)
+    .map_err(|source| StartupError::Listen { addr: listen.to_string(), source })?
+    .disable_signals()
+    .run();
+    tracing::info!(addr = %addr, port, "serving metrics");
+    Ok((port, server))
 }

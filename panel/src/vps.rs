@@ -128,6 +128,8 @@ pub struct VpsState {
     pub with_account: bool,
     /// Its subscription's status (`None`: no subscription).
     pub billing: Option<SubscriptionStatus>,
+    /// It boots its rescue system (with its own disk attached), not its own.
+    pub rescue: bool,
 }
 
 impl VpsState {
@@ -146,6 +148,10 @@ pub enum Request {
     Reinstall,
     /// May it change plans now? (Proration does the change; see `resellers::servers`.)
     Resize,
+    /// Boot the rescue system with its disk attached (a system that no longer boots).
+    Rescue,
+    /// Boot its own system again.
+    LeaveRescue,
     // The owner (reseller API, or the provider's admin key).
     Suspend,
     Unsuspend,
@@ -163,12 +169,14 @@ pub enum Request {
 }
 
 impl Request {
-    pub const ALL: [Request; 13] = [
+    pub const ALL: [Request; 15] = [
         Request::Start,
         Request::Stop,
         Request::Restart,
         Request::Reinstall,
         Request::Resize,
+        Request::Rescue,
+        Request::LeaveRescue,
         Request::Suspend,
         Request::Unsuspend,
         Request::Terminate,
@@ -202,6 +210,10 @@ pub enum Refusal {
     NoSubscription,
     #[error("a {0} VPS cannot change plans")]
     NotActive(SubscriptionStatus),
+    #[error("this VPS is in rescue: leave rescue first")]
+    InRescue,
+    #[error("this VPS is not in rescue")]
+    NotInRescue,
 }
 
 /// What a transition does: each field `None` leaves that part as it is.
@@ -211,13 +223,15 @@ pub struct Effect {
     /// `Some(x)`: set the owner's suspension to `x` (`Some(Some(from))` sets, `Some(None)` lifts).
     pub owner_suspended_from: Option<Option<DesiredState>>,
     pub with_account: Option<bool>,
+    /// `Some(on)`: enter (`true`) or leave rescue.
+    pub rescue: Option<bool>,
     pub job: Option<JobKind>,
 }
 
 /// The durable job an effect queues.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobKind {
-    /// An action the host carries out (start, stop, restart, reinstall).
+    /// An action the host carries out (start, stop, restart, reinstall, rescue and back).
     Action(Action),
     /// Converge on the (new) desired state, saying why.
     Converge { reason: &'static str },
@@ -258,7 +272,20 @@ pub fn transition(s: &VpsState, r: Request) -> Result<Effect, Refusal> {
             }
             Ok(Effect { job: Some(JobKind::Action(Action::Restart)), ..none })
         }
+        // A new system or plan under a rescue session would pull the disk from under it.
+        R::Reinstall | R::Resize if s.rescue => usable().and(Err(Refusal::InRescue)),
         R::Reinstall => usable().map(|()| Effect { job: Some(JobKind::Action(Action::Reinstall)), ..none }),
+        // Both boot (the rescue system, or its own again): it is to run afterwards.
+        R::Rescue => {
+            usable().map(|()| Effect { desired: Some(D::Running), rescue: Some(true), job: Some(JobKind::Action(Action::Rescue)), ..none })
+        }
+        R::LeaveRescue => {
+            usable()?;
+            if !s.rescue {
+                return Err(Refusal::NotInRescue);
+            }
+            Ok(Effect { desired: Some(D::Running), rescue: Some(false), job: Some(JobKind::Action(Action::LeaveRescue)), ..none })
+        }
         R::Resize => {
             usable()?;
             match s.billing {
@@ -359,6 +386,7 @@ pub struct Locked {
     pub owner_suspended_from: Option<DesiredState>,
     pub with_account: bool,
     pub billing: Option<SubscriptionStatus>,
+    pub rescue: bool,
 }
 
 impl Locked {
@@ -368,6 +396,7 @@ impl Locked {
             owner_suspended_from: self.owner_suspended_from,
             with_account: self.with_account,
             billing: self.billing,
+            rescue: self.rescue,
         }
     }
 }
@@ -399,6 +428,9 @@ pub async fn apply(tx: &mut Tx<'_>, v: &Locked, e: &Effect, now: DateTime<Utc>) 
     }
     if let Some(on) = e.with_account {
         sql::set_suspended_with_account(tx, v.id, on).await?;
+    }
+    if let Some(on) = e.rescue {
+        sql::set_rescue(tx, v.id, on).await?;
     }
     let job = match e.job {
         None => return Ok(()),
@@ -463,7 +495,9 @@ mod tests {
             for owner_suspended_from in [None, Some(D::Running), Some(D::Stopped)] {
                 for with_account in [false, true] {
                     for billing in [None, Some(S::Pending), Some(S::Active), Some(S::Suspended), Some(S::Terminated), Some(S::Cancelled)] {
-                        v.push(VpsState { desired, owner_suspended_from, with_account, billing });
+                        for rescue in [false, true] {
+                            v.push(VpsState { desired, owner_suspended_from, with_account, billing, rescue });
+                        }
                     }
                 }
             }
@@ -495,7 +529,13 @@ mod tests {
             R::Restart => {
                 gate.and_then(|_| if s.desired == D::Running { Ok(act(None, Action::Restart)) } else { Err(Refusal::NotRunning) })
             }
+            R::Reinstall | R::Resize if s.rescue => gate.and(Err(Refusal::InRescue)),
             R::Reinstall => gate.map(|_| act(None, Action::Reinstall)),
+            R::Rescue => gate.map(|_| Effect { rescue: Some(true), ..act(Some(D::Running), Action::Rescue) }),
+            R::LeaveRescue => gate.and_then(|_| match s.rescue {
+                true => Ok(Effect { rescue: Some(false), ..act(Some(D::Running), Action::LeaveRescue) }),
+                false => Err(Refusal::NotInRescue),
+            }),
             R::Resize => gate.and(match s.billing {
                 None => Err(Refusal::NoSubscription),
                 Some(S::Active) => Ok(none),
@@ -548,7 +588,7 @@ mod tests {
     #[test]
     fn every_state_and_request_pair_follows_the_rules() {
         let states = states();
-        assert_eq!(states.len(), 4 * 3 * 2 * 6);
+        assert_eq!(states.len(), 4 * 3 * 2 * 6 * 2);
         let mut pairs = 0;
         for s in &states {
             for r in Request::ALL {
@@ -556,13 +596,14 @@ mod tests {
                 pairs += 1;
             }
         }
-        assert_eq!(pairs, 144 * 13);
+        assert_eq!(pairs, 288 * 15);
     }
 
     /// The cases people ask about, spelled out.
     #[test]
     fn the_suspensions_stack_and_lift_in_the_right_order() {
-        let running = VpsState { desired: D::Running, owner_suspended_from: None, with_account: false, billing: Some(S::Active) };
+        let running =
+            VpsState { desired: D::Running, owner_suspended_from: None, with_account: false, billing: Some(S::Active), rescue: false };
         // Billing suspends; the owner suspends too; paying leaves the owner's suspension.
         let billed = VpsState { desired: D::Suspended, billing: Some(S::Suspended), ..running };
         let both = VpsState { owner_suspended_from: Some(D::Running), ..billed };
@@ -576,6 +617,27 @@ mod tests {
         // A customer cannot start a suspended VPS, and a stopped one does not restart.
         assert_eq!(transition(&billed, R::Start), Err(Refusal::Suspended));
         assert_eq!(transition(&VpsState { desired: D::Stopped, ..running }, R::Restart), Err(Refusal::NotRunning));
+    }
+
+    /// Rescue, spelled out: a crashed (or stopped) VPS goes into rescue and runs; in rescue it
+    /// cannot be reinstalled or resized; leaving boots its own system; a suspended one does
+    /// neither.
+    #[test]
+    fn rescue_boots_and_leaving_boots_the_own_system() {
+        let stopped =
+            VpsState { desired: D::Stopped, owner_suspended_from: None, with_account: false, billing: Some(S::Active), rescue: false };
+        let e = transition(&stopped, R::Rescue).unwrap();
+        assert_eq!((e.desired, e.rescue, e.job), (Some(D::Running), Some(true), Some(JobKind::Action(Action::Rescue))));
+        let in_rescue = VpsState { desired: D::Running, rescue: true, ..stopped };
+        assert_eq!(transition(&in_rescue, R::Reinstall), Err(Refusal::InRescue));
+        assert_eq!(transition(&in_rescue, R::Resize), Err(Refusal::InRescue));
+        assert!(transition(&in_rescue, R::Restart).is_ok(), "a restart in rescue boots the rescue system again");
+        let e = transition(&in_rescue, R::LeaveRescue).unwrap();
+        assert_eq!((e.desired, e.rescue, e.job), (Some(D::Running), Some(false), Some(JobKind::Action(Action::LeaveRescue))));
+        assert_eq!(transition(&stopped, R::LeaveRescue), Err(Refusal::NotInRescue));
+        let billed = VpsState { desired: D::Suspended, billing: Some(S::Suspended), ..in_rescue };
+        assert_eq!(transition(&billed, R::LeaveRescue), Err(Refusal::Suspended));
+        assert_eq!(transition(&VpsState { desired: D::Terminated, ..stopped }, R::Rescue), Err(Refusal::Terminated));
     }
 
     #[test]

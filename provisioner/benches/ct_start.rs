@@ -305,6 +305,7 @@ fn main() {
                     nat: false,
                 }),
                 ipv6: None,
+                dns: Vec::new(),
             },
         };
         let t0 = Instant::now();
@@ -420,6 +421,7 @@ fn debian_rows(n: usize) {
                 nat: false,
             }),
             ipv6: None,
+            dns: Vec::new(),
         },
     };
     // One create first, untimed: the golden disk image of this size is made once per host.

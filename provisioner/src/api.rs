@@ -234,6 +234,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .default_service(web::to(not_found));
 }
 
+/// Middleware: a request the panel sent with an `X-Request-Id` (the user request or job it
+/// works for) is handled in a span carrying that id, logged once with its outcome, and
+/// answered with the same header, so the panel's and the host's logs meet.
+async fn request_id(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    use vessel_core::wire::{valid_request_id, REQUEST_ID_HEADER};
+    let id = req.headers().get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).filter(|v| valid_request_id(v)).map(str::to_owned);
+    let Some(id) = id else { return next.call(req).await };
+    let (method, path) = (req.method().to_string(), req.path().to_owned());
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut res = tracing::Instrument::instrument(next.call(req), span.clone()).await?;
+    span.in_scope(|| tracing::info!(%method, %path, status = res.status().as_u16(), "handled"));
+    if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&id) {
+        res.headers_mut().insert(actix_web::http::header::HeaderName::from_static(REQUEST_ID_HEADER), v);
+    }
+    Ok(res)
+}
+
 /// A rustls server config from PEM files (certificate chain, then private key).
 pub fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, String> {
     use rustls_pki_types::pem::PemObject;
@@ -263,7 +283,12 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let data = web::Data::new(state);
     let server = actix_web::HttpServer::new(move || {
-        actix_web::App::new().app_data(data.clone()).app_data(web::PayloadConfig::new(1 << 20)).configure(routes)
+        actix_web::App::new()
+            .wrap(actix_web::middleware::from_fn(crate::metrics::record_http))
+            .wrap(actix_web::middleware::from_fn(request_id))
+            .app_data(data.clone())
+            .app_data(web::PayloadConfig::new(1 << 20))
+            .configure(routes)
     })
     .workers(workers.max(1));
     let tls_on = tls.is_some();

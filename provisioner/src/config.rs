@@ -26,6 +26,8 @@ pub enum ConfigError {
     BadSecret { path: PathBuf, source: SecretError },
     #[error("TLS needs both tls_cert and tls_key (only one is set)")]
     HalfTls,
+    #[error("plain_http = true and a TLS certificate are both configured: choose one")]
+    PlainAndTls,
     #[error("TLS certificate or key: {0}")]
     Tls(String),
     #[error("host capacity: {0}")]
@@ -78,9 +80,20 @@ pub struct DaemonConfig {
     pub capacity: Option<HostCapacity>,
     /// Taken off the (given or measured) capacity.
     pub reserved: Reserved,
-    /// PEM certificate chain and private key; with both set the API is served over TLS only.
+    /// PEM certificate chain and private key the API serves. With neither set (the default)
+    /// the API serves a self-signed certificate kept in `<state_dir>/tls/` (made by `provisioner
+    /// join`, or by `serve` when missing), which the panel pins at join.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Serve the API over plain HTTP (signed, but readable on the wire). Off by default; only
+    /// for a link already private (a tunnel, a test bridge). Logged as a warning at start-up.
+    pub plain_http: bool,
+    /// Where to serve Prometheus metrics (`GET /metrics`, plain HTTP, no authentication):
+    /// unset (the default) = no endpoint. Bind it to loopback or a management network only.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `pretty` (default) or `json` log lines (one object per line, with the span fields, e.g.
+    /// the `request_id` of the panel request a call serves).
+    pub log_format: LogFormat,
     /// Defaults to `<state_dir>/host.secret`.
     pub secret_file: Option<PathBuf>,
     /// Seconds a KVM guest gets to power off before it is killed.
@@ -118,6 +131,9 @@ impl Default for DaemonConfig {
             reserved: Reserved::default(),
             tls_cert: None,
             tls_key: None,
+            plain_http: false,
+            metrics_listen: None,
+            log_format: LogFormat::Pretty,
             secret_file: None,
             stop_timeout_secs: 30,
             workers: 2,
@@ -160,11 +176,17 @@ impl DaemonConfig {
         })
     }
 
-    /// The TLS certificate and key, when both are configured.
-    pub fn tls(&self) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
-        match (&self.tls_cert, &self.tls_key) {
-            (Some(c), Some(k)) => Ok(Some((c.clone(), k.clone()))),
-            (None, None) => Ok(None),
+    /// How the API is served: TLS with the configured certificate, TLS with the self-signed
+    /// one in the state dir (the default), or plain HTTP when `plain_http` says so.
+    pub fn transport(&self) -> Result<Transport, ConfigError> {
+        match (&self.tls_cert, &self.tls_key, self.plain_http) {
+            (Some(_), Some(_), true) => Err(ConfigError::PlainAndTls),
+            (Some(c), Some(k), false) => Ok(Transport::Tls { cert: c.clone(), key: k.clone(), self_signed: false }),
+            (None, None, true) => Ok(Transport::PlainHttp),
+            (None, None, false) => {
+                let dir = self.state_dir.join("tls");
+                Ok(Transport::Tls { cert: dir.join("cert.pem"), key: dir.join("key.pem"), self_signed: true })
+            }
             _ => Err(ConfigError::HalfTls),
         }
     }
@@ -183,6 +205,37 @@ impl DaemonConfig {
         }
         let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io { path: path.clone(), source })?;
         HostSecret::from_base64(&text).map_err(|source| ConfigError::BadSecret { path, source })
+    }
+}
+
+/// The daemon's log lines.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Pretty,
+    Json,
+}
+
+/// How the API is served (see [`DaemonConfig::transport`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// `self_signed`: the provisioner's own pair in the state dir, made when missing.
+    Tls {
+        cert: PathBuf,
+        key: PathBuf,
+        self_signed: bool,
+    },
+    PlainHttp,
+}
+
+impl Transport {
+    /// The scheme of the URLs the API answers on.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            Transport::Tls { .. } => "https",
+            Transport::PlainHttp => "http",
+        }
     }
 }
 
@@ -247,7 +300,12 @@ mod tests {
         assert_eq!(c.bridge, "vzbr0");
         let usable = c.usable_capacity().unwrap();
         assert_eq!(usable, HostCapacity { cpus: 8, memory_mib: 15360, disk_gib: 90 });
-        assert!(c.tls().unwrap().is_none());
+        let dir = c.state_dir.join("tls");
+        assert_eq!(c.transport().unwrap(), Transport::Tls { cert: dir.join("cert.pem"), key: dir.join("key.pem"), self_signed: true });
+        let plain = DaemonConfig { plain_http: true, ..c.clone() };
+        assert_eq!(plain.transport().unwrap(), Transport::PlainHttp);
+        let both = DaemonConfig { tls_cert: Some("c".into()), tls_key: Some("k".into()), ..plain };
+        assert!(matches!(both.transport(), Err(ConfigError::PlainAndTls)));
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! `provisioner serve`: builds the service from the config, adopts what already runs on the
-//! host, then serves the API (over TLS when a certificate and key are configured).
+//! host, then serves the API: over TLS (the configured certificate, else the self-signed one
+//! in the state dir), or plain HTTP only when `plain_http` says so.
 
 use crate::api::{self, ApiState};
 use crate::cgroup::CgroupLayout;
-use crate::config::{ConfigError, DaemonConfig};
+use crate::config::{ConfigError, DaemonConfig, Transport};
 use crate::container::manager::ContainerHost;
 use crate::container::{ContainerConfig, ContainerRuntime, IdPool};
 use crate::service::{Service, ServiceError};
@@ -27,6 +28,11 @@ pub enum DaemonError {
     Containers(String),
     #[error("serving: {0}")]
     Serve(#[from] std::io::Error),
+}
+
+/// This machine's host name (for the self-signed certificate's names).
+pub fn hostname() -> String {
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default()
 }
 
 /// Can this host run KVM machines? (`/dev/kvm` opens read-write.)
@@ -87,10 +93,23 @@ pub fn build_service_with(cfg: &DaemonConfig, vmm: std::path::PathBuf) -> Result
 pub async fn serve(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let started = vessel_core::signing::unix_now();
     let secret = cfg.read_secret()?;
-    let tls = match cfg.tls()? {
-        Some((cert, key)) => Some(api::tls_config(&cert, &key).map_err(ConfigError::Tls)?),
-        None => {
-            tracing::warn!("no TLS certificate configured: serving plain HTTP (signed, but not private)");
+    let tls = match cfg.transport()? {
+        Transport::Tls { cert, key, self_signed } => {
+            if self_signed {
+                // Normally `provisioner join` made it; a host joined before TLS was the default
+                // gets one now (and must join again for the panel to pin it).
+                let mut names = vec![hostname()];
+                if !cfg.listen.ip().is_unspecified() {
+                    names.push(cfg.listen.ip().to_string());
+                }
+                if crate::tls::ensure_self_signed(&cert, &key, &names)? {
+                    tracing::warn!(cert = %cert.display(), "made a new self-signed certificate: the panel has not pinned it; run `provisioner join --force` with a new token");
+                }
+            }
+            Some(api::tls_config(&cert, &key).map_err(ConfigError::Tls)?)
+        }
+        Transport::PlainHttp => {
+            tracing::warn!("plain_http = true: serving the API over plain HTTP (signed, but readable by anyone on the path)");
             None
         }
     };
@@ -98,6 +117,15 @@ pub async fn serve(cfg: DaemonConfig) -> Result<(), DaemonError> {
     let adopt = service.clone();
     let adopted = tokio::task::spawn_blocking(move || adopt.adopt()).await.map_err(|e| ServiceError::Internal(e.to_string()))??;
     tracing::info!(instances = adopted.len(), state_dir = %cfg.state_dir.display(), "adopted the host's instances");
+    let metrics = match cfg.metrics_listen {
+        Some(listen) => {
+            let (addr, server) = crate::metrics::serve(service.clone(), listen)?;
+            tracing::info!(%addr, "serving metrics (plain HTTP, unauthenticated: keep this address private)");
+            println!("metrics on http://{addr}/metrics");
+            Some((server.handle(), tokio::spawn(server)))
+        }
+        None => None,
+    };
     // Nothing signed before this start can be replayed against it (the replay cache is new).
     let state = ApiState { service, verifier: Verifier::new(secret).not_before(started) };
     api::serve(state, cfg.listen, tls, cfg.workers, |addrs, tls| {
@@ -109,5 +137,9 @@ pub async fn serve(cfg: DaemonConfig) -> Result<(), DaemonError> {
         let _ = std::io::stdout().flush();
     })
     .await?;
+    if let Some((handle, task)) = metrics {
+        handle.stop(true).await;
+        let _ = task.await;
+    }
     Ok(())
 }

@@ -46,6 +46,7 @@ mod tests {
             should_run: true,
             pending: None,
             runtime: Default::default(),
+            rescue: None,
         };
         let records = vec![rec.clone()];
         let refusal = check(&cap, &records, &rec.spec.resources, None).unwrap_err();

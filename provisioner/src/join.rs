@@ -2,7 +2,7 @@
 //! made, and keeps the secret the panel answers with (0600, in the state dir). The token and
 //! the secret are never logged.
 
-use crate::config::{write_private, ConfigError, DaemonConfig};
+use crate::config::{write_private, ConfigError, DaemonConfig, Transport};
 use std::time::Duration;
 use thiserror::Error;
 use vessel_core::signing::{HostSecret, SecretError};
@@ -22,6 +22,8 @@ pub enum JoinError {
     BadAnswer(String),
     #[error("the panel's secret: {0}")]
     Secret(#[from] SecretError),
+    #[error("{0}")]
+    Refuse(String),
 }
 
 pub struct JoinArgs {
@@ -32,6 +34,8 @@ pub struct JoinArgs {
     /// PEM of a CA (or the panel's self-signed certificate) to trust besides the public roots.
     pub panel_ca: Option<Vec<u8>>,
     pub force: bool,
+    /// Send the token to an `http://` panel URL (readable on the wire): only when told so.
+    pub allow_http_panel: bool,
     pub supports_containers: bool,
     pub supports_kvm: bool,
 }
@@ -48,16 +52,55 @@ pub fn cert_sha256(cert: &std::path::Path) -> Result<String, ConfigError> {
     Ok(hex::encode(sha2::Sha256::digest(der.as_ref())))
 }
 
+/// Refuses, before anything is sent or written, a join that would leak the token (an
+/// `http://` panel without `allow_http_panel`) or that announces an API URL whose scheme is not
+/// what `serve` will speak.
+fn check_urls(cfg: &DaemonConfig, args: &JoinArgs) -> Result<(), JoinError> {
+    let panel = args.panel_url.to_ascii_lowercase();
+    if panel.starts_with("http://") {
+        if !args.allow_http_panel {
+            return Err(JoinError::Refuse(format!(
+                "the panel URL {} is plain HTTP: the join token and the host's secret would cross the network readable; \
+                 use the panel's https:// URL, or pass --allow-http-panel if this link is private",
+                args.panel_url
+            )));
+        }
+        tracing::warn!(panel_url = %args.panel_url, "joining over plain HTTP (--allow-http-panel): the token and secret are readable on the wire");
+    } else if !panel.starts_with("https://") {
+        return Err(JoinError::Refuse(format!("the panel URL {} is not an https:// URL", args.panel_url)));
+    }
+    let scheme = cfg.transport()?.scheme();
+    if !args.api_url.to_ascii_lowercase().starts_with(&format!("{scheme}://")) {
+        return Err(JoinError::Refuse(format!(
+            "--api-url {} does not match how this host serves its API ({scheme}://{}): {}",
+            args.api_url,
+            cfg.listen,
+            if scheme == "https" { "TLS is the default" } else { "plain_http = true is set" }
+        )));
+    }
+    Ok(())
+}
+
 /// Posts the join request and stores the host id and secret. Returns the host id.
 pub async fn join(cfg: &DaemonConfig, args: JoinArgs) -> Result<uuid::Uuid, JoinError> {
     let secret_path = cfg.secret_path();
     if secret_path.exists() && !args.force {
         return Err(JoinError::AlreadyJoined(secret_path));
     }
+    check_urls(cfg, &args)?;
     // The panel pins this very certificate: it then needs no CA to trust the host.
-    let tls_cert_sha256 = match cfg.tls()? {
-        Some((cert, _)) => Some(cert_sha256(&cert)?),
-        None => None,
+    let tls_cert_sha256 = match cfg.transport()? {
+        Transport::Tls { cert, key, self_signed } => {
+            if self_signed {
+                let names: Vec<String> = crate::tls::url_host(&args.api_url).into_iter().collect();
+                crate::tls::ensure_self_signed(&cert, &key, &names)?;
+            }
+            Some(cert_sha256(&cert)?)
+        }
+        Transport::PlainHttp => {
+            tracing::warn!("plain_http = true: this host's API will be plain HTTP (signed, but readable on the wire)");
+            None
+        }
     };
     let request = JoinRequest {
         token: args.token,

@@ -9,7 +9,8 @@
 //! * [`service`]: every API operation, transport-free: dispatch by kind, per-instance
 //!   serialization, finishing what a crash interrupted.
 //! * [`api`]: the signed HTTP API (actix-web, TLS with rustls) over the service.
-//! * [`config`], [`daemon`], [`join`]: `provisioner serve` and `provisioner join`.
+//! * [`config`], [`daemon`], [`join`], [`tls`]: `provisioner serve` and `provisioner join`
+//!   (TLS by default, with a self-signed certificate the panel pins).
 //! * [`client`]: a signed client for the API (join, tests; the panel's is its own).
 //! * [`container`], [`cgroup`], [`template`]: burstable containers, the cgroup v1/v2 layer
 //!   (shared with the KVM side), and OS templates.
@@ -23,8 +24,10 @@ pub mod daemon;
 pub mod host;
 pub mod hostnet;
 pub mod join;
+pub mod metrics;
 pub mod runtime;
 pub mod service;
 pub mod store;
 pub mod template;
+pub mod tls;
 pub mod vm;

@@ -31,7 +31,8 @@ enum Command {
         /// This host's name as admins see it.
         #[arg(long)]
         name: String,
-        /// Where the panel reaches this host's API, e.g. https://10.0.0.5:8443.
+        /// Where the panel reaches this host's API, e.g. https://10.0.0.5:8443 (https:// unless
+        /// the config sets plain_http = true).
         #[arg(long)]
         api_url: String,
         /// A PEM certificate to trust for the panel (self-signed panels).
@@ -40,6 +41,10 @@ enum Command {
         /// Join again although a secret is already stored.
         #[arg(long)]
         force: bool,
+        /// Allow an http:// panel URL (the token and the secret then cross the link readable):
+        /// only for a private link, e.g. a panel on the same machine or a test bridge.
+        #[arg(long)]
+        allow_http_panel: bool,
     },
     /// KVM machines.
     Vm {
@@ -87,18 +92,33 @@ fn main() -> anyhow::Result<()> {
         }
         std::process::exit(0);
     }
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    // `serve` logs as its config says (`log_format`, or `PROVISIONER__LOG_FORMAT`); the
+    // other commands as the environment says.
+    let serve_cfg = match &cli.command {
+        Some(Command::Serve { config }) => Some(provisioner::config::DaemonConfig::load(config.as_deref())),
+        _ => None,
+    };
+    let json = match &serve_cfg {
+        Some(Ok(cfg)) => cfg.log_format == provisioner::config::LogFormat::Json,
+        _ => std::env::var("PROVISIONER__LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json")),
+    };
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    match cli.command {
         None => Ok(()),
-        Some(Command::Serve { config }) => {
-            let cfg = provisioner::config::DaemonConfig::load(config.as_deref()).context("loading the configuration")?;
+        Some(Command::Serve { .. }) => {
+            let cfg = serve_cfg.expect("loaded above for serve").context("loading the configuration")?;
             actix_web::rt::System::new().block_on(provisioner::daemon::serve(cfg)).context("provisioner serve")?;
             Ok(())
         }
-        Some(Command::Join { config, panel_url, token, name, api_url, panel_ca, force }) => {
+        Some(Command::Join { config, panel_url, token, name, api_url, panel_ca, force, allow_http_panel }) => {
             let cfg = provisioner::config::DaemonConfig::load(config.as_deref()).context("loading the configuration")?;
             let panel_ca = match panel_ca {
                 Some(p) => Some(std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?),
@@ -111,6 +131,7 @@ fn main() -> anyhow::Result<()> {
                 api_url,
                 panel_ca,
                 force,
+                allow_http_panel,
                 supports_containers: cfg.containers,
                 supports_kvm: provisioner::daemon::kvm_usable(),
             };

@@ -78,6 +78,13 @@ pub trait Runtime {
         Err(NotSupported { op: "reset_password", kind: record.spec.kind() }.into())
     }
 
+    /// Can this kind boot `record` into its rescue system (and back)? The service then sets
+    /// `record.rescue` and reboots: the kind's `start` boots the rescue system while
+    /// `record.rescue` is set, its own otherwise. The default answers [`NotSupported`].
+    fn check_rescue(&self, record: &InstanceRecord) -> Result<(), Self::Error> {
+        Err(NotSupported { op: "rescue", kind: record.spec.kind() }.into())
+    }
+
     /// Attaches a console to the running instance (a container: a login on a fresh pty of its
     /// own; a KVM machine: its serial port). Dropping the [`Console`] detaches it and leaves
     /// nothing running behind.

@@ -92,6 +92,7 @@ trait AnyRuntime: Send + Sync {
     fn observe(&self, r: &InstanceRecord) -> Result<InstanceState, BoxError>;
     fn usage(&self, r: &InstanceRecord) -> Result<Usage, BoxError>;
     fn console(&self, r: &InstanceRecord) -> Result<crate::runtime::Console, BoxError>;
+    fn check_rescue(&self, r: &InstanceRecord) -> Result<(), BoxError>;
 }
 
 impl<T: Runtime + Send + Sync> AnyRuntime for T {
@@ -139,6 +140,9 @@ impl<T: Runtime + Send + Sync> AnyRuntime for T {
     }
     fn console(&self, r: &InstanceRecord) -> Result<crate::runtime::Console, BoxError> {
         Runtime::console(self, r).map_err(Into::into)
+    }
+    fn check_rescue(&self, r: &InstanceRecord) -> Result<(), BoxError> {
+        Runtime::check_rescue(self, r).map_err(Into::into)
     }
 }
 
@@ -336,6 +340,7 @@ impl Service {
             hostname: r.spec.hostname.clone(),
             template: r.spec.template.clone(),
             resources: r.spec.resources.clone(),
+            rescue: r.rescue.is_some(),
         }
     }
 
@@ -362,6 +367,7 @@ impl Service {
                 should_run: false,
                 pending: Some(PendingOp::Create),
                 runtime: Default::default(),
+                rescue: None,
             };
             self.store.put(&record)?;
             record
@@ -427,6 +433,20 @@ impl Service {
             HostAction::ResetPassword { root_password_hash } => {
                 rt.reset_password(&mut r, &root_password_hash).map_err(rt_err(id, "reset_password"))?;
                 r.spec.access.root_password_hash = Some(root_password_hash);
+            }
+            HostAction::Rescue { access } => {
+                rt.check_rescue(&r).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+                // Recorded first: a crash in between boots the rescue system on adoption.
+                r.rescue = Some(access);
+                r.should_run = true;
+                self.store.put(&r)?;
+                rt.reboot(&mut r).map_err(rt_err(id, "rescue"))?;
+            }
+            HostAction::LeaveRescue => {
+                r.rescue = None;
+                r.should_run = true;
+                self.store.put(&r)?;
+                rt.reboot(&mut r).map_err(rt_err(id, "leave_rescue"))?;
             }
             HostAction::Destroy => unreachable!("handled above"),
         }

@@ -49,6 +49,10 @@ pub struct InstanceRecord {
     /// device, a veth name), opaque to the store.
     #[serde(default)]
     pub runtime: serde_json::Value,
+    /// In rescue: it boots its kind's rescue system, with its own disk attached, and this is
+    /// the access written into that system. `None`: it boots its own system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rescue: Option<vessel_core::Access>,
 }
 
 /// The store: a directory of records. Cheap to clone; every call goes to disk.
@@ -190,6 +194,7 @@ pub(crate) mod tests {
             should_run: true,
             pending: Some(PendingOp::Create),
             runtime: serde_json::json!({"loop": "/dev/loop3"}),
+            rescue: None,
         };
         store.put(&rec).unwrap();
         // A torn temporary file of a crashed write is ignored, and cleaned once it is old

@@ -87,6 +87,7 @@ async fn start_up_finishes_interrupted_create_destroy_and_resize() {
         should_run: false,
         pending: Some(pending),
         runtime: Default::default(),
+        rescue: None,
     };
     store.put(&rec(a.clone(), PendingOp::Create)).unwrap();
 

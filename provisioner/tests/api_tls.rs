@@ -81,12 +81,14 @@ fn join_stores_the_panels_secret_and_serve_then_accepts_it() {
     });
     let panel = format!("http://{}", rx.recv_timeout(Duration::from_secs(30)).unwrap());
 
-    // A daemon set up by the harness, whose secret we throw away: join writes the real one.
-    let mut d = Daemon::start(Options::default());
+    // A daemon set up by the harness with TLS as in production (no certificate configured:
+    // its own self-signed one), whose secret we throw away: join writes the real one.
+    let mut d = Daemon::start(Options { plain_http: false, ..Options::default() });
+    assert!(d.url.starts_with("https://"), "TLS is the default: {}", d.url);
     d.kill9();
     let secret_path = d.state_dir.join("host.secret");
     std::fs::remove_file(&secret_path).unwrap();
-    let join = |token: &str, force: bool| {
+    let join_with = |token: &str, force: bool, allow_http: bool, api_url: &str| {
         let mut c = Command::new(BIN);
         c.args(["join", "--config"]).arg(&d.config_path).args([
             "--panel-url",
@@ -96,13 +98,30 @@ fn join_stores_the_panels_secret_and_serve_then_accepts_it() {
             "--name",
             "host-a",
             "--api-url",
-            "https://10.0.0.5:8443",
+            api_url,
         ]);
         if force {
             c.arg("--force");
         }
+        // The fake panel speaks plain HTTP on loopback: this test says so explicitly.
+        if allow_http {
+            c.arg("--allow-http-panel");
+        }
         c.output().unwrap()
     };
+    let join = |token: &str, force: bool| join_with(token, force, true, "https://10.0.0.5:8443");
+
+    // A plain-HTTP panel URL is refused unless allowed explicitly: nothing sent, nothing written.
+    let out = join_with("good-token", false, false, "https://10.0.0.5:8443");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("plain HTTP") && stderr.contains("--allow-http-panel"), "{stderr}");
+    // An API URL that is not what the daemon serves (TLS by default) is refused too.
+    let out = join_with("good-token", false, true, "http://10.0.0.5:8443");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not match"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(seen.lock().unwrap().requests.is_empty(), "the panel heard nothing of the refused joins");
+    assert!(!secret_path.exists());
 
     // A refused token: an error, and no secret written.
     let out = join("bad-token", false);
@@ -126,6 +145,10 @@ fn join_stores_the_panels_secret_and_serve_then_accepts_it() {
         assert_eq!((r.name.as_str(), r.api_url.as_str()), ("host-a", "https://10.0.0.5:8443"));
         assert_eq!(r.capacity, d.capacity);
         assert!(r.supports_kvm);
+        // The fingerprint of the certificate the daemon serves, for the panel to pin.
+        let cert = d.state_dir.join("tls/cert.pem");
+        assert_eq!(r.tls_cert_sha256.as_deref(), Some(provisioner::join::cert_sha256(&cert).unwrap().as_str()));
+        assert_eq!(std::fs::metadata(d.state_dir.join("tls/key.pem")).unwrap().permissions().mode() & 0o777, 0o600);
     }
     // Joining again needs --force.
     let out = join("good-token", false);
@@ -141,7 +164,7 @@ fn join_stores_the_panels_secret_and_serve_then_accepts_it() {
     let stale = provisioner::client::HostClient::new(
         &d.url,
         random_secret(),
-        provisioner::client::http_client(None, Duration::from_secs(10)).unwrap(),
+        provisioner::client::http_client(d.ca_pem.as_deref(), Duration::from_secs(10)).unwrap(),
     );
     let (status, _) = rt.block_on(stale.json::<()>(reqwest::Method::GET, "/v1/host", None)).unwrap();
     assert_eq!(status, 401);

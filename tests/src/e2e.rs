@@ -19,11 +19,16 @@ pub const TEST_PLANS: [(&str, &str); 3] = [
     ("kvm-linux-shared", "code = \"kvm-linux-shared\"\nname = \"KVM Linux shared (test)\"\n[resources]\nkind = \"kvm\"\nvcpus = 1\nmemory_burst_mib = 128\ndisk_gib = 3\ncpu_ratio = 4.0\ndisk_ratio = 1.0\nnet_rate_mbit = 100\n[prices.EUR]\nmonthly = 80\n"),
 ];
 
+/// Where every test host serves its metrics, on its namespace's address.
+pub const HOST_METRICS_PORT: u16 = 9465;
+
 pub struct World {
     pub net: Network,
     pub pool: PgPool,
     pub db_url: String,
     pub panel_url: String,
+    /// The panel's Prometheus endpoint (`[metrics] listen` on loopback).
+    pub panel_metrics_url: String,
     pub admin: Uuid,
     pub guest_elf: PathBuf,
     /// The Linux test kernel's `vmlinux`, once [`World::use_test_kernel`] built it: hosts
@@ -39,18 +44,11 @@ pub struct Host {
     pub api_url: String,
     pub dir: PathBuf,
     pub config: PathBuf,
-    /// With TLS: the certificate the API serves, and its SHA-256 the panel pinned at join.
+    /// Its Prometheus endpoint (`http://<namespace address>:9465/metrics`).
+    pub metrics_url: String,
+    /// With TLS (the default): the self-signed certificate the API serves
+    /// (`<dir>/state/tls/cert.pem`, its key beside it), and its SHA-256 the panel pinned at join.
     pub tls: Option<(PathBuf, String)>,
-}
-
-/// A self-signed certificate for `ip`, as `dir/cert.pem` and `dir/key.pem` (overwritten).
-pub fn self_signed(dir: &Path, ip: std::net::Ipv4Addr) -> (PathBuf, PathBuf) {
-    std::fs::create_dir_all(dir).unwrap();
-    let ck = rcgen::generate_simple_self_signed(vec![ip.to_string()]).unwrap();
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert, ck.cert.pem()).unwrap();
-    std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
-    (cert, key)
 }
 
 /// Polls `f` until it returns `Some`, failing after `secs`.
@@ -96,6 +94,7 @@ impl World {
         tune(&mut settings);
         let app = Application::build(settings).await.unwrap();
         let panel_url = format!("http://{}:{}", net.gateway(), app.port());
+        let panel_metrics_url = format!("http://127.0.0.1:{}/metrics", app.metrics_port().expect("the test settings serve metrics"));
         tokio::spawn(app.run_until_stopped());
 
         let mut plans = panel::plans::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../plans")).unwrap();
@@ -122,10 +121,11 @@ impl World {
             gateway: "192.0.2.1".into(),
             host_id: String::new(),
             nat: None,
+            dns: String::new(),
         };
         let pool_id = panel::admin::create_pool(&pool, by(), &form).await.unwrap();
         panel::admin::generate_addresses(&pool, by(), pool_id, 100).await.unwrap();
-        World { net, pool, db_url, panel_url, admin, guest_elf: guest.elf, test_kernel: None, scratch }
+        World { net, pool, db_url, panel_url, panel_metrics_url, admin, guest_elf: guest.elf, test_kernel: None, scratch }
     }
 
     /// Builds (or finds cached) the Linux test kernel and offers it as the `linux-test-kernel`
@@ -150,44 +150,48 @@ impl World {
         s.orchestration.reconcile_interval_secs = 1;
         s.orchestration.unreachable_after_secs = 3;
         s.orchestration.host_timeout_secs = 5;
+        s.metrics.listen = "127.0.0.1:0".into();
         s
     }
 
-    /// A host that joined with an admin's token (not serving yet: see [`World::serve`]).
+    /// A host that joined with an admin's token (not serving yet: see [`World::serve`]), over
+    /// TLS as in production: `provisioner join` makes its self-signed certificate and the panel
+    /// pins it.
     pub async fn add_host(&mut self, name: &str, cpus: u32, memory_mib: u64) -> Host {
-        self.add_host_with(name, cpus, memory_mib, false).await
+        self.add_host_with(name, cpus, memory_mib, true).await
     }
 
-    /// [`World::add_host`]; with `tls`, its API serves a self-signed certificate (in
-    /// `<dir>/tls`) and the join sends its fingerprint for the panel to pin.
+    /// [`World::add_host`]; `tls = false` sets `plain_http = true` in the host's config (a test
+    /// that needs plain HTTP says so by calling this).
     pub async fn add_host_with(&mut self, name: &str, cpus: u32, memory_mib: u64, tls: bool) -> Host {
         let ns = self.net.add_host().unwrap();
         let api_url = format!("{}://{}:7443", if tls { "https" } else { "http" }, ns.addr);
         let (id, token) = panel::hosts::register(&self.pool, Some(self.admin), name, &api_url).await.unwrap();
         let dir = self.scratch.path().join(name);
-        let (tls_toml, tls_cert) = if tls {
-            let (cert, key) = self_signed(&dir.join("tls"), ns.addr);
-            (format!("tls_cert = {cert:?}\ntls_key = {key:?}\n"), Some(cert))
-        } else {
-            (String::new(), None)
-        };
+        let plain = if tls { "" } else { "plain_http = true\n" };
+        // Metrics on the namespace's own address (the test scrapes them from outside it).
+        let metrics = format!("metrics_listen = \"{}:{HOST_METRICS_PORT}\"\n", ns.addr);
         // The default reservation (1 GiB) comes on top of what the test asks for.
-        let capacity = format!("{tls_toml}[capacity]\ncpus = {cpus}\nmemory_mib = {}\ndisk_gib = 110\n", memory_mib + 1024);
+        let capacity = format!("{plain}{metrics}[capacity]\ncpus = {cpus}\nmemory_mib = {}\ndisk_gib = 110\n", memory_mib + 1024);
         let config = ns.lay_out_host(&dir, 7443, &self.guest_elf, self.test_kernel.as_deref(), &capacity).unwrap_or_else(|e| panic!("{e}"));
-        let tls = tls_cert.map(|c| {
-            let pin = provisioner::join::cert_sha256(&c).unwrap();
-            (c, pin)
-        });
-        let host = Host { ns, id, name: name.to_string(), api_url, dir, config, tls };
+        let metrics_url = format!("http://{}:{HOST_METRICS_PORT}/metrics", ns.addr);
+        let mut host = Host { ns, id, name: name.to_string(), api_url, dir, config, metrics_url, tls: None };
         let join = host
             .ns
             .command(provisioner_binary().unwrap())
             .args(["join", "--config"])
             .arg(&host.config)
             .args(["--panel-url", &self.panel_url, "--token", &token, "--name", name, "--api-url", &host.api_url])
+            // The test panel serves plain HTTP on the test bridge (no certificate of its own).
+            .arg("--allow-http-panel")
             .output()
             .unwrap();
         assert!(join.status.success(), "join: {}", String::from_utf8_lossy(&join.stderr));
+        if tls {
+            let cert = host.dir.join("state/tls/cert.pem");
+            let pin = provisioner::join::cert_sha256(&cert).unwrap_or_else(|e| panic!("join made no certificate: {e}"));
+            host.tls = Some((cert, pin));
+        }
         host
     }
 

@@ -50,7 +50,9 @@ fn serve(host: &mut HostNs, bin: &std::path::Path, dir: &std::path::Path, secret
     let image = dir.join("images").join("vessel-test-guest");
     std::fs::create_dir_all(&image).unwrap();
     std::fs::write(image.join("image.json"), serde_json::json!({"kernel": guest.elf, "cmdline": "heartbeat"}).to_string()).unwrap();
-    let extra = "[capacity]\ncpus = 2\nmemory_mib = 1024\ndisk_gib = 10\n[reserved]\ncpus = 0\nmemory_mib = 0\ndisk_gib = 0";
+    // This test is about namespaces and routing, not transport: plain HTTP, said explicitly.
+    let extra =
+        "plain_http = true\n[capacity]\ncpus = 2\nmemory_mib = 1024\ndisk_gib = 10\n[reserved]\ncpus = 0\nmemory_mib = 0\ndisk_gib = 0";
     host.start_provisioner(bin, dir, 7443, &secret.to_base64(), &dir.join("images"), extra).unwrap()
 }
 

@@ -47,7 +47,7 @@ async fn a_paid_order_runs_on_a_host_across_the_network() {
     let wrong = panel::hosts::HostClient::new(
         &host.api_url,
         vessel_core::signing::HostSecret::from_bytes(vec![7; 32]).unwrap(),
-        panel::hosts::http_client(Duration::from_secs(5), None),
+        panel::hosts::pinned_http_client(Duration::from_secs(5), &host.tls.as_ref().expect("TLS by default").1).unwrap(),
     );
     assert!(matches!(wrong.list().await, Err(panel::hosts::HostError::Refused(p)) if p.status == 401));
 

@@ -57,6 +57,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(servers::restart)
             .service(servers::suspend)
             .service(servers::unsuspend)
+            .service(servers::rescue)
+            .service(servers::leave_rescue)
             .service(servers::terminate)
             .service(servers::reinstall)
             .service(servers::reset_password)
@@ -155,7 +157,7 @@ fn nul_in(v: &Value, at: String) -> Option<String> {
         catalogue::plans, catalogue::plan, catalogue::os_templates,
         customers::list, customers::create, customers::get, customers::update, customers::delete,
         servers::list, servers::create, servers::get, servers::usage,
-        servers::start, servers::stop, servers::restart, servers::suspend, servers::unsuspend, servers::terminate,
+        servers::start, servers::stop, servers::restart, servers::suspend, servers::unsuspend, servers::terminate, servers::rescue, servers::leave_rescue,
         servers::reinstall, servers::reset_password, servers::console, servers::resize,
         quota::get, invoices::pdf,
         webhooks::list, webhooks::create, webhooks::get, webhooks::delete, webhooks::deliveries,

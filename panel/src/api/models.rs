@@ -169,6 +169,8 @@ pub struct Server {
     /// `cancelled`.
     pub billing_status: Option<String>,
     pub addresses: Vec<String>,
+    /// It boots its rescue system (see `POST /api/v1/servers/{id}/rescue`) until it leaves rescue.
+    pub rescue: bool,
     pub created_at: DateTime<Utc>,
     pub terminated_at: Option<DateTime<Utc>>,
     /// The generated root password, **only** in the answer to the request that made it (a
@@ -198,6 +200,7 @@ impl From<ServerRow> for Server {
             last_error: r.last_error,
             billing_status: r.billing_status.map(|s| s.as_str().to_string()),
             addresses: r.addresses,
+            rescue: r.rescue,
             created_at: r.created_at,
             terminated_at: r.terminated_at,
             root_password: None,

@@ -276,6 +276,21 @@ plain_action!(
     "Destroys the server and frees its address; billing stops."
 );
 
+plain_action!(
+    rescue,
+    "/servers/{id}/rescue",
+    "/api/v1/servers/{id}/rescue",
+    ServerAction::Rescue,
+    "Boots the rescue system, for a server that no longer boots: a container gets a rescue shell with its filesystem at /mnt, a KVM machine the rescue image with its disk as the second disk; both take the server's SSH keys and root password, and keep its address. The server shows `rescue: true` until it leaves rescue."
+);
+plain_action!(
+    leave_rescue,
+    "/servers/{id}/leave-rescue",
+    "/api/v1/servers/{id}/leave-rescue",
+    ServerAction::LeaveRescue,
+    "Boots the server's own system again after a rescue."
+);
+
 /// Reinstalls the server from a template (wipes its disk).
 #[utoipa::path(post, path = "/api/v1/servers/{id}/reinstall", tag = "servers", params(("id" = Uuid, Path)), request_body(content = Reinstall, description = "Optional"),
     responses((status = 202, body = Server)))]

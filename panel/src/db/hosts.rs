@@ -174,13 +174,27 @@ pub async fn has_pool(tx: &mut Tx<'_>, host: Uuid, family: i32) -> Result<bool, 
 /// An instance's addresses with their pool's prefix and gateway.
 /// An instance's addresses: (address, prefix length, gateway, whether its pool is private and
 /// masqueraded by the host).
-pub async fn addresses_of(tx: &mut Tx<'_>, instance: Uuid) -> Result<Vec<(String, i32, String, bool)>, sqlx::Error> {
+/// One assigned address with its pool's network facts (what the host configures and the
+/// server's page and mail show).
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct AssignedAddress {
+    pub address: String,
+    pub prefix_len: i32,
+    pub gateway: String,
+    pub nat: bool,
+    /// The pool's resolvers.
+    pub dns: Vec<String>,
+}
+
+pub async fn addresses_of<'e, E: sqlx::PgExecutor<'e>>(e: E, instance: Uuid) -> Result<Vec<AssignedAddress>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT host(a.address), masklen(p.network), host(p.gateway), p.nat FROM ip_addresses a JOIN ip_pools p ON p.id = a.pool_id
+        "SELECT host(a.address) AS address, masklen(p.network) AS prefix_len, host(p.gateway) AS gateway, p.nat,
+                ARRAY(SELECT host(d) FROM unnest(p.dns) d) AS dns
+           FROM ip_addresses a JOIN ip_pools p ON p.id = a.pool_id
           WHERE a.instance_id = $1 ORDER BY family(a.address)",
     )
     .bind(instance)
-    .fetch_all(&mut **tx)
+    .fetch_all(e)
     .await
 }
 

@@ -23,6 +23,8 @@ pub struct InstanceRow {
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub addresses: Vec<String>,
+    /// Asked to boot its rescue system.
+    pub rescue: bool,
 }
 
 impl InstanceRow {
@@ -45,7 +47,7 @@ impl InstanceRow {
 
 const SELECT: &str = "SELECT i.id, i.account_id, i.subscription_id, i.plan_id, p.name AS plan_name, i.kind,
         t.name AS os_template, i.hostname, h.name AS host_name, i.desired_state,
-        i.observed_state, i.observed_at, i.last_error, i.created_at,
+        i.observed_state, i.observed_at, i.last_error, i.created_at, i.rescue,
         ARRAY(SELECT host(a.address) FROM ip_addresses a WHERE a.instance_id = i.id ORDER BY family(a.address), a.address) AS addresses
    FROM instances i JOIN plans p ON p.id = i.plan_id JOIN os_templates t ON t.id = i.os_template_id
    LEFT JOIN hosts h ON h.id = i.host_id";
@@ -95,7 +97,8 @@ pub async fn lock_vps(tx: &mut Tx<'_>, f: &VpsFilter) -> Result<Vec<crate::vps::
     .await?;
     sqlx::query_as(&format!(
         "SELECT i.id, i.account_id AS customer_id, i.plan_id, i.subscription_id, s.account_id AS payer_id,
-                i.desired_state AS desired, i.owner_suspended_from, i.suspended_with_account AS with_account, s.status AS billing
+                i.desired_state AS desired, i.owner_suspended_from, i.suspended_with_account AS with_account, s.status AS billing,
+                i.rescue
            FROM instances i JOIN accounts a ON a.id = i.account_id LEFT JOIN subscriptions s ON s.id = i.subscription_id
           WHERE {VPS_WHERE} ORDER BY i.id FOR UPDATE OF i"
     ))
@@ -134,6 +137,12 @@ pub async fn set_desired(tx: &mut Tx<'_>, id: Uuid, desired: DesiredState, at: D
     .bind(at)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Enters (`true`) or leaves rescue (see [`crate::vps::Request::Rescue`]).
+pub async fn set_rescue(tx: &mut Tx<'_>, id: Uuid, on: bool) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE instances SET rescue = $2 WHERE id = $1").bind(id).bind(on).execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -178,10 +187,12 @@ pub struct Placeable {
     pub host_id: Option<Uuid>,
     pub desired_state: DesiredState,
     pub observed_state: ObservedState,
+    /// Is it to boot its rescue system?
+    pub rescue: bool,
 }
 
 const PLACEABLE: &str = "SELECT i.id, i.account_id, i.subscription_id, i.plan_id, i.kind, i.hostname,
-        t.name AS os_template, i.host_id, i.desired_state, i.observed_state
+        t.name AS os_template, i.host_id, i.desired_state, i.observed_state, i.rescue
    FROM instances i JOIN os_templates t ON t.id = i.os_template_id";
 
 pub async fn placeable<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid) -> Result<Option<Placeable>, sqlx::Error> {

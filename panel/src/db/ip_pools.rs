@@ -11,6 +11,8 @@ pub struct PoolRow {
     pub network: String,
     pub gateway: String,
     pub host_name: Option<String>,
+    /// Its resolvers.
+    pub dns: Vec<String>,
     pub total: i64,
     pub free: i64,
 }
@@ -20,6 +22,7 @@ pub struct PoolRow {
 pub async fn list(pool: &PgPool) -> Result<Vec<PoolRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT p.id, p.name, p.network::text AS network, host(p.gateway) AS gateway, h.name AS host_name, \
+                ARRAY(SELECT host(d) FROM unnest(p.dns) d) AS dns, \
                 (SELECT count(*) FROM ip_addresses a WHERE a.pool_id = p.id) AS total, \
                 (SELECT count(*) FROM ip_addresses a WHERE a.pool_id = p.id AND a.instance_id IS NULL) AS free \
            FROM ip_pools p LEFT JOIN hosts h ON h.id = p.host_id ORDER BY p.name",
@@ -28,15 +31,26 @@ pub async fn list(pool: &PgPool) -> Result<Vec<PoolRow>, sqlx::Error> {
     .await
 }
 
-pub async fn insert(tx: &mut Tx<'_>, name: &str, network: &str, gateway: &str, host: Option<Uuid>, nat: bool) -> Result<Uuid, sqlx::Error> {
-    sqlx::query_scalar("INSERT INTO ip_pools (name, network, gateway, host_id, nat) VALUES ($1, $2::cidr, $3::inet, $4, $5) RETURNING id")
-        .bind(name)
-        .bind(network)
-        .bind(gateway)
-        .bind(host)
-        .bind(nat)
-        .fetch_one(&mut **tx)
-        .await
+pub async fn insert(
+    tx: &mut Tx<'_>,
+    name: &str,
+    network: &str,
+    gateway: &str,
+    host: Option<Uuid>,
+    nat: bool,
+    dns: &[String],
+) -> Result<Uuid, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO ip_pools (name, network, gateway, host_id, nat, dns) VALUES ($1, $2::cidr, $3::inet, $4, $5, $6::inet[]) RETURNING id",
+    )
+    .bind(name)
+    .bind(network)
+    .bind(gateway)
+    .bind(host)
+    .bind(nat)
+    .bind(dns)
+    .fetch_one(&mut **tx)
+    .await
 }
 
 /// (network, gateway) of a pool, locked against a concurrent generation.

@@ -12,14 +12,17 @@ pub async fn enqueue(
     payload: Value,
     instance_id: Option<Uuid>,
     dedupe_key: Option<&str>,
+    request_id: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
     let r = sqlx::query(
-        "INSERT INTO jobs (kind, payload, instance_id, dedupe_key) VALUES ($1, $2, $3, $4) ON CONFLICT (dedupe_key) DO NOTHING",
+        "INSERT INTO jobs (kind, payload, instance_id, dedupe_key, request_id) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (dedupe_key) DO NOTHING",
     )
     .bind(kind)
     .bind(payload)
     .bind(instance_id)
     .bind(dedupe_key)
+    .bind(request_id)
     .execute(&mut **tx)
     .await?;
     Ok(r.rows_affected() == 1)
@@ -33,6 +36,8 @@ pub struct JobRow {
     pub instance_id: Option<Uuid>,
     pub attempts: i32,
     pub max_attempts: i32,
+    /// The request that queued it, whose id its calls to hosts carry.
+    pub request_id: Option<String>,
 }
 
 /// Claims the next job that is due (or whose lease ran out: its runner died) under a lease.
@@ -44,7 +49,7 @@ pub async fn claim<'e, E: sqlx::PgExecutor<'e>>(e: E, runner: &str, lease_secs: 
           WHERE id = (SELECT id FROM jobs
                        WHERE (status = 'queued' AND run_after <= now()) OR (status = 'running' AND locked_until < now())
                        ORDER BY run_after LIMIT 1 FOR UPDATE SKIP LOCKED)
-         RETURNING id, kind, payload, instance_id, attempts, max_attempts",
+         RETURNING id, kind, payload, instance_id, attempts, max_attempts, request_id",
     )
     .bind(runner)
     .bind(lease_secs as f64)

@@ -207,12 +207,13 @@ pub struct ServerRow {
     pub created_at: DateTime<Utc>,
     pub terminated_at: Option<DateTime<Utc>>,
     pub addresses: Vec<String>,
+    pub rescue: bool,
 }
 
 const SERVER: &str = "SELECT i.id, i.account_id AS customer_id, i.subscription_id, p.code AS plan, i.kind,
         p.vcpus, p.memory_guaranteed_mib, p.memory_burst_mib, p.disk_gib, t.name AS os_template, i.hostname,
         i.desired_state, i.observed_state, i.observed_at, i.last_error,
-        s.status AS billing_status, i.created_at, i.terminated_at,
+        s.status AS billing_status, i.created_at, i.terminated_at, i.rescue,
         ARRAY(SELECT host(x.address) FROM ip_addresses x WHERE x.instance_id = i.id ORDER BY family(x.address), x.address) AS addresses
    FROM instances i JOIN accounts a ON a.id = i.account_id JOIN plans p ON p.id = i.plan_id
    JOIN os_templates t ON t.id = i.os_template_id LEFT JOIN subscriptions s ON s.id = i.subscription_id";

@@ -179,6 +179,9 @@ impl HostClient {
         for (k, v) in sig.pairs() {
             req = req.header(k, v);
         }
+        if let Some(id) = crate::telemetry::current_request_id() {
+            req = req.header(vessel_core::wire::REQUEST_ID_HEADER, id);
+        }
         if !body.is_empty() {
             req = req.header("content-type", "application/json").body(body);
         }

@@ -53,6 +53,10 @@ pub enum ServerAction {
     Resize {
         plan: String,
     },
+    /// Boots the rescue system with the server's disk attached, for a server that no longer boots.
+    Rescue,
+    /// Boots the server's own system again.
+    LeaveRescue,
 }
 
 impl ServerAction {
@@ -66,6 +70,8 @@ impl ServerAction {
             ServerAction::Unsuspend => "unsuspend",
             ServerAction::Terminate => "terminate",
             ServerAction::Resize { .. } => "resize",
+            ServerAction::Rescue => "rescue",
+            ServerAction::LeaveRescue => "leave_rescue",
         }
     }
 }
@@ -175,6 +181,8 @@ pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid,
         ServerAction::Unsuspend => Request::Unsuspend,
         ServerAction::Terminate => Request::Terminate,
         ServerAction::Resize { .. } => Request::Resize,
+        ServerAction::Rescue => Request::Rescue,
+        ServerAction::LeaveRescue => Request::LeaveRescue,
     };
     if let ServerAction::Resize { .. } | ServerAction::Terminate = &action {
         // A resize or a termination charges or credits the payer: its balance row comes
@@ -251,6 +259,8 @@ impl From<VpsError> for ResellerError {
                 Refusal::AccountSuspended => conflict("this server's customer is suspended: reactivate the customer"),
                 Refusal::NoSubscription => conflict("this server has no subscription to bill"),
                 Refusal::NotActive(status) => ResellerError::Conflict(format!("a {status} server cannot change plans")),
+                Refusal::InRescue => conflict("this server is in rescue: leave rescue first"),
+                Refusal::NotInRescue => conflict("this server is not in rescue"),
             },
         }
     }

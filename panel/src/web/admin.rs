@@ -535,6 +535,7 @@ async fn pools_view(pool: &PgPool, form: &PoolForm) -> Result<ListView, WebError
                 cell(&p.name),
                 cell(&p.network),
                 cell(&p.gateway),
+                cell(p.dns.join(", ")),
                 cell(p.host_name.as_deref().unwrap_or("any host")),
                 num(p.total),
                 num(p.free),
@@ -548,7 +549,7 @@ async fn pools_view(pool: &PgPool, form: &PoolForm) -> Result<ListView, WebError
     Ok(ListView {
         title: "IP pools".into(),
         intro: format!("“Add addresses” adds the pool's usable addresses (not the network, broadcast or gateway), up to {} at a time; it is safe to repeat.", admin::MAX_GENERATE),
-        headers: vec!["Name", "Network", "Gateway", "Host", "Addresses", "Free", ""],
+        headers: vec!["Name", "Network", "Gateway", "DNS", "Host", "Addresses", "Free", ""],
         rows,
         form: Some(FormView {
             title: "New pool".into(),
@@ -558,6 +559,7 @@ async fn pools_view(pool: &PgPool, form: &PoolForm) -> Result<ListView, WebError
                 text("name", "Name", &form.name),
                 help(text("network", "Network (CIDR)", &form.network), "e.g. 203.0.113.0/24 or 2001:db8:1::/64"),
                 text("gateway", "Gateway", &form.gateway),
+                help(text("dns", "DNS resolvers", &form.dns), "Comma-separated addresses of the pool's family; empty: 1.1.1.1, 9.9.9.9 (IPv6: Cloudflare's and Quad9's)"),
                 Field { kind: "select", options, ..text("host_id", "Routed to host", &form.host_id) },
                 help(check("nat", "Private (NAT)", form.nat.is_some()), "Hosts masquerade these addresses to the outside; otherwise the block must be routed to the host"),
             ],

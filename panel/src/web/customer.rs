@@ -680,6 +680,8 @@ struct ServerPage {
     charts: Vec<(&'static str, String)>,
     /// How to log in: the SSH keys' fingerprints and whether a root password is set.
     way_in: vessel_core::Access,
+    /// Its addresses with gateway, netmask and resolvers.
+    network: Vec<instances::NetworkLine>,
 }
 
 impl ServerPage {
@@ -717,7 +719,8 @@ async fn server_show(
     let charts = charts(&pool, clock.as_ref().as_ref(), c.account.id, &s).await?;
     let way_in = crate::db::access::instance_access(pool.get_ref(), s.id).await.map_err(WebError::internal)?.unwrap_or_default();
     let renewal = renewal_line(&pool, c.account.id, &s).await?;
-    ok(&ServerPage { ctx: Ctx::of(&c.session).with_notice(q.done.as_deref()), s, renewal, error: None, charts, way_in })
+    let network = instances::network_of(&pool, s.id).await?;
+    ok(&ServerPage { ctx: Ctx::of(&c.session).with_notice(q.done.as_deref()), s, renewal, error: None, charts, way_in, network })
 }
 
 #[derive(Deserialize)]
@@ -753,7 +756,13 @@ async fn server_action(
         "stop" => Action::Stop,
         "reboot" | "restart" => Action::Restart,
         "reinstall" => Action::Reinstall,
-        other => return Err(WebError::BadForm(format!("{other:?} is not an action; use start, stop, reboot or reinstall"))),
+        "rescue" => Action::Rescue,
+        "leave-rescue" => Action::LeaveRescue,
+        other => {
+            return Err(WebError::BadForm(format!(
+                "{other:?} is not an action; use start, stop, reboot, reinstall, rescue or leave-rescue"
+            )))
+        }
     };
     if action == Action::Reinstall && f.0.confirm != "yes" {
         // Only the owner gets as far as the question.
@@ -780,7 +789,15 @@ async fn server_action(
             let renewal = renewal_line(&pool, c.account.id, &s).await?;
             super::pages::html(
                 actix_web::http::StatusCode::CONFLICT,
-                &ServerPage { ctx: Ctx::of(&c.session), s, renewal, error: Some(message), charts, way_in: Default::default() },
+                &ServerPage {
+                    ctx: Ctx::of(&c.session),
+                    s,
+                    renewal,
+                    error: Some(message),
+                    charts,
+                    way_in: Default::default(),
+                    network: Vec::new(),
+                },
             )
         }
     }

@@ -255,6 +255,24 @@ async fn a_customer_keeps_keys_orders_with_one_and_gets_a_ready_mail_with_its_fi
     .unwrap();
     let id: Uuid = sqlx::query_scalar("SELECT id FROM instances WHERE account_id = $1").bind(ana).fetch_one(&app.pool).await.unwrap();
     assert_eq!(instance_access(&app, &id.to_string()).await, json!({"ssh_keys": [KEY]}));
+    // Its address comes from a pool whose admin named its resolvers (issue 13, item 5).
+    let by = panel::admin::By { admin, addr: None };
+    let form = panel::admin::PoolForm {
+        name: "dns-pool".into(),
+        network: "198.51.100.0/26".into(),
+        gateway: "198.51.100.1".into(),
+        dns: "198.51.100.53, 198.51.100.54".into(),
+        ..Default::default()
+    };
+    let bad = panel::admin::PoolForm { name: "bad".into(), dns: "2001:db8::53".into(), ..form.clone() };
+    assert!(panel::admin::create_pool(&app.pool, by, &bad).await.unwrap_err().to_string().contains("not an IPv4"));
+    let pool_id = panel::admin::create_pool(&app.pool, by, &form).await.unwrap();
+    panel::admin::generate_addresses(&app.pool, by, pool_id, 4).await.unwrap();
+    sqlx::query("UPDATE ip_addresses SET instance_id = $1, assigned_at = now() WHERE address = '198.51.100.2'")
+        .bind(id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
     for _ in 0..2 {
         panel::db::instances::set_observed(&app.pool, id, panel::vps::ObservedState::Running, None, chrono::Utc::now()).await.unwrap();
     }
@@ -262,6 +280,15 @@ async fn a_customer_keeps_keys_orders_with_one_and_gets_a_ready_mail_with_its_fi
     assert!(mail.text().contains(KEY_FP), "{}", mail.text());
     assert!(mail.text().contains("ssh root@"), "{}", mail.text());
     assert!(mail.text().contains(&format!("/servers/{id}/console")), "the mail links the browser console: {}", mail.text());
+    for line in [
+        "Address:   198.51.100.2",
+        "Gateway:   198.51.100.1",
+        "Netmask:   255.255.255.192",
+        "DNS:       198.51.100.53, 198.51.100.54",
+        "User:      root",
+    ] {
+        assert!(mail.text().contains(line), "the ready mail says {line:?}: {}", mail.text());
+    }
     let ready: i64 =
         sqlx::query_scalar("SELECT count(*) FROM email_outbox WHERE template = 'server_ready'").fetch_one(&app.pool).await.unwrap();
     assert_eq!(ready, 1, "the ready mail goes once");
@@ -270,6 +297,14 @@ async fn a_customer_keeps_keys_orders_with_one_and_gets_a_ready_mail_with_its_fi
     let (s, page) = app.get(&c, &format!("/servers/{id}")).await;
     assert_eq!(s, 200);
     assert!(page.contains(KEY_FP) && page.contains("not set: key log-in only"), "{page}");
+    for (field, want) in [
+        ("net-address-1", "198.51.100.2/26"),
+        ("net-gateway-1", "198.51.100.1"),
+        ("net-netmask-1", "255.255.255.192"),
+        ("net-dns-1", "198.51.100.53, 198.51.100.54"),
+    ] {
+        assert!(page.contains(&format!("id=\"{field}\">{want}<")), "the page shows {field} = {want}: {page}");
+    }
     let (s, _, body) = app.submit(&c, &format!("/servers/{id}"), &format!("/servers/{id}/password"), &[("root_password", "")]).await;
     assert_eq!(s, 200, "{body}");
     let at = body.find("id=\"root-password\">").expect("the new password is shown once") + "id=\"root-password\">".len();
@@ -283,6 +318,40 @@ async fn a_customer_keeps_keys_orders_with_one_and_gets_a_ready_mail_with_its_fi
         sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'server.reset_password'").fetch_one(&app.pool).await.unwrap();
     assert_eq!(audit, 1, "the reset is audited");
     assert!(!pg_dump(&app).contains(shown), "the new password is not stored");
+
+    // Rescue from the server page (item 4): the button sets it and queues the action; the page
+    // says so and offers the way back; a reinstall is refused meanwhile; Bob cannot.
+    let rescue_of = || async {
+        sqlx::query_scalar::<_, bool>("SELECT rescue FROM instances WHERE id = $1").bind(id).fetch_one(&app.pool).await.unwrap()
+    };
+    let (s, page) = app.get(&c, &format!("/servers/{id}")).await;
+    assert_eq!(s, 200);
+    assert!(page.contains("id=\"action-rescue\"") && !page.contains("id=\"action-leave-rescue\""), "{page}");
+    let (s, _, _) = app.submit(&bob, "/account/ssh-keys", &format!("/servers/{id}/action"), &[("action", "rescue")]).await;
+    assert_eq!(s, 404, "another customer's server");
+    assert!(!rescue_of().await);
+    let (s, loc, body) = app.submit(&c, &format!("/servers/{id}"), &format!("/servers/{id}/action"), &[("action", "rescue")]).await;
+    assert_eq!((s, loc.as_str()), (303, format!("/servers/{id}?done=requested").as_str()), "{body}");
+    assert!(rescue_of().await);
+    let queued: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM jobs WHERE instance_id = $1 AND kind = 'instance.action' AND payload->>'action' = 'rescue'",
+    )
+    .bind(id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(queued, 1, "the rescue is a durable job");
+    let (_, page) = app.get(&c, &format!("/servers/{id}")).await;
+    assert!(page.contains("id=\"rescue-state\"") && page.contains("id=\"action-leave-rescue\""), "{page}");
+    let (s, _, body) =
+        app.submit(&c, &format!("/servers/{id}"), &format!("/servers/{id}/action"), &[("action", "reinstall"), ("confirm", "yes")]).await;
+    assert_eq!(s, 409, "{body}");
+    assert!(body.contains("leave rescue first"), "{body}");
+    let (s, _, _) = app.submit(&c, &format!("/servers/{id}"), &format!("/servers/{id}/action"), &[("action", "leave-rescue")]).await;
+    assert_eq!(s, 303);
+    assert!(!rescue_of().await);
+    let (s, _, body) = app.submit(&c, &format!("/servers/{id}"), &format!("/servers/{id}/action"), &[("action", "leave-rescue")]).await;
+    assert_eq!(s, 409, "not in rescue: {body}");
 }
 
 /// `POST /api/v1/servers/{id}/console`: a one-time token for a running server of the caller's,

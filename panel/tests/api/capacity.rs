@@ -217,6 +217,7 @@ async fn an_order_waiting_too_long_for_capacity_is_refunded_once_and_both_sides_
         instance_id: Some(id),
         attempts: 1,
         max_attempts: 5,
+        request_id: None,
     };
     let outcome = panel::orchestrator::handle(&ctx, create(b)).await;
     assert!(matches!(outcome, panel::jobs::Outcome::Wait { .. }), "no room: it waits ({outcome:?})");

@@ -17,6 +17,7 @@ pub async fn address_pool(pool: &PgPool, admin: Uuid, name: &str, network: &str,
         gateway: gateway.into(),
         host_id: host.map(|h| h.to_string()).unwrap_or_default(),
         nat: None,
+        dns: String::new(),
     };
     let id = panel::admin::create_pool(pool, by, &form).await.unwrap();
     panel::admin::generate_addresses(pool, panel::admin::By { admin, addr: None }, id, count).await.unwrap()
@@ -164,10 +165,10 @@ async fn jobs_run_once_across_runners_retry_and_dead_letter() {
             1 => "wait",
             _ => "ok",
         };
-        panel::db::jobs::enqueue(&mut tx, kind, serde_json::json!({ "n": i }), None, Some(&format!("job-{i}"))).await.unwrap();
+        panel::db::jobs::enqueue(&mut tx, kind, serde_json::json!({ "n": i }), None, Some(&format!("job-{i}")), None).await.unwrap();
     }
     // Enqueueing again with the same key adds nothing.
-    assert!(!panel::db::jobs::enqueue(&mut tx, "ok", serde_json::json!({}), None, Some("job-5")).await.unwrap());
+    assert!(!panel::db::jobs::enqueue(&mut tx, "ok", serde_json::json!({}), None, Some("job-5"), None).await.unwrap());
     sqlx::query("UPDATE jobs SET max_attempts = 2 WHERE kind = 'fail'").execute(&mut *tx).await.unwrap();
     tx.commit().await.unwrap();
 
@@ -225,7 +226,7 @@ async fn jobs_run_once_across_runners_retry_and_dead_letter() {
 
     // A runner that died holding a job (lease ran out) gives it to the next one.
     let mut tx = pool.begin().await.unwrap();
-    panel::db::jobs::enqueue(&mut tx, "ok", serde_json::json!({}), None, Some("orphaned")).await.unwrap();
+    panel::db::jobs::enqueue(&mut tx, "ok", serde_json::json!({}), None, Some("orphaned"), None).await.unwrap();
     tx.commit().await.unwrap();
     sqlx::query("UPDATE jobs SET status = 'queued' WHERE kind = 'wait'").execute(&pool).await.unwrap();
     sqlx::query("DELETE FROM jobs WHERE kind = 'wait'").execute(&pool).await.unwrap();
@@ -252,7 +253,7 @@ async fn a_committed_job_wakes_an_idle_runner_at_once() {
     };
     let enqueue = |pool: PgPool, key: &'static str, commit: bool| async move {
         let mut tx = pool.begin().await.unwrap();
-        panel::db::jobs::enqueue(&mut tx, "ok", serde_json::json!({}), None, Some(key)).await.unwrap();
+        panel::db::jobs::enqueue(&mut tx, "ok", serde_json::json!({}), None, Some(key), None).await.unwrap();
         if commit {
             tx.commit().await.unwrap();
         } else {
@@ -347,6 +348,7 @@ async fn an_instance_terminated_before_placement_ends_destroyed() {
         instance_id: Some(id),
         attempts: 1,
         max_attempts: 5,
+        request_id: None,
     };
     let outcome = panel::orchestrator::handle(&ctx, job).await;
     assert!(matches!(outcome, panel::jobs::Outcome::Done), "{outcome:?}");

@@ -153,6 +153,8 @@ fn every_endpoint(server: Uuid, customer: Uuid, hook: Uuid, invoice: Uuid) -> Ve
         (Method::POST, s("/reinstall"), Some(json!({})), Scope::Write),
         (Method::POST, s("/reset-password"), Some(json!({})), Scope::Write),
         (Method::POST, s("/console"), None, Scope::Write),
+        (Method::POST, s("/rescue"), None, Scope::Write),
+        (Method::POST, s("/leave-rescue"), None, Scope::Write),
         (Method::POST, s("/resize"), Some(json!({"plan": "burst-m"})), Scope::Write),
         (Method::GET, "/api/v1/quota".into(), None, Scope::Read),
         (Method::GET, format!("/api/v1/invoices/{invoice}/pdf"), None, Scope::Read),

@@ -106,10 +106,15 @@ pub fn resolv_conf_for_container(host: &str) -> Option<String> {
     (servers > 0).then_some(out)
 }
 
-/// Writes `/etc/resolv.conf` of the fresh root filesystem from the host's (see
-/// [`resolv_conf_for_container`]); leaves the template's when the host has nothing usable.
-pub fn write_resolv_conf(root: &Path, host_resolv: &Path, root_uid: Option<u32>) -> Result<(), ContainerError> {
-    let Some(text) = fs::read_to_string(host_resolv).ok().and_then(|h| resolv_conf_for_container(&h)) else {
+/// Writes `/etc/resolv.conf` of the fresh root filesystem: the pool's resolvers (`dns`, the
+/// panel's), or else the host's (see [`resolv_conf_for_container`]); leaves the template's
+/// when neither names one.
+pub fn write_resolv_conf(root: &Path, dns: &[std::net::IpAddr], host_resolv: &Path, root_uid: Option<u32>) -> Result<(), ContainerError> {
+    let text = match dns {
+        [] => fs::read_to_string(host_resolv).ok().and_then(|h| resolv_conf_for_container(&h)),
+        servers => Some(servers.iter().map(|s| format!("nameserver {s}\n")).collect()),
+    };
+    let Some(text) = text else {
         return Ok(());
     };
     let etc = root.join("etc");

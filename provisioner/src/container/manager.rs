@@ -107,6 +107,7 @@ impl ContainerHost {
                     should_run: start,
                     pending: Some(PendingOp::Create),
                     runtime: serde_json::Value::Null,
+                    rescue: None,
                 };
                 self.store.put(&r)?;
                 r

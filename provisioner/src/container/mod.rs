@@ -114,6 +114,10 @@ pub fn crash_point(op: &str, step: &str) {
 /// Room for a container's console logs on the host (this boot's and the previous one's).
 pub const LOG_BYTES: u64 = 2 * 1024 * 1024;
 
+/// The size of a rescue system's tmpfs (the rescue template is a few MiB; the rest is room
+/// for the customer's tools and copies).
+pub const RESCUE_BYTES: u64 = 128 * 1024 * 1024;
+
 /// The steps of create and destroy, in order (the crash tests walk them).
 pub const CREATE_STEPS: [&str; 8] = ["record", "image", "mkfs", "loop", "mount", "rootfs", "cgroup", "start"];
 pub const DESTROY_STEPS: [&str; 7] = ["record", "stop", "cgroup", "umount", "loop", "files", "forget"];
@@ -367,6 +371,47 @@ impl ContainerRuntime {
     fn log_dir(&self, id: &InstanceId) -> PathBuf {
         self.dir(id).join("log")
     }
+    /// The rescue system's root (see [`ContainerRuntime::ensure_rescue_root`]).
+    pub fn rescue_root(&self, id: &InstanceId) -> PathBuf {
+        self.dir(id).join("rescue")
+    }
+
+    /// The rescue system of a container in rescue: a tmpfs of its own ([`RESCUE_BYTES`]: a
+    /// tenant filling it fills only that), made afresh on every rescue boot from the rescue
+    /// template ([`vessel_core::templates::RESCUE_CONTAINER`]), with `access` (the customer's
+    /// keys and root password hash) written in, its ids shifted into the container's range,
+    /// and the container's own root filesystem bind-mounted at `/mnt`. It boots with the
+    /// container's cgroup, addresses and veth, so the customer reaches it as their server.
+    fn ensure_rescue_root(&self, record: &InstanceRecord, access: &vessel_core::Access) -> Result<(), ContainerError> {
+        use nix::mount::MsFlags;
+        let id = record.spec.id;
+        let root = self.rescue_root(&id);
+        let t = self.cfg.templates.load(vessel_core::templates::RESCUE_CONTAINER)?;
+        disk::unmount(&root)?;
+        private_dir(&root)?;
+        nix::mount::mount(
+            Some("vessel-rescue"),
+            &root,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(format!("size={RESCUE_BYTES},mode=0755").as_str()),
+        )
+        .map_err(|errno| ContainerError::Sys { what: format!("mount rescue tmpfs on {}", root.display()), errno })?;
+        disk::copy_rootfs(&t.rootfs, &root)?;
+        let ids = self.ids(&id);
+        access::write_before_boot(&root, access, ids.map(|r| r.base))?;
+        access::write_resolv_conf(&root, &record.spec.network.dns, std::path::Path::new("/etc/resolv.conf"), ids.map(|r| r.base))?;
+        let mnt = root.join("mnt");
+        fs::create_dir_all(&mnt).map_err(|source| ContainerError::Io { what: format!("mkdir {}", mnt.display()), source })?;
+        if let Some(range) = ids {
+            disk::shift_ids(&root, range.base, range.count)?;
+        }
+        // The customer's disk as it is mounted on the host (nodev, nosuid): inside, a file on
+        // it is data to repair, never a setuid program the rescue shell would honour.
+        nix::mount::mount(Some(&self.root(&id)), &mnt, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(|errno| ContainerError::Sys { what: format!("bind the root filesystem on {}", mnt.display()), errno })?;
+        Ok(())
+    }
 
     /// Mounts the log tmpfs if needed and rotates the previous boot's console log.
     fn prepare_console_log(&self, id: &InstanceId) -> Result<(), ContainerError> {
@@ -518,7 +563,12 @@ impl ContainerRuntime {
         let pending = dir.join("access.pending");
         if pending.exists() {
             access::write_before_boot(&self.root(&id), &record.spec.access, ids.map(|r| r.base))?;
-            access::write_resolv_conf(&self.root(&id), std::path::Path::new("/etc/resolv.conf"), ids.map(|r| r.base))?;
+            access::write_resolv_conf(
+                &self.root(&id),
+                &record.spec.network.dns,
+                std::path::Path::new("/etc/resolv.conf"),
+                ids.map(|r| r.base),
+            )?;
             fs::remove_file(&pending).map_err(|source| ContainerError::Io { what: format!("remove {}", pending.display()), source })?;
         }
         if let Some(range) = ids {
@@ -590,7 +640,13 @@ impl ContainerRuntime {
 
     /// The init the root filesystem was made for (its template's manifest, kept in
     /// `rootfs.done`) and what kind it is.
+    /// In rescue: the rescue template's.
     fn init_of(&self, record: &InstanceRecord) -> (Vec<String>, crate::template::Boot) {
+        if record.rescue.is_some() {
+            if let Ok(m) = self.cfg.templates.manifest(vessel_core::templates::RESCUE_CONTAINER) {
+                return (m.init, m.boot);
+            }
+        }
         let done = self.dir(&record.spec.id).join("rootfs.done");
         fs::read(done)
             .ok()
@@ -610,7 +666,7 @@ impl ContainerRuntime {
             self.cgroup(&id).delegate(root, root)?;
         }
         let cfg = init::InitConfig {
-            root: self.root(&id),
+            root: if record.rescue.is_some() { self.rescue_root(&id) } else { self.root(&id) },
             hostname: record.spec.hostname.as_str().to_string(),
             init,
             boot,
@@ -952,6 +1008,12 @@ impl Runtime for ContainerRuntime {
         self.console_session(record)
     }
 
+    /// Any container can: the rescue template is the one every container host has.
+    fn check_rescue(&self, _record: &InstanceRecord) -> Result<(), ContainerError> {
+        self.cfg.templates.load(vessel_core::templates::RESCUE_CONTAINER)?;
+        Ok(())
+    }
+
     fn create(&self, record: &mut InstanceRecord) -> Result<(), ContainerError> {
         self.ensure_built(record, "create")
     }
@@ -965,6 +1027,11 @@ impl Runtime for ContainerRuntime {
         self.stop_init(record, false)?;
         let t1 = Instant::now();
         self.ensure_built(record, "start")?;
+        match &record.rescue {
+            Some(access) => self.ensure_rescue_root(record, access)?,
+            // Back from rescue: nothing of the rescue system stays.
+            None => disk::unmount(&self.rescue_root(&record.spec.id))?,
+        }
         let t2 = Instant::now();
         self.spawn_init(record)?;
         tracing::debug!(

@@ -89,6 +89,10 @@ pub struct VmConfig {
     /// virtio devices, in this order on the MMIO bus (see [`super::virtio`]).
     #[serde(default)]
     pub disk: Option<DiskConfig>,
+    /// Further disks right after `disk` (`vdb`, …): in rescue, the machine's own disk
+    /// behind the rescue system's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_disks: Vec<DiskConfig>,
     /// A read-only second disk after `disk`: the NoCloud `cidata` seed (see [`super::seed`]).
     #[serde(default)]
     pub seed: Option<PathBuf>,

@@ -63,6 +63,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VmError + '_ {
     move |source| VmError::Io { path: path.to_path_buf(), source }
 }
 
+/// The size of a rescue system's own disk (its root; the machine's disk comes second).
+pub const RESCUE_DISK_BYTES: u64 = 64 << 20;
+
 /// How an OS template boots as a KVM machine: `<images_dir>/<template>/image.json`, paths
 /// relative to that directory.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -231,6 +234,11 @@ impl KvmRuntime {
     /// The machine's disk image (virtio-blk).
     pub fn disk(&self, id: &InstanceId) -> PathBuf {
         self.dir(id).join("disk.raw")
+    }
+    /// The rescue system's own small disk (blank ext4, made afresh on every rescue boot): the
+    /// rescue kernel's root, so the machine's disk comes second (`vdb`) and untouched.
+    pub fn rescue_disk(&self, id: &InstanceId) -> PathBuf {
+        self.dir(id).join("rescue.raw")
     }
     /// The machine's TAP device: `vt` + 12 hex digits of its id (15 characters at most).
     pub fn tap_name(id: &InstanceId) -> String {
@@ -596,7 +604,12 @@ impl Runtime for KvmRuntime {
             return Ok(());
         }
         let res = &record.spec.resources;
-        let image = self.image(&record.spec.template)?;
+        // In rescue: the rescue image (see `vessel_core::templates::RESCUE_KVM`) on a fresh
+        // disk of its own, the machine's disk behind it.
+        let image = match record.rescue {
+            Some(_) => self.image(vessel_core::templates::RESCUE_KVM)?,
+            None => self.image(&record.spec.template)?,
+        };
         let dir = self.make_dir(&id)?;
         self.clean_dead(&id)?;
 
@@ -615,7 +628,18 @@ impl Runtime for KvmRuntime {
         cgroup::create(&self.cfg.cgroup_parent, &id.to_string(), &limits)?;
 
         let disk_path = self.disk(&id);
-        let disk = disk_path.exists().then(|| DiskConfig { path: disk_path, io: res.io_limits().into() });
+        let own_disk = disk_path.exists().then(|| DiskConfig { path: disk_path, io: res.io_limits().into() });
+        let (disk, more_disks) = match record.rescue {
+            Some(_) => {
+                let rescue = self.rescue_disk(&id);
+                disk::make_ext4(&rescue, RESCUE_DISK_BYTES, "vessel-rescue").map_err(|e| VmError::Disk(e.to_string()))?;
+                (Some(DiskConfig { path: rescue, io: res.io_limits().into() }), own_disk.into_iter().collect())
+            }
+            None => {
+                let _ = fs::remove_file(self.rescue_disk(&id));
+                (own_disk, Vec::new())
+            }
+        };
         let net = match (&self.cfg.bridge, &record.spec.network.ipv4) {
             (Some(bridge), Some(_)) => Some(self.make_tap(record, bridge)?),
             _ => None,
@@ -643,6 +667,7 @@ impl Runtime for KvmRuntime {
             exit_file: Some(self.exit_file(&id)),
             cgroup: Some(CgroupPlacement { parent: self.cfg.cgroup_parent.clone(), name: id.to_string() }),
             disk,
+            more_disks,
             seed,
             net,
             rng: true,
@@ -813,6 +838,11 @@ impl Runtime for KvmRuntime {
             self.start(record)?;
         }
         written
+    }
+
+    /// Any machine can, where the host has the rescue image.
+    fn check_rescue(&self, _record: &InstanceRecord) -> Result<(), VmError> {
+        self.image(vessel_core::templates::RESCUE_KVM).map(|_| ())
     }
 
     /// The serial console: the log followed from its last few KiB, input through the

@@ -157,6 +157,7 @@ mod tests {
                 nat: false,
             }),
             ipv6: Some(Ipv6Assignment { address: "2001:db8::7".parse().unwrap(), prefix_len: 64, gateway: "2001:db8::1".parse().unwrap() }),
+            dns: Vec::new(),
         };
         s
     }

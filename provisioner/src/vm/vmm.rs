@@ -142,7 +142,7 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
     };
     let mut virtio: Vec<Box<dyn virtio::Device>> = Vec::new();
     let mut tap_rx = None;
-    if let Some(d) = &cfg.disk {
+    for d in cfg.disk.iter().chain(&cfg.more_disks) {
         let f = file(&d.path, true)?;
         virtio.push(Box::new(virtio::Block::new(f, d.io).map_err(|source| VmmError::File { path: d.path.clone(), source })?));
     }

@@ -46,13 +46,17 @@ pub struct Options {
     pub capacity: HostCapacity,
     /// (certificate PEM, key PEM) to serve TLS with.
     pub tls: Option<(String, String)>,
+    /// With no `tls`: serve plain HTTP (`plain_http = true`, said explicitly: these suites
+    /// test the API, not its transport), or, when false, the daemon's own self-signed
+    /// certificate (the default in production), trusted by the harness's client.
+    pub plain_http: bool,
     /// Extra environment for the daemon (`PROVISIONER__*` overrides).
     pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { capacity: HostCapacity { cpus: 2, memory_mib: 1024, disk_gib: 100 }, tls: None, env: Vec::new() }
+        Options { capacity: HostCapacity { cpus: 2, memory_mib: 1024, disk_gib: 100 }, tls: None, plain_http: true, env: Vec::new() }
     }
 }
 
@@ -101,6 +105,8 @@ impl Daemon {
             write_private(&kp, key.as_bytes()).unwrap();
             toml += &format!("tls_cert = {cp:?}\ntls_key = {kp:?}\n");
             ca_pem = Some(cert.as_bytes().to_vec());
+        } else if opts.plain_http {
+            toml += "plain_http = true\n";
         }
         toml += &format!(
             "[capacity]\ncpus = {}\nmemory_mib = {}\ndisk_gib = {}\n[reserved]\ncpus = 0\nmemory_mib = 0\ndisk_gib = 0\n",
@@ -164,6 +170,11 @@ impl Daemon {
                 }
                 Err(_) => panic!("the daemon did not start; its log:\n{}", self.log()),
             }
+        }
+        let own = self.state_dir.join("tls/cert.pem");
+        if self.ca_pem.is_none() && own.exists() {
+            // The daemon's self-signed certificate (made by `serve` or `join`; names 127.0.0.1).
+            self.ca_pem = Some(std::fs::read(&own).unwrap());
         }
         let http = http_client(self.ca_pem.as_deref(), Duration::from_secs(60)).unwrap();
         self.client = HostClient::new(&self.url, self.secret.clone(), http);

@@ -159,6 +159,7 @@ impl TestHost {
                     prefix_len: 64,
                     gateway: self.gateway6(),
                 }),
+                dns: Vec::new(),
             },
         }
     }

@@ -66,6 +66,7 @@ pub fn record(resources: PlanResources) -> InstanceRecord {
         should_run: true,
         pending: None,
         runtime: Default::default(),
+        rescue: None,
     }
 }
 

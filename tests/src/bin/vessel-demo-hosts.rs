@@ -96,6 +96,7 @@ async fn seed(pool: &PgPool, admin: Uuid) -> anyhow::Result<()> {
             gateway: "203.0.113.1".into(),
             host_id: String::new(),
             nat: None,
+            dns: String::new(),
         };
         let id = panel::admin::create_pool(pool, by(), &form).await.context("address pool")?;
         panel::admin::generate_addresses(pool, by(), id, 200).await.context("addresses")?;
@@ -136,10 +137,14 @@ fn prepare(dir: &Path, ns: &HostNs, guest_elf: &Path, test_kernel: &Path) -> any
 /// the database knows by that name (then only its address is brought up to date).
 async fn join_or_reuse(pool: &PgPool, admin: Uuid, bin: &Path, h: &mut DemoHost, config: &Path, panel_url: &str) -> anyhow::Result<()> {
     let state = h.dir.join("state");
+    // A host joined before TLS was the default (no certificate, or one the panel did not pin)
+    // joins again: the panel must reach it through the certificate it serves.
+    let pin = provisioner::join::cert_sha256(&state.join("tls/cert.pem")).ok();
     let known = match std::fs::read_to_string(state.join("host.id")).ok().and_then(|s| Uuid::parse_str(s.trim()).ok()) {
-        Some(id) if state.join("host.secret").exists() => {
-            sqlx::query_scalar::<_, String>("SELECT name FROM hosts WHERE id = $1 AND api_secret IS NOT NULL")
+        Some(id) if state.join("host.secret").exists() && pin.is_some() => {
+            sqlx::query_scalar::<_, String>("SELECT name FROM hosts WHERE id = $1 AND api_secret IS NOT NULL AND tls_cert_sha256 = $2")
                 .bind(id)
+                .bind(&pin)
                 .fetch_optional(pool)
                 .await?
                 .map(|name| (id, name))
@@ -166,6 +171,8 @@ async fn join_or_reuse(pool: &PgPool, admin: Uuid, bin: &Path, h: &mut DemoHost,
     join.args(["join", "--force", "--config"])
         .arg(config)
         .args(["--panel-url", panel_url, "--name", &name, "--api-url", &h.api_url])
+        // The panel is this machine's, reached through the relay on the demo bridge.
+        .arg("--allow-http-panel")
         .env("VESSEL_JOIN_TOKEN", &token)
         .stdin(std::process::Stdio::null());
     let out = tokio::process::Command::from(join).output().await?;
@@ -224,7 +231,7 @@ async fn main() -> anyhow::Result<()> {
             let ns = net.add_host()?;
             let name = format!("demo-{i}");
             let dir = args.state.join(&name);
-            let api_url = format!("http://{}:{API_PORT}", ns.addr);
+            let api_url = format!("https://{}:{API_PORT}", ns.addr);
             hosts.push(DemoHost { ns, name, dir, api_url });
             let h = hosts.last_mut().expect("just pushed");
             // Whatever a killed earlier run left mounted or attached.
