@@ -151,6 +151,9 @@ pub struct SignUp<'a> {
     pub name: &'a str,
     /// ISO 3166-1 alpha-2, for the tax rate; empty if not given.
     pub country: &'a str,
+    /// Where to go after verifying and logging in (a same-origin path the caller checked,
+    /// e.g. the order form of the plan that was clicked), carried in the verification link.
+    pub next: Option<&'a str>,
 }
 
 /// What the profile form changes. The country and VAT ID decide the tax ([`crate::tax`]).
@@ -209,7 +212,7 @@ pub async fn sign_up(pool: &PgPool, base_url: &str, s: SignUp<'_>) -> Result<Opt
         tracing::info!(%email, "sign-up for an address already registered: nothing created");
         return Ok(None);
     };
-    queue_verification(&mut tx, base_url, id, &email, name).await.map_err(|e| AuthError::Outbox(e.to_string()))?;
+    queue_verification_to(&mut tx, base_url, id, &email, name, s.next).await.map_err(|e| AuthError::Outbox(e.to_string()))?;
     tx.commit().await?;
     tracing::info!(account = %id, "customer signed up; verification mail queued");
     Ok(Some(id))
@@ -238,10 +241,27 @@ pub async fn queue_verification(
     email: &Email,
     name: &str,
 ) -> Result<(), sqlx::Error> {
+    queue_verification_to(tx, base_url, account, email, name, None).await
+}
+
+/// As [`queue_verification`], with the page to return to after log-in in the link
+/// (`?next=`, checked again when the link is followed).
+pub async fn queue_verification_to(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    base_url: &str,
+    account: Uuid,
+    email: &Email,
+    name: &str,
+    next: Option<&str>,
+) -> Result<(), sqlx::Error> {
     let token = new_token();
     sql::retire_tokens(tx, account, TokenPurpose::VerifyEmail).await?;
     sql::insert_token(tx, &token_hash(&token), account, TokenPurpose::VerifyEmail, Utc::now() + Duration::hours(VERIFY_TTL_HOURS)).await?;
-    let link = format!("{}/verify/{token}", base_url.trim_end_matches('/'));
+    let mut link = format!("{}/verify/{token}", base_url.trim_end_matches('/'));
+    if let Some(next) = next.filter(|n| !n.is_empty()) {
+        link.push('?');
+        link.push_str(&serde_urlencoded::to_string([("next", next)]).unwrap_or_default());
+    }
     crate::outbox::enqueue(tx, email, "verify_email", serde_json::json!({ "link": link, "name": name }), None).await?;
     Ok(())
 }
@@ -467,9 +487,8 @@ fn recovery_code_hash(normalized: &str) -> String {
     hex::encode(Sha256::digest(format!("vessel-recovery:{normalized}").as_bytes()))
 }
 
-/// Makes [`RECOVERY_CODES`] fresh recovery codes for an account with two-factor on, replacing
-/// any earlier ones, and returns them to show once (only their hashes are kept).
-pub async fn new_recovery_codes(pool: &PgPool, account: Uuid) -> Result<Vec<String>, AuthError> {
+/// [`RECOVERY_CODES`] fresh recovery codes, to show once, and their hashes, to keep.
+fn fresh_recovery_codes() -> (Vec<String>, Vec<String>) {
     let mut codes = Vec::with_capacity(RECOVERY_CODES);
     let mut hashes = Vec::with_capacity(RECOVERY_CODES);
     for _ in 0..RECOVERY_CODES {
@@ -479,6 +498,39 @@ pub async fn new_recovery_codes(pool: &PgPool, account: Uuid) -> Result<Vec<Stri
         hashes.push(recovery_code_hash(&h));
         codes.push(format!("{}-{}-{}-{}", &h[0..5], &h[5..10], &h[10..15], &h[15..20]));
     }
+    (codes, hashes)
+}
+
+/// A code from the authenticator app for a signed-in account's own changes to two-factor
+/// (new recovery codes, turning it off): checked exactly like the log-in's second step — the
+/// attempt is reserved under the log-in limits before the check (a stolen session cannot
+/// guess its way through), and the code's step is recorded so it cannot be replayed (a
+/// shoulder-surfed or already used code is refused).
+async fn check_app_code(pool: &PgPool, a: &AccountAuth, code: &str, addr: Option<IpAddr>) -> Result<(), AuthError> {
+    let reserved = reserve_attempt(pool, &a.email, addr).await?;
+    let step = match (a.totp_enabled_at, a.totp_secret.as_deref()) {
+        (Some(_), Some(secret)) => totp_for(secret, &a.email).and_then(|t| matching_step(&t, code.trim())),
+        _ => None,
+    };
+    let ok = match step {
+        Some(step) => sql::use_totp_step(pool, a.id, step).await?,
+        None => false,
+    };
+    if !ok {
+        return Err(AuthError::BadTotpCode);
+    }
+    sql::release_attempt(pool, &reserved).await?;
+    Ok(())
+}
+
+/// Makes [`RECOVERY_CODES`] fresh recovery codes for an account with two-factor on, replacing
+/// any earlier ones, and returns them to show once (only their hashes are kept). Needs a
+/// current code from the app ([`check_app_code`]): a session alone must not be able to mint
+/// codes that get past the second factor.
+pub async fn regenerate_recovery_codes(pool: &PgPool, account: Uuid, code: &str, addr: Option<IpAddr>) -> Result<Vec<String>, AuthError> {
+    let a = sql::account_by_id(pool, account).await?.ok_or(AuthError::BadCredentials)?;
+    check_app_code(pool, &a, code, addr).await?;
+    let (codes, hashes) = fresh_recovery_codes();
     if !sql::replace_recovery_codes(pool, account, &hashes).await? {
         return Err(AuthError::BadTotpCode);
     }
@@ -512,29 +564,24 @@ pub async fn staff_two_factor_required(pool: &PgPool) -> Result<bool, AuthError>
 }
 
 /// Enables two-factor once the account proves its app has the secret, and returns its
-/// recovery codes (shown once).
+/// recovery codes (shown once). One transaction: two-factor is never on without its codes.
 pub async fn confirm_totp(pool: &PgPool, account: Uuid, code: &str) -> Result<Vec<String>, AuthError> {
     let a = sql::account_by_id(pool, account).await?.ok_or(AuthError::BadCredentials)?;
-    let step = a.totp_secret.as_deref().and_then(|s| totp_for(s, &a.email)).and_then(|t| matching_step(&t, code.trim()));
-    // The code that turns it on is spent too.
-    let ok = match step {
-        Some(step) => sql::use_totp_step(pool, a.id, step).await?,
-        None => false,
-    };
-    if !ok {
+    let Some(secret) = a.totp_secret.as_deref().filter(|_| a.totp_enabled_at.is_none()) else { return Err(AuthError::BadTotpCode) };
+    let Some(step) = totp_for(secret, &a.email).and_then(|t| matching_step(&t, code.trim())) else { return Err(AuthError::BadTotpCode) };
+    let (codes, hashes) = fresh_recovery_codes();
+    // The code that turns it on is spent too; the secret must still be the one it was checked against.
+    if !sql::enable_totp(pool, account, secret, step, &hashes).await? {
         return Err(AuthError::BadTotpCode);
     }
-    sql::enable_totp(pool, account).await?;
-    new_recovery_codes(pool, account).await
+    Ok(codes)
 }
 
-/// Turning two-factor off needs a current code too, so a stolen session cannot do it.
-pub async fn disable_totp(pool: &PgPool, account: Uuid, code: &str) -> Result<(), AuthError> {
+/// Turning two-factor off needs a current code too ([`check_app_code`]: limited and not
+/// replayable), so a stolen session cannot do it.
+pub async fn disable_totp(pool: &PgPool, account: Uuid, code: &str, addr: Option<IpAddr>) -> Result<(), AuthError> {
     let a = sql::account_by_id(pool, account).await?.ok_or(AuthError::BadCredentials)?;
-    let ok = a.totp_secret.as_deref().and_then(|s| totp_for(s, &a.email)).is_some_and(|t| t.check_current(code.trim()).unwrap_or(false));
-    if !ok {
-        return Err(AuthError::BadTotpCode);
-    }
+    check_app_code(pool, &a, code, addr).await?;
     sql::disable_totp(pool, account).await?;
     Ok(())
 }

@@ -7,7 +7,7 @@
 //! * [`renewal`]: the renewal run (idempotent: a unique key, not a check in code).
 //! * [`dunning`]: reminders, suspension, termination, unsuspension on payment.
 //! * [`proration`]: plan changes in the middle of a period.
-//! * [`stripe`]: Stripe Checkout and its signed webhooks.
+//! * [`stripe`]: card payments (Stripe Payment Intents) and Stripe's signed webhooks.
 //!
 //! Invariants a test checks after every scenario: every ledger transaction balances, and each
 //! customer's balance (credit − receivable) equals Σ external payments − Σ invoices + Σ credit

@@ -14,7 +14,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub billing: BillingSettings,
     pub orchestration: OrchestrationSettings,
-    /// Stripe Checkout; absent = card payments are off.
+    /// Stripe (card payments through Payment Intents, webhooks); absent = card payments are off.
     #[serde(default)]
     pub stripe: Option<crate::billing::stripe::StripeSettings>,
     pub smtp: SmtpSettings,

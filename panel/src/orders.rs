@@ -27,6 +27,20 @@ pg_enum! {
     }
 }
 
+impl OrderStatus {
+    /// The status in the customer's words (never the internal name), and its badge class.
+    pub fn customer_label(self) -> (&'static str, &'static str) {
+        match self {
+            OrderStatus::PendingPayment => ("Awaiting payment", "warn"),
+            OrderStatus::Paid | OrderStatus::Provisioning => ("Being set up", "warn"),
+            OrderStatus::WaitingForCapacity => ("Waiting for a free slot", "warn"),
+            OrderStatus::Active => ("Active", "ok"),
+            OrderStatus::Cancelled => ("Cancelled", ""),
+            OrderStatus::Failed => ("Could not be set up", "bad"),
+        }
+    }
+}
+
 /// What a customer fills in on the order form.
 #[derive(Clone, Debug)]
 pub struct OrderRequest {

@@ -4,7 +4,9 @@
 //! * [`netns`]: several hosts on one machine, each in its own network namespace.
 //! * [`e2e`]: a panel and hosts joined to it, to drive from order to running VPS.
 //! * [`browser`]: headless Chromium for the tests a browser must drive.
+//! * [`services`]: the mail catcher and the local Stripe server a customer's path meets.
 
 pub mod browser;
 pub mod e2e;
 pub mod netns;
+pub mod services;

@@ -137,12 +137,31 @@ pub async fn use_totp_step(pool: &PgPool, account: Uuid, step: i64) -> Result<bo
     Ok(r.rows_affected() == 1)
 }
 
-pub async fn enable_totp(pool: &PgPool, account: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE accounts SET totp_enabled_at = now() WHERE id = $1 AND totp_secret IS NOT NULL")
+/// Turns two-factor on with its recovery codes, in one transaction, spending the code's
+/// `step`: only while enrolment with `secret` is in progress and the step is unused (false
+/// otherwise, and nothing changes).
+pub async fn enable_totp(pool: &PgPool, account: Uuid, secret: &str, step: i64, recovery_hashes: &[String]) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let r = sqlx::query(
+        "UPDATE accounts SET totp_enabled_at = now(), totp_last_step = $3 \
+         WHERE id = $1 AND totp_secret = $2 AND totp_enabled_at IS NULL AND (totp_last_step IS NULL OR totp_last_step < $3)",
+    )
+    .bind(account)
+    .bind(secret)
+    .bind(step)
+    .execute(&mut *tx)
+    .await?;
+    if r.rows_affected() != 1 {
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM totp_recovery_codes WHERE account_id = $1").bind(account).execute(&mut *tx).await?;
+    sqlx::query("INSERT INTO totp_recovery_codes (account_id, code_sha256) SELECT $1, unnest($2)")
         .bind(account)
-        .execute(pool)
+        .bind(recovery_hashes)
+        .execute(&mut *tx)
         .await?;
-    Ok(())
+    tx.commit().await?;
+    Ok(true)
 }
 
 pub async fn disable_totp(pool: &PgPool, account: Uuid) -> Result<(), sqlx::Error> {

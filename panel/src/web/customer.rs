@@ -18,6 +18,7 @@ use crate::instances::{self, InstanceRow};
 use crate::money::{Currency, Money};
 use crate::orders::{self, OrderError, OrderRequest, OrderRow};
 use crate::plans::BillingCycle;
+use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
@@ -350,7 +351,7 @@ struct InvoicePage {
     ctx: Ctx,
     inv: InvoiceView,
     credit: String,
-    card: bool,
+    card: Option<CardForm>,
     /// Bank transfer details and this invoice's reference, when the provider takes transfers.
     bank: Option<(crate::config::BankTransferSettings, String)>,
     error: Option<String>,
@@ -364,7 +365,7 @@ async fn invoice_page(c: &CurrentCustomer, pool: &PgPool, settings: &Settings, i
     let credit = billing::payments::credit_balance(pool, c.account.id, currency_of(&c.account)).await?;
     let inv = InvoiceView::new(row, lines).with_parties(pool).await?;
     let bank = settings.billing.bank_transfer.clone().map(|b| (b, crate::config::BankTransferSettings::invoice_reference(&inv.number)));
-    Ok(InvoicePage { ctx: Ctx::of(&c.session), inv, credit: credit.to_string(), card: settings.stripe.is_some(), bank, error: None })
+    Ok(InvoicePage { ctx: Ctx::of(&c.session), inv, credit: credit.to_string(), card: CardForm::of(settings), bank, error: None })
 }
 
 #[get("/invoices/{id}")]
@@ -504,13 +505,78 @@ async fn invoice_pay(
     }
 }
 
-/// Pay by card: a Stripe Checkout session for the invoice's total; the signed webhook credits
-/// the account and pays the invoice.
+/// The card form, when Stripe is configured: Stripe.js with the provider's publishable key,
+/// and this form's attempt id (Stripe's idempotency key: a resubmitted form is one charge).
+pub struct CardForm {
+    pub publishable_key: String,
+    pub js_url: String,
+    pub attempt: Uuid,
+}
+
+impl CardForm {
+    fn of(settings: &Settings) -> Option<CardForm> {
+        settings.stripe.as_ref().map(|s| CardForm {
+            publishable_key: s.publishable_key.clone(),
+            js_url: s.js_url.clone(),
+            attempt: Uuid::new_v4(),
+        })
+    }
+}
+
+/// What the card form posts: the payment method Stripe.js made of the card, and the attempt.
+#[derive(Deserialize)]
+struct CardPayment {
+    #[serde(default)]
+    payment_method: String,
+    #[serde(default)]
+    attempt: String,
+    /// For adding funds: how much.
+    #[serde(default)]
+    amount: String,
+}
+
+impl CardPayment {
+    /// Stripe's idempotency key: the account and the form's attempt (a fresh one when the
+    /// field is missing or garbled, which only costs the double-submit protection).
+    fn idempotency_key(&self, account: Uuid) -> String {
+        let attempt = self.attempt.parse::<Uuid>().unwrap_or_else(|_| Uuid::new_v4());
+        format!("vessel-{account}-{attempt}")
+    }
+}
+
+/// Why a card payment did not go through, in the customer's words, with the page's status
+/// (422 for the card or the form, 502 when the provider failed); `Ok` when it went through.
+fn card_refusal(outcome: Result<billing::stripe::CardCharge, billing::BillingError>) -> Result<(), (StatusCode, String)> {
+    use billing::stripe::CardCharge;
+    let mistake = |m: String| Err((StatusCode::UNPROCESSABLE_ENTITY, m));
+    match outcome {
+        Ok(CardCharge::Accepted { .. }) => Ok(()),
+        Ok(CardCharge::Declined(m)) => mistake(format!("The card was not charged: {m}")),
+        Ok(CardCharge::NeedsAuthentication { .. }) => mistake(
+            "Your bank asks to confirm this payment (3-D Secure), which this page cannot do yet: nothing was charged. \
+             Use another card, a bank transfer or your credit."
+                .into(),
+        ),
+        Err(billing::BillingError::Invalid(m)) => mistake(m),
+        Err(e) => {
+            tracing::warn!(error = %e, "card payment failed at the gateway");
+            Err((
+                StatusCode::BAD_GATEWAY,
+                "The card payment could not be made right now (the payment provider did not answer): nothing was charged. \
+                 Try again later, or use another way to pay."
+                    .into(),
+            ))
+        }
+    }
+}
+
+/// Pay an invoice by card: its total, charged through a PaymentIntent; the signed webhook
+/// credits the account and pays the invoice (see `billing::stripe`).
 #[post("/invoices/{id}/card")]
 async fn invoice_card(
     InvoiceHolder(c): InvoiceHolder,
     id: web::Path<Uuid>,
-    _f: CsrfForm<serde_json::Map<String, serde_json::Value>>,
+    f: CsrfForm<CardPayment>,
     pool: web::Data<PgPool>,
     settings: web::Data<Settings>,
 ) -> Result<HttpResponse, WebError> {
@@ -520,19 +586,29 @@ async fn invoice_card(
         return Err(WebError::Conflict("This invoice is not open for payment.".into()));
     }
     let cur = Currency::parse(&row.currency).map_err(WebError::internal)?;
-    let base = settings.http.base_url.trim_end_matches('/');
-    let url = billing::stripe::create_checkout_session(
-        stripe,
-        &reqwest::Client::new(),
-        c.account.id,
-        Money::new(row.total_minor, cur),
-        Some(row.id),
-        &format!("{base}/invoices/{id}?done=paid"),
-        &format!("{base}/invoices/{id}"),
-    )
-    .await
-    .map_err(|e| WebError::Conflict(format!("The card payment could not be started ({e}); try again or pay with credit.")))?;
-    Ok(see_other(&url))
+    let outcome = match billing::stripe::PaymentMethodId::parse(&f.0.payment_method) {
+        Ok(method) => {
+            billing::stripe::charge_card(
+                stripe,
+                &reqwest::Client::new(),
+                c.account.id,
+                Money::new(row.total_minor, cur),
+                Some(row.id),
+                &method,
+                &f.0.idempotency_key(c.account.id),
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    match card_refusal(outcome) {
+        Ok(()) => Ok(see_other(&format!("/invoices/{id}?done=paid_card"))),
+        Err((status, message)) => {
+            let mut page = invoice_page(&c, &pool, &settings, *id).await?;
+            page.error = Some(message);
+            super::pages::html(status, &page)
+        }
+    }
 }
 
 // ------------------------------------------------------------------ adding funds
@@ -543,7 +619,7 @@ struct FundsPage {
     ctx: Ctx,
     credit: String,
     currency: String,
-    card: bool,
+    card: Option<CardForm>,
     bank: Option<(crate::config::BankTransferSettings, String)>,
     amount: String,
     error: Option<String>,
@@ -554,7 +630,7 @@ fn funds_page(c: &CurrentCustomer, settings: &Settings, credit: String, amount: 
         ctx: Ctx::of(&c.session),
         credit,
         currency: currency_of(&c.account).as_str().to_string(),
-        card: settings.stripe.is_some(),
+        card: CardForm::of(settings),
         bank: settings.billing.bank_transfer.clone().map(|b| (b, crate::config::BankTransferSettings::account_reference(c.account.id))),
         amount,
         error,
@@ -568,65 +644,51 @@ async fn funds_form(
     InvoiceHolder(c): InvoiceHolder,
     pool: web::Data<PgPool>,
     settings: web::Data<Settings>,
+    q: web::Query<Done>,
 ) -> Result<HttpResponse, WebError> {
     let credit = billing::payments::credit_balance(&pool, c.account.id, currency_of(&c.account)).await?;
-    ok(&funds_page(&c, &settings, credit.to_string(), String::new(), None))
+    let mut page = funds_page(&c, &settings, credit.to_string(), String::new(), None);
+    page.ctx = page.ctx.with_notice(q.done.as_deref());
+    ok(&page)
 }
 
-#[derive(Deserialize)]
-struct FundsForm {
-    amount: String,
-}
-
-/// Card top-up: a Stripe Checkout session for the amount, credited by the webhook.
+/// Card top-up: a PaymentIntent for the amount, credited by the webhook.
 #[post("/account/funds/card")]
 async fn funds_card(
     InvoiceHolder(c): InvoiceHolder,
-    f: CsrfForm<FundsForm>,
+    f: CsrfForm<CardPayment>,
     pool: web::Data<PgPool>,
     settings: web::Data<Settings>,
 ) -> Result<HttpResponse, WebError> {
     let cur = currency_of(&c.account);
     let credit = billing::payments::credit_balance(&pool, c.account.id, cur).await?.to_string();
+    let refuse = |message: String| invalid(&funds_page(&c, &settings, credit.clone(), f.0.amount.clone(), Some(message)));
     let Some(stripe) = &settings.stripe else {
-        return invalid(&funds_page(
-            &c,
-            &settings,
-            credit,
-            f.0.amount.clone(),
-            Some("Card payments are not enabled here; use a bank transfer.".into()),
-        ));
+        return refuse("Card payments are not enabled here; use a bank transfer.".into());
     };
     let amount = match crate::admin::parse_amount(&f.0.amount, cur) {
         Ok(m) if m.minor >= 100 && m.minor <= 1_000_000 => m,
-        Ok(_) => {
-            return invalid(&funds_page(&c, &settings, credit, f.0.amount.clone(), Some(format!("Add between 1.00 and 10000.00 {cur}."))))
-        }
-        Err(e) => return invalid(&funds_page(&c, &settings, credit, f.0.amount.clone(), Some(format!("Amount: {e}")))),
+        Ok(_) => return refuse(format!("Add between 1.00 and 10000.00 {cur}.")),
+        Err(e) => return refuse(format!("Amount: {e}")),
     };
-    let base = settings.http.base_url.trim_end_matches('/');
-    match billing::stripe::create_checkout_session(
-        stripe,
-        &reqwest::Client::new(),
-        c.account.id,
-        amount,
-        None,
-        &format!("{base}/account/funds?done=paid"),
-        &format!("{base}/account/funds"),
-    )
-    .await
-    {
-        Ok(url) => Ok(see_other(&url)),
-        Err(e) => super::pages::html(
-            actix_web::http::StatusCode::BAD_GATEWAY,
-            &funds_page(
-                &c,
-                &settings,
-                credit,
-                f.0.amount.clone(),
-                Some(format!("The card payment could not be started ({e}); nothing was charged. Try again later or use a bank transfer.")),
-            ),
-        ),
+    let outcome = match billing::stripe::PaymentMethodId::parse(&f.0.payment_method) {
+        Ok(method) => {
+            billing::stripe::charge_card(
+                stripe,
+                &reqwest::Client::new(),
+                c.account.id,
+                amount,
+                None,
+                &method,
+                &f.0.idempotency_key(c.account.id),
+            )
+            .await
+        }
+        Err(e) => Err(e),
+    };
+    match card_refusal(outcome) {
+        Ok(()) => Ok(see_other("/account/funds?done=paid_card")),
+        Err((status, message)) => super::pages::html(status, &funds_page(&c, &settings, credit.clone(), f.0.amount.clone(), Some(message))),
     }
 }
 

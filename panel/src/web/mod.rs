@@ -1,5 +1,6 @@
 //! The pages people use: server-rendered HTML (askama), every form a plain POST that works
-//! without JavaScript, one small stylesheet served from here.
+//! without JavaScript (except paying by card: Stripe.js reads the card), one small stylesheet
+//! and the card form's script served from here.
 //!
 //! * [`session`]: signed cookies, server-side sessions, CSRF-checked forms, and the
 //!   "current customer" / "current admin" / "current reseller" extractors;
@@ -22,7 +23,7 @@ use actix_web::middleware::Next;
 use actix_web::{get, web, HttpMessage, HttpResponse};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(stylesheet);
+    cfg.service(stylesheet).service(card_script);
     pages::configure(cfg);
     access::configure(cfg);
     console::configure(cfg);
@@ -36,6 +37,17 @@ const CSS: &str = include_str!("../../../static/vessel.css");
 #[get("/static/vessel.css")]
 async fn stylesheet() -> HttpResponse {
     HttpResponse::Ok().content_type("text/css; charset=utf-8").insert_header(("Cache-Control", "public, max-age=3600")).body(CSS)
+}
+
+const CARD_JS: &str = include_str!("../../../static/card.js");
+
+/// The card form's script (Stripe.js to a payment method id, then the plain POST).
+#[get("/static/card.js")]
+async fn card_script() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/javascript; charset=utf-8")
+        .insert_header(("Cache-Control", "public, max-age=3600"))
+        .body(CARD_JS)
 }
 
 /// Where a request comes from, for rate limits and the audit log: the TCP peer, or behind a

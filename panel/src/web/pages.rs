@@ -232,6 +232,8 @@ struct SignupPage {
     country: String,
     /// ISO 3166-1 (code, name): the country select.
     countries: Vec<(String, String)>,
+    /// The page to end up on after verifying and logging in (the plan that was clicked).
+    next: String,
     error: Option<String>,
 }
 
@@ -244,9 +246,18 @@ pub struct MessagePage {
 }
 
 #[get("/signup")]
-async fn signup_form(session: Session, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+async fn signup_form(session: Session, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
     let countries = crate::db::accounts::countries(pool.get_ref()).await?;
-    ok(&SignupPage { ctx: Ctx::of(&session), email: String::new(), name: String::new(), country: String::new(), countries, error: None })
+    let next = safe_next(q.next.as_deref()).unwrap_or_default();
+    ok(&SignupPage {
+        ctx: Ctx::of(&session),
+        email: String::new(),
+        name: String::new(),
+        country: String::new(),
+        countries,
+        next,
+        error: None,
+    })
 }
 
 #[derive(Deserialize)]
@@ -257,6 +268,8 @@ struct SignupForm {
     name: String,
     #[serde(default)]
     country: String,
+    #[serde(default)]
+    next: String,
 }
 
 /// A request for mail refused by its limit: the page says when to try again (429).
@@ -276,6 +289,7 @@ async fn signup(
     settings: web::Data<Settings>,
 ) -> Result<HttpResponse, WebError> {
     let f = form.0;
+    let next = safe_next(Some(&f.next));
     match auth::limit_mail_request(&pool, auth::MailRequest::SignUp, &f.email, super::remote_addr(&req)).await {
         Ok(()) => {}
         Err(e @ AuthError::TooManyMails { .. }) => return too_many_mails(&session, &e),
@@ -284,7 +298,7 @@ async fn signup(
     let r = auth::sign_up(
         &pool,
         &settings.http.base_url,
-        auth::SignUp { email: &f.email, password: &f.password, name: &f.name, country: &f.country },
+        auth::SignUp { email: &f.email, password: &f.password, name: &f.name, country: &f.country, next: next.as_deref() },
     )
     .await;
     match r {
@@ -305,6 +319,7 @@ async fn signup(
                 name: f.name,
                 country: f.country,
                 countries,
+                next: next.unwrap_or_default(),
                 error: Some(e.to_string()),
             })
         }
@@ -326,14 +341,22 @@ struct ConfirmTokenPage {
 /// The link in the mail shows a button rather than acting on GET, so mail scanners that
 /// follow links do not use the token up.
 #[get("/verify/{token}")]
-async fn verify_form(session: Session, token: web::Path<String>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+async fn verify_form(
+    session: Session,
+    token: web::Path<String>,
+    pool: web::Data<PgPool>,
+    q: web::Query<Done>,
+) -> Result<HttpResponse, WebError> {
     if !auth::token_is_live(&pool, &token, auth::TokenPurpose::VerifyEmail).await.map_err(WebError::internal)? {
         return invalid(&MessagePage { ctx: Ctx::of(&session), heading: "Link expired".into(), message: AuthError::BadToken.to_string() });
     }
     ok(&ConfirmTokenPage {
         ctx: Ctx::of(&session),
         heading: "Confirm your email address".into(),
-        action: format!("/verify/{token}"),
+        action: match safe_next(q.next.as_deref()) {
+            Some(next) => format!("/verify/{token}?{}", serde_urlencoded::to_string([("next", next)]).unwrap_or_default()),
+            None => format!("/verify/{token}"),
+        },
         button: "Confirm my address".into(),
         with_password: false,
         error: None,
@@ -367,9 +390,14 @@ async fn verify(
     token: web::Path<String>,
     _form: CsrfForm<serde_json::Map<String, serde_json::Value>>,
     pool: web::Data<PgPool>,
+    q: web::Query<Done>,
 ) -> Result<HttpResponse, WebError> {
     match auth::verify_email(&pool, &token).await {
-        Ok(_) => Ok(see_other("/login?done=verified")),
+        // Back to the plan that was clicked before signing up, through the log-in.
+        Ok(_) => Ok(see_other(&match safe_next(q.next.as_deref()) {
+            Some(next) => format!("/login?done=verified&{}", serde_urlencoded::to_string([("next", next)]).unwrap_or_default()),
+            None => "/login?done=verified".into(),
+        })),
         Err(e @ AuthError::BadToken) => {
             invalid(&MessagePage { ctx: Ctx::of(&session), heading: "Link expired".into(), message: e.to_string() })
         }
@@ -454,6 +482,8 @@ async fn totp_form(session: Session, q: web::Query<Done>) -> Result<HttpResponse
 
 #[derive(Deserialize)]
 struct CodeForm {
+    /// Missing is the same as wrong (a page saying so, not a 400).
+    #[serde(default)]
     code: String,
     #[serde(default)]
     next: String,
@@ -810,20 +840,24 @@ async fn totp_confirm(who: AnyAccount, f: CsrfForm<CodeForm>, pool: web::Data<Pg
 /// Fresh recovery codes (the old ones stop working), for an account with two-factor on.
 #[post("/account/totp/recovery-codes")]
 async fn totp_recovery_codes(
+    req: HttpRequest,
     who: AnyAccount,
-    _f: CsrfForm<serde_json::Map<String, serde_json::Value>>,
+    f: CsrfForm<CodeForm>,
     pool: web::Data<PgPool>,
 ) -> Result<HttpResponse, WebError> {
-    match auth::new_recovery_codes(&pool, who.account.id).await {
+    if who.account.totp_enabled_at.is_none() {
+        return Err(WebError::Conflict("Turn on two-factor authentication first.".into()));
+    }
+    match auth::regenerate_recovery_codes(&pool, who.account.id, &f.0.code, super::remote_addr(&req)).await {
         Ok(codes) => recovery_codes_page(&who, "New recovery codes", codes, totp_home(&who)),
-        Err(AuthError::BadTotpCode) => Err(WebError::Conflict("Turn on two-factor authentication first.".into())),
+        Err(e) if e.is_user_error() => totp_mistake(&who, &pool, e.to_string()).await,
         Err(e) => Err(WebError::internal(e)),
     }
 }
 
 #[post("/account/totp/disable")]
-async fn totp_disable(who: AnyAccount, f: CsrfForm<CodeForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
-    match auth::disable_totp(&pool, who.account.id, &f.0.code).await {
+async fn totp_disable(req: HttpRequest, who: AnyAccount, f: CsrfForm<CodeForm>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    match auth::disable_totp(&pool, who.account.id, &f.0.code, super::remote_addr(&req)).await {
         Ok(()) => Ok(see_other(&format!("{}?done=totp_off", totp_home(&who)))),
         Err(e) if e.is_user_error() => totp_mistake(&who, &pool, e.to_string()).await,
         Err(e) => Err(WebError::internal(e)),

@@ -2,6 +2,7 @@
 
 mod helpers;
 mod smtp;
+pub mod stripe_local;
 
 mod access;
 mod billing;

@@ -236,14 +236,118 @@ async fn totp_enrolment_and_log_in_with_a_code() {
     assert_eq!(s, 422, "a recovery code works once");
     let (_, html) = app.get(&c, "/account").await;
     assert!(html.contains(&format!("id=\"recovery-left\">{}<", panel::auth::RECOVERY_CODES - 1)), "{html}");
-    // New codes replace the old ones.
-    let (s, _, page) = app.submit(&c, "/account", "/account/totp/recovery-codes", &[]).await;
-    assert_eq!(s, 200);
+    // New codes replace the old ones (with a code from the app; the steps used so far are
+    // forgotten here, as if a minute had passed, so the current code is unused).
+    sqlx::query("UPDATE accounts SET totp_last_step = NULL WHERE email = 'totp@example.com'").execute(&app.pool).await.unwrap();
+    let code = panel::auth::current_totp_code(&secret, "totp@example.com").unwrap();
+    let (s, _, page) = app.submit(&c, "/account", "/account/totp/recovery-codes", &[("code", &code)]).await;
+    assert_eq!(s, 200, "{page}");
     let fresh = recovery_codes_of(&page);
     let (s, loc, _) = app.submit(&c4, "/login/totp", "/login/totp", &[("code", &recovery[1])]).await;
     assert_eq!(s, 422, "an old code stopped working: {loc}");
     let (s, loc, _) = app.submit(&c4, "/login/totp", "/login/totp", &[("code", &fresh[0])]).await;
     assert_eq!((s, loc.as_str()), (303, "/servers"));
+}
+
+/// Enrols `email` (a logged-in customer) in two-factor; returns the secret and the recovery codes.
+async fn enrol(app: &crate::helpers::WebApp, c: &reqwest::Client, email: &str) -> (String, Vec<String>) {
+    let (s, _, _) = app.submit(c, "/account", "/account/totp/begin", &[]).await;
+    assert_eq!(s, 303);
+    let (_, html) = app.get(c, "/account").await;
+    let secret = html.split("id=\"totp-secret\">").nth(1).unwrap().split('<').next().unwrap().to_string();
+    let code = panel::auth::current_totp_code(&secret, email).unwrap();
+    let (s, _, page) = app.submit(c, "/account", "/account/totp/confirm", &[("code", &code)]).await;
+    assert_eq!(s, 200, "{page}");
+    (secret, recovery_codes_of(&page))
+}
+
+async fn stored_recovery_hashes(app: &crate::helpers::WebApp) -> Vec<String> {
+    sqlx::query_scalar("SELECT code_sha256 FROM totp_recovery_codes ORDER BY code_sha256").fetch_all(&app.pool).await.unwrap()
+}
+
+async fn totp_on(app: &crate::helpers::WebApp, email: &str) -> bool {
+    sqlx::query_scalar("SELECT totp_enabled_at IS NOT NULL FROM accounts WHERE email = $1").bind(email).fetch_one(&app.pool).await.unwrap()
+}
+
+/// Review findings on two-factor: a session and its CSRF token alone cannot make new recovery
+/// codes (a current code from the app is needed); turning two-factor off refuses a code that
+/// was already used (the enrolment's) and counts wrong codes under the log-in limits, so the
+/// sixth try is refused even with a right code. (Before: new codes for any session; any code of
+/// the current window turned it off, replayed or after any number of guesses.)
+#[tokio::test]
+async fn changing_two_factor_needs_a_fresh_code_under_the_log_in_limits() {
+    let app = spawn_web_app().await;
+    let email = "second@example.com";
+    let c = app.customer(email).await;
+    let (secret, _) = enrol(&app, &c, email).await;
+    let before = stored_recovery_hashes(&app).await;
+
+    // (a) New recovery codes with the session alone: refused, the codes unchanged.
+    let (s, _, page) = app.submit(&c, "/account", "/account/totp/recovery-codes", &[]).await;
+    assert_eq!(s, 422, "no code, no new recovery codes: {page}");
+    assert!(!page.contains("id=\"recovery-codes\""), "{page}");
+    assert_eq!(stored_recovery_hashes(&app).await, before);
+    // With the next step's code (the enrolment spent the current one): fresh codes.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let next = panel::auth::totp_code_at(&secret, email, now + 30).unwrap();
+    let (s, _, page) = app.submit(&c, "/account", "/account/totp/recovery-codes", &[("code", &next)]).await;
+    assert_eq!(s, 200, "{page}");
+    assert_eq!(recovery_codes_of(&page).len(), panel::auth::RECOVERY_CODES);
+    assert_ne!(stored_recovery_hashes(&app).await, before);
+
+    // (b) The code just used cannot be replayed to turn two-factor off.
+    let (s, _, page) = app.submit(&c, "/account", "/account/totp/disable", &[("code", &next)]).await;
+    assert_eq!(s, 422, "a replayed code: {page}");
+    assert!(totp_on(&app, email).await);
+    // Wrong guesses count like log-in failures (two so far: the missing and the replayed code).
+    for guess in ["000000", "111111", "222222"] {
+        let (s, _, _) = app.submit(&c, "/account", "/account/totp/disable", &[("code", guess)]).await;
+        assert_eq!(s, 422);
+    }
+    // The steps are forgotten (as if minutes had passed): the current code is unused and right,
+    // yet the limit is reached and it is refused before it is checked.
+    sqlx::query("UPDATE accounts SET totp_last_step = NULL WHERE email = $1").bind(email).execute(&app.pool).await.unwrap();
+    let code = panel::auth::current_totp_code(&secret, email).unwrap();
+    let (s, _, page) = app.submit(&c, "/account", "/account/totp/disable", &[("code", &code)]).await;
+    assert_eq!(s, 422, "{page}");
+    assert!(page.contains("try again in"), "the limit is named: {page}");
+    assert!(totp_on(&app, email).await, "still on after the sixth try");
+    let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM login_failures").fetch_one(&app.pool).await.unwrap();
+    assert!(recorded > 0, "the failures were recorded where log-in counts them");
+}
+
+/// Turning two-factor on and making its recovery codes are one transaction: when storing the
+/// codes fails, two-factor stays off and the code is not spent, so trying again works.
+/// (Before: two-factor was committed on, then the codes failed: on, with no recovery codes.)
+#[tokio::test]
+async fn two_factor_is_never_on_without_its_recovery_codes() {
+    let app = spawn_web_app().await;
+    let email = "atomic@example.com";
+    let c = app.customer(email).await;
+    let (s, _, _) = app.submit(&c, "/account", "/account/totp/begin", &[]).await;
+    assert_eq!(s, 303);
+    let (_, html) = app.get(&c, "/account").await;
+    let secret = html.split("id=\"totp-secret\">").nth(1).unwrap().split('<').next().unwrap().to_string();
+    // Storing recovery codes fails (this test's own database).
+    sqlx::raw_sql(
+        "CREATE FUNCTION fail_codes() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$;
+         CREATE TRIGGER fail_codes BEFORE INSERT ON totp_recovery_codes FOR EACH ROW EXECUTE FUNCTION fail_codes();",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let code = panel::auth::current_totp_code(&secret, email).unwrap();
+    let (s, _, _) = app.submit(&c, "/account", "/account/totp/confirm", &[("code", &code)]).await;
+    assert_eq!(s, 500);
+    assert!(!totp_on(&app, email).await, "two-factor must not be on without recovery codes");
+    let step: Option<i64> =
+        sqlx::query_scalar("SELECT totp_last_step FROM accounts WHERE email = $1").bind(email).fetch_one(&app.pool).await.unwrap();
+    assert_eq!(step, None, "the code is not spent");
+    sqlx::raw_sql("DROP TRIGGER fail_codes ON totp_recovery_codes").execute(&app.pool).await.unwrap();
+    let (s, _, page) = app.submit(&c, "/account", "/account/totp/confirm", &[("code", &code)]).await;
+    assert_eq!(s, 200, "{page}");
+    assert!(totp_on(&app, email).await);
+    assert_eq!(stored_recovery_hashes(&app).await.len(), panel::auth::RECOVERY_CODES);
 }
 
 /// The codes on a recovery-codes page.
@@ -537,4 +641,66 @@ async fn next_after_log_in_never_leaves_the_site() {
             assert_eq!(loc, "/servers", "{next:?}");
         }
     }
+}
+
+/// Sign-up remembers the plan that was clicked: the catalogue's "Order" leads to the log-in
+/// (with `next`), its "Create an account" keeps it, the verification link carries it, and after
+/// verifying and logging in the customer is at that plan's order form. A `next` leaving the
+/// site is dropped at each step.
+#[tokio::test]
+async fn sign_up_returns_to_the_plan_that_was_clicked() {
+    let app = spawn_web_app().await;
+    let c = client();
+    let r = c.get(app.url("/order/burst-m")).send().await.unwrap();
+    let login = r.headers().get("location").unwrap().to_str().unwrap().to_string();
+    assert_eq!(login, "/login?next=%2Forder%2Fburst-m");
+    let (_, page) = app.get(&c, &login).await;
+    let link_tag = page.split("<a ").find(|a| a.contains("id=\"signup-link\"")).expect("a sign-up link");
+    let signup = link_tag.split("href=\"").nth(1).unwrap().split('"').next().unwrap().replace("&#x2f;", "/");
+    assert!(signup.contains("next=") && signup.contains("burst-m"), "{signup}");
+    let (s, page) = app.get(&c, &signup.replace("&amp;", "&")).await;
+    assert_eq!(s, 200);
+    assert!(page.contains("name=\"next\" value=\"/order/burst-m\""), "{page}");
+    let (s, _, body) = app
+        .submit(
+            &c,
+            "/signup",
+            "/signup",
+            &[("email", "plan@example.com"), ("password", "correct horse battery"), ("name", "P"), ("next", "/order/burst-m")],
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let mail = app.smtp.wait_for("plan@example.com", "Confirm your email").await;
+    let link = mail.link("/verify/").expect("a verification link");
+    assert!(link.ends_with("?next=%2Forder%2Fburst-m"), "{link}");
+    let path = link.strip_prefix(&app.address).unwrap().to_string();
+    let (s, page) = app.get(&c, &path).await;
+    assert_eq!(s, 200);
+    let action = page.split("action=\"").nth(1).unwrap().split('"').next().unwrap().replace("&#x2f;", "/").replace("&amp;", "&");
+    let (s, loc, body) = app.submit(&c, &path, &action, &[]).await;
+    assert_eq!((s, loc.as_str()), (303, "/login?done=verified&next=%2Forder%2Fburst-m"), "{body}");
+    let (s, loc, body) = app
+        .submit(&c, &loc, "/login", &[("email", "plan@example.com"), ("password", "correct horse battery"), ("next", "/order/burst-m")])
+        .await;
+    assert_eq!((s, loc.as_str()), (303, "/order/burst-m"), "{body}");
+    let (s, page) = app.get(&c, "/order/burst-m").await;
+    assert_eq!(s, 200);
+    assert!(page.contains("id=\"place-order\""), "the order form: {page}");
+
+    // A hostile `next` is not carried: not in the form, not in the link.
+    let c = client();
+    let (_, page) = app.get(&c, "/signup?next=//evil.example/x").await;
+    assert!(page.contains("name=\"next\" value=\"\""), "{page}");
+    let (s, _, _) = app
+        .submit(
+            &c,
+            "/signup",
+            "/signup",
+            &[("email", "evil@example.com"), ("password", "correct horse battery"), ("name", "E"), ("next", "//evil.example/x")],
+        )
+        .await;
+    assert_eq!(s, 200);
+    let mail = app.smtp.wait_for("evil@example.com", "Confirm your email").await;
+    let link = mail.link("/verify/").unwrap();
+    assert!(!link.contains("next") && !link.contains("evil"), "{link}");
 }

@@ -202,7 +202,15 @@ async fn reinstall_with_another_os_and_states_in_plain_words() {
         .execute(&app.pool)
         .await
         .unwrap();
-    for path in [page.clone(), "/servers".to_string()] {
+    // The order too: its list and its page (before: the raw `waiting_for_capacity`).
+    let order: Uuid = sqlx::query_scalar(
+        "UPDATE orders SET status = 'waiting_for_capacity' WHERE id = (SELECT o.id FROM orders o JOIN subscriptions s ON s.order_id = o.id JOIN instances i ON i.subscription_id = s.id WHERE i.id = $1) RETURNING id",
+    )
+    .bind(server)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    for path in [page.clone(), "/servers".to_string(), "/orders".to_string(), format!("/orders/{order}")] {
         let (_, html) = app.get(&c, &path).await;
         assert!(html.contains("Waiting for a free slot"), "{path}: {html}");
         assert!(!html.contains("waiting_for_capacity") && !html.contains("host-fra-7"), "{path}: {html}");
@@ -297,8 +305,10 @@ async fn the_pages_say_how_to_pay_without_an_admin() {
         });
         s.stripe = Some(panel::billing::stripe::StripeSettings {
             secret_key: "sk_test_x".to_string().into(),
+            publishable_key: "pk_test_x".into(),
             webhook_secret: "whsec_x".to_string().into(),
             api_base: format!("http://127.0.0.1:{closed}"),
+            js_url: format!("http://127.0.0.1:{closed}/js.stripe.com/v3/"),
         });
     })
     .await;
@@ -336,9 +346,10 @@ async fn the_pages_say_how_to_pay_without_an_admin() {
     );
     assert!(inv.contains("id=\"pay-card\""), "{inv}");
 
-    // Card top-up: bad amounts are shown on the form; Stripe down is said plainly; nothing booked.
-    for (amount, status) in [("abc", 422), ("0.50", 422), ("25.00", 502)] {
-        let (s, _, body) = app.submit(&c, "/account/funds", "/account/funds/card", &[("amount", amount)]).await;
+    // Card top-up: bad amounts and a missing card are shown on the form; Stripe down is said
+    // plainly; nothing booked.
+    for (amount, method, status) in [("abc", "card_x", 422), ("0.50", "card_x", 422), ("25.00", "", 422), ("25.00", "card_x", 502)] {
+        let (s, _, body) = app.submit(&c, "/account/funds", "/account/funds/card", &[("amount", amount), ("payment_method", method)]).await;
         assert_eq!(s, status, "{amount}: {body}");
         assert!(body.contains("id=\"funds-error\""), "{body}");
     }
