@@ -93,6 +93,12 @@ pub struct HostLoad {
     pub committed_memory: BigRational,
     pub guaranteed_memory_mib: u64,
     pub committed_disk: BigRational,
+    /// What was sold before the ratios divide it (Σv of shared instances, Σb, Σd): over the
+    /// host's capacity these are the effective overcommit an admin compares with the plans'
+    /// ratios. Admission itself decides on the divided sums above.
+    pub shared_vcpus: u64,
+    pub burst_memory_mib: u64,
+    pub disk_gib: u64,
 }
 
 impl Default for HostLoad {
@@ -110,6 +116,9 @@ impl HostLoad {
             committed_memory: BigRational::zero(),
             guaranteed_memory_mib: 0,
             committed_disk: BigRational::zero(),
+            shared_vcpus: 0,
+            burst_memory_mib: 0,
+            disk_gib: 0,
         }
     }
 
@@ -127,10 +136,13 @@ impl HostLoad {
             self.pinned_cores += a.vcpus as u64;
         } else {
             self.shared_cpu += a.cpu_share();
+            self.shared_vcpus += a.vcpus as u64;
         }
         self.committed_memory += a.committed_memory();
         self.guaranteed_memory_mib += a.memory_guaranteed_mib;
         self.committed_disk += a.committed_disk();
+        self.burst_memory_mib += a.memory_burst_mib;
+        self.disk_gib += a.disk_gib;
     }
 
     /// Takes an instance out again: a resize is decided as "remove old, admit new".
@@ -140,10 +152,13 @@ impl HostLoad {
             self.pinned_cores = self.pinned_cores.saturating_sub(a.vcpus as u64);
         } else {
             self.shared_cpu -= a.cpu_share();
+            self.shared_vcpus = self.shared_vcpus.saturating_sub(a.vcpus as u64);
         }
         self.committed_memory -= a.committed_memory();
         self.guaranteed_memory_mib = self.guaranteed_memory_mib.saturating_sub(a.memory_guaranteed_mib);
         self.committed_disk -= a.committed_disk();
+        self.burst_memory_mib = self.burst_memory_mib.saturating_sub(a.memory_burst_mib);
+        self.disk_gib = self.disk_gib.saturating_sub(a.disk_gib);
     }
 
     /// Total CPU committed, pinned cores included: the left side of rule 1.

@@ -21,6 +21,9 @@ pg_enum! {
         PasswordReset = "password_reset",
         /// A new address waiting for its link to be followed.
         ChangeEmail = "change_email",
+        /// A new reseller's invitation: choose a password, once, within days (not the hour a
+        /// reset gets: an invitation waits for someone who did not ask for it).
+        ResellerInvite = "reseller_invite",
     }
 }
 
@@ -624,10 +627,40 @@ pub async fn request_password_reset(pool: &PgPool, base_url: &str, email: &str) 
 
 /// Sets a new password with a reset token (once), and signs the account out everywhere.
 pub async fn reset_password(pool: &PgPool, token: &str, new_password: &str) -> Result<Uuid, AuthError> {
+    set_password_with_token(pool, token, TokenPurpose::PasswordReset, new_password).await
+}
+
+/// Queues a new reseller's invitation in the transaction that made the account: its own mail
+/// (`reseller_invitation`) with a single-use link to choose a password, valid `days` days.
+pub async fn queue_reseller_invitation(
+    tx: &mut crate::db::Tx<'_>,
+    base_url: &str,
+    account: Uuid,
+    email: &Email,
+    name: &str,
+    days: i64,
+) -> Result<(), AuthError> {
+    let token = new_token();
+    sql::retire_tokens(tx, account, TokenPurpose::ResellerInvite).await?;
+    sql::insert_token(tx, &token_hash(&token), account, TokenPurpose::ResellerInvite, Utc::now() + Duration::days(days)).await?;
+    let link = format!("{}/invitation/{token}", base_url.trim_end_matches('/'));
+    crate::outbox::enqueue(tx, email, "reseller_invitation", serde_json::json!({ "link": link, "name": name, "days": days }), None)
+        .await
+        .map_err(|e| AuthError::Outbox(e.to_string()))?;
+    Ok(())
+}
+
+/// A reseller accepts its invitation: the password it chose is set and the address counts as
+/// verified (the mail reached it). The link works once.
+pub async fn accept_reseller_invitation(pool: &PgPool, token: &str, new_password: &str) -> Result<Uuid, AuthError> {
+    set_password_with_token(pool, token, TokenPurpose::ResellerInvite, new_password).await
+}
+
+async fn set_password_with_token(pool: &PgPool, token: &str, purpose: TokenPurpose, new_password: &str) -> Result<Uuid, AuthError> {
     let password = Password::parse(new_password)?;
     let hash = hash_password_bounded(password).await?;
     let mut tx = pool.begin().await?;
-    let id = sql::consume_token(&mut tx, &token_hash(token), TokenPurpose::PasswordReset).await?.ok_or(AuthError::BadToken)?;
+    let id = sql::consume_token(&mut tx, &token_hash(token), purpose).await?.ok_or(AuthError::BadToken)?;
     sql::set_password(&mut tx, id, &hash).await?;
     // Receiving the mail proves the address, too.
     sql::mark_verified(&mut tx, id).await?;

@@ -22,6 +22,8 @@ pub struct Settings {
     pub api: ApiSettings,
     pub webhooks: WebhookSettings,
     pub console: ConsoleSettings,
+    #[serde(default)]
+    pub resellers: ResellerSettings,
     pub metrics: MetricsSettings,
 }
 
@@ -42,6 +44,20 @@ pub struct ConsoleSettings {
     pub token_ttl_secs: u64,
     /// A console without a keystroke for this long is closed.
     pub idle_timeout_secs: u64,
+}
+
+/// Resellers (`panel::resellers`, the admin's reseller pages).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResellerSettings {
+    /// How many days a new reseller's invitation link works (once).
+    pub invitation_ttl_days: i64,
+}
+
+impl Default for ResellerSettings {
+    fn default() -> Self {
+        ResellerSettings { invitation_ttl_days: 7 }
+    }
 }
 
 /// The reseller API (`/api/v1`).
@@ -332,6 +348,9 @@ listen = ""
 token_ttl_secs = 60
 idle_timeout_secs = 900
 
+[resellers]
+invitation_ttl_days = 7
+
 [api]
 rate_limit_per_minute = 600
 rate_limit_burst = 200
@@ -364,6 +383,8 @@ pub enum ConfigError {
     Invalid(#[from] config::ConfigError),
     #[error("configuration [billing.seller]: {0}")]
     Seller(String),
+    #[error("configuration [resellers]: {0}")]
+    Resellers(String),
 }
 
 impl SellerSettings {
@@ -431,6 +452,9 @@ impl Settings {
         }
         let s: Settings = b.build()?.try_deserialize()?;
         s.billing.seller.check()?;
+        if !(1..=365).contains(&s.resellers.invitation_ttl_days) {
+            return Err(ConfigError::Resellers(format!("invitation_ttl_days must be 1 to 365, not {}", s.resellers.invitation_ttl_days)));
+        }
         Ok(s)
     }
 

@@ -105,6 +105,7 @@ email_templates! {
     "account_suspended", "email/account_suspended.txt" => AccountSuspended,
     "account_reactivated", "email/account_reactivated.txt" => AccountReactivated,
     "password_reset", "email/password_reset.txt" => PasswordReset,
+    "reseller_invitation", "email/reseller_invitation.txt" => ResellerInvitation,
     "invoice_issued", "email/invoice_issued.txt" => InvoiceIssued,
     "payment_received", "email/payment_received.txt" => PaymentReceived,
     "payment_reminder_before", "email/payment_reminder_before.txt" => PaymentReminderBefore,
@@ -119,10 +120,10 @@ email_templates! {
     "server_ready", "email/server_ready.txt" => ServerReady,
 }
 
-/// Templates whose `link` is a single-use secret (a password reset or an email verification, which
-/// is also how a new reseller is invited, or a change of address): whoever reads the link can
+/// Templates whose `link` is a single-use secret (a password reset, an email verification, a new
+/// reseller's invitation, or a change of address): whoever reads the link can
 /// take over the account. A test holds every template that says its link "works once" to this.
-pub const SECRET_LINK_TEMPLATES: &[&str] = &["verify_email", "password_reset", "change_email"];
+pub const SECRET_LINK_TEMPLATES: &[&str] = &["verify_email", "password_reset", "change_email", "reseller_invitation"];
 
 /// What stands in for a secret link where staff read a mail (the admin's mail page).
 pub const SECRET_LINK_HIDDEN: &str = "(a single-use link was sent; it is not shown here)";

@@ -317,3 +317,42 @@ mod tests {
         assert_eq!(b, vec![5, 10, 20, 40, 80, 160, 320, 600, 600]);
     }
 }
+
+/// Why a failed job was not put back.
+#[derive(Debug, thiserror::Error)]
+pub enum RetryError {
+    #[error("no such failed job")]
+    NotFound,
+    #[error("this job cannot be retried: {0}")]
+    Superseded(&'static str),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+}
+
+/// The dashboard's "retry" of a dead-lettered job. Safe because every job reads the current
+/// state when it runs (a converge goes to the desired state as it is now, a password reset sends
+/// the newest hash, a create is deduplicated per instance) and because a job whose server is
+/// terminated, or that a newer job for the same server superseded, is refused instead of
+/// replaying an old intent (an old reinstall, say). Conditional on the row still being dead, so
+/// a double click queues it once. Audited.
+pub async fn retry_dead(pool: &PgPool, actor: crate::audit::Actor, addr: Option<std::net::IpAddr>, id: Uuid) -> Result<(), RetryError> {
+    let mut tx = pool.begin().await?;
+    let (kind, instance, why) = sql::lock_dead(&mut tx, id).await?.ok_or(RetryError::NotFound)?;
+    if let Some(why) = why {
+        return Err(RetryError::Superseded(why));
+    }
+    if !sql::requeue_dead(&mut tx, id).await? {
+        return Err(RetryError::NotFound);
+    }
+    crate::audit::record(
+        &mut *tx,
+        actor,
+        "job.retry",
+        Some(("job", id.to_string())),
+        addr,
+        serde_json::json!({ "kind": kind, "instance_id": instance }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

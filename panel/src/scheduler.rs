@@ -75,10 +75,7 @@ pub async fn place(pool: &PgPool, clock: &dyn Clock, instance: Uuid) -> Result<P
         // A savepoint per candidate: a host that cannot take it is unlocked again at once.
         let mut sp = tx.begin().await?;
         let Some(host) = sql::lock(&mut sp, host_id).await? else { continue };
-        let mut load = HostLoad::empty();
-        for plan in sql::resources_on(&mut sp, host_id).await? {
-            load.add(&Allocation::from(&resources(&mut sp, &mut plans, plan).await?));
-        }
+        let load = load_on(&mut sp, &mut plans, host_id).await?;
         if let Err(refusal) = admit(&capacity_of(&host), &load, &Allocation::from(&wanted)) {
             reasons.push(format!("{}: {refusal}", host.name));
             sp.rollback().await?;
@@ -112,6 +109,60 @@ pub async fn place(pool: &PgPool, clock: &dyn Clock, instance: Uuid) -> Result<P
     .await?;
     tx.commit().await?;
     Ok(Placement::WaitingForCapacity { reasons })
+}
+
+/// What a host carries: core's sums over the instances the panel placed there (not
+/// terminated). The one computation that placement admits against and the admin's cockpit
+/// shows.
+async fn load_on(tx: &mut crate::db::Tx<'_>, cache: &mut HashMap<i64, PlanResources>, host: Uuid) -> Result<HostLoad, SchedulerError> {
+    let plans = sql::resources_on(tx, host).await?;
+    load_of(tx, cache, &plans).await
+}
+
+/// Core's sums over instances of these plans (one entry per instance).
+async fn load_of(tx: &mut crate::db::Tx<'_>, cache: &mut HashMap<i64, PlanResources>, plans: &[i64]) -> Result<HostLoad, SchedulerError> {
+    let mut load = HostLoad::empty();
+    for plan in plans {
+        load.add(&Allocation::from(&resources(tx, cache, *plan).await?));
+    }
+    Ok(load)
+}
+
+/// A host's commitment as placement sees it: usable capacity, the load, and the plans it
+/// carries (code, version, resources, how many), for the admin's cockpit.
+#[derive(Clone, Debug)]
+pub struct Commitment {
+    pub capacity: HostCapacity,
+    pub load: HostLoad,
+    pub plans: Vec<PlanOnHost>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PlanOnHost {
+    pub code: String,
+    pub version: i32,
+    pub resources: PlanResources,
+    pub instances: usize,
+}
+
+/// [`Commitment`] of a host, read in one transaction (a consistent snapshot of its instances).
+pub async fn commitment(pool: &PgPool, host: Uuid, capacity: HostCapacity) -> Result<Commitment, SchedulerError> {
+    let mut tx = pool.begin().await?;
+    let mut cache = HashMap::new();
+    let on = sql::resources_on(&mut tx, host).await?;
+    let load = load_of(&mut tx, &mut cache, &on).await?;
+    let mut counts: HashMap<i64, usize> = HashMap::new();
+    for plan in on {
+        *counts.entry(plan).or_default() += 1;
+    }
+    let mut plans = Vec::new();
+    for (id, n) in counts {
+        let (code, version, resources) = plan_sql::named_resources(&mut *tx, id).await?.ok_or(SchedulerError::BadPlan)?;
+        plans.push(PlanOnHost { code, version, resources, instances: n });
+    }
+    plans.sort_by(|a, b| (&a.code, a.version).cmp(&(&b.code, b.version)));
+    tx.commit().await?;
+    Ok(Commitment { capacity, load, plans })
 }
 
 async fn resources(

@@ -10,6 +10,7 @@ pub mod plans;
 pub mod pools;
 pub mod resellers;
 pub mod security;
+pub mod servers;
 pub mod templates;
 
 pub use customers::{mark_customer_verified, resend_customer_verification, set_customer_suspended};

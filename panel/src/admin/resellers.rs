@@ -16,8 +16,9 @@ pub struct ResellerForm {
     pub name: String,
 }
 
-/// Creates a reseller account and mails it a link to choose its password.
-pub async fn create_reseller(pool: &PgPool, by: By, base_url: &str, f: &ResellerForm) -> Result<Uuid, AdminError> {
+/// Creates a reseller account and, in the same transaction, queues its invitation: its own mail
+/// with a single-use link to choose a password, valid `invitation_days` days.
+pub async fn create_reseller(pool: &PgPool, by: By, base_url: &str, invitation_days: i64, f: &ResellerForm) -> Result<Uuid, AdminError> {
     let email = Email::parse(&f.email).map_err(|e| invalid("email", e.to_string()))?;
     let name = f.name.trim();
     if name.is_empty() {
@@ -38,11 +39,11 @@ pub async fn create_reseller(pool: &PgPool, by: By, base_url: &str, f: &Reseller
         json!({ "email": email.as_str(), "name": name }),
     )
     .await?;
-    tx.commit().await?;
-    crate::auth::request_password_reset(pool, base_url, email.as_str()).await.map_err(|e| match e {
+    crate::auth::queue_reseller_invitation(&mut tx, base_url, id, &email, name, invitation_days).await.map_err(|e| match e {
         crate::auth::AuthError::Db(e) => AdminError::Db(e),
         other => invalid("email", other.to_string()),
     })?;
+    tx.commit().await?;
     Ok(id)
 }
 

@@ -11,6 +11,7 @@ pub mod problem;
 
 mod catalogue;
 mod customers;
+mod examples;
 mod invoices;
 mod quota;
 mod reference;
@@ -193,6 +194,7 @@ pub fn document() -> &'static Value {
         doc["components"]["securitySchemes"] =
             json!({ "bearer": { "type": "http", "scheme": "bearer", "description": "An API key made in the panel" } });
         doc["security"] = json!([{ "bearer": [] }]);
+        examples::add_to(&mut doc);
         let problem = json!({ "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } });
         if let Some(paths) = doc["paths"].as_object_mut() {
             for item in paths.values_mut() {

@@ -27,6 +27,11 @@ struct Op {
     params: Vec<Param>,
     body: Option<String>,
     responses: Vec<Resp>,
+    /// The examples of `api/examples.rs`, as the document carries them.
+    curl: String,
+    request_example: Option<String>,
+    /// The success status and its example body (pretty JSON, or a note for a PDF; empty for a 204).
+    response_example: (String, String),
 }
 
 struct Tag {
@@ -154,6 +159,23 @@ fn build() -> Reference {
                 let summary = rich(
                     &[text(&op["summary"]), text(&op["description"])].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" "),
                 );
+                let pretty = |v: &Value| match v {
+                    Value::String(s) => s.clone(),
+                    v => serde_json::to_string_pretty(v).unwrap_or_default(),
+                };
+                let request_example = op
+                    .pointer("/requestBody/content")
+                    .and_then(Value::as_object)
+                    .and_then(|c| c.values().find_map(|m| m.get("example")))
+                    .map(pretty);
+                let response_example = op["responses"]
+                    .as_object()
+                    .and_then(|rs| rs.iter().find(|(s, _)| s.starts_with('2')))
+                    .map(|(s, r)| {
+                        let ex = r["content"].as_object().and_then(|c| c.values().find_map(|m| m.get("example"))).map(pretty);
+                        (s.clone(), ex.unwrap_or_default())
+                    })
+                    .unwrap_or_default();
                 let o = Op {
                     anchor: format!("{method}-{}", path.replace(['/', '{', '}'], "-")),
                     method: method.to_string(),
@@ -162,6 +184,9 @@ fn build() -> Reference {
                     params,
                     body: op.get("requestBody").map(|b| schema_name(b.get("content"))),
                     responses,
+                    curl: op["x-codeSamples"][0]["source"].as_str().unwrap_or_default().to_string(),
+                    request_example,
+                    response_example,
                 };
                 let tag = op["tags"].get(0).map(text).unwrap_or_else(|| "other".into());
                 match tags.iter_mut().find(|t| t.name == tag) {

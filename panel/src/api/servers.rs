@@ -62,6 +62,7 @@ pub async fn list(who: Reader, pool: web::Data<PgPool>, q: web::Query<ServerQuer
         observed_state,
         plan: q.plan.as_deref(),
         hostname: q.hostname.as_deref().map(str::trim),
+        ..Default::default()
     };
     let rows = svc::list(&pool, who.0.tenant, &filter, after, limit + 1).await?;
     let (rows, next_cursor) = pagination::page(rows, limit, |r| (r.created_at, r.id));

@@ -344,3 +344,28 @@ pub async fn placed_of_subscription(tx: &mut Tx<'_>, subscription: Uuid) -> Resu
         .fetch_optional(&mut **tx)
         .await
 }
+
+/// A paid server no host could take yet, for the admin's dashboard.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Waiting {
+    pub id: Uuid,
+    pub hostname: String,
+    pub customer_email: String,
+    pub plan: String,
+    pub waiting_since: Option<DateTime<Utc>>,
+    /// Placement's reasons (they name hosts: for staff only).
+    pub last_error: Option<String>,
+}
+
+/// Servers waiting for capacity, longest-waiting first.
+pub async fn waiting_for_capacity<'e, E: sqlx::PgExecutor<'e>>(e: E, limit: i64) -> Result<Vec<Waiting>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT i.id, i.hostname, a.email AS customer_email, p.code AS plan, i.waiting_since, i.last_error
+           FROM instances i JOIN accounts a ON a.id = i.account_id JOIN plans p ON p.id = i.plan_id
+          WHERE i.host_id IS NULL AND i.desired_state <> 'terminated' AND i.observed_state = 'waiting_for_capacity'
+          ORDER BY i.waiting_since NULLS LAST, i.id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(e)
+    .await
+}

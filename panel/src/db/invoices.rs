@@ -226,7 +226,7 @@ pub struct InvoiceRow {
     pub voided_at: Option<DateTime<Utc>>,
 }
 
-const INVOICE_COLUMNS: &str = "id, account_id, kind, status, number_year, number_seq, \
+pub(crate) const INVOICE_COLUMNS: &str = "id, account_id, kind, status, number_year, number_seq, \
     subscription_id, period_start, period_end, corrects_invoice_id, currency, subtotal_minor, tax_minor, total_minor, \
     issued_at, due_at, paid_at, voided_at";
 

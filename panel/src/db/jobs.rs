@@ -118,3 +118,66 @@ pub async fn wake_waiting<'e, E: sqlx::PgExecutor<'e>>(e: E) -> Result<u64, sqlx
         .await?
         .rows_affected())
 }
+
+/// A job that failed for good, as the admin's dashboard lists it.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct DeadJob {
+    pub id: Uuid,
+    pub kind: String,
+    pub instance_id: Option<Uuid>,
+    pub hostname: Option<String>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Dead-lettered jobs, newest first.
+pub async fn dead<'e, E: sqlx::PgExecutor<'e>>(e: E, limit: i64) -> Result<Vec<DeadJob>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT j.id, j.kind, j.instance_id, i.hostname, j.attempts, j.last_error, j.updated_at
+           FROM jobs j LEFT JOIN instances i ON i.id = j.instance_id
+          WHERE j.status = 'dead' ORDER BY j.updated_at DESC, j.id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(e)
+    .await
+}
+
+/// Why a dead job may not run again, or `None` when it may: its instance is terminated, or a
+/// newer job for the same instance was queued after it (that one carries the current intent).
+/// Locks the job's row.
+pub async fn lock_dead(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<(String, Option<Uuid>, Option<&'static str>)>, sqlx::Error> {
+    let row: Option<(String, Option<Uuid>, bool, bool)> = sqlx::query_as(
+        "SELECT j.kind, j.instance_id,
+                COALESCE(i.desired_state = 'terminated', false),
+                EXISTS (SELECT 1 FROM jobs n WHERE n.instance_id = j.instance_id AND n.id <> j.id AND n.created_at > j.created_at)
+           FROM jobs j LEFT JOIN instances i ON i.id = j.instance_id
+          WHERE j.id = $1 AND j.status = 'dead' FOR UPDATE OF j",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|(kind, instance, terminated, superseded)| {
+        let why = if terminated {
+            Some("its server is terminated")
+        } else if superseded {
+            Some("a newer job for the same server was queued after it")
+        } else {
+            None
+        };
+        (kind, instance, why)
+    }))
+}
+
+/// Puts a dead job back in the queue with a fresh set of attempts, due now.
+pub async fn requeue_dead(tx: &mut Tx<'_>, id: Uuid) -> Result<bool, sqlx::Error> {
+    let r = sqlx::query(
+        "UPDATE jobs SET status = 'queued', attempts = 0, run_after = now(), locked_by = NULL, locked_until = NULL,
+                waiting_reason = NULL, updated_at = now()
+          WHERE id = $1 AND status = 'dead'",
+    )
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}

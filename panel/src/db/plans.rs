@@ -210,6 +210,15 @@ pub async fn resources<'e, E: sqlx::PgExecutor<'e>>(e: E, id: i64) -> Result<Opt
     Ok(row.and_then(|r| r.definition(Vec::new())).map(|d| d.resources))
 }
 
+/// A plan's code and version with its resources (the admin's cockpit names the plans on a host).
+pub async fn named_resources<'e, E: sqlx::PgExecutor<'e>>(
+    e: E,
+    id: i64,
+) -> Result<Option<(String, i32, vessel_core::PlanResources)>, sqlx::Error> {
+    let row: Option<PlanRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM plans WHERE id = $1")).bind(id).fetch_optional(e).await?;
+    Ok(row.and_then(|r| r.definition(Vec::new()).map(|d| (r.code.clone(), r.version, d.resources))))
+}
+
 /// The resources of every orderable plan, by plan id (rows that no longer validate are left out).
 pub async fn orderable_resources(conn: &mut sqlx::PgConnection) -> Result<Vec<(i64, vessel_core::PlanResources)>, sqlx::Error> {
     let rows: Vec<PlanRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM plans WHERE orderable")).fetch_all(conn).await?;

@@ -208,15 +208,21 @@ pub struct ServerRow {
     pub terminated_at: Option<DateTime<Utc>>,
     pub addresses: Vec<String>,
     pub rescue: bool,
+    /// For the provider's and the reseller's pages (the API does not show them).
+    pub customer_email: String,
+    pub host_id: Option<Uuid>,
+    pub host_name: Option<String>,
 }
 
 const SERVER: &str = "SELECT i.id, i.account_id AS customer_id, i.subscription_id, p.code AS plan, i.kind,
+        a.email AS customer_email, i.host_id, h.name AS host_name,
         p.vcpus, p.memory_guaranteed_mib, p.memory_burst_mib, p.disk_gib, t.name AS os_template, i.hostname,
         i.desired_state, i.observed_state, i.observed_at, i.last_error,
         s.status AS billing_status, i.created_at, i.terminated_at, i.rescue,
         ARRAY(SELECT host(x.address) FROM ip_addresses x WHERE x.instance_id = i.id ORDER BY family(x.address), x.address) AS addresses
    FROM instances i JOIN accounts a ON a.id = i.account_id JOIN plans p ON p.id = i.plan_id
-   JOIN os_templates t ON t.id = i.os_template_id LEFT JOIN subscriptions s ON s.id = i.subscription_id";
+   JOIN os_templates t ON t.id = i.os_template_id LEFT JOIN subscriptions s ON s.id = i.subscription_id
+   LEFT JOIN hosts h ON h.id = i.host_id";
 
 pub async fn server<'e, E: sqlx::PgExecutor<'e>>(e: E, reseller: Option<Uuid>, id: Uuid) -> Result<Option<ServerRow>, sqlx::Error> {
     sqlx::query_as(&format!("{SERVER} WHERE i.id = $1 AND ($2::uuid IS NULL OR a.reseller_id = $2)"))
@@ -233,6 +239,10 @@ pub struct ServerFilter<'a> {
     pub observed_state: Option<crate::vps::ObservedState>,
     pub plan: Option<&'a str>,
     pub hostname: Option<&'a str>,
+    /// The admin's filters.
+    pub host: Option<Uuid>,
+    pub kind: Option<vessel_core::InstanceKind>,
+    pub customer_email: Option<&'a str>,
 }
 
 /// Newest first, after the cursor `(created_at, id)`.
@@ -251,6 +261,9 @@ pub async fn servers<'e, E: sqlx::PgExecutor<'e>>(
             AND ($5 IS NULL OR p.code = $5)
             AND ($6 IS NULL OR i.hostname = $6)
             AND ($7::timestamptz IS NULL OR (i.created_at, i.id) < ($7, $8))
+            AND ($10::uuid IS NULL OR i.host_id = $10)
+            AND ($11 IS NULL OR i.kind = $11)
+            AND ($12 IS NULL OR a.email = $12)
           ORDER BY i.created_at DESC, i.id DESC LIMIT $9"
     ))
     .bind(reseller)
@@ -262,6 +275,9 @@ pub async fn servers<'e, E: sqlx::PgExecutor<'e>>(
     .bind(after.map(|a| a.0))
     .bind(after.map(|a| a.1))
     .bind(limit)
+    .bind(f.host)
+    .bind(f.kind)
+    .bind(f.customer_email)
     .fetch_all(e)
     .await
 }
@@ -394,5 +410,38 @@ pub async fn summary(pool: &PgPool, reseller: Uuid) -> Result<(i64, i64, i64, i6
     )
     .bind(reseller)
     .fetch_one(pool)
+    .await
+}
+
+/// An issued invoice of a server's subscription, billed to the reseller.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct ServerInvoice {
+    pub server_id: Uuid,
+    #[sqlx(flatten)]
+    pub invoice: super::invoices::InvoiceRow,
+}
+
+/// The reseller's own (wholesale) invoices and credit notes for these servers' subscriptions,
+/// newest first. Scoped twice: the server must belong to one of the reseller's customers and the
+/// invoice must be billed to the reseller, so neither another reseller's server nor the end
+/// customer's retail invoices can appear.
+pub async fn invoices_of_servers<'e, E: sqlx::PgExecutor<'e>>(
+    e: E,
+    reseller: Uuid,
+    servers: &[Uuid],
+) -> Result<Vec<ServerInvoice>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT x.server_id, v.* FROM
+           (SELECT i.id AS server_id, i.subscription_id FROM instances i JOIN accounts a ON a.id = i.account_id
+             WHERE i.id = ANY($2) AND a.reseller_id = $1) x
+           CROSS JOIN LATERAL
+           (SELECT {cols} FROM invoices
+             WHERE subscription_id = x.subscription_id AND account_id = $1 AND status <> 'draft') v
+          ORDER BY v.issued_at DESC, v.number_seq DESC",
+        cols = super::invoices::INVOICE_COLUMNS
+    ))
+    .bind(reseller)
+    .bind(servers)
+    .fetch_all(e)
     .await
 }

@@ -171,6 +171,22 @@ pub async fn create(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, s: New
 /// durable job (the rules and the lock order are [`crate::vps`]'s). The host follows; the
 /// server's observed state shows when it has.
 pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid, action: ServerAction) -> Result<(), ResellerError> {
+    let acting = Acting { actor: who.actor(), tenant: who.tenant, addr: None, details: who.details(json!({})) };
+    act_as(tx, &acting, now, id, action).await
+}
+
+/// Who asks for a server action, for [`act_as`]: the audit log's actor, the servers it may
+/// see, and what its audit entry records besides (an API key, an admin's reason).
+pub struct Acting {
+    pub actor: audit::Actor,
+    pub tenant: Tenant,
+    pub addr: Option<std::net::IpAddr>,
+    pub details: serde_json::Value,
+}
+
+/// [`act`] for any caller: the reseller API (through its key) and the provider's admin pages
+/// take this one path to a server's state machine, its jobs and its audit entry.
+pub async fn act_as(tx: &mut Tx<'_>, who: &Acting, now: DateTime<Utc>, id: Uuid, action: ServerAction) -> Result<(), ResellerError> {
     let scope = Scope::reseller(who.tenant.reseller());
     let request = match &action {
         ServerAction::Start => Request::Start,
@@ -209,11 +225,11 @@ pub async fn act(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, id: Uuid,
     }
     audit::record(
         &mut **tx,
-        who.actor(),
+        who.actor,
         &format!("server.{}", action.name()),
         Some(("instance", id.to_string())),
-        None,
-        who.details(json!({})),
+        who.addr,
+        who.details.clone(),
     )
     .await?;
     Ok(())
@@ -320,4 +336,18 @@ pub async fn set_access(tx: &mut Tx<'_>, who: &Principal, id: Uuid, access: &ves
 /// One server the caller may see, locked (subscription, then instance).
 async fn lock_one(tx: &mut Tx<'_>, who: &Principal, id: Uuid) -> Result<vps::Locked, ResellerError> {
     vps::lock(tx, Target::Id(id, Scope::reseller(who.tenant.reseller()))).await?.into_iter().next().ok_or(ResellerError::NotFound("server"))
+}
+
+/// The reseller's own invoices for these servers (its wholesale invoices, not the end customer's),
+/// grouped by server.
+pub async fn invoices(
+    pool: &PgPool,
+    reseller: Uuid,
+    servers: &[Uuid],
+) -> Result<std::collections::HashMap<Uuid, Vec<crate::db::invoices::InvoiceRow>>, ResellerError> {
+    let mut by: std::collections::HashMap<Uuid, Vec<_>> = std::collections::HashMap::new();
+    for r in sql::invoices_of_servers(pool, reseller, servers).await? {
+        by.entry(r.server_id).or_default().push(r.invoice);
+    }
+    Ok(by)
 }

@@ -85,6 +85,28 @@ impl From<crate::admin::AdminError> for WebError {
     }
 }
 
+impl From<crate::resellers::ResellerError> for WebError {
+    fn from(e: crate::resellers::ResellerError) -> Self {
+        use crate::resellers::ResellerError as E;
+        match e {
+            E::NotFound(_) => WebError::NotFound,
+            E::Db(e) => e.into(),
+            e => WebError::Conflict(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::jobs::RetryError> for WebError {
+    fn from(e: crate::jobs::RetryError) -> Self {
+        use crate::jobs::RetryError as E;
+        match e {
+            E::NotFound => WebError::NotFound,
+            E::Db(e) => e.into(),
+            e => WebError::Conflict(e.to_string()),
+        }
+    }
+}
+
 impl From<crate::api_keys::ApiKeyError> for WebError {
     fn from(e: crate::api_keys::ApiKeyError) -> Self {
         use crate::api_keys::ApiKeyError as E;

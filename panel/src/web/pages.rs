@@ -57,6 +57,14 @@ fn notice_text(code: &str) -> Option<&'static str> {
     Some(match code {
         "verified" => "Your email address is confirmed. You can log in now.",
         "reset" => "Your password was changed and every other session signed out. Log in with the new password.",
+        "invited" => "Your password is set. Log in to reach your reseller pages.",
+        "server_start" => "Start requested: the host follows shortly.",
+        "server_stop" => "Stop requested: the host follows shortly.",
+        "server_suspend" => "Suspended: the host follows shortly. The reason is in the audit log.",
+        "server_unsuspend" => "Suspension lifted: the server returns to the state it had.",
+        "server_terminate" => "Termination requested: the server is destroyed and its billing ends with the period paid for.",
+        "server_reinstall" => "Reinstall requested: the server is wiped and installed again.",
+        "job_retried" => "The job is queued again.",
         "logged_out" => "You are logged out.",
         "totp_on" => "Two-factor authentication is on. You will be asked for a code when you log in.",
         "totp_off" => "Two-factor authentication is off.",
@@ -182,6 +190,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(reset_request)
         .service(reset_form)
         .service(reset)
+        .service(invitation_form)
+        .service(invitation_accept)
         .service(account_show)
         .service(totp_begin)
         .service(totp_confirm)
@@ -591,6 +601,51 @@ async fn reset(
             with_password: true,
             error: Some(e.to_string()),
         }),
+        Err(e) => Err(WebError::internal(e)),
+    }
+}
+
+// ------------------------------------------------------------------ a reseller's invitation
+
+fn invitation_page(session: &Session, token: &str, error: Option<String>) -> ConfirmTokenPage {
+    ConfirmTokenPage {
+        ctx: Ctx::of(session),
+        heading: "Welcome: choose your password".into(),
+        action: format!("/invitation/{token}"),
+        button: "Set my password".into(),
+        with_password: true,
+        error,
+    }
+}
+
+/// The invitation's link shows a form rather than acting, so a mail scanner cannot use it up.
+#[get("/invitation/{token}")]
+async fn invitation_form(session: Session, token: web::Path<String>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    if !auth::token_is_live(&pool, &token, auth::TokenPurpose::ResellerInvite).await.map_err(WebError::internal)? {
+        return invalid(&MessagePage {
+            ctx: Ctx::of(&session),
+            heading: "Invitation expired".into(),
+            message: "This invitation was already used or has expired. Ask your provider for a new one, or reset your password.".into(),
+        });
+    }
+    ok(&invitation_page(&session, &token, None))
+}
+
+#[post("/invitation/{token}")]
+async fn invitation_accept(
+    session: Session,
+    token: web::Path<String>,
+    form: CsrfForm<PasswordForm>,
+    pool: web::Data<PgPool>,
+) -> Result<HttpResponse, WebError> {
+    match auth::accept_reseller_invitation(&pool, &token, &form.0.password).await {
+        Ok(_) => Ok(see_other("/login?done=invited")),
+        Err(AuthError::BadToken) => invalid(&MessagePage {
+            ctx: Ctx::of(&session),
+            heading: "Invitation expired".into(),
+            message: "This invitation was already used or has expired. Ask your provider for a new one, or reset your password.".into(),
+        }),
+        Err(e) if e.is_user_error() => invalid(&invitation_page(&session, &token, Some(e.to_string()))),
         Err(e) => Err(WebError::internal(e)),
     }
 }

@@ -1,14 +1,21 @@
 //! The reseller's own pages: a home with what it holds and its terms, its API keys (the token
 //! shown once), and its webhook endpoints with their delivery logs. Thin handlers over
 //! [`crate::api_keys`] and [`crate::webhooks`]; every lookup is *for* the logged-in reseller,
-//! so another reseller's key, endpoint or delivery is a 404. Its (wholesale) invoices are the
-//! customer invoice pages, which serve resellers too (`session::InvoiceHolder`).
+//! so another reseller's key, endpoint or delivery is a 404. Its customers and their servers are
+//! listed through the same scoped services the API uses ([`crate::resellers`]), each server with
+//! its state and the reseller's own invoices for it; another reseller's customer or server is a
+//! 404. Its (wholesale) invoices are the customer invoice pages, which serve resellers too
+//! (`session::InvoiceHolder`).
 
 use super::error::WebError;
 use super::pages::{invalid, ok, see_other, Ctx};
 use super::session::{CsrfForm, CurrentReseller};
+use crate::api_keys::Tenant;
 use crate::api_keys::{self, ApiKeyError, KeyRow, Scope};
 use crate::db::resellers as sql_resellers;
+use crate::db::resellers::CustomerRow;
+use crate::resellers::customers;
+use crate::resellers::servers::{self, ServerFilter, ServerRow};
 use crate::webhooks::{self, DeliveryRow, EndpointRow, WebhookError};
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use askama::Template;
@@ -18,6 +25,10 @@ use uuid::Uuid;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(home)
+        .service(customers_list)
+        .service(customer_show)
+        .service(servers_list)
+        .service(server_show)
         .service(keys_list)
         .service(key_create)
         .service(key_revoke)
@@ -100,6 +111,236 @@ async fn home(r: CurrentReseller, pool: web::Data<PgPool>) -> Result<HttpRespons
         None => TermsView::of(&sql_resellers::default_terms(&pool, r.account.id).await?, false),
     };
     ok(&HomePage { ctx: Ctx::of(&r.session), name: r.account.display_name.clone(), customers, servers, endpoints, keys, terms })
+}
+
+// ------------------------------------------------------------------ customers and servers
+
+/// Rows per page of the customer and server lists.
+const PAGE: i64 = 50;
+
+#[derive(Deserialize)]
+struct PageQuery {
+    cursor: Option<String>,
+}
+
+/// The `(created_at, id)` to continue after; a cursor that is not one of ours is a bad request.
+fn cursor_of(q: &PageQuery) -> Result<Option<(chrono::DateTime<chrono::Utc>, Uuid)>, WebError> {
+    q.cursor
+        .as_deref()
+        .filter(|c| !c.is_empty())
+        .map(crate::api::pagination::decode)
+        .transpose()
+        .map_err(|_| WebError::BadForm("that page link is not valid; start from the first page".into()))
+}
+
+pub struct CustomerView {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub status: String,
+    pub badge: &'static str,
+    pub created: String,
+}
+
+impl CustomerView {
+    fn of(ctx: &Ctx, c: &CustomerRow) -> Self {
+        use crate::accounts::AccountStatus as S;
+        let (status, badge) = match c.status {
+            S::Active => ("active", "ok"),
+            S::Suspended if c.suspended_by_reseller => ("suspended by you", "bad"),
+            S::Suspended => ("suspended by the provider", "bad"),
+            S::PendingVerification => ("waiting for verification", "warn"),
+            S::Closed => ("closed", ""),
+        };
+        CustomerView {
+            id: c.id,
+            email: c.email.clone(),
+            name: c.display_name.clone(),
+            status: status.into(),
+            badge,
+            created: ctx.when(&c.created_at),
+        }
+    }
+}
+
+/// A reseller's invoice for a server, as the lists show it.
+pub struct ServerInvoiceView {
+    pub id: Uuid,
+    pub number: String,
+    pub total: String,
+    pub status: String,
+    pub badge: &'static str,
+    pub period: String,
+}
+
+pub struct ServerView {
+    pub id: Uuid,
+    pub customer_id: Uuid,
+    pub customer: String,
+    pub hostname: String,
+    pub plan: String,
+    pub kind: String,
+    pub state: &'static str,
+    pub badge: &'static str,
+    pub desired: String,
+    pub observed: String,
+    pub billing: String,
+    pub addresses: String,
+    pub created: String,
+    /// Newest first.
+    pub invoices: Vec<ServerInvoiceView>,
+}
+
+impl ServerView {
+    /// The newest invoice, what the list shows.
+    pub fn latest(&self) -> Option<&ServerInvoiceView> {
+        self.invoices.first()
+    }
+}
+
+/// Servers with their states and the reseller's invoices for each.
+async fn server_views(ctx: &Ctx, pool: &PgPool, reseller: Uuid, rows: &[ServerRow]) -> Result<Vec<ServerView>, WebError> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let mut invoices = servers::invoices(pool, reseller, &ids).await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let (state, badge) = crate::vps::customer_state(r.desired_state, r.observed_state);
+            ServerView {
+                id: r.id,
+                customer_id: r.customer_id,
+                customer: r.customer_email.clone(),
+                hostname: r.hostname.clone(),
+                plan: r.plan.clone(),
+                kind: r.kind.as_str().to_string(),
+                state,
+                badge,
+                desired: r.desired_state.to_string(),
+                observed: r.observed_state.to_string(),
+                billing: r.billing_status.map(|s| s.to_string()).unwrap_or_else(|| "—".into()),
+                addresses: r.addresses.join(", "),
+                created: ctx.when(&r.created_at),
+                invoices: invoices
+                    .remove(&r.id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|i| {
+                        let v = super::customer::InvoiceView::from_row(i);
+                        ServerInvoiceView {
+                            id: v.row.id,
+                            badge: v.badge(),
+                            status: v.row.status.to_string(),
+                            number: v.number.clone(),
+                            total: v.total.clone(),
+                            period: v.period.clone(),
+                        }
+                    })
+                    .collect(),
+            }
+        })
+        .collect())
+}
+
+#[derive(Template)]
+#[template(path = "reseller/customers.html")]
+struct CustomersPage {
+    ctx: Ctx,
+    customers: Vec<CustomerView>,
+    next: Option<String>,
+}
+
+#[get("/reseller/customers")]
+async fn customers_list(r: CurrentReseller, pool: web::Data<PgPool>, q: web::Query<PageQuery>) -> Result<HttpResponse, WebError> {
+    let after = cursor_of(&q)?;
+    let tenant = Tenant::Reseller(r.account.id);
+    let rows = customers::list(&pool, tenant, None, after, PAGE + 1).await?;
+    let (rows, next) = crate::api::pagination::page(rows, PAGE, |c| (c.created_at, c.id));
+    let ctx = Ctx::of(&r.session);
+    let customers = rows.iter().map(|c| CustomerView::of(&ctx, c)).collect();
+    ok(&CustomersPage { ctx, customers, next })
+}
+
+#[derive(Template)]
+#[template(path = "reseller/customer.html")]
+struct CustomerPage {
+    ctx: Ctx,
+    customer: CustomerView,
+    country: String,
+    servers: Vec<ServerView>,
+    next: Option<String>,
+}
+
+#[get("/reseller/customers/{id}")]
+async fn customer_show(
+    r: CurrentReseller,
+    id: web::Path<Uuid>,
+    pool: web::Data<PgPool>,
+    q: web::Query<PageQuery>,
+) -> Result<HttpResponse, WebError> {
+    let tenant = Tenant::Reseller(r.account.id);
+    let c = customers::get(&pool, tenant, *id).await?;
+    let after = cursor_of(&q)?;
+    let filter = ServerFilter { customer: Some(c.id), ..Default::default() };
+    let rows = servers::list(&pool, tenant, &filter, after, PAGE + 1).await?;
+    let (rows, next) = crate::api::pagination::page(rows, PAGE, |s| (s.created_at, s.id));
+    let ctx = Ctx::of(&r.session);
+    let servers = server_views(&ctx, &pool, r.account.id, &rows).await?;
+    ok(&CustomerPage {
+        customer: CustomerView::of(&ctx, &c), country: c.country.clone().unwrap_or_else(|| "—".into()), ctx, servers, next
+    })
+}
+
+#[derive(Deserialize)]
+struct ServersQuery {
+    cursor: Option<String>,
+    state: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "reseller/servers.html")]
+struct ServersPage {
+    ctx: Ctx,
+    servers: Vec<ServerView>,
+    next: Option<String>,
+    state: String,
+    states: Vec<&'static str>,
+}
+
+/// Every server of the reseller's customers, newest first, optionally one desired state.
+#[get("/reseller/servers")]
+async fn servers_list(r: CurrentReseller, pool: web::Data<PgPool>, q: web::Query<ServersQuery>) -> Result<HttpResponse, WebError> {
+    let q = q.into_inner();
+    let after = cursor_of(&PageQuery { cursor: q.cursor })?;
+    let state = q.state.filter(|s| !s.is_empty());
+    let desired_state = state
+        .as_deref()
+        .map(str::parse::<crate::vps::DesiredState>)
+        .transpose()
+        .map_err(|_| WebError::BadForm("state must be one of the listed states".into()))?;
+    let tenant = Tenant::Reseller(r.account.id);
+    let filter = ServerFilter { desired_state, ..Default::default() };
+    let rows = servers::list(&pool, tenant, &filter, after, PAGE + 1).await?;
+    let (rows, next) = crate::api::pagination::page(rows, PAGE, |s| (s.created_at, s.id));
+    let ctx = Ctx::of(&r.session);
+    let servers = server_views(&ctx, &pool, r.account.id, &rows).await?;
+    let states = crate::vps::DesiredState::ALL.iter().map(|s| s.as_str()).collect();
+    ok(&ServersPage { ctx, servers, next, state: state.unwrap_or_default(), states })
+}
+
+#[derive(Template)]
+#[template(path = "reseller/server.html")]
+struct ServerPage {
+    ctx: Ctx,
+    server: ServerView,
+}
+
+#[get("/reseller/servers/{id}")]
+async fn server_show(r: CurrentReseller, id: web::Path<Uuid>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    let tenant = Tenant::Reseller(r.account.id);
+    let row = servers::get(pool.get_ref(), tenant, *id).await?;
+    let ctx = Ctx::of(&r.session);
+    let server = server_views(&ctx, &pool, r.account.id, &[row]).await?.pop().ok_or(WebError::NotFound)?;
+    ok(&ServerPage { ctx, server })
 }
 
 // ------------------------------------------------------------------ API keys

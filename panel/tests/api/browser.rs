@@ -365,3 +365,63 @@ async fn customer_pages_fit_a_390_px_phone() {
     assert!(chromium_pids(profile.path()).is_empty(), "Chromium is gone");
     result.expect("the phone pages load within 120 s");
 }
+
+/// In Chromium, the admin suspends a customer with a reason: the customer is mailed the reason,
+/// both servers end suspended (one was running, one stopped), the customer's own page says so;
+/// reactivation returns each server to the state it had.
+#[tokio::test]
+async fn an_admin_suspends_a_customer_with_a_reason_and_reactivates_them_in_chromium() {
+    let app = spawn_web_app().await;
+    let (ana, running) = crate::web_lifecycle::customer_with_server(&app, "held@example.com", "run.example.com").await;
+    let stopped = crate::web_customer::order_and_pay(&app, &ana, "stop.example.com").await.server;
+    sqlx::query("UPDATE instances SET desired_state = 'stopped' WHERE id = $1").bind(stopped).execute(&app.pool).await.unwrap();
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM accounts WHERE email = 'held@example.com'").fetch_one(&app.pool).await.unwrap();
+    let states = || async {
+        let rows: Vec<(String,)> = sqlx::query_as("SELECT desired_state::text FROM instances WHERE id = ANY($1) ORDER BY hostname")
+            .bind(vec![running, stopped])
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+        rows.into_iter().map(|r| r.0).collect::<Vec<_>>()
+    };
+    let driver = start_driver().await;
+    let profile = tempfile::tempdir().unwrap();
+    let c = browser(&driver, profile.path()).await;
+    let result = tokio::time::timeout(Duration::from_secs(120), async {
+        c.goto(&app.url("/login")).await.unwrap();
+        fill(&c, "email", "root@example.com").await;
+        fill(&c, "password", "admin password 123").await;
+        click(&c, "main form button[type=submit]").await;
+        at(&c, "/admin").await;
+        c.goto(&app.url(&format!("/admin/customers/{id}"))).await.unwrap();
+        page_with(&c, "held@example.com").await;
+        // The reason is required: the browser itself refuses an empty one.
+        click(&c, "#suspend-customer").await;
+        assert_eq!(c.current_url().await.unwrap().path(), format!("/admin/customers/{id}"));
+        assert_eq!(states().await, vec!["running", "stopped"], "nothing happened without a reason");
+        fill(&c, "reason", "Outgoing spam from run.example.com").await;
+        shot(&c, "admin-suspend-customer").await;
+        click(&c, "#suspend-customer").await;
+        page_with(&c, "Lift suspension").await;
+        assert_eq!(c.find(Locator::Id("status")).await.unwrap().text().await.unwrap(), "suspended");
+        let page = body(&c).await;
+        assert_eq!(page.matches("(suspended)").count(), 2, "both servers shown suspended: {page}");
+        assert_eq!(states().await, vec!["suspended", "suspended"]);
+        let mail = app.smtp.wait_for("held@example.com", "account is suspended").await;
+        assert!(mail.text().contains("Outgoing spam from run.example.com"), "the reason is mailed: {}", mail.text());
+        shot(&c, "admin-customer-suspended").await;
+
+        click(&c, "#reactivate-customer").await;
+        page_with(&c, "Suspend account").await;
+        assert_eq!(c.find(Locator::Id("status")).await.unwrap().text().await.unwrap(), "active");
+        let page = body(&c).await;
+        assert!(page.contains("(running)") && page.contains("(stopped)") && !page.contains("(suspended)"), "{page}");
+        assert_eq!(states().await, vec!["running", "stopped"], "each back to the state it had");
+        app.smtp.wait_for("held@example.com", "active again").await;
+        shot(&c, "admin-customer-reactivated").await;
+    })
+    .await;
+    shut_down(c, driver, profile.path()).await;
+    assert!(chromium_pids(profile.path()).is_empty(), "Chromium is gone");
+    result.expect("the suspension scenario finishes within 120 s");
+}

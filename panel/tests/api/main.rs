@@ -24,6 +24,7 @@ mod tax;
 mod vps_locks;
 mod web_admin;
 mod web_auth;
+mod web_cockpit;
 mod web_customer;
 mod web_lifecycle;
 mod web_reseller;

@@ -584,6 +584,16 @@ async fn the_openapi_document_and_reference_page_are_served_locally() {
         "the page documents the API itself"
     );
     assert!(!html.contains("<script src=\"http"), "no remote scripts");
+    // Each operation shows its curl line and examples (api/examples.rs).
+    assert_eq!(html.matches("<pre class=\"curl\">").count(), paths.values().map(|p| p.as_object().unwrap().len()).sum::<usize>(), "{html}");
+    assert!(
+        html.contains("curl -sS -X POST &quot;$VESSEL_URL/api/v1/servers&quot;")
+            || html.contains("curl -sS -X POST &#34;$VESSEL_URL/api/v1/servers&#34;"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<pre class=\"request\">") && html.contains("<pre class=\"response\">") && html.contains("web1.customer.example")
+    );
 }
 
 #[tokio::test]

@@ -243,9 +243,9 @@ async fn hosts_pools_templates_and_resellers_are_kept_and_audited() {
     let (s, _, body) =
         app.submit(&admin, "/admin/resellers", "/admin/resellers", &[("email", "shop@example.com"), ("name", "Shop Ltd")]).await;
     assert_eq!(s, 303, "{body}");
-    app.smtp.wait_for("shop@example.com", "Choose a new password").await;
+    app.smtp.wait_for("shop@example.com", "You are invited to resell").await;
     let (_, mail) = app.get(&admin, "/admin/emails").await;
-    assert!(mail.contains("shop@example.com") && mail.contains("password_reset"), "{mail}");
+    assert!(mail.contains("shop@example.com") && mail.contains("reseller_invitation"), "{mail}");
 
     let (_, audit) = app.get(&admin, "/admin/audit").await;
     for action in ["host.create", "host.register", "ip_pool.create", "ip_pool.generate", "os_template.create", "reseller.create"] {

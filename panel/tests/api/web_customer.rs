@@ -21,11 +21,17 @@ pub(crate) async fn add_credit(app: &WebApp, admin: &reqwest::Client, email: &st
 }
 
 pub(crate) async fn order_and_pay(app: &WebApp, c: &reqwest::Client, hostname: &str) -> Bought {
+    order_plan_and_pay(app, c, "burst-s", hostname).await
+}
+
+/// As [`order_and_pay`], for any plan.
+pub(crate) async fn order_plan_and_pay(app: &WebApp, c: &reqwest::Client, plan: &str, hostname: &str) -> Bought {
+    let page = format!("/order/{plan}");
     let (s, loc, body) = app
         .submit(
             c,
-            "/order/burst-s",
-            "/order/burst-s",
+            &page,
+            &page,
             &[
                 ("cycle", "monthly"),
                 ("os_template", "debian-12"),
@@ -278,6 +284,13 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
     let key = panel::api_keys::create(&app.pool, shop_id, "k", &[panel::api_keys::Scope::Read], None).await.unwrap().row.id;
     let ep = panel::webhooks::create_endpoint(&app.pool, shop_id, "https://hooks.example.com/x", None).await.unwrap().id;
     let delivery = crate::web_reseller::failed_delivery(&app, shop_id, ep).await;
+    let dead_job: Uuid = sqlx::query_scalar(
+        "INSERT INTO jobs (kind, payload, instance_id, status, attempts) VALUES ('instance.converge', jsonb_build_object('instance_id', $1::text), $1, 'dead', 10) RETURNING id",
+    )
+    .bind(b.server)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
 
     // (route as written in the source, path, who posts, a form that would be accepted with a token)
     let anon = client();
@@ -290,6 +303,9 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
         ("/reset", "/reset".into(), &anon, vec![("email", "ana@example.com".into())]),
         ("/reset/{token}", "/reset/sometoken".into(), &anon, vec![("password", "a brand new password".into())]),
         ("/verify/{token}", "/verify/sometoken".into(), &anon, vec![]),
+        ("/invitation/{token}", "/invitation/sometoken".into(), &anon, vec![("password", "a brand new password".into())]),
+        ("/admin/servers/{id}/action", format!("/admin/servers/{}/action", b.server), &admin, vec![("action", "stop".into())]),
+        ("/admin/jobs/{id}/retry", format!("/admin/jobs/{dead_job}/retry"), &admin, vec![]),
         ("/verify/resend", "/verify/resend".into(), &anon, vec![("email", "ana@example.com".into())]),
         (
             "/account/details",

@@ -15,7 +15,7 @@ fn quote_of(page: &str, code: &str) -> (i64, String) {
     (total, said)
 }
 
-async fn customer_with_server(app: &WebApp, email: &str, host: &str) -> (reqwest::Client, Uuid) {
+pub(crate) async fn customer_with_server(app: &WebApp, email: &str, host: &str) -> (reqwest::Client, Uuid) {
     let admin = app.admin("root@example.com").await;
     let c = app.customer(email).await;
     // Germany: the upgrade's invoice carries tax, so the quote must include it too.

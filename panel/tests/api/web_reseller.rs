@@ -290,3 +290,145 @@ async fn an_admin_saves_a_resellers_terms_audited_and_the_reseller_sees_them() {
     assert_eq!(s, 404);
     assert_eq!(app.get(&shop, &page).await.0, 404);
 }
+
+/// Through the reseller API, as the reseller's own systems would: a customer with one server.
+async fn api_customer_with_server(app: &WebApp, reseller: Uuid, email: &str, host: &str) -> (Uuid, Uuid) {
+    let token = panel::api_keys::create(&app.pool, reseller, "pages", &[panel::api_keys::Scope::Read, panel::api_keys::Scope::Write], None)
+        .await
+        .unwrap()
+        .token;
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: serde_json::Value| http.post(app.url(path)).bearer_auth(&token).json(&body).send();
+    let r = post("/api/v1/customers", serde_json::json!({ "email": email, "name": "End Customer", "country": "DE" })).await.unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let customer: Uuid = r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().parse().unwrap();
+    let r = post(
+        "/api/v1/servers",
+        serde_json::json!({ "customer_id": customer, "plan": "burst-s", "os_template": "debian-12", "hostname": host }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let server: Uuid = r.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().parse().unwrap();
+    (customer, server)
+}
+
+/// A reseller's pages list its customers and their servers with their states and the reseller's
+/// own invoice for each; another reseller's customer and server are 404s and appear nowhere.
+#[tokio::test]
+async fn a_reseller_lists_its_customers_and_servers_with_states_and_invoices_and_not_anothers() {
+    let app = spawn_web_app().await;
+    let (shop, shop_id) = reseller(&app, "shop@example.com").await;
+    let (_other, other_id) = reseller(&app, "other@example.com").await;
+    let (mine, my_server) = api_customer_with_server(&app, shop_id, "end@shop.example", "web1.shop.example").await;
+    let (theirs, their_server) = api_customer_with_server(&app, other_id, "end@other.example", "web1.other.example").await;
+    // The shop's server is suspended; the page must say so.
+    sqlx::query("UPDATE instances SET desired_state = 'suspended' WHERE id = $1").bind(my_server).execute(&app.pool).await.unwrap();
+
+    let (s, list) = app.get(&shop, "/reseller/customers").await;
+    assert_eq!(s, 200, "{list}");
+    assert!(list.contains("end@shop.example") && list.contains(&format!("/reseller/customers/{mine}")), "{list}");
+    assert!(!list.contains("end@other.example") && !list.contains(&theirs.to_string()), "another reseller's customer: {list}");
+
+    let (s, page) = app.get(&shop, &format!("/reseller/customers/{mine}")).await;
+    assert_eq!(s, 200, "{page}");
+    assert!(page.contains("web1.shop.example") && page.contains("Suspended") && page.contains("asked suspended"), "{page}");
+
+    // The reseller's (wholesale) invoice for the server, linked and openable by the reseller.
+    let (invoice, number): (Uuid, String) = sqlx::query_as(
+        "SELECT v.id, 'INV-' || v.number_year || '-' || lpad(v.number_seq::text, 6, '0') FROM invoices v
+           JOIN instances i ON i.subscription_id = v.subscription_id WHERE i.id = $1 AND v.account_id = $2",
+    )
+    .bind(my_server)
+    .bind(shop_id)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let (s, servers) = app.get(&shop, "/reseller/servers").await;
+    assert_eq!(s, 200, "{servers}");
+    assert!(servers.contains(&format!("/reseller/servers/{my_server}")) && servers.contains(&format!("/invoices/{invoice}")), "{servers}");
+    assert!(servers.contains(&number), "the invoice's number {number}: {servers}");
+    assert!(!servers.contains("web1.other.example") && !servers.contains(&their_server.to_string()), "{servers}");
+    let (s, one) = app.get(&shop, &format!("/reseller/servers/{my_server}")).await;
+    assert_eq!(s, 200, "{one}");
+    assert!(one.contains("end@shop.example") && one.contains(&number) && one.contains("issued"), "{one}");
+    assert_eq!(app.get(&shop, &format!("/invoices/{invoice}")).await.0, 200, "the reseller opens its invoice");
+
+    // Filtered by state: the suspended server is under "suspended", not under "running".
+    let (_, suspended) = app.get(&shop, "/reseller/servers?state=suspended").await;
+    assert!(suspended.contains("web1.shop.example"), "{suspended}");
+    let (_, running) = app.get(&shop, "/reseller/servers?state=running").await;
+    assert!(!running.contains("web1.shop.example"), "{running}");
+    assert_eq!(app.get(&shop, "/reseller/servers?state=exploded").await.0, 400);
+    assert_eq!(app.get(&shop, "/reseller/servers?cursor=nonsense").await.0, 400);
+
+    // Another reseller's customer and server: 404, as if they did not exist.
+    assert_eq!(app.get(&shop, &format!("/reseller/customers/{theirs}")).await.0, 404);
+    assert_eq!(app.get(&shop, &format!("/reseller/servers/{their_server}")).await.0, 404);
+    // A customer cannot open the reseller pages at all.
+    let end_user = app.customer("direct@example.com").await;
+    assert_ne!(app.get(&end_user, "/reseller/servers").await.0, 200);
+}
+
+/// A new reseller gets its own invitation (not the password-reset mail) with a link valid for
+/// the configured number of days, that works once and sets the password it chose.
+#[tokio::test]
+async fn a_new_reseller_is_invited_by_its_own_mail_with_a_link_valid_for_days_once() {
+    let app = crate::helpers::spawn_web_app_with(|s| s.resellers.invitation_ttl_days = 3).await;
+    let admin = app.admin("root@example.com").await;
+    let (s, _, body) =
+        app.submit(&admin, "/admin/resellers", "/admin/resellers", &[("email", "newshop@example.com"), ("name", "New Shop Ltd")]).await;
+    assert_eq!(s, 303, "{body}");
+    let mail = app.smtp.wait_for("newshop@example.com", "You are invited to resell").await;
+    let text = mail.text();
+    assert!(text.contains("valid for 3 days") && text.contains("works once"), "{text}");
+    assert!(!text.contains("asked to set a new password"), "not the reset mail: {text}");
+    let link = mail.link("/invitation/").expect("an invitation link");
+    let path = link.strip_prefix(&app.address).expect("the link points at the panel").to_string();
+    // No reset mail was sent besides it.
+    let resets: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM email_outbox WHERE template = 'password_reset'").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(resets, 0);
+    // Valid for three days (configured), not an hour.
+    let hours: f64 = sqlx::query_scalar(
+        "SELECT extract(epoch FROM expires_at - created_at)::float8 / 3600 FROM account_tokens WHERE purpose = 'reseller_invite'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!((hours - 72.0).abs() < 0.1, "{hours} hours");
+
+    // The admin's mail page does not show the link.
+    let (_, emails) = app.get(&admin, "/admin/emails").await;
+    assert!(emails.contains("reseller_invitation") && !emails.contains("/invitation/"), "{emails}");
+
+    // Opening the link shows a form and uses nothing; a short password is refused on the form.
+    let c = crate::helpers::client();
+    let (s, page) = app.get(&c, &path).await;
+    assert_eq!(s, 200, "{page}");
+    assert!(page.contains("choose your password"), "{page}");
+    let (s, _, body) = app.submit(&c, &path, &path, &[("password", "short")]).await;
+    assert_eq!(s, 422, "{body}");
+    let (s, loc, body) = app.submit(&c, &path, &path, &[("password", "reseller password 456")]).await;
+    assert_eq!((s, loc.as_str()), (303, "/login?done=invited"), "{body}");
+    // Once: the link is spent.
+    let (s, page) = app.get(&c, &path).await;
+    assert_eq!(s, 422, "{page}");
+    assert!(page.contains("Invitation expired"), "{page}");
+    // The chosen password logs the reseller in to its pages.
+    let (s, loc, body) =
+        app.submit(&c, "/login", "/login", &[("email", "newshop@example.com"), ("password", "reseller password 456")]).await;
+    assert_eq!((s, loc.as_str()), (303, "/reseller"), "{body}");
+
+    // An expired invitation is refused.
+    let (s, _, _) =
+        app.submit(&admin, "/admin/resellers", "/admin/resellers", &[("email", "late@example.com"), ("name", "Late Ltd")]).await;
+    assert_eq!(s, 303);
+    let late = app.smtp.wait_for("late@example.com", "You are invited to resell").await;
+    let late_path = late.link("/invitation/").unwrap().strip_prefix(&app.address).unwrap().to_string();
+    sqlx::query("UPDATE account_tokens SET created_at = now() - interval '4 days', expires_at = now() - interval '1 second' WHERE purpose = 'reseller_invite' AND used_at IS NULL")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(app.get(&c, &late_path).await.0, 422);
+}

@@ -3,6 +3,7 @@
 //! audited by the service with the admin's id and remote address.
 
 mod audit;
+mod cockpit;
 mod customers;
 mod forms;
 mod hosts;
@@ -24,6 +25,7 @@ use serde::Deserialize;
 use sqlx::PgPool;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    cockpit::configure(cfg);
     cfg.service(dashboard);
     plans::configure(cfg);
     hosts::configure(cfg);
@@ -64,12 +66,16 @@ fn admin_err_ref(e: &AdminError) -> Result<(), WebError> {
 struct DashboardPage {
     ctx: Ctx,
     stats: Vec<(&'static str, i64, &'static str)>,
+    waiting: Vec<cockpit::WaitingLine>,
+    failed: Vec<cockpit::FailedJob>,
 }
 
 #[get("/admin")]
-async fn dashboard(a: CurrentAdmin, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+async fn dashboard(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
     let counts = crate::db::admin_stats(&pool).await?;
-    ok(&DashboardPage { ctx: Ctx::of(&a.session), stats: counts })
+    let ctx = Ctx::of(&a.session).with_notice(q.done.as_deref());
+    let (waiting, failed) = cockpit::dashboard_lists(&ctx, &pool).await?;
+    ok(&DashboardPage { ctx, stats: counts, waiting, failed })
 }
 
 /// A form that moves something to a state (`to`), shared by several pages.

@@ -59,7 +59,7 @@ async fn reseller_create(
     pool: web::Data<PgPool>,
     settings: web::Data<Settings>,
 ) -> Result<HttpResponse, WebError> {
-    match admin::create_reseller(&pool, by(&a, &req), &settings.http.base_url, &f.0).await {
+    match admin::create_reseller(&pool, by(&a, &req), &settings.http.base_url, settings.resellers.invitation_ttl_days, &f.0).await {
         Ok(_) => Ok(see_other("/admin/resellers?done=saved")),
         Err(e) => {
             admin_err_ref(&e)?;
