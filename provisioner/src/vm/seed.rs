@@ -29,8 +29,19 @@ pub struct Seed {
     pub network_config: String,
 }
 
-/// Public resolvers the guest is told about (the host runs no resolver for it).
+/// Public resolvers the guest is told about when its pools name none (the host runs no
+/// resolver for it).
 const NAMESERVERS: [&str; 2] = ["1.1.1.1", "9.9.9.9"];
+
+/// The resolvers of the machine's address pools (the admin's, as the ready mail shows them), or
+/// the public defaults.
+fn nameservers(spec: &InstanceSpec) -> Vec<String> {
+    if spec.network.dns.is_empty() {
+        NAMESERVERS.iter().map(|s| s.to_string()).collect()
+    } else {
+        spec.network.dns.iter().map(|a| a.to_string()).collect()
+    }
+}
 
 impl Seed {
     pub fn for_instance(spec: &InstanceSpec, mac: MacAddr) -> Self {
@@ -62,7 +73,7 @@ impl Seed {
             "match": { "macaddress": mac.to_string() },
             "set-name": "eth0",
             "addresses": [],
-            "nameservers": { "addresses": NAMESERVERS },
+            "nameservers": { "addresses": nameservers(spec) },
         });
         if let Some(a) = &spec.network.ipv4 {
             eth["addresses"].as_array_mut().expect("an array").push(json!(format!("{}/{}", a.address, a.prefix_len)));
@@ -187,6 +198,11 @@ mod tests {
         assert_eq!((&eth["addresses"][1], &eth["gateway6"]), (&json!("2001:db8::7/64"), &json!("2001:db8::1")));
         assert_eq!(eth["set-name"], "eth0");
         assert_eq!(eth["nameservers"]["addresses"], json!(NAMESERVERS));
+        // The pool's resolvers, when the admin set them, are the ones the guest is told about.
+        let mut pooled = s.clone();
+        pooled.network.dns = vec!["192.0.2.53".parse().unwrap(), "2001:db8::53".parse().unwrap()];
+        let net: serde_json::Value = serde_json::from_str(&Seed::for_instance(&pooled, mac).network_config).unwrap();
+        assert_eq!(net["ethernets"]["eth0"]["nameservers"]["addresses"], json!(["192.0.2.53", "2001:db8::53"]));
         assert_eq!(
             (user["hostname"].as_str(), user["manage_etc_hosts"].as_bool()),
             (Some(s.hostname.to_string().split('.').next().unwrap()), Some(true))
