@@ -255,7 +255,9 @@ async fn scenario(app: &crate::helpers::WebApp, c: &Client) {
     assert_eq!(shown.len(), 20, "{shown}");
     shot(c, "05b-root-password").await;
     click(c, "#continue").await;
-    page_with(c, "pending_payment").await;
+    // The order's state in plain words, not the schema's `pending_payment`.
+    page_with(c, "Awaiting payment").await;
+    assert!(!body(c).await.contains("pending_payment"), "no raw state on the customer's page");
     assert!(!c.source().await.unwrap().contains(&shown), "the password is not shown again");
     shot(c, "06-order-state").await;
 
