@@ -9,6 +9,8 @@
 //!
 //! When `DATABASE_URL` is set, that server is used instead and no cluster is started.
 
+pub mod procs;
+
 use sqlx::migrate::Migrator;
 use sqlx::{Connection, Executor, PgConnection};
 use std::fs::{self, File, OpenOptions};

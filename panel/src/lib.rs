@@ -73,6 +73,7 @@ pub mod console;
 pub mod db;
 pub mod email;
 pub mod hosts;
+pub mod ids;
 pub mod instances;
 pub mod ip_pools;
 pub mod jobs;

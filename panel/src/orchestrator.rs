@@ -212,13 +212,7 @@ async fn converge(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
         if inst.desired_state.converged(status.state) {
             break;
         }
-        let next = match (inst.desired_state, status.state) {
-            (DesiredState::Running | DesiredState::Stopped, InstanceState::Suspended) => HostAction::Resume,
-            (DesiredState::Running, _) | (DesiredState::Suspended, InstanceState::Stopped | InstanceState::Crashed) => HostAction::Start,
-            (DesiredState::Stopped, _) => HostAction::Stop,
-            (DesiredState::Suspended, _) => HostAction::Suspend,
-            (DesiredState::Terminated, _) => break,
-        };
+        let Some(next) = inst.desired_state.next_host_action(status.state) else { break };
         status = client.action(iid, &next).await.map_err(host_failed)?;
     }
     record(ctx, id, &status).await?;

@@ -4,6 +4,7 @@
 //! in the same transaction; the orchestration acts on the jobs.
 
 use crate::db::{instances as inst_sql, invoices::InvoiceRow, subscriptions as sql, Tx};
+use crate::ids::{AccountId, InvoiceId, SubscriptionId};
 use crate::jobs::{self, Job};
 use crate::vps::{self, Request, Target};
 use chrono::{DateTime, Utc};
@@ -30,7 +31,7 @@ pub async fn on_invoice_paid(tx: &mut Tx<'_>, invoice: &InvoiceRow, now: DateTim
     match sub.status {
         SubscriptionStatus::Pending => activate(tx, sub.id, sub.order_id, now).await,
         SubscriptionStatus::Suspended if !sql::has_overdue(tx, sub.id, now, invoice.id).await? => {
-            unsuspend(tx, sub.id, sub.account_id, now).await
+            unsuspend(tx, SubscriptionId(sub.id), AccountId(sub.account_id), now).await
         }
         _ => Ok(()),
     }
@@ -47,8 +48,8 @@ async fn activate(tx: &mut Tx<'_>, sub: Uuid, order: Uuid, now: DateTime<Utc>) -
     Ok(())
 }
 
-async fn mail(tx: &mut Tx<'_>, account: Uuid, template: &str, sub: Uuid, key: String) -> Result<(), sqlx::Error> {
-    if let Some(email) = crate::db::payments::account_email(tx, account).await? {
+async fn mail(tx: &mut Tx<'_>, account: AccountId, template: &str, sub: SubscriptionId, key: String) -> Result<(), sqlx::Error> {
+    if let Some(email) = crate::db::payments::account_email(tx, account.0).await? {
         if let Ok(email) = crate::accounts::Email::parse(&email) {
             crate::outbox::enqueue(tx, &email, template, json!({ "subscription_id": sub }), Some(key)).await?;
         }
@@ -56,16 +57,22 @@ async fn mail(tx: &mut Tx<'_>, account: Uuid, template: &str, sub: Uuid, key: St
     Ok(())
 }
 
-pub async fn suspend(tx: &mut Tx<'_>, sub: Uuid, account: Uuid, invoice: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
-    sql::set_status(tx, sub, SubscriptionStatus::Suspended, now).await?;
-    vps::request_all(tx, Target::Subscription(sub), Request::BillingSuspend, now).await?;
+pub async fn suspend(
+    tx: &mut Tx<'_>,
+    sub: SubscriptionId,
+    account: AccountId,
+    invoice: InvoiceId,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sql::set_status(tx, sub.0, SubscriptionStatus::Suspended, now).await?;
+    vps::request_all(tx, Target::Subscription(sub.0), Request::BillingSuspend, now).await?;
     mail(tx, account, "service_suspended", sub, format!("service_suspended:{invoice}")).await
 }
 
-pub async fn unsuspend(tx: &mut Tx<'_>, sub: Uuid, account: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
-    sql::set_status(tx, sub, SubscriptionStatus::Active, now).await?;
+pub async fn unsuspend(tx: &mut Tx<'_>, sub: SubscriptionId, account: AccountId, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    sql::set_status(tx, sub.0, SubscriptionStatus::Active, now).await?;
     // What its owner suspended stays suspended: the payment lifts billing's suspension only.
-    vps::request_all(tx, Target::Subscription(sub), Request::BillingUnsuspend, now).await?;
+    vps::request_all(tx, Target::Subscription(sub.0), Request::BillingUnsuspend, now).await?;
     mail(tx, account, "service_unsuspended", sub, format!("service_unsuspended:{sub}:{}", now.timestamp())).await
 }
 
@@ -88,8 +95,14 @@ pub async fn end_by_owner(
     Ok(refund)
 }
 
-pub async fn terminate(tx: &mut Tx<'_>, sub: Uuid, account: Uuid, invoice: Uuid, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
-    sql::set_status(tx, sub, SubscriptionStatus::Terminated, now).await?;
-    vps::request_all(tx, Target::Subscription(sub), Request::BillingTerminate, now).await?;
+pub async fn terminate(
+    tx: &mut Tx<'_>,
+    sub: SubscriptionId,
+    account: AccountId,
+    invoice: InvoiceId,
+    now: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    sql::set_status(tx, sub.0, SubscriptionStatus::Terminated, now).await?;
+    vps::request_all(tx, Target::Subscription(sub.0), Request::BillingTerminate, now).await?;
     mail(tx, account, "service_terminated", sub, format!("service_terminated:{invoice}")).await
 }

@@ -18,7 +18,7 @@ use crate::jobs::Job;
 use crate::subscriptions::SubscriptionStatus;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
-use vessel_core::{Action, InstanceState};
+use vessel_core::{Action, HostAction, InstanceState};
 
 pg_enum! {
     /// What the panel wants a VPS to be (`desired_state` in the schema).
@@ -40,6 +40,24 @@ impl DesiredState {
                 | (DesiredState::Stopped, InstanceState::Stopped)
                 | (DesiredState::Suspended, InstanceState::Suspended)
         )
+    }
+
+    /// The one host action that moves an instance the host reports as `observed` towards this
+    /// state, or `None` when there is nothing to ask (converged, or terminated: that is a
+    /// destroy, not a step). The reconciler's converge job repeats it until converged.
+    pub fn next_host_action(self, observed: InstanceState) -> Option<HostAction> {
+        use DesiredState as D;
+        use InstanceState as S;
+        if self.converged(observed) {
+            return None;
+        }
+        Some(match (self, observed) {
+            (D::Running | D::Stopped, S::Suspended) => HostAction::Resume,
+            (D::Running, _) | (D::Suspended, S::Stopped | S::Crashed) => HostAction::Start,
+            (D::Stopped, _) => HostAction::Stop,
+            (D::Suspended, _) => HostAction::Suspend,
+            (D::Terminated, _) => return None,
+        })
     }
 }
 
@@ -638,6 +656,54 @@ mod tests {
         let billed = VpsState { desired: D::Suspended, billing: Some(S::Suspended), ..in_rescue };
         assert_eq!(transition(&billed, R::LeaveRescue), Err(Refusal::Suspended));
         assert_eq!(transition(&VpsState { desired: D::Terminated, ..stopped }, R::Rescue), Err(Refusal::Terminated));
+    }
+
+    /// What a host does with each step in each state (by the host's own rules): enough of a
+    /// host to check that converging from anywhere stable arrives.
+    fn host_after(a: &HostAction, s: InstanceState) -> InstanceState {
+        use InstanceState as S;
+        match (a, s) {
+            (HostAction::Start, _) => S::Running,
+            (HostAction::Stop, _) => S::Stopped,
+            (HostAction::Suspend, _) => S::Suspended,
+            (HostAction::Resume, _) => S::Running,
+            (other, s) => panic!("converge never asks {other:?} (in {s:?})"),
+        }
+    }
+
+    #[test]
+    fn the_converge_step_for_every_desired_and_reported_state() {
+        use HostAction as A;
+        use InstanceState as S;
+        let all = [S::Creating, S::Stopped, S::Running, S::Suspended, S::Crashed, S::Destroying];
+        let table: [(D, [Option<A>; 6]); 4] = [
+            //            Creating          Stopped           Running          Suspended         Crashed           Destroying
+            (D::Running, [Some(A::Start), Some(A::Start), None, Some(A::Resume), Some(A::Start), Some(A::Start)]),
+            (D::Stopped, [Some(A::Stop), None, Some(A::Stop), Some(A::Resume), Some(A::Stop), Some(A::Stop)]),
+            (D::Suspended, [Some(A::Suspend), Some(A::Start), Some(A::Suspend), None, Some(A::Start), Some(A::Suspend)]),
+            (D::Terminated, [None, None, None, None, None, None]),
+        ];
+        assert_eq!(table.len(), D::ALL.len());
+        for (d, row) in &table {
+            for (o, want) in all.iter().zip(row) {
+                assert_eq!(d.next_host_action(*o).as_ref(), want.as_ref(), "{d:?} reported {o:?}");
+            }
+        }
+        // From every state a host settles in, each step is one the host takes in that state,
+        // and the converge job's four steps are enough.
+        for d in [D::Running, D::Stopped, D::Suspended] {
+            for start in [S::Stopped, S::Running, S::Suspended, S::Crashed] {
+                let mut s = start;
+                let mut steps = 0;
+                while let Some(a) = d.next_host_action(s) {
+                    assert!(a.allowed_in(s), "{d:?}: {a:?} in {s:?}");
+                    s = host_after(&a, s);
+                    steps += 1;
+                    assert!(steps <= 4, "{d:?} from {start:?} does not converge");
+                }
+                assert!(d.converged(s), "{d:?} from {start:?} ended in {s:?}");
+            }
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use vessel_devdb::procs::chromium_pids;
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -16,21 +17,6 @@ pub struct Browser {
     driver: Child,
     port: u16,
     profile: tempfile::TempDir,
-}
-
-/// Processes whose command line names our profile directory (our own Chromium).
-fn chromium_pids(profile: &Path) -> Vec<i32> {
-    let needle = format!("--user-data-dir={}", profile.display());
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
-            if cmd.split(|b| *b == 0).any(|a| a == needle.as_bytes()) {
-                out.push(pid);
-            }
-        }
-    }
-    out
 }
 
 impl Browser {

@@ -288,9 +288,9 @@ impl World {
                 let mut tx = self.pool.begin().await.unwrap();
                 let now = panel::clock::Clock::now(&clock);
                 if desired == "suspended" {
-                    panel::subscriptions::suspend(&mut tx, sub, payer, invoice, now).await.unwrap();
+                    panel::subscriptions::suspend(&mut tx, sub.into(), payer.into(), invoice.into(), now).await.unwrap();
                 } else {
-                    panel::subscriptions::terminate(&mut tx, sub, payer, invoice, now).await.unwrap();
+                    panel::subscriptions::terminate(&mut tx, sub.into(), payer.into(), invoice.into(), now).await.unwrap();
                 }
                 tx.commit().await.unwrap();
             }

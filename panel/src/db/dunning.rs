@@ -1,14 +1,15 @@
 //! SQL for `dunning_events` over unpaid invoices.
 
 use super::Tx;
+use crate::ids::{AccountId, InvoiceId, SubscriptionId};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct Step {
-    pub invoice_id: Uuid,
-    pub subscription_id: Uuid,
-    pub account_id: Uuid,
+    pub invoice_id: InvoiceId,
+    pub subscription_id: SubscriptionId,
+    pub account_id: AccountId,
 }
 
 /// Records a reminder step for every unpaid invoice whose due date is before `threshold`

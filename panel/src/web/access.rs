@@ -29,7 +29,7 @@ struct KeysPage {
 async fn keys_page_for(c: &CurrentCustomer, pool: &PgPool) -> Result<KeysPage, WebError> {
     Ok(KeysPage {
         ctx: Ctx::of(&c.session),
-        keys: access::keys_of(pool, c.account.id).await.map_err(WebError::internal)?,
+        keys: access::keys_of(pool, c.account.id).await?,
         name: String::new(),
         public_key: String::new(),
         error: None,
@@ -59,7 +59,7 @@ async fn key_add(c: CurrentCustomer, f: CsrfForm<KeyForm>, pool: web::Data<PgPoo
             page.error = Some(e.to_string());
             invalid(&page)
         }
-        Err(e) => Err(WebError::internal(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -72,8 +72,7 @@ async fn key_delete(
 ) -> Result<HttpResponse, WebError> {
     match access::delete_key(&pool, c.account.id, *id).await {
         Ok(()) => Ok(see_other("/account/ssh-keys")),
-        Err(AccessError::UnknownKey) => Err(WebError::NotFound),
-        Err(e) => Err(WebError::internal(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -93,7 +92,7 @@ pub struct PasswordShown {
 
 /// Answers with the page that shows the password; never cached, never stored.
 pub fn show_password(page: &PasswordShown) -> Result<HttpResponse, WebError> {
-    let html = page.render().map_err(WebError::internal)?;
+    let html = page.render()?;
     Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").insert_header(("Cache-Control", "no-store")).body(html))
 }
 
@@ -120,6 +119,6 @@ async fn password_reset(
         }),
         Err(AccessError::NoServer) => Err(WebError::NotFound),
         Err(e) if e.is_user_error() => Err(WebError::BadForm(e.to_string())),
-        Err(e) => Err(WebError::internal(e)),
+        Err(e) => Err(e.into()),
     }
 }

@@ -32,7 +32,7 @@ struct ConsolePage {
 
 /// A page with a fresh token in it: never cached, never shown to anyone else.
 fn no_store(page: &ConsolePage) -> Result<HttpResponse, WebError> {
-    let html = page.render().map_err(WebError::internal)?;
+    let html = page.render()?;
     Ok(HttpResponse::Ok().content_type("text/html; charset=utf-8").insert_header(("Cache-Control", "no-store")).body(html))
 }
 
@@ -45,10 +45,8 @@ async fn server_console(
     settings: web::Data<Settings>,
 ) -> Result<HttpResponse, WebError> {
     let s = crate::instances::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
-    let mut conn = pool.acquire().await.map_err(WebError::internal)?;
-    let issued = console::issue(&mut conn, s.id, c.account.id, Via::Web, Duration::from_secs(settings.console.token_ttl_secs))
-        .await
-        .map_err(WebError::internal)?;
+    let mut conn = pool.acquire().await?;
+    let issued = console::issue(&mut conn, s.id, c.account.id, Via::Web, Duration::from_secs(settings.console.token_ttl_secs)).await?;
     no_store(&ConsolePage {
         ctx: Ctx::of(&c.session),
         title: s.hostname.clone(),

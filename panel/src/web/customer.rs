@@ -110,7 +110,7 @@ async fn order_page(c: &CurrentCustomer, pool: &PgPool, code: &str) -> Result<Or
         error: None,
         field: String::new(),
         // Every saved key is ticked by default: what a customer with one key expects.
-        keys: crate::access::keys_of(pool, c.account.id).await.map_err(WebError::internal)?.into_iter().map(|k| (k, true)).collect(),
+        keys: crate::access::keys_of(pool, c.account.id).await?.into_iter().map(|k| (k, true)).collect(),
     })
 }
 
@@ -180,7 +180,7 @@ async fn order_place(
     let chosen = match crate::access::choose(pool.get_ref(), c.account.id, access_req).await {
         Ok(chosen) => chosen,
         Err(e) if e.is_user_error() => return order_again(&c, &pool, &code, f, e.field(), &e.to_string()).await,
-        Err(e) => return Err(WebError::internal(e)),
+        Err(e) => return Err(e.into()),
     };
     let result = match cycle {
         None => return Err(WebError::BadForm("the billing cycle must be monthly, quarterly or annual".into())),
@@ -206,9 +206,10 @@ async fn order_place(
             next: format!("/orders/{}?done=ordered", placed.order_id),
         }),
         Ok(placed) => Ok(see_other(&format!("/orders/{}?done=ordered", placed.order_id))),
-        Err(OrderError::UnknownPlan) => Err(WebError::NotFound),
-        Err(e) if e.is_user_error() => order_again(&c, &pool, &code, f, e.field().unwrap_or(""), &e.to_string()).await,
-        Err(e) => Err(WebError::internal(e)),
+        Err(e) if e.is_user_error() && !matches!(e, OrderError::UnknownPlan) => {
+            order_again(&c, &pool, &code, f, e.field().unwrap_or(""), &e.to_string()).await
+        }
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -429,17 +430,7 @@ pub async fn invoice_pdf(pool: &PgPool, chromium: &str, row: InvoiceRow, lines: 
     }
     let id = row.id;
     let page = InvoicePdf { inv: InvoiceView::new(row, lines).with_parties(pool).await?, css: include_str!("../../../static/vessel.css") };
-    billing::pdf::archived(pool, chromium, id, &page.render()?).await.map_err(|e| match e {
-        billing::pdf::PdfError::NotIssued => WebError::NotFound,
-        billing::pdf::PdfError::Unavailable(..) => {
-            tracing::error!(error = %e, "invoice PDFs cannot be rendered: install chromium (billing.pdf_chromium)");
-            WebError::Unavailable(
-                "PDF invoices cannot be made right now. The invoice's page shows everything it says; please try the PDF again later."
-                    .into(),
-            )
-        }
-        e => WebError::internal(e),
-    })
+    Ok(billing::pdf::archived(pool, chromium, id, &page.render()?).await?)
 }
 
 /// Archives the PDF of up to `limit` issued invoices that have none and are not in `failed`
@@ -779,7 +770,7 @@ async fn server_show(
 ) -> Result<HttpResponse, WebError> {
     let s = instances::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
     let charts = charts(&pool, clock.as_ref().as_ref(), c.account.id, &s).await?;
-    let way_in = crate::db::access::instance_access(pool.get_ref(), s.id).await.map_err(WebError::internal)?.unwrap_or_default();
+    let way_in = crate::db::access::instance_access(pool.get_ref(), s.id).await?.unwrap_or_default();
     let renewal = renewal_line(&pool, c.account.id, &s).await?;
     let network = instances::network_of(&pool, s.id).await?;
     ok(&ServerPage { ctx: Ctx::of(&c.session).with_notice(q.done.as_deref()), s, renewal, error: None, charts, way_in, network })
@@ -919,9 +910,7 @@ async fn plan_page(c: &CurrentCustomer, pool: &PgPool, clock: &dyn Clock, id: Uu
         let cur = crate::db::subscriptions::renewal_view(pool, sub, c.account.id).await?.map(|r| r.currency).unwrap_or_default();
         let (quote, refused) = match instances::quote_plan_change(pool, clock, c.account.id, id, &code).await {
             Ok(q) => (Some(q), None),
-            Err(instances::InstanceError::NotFound) => return Err(WebError::NotFound),
-            Err(instances::InstanceError::Db(e)) => return Err(e.into()),
-            Err(e) => (None, Some(e.to_string())),
+            Err(e) => (None, Some(WebError::mistake(e)?)),
         };
         choices.push(PlanChoice { code, name, price: money(price, &cur), quote, refused });
     }
@@ -961,9 +950,7 @@ async fn plan_change(
             (instances::QuoteKind::Charge, Some(inv)) => Ok(see_other(&format!("/invoices/{inv}?done=plan_changed"))),
             _ => Ok(see_other(&format!("/servers/{id}?done=plan_changed"))),
         },
-        Err(instances::InstanceError::NotFound) => Err(WebError::NotFound),
-        Err(instances::InstanceError::Db(e)) => Err(e.into()),
-        Err(e) => invalid(&plan_page(&c, &pool, clock, *id, Some(e.to_string())).await?),
+        Err(e) => invalid(&plan_page(&c, &pool, clock, *id, Some(WebError::mistake(e)?)).await?),
     }
 }
 
@@ -989,9 +976,10 @@ async fn cancel_page(
     let renewal = renewal_line(pool, c.account.id, &s).await?;
     let now = match instances::quote_terminate(pool, clock, c.account.id, id).await {
         Ok(q) => Some(q),
-        Err(instances::InstanceError::NotFound) => return Err(WebError::NotFound),
-        Err(instances::InstanceError::Db(e)) => return Err(e.into()),
-        Err(_) => None,
+        Err(e) => {
+            WebError::mistake(e)?;
+            None
+        }
     };
     Ok(CancelPage { ctx: Ctx::of(&c.session), s, renewal, now, error })
 }
@@ -1031,9 +1019,7 @@ async fn cancel(
     };
     match r {
         Ok(done) => Ok(see_other(&format!("/servers/{id}?done={done}"))),
-        Err(instances::InstanceError::NotFound) => Err(WebError::NotFound),
-        Err(instances::InstanceError::Db(e)) => Err(e.into()),
-        Err(e) => invalid(&cancel_page(&c, &pool, clock, *id, Some(e.to_string())).await?),
+        Err(e) => invalid(&cancel_page(&c, &pool, clock, *id, Some(WebError::mistake(e)?)).await?),
     }
 }
 
@@ -1051,8 +1037,7 @@ pub async fn admin_customer_extra(pool: &PgPool, c: &crate::db::admin::AccountRo
     let cur = Currency::parse(&c.currency).map_err(WebError::internal)?;
     let credit = billing::payments::credit_balance(pool, c.id, cur).await?;
     let invoices = billing::invoices::list_for(pool, c.id)
-        .await
-        .map_err(WebError::internal)?
+        .await?
         .into_iter()
         .filter(|r| r.status != InvoiceStatus::Draft)
         .map(|r| InvoiceView::new(r, Vec::new()))

@@ -118,6 +118,58 @@ impl From<crate::api_keys::ApiKeyError> for WebError {
     }
 }
 
+impl From<crate::auth::AuthError> for WebError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        match e {
+            crate::auth::AuthError::Db(e) => e.into(),
+            e if e.is_user_error() => WebError::Conflict(e.to_string()),
+            e => WebError::internal(e),
+        }
+    }
+}
+
+impl From<crate::access::AccessError> for WebError {
+    fn from(e: crate::access::AccessError) -> Self {
+        use crate::access::AccessError as E;
+        match e {
+            E::UnknownKey | E::NoServer => WebError::NotFound,
+            E::Db(e) => e.into(),
+            e if e.is_user_error() => WebError::Conflict(e.to_string()),
+            e => WebError::internal(e),
+        }
+    }
+}
+
+impl From<crate::orders::OrderError> for WebError {
+    fn from(e: crate::orders::OrderError) -> Self {
+        use crate::orders::OrderError as E;
+        match e {
+            E::UnknownPlan => WebError::NotFound,
+            E::Db(e) => e.into(),
+            E::Billing(e) => e.into(),
+            e => WebError::Conflict(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::billing::pdf::PdfError> for WebError {
+    fn from(e: crate::billing::pdf::PdfError) -> Self {
+        use crate::billing::pdf::PdfError as E;
+        match e {
+            E::NotIssued => WebError::NotFound,
+            E::Unavailable(..) => {
+                tracing::error!(error = %e, "invoice PDFs cannot be rendered: install chromium (billing.pdf_chromium)");
+                WebError::Unavailable(
+                    "PDF invoices cannot be made right now. The invoice's page shows everything it says; please try the PDF again later."
+                        .into(),
+                )
+            }
+            E::Db(e) => e.into(),
+            e => WebError::internal(e),
+        }
+    }
+}
+
 impl WebError {
     /// A service error as a page sees it: `Ok(message)` for a mistake to show on the form,
     /// `Err` for a 404 or a failure.

@@ -303,7 +303,7 @@ async fn signup(
     match auth::limit_mail_request(&pool, auth::MailRequest::SignUp, &f.email, super::remote_addr(&req)).await {
         Ok(()) => {}
         Err(e @ AuthError::TooManyMails { .. }) => return too_many_mails(&session, &e),
-        Err(e) => return Err(WebError::internal(e)),
+        Err(e) => return Err(e.into()),
     }
     let r = auth::sign_up(
         &pool,
@@ -333,7 +333,7 @@ async fn signup(
                 error: Some(e.to_string()),
             })
         }
-        Err(e) => Err(WebError::internal(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -357,7 +357,7 @@ async fn verify_form(
     pool: web::Data<PgPool>,
     q: web::Query<Done>,
 ) -> Result<HttpResponse, WebError> {
-    if !auth::token_is_live(&pool, &token, auth::TokenPurpose::VerifyEmail).await.map_err(WebError::internal)? {
+    if !auth::token_is_live(&pool, &token, auth::TokenPurpose::VerifyEmail).await? {
         return invalid(&MessagePage { ctx: Ctx::of(&session), heading: "Link expired".into(), message: AuthError::BadToken.to_string() });
     }
     ok(&ConfirmTokenPage {
@@ -384,9 +384,9 @@ async fn verify_resend(
     match auth::limit_mail_request(&pool, auth::MailRequest::Verification, &form.0.email, super::remote_addr(&req)).await {
         Ok(()) => {}
         Err(e @ AuthError::TooManyMails { .. }) => return too_many_mails(&session, &e),
-        Err(e) => return Err(WebError::internal(e)),
+        Err(e) => return Err(e.into()),
     }
-    auth::resend_verification(&pool, &settings.http.base_url, &form.0.email).await.map_err(WebError::internal)?;
+    auth::resend_verification(&pool, &settings.http.base_url, &form.0.email).await?;
     ok(&MessagePage {
         ctx: Ctx::of(&session),
         heading: "Check your email".into(),
@@ -411,7 +411,7 @@ async fn verify(
         Err(e @ AuthError::BadToken) => {
             invalid(&MessagePage { ctx: Ctx::of(&session), heading: "Link expired".into(), message: e.to_string() })
         }
-        Err(e) => Err(WebError::internal(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -470,7 +470,7 @@ async fn login(req: HttpRequest, session: Session, form: CsrfForm<LoginForm>, po
             let resend = matches!(e, AuthError::NotVerified);
             html(status, &LoginPage { ctx: Ctx::of(&session), email: f.email, next: f.next, error: Some(e.to_string()), resend })
         }
-        Err(e) => Err(WebError::internal(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -512,7 +512,7 @@ async fn totp(req: HttpRequest, session: Session, form: CsrfForm<CodeForm>, pool
             Ok(see_other(&safe_next(Some(&f.next)).unwrap_or_else(|| home.to_string())))
         }
         Err(e) if e.is_user_error() => invalid(&TotpPage { ctx: Ctx::of(&session), next: f.next, error: Some(e.to_string()) }),
-        Err(e) => Err(WebError::internal(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -551,9 +551,9 @@ async fn reset_request(
     match auth::limit_mail_request(&pool, auth::MailRequest::PasswordReset, &form.0.email, super::remote_addr(&req)).await {
         Ok(()) => {}
         Err(e @ AuthError::TooManyMails { .. }) => return too_many_mails(&session, &e),
-        Err(e) => return Err(WebError::internal(e)),
+        Err(e) => return Err(e.into()),
     }
-    auth::request_password_reset(&pool, &settings.http.base_url, &form.0.email).await.map_err(WebError::internal)?;
+    auth::request_password_reset(&pool, &settings.http.base_url, &form.0.email).await?;
     ok(&MessagePage {
         ctx: Ctx::of(&session),
         heading: "Check your email".into(),
@@ -563,7 +563,7 @@ async fn reset_request(
 
 #[get("/reset/{token}")]
 async fn reset_form(session: Session, token: web::Path<String>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
-    if !auth::token_is_live(&pool, &token, auth::TokenPurpose::PasswordReset).await.map_err(WebError::internal)? {
+    if !auth::token_is_live(&pool, &token, auth::TokenPurpose::PasswordReset).await? {
         return invalid(&MessagePage { ctx: Ctx::of(&session), heading: "Link expired".into(), message: AuthError::BadToken.to_string() });
     }
     ok(&ConfirmTokenPage {
@@ -601,7 +601,7 @@ async fn reset(
             with_password: true,
             error: Some(e.to_string()),
         }),
-        Err(e) => Err(WebError::internal(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -668,8 +668,7 @@ async fn totp_view(pool: &PgPool, a: &crate::db::auth::AccountAuth) -> Result<To
         _ => None,
     };
     let qr_svg = enrolling.as_ref().map(|(_, url)| auth::totp_qr_svg(url)).unwrap_or_default();
-    let recovery_left =
-        if a.totp_enabled_at.is_some() { auth::recovery_codes_left(pool, a.id).await.map_err(WebError::internal)? } else { 0 };
+    let recovery_left = if a.totp_enabled_at.is_some() { auth::recovery_codes_left(pool, a.id).await? } else { 0 };
     Ok(TotpView { enabled: a.totp_enabled_at.is_some(), enrolling, qr_svg, recovery_left })
 }
 
@@ -727,7 +726,7 @@ struct SecurityPage {
 async fn security_page(who: &AnyAccount, pool: &PgPool, done: Option<&str>, error: Option<String>) -> Result<SecurityPage, WebError> {
     let a = crate::db::auth::account_by_id(pool, who.account.id).await?.ok_or(WebError::NotFound)?;
     let staff = matches!(a.role, Role::Admin | Role::Reseller);
-    let required = staff && a.totp_enabled_at.is_none() && auth::staff_two_factor_required(pool).await.map_err(WebError::internal)?;
+    let required = staff && a.totp_enabled_at.is_none() && auth::staff_two_factor_required(pool).await?;
     Ok(SecurityPage {
         ctx: Ctx::of(&who.session).with_notice(done),
         email: a.email.clone(),
@@ -784,7 +783,7 @@ async fn password_change(
             Ok(see_other(&format!("{}?done=password_changed", totp_home(&who))))
         }
         Err(e) if e.is_user_error() => totp_mistake(&who, &pool, e.to_string()).await,
-        Err(e) => Err(WebError::internal(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -807,19 +806,19 @@ async fn email_change(
     match auth::limit_mail_request(&pool, auth::MailRequest::EmailChange, &f.0.new_email, addr).await {
         Ok(()) => {}
         Err(e @ AuthError::TooManyMails { .. }) => return too_many_mails(&who.session, &e),
-        Err(e) => return Err(WebError::internal(e)),
+        Err(e) => return Err(e.into()),
     }
     match auth::request_email_change(&pool, &settings.http.base_url, who.account.id, &f.0.current_password, &f.0.new_email, addr).await {
         Ok(()) => Ok(see_other(&format!("{}?done=email_sent", totp_home(&who)))),
         Err(e) if e.is_user_error() => totp_mistake(&who, &pool, e.to_string()).await,
-        Err(e) => Err(WebError::internal(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// The link mailed to a new address shows a button (mail scanners do not use it up).
 #[get("/account/email/{token}")]
 async fn email_change_form(session: Session, token: web::Path<String>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
-    if !auth::token_is_live(&pool, &token, auth::TokenPurpose::ChangeEmail).await.map_err(WebError::internal)? {
+    if !auth::token_is_live(&pool, &token, auth::TokenPurpose::ChangeEmail).await? {
         return invalid(&MessagePage { ctx: Ctx::of(&session), heading: "Link expired".into(), message: AuthError::BadToken.to_string() });
     }
     ok(&ConfirmTokenPage {
@@ -848,7 +847,7 @@ async fn email_change_confirm(
         Err(e) if e.is_user_error() => {
             invalid(&MessagePage { ctx: Ctx::of(&session), heading: "Not changed".into(), message: e.to_string() })
         }
-        Err(e) => Err(WebError::internal(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -861,7 +860,7 @@ async fn totp_begin(
     if who.account.totp_enabled_at.is_some() {
         return Err(WebError::Conflict("Two-factor authentication is already on; turn it off first to enrol a new device.".into()));
     }
-    auth::begin_totp(&pool, &who.account).await.map_err(WebError::internal)?;
+    auth::begin_totp(&pool, &who.account).await?;
     Ok(see_other(totp_home(&who)))
 }
 
@@ -888,7 +887,7 @@ async fn totp_confirm(who: AnyAccount, f: CsrfForm<CodeForm>, pool: web::Data<Pg
             recovery_codes_page(&who, "Two-factor authentication is on", codes, &back)
         }
         Err(e) if e.is_user_error() => totp_mistake(&who, &pool, e.to_string()).await,
-        Err(e) => Err(WebError::internal(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -906,7 +905,7 @@ async fn totp_recovery_codes(
     match auth::regenerate_recovery_codes(&pool, who.account.id, &f.0.code, super::remote_addr(&req)).await {
         Ok(codes) => recovery_codes_page(&who, "New recovery codes", codes, totp_home(&who)),
         Err(e) if e.is_user_error() => totp_mistake(&who, &pool, e.to_string()).await,
-        Err(e) => Err(WebError::internal(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -915,7 +914,7 @@ async fn totp_disable(req: HttpRequest, who: AnyAccount, f: CsrfForm<CodeForm>, 
     match auth::disable_totp(&pool, who.account.id, &f.0.code, super::remote_addr(&req)).await {
         Ok(()) => Ok(see_other(&format!("{}?done=totp_off", totp_home(&who)))),
         Err(e) if e.is_user_error() => totp_mistake(&who, &pool, e.to_string()).await,
-        Err(e) => Err(WebError::internal(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -940,6 +939,6 @@ async fn profile(InvoiceHolder(c): InvoiceHolder, f: CsrfForm<ProfileForm>, pool
     match auth::update_profile(&pool, c.account.id, p).await {
         Ok(()) => Ok(see_other("/account?done=saved")),
         Err(e) if e.is_user_error() => invalid(&account_page(&c, &pool, None, Some(e.to_string())).await?),
-        Err(e) => Err(WebError::internal(e)),
+        Err(e) => Err(e.into()),
     }
 }

@@ -454,8 +454,7 @@ async fn key_revoke(
 ) -> Result<HttpResponse, WebError> {
     match api_keys::revoke(&pool, r.account.id, *id, super::remote_addr(&req)).await {
         Ok(()) => Ok(see_other("/reseller/keys?done=revoked")),
-        Err(ApiKeyError::NotFound) => Err(WebError::NotFound),
-        Err(e) => Err(WebError::internal(e)),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -166,12 +166,6 @@ impl FromRequest for Session {
     }
 }
 
-/// A logged-in customer (else: redirect to the log-in page; other roles: 404).
-pub struct CurrentCustomer {
-    pub account: AccountAuth,
-    pub session: Session,
-}
-
 /// The session of a logged-in account with `role`: nobody logged in goes to the log-in
 /// page, any other role gets 404 (an area does not advertise itself to the wrong role).
 async fn logged_in_as(req: HttpRequest, role: Role) -> Result<(AccountAuth, Session), WebError> {
@@ -192,6 +186,43 @@ async fn logged_in_as(req: HttpRequest, role: Role) -> Result<(AccountAuth, Sess
     }
 }
 
+/// An extractor for the logged-in account of one role, by [`logged_in_as`]: the same two
+/// fields and the same refusal for every area.
+macro_rules! logged_in {
+    ($(#[$doc:meta])* $name:ident, $role:expr) => {
+        $(#[$doc])*
+        pub struct $name {
+            pub account: AccountAuth,
+            pub session: Session,
+        }
+
+        impl FromRequest for $name {
+            type Error = WebError;
+            type Future = LocalBoxFuture<'static, Result<Self, WebError>>;
+            fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+                let req = req.clone();
+                Box::pin(async move { logged_in_as(req, $role).await.map(|(account, session)| $name { account, session }) })
+            }
+        }
+    };
+}
+
+logged_in!(
+    /// A logged-in customer (else: redirect to the log-in page; other roles: 404).
+    CurrentCustomer,
+    Role::Customer
+);
+logged_in!(
+    /// A logged-in admin. Everybody else gets 404: the admin area does not advertise itself.
+    CurrentAdmin,
+    Role::Admin
+);
+logged_in!(
+    /// A logged-in reseller: its own area (`/reseller/…`). Everybody else gets 404.
+    CurrentReseller,
+    Role::Reseller
+);
+
 /// Any logged-in account, whatever its role: its own security settings (two-factor).
 pub struct AnyAccount {
     pub account: AccountAuth,
@@ -210,45 +241,6 @@ impl FromRequest for AnyAccount {
                 Some(account) => Ok(AnyAccount { account, session }),
             }
         })
-    }
-}
-
-impl FromRequest for CurrentCustomer {
-    type Error = WebError;
-    type Future = LocalBoxFuture<'static, Result<Self, WebError>>;
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move { logged_in_as(req, Role::Customer).await.map(|(account, session)| CurrentCustomer { account, session }) })
-    }
-}
-
-/// A logged-in admin. Everybody else gets 404: the admin area does not advertise itself.
-pub struct CurrentAdmin {
-    pub account: AccountAuth,
-    pub session: Session,
-}
-
-impl FromRequest for CurrentAdmin {
-    type Error = WebError;
-    type Future = LocalBoxFuture<'static, Result<Self, WebError>>;
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move { logged_in_as(req, Role::Admin).await.map(|(account, session)| CurrentAdmin { account, session }) })
-    }
-}
-
-/// A logged-in reseller: its own area (`/reseller/…`). Everybody else gets 404.
-pub struct CurrentReseller {
-    pub account: AccountAuth,
-    pub session: Session,
-}
-
-impl FromRequest for CurrentReseller {
-    type Error = WebError;
-    type Future = LocalBoxFuture<'static, Result<Self, WebError>>;
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move { logged_in_as(req, Role::Reseller).await.map(|(account, session)| CurrentReseller { account, session }) })
     }
 }
 

@@ -10,6 +10,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use vessel_devdb::procs::chromium_pids;
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -25,22 +26,6 @@ impl Drop for Driver {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Processes whose command line names `profile` (our own Chromium, by its unique profile
-/// directory), so nothing of this run outlives it even if the session did not end cleanly.
-fn chromium_pids(profile: &std::path::Path) -> Vec<i32> {
-    let needle = format!("--user-data-dir={}", profile.display());
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
-            if cmd.split(|b| *b == 0).any(|a| a == needle.as_bytes()) {
-                out.push(pid);
-            }
-        }
-    }
-    out
 }
 
 /// Ends the session (Chromium quits), asks chromedriver to shut down, then makes sure.

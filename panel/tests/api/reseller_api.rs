@@ -653,8 +653,8 @@ async fn paying_an_overdue_invoice_does_not_resume_what_the_reseller_suspended()
     let now = chrono::Utc::now();
     // Billing suspends the (already suspended) server for the overdue invoice, then the payment lifts it.
     let mut tx = pool.begin().await.unwrap();
-    panel::subscriptions::suspend(&mut tx, sub, a.account, invoice, now).await.unwrap();
-    panel::subscriptions::unsuspend(&mut tx, sub, a.account, now).await.unwrap();
+    panel::subscriptions::suspend(&mut tx, sub.into(), a.account.into(), invoice.into(), now).await.unwrap();
+    panel::subscriptions::unsuspend(&mut tx, sub.into(), a.account.into(), now).await.unwrap();
     tx.commit().await.unwrap();
     let (_, v) = api.get(&a.token, &format!("/api/v1/servers/{id}")).await;
     assert_eq!(

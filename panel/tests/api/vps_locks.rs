@@ -50,7 +50,9 @@ async fn a_customer_action_racing_dunning_waits_instead_of_deadlocking() {
     until_someone_waits_for_a_lock(&w.pool).await;
 
     // Billing goes on to the instance: suspended for an overdue invoice.
-    let suspended = panel::subscriptions::suspend(&mut billing, placed.subscription_id, ed, placed.invoice_id, w.clock.now()).await;
+    let suspended =
+        panel::subscriptions::suspend(&mut billing, placed.subscription_id.into(), ed.into(), placed.invoice_id.into(), w.clock.now())
+            .await;
     assert!(suspended.is_ok(), "billing must not be the deadlock's victim: {suspended:?}");
     billing.commit().await.unwrap();
 
@@ -90,9 +92,9 @@ async fn parallel_customer_actions_and_billing_never_deadlock() {
                 let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
                 panel::db::subscriptions::lock(&mut tx, sub, None).await.map_err(|e| e.to_string())?;
                 let r = if i % 4 == 1 {
-                    panel::subscriptions::suspend(&mut tx, sub, ed, placed.invoice_id, clock.now()).await
+                    panel::subscriptions::suspend(&mut tx, sub.into(), ed.into(), placed.invoice_id.into(), clock.now()).await
                 } else {
-                    panel::subscriptions::unsuspend(&mut tx, sub, ed, clock.now()).await
+                    panel::subscriptions::unsuspend(&mut tx, sub.into(), ed.into(), clock.now()).await
                 };
                 r.map_err(|e| e.to_string())?;
                 tx.commit().await.map_err(|e| e.to_string())
