@@ -45,6 +45,34 @@ fn pg_dump(app: &WebApp) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Everything this test process logs, at every level: the panel under test runs in-process, so
+/// its log is what a global subscriber writing here sees.
+#[derive(Clone, Default)]
+struct CapturedLog(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLog {
+    /// Installs the capture as the process's subscriber (each test is its own process).
+    fn install() -> CapturedLog {
+        let log = CapturedLog::default();
+        let w = log.clone();
+        tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_ansi(false).with_writer(move || w.clone()).init();
+        log
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
 fn access_of(v: &Value) -> Value {
     v.clone()
 }
@@ -75,6 +103,7 @@ fn verifies(hash: &Value, password: &str) -> bool {
 
 #[tokio::test]
 async fn the_api_takes_keys_and_passwords_and_a_generated_password_is_shown_once_and_stored_nowhere() {
+    let log = CapturedLog::install();
     let app = spawn_web_app().await;
     let token = reseller_token(&app).await;
     let (s, _, c) = api(&app, &token, "/api/v1/customers", json!({"email": "c@example.com", "name": "C"}), None).await;
@@ -149,7 +178,13 @@ async fn the_api_takes_keys_and_passwords_and_a_generated_password_is_shown_once
     let (s, _, _) = api(&app, &token, &format!("/api/v1/servers/{}/reset-password", Uuid::new_v4()), json!({}), None).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
-    // The clear passwords are nowhere: not in the database, not in any mail.
+    // The clear passwords are nowhere: not in the database, not in any mail, not in the
+    // panel's log (every level, the API's requests included).
+    let logged = log.text();
+    assert!(logged.contains("reset-password"), "the log is captured: {} bytes", logged.len());
+    for p in [mine, generated.as_str(), reset.as_str()] {
+        assert!(!logged.contains(p), "a clear password is in the panel's log");
+    }
     let dump = pg_dump(&app);
     assert!(dump.contains(KEY_FP.trim_start_matches("SHA256:")) || dump.contains("alice@laptop"), "the dump is real");
     for p in [mine, generated.as_str(), reset.as_str()] {
