@@ -5,7 +5,7 @@ use super::{ledger, BillingError, IssuedInvoice};
 use crate::audit::{self, Actor};
 use crate::clock::Clock;
 use crate::db::{invoices as sql, outbox, Tx};
-use chrono::{DateTime, Datelike, NaiveTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use sqlx::PgPool;
 use std::net::IpAddr;
 use uuid::Uuid;
@@ -42,54 +42,43 @@ pub enum PeriodChoice {
 }
 
 /// Issues one invoice per subscription for the chosen period, skipping periods already
-/// invoiced, in a few set-based statements (so a renewal batch of a thousand costs about what
-/// one costs). The caller holds the subscriptions' row locks; a concurrent duplicate still
-/// hits the database's unique key and rolls the whole batch back, never doubling.
+/// invoiced: numbers, invoices, lines, ledger and mails in one statement for the whole batch
+/// ([`sql::issue_for_subscriptions`]), so a renewal batch of a thousand costs a few round trips
+/// and an order's first invoice two. The caller holds the subscriptions' row locks; a
+/// concurrent duplicate still hits the database's unique key and rolls the whole batch back,
+/// never doubling.
 pub async fn issue_for_subscriptions(
     tx: &mut Tx<'_>,
     subscriptions: &[Uuid],
     which: PeriodChoice,
     now: DateTime<Utc>,
 ) -> Result<Vec<IssuedInvoice>, BillingError> {
-    let offset = if which == PeriodChoice::Next { 1 } else { 0 };
-    let rows = sql::subscription_charges(tx, subscriptions, offset).await?;
-    if rows.is_empty() {
+    if subscriptions.is_empty() {
         return Ok(Vec::new());
     }
-    let ids: Vec<Uuid> = rows.iter().map(|_| Uuid::new_v4()).collect();
-    sql::insert_subscription_drafts(tx, &ids, &rows).await?;
-    let first = sql::reserve_numbers(tx, InvoiceKind::Invoice, now.year(), ids.len() as i32).await?;
+    // The payers' tax facts are held before the statement that reads them (the rate it
+    // computes and the facts its insert trigger records must agree).
+    sql::hold_tax_facts_of_subscriptions(tx, subscriptions).await?;
+    let offset = if which == PeriodChoice::Next { 1 } else { 0 };
     // The first invoice is due after the payment terms; a renewal on the first day of its
     // period (it is issued ahead of it).
-    let terms = chrono::Duration::days(sql::payment_terms_days(tx).await?);
-    let due: Vec<DateTime<Utc>> = rows
-        .iter()
-        .map(|r| match which {
-            PeriodChoice::Current => now + terms,
-            PeriodChoice::Next => r.period_start.and_time(NaiveTime::MIN).and_utc().max(now),
-        })
-        .collect();
-    sql::mark_issued(tx, &ids, now.year(), first, now, &due).await?;
-    crate::db::ledger::post_issued_invoices(tx, &ids, now).await?;
-    outbox::insert_for_invoices(tx, "invoice_issued", &ids).await?;
+    let issued = sql::issue_for_subscriptions(tx, subscriptions, offset, now.year(), now, which == PeriodChoice::Current).await?;
     // A renewal that costs nothing (a recurring 100 % coupon) is settled at issue: nothing is
     // owed, so nothing is dunned. (A first invoice of 0.00 is settled by its order, which
     // also activates the subscription.)
     if which == PeriodChoice::Next {
-        for (r, id) in rows.iter().zip(&ids) {
-            if r.subtotal_minor + r.tax_minor == 0 {
-                sql::set_status(tx, *id, InvoiceStatus::Paid, now).await?;
-            }
+        let free: Vec<Uuid> = issued.iter().filter(|r| r.total_minor == 0).map(|r| r.id.0).collect();
+        if !free.is_empty() {
+            sql::set_paid(tx, &free, now).await?;
         }
     }
-    Ok(rows
-        .iter()
-        .zip(&ids)
-        .map(|(r, id)| IssuedInvoice {
-            invoice_id: *id,
-            account_id: r.account_id,
-            subscription_id: r.subscription_id,
-            total_minor: r.subtotal_minor + r.tax_minor,
+    Ok(issued
+        .into_iter()
+        .map(|r| IssuedInvoice {
+            invoice_id: r.id.0,
+            account_id: r.account_id.0,
+            subscription_id: r.subscription_id.0,
+            total_minor: r.total_minor,
         })
         .collect())
 }

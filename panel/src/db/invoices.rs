@@ -2,112 +2,153 @@
 
 use super::Tx;
 use crate::billing::invoices::{InvoiceKind, InvoiceStatus};
+use crate::ids::{AccountId, InvoiceId, SubscriptionId};
 use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
-/// What one subscription's invoice for a period will hold, computed by the database from the
-/// subscription, its plan, its coupon and the customer's tax rate.
+/// An invoice [`issue_for_subscriptions`] issued.
 #[derive(Debug, sqlx::FromRow)]
-pub struct SubscriptionCharge {
-    pub subscription_id: Uuid,
-    pub account_id: Uuid,
-    pub currency: String,
-    pub plan_name: String,
-    pub cycle: crate::plans::BillingCycle,
-    pub period_start: NaiveDate,
-    pub period_end: NaiveDate,
-    pub price_minor: i64,
-    pub discount_minor: i64,
-    pub rate_bp: i32,
-    pub subtotal_minor: i64,
-    pub tax_minor: i64,
+pub struct IssuedRow {
+    pub id: InvoiceId,
+    pub account_id: AccountId,
+    pub subscription_id: SubscriptionId,
+    pub total_minor: i64,
 }
 
-/// The charges for period `current_period_index + offset` of each subscription (offset 0:
-/// the first invoice of an order; 1: the renewal). Coupons: any on period 0, only recurring
-/// ones after. Rows whose period is already invoiced are left out.
-pub async fn subscription_charges(tx: &mut Tx<'_>, ids: &[Uuid], offset: i32) -> Result<Vec<SubscriptionCharge>, sqlx::Error> {
-    let payers: Vec<Uuid> = sqlx::query_scalar("SELECT DISTINCT account_id FROM subscriptions WHERE id = ANY($1) ORDER BY account_id")
-        .bind(ids)
-        .fetch_all(&mut **tx)
-        .await?;
-    hold_tax_facts(tx, &payers).await?;
-    sqlx::query_as(
+/// Holds the tax facts of the subscriptions' payers (see [`hold_tax_facts`]) in one round trip,
+/// in account order. Must come in a statement before the one that reads them.
+pub async fn hold_tax_facts_of_subscriptions(tx: &mut Tx<'_>, subscriptions: &[Uuid]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock_shared(hashtextextended('vessel-tax:' || a, 0))
+           FROM (SELECT DISTINCT account_id AS a FROM subscriptions WHERE id = ANY($1) ORDER BY 1) x",
+    )
+    .bind(subscriptions)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Issues, in one statement, the invoice for period `current_period_index + offset` of each
+/// subscription (offset 0: an order's first invoice; 1: the renewal) whose period is not yet
+/// invoiced: consecutive numbers `kind = invoice, year` for the batch (the counter row is
+/// taken once, and held to commit: a rollback returns the numbers, so there are no gaps),
+/// the invoices (issued, with the buyer's tax facts by the insert trigger), one line each,
+/// the ledger ("invoice issued": Dr receivable, Cr revenue, Cr tax payable, zero sides left
+/// out; a ledger transaction per invoice), and the `invoice_issued` mail. The charge: the
+/// subscription's price less its coupon (any on period 0, only recurring ones after), taxed
+/// by `tax_facts_of` (the one tax decision) on the period's first day.
+///
+/// Due: `now` + the payment terms (`due_after_terms`), else the period's first day (never
+/// before `now`). Numbers follow the subscriptions' id order. The caller holds the
+/// subscriptions' rows and their payers' tax facts ([`hold_tax_facts_of_subscriptions`]); a
+/// concurrent duplicate would still hit `invoices_one_per_subscription_period` and roll it all
+/// back, never doubling and never leaving a gap.
+pub async fn issue_for_subscriptions(
+    tx: &mut Tx<'_>,
+    subscriptions: &[Uuid],
+    offset: i32,
+    year: i32,
+    now: DateTime<Utc>,
+    due_after_terms: bool,
+) -> Result<Vec<IssuedRow>, sqlx::Error> {
+    let mail = super::outbox::INVOICE_MAIL_DATA;
+    sqlx::query_as(&format!(
         "WITH b AS (
             SELECT s.id AS subscription_id, s.account_id, s.currency, p.name AS plan_name, s.cycle,
-                   s.current_period_index + $2 AS k, s.anchor_date, s.cycle AS c, s.price_minor, a.country,
+                   s.current_period_index + $2 AS k, s.anchor_date, s.price_minor,
                    cp.percent_off, cp.amount_off_minor, cp.recurring
               FROM subscriptions s
-              JOIN accounts a ON a.id = s.account_id
               JOIN plans p ON p.id = s.plan_id
               LEFT JOIN coupons cp ON cp.id = s.coupon_id
              WHERE s.id = ANY($1)
          ), d AS (
-            SELECT b.*, period_start(anchor_date, c, k) AS period_start, period_start(anchor_date, c, k + 1) AS period_end,
+            SELECT b.*, period_start(anchor_date, cycle, k) AS period_start, period_start(anchor_date, cycle, k + 1) AS period_end,
                    CASE WHEN percent_off IS NULL AND amount_off_minor IS NULL THEN 0
                         WHEN k > 0 AND NOT recurring THEN 0
                         WHEN percent_off IS NOT NULL THEN (price_minor * percent_off + 50) / 100
                         ELSE LEAST(price_minor, amount_off_minor) END AS discount_minor
               FROM b
-         ), r AS (
-            SELECT d.*, tax_rate_for(d.account_id, d.period_start) AS rate_bp
-              FROM d
+         ), c AS MATERIALIZED (
+            SELECT d.*, f.rate_bp, d.price_minor - d.discount_minor AS subtotal_minor,
+                   tax_minor(d.price_minor - d.discount_minor, f.rate_bp) AS tax_minor,
+                   gen_random_uuid() AS invoice_id, gen_random_uuid() AS ledger_tx_id,
+                   row_number() OVER (ORDER BY d.subscription_id)::int AS n,
+                   CASE WHEN $5 THEN $4 + make_interval(hours => 24 * COALESCE((SELECT payment_terms_days FROM billing_settings), 0))
+                        ELSE GREATEST(d.period_start::timestamp AT TIME ZONE 'UTC', $4) END AS due_at
+              FROM d CROSS JOIN LATERAL tax_facts_of(d.account_id, d.period_start) f
              WHERE NOT EXISTS (SELECT 1 FROM invoices i WHERE i.subscription_id = d.subscription_id
                                   AND i.kind = 'invoice' AND i.period_start = d.period_start)
+         ), seq AS (
+            INSERT INTO invoice_number_sequences AS q (kind, year, next_seq)
+            SELECT 'invoice', $3, count(*)::int + 1 FROM c HAVING count(*) > 0
+            ON CONFLICT (kind, year) DO UPDATE SET next_seq = q.next_seq + EXCLUDED.next_seq - 1
+            RETURNING q.next_seq - (SELECT count(*)::int FROM c) AS first
+         ), i AS MATERIALIZED (
+            SELECT c.invoice_id AS id, 'invoice'::invoice_kind AS kind, $3::int AS number_year, seq.first + c.n - 1 AS number_seq,
+                   c.subtotal_minor + c.tax_minor AS total_minor, c.*,
+                   (SELECT la.id FROM ledger_accounts la WHERE la.code = 'receivable' AND la.account_id = c.account_id
+                                                          AND la.currency = c.currency) AS receivable_id,
+                   (SELECT la.id FROM ledger_accounts la WHERE la.code = 'revenue' AND la.account_id IS NULL
+                                                          AND la.currency = c.currency) AS revenue_id,
+                   (SELECT la.id FROM ledger_accounts la WHERE la.code = 'tax_payable' AND la.account_id IS NULL
+                                                          AND la.currency = c.currency) AS tax_payable_id
+              FROM c CROSS JOIN seq
+         ), inv AS (
+            INSERT INTO invoices (id, account_id, subscription_id, period_start, period_end, currency, subtotal_minor, tax_minor,
+                                  total_minor, status, number_year, number_seq, issued_at, due_at)
+            SELECT id, account_id, subscription_id, period_start, period_end, currency, subtotal_minor, tax_minor,
+                   total_minor, 'issued', number_year, number_seq, $4, due_at
+              FROM i ORDER BY n
+            RETURNING id, account_id, subscription_id, total_minor
+         ), lines AS (
+            INSERT INTO invoice_lines (invoice_id, position, description, quantity, unit_price_minor, discount_minor, amount_minor,
+                                       tax_rate_bp, tax_minor)
+            SELECT id, 1, plan_name || ' (' || cycle::text || '), ' || to_char(period_start, 'YYYY-MM-DD') || ' to '
+                          || to_char(period_end - 1, 'YYYY-MM-DD'),
+                   1, price_minor, discount_minor, subtotal_minor, rate_bp, tax_minor
+              FROM i
+         ), made AS (
+            -- The ledger accounts' first use (or made by a transaction this snapshot cannot
+            -- see: the no-op update returns its id).
+            INSERT INTO ledger_accounts AS la (code, type, account_id, currency)
+            SELECT 'receivable', 'asset'::ledger_account_type, account_id, currency FROM i WHERE receivable_id IS NULL
+            UNION SELECT 'revenue', 'revenue', NULL, currency FROM i WHERE revenue_id IS NULL
+            UNION SELECT 'tax_payable', 'liability', NULL, currency FROM i WHERE tax_payable_id IS NULL
+            ON CONFLICT (code, currency, COALESCE(account_id, '00000000-0000-0000-0000-000000000000')) DO UPDATE SET code = EXCLUDED.code
+            RETURNING la.id, la.code, la.account_id, la.currency
+         ), ltx AS (
+            INSERT INTO ledger_transactions (id, description, invoice_id, occurred_at)
+            SELECT ledger_tx_id, 'invoice issued', id, $4 FROM i
+         ), entries AS (
+            INSERT INTO ledger_entries (transaction_id, ledger_account_id, debit_minor, credit_minor)
+            SELECT e.ledger_tx_id, COALESCE(e.known, m.id), e.debit, e.credit
+              FROM (SELECT ledger_tx_id, receivable_id AS known, 'receivable' AS code, account_id AS owner, currency,
+                           total_minor AS debit, 0::bigint AS credit FROM i
+                    UNION ALL SELECT ledger_tx_id, revenue_id, 'revenue', NULL, currency, 0, subtotal_minor FROM i
+                    UNION ALL SELECT ledger_tx_id, tax_payable_id, 'tax_payable', NULL, currency, 0, tax_minor FROM i) e
+              LEFT JOIN made m ON e.known IS NULL AND m.code = e.code AND m.currency = e.currency
+                              AND m.account_id IS NOT DISTINCT FROM e.owner
+             WHERE e.debit + e.credit > 0
+         ), mail AS (
+            INSERT INTO email_outbox (to_address, template, data, dedupe_key)
+            SELECT a.email, 'invoice_issued', {mail}, 'invoice_issued:' || i.id
+              FROM i JOIN accounts a ON a.id = i.account_id
+            ON CONFLICT (dedupe_key) DO NOTHING
          )
-         SELECT subscription_id, account_id, currency, plan_name, cycle, period_start, period_end, price_minor,
-                discount_minor, rate_bp, price_minor - discount_minor AS subtotal_minor,
-                tax_minor(price_minor - discount_minor, rate_bp) AS tax_minor
-           FROM r ORDER BY subscription_id",
-    )
-    .bind(ids)
+         SELECT id, account_id, subscription_id, total_minor FROM inv ORDER BY subscription_id"
+    ))
+    .bind(subscriptions)
     .bind(offset)
+    .bind(year)
+    .bind(now)
+    .bind(due_after_terms)
     .fetch_all(&mut **tx)
     .await
 }
 
-/// Inserts the charges as draft invoices with one line each, under the given ids.
-pub async fn insert_subscription_drafts(tx: &mut Tx<'_>, ids: &[Uuid], rows: &[SubscriptionCharge]) -> Result<(), sqlx::Error> {
-    let col = |f: fn(&SubscriptionCharge) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
-    let subs: Vec<Uuid> = rows.iter().map(|r| r.subscription_id).collect();
-    let accounts: Vec<Uuid> = rows.iter().map(|r| r.account_id).collect();
-    let currencies: Vec<String> = rows.iter().map(|r| r.currency.clone()).collect();
-    let starts: Vec<NaiveDate> = rows.iter().map(|r| r.period_start).collect();
-    let ends: Vec<NaiveDate> = rows.iter().map(|r| r.period_end).collect();
-    let rates: Vec<i32> = rows.iter().map(|r| r.rate_bp).collect();
-    let descriptions: Vec<String> = rows
-        .iter()
-        .map(|r| format!("{} ({}), {} to {}", r.plan_name, r.cycle, r.period_start, crate::billing::period::last_day(r.period_end)))
-        .collect();
-    sqlx::query(
-        "INSERT INTO invoices (id, account_id, subscription_id, period_start, period_end, currency, subtotal_minor, tax_minor, total_minor)
-         SELECT id, acc, sub, ps, pe, cur, st, tx, st + tx
-           FROM UNNEST($1, $2, $3, $4, $5, $6, $7, $8)
-             AS x(id, acc, sub, ps, pe, cur, st, tx)",
-    )
-    .bind(ids)
-    .bind(&accounts)
-    .bind(&subs)
-    .bind(&starts)
-    .bind(&ends)
-    .bind(&currencies)
-    .bind(col(|r| r.subtotal_minor))
-    .bind(col(|r| r.tax_minor))
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO invoice_lines (invoice_id, position, description, quantity, unit_price_minor, discount_minor, amount_minor, tax_rate_bp, tax_minor)
-         SELECT id, 1, d, 1, p, disc, p - disc, rate, tx
-           FROM UNNEST($1, $2, $3, $4, $5, $6) AS x(id, d, p, disc, rate, tx)",
-    )
-    .bind(ids)
-    .bind(&descriptions)
-    .bind(col(|r| r.price_minor))
-    .bind(col(|r| r.discount_minor))
-    .bind(&rates)
-    .bind(col(|r| r.tax_minor))
-    .execute(&mut **tx)
-    .await?;
+/// Marks invoices paid (a renewal that costs nothing is settled at issue).
+pub async fn set_paid(tx: &mut Tx<'_>, ids: &[Uuid], at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE invoices SET status = 'paid', paid_at = $2 WHERE id = ANY($1)").bind(ids).bind(at).execute(&mut **tx).await?;
     Ok(())
 }
 

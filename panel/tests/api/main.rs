@@ -18,6 +18,7 @@ mod money_fuzz;
 mod orchestration;
 mod pdf;
 mod plans_sync;
+mod renewal_set_based;
 mod reseller_api;
 mod schemathesis;
 mod tax;
