@@ -6,7 +6,6 @@ use crate::billing::payments::apply_credit;
 use crate::billing::{period, BillingError};
 use crate::clock::Clock;
 use crate::db::subscriptions as sql;
-use crate::ids::AccountId;
 use crate::plans::BillingCycle;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -117,12 +116,7 @@ pub async fn place_order_with_access(
     let now = clock.now();
     let hostname = Hostname::parse(&req.hostname)?;
     let mut tx = pool.begin().await?;
-    // Round trips are what an order costs (its work is a few rows): the customer, plan, price
-    // and template come in one, checked here in the order of the errors a customer sees.
-    let facts = sql::order_facts(&mut tx, AccountId(customer), req.plan_code.trim(), req.cycle, req.os_template.trim())
-        .await?
-        .ok_or(OrderError::Account("no such account"))?;
-    let who = &facts.orderer;
+    let who = sql::orderer(&mut tx, customer).await?.ok_or(OrderError::Account("no such account"))?;
     if who.role != crate::accounts::Role::Customer {
         return Err(OrderError::Account("only customer accounts can order"));
     }
@@ -132,15 +126,14 @@ pub async fn place_order_with_access(
     if !who.email_verified {
         return Err(OrderError::Account("please verify your email address before ordering"));
     }
-    let (Some(plan_id), Some(kind)) = (facts.plan_id, facts.plan_kind) else { return Err(OrderError::UnknownPlan) };
-    let price = facts.price_minor.ok_or(OrderError::NoPrice(req.cycle.as_str()))?;
+    let (plan_id, kind, price) =
+        sql::orderable_plan(&mut tx, req.plan_code.trim(), req.cycle, &who.currency).await?.ok_or(OrderError::UnknownPlan)?;
+    let price = price.ok_or(OrderError::NoPrice(req.cycle.as_str()))?;
     if let Some(why) = crate::capacity::unavailable(&mut tx, plan_id).await? {
         return Err(OrderError::Unavailable(why));
     }
     let kind: InstanceKind = kind;
-    let (Some(template), Some(for_ct), Some(for_kvm)) = (facts.template_id, facts.template_for_containers, facts.template_for_kvm) else {
-        return Err(OrderError::UnknownTemplate);
-    };
+    let (template, for_ct, for_kvm) = sql::template(&mut tx, req.os_template.trim()).await?.ok_or(OrderError::UnknownTemplate)?;
     if (kind == InstanceKind::Container && !for_ct) || (kind == InstanceKind::Kvm && !for_kvm) {
         return Err(OrderError::UnknownTemplate);
     }
@@ -181,9 +174,9 @@ pub async fn place_order_with_access(
             anchor,
             period_end: period::period(anchor, req.cycle, 0).end,
         },
-        access,
     )
     .await?;
+    crate::db::access::set_order_access(&mut tx, order_id, access).await?;
     let issued = issue_for_subscriptions(&mut tx, &[subscription_id], PeriodChoice::Current, now).await?;
     let first = issued.first().ok_or(BillingError::Invalid("the first invoice was not issued".into()))?;
     if first.total_minor == 0 {

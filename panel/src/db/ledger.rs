@@ -120,18 +120,6 @@ pub async fn post_issued_invoices(tx: &mut Tx<'_>, invoice_ids: &[Uuid], at: Dat
 /// credit it holds. The row is the customer's balance row: whatever spends or adds credit takes
 /// it first, before the invoice, subscription or instance rows it then touches.
 pub async fn lock_credit(tx: &mut Tx<'_>, owner: Uuid, currency: &str) -> Result<i64, sqlx::Error> {
-    // Every order and payment comes here: the row exists but for a customer's first money
-    // movement in a currency, so it is locked first and made only when missing.
-    let lock = || {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT balance_minor FROM ledger_accounts WHERE code = 'credit' AND currency = $2 AND account_id = $1 FOR UPDATE",
-        )
-        .bind(owner)
-        .bind(currency)
-    };
-    if let Some(balance) = lock().fetch_optional(&mut **tx).await? {
-        return Ok(-balance);
-    }
     sqlx::query(
         "INSERT INTO ledger_accounts (code, type, account_id, currency) VALUES ('credit', 'liability', $1, $2)
          ON CONFLICT DO NOTHING",
@@ -140,5 +128,12 @@ pub async fn lock_credit(tx: &mut Tx<'_>, owner: Uuid, currency: &str) -> Result
     .bind(currency)
     .execute(&mut **tx)
     .await?;
-    Ok(-lock().fetch_one(&mut **tx).await?)
+    let balance: i64 = sqlx::query_scalar(
+        "SELECT balance_minor FROM ledger_accounts WHERE code = 'credit' AND currency = $2 AND account_id = $1 FOR UPDATE",
+    )
+    .bind(owner)
+    .bind(currency)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(-balance)
 }

@@ -1,7 +1,6 @@
 //! SQL for `subscriptions` and `orders`.
 
 use super::Tx;
-use crate::ids::AccountId;
 use crate::orders::OrderStatus;
 use crate::plans::BillingCycle;
 use crate::subscriptions::SubscriptionStatus;
@@ -168,46 +167,6 @@ pub struct Orderer {
     pub email_verified: bool,
 }
 
-/// Everything an order checks before it writes, read in one round trip: the customer (held
-/// `FOR SHARE` until commit, as [`orderer`]), the orderable plan with this code and its price
-/// in the customer's currency and the cycle, and the enabled OS template with this name.
-#[derive(Clone, Debug, sqlx::FromRow)]
-pub struct OrderFacts {
-    #[sqlx(flatten)]
-    pub orderer: Orderer,
-    pub plan_id: Option<i64>,
-    pub plan_kind: Option<vessel_core::InstanceKind>,
-    pub price_minor: Option<i64>,
-    pub template_id: Option<Uuid>,
-    pub template_for_containers: Option<bool>,
-    pub template_for_kvm: Option<bool>,
-}
-
-pub async fn order_facts(
-    tx: &mut Tx<'_>,
-    account: AccountId,
-    plan_code: &str,
-    cycle: BillingCycle,
-    template: &str,
-) -> Result<Option<OrderFacts>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT a.role, a.status, a.currency, a.email_verified_at IS NOT NULL AS email_verified,
-                p.id AS plan_id, p.kind AS plan_kind, pp.amount_minor AS price_minor,
-                t.id AS template_id, t.for_containers AS template_for_containers, t.for_kvm AS template_for_kvm
-           FROM accounts a
-           LEFT JOIN plans p ON p.code = $2 AND p.orderable
-           LEFT JOIN plan_prices pp ON pp.plan_id = p.id AND pp.cycle = $3 AND pp.currency = a.currency
-           LEFT JOIN os_templates t ON t.name = $4 AND t.enabled
-          WHERE a.id = $1 FOR SHARE OF a",
-    )
-    .bind(account)
-    .bind(plan_code)
-    .bind(cycle)
-    .bind(template)
-    .fetch_optional(&mut **tx)
-    .await
-}
-
 pub async fn orderer(tx: &mut Tx<'_>, account: Uuid) -> Result<Option<Orderer>, sqlx::Error> {
     sqlx::query_as(
         "SELECT role, status, currency, email_verified_at IS NOT NULL AS email_verified
@@ -294,17 +253,11 @@ pub struct NewOrder<'a> {
     pub period_end: NaiveDate,
 }
 
-/// Inserts an order (with the way into its server, `access`) and its (pending) subscription in
-/// one statement; returns (order id, subscription id).
-pub async fn insert_order(tx: &mut Tx<'_>, o: &NewOrder<'_>, access: &vessel_core::Access) -> Result<(Uuid, Uuid), sqlx::Error> {
-    sqlx::query_as(
-        "WITH o AS (
-            INSERT INTO orders (account_id, plan_id, cycle, os_template_id, hostname, coupon_id, access)
-            VALUES ($1, $2, $3, $4, $5, $6, $10) RETURNING id
-         )
-         INSERT INTO subscriptions (account_id, order_id, plan_id, cycle, currency, price_minor, coupon_id, anchor_date,
-                                    current_period_start, current_period_end)
-         SELECT $1, o.id, $2, $3, $7, $8, $6, $9, $9, $11 FROM o RETURNING order_id, id",
+/// Inserts an order and its (pending) subscription; returns (order id, subscription id).
+pub async fn insert_order(tx: &mut Tx<'_>, o: &NewOrder<'_>) -> Result<(Uuid, Uuid), sqlx::Error> {
+    let order: Uuid = sqlx::query_scalar(
+        "INSERT INTO orders (account_id, plan_id, cycle, os_template_id, hostname, coupon_id)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(o.account_id)
     .bind(o.plan_id)
@@ -312,13 +265,25 @@ pub async fn insert_order(tx: &mut Tx<'_>, o: &NewOrder<'_>, access: &vessel_cor
     .bind(o.os_template_id)
     .bind(o.hostname)
     .bind(o.coupon_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let sub: Uuid = sqlx::query_scalar(
+        "INSERT INTO subscriptions (account_id, order_id, plan_id, cycle, currency, price_minor, coupon_id, anchor_date,
+                                    current_period_start, current_period_end)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) RETURNING id",
+    )
+    .bind(o.account_id)
+    .bind(order)
+    .bind(o.plan_id)
+    .bind(o.cycle)
     .bind(o.currency)
     .bind(o.price_minor)
+    .bind(o.coupon_id)
     .bind(o.anchor)
-    .bind(sqlx::types::Json(access))
     .bind(o.period_end)
     .fetch_one(&mut **tx)
-    .await
+    .await?;
+    Ok((order, sub))
 }
 
 /// Marks a live subscription of `owner` to end at the end of its period (or not). False if

@@ -144,9 +144,9 @@ pub async fn create(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, s: New
             anchor,
             period_end: period::period(anchor, s.cycle, 0).end,
         },
-        &s.access,
     )
     .await?;
+    crate::db::access::set_order_access(tx, order, &s.access).await?;
     // Made by the API, the server runs at once; the payer owes the first period's invoice, and
     // dunning suspends the server if it stays unpaid, as for any subscription.
     sub_sql::set_status(tx, subscription, SubscriptionStatus::Active, now).await?;
