@@ -13,6 +13,7 @@ use crate::admin::servers::{self as svc, AdminAction, ServerQuery};
 use crate::admin::AdminError;
 use crate::capacity::{host_chart, host_use, HostUse};
 use crate::db::hosts as sql_hosts;
+use crate::ids::HostId;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
@@ -114,12 +115,23 @@ struct CapacityPage {
 /// Every host's commitment, as placement counts it.
 #[get("/admin/capacity")]
 async fn capacity(a: CurrentAdmin, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+    let summaries = sql_hosts::summaries(&pool).await?;
+    let caps: Vec<_> = summaries
+        .iter()
+        .map(|h| {
+            (
+                HostId(h.id),
+                crate::scheduler::capacity(h.cpus, h.reserved_cpus, h.memory_mib, h.reserved_memory_mib, h.disk_gib, h.reserved_disk_gib),
+            )
+        })
+        .collect();
+    // One query for every host's load (it was one per host).
+    let commitments = crate::scheduler::commitments(&pool, &caps).await.map_err(WebError::internal)?;
     let mut hosts = Vec::new();
-    for h in sql_hosts::summaries(&pool).await? {
-        let cap = crate::scheduler::capacity(h.cpus, h.reserved_cpus, h.memory_mib, h.reserved_memory_mib, h.disk_gib, h.reserved_disk_gib);
-        let c = crate::scheduler::commitment(&pool, h.id, cap).await.map_err(WebError::internal)?;
+    for h in &summaries {
+        let Some(c) = commitments.get(&HostId(h.id)) else { continue };
         let state = format!("{}, {}", if h.enabled { "enabled" } else { "disabled" }, h.reachability.as_str());
-        hosts.push(cockpit_of(h.id, &h.name, state, &host_use(&c)));
+        hosts.push(cockpit_of(h.id, &h.name, state, &host_use(c)));
     }
     ok(&CapacityPage { ctx: Ctx::of(&a.session), hosts })
 }
@@ -178,7 +190,7 @@ struct ServersPage {
 async fn servers(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<ServerQuery>) -> Result<HttpResponse, WebError> {
     let q = q.into_inner();
     let ctx = Ctx::of(&a.session);
-    let hosts = sql_hosts::summaries(&pool).await?.into_iter().map(|h| (h.id, h.name)).collect();
+    let hosts = sql_hosts::names(&pool).await?;
     let states = crate::vps::DesiredState::ALL.iter().map(|s| s.as_str()).collect();
     match svc::list(&pool, &q).await {
         Ok((rows, next)) => {
