@@ -241,6 +241,15 @@ pub async fn summaries(pool: &PgPool) -> Result<Vec<HostSummary>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {SUMMARY} FROM hosts h ORDER BY h.name")).fetch_all(pool).await
 }
 
+/// Up to `limit` hosts by name, those after `after` (a page of the cockpit).
+pub async fn summaries_after(pool: &PgPool, after: Option<&str>, limit: i64) -> Result<Vec<HostSummary>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {SUMMARY} FROM hosts h WHERE $1::text IS NULL OR h.name > $1 ORDER BY h.name LIMIT $2"))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+}
+
 pub async fn summary(pool: &PgPool, id: Uuid) -> Result<Option<HostSummary>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {SUMMARY} FROM hosts h WHERE h.id = $1")).bind(id).fetch_optional(pool).await
 }

@@ -110,12 +110,27 @@ fn cockpit_of(id: Uuid, name: &str, state: String, u: &HostUse) -> HostCockpit {
 struct CapacityPage {
     ctx: Ctx,
     hosts: Vec<HostCockpit>,
+    /// The next page's first host comes after this name.
+    next: Option<String>,
 }
 
-/// Every host's commitment, as placement counts it.
+/// Hosts per page of the cockpit: each carries a chart, and a provider has thousands.
+const CAPACITY_PAGE: i64 = 50;
+
+#[derive(Deserialize)]
+struct CapacityQuery {
+    #[serde(default)]
+    after: Option<String>,
+}
+
+/// Every host's commitment, as placement counts it, a page of hosts at a time (by name).
 #[get("/admin/capacity")]
-async fn capacity(a: CurrentAdmin, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
-    let summaries = sql_hosts::summaries(&pool).await?;
+async fn capacity(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<CapacityQuery>) -> Result<HttpResponse, WebError> {
+    let mut summaries = sql_hosts::summaries_after(&pool, q.after.as_deref(), CAPACITY_PAGE + 1).await?;
+    let next = (summaries.len() as i64 > CAPACITY_PAGE).then(|| {
+        summaries.truncate(CAPACITY_PAGE as usize);
+        summaries.last().map(|h| h.name.clone()).unwrap_or_default()
+    });
     let caps: Vec<_> = summaries
         .iter()
         .map(|h| {
@@ -133,7 +148,7 @@ async fn capacity(a: CurrentAdmin, pool: web::Data<PgPool>) -> Result<HttpRespon
         let state = format!("{}, {}", if h.enabled { "enabled" } else { "disabled" }, h.reachability.as_str());
         hosts.push(cockpit_of(h.id, &h.name, state, &host_use(c)));
     }
-    ok(&CapacityPage { ctx: Ctx::of(&a.session), hosts })
+    ok(&CapacityPage { ctx: Ctx::of(&a.session), hosts, next })
 }
 
 // ------------------------------------------------------------------ servers
