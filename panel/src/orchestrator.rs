@@ -160,6 +160,7 @@ async fn spec(ctx: &Ctx, inst: &sql::Placeable) -> Step<InstanceSpec> {
         // Keys and the root password hash (never a clear password) for the first boot.
         access: crate::db::access::instance_access(&ctx.pool, inst.id).await.map_err(db)?.unwrap_or_default(),
         network,
+        firewall: Default::default(),
     })
 }
 
