@@ -209,7 +209,7 @@ impl IpPrefix {
     pub fn addr(self) -> IpAddr {
         self.addr
     }
-    pub fn len(self) -> u8 {
+    pub fn prefix_len(self) -> u8 {
         self.len
     }
     pub fn is_ipv4(self) -> bool {
@@ -441,13 +441,13 @@ mod tests {
     #[test]
     fn a_prefix_is_a_network() {
         assert_eq!("203.0.113.0/24".parse::<IpPrefix>().unwrap().to_string(), "203.0.113.0/24");
-        assert_eq!("2001:db8::/32".parse::<IpPrefix>().unwrap().len(), 32);
+        assert_eq!("2001:db8::/32".parse::<IpPrefix>().unwrap().prefix_len(), 32);
         assert_eq!("192.0.2.7".parse::<IpPrefix>().unwrap().to_string(), "192.0.2.7/32");
-        assert_eq!("::1".parse::<IpPrefix>().unwrap().len(), 128);
+        assert_eq!("::1".parse::<IpPrefix>().unwrap().prefix_len(), 128);
         assert!(matches!("203.0.113.5/24".parse::<IpPrefix>(), Err(FirewallError::HostBits { .. })));
         assert!("203.0.113.0/33".parse::<IpPrefix>().is_err());
         assert!("nonsense".parse::<IpPrefix>().is_err());
-        assert_eq!("0.0.0.0/0".parse::<IpPrefix>().unwrap().len(), 0);
+        assert_eq!("0.0.0.0/0".parse::<IpPrefix>().unwrap().prefix_len(), 0);
         assert!(serde_json::from_value::<IpPrefix>(json!("10.0.0.1/8")).is_err());
     }
 
@@ -461,7 +461,7 @@ mod tests {
         );
         let r: FirewallRule = "drop udp".parse().unwrap();
         assert_eq!(serde_json::to_value(r).unwrap(), json!({"action": "drop", "protocol": "udp"}));
-        assert_eq!("accept icmp from 2001:db8::/32".parse::<FirewallRule>().unwrap().source().unwrap().len(), 32);
+        assert_eq!("accept icmp from 2001:db8::/32".parse::<FirewallRule>().unwrap().source().unwrap().prefix_len(), 32);
         assert_eq!("accept icmp 22".parse::<FirewallRule>(), Err(FirewallError::PortsWithIcmp));
         assert!(serde_json::from_value::<FirewallRule>(json!({"action": "accept", "protocol": "icmp", "ports": 1})).is_err());
         assert!("accept tcp 22 to 1.2.3.4".parse::<FirewallRule>().is_err());

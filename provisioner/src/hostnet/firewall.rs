@@ -77,7 +77,7 @@ fn source(p: IpPrefix) -> S<'static> {
         IpAddr::V6(_) => ("ip6", 128),
     };
     let addr = E::String(p.addr().to_string().into());
-    let right = if p.len() == len { addr } else { E::Named(N::Prefix(Prefix { addr: Box::new(addr), len: p.len().into() })) };
+    let right = if p.prefix_len() == len { addr } else { E::Named(N::Prefix(Prefix { addr: Box::new(addr), len: p.prefix_len().into() })) };
     is(payload(proto, "saddr"), right)
 }
 
