@@ -293,7 +293,7 @@ pub async fn serve(
     let data = web::Data::new(state);
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
-            .wrap(actix_web::middleware::from_fn(crate::metrics::record_http))
+            .wrap(actix_web::middleware::from_fn(|req, next| vessel_http_metrics::record_http(crate::metrics::HTTP_DURATION, req, next)))
             .wrap(actix_web::middleware::from_fn(request_id))
             .app_data(data.clone())
             .app_data(web::PayloadConfig::new(1 << 20))
