@@ -119,6 +119,7 @@ async fn load_fleet(pool: &sqlx::PgPool) -> HashMap<u32, FakeHost> {
             template: "debian-12".into(),
             resources: r,
             rescue: false,
+            firewall: Default::default(),
         });
     }
     hosts
