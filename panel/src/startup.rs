@@ -121,7 +121,7 @@ impl Application {
             App::new()
                 .wrap(from_fn(crate::web::session_cookies))
                 .wrap(TracingLogger::default())
-                .wrap(from_fn(crate::metrics::record_http))
+                .wrap(from_fn(|req, next| vessel_http_metrics::record_http(crate::metrics::HTTP_DURATION, req, next)))
                 // Outermost: the request's id is set before anything logs.
                 .wrap(from_fn(crate::telemetry::request_id))
                 .app_data(pool.clone())
