@@ -10,6 +10,7 @@ pub mod auth;
 pub mod catalogue;
 pub mod console;
 pub mod dunning;
+pub mod firewalls;
 pub mod hosts;
 pub mod idempotency;
 pub mod instances;
@@ -49,6 +50,17 @@ pub enum DbError {
 }
 
 pub type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
+
+/// Marks a point in `tx` to roll back to ([`rollback_to`]): what was done and locked after
+/// it is undone and unlocked, the rest of the transaction stays. Left in place otherwise (no
+/// release: it ends with the transaction, one round trip fewer).
+pub async fn savepoint(tx: &mut Tx<'_>, name: &'static str) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!("SAVEPOINT {name}")).execute(&mut **tx).await.map(|_| ())
+}
+
+pub async fn rollback_to(tx: &mut Tx<'_>, name: &'static str) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!("ROLLBACK TO SAVEPOINT {name}")).execute(&mut **tx).await.map(|_| ())
+}
 
 /// A pool that connects lazily, so the panel starts (and `/healthz` says why it is unhealthy)
 /// even when the database is briefly away.

@@ -9,49 +9,26 @@
 //! it to loopback), never on the public port: the numbers name hosts and sizes. The names and
 //! labels are the ones `ops/grafana/vessel.json` queries; `tests/tests/metrics.rs` checks them.
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sqlx::PgPool;
 use std::sync::OnceLock;
-use std::time::Instant;
 
 /// Latency buckets (seconds) for requests and jobs: 1 ms to 2 minutes.
 const BUCKETS: [f64; 14] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0, 120.0];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
-/// The process's recorder, installed on first use. A process that already has another
-/// recorder (a test linking two services) still gets a handle; only this one renders.
+/// The process's recorder, installed on first use.
 pub fn handle() -> PrometheusHandle {
     HANDLE
-        .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().set_buckets(&BUCKETS).expect("static, non-empty buckets").build_recorder();
-            let handle = recorder.handle();
-            if metrics::set_global_recorder(recorder).is_err() {
-                tracing::warn!("another metrics recorder is installed: this process's metrics go there");
-            }
-            handle
-        })
+        .get_or_init(|| vessel_http_metrics::install(PrometheusBuilder::new().set_buckets(&BUCKETS).expect("static, non-empty buckets")))
         .clone()
 }
 
-/// Middleware: `vessel_http_request_duration_seconds{method, route, status}`, `route` the
-/// matched pattern (`/api/v1/servers/{id}`), never the raw path (unbounded, and it carries ids).
-pub async fn record_http(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
-    let method = req.method().as_str().to_owned();
-    let res = next.call(req).await;
-    let (route, status) = match &res {
-        Ok(r) => (r.request().match_pattern().unwrap_or_else(|| "unmatched".into()), r.status().as_u16()),
-        Err(e) => ("unmatched".into(), e.as_response_error().status_code().as_u16()),
-    };
-    histogram!("vessel_http_request_duration_seconds", "method" => method, "route" => route, "status" => status.to_string())
-        .record(started.elapsed().as_secs_f64());
-    res
-}
+/// The HTTP latency histogram's name: `{method, route, status}`, see
+/// [`vessel_http_metrics::record_http`].
+pub const HTTP_DURATION: &str = "vessel_http_request_duration_seconds";
 
 /// One job ran: `vessel_job_duration_seconds{kind, outcome}` and, when it failed,
 /// `vessel_job_failures_total{kind}`.
@@ -105,7 +82,7 @@ pub async fn render(pool: &PgPool) -> Result<String, sqlx::Error> {
         {
             // Sold over what the hosts that run this kind have: 2.5 means 2.5× overcommitted.
             let ratio = if capacity > 0 { sold as f64 / capacity as f64 } else { 0.0 };
-            gauge!("vessel_overcommit_effective", "kind" => k.kind.clone(), "resource" => resource).set(ratio);
+            gauge!("vessel_overcommit_effective", "kind" => k.kind.as_str(), "resource" => resource).set(ratio);
         }
     }
     let (depth, age) = sql::outbox(pool).await?;

@@ -106,6 +106,14 @@ async fn put_instance(state: State, req: HttpRequest, path: web::Path<String>, b
     })
 }
 
+/// Replaces the instance's firewall (a [`vessel_core::Firewall`]); answers its status.
+async fn put_firewall(state: State, req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    authenticate(&state, &req, &body)?;
+    let id = instance_id(&path)?;
+    let firewall: vessel_core::Firewall = json_body(&body)?;
+    Ok(HttpResponse::Ok().json(state.service.set_firewall(id, firewall).await?))
+}
+
 async fn post_action(state: State, req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     authenticate(&state, &req, &body)?;
     let id = instance_id(&path)?;
@@ -218,8 +226,15 @@ async fn not_found(state: State, req: HttpRequest, body: web::Bytes) -> Result<H
     Err(ApiError(Problem { status: 404, ..Problem::new(ProblemType::InvalidRequest, format!("no route {} {}", req.method(), req.path())) }))
 }
 
+/// `GET /healthz`, the one unauthenticated route: the daemon is up and serving its API (for
+/// systemd checks, load balancers and monitoring). It says nothing about the host.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ok\n")
+}
+
 /// The routes, for `App::configure`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz));
     cfg.service(
         web::scope("/v1")
             .route("/host", web::get().to(get_host))
@@ -228,6 +243,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/instances/{id}", web::put().to(put_instance))
             .route("/instances/{id}", web::delete().to(delete_instance))
             .route("/instances/{id}/actions", web::post().to(post_action))
+            .route("/instances/{id}/firewall", web::put().to(put_firewall))
             .route("/instances/{id}/usage", web::get().to(get_usage))
             .route("/instances/{id}/console", web::get().to(console)),
     )
@@ -284,7 +300,7 @@ pub async fn serve(
     let data = web::Data::new(state);
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
-            .wrap(actix_web::middleware::from_fn(crate::metrics::record_http))
+            .wrap(actix_web::middleware::from_fn(|req, next| vessel_http_metrics::record_http(crate::metrics::HTTP_DURATION, req, next)))
             .wrap(actix_web::middleware::from_fn(request_id))
             .app_data(data.clone())
             .app_data(web::PayloadConfig::new(1 << 20))

@@ -10,14 +10,11 @@
 //! Prometheus gives the scrape target). Series of an instance gone for 10 minutes are dropped.
 
 use crate::service::Service;
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 const MIB: f64 = 1024.0 * 1024.0;
@@ -29,34 +26,19 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 pub fn handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                .set_buckets(&BUCKETS)
-                .expect("static, non-empty buckets")
-                .idle_timeout(MetricKindMask::GAUGE | MetricKindMask::COUNTER, Some(Duration::from_secs(600)))
-                .build_recorder();
-            let handle = recorder.handle();
-            if metrics::set_global_recorder(recorder).is_err() {
-                tracing::warn!("another metrics recorder is installed: this process's metrics go there");
-            }
-            handle
+            vessel_http_metrics::install(
+                PrometheusBuilder::new()
+                    .set_buckets(&BUCKETS)
+                    .expect("static, non-empty buckets")
+                    .idle_timeout(MetricKindMask::GAUGE | MetricKindMask::COUNTER, Some(Duration::from_secs(600))),
+            )
         })
         .clone()
 }
 
-/// Middleware: `vessel_provisioner_http_request_duration_seconds{method, route, status}`, by
-/// the matched route pattern (`/v1/instances/{id}`), never the raw path.
-pub async fn record_http(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let started = Instant::now();
-    let method = req.method().as_str().to_owned();
-    let res = next.call(req).await;
-    let (route, status) = match &res {
-        Ok(r) => (r.request().match_pattern().unwrap_or_else(|| "unmatched".into()), r.status().as_u16()),
-        Err(e) => ("unmatched".into(), e.as_response_error().status_code().as_u16()),
-    };
-    histogram!("vessel_provisioner_http_request_duration_seconds", "method" => method, "route" => route, "status" => status.to_string())
-        .record(started.elapsed().as_secs_f64());
-    res
-}
+/// The API's latency histogram's name: `{method, route, status}`, see
+/// [`vessel_http_metrics::record_http`].
+pub const HTTP_DURATION: &str = "vessel_provisioner_http_request_duration_seconds";
 
 /// Observes the host and its instances now and renders everything.
 pub async fn render(service: &Arc<Service>) -> Result<String, crate::service::ServiceError> {

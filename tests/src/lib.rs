@@ -4,9 +4,11 @@
 //! * [`netns`]: several hosts on one machine, each in its own network namespace.
 //! * [`e2e`]: a panel and hosts joined to it, to drive from order to running VPS.
 //! * [`browser`]: headless Chromium for the tests a browser must drive.
+//! * [`console`]: a console's WebSocket, read until a text appears or it closes.
 //! * [`services`]: the mail catcher and the local Stripe server a customer's path meets.
 
 pub mod browser;
+pub mod console;
 pub mod e2e;
 pub mod netns;
 pub mod services;

@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 use vessel_tests::browser::Browser;
+use vessel_tests::console::{self, Ws};
 use vessel_tests::e2e::{wait_for, World};
 
 const ROOT_PASSWORD: &str = "console-root-pass-42";
@@ -178,8 +179,6 @@ async fn page_socket(http: &reqwest::Client, w: &World, inst: Uuid) -> String {
         .replace("&#61;", "=")
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 /// Opens the panel's console WebSocket; `Err(status)` when refused before upgrading.
 async fn open(w: &World, path: &str, cookie: Option<&str>) -> Result<Ws, u16> {
     let url = format!("{}{path}", w.panel_url.replace("http://", "ws://"));
@@ -192,29 +191,6 @@ async fn open(w: &World, path: &str, cookie: Option<&str>) -> Result<Ws, u16> {
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
         Err(e) => panic!("connecting to the console: {e}"),
     }
-}
-
-/// Reads until the output contains `needle` (or the socket closes: panics).
-async fn read_until(ws: &mut Ws, needle: &str) -> String {
-    let mut seen = String::new();
-    let r = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(m) = ws.next().await {
-            match m.unwrap() {
-                Message::Binary(b) => {
-                    seen.push_str(&String::from_utf8_lossy(&b));
-                    if seen.contains(needle) {
-                        return;
-                    }
-                }
-                Message::Close(f) => panic!("closed ({f:?}) before {needle:?}; saw {seen:?}"),
-                _ => {}
-            }
-        }
-        panic!("ended before {needle:?}; saw {seen:?}");
-    })
-    .await;
-    r.unwrap_or_else(|_| panic!("no {needle:?} within 20 s; saw {seen:?}"));
-    seen
 }
 
 /// Reads to the close frame; returns its reason.
@@ -258,19 +234,19 @@ async fn console_tokens_are_single_use_short_lived_and_bound_to_their_customer()
     let path = page_socket(&http, &w, inst).await;
     let mut ws = open(&w, &path, Some(&cookie)).await.expect("the owner's console opens");
     ws.send(Message::Text(r#"{"resize":{"cols":100,"rows":30}}"#.into())).await.unwrap();
-    read_until(&mut ws, "login:").await;
+    console::expect(&mut ws, "login:").await;
     // Single use: the same token again is refused, even with the owner's session.
     assert_eq!(open(&w, &path, Some(&cookie)).await.err(), Some(403), "a used token");
     // A token guessed or mangled is refused too.
     assert_eq!(open(&w, "/console/ws?token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", Some(&cookie)).await.err(), Some(403));
     ws.send(Message::Binary(b"root\n".to_vec().into())).await.unwrap();
-    read_until(&mut ws, "Password:").await;
+    console::expect(&mut ws, "Password:").await;
     settle().await;
     ws.send(Message::Binary(format!("{ROOT_PASSWORD}\n").into_bytes().into())).await.unwrap();
-    read_until(&mut ws, "#").await;
+    console::expect(&mut ws, "#").await;
     // The pty follows the viewer's size.
     ws.send(Message::Binary(b"stty size\n".to_vec().into())).await.unwrap();
-    read_until(&mut ws, "30 100").await;
+    console::expect(&mut ws, "30 100").await;
 
     // Expired: a token not used within its life is refused.
     let path2 = page_socket(&http, &w, inst).await;
@@ -423,14 +399,14 @@ async fn a_resellers_key_logs_in_over_ssh_and_a_reset_password_logs_in_on_the_co
     let (s, t) = post(&format!("/api/v1/servers/{inst}/console"), serde_json::json!(null)).await;
     assert_eq!(s, 201, "{t}");
     let mut ws = open(&w, t["websocket_path"].as_str().unwrap(), None).await.expect("the API token opens the console");
-    read_until(&mut ws, "login:").await;
+    console::expect(&mut ws, "login:").await;
     ws.send(Message::Binary(b"root\n".to_vec().into())).await.unwrap();
-    read_until(&mut ws, "Password:").await;
+    console::expect(&mut ws, "Password:").await;
     settle().await;
     ws.send(Message::Binary(format!("{password}\n").into_bytes().into())).await.unwrap();
-    read_until(&mut ws, "# ").await;
+    console::expect(&mut ws, "# ").await;
     ws.send(Message::Binary(b"hostname\n".to_vec().into())).await.unwrap();
-    let seen = read_until(&mut ws, &format!("{hostname}\r\n")).await;
+    let seen = console::expect(&mut ws, &format!("{hostname}\r\n")).await;
     assert!(!seen.contains(password), "the password is not echoed");
     ws.close(None).await.ok();
     let (kind, via): (String, String) = wait_for("the console's audit", 10, async || {

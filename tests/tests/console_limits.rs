@@ -7,11 +7,12 @@
 //! * a console nobody types into ends after the (configured) idle timeout, and typing keeps it
 //!   open; the audit row says why it ended.
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 use vessel_tests::browser::Browser;
+use vessel_tests::console::read_until;
 use vessel_tests::e2e::{wait_for, World};
 
 const LOGIN_PASSWORD: &str = "customer login password";
@@ -99,30 +100,6 @@ async fn typing_and_pasting_into_the_serial_console_of_a_kvm_machine_in_chromium
     wait_for("the machine to be destroyed", 60, async || (w.observed(inst).await == "destroyed").then_some(())).await;
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// Reads until `needle`; `Err(reason)` if the console closes first.
-async fn read_until(ws: &mut Ws, needle: &str, secs: u64) -> Result<String, String> {
-    let mut seen = String::new();
-    let r = tokio::time::timeout(Duration::from_secs(secs), async {
-        while let Some(m) = ws.next().await {
-            match m.unwrap() {
-                Message::Binary(b) => {
-                    seen.push_str(&String::from_utf8_lossy(&b));
-                    if seen.contains(needle) {
-                        return Ok(seen.clone());
-                    }
-                }
-                Message::Close(f) => return Err(f.map(|f| f.reason.to_string()).unwrap_or_default()),
-                _ => {}
-            }
-        }
-        Err("ended without a close frame".to_string())
-    })
-    .await;
-    r.unwrap_or_else(|_| panic!("no {needle:?} and no close within {secs} s; saw {seen:?}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_console_nobody_types_into_ends_after_the_idle_timeout_and_typing_keeps_it_open() {
     const IDLE: u64 = 3;
@@ -167,7 +144,7 @@ async fn a_console_nobody_types_into_ends_after_the_idle_timeout_and_typing_keep
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     // Then nothing: it ends, cleanly, saying why, about the timeout after the last key.
-    let reason = read_until(&mut ws, "never printed", IDLE + 10).await.expect_err("the idle console is closed");
+    let reason = read_until(&mut ws, "never printed", IDLE + 10).await.expect_err("the idle console is closed").reason;
     assert_eq!(reason, format!("idle for {IDLE} s"));
     let quiet = last_key.elapsed();
     assert!(quiet >= Duration::from_millis(IDLE * 1000 - 200), "closed {quiet:?} after the last key, before the timeout");

@@ -9,10 +9,11 @@
 //!   second virtio-blk device (its size in the kernel's own log); leaving rescue boots the
 //!   machine's own system with one disk again.
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
+use vessel_tests::console::{self, Ws};
 use vessel_tests::e2e::{wait_for, World};
 
 const ROOT_PASSWORD: &str = "rescue-root-pass-42";
@@ -80,50 +81,26 @@ async fn action_done(w: &World, inst: Uuid, action: &str, secs: u64) {
     .await;
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
 /// A console through an API token, logged in as root.
 async fn root_console(api: &Api, inst: Uuid) -> Ws {
     let (s, t) = api.post(&format!("/api/v1/servers/{inst}/console"), serde_json::json!(null)).await;
     assert_eq!(s, 201, "{t}");
     let url = format!("{}{}", api.url.replace("http://", "ws://"), t["websocket_path"].as_str().unwrap());
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("the console opens");
-    read_until(&mut ws, "login:").await;
+    console::expect(&mut ws, "login:").await;
     ws.send(Message::Binary(b"root\n".to_vec().into())).await.unwrap();
-    read_until(&mut ws, "Password:").await;
+    console::expect(&mut ws, "Password:").await;
     // `login` turns the echo off just after its prompt: type later, as a person does.
     tokio::time::sleep(Duration::from_millis(500)).await;
     ws.send(Message::Binary(format!("{ROOT_PASSWORD}\n").into_bytes().into())).await.unwrap();
-    read_until(&mut ws, "# ").await;
+    console::expect(&mut ws, "# ").await;
     ws
 }
 
 /// Types `cmd` and reads until `needle`.
 async fn run(ws: &mut Ws, cmd: &str, needle: &str) -> String {
     ws.send(Message::Binary(format!("{cmd}\n").into_bytes().into())).await.unwrap();
-    read_until(ws, needle).await
-}
-
-async fn read_until(ws: &mut Ws, needle: &str) -> String {
-    let mut seen = String::new();
-    let r = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Some(m) = ws.next().await {
-            match m.unwrap() {
-                Message::Binary(b) => {
-                    seen.push_str(&String::from_utf8_lossy(&b));
-                    if seen.contains(needle) {
-                        return;
-                    }
-                }
-                Message::Close(f) => panic!("closed ({f:?}) before {needle:?}; saw {seen:?}"),
-                _ => {}
-            }
-        }
-        panic!("ended before {needle:?}; saw {seen:?}");
-    })
-    .await;
-    r.unwrap_or_else(|_| panic!("no {needle:?} within 20 s; saw {seen:?}"));
-    seen
+    console::expect(ws, needle).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -52,7 +52,7 @@ pub async fn host_load(pool: &PgPool) -> Result<Vec<HostLoadRow>, sqlx::Error> {
 /// that run that kind (vcpus, memory burst MiB, disk GiB; each a (sold, capacity) pair).
 #[derive(sqlx::FromRow)]
 pub struct KindLoadRow {
-    pub kind: String,
+    pub kind: vessel_core::InstanceKind,
     pub sold_vcpus: i64,
     pub cpus: i64,
     pub sold_memory_mib: i64,
@@ -72,7 +72,7 @@ pub async fn kind_load(pool: &PgPool) -> Result<Vec<KindLoadRow>, sqlx::Error> {
                         FROM k JOIN hosts h ON h.api_secret IS NOT NULL AND h.enabled
                              AND CASE k.kind WHEN 'kvm' THEN h.supports_kvm ELSE h.supports_containers END
                        GROUP BY k.kind)
-         SELECT k.kind::text AS kind, COALESCE(sold.v, 0) AS sold_vcpus, COALESCE(cap.v, 0) AS cpus,
+         SELECT k.kind, COALESCE(sold.v, 0) AS sold_vcpus, COALESCE(cap.v, 0) AS cpus,
                 COALESCE(sold.m, 0) AS sold_memory_mib, COALESCE(cap.m, 0) AS memory_mib,
                 COALESCE(sold.d, 0) AS sold_disk_gib, COALESCE(cap.d, 0) AS disk_gib
            FROM k LEFT JOIN sold ON sold.kind = k.kind LEFT JOIN cap ON cap.kind = k.kind",

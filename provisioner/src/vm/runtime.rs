@@ -90,6 +90,11 @@ pub struct ImageSpec {
     /// address; see [`super::seed`]) before every start and attaches it read-only after the disk.
     #[serde(default)]
     pub cloud_init: bool,
+    /// The kernel finds its virtio devices on the command line (`virtio_mmio.device=`: the test
+    /// kernel, built without ACPI), not only in the ACPI tables (Debian's cloud kernel, which
+    /// has no command-line devices).
+    #[serde(default)]
+    pub virtio_cmdline: bool,
 }
 
 /// Where a machine's disk comes from.
@@ -281,6 +286,7 @@ impl KvmRuntime {
             from_guest_mbit: rate,
             to_guest_mbit: rate,
             masquerade_outside: record.spec.network.ipv4.as_ref().and_then(|a| a.masquerade_outside()),
+            firewall: record.spec.firewall.clone(),
         };
         hostnet::protect(&port).map_err(|e| VmError::Start { id, reason: e.to_string() })?;
         Ok(NetConfig { tap, mac: mac.0 })
@@ -671,6 +677,7 @@ impl Runtime for KvmRuntime {
             seed,
             net,
             rng: true,
+            virtio_cmdline: image.virtio_cmdline,
             seccomp: true,
         };
         config.validate().map_err(|e| VmError::Start { id, reason: e.to_string() })?;
@@ -838,6 +845,10 @@ impl Runtime for KvmRuntime {
             self.start(record)?;
         }
         written
+    }
+
+    fn port_name(&self, record: &InstanceRecord) -> String {
+        Self::tap_name(&record.spec.id)
     }
 
     /// Any machine can, where the host has the rescue image.

@@ -2,7 +2,7 @@
 //! one-off invoices, suspension, and help for a stuck sign-up.
 
 use super::forms::{cell, link, list_page, ListView};
-use super::{admin_err_ref, by, Done, Empty, PaymentForm, ToForm};
+use super::{admin_err_ref, by, typed_amount, Done, Empty, PaymentForm, ToForm};
 use crate::accounts::Role;
 use crate::admin;
 use crate::config::Settings;
@@ -89,10 +89,9 @@ async fn customer_credit(
     clock: web::Data<std::sync::Arc<dyn crate::clock::Clock>>,
 ) -> Result<HttpResponse, WebError> {
     let c = sql_admin::account(&pool, *id, Role::Customer).await?.ok_or(WebError::NotFound)?;
-    let cur = crate::money::Currency::parse(&c.currency).map_err(WebError::internal)?;
-    let amount = match crate::money::parse_amount(&f.0.amount, cur) {
+    let amount = match typed_amount(&f.0.amount, &c.currency, |e| customer_page(&a, &pool, *id, Some(e))).await? {
         Ok(m) => m,
-        Err(e) => return invalid_page(&customer_page(&a, &pool, *id, Some(format!("Amount: {e}"))).await?),
+        Err(page) => return Ok(page),
     };
     let r = crate::billing::payments::record_manual_payment(
         &pool,
@@ -127,10 +126,9 @@ async fn customer_invoice(
     clock: web::Data<std::sync::Arc<dyn crate::clock::Clock>>,
 ) -> Result<HttpResponse, WebError> {
     let c = sql_admin::account(&pool, *id, Role::Customer).await?.ok_or(WebError::NotFound)?;
-    let cur = crate::money::Currency::parse(&c.currency).map_err(WebError::internal)?;
-    let amount = match crate::money::parse_amount(&f.0.amount, cur) {
+    let amount = match typed_amount(&f.0.amount, &c.currency, |e| customer_page(&a, &pool, *id, Some(e))).await? {
         Ok(m) => m,
-        Err(e) => return invalid_page(&customer_page(&a, &pool, *id, Some(format!("Amount: {e}"))).await?),
+        Err(page) => return Ok(page),
     };
     match admin::issue_invoice(&pool, clock.as_ref().as_ref(), by(&a, &req), c.id, &f.0.description, amount).await {
         Ok(inv) => Ok(see_other(&format!("/admin/invoices/{inv}?done=saved"))),

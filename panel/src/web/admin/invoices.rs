@@ -1,7 +1,7 @@
 //! Admin pages for invoices: the list, one invoice, voiding it, a payment received for it.
 
 use super::forms::{cell, link, list_page, num, ListView};
-use super::{Done, PaymentForm};
+use super::{typed_amount, Done, PaymentForm};
 use crate::web::error::WebError;
 use crate::web::pages::{invalid as invalid_page, ok, see_other, Ctx};
 use crate::web::session::{CsrfForm, CurrentAdmin};
@@ -104,10 +104,9 @@ async fn invoice_payment(
     clock: web::Data<std::sync::Arc<dyn crate::clock::Clock>>,
 ) -> Result<HttpResponse, WebError> {
     let (row, _) = crate::billing::invoices::get(&pool, *id).await?.ok_or(WebError::NotFound)?;
-    let cur = crate::money::Currency::parse(&row.currency).map_err(WebError::internal)?;
-    let amount = match crate::money::parse_amount(&f.0.amount, cur) {
+    let amount = match typed_amount(&f.0.amount, &row.currency, |e| admin_invoice_page(&a, &pool, *id, Some(e))).await? {
         Ok(m) => m,
-        Err(e) => return invalid_page(&admin_invoice_page(&a, &pool, *id, Some(format!("Amount: {e}"))).await?),
+        Err(page) => return Ok(page),
     };
     let r = crate::billing::payments::record_manual_payment(
         &pool,

@@ -87,6 +87,21 @@ struct ToForm {
     reason: String,
 }
 
+/// The amount an admin typed into a money form (a payment, a credit, a one-off invoice), read
+/// in `currency` (the account's or the invoice's): `Ok(Ok(money))`, or `Ok(Err(page))`, the
+/// form's page shown again (422) saying what to fix; `page` renders it with that message.
+async fn typed_amount<P: Template, F: std::future::Future<Output = Result<P, WebError>>>(
+    typed: &str,
+    currency: &str,
+    page: impl FnOnce(String) -> F,
+) -> Result<Result<crate::money::Money, HttpResponse>, WebError> {
+    let currency = crate::money::Currency::parse(currency).map_err(WebError::internal)?;
+    match crate::money::parse_amount(typed, currency) {
+        Ok(m) => Ok(Ok(m)),
+        Err(e) => Ok(Err(super::pages::invalid(&page(format!("Amount: {e}")).await?)?)),
+    }
+}
+
 /// A payment received outside the gateway.
 #[derive(Deserialize)]
 struct PaymentForm {
