@@ -9,21 +9,21 @@
 
 use crate::clock::Clock;
 use crate::db::{hosts as sql, instances as inst_sql, plans as plan_sql};
+use crate::ids::{HostId, InstanceId};
 use crate::orders::OrderStatus;
 use chrono::{DateTime, Utc};
 use sqlx::{Acquire, PgPool};
 use std::collections::HashMap;
-use uuid::Uuid;
 use vessel_core::admission::{admit, Allocation, HostCapacity, HostLoad};
 use vessel_core::PlanResources;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Placement {
     Placed {
-        host: Uuid,
+        host: HostId,
     },
     AlreadyPlaced {
-        host: Uuid,
+        host: HostId,
     },
     /// No host can take it now; each refusal says why (resource, needed, free).
     WaitingForCapacity {
@@ -61,7 +61,7 @@ pub fn capacity(
     }
 }
 
-pub async fn place(pool: &PgPool, clock: &dyn Clock, instance: Uuid) -> Result<Placement, SchedulerError> {
+pub async fn place(pool: &PgPool, clock: &dyn Clock, instance: InstanceId) -> Result<Placement, SchedulerError> {
     let now = clock.now();
     let mut tx = pool.begin().await?;
     let inst = inst_sql::lock_placeable(&mut tx, instance).await?.ok_or(SchedulerError::UnknownInstance)?;
@@ -114,7 +114,7 @@ pub async fn place(pool: &PgPool, clock: &dyn Clock, instance: Uuid) -> Result<P
 /// What a host carries: core's sums over the instances the panel placed there (not
 /// terminated). The one computation that placement admits against and the admin's cockpit
 /// shows.
-async fn load_on(tx: &mut crate::db::Tx<'_>, cache: &mut HashMap<i64, PlanResources>, host: Uuid) -> Result<HostLoad, SchedulerError> {
+async fn load_on(tx: &mut crate::db::Tx<'_>, cache: &mut HashMap<i64, PlanResources>, host: HostId) -> Result<HostLoad, SchedulerError> {
     let plans = sql::resources_on(tx, host).await?;
     load_of(tx, cache, &plans).await
 }
@@ -146,7 +146,7 @@ pub struct PlanOnHost {
 }
 
 /// [`Commitment`] of a host, read in one transaction (a consistent snapshot of its instances).
-pub async fn commitment(pool: &PgPool, host: Uuid, capacity: HostCapacity) -> Result<Commitment, SchedulerError> {
+pub async fn commitment(pool: &PgPool, host: HostId, capacity: HostCapacity) -> Result<Commitment, SchedulerError> {
     let mut tx = pool.begin().await?;
     let mut cache = HashMap::new();
     let on = sql::resources_on(&mut tx, host).await?;
@@ -182,8 +182,8 @@ async fn resources(
 /// family with nothing free makes the host unsuitable.
 async fn take_addresses(
     tx: &mut crate::db::Tx<'_>,
-    host: Uuid,
-    instance: Uuid,
+    host: HostId,
+    instance: InstanceId,
     now: DateTime<Utc>,
 ) -> Result<Result<(), String>, sqlx::Error> {
     for family in [4, 6] {

@@ -161,7 +161,7 @@ pub async fn console(
             if row.observed_state != crate::vps::ObservedState::Running {
                 return Err(ApiError::Conflict(format!("the server is {}: a console needs it running", row.observed_state)));
             }
-            let issued = crate::console::issue(tx, id, account, crate::console::Via::Api { key }, ttl).await?;
+            let issued = crate::console::issue(tx, id.into(), account, crate::console::Via::Api { key }, ttl).await?;
             let answer = ConsoleToken {
                 websocket_path: issued.websocket_path(),
                 page_path: issued.page_path(),

@@ -2,9 +2,9 @@
 //! secret) and the admin's view and edits (without it).
 
 use super::Tx;
+use crate::ids::{AccountId, HostId, InstanceId};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use uuid::Uuid;
 
 /// Registers a host an admin expects; it joins later with the token whose hash is kept.
 pub async fn insert_pending(
@@ -13,7 +13,7 @@ pub async fn insert_pending(
     api_url: &str,
     token_sha256: &str,
     expires: DateTime<Utc>,
-) -> Result<Uuid, sqlx::Error> {
+) -> Result<HostId, sqlx::Error> {
     sqlx::query_scalar(
         "INSERT INTO hosts (name, api_url, cpus, memory_mib, disk_gib, enabled, join_token_sha256, join_token_expires_at)
          VALUES ($1, $2, 1, 1, 1, false, $3, $4) RETURNING id",
@@ -40,7 +40,7 @@ pub async fn complete_join(
     containers: bool,
     kvm: bool,
     tls_cert_sha256: Option<&str>,
-) -> Result<Option<Uuid>, sqlx::Error> {
+) -> Result<Option<HostId>, sqlx::Error> {
     sqlx::query_scalar(
         "UPDATE hosts SET join_token_sha256 = NULL, join_token_expires_at = NULL, api_secret = $3, api_url = $2, cpus = $4, memory_mib = $5,
                 disk_gib = $6, supports_containers = $7, supports_kvm = $8, enabled = true, reachability = 'reachable',
@@ -62,7 +62,7 @@ pub async fn complete_join(
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct HostRow {
-    pub id: Uuid,
+    pub id: HostId,
     pub name: String,
     pub api_url: String,
     pub api_secret: Option<Vec<u8>>,
@@ -86,19 +86,19 @@ pub async fn joined<'e, E: sqlx::PgExecutor<'e>>(e: E) -> Result<Vec<HostRow>, s
     sqlx::query_as(&format!("{HOST} WHERE enabled AND api_secret IS NOT NULL ORDER BY name")).fetch_all(e).await
 }
 
-pub async fn get<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid) -> Result<Option<HostRow>, sqlx::Error> {
+pub async fn get<'e, E: sqlx::PgExecutor<'e>>(e: E, id: HostId) -> Result<Option<HostRow>, sqlx::Error> {
     sqlx::query_as(&format!("{HOST} WHERE id = $1")).bind(id).fetch_optional(e).await
 }
 
 /// Locks a host row: placements on one host are decided one at a time.
-pub async fn lock(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<HostRow>, sqlx::Error> {
+pub async fn lock(tx: &mut Tx<'_>, id: HostId) -> Result<Option<HostRow>, sqlx::Error> {
     sqlx::query_as(&format!("{HOST} WHERE id = $1 FOR UPDATE")).bind(id).fetch_optional(&mut **tx).await
 }
 
 /// Candidate hosts for an instance of `kind` owned by `account`, in the placement policy's
 /// order: first hosts carrying fewer of this customer's VPS (spread), then most free
 /// guaranteed memory, then name (stable).
-pub async fn candidates(tx: &mut Tx<'_>, kind: &str, account: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+pub async fn candidates(tx: &mut Tx<'_>, kind: &str, account: AccountId) -> Result<Vec<HostId>, sqlx::Error> {
     sqlx::query_scalar(
         "WITH mine AS (
             SELECT host_id, count(*) AS n FROM instances
@@ -115,14 +115,14 @@ pub async fn candidates(tx: &mut Tx<'_>, kind: &str, account: Uuid) -> Result<Ve
 }
 
 /// The plan resources of every live instance on a host (its load, for admission).
-pub async fn resources_on(tx: &mut Tx<'_>, host: Uuid) -> Result<Vec<i64>, sqlx::Error> {
+pub async fn resources_on(tx: &mut Tx<'_>, host: HostId) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar("SELECT plan_id FROM instances WHERE host_id = $1 AND desired_state <> 'terminated'")
         .bind(host)
         .fetch_all(&mut **tx)
         .await
 }
 
-pub async fn set_reachability(tx: &mut Tx<'_>, id: Uuid, reachable: bool, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+pub async fn set_reachability(tx: &mut Tx<'_>, id: HostId, reachable: bool, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE hosts SET reachability = CASE WHEN $2 THEN 'reachable' ELSE 'unreachable' END::host_reachability,
                 last_seen_at = CASE WHEN $2 THEN $3 ELSE last_seen_at END
@@ -140,8 +140,8 @@ pub async fn set_reachability(tx: &mut Tx<'_>, id: Uuid, reachable: bool, at: Da
 /// pool, for `instance`. Skips addresses another placement is taking.
 pub async fn assign_address(
     tx: &mut Tx<'_>,
-    host: Uuid,
-    instance: Uuid,
+    host: HostId,
+    instance: InstanceId,
     family: i32,
     at: DateTime<Utc>,
 ) -> Result<Option<(String, i32, String)>, sqlx::Error> {
@@ -163,7 +163,7 @@ pub async fn assign_address(
 }
 
 /// Does any pool usable on this host hold addresses of `family` at all?
-pub async fn has_pool(tx: &mut Tx<'_>, host: Uuid, family: i32) -> Result<bool, sqlx::Error> {
+pub async fn has_pool(tx: &mut Tx<'_>, host: HostId, family: i32) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM ip_pools WHERE family(network) = $2 AND (host_id = $1 OR host_id IS NULL))")
         .bind(host)
         .bind(family)
@@ -186,7 +186,7 @@ pub struct AssignedAddress {
     pub dns: Vec<String>,
 }
 
-pub async fn addresses_of<'e, E: sqlx::PgExecutor<'e>>(e: E, instance: Uuid) -> Result<Vec<AssignedAddress>, sqlx::Error> {
+pub async fn addresses_of<'e, E: sqlx::PgExecutor<'e>>(e: E, instance: InstanceId) -> Result<Vec<AssignedAddress>, sqlx::Error> {
     sqlx::query_as(
         "SELECT host(a.address) AS address, masklen(p.network) AS prefix_len, host(p.gateway) AS gateway, p.nat,
                 ARRAY(SELECT host(d) FROM unnest(p.dns) d) AS dns
@@ -198,7 +198,7 @@ pub async fn addresses_of<'e, E: sqlx::PgExecutor<'e>>(e: E, instance: Uuid) -> 
     .await
 }
 
-pub async fn release_addresses(tx: &mut Tx<'_>, instance: Uuid) -> Result<u64, sqlx::Error> {
+pub async fn release_addresses(tx: &mut Tx<'_>, instance: InstanceId) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query("UPDATE ip_addresses SET instance_id = NULL, assigned_at = NULL WHERE instance_id = $1")
         .bind(instance)
         .execute(&mut **tx)
@@ -211,7 +211,7 @@ pub async fn release_addresses(tx: &mut Tx<'_>, instance: Uuid) -> Result<u64, s
 #[derive(Clone, Debug, Default, sqlx::FromRow)]
 /// A host as the admin pages show it: never its secret.
 pub struct HostSummary {
-    pub id: Uuid,
+    pub id: HostId,
     pub name: String,
     pub api_url: String,
     pub supports_containers: bool,
@@ -235,7 +235,7 @@ pub async fn summaries(pool: &PgPool) -> Result<Vec<HostSummary>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {SUMMARY} FROM hosts h ORDER BY h.name")).fetch_all(pool).await
 }
 
-pub async fn summary(pool: &PgPool, id: Uuid) -> Result<Option<HostSummary>, sqlx::Error> {
+pub async fn summary(pool: &PgPool, id: HostId) -> Result<Option<HostSummary>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {SUMMARY} FROM hosts h WHERE h.id = $1")).bind(id).fetch_optional(pool).await
 }
 
@@ -256,7 +256,7 @@ pub struct HostInput {
 }
 
 /// Inserts (id None) or updates; `None` if an update found no such host.
-pub async fn save(tx: &mut Tx<'_>, id: Option<Uuid>, h: &HostInput) -> Result<Option<Uuid>, sqlx::Error> {
+pub async fn save(tx: &mut Tx<'_>, id: Option<HostId>, h: &HostInput) -> Result<Option<HostId>, sqlx::Error> {
     let sql = match id {
         None => {
             "INSERT INTO hosts (name, api_url, supports_containers, supports_kvm, cpus, memory_mib, disk_gib, \

@@ -14,6 +14,7 @@ use crate::config::Settings;
 use crate::db::auth::AccountAuth;
 use crate::db::catalogue::OsTemplate;
 use crate::db::invoices::{InvoiceRow, LineRow};
+use crate::ids::InstanceId;
 use crate::instances::{self, InstanceRow};
 use crate::money::{Currency, Money};
 use crate::orders::{self, OrderError, OrderRequest, OrderRow};
@@ -241,7 +242,7 @@ async fn order_show(
     pool: web::Data<PgPool>,
     q: web::Query<Done>,
 ) -> Result<HttpResponse, WebError> {
-    let o = orders::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
+    let o = orders::get_for(&pool, c.account.id.into(), *id).await?.ok_or(WebError::NotFound)?;
     let invoice = match o.invoice_id {
         Some(i) => billing::invoices::get_for(&pool, c.account.id, i).await?.map(|(r, l)| InvoiceView::new(r, l)),
         None => None,
@@ -359,7 +360,7 @@ struct InvoicePage {
 }
 
 async fn invoice_page(c: &CurrentCustomer, pool: &PgPool, settings: &Settings, id: Uuid) -> Result<InvoicePage, WebError> {
-    let (row, lines) = billing::invoices::get_for(pool, c.account.id, id).await?.ok_or(WebError::NotFound)?;
+    let (row, lines) = billing::invoices::get_for(pool, c.account.id.into(), id).await?.ok_or(WebError::NotFound)?;
     if row.status == InvoiceStatus::Draft {
         return Err(WebError::NotFound);
     }
@@ -391,7 +392,7 @@ struct InvoicePrint {
 /// A standalone page for printing or "save as PDF" from the browser.
 #[get("/invoices/{id}/print")]
 async fn invoice_print(InvoiceHolder(c): InvoiceHolder, id: web::Path<Uuid>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
-    let (row, lines) = billing::invoices::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
+    let (row, lines) = billing::invoices::get_for(&pool, c.account.id.into(), *id).await?.ok_or(WebError::NotFound)?;
     if row.status == InvoiceStatus::Draft {
         return Err(WebError::NotFound);
     }
@@ -470,7 +471,7 @@ async fn invoice_pdf_download(
     pool: web::Data<PgPool>,
     settings: web::Data<Settings>,
 ) -> Result<HttpResponse, WebError> {
-    let (row, lines) = billing::invoices::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
+    let (row, lines) = billing::invoices::get_for(&pool, c.account.id.into(), *id).await?.ok_or(WebError::NotFound)?;
     let number = display_number(&row);
     let pdf = invoice_pdf(&pool, &settings.billing.pdf_chromium, row, lines).await?;
     Ok(pdf_response(&number, pdf))
@@ -485,7 +486,7 @@ async fn invoice_pay(
     settings: web::Data<Settings>,
     clock: web::Data<Arc<dyn Clock>>,
 ) -> Result<HttpResponse, WebError> {
-    match billing::payments::pay_invoice_with_credit(&pool, clock.as_ref().as_ref(), c.account.id, *id).await {
+    match billing::payments::pay_invoice_with_credit(&pool, clock.as_ref().as_ref(), c.account.id.into(), *id).await {
         Ok(()) => Ok(see_other(&format!("/invoices/{id}?done=paid"))),
         Err(e) => {
             let message = WebError::mistake(e)?;
@@ -571,7 +572,7 @@ async fn invoice_card(
     pool: web::Data<PgPool>,
     settings: web::Data<Settings>,
 ) -> Result<HttpResponse, WebError> {
-    let (row, _) = billing::invoices::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
+    let (row, _) = billing::invoices::get_for(&pool, c.account.id.into(), *id).await?.ok_or(WebError::NotFound)?;
     let Some(stripe) = &settings.stripe else { return Err(WebError::Conflict("Card payments are not enabled.".into())) };
     if !(row.kind == InvoiceKind::Invoice && row.status == InvoiceStatus::Issued) {
         return Err(WebError::Conflict("This invoice is not open for payment.".into()));
@@ -694,7 +695,7 @@ struct ServersPage {
 
 #[get("/servers")]
 async fn servers_list(c: CurrentCustomer, pool: web::Data<PgPool>, q: web::Query<Done>) -> Result<HttpResponse, WebError> {
-    let servers = instances::list_for(&pool, c.account.id).await?;
+    let servers = instances::list_for(&pool, c.account.id.into()).await?;
     ok(&ServersPage { ctx: Ctx::of(&c.session).with_notice(q.done.as_deref()), servers })
 }
 
@@ -708,7 +709,7 @@ pub struct RenewalLine {
 
 async fn renewal_line(pool: &PgPool, customer: Uuid, s: &InstanceRow) -> Result<Option<RenewalLine>, WebError> {
     let Some(sub) = s.subscription_id else { return Ok(None) };
-    let Some(r) = crate::db::subscriptions::renewal_view(pool, sub, customer).await? else { return Ok(None) };
+    let Some(r) = crate::db::subscriptions::renewal_view(pool, sub.0, customer).await? else { return Ok(None) };
     let live = matches!(r.status, crate::subscriptions::SubscriptionStatus::Active | crate::subscriptions::SubscriptionStatus::Suspended);
     let last_day = crate::billing::period::last_day(r.current_period_end);
     let text = match (live, r.cancel_at_period_end) {
@@ -747,7 +748,7 @@ impl ServerPage {
 /// disk, network. Server-rendered SVG, so they need no JavaScript.
 async fn charts(pool: &PgPool, clock: &dyn Clock, customer: Uuid, s: &InstanceRow) -> Result<Vec<(&'static str, String)>, WebError> {
     use crate::usage::{svg, Chart};
-    let points = crate::usage::last_day(pool, customer, s.id, clock.now()).await?;
+    let points = crate::usage::last_day(pool, customer.into(), s.id, clock.now()).await?;
     let Some(p) = crate::db::catalogue::plan_by_id(pool, s.plan_id).await? else { return Ok(Vec::new()) };
     Ok(vec![
         ("CPU (cores)", svg(Chart::Cpu { vcpus: p.vcpus as u32 }, &points)),
@@ -763,12 +764,12 @@ async fn charts(pool: &PgPool, clock: &dyn Clock, customer: Uuid, s: &InstanceRo
 #[get("/servers/{id}")]
 async fn server_show(
     c: CurrentCustomer,
-    id: web::Path<Uuid>,
+    id: web::Path<InstanceId>,
     pool: web::Data<PgPool>,
     clock: web::Data<Arc<dyn Clock>>,
     q: web::Query<Done>,
 ) -> Result<HttpResponse, WebError> {
-    let s = instances::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
+    let s = instances::get_for(&pool, c.account.id.into(), *id).await?.ok_or(WebError::NotFound)?;
     let charts = charts(&pool, clock.as_ref().as_ref(), c.account.id, &s).await?;
     let way_in = crate::db::access::instance_access(pool.get_ref(), s.id).await?.unwrap_or_default();
     let renewal = renewal_line(&pool, c.account.id, &s).await?;
@@ -799,7 +800,7 @@ struct ConfirmReinstall {
 #[post("/servers/{id}/action")]
 async fn server_action(
     c: CurrentCustomer,
-    id: web::Path<Uuid>,
+    id: web::Path<InstanceId>,
     f: CsrfForm<ActionForm>,
     pool: web::Data<PgPool>,
     clock: web::Data<Arc<dyn Clock>>,
@@ -819,7 +820,7 @@ async fn server_action(
     };
     if action == Action::Reinstall && f.0.confirm != "yes" {
         // Only the owner gets as far as the question.
-        let s = instances::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
+        let s = instances::get_for(&pool, c.account.id.into(), *id).await?.ok_or(WebError::NotFound)?;
         let kvm = s.kind == vessel_core::InstanceKind::Kvm;
         let templates = crate::db::catalogue::os_templates(&pool, true)
             .await?
@@ -829,15 +830,15 @@ async fn server_action(
         return ok(&ConfirmReinstall { ctx: Ctx::of(&c.session), s, templates });
     }
     let r = if action == Action::Reinstall {
-        instances::reinstall(&pool, clock.as_ref().as_ref(), c.account.id, *id, Some(f.0.os_template.as_str())).await
+        instances::reinstall(&pool, clock.as_ref().as_ref(), c.account.id.into(), *id, Some(f.0.os_template.as_str())).await
     } else {
-        instances::request_action(&pool, clock.as_ref().as_ref(), c.account.id, *id, action).await
+        instances::request_action(&pool, clock.as_ref().as_ref(), c.account.id.into(), *id, action).await
     };
     match r {
         Ok(()) => Ok(see_other(&format!("/servers/{id}?done=requested"))),
         Err(e) => {
             let message = WebError::mistake(e)?;
-            let s = instances::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
+            let s = instances::get_for(&pool, c.account.id.into(), *id).await?.ok_or(WebError::NotFound)?;
             let charts = charts(&pool, clock.as_ref().as_ref(), c.account.id, &s).await?;
             let renewal = renewal_line(&pool, c.account.id, &s).await?;
             super::pages::html(
@@ -902,13 +903,19 @@ struct PlanPage {
     error: Option<String>,
 }
 
-async fn plan_page(c: &CurrentCustomer, pool: &PgPool, clock: &dyn Clock, id: Uuid, error: Option<String>) -> Result<PlanPage, WebError> {
-    let s = instances::get_for(pool, c.account.id, id).await?.ok_or(WebError::NotFound)?;
+async fn plan_page(
+    c: &CurrentCustomer,
+    pool: &PgPool,
+    clock: &dyn Clock,
+    id: InstanceId,
+    error: Option<String>,
+) -> Result<PlanPage, WebError> {
+    let s = instances::get_for(pool, c.account.id.into(), id).await?.ok_or(WebError::NotFound)?;
     let sub = s.subscription_id.ok_or(WebError::NotFound)?;
     let mut choices = Vec::new();
-    for (code, name, price) in crate::db::subscriptions::plan_choices(pool, sub).await? {
-        let cur = crate::db::subscriptions::renewal_view(pool, sub, c.account.id).await?.map(|r| r.currency).unwrap_or_default();
-        let (quote, refused) = match instances::quote_plan_change(pool, clock, c.account.id, id, &code).await {
+    for (code, name, price) in crate::db::subscriptions::plan_choices(pool, sub.0).await? {
+        let cur = crate::db::subscriptions::renewal_view(pool, sub.0, c.account.id).await?.map(|r| r.currency).unwrap_or_default();
+        let (quote, refused) = match instances::quote_plan_change(pool, clock, c.account.id.into(), id, &code).await {
             Ok(q) => (Some(q), None),
             Err(e) => (None, Some(WebError::mistake(e)?)),
         };
@@ -922,7 +929,7 @@ async fn plan_page(c: &CurrentCustomer, pool: &PgPool, clock: &dyn Clock, id: Uu
 #[get("/servers/{id}/plan")]
 async fn plan_form(
     c: CurrentCustomer,
-    id: web::Path<Uuid>,
+    id: web::Path<InstanceId>,
     pool: web::Data<PgPool>,
     clock: web::Data<Arc<dyn Clock>>,
 ) -> Result<HttpResponse, WebError> {
@@ -939,13 +946,13 @@ struct PlanForm {
 #[post("/servers/{id}/plan")]
 async fn plan_change(
     c: CurrentCustomer,
-    id: web::Path<Uuid>,
+    id: web::Path<InstanceId>,
     f: CsrfForm<PlanForm>,
     pool: web::Data<PgPool>,
     clock: web::Data<Arc<dyn Clock>>,
 ) -> Result<HttpResponse, WebError> {
     let clock = clock.as_ref().as_ref();
-    match instances::change_plan(&pool, clock, c.account.id, *id, &f.0.plan, f.0.shown_total).await {
+    match instances::change_plan(&pool, clock, c.account.id.into(), *id, &f.0.plan, f.0.shown_total).await {
         Ok(q) => match (q.kind, q.document_id) {
             (instances::QuoteKind::Charge, Some(inv)) => Ok(see_other(&format!("/invoices/{inv}?done=plan_changed"))),
             _ => Ok(see_other(&format!("/servers/{id}?done=plan_changed"))),
@@ -969,12 +976,12 @@ async fn cancel_page(
     c: &CurrentCustomer,
     pool: &PgPool,
     clock: &dyn Clock,
-    id: Uuid,
+    id: InstanceId,
     error: Option<String>,
 ) -> Result<CancelPage, WebError> {
-    let s = instances::get_for(pool, c.account.id, id).await?.ok_or(WebError::NotFound)?;
+    let s = instances::get_for(pool, c.account.id.into(), id).await?.ok_or(WebError::NotFound)?;
     let renewal = renewal_line(pool, c.account.id, &s).await?;
-    let now = match instances::quote_terminate(pool, clock, c.account.id, id).await {
+    let now = match instances::quote_terminate(pool, clock, c.account.id.into(), id).await {
         Ok(q) => Some(q),
         Err(e) => {
             WebError::mistake(e)?;
@@ -989,7 +996,7 @@ async fn cancel_page(
 #[get("/servers/{id}/cancel")]
 async fn cancel_form(
     c: CurrentCustomer,
-    id: web::Path<Uuid>,
+    id: web::Path<InstanceId>,
     pool: web::Data<PgPool>,
     clock: web::Data<Arc<dyn Clock>>,
 ) -> Result<HttpResponse, WebError> {
@@ -1005,16 +1012,16 @@ struct CancelForm {
 #[post("/servers/{id}/cancel")]
 async fn cancel(
     c: CurrentCustomer,
-    id: web::Path<Uuid>,
+    id: web::Path<InstanceId>,
     f: CsrfForm<CancelForm>,
     pool: web::Data<PgPool>,
     clock: web::Data<Arc<dyn Clock>>,
 ) -> Result<HttpResponse, WebError> {
     let clock = clock.as_ref().as_ref();
     let r = match f.0.when.as_str() {
-        "period_end" => instances::cancel_at_period_end(&pool, c.account.id, *id, true).await.map(|_| "cancel_at_period_end"),
-        "keep" => instances::cancel_at_period_end(&pool, c.account.id, *id, false).await.map(|_| "kept"),
-        "now" => instances::terminate_now(&pool, clock, c.account.id, *id).await.map(|_| "terminated"),
+        "period_end" => instances::cancel_at_period_end(&pool, c.account.id.into(), *id, true).await.map(|_| "cancel_at_period_end"),
+        "keep" => instances::cancel_at_period_end(&pool, c.account.id.into(), *id, false).await.map(|_| "kept"),
+        "now" => instances::terminate_now(&pool, clock, c.account.id.into(), *id).await.map(|_| "terminated"),
         other => return Err(WebError::BadForm(format!("{other:?}: choose period_end, now or keep"))),
     };
     match r {
@@ -1042,6 +1049,6 @@ pub async fn admin_customer_extra(pool: &PgPool, c: &crate::db::admin::AccountRo
         .filter(|r| r.status != InvoiceStatus::Draft)
         .map(|r| InvoiceView::new(r, Vec::new()))
         .collect();
-    let servers = instances::list_for(pool, c.id).await?;
+    let servers = instances::list_for(pool, c.id.into()).await?;
     Ok(AdminCustomerExtra { credit: vec![credit.to_string()], invoices, servers, currency: c.currency.clone() })
 }

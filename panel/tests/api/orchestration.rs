@@ -90,14 +90,14 @@ async fn two_hundred_concurrent_orders_fill_a_host_exactly() {
                 .fetch_one(&pool)
                 .await
                 .unwrap();
-            place(&pool, clock.as_ref(), id).await
+            place(&pool, clock.as_ref(), id.into()).await
         }));
     }
     let (mut placed, mut waiting) = (0, 0);
     for t in tasks {
         match t.await.unwrap().unwrap() {
             Placement::Placed { host } => {
-                assert_eq!(host, h);
+                assert_eq!(host.0, h);
                 placed += 1
             }
             Placement::WaitingForCapacity { reasons } => {
@@ -129,15 +129,15 @@ async fn placement_spreads_a_customer_and_needs_an_address() {
     let ids = instances(&w.pool, "burst-m", 2, 1).await;
     let mut hosts = Vec::new();
     for id in &ids {
-        let Placement::Placed { host } = place(&w.pool, &clock, *id).await.unwrap() else { panic!() };
-        hosts.push(host);
+        let Placement::Placed { host } = place(&w.pool, &clock, (*id).into()).await.unwrap() else { panic!() };
+        hosts.push(host.0);
     }
     hosts.sort();
     let mut want = vec![a, b];
     want.sort();
     assert_eq!(hosts, want, "a customer's VPS are spread");
     // Placing again is a no-op.
-    assert!(matches!(place(&w.pool, &clock, ids[0]).await.unwrap(), Placement::AlreadyPlaced { .. }));
+    assert!(matches!(place(&w.pool, &clock, ids[0].into()).await.unwrap(), Placement::AlreadyPlaced { .. }));
 
     // A host whose only pool is full cannot take more; with none free anywhere, it waits.
     address_pool(&w.pool, w.admin, "tiny", "198.51.100.0/30", "198.51.100.1", Some(a), 10).await;
@@ -145,7 +145,7 @@ async fn placement_spreads_a_customer_and_needs_an_address() {
     let more = instances(&w.pool, "burst-m", 3, 3).await;
     let mut results = Vec::new();
     for id in &more {
-        results.push(place(&w.pool, &clock, *id).await.unwrap());
+        results.push(place(&w.pool, &clock, (*id).into()).await.unwrap());
     }
     assert!(matches!(results[0], Placement::Placed { .. }), "{results:?}");
     assert!(matches!(results[1], Placement::Placed { .. }));
@@ -293,7 +293,7 @@ async fn the_hosts_guaranteed_memory_follows_its_instances() {
     let h = host(&w.pool, "a", 16, 65536, 2000).await;
     let ids = instances(&w.pool, "burst-m", 3, 3).await;
     for id in &ids {
-        place(&w.pool, &clock, *id).await.unwrap();
+        place(&w.pool, &clock, (*id).into()).await.unwrap();
     }
     let g = |pool: PgPool| async move {
         sqlx::query_scalar::<_, i64>("SELECT guaranteed_memory_mib FROM hosts").fetch_one(&pool).await.unwrap()
@@ -345,7 +345,7 @@ async fn an_instance_terminated_before_placement_ends_destroyed() {
         id: Uuid::new_v4(),
         kind: "instance.converge".into(),
         payload: serde_json::json!({ "instance_id": id }),
-        instance_id: Some(id),
+        instance_id: Some(id.into()),
         attempts: 1,
         max_attempts: 5,
         request_id: None,

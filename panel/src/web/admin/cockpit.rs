@@ -13,6 +13,7 @@ use crate::admin::servers::{self as svc, AdminAction, ServerQuery};
 use crate::admin::AdminError;
 use crate::capacity::{host_chart, host_use, HostUse};
 use crate::db::hosts as sql_hosts;
+use crate::ids::{HostId, InstanceId};
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
@@ -49,7 +50,7 @@ pub struct PlanRow {
 }
 
 pub struct HostCockpit {
-    pub id: Uuid,
+    pub id: HostId,
     pub name: String,
     pub state: String,
     pub instances: usize,
@@ -63,7 +64,7 @@ fn to_one(r: &num_rational::BigRational) -> String {
     format!("{} : 1", decimal(r))
 }
 
-fn cockpit_of(id: Uuid, name: &str, state: String, u: &HostUse) -> HostCockpit {
+fn cockpit_of(id: HostId, name: &str, state: String, u: &HostUse) -> HostCockpit {
     let against = |(ratio, eff): &(vessel_core::Ratio, Option<num_rational::BigRational>)| match eff {
         Some(e) => format!("{} (plan allows {ratio} : 1)", to_one(e)),
         None => format!("pinned (plan {ratio} : 1)"),
@@ -127,7 +128,7 @@ async fn capacity(a: CurrentAdmin, pool: web::Data<PgPool>) -> Result<HttpRespon
 // ------------------------------------------------------------------ servers
 
 pub struct ServerLine {
-    pub id: Uuid,
+    pub id: InstanceId,
     pub hostname: String,
     pub customer_id: Uuid,
     pub customer: String,
@@ -145,7 +146,7 @@ pub struct ServerLine {
 impl ServerLine {
     fn of(ctx: &Ctx, r: &crate::resellers::servers::ServerRow) -> Self {
         ServerLine {
-            id: r.id,
+            id: r.id.into(),
             hostname: r.hostname.clone(),
             customer_id: r.customer_id,
             customer: r.customer_email.clone(),
@@ -170,7 +171,7 @@ struct ServersPage {
     servers: Vec<ServerLine>,
     next: Option<String>,
     states: Vec<&'static str>,
-    hosts: Vec<(Uuid, String)>,
+    hosts: Vec<(HostId, String)>,
     error: Option<String>,
 }
 
@@ -268,7 +269,7 @@ async fn job_retry(
 // ------------------------------------------------------------------ the dashboard's lists
 
 pub struct WaitingLine {
-    pub id: Uuid,
+    pub id: InstanceId,
     pub hostname: String,
     pub customer: String,
     pub plan: String,
@@ -279,7 +280,7 @@ pub struct WaitingLine {
 pub struct FailedJob {
     pub id: Uuid,
     pub kind: String,
-    pub server: Option<(Uuid, String)>,
+    pub server: Option<(InstanceId, String)>,
     pub attempts: i32,
     pub error: String,
     pub at: String,
