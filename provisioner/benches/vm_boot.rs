@@ -99,6 +99,7 @@ fn ours(vmm: &str, dir: &Path, elf: &Path) -> Command {
         seed: None,
         net: None,
         rng: false,
+        virtio_cmdline: true,
         seccomp: true,
     };
     command_for(vmm, dir, &cfg)
@@ -205,7 +206,7 @@ struct KernelBoot {
 /// Starts `cmd` (the kernel's serial on its stdout), pings the guest every 100 ms, and
 /// returns when it has both mounted its root and answered; then kills it and reads its peak RSS.
 #[allow(clippy::zombie_processes)]
-fn measure_kernel(mut cmd: Command, limit: Duration) -> KernelBoot {
+fn measure_kernel(mut cmd: Command, limit: Duration, control: Option<&Path>) -> KernelBoot {
     let start = Instant::now();
     let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn");
     let out = child.stdout.take().unwrap();
@@ -257,6 +258,17 @@ fn measure_kernel(mut cmd: Command, limit: Duration) -> KernelBoot {
     }
     let _ = ping.kill();
     let _ = ping.wait();
+    if let Some(socket) = control {
+        // Where our VMM's boot went: its VM exits by device (the control socket's `exits`).
+        let exits = std::os::unix::net::UnixStream::connect(socket).and_then(|mut s| {
+            use std::io::{Read, Write};
+            s.write_all(b"exits\n")?;
+            let mut answer = String::new();
+            s.read_to_string(&mut answer)?;
+            Ok(answer)
+        });
+        eprintln!("  vessel VM exits at mount + ping: {}", exits.map(|a| a.trim().to_string()).unwrap_or_else(|e| e.to_string()));
+    }
     let pid = child.id() as i32;
     // SAFETY: kill and wait4 on our own child, which std does not wait on afterwards.
     unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -295,6 +307,7 @@ fn ours_kernel(vmm: &str, dir: &Path, vmlinux: &Path, disk_path: &Path) -> Comma
         seed: None,
         net: Some(NetConfig { tap: TAP.into(), mac: MAC }),
         rng: true,
+        virtio_cmdline: true,
         seccomp: true,
     };
     command_for(vmm, dir, &cfg)
@@ -336,7 +349,8 @@ fn linux_test_kernel(vmm: &str, tmp: &Path) {
             let disk_path = dir.join("disk.raw");
             disk::make_ext4(&disk_path, 1 << 30, "vessel-root").unwrap();
             let cmd = if which == 0 { ours_kernel(vmm, &dir, &vmlinux, &disk_path) } else { qemu_kernel(&vmlinux, &disk_path) };
-            let boot = measure_kernel(cmd, limit);
+            let control = dir.join("control.sock");
+            let boot = measure_kernel(cmd, limit, (which == 0).then_some(control.as_path()));
             eprintln!("  run {i} {}: {boot:?}", ["vessel", "qemu"][which]);
             [&mut a, &mut b][which].push(boot);
         }

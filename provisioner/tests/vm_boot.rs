@@ -36,6 +36,7 @@ fn config_smp(dir: &std::path::Path, vcpus: u8, memory_mib: u64, cmdline: &str, 
         seed: None,
         net: None,
         rng: false,
+        virtio_cmdline: true,
         seccomp,
     }
 }

@@ -6,12 +6,18 @@
 //! * XSDT: the FADT and the MADT;
 //! * FADT: hardware-reduced (no PM1 blocks, no SCI), a sleep control/status register pair
 //!   and a reset register on the [`PowerPort`] I/O ports, the RTC's century register;
-//! * DSDT: only `\_S5_` (the sleep type that means "off");
+//! * DSDT: `\_S5_` (the sleep type that means "off") and, under `\_SB_`, the devices a kernel
+//!   finds only through ACPI: COM1 (`PNP0501`), the i8042 (`PNP0303`) and each virtio-mmio
+//!   device (`LNRO0005`, its 4 KiB window and its interrupt; what Linux's `virtio_mmio` driver
+//!   matches, as Firecracker and QEMU describe theirs). Kernels without
+//!   `VIRTIO_MMIO_CMDLINE_DEVICES` (Debian's cloud kernel) see the devices only here. The AML is
+//!   encoded by rust-vmm's `acpi_tables`;
 //! * MADT: one enabled local APIC per vCPU, the I/O APIC, IRQ 0 on GSI 2 (as in the MP
 //!   table), LINT1 as NMI.
 //!
 //! The MP table stays beside it for kernels booted without ACPI.
 
+use acpi_tables::{aml, Aml, AmlSink};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 /// Where the RSDP goes; the other tables follow it (all below the MP table at `0xf0000`).
@@ -65,10 +71,72 @@ fn io_byte(port: u16) -> [u8; 12] {
     g
 }
 
-fn dsdt() -> Vec<u8> {
-    // Name (_S5_, Package (2) { 5, 0 })
-    let aml = [0x08, b'_', b'S', b'5', b'_', 0x12, 0x05, 0x02, 0x0a, S5_SLEEP_TYPE, 0x00];
+/// A virtio-mmio device as the guest must be told of it: its register window and interrupt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MmioDevice {
+    pub base: u32,
+    pub size: u32,
+    pub irq: u32,
+}
+
+/// The definition block: `\_S5_`, then the devices under `\_SB_`.
+fn dsdt(virtio: &[MmioDevice]) -> Vec<u8> {
+    let mut aml = Vec::new();
+    let s5 = aml::Package::new(vec![&S5_SLEEP_TYPE, &aml::ZERO]);
+    aml::Name::new("_S5_".into(), &s5).to_aml_bytes(&mut aml);
+
+    // COM1 and the i8042 at their ISA ports and IRQs (edge, active high): with ACPI a kernel
+    // finds them by PnP (Debian's 8250 PnP driver, the i8042 driver's PnP probe).
+    let (com1_io, com1_irq) = (aml::IO::new(0x3f8, 0x3f8, 1, 8), aml::Interrupt::new(true, true, false, false, super::devices::COM1_IRQ));
+    let com1_crs = aml::ResourceTemplate::new(vec![&com1_io, &com1_irq]);
+    let com1_hid = aml::EISAName::new("PNP0501");
+    let com1_children =
+        [aml::Name::new("_HID".into(), &com1_hid), aml::Name::new("_UID".into(), &aml::ZERO), aml::Name::new("_CRS".into(), &com1_crs)];
+    let (kbd_data, kbd_cmd) = (aml::IO::new(0x60, 0x60, 1, 1), aml::IO::new(0x64, 0x64, 1, 1));
+    let kbd_irq = aml::Interrupt::new(true, true, false, false, super::devices::I8042_IRQ);
+    let kbd_crs = aml::ResourceTemplate::new(vec![&kbd_data, &kbd_cmd, &kbd_irq]);
+    let kbd_hid = aml::EISAName::new("PNP0303");
+    let kbd_children = [aml::Name::new("_HID".into(), &kbd_hid), aml::Name::new("_CRS".into(), &kbd_crs)];
+
+    let com1 = aml::Device::new("COM1".into(), com1_children.iter().map(|c| c as &dyn Aml).collect());
+    let kbd = aml::Device::new("PS2_".into(), kbd_children.iter().map(|c| c as &dyn Aml).collect());
+
+    // One device per virtio-mmio window, named VR00, VR01, ... (a name is 4 characters).
+    let virtio_devices: Vec<Vec<u8>> = virtio
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let window = aml::Memory32Fixed::new(true, d.base, d.size);
+            let irq = aml::Interrupt::new(true, true, false, false, d.irq);
+            let crs = aml::ResourceTemplate::new(vec![&window, &irq]);
+            let (hid, uid, cca) = ("LNRO0005", i as u32, aml::ONE);
+            let children = [
+                aml::Name::new("_HID".into(), &hid),
+                aml::Name::new("_UID".into(), &uid),
+                // cache-coherent DMA, as on every x86 machine
+                aml::Name::new("_CCA".into(), &cca),
+                aml::Name::new("_CRS".into(), &crs),
+            ];
+            let name = format!("VR{:02X}", i);
+            let mut bytes = Vec::new();
+            aml::Device::new(name.as_str().into(), children.iter().map(|c| c as &dyn Aml).collect()).to_aml_bytes(&mut bytes);
+            bytes
+        })
+        .collect();
+    let raw: Vec<RawAml> = virtio_devices.iter().map(|b| RawAml(b)).collect();
+    let mut sb: Vec<&dyn Aml> = vec![&com1, &kbd];
+    sb.extend(raw.iter().map(|r| r as &dyn Aml));
+    aml::Scope::new("\\_SB_".into(), sb).to_aml_bytes(&mut aml);
     table(b"DSDT", 2, &aml)
+}
+
+/// AML already encoded (a device built in a loop, whose parts cannot outlive it).
+struct RawAml<'a>(&'a [u8]);
+
+impl Aml for RawAml<'_> {
+    fn to_aml_bytes(&self, sink: &mut dyn AmlSink) {
+        sink.vec(self.0);
+    }
 }
 
 fn fadt(dsdt_addr: u64) -> Vec<u8> {
@@ -109,12 +177,13 @@ fn madt(vcpus: u8) -> Vec<u8> {
     table(b"APIC", 5, &b)
 }
 
-/// The tables for `vcpus` processors, laid out from [`RSDP_ADDR`]: (address, bytes) each.
-pub fn build(vcpus: u8) -> Vec<(u64, Vec<u8>)> {
+/// The tables for `vcpus` processors and the `virtio` devices, laid out from [`RSDP_ADDR`]:
+/// (address, bytes) each.
+pub fn build(vcpus: u8, virtio: &[MmioDevice]) -> Vec<(u64, Vec<u8>)> {
     let align = |a: u64| (a + 15) & !15;
     let xsdt_addr = align(RSDP_ADDR + 36);
     let dsdt_addr = align(xsdt_addr + 36 + 16);
-    let dsdt = dsdt();
+    let dsdt = dsdt(virtio);
     let fadt_addr = align(dsdt_addr + dsdt.len() as u64);
     let fadt = fadt(dsdt_addr);
     let madt_addr = align(fadt_addr + fadt.len() as u64);
@@ -139,10 +208,12 @@ pub fn build(vcpus: u8) -> Vec<(u64, Vec<u8>)> {
     vec![(RSDP_ADDR, rsdp), (xsdt_addr, xsdt), (dsdt_addr, dsdt), (fadt_addr, fadt), (madt_addr, madt)]
 }
 
-/// Writes the tables for `vcpus` processors into guest memory.
-pub fn write(mem: &GuestMemoryMmap, vcpus: u8) -> Result<(), vm_memory::GuestMemoryError> {
-    for (addr, bytes) in build(vcpus) {
-        debug_assert!(addr + bytes.len() as u64 <= TABLES_END);
+/// Writes the tables for `vcpus` processors and the `virtio` devices into guest memory.
+pub fn write(mem: &GuestMemoryMmap, vcpus: u8, virtio: &[MmioDevice]) -> Result<(), vm_memory::GuestMemoryError> {
+    for (addr, bytes) in build(vcpus, virtio) {
+        if addr + bytes.len() as u64 > TABLES_END {
+            return Err(vm_memory::GuestMemoryError::InvalidGuestAddress(GuestAddress(addr + bytes.len() as u64)));
+        }
         mem.write_slice(&bytes, GuestAddress(addr))?;
     }
     Ok(())
@@ -195,7 +266,7 @@ mod tests {
     #[test]
     fn the_tables_follow_the_specification_and_describe_every_vcpu() {
         for vcpus in [1u8, 2, 4, 64] {
-            let tables = build(vcpus);
+            let tables = build(vcpus, &[]);
             for (i, (a, t)) in tables.iter().enumerate() {
                 assert_eq!(a % 16, 0, "16-byte aligned");
                 assert!(a + t.len() as u64 <= TABLES_END, "below the MP table");
@@ -256,6 +327,88 @@ mod tests {
             assert_eq!(cpus, (0..vcpus).collect::<Vec<_>>(), "one local APIC per vCPU");
             assert_eq!(ioapics, 1);
         }
+    }
+
+    fn devices(n: usize) -> Vec<MmioDevice> {
+        (0..n).map(crate::vm::virtio::acpi_device).collect()
+    }
+
+    /// The DSDT of a machine with `n` virtio devices, checked like every table.
+    fn dsdt_of(n: usize) -> Vec<u8> {
+        let tables = build(2, &devices(n));
+        let fadt = tables.iter().find(|(_, t)| &t[..4] == b"FACP").map(|(_, t)| t.clone()).unwrap();
+        at(&tables, u64_at(&fadt, 140), b"DSDT").to_vec()
+    }
+
+    #[test]
+    fn the_dsdt_names_each_virtio_device_with_its_window_and_interrupt() {
+        for n in [0usize, 1, 5, 16] {
+            let dsdt = dsdt_of(n);
+            let hid = dsdt.windows(9).filter(|w| w == b"LNRO0005\0").count();
+            assert_eq!(hid, n, "one LNRO0005 device per virtio window");
+            for d in devices(n) {
+                // Memory32Fixed: read-write, the window's base and size
+                let mut window = vec![0x86, 9, 0, 1];
+                window.extend(d.base.to_le_bytes());
+                window.extend(d.size.to_le_bytes());
+                assert!(dsdt.windows(window.len()).any(|w| w == window), "window at {:#x}", d.base);
+                // Extended interrupt: consumer, edge, active high, exclusive; one GSI
+                let mut irq = vec![0x89, 6, 0, 0b0011, 1];
+                irq.extend(d.irq.to_le_bytes());
+                assert!(dsdt.windows(irq.len()).any(|w| w == irq), "interrupt {}", d.irq);
+            }
+        }
+        assert_eq!(devices(3)[2], MmioDevice { base: 0xd000_2000, size: 0x1000, irq: 7 });
+    }
+
+    /// The real check: ACPICA's own disassembler (Debian's `acpica-tools`, installed by
+    /// `scripts/ensure-test-deps`) decodes the DSDT into the devices we meant, and its compiler
+    /// takes the result back without an error.
+    #[test]
+    fn acpicas_disassembler_decodes_the_dsdt_and_its_compiler_accepts_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let dat = dir.path().join("dsdt.dat");
+        std::fs::write(&dat, dsdt_of(3)).unwrap();
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("iasl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("iasl (Debian's acpica-tools) must be installed: scripts/ensure-test-deps installs it");
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert!(out.status.success(), "iasl {args:?} failed:\n{text}");
+            text
+        };
+        run(&["-d", "dsdt.dat"]);
+        let dsl = std::fs::read_to_string(dir.path().join("dsdt.dsl")).unwrap();
+        // Without the disassembler's comments, on one line.
+        let no_block_comments = dsl.split("/*").map(|part| part.split_once("*/").map_or(part, |(_, rest)| rest)).collect::<String>();
+        let code = no_block_comments.lines().map(|l| l.split("//").next().unwrap_or("")).collect::<Vec<_>>().join(" ");
+        let code: String = code.split_whitespace().collect::<Vec<_>>().join(" ");
+        for expected in [
+            "Name (_S5, Package (0x02) { 0x05, Zero })".to_string(),
+            "Scope (\\_SB) { Device (COM1) { Name (_HID, EisaId (\"PNP0501\") ) Name (_UID, Zero) Name (_CRS, ResourceTemplate () \
+             { IO (Decode16, 0x03F8, 0x03F8, 0x01, 0x08, ) Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, ) { 0x00000004, } }) }"
+                .to_string(),
+            "Device (PS2) { Name (_HID, EisaId (\"PNP0303\") ) Name (_CRS, ResourceTemplate () { IO (Decode16, 0x0060, 0x0060, 0x01, 0x01, ) \
+             IO (Decode16, 0x0064, 0x0064, 0x01, 0x01, ) Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, ) { 0x00000001, } }) }"
+                .to_string(),
+        ]
+        .into_iter()
+        .chain(devices(3).iter().enumerate().map(|(i, d)| {
+            format!(
+                "Device (VR{i:02}) {{ Name (_HID, \"LNRO0005\") Name (_UID, {uid}) Name (_CCA, One) Name (_CRS, ResourceTemplate () \
+                 {{ Memory32Fixed (ReadWrite, 0x{base:08X}, 0x00001000, ) Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive, ,, ) \
+                 {{ 0x{irq:08X}, }} }}) }}",
+                uid = ["Zero", "One", "0x02"][i],
+                base = d.base,
+                irq = d.irq,
+            )
+        })) {
+            assert!(code.contains(&expected), "expected\n{expected}\nin\n{code}");
+        }
+        let text = run(&["dsdt.dsl"]);
+        assert!(text.contains("0 Errors"), "{text}");
     }
 
     #[test]

@@ -22,9 +22,11 @@ use linux_loader::loader::bzimage::BzImage;
 use linux_loader::loader::elf::start_info::{hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info};
 use linux_loader::loader::elf::{Elf, PvhBootCapability};
 use linux_loader::loader::KernelLoader;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::bitmap::BitmapSlice;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap, ReadVolatile, VolatileMemoryError, VolatileSlice};
 
 pub const GDT_ADDR: u64 = 0x500;
 pub const START_INFO_ADDR: u64 = 0x6000;
@@ -96,19 +98,18 @@ fn entry(addr: u64, size: u64) -> hvm_memmap_table_entry {
 }
 
 /// Loads a PVH ELF kernel (and initrd) and writes its start info; returns where to enter.
-/// `kernel` is the image's bytes (read once at setup: a reset reloads it after the seccomp
-/// filter forbids opening files); `path` only names it in errors.
+/// `image` is the kernel file, opened once at setup (a reset reloads it after the seccomp
+/// filter forbids opening files); `kernel` only names it in errors.
 pub fn load_pvh(
     mem: &GuestMemoryMmap,
     memory_mib: u64,
     kernel: &Path,
-    image: &[u8],
+    image: &mut ImageFile,
     cmdline: &str,
-    initrd: Option<&[u8]>,
+    initrd: Option<&mut ImageFile>,
 ) -> Result<Entry, BootError> {
-    let mut f = std::io::Cursor::new(image);
     let loaded =
-        Elf::load(mem, None, &mut f, Some(GuestAddress(HIMEM_START))).map_err(|source| BootError::Load { path: kernel.into(), source })?;
+        Elf::load(mem, None, image, Some(GuestAddress(HIMEM_START))).map_err(|source| BootError::Load { path: kernel.into(), source })?;
     let PvhBootCapability::PvhEntryPresent(entry) = loaded.pvh_boot_cap else {
         return Err(BootError::NoPvhNote(kernel.into()));
     };
@@ -158,13 +159,15 @@ fn write_cmdline(mem: &GuestMemoryMmap, kernel: &Path, cmdline: &str) -> Result<
         .map_err(|source| BootError::Load { path: kernel.into(), source })
 }
 
-/// Puts the initrd as high as possible in RAM below 3 GiB, page aligned, above the kernel.
-fn write_initrd(mem: &GuestMemoryMmap, memory_mib: u64, data: &[u8], kernel_end: u64) -> Result<(u64, u64), BootError> {
-    let size = data.len() as u64;
+/// Puts the initrd as high as possible in RAM below 3 GiB, page aligned, above the kernel,
+/// read from its file straight into guest memory.
+fn write_initrd(mem: &GuestMemoryMmap, memory_mib: u64, data: &mut ImageFile, kernel_end: u64) -> Result<(u64, u64), BootError> {
+    let size = data.len;
     let low_top = ranges(memory_mib)[0].1;
     let addr = low_top.checked_sub(size).map(|a| a & !0xfff).filter(|a| *a >= kernel_end);
     let addr = addr.ok_or(BootError::InitrdTooBig { size })?;
-    mem.write_slice(data, GuestAddress(addr))?;
+    data.pos = 0;
+    mem.read_exact_volatile_from(GuestAddress(addr), data, size as usize)?;
     Ok((addr, size))
 }
 
@@ -173,11 +176,11 @@ pub fn load_bzimage(
     mem: &GuestMemoryMmap,
     memory_mib: u64,
     kernel: &Path,
-    image: &[u8],
+    image: &mut ImageFile,
     cmdline: &str,
-    initrd: Option<&[u8]>,
+    initrd: Option<&mut ImageFile>,
 ) -> Result<Entry, BootError> {
-    let loaded = BzImage::load(mem, None, &mut std::io::Cursor::new(image), Some(GuestAddress(HIMEM_START)))
+    let loaded = BzImage::load(mem, None, image, Some(GuestAddress(HIMEM_START)))
         .map_err(|source| BootError::Load { path: kernel.into(), source })?;
     let mut hdr = loaded.setup_header.ok_or_else(|| BootError::UnknownFormat(kernel.into()))?;
     let max = if hdr.cmdline_size > 0 { hdr.cmdline_size as usize } else { 255 };
@@ -211,24 +214,106 @@ pub fn load_kernel(
     mem: &GuestMemoryMmap,
     memory_mib: u64,
     kernel: &Path,
-    image: &[u8],
+    image: &mut ImageFile,
     cmdline: &str,
-    initrd: Option<&[u8]>,
+    initrd: Option<&mut ImageFile>,
 ) -> Result<Entry, BootError> {
-    if image.starts_with(b"\x7fELF") {
+    let mut head = [0u8; 0x206];
+    let n = image.read_at(&mut head, 0).map_err(|source| BootError::Open { path: kernel.into(), source })?;
+    let head = &head[..n];
+    if head.starts_with(b"\x7fELF") {
         load_pvh(mem, memory_mib, kernel, image, cmdline, initrd)
-    } else if image.get(0x202..0x206) == Some(b"HdrS") {
+    } else if head.get(0x202..0x206) == Some(b"HdrS") {
         load_bzimage(mem, memory_mib, kernel, image, cmdline, initrd)
     } else {
         Err(BootError::UnknownFormat(kernel.into()))
     }
 }
 
-/// Reads the kernel (and initrd) once, before the process is locked down.
-pub fn read_images(kernel: &Path, initrd: Option<&Path>) -> Result<(Vec<u8>, Option<Vec<u8>>), BootError> {
-    let k = std::fs::read(kernel).map_err(|source| BootError::Open { path: kernel.into(), source })?;
+/// A kernel or initrd file, opened once before the process is locked down and read in place
+/// (`pread` at its own position: no `lseek`, which the seccomp filter does not allow) straight
+/// into guest memory, at boot and again at every reset. Nothing of it stays in the VMM's own
+/// memory: reading a 15 MB `vmlinux` whole into a buffer made it most of the VMM's overhead.
+#[derive(Debug)]
+pub struct ImageFile {
+    file: std::fs::File,
+    len: u64,
+    pos: u64,
+}
+
+impl ImageFile {
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        let file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        Ok(Self { file, len, pos: 0 })
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn read_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let mut done = 0;
+        while done < buf.len() {
+            match self.file.read_at(&mut buf[done..], at + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(done)
+    }
+}
+
+impl std::io::Read for ImageFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl std::io::Seek for ImageFile {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        let (base, offset) = match to {
+            std::io::SeekFrom::Start(p) => (p, 0),
+            std::io::SeekFrom::End(d) => (self.len, d),
+            std::io::SeekFrom::Current(d) => (self.pos, d),
+        };
+        self.pos = base.checked_add_signed(offset).ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        Ok(self.pos)
+    }
+}
+
+impl ReadVolatile for ImageFile {
+    fn read_volatile<B: BitmapSlice>(&mut self, buf: &mut VolatileSlice<B>) -> Result<usize, VolatileMemoryError> {
+        let guard = buf.ptr_guard_mut();
+        // SAFETY: the file descriptor is open (owned by `self.file`), and `guard` points at
+        // `buf.len()` bytes of guest memory valid for writes, as `VolatileSlice` guarantees.
+        let n = unsafe { libc::pread64(self.file.as_raw_fd(), guard.as_ptr().cast(), buf.len(), self.pos as libc::off64_t) };
+        if n < 0 {
+            buf.bitmap().mark_dirty(0, buf.len());
+            return Err(VolatileMemoryError::IOError(std::io::Error::last_os_error()));
+        }
+        let n = n as usize;
+        buf.bitmap().mark_dirty(0, n);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// Opens the kernel (and initrd) once, before the process is locked down.
+pub fn open_images(kernel: &Path, initrd: Option<&Path>) -> Result<(ImageFile, Option<ImageFile>), BootError> {
+    let k = ImageFile::open(kernel).map_err(|source| BootError::Open { path: kernel.into(), source })?;
     let i = match initrd {
-        Some(p) => Some(std::fs::read(p).map_err(|source| BootError::Initrd { path: p.into(), source })?),
+        Some(p) => Some(ImageFile::open(p).map_err(|source| BootError::Initrd { path: p.into(), source })?),
         None => None,
     };
     Ok((k, i))
@@ -263,10 +348,13 @@ mod tests {
     fn pvh_start_info_carries_memory_map_cmdline_and_initrd() {
         let dir = tempfile::tempdir().unwrap();
         let guest = crate::vm::guest::build(dir.path()).unwrap();
-        let image = std::fs::read(&guest.elf).unwrap();
+        let mut image = ImageFile::open(&guest.elf).unwrap();
         let mem = guest_memory(64);
         let initrd = vec![0xa5u8; 10_000];
-        let entry = load_kernel(&mem, 64, &guest.elf, &image, "heartbeat x=1", Some(&initrd)).unwrap();
+        let initrd_path = dir.path().join("initrd");
+        std::fs::write(&initrd_path, &initrd).unwrap();
+        let mut initrd_file = ImageFile::open(&initrd_path).unwrap();
+        let entry = load_kernel(&mem, 64, &guest.elf, &mut image, "heartbeat x=1", Some(&mut initrd_file)).unwrap();
         assert!(entry.pvh);
         assert_eq!((entry.rip, entry.rbx), (guest.image.0, START_INFO_ADDR));
         let info: hvm_start_info = mem.read_obj(GuestAddress(START_INFO_ADDR)).unwrap();
@@ -290,9 +378,11 @@ mod tests {
     fn bzimage_zero_page_has_header_e820_cmdline_and_initrd() {
         let dir = tempfile::tempdir().unwrap();
         let path = crate::vm::guest::build_bzimage_stub(dir.path()).unwrap();
-        let image = std::fs::read(&path).unwrap();
+        let mut image = ImageFile::open(&path).unwrap();
         let mem = guest_memory(128);
-        let entry = load_kernel(&mem, 128, &path, &image, "console=ttyS0", Some(&[7u8; 5000])).unwrap();
+        let initrd_path = dir.path().join("initrd");
+        std::fs::write(&initrd_path, [7u8; 5000]).unwrap();
+        let entry = load_kernel(&mem, 128, &path, &mut image, "console=ttyS0", Some(&mut ImageFile::open(&initrd_path).unwrap())).unwrap();
         assert!(!entry.pvh);
         assert_eq!((entry.rip, entry.rsi), (HIMEM_START, ZERO_PAGE_ADDR));
         let p: boot_params = mem.read_obj(GuestAddress(ZERO_PAGE_ADDR)).unwrap();
@@ -312,13 +402,15 @@ mod tests {
     #[test]
     fn unknown_images_and_long_command_lines_are_refused() {
         let mem = guest_memory(16);
-        let err = load_kernel(&mem, 16, Path::new("junk"), b"not a kernel", "", None).unwrap_err();
-        assert!(matches!(err, BootError::UnknownFormat(_)), "{err}");
         let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk");
+        std::fs::write(&junk, b"not a kernel").unwrap();
+        let err = load_kernel(&mem, 16, &junk, &mut ImageFile::open(&junk).unwrap(), "", None).unwrap_err();
+        assert!(matches!(err, BootError::UnknownFormat(_)), "{err}");
         let path = crate::vm::guest::build_bzimage_stub(dir.path()).unwrap();
-        let image = std::fs::read(&path).unwrap();
+        let mut image = ImageFile::open(&path).unwrap();
         let long = "x".repeat(3000);
-        let err = load_kernel(&mem, 16, &path, &image, &long, None).unwrap_err();
+        let err = load_kernel(&mem, 16, &path, &mut image, &long, None).unwrap_err();
         assert!(matches!(err, BootError::CmdlineTooLong { len: 3000, max: 2048 }), "{err}");
     }
 }

@@ -100,6 +100,11 @@ pub struct VmConfig {
     pub net: Option<NetConfig>,
     #[serde(default)]
     pub rng: bool,
+    /// Also describe the virtio devices on the kernel command line (`virtio_mmio.device=`),
+    /// for kernels without ACPI (the test kernel). They are always in the ACPI DSDT; a kernel
+    /// with both would find each device twice.
+    #[serde(default = "yes")]
+    pub virtio_cmdline: bool,
     /// The seccomp filter is on unless a developer turns it off to debug.
     #[serde(default = "yes")]
     pub seccomp: bool,

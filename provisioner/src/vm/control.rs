@@ -98,6 +98,8 @@ impl Control {
                 self.devices.lock().unwrap_or_else(|p| p.into_inner()).i8042.send_ctrl_alt_del();
                 Ok(())
             }
+            // VM exits so far, by reason and device (a profile of the boot; see vcpu::EXITS).
+            "exits" => return format!("ok {}\n", super::vcpu::EXITS.summary()),
             "seccomp" => {
                 return if seccomp_mode() == SECCOMP_MODE_FILTER { "ok filter\n".into() } else { "ok off\n".into() };
             }

@@ -70,5 +70,8 @@ mod tests {
         assert!(spec.cloud_init && !spec.kernel_ip);
         assert_eq!((spec.kernel.as_path(), spec.initrd.as_deref()), (Path::new("vmlinuz"), Some(Path::new("initrd.img"))));
         assert!(spec.cmdline.contains("root=/dev/vda1"), "{}", spec.cmdline);
+        // Debian's cloud kernel has no VIRTIO_MMIO_CMDLINE_DEVICES: it finds the devices in
+        // the ACPI DSDT only, and none are put on its command line.
+        assert!(!spec.virtio_cmdline);
     }
 }

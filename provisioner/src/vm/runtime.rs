@@ -90,6 +90,11 @@ pub struct ImageSpec {
     /// address; see [`super::seed`]) before every start and attaches it read-only after the disk.
     #[serde(default)]
     pub cloud_init: bool,
+    /// The kernel finds its virtio devices on the command line (`virtio_mmio.device=`: the test
+    /// kernel, built without ACPI), not only in the ACPI tables (Debian's cloud kernel, which
+    /// has no command-line devices).
+    #[serde(default)]
+    pub virtio_cmdline: bool,
 }
 
 /// Where a machine's disk comes from.
@@ -671,6 +676,7 @@ impl Runtime for KvmRuntime {
             seed,
             net,
             rng: true,
+            virtio_cmdline: image.virtio_cmdline,
             seccomp: true,
         };
         config.validate().map_err(|e| VmError::Start { id, reason: e.to_string() })?;

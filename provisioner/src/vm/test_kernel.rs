@@ -39,6 +39,7 @@ pub fn image_spec(vmlinux: &Path) -> ImageSpec {
         disk: DiskSource::BlankExt4,
         kernel_ip: true,
         cloud_init: false,
+        virtio_cmdline: true,
     }
 }
 

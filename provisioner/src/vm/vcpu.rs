@@ -289,6 +289,113 @@ fn completes_fwait(vcpu: &mut VcpuFd) -> bool {
     vcpu.set_regs(&regs).is_ok()
 }
 
+/// `int3` (`cc`) in guest kernel mode is the other instruction the nested PVM hosts' emulator
+/// fails on (Linux's `int3_selftest()` at boot, and every kprobe or static-call patch later;
+/// see ../shared/design/kvm-on-pvm.md). The VMM completes it as the CPU would: `#BP` is a
+/// trap, so the vCPU gets the exception injected with its RIP already past the instruction
+/// (what the guest's handler expects to find on its stack). True when it did.
+fn completes_int3(vcpu: &mut VcpuFd) -> bool {
+    const KVM_INTERNAL_ERROR_EMULATION: u32 = 1;
+    const KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES: u64 = 1;
+    const INT3: u8 = 0xcc;
+    const BP_VECTOR: u8 = 3;
+    // SAFETY: as in `completes_fwait`: the union holds `emulation_failure` after
+    // KVM_EXIT_INTERNAL_ERROR, and the bytes are read only when KVM says they are valid.
+    let failure = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.emulation_failure };
+    if failure.suberror != KVM_INTERNAL_ERROR_EMULATION || failure.flags & KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES == 0 {
+        return false;
+    }
+    // SAFETY: see above.
+    let insn = unsafe { failure.__bindgen_anon_1.__bindgen_anon_1 };
+    if insn.insn_size == 0 || insn.insn_bytes[0] != INT3 {
+        return false;
+    }
+    let (Ok(mut regs), Ok(mut events)) = (vcpu.get_regs(), vcpu.get_vcpu_events()) else { return false };
+    if events.exception.injected != 0 || events.exception.pending != 0 {
+        return false;
+    }
+    regs.rip += 1;
+    events.exception.injected = 1;
+    events.exception.nr = BP_VECTOR;
+    events.exception.has_error_code = 0;
+    events.exception.error_code = 0;
+    vcpu.set_regs(&regs).is_ok() && vcpu.set_vcpu_events(&events).is_ok()
+}
+
+/// VM exits that reached the VMM, by reason (and, for port and MMIO exits, by device): where
+/// a boot spends its round trips to user space. Process-wide (one machine per process);
+/// the control socket's `exits` reports them.
+#[derive(Debug, Default)]
+pub struct ExitCounts {
+    pub serial: AtomicU64,
+    pub i8042: AtomicU64,
+    pub rtc: AtomicU64,
+    pub acpi: AtomicU64,
+    pub other_ports: AtomicU64,
+    /// The last port in `other_ports` (what no device of ours answers: probes of absent ISA
+    /// devices, the PIC's and PIT's ports when KVM does not take them).
+    pub last_other_port: AtomicU64,
+    /// Per virtio-mmio device (by index; the last slot counts every other address).
+    pub mmio: [AtomicU64; 9],
+    pub internal: AtomicU64,
+    pub other: AtomicU64,
+}
+
+pub static EXITS: ExitCounts = ExitCounts {
+    serial: AtomicU64::new(0),
+    i8042: AtomicU64::new(0),
+    rtc: AtomicU64::new(0),
+    acpi: AtomicU64::new(0),
+    other_ports: AtomicU64::new(0),
+    last_other_port: AtomicU64::new(0),
+    mmio: [const { AtomicU64::new(0) }; 9],
+    internal: AtomicU64::new(0),
+    other: AtomicU64::new(0),
+};
+
+impl ExitCounts {
+    fn port(&self, port: u16) {
+        let counter = match port {
+            0x3f8..=0x3ff => &self.serial,
+            0x60 | 0x64 => &self.i8042,
+            0x70 | 0x71 => &self.rtc,
+            0x600..=0x602 | 0xf4 => &self.acpi,
+            _ => {
+                self.last_other_port.store(port as u64, Ordering::Relaxed);
+                &self.other_ports
+            }
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn mmio(&self, addr: u64) {
+        let slot = addr
+            .checked_sub(super::virtio::MMIO_BASE)
+            .map(|o| (o / super::virtio::MMIO_SIZE) as usize)
+            .filter(|i| *i < self.mmio.len() - 1)
+            .unwrap_or(self.mmio.len() - 1);
+        self.mmio[slot].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One line: `serial=.. i8042=.. rtc=.. acpi=.. ports=..(last 0x..) mmio=[..] internal=.. other=..`.
+    pub fn summary(&self) -> String {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let mmio: Vec<String> = self.mmio.iter().map(|c| get(c).to_string()).collect();
+        format!(
+            "serial={} i8042={} rtc={} acpi={} ports={} (last {:#x}) mmio=[{}] internal={} other={}",
+            get(&self.serial),
+            get(&self.i8042),
+            get(&self.rtc),
+            get(&self.acpi),
+            get(&self.other_ports),
+            get(&self.last_other_port),
+            mmio.join(","),
+            get(&self.internal),
+            get(&self.other),
+        )
+    }
+}
+
 /// Runs one vCPU until the machine ends; resets go to the main thread through `events` and
 /// this loop carries on after them. Returns why the machine ends.
 pub fn run(mut vcpu: VcpuFd, boot: VcpuBoot, devices: &Mutex<Devices>, gate: &PauseGate, events: &Sender<Stop>) -> Stop {
@@ -311,6 +418,12 @@ pub fn run(mut vcpu: VcpuFd, boot: VcpuBoot, devices: &Mutex<Devices>, gate: &Pa
         };
         let lock = || devices.lock().unwrap_or_else(|p| p.into_inner());
         let mut internal_error = false;
+        match &exit {
+            VcpuExit::IoIn(port, _) | VcpuExit::IoOut(port, _) => EXITS.port(*port),
+            VcpuExit::MmioRead(addr, _) | VcpuExit::MmioWrite(addr, _) => EXITS.mmio(*addr),
+            VcpuExit::InternalError => drop(EXITS.internal.fetch_add(1, Ordering::Relaxed)),
+            _ => drop(EXITS.other.fetch_add(1, Ordering::Relaxed)),
+        }
         match exit {
             VcpuExit::IoIn(port, data) => lock().pio_read(port, data),
             VcpuExit::IoOut(port, data) => match lock().pio_write(port, data) {
@@ -333,7 +446,7 @@ pub fn run(mut vcpu: VcpuFd, boot: VcpuBoot, devices: &Mutex<Devices>, gate: &Pa
             VcpuExit::InternalError => internal_error = true,
             other => tracing::debug!(index, exit = ?other, "unhandled vCPU exit"),
         }
-        if internal_error && !completes_fwait(&mut vcpu) {
+        if internal_error && !completes_fwait(&mut vcpu) && !completes_int3(&mut vcpu) {
             // What KVM says failed (e.g. suberror 1: an instruction it could not emulate).
             // SAFETY: after KVM_EXIT_INTERNAL_ERROR the union holds `internal`.
             let internal = unsafe { vcpu.get_kvm_run().__bindgen_anon_1.internal };

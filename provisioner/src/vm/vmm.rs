@@ -160,19 +160,23 @@ fn run_inner(cfg: &VmConfig) -> Result<Outcome, VmmError> {
     }
     let mut cmdline = cfg.cmdline.clone();
     let mut mmio = Vec::new();
+    let mut acpi_devices = Vec::new();
     for (i, dev) in virtio.into_iter().enumerate() {
         let irq = EventFd::new(libc::EFD_NONBLOCK).map_err(VmmError::EventFd)?;
         vm.register_irqfd(&irq, virtio::FIRST_IRQ + i as u32).map_err(setup("register_irqfd"))?;
         mmio.push(virtio::Mmio::new(dev, IrqTrigger(irq), mem.clone()));
-        cmdline.push(' ');
-        cmdline.push_str(&virtio::cmdline_device(i));
+        acpi_devices.push(virtio::acpi_device(i));
+        if cfg.virtio_cmdline {
+            cmdline.push(' ');
+            cmdline.push_str(&virtio::cmdline_device(i));
+        }
     }
 
-    let (image, initrd) = boot::read_images(&cfg.kernel, cfg.initrd.as_deref())?;
-    let load = || {
+    let (mut image, mut initrd) = boot::open_images(&cfg.kernel, cfg.initrd.as_deref())?;
+    let mut load = || {
         super::mptable::write(&mem, cfg.vcpus).map_err(boot::BootError::Memory)?;
-        super::acpi::write(&mem, cfg.vcpus).map_err(boot::BootError::Memory)?;
-        boot::load_kernel(&mem, cfg.memory_mib, &cfg.kernel, &image, &cmdline, initrd.as_deref())
+        super::acpi::write(&mem, cfg.vcpus, &acpi_devices).map_err(boot::BootError::Memory)?;
+        boot::load_kernel(&mem, cfg.memory_mib, &cfg.kernel, &mut image, &cmdline, initrd.as_mut())
     };
     let entry = load()?;
 
