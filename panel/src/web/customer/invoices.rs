@@ -135,7 +135,7 @@ struct InvoicePage {
 }
 
 async fn invoice_page(c: &CurrentCustomer, pool: &PgPool, settings: &Settings, id: Uuid) -> Result<InvoicePage, WebError> {
-    let (row, lines) = billing::invoices::get_for(pool, c.account.id.into(), id).await?.ok_or(WebError::NotFound)?;
+    let (row, lines) = billing::invoices::get_for(pool, c.account.id, id).await?.ok_or(WebError::NotFound)?;
     if row.status == InvoiceStatus::Draft {
         return Err(WebError::NotFound);
     }
@@ -167,7 +167,7 @@ struct InvoicePrint {
 /// A standalone page for printing or "save as PDF" from the browser.
 #[get("/invoices/{id}/print")]
 async fn invoice_print(InvoiceHolder(c): InvoiceHolder, id: web::Path<Uuid>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
-    let (row, lines) = billing::invoices::get_for(&pool, c.account.id.into(), *id).await?.ok_or(WebError::NotFound)?;
+    let (row, lines) = billing::invoices::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
     if row.status == InvoiceStatus::Draft {
         return Err(WebError::NotFound);
     }
@@ -247,7 +247,7 @@ async fn invoice_pdf_download(
     pool: web::Data<PgPool>,
     settings: web::Data<Settings>,
 ) -> Result<HttpResponse, WebError> {
-    let (row, lines) = billing::invoices::get_for(&pool, c.account.id.into(), *id).await?.ok_or(WebError::NotFound)?;
+    let (row, lines) = billing::invoices::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
     let number = display_number(&row);
     let pdf = invoice_pdf(&pool, &settings.billing.pdf_chromium, row, lines).await?;
     Ok(pdf_response(&number, pdf))
@@ -262,7 +262,7 @@ async fn invoice_pay(
     settings: web::Data<Settings>,
     clock: web::Data<Arc<dyn Clock>>,
 ) -> Result<HttpResponse, WebError> {
-    match billing::payments::pay_invoice_with_credit(&pool, clock.as_ref().as_ref(), c.account.id.into(), *id).await {
+    match billing::payments::pay_invoice_with_credit(&pool, clock.as_ref().as_ref(), c.account.id, *id).await {
         Ok(()) => Ok(see_other(&format!("/invoices/{id}?done=paid"))),
         Err(e) => {
             let message = WebError::mistake(e)?;
@@ -348,7 +348,7 @@ async fn invoice_card(
     pool: web::Data<PgPool>,
     settings: web::Data<Settings>,
 ) -> Result<HttpResponse, WebError> {
-    let (row, _) = billing::invoices::get_for(&pool, c.account.id.into(), *id).await?.ok_or(WebError::NotFound)?;
+    let (row, _) = billing::invoices::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
     let Some(stripe) = &settings.stripe else { return Err(WebError::Conflict("Card payments are not enabled.".into())) };
     if !(row.kind == InvoiceKind::Invoice && row.status == InvoiceStatus::Issued) {
         return Err(WebError::Conflict("This invoice is not open for payment.".into()));

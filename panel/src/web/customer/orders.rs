@@ -188,7 +188,7 @@ async fn order_show(
     pool: web::Data<PgPool>,
     q: web::Query<Done>,
 ) -> Result<HttpResponse, WebError> {
-    let o = orders::get_for(&pool, c.account.id.into(), *id).await?.ok_or(WebError::NotFound)?;
+    let o = orders::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
     let invoice = match o.invoice_id {
         Some(i) => billing::invoices::get_for(&pool, c.account.id, i).await?.map(|(r, l)| InvoiceView::new(r, l)),
         None => None,
