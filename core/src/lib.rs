@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod admission;
+pub mod firewall;
 pub mod hostname;
 pub mod ids;
 pub mod lifecycle;
@@ -20,6 +21,7 @@ pub mod wire;
 
 pub use access::{Access, PasswordHash, SshPublicKey};
 pub use admission::{admit, Allocation, HostCapacity, HostLoad, Refusal, Resource};
+pub use firewall::{Firewall, FirewallRule};
 pub use hostname::Hostname;
 pub use ids::InstanceId;
 pub use lifecycle::{Action, HostAction, InstanceSpec, InstanceState, NetworkSpec};

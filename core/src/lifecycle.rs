@@ -287,6 +287,10 @@ pub struct InstanceSpec {
     /// first boot (and again on reinstall). Empty: root stays locked.
     #[serde(default, skip_serializing_if = "Access::is_empty")]
     pub access: Access,
+    /// The customer's inbound firewall, enforced on the host on the instance's port; changed
+    /// later through `PUT /v1/instances/{id}/firewall`. Open (absent): nothing filtered.
+    #[serde(default, skip_serializing_if = "crate::Firewall::is_open")]
+    pub firewall: crate::Firewall,
 }
 
 impl InstanceSpec {

@@ -10,6 +10,7 @@
 //! | `PUT /v1/instances/{id}`          | [`CreateInstance`] | [`InstanceStatus`] (201/200)  |
 //! | `POST /v1/instances/{id}/actions` | [`HostAction`]     | [`InstanceStatus`]            |
 //! | `DELETE /v1/instances/{id}`       |                    | 204, also when absent         |
+//! | `PUT /v1/instances/{id}/firewall` | [`crate::Firewall`] | [`InstanceStatus`]           |
 //! | `GET /v1/instances/{id}/usage`    |                    | [`Usage`]                     |
 //!
 //! An action body is tagged by `action` and carries exactly that action's fields:
@@ -69,6 +70,10 @@ pub struct InstanceStatus {
     /// It boots (or runs) its rescue system, not its own (see [`Action::Rescue`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub rescue: bool,
+    /// The firewall the host holds for it (applied to its port whenever the port exists); the
+    /// panel's reconciler sends its own when they differ.
+    #[serde(default, skip_serializing_if = "crate::Firewall::is_open")]
+    pub firewall: crate::Firewall,
 }
 
 impl InstanceStatus {

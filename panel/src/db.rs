@@ -10,6 +10,7 @@ pub mod auth;
 pub mod catalogue;
 pub mod console;
 pub mod dunning;
+pub mod firewalls;
 pub mod hosts;
 pub mod idempotency;
 pub mod instances;

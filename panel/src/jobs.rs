@@ -61,12 +61,15 @@ pub enum Job {
     /// retried job sends the latest one).
     #[serde(rename = "instance.reset_password")]
     ResetPassword { instance_id: InstanceId },
+    /// Put the instance's firewall, as its row holds it when the job runs, on its host.
+    #[serde(rename = "instance.firewall")]
+    Firewall { instance_id: InstanceId },
 }
 
 impl Job {
     /// Every kind's stored name (the serde tags above), for metrics that list each kind.
-    pub const KINDS: [&'static str; 5] =
-        ["instance.create", "instance.converge", "instance.action", "instance.resize", "instance.reset_password"];
+    pub const KINDS: [&'static str; 6] =
+        ["instance.create", "instance.converge", "instance.action", "instance.resize", "instance.reset_password", "instance.firewall"];
 }
 
 /// A job row whose kind or payload this version cannot read.
@@ -84,7 +87,8 @@ impl Job {
             | Job::Converge { instance_id, .. }
             | Job::Action { instance_id, .. }
             | Job::Resize { instance_id, .. }
-            | Job::ResetPassword { instance_id } => *instance_id,
+            | Job::ResetPassword { instance_id }
+            | Job::Firewall { instance_id } => *instance_id,
         }
     }
 

@@ -72,6 +72,7 @@ pub mod config;
 pub mod console;
 pub mod db;
 pub mod email;
+pub mod firewall;
 pub mod hosts;
 pub mod ids;
 pub mod instances;

@@ -84,6 +84,7 @@ pub async fn handle(ctx: &Ctx, row: crate::jobs::JobRow) -> Outcome {
         // The plan as it is now (a later change supersedes the one queued).
         Job::Resize { instance_id, plan_id: _ } => resize(ctx, instance_id).await,
         Job::ResetPassword { instance_id } => reset_password(ctx, instance_id).await,
+        Job::Firewall { instance_id } => firewall(ctx, instance_id).await,
     };
     result.unwrap_or_else(|o| o)
 }
@@ -160,6 +161,7 @@ async fn spec(ctx: &Ctx, inst: &sql::Placeable) -> Step<InstanceSpec> {
         // Keys and the root password hash (never a clear password) for the first boot.
         access: crate::db::access::instance_access(&ctx.pool, inst.id).await.map_err(db)?.unwrap_or_default(),
         network,
+        firewall: crate::db::firewalls::get(&ctx.pool, inst.id).await.map_err(db)?.unwrap_or_default(),
     })
 }
 
@@ -261,6 +263,23 @@ async fn reset_password(ctx: &Ctx, id: InstanceId) -> Step<Outcome> {
     Ok(Outcome::Done)
 }
 
+/// Sends the firewall the panel holds now. Not placed or not on its host yet: nothing to do,
+/// the create's spec carries the firewall as it is then (and the reconciler catches a create
+/// that raced this change).
+async fn firewall(ctx: &Ctx, id: InstanceId) -> Step<Outcome> {
+    let inst = sql::placeable(&ctx.pool, id).await.map_err(db)?.ok_or(Outcome::Done)?;
+    if inst.host_id.is_none() || inst.desired_state == DesiredState::Terminated {
+        return Ok(Outcome::Done);
+    }
+    let (_inst, _host, client) = placed(ctx, id).await?;
+    let fw = crate::db::firewalls::get(&ctx.pool, id).await.map_err(db)?.unwrap_or_default();
+    match client.set_firewall(id, &fw).await {
+        Ok(_) => Ok(Outcome::Done),
+        Err(HostError::Refused(p)) if p.kind == ProblemType::NotFound => Ok(Outcome::Done),
+        Err(e) => Err(host_failed(e)),
+    }
+}
+
 async fn resize(ctx: &Ctx, id: InstanceId) -> Step<Outcome> {
     let (inst, _host, client) = placed(ctx, id).await?;
     let resources = plan_sql::resources(&ctx.pool, inst.plan_id).await.map_err(db)?.ok_or(Outcome::Retry("bad plan".into()))?;
@@ -316,7 +335,24 @@ pub async fn reconcile_once(ctx: &Ctx) -> Result<(), sqlx::Error> {
             sql::insert_usage(&ctx.pool, id, now, &status.usage).await?;
         }
         let reported_ids: HashSet<InstanceId> = reported.iter().map(|s| s.id).collect();
+        let firewalls = crate::db::firewalls::on_host(&ctx.pool, host.id).await?;
         for inst in ours {
+            // The host holds another firewall than the panel's (a change that failed, a
+            // create that raced one): send the panel's again.
+            if let Some(s) = reported.iter().find(|s| s.id == inst.id) {
+                let want = firewalls.get(&inst.id).cloned().unwrap_or_default();
+                if s.firewall != want
+                    && inst.desired_state != DesiredState::Terminated
+                    && s.pending.is_none()
+                    && !job_sql::pending_for(&ctx.pool, inst.id).await?
+                {
+                    tracing::info!(host = %host.name, id = %inst.id, "firewall drift: sending the panel's");
+                    let mut tx = ctx.pool.begin().await?;
+                    crate::jobs::enqueue(&mut tx, Job::Firewall { instance_id: inst.id }).await?;
+                    tx.commit().await?;
+                    continue;
+                }
+            }
             let status = reported.iter().find(|s| s.id == inst.id);
             let needs_work = match status.map(|s| (s.state, s.rescue)) {
                 Some((s, rescue)) => {

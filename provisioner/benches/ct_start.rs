@@ -207,6 +207,7 @@ fn main() {
             resources: plan(),
             access: Default::default(),
             network: Default::default(),
+            firewall: Default::default(),
         };
         let t0 = Instant::now();
         host.create(spec.clone(), true).unwrap();
@@ -307,6 +308,7 @@ fn main() {
                 ipv6: None,
                 dns: Vec::new(),
             },
+            firewall: Default::default(),
         };
         let t0 = Instant::now();
         host.create(spec.clone(), true).unwrap();
@@ -423,6 +425,7 @@ fn debian_rows(n: usize) {
             ipv6: None,
             dns: Vec::new(),
         },
+        firewall: Default::default(),
     };
     // One create first, untimed: the golden disk image of this size is made once per host.
     let warm = spec_for(99);

@@ -106,6 +106,14 @@ async fn put_instance(state: State, req: HttpRequest, path: web::Path<String>, b
     })
 }
 
+/// Replaces the instance's firewall (a [`vessel_core::Firewall`]); answers its status.
+async fn put_firewall(state: State, req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    authenticate(&state, &req, &body)?;
+    let id = instance_id(&path)?;
+    let firewall: vessel_core::Firewall = json_body(&body)?;
+    Ok(HttpResponse::Ok().json(state.service.set_firewall(id, firewall).await?))
+}
+
 async fn post_action(state: State, req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     authenticate(&state, &req, &body)?;
     let id = instance_id(&path)?;
@@ -228,6 +236,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/instances/{id}", web::put().to(put_instance))
             .route("/instances/{id}", web::delete().to(delete_instance))
             .route("/instances/{id}/actions", web::post().to(post_action))
+            .route("/instances/{id}/firewall", web::put().to(put_firewall))
             .route("/instances/{id}/usage", web::get().to(get_usage))
             .route("/instances/{id}/console", web::get().to(console)),
     )

@@ -19,8 +19,13 @@
 //!   Both sit on the host side, so `PACKET_QDISC_BYPASS` or deleting qdiscs inside changes
 //!   nothing. (The IFB hands packets back to the port's ingress, so the guard still sees them.)
 //!
+//! * **The customer's firewall** ([`firewall`]): inbound rules on frames leaving through the
+//!   port, in a table of its own so a change to it touches nothing else.
+//!
 //! One nftables table per port, `bridge vessel_<ifname>`, replaced atomically (`nft -f`), so
 //! applying twice is the same as once and a rate change is one call.
+
+pub mod firewall;
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -82,6 +87,8 @@ pub struct Port {
     /// guest's IPv4 address to anywhere outside it leaves masqueraded behind the host's
     /// address (an `ip` table of the port's, next to its bridge table).
     pub masquerade_outside: Option<String>,
+    /// The customer's inbound firewall (see [`firewall`]).
+    pub firewall: vessel_core::Firewall,
 }
 
 /// The IFB device shaping what `ifname` receives from the guest: `ifb` + the last 12
@@ -172,6 +179,7 @@ pub fn protect(port: &Port) -> Result<(), HostNetError> {
     check_name(&port.ifname)?;
     run(Command::new("nft").args(["-f", "-"]), Some(&ruleset(port)))?;
     run(Command::new("nft").args(["-f", "-"]), Some(&nat_ruleset(port)?))?;
+    firewall::apply(&port.ifname, &port.firewall)?;
     let dev = &port.ifname;
     let mut tc = String::new();
     match port.to_guest_mbit {
@@ -234,6 +242,7 @@ fn delete_ifb(ifname: &str) {
 pub fn unprotect(ifname: &str) -> Result<(), HostNetError> {
     check_name(ifname)?;
     delete_ifb(ifname);
+    firewall::remove(ifname)?;
     let t = table_name(ifname);
     run(
         Command::new("nft").args(["-f", "-"]),
@@ -265,7 +274,7 @@ pub fn protected(prefix: &str) -> Vec<String> {
     let out = run(Command::new("nft").args(["list", "tables", "bridge"]), None).unwrap_or_default();
     out.lines()
         .filter_map(|l| l.trim().strip_prefix("table bridge vessel_"))
-        .filter(|n| n.starts_with(prefix))
+        .filter(|n| n.starts_with(prefix) && !n.starts_with("fw_"))
         .map(str::to_string)
         .collect()
 }
@@ -291,6 +300,7 @@ mod tests {
             from_guest_mbit: Some(10),
             to_guest_mbit: Some(10),
             masquerade_outside: None,
+            firewall: Default::default(),
         };
         let r = ruleset(&p);
         assert!(r.contains("iifname != \"vzabc\" accept"), "{r}");

@@ -28,6 +28,9 @@ pub trait Runtime {
     /// What the kernel says it is now (used by adoption after a restart and by listing).
     fn observe(&self, record: &InstanceRecord) -> Result<InstanceState, Self::Error>;
     fn usage(&self, record: &InstanceRecord) -> Result<Usage, Self::Error>;
+    /// The host-side name of the instance's network port (a container's veth end, a
+    /// machine's TAP), where [`crate::hostnet`] puts its guards and its firewall.
+    fn port_name(&self, record: &InstanceRecord) -> String;
     /// Stop (graceful, then forced) and start again. A kind with a cheaper way may override it.
     fn reboot(&self, record: &mut InstanceRecord) -> Result<(), Self::Error> {
         self.stop(record)?;

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use thiserror::Error;
 use vessel_core::admission::{HostCapacity, Refusal};
 use vessel_core::wire::{HostReport, InstanceStatus, LoadSummary, Problem, ProblemType};
-use vessel_core::{Action, HostAction, InstanceId, InstanceKind, InstanceSpec, InstanceState, PasswordHash, PlanResources};
+use vessel_core::{Action, Firewall, HostAction, InstanceId, InstanceKind, InstanceSpec, InstanceState, PasswordHash, PlanResources};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -93,6 +93,7 @@ trait AnyRuntime: Send + Sync {
     fn usage(&self, r: &InstanceRecord) -> Result<Usage, BoxError>;
     fn console(&self, r: &InstanceRecord) -> Result<crate::runtime::Console, BoxError>;
     fn check_rescue(&self, r: &InstanceRecord) -> Result<(), BoxError>;
+    fn port_name(&self, r: &InstanceRecord) -> String;
 }
 
 impl<T: Runtime + Send + Sync> AnyRuntime for T {
@@ -143,6 +144,9 @@ impl<T: Runtime + Send + Sync> AnyRuntime for T {
     }
     fn check_rescue(&self, r: &InstanceRecord) -> Result<(), BoxError> {
         Runtime::check_rescue(self, r).map_err(Into::into)
+    }
+    fn port_name(&self, r: &InstanceRecord) -> String {
+        Runtime::port_name(self, r)
     }
 }
 
@@ -218,6 +222,23 @@ impl Service {
 
     pub async fn act(self: &Arc<Self>, id: InstanceId, req: HostAction) -> Result<Option<InstanceStatus>, ServiceError> {
         self.serialized(id, move |s| s.act_blocking(id, req)).await
+    }
+
+    /// Replaces the instance's firewall: recorded first (so a restart applies it), then put on
+    /// its port if the port exists (else the port gets it when it is made). Any state but a
+    /// destroy in progress.
+    pub async fn set_firewall(self: &Arc<Self>, id: InstanceId, firewall: Firewall) -> Result<InstanceStatus, ServiceError> {
+        self.serialized(id, move |s| {
+            let mut r = s.store.get(&id)?.ok_or(ServiceError::NotFound(id))?;
+            if matches!(r.pending, Some(PendingOp::Destroy)) {
+                return Err(ServiceError::NotAllowed { action: Action::Destroy, state: InstanceState::Destroying });
+            }
+            r.spec.firewall = firewall;
+            s.store.put(&r)?;
+            s.apply_firewall(&r)?;
+            Ok(s.status_of(&r))
+        })
+        .await
     }
 
     /// Destroys; `Ok(false)` when there was nothing to destroy.
@@ -314,6 +335,11 @@ impl Service {
                 }
             }
             if let Some(r) = self.store.get(&id)? {
+                // The firewall as recorded, whatever the kernel holds now (a host restart
+                // lost it; someone may have changed it by hand).
+                if let Err(e) = self.apply_firewall(&r) {
+                    tracing::error!(%id, error = %e, "could not re-apply the firewall");
+                }
                 tracing::info!(%id, state = ?r.state, "adopted");
                 out.push((id, r.state));
             }
@@ -322,6 +348,20 @@ impl Service {
     }
 
     // ---- blocking bodies (called with the instance's lock held) -----------------------------
+
+    /// Puts the record's firewall on the instance's port when the port exists (a stopped
+    /// container has none: its start applies it with the port's other guards).
+    fn apply_firewall(&self, r: &InstanceRecord) -> Result<(), ServiceError> {
+        let port = self.runtime(r.spec.kind())?.port_name(r);
+        if crate::container::net::link_exists(&port) {
+            crate::hostnet::firewall::apply(&port, &r.spec.firewall).map_err(|e| ServiceError::Runtime {
+                id: r.spec.id,
+                op: "firewall",
+                source: Box::new(e),
+            })?;
+        }
+        Ok(())
+    }
 
     fn status_of(&self, r: &InstanceRecord) -> InstanceStatus {
         let (state, usage) = match self.runtime(r.spec.kind()) {
@@ -341,14 +381,22 @@ impl Service {
             template: r.spec.template.clone(),
             resources: r.spec.resources.clone(),
             rescue: r.rescue.is_some(),
+            firewall: r.spec.firewall.clone(),
         }
     }
 
     fn create_blocking(&self, spec: InstanceSpec) -> Result<(Created, InstanceStatus), ServiceError> {
         let id = spec.id;
-        if let Some(existing) = self.store.get(&id)? {
-            if existing.spec != spec || matches!(existing.pending, Some(PendingOp::Destroy)) {
+        if let Some(mut existing) = self.store.get(&id)? {
+            // The firewall may change after a create (a retried create carries the newest).
+            let same = InstanceSpec { firewall: existing.spec.firewall.clone(), ..spec.clone() } == existing.spec;
+            if !same || matches!(existing.pending, Some(PendingOp::Destroy)) {
                 return Err(ServiceError::SpecConflict(id));
+            }
+            if existing.spec.firewall != spec.firewall {
+                existing.spec.firewall = spec.firewall;
+                self.store.put(&existing)?;
+                self.apply_firewall(&existing)?;
             }
             // The same create again: finish it if a crash interrupted it, else nothing to do.
             let r = if existing.pending.is_some() { self.finish_pending(existing)? } else { existing };

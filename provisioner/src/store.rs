@@ -181,6 +181,7 @@ pub(crate) mod tests {
             resources,
             access: Default::default(),
             network: Default::default(),
+            firewall: Default::default(),
         }
     }
 

@@ -113,6 +113,7 @@ async fn two_hosts_in_namespaces_and_one_cut_off() {
         resources: plan,
         access: Default::default(),
         network: Default::default(),
+        firewall: Default::default(),
     };
     let vm_path = format!("/v1/instances/{}", vm.id);
     let slow = HostClient::new(&url_a, sa.clone(), http_client(None, Duration::from_secs(60)).unwrap());

@@ -284,6 +284,35 @@ pub(crate) fn all() -> Vec<Example> {
             }),
         },
         Example {
+            method: "get",
+            path: "/api/v1/servers/{id}/firewall",
+            query: "",
+            request: None,
+            status: 200,
+            response: to(Firewall::from(vessel_core::Firewall::default())),
+        },
+        Example {
+            method: "put",
+            path: "/api/v1/servers/{id}/firewall",
+            query: "",
+            request: Some((
+                json!({ "default_policy": "drop", "rules": [
+                    { "action": "accept", "protocol": "tcp", "ports": "22", "source": "203.0.113.0/24" },
+                    { "action": "accept", "protocol": "tcp", "ports": "80-443" },
+                    { "action": "accept", "protocol": "icmp" }
+                ] }),
+                parses_as::<vessel_core::Firewall>,
+            )),
+            status: 200,
+            response: to(Firewall::from(
+                vessel_core::Firewall::parse_lines(
+                    vessel_core::firewall::Verdict::Drop,
+                    "accept tcp 22 from 203.0.113.0/24\naccept tcp 80-443\naccept icmp",
+                )
+                .expect("the example's rules are valid"),
+            )),
+        },
+        Example {
             method: "post",
             path: "/api/v1/servers/{id}/resize",
             query: "",

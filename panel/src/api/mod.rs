@@ -65,6 +65,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(servers::reset_password)
             .service(servers::console)
             .service(servers::resize)
+            .service(servers::firewall)
+            .service(servers::set_firewall)
             .service(quota::get)
             .service(invoices::pdf)
             .service(webhooks::list)
@@ -159,7 +161,7 @@ fn nul_in(v: &Value, at: String) -> Option<String> {
         customers::list, customers::create, customers::get, customers::update, customers::delete,
         servers::list, servers::create, servers::get, servers::usage,
         servers::start, servers::stop, servers::restart, servers::suspend, servers::unsuspend, servers::terminate, servers::rescue, servers::leave_rescue,
-        servers::reinstall, servers::reset_password, servers::console, servers::resize,
+        servers::reinstall, servers::reset_password, servers::console, servers::resize, servers::firewall, servers::set_firewall,
         quota::get, invoices::pdf,
         webhooks::list, webhooks::create, webhooks::get, webhooks::delete, webhooks::deliveries,
     ),

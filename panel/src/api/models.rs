@@ -323,3 +323,92 @@ pub struct Quota {
     /// The wholesale discount on retail prices, in basis points (2000 = 20 %).
     pub discount_bp: i32,
 }
+
+/// A server's inbound firewall: the first rule that matches decides, else `default_policy`.
+/// A PUT replaces the whole list. The host's filter is stateless; what it does around the
+/// rules (TCP rules match connection attempts; replies to the server's own traffic pass) is in
+/// `implicit_rules` of the answer.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Firewall {
+    #[schema(example = "drop")]
+    pub default_policy: FirewallVerdict,
+    #[schema(max_items = 64)]
+    pub rules: Vec<FirewallRule>,
+    /// Read-only: what the host adds around the rules.
+    pub implicit_rules: Vec<String>,
+}
+
+impl From<vessel_core::Firewall> for Firewall {
+    fn from(f: vessel_core::Firewall) -> Self {
+        Firewall {
+            default_policy: f.default_policy().into(),
+            rules: f
+                .rules()
+                .iter()
+                .map(|r| FirewallRule {
+                    action: r.action().into(),
+                    protocol: match r.protocol() {
+                        vessel_core::firewall::Protocol::Tcp => FirewallProtocol::Tcp,
+                        vessel_core::firewall::Protocol::Udp => FirewallProtocol::Udp,
+                        vessel_core::firewall::Protocol::Icmp => FirewallProtocol::Icmp,
+                    },
+                    ports: r.ports().map(|p| p.to_string()),
+                    source: r.source().map(|s| s.to_string()),
+                })
+                .collect(),
+            implicit_rules: vessel_core::firewall::IMPLICIT_RULES.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+/// The body of `PUT /api/v1/servers/{id}/firewall` (read as core's validated `Firewall`).
+#[derive(Clone, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FirewallChange {
+    #[schema(example = "drop")]
+    pub default_policy: FirewallVerdict,
+    #[serde(default)]
+    #[schema(max_items = 64)]
+    pub rules: Vec<FirewallRule>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FirewallVerdict {
+    Accept,
+    Drop,
+}
+
+impl From<vessel_core::firewall::Verdict> for FirewallVerdict {
+    fn from(v: vessel_core::firewall::Verdict) -> Self {
+        match v {
+            vessel_core::firewall::Verdict::Accept => FirewallVerdict::Accept,
+            vessel_core::firewall::Verdict::Drop => FirewallVerdict::Drop,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FirewallProtocol {
+    Tcp,
+    Udp,
+    /// ICMP or ICMPv6, by the source's family (both without a source).
+    Icmp,
+}
+
+/// One inbound rule.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FirewallRule {
+    pub action: FirewallVerdict,
+    pub protocol: FirewallProtocol,
+    /// `22` or `8000-8100` (TCP and UDP only; absent: every port).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "22")]
+    pub ports: Option<String>,
+    /// An IPv4 or IPv6 network, e.g. `203.0.113.0/24` (absent: anywhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "203.0.113.0/24")]
+    pub source: Option<String>,
+}

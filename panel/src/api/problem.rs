@@ -228,6 +228,18 @@ impl From<ResellerError> for ApiError {
     }
 }
 
+impl From<crate::firewall::FirewallError> for ApiError {
+    fn from(e: crate::firewall::FirewallError) -> Self {
+        use crate::firewall::FirewallError as F;
+        match e {
+            F::NotFound => ApiError::NotFound("server"),
+            F::Terminated => ApiError::Conflict(e.to_string()),
+            F::Invalid(_) | F::BadLine { .. } => ApiError::validation("rules", e.to_string()),
+            F::Db(e) => e.into(),
+        }
+    }
+}
+
 impl From<ApiKeyError> for ApiError {
     fn from(e: ApiKeyError) -> Self {
         match e {

@@ -2,7 +2,9 @@
 
 use super::auth::{Reader, Writer};
 use super::idempotency::{self, Reply};
-use super::models::{ConsoleToken, Cycle, NewServer, Reinstall, ResetPassword, Resize, Server, ServerList, Usage, UsagePoint};
+use super::models::{
+    ConsoleToken, Cycle, Firewall, FirewallChange, NewServer, Reinstall, ResetPassword, Resize, Server, ServerList, Usage, UsagePoint,
+};
 use super::pagination;
 use super::problem::ApiError;
 use crate::access;
@@ -11,7 +13,7 @@ use crate::clock::Clock;
 use crate::resellers::servers::{self as svc, ServerAction, ServerFilter};
 use crate::resellers::ResellerError;
 use actix_web::http::StatusCode;
-use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use actix_web::{get, post, put, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -349,4 +351,28 @@ fn with_generated_password(status: StatusCode, row: svc::ServerRow, generated: O
     let mut server = Server::from(row);
     server.root_password = generated;
     Ok(Reply::new(status, server)?.not_storing(&["root_password"]))
+}
+
+/// The server's inbound firewall (the open default, accept with no rules, until one is set).
+#[utoipa::path(get, path = "/api/v1/servers/{id}/firewall", tag = "servers", params(("id" = Uuid, Path)),
+    responses((status = 200, body = Firewall)))]
+#[get("/servers/{id}/firewall")]
+pub async fn firewall(who: Reader, pool: web::Data<PgPool>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    let scope = crate::vps::Scope::reseller(who.0.tenant.reseller().map(crate::ids::AccountId));
+    Ok(HttpResponse::Ok().json(Firewall::from(crate::firewall::get(&pool, scope, (*id).into()).await?)))
+}
+
+/// Replaces the server's inbound firewall (the whole ordered list and the default); the host
+/// applies it within seconds. A bad rule is refused with the field at fault and changes nothing.
+#[utoipa::path(put, path = "/api/v1/servers/{id}/firewall", tag = "servers", params(("id" = Uuid, Path)), request_body = FirewallChange,
+    responses((status = 200, body = Firewall)))]
+#[put("/servers/{id}/firewall")]
+pub async fn set_firewall(who: Writer, pool: web::Data<PgPool>, id: web::Path<Uuid>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let fw: vessel_core::Firewall = super::parse(&body)?;
+    let who: Principal = who.0;
+    let scope = crate::vps::Scope::reseller(who.tenant.reseller().map(crate::ids::AccountId));
+    let mut tx = pool.begin().await?;
+    crate::firewall::set(&mut tx, scope, who.actor(), (*id).into(), &fw).await?;
+    tx.commit().await?;
+    Ok(HttpResponse::Ok().json(Firewall::from(fw)))
 }

@@ -231,6 +231,14 @@ impl HostClient {
             .ok_or_else(|| HostError::Protocol("empty action answer".into()))
     }
 
+    /// Replaces the instance's firewall on the host (idempotent: the whole list each time).
+    pub async fn set_firewall(&self, id: InstanceId, firewall: &vessel_core::Firewall) -> Result<InstanceStatus, HostError> {
+        let body = serde_json::to_vec(firewall).expect("firewalls serialise");
+        self.call(Method::PUT, &format!("/v1/instances/{id}/firewall"), Some(body))
+            .await?
+            .ok_or_else(|| HostError::Protocol("empty firewall answer".into()))
+    }
+
     /// Destroys (idempotently: absent is fine).
     pub async fn destroy(&self, id: InstanceId) -> Result<(), HostError> {
         self.call::<serde_json::Value>(Method::DELETE, &format!("/v1/instances/{id}"), None).await.map(|_| ())

@@ -140,6 +140,18 @@ impl From<crate::access::AccessError> for WebError {
     }
 }
 
+impl From<crate::firewall::FirewallError> for WebError {
+    fn from(e: crate::firewall::FirewallError) -> Self {
+        use crate::firewall::FirewallError as E;
+        match e {
+            E::NotFound => WebError::NotFound,
+            E::Db(e) => e.into(),
+            e if e.is_user_error() => WebError::Conflict(e.to_string()),
+            e => WebError::internal(e),
+        }
+    }
+}
+
 impl From<crate::orders::OrderError> for WebError {
     fn from(e: crate::orders::OrderError) -> Self {
         use crate::orders::OrderError as E;

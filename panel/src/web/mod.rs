@@ -13,6 +13,7 @@ pub mod admin;
 pub mod console;
 pub mod customer;
 pub mod error;
+pub mod firewall;
 pub mod pages;
 pub mod reseller;
 pub mod session;
@@ -26,6 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(stylesheet).service(card_script);
     pages::configure(cfg);
     access::configure(cfg);
+    firewall::configure(cfg);
     console::configure(cfg);
     customer::configure(cfg);
     admin::configure(cfg);

@@ -11,6 +11,7 @@ mod billing_world;
 mod browser;
 mod capacity;
 mod enums;
+mod firewall;
 mod health;
 mod migrations;
 mod money;

@@ -233,6 +233,7 @@ fn spec_from(a: &CreateArgs) -> Result<InstanceSpec, CliError> {
         resources,
         access: Default::default(),
         network,
+        firewall: Default::default(),
     })
 }
 

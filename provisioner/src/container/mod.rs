@@ -457,6 +457,7 @@ impl ContainerRuntime {
             from_guest_mbit: rate,
             to_guest_mbit: rate,
             masquerade_outside: record.spec.network.ipv4.as_ref().and_then(|a| a.masquerade_outside()),
+            firewall: record.spec.firewall.clone(),
         }
     }
 
@@ -1006,6 +1007,10 @@ impl Runtime for ContainerRuntime {
 
     fn console(&self, record: &InstanceRecord) -> Result<crate::runtime::Console, ContainerError> {
         self.console_session(record)
+    }
+
+    fn port_name(&self, record: &InstanceRecord) -> String {
+        self.veth_host(&record.spec.id)
     }
 
     /// Any container can: the rescue template is the one every container host has.

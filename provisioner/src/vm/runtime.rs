@@ -286,6 +286,7 @@ impl KvmRuntime {
             from_guest_mbit: rate,
             to_guest_mbit: rate,
             masquerade_outside: record.spec.network.ipv4.as_ref().and_then(|a| a.masquerade_outside()),
+            firewall: record.spec.firewall.clone(),
         };
         hostnet::protect(&port).map_err(|e| VmError::Start { id, reason: e.to_string() })?;
         Ok(NetConfig { tap, mac: mac.0 })
@@ -844,6 +845,10 @@ impl Runtime for KvmRuntime {
             self.start(record)?;
         }
         written
+    }
+
+    fn port_name(&self, record: &InstanceRecord) -> String {
+        Self::tap_name(&record.spec.id)
     }
 
     /// Any machine can, where the host has the rescue image.

@@ -39,6 +39,7 @@ pub fn spec(resources: PlanResources) -> InstanceSpec {
         resources,
         access: Default::default(),
         network: Default::default(),
+        firewall: Default::default(),
     }
 }
 

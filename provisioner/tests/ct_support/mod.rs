@@ -161,6 +161,7 @@ impl TestHost {
                 }),
                 dns: Vec::new(),
             },
+            firewall: Default::default(),
         }
     }
 

@@ -61,6 +61,7 @@ pub fn record(resources: PlanResources) -> InstanceRecord {
             resources,
             access: Default::default(),
             network: Default::default(),
+            firewall: Default::default(),
         },
         state: InstanceState::Creating,
         should_run: true,
