@@ -331,6 +331,10 @@ async fn the_packages_install_start_answer_upgrade_and_purge_in_debian_12_under_
 
     // A host joins the panel and its unit serves; the panel (hardened) reaches it over TLS.
     let add = m.sh_ok("vessel-panel --config /etc/vessel/panel.toml hosts add --name pkg-host --api-url https://127.0.0.1:8443");
+    assert!(
+        add.contains("  vessel-provisioner join --config /etc/vessel/provisioner.toml --panel-url "),
+        "the hint names the packaged binary: {add}"
+    );
     let token = add.split_whitespace().skip_while(|w| *w != "--token").nth(1).unwrap_or_else(|| panic!("a join token in: {add}"));
     m.sh_ok(&format!(
         "vessel-provisioner join --config /etc/vessel/provisioner.toml --panel-url http://127.0.0.1:8000 --allow-http-panel \
