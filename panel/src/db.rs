@@ -51,6 +51,17 @@ pub enum DbError {
 
 pub type Tx<'a> = sqlx::Transaction<'a, sqlx::Postgres>;
 
+/// Marks a point in `tx` to roll back to ([`rollback_to`]): what was done and locked after
+/// it is undone and unlocked, the rest of the transaction stays. Left in place otherwise (no
+/// release: it ends with the transaction, one round trip fewer).
+pub async fn savepoint(tx: &mut Tx<'_>, name: &'static str) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!("SAVEPOINT {name}")).execute(&mut **tx).await.map(|_| ())
+}
+
+pub async fn rollback_to(tx: &mut Tx<'_>, name: &'static str) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!("ROLLBACK TO SAVEPOINT {name}")).execute(&mut **tx).await.map(|_| ())
+}
+
 /// A pool that connects lazily, so the panel starts (and `/healthz` says why it is unhealthy)
 /// even when the database is briefly away.
 pub fn pool(url: &str, max_connections: u32) -> Result<PgPool, DbError> {

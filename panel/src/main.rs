@@ -159,6 +159,17 @@ async fn main() -> anyhow::Result<()> {
             if settings.webhooks.worker {
                 panel::webhooks::spawn_worker(pool.clone(), settings.webhooks.clone());
             }
+            // The jobs this process runs are measured here: their latency and failures are on
+            // its own metrics listener (`[metrics] listen`), beside `panel serve`'s.
+            let metrics = match settings.metrics.listen.trim() {
+                "" => None,
+                listen => {
+                    let (port, server) = panel::startup::metrics_server(listen, None)?;
+                    let host = listen.rsplit_once(':').map_or(listen, |(h, _)| h);
+                    println!("worker metrics on http://{host}:{port}/metrics");
+                    Some((server.handle(), tokio::spawn(server)))
+                }
+            };
             let (stop, rx) = tokio::sync::watch::channel(false);
             let ctx = panel::orchestrator::Ctx::new(pool, std::sync::Arc::new(SystemClock), settings.orchestration.clone());
             let task = tokio::spawn(panel::orchestrator::run(ctx, rx));
@@ -170,6 +181,10 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!("worker stopping");
             let _ = stop.send(true);
             task.await?;
+            if let Some((handle, server)) = metrics {
+                handle.stop(true).await;
+                let _ = server.await;
+            }
         }
         Cmd::Hosts { cmd: HostsCmd::Add { name, api_url } } => {
             let pool = db::pool(settings.database_url(), 2)?;

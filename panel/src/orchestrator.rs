@@ -288,92 +288,126 @@ async fn resize(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
 /// reachable or, after a silence, unreachable with its instances unknown; queue a converge
 /// for every instance that differs from its desired state; destroy what the host runs that
 /// the panel does not know (orphans of a crash mid-create on the panel's side).
+///
+/// Hosts are visited [`RECONCILE_CONCURRENCY`] at a time: a pass over thousands of hosts is
+/// bound by their answers and the database's round trips, not by one host after another.
 pub async fn reconcile_once(ctx: &Ctx) -> Result<(), sqlx::Error> {
     let now = ctx.clock.now();
+    let mut running = tokio::task::JoinSet::new();
+    let mut first_error = None;
     for host in host_sql::joined(&ctx.pool).await? {
-        let Some(client) = client_for(&host, &ctx.http) else { continue };
-        let reported = match client.list().await {
-            Ok(r) => r,
-            Err(e) => {
-                let silent_for = host.last_seen_at.map(|t| (now - t).num_seconds()).unwrap_or(i64::MAX);
-                if silent_for >= ctx.settings.unreachable_after_secs && host.reachability != crate::hosts::Reachability::Unreachable {
-                    tracing::warn!(host = %host.name, error = %e, "host unreachable: its instances are unknown until it answers");
-                    let mut tx = ctx.pool.begin().await?;
-                    host_sql::set_reachability(&mut tx, host.id, false, now).await?;
-                    sql::mark_unknown_on(&mut *tx, host.id, now).await?;
-                    tx.commit().await?;
-                }
-                continue;
+        if running.len() >= RECONCILE_CONCURRENCY {
+            if let Some(Err(e)) = running.join_next().await.map(joined) {
+                first_error.get_or_insert(e);
             }
-        };
-        let mut tx = ctx.pool.begin().await?;
-        host_sql::set_reachability(&mut tx, host.id, true, now).await?;
-        tx.commit().await?;
-        let ours = sql::on_host(&ctx.pool, host.id).await?;
-        let ours_ids: HashSet<Uuid> = ours.iter().map(|i| i.id).collect();
-        for status in &reported {
-            let id = status.id.0;
-            if !ours_ids.contains(&id) {
-                let mut tx = ctx.pool.begin().await?;
-                let known = sql::known(&mut tx, id).await?;
-                tx.commit().await?;
-                // Placed elsewhere, terminated, or never known: the host should not run it.
-                if known.is_none() || known == Some(DesiredState::Terminated) {
-                    tracing::warn!(host = %host.name, %id, "destroying an instance the panel does not know");
-                    if let Err(e) = client.destroy(status.id).await {
-                        tracing::warn!(%id, error = %e, "orphan destroy failed; next pass retries");
-                    }
-                }
-                continue;
-            }
-            record_observed(&ctx.pool, id, status.state, now).await?;
-            sql::insert_usage(&ctx.pool, id, now, &status.usage).await?;
         }
-        let reported_ids: HashSet<Uuid> = reported.iter().map(|s| s.id.0).collect();
-        let firewalls = crate::db::firewalls::on_host(&ctx.pool, host.id).await?;
-        for inst in ours {
-            // The host holds another firewall than the panel's (a change that failed, a
-            // create that raced one): send the panel's again.
-            if let Some(s) = reported.iter().find(|s| s.id.0 == inst.id) {
-                let want = firewalls.get(&inst.id).cloned().unwrap_or_default();
-                if s.firewall != want
-                    && inst.desired_state != DesiredState::Terminated
-                    && s.pending.is_none()
-                    && !job_sql::pending_for(&ctx.pool, inst.id).await?
-                {
-                    tracing::info!(host = %host.name, id = %inst.id, "firewall drift: sending the panel's");
-                    let mut tx = ctx.pool.begin().await?;
-                    crate::jobs::enqueue(&mut tx, Job::Firewall { instance_id: inst.id }).await?;
-                    tx.commit().await?;
-                    continue;
-                }
-            }
-            let status = reported.iter().find(|s| s.id.0 == inst.id);
-            let needs_work = match status.map(|s| (s.state, s.rescue)) {
-                Some((s, rescue)) => {
-                    inst.desired_state == DesiredState::Terminated
-                        || !inst.desired_state.converged(s)
-                        || (rescue != inst.rescue && status_may_rescue(inst.desired_state))
-                }
-                None if inst.desired_state == DesiredState::Terminated => {
-                    // Gone from the host and not wanted: finish the bookkeeping.
-                    let mut tx = ctx.pool.begin().await?;
-                    host_sql::release_addresses(&mut tx, inst.id).await?;
-                    sql::set_observed(&mut *tx, inst.id, ObservedState::Destroyed, None, now).await?;
-                    tx.commit().await?;
-                    false
-                }
-                None => !reported_ids.contains(&inst.id),
-            };
-            if needs_work && !job_sql::pending_for(&ctx.pool, inst.id).await? {
+        let ctx = ctx.clone();
+        running.spawn(async move { reconcile_host(&ctx, host, now).await });
+    }
+    while let Some(r) = running.join_next().await {
+        if let Err(e) = joined(r) {
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// A host's pass as it ended (a panic in it is the pass's own).
+fn joined(r: Result<Result<(), sqlx::Error>, tokio::task::JoinError>) -> Result<(), sqlx::Error> {
+    r.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// How many hosts one reconciler pass talks to at once.
+pub const RECONCILE_CONCURRENCY: usize = 4;
+
+/// [`reconcile_once`] for one host.
+async fn reconcile_host(ctx: &Ctx, host: host_sql::HostRow, now: chrono::DateTime<chrono::Utc>) -> Result<(), sqlx::Error> {
+    let Some(client) = client_for(&host, &ctx.http) else { return Ok(()) };
+    let reported = match client.list().await {
+        Ok(r) => r,
+        Err(e) => {
+            let silent_for = host.last_seen_at.map(|t| (now - t).num_seconds()).unwrap_or(i64::MAX);
+            if silent_for >= ctx.settings.unreachable_after_secs && host.reachability != crate::hosts::Reachability::Unreachable {
+                tracing::warn!(host = %host.name, error = %e, "host unreachable: its instances are unknown until it answers");
                 let mut tx = ctx.pool.begin().await?;
-                crate::jobs::enqueue(
-                    &mut tx,
-                    Job::Converge { instance_id: inst.id, desired: Some(inst.desired_state), reason: Some("reconciler: drift".into()) },
-                )
-                .await?;
+                host_sql::set_reachability(&mut tx, host.id, false, now).await?;
+                sql::mark_unknown_on(&mut *tx, host.id, now).await?;
                 tx.commit().await?;
             }
+            return Ok(());
+        }
+    };
+    let mut tx = ctx.pool.begin().await?;
+    host_sql::set_reachability(&mut tx, host.id, true, now).await?;
+    tx.commit().await?;
+    let ours = sql::on_host(&ctx.pool, host.id).await?;
+    let ours_ids: HashSet<Uuid> = ours.iter().map(|i| i.id).collect();
+    let mut known_reports = Vec::with_capacity(reported.len());
+    for status in &reported {
+        let id = status.id.0;
+        if !ours_ids.contains(&id) {
+            let mut tx = ctx.pool.begin().await?;
+            let known = sql::known(&mut tx, id).await?;
+            tx.commit().await?;
+            // Placed elsewhere, terminated, or never known: the host should not run it.
+            if known.is_none() || known == Some(DesiredState::Terminated) {
+                tracing::warn!(host = %host.name, %id, "destroying an instance the panel does not know");
+                if let Err(e) = client.destroy(status.id).await {
+                    tracing::warn!(%id, error = %e, "orphan destroy failed; next pass retries");
+                }
+            }
+            continue;
+        }
+        known_reports.push((id, ObservedState::from(status.state), &status.usage));
+    }
+    // The whole host's report in one transaction (as `record_observed` does for one).
+    let mut tx = ctx.pool.begin().await?;
+    sql::record_reports(&mut tx, &known_reports, now).await?;
+    tx.commit().await?;
+    let by_id: std::collections::HashMap<Uuid, &InstanceStatus> = reported.iter().map(|s| (s.id.0, s)).collect();
+    let firewalls = crate::db::firewalls::on_host(&ctx.pool, host.id).await?;
+    for inst in ours {
+        let status = by_id.get(&inst.id).copied();
+        // The host holds another firewall than the panel's (a change that failed, a
+        // create that raced one): send the panel's again.
+        if let Some(s) = status {
+            let want = firewalls.get(&inst.id).cloned().unwrap_or_default();
+            if s.firewall != want
+                && inst.desired_state != DesiredState::Terminated
+                && s.pending.is_none()
+                && !job_sql::pending_for(&ctx.pool, inst.id).await?
+            {
+                tracing::info!(host = %host.name, id = %inst.id, "firewall drift: sending the panel's");
+                let mut tx = ctx.pool.begin().await?;
+                crate::jobs::enqueue(&mut tx, Job::Firewall { instance_id: inst.id }).await?;
+                tx.commit().await?;
+                continue;
+            }
+        }
+        let needs_work = match status.map(|s| (s.state, s.rescue)) {
+            Some((s, rescue)) => {
+                inst.desired_state == DesiredState::Terminated
+                    || !inst.desired_state.converged(s)
+                    || (rescue != inst.rescue && status_may_rescue(inst.desired_state))
+            }
+            None if inst.desired_state == DesiredState::Terminated => {
+                // Gone from the host and not wanted: finish the bookkeeping.
+                let mut tx = ctx.pool.begin().await?;
+                host_sql::release_addresses(&mut tx, inst.id).await?;
+                sql::set_observed(&mut *tx, inst.id, ObservedState::Destroyed, None, now).await?;
+                tx.commit().await?;
+                false
+            }
+            None => true,
+        };
+        if needs_work && !job_sql::pending_for(&ctx.pool, inst.id).await? {
+            let mut tx = ctx.pool.begin().await?;
+            crate::jobs::enqueue(
+                &mut tx,
+                Job::Converge { instance_id: inst.id, desired: Some(inst.desired_state), reason: Some("reconciler: drift".into()) },
+            )
+            .await?;
+            tx.commit().await?;
         }
     }
     Ok(())

@@ -9,9 +9,10 @@
 
 use crate::clock::Clock;
 use crate::db::{hosts as sql, instances as inst_sql, plans as plan_sql};
+use crate::ids::HostId;
 use crate::orders::OrderStatus;
 use chrono::{DateTime, Utc};
-use sqlx::{Acquire, PgPool};
+use sqlx::PgPool;
 use std::collections::HashMap;
 use uuid::Uuid;
 use vessel_core::admission::{admit, Allocation, HostCapacity, HostLoad};
@@ -68,30 +69,28 @@ pub async fn place(pool: &PgPool, clock: &dyn Clock, instance: Uuid) -> Result<P
     if let Some(host) = inst.host_id {
         return Ok(Placement::AlreadyPlaced { host });
     }
-    let mut plans: HashMap<i64, PlanResources> = HashMap::new();
-    let wanted = resources(&mut tx, &mut plans, inst.plan_id).await?;
+    let wanted = plan_sql::resources(&mut *tx, inst.plan_id).await?.ok_or(SchedulerError::BadPlan)?;
     let mut reasons = Vec::new();
     for host_id in sql::candidates(&mut tx, inst.kind.as_str(), inst.account_id).await? {
         // A savepoint per candidate: a host that cannot take it is unlocked again at once.
-        let mut sp = tx.begin().await?;
-        let Some(host) = sql::lock(&mut sp, host_id).await? else { continue };
-        let load = load_on(&mut sp, &mut plans, host_id).await?;
+        crate::db::savepoint(&mut tx, "candidate").await?;
+        let Some(sql::LockedHost { host, pool_families }) = sql::lock(&mut tx, host_id).await? else { continue };
+        let load = load_on(&mut tx, host_id).await?;
         if let Err(refusal) = admit(&capacity_of(&host), &load, &Allocation::from(&wanted)) {
             reasons.push(format!("{}: {refusal}", host.name));
-            sp.rollback().await?;
+            crate::db::rollback_to(&mut tx, "candidate").await?;
             continue;
         }
-        match take_addresses(&mut sp, host_id, instance, now).await? {
+        match take_addresses(&mut tx, host_id, &pool_families, instance, now).await? {
             Ok(()) => {
-                inst_sql::set_host(&mut sp, instance, host_id).await?;
-                sp.commit().await?;
-                inst_sql::set_order_status_of(&mut tx, instance, OrderStatus::Provisioning).await?;
+                // The instance's host, and its order provisioning.
+                inst_sql::set_host(&mut tx, instance, host_id).await?;
                 tx.commit().await?;
                 return Ok(Placement::Placed { host: host_id });
             }
             Err(why) => {
                 reasons.push(format!("{}: {why}", host.name));
-                sp.rollback().await?;
+                crate::db::rollback_to(&mut tx, "candidate").await?;
             }
         }
     }
@@ -112,20 +111,12 @@ pub async fn place(pool: &PgPool, clock: &dyn Clock, instance: Uuid) -> Result<P
 }
 
 /// What a host carries: core's sums over the instances the panel placed there (not
-/// terminated). The one computation that placement admits against and the admin's cockpit
-/// shows.
-async fn load_on(tx: &mut crate::db::Tx<'_>, cache: &mut HashMap<i64, PlanResources>, host: Uuid) -> Result<HostLoad, SchedulerError> {
-    let plans = sql::resources_on(tx, host).await?;
-    load_of(tx, cache, &plans).await
-}
-
-/// Core's sums over instances of these plans (one entry per instance).
-async fn load_of(tx: &mut crate::db::Tx<'_>, cache: &mut HashMap<i64, PlanResources>, plans: &[i64]) -> Result<HostLoad, SchedulerError> {
-    let mut load = HostLoad::empty();
-    for plan in plans {
-        load.add(&Allocation::from(&resources(tx, cache, *plan).await?));
-    }
-    Ok(load)
+/// terminated), from its per-plan counts. The one computation that placement admits against
+/// and the admin's cockpit shows. Read after the host's row is locked, so the counts are
+/// the committed ones and stay so until the decision commits.
+async fn load_on(tx: &mut crate::db::Tx<'_>, host: Uuid) -> Result<HostLoad, SchedulerError> {
+    let rows = plan_sql::load_on(&mut **tx, &[HostId(host)]).await?;
+    Ok(load_of(rows.iter())?.0)
 }
 
 /// A host's commitment as placement sees it: usable capacity, the load, and the plans it
@@ -145,37 +136,41 @@ pub struct PlanOnHost {
     pub instances: usize,
 }
 
-/// [`Commitment`] of a host, read in one transaction (a consistent snapshot of its instances).
-pub async fn commitment(pool: &PgPool, host: Uuid, capacity: HostCapacity) -> Result<Commitment, SchedulerError> {
-    let mut tx = pool.begin().await?;
-    let mut cache = HashMap::new();
-    let on = sql::resources_on(&mut tx, host).await?;
-    let load = load_of(&mut tx, &mut cache, &on).await?;
-    let mut counts: HashMap<i64, usize> = HashMap::new();
-    for plan in on {
-        *counts.entry(plan).or_default() += 1;
-    }
+/// Core's sums from per-plan counts, and the plans named.
+fn load_of<'a>(rows: impl Iterator<Item = &'a plan_sql::PlanLoad>) -> Result<(HostLoad, Vec<PlanOnHost>), SchedulerError> {
+    let mut load = HostLoad::empty();
     let mut plans = Vec::new();
-    for (id, n) in counts {
-        let (code, version, resources) = plan_sql::named_resources(&mut *tx, id).await?.ok_or(SchedulerError::BadPlan)?;
-        plans.push(PlanOnHost { code, version, resources, instances: n });
+    for r in rows {
+        let resources = r.resources.clone().ok_or(SchedulerError::BadPlan)?;
+        load.add_many(&Allocation::from(&resources), r.instances as u64);
+        plans.push(PlanOnHost { code: r.code.clone(), version: r.version, resources, instances: r.instances as usize });
     }
     plans.sort_by(|a, b| (&a.code, a.version).cmp(&(&b.code, b.version)));
-    tx.commit().await?;
+    Ok((load, plans))
+}
+
+/// [`Commitment`] of a host.
+pub async fn commitment(pool: &PgPool, host: Uuid, capacity: HostCapacity) -> Result<Commitment, SchedulerError> {
+    let rows = plan_sql::load_on(pool, &[HostId(host)]).await?;
+    let (load, plans) = load_of(rows.iter())?;
     Ok(Commitment { capacity, load, plans })
 }
 
-async fn resources(
-    tx: &mut crate::db::Tx<'_>,
-    cache: &mut HashMap<i64, PlanResources>,
-    plan: i64,
-) -> Result<PlanResources, SchedulerError> {
-    if let Some(r) = cache.get(&plan) {
-        return Ok(r.clone());
+/// [`Commitment`]s of many hosts in one query (the cockpit's page: one round trip for all).
+pub async fn commitments(pool: &PgPool, hosts: &[(HostId, HostCapacity)]) -> Result<HashMap<HostId, Commitment>, SchedulerError> {
+    let ids: Vec<HostId> = hosts.iter().map(|(h, _)| *h).collect();
+    let rows = plan_sql::load_on(pool, &ids).await?;
+    let mut by_host: HashMap<HostId, Vec<&plan_sql::PlanLoad>> = HashMap::new();
+    for r in &rows {
+        by_host.entry(r.host_id).or_default().push(r);
     }
-    let r = plan_sql::resources(&mut **tx, plan).await?.ok_or(SchedulerError::BadPlan)?;
-    cache.insert(plan, r.clone());
-    Ok(r)
+    hosts
+        .iter()
+        .map(|(h, cap)| {
+            let (load, plans) = load_of(by_host.get(h).into_iter().flatten().copied())?;
+            Ok((*h, Commitment { capacity: *cap, load, plans }))
+        })
+        .collect()
 }
 
 /// An IPv4 and an IPv6 address where the host's pools have that family at all; a pool
@@ -183,11 +178,12 @@ async fn resources(
 async fn take_addresses(
     tx: &mut crate::db::Tx<'_>,
     host: Uuid,
+    pool_families: &[i32],
     instance: Uuid,
     now: DateTime<Utc>,
 ) -> Result<Result<(), String>, sqlx::Error> {
-    for family in [4, 6] {
-        if sql::has_pool(tx, host, family).await? && sql::assign_address(tx, host, instance, family, now).await?.is_none() {
+    for &family in pool_families {
+        if sql::assign_address(tx, host, instance, family, now).await?.is_none() {
             return Ok(Err(format!("no free IPv{family} address")));
         }
     }

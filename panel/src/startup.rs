@@ -99,7 +99,7 @@ impl Application {
         }
         let metrics = match settings.metrics.listen.trim() {
             "" => None,
-            listen => Some(metrics_server(listen, pool.clone())?),
+            listen => Some(metrics_server(listen, Some(pool.clone()))?),
         };
         let keys = web::Data::new(SessionKeys::new(
             settings.session.secret.expose_secret(),
@@ -175,8 +175,11 @@ impl Application {
     }
 }
 
-/// `GET /metrics` on its own listener (one worker: a scrape every few seconds).
-fn metrics_server(listen: &str, pool: sqlx::PgPool) -> Result<(u16, Server), StartupError> {
+/// `GET /metrics` on its own listener (one worker: a scrape every few seconds). With the
+/// database (`panel serve`), what it says at scrape time is added to this process's own
+/// measurements; without (`panel worker`), only the latter: the job latency and failures the
+/// worker measured, and the database's gauges are not exported twice.
+pub fn metrics_server(listen: &str, pool: Option<sqlx::PgPool>) -> Result<(u16, Server), StartupError> {
     let addr: std::net::SocketAddr = listen.parse().map_err(|_| StartupError::MetricsListen(listen.to_string()))?;
     let listener = TcpListener::bind(addr).map_err(|source| StartupError::Listen { addr: listen.to_string(), source })?;
     let port = listener.local_addr().map_err(|source| StartupError::Listen { addr: listen.to_string(), source })?.port();
@@ -186,8 +189,12 @@ fn metrics_server(listen: &str, pool: sqlx::PgPool) -> Result<(u16, Server), Sta
     let server = HttpServer::new(move || {
         App::new().app_data(pool.clone()).route(
             "/metrics",
-            web::get().to(|pool: web::Data<sqlx::PgPool>| async move {
-                match crate::metrics::render(&pool).await {
+            web::get().to(|pool: web::Data<Option<sqlx::PgPool>>| async move {
+                let text = match pool.as_ref() {
+                    Some(pool) => crate::metrics::render(pool).await,
+                    None => Ok(crate::metrics::handle().render()),
+                };
+                match text {
                     Ok(text) => actix_web::HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(text),
                     Err(e) => {
                         tracing::warn!(error = %e, "metrics: the database did not answer");

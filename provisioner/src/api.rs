@@ -226,8 +226,15 @@ async fn not_found(state: State, req: HttpRequest, body: web::Bytes) -> Result<H
     Err(ApiError(Problem { status: 404, ..Problem::new(ProblemType::InvalidRequest, format!("no route {} {}", req.method(), req.path())) }))
 }
 
+/// `GET /healthz`, the one unauthenticated route: the daemon is up and serving its API (for
+/// systemd checks, load balancers and monitoring). It says nothing about the host.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; charset=utf-8").body("ok\n")
+}
+
 /// The routes, for `App::configure`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz));
     cfg.service(
         web::scope("/v1")
             .route("/host", web::get().to(get_host))

@@ -87,6 +87,12 @@ async fn unsigned_wrong_stale_and_replayed_requests_are_refused_and_change_nothi
     assert_eq!(send(&d, "GET", "/v1/instances", b"", &g).await.0, 401);
     // Unknown routes are refused unsigned too.
     assert_eq!(send(&d, "GET", "/v1/nothing", b"", &[]).await.0, 401);
+    // `/healthz` is the one route that answers unsigned (systemd, monitoring), and it says no
+    // more than that the API serves.
+    let http = provisioner::client::http_client(d.ca_pem.as_deref(), std::time::Duration::from_secs(10)).unwrap();
+    let health = http.get(format!("{}/healthz", d.url)).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.unwrap(), "ok\n");
     let _ = (HEADER_NONCE, HEADER_TIMESTAMP);
     // The refusals are logged, the secret never.
     let log = d.log();

@@ -90,9 +90,27 @@ pub async fn get<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid) -> Result<Option<H
     sqlx::query_as(&format!("{HOST} WHERE id = $1")).bind(id).fetch_optional(e).await
 }
 
-/// Locks a host row: placements on one host are decided one at a time.
-pub async fn lock(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<HostRow>, sqlx::Error> {
-    sqlx::query_as(&format!("{HOST} WHERE id = $1 FOR UPDATE")).bind(id).fetch_optional(&mut **tx).await
+/// A host locked for a placement, with the address families (4, 6) its usable pools hold.
+#[derive(sqlx::FromRow)]
+pub struct LockedHost {
+    #[sqlx(flatten)]
+    pub host: HostRow,
+    pub pool_families: Vec<i32>,
+}
+
+/// Locks a host row: placements on one host are decided one at a time. In the same round
+/// trip, the families of the pools it may take addresses from (a pool's family never changes
+/// under a placement; which address is free is decided when one is taken).
+pub async fn lock(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<LockedHost>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, name, api_url, api_secret, cpus, memory_mib, disk_gib, reserved_cpus, reserved_memory_mib, reserved_disk_gib,
+                reachability, last_seen_at, tls_cert_sha256,
+                ARRAY(SELECT DISTINCT family(p.network) FROM ip_pools p WHERE p.host_id = h.id OR p.host_id IS NULL ORDER BY 1) AS pool_families
+           FROM hosts h WHERE id = $1 FOR UPDATE OF h",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
 }
 
 /// Candidate hosts for an instance of `kind` owned by `account`, in the placement policy's
@@ -112,14 +130,6 @@ pub async fn candidates(tx: &mut Tx<'_>, kind: &str, account: Uuid) -> Result<Ve
     .bind(account)
     .fetch_all(&mut **tx)
     .await
-}
-
-/// The plan resources of every live instance on a host (its load, for admission).
-pub async fn resources_on(tx: &mut Tx<'_>, host: Uuid) -> Result<Vec<i64>, sqlx::Error> {
-    sqlx::query_scalar("SELECT plan_id FROM instances WHERE host_id = $1 AND desired_state <> 'terminated'")
-        .bind(host)
-        .fetch_all(&mut **tx)
-        .await
 }
 
 pub async fn set_reachability(tx: &mut Tx<'_>, id: Uuid, reachable: bool, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
@@ -160,15 +170,6 @@ pub async fn assign_address(
     .bind(at)
     .fetch_optional(&mut **tx)
     .await
-}
-
-/// Does any pool usable on this host hold addresses of `family` at all?
-pub async fn has_pool(tx: &mut Tx<'_>, host: Uuid, family: i32) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM ip_pools WHERE family(network) = $2 AND (host_id = $1 OR host_id IS NULL))")
-        .bind(host)
-        .bind(family)
-        .fetch_one(&mut **tx)
-        .await
 }
 
 /// An instance's addresses with their pool's prefix and gateway.
@@ -229,10 +230,24 @@ pub struct HostSummary {
 
 const SUMMARY: &str = "h.id, h.name, h.api_url, h.supports_containers, h.supports_kvm, h.cpus, h.memory_mib, h.disk_gib, \
     h.reserved_cpus, h.reserved_memory_mib, h.reserved_disk_gib, h.enabled, h.reachability, \
-    (SELECT count(*) FROM instances i WHERE i.host_id = h.id AND i.desired_state <> 'terminated') AS instances";
+    (SELECT COALESCE(sum(l.instances), 0)::bigint FROM host_plan_load l WHERE l.host_id = h.id) AS instances";
+
+/// Every host's id and name, by name (a filter's choices: nothing counted).
+pub async fn names(pool: &PgPool) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT id, name FROM hosts ORDER BY name").fetch_all(pool).await
+}
 
 pub async fn summaries(pool: &PgPool) -> Result<Vec<HostSummary>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {SUMMARY} FROM hosts h ORDER BY h.name")).fetch_all(pool).await
+}
+
+/// Up to `limit` hosts by name, those after `after` (a page of the cockpit).
+pub async fn summaries_after(pool: &PgPool, after: Option<&str>, limit: i64) -> Result<Vec<HostSummary>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {SUMMARY} FROM hosts h WHERE $1::text IS NULL OR h.name > $1 ORDER BY h.name LIMIT $2"))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
 }
 
 pub async fn summary(pool: &PgPool, id: Uuid) -> Result<Option<HostSummary>, sqlx::Error> {

@@ -208,12 +208,22 @@ pub async fn on_host<'e, E: sqlx::PgExecutor<'e>>(e: E, host: Uuid) -> Result<Ve
     sqlx::query_as(&format!("{PLACEABLE} WHERE i.host_id = $1 AND i.observed_state <> 'destroyed'")).bind(host).fetch_all(e).await
 }
 
+/// Records a placement: the instance is on `host` and being created, and its order (if it
+/// has one) is provisioning, in one statement.
 pub async fn set_host(tx: &mut Tx<'_>, id: Uuid, host: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE instances SET host_id = $2, observed_state = 'creating', last_error = NULL, waiting_since = NULL WHERE id = $1")
-        .bind(id)
-        .bind(host)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "WITH placed AS (
+            UPDATE instances SET host_id = $2, observed_state = 'creating', last_error = NULL, waiting_since = NULL
+             WHERE id = $1 RETURNING subscription_id)
+         UPDATE orders o SET status = $3, updated_at = now()
+           FROM placed JOIN subscriptions s ON s.id = placed.subscription_id
+          WHERE o.id = s.order_id AND o.status <> $3",
+    )
+    .bind(id)
+    .bind(host)
+    .bind(OrderStatus::Provisioning)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -277,6 +287,67 @@ pub async fn insert_usage<'e, E: sqlx::PgExecutor<'e>>(
     .bind(i(u.net_rx_bytes))
     .bind(i(u.net_tx_bytes))
     .execute(e)
+    .await?;
+    Ok(())
+}
+
+/// What one host reported, recorded for all its instances in three statements (observed
+/// states, the orders of those now running made active, usage samples), the same rules as
+/// [`set_observed`], [`set_order_status_of`] and [`insert_usage`] one by one: the reconciler's
+/// cost per host is a few round trips, not a few per instance.
+pub async fn record_reports(
+    tx: &mut Tx<'_>,
+    reports: &[(Uuid, ObservedState, &vessel_core::usage::Usage)],
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    if reports.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = reports.iter().map(|r| r.0).collect();
+    let states: Vec<&str> = reports.iter().map(|r| r.1.as_str()).collect();
+    sqlx::query(
+        "UPDATE instances i SET observed_state = r.state::observed_state, observed_at = $3,
+                last_error = CASE WHEN r.state IN ('running', 'stopped', 'suspended') THEN NULL ELSE i.last_error END
+           FROM unnest($1::uuid[], $2::text[]) AS r(id, state)
+          WHERE i.id = r.id",
+    )
+    .bind(&ids)
+    .bind(&states)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    let running: Vec<Uuid> = reports.iter().filter(|r| r.1 == ObservedState::Running).map(|r| r.0).collect();
+    if !running.is_empty() {
+        sqlx::query(
+            "UPDATE orders o SET status = $2, updated_at = now()
+               FROM subscriptions s JOIN instances i ON i.subscription_id = s.id
+              WHERE i.id = ANY($1) AND o.id = s.order_id AND o.status <> $2",
+        )
+        .bind(&running)
+        .bind(OrderStatus::Active)
+        .execute(&mut **tx)
+        .await?;
+    }
+    let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let col = |f: fn(&vessel_core::usage::Usage) -> u64| reports.iter().map(|r| i(f(r.2))).collect::<Vec<i64>>();
+    sqlx::query(
+        "INSERT INTO usage_samples (instance_id, at, cpu_time_ns, memory_bytes, memory_peak_bytes, memory_burst_bytes,
+                                    disk_used_bytes, net_rx_bytes, net_tx_bytes)
+         SELECT u.id, $2, u.cpu, u.mem, u.peak, u.burst, u.disk, u.rx, u.tx
+           FROM unnest($1::uuid[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::int8[])
+                AS u(id, cpu, mem, peak, burst, disk, rx, tx)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&ids)
+    .bind(at)
+    .bind(col(|u| u.cpu_time_ns))
+    .bind(col(|u| u.memory_bytes))
+    .bind(col(|u| u.memory_peak_bytes))
+    .bind(col(|u| u.memory_burst_bytes))
+    .bind(col(|u| u.disk_used_bytes))
+    .bind(col(|u| u.net_rx_bytes))
+    .bind(col(|u| u.net_tx_bytes))
+    .execute(&mut **tx)
     .await?;
     Ok(())
 }

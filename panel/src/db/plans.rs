@@ -224,3 +224,45 @@ pub async fn orderable_resources(conn: &mut sqlx::PgConnection) -> Result<Vec<(i
     let rows: Vec<PlanRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM plans WHERE orderable")).fetch_all(conn).await?;
     Ok(rows.into_iter().filter_map(|r| Some((r.id, r.definition(Vec::new())?.resources))).collect())
 }
+
+/// How many live instances of one plan a host carries (kept by a trigger, see migration
+/// `host_plan_load`), with the plan's code, version and resources.
+pub struct PlanLoad {
+    pub host_id: crate::ids::HostId,
+    pub plan_id: i64,
+    pub code: String,
+    pub version: i32,
+    /// `None` if the stored plan no longer validates.
+    pub resources: Option<vessel_core::PlanResources>,
+    pub instances: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct PlanLoadRow {
+    host_id: crate::ids::HostId,
+    instances: i32,
+    #[sqlx(flatten)]
+    plan: PlanRow,
+}
+
+/// The per-plan load of these hosts: a few rows per host, whatever the number of instances.
+pub async fn load_on<'e, E: sqlx::PgExecutor<'e>>(e: E, hosts: &[crate::ids::HostId]) -> Result<Vec<PlanLoad>, sqlx::Error> {
+    let rows: Vec<PlanLoadRow> = sqlx::query_as(&format!(
+        "SELECT l.host_id, l.instances, {COLUMNS} FROM host_plan_load l JOIN plans ON plans.id = l.plan_id
+          WHERE l.host_id = ANY($1) AND l.instances > 0 ORDER BY l.host_id, code, version"
+    ))
+    .bind(hosts)
+    .fetch_all(e)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| PlanLoad {
+            host_id: r.host_id,
+            plan_id: r.plan.id,
+            resources: r.plan.definition(Vec::new()).map(|d| d.resources),
+            code: r.plan.code,
+            version: r.plan.version,
+            instances: r.instances as i64,
+        })
+        .collect())
+}

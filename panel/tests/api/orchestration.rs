@@ -356,3 +356,128 @@ async fn an_instance_terminated_before_placement_ends_destroyed() {
         sqlx::query_as("SELECT observed_state::text, host_id FROM instances WHERE id = $1").bind(id).fetch_one(&w.pool).await.unwrap();
     assert_eq!((observed.as_str(), host), ("destroyed", None));
 }
+
+/// Issue 18: a host's load is kept per plan (`host_plan_load`, by the instances trigger) so a
+/// placement reads a few rows, not every instance on the host. Under a mixed concurrent
+/// workload — placements racing for three small hosts while their instances are terminated,
+/// and resizes down and up on a fourth — no host is overcommitted, and the kept counts, the
+/// kept guaranteed memory and the scheduler's commitment all equal a recount of the instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kept_host_loads_equal_a_recount_after_a_concurrent_mixed_workload() {
+    use panel::db::instances as inst_sql;
+    use panel::vps::DesiredState;
+    let w = World::new("2026-03-01T00:00:00Z").await;
+    let clock = Arc::new(FixedClock::at("2026-03-01T00:00:00Z".parse().unwrap()));
+    address_pool(&w.pool, w.admin, "v4", "192.0.2.0/24", "192.0.2.1", None, 1000).await;
+    let plan = |code: &'static str| {
+        let pool = w.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT id FROM plans WHERE code = $1 AND orderable").bind(code).fetch_one(&pool).await.unwrap()
+        }
+    };
+    let (small, medium) = (plan("burst-s").await, plan("burst-m").await);
+
+    // 20 burst-m on a big host, which is then disabled: the resizes happen there.
+    let big = host(&w.pool, "big", 64, 262_144, 20_000).await;
+    let resized = instances(&w.pool, "burst-m", 20, 20).await;
+    for id in &resized {
+        assert_eq!(place(&w.pool, clock.as_ref(), *id).await.unwrap(), Placement::Placed { host: big });
+    }
+    sqlx::query("UPDATE hosts SET enabled = false WHERE id = $1").bind(big).execute(&w.pool).await.unwrap();
+    // Three small hosts that hold 10 burst-s each (committed memory 1024/1.5 MiB, 6900 MiB).
+    let mut smalls = Vec::new();
+    for name in ["s1", "s2", "s3"] {
+        smalls.push(host(&w.pool, name, 64, 6900, 10_000).await);
+    }
+    let old = instances(&w.pool, "burst-s", 12, 12).await;
+    for id in &old {
+        assert!(matches!(place(&w.pool, clock.as_ref(), *id).await.unwrap(), Placement::Placed { .. }));
+    }
+
+    // At once: 40 placements, 6 terminations of placed burst-s, 10 resizes down, 10 down and up again.
+    let new = instances(&w.pool, "burst-s", 40, 40).await;
+    let mut placements = Vec::new();
+    for id in new {
+        let (pool, clock) = (w.pool.clone(), clock.clone());
+        placements.push(tokio::spawn(async move { place(&pool, clock.as_ref(), id).await.unwrap() }));
+    }
+    let mut others = Vec::new();
+    for id in old.iter().take(6).copied() {
+        let pool = w.pool.clone();
+        others.push(tokio::spawn(async move {
+            let mut tx = pool.begin().await.unwrap();
+            inst_sql::set_desired(&mut tx, id, DesiredState::Terminated, chrono::Utc::now()).await.unwrap();
+            tx.commit().await.unwrap();
+        }));
+    }
+    for (n, id) in resized.iter().copied().enumerate() {
+        let pool = w.pool.clone();
+        others.push(tokio::spawn(async move {
+            let mut tx = pool.begin().await.unwrap();
+            inst_sql::set_plan(&mut tx, id, small).await.unwrap();
+            tx.commit().await.unwrap();
+            if n % 2 == 1 {
+                let mut tx = pool.begin().await.unwrap();
+                inst_sql::set_plan(&mut tx, id, medium).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+        }));
+    }
+    let mut placed = 0;
+    for t in placements {
+        match t.await.unwrap() {
+            Placement::Placed { host } => {
+                assert!(smalls.contains(&host), "the disabled host takes nothing");
+                placed += 1;
+            }
+            Placement::WaitingForCapacity { .. } => {}
+            Placement::AlreadyPlaced { .. } => panic!("nothing was placed before"),
+        }
+    }
+    for t in others {
+        t.await.unwrap();
+    }
+    // 18 places were free, and up to 6 more as the terminations commit.
+    assert!((18..=24).contains(&placed), "placed {placed}");
+
+    // The kept counts are the recount, row for row (hosts, plans, numbers).
+    let recount: Vec<(Uuid, i64, i64)> = sqlx::query_as(
+        "SELECT host_id, plan_id, count(*) FROM instances WHERE host_id IS NOT NULL AND desired_state <> 'terminated'
+          GROUP BY host_id, plan_id ORDER BY host_id, plan_id",
+    )
+    .fetch_all(&w.pool)
+    .await
+    .unwrap();
+    let kept: Vec<(Uuid, i64, i64)> =
+        sqlx::query_as("SELECT host_id, plan_id, instances::bigint FROM host_plan_load WHERE instances > 0 ORDER BY host_id, plan_id")
+            .fetch_all(&w.pool)
+            .await
+            .unwrap();
+    assert_eq!(kept, recount);
+    assert!(recount.contains(&(big, small, 10)) && recount.contains(&(big, medium, 10)), "{recount:?}");
+    let drift: i64 = w
+        .scalar(
+            "SELECT count(*) FROM hosts h WHERE h.guaranteed_memory_mib <> COALESCE((SELECT sum(p.memory_guaranteed_mib)
+               FROM instances i JOIN plans p ON p.id = i.plan_id WHERE i.host_id = h.id AND i.desired_state <> 'terminated'), 0)",
+        )
+        .await;
+    assert_eq!(drift, 0, "hosts.guaranteed_memory_mib equals its recount");
+
+    // No host is overcommitted, by core's rule over the recount, and the scheduler's commitment
+    // (what the cockpit shows) is that recount's load.
+    for h in smalls.iter().chain([&big]) {
+        let row = panel::db::hosts::get(&w.pool, *h).await.unwrap().unwrap();
+        let cap = panel::scheduler::capacity_of(&row);
+        let mut allocations = Vec::new();
+        for (host, plan_id, n) in &recount {
+            if host == h {
+                let r = panel::db::plans::resources(&w.pool, *plan_id).await.unwrap().unwrap();
+                allocations.extend(std::iter::repeat_n(vessel_core::admission::Allocation::from(&r), *n as usize));
+            }
+        }
+        let load = vessel_core::admission::HostLoad::of(allocations.iter());
+        assert!(load.fits(&cap), "host {} is overcommitted: {load:?}", row.name);
+        let c = panel::scheduler::commitment(&w.pool, *h, cap).await.unwrap();
+        assert_eq!(c.load, load, "host {}", row.name);
+    }
+}

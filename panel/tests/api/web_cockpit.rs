@@ -254,3 +254,37 @@ async fn the_admin_server_list_pages_through_every_server_once() {
     seen.dedup();
     assert_eq!(seen.len(), 55, "every server once");
 }
+
+/// Issue 18: a provider has thousands of hosts, each with a chart on the cockpit; the page
+/// shows 50 at a time by name, and following "Next hosts" shows every host exactly once, each
+/// with its own load (read in one query per page, not one per host).
+#[tokio::test]
+async fn the_capacity_cockpit_pages_through_every_host_once() {
+    let app = spawn_web_app().await;
+    let admin = app.admin("root@example.com").await;
+    let mut names = Vec::new();
+    for i in 0..120 {
+        let name = format!("host-{i:03}");
+        host(&app, &name).await;
+        names.push(name);
+    }
+    let (mut seen, mut path, mut pages) = (Vec::new(), "/admin/capacity".to_string(), 0);
+    loop {
+        let (s, html) = app.get(&admin, &path).await;
+        assert_eq!(s, 200);
+        pages += 1;
+        let on_page: Vec<String> =
+            html.split("<div class=\"card\" id=\"host-").skip(1).map(|c| c[..c.find('"').unwrap()].to_string()).collect();
+        assert!(on_page.len() <= 50, "{} hosts on one page", on_page.len());
+        seen.extend(on_page);
+        match html.find("id=\"next-page\" href=\"") {
+            Some(at) => {
+                let rest = &html[at + "id=\"next-page\" href=\"".len()..];
+                path = rest[..rest.find('"').unwrap()].replace("&amp;", "&");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, names, "every host once, by name");
+}

@@ -13,6 +13,7 @@ use crate::admin::servers::{self as svc, AdminAction, ServerQuery};
 use crate::admin::AdminError;
 use crate::capacity::{host_chart, host_use, HostUse};
 use crate::db::hosts as sql_hosts;
+use crate::ids::HostId;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
@@ -109,19 +110,45 @@ fn cockpit_of(id: Uuid, name: &str, state: String, u: &HostUse) -> HostCockpit {
 struct CapacityPage {
     ctx: Ctx,
     hosts: Vec<HostCockpit>,
+    /// The next page's first host comes after this name.
+    next: Option<String>,
 }
 
-/// Every host's commitment, as placement counts it.
+/// Hosts per page of the cockpit: each carries a chart, and a provider has thousands.
+const CAPACITY_PAGE: i64 = 50;
+
+#[derive(Deserialize)]
+struct CapacityQuery {
+    #[serde(default)]
+    after: Option<String>,
+}
+
+/// Every host's commitment, as placement counts it, a page of hosts at a time (by name).
 #[get("/admin/capacity")]
-async fn capacity(a: CurrentAdmin, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+async fn capacity(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<CapacityQuery>) -> Result<HttpResponse, WebError> {
+    let mut summaries = sql_hosts::summaries_after(&pool, q.after.as_deref(), CAPACITY_PAGE + 1).await?;
+    let next = (summaries.len() as i64 > CAPACITY_PAGE).then(|| {
+        summaries.truncate(CAPACITY_PAGE as usize);
+        summaries.last().map(|h| h.name.clone()).unwrap_or_default()
+    });
+    let caps: Vec<_> = summaries
+        .iter()
+        .map(|h| {
+            (
+                HostId(h.id),
+                crate::scheduler::capacity(h.cpus, h.reserved_cpus, h.memory_mib, h.reserved_memory_mib, h.disk_gib, h.reserved_disk_gib),
+            )
+        })
+        .collect();
+    // One query for every host's load (it was one per host).
+    let commitments = crate::scheduler::commitments(&pool, &caps).await.map_err(WebError::internal)?;
     let mut hosts = Vec::new();
-    for h in sql_hosts::summaries(&pool).await? {
-        let cap = crate::scheduler::capacity(h.cpus, h.reserved_cpus, h.memory_mib, h.reserved_memory_mib, h.disk_gib, h.reserved_disk_gib);
-        let c = crate::scheduler::commitment(&pool, h.id, cap).await.map_err(WebError::internal)?;
+    for h in &summaries {
+        let Some(c) = commitments.get(&HostId(h.id)) else { continue };
         let state = format!("{}, {}", if h.enabled { "enabled" } else { "disabled" }, h.reachability.as_str());
-        hosts.push(cockpit_of(h.id, &h.name, state, &host_use(&c)));
+        hosts.push(cockpit_of(h.id, &h.name, state, &host_use(c)));
     }
-    ok(&CapacityPage { ctx: Ctx::of(&a.session), hosts })
+    ok(&CapacityPage { ctx: Ctx::of(&a.session), hosts, next })
 }
 
 // ------------------------------------------------------------------ servers
@@ -178,7 +205,7 @@ struct ServersPage {
 async fn servers(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<ServerQuery>) -> Result<HttpResponse, WebError> {
     let q = q.into_inner();
     let ctx = Ctx::of(&a.session);
-    let hosts = sql_hosts::summaries(&pool).await?.into_iter().map(|h| (h.id, h.name)).collect();
+    let hosts = sql_hosts::names(&pool).await?;
     let states = crate::vps::DesiredState::ALL.iter().map(|s| s.as_str()).collect();
     match svc::list(&pool, &q).await {
         Ok((rows, next)) => {
