@@ -51,7 +51,9 @@ pub fn build_service(cfg: &DaemonConfig) -> Result<std::sync::Arc<Service>, Daem
 pub fn vmm_binary() -> std::io::Result<std::path::PathBuf> {
     let me = std::env::current_exe()?;
     let slim = me.with_file_name("vessel-vmm");
-    Ok(if slim.is_file() { slim } else { me })
+    let vmm = if slim.is_file() { slim } else { me };
+    tracing::info!(vmm = %vmm.display(), "each KVM machine runs as `<vmm> vm run`");
+    Ok(vmm)
 }
 
 /// The service for this config (no secret needed: tests and tools may build it directly),
