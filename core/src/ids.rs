@@ -6,8 +6,9 @@ use std::str::FromStr;
 
 /// The id of one VPS. Chosen by the panel before the host is asked, so a retried create
 /// can never make a second instance: the host keys every operation by it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "sqlx", derive(sqlx::Type), sqlx(transparent))]
 pub struct InstanceId(pub uuid::Uuid);
 
 impl InstanceId {
@@ -25,6 +26,18 @@ impl InstanceId {
 impl fmt::Display for InstanceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+impl From<uuid::Uuid> for InstanceId {
+    fn from(id: uuid::Uuid) -> Self {
+        Self(id)
+    }
+}
+
+impl From<InstanceId> for uuid::Uuid {
+    fn from(id: InstanceId) -> Self {
+        id.0
     }
 }
 

@@ -275,7 +275,7 @@ async fn main() {
         let before = db_stats(&pool).await;
         let t = Instant::now();
         for id in &todo {
-            let p = panel::scheduler::place(&pool, clock.as_ref(), *id).await.unwrap();
+            let p = panel::scheduler::place(&pool, clock.as_ref(), (*id).into()).await.unwrap();
             assert!(matches!(p, panel::scheduler::Placement::Placed { .. }), "{p:?}");
         }
         let ours = todo.len() as f64 / t.elapsed().as_secs_f64();

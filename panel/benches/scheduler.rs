@@ -63,7 +63,7 @@ async fn main() {
     let clock = FixedClock::at(chrono::Utc::now());
     let t = Instant::now();
     for id in &todo {
-        let p = place(&pool, &clock, *id).await.unwrap();
+        let p = place(&pool, &clock, (*id).into()).await.unwrap();
         assert!(matches!(p, Placement::Placed { .. }), "{p:?}");
     }
     let ours = todo.len() as f64 / t.elapsed().as_secs_f64();

@@ -9,6 +9,7 @@
 
 use crate::db::access as sql;
 use crate::db::Tx;
+use crate::ids::InstanceId;
 use rand::Rng;
 use sqlx::PgPool;
 use thiserror::Error;
@@ -179,7 +180,7 @@ pub async fn new_root_password(given: Option<String>) -> Result<NewPassword, Acc
 /// caller has locked the instance and checked who may act on it.
 pub async fn record_password_reset(
     tx: &mut Tx<'_>,
-    instance: Uuid,
+    instance: InstanceId,
     desired_state: crate::vps::DesiredState,
     hash: PasswordHash,
 ) -> Result<(), AccessError> {
@@ -198,7 +199,7 @@ pub async fn record_password_reset(
 pub async fn reset_customer_password(
     pool: &PgPool,
     customer: Uuid,
-    instance: Uuid,
+    instance: InstanceId,
     given: Option<String>,
 ) -> Result<Option<String>, AccessError> {
     let new = new_root_password(given).await?;

@@ -17,6 +17,7 @@
 
 use crate::billing::{ledger, proration, BillingError};
 use crate::db::{hosts as host_sql, instances as inst_sql, plans as plan_sql, subscriptions as sub_sql, Tx};
+use crate::ids::{AccountId, InstanceId};
 use crate::vps::{self, DesiredState, Request, Scope, Target};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
@@ -77,8 +78,8 @@ pub async fn unavailable(conn: &mut sqlx::PgConnection, plan_id: i64) -> Result<
 /// What a refund of an undelivered order did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refunded {
-    pub instance_id: Uuid,
-    pub payer: Uuid,
+    pub instance_id: InstanceId,
+    pub payer: AccountId,
     /// The credit note, if anything had been paid or was owed.
     pub credit_note: Option<(Uuid, i64)>,
 }
@@ -88,7 +89,7 @@ pub struct Refunded {
 pub async fn refund_if_overdue(
     pool: &PgPool,
     now: DateTime<Utc>,
-    instance: Uuid,
+    instance: InstanceId,
     limit: Duration,
 ) -> Result<Option<Refunded>, BillingError> {
     let mut tx = pool.begin().await?;
@@ -97,11 +98,11 @@ pub async fn refund_if_overdue(
     Ok(out)
 }
 
-async fn refund_in(tx: &mut Tx<'_>, now: DateTime<Utc>, instance: Uuid, limit: Duration) -> Result<Option<Refunded>, BillingError> {
+async fn refund_in(tx: &mut Tx<'_>, now: DateTime<Utc>, instance: InstanceId, limit: Duration) -> Result<Option<Refunded>, BillingError> {
     let Some((_, _, Some(sub))) = inst_sql::delivery(tx, instance).await? else { return Ok(None) };
     let Some((payer, currency)) = sub_sql::payer_of(tx, sub, None).await? else { return Ok(None) };
     // The one lock order: the payer's balance row, the subscription, the instance.
-    ledger::lock_credit(tx, payer, &currency).await?;
+    ledger::lock_credit(tx, payer.0, &currency).await?;
     let Some(v) = vps::lock(tx, Target::Id(instance, Scope::ALL)).await?.into_iter().next() else { return Ok(None) };
     let Some((host, since, _)) = inst_sql::delivery(tx, instance).await? else { return Ok(None) };
     let waited_enough = since.is_some_and(|s| now - s >= limit);
@@ -110,9 +111,9 @@ async fn refund_in(tx: &mut Tx<'_>, now: DateTime<Utc>, instance: Uuid, limit: D
     }
     let effect = vps::transition(&v.state(), Request::Terminate).map_err(|e| BillingError::Invalid(e.to_string()))?;
     vps::apply(tx, &v, &effect, now).await?;
-    let given = proration::refund_unused(tx, sub, now).await?;
-    let row = sub_sql::lock(tx, sub, None).await?.ok_or(BillingError::SubscriptionNotFound)?;
-    sub_sql::set_status(tx, sub, crate::subscriptions::SubscriptionStatus::Cancelled, now).await?;
+    let given = proration::refund_unused(tx, sub.0, now).await?;
+    let row = sub_sql::lock(tx, sub.0, None).await?.ok_or(BillingError::SubscriptionNotFound)?;
+    sub_sql::set_status(tx, sub.0, crate::subscriptions::SubscriptionStatus::Cancelled, now).await?;
     sub_sql::set_order_status(tx, row.order_id, crate::orders::OrderStatus::Cancelled).await?;
     let amount = given.map(|g| g.total_minor()).unwrap_or(0);
     // What was owed and is cancelled, and what was paid and is credited, apart: the mails say
@@ -127,7 +128,7 @@ async fn refund_in(tx: &mut Tx<'_>, now: DateTime<Utc>, instance: Uuid, limit: D
         "credited_minor": credited,
         "waited_hours": (now - since.unwrap_or(now)).num_hours(),
     });
-    if let Some(email) = crate::db::payments::account_email(tx, payer).await? {
+    if let Some(email) = crate::db::payments::account_email(tx, payer.0).await? {
         if let Ok(email) = crate::accounts::Email::parse(&email) {
             crate::outbox::enqueue(tx, &email, "order_refunded", data.clone(), Some(format!("order_refunded:{instance}"))).await?;
         }

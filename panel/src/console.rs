@@ -57,7 +57,13 @@ pub fn plausible_token(t: &str) -> bool {
 
 /// Mints a token for `instance`, asked by `account`. The caller has checked that the account
 /// may see the instance.
-pub async fn issue(conn: &mut sqlx::PgConnection, instance: Uuid, account: Uuid, via: Via, ttl: Duration) -> Result<Issued, sqlx::Error> {
+pub async fn issue(
+    conn: &mut sqlx::PgConnection,
+    instance: InstanceId,
+    account: Uuid,
+    via: Via,
+    ttl: Duration,
+) -> Result<Issued, sqlx::Error> {
     let token = new_token();
     let expires_at = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(60));
     let (via_s, key) = match via {
@@ -180,7 +186,7 @@ fn close(reason: &str) -> actix_ws::CloseReason {
     actix_ws::CloseReason { code: actix_ws::CloseCode::Normal, description: Some(reason.chars().take(100).collect()) }
 }
 
-async fn connect(pool: &PgPool, http: &HostHttp, instance: Uuid) -> Result<crate::hosts::ConsoleSocket, String> {
+async fn connect(pool: &PgPool, http: &HostHttp, instance: InstanceId) -> Result<crate::hosts::ConsoleSocket, String> {
     let host = match sql::host_of(pool, instance).await {
         Ok(Some(h)) => h,
         Ok(None) => return Err("the server is not placed on a host yet".into()),
@@ -194,7 +200,7 @@ async fn connect(pool: &PgPool, http: &HostHttp, instance: Uuid) -> Result<crate
         _ => return Err("the console is not available".into()),
     };
     let client = crate::hosts::client_for(&row, http).ok_or_else(|| "the server's host has not joined".to_string())?;
-    client.console(InstanceId(instance)).await.map_err(|e| {
+    client.console(instance).await.map_err(|e| {
         tracing::warn!(%instance, host = %row.name, error = %e, "console: the host refused or is unreachable");
         refusal(&e)
     })

@@ -9,10 +9,10 @@
 
 use crate::audit::{self, Actor};
 use crate::db::{firewalls as sql, Tx};
+use crate::ids::InstanceId;
 use crate::jobs::{self, Job};
 use crate::vps::{self, DesiredState, Scope, Target};
 use sqlx::PgPool;
-use uuid::Uuid;
 use vessel_core::Firewall;
 
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +39,7 @@ impl FirewallError {
 }
 
 /// The server's firewall as `scope` may see it (the open default when it never had one).
-pub async fn get(pool: &PgPool, scope: Scope, id: Uuid) -> Result<Firewall, FirewallError> {
+pub async fn get(pool: &PgPool, scope: Scope, id: InstanceId) -> Result<Firewall, FirewallError> {
     let mut tx = pool.begin().await?;
     vps::lock(&mut tx, Target::Id(id, scope)).await?.into_iter().next().ok_or(FirewallError::NotFound)?;
     let fw = sql::get(&mut *tx, id).await?.unwrap_or_default();
@@ -49,7 +49,7 @@ pub async fn get(pool: &PgPool, scope: Scope, id: Uuid) -> Result<Firewall, Fire
 
 /// Replaces the server's firewall in the caller's transaction and queues its delivery to the
 /// host. The server is locked (subscription, then instance) as every change to a VPS is.
-pub async fn set(tx: &mut Tx<'_>, scope: Scope, actor: Actor, id: Uuid, firewall: &Firewall) -> Result<(), FirewallError> {
+pub async fn set(tx: &mut Tx<'_>, scope: Scope, actor: Actor, id: InstanceId, firewall: &Firewall) -> Result<(), FirewallError> {
     let v = vps::lock(tx, Target::Id(id, scope)).await?.into_iter().next().ok_or(FirewallError::NotFound)?;
     if v.desired == DesiredState::Terminated {
         return Err(FirewallError::Terminated);
@@ -69,7 +69,7 @@ pub async fn set(tx: &mut Tx<'_>, scope: Scope, actor: Actor, id: Uuid, firewall
 }
 
 /// [`set`] in a transaction of its own (the customer's page).
-pub async fn set_now(pool: &PgPool, scope: Scope, actor: Actor, id: Uuid, firewall: &Firewall) -> Result<(), FirewallError> {
+pub async fn set_now(pool: &PgPool, scope: Scope, actor: Actor, id: InstanceId, firewall: &Firewall) -> Result<(), FirewallError> {
     let mut tx = pool.begin().await?;
     set(&mut tx, scope, actor, id, firewall).await?;
     tx.commit().await?;

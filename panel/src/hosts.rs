@@ -5,6 +5,7 @@ pub mod client;
 
 use crate::audit::{self, Actor};
 use crate::db::hosts as sql;
+use crate::ids::HostId;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
@@ -47,7 +48,7 @@ pub const DEFAULT_JOIN_TOKEN_TTL: chrono::Duration = chrono::Duration::hours(24)
 
 /// An admin expects a host: returns (host id, the join token to hand to it), valid for
 /// [`DEFAULT_JOIN_TOKEN_TTL`]. Only the token's hash is stored.
-pub async fn register(pool: &PgPool, admin: Option<Uuid>, name: &str, api_url: &str) -> Result<(Uuid, String), JoinError> {
+pub async fn register(pool: &PgPool, admin: Option<Uuid>, name: &str, api_url: &str) -> Result<(HostId, String), JoinError> {
     register_for(pool, admin, name, api_url, DEFAULT_JOIN_TOKEN_TTL).await
 }
 
@@ -59,7 +60,7 @@ pub async fn register_for(
     name: &str,
     api_url: &str,
     ttl: chrono::Duration,
-) -> Result<(Uuid, String), JoinError> {
+) -> Result<(HostId, String), JoinError> {
     if ttl <= chrono::Duration::zero() {
         return Err(JoinError::Invalid("a join token's lifetime must be positive".into()));
     }
@@ -134,7 +135,7 @@ pub async fn join(pool: &PgPool, req: &JoinRequest) -> Result<JoinResponse, Join
     crate::db::jobs::wake_waiting(&mut *tx).await?;
     tx.commit().await?;
     let secret = HostSecret::from_bytes(secret).map_err(|e| JoinError::Invalid(e.to_string()))?;
-    Ok(JoinResponse { host_id: id, secret: secret.to_base64() })
+    Ok(JoinResponse { host_id: id.0, secret: secret.to_base64() })
 }
 
 /// A client for a joined host: over the HTTP client pinned to its certificate when it sent

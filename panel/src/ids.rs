@@ -4,16 +4,18 @@
 //! and bind them as they are. The VPS's id is core's [`vessel_core::InstanceId`], shared with
 //! the hosts.
 //!
-//! Adopted module by module, starting where ids of different meaning sit side by side
-//! (billing's suspension and termination); the rest of the panel still passes `Uuid`s and
+//! Adopted module by module: billing's suspension and termination, dunning, and the VPS
+//! (`instances`, `vps`, the orchestrator); the rest of the panel still passes `Uuid`s and
 //! converts at the edge with `.0` / `From`.
 
 use uuid::Uuid;
 
+pub use vessel_core::InstanceId;
+
 macro_rules! ids {
     ($($(#[$doc:meta])* $name:ident;)*) => {$(
         $(#[$doc])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize, sqlx::Type)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize, sqlx::Type)]
         #[serde(transparent)]
         #[sqlx(transparent)]
         pub struct $name(pub Uuid);

@@ -3,6 +3,7 @@
 
 use crate::clock::Clock;
 use crate::db::instances as sql;
+use crate::ids::{AccountId, InstanceId};
 use crate::vps::{self, Refusal, Request, Scope, VpsError};
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -39,11 +40,11 @@ pub enum InstanceError {
     Db(#[from] sqlx::Error),
 }
 
-pub async fn list_for(pool: &PgPool, customer: Uuid) -> Result<Vec<InstanceRow>, InstanceError> {
+pub async fn list_for(pool: &PgPool, customer: AccountId) -> Result<Vec<InstanceRow>, InstanceError> {
     Ok(sql::list_for(pool, customer).await?)
 }
 
-pub async fn get_for(pool: &PgPool, customer: Uuid, id: Uuid) -> Result<Option<InstanceRow>, InstanceError> {
+pub async fn get_for(pool: &PgPool, customer: AccountId, id: InstanceId) -> Result<Option<InstanceRow>, InstanceError> {
     Ok(sql::get(pool, id, Some(customer)).await?)
 }
 
@@ -69,7 +70,7 @@ pub fn netmask(v4: bool, prefix_len: i32) -> String {
 
 /// The addresses of a server its customer may see (the caller checked the ownership: the id
 /// comes from [`get_for`]), IPv4 first.
-pub async fn network_of(pool: &PgPool, id: Uuid) -> Result<Vec<NetworkLine>, InstanceError> {
+pub async fn network_of(pool: &PgPool, id: InstanceId) -> Result<Vec<NetworkLine>, InstanceError> {
     Ok(crate::db::hosts::addresses_of(pool, id)
         .await?
         .into_iter()
@@ -85,7 +86,13 @@ pub async fn network_of(pool: &PgPool, id: Uuid) -> Result<Vec<NetworkLine>, Ins
 
 /// A customer asks for start / stop / restart / reinstall / rescue (and back) of one of their VPS (the rules and
 /// the lock order are [`crate::vps`]'s).
-pub async fn request_action(pool: &PgPool, clock: &dyn Clock, customer: Uuid, id: Uuid, action: Action) -> Result<(), InstanceError> {
+pub async fn request_action(
+    pool: &PgPool,
+    clock: &dyn Clock,
+    customer: AccountId,
+    id: InstanceId,
+    action: Action,
+) -> Result<(), InstanceError> {
     let request = match action {
         Action::Start => Request::Start,
         Action::Stop => Request::Stop,
@@ -106,13 +113,13 @@ pub async fn request_action(pool: &PgPool, clock: &dyn Clock, customer: Uuid, id
 /// ([`crate::subscriptions::end_by_owner`]; the reseller API's `terminate` does the same).
 /// Locks in the one order: the customer's balance row, the subscription, the instance.
 /// Returns the amount given back (before tax).
-pub async fn terminate_now(pool: &PgPool, clock: &dyn Clock, customer: Uuid, id: Uuid) -> Result<i64, InstanceError> {
+pub async fn terminate_now(pool: &PgPool, clock: &dyn Clock, customer: AccountId, id: InstanceId) -> Result<i64, InstanceError> {
     let now = clock.now();
     let scope = Scope::customer(customer);
     let mut tx = pool.begin().await?;
     if let Some(sub) = vps::subscription_of(&mut tx, id, scope).await? {
         if let Some((payer, currency)) = crate::db::subscriptions::payer_of(&mut tx, sub, None).await? {
-            crate::billing::ledger::lock_credit(&mut tx, payer, &currency).await?;
+            crate::billing::ledger::lock_credit(&mut tx, payer.0, &currency).await?;
         }
     }
     let server = vps::request(&mut tx, id, scope, Request::Terminate, now).await?;
@@ -182,7 +189,7 @@ impl Quote {
 
 async fn quote_of(
     tx: &mut crate::db::Tx<'_>,
-    customer: Uuid,
+    customer: AccountId,
     kind: QuoteKind,
     document: Option<Uuid>,
     currency: &str,
@@ -197,7 +204,7 @@ async fn quote_of(
             document_id: None,
         });
     };
-    let inv = crate::db::invoices::lock(tx, id, Some(customer)).await?.ok_or(InstanceError::NotFound)?;
+    let inv = crate::db::invoices::lock(tx, id, Some(customer.0)).await?.ok_or(InstanceError::NotFound)?;
     Ok(Quote {
         kind,
         subtotal_minor: inv.subtotal_minor,
@@ -214,17 +221,17 @@ async fn quote_of(
 async fn change_plan_in(
     tx: &mut crate::db::Tx<'_>,
     now: chrono::DateTime<chrono::Utc>,
-    customer: Uuid,
-    id: Uuid,
+    customer: AccountId,
+    id: InstanceId,
     plan: &str,
 ) -> Result<Quote, InstanceError> {
     use crate::billing::proration::{self, PlanChange};
     let scope = Scope::customer(customer);
     let sub = vps::subscription_of(tx, id, scope).await?.ok_or(InstanceError::NotFound)?;
     let (payer, currency) = crate::db::subscriptions::payer_of(tx, sub, None).await?.ok_or(InstanceError::NotFound)?;
-    crate::billing::ledger::lock_credit(tx, payer, &currency).await?;
+    crate::billing::ledger::lock_credit(tx, payer.0, &currency).await?;
     vps::request(tx, id, scope, Request::Resize, now).await?;
-    let change = proration::change_plan_in(tx, now, payer, sub, plan.trim(), 0).await?;
+    let change = proration::change_plan_in(tx, now, payer.0, sub.0, plan.trim(), 0).await?;
     match change {
         PlanChange::Charged { invoice_id, .. } => quote_of(tx, payer, QuoteKind::Charge, Some(invoice_id), &currency).await,
         PlanChange::Credited { credit_note_id, .. } => quote_of(tx, payer, QuoteKind::Credit, Some(credit_note_id), &currency).await,
@@ -233,7 +240,13 @@ async fn change_plan_in(
 }
 
 /// What moving to `plan` would cost or give back now, without changing anything.
-pub async fn quote_plan_change(pool: &PgPool, clock: &dyn Clock, customer: Uuid, id: Uuid, plan: &str) -> Result<Quote, InstanceError> {
+pub async fn quote_plan_change(
+    pool: &PgPool,
+    clock: &dyn Clock,
+    customer: AccountId,
+    id: InstanceId,
+    plan: &str,
+) -> Result<Quote, InstanceError> {
     let mut tx = pool.begin().await?;
     let q = change_plan_in(&mut tx, clock.now(), customer, id, plan).await;
     tx.rollback().await?;
@@ -245,8 +258,8 @@ pub async fn quote_plan_change(pool: &PgPool, clock: &dyn Clock, customer: Uuid,
 pub async fn change_plan(
     pool: &PgPool,
     clock: &dyn Clock,
-    customer: Uuid,
-    id: Uuid,
+    customer: AccountId,
+    id: InstanceId,
     plan: &str,
     shown_total_minor: i64,
 ) -> Result<Quote, InstanceError> {
@@ -269,13 +282,13 @@ pub async fn change_plan(
 }
 
 /// What ending a VPS now would give back (the credit note of [`terminate_now`]), without ending it.
-pub async fn quote_terminate(pool: &PgPool, clock: &dyn Clock, customer: Uuid, id: Uuid) -> Result<Quote, InstanceError> {
+pub async fn quote_terminate(pool: &PgPool, clock: &dyn Clock, customer: AccountId, id: InstanceId) -> Result<Quote, InstanceError> {
     let now = clock.now();
     let scope = Scope::customer(customer);
     let mut tx = pool.begin().await?;
     let sub = vps::subscription_of(&mut tx, id, scope).await?.ok_or(InstanceError::NotFound)?;
     let (payer, currency) = crate::db::subscriptions::payer_of(&mut tx, sub, None).await?.ok_or(InstanceError::NotFound)?;
-    crate::billing::ledger::lock_credit(&mut tx, payer, &currency).await?;
+    crate::billing::ledger::lock_credit(&mut tx, payer.0, &currency).await?;
     let server = vps::request(&mut tx, id, scope, Request::Terminate, now).await?;
     let refund = crate::subscriptions::end_by_owner(&mut tx, &server, now).await?;
     let q = match refund {
@@ -288,10 +301,10 @@ pub async fn quote_terminate(pool: &PgPool, clock: &dyn Clock, customer: Uuid, i
 
 /// Ends a VPS at the end of its paid period (`on`), or takes that back: the period is not
 /// renewed, and the renewal run ends the VPS when the period is over.
-pub async fn cancel_at_period_end(pool: &PgPool, customer: Uuid, id: Uuid, on: bool) -> Result<(), InstanceError> {
+pub async fn cancel_at_period_end(pool: &PgPool, customer: AccountId, id: InstanceId, on: bool) -> Result<(), InstanceError> {
     let mut tx = pool.begin().await?;
     let sub = vps::subscription_of(&mut tx, id, Scope::customer(customer)).await?.ok_or(InstanceError::NotFound)?;
-    if !crate::db::subscriptions::set_cancel_at_period_end(&mut tx, sub, customer, on).await? {
+    if !crate::db::subscriptions::set_cancel_at_period_end(&mut tx, sub.0, customer.0, on).await? {
         return Err(InstanceError::Invalid("only a server that is live can be cancelled at the end of its period".into()));
     }
     tx.commit().await?;
@@ -300,7 +313,13 @@ pub async fn cancel_at_period_end(pool: &PgPool, customer: Uuid, id: Uuid, on: b
 
 /// Reinstalls a VPS with `template` (an enabled OS template for its kind), or with its own
 /// when `None`: the template is recorded in the same transaction as the job, which reads it.
-pub async fn reinstall(pool: &PgPool, clock: &dyn Clock, customer: Uuid, id: Uuid, template: Option<&str>) -> Result<(), InstanceError> {
+pub async fn reinstall(
+    pool: &PgPool,
+    clock: &dyn Clock,
+    customer: AccountId,
+    id: InstanceId,
+    template: Option<&str>,
+) -> Result<(), InstanceError> {
     let mut tx = pool.begin().await?;
     let server = vps::request(&mut tx, id, Scope::customer(customer), Request::Reinstall, clock.now()).await?;
     if let Some(name) = template.map(str::trim).filter(|n| !n.is_empty()) {
@@ -315,7 +334,7 @@ pub async fn reinstall(pool: &PgPool, clock: &dyn Clock, customer: Uuid, id: Uui
         if !fits {
             return Err(InstanceError::Invalid("that operating system is not offered for this kind of server".into()));
         }
-        crate::db::resellers::set_template(&mut tx, id, tpl).await?;
+        crate::db::resellers::set_template(&mut tx, id.0, tpl).await?;
     }
     tx.commit().await?;
     Ok(())

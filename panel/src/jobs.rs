@@ -5,6 +5,7 @@
 //! (the host keys everything by the panel's instance id).
 
 use crate::db::{jobs as sql, Tx};
+use crate::ids::InstanceId;
 use crate::vps::DesiredState;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -38,12 +39,12 @@ pg_enum! {
 pub enum Job {
     /// Place the instance and create it on its host (once per instance: deduplicated).
     #[serde(rename = "instance.create")]
-    Create { instance_id: Uuid },
+    Create { instance_id: InstanceId },
     /// Make the host match the instance's desired state *as it is when the job runs* (a stale
     /// job never reverts a newer change); `desired` and `reason` record why it was queued.
     #[serde(rename = "instance.converge")]
     Converge {
-        instance_id: Uuid,
+        instance_id: InstanceId,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         desired: Option<DesiredState>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -52,17 +53,17 @@ pub enum Job {
     /// A customer's or owner's action: restart and reinstall are done on the host, start and
     /// stop converge on the desired state they set.
     #[serde(rename = "instance.action")]
-    Action { instance_id: Uuid, action: Action },
+    Action { instance_id: InstanceId, action: Action },
     /// Apply the instance's (new) plan on its host; `plan_id` is the plan it was queued for.
     #[serde(rename = "instance.resize")]
-    Resize { instance_id: Uuid, plan_id: i64 },
+    Resize { instance_id: InstanceId, plan_id: i64 },
     /// Set root's password on the running instance to the newest hash its row holds (a
     /// retried job sends the latest one).
     #[serde(rename = "instance.reset_password")]
-    ResetPassword { instance_id: Uuid },
+    ResetPassword { instance_id: InstanceId },
     /// Put the instance's firewall, as its row holds it when the job runs, on its host.
     #[serde(rename = "instance.firewall")]
-    Firewall { instance_id: Uuid },
+    Firewall { instance_id: InstanceId },
 }
 
 impl Job {
@@ -80,7 +81,7 @@ pub struct UnreadableJob {
 }
 
 impl Job {
-    pub fn instance_id(&self) -> Uuid {
+    pub fn instance_id(&self) -> InstanceId {
         match self {
             Job::Create { instance_id }
             | Job::Converge { instance_id, .. }
@@ -270,7 +271,7 @@ mod tests {
     /// `orchestrator.rs` and `tests/src/e2e.rs`) still parse, to the job they meant.
     #[test]
     fn stored_rows_of_every_kind_parse_and_round_trip() {
-        let id = Uuid::new_v4();
+        let id = InstanceId::new_random();
         let rows = [
             ("instance.create", json!({ "instance_id": id }), Job::Create { instance_id: id }),
             ("instance.converge", json!({ "instance_id": id }), Job::Converge { instance_id: id, desired: None, reason: None }),
@@ -308,7 +309,7 @@ mod tests {
 
     #[test]
     fn misspelt_kinds_and_stray_fields_are_unreadable() {
-        let id = Uuid::new_v4();
+        let id = InstanceId::new_random();
         assert!(Job::from_row("instance.craete", &json!({ "instance_id": id })).is_err());
         assert!(Job::from_row("instance.action", &json!({ "instance_id": id })).is_err(), "an action names its action");
         assert!(Job::from_row("instance.create", &json!({ "instance_id": id, "plan_id": 1 })).is_err());

@@ -7,6 +7,7 @@ use crate::clock::Clock;
 use crate::config::OrchestrationSettings;
 use crate::db::{hosts as host_sql, instances as sql, jobs as job_sql, plans as plan_sql};
 use crate::hosts::{client_for, HostClient, HostError};
+use crate::ids::InstanceId;
 use crate::jobs::{Job, Outcome};
 use crate::orders::OrderStatus;
 use crate::scheduler::{self, Placement};
@@ -15,10 +16,9 @@ use sqlx::PgPool;
 use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
-use uuid::Uuid;
 use vessel_core::lifecycle::{Ipv4Assignment, Ipv6Assignment};
 use vessel_core::wire::{HostAction, InstanceStatus, ProblemType};
-use vessel_core::{Action, Hostname, InstanceId, InstanceSpec, InstanceState, NetworkSpec};
+use vessel_core::{Action, Hostname, InstanceSpec, InstanceState, NetworkSpec};
 
 /// What every handler needs.
 #[derive(Clone)]
@@ -96,7 +96,7 @@ fn db(e: sqlx::Error) -> Outcome {
 }
 
 /// The instance's host and a client for it, placing it first if it has none.
-async fn placed(ctx: &Ctx, id: Uuid) -> Step<(sql::Placeable, host_sql::HostRow, HostClient)> {
+async fn placed(ctx: &Ctx, id: InstanceId) -> Step<(sql::Placeable, host_sql::HostRow, HostClient)> {
     let mut inst = sql::placeable(&ctx.pool, id).await.map_err(db)?.ok_or(Outcome::Done)?;
     if inst.host_id.is_none() {
         if inst.desired_state == DesiredState::Terminated {
@@ -154,7 +154,7 @@ async fn spec(ctx: &Ctx, inst: &sql::Placeable) -> Step<InstanceSpec> {
         }
     }
     Ok(InstanceSpec {
-        id: InstanceId(inst.id),
+        id: inst.id,
         hostname: Hostname::parse(&inst.hostname).map_err(|e| Outcome::Retry(format!("hostname: {e}")))?,
         template: inst.os_template.clone(),
         resources,
@@ -165,14 +165,19 @@ async fn spec(ctx: &Ctx, inst: &sql::Placeable) -> Step<InstanceSpec> {
     })
 }
 
-async fn record(ctx: &Ctx, id: Uuid, status: &InstanceStatus) -> Step<()> {
+async fn record(ctx: &Ctx, id: InstanceId, status: &InstanceStatus) -> Step<()> {
     record_observed(&ctx.pool, id, status.state, ctx.clock.now()).await.map_err(db)
 }
 
 /// What a host reported and, once the server runs, its order active: in one transaction, so
 /// nobody (a page, a test, the reconciler) sees a running server whose order still says
 /// provisioning. Both the jobs and the reconciler record through here.
-async fn record_observed(pool: &PgPool, id: Uuid, state: InstanceState, now: chrono::DateTime<chrono::Utc>) -> Result<(), sqlx::Error> {
+async fn record_observed(
+    pool: &PgPool,
+    id: InstanceId,
+    state: InstanceState,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     sql::set_observed(&mut *tx, id, state.into(), None, now).await?;
     if state == InstanceState::Running {
@@ -183,9 +188,9 @@ async fn record_observed(pool: &PgPool, id: Uuid, state: InstanceState, now: chr
 
 /// Makes the host match the desired state: creates, starts, stops, suspends, resumes or
 /// destroys, each step idempotent, so a job run twice (a lease ran out) does no harm.
-async fn converge(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
+async fn converge(ctx: &Ctx, id: InstanceId) -> Step<Outcome> {
     let (inst, _host, client) = placed(ctx, id).await?;
-    let iid = InstanceId(id);
+    let iid = id;
     if inst.desired_state == DesiredState::Terminated {
         client.destroy(iid).await.map_err(host_failed)?;
         let mut tx = ctx.pool.begin().await.map_err(db)?;
@@ -230,30 +235,30 @@ fn status_may_rescue(d: DesiredState) -> bool {
     matches!(d, DesiredState::Running | DesiredState::Stopped)
 }
 
-async fn act(ctx: &Ctx, id: Uuid, req: HostAction) -> Step<Outcome> {
+async fn act(ctx: &Ctx, id: InstanceId, req: HostAction) -> Step<Outcome> {
     let (_inst, _host, client) = placed(ctx, id).await?;
-    let status = client.action(InstanceId(id), &req).await.map_err(host_failed)?;
+    let status = client.action(id, &req).await.map_err(host_failed)?;
     record(ctx, id, &status).await?;
     Ok(Outcome::Done)
 }
 
 /// Reinstalls from the instance's template as the panel has it now (the API may have changed it).
-async fn reinstall(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
+async fn reinstall(ctx: &Ctx, id: InstanceId) -> Step<Outcome> {
     let (inst, _host, client) = placed(ctx, id).await?;
     // The way in as the panel has it now, written into the new system (as at create, see `spec`).
     let access = crate::db::access::instance_access(&ctx.pool, id).await.map_err(db)?.unwrap_or_default();
     let req = HostAction::Reinstall { template: Some(inst.os_template.clone()), access };
-    let status = client.action(InstanceId(id), &req).await.map_err(host_failed)?;
+    let status = client.action(id, &req).await.map_err(host_failed)?;
     record(ctx, id, &status).await?;
     Ok(Outcome::Done)
 }
 
 /// Sends the newest root password hash the panel holds for the instance.
-async fn reset_password(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
+async fn reset_password(ctx: &Ctx, id: InstanceId) -> Step<Outcome> {
     let (_inst, _host, client) = placed(ctx, id).await?;
     let access = crate::db::access::instance_access(&ctx.pool, id).await.map_err(db)?.unwrap_or_default();
     let Some(root_password_hash) = access.root_password_hash else { return Ok(Outcome::Done) };
-    let status = client.action(InstanceId(id), &HostAction::ResetPassword { root_password_hash }).await.map_err(host_failed)?;
+    let status = client.action(id, &HostAction::ResetPassword { root_password_hash }).await.map_err(host_failed)?;
     record(ctx, id, &status).await?;
     Ok(Outcome::Done)
 }
@@ -261,25 +266,25 @@ async fn reset_password(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
 /// Sends the firewall the panel holds now. Not placed or not on its host yet: nothing to do,
 /// the create's spec carries the firewall as it is then (and the reconciler catches a create
 /// that raced this change).
-async fn firewall(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
+async fn firewall(ctx: &Ctx, id: InstanceId) -> Step<Outcome> {
     let inst = sql::placeable(&ctx.pool, id).await.map_err(db)?.ok_or(Outcome::Done)?;
     if inst.host_id.is_none() || inst.desired_state == DesiredState::Terminated {
         return Ok(Outcome::Done);
     }
     let (_inst, _host, client) = placed(ctx, id).await?;
     let fw = crate::db::firewalls::get(&ctx.pool, id).await.map_err(db)?.unwrap_or_default();
-    match client.set_firewall(InstanceId(id), &fw).await {
+    match client.set_firewall(id, &fw).await {
         Ok(_) => Ok(Outcome::Done),
         Err(HostError::Refused(p)) if p.kind == ProblemType::NotFound => Ok(Outcome::Done),
         Err(e) => Err(host_failed(e)),
     }
 }
 
-async fn resize(ctx: &Ctx, id: Uuid) -> Step<Outcome> {
+async fn resize(ctx: &Ctx, id: InstanceId) -> Step<Outcome> {
     let (inst, _host, client) = placed(ctx, id).await?;
     let resources = plan_sql::resources(&ctx.pool, inst.plan_id).await.map_err(db)?.ok_or(Outcome::Retry("bad plan".into()))?;
     let req = HostAction::Resize { resources };
-    let status = client.action(InstanceId(id), &req).await.map_err(host_failed)?;
+    let status = client.action(id, &req).await.map_err(host_failed)?;
     record(ctx, id, &status).await?;
     Ok(Outcome::Done)
 }
@@ -341,10 +346,10 @@ async fn reconcile_host(ctx: &Ctx, host: host_sql::HostRow, now: chrono::DateTim
     host_sql::set_reachability(&mut tx, host.id, true, now).await?;
     tx.commit().await?;
     let ours = sql::on_host(&ctx.pool, host.id).await?;
-    let ours_ids: HashSet<Uuid> = ours.iter().map(|i| i.id).collect();
+    let ours_ids: HashSet<InstanceId> = ours.iter().map(|i| i.id).collect();
     let mut known_reports = Vec::with_capacity(reported.len());
     for status in &reported {
-        let id = status.id.0;
+        let id = status.id;
         if !ours_ids.contains(&id) {
             let mut tx = ctx.pool.begin().await?;
             let known = sql::known(&mut tx, id).await?;
@@ -364,7 +369,7 @@ async fn reconcile_host(ctx: &Ctx, host: host_sql::HostRow, now: chrono::DateTim
     let mut tx = ctx.pool.begin().await?;
     sql::record_reports(&mut tx, &known_reports, now).await?;
     tx.commit().await?;
-    let by_id: std::collections::HashMap<Uuid, &InstanceStatus> = reported.iter().map(|s| (s.id.0, s)).collect();
+    let by_id: std::collections::HashMap<InstanceId, &InstanceStatus> = reported.iter().map(|s| (s.id, s)).collect();
     let firewalls = crate::db::firewalls::on_host(&ctx.pool, host.id).await?;
     for inst in ours {
         let status = by_id.get(&inst.id).copied();

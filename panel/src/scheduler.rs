@@ -9,22 +9,21 @@
 
 use crate::clock::Clock;
 use crate::db::{hosts as sql, instances as inst_sql, plans as plan_sql};
-use crate::ids::HostId;
+use crate::ids::{HostId, InstanceId};
 use crate::orders::OrderStatus;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use std::collections::HashMap;
-use uuid::Uuid;
 use vessel_core::admission::{admit, Allocation, HostCapacity, HostLoad};
 use vessel_core::PlanResources;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Placement {
     Placed {
-        host: Uuid,
+        host: HostId,
     },
     AlreadyPlaced {
-        host: Uuid,
+        host: HostId,
     },
     /// No host can take it now; each refusal says why (resource, needed, free).
     WaitingForCapacity {
@@ -62,7 +61,7 @@ pub fn capacity(
     }
 }
 
-pub async fn place(pool: &PgPool, clock: &dyn Clock, instance: Uuid) -> Result<Placement, SchedulerError> {
+pub async fn place(pool: &PgPool, clock: &dyn Clock, instance: InstanceId) -> Result<Placement, SchedulerError> {
     let now = clock.now();
     let mut tx = pool.begin().await?;
     let inst = inst_sql::lock_placeable(&mut tx, instance).await?.ok_or(SchedulerError::UnknownInstance)?;
@@ -114,8 +113,8 @@ pub async fn place(pool: &PgPool, clock: &dyn Clock, instance: Uuid) -> Result<P
 /// terminated), from its per-plan counts. The one computation that placement admits against
 /// and the admin's cockpit shows. Read after the host's row is locked, so the counts are
 /// the committed ones and stay so until the decision commits.
-async fn load_on(tx: &mut crate::db::Tx<'_>, host: Uuid) -> Result<HostLoad, SchedulerError> {
-    let rows = plan_sql::load_on(&mut **tx, &[HostId(host)]).await?;
+async fn load_on(tx: &mut crate::db::Tx<'_>, host: HostId) -> Result<HostLoad, SchedulerError> {
+    let rows = plan_sql::load_on(&mut **tx, &[host]).await?;
     Ok(load_of(rows.iter())?.0)
 }
 
@@ -150,8 +149,8 @@ fn load_of<'a>(rows: impl Iterator<Item = &'a plan_sql::PlanLoad>) -> Result<(Ho
 }
 
 /// [`Commitment`] of a host.
-pub async fn commitment(pool: &PgPool, host: Uuid, capacity: HostCapacity) -> Result<Commitment, SchedulerError> {
-    let rows = plan_sql::load_on(pool, &[HostId(host)]).await?;
+pub async fn commitment(pool: &PgPool, host: HostId, capacity: HostCapacity) -> Result<Commitment, SchedulerError> {
+    let rows = plan_sql::load_on(pool, &[host]).await?;
     let (load, plans) = load_of(rows.iter())?;
     Ok(Commitment { capacity, load, plans })
 }
@@ -177,9 +176,9 @@ pub async fn commitments(pool: &PgPool, hosts: &[(HostId, HostCapacity)]) -> Res
 /// family with nothing free makes the host unsuitable.
 async fn take_addresses(
     tx: &mut crate::db::Tx<'_>,
-    host: Uuid,
+    host: HostId,
     pool_families: &[i32],
-    instance: Uuid,
+    instance: InstanceId,
     now: DateTime<Utc>,
 ) -> Result<Result<(), String>, sqlx::Error> {
     for &family in pool_families {

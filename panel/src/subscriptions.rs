@@ -4,7 +4,7 @@
 //! in the same transaction; the orchestration acts on the jobs.
 
 use crate::db::{instances as inst_sql, invoices::InvoiceRow, subscriptions as sql, Tx};
-use crate::ids::{AccountId, InvoiceId, SubscriptionId};
+use crate::ids::{AccountId, InstanceId, InvoiceId, SubscriptionId};
 use crate::jobs::{self, Job};
 use crate::vps::{self, Request, Target};
 use chrono::{DateTime, Utc};
@@ -42,8 +42,8 @@ async fn activate(tx: &mut Tx<'_>, sub: Uuid, order: Uuid, now: DateTime<Utc>) -
     sql::set_status(tx, sub, SubscriptionStatus::Active, now).await?;
     sql::set_order_status(tx, order, crate::orders::OrderStatus::Paid).await?;
     // The instance id is chosen here, once: every retry of the create uses it.
-    let instance = Uuid::new_v4();
-    inst_sql::insert_for_subscription(tx, instance, sub).await?;
+    let instance = InstanceId::new_random();
+    inst_sql::insert_for_subscription(tx, instance, sub.into()).await?;
     jobs::enqueue(tx, Job::Create { instance_id: instance }).await?;
     Ok(())
 }
@@ -65,14 +65,14 @@ pub async fn suspend(
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     sql::set_status(tx, sub.0, SubscriptionStatus::Suspended, now).await?;
-    vps::request_all(tx, Target::Subscription(sub.0), Request::BillingSuspend, now).await?;
+    vps::request_all(tx, Target::Subscription(sub), Request::BillingSuspend, now).await?;
     mail(tx, account, "service_suspended", sub, format!("service_suspended:{invoice}")).await
 }
 
 pub async fn unsuspend(tx: &mut Tx<'_>, sub: SubscriptionId, account: AccountId, now: DateTime<Utc>) -> Result<(), sqlx::Error> {
     sql::set_status(tx, sub.0, SubscriptionStatus::Active, now).await?;
     // What its owner suspended stays suspended: the payment lifts billing's suspension only.
-    vps::request_all(tx, Target::Subscription(sub.0), Request::BillingUnsuspend, now).await?;
+    vps::request_all(tx, Target::Subscription(sub), Request::BillingUnsuspend, now).await?;
     mail(tx, account, "service_unsuspended", sub, format!("service_unsuspended:{sub}:{}", now.timestamp())).await
 }
 
@@ -87,11 +87,11 @@ pub async fn end_by_owner(
 ) -> Result<Option<(Uuid, i64)>, crate::billing::BillingError> {
     let Some(sub) = server.subscription_id else { return Ok(None) };
     let refund = if matches!(server.billing, Some(SubscriptionStatus::Active | SubscriptionStatus::Suspended)) {
-        crate::billing::proration::refund_unused(tx, sub, now).await?.map(|g| (g.credit_note, g.total_minor()))
+        crate::billing::proration::refund_unused(tx, sub.0, now).await?.map(|g| (g.credit_note, g.total_minor()))
     } else {
         None
     };
-    sql::set_status(tx, sub, SubscriptionStatus::Terminated, now).await?;
+    sql::set_status(tx, sub.0, SubscriptionStatus::Terminated, now).await?;
     Ok(refund)
 }
 
@@ -103,6 +103,6 @@ pub async fn terminate(
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     sql::set_status(tx, sub.0, SubscriptionStatus::Terminated, now).await?;
-    vps::request_all(tx, Target::Subscription(sub.0), Request::BillingTerminate, now).await?;
+    vps::request_all(tx, Target::Subscription(sub), Request::BillingTerminate, now).await?;
     mail(tx, account, "service_terminated", sub, format!("service_terminated:{invoice}")).await
 }

@@ -6,10 +6,10 @@
 //! instance restarted and counts from zero again, so that step counts its new value.
 
 use crate::db::usage::{self as sql, SampleRow};
+use crate::ids::{AccountId, InstanceId};
 use chrono::{DateTime, Duration, Utc};
 use plotters::prelude::*;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 /// One point of the charts.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,12 +59,12 @@ pub fn transferred_bytes(samples: &[SampleRow]) -> i64 {
 }
 
 /// The last day of one of a customer's VPS (another customer's: empty).
-pub async fn last_day(pool: &PgPool, customer: Uuid, instance: Uuid, now: DateTime<Utc>) -> Result<Vec<Point>, sqlx::Error> {
+pub async fn last_day(pool: &PgPool, customer: AccountId, instance: InstanceId, now: DateTime<Utc>) -> Result<Vec<Point>, sqlx::Error> {
     Ok(points(&sql::samples(pool, instance, Some(customer), now - Duration::days(1), now).await?))
 }
 
 /// Bytes an instance transferred in `[start, end)`, for metering a billing period.
-pub async fn metered_bytes(pool: &PgPool, instance: Uuid, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<i64, sqlx::Error> {
+pub async fn metered_bytes(pool: &PgPool, instance: InstanceId, start: DateTime<Utc>, end: DateTime<Utc>) -> Result<i64, sqlx::Error> {
     Ok(transferred_bytes(&sql::samples(pool, instance, None, start, end).await?))
 }
 

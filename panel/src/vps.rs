@@ -14,10 +14,10 @@
 //! The orchestration then makes the host follow the desired state ([`crate::orchestrator`]).
 
 use crate::db::{instances as sql, Tx};
+use crate::ids::{AccountId, InstanceId, SubscriptionId};
 use crate::jobs::Job;
 use crate::subscriptions::SubscriptionStatus;
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 use vessel_core::{Action, HostAction, InstanceState};
 
 pg_enum! {
@@ -367,26 +367,26 @@ pub fn transition(s: &VpsState, r: Request) -> Result<Effect, Refusal> {
 #[derive(Clone, Copy, Debug)]
 pub enum Target {
     /// One VPS by id, seen as `scope` may see it.
-    Id(Uuid, Scope),
+    Id(InstanceId, Scope),
     /// The live VPS of a subscription (billing).
-    Subscription(Uuid),
+    Subscription(SubscriptionId),
     /// Every live VPS of a customer account (its suspension).
-    Account(Uuid),
+    Account(AccountId),
 }
 
 /// Who may see a VPS: its own customer, a reseller's customers, or everyone (admin, billing).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Scope {
-    pub owner: Option<Uuid>,
-    pub reseller: Option<Uuid>,
+    pub owner: Option<AccountId>,
+    pub reseller: Option<AccountId>,
 }
 
 impl Scope {
     pub const ALL: Scope = Scope { owner: None, reseller: None };
-    pub fn customer(id: Uuid) -> Scope {
+    pub fn customer(id: AccountId) -> Scope {
         Scope { owner: Some(id), reseller: None }
     }
-    pub fn reseller(id: Option<Uuid>) -> Scope {
+    pub fn reseller(id: Option<AccountId>) -> Scope {
         Scope { owner: None, reseller: id }
     }
 }
@@ -394,12 +394,12 @@ impl Scope {
 /// A VPS as locked: its state and what callers need beside it.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Locked {
-    pub id: Uuid,
-    pub customer_id: Uuid,
+    pub id: InstanceId,
+    pub customer_id: AccountId,
     pub plan_id: i64,
-    pub subscription_id: Option<Uuid>,
+    pub subscription_id: Option<SubscriptionId>,
     /// The account its subscription bills.
-    pub payer_id: Option<Uuid>,
+    pub payer_id: Option<AccountId>,
     pub desired: DesiredState,
     pub owner_suspended_from: Option<DesiredState>,
     pub with_account: bool,
@@ -432,7 +432,7 @@ pub async fn lock(tx: &mut Tx<'_>, target: Target) -> Result<Vec<Locked>, sqlx::
 
 /// The subscription of a VPS `scope` may see, read without a lock: for a caller that must lock
 /// something that comes before it in the lock order (a payer's balance row, for a plan change).
-pub async fn subscription_of(tx: &mut Tx<'_>, id: Uuid, scope: Scope) -> Result<Option<Uuid>, sqlx::Error> {
+pub async fn subscription_of(tx: &mut Tx<'_>, id: InstanceId, scope: Scope) -> Result<Option<SubscriptionId>, sqlx::Error> {
     sql::subscription_of_vps(tx, &sql::VpsFilter { id: Some(id), owner: scope.owner, reseller: scope.reseller, ..Default::default() }).await
 }
 
@@ -475,7 +475,7 @@ pub enum VpsError {
 
 /// Locks one VPS, decides and applies `r`; returns the VPS as it was locked (callers that do
 /// more, such as a plan change, go on from it).
-pub async fn request(tx: &mut Tx<'_>, id: Uuid, scope: Scope, r: Request, now: DateTime<Utc>) -> Result<Locked, VpsError> {
+pub async fn request(tx: &mut Tx<'_>, id: InstanceId, scope: Scope, r: Request, now: DateTime<Utc>) -> Result<Locked, VpsError> {
     let v = lock(tx, Target::Id(id, scope)).await?.into_iter().next().ok_or(VpsError::NotFound)?;
     let e = transition(&v.state(), r)?;
     apply(tx, &v, &e, now).await?;

@@ -439,66 +439,80 @@ impl Service {
             self.destroy_blocking(id)?;
             return Ok(None);
         }
+        let (rt, mut r) = self.observed(id)?;
+        let (action, state) = (req.action(), r.state);
+        if !req.allowed_in(state) {
+            return Err(ServiceError::NotAllowed { action, state });
+        }
+        self.perform(rt, &mut r, state, req)?;
+        self.finish_action(rt, r, action)
+    }
+
+    /// An instance's record, with any interrupted operation finished and its state observed
+    /// now: what an action is checked against.
+    fn observed(&self, id: InstanceId) -> Result<(&dyn AnyRuntime, InstanceRecord), ServiceError> {
         let mut r = self.store.get(&id)?.ok_or(ServiceError::NotFound(id))?;
         if r.pending.is_some() {
             r = self.finish_pending(r)?;
         }
         let rt = self.runtime(r.spec.kind())?;
-        let state = rt.observe(&r).map_err(rt_err(id, "observe"))?;
-        r.state = state;
-        let action = req.action();
-        if !req.allowed_in(state) {
-            return Err(ServiceError::NotAllowed { action, state });
-        }
+        r.state = rt.observe(&r).map_err(rt_err(id, "observe"))?;
+        Ok((rt, r))
+    }
+
+    /// Does an allowed action (not a destroy) on the kind's runtime; what must survive a crash
+    /// (`should_run`, a rescue) is recorded before the runtime acts.
+    fn perform(&self, rt: &dyn AnyRuntime, r: &mut InstanceRecord, state: InstanceState, req: HostAction) -> Result<(), ServiceError> {
+        let id = r.spec.id;
         match req {
             HostAction::Start => {
                 r.should_run = true;
-                self.store.put(&r)?;
-                rt.start(&mut r).map_err(rt_err(id, "start"))?;
+                self.store.put(r)?;
+                rt.start(r).map_err(rt_err(id, "start"))?;
             }
             HostAction::Stop => {
                 r.should_run = false;
-                self.store.put(&r)?;
-                rt.stop(&mut r).map_err(rt_err(id, "stop"))?;
+                self.store.put(r)?;
+                rt.stop(r).map_err(rt_err(id, "stop"))?;
             }
             HostAction::Restart => {
                 r.should_run = true;
-                self.store.put(&r)?;
-                rt.reboot(&mut r).map_err(rt_err(id, "restart"))?;
+                self.store.put(r)?;
+                rt.reboot(r).map_err(rt_err(id, "restart"))?;
             }
             HostAction::Suspend => {
                 if state != InstanceState::Suspended {
-                    rt.suspend(&mut r).map_err(rt_err(id, "suspend"))?;
+                    rt.suspend(r).map_err(rt_err(id, "suspend"))?;
                 }
             }
             HostAction::Resume => {
                 if state != InstanceState::Running {
-                    rt.resume(&mut r).map_err(rt_err(id, "resume"))?;
+                    rt.resume(r).map_err(rt_err(id, "resume"))?;
                 }
             }
-            HostAction::Reinstall { template, access } => self.reinstall(rt, &mut r, template, access)?,
-            HostAction::Resize { resources } => self.resize(rt, &mut r, resources)?,
+            HostAction::Reinstall { template, access } => self.reinstall(rt, r, template, access)?,
+            HostAction::Resize { resources } => self.resize(rt, r, resources)?,
             HostAction::ResetPassword { root_password_hash } => {
-                rt.reset_password(&mut r, &root_password_hash).map_err(rt_err(id, "reset_password"))?;
+                rt.reset_password(r, &root_password_hash).map_err(rt_err(id, "reset_password"))?;
                 r.spec.access.root_password_hash = Some(root_password_hash);
             }
             HostAction::Rescue { access } => {
-                rt.check_rescue(&r).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+                rt.check_rescue(r).map_err(|e| ServiceError::Invalid(e.to_string()))?;
                 // Recorded first: a crash in between boots the rescue system on adoption.
                 r.rescue = Some(access);
                 r.should_run = true;
-                self.store.put(&r)?;
-                rt.reboot(&mut r).map_err(rt_err(id, "rescue"))?;
+                self.store.put(r)?;
+                rt.reboot(r).map_err(rt_err(id, "rescue"))?;
             }
             HostAction::LeaveRescue => {
                 r.rescue = None;
                 r.should_run = true;
-                self.store.put(&r)?;
-                rt.reboot(&mut r).map_err(rt_err(id, "leave_rescue"))?;
+                self.store.put(r)?;
+                rt.reboot(r).map_err(rt_err(id, "leave_rescue"))?;
             }
-            HostAction::Destroy => unreachable!("handled above"),
+            HostAction::Destroy => unreachable!("act_blocking destroys before it observes"),
         }
-        self.finish_action(rt, r, action)
+        Ok(())
     }
 
     /// Checked before any side effect; then the new template and access recorded with the

@@ -175,7 +175,7 @@ impl World {
         let capacity = format!("{plain}{metrics}[capacity]\ncpus = {cpus}\nmemory_mib = {}\ndisk_gib = 110\n", memory_mib + 1024);
         let config = ns.lay_out_host(&dir, 7443, &self.guest_elf, self.test_kernel.as_deref(), &capacity).unwrap_or_else(|e| panic!("{e}"));
         let metrics_url = format!("http://{}:{HOST_METRICS_PORT}/metrics", ns.addr);
-        let mut host = Host { ns, id, name: name.to_string(), api_url, dir, config, metrics_url, tls: None };
+        let mut host = Host { ns, id: id.0, name: name.to_string(), api_url, dir, config, metrics_url, tls: None };
         let join = host
             .ns
             .command(provisioner_binary().unwrap())
@@ -276,7 +276,7 @@ impl World {
         match desired {
             "running" | "stopped" => {
                 let action = if desired == "running" { vessel_core::Action::Start } else { vessel_core::Action::Stop };
-                panel::instances::request_action(&self.pool, &clock, customer, instance, action).await.unwrap();
+                panel::instances::request_action(&self.pool, &clock, customer.into(), instance.into(), action).await.unwrap();
             }
             "suspended" | "terminated" => {
                 let invoice: Uuid =

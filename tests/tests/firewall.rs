@@ -98,7 +98,7 @@ fn fw_tables(host: &Host) -> Vec<String> {
 
 async fn set(w: &World, customer: Uuid, id: Uuid, fw: &Firewall) {
     let actor = panel::audit::Actor { id: Some(customer), kind: panel::audit::ActorKind::Customer };
-    panel::firewall::set_now(&w.pool, panel::vps::Scope::customer(customer), actor, id, fw).await.unwrap();
+    panel::firewall::set_now(&w.pool, panel::vps::Scope::customer(customer.into()), actor, id.into(), fw).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -52,14 +52,18 @@ async fn a_paid_order_runs_on_a_host_across_the_network() {
     assert!(matches!(wrong.list().await, Err(panel::hosts::HostError::Refused(p)) if p.status == 401));
 
     // The customer stops it: the host follows.
-    panel::instances::request_action(&w.pool, &panel::clock::SystemClock, customer, inst, vessel_core::Action::Stop).await.unwrap();
+    panel::instances::request_action(&w.pool, &panel::clock::SystemClock, customer.into(), inst.into(), vessel_core::Action::Stop)
+        .await
+        .unwrap();
     wait_for("the VPS to stop", 60, async || (w.observed(inst).await == "stopped").then_some(())).await;
 
     // The host is cut off: unreachable, its instance unknown; a start waits.
     host.ns.cut().unwrap();
     wait_for("the host to be marked unreachable", 30, async || (w.observed(inst).await == "unknown").then_some(())).await;
     assert_eq!(sqlx::query_scalar::<_, String>("SELECT reachability::text FROM hosts").fetch_one(&w.pool).await.unwrap(), "unreachable");
-    panel::instances::request_action(&w.pool, &panel::clock::SystemClock, customer, inst, vessel_core::Action::Start).await.unwrap();
+    panel::instances::request_action(&w.pool, &panel::clock::SystemClock, customer.into(), inst.into(), vessel_core::Action::Start)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(w.observed(inst).await, "unknown", "nothing happens while the host is away");
     // The link returns: everything converges, nothing is doubled.

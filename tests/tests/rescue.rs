@@ -221,7 +221,7 @@ async fn a_kvm_machine_boots_the_rescue_kernel_with_its_disk_second_and_back() {
     // Rescue, as the customer asks it on the server page.
     let clock = panel::clock::SystemClock;
     let from = std::fs::metadata(vm_dir.join("serial.log")).unwrap().len() as usize;
-    panel::instances::request_action(&w.pool, &clock, customer, inst, vessel_core::Action::Rescue).await.unwrap();
+    panel::instances::request_action(&w.pool, &clock, customer.into(), inst.into(), vessel_core::Action::Rescue).await.unwrap();
     action_done(&w, inst, "rescue", 120).await;
     let config = std::fs::read_to_string(vm_dir.join("config.json")).unwrap();
     assert!(config.contains("rescue.raw") && config.contains("more_disks"), "the rescue disk first, the own disk second: {config}");
@@ -234,12 +234,13 @@ async fn a_kvm_machine_boots_the_rescue_kernel_with_its_disk_second_and_back() {
     assert!(!log.contains(&own), "the machine's disk is not the first disk in rescue:\n{log}");
     assert_eq!(w.observed(inst).await, "running");
     // Neither reinstalled nor resized under a rescue.
-    let e = panel::instances::request_action(&w.pool, &clock, customer, inst, vessel_core::Action::Reinstall).await.unwrap_err();
+    let e =
+        panel::instances::request_action(&w.pool, &clock, customer.into(), inst.into(), vessel_core::Action::Reinstall).await.unwrap_err();
     assert!(e.to_string().contains("rescue"), "{e}");
 
     // Back: the machine's own system, its disk first and alone.
     let from = std::fs::metadata(vm_dir.join("serial.log")).unwrap().len() as usize;
-    panel::instances::request_action(&w.pool, &clock, customer, inst, vessel_core::Action::LeaveRescue).await.unwrap();
+    panel::instances::request_action(&w.pool, &clock, customer.into(), inst.into(), vessel_core::Action::LeaveRescue).await.unwrap();
     action_done(&w, inst, "leave_rescue", 120).await;
     let config = std::fs::read_to_string(vm_dir.join("config.json")).unwrap();
     assert!(!config.contains("rescue.raw") && !config.contains("more_disks"), "{config}");

@@ -37,9 +37,9 @@ pub async fn set_customer_suspended(
     use crate::vps::{Request, Target};
     let servers = if suspend {
         sql_auth::delete_sessions_of(&mut tx, id).await?;
-        crate::vps::request_all(&mut tx, Target::Account(id), Request::AccountSuspend, now).await?
+        crate::vps::request_all(&mut tx, Target::Account(id.into()), Request::AccountSuspend, now).await?
     } else {
-        crate::vps::request_all(&mut tx, Target::Account(id), Request::AccountResume, now).await?
+        crate::vps::request_all(&mut tx, Target::Account(id.into()), Request::AccountResume, now).await?
     };
     if let Some(a) = sql_auth::account_by_id_tx(&mut tx, id).await? {
         if let Ok(email) = Email::parse(&a.0) {

@@ -3,10 +3,10 @@
 use super::{checked, invalid, opt_num, parse_num, unique_violation, AdminError, By};
 use crate::audit;
 use crate::db::hosts as sql_hosts;
+use crate::ids::HostId;
 use serde::Deserialize;
 use serde_json::json;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
@@ -92,7 +92,7 @@ impl HostForm {
     }
 }
 
-pub async fn save_host(pool: &PgPool, by: By, id: Option<Uuid>, form: &HostForm) -> Result<Uuid, AdminError> {
+pub async fn save_host(pool: &PgPool, by: By, id: Option<HostId>, form: &HostForm) -> Result<HostId, AdminError> {
     let h = form.validate()?;
     let mut tx = pool.begin().await?;
     let saved = match sql_hosts::save(&mut tx, id, &h).await {

@@ -163,7 +163,7 @@ pub async fn console(
             if row.observed_state != crate::vps::ObservedState::Running {
                 return Err(ApiError::Conflict(format!("the server is {}: a console needs it running", row.observed_state)));
             }
-            let issued = crate::console::issue(tx, id, account, crate::console::Via::Api { key }, ttl).await?;
+            let issued = crate::console::issue(tx, id.into(), account, crate::console::Via::Api { key }, ttl).await?;
             let answer = ConsoleToken {
                 websocket_path: issued.websocket_path(),
                 page_path: issued.page_path(),
@@ -358,8 +358,8 @@ fn with_generated_password(status: StatusCode, row: svc::ServerRow, generated: O
     responses((status = 200, body = Firewall)))]
 #[get("/servers/{id}/firewall")]
 pub async fn firewall(who: Reader, pool: web::Data<PgPool>, id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
-    let scope = crate::vps::Scope::reseller(who.0.tenant.reseller());
-    Ok(HttpResponse::Ok().json(Firewall::from(crate::firewall::get(&pool, scope, *id).await?)))
+    let scope = crate::vps::Scope::reseller(who.0.tenant.reseller().map(crate::ids::AccountId));
+    Ok(HttpResponse::Ok().json(Firewall::from(crate::firewall::get(&pool, scope, (*id).into()).await?)))
 }
 
 /// Replaces the server's inbound firewall (the whole ordered list and the default); the host
@@ -370,9 +370,9 @@ pub async fn firewall(who: Reader, pool: web::Data<PgPool>, id: web::Path<Uuid>)
 pub async fn set_firewall(who: Writer, pool: web::Data<PgPool>, id: web::Path<Uuid>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     let fw: vessel_core::Firewall = super::parse(&body)?;
     let who: Principal = who.0;
-    let scope = crate::vps::Scope::reseller(who.tenant.reseller());
+    let scope = crate::vps::Scope::reseller(who.tenant.reseller().map(crate::ids::AccountId));
     let mut tx = pool.begin().await?;
-    crate::firewall::set(&mut tx, scope, who.actor(), *id, &fw).await?;
+    crate::firewall::set(&mut tx, scope, who.actor(), (*id).into(), &fw).await?;
     tx.commit().await?;
     Ok(HttpResponse::Ok().json(Firewall::from(fw)))
 }

@@ -61,7 +61,8 @@ pub async fn change_plan_in(
 ) -> Result<PlanChange, BillingError> {
     let today = now.date_naive();
     // The payer's balance row before the subscription: the lock order of every money path.
-    let (_, currency) = sql::payer_of(&mut *tx, subscription, Some(customer)).await?.ok_or(BillingError::SubscriptionNotFound)?;
+    let (_, currency) =
+        sql::payer_of(&mut *tx, subscription.into(), Some(customer.into())).await?.ok_or(BillingError::SubscriptionNotFound)?;
     super::ledger::lock_credit(&mut *tx, customer, &currency).await?;
     let sub = sql::lock(&mut *tx, subscription, Some(customer)).await?.ok_or(BillingError::SubscriptionNotFound)?;
     if sub.status != crate::subscriptions::SubscriptionStatus::Active {
@@ -118,7 +119,7 @@ pub async fn change_plan_in(
         PlanChange::Even
     };
     sql::change_plan(&mut *tx, sub.id, new_plan, new_price).await?;
-    if let Some(instance) = inst_sql::of_subscription(&mut *tx, sub.id).await? {
+    if let Some(instance) = inst_sql::of_subscription(&mut *tx, sub.id.into()).await? {
         inst_sql::set_plan(&mut *tx, instance, new_plan).await?;
         jobs::enqueue(&mut *tx, Job::Resize { instance_id: instance, plan_id: new_plan }).await?;
     }
@@ -135,7 +136,7 @@ pub async fn refund_unused(tx: &mut Tx<'_>, subscription: Uuid, now: DateTime<Ut
     let today = now.date_naive();
     let sub = sql::lock(&mut *tx, subscription, None).await?.ok_or(BillingError::SubscriptionNotFound)?;
     let total = (sub.current_period_end - sub.current_period_start).num_days();
-    let delivered = inst_sql::placed_of_subscription(&mut *tx, sub.id).await?.unwrap_or(false);
+    let delivered = inst_sql::placed_of_subscription(&mut *tx, sub.id.into()).await?.unwrap_or(false);
     let unused = if delivered { (sub.current_period_end - today).num_days().clamp(0, total.max(0)) } else { total.max(0) };
     let mut amount = -prorated_difference(sub.price_minor, 0, unused, total);
     if inv_sql::period_invoice(&mut *tx, sub.id, sub.current_period_end).await?.is_some() {

@@ -85,7 +85,7 @@ async fn end_cancelled(pool: &PgPool, now: chrono::DateTime<chrono::Utc>, batch:
             break;
         }
         for (sub, _account) in &due {
-            vps::request_all(&mut tx, Target::Subscription(*sub), Request::Terminate, now).await?;
+            vps::request_all(&mut tx, Target::Subscription((*sub).into()), Request::Terminate, now).await?;
             sql::set_status(&mut tx, *sub, crate::subscriptions::SubscriptionStatus::Cancelled, now).await?;
         }
         tx.commit().await?;

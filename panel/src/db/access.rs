@@ -2,6 +2,7 @@
 //! carries to its instance (`vessel_core::Access` as JSON: public keys and a crypt(3) hash only).
 
 use super::Tx;
+use crate::ids::InstanceId;
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -67,19 +68,19 @@ pub async fn set_order_access(tx: &mut Tx<'_>, order: Uuid, access: &Access) -> 
     Ok(())
 }
 
-pub async fn instance_access<'e, E: sqlx::PgExecutor<'e>>(e: E, instance: Uuid) -> Result<Option<Access>, sqlx::Error> {
+pub async fn instance_access<'e, E: sqlx::PgExecutor<'e>>(e: E, instance: InstanceId) -> Result<Option<Access>, sqlx::Error> {
     let row: Option<Json<Access>> =
         sqlx::query_scalar("SELECT access FROM instances WHERE id = $1").bind(instance).fetch_optional(e).await?;
     Ok(row.map(|j| j.0))
 }
 
-pub async fn set_instance_access(tx: &mut Tx<'_>, instance: Uuid, access: &Access) -> Result<(), sqlx::Error> {
+pub async fn set_instance_access(tx: &mut Tx<'_>, instance: InstanceId, access: &Access) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE instances SET access = $2 WHERE id = $1").bind(instance).bind(Json(access)).execute(&mut **tx).await?;
     Ok(())
 }
 
 /// Marks the "server ready" mail as sent; `true` only the first time (so it goes once).
-pub async fn claim_ready_mail(tx: &mut Tx<'_>, instance: Uuid, at: DateTime<Utc>) -> Result<bool, sqlx::Error> {
+pub async fn claim_ready_mail(tx: &mut Tx<'_>, instance: InstanceId, at: DateTime<Utc>) -> Result<bool, sqlx::Error> {
     let r = sqlx::query("UPDATE instances SET ready_mailed_at = $2 WHERE id = $1 AND ready_mailed_at IS NULL")
         .bind(instance)
         .bind(at)
@@ -93,7 +94,7 @@ pub async fn claim_ready_mail(tx: &mut Tx<'_>, instance: Uuid, at: DateTime<Utc>
 pub async fn lock_customer_instance(
     tx: &mut Tx<'_>,
     customer: Uuid,
-    instance: Uuid,
+    instance: InstanceId,
 ) -> Result<Option<crate::vps::DesiredState>, sqlx::Error> {
     sqlx::query_scalar("SELECT desired_state FROM instances WHERE id = $1 AND account_id = $2 AND desired_state <> 'terminated' FOR UPDATE")
         .bind(instance)

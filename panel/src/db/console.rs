@@ -1,12 +1,13 @@
 //! SQL for `console_tokens` (browser consoles, see `crate::console`).
 
+use crate::ids::{HostId, InstanceId};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// A redeemed token: what it was minted for.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct TokenRow {
-    pub instance_id: Uuid,
+    pub instance_id: InstanceId,
     pub account_id: Uuid,
     pub via: String,
     pub api_key_id: Option<Uuid>,
@@ -16,7 +17,7 @@ pub struct TokenRow {
 pub async fn insert(
     e: &mut sqlx::PgConnection,
     token_sha256: &str,
-    instance: Uuid,
+    instance: InstanceId,
     account: Uuid,
     via: &str,
     api_key: Option<Uuid>,
@@ -52,8 +53,8 @@ pub async fn redeem<'e, E: sqlx::PgExecutor<'e>>(e: E, token_sha256: &str) -> Re
 }
 
 /// The host an instance is placed on, if any.
-pub async fn host_of<'e, E: sqlx::PgExecutor<'e>>(e: E, instance: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
-    Ok(sqlx::query_scalar::<_, Option<Uuid>>("SELECT host_id FROM instances WHERE id = $1")
+pub async fn host_of<'e, E: sqlx::PgExecutor<'e>>(e: E, instance: InstanceId) -> Result<Option<HostId>, sqlx::Error> {
+    Ok(sqlx::query_scalar::<_, Option<HostId>>("SELECT host_id FROM instances WHERE id = $1")
         .bind(instance)
         .fetch_optional(e)
         .await?

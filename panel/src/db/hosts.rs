@@ -2,9 +2,9 @@
 //! secret) and the admin's view and edits (without it).
 
 use super::Tx;
+use crate::ids::{AccountId, HostId, InstanceId};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use uuid::Uuid;
 
 /// Registers a host an admin expects; it joins later with the token whose hash is kept.
 pub async fn insert_pending(
@@ -13,7 +13,7 @@ pub async fn insert_pending(
     api_url: &str,
     token_sha256: &str,
     expires: DateTime<Utc>,
-) -> Result<Uuid, sqlx::Error> {
+) -> Result<HostId, sqlx::Error> {
     sqlx::query_scalar(
         "INSERT INTO hosts (name, api_url, cpus, memory_mib, disk_gib, enabled, join_token_sha256, join_token_expires_at)
          VALUES ($1, $2, 1, 1, 1, false, $3, $4) RETURNING id",
@@ -40,7 +40,7 @@ pub async fn complete_join(
     containers: bool,
     kvm: bool,
     tls_cert_sha256: Option<&str>,
-) -> Result<Option<Uuid>, sqlx::Error> {
+) -> Result<Option<HostId>, sqlx::Error> {
     sqlx::query_scalar(
         "UPDATE hosts SET join_token_sha256 = NULL, join_token_expires_at = NULL, api_secret = $3, api_url = $2, cpus = $4, memory_mib = $5,
                 disk_gib = $6, supports_containers = $7, supports_kvm = $8, enabled = true, reachability = 'reachable',
@@ -62,7 +62,7 @@ pub async fn complete_join(
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct HostRow {
-    pub id: Uuid,
+    pub id: HostId,
     pub name: String,
     pub api_url: String,
     pub api_secret: Option<Vec<u8>>,
@@ -86,7 +86,7 @@ pub async fn joined<'e, E: sqlx::PgExecutor<'e>>(e: E) -> Result<Vec<HostRow>, s
     sqlx::query_as(&format!("{HOST} WHERE enabled AND api_secret IS NOT NULL ORDER BY name")).fetch_all(e).await
 }
 
-pub async fn get<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid) -> Result<Option<HostRow>, sqlx::Error> {
+pub async fn get<'e, E: sqlx::PgExecutor<'e>>(e: E, id: HostId) -> Result<Option<HostRow>, sqlx::Error> {
     sqlx::query_as(&format!("{HOST} WHERE id = $1")).bind(id).fetch_optional(e).await
 }
 
@@ -101,7 +101,7 @@ pub struct LockedHost {
 /// Locks a host row: placements on one host are decided one at a time. In the same round
 /// trip, the families of the pools it may take addresses from (a pool's family never changes
 /// under a placement; which address is free is decided when one is taken).
-pub async fn lock(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<LockedHost>, sqlx::Error> {
+pub async fn lock(tx: &mut Tx<'_>, id: HostId) -> Result<Option<LockedHost>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, name, api_url, api_secret, cpus, memory_mib, disk_gib, reserved_cpus, reserved_memory_mib, reserved_disk_gib,
                 reachability, last_seen_at, tls_cert_sha256,
@@ -116,7 +116,7 @@ pub async fn lock(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<LockedHost>, sqlx:
 /// Candidate hosts for an instance of `kind` owned by `account`, in the placement policy's
 /// order: first hosts carrying fewer of this customer's VPS (spread), then most free
 /// guaranteed memory, then name (stable).
-pub async fn candidates(tx: &mut Tx<'_>, kind: &str, account: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+pub async fn candidates(tx: &mut Tx<'_>, kind: &str, account: AccountId) -> Result<Vec<HostId>, sqlx::Error> {
     sqlx::query_scalar(
         "WITH mine AS (
             SELECT host_id, count(*) AS n FROM instances
@@ -132,7 +132,7 @@ pub async fn candidates(tx: &mut Tx<'_>, kind: &str, account: Uuid) -> Result<Ve
     .await
 }
 
-pub async fn set_reachability(tx: &mut Tx<'_>, id: Uuid, reachable: bool, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+pub async fn set_reachability(tx: &mut Tx<'_>, id: HostId, reachable: bool, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE hosts SET reachability = CASE WHEN $2 THEN 'reachable' ELSE 'unreachable' END::host_reachability,
                 last_seen_at = CASE WHEN $2 THEN $3 ELSE last_seen_at END
@@ -150,8 +150,8 @@ pub async fn set_reachability(tx: &mut Tx<'_>, id: Uuid, reachable: bool, at: Da
 /// pool, for `instance`. Skips addresses another placement is taking.
 pub async fn assign_address(
     tx: &mut Tx<'_>,
-    host: Uuid,
-    instance: Uuid,
+    host: HostId,
+    instance: InstanceId,
     family: i32,
     at: DateTime<Utc>,
 ) -> Result<Option<(String, i32, String)>, sqlx::Error> {
@@ -187,7 +187,7 @@ pub struct AssignedAddress {
     pub dns: Vec<String>,
 }
 
-pub async fn addresses_of<'e, E: sqlx::PgExecutor<'e>>(e: E, instance: Uuid) -> Result<Vec<AssignedAddress>, sqlx::Error> {
+pub async fn addresses_of<'e, E: sqlx::PgExecutor<'e>>(e: E, instance: InstanceId) -> Result<Vec<AssignedAddress>, sqlx::Error> {
     sqlx::query_as(
         "SELECT host(a.address) AS address, masklen(p.network) AS prefix_len, host(p.gateway) AS gateway, p.nat,
                 ARRAY(SELECT host(d) FROM unnest(p.dns) d) AS dns
@@ -199,7 +199,7 @@ pub async fn addresses_of<'e, E: sqlx::PgExecutor<'e>>(e: E, instance: Uuid) -> 
     .await
 }
 
-pub async fn release_addresses(tx: &mut Tx<'_>, instance: Uuid) -> Result<u64, sqlx::Error> {
+pub async fn release_addresses(tx: &mut Tx<'_>, instance: InstanceId) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query("UPDATE ip_addresses SET instance_id = NULL, assigned_at = NULL WHERE instance_id = $1")
         .bind(instance)
         .execute(&mut **tx)
@@ -212,7 +212,7 @@ pub async fn release_addresses(tx: &mut Tx<'_>, instance: Uuid) -> Result<u64, s
 #[derive(Clone, Debug, Default, sqlx::FromRow)]
 /// A host as the admin pages show it: never its secret.
 pub struct HostSummary {
-    pub id: Uuid,
+    pub id: HostId,
     pub name: String,
     pub api_url: String,
     pub supports_containers: bool,
@@ -233,7 +233,7 @@ const SUMMARY: &str = "h.id, h.name, h.api_url, h.supports_containers, h.support
     (SELECT COALESCE(sum(l.instances), 0)::bigint FROM host_plan_load l WHERE l.host_id = h.id) AS instances";
 
 /// Every host's id and name, by name (a filter's choices: nothing counted).
-pub async fn names(pool: &PgPool) -> Result<Vec<(Uuid, String)>, sqlx::Error> {
+pub async fn names(pool: &PgPool) -> Result<Vec<(HostId, String)>, sqlx::Error> {
     sqlx::query_as("SELECT id, name FROM hosts ORDER BY name").fetch_all(pool).await
 }
 
@@ -250,7 +250,7 @@ pub async fn summaries_after(pool: &PgPool, after: Option<&str>, limit: i64) -> 
         .await
 }
 
-pub async fn summary(pool: &PgPool, id: Uuid) -> Result<Option<HostSummary>, sqlx::Error> {
+pub async fn summary(pool: &PgPool, id: HostId) -> Result<Option<HostSummary>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {SUMMARY} FROM hosts h WHERE h.id = $1")).bind(id).fetch_optional(pool).await
 }
 
@@ -271,7 +271,7 @@ pub struct HostInput {
 }
 
 /// Inserts (id None) or updates; `None` if an update found no such host.
-pub async fn save(tx: &mut Tx<'_>, id: Option<Uuid>, h: &HostInput) -> Result<Option<Uuid>, sqlx::Error> {
+pub async fn save(tx: &mut Tx<'_>, id: Option<HostId>, h: &HostInput) -> Result<Option<HostId>, sqlx::Error> {
     let sql = match id {
         None => {
             "INSERT INTO hosts (name, api_url, supports_containers, supports_kvm, cpus, memory_mib, disk_gib, \

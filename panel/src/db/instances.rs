@@ -1,16 +1,16 @@
 //! SQL for `instances` (the VPS) and their addresses.
 
 use super::Tx;
+use crate::ids::{AccountId, HostId, InstanceId, SubscriptionId};
 use crate::orders::OrderStatus;
 use crate::vps::{DesiredState, ObservedState};
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 #[derive(Clone, Debug, sqlx::FromRow, serde::Serialize)]
 pub struct InstanceRow {
-    pub id: Uuid,
-    pub account_id: Uuid,
-    pub subscription_id: Option<Uuid>,
+    pub id: InstanceId,
+    pub account_id: AccountId,
+    pub subscription_id: Option<SubscriptionId>,
     pub plan_id: i64,
     pub plan_name: String,
     pub kind: vessel_core::InstanceKind,
@@ -52,11 +52,11 @@ const SELECT: &str = "SELECT i.id, i.account_id, i.subscription_id, i.plan_id, p
    FROM instances i JOIN plans p ON p.id = i.plan_id JOIN os_templates t ON t.id = i.os_template_id
    LEFT JOIN hosts h ON h.id = i.host_id";
 
-pub async fn list_for<'e, E: sqlx::PgExecutor<'e>>(e: E, owner: Uuid) -> Result<Vec<InstanceRow>, sqlx::Error> {
+pub async fn list_for<'e, E: sqlx::PgExecutor<'e>>(e: E, owner: AccountId) -> Result<Vec<InstanceRow>, sqlx::Error> {
     sqlx::query_as(&format!("{SELECT} WHERE i.account_id = $1 ORDER BY i.created_at DESC")).bind(owner).fetch_all(e).await
 }
 
-pub async fn get<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid, owner: Option<Uuid>) -> Result<Option<InstanceRow>, sqlx::Error> {
+pub async fn get<'e, E: sqlx::PgExecutor<'e>>(e: E, id: InstanceId, owner: Option<AccountId>) -> Result<Option<InstanceRow>, sqlx::Error> {
     sqlx::query_as(&format!("{SELECT} WHERE i.id = $1 AND ($2::uuid IS NULL OR i.account_id = $2)"))
         .bind(id)
         .bind(owner)
@@ -67,12 +67,12 @@ pub async fn get<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid, owner: Option<Uuid
 /// Which instances [`lock_vps`] locks: every condition given must hold.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct VpsFilter {
-    pub id: Option<Uuid>,
+    pub id: Option<InstanceId>,
     /// The instance's own account (its customer).
-    pub owner: Option<Uuid>,
+    pub owner: Option<AccountId>,
     /// The reseller of the instance's customer.
-    pub reseller: Option<Uuid>,
-    pub subscription: Option<Uuid>,
+    pub reseller: Option<AccountId>,
+    pub subscription: Option<SubscriptionId>,
     /// Leave terminated instances out.
     pub live_only: bool,
 }
@@ -112,8 +112,8 @@ pub async fn lock_vps(tx: &mut Tx<'_>, f: &VpsFilter) -> Result<Vec<crate::vps::
 }
 
 /// The subscription of the one instance `f` names, unlocked.
-pub async fn subscription_of_vps(tx: &mut Tx<'_>, f: &VpsFilter) -> Result<Option<Uuid>, sqlx::Error> {
-    Ok(sqlx::query_scalar::<_, Option<Uuid>>(&format!(
+pub async fn subscription_of_vps(tx: &mut Tx<'_>, f: &VpsFilter) -> Result<Option<SubscriptionId>, sqlx::Error> {
+    Ok(sqlx::query_scalar::<_, Option<SubscriptionId>>(&format!(
         "SELECT i.subscription_id FROM instances i JOIN accounts a ON a.id = i.account_id WHERE {VPS_WHERE}"
     ))
     .bind(f.id)
@@ -126,7 +126,7 @@ pub async fn subscription_of_vps(tx: &mut Tx<'_>, f: &VpsFilter) -> Result<Optio
     .flatten())
 }
 
-pub async fn set_desired(tx: &mut Tx<'_>, id: Uuid, desired: DesiredState, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+pub async fn set_desired(tx: &mut Tx<'_>, id: InstanceId, desired: DesiredState, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE instances SET desired_state = $2,
                 terminated_at = CASE WHEN $2 = 'terminated'::desired_state THEN $3 ELSE terminated_at END
@@ -141,13 +141,13 @@ pub async fn set_desired(tx: &mut Tx<'_>, id: Uuid, desired: DesiredState, at: D
 }
 
 /// Enters (`true`) or leaves rescue (see [`crate::vps::Request::Rescue`]).
-pub async fn set_rescue(tx: &mut Tx<'_>, id: Uuid, on: bool) -> Result<(), sqlx::Error> {
+pub async fn set_rescue(tx: &mut Tx<'_>, id: InstanceId, on: bool) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE instances SET rescue = $2 WHERE id = $1").bind(id).bind(on).execute(&mut **tx).await?;
     Ok(())
 }
 
 /// The live instance of a subscription, if it has one.
-pub async fn of_subscription(tx: &mut Tx<'_>, subscription: Uuid) -> Result<Option<Uuid>, sqlx::Error> {
+pub async fn of_subscription(tx: &mut Tx<'_>, subscription: SubscriptionId) -> Result<Option<InstanceId>, sqlx::Error> {
     sqlx::query_scalar("SELECT id FROM instances WHERE subscription_id = $1 AND desired_state <> 'terminated' FOR UPDATE")
         .bind(subscription)
         .fetch_optional(&mut **tx)
@@ -155,7 +155,7 @@ pub async fn of_subscription(tx: &mut Tx<'_>, subscription: Uuid) -> Result<Opti
 }
 
 /// Creates the instance an activated subscription pays for, from its order.
-pub async fn insert_for_subscription(tx: &mut Tx<'_>, id: Uuid, subscription: Uuid) -> Result<(), sqlx::Error> {
+pub async fn insert_for_subscription(tx: &mut Tx<'_>, id: InstanceId, subscription: SubscriptionId) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO instances (id, account_id, subscription_id, plan_id, kind, os_template_id, hostname, desired_state)
          SELECT $1, s.account_id, s.id, s.plan_id, p.kind, o.os_template_id, o.hostname, 'running'
@@ -169,7 +169,7 @@ pub async fn insert_for_subscription(tx: &mut Tx<'_>, id: Uuid, subscription: Uu
     Ok(())
 }
 
-pub async fn set_plan(tx: &mut Tx<'_>, id: Uuid, plan_id: i64) -> Result<(), sqlx::Error> {
+pub async fn set_plan(tx: &mut Tx<'_>, id: InstanceId, plan_id: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE instances SET plan_id = $2 WHERE id = $1").bind(id).bind(plan_id).execute(&mut **tx).await?;
     Ok(())
 }
@@ -177,14 +177,14 @@ pub async fn set_plan(tx: &mut Tx<'_>, id: Uuid, plan_id: i64) -> Result<(), sql
 /// What the orchestration needs to build an instance's spec.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Placeable {
-    pub id: Uuid,
-    pub account_id: Uuid,
-    pub subscription_id: Option<Uuid>,
+    pub id: InstanceId,
+    pub account_id: AccountId,
+    pub subscription_id: Option<SubscriptionId>,
     pub plan_id: i64,
     pub kind: vessel_core::InstanceKind,
     pub hostname: String,
     pub os_template: String,
-    pub host_id: Option<Uuid>,
+    pub host_id: Option<HostId>,
     pub desired_state: DesiredState,
     pub observed_state: ObservedState,
     /// Is it to boot its rescue system?
@@ -195,22 +195,22 @@ const PLACEABLE: &str = "SELECT i.id, i.account_id, i.subscription_id, i.plan_id
         t.name AS os_template, i.host_id, i.desired_state, i.observed_state, i.rescue
    FROM instances i JOIN os_templates t ON t.id = i.os_template_id";
 
-pub async fn placeable<'e, E: sqlx::PgExecutor<'e>>(e: E, id: Uuid) -> Result<Option<Placeable>, sqlx::Error> {
+pub async fn placeable<'e, E: sqlx::PgExecutor<'e>>(e: E, id: InstanceId) -> Result<Option<Placeable>, sqlx::Error> {
     sqlx::query_as(&format!("{PLACEABLE} WHERE i.id = $1")).bind(id).fetch_optional(e).await
 }
 
-pub async fn lock_placeable(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<Placeable>, sqlx::Error> {
+pub async fn lock_placeable(tx: &mut Tx<'_>, id: InstanceId) -> Result<Option<Placeable>, sqlx::Error> {
     sqlx::query_as(&format!("{PLACEABLE} WHERE i.id = $1 FOR UPDATE OF i")).bind(id).fetch_optional(&mut **tx).await
 }
 
 /// Live instances on a host (the reconciler compares them with the host's answer).
-pub async fn on_host<'e, E: sqlx::PgExecutor<'e>>(e: E, host: Uuid) -> Result<Vec<Placeable>, sqlx::Error> {
+pub async fn on_host<'e, E: sqlx::PgExecutor<'e>>(e: E, host: HostId) -> Result<Vec<Placeable>, sqlx::Error> {
     sqlx::query_as(&format!("{PLACEABLE} WHERE i.host_id = $1 AND i.observed_state <> 'destroyed'")).bind(host).fetch_all(e).await
 }
 
 /// Records a placement: the instance is on `host` and being created, and its order (if it
 /// has one) is provisioning, in one statement.
-pub async fn set_host(tx: &mut Tx<'_>, id: Uuid, host: Uuid) -> Result<(), sqlx::Error> {
+pub async fn set_host(tx: &mut Tx<'_>, id: InstanceId, host: HostId) -> Result<(), sqlx::Error> {
     sqlx::query(
         "WITH placed AS (
             UPDATE instances SET host_id = $2, observed_state = 'creating', last_error = NULL, waiting_since = NULL
@@ -229,7 +229,7 @@ pub async fn set_host(tx: &mut Tx<'_>, id: Uuid, host: Uuid) -> Result<(), sqlx:
 
 pub async fn set_observed<'e, E: sqlx::PgExecutor<'e>>(
     e: E,
-    id: Uuid,
+    id: InstanceId,
     state: ObservedState,
     error: Option<&str>,
     at: DateTime<Utc>,
@@ -249,7 +249,7 @@ pub async fn set_observed<'e, E: sqlx::PgExecutor<'e>>(
 }
 
 /// Marks every live instance of a host `unknown` (the host stopped answering).
-pub async fn mark_unknown_on<'e, E: sqlx::PgExecutor<'e>>(e: E, host: Uuid, at: DateTime<Utc>) -> Result<u64, sqlx::Error> {
+pub async fn mark_unknown_on<'e, E: sqlx::PgExecutor<'e>>(e: E, host: HostId, at: DateTime<Utc>) -> Result<u64, sqlx::Error> {
     Ok(sqlx::query(
         "UPDATE instances SET observed_state = 'unknown', observed_at = $2
           WHERE host_id = $1 AND observed_state NOT IN ('destroyed', 'unknown')",
@@ -261,13 +261,13 @@ pub async fn mark_unknown_on<'e, E: sqlx::PgExecutor<'e>>(e: E, host: Uuid, at: 
     .rows_affected())
 }
 
-pub async fn known(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<DesiredState>, sqlx::Error> {
+pub async fn known(tx: &mut Tx<'_>, id: InstanceId) -> Result<Option<DesiredState>, sqlx::Error> {
     sqlx::query_scalar("SELECT desired_state FROM instances WHERE id = $1").bind(id).fetch_optional(&mut **tx).await
 }
 
 pub async fn insert_usage<'e, E: sqlx::PgExecutor<'e>>(
     e: E,
-    id: Uuid,
+    id: InstanceId,
     at: DateTime<Utc>,
     u: &vessel_core::usage::Usage,
 ) -> Result<(), sqlx::Error> {
@@ -297,13 +297,13 @@ pub async fn insert_usage<'e, E: sqlx::PgExecutor<'e>>(
 /// cost per host is a few round trips, not a few per instance.
 pub async fn record_reports(
     tx: &mut Tx<'_>,
-    reports: &[(Uuid, ObservedState, &vessel_core::usage::Usage)],
+    reports: &[(InstanceId, ObservedState, &vessel_core::usage::Usage)],
     at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
     if reports.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = reports.iter().map(|r| r.0).collect();
+    let ids: Vec<uuid::Uuid> = reports.iter().map(|r| r.0 .0).collect();
     let states: Vec<&str> = reports.iter().map(|r| r.1.as_str()).collect();
     sqlx::query(
         "UPDATE instances i SET observed_state = r.state::observed_state, observed_at = $3,
@@ -316,7 +316,7 @@ pub async fn record_reports(
     .bind(at)
     .execute(&mut **tx)
     .await?;
-    let running: Vec<Uuid> = reports.iter().filter(|r| r.1 == ObservedState::Running).map(|r| r.0).collect();
+    let running: Vec<uuid::Uuid> = reports.iter().filter(|r| r.1 == ObservedState::Running).map(|r| r.0 .0).collect();
     if !running.is_empty() {
         sqlx::query(
             "UPDATE orders o SET status = $2, updated_at = now()
@@ -353,7 +353,7 @@ pub async fn record_reports(
 }
 
 /// An order's status, by its instance (waiting for capacity, active).
-pub async fn set_order_status_of(tx: &mut Tx<'_>, instance: Uuid, status: OrderStatus) -> Result<(), sqlx::Error> {
+pub async fn set_order_status_of(tx: &mut Tx<'_>, instance: InstanceId, status: OrderStatus) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE orders o SET status = $2, updated_at = now()
            FROM subscriptions s JOIN instances i ON i.subscription_id = s.id
@@ -367,18 +367,18 @@ pub async fn set_order_status_of(tx: &mut Tx<'_>, instance: Uuid, status: OrderS
 }
 
 /// Records (or, with `None`, clears) the owner's suspension and the state to return to.
-pub async fn set_owner_suspended_from(tx: &mut Tx<'_>, id: Uuid, from: Option<DesiredState>) -> Result<(), sqlx::Error> {
+pub async fn set_owner_suspended_from(tx: &mut Tx<'_>, id: InstanceId, from: Option<DesiredState>) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE instances SET owner_suspended_from = $2 WHERE id = $1").bind(id).bind(from).execute(&mut **tx).await?;
     Ok(())
 }
 
-pub async fn set_suspended_with_account(tx: &mut Tx<'_>, id: Uuid, on: bool) -> Result<(), sqlx::Error> {
+pub async fn set_suspended_with_account(tx: &mut Tx<'_>, id: InstanceId, on: bool) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE instances SET suspended_with_account = $2 WHERE id = $1").bind(id).bind(on).execute(&mut **tx).await?;
     Ok(())
 }
 
 /// Marks an instance waiting for capacity, remembering when it first did.
-pub async fn set_waiting(tx: &mut Tx<'_>, id: Uuid, reasons: &str, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
+pub async fn set_waiting(tx: &mut Tx<'_>, id: InstanceId, reasons: &str, at: DateTime<Utc>) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE instances SET observed_state = 'waiting_for_capacity', observed_at = $3, last_error = $2,
                 waiting_since = COALESCE(waiting_since, $3)
@@ -393,7 +393,7 @@ pub async fn set_waiting(tx: &mut Tx<'_>, id: Uuid, reasons: &str, at: DateTime<
 }
 
 /// Live, never placed instances that have waited for capacity since before `before`.
-pub async fn waiting_since_before<'e, E: sqlx::PgExecutor<'e>>(e: E, before: DateTime<Utc>) -> Result<Vec<Uuid>, sqlx::Error> {
+pub async fn waiting_since_before<'e, E: sqlx::PgExecutor<'e>>(e: E, before: DateTime<Utc>) -> Result<Vec<InstanceId>, sqlx::Error> {
     sqlx::query_scalar(
         "SELECT id FROM instances WHERE host_id IS NULL AND desired_state <> 'terminated' AND waiting_since <= $1 ORDER BY waiting_since, id",
     )
@@ -404,12 +404,15 @@ pub async fn waiting_since_before<'e, E: sqlx::PgExecutor<'e>>(e: E, before: Dat
 
 /// (host, waiting since, subscription) of an instance: what the refund of an undelivered order
 /// checks (under the instance's lock, taken by `vps::lock`, when it decides).
-pub async fn delivery(tx: &mut Tx<'_>, id: Uuid) -> Result<Option<(Option<Uuid>, Option<DateTime<Utc>>, Option<Uuid>)>, sqlx::Error> {
+pub async fn delivery(
+    tx: &mut Tx<'_>,
+    id: InstanceId,
+) -> Result<Option<(Option<HostId>, Option<DateTime<Utc>>, Option<SubscriptionId>)>, sqlx::Error> {
     sqlx::query_as("SELECT host_id, waiting_since, subscription_id FROM instances WHERE id = $1").bind(id).fetch_optional(&mut **tx).await
 }
 
 /// Was the live instance of a subscription ever placed on a host? `None`: it has none.
-pub async fn placed_of_subscription(tx: &mut Tx<'_>, subscription: Uuid) -> Result<Option<bool>, sqlx::Error> {
+pub async fn placed_of_subscription(tx: &mut Tx<'_>, subscription: SubscriptionId) -> Result<Option<bool>, sqlx::Error> {
     sqlx::query_scalar("SELECT host_id IS NOT NULL FROM instances WHERE subscription_id = $1 ORDER BY created_at DESC LIMIT 1")
         .bind(subscription)
         .fetch_optional(&mut **tx)
@@ -419,7 +422,7 @@ pub async fn placed_of_subscription(tx: &mut Tx<'_>, subscription: Uuid) -> Resu
 /// A paid server no host could take yet, for the admin's dashboard.
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct Waiting {
-    pub id: Uuid,
+    pub id: InstanceId,
     pub hostname: String,
     pub customer_email: String,
     pub plan: String,

@@ -1,6 +1,7 @@
 //! SQL for `jobs`: the durable queue of provisioning work (claimed by the job runner).
 
 use super::Tx;
+use crate::ids::InstanceId;
 use crate::jobs::JobStatus;
 use serde_json::Value;
 use uuid::Uuid;
@@ -10,7 +11,7 @@ pub async fn enqueue(
     tx: &mut Tx<'_>,
     kind: &str,
     payload: Value,
-    instance_id: Option<Uuid>,
+    instance_id: Option<InstanceId>,
     dedupe_key: Option<&str>,
     request_id: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
@@ -33,7 +34,7 @@ pub struct JobRow {
     pub id: Uuid,
     pub kind: String,
     pub payload: Value,
-    pub instance_id: Option<Uuid>,
+    pub instance_id: Option<InstanceId>,
     pub attempts: i32,
     pub max_attempts: i32,
     /// The request that queued it, whose id its calls to hosts carry.
@@ -104,7 +105,7 @@ pub async fn retry<'e, E: sqlx::PgExecutor<'e>>(
 }
 
 /// Is work for this instance queued or running?
-pub async fn pending_for<'e, E: sqlx::PgExecutor<'e>>(e: E, instance: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn pending_for<'e, E: sqlx::PgExecutor<'e>>(e: E, instance: InstanceId) -> Result<bool, sqlx::Error> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM jobs WHERE instance_id = $1 AND status IN ('queued', 'running'))")
         .bind(instance)
         .fetch_one(e)
@@ -124,7 +125,7 @@ pub async fn wake_waiting<'e, E: sqlx::PgExecutor<'e>>(e: E) -> Result<u64, sqlx
 pub struct DeadJob {
     pub id: Uuid,
     pub kind: String,
-    pub instance_id: Option<Uuid>,
+    pub instance_id: Option<InstanceId>,
     pub hostname: Option<String>,
     pub attempts: i32,
     pub last_error: Option<String>,

@@ -1,6 +1,7 @@
 //! SQL for `subscriptions` and `orders`.
 
 use super::Tx;
+use crate::ids::{AccountId, SubscriptionId};
 use crate::orders::OrderStatus;
 use crate::plans::BillingCycle;
 use crate::subscriptions::SubscriptionStatus;
@@ -37,7 +38,7 @@ pub async fn lock(tx: &mut Tx<'_>, id: Uuid, owner: Option<Uuid>) -> Result<Opti
 
 /// Who pays a subscription and in what currency, without locking it: what must be known to
 /// lock the payer's balance row first. `owner` scopes it as [`lock`] does.
-pub async fn payer_of(tx: &mut Tx<'_>, id: Uuid, owner: Option<Uuid>) -> Result<Option<(Uuid, String)>, sqlx::Error> {
+pub async fn payer_of(tx: &mut Tx<'_>, id: SubscriptionId, owner: Option<AccountId>) -> Result<Option<(AccountId, String)>, sqlx::Error> {
     sqlx::query_as("SELECT account_id, currency FROM subscriptions WHERE id = $1 AND ($2::uuid IS NULL OR account_id = $2)")
         .bind(id)
         .bind(owner)

@@ -1,7 +1,7 @@
 //! SQL for `usage_samples`.
 
+use crate::ids::{AccountId, InstanceId};
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 #[derive(Clone, Debug, sqlx::FromRow)]
 pub struct SampleRow {
@@ -17,8 +17,8 @@ pub struct SampleRow {
 /// One of `owner`'s instance's samples since `since`, oldest first (another customer's: none).
 pub async fn samples<'e, E: sqlx::PgExecutor<'e>>(
     e: E,
-    instance: Uuid,
-    owner: Option<Uuid>,
+    instance: InstanceId,
+    owner: Option<AccountId>,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
 ) -> Result<Vec<SampleRow>, sqlx::Error> {

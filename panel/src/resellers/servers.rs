@@ -11,6 +11,7 @@ use crate::audit;
 use crate::billing::invoices::{issue_for_subscriptions, PeriodChoice};
 use crate::billing::{period, proration};
 use crate::db::{resellers as sql, subscriptions as sub_sql, Tx};
+use crate::ids::AccountId;
 use crate::jobs::{self, Job};
 use crate::plans::BillingCycle;
 use crate::subscriptions::SubscriptionStatus;
@@ -154,7 +155,7 @@ pub async fn create(tx: &mut Tx<'_>, who: &Principal, now: DateTime<Utc>, s: New
     issue_for_subscriptions(tx, &[subscription], PeriodChoice::Current, now).await?;
     let id = Uuid::new_v4();
     sql::insert_server(tx, id, customer.id, subscription).await?;
-    jobs::enqueue(tx, Job::Create { instance_id: id }).await?;
+    jobs::enqueue(tx, Job::Create { instance_id: id.into() }).await?;
     audit::record(
         &mut **tx,
         who.actor(),
@@ -187,7 +188,7 @@ pub struct Acting {
 /// [`act`] for any caller: the reseller API (through its key) and the provider's admin pages
 /// take this one path to a server's state machine, its jobs and its audit entry.
 pub async fn act_as(tx: &mut Tx<'_>, who: &Acting, now: DateTime<Utc>, id: Uuid, action: ServerAction) -> Result<(), ResellerError> {
-    let scope = Scope::reseller(who.tenant.reseller());
+    let scope = Scope::reseller(who.tenant.reseller().map(AccountId));
     let request = match &action {
         ServerAction::Start => Request::Start,
         ServerAction::Stop => Request::Stop,
@@ -203,13 +204,13 @@ pub async fn act_as(tx: &mut Tx<'_>, who: &Acting, now: DateTime<Utc>, id: Uuid,
     if let ServerAction::Resize { .. } | ServerAction::Terminate = &action {
         // A resize or a termination charges or credits the payer: its balance row comes
         // before the subscription and the instance (the one lock order, see `crate::vps`).
-        if let Some(sub) = vps::subscription_of(tx, id, scope).await? {
+        if let Some(sub) = vps::subscription_of(tx, id.into(), scope).await? {
             if let Some((payer, currency)) = sub_sql::payer_of(tx, sub, None).await? {
-                crate::billing::ledger::lock_credit(tx, payer, &currency).await?;
+                crate::billing::ledger::lock_credit(tx, payer.0, &currency).await?;
             }
         }
     }
-    let server = vps::request(tx, id, scope, request, now).await?;
+    let server = vps::request(tx, id.into(), scope, request, now).await?;
     match &action {
         ServerAction::Reinstall { os_template: Some(name) } => {
             // In the same transaction as its job: the job reads the new template when it runs.
@@ -243,7 +244,7 @@ async fn resize(tx: &mut Tx<'_>, now: DateTime<Utc>, server: &vps::Locked, plan:
     };
     let new_plan = sql::orderable_plan_id(tx, plan.trim()).await?.ok_or_else(|| invalid("plan", "no such plan (see GET /api/v1/plans)"))?;
     let mut discount = 0;
-    if let Some(r) = sql::reseller_of(tx, server.customer_id).await? {
+    if let Some(r) = sql::reseller_of(tx, server.customer_id.0).await? {
         let terms = sql::lock_terms(tx, r).await?;
         discount = terms.discount_bp;
         let (nv, nm, nd) = sql::plan_size(tx, new_plan).await?;
@@ -254,7 +255,7 @@ async fn resize(tx: &mut Tx<'_>, now: DateTime<Utc>, server: &vps::Locked, plan:
             Footprint { servers: 0, vcpus: nv - ov, memory_mib: nm - om, disk_gib: nd - od },
         )?;
     }
-    proration::change_plan_in(tx, now, payer, sub, plan.trim(), discount).await?;
+    proration::change_plan_in(tx, now, payer.0, sub.0, plan.trim(), discount).await?;
     Ok(())
 }
 
@@ -299,25 +300,25 @@ pub async fn list(
 /// The last day of a server's usage, as rates between samples.
 pub async fn usage(pool: &PgPool, tenant: Tenant, id: Uuid, now: DateTime<Utc>) -> Result<Vec<crate::usage::Point>, ResellerError> {
     let server = get(pool, tenant, id).await?;
-    Ok(crate::usage::last_day(pool, server.customer_id, id, now).await?)
+    Ok(crate::usage::last_day(pool, server.customer_id.into(), id.into(), now).await?)
 }
 
 /// Suspends a customer's servers with its account, each remembering the state it had, inside
 /// the caller's transaction (the rules: [`Request::AccountSuspend`]).
 pub async fn suspend_with_account(tx: &mut Tx<'_>, now: DateTime<Utc>, customer: Uuid) -> Result<usize, ResellerError> {
-    Ok(vps::request_all(tx, Target::Account(customer), Request::AccountSuspend, now).await?)
+    Ok(vps::request_all(tx, Target::Account(customer.into()), Request::AccountSuspend, now).await?)
 }
 
 /// Lifts what [`suspend_with_account`] did (the rules: [`Request::AccountResume`]).
 pub async fn resume_with_account(tx: &mut Tx<'_>, now: DateTime<Utc>, customer: Uuid) -> Result<usize, ResellerError> {
-    Ok(vps::request_all(tx, Target::Account(customer), Request::AccountResume, now).await?)
+    Ok(vps::request_all(tx, Target::Account(customer.into()), Request::AccountResume, now).await?)
 }
 
 /// Sets a running server's root password (issue 13): the hash is recorded and a job sets it
 /// on the host. Locked through [`vps::lock`], in the one lock order.
 pub async fn reset_password(tx: &mut Tx<'_>, who: &Principal, id: Uuid, hash: vessel_core::PasswordHash) -> Result<(), ResellerError> {
     let locked = lock_one(tx, who, id).await?;
-    crate::access::record_password_reset(tx, id, locked.desired, hash).await.map_err(|e| match e {
+    crate::access::record_password_reset(tx, id.into(), locked.desired, hash).await.map_err(|e| match e {
         crate::access::AccessError::NotRunning => ResellerError::Conflict(e.to_string()),
         e => e.into(),
     })?;
@@ -329,13 +330,17 @@ pub async fn reset_password(tx: &mut Tx<'_>, who: &Principal, id: Uuid, hash: ve
 /// Replaces a server's way in before a reinstall writes it into the fresh system.
 pub async fn set_access(tx: &mut Tx<'_>, who: &Principal, id: Uuid, access: &vessel_core::Access) -> Result<(), ResellerError> {
     lock_one(tx, who, id).await?;
-    crate::db::access::set_instance_access(tx, id, access).await?;
+    crate::db::access::set_instance_access(tx, id.into(), access).await?;
     Ok(())
 }
 
 /// One server the caller may see, locked (subscription, then instance).
 async fn lock_one(tx: &mut Tx<'_>, who: &Principal, id: Uuid) -> Result<vps::Locked, ResellerError> {
-    vps::lock(tx, Target::Id(id, Scope::reseller(who.tenant.reseller()))).await?.into_iter().next().ok_or(ResellerError::NotFound("server"))
+    vps::lock(tx, Target::Id(id.into(), Scope::reseller(who.tenant.reseller().map(AccountId))))
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(ResellerError::NotFound("server"))
 }
 
 /// The reseller's own invoices for these servers (its wholesale invoices, not the end customer's),

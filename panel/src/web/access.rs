@@ -6,6 +6,7 @@ use super::error::WebError;
 use super::pages::{invalid, ok, see_other, Ctx};
 use super::session::{CsrfForm, CurrentCustomer};
 use crate::access::{self, AccessError, SshKeyRow};
+use crate::ids::InstanceId;
 use actix_web::{get, post, web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
@@ -105,7 +106,7 @@ struct PasswordForm {
 #[post("/servers/{id}/password")]
 async fn password_reset(
     c: CurrentCustomer,
-    id: web::Path<Uuid>,
+    id: web::Path<InstanceId>,
     f: CsrfForm<PasswordForm>,
     pool: web::Data<PgPool>,
 ) -> Result<HttpResponse, WebError> {

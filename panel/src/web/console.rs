@@ -8,12 +8,12 @@ use super::session::CurrentCustomer;
 use crate::config::Settings;
 use crate::console::{self, Via};
 use crate::hosts::HostHttp;
+use crate::ids::InstanceId;
 use actix_web::{get, web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 use sqlx::PgPool;
 use std::time::Duration;
-use uuid::Uuid;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(server_console).service(token_console).service(socket).service(asset);
@@ -40,11 +40,11 @@ fn no_store(page: &ConsolePage) -> Result<HttpResponse, WebError> {
 #[get("/servers/{id}/console")]
 async fn server_console(
     c: CurrentCustomer,
-    id: web::Path<Uuid>,
+    id: web::Path<InstanceId>,
     pool: web::Data<PgPool>,
     settings: web::Data<Settings>,
 ) -> Result<HttpResponse, WebError> {
-    let s = crate::instances::get_for(&pool, c.account.id, *id).await?.ok_or(WebError::NotFound)?;
+    let s = crate::instances::get_for(&pool, c.account.id.into(), *id).await?.ok_or(WebError::NotFound)?;
     let mut conn = pool.acquire().await?;
     let issued = console::issue(&mut conn, s.id, c.account.id, Via::Web, Duration::from_secs(settings.console.token_ttl_secs)).await?;
     no_store(&ConsolePage {

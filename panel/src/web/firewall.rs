@@ -6,12 +6,12 @@ use super::pages::{invalid, ok, see_other, Ctx};
 use super::session::{CsrfForm, CurrentCustomer};
 use crate::audit::{Actor, ActorKind};
 use crate::firewall::{self, FirewallError};
+use crate::ids::InstanceId;
 use crate::vps::Scope;
 use actix_web::{get, post, web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
 use sqlx::PgPool;
-use uuid::Uuid;
 use vessel_core::firewall::{Verdict, IMPLICIT_RULES, MAX_RULES};
 use vessel_core::Firewall;
 
@@ -23,7 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[template(path = "firewall.html")]
 struct FirewallPage {
     ctx: Ctx,
-    id: Uuid,
+    id: InstanceId,
     hostname: String,
     rules: String,
     default_policy: String,
@@ -34,9 +34,9 @@ struct FirewallPage {
     error: Option<String>,
 }
 
-async fn page_for(c: &CurrentCustomer, pool: &PgPool, id: Uuid) -> Result<FirewallPage, WebError> {
-    let server = crate::instances::get_for(pool, c.account.id, id).await?.ok_or(WebError::NotFound)?;
-    let fw = firewall::get(pool, Scope::customer(c.account.id), id).await?;
+async fn page_for(c: &CurrentCustomer, pool: &PgPool, id: InstanceId) -> Result<FirewallPage, WebError> {
+    let server = crate::instances::get_for(pool, c.account.id.into(), id).await?.ok_or(WebError::NotFound)?;
+    let fw = firewall::get(pool, Scope::customer(c.account.id.into()), id).await?;
     Ok(FirewallPage {
         ctx: Ctx::of(&c.session),
         id,
@@ -60,7 +60,7 @@ struct SavedQuery {
 #[get("/servers/{id}/firewall")]
 async fn page(
     c: CurrentCustomer,
-    id: web::Path<Uuid>,
+    id: web::Path<InstanceId>,
     q: web::Query<SavedQuery>,
     pool: web::Data<PgPool>,
 ) -> Result<HttpResponse, WebError> {
@@ -79,7 +79,7 @@ struct FirewallForm {
 #[post("/servers/{id}/firewall")]
 async fn save(
     c: CurrentCustomer,
-    id: web::Path<Uuid>,
+    id: web::Path<InstanceId>,
     f: CsrfForm<FirewallForm>,
     pool: web::Data<PgPool>,
 ) -> Result<HttpResponse, WebError> {
@@ -92,7 +92,7 @@ async fn save(
         .and_then(|d| Firewall::parse_lines(d, &f.rules).map_err(|(line, error)| FirewallError::BadLine { line, error }));
     let actor = Actor { id: Some(c.account.id), kind: ActorKind::Customer };
     let result = match parsed {
-        Ok(fw) => firewall::set_now(&pool, Scope::customer(c.account.id), actor, id, &fw).await,
+        Ok(fw) => firewall::set_now(&pool, Scope::customer(c.account.id.into()), actor, id, &fw).await,
         Err(e) => Err(e),
     };
     match result {

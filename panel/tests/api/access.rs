@@ -309,7 +309,9 @@ async fn a_customer_keeps_keys_orders_with_one_and_gets_a_ready_mail_with_its_fi
         .await
         .unwrap();
     for _ in 0..2 {
-        panel::db::instances::set_observed(&app.pool, id, panel::vps::ObservedState::Running, None, chrono::Utc::now()).await.unwrap();
+        panel::db::instances::set_observed(&app.pool, id.into(), panel::vps::ObservedState::Running, None, chrono::Utc::now())
+            .await
+            .unwrap();
     }
     let mail = app.smtp.wait_for("ana@example.com", "is ready").await;
     assert!(mail.text().contains(KEY_FP), "{}", mail.text());

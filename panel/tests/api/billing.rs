@@ -264,7 +264,8 @@ async fn dunning_reminds_suspends_unsuspends_and_terminates() {
     w.set("2026-06-17T01:00:00Z");
     assert_eq!(w.dunning().await.suspended, 1);
     assert_eq!((sub_status().await, desired().await), ("suspended".into(), "suspended".into()));
-    let start = panel::instances::request_action(&w.pool, &w.clock, ed, instance, vessel_core::Action::Start).await.unwrap_err();
+    let start =
+        panel::instances::request_action(&w.pool, &w.clock, ed.into(), instance.into(), vessel_core::Action::Start).await.unwrap_err();
     assert!(matches!(start, panel::instances::InstanceError::Suspended), "{start}");
 
     // Paying the overdue invoice unsuspends at once.
@@ -340,8 +341,8 @@ async fn another_customer_sees_nothing_and_can_do_nothing() {
     w.credit(a, 300).await;
     w.pay(a, placed.invoice_id).await;
     let instance: Uuid = w.scalar("SELECT id FROM instances").await;
-    assert!(panel::instances::get_for(&w.pool, b, instance).await.unwrap().is_none());
-    let e = panel::instances::request_action(&w.pool, &w.clock, b, instance, vessel_core::Action::Stop).await.unwrap_err();
+    assert!(panel::instances::get_for(&w.pool, b.into(), instance.into()).await.unwrap().is_none());
+    let e = panel::instances::request_action(&w.pool, &w.clock, b.into(), instance.into(), vessel_core::Action::Stop).await.unwrap_err();
     assert!(matches!(e, panel::instances::InstanceError::NotFound));
     assert_eq!(w.scalar::<String>("SELECT desired_state::text FROM instances").await, "running");
     w.invariants().await;

@@ -207,14 +207,14 @@ async fn an_order_waiting_too_long_for_capacity_is_refunded_once_and_both_sides_
         }
     };
     let (a, b) = (inst(first.subscription_id).await, inst(second.subscription_id).await);
-    assert!(matches!(panel::scheduler::place(&w.pool, &w.clock, a).await.unwrap(), panel::scheduler::Placement::Placed { .. }));
+    assert!(matches!(panel::scheduler::place(&w.pool, &w.clock, a.into()).await.unwrap(), panel::scheduler::Placement::Placed { .. }));
 
     let ctx = panel::orchestrator::Ctx::new(w.pool.clone(), Arc::new(w.clock.clone()), settings(48 * 3600));
     let create = |id: Uuid| panel::jobs::JobRow {
         id: Uuid::new_v4(),
         kind: "instance.create".into(),
         payload: json!({ "instance_id": id }),
-        instance_id: Some(id),
+        instance_id: Some(id.into()),
         attempts: 1,
         max_attempts: 5,
         request_id: None,
@@ -311,19 +311,19 @@ async fn a_customer_ending_a_server_gets_a_credit_note_for_the_unused_part() {
 
     // Another customer cannot end it (and learns nothing).
     let eve = w.customer("eve@example.com", Some("DE")).await;
-    let e = panel::instances::terminate_now(&w.pool, &w.clock, eve, never_id).await.unwrap_err();
+    let e = panel::instances::terminate_now(&w.pool, &w.clock, eve.into(), never_id.into()).await.unwrap_err();
     assert!(matches!(e, panel::instances::InstanceError::NotFound), "{e}");
 
     w.set("2026-05-02T10:00:00Z");
-    let back = panel::instances::terminate_now(&w.pool, &w.clock, ana, never_id).await.unwrap();
+    let back = panel::instances::terminate_now(&w.pool, &w.clock, ana.into(), never_id.into()).await.unwrap();
     assert_eq!(back, 300, "never delivered: the whole period");
     assert_eq!(credit_of(&w.pool, ana).await, 357, "tax included");
-    let e = panel::instances::terminate_now(&w.pool, &w.clock, ana, never_id).await.unwrap_err();
+    let e = panel::instances::terminate_now(&w.pool, &w.clock, ana.into(), never_id.into()).await.unwrap_err();
     assert!(matches!(e, panel::instances::InstanceError::Terminated), "{e}");
 
     // May has 31 days; ended on the 11th, 21 are unused: 300 · 21 / 31 = 203 (rounded down).
     w.set("2026-05-11T10:00:00Z");
-    let back = panel::instances::terminate_now(&w.pool, &w.clock, ana, used_id).await.unwrap();
+    let back = panel::instances::terminate_now(&w.pool, &w.clock, ana.into(), used_id.into()).await.unwrap();
     assert_eq!(back, 300 * 21 / 31);
     assert_eq!(w.scalar::<i64>("SELECT count(*) FROM invoices WHERE kind = 'credit_note'").await, 2);
     assert_eq!(w.scalar::<i64>("SELECT count(*) FROM subscriptions WHERE status = 'terminated'").await, 2);
@@ -348,7 +348,7 @@ async fn the_refund_mail_tells_cancelled_debt_from_credit() {
         .fetch_one(&w.pool)
         .await
         .unwrap();
-    assert!(matches!(panel::scheduler::place(&w.pool, &w.clock, filler).await.unwrap(), panel::scheduler::Placement::Placed { .. }));
+    assert!(matches!(panel::scheduler::place(&w.pool, &w.clock, filler.into()).await.unwrap(), panel::scheduler::Placement::Placed { .. }));
     let reseller: Uuid = sqlx::query_scalar(
         "INSERT INTO accounts (role, email, display_name, status, email_verified_at, country, currency) VALUES ('reseller', 'r@resell.example', 'R', 'active', now(), 'DE', 'EUR') RETURNING id",
     )
@@ -394,7 +394,7 @@ async fn the_refund_mail_tells_cancelled_debt_from_credit() {
         sqlx::query_scalar("SELECT id FROM instances WHERE subscription_id = $1").bind(o.subscription_id).fetch_one(&w.pool).await.unwrap();
     panel::billing::proration::change_plan(&w.pool, &w.clock, ana, o.subscription_id, "burst-l").await.unwrap();
     for id in [server, ana_server] {
-        let p = panel::scheduler::place(&w.pool, &w.clock, id).await.unwrap();
+        let p = panel::scheduler::place(&w.pool, &w.clock, id.into()).await.unwrap();
         assert!(matches!(p, panel::scheduler::Placement::WaitingForCapacity { .. }), "{p:?}");
     }
     let owed_before = w

@@ -108,7 +108,7 @@ async fn act(pool: sqlx::PgPool, clock: panel::clock::FixedClock, admin: Uuid, w
                 .await
                 .map_err(|e| e.to_string())?;
             if let Some(id) = pick(&mut rng, live) {
-                match panel::instances::terminate_now(&pool, &clock, who, id).await {
+                match panel::instances::terminate_now(&pool, &clock, who.into(), id.into()).await {
                     Err(e @ panel::instances::InstanceError::Db(_))
                     | Err(e @ panel::instances::InstanceError::Billing(BillingError::Db(_))) => return Err(format!("terminate: {e}")),
                     _ => {}
@@ -124,7 +124,7 @@ async fn act(pool: sqlx::PgPool, clock: panel::clock::FixedClock, admin: Uuid, w
                     .await
                     .map_err(|e| e.to_string())?;
             if let Some(id) = pick(&mut rng, unplaced) {
-                panel::scheduler::place(&pool, &clock, id).await.map_err(|e| format!("place: {e}"))?;
+                panel::scheduler::place(&pool, &clock, id.into()).await.map_err(|e| format!("place: {e}"))?;
             }
             panel::capacity::refund_overdue(&pool, clock.now(), chrono::Duration::hours(48)).await.map_err(|e| format!("refund: {e}"))?;
         }

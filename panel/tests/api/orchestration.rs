@@ -90,14 +90,14 @@ async fn two_hundred_concurrent_orders_fill_a_host_exactly() {
                 .fetch_one(&pool)
                 .await
                 .unwrap();
-            place(&pool, clock.as_ref(), id).await
+            place(&pool, clock.as_ref(), id.into()).await
         }));
     }
     let (mut placed, mut waiting) = (0, 0);
     for t in tasks {
         match t.await.unwrap().unwrap() {
             Placement::Placed { host } => {
-                assert_eq!(host, h);
+                assert_eq!(host.0, h);
                 placed += 1
             }
             Placement::WaitingForCapacity { reasons } => {
@@ -129,15 +129,15 @@ async fn placement_spreads_a_customer_and_needs_an_address() {
     let ids = instances(&w.pool, "burst-m", 2, 1).await;
     let mut hosts = Vec::new();
     for id in &ids {
-        let Placement::Placed { host } = place(&w.pool, &clock, *id).await.unwrap() else { panic!() };
-        hosts.push(host);
+        let Placement::Placed { host } = place(&w.pool, &clock, (*id).into()).await.unwrap() else { panic!() };
+        hosts.push(host.0);
     }
     hosts.sort();
     let mut want = vec![a, b];
     want.sort();
     assert_eq!(hosts, want, "a customer's VPS are spread");
     // Placing again is a no-op.
-    assert!(matches!(place(&w.pool, &clock, ids[0]).await.unwrap(), Placement::AlreadyPlaced { .. }));
+    assert!(matches!(place(&w.pool, &clock, ids[0].into()).await.unwrap(), Placement::AlreadyPlaced { .. }));
 
     // A host whose only pool is full cannot take more; with none free anywhere, it waits.
     address_pool(&w.pool, w.admin, "tiny", "198.51.100.0/30", "198.51.100.1", Some(a), 10).await;
@@ -145,7 +145,7 @@ async fn placement_spreads_a_customer_and_needs_an_address() {
     let more = instances(&w.pool, "burst-m", 3, 3).await;
     let mut results = Vec::new();
     for id in &more {
-        results.push(place(&w.pool, &clock, *id).await.unwrap());
+        results.push(place(&w.pool, &clock, (*id).into()).await.unwrap());
     }
     assert!(matches!(results[0], Placement::Placed { .. }), "{results:?}");
     assert!(matches!(results[1], Placement::Placed { .. }));
@@ -293,7 +293,7 @@ async fn the_hosts_guaranteed_memory_follows_its_instances() {
     let h = host(&w.pool, "a", 16, 65536, 2000).await;
     let ids = instances(&w.pool, "burst-m", 3, 3).await;
     for id in &ids {
-        place(&w.pool, &clock, *id).await.unwrap();
+        place(&w.pool, &clock, (*id).into()).await.unwrap();
     }
     let g = |pool: PgPool| async move {
         sqlx::query_scalar::<_, i64>("SELECT guaranteed_memory_mib FROM hosts").fetch_one(&pool).await.unwrap()
@@ -345,7 +345,7 @@ async fn an_instance_terminated_before_placement_ends_destroyed() {
         id: Uuid::new_v4(),
         kind: "instance.converge".into(),
         payload: serde_json::json!({ "instance_id": id }),
-        instance_id: Some(id),
+        instance_id: Some(id.into()),
         attempts: 1,
         max_attempts: 5,
         request_id: None,
@@ -381,7 +381,7 @@ async fn kept_host_loads_equal_a_recount_after_a_concurrent_mixed_workload() {
     let big = host(&w.pool, "big", 64, 262_144, 20_000).await;
     let resized = instances(&w.pool, "burst-m", 20, 20).await;
     for id in &resized {
-        assert_eq!(place(&w.pool, clock.as_ref(), *id).await.unwrap(), Placement::Placed { host: big });
+        assert_eq!(place(&w.pool, clock.as_ref(), (*id).into()).await.unwrap(), Placement::Placed { host: big.into() });
     }
     sqlx::query("UPDATE hosts SET enabled = false WHERE id = $1").bind(big).execute(&w.pool).await.unwrap();
     // Three small hosts that hold 10 burst-s each (committed memory 1024/1.5 MiB, 6900 MiB).
@@ -391,7 +391,7 @@ async fn kept_host_loads_equal_a_recount_after_a_concurrent_mixed_workload() {
     }
     let old = instances(&w.pool, "burst-s", 12, 12).await;
     for id in &old {
-        assert!(matches!(place(&w.pool, clock.as_ref(), *id).await.unwrap(), Placement::Placed { .. }));
+        assert!(matches!(place(&w.pool, clock.as_ref(), (*id).into()).await.unwrap(), Placement::Placed { .. }));
     }
 
     // At once: 40 placements, 6 terminations of placed burst-s, 10 resizes down, 10 down and up again.
@@ -399,14 +399,14 @@ async fn kept_host_loads_equal_a_recount_after_a_concurrent_mixed_workload() {
     let mut placements = Vec::new();
     for id in new {
         let (pool, clock) = (w.pool.clone(), clock.clone());
-        placements.push(tokio::spawn(async move { place(&pool, clock.as_ref(), id).await.unwrap() }));
+        placements.push(tokio::spawn(async move { place(&pool, clock.as_ref(), id.into()).await.unwrap() }));
     }
     let mut others = Vec::new();
     for id in old.iter().take(6).copied() {
         let pool = w.pool.clone();
         others.push(tokio::spawn(async move {
             let mut tx = pool.begin().await.unwrap();
-            inst_sql::set_desired(&mut tx, id, DesiredState::Terminated, chrono::Utc::now()).await.unwrap();
+            inst_sql::set_desired(&mut tx, id.into(), DesiredState::Terminated, chrono::Utc::now()).await.unwrap();
             tx.commit().await.unwrap();
         }));
     }
@@ -414,11 +414,11 @@ async fn kept_host_loads_equal_a_recount_after_a_concurrent_mixed_workload() {
         let pool = w.pool.clone();
         others.push(tokio::spawn(async move {
             let mut tx = pool.begin().await.unwrap();
-            inst_sql::set_plan(&mut tx, id, small).await.unwrap();
+            inst_sql::set_plan(&mut tx, id.into(), small).await.unwrap();
             tx.commit().await.unwrap();
             if n % 2 == 1 {
                 let mut tx = pool.begin().await.unwrap();
-                inst_sql::set_plan(&mut tx, id, medium).await.unwrap();
+                inst_sql::set_plan(&mut tx, id.into(), medium).await.unwrap();
                 tx.commit().await.unwrap();
             }
         }));
@@ -427,7 +427,7 @@ async fn kept_host_loads_equal_a_recount_after_a_concurrent_mixed_workload() {
     for t in placements {
         match t.await.unwrap() {
             Placement::Placed { host } => {
-                assert!(smalls.contains(&host), "the disabled host takes nothing");
+                assert!(smalls.contains(&host.0), "the disabled host takes nothing");
                 placed += 1;
             }
             Placement::WaitingForCapacity { .. } => {}
@@ -466,7 +466,7 @@ async fn kept_host_loads_equal_a_recount_after_a_concurrent_mixed_workload() {
     // No host is overcommitted, by core's rule over the recount, and the scheduler's commitment
     // (what the cockpit shows) is that recount's load.
     for h in smalls.iter().chain([&big]) {
-        let row = panel::db::hosts::get(&w.pool, *h).await.unwrap().unwrap();
+        let row = panel::db::hosts::get(&w.pool, (*h).into()).await.unwrap().unwrap();
         let cap = panel::scheduler::capacity_of(&row);
         let mut allocations = Vec::new();
         for (host, plan_id, n) in &recount {
@@ -477,7 +477,7 @@ async fn kept_host_loads_equal_a_recount_after_a_concurrent_mixed_workload() {
         }
         let load = vessel_core::admission::HostLoad::of(allocations.iter());
         assert!(load.fits(&cap), "host {} is overcommitted: {load:?}", row.name);
-        let c = panel::scheduler::commitment(&w.pool, *h, cap).await.unwrap();
+        let c = panel::scheduler::commitment(&w.pool, (*h).into(), cap).await.unwrap();
         assert_eq!(c.load, load, "host {}", row.name);
     }
 }

@@ -156,6 +156,13 @@ fn every_endpoint(server: Uuid, customer: Uuid, hook: Uuid, invoice: Uuid) -> Ve
         (Method::POST, s("/rescue"), None, Scope::Write),
         (Method::POST, s("/leave-rescue"), None, Scope::Write),
         (Method::POST, s("/resize"), Some(json!({"plan": "burst-m"})), Scope::Write),
+        (Method::GET, s("/firewall"), None, Scope::Read),
+        (
+            Method::PUT,
+            s("/firewall"),
+            Some(json!({"default_policy": "drop", "rules": [{"action": "accept", "protocol": "tcp", "ports": "22"}]})),
+            Scope::Write,
+        ),
         (Method::GET, "/api/v1/quota".into(), None, Scope::Read),
         (Method::GET, format!("/api/v1/invoices/{invoice}/pdf"), None, Scope::Read),
         (Method::GET, "/api/v1/webhooks".into(), None, Scope::Read),

@@ -46,7 +46,7 @@ async fn a_customer_action_racing_dunning_waits_instead_of_deadlocking() {
     panel::db::subscriptions::lock(&mut billing, placed.subscription_id, None).await.unwrap().unwrap();
 
     let (pool, clock) = (w.pool.clone(), w.clock.clone());
-    let customer = tokio::spawn(async move { request_action(&pool, &clock, ed, instance, Action::Stop).await });
+    let customer = tokio::spawn(async move { request_action(&pool, &clock, ed.into(), instance.into(), Action::Stop).await });
     until_someone_waits_for_a_lock(&w.pool).await;
 
     // Billing goes on to the instance: suspended for an overdue invoice.
@@ -84,7 +84,7 @@ async fn parallel_customer_actions_and_billing_never_deadlock() {
         tasks.push(tokio::spawn(async move {
             if i % 2 == 0 {
                 let action = if i % 4 == 0 { Action::Start } else { Action::Stop };
-                match request_action(&pool, &clock, ed, instance, action).await {
+                match request_action(&pool, &clock, ed.into(), instance.into(), action).await {
                     Ok(()) | Err(InstanceError::Suspended) => Ok(()),
                     Err(e) => Err(e.to_string()),
                 }

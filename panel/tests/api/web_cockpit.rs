@@ -48,12 +48,12 @@ async fn the_cockpit_shows_exact_commitment_and_acts_on_servers_through_the_stat
         servers.push(order_plan_and_pay(&app, &ana, "burst-s", &format!("ct{i}.example.com")).await.server);
     }
     for s in &servers {
-        assert_eq!(place(&app.pool, &SystemClock, *s).await.unwrap(), Placement::Placed { host: h1 });
+        assert_eq!(place(&app.pool, &SystemClock, (*s).into()).await.unwrap(), Placement::Placed { host: h1.into() });
     }
     // A fifth paid server finds no host (h1 disabled for a moment): it waits for capacity.
     sqlx::query("UPDATE hosts SET enabled = false").execute(&app.pool).await.unwrap();
     let waiting = order_plan_and_pay(&app, &ana, "burst-s", "waits.example.com").await.server;
-    assert!(matches!(place(&app.pool, &SystemClock, waiting).await.unwrap(), Placement::WaitingForCapacity { .. }));
+    assert!(matches!(place(&app.pool, &SystemClock, waiting.into()).await.unwrap(), Placement::WaitingForCapacity { .. }));
     sqlx::query("UPDATE hosts SET enabled = true").execute(&app.pool).await.unwrap();
 
     // The numbers, exactly.

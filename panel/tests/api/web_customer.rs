@@ -349,6 +349,12 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token() {
         ("/servers/{id}/plan", format!("/servers/{}/plan", b.server), &ana, vec![("plan", "burst-m".into()), ("shown_total", "0".into())]),
         ("/servers/{id}/cancel", format!("/servers/{}/cancel", b.server), &ana, vec![("when", "now".into())]),
         (
+            "/servers/{id}/firewall",
+            format!("/servers/{}/firewall", b.server),
+            &ana,
+            vec![("rules", "accept tcp 22".into()), ("default_policy", "drop".into())],
+        ),
+        (
             "/account/ssh-keys",
             "/account/ssh-keys".into(),
             &ana,

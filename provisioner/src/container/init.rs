@@ -201,18 +201,55 @@ fn become_init(cfg: &InitConfig, userns: Option<&OwnedFd>) -> Result<std::conver
         Some(peer) => net::configure_inside(peer, &cfg.network)?,
         None => net::configure_inside("", &cfg.network)?,
     }
-    // stdout goes to the console log like stderr; stdin is nothing.
+    detach_stdio()?;
+    let root = &cfg.root;
+    mount_root(root)?;
+    mount_proc_and_sys(root)?;
+    populate_dev(root)?;
+
+    if cfg.boot == Boot::Systemd {
+        systemd_mounts(root, cfg.userns.map(|u| u.0).unwrap_or(0), cfg.memory_mib)?;
+    }
+
+    pivot_into(root)?;
+    sethostname(&cfg.hostname).map_err(sys("sethostname"))?;
+
+    if let Some(user) = userns {
+        // Last step while privileged: from here root inside is an unprivileged id outside.
+        // The mount, uts, ipc and pid namespaces stay the host user namespace's (root inside
+        // cannot mount or rename the host); the network namespace is the container's own.
+        setns(user, CloneFlags::CLONE_NEWUSER).map_err(sys("setns user"))?;
+        become_root_inside()?;
+    }
+    seal(cfg.userns.is_some())?;
+    let argv: Vec<CString> = cfg.init.iter().map(|a| CString::new(a.as_str()).unwrap_or_default()).collect();
+    let env = container_env();
+    execve(&argv[0], &argv, &env).map_err(sys(format!("exec init {:?}", cfg.init)))
+}
+
+/// stdout goes to the console log like stderr; stdin is nothing; a session of its own.
+fn detach_stdio() -> Result<(), ContainerError> {
     let null = fs::File::open("/dev/null").map_err(|source| ContainerError::Io { what: "/dev/null".into(), source })?;
     nix::unistd::dup2(null.as_raw_fd(), 0).map_err(sys("dup2 stdin"))?;
     nix::unistd::dup2(2, 1).map_err(sys("dup2 stdout"))?;
     nix::unistd::setsid().map_err(sys("setsid"))?;
+    Ok(())
+}
 
+/// The container's root, bound onto itself (what `pivot_root` needs) in a mount namespace
+/// that no longer propagates to the host's.
+fn mount_root(root: &Path) -> Result<(), ContainerError> {
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).map_err(sys("make / private"))?;
-    let root = &cfg.root;
     mount(Some(root), root, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(sys("bind root"))?;
     // The disk is nosuid on the host; inside, setuid programs (sudo, su, passwd) work.
     mount(None::<&str>, root, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NODEV, None::<&str>)
         .map_err(sys("allow setuid in the container's view of its root"))?;
+    Ok(())
+}
+
+/// `/proc` (with LXCFS's view of the container's own resources) and `/sys`, the kernel's
+/// knobs read-only.
+fn mount_proc_and_sys(root: &Path) -> Result<(), ContainerError> {
     for d in ["proc", "sys", "dev"] {
         let _ = fs::create_dir_all(root.join(d));
     }
@@ -238,6 +275,12 @@ fn become_init(cfg: &InitConfig, userns: Option<&OwnedFd>) -> Result<std::conver
         }
     }
     mount(Some("sysfs"), &root.join("sys"), Some("sysfs"), nodev | MsFlags::MS_RDONLY, None::<&str>).map_err(sys("mount /sys"))?;
+    Ok(())
+}
+
+/// A `/dev` of the container's own: a tmpfs with the harmless devices, its own devpts, shm
+/// and the usual links.
+fn populate_dev(root: &Path) -> Result<(), ContainerError> {
     let dev = root.join("dev");
     mount(Some("tmpfs"), &dev, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME, Some("mode=755,size=1024k"))
         .map_err(sys("mount /dev"))?;
@@ -272,30 +315,18 @@ fn become_init(cfg: &InitConfig, userns: Option<&OwnedFd>) -> Result<std::conver
     ] {
         let _ = std::os::unix::fs::symlink(target, dev.join(link));
     }
+    Ok(())
+}
 
-    if cfg.boot == Boot::Systemd {
-        systemd_mounts(root, cfg.userns.map(|u| u.0).unwrap_or(0), cfg.memory_mib)?;
-    }
-
+/// Makes `root` the root and lets go of the host's.
+fn pivot_into(root: &Path) -> Result<(), ContainerError> {
     chdir(root).map_err(sys("chdir root"))?;
     let _ = fs::create_dir(root.join(".oldroot"));
     pivot_root(".", ".oldroot").map_err(sys("pivot_root"))?;
     chdir("/").map_err(sys("chdir /"))?;
     umount2("/.oldroot", MntFlags::MNT_DETACH).map_err(sys("detach old root"))?;
     let _ = fs::remove_dir("/.oldroot");
-    sethostname(&cfg.hostname).map_err(sys("sethostname"))?;
-
-    if let Some(user) = userns {
-        // Last step while privileged: from here root inside is an unprivileged id outside.
-        // The mount, uts, ipc and pid namespaces stay the host user namespace's (root inside
-        // cannot mount or rename the host); the network namespace is the container's own.
-        setns(user, CloneFlags::CLONE_NEWUSER).map_err(sys("setns user"))?;
-        become_root_inside()?;
-    }
-    seal(cfg.userns.is_some())?;
-    let argv: Vec<CString> = cfg.init.iter().map(|a| CString::new(a.as_str()).unwrap_or_default()).collect();
-    let env = container_env();
-    execve(&argv[0], &argv, &env).map_err(sys(format!("exec init {:?}", cfg.init)))
+    Ok(())
 }
 
 /// What systemd as pid 1 expects to find mounted, since it cannot mount anything itself here

@@ -13,7 +13,7 @@ use crate::admin::servers::{self as svc, AdminAction, ServerQuery};
 use crate::admin::AdminError;
 use crate::capacity::{host_chart, host_use, HostUse};
 use crate::db::hosts as sql_hosts;
-use crate::ids::HostId;
+use crate::ids::{HostId, InstanceId};
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
@@ -50,7 +50,7 @@ pub struct PlanRow {
 }
 
 pub struct HostCockpit {
-    pub id: Uuid,
+    pub id: HostId,
     pub name: String,
     pub state: String,
     pub instances: usize,
@@ -64,7 +64,7 @@ fn to_one(r: &num_rational::BigRational) -> String {
     format!("{} : 1", decimal(r))
 }
 
-fn cockpit_of(id: Uuid, name: &str, state: String, u: &HostUse) -> HostCockpit {
+fn cockpit_of(id: HostId, name: &str, state: String, u: &HostUse) -> HostCockpit {
     let against = |(ratio, eff): &(vessel_core::Ratio, Option<num_rational::BigRational>)| match eff {
         Some(e) => format!("{} (plan allows {ratio} : 1)", to_one(e)),
         None => format!("pinned (plan {ratio} : 1)"),
@@ -135,7 +135,7 @@ async fn capacity(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<Capaci
         .iter()
         .map(|h| {
             (
-                HostId(h.id),
+                h.id,
                 crate::scheduler::capacity(h.cpus, h.reserved_cpus, h.memory_mib, h.reserved_memory_mib, h.disk_gib, h.reserved_disk_gib),
             )
         })
@@ -144,7 +144,7 @@ async fn capacity(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<Capaci
     let commitments = crate::scheduler::commitments(&pool, &caps).await.map_err(WebError::internal)?;
     let mut hosts = Vec::new();
     for h in &summaries {
-        let Some(c) = commitments.get(&HostId(h.id)) else { continue };
+        let Some(c) = commitments.get(&h.id) else { continue };
         let state = format!("{}, {}", if h.enabled { "enabled" } else { "disabled" }, h.reachability.as_str());
         hosts.push(cockpit_of(h.id, &h.name, state, &host_use(c)));
     }
@@ -154,7 +154,7 @@ async fn capacity(a: CurrentAdmin, pool: web::Data<PgPool>, q: web::Query<Capaci
 // ------------------------------------------------------------------ servers
 
 pub struct ServerLine {
-    pub id: Uuid,
+    pub id: InstanceId,
     pub hostname: String,
     pub customer_id: Uuid,
     pub customer: String,
@@ -172,7 +172,7 @@ pub struct ServerLine {
 impl ServerLine {
     fn of(ctx: &Ctx, r: &crate::resellers::servers::ServerRow) -> Self {
         ServerLine {
-            id: r.id,
+            id: r.id.into(),
             hostname: r.hostname.clone(),
             customer_id: r.customer_id,
             customer: r.customer_email.clone(),
@@ -197,7 +197,7 @@ struct ServersPage {
     servers: Vec<ServerLine>,
     next: Option<String>,
     states: Vec<&'static str>,
-    hosts: Vec<(Uuid, String)>,
+    hosts: Vec<(HostId, String)>,
     error: Option<String>,
 }
 
@@ -295,7 +295,7 @@ async fn job_retry(
 // ------------------------------------------------------------------ the dashboard's lists
 
 pub struct WaitingLine {
-    pub id: Uuid,
+    pub id: InstanceId,
     pub hostname: String,
     pub customer: String,
     pub plan: String,
@@ -306,7 +306,7 @@ pub struct WaitingLine {
 pub struct FailedJob {
     pub id: Uuid,
     pub kind: String,
-    pub server: Option<(Uuid, String)>,
+    pub server: Option<(InstanceId, String)>,
     pub attempts: i32,
     pub error: String,
     pub at: String,

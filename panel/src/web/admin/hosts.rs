@@ -6,19 +6,19 @@ use crate::admin::{self, HostForm};
 use crate::catalogue::mib;
 use crate::config::Settings;
 use crate::db::hosts as sql_hosts;
+use crate::ids::HostId;
 use crate::web::error::WebError;
 use crate::web::pages::{invalid as invalid_page, ok, see_other, Ctx};
 use crate::web::session::{CsrfForm, CurrentAdmin};
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 pub(super) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(hosts).service(host_new).service(host_create).service(host_edit).service(host_register).service(host_update);
 }
 
-fn host_form_view(f: &HostForm, id: Option<Uuid>) -> FormView {
+fn host_form_view(f: &HostForm, id: Option<HostId>) -> FormView {
     FormView {
         title: if id.is_some() { format!("Edit host {}", f.name) } else { "New host".into() },
         action: id.map(|i| format!("/admin/hosts/{i}")).unwrap_or_else(|| "/admin/hosts".into()),
@@ -161,7 +161,7 @@ async fn host_create(req: HttpRequest, a: CurrentAdmin, f: CsrfForm<HostForm>, p
 }
 
 #[get("/admin/hosts/{id}/edit")]
-async fn host_edit(a: CurrentAdmin, id: web::Path<Uuid>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
+async fn host_edit(a: CurrentAdmin, id: web::Path<HostId>, pool: web::Data<PgPool>) -> Result<HttpResponse, WebError> {
     let h = sql_hosts::summary(&pool, *id).await?.ok_or(WebError::NotFound)?;
     ok(&form_page(&a, host_form_view(&HostForm::from_row(&h), Some(h.id))))
 }
@@ -170,7 +170,7 @@ async fn host_edit(a: CurrentAdmin, id: web::Path<Uuid>, pool: web::Data<PgPool>
 async fn host_update(
     req: HttpRequest,
     a: CurrentAdmin,
-    id: web::Path<Uuid>,
+    id: web::Path<HostId>,
     f: CsrfForm<HostForm>,
     pool: web::Data<PgPool>,
 ) -> Result<HttpResponse, WebError> {
