@@ -272,6 +272,8 @@ async fn the_packages_install_start_answer_upgrade_and_purge_in_debian_12_under_
     assert_eq!((fields[5], fields[6]), ("/var/lib/vessel-panel", "/usr/sbin/nologin"), "{user}");
     assert_eq!(m.sh_ok("stat -c '%U:%G %a' /etc/vessel/panel.toml").trim(), "root:vessel 640", "the panel's secrets are its own");
     assert!(m.sh_ok("dpkg-query -W -f='${Conffiles}' vessel-panel vessel-provisioner").contains("/etc/vessel/provisioner.toml"));
+    // The VMM-only binary sits beside the daemon, so each KVM machine runs it (daemon::vmm_binary).
+    m.sh_ok("test -x /usr/bin/vessel-vmm && test -x /usr/bin/vessel-provisioner");
     for unit in ["vessel-panel", "vessel-provisioner"] {
         assert_eq!(m.sh_ok(&format!("systemctl is-enabled {unit}")).trim(), "enabled", "{unit} starts at boot");
         // Nothing starts before it is configured (the panel's database and seller, the host's join).
