@@ -51,7 +51,7 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum HostsCmd {
-    /// Expect a new host: prints the one-time token its `provisioner join` uses.
+    /// Expect a new host: prints the one-time token its `vessel-provisioner join` (`provisioner join` from source) uses.
     Add {
         #[arg(long)]
         name: String,
@@ -191,7 +191,11 @@ async fn main() -> anyhow::Result<()> {
             let ttl = settings.orchestration.join_token_ttl();
             let (id, token) = panel::hosts::register_for(&pool, None, &name, &api_url, ttl).await?;
             println!("host {name} ({id}) is expected; within {} hours, on it run:", ttl.num_hours());
-            println!("  provisioner join --panel-url {} --token {token} --name {name} --api-url {api_url}", settings.http.base_url);
+            // The panel cannot know how the host was installed: the package's binary is
+            // `vessel-provisioner` (configured in /etc/vessel), a source build's is `provisioner`.
+            let args = format!("--panel-url {} --token {token} --name {name} --api-url {api_url}", settings.http.base_url);
+            println!("  vessel-provisioner join --config /etc/vessel/provisioner.toml {args}");
+            println!("(from the vessel-provisioner package; from a source build: provisioner join --config provisioner.toml {args})");
         }
         Cmd::Billing { cmd } => {
             let pool = db::pool(settings.database_url(), 4)?;

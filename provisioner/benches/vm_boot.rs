@@ -143,7 +143,8 @@ fn main() {
     ensure_qemu();
     let tmp = tempfile::tempdir().unwrap();
     let g = guest::build(&tmp.path().join("guest")).expect("building the test guest");
-    let vmm = env!("CARGO_BIN_EXE_provisioner");
+    // The VMM-only binary, what the daemon runs when installed (daemon::vmm_binary).
+    let vmm = env!("CARGO_BIN_EXE_vessel-vmm");
 
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for i in 0..RUNS {

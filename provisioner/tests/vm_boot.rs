@@ -56,9 +56,13 @@ fn spawn(dir: &std::path::Path, cfg: &VmConfig) -> Vmm {
 }
 
 fn spawn_with_env(dir: &std::path::Path, cfg: &VmConfig, env: &[(&str, &str)]) -> Vmm {
+    spawn_program(VMM, dir, cfg, env)
+}
+
+fn spawn_program(program: &str, dir: &std::path::Path, cfg: &VmConfig, env: &[(&str, &str)]) -> Vmm {
     let path = dir.join("config.json");
     std::fs::write(&path, serde_json::to_vec(cfg).unwrap()).unwrap();
-    Command::new(VMM)
+    Command::new(program)
         .envs(env.iter().copied())
         .args(["vm", "run", "--config"])
         .arg(&path)
@@ -89,11 +93,15 @@ fn wait(vmm: &mut Vmm, limit: Duration) -> std::process::ExitStatus {
 /// the guest wakes its other vCPUs by INIT-SIPI-SIPI through the in-kernel LAPIC; with
 /// `SmpBoot::Entry` the VMM starts them all at the entry.
 fn boot_and_check(vcpus: u8, memory_mib: u64, smp_boot: SmpBoot) {
+    boot_and_check_with(VMM, vcpus, memory_mib, smp_boot)
+}
+
+fn boot_and_check_with(program: &str, vcpus: u8, memory_mib: u64, smp_boot: SmpBoot) {
     require_kvm();
     let tmp = scratch("boot");
     let dir = tmp.path();
     let cfg = config_smp(dir, vcpus, memory_mib, "", true, smp_boot);
-    let mut child = spawn(dir, &cfg);
+    let mut child = spawn_program(program, dir, &cfg, &[]);
     let status = wait(&mut child, Duration::from_secs(90));
     let serial = std::fs::read_to_string(dir.join("serial.log")).unwrap_or_default();
     let log = std::fs::read_to_string(dir.join("vmm.log")).unwrap_or_default();
@@ -108,6 +116,13 @@ fn boot_and_check(vcpus: u8, memory_mib: u64, smp_boot: SmpBoot) {
 #[test]
 fn one_vcpu_64_mib() {
     boot_and_check(1, 64, SmpBoot::Sipi);
+}
+
+/// `vessel-vmm`, the VMM without the daemon (what the daemon runs when it is installed beside
+/// it), boots the same machine to the same report.
+#[test]
+fn the_vmm_only_binary_boots_two_vcpus_128_mib() {
+    boot_and_check_with(env!("CARGO_BIN_EXE_vessel-vmm"), 2, 128, SmpBoot::Sipi);
 }
 
 #[test]

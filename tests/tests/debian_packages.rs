@@ -272,6 +272,8 @@ async fn the_packages_install_start_answer_upgrade_and_purge_in_debian_12_under_
     assert_eq!((fields[5], fields[6]), ("/var/lib/vessel-panel", "/usr/sbin/nologin"), "{user}");
     assert_eq!(m.sh_ok("stat -c '%U:%G %a' /etc/vessel/panel.toml").trim(), "root:vessel 640", "the panel's secrets are its own");
     assert!(m.sh_ok("dpkg-query -W -f='${Conffiles}' vessel-panel vessel-provisioner").contains("/etc/vessel/provisioner.toml"));
+    // The VMM-only binary sits beside the daemon, so each KVM machine runs it (daemon::vmm_binary).
+    m.sh_ok("test -x /usr/bin/vessel-vmm && test -x /usr/bin/vessel-provisioner");
     for unit in ["vessel-panel", "vessel-provisioner"] {
         assert_eq!(m.sh_ok(&format!("systemctl is-enabled {unit}")).trim(), "enabled", "{unit} starts at boot");
         // Nothing starts before it is configured (the panel's database and seller, the host's join).
@@ -331,6 +333,10 @@ async fn the_packages_install_start_answer_upgrade_and_purge_in_debian_12_under_
 
     // A host joins the panel and its unit serves; the panel (hardened) reaches it over TLS.
     let add = m.sh_ok("vessel-panel --config /etc/vessel/panel.toml hosts add --name pkg-host --api-url https://127.0.0.1:8443");
+    assert!(
+        add.contains("  vessel-provisioner join --config /etc/vessel/provisioner.toml --panel-url "),
+        "the hint names the packaged binary: {add}"
+    );
     let token = add.split_whitespace().skip_while(|w| *w != "--token").nth(1).unwrap_or_else(|| panic!("a join token in: {add}"));
     m.sh_ok(&format!(
         "vessel-provisioner join --config /etc/vessel/provisioner.toml --panel-url http://127.0.0.1:8000 --allow-http-panel \
